@@ -1,0 +1,87 @@
+"""Overview: company score, departments ranked, red/amber/at-risk counts, top alerts, freshness."""
+
+import streamlit as st
+
+from kpi_core import charts, i18n
+from kpi_core.board import latest_month, overview
+from kpi_core.periods import Period
+from kpi_core.ui import guard, page, period_picker
+from kpi_core.ui.widgets import badge
+
+ctx = page("nav_overview")
+with guard(ctx):
+    latest = latest_month(ctx.wh, ctx.actor.scope, ctx.cat)
+    if latest is None:
+        st.info(ctx.t("no_data_yet"))
+        st.stop()
+    period = period_picker(ctx, latest)
+    ov = overview(ctx.wh, ctx.cat, ctx.actor.scope, period)
+    lang = ctx.lang
+
+    st.title(ctx.t("nav_overview"))
+    st.caption(ctx.t("data_as_of", month=i18n.period_label(Period("M", latest).label(), lang)))
+
+    for root in ov.roots:
+        unit = ctx.cat.units[root.unit_id]
+        cols = st.columns([2, 1, 1, 1, 1])
+        with cols[0]:
+            st.markdown(f"#### {unit.name(lang)}")
+            st.metric(
+                ctx.t("company_score"),
+                "—" if root.score is None else f"{root.score:.1f}",
+                label_visibility="visible",
+            )
+            st.markdown(badge(root.status, lang))
+            if root.vetoed_by:
+                names = ", ".join(ctx.cat.kpi(c).name(lang) for c in root.vetoed_by)
+                st.error(ctx.t("vetoed", kpis=names))
+        for col, key in zip(cols[1:], ("red", "amber", "green"), strict=False):
+            col.metric(i18n.status_label(key, lang), ov.counts[key])
+        cols[4].metric(f"⚠ {ctx.t('at_risk')}", ov.at_risk)
+        st.caption(f"{ctx.t('coverage')}: {(root.coverage or 0) * 100:.0f}%")
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader(ctx.t("departments_ranked"))
+        if ov.departments:
+            st.altair_chart(charts.score_bars(ov.departments, ctx.cat, lang), width="stretch")
+    with right:
+        st.subheader(ctx.t("freshness"))
+        rows = []
+        for f in ov.freshness:
+            latest_text = "—" if f.latest is None else i18n.period_label(Period("M", f.latest).label(), lang)
+            state = (
+                ctx.t("missing_for", month=i18n.period_label(Period("M", latest).label(), lang))
+                if f.missing
+                else ctx.t("up_to_date")
+            )
+            rows.append(
+                {
+                    ctx.t("unit"): ctx.cat.units[f.unit_id].name(lang),
+                    ctx.t("latest_month"): latest_text,
+                    ctx.t("status"): ("■ " if f.missing else "● ") + state,
+                }
+            )
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+    st.subheader(ctx.t("top_alerts"))
+    if not ov.alerts:
+        st.success(ctx.t("no_alerts"))
+    else:
+        rows = []
+        for node, weight in ov.alerts[:12]:
+            kpi = ctx.cat.kpis[node.kpi_id]
+            lv = node.levels
+            risky = (node.kpi_id, node.unit_id) in ov.at_risk_pairs and node.status != "red"
+            rows.append(
+                {
+                    ctx.t("status"): ctx.t("at_risk") if risky else i18n.status_label(node.status, lang),
+                    ctx.t("unit"): ctx.cat.units[node.unit_id].name(lang),
+                    ctx.t("kpi"): kpi.name(lang),
+                    ctx.t("actual"): i18n.format_value(node.actual, kpi, lang),
+                    ctx.t("target"): i18n.format_value(lv.target if lv else None, kpi, lang),
+                    ctx.t("score"): None if node.score is None else round(node.score, 1),
+                    ctx.t("owner"): kpi.owner or "—",
+                }
+            )
+        st.dataframe(rows, hide_index=True, width="stretch")

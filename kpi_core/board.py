@@ -1,0 +1,187 @@
+"""What the Overview and Board pages show, computed in one place and returned as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from kpi_core import actuals, scoring
+from kpi_core.access import Scope
+from kpi_core.catalog import SCORECARD, Catalog
+from kpi_core.periods import Period, add_months
+from kpi_core.scorecard import NodeResult, evaluate
+from kpi_core.scoring import DEFAULT_LADDER, Ladder
+from kpi_core.warehouse import Warehouse
+
+
+def latest_month(wh: Warehouse, scope: Scope, cat: Catalog) -> date | None:
+    """The latest month with any actual inside the scope: the default period, 'data as of'."""
+    ids = [u for u in cat.units if scope.allows(u)]
+    row = wh.one("SELECT max(period) FROM actual WHERE list_contains(?, unit_id)", [ids])
+    return row[0] if row else None
+
+
+@dataclass
+class KpiLine:
+    """One KPI node of a scorecard with what a card needs."""
+
+    node: NodeResult
+    weight: float
+    previous: float | None
+    last_year: float | None
+    spark: list[tuple[date, float | None]]
+    at_risk: bool = False
+
+
+@dataclass
+class Board:
+    unit_id: int
+    period: Period
+    result: NodeResult
+    lines: list[KpiLine]
+    rank: tuple[int, int] | None  # (rank, peers) among sibling units with a scorecard
+    matrix: dict[int, NodeResult]  # unit → its scorecard, for the unit and its child units
+    previous_score: float | None = None
+
+
+def _values_by_pair(res: NodeResult) -> dict[tuple[int, int], float | None]:
+    return {(c.kpi_id, c.unit_id): c.actual for _, c in res.kpi_children()}
+
+
+def board(
+    wh: Warehouse,
+    cat: Catalog,
+    scope: Scope,
+    unit_id: int,
+    period: Period,
+    ladder: Ladder = DEFAULT_LADDER,
+) -> Board:
+    scope.check(unit_id, cat.units[unit_id].code)
+    parent = cat.units[unit_id].parent_id
+    peers = [
+        u
+        for u in (cat.children_of.get(parent, []) if parent is not None else [unit_id])
+        if scope.allows(u) and cat.tree(period.end).get((u, SCORECARD))
+    ]
+    children = [
+        u
+        for u in cat.children_of.get(unit_id, [])
+        if scope.allows(u) and cat.tree(period.end).get((u, SCORECARD))
+    ]
+    now = evaluate(wh, cat, scope, {unit_id, *peers, *children}, period, ladder)
+    res = now[unit_id]
+    prev = evaluate(wh, cat, scope, [unit_id], period.previous(), ladder)[unit_id]
+    last_year = evaluate(wh, cat, scope, [unit_id], period.last_year(), ladder)[unit_id]
+    prev_values, ly_values = _values_by_pair(prev), _values_by_pair(last_year)
+
+    spark_months = [add_months(period.end, -i) for i in range(11, -1, -1)]
+    pairs = [(c.kpi_id, c.unit_id) for _, c in res.kpi_children()]
+    series = actuals.monthly(wh, cat, pairs, spark_months)
+    ytd = _ytd_scores(wh, cat, scope, unit_id, period, ladder)
+
+    lines = []
+    for weight, node in res.kpi_children():
+        key = (node.kpi_id, node.unit_id)
+        lines.append(
+            KpiLine(
+                node=node,
+                weight=weight,
+                previous=prev_values.get(key),
+                last_year=ly_values.get(key),
+                spark=[(m, series[m].value(*key)) for m in spark_months],
+                at_risk=_at_risk(node, ytd.get(key)),
+            )
+        )
+    rank = None
+    scored_peers = sorted(
+        (u for u in peers if now[u].score is not None), key=lambda u: -now[u].score
+    )
+    if unit_id in scored_peers and len(scored_peers) > 1:
+        rank = (scored_peers.index(unit_id) + 1, len(scored_peers))
+    matrix = {u: now[u] for u in [unit_id, *children]}
+    return Board(unit_id, period, res, lines, rank, matrix, prev.score)
+
+
+def _ytd_scores(wh, cat, scope, unit_id, period: Period, ladder) -> dict[tuple[int, int], float]:
+    """Scores of the unit's KPI nodes year-to-date (against the phased target of those months)."""
+    months = Period("Y", date(period.end.year, 1, 1)).until(period.end)
+    res = evaluate(wh, cat, scope, [unit_id], period, ladder, months=months)[unit_id]
+    return {(c.kpi_id, c.unit_id): c.score for _, c in res.kpi_children() if c.score is not None}
+
+
+def _at_risk(node: NodeResult, ytd_score: float | None) -> bool:
+    """Green or amber now, but the year-to-date pace (the run-rate to year end) misses target."""
+    if node.status not in (scoring.GREEN, scoring.AMBER) or ytd_score is None:
+        return False
+    return ytd_score < DEFAULT_LADDER.target - 1e-9
+
+
+@dataclass
+class Freshness:
+    unit_id: int
+    latest: date | None
+    missing: bool  # the unit's data stops before the warehouse's latest month
+
+
+@dataclass
+class Overview:
+    period: Period
+    roots: list[NodeResult]
+    departments: list[NodeResult]  # child scorecards of the first root, best first
+    counts: dict[str, int]
+    at_risk: int
+    alerts: list[tuple[NodeResult, float]]  # red and at-risk KPI nodes with weight, worst first
+    freshness: list[Freshness]
+    at_risk_pairs: set[tuple[int, int]] = field(default_factory=set)
+
+
+def overview(
+    wh: Warehouse, cat: Catalog, scope: Scope, period: Period, ladder: Ladder = DEFAULT_LADDER
+) -> Overview:
+    roots = [u for u in cat.scope_roots(scope) if cat.tree(period.end).get((u, SCORECARD))]
+    results = evaluate(wh, cat, scope, roots, period, ladder)
+    root_results = [results[u] for u in roots]
+    departments = []
+    if root_results:
+        departments = [n for _, n in root_results[0].unit_children()]
+        departments.sort(key=lambda n: (n.score is None, -(n.score or 0)))
+
+    # Every KPI node under the roots, once each.
+    nodes: dict[tuple[int, int], tuple[NodeResult, float]] = {}
+    stack = [(100.0, r) for r in root_results]
+    while stack:
+        weight, n = stack.pop()
+        for w, c in n.children:
+            if not c.is_scorecard:
+                nodes.setdefault((c.kpi_id, c.unit_id), (c, w))
+            stack.append((w, c))
+    counts = {s: 0 for s in (scoring.RED, scoring.AMBER, scoring.GREEN, scoring.GREY)}
+    for n, _ in nodes.values():
+        counts[n.status] += 1
+
+    ytd = {}
+    months = Period("Y", date(period.end.year, 1, 1)).until(period.end)
+    for r in evaluate(wh, cat, scope, roots, period, ladder, months=months).values():
+        stack = [r]
+        while stack:
+            n = stack.pop()
+            if not n.is_scorecard and n.score is not None:
+                ytd[(n.kpi_id, n.unit_id)] = n.score
+            stack.extend(c for _, c in n.children)
+    risky = {k for k, (n, _) in nodes.items() if _at_risk(n, ytd.get(k))}
+    alerts = [(n, w) for k, (n, w) in nodes.items() if n.status == scoring.RED or k in risky]
+    alerts.sort(key=lambda a: (a[0].status != scoring.RED, -(a[1] * (100 - (a[0].score or 0)))))
+
+    latest_by_unit = dict(
+        wh.rows(
+            "SELECT unit_id, max(period) FROM actual WHERE list_contains(?, unit_id) GROUP BY 1",
+            [[u for u in cat.units if scope.allows(u)]],
+        )
+    )
+    overall = max(latest_by_unit.values(), default=None)
+    fresh = []
+    for dept in departments or root_results:
+        months_seen = [latest_by_unit[u] for u in cat.descendants(dept.unit_id) if u in latest_by_unit]
+        latest = max(months_seen, default=None)
+        fresh.append(Freshness(dept.unit_id, latest, latest is None or latest < overall))
+    return Overview(period, root_results, departments, counts, len(risky), alerts, fresh, risky)

@@ -1,0 +1,48 @@
+"""Domain exceptions. Pages catch `KpiError` and show `str(error)`; the CLI prints it and exits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class KpiError(Exception):
+    """Base of every error the product reports to a user."""
+
+
+class NotFoundError(KpiError):
+    """A unit, KPI, user or period asked for does not exist."""
+
+
+class ScopeError(KpiError):
+    """The caller's scope does not include the org unit asked for."""
+
+
+class WarehouseBusyError(KpiError):
+    """Another process holds the warehouse file for longer than we were willing to wait."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in an input, located so the user can find and fix it."""
+
+    sheet: str
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = [f"Sheet '{self.sheet}'"]
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column:
+            where.append(f"column '{self.column}'")
+        return f"{', '.join(where)}: {self.message}"
+
+
+class ValidationError(KpiError):
+    """An input was refused; `problems` lists every reason, each with its place."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        head = f"{len(problems)} problem(s); nothing was written."
+        super().__init__("\n".join([head, *(str(p) for p in problems[:50])]))

@@ -1,0 +1,175 @@
+"""Formula KPIs: `+ - * / ( )`, numbers and KPI codes, read by a whitelist parser.
+
+Never `eval`, never SQL: a formula is tokenised, parsed by recursive descent into a small tree,
+and evaluated over a dict of values. `×` and `÷` are accepted as Excel users type them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kpi_core.errors import KpiError
+
+
+class FormulaError(KpiError):
+    """A formula could not be parsed."""
+
+
+_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|([A-Za-z_][A-Za-z0-9_.]*)|(.))")
+_OPS = {"×": "*", "÷": "/", "＋": "+", "－": "-", "（": "(", "）": ")", "−": "-"}
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+
+
+@dataclass(frozen=True)
+class Ref:
+    code: str
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Node
+
+
+Node = Num | Ref | BinOp | Neg
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out = []
+    for number, name, other in _TOKEN.findall(text):
+        if number:
+            out.append(("num", number))
+        elif name:
+            out.append(("ref", name))
+        elif other.strip():
+            op = _OPS.get(other, other)
+            if op not in "+-*/()":
+                raise FormulaError(f"'{other}' is not allowed in a formula — use + - × ÷ ( )")
+            out.append(("op", op))
+    return out
+
+
+def parse(text: str) -> Node:
+    """Parse a formula; raises FormulaError with what is wrong."""
+    tokens = _tokens(str(text))
+    if not tokens:
+        raise FormulaError("the formula is empty")
+    pos = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def expr() -> Node:
+        node = term()
+        while (tok := peek()) and tok[1] in "+-" and tok[0] == "op":
+            node = BinOp(take()[1], node, term())
+        return node
+
+    def term() -> Node:
+        node = unary()
+        while (tok := peek()) and tok[1] in "*/" and tok[0] == "op":
+            node = BinOp(take()[1], node, unary())
+        return node
+
+    def unary() -> Node:
+        tok = peek()
+        if tok == ("op", "-"):
+            take()
+            return Neg(unary())
+        if tok == ("op", "+"):
+            take()
+            return unary()
+        return atom()
+
+    def atom() -> Node:
+        tok = peek()
+        if tok is None:
+            raise FormulaError("the formula ends too early — an operand is missing")
+        take()
+        if tok[0] == "num":
+            return Num(float(tok[1]))
+        if tok[0] == "ref":
+            return Ref(tok[1])
+        if tok[1] == "(":
+            node = expr()
+            if peek() != ("op", ")"):
+                raise FormulaError("a '(' is not closed")
+            take()
+            return node
+        raise FormulaError(f"unexpected '{tok[1]}'")
+
+    node = expr()
+    if pos != len(tokens):
+        raise FormulaError(f"unexpected '{tokens[pos][1]}'")
+    return node
+
+
+def references(node: Node) -> set[str]:
+    if isinstance(node, Ref):
+        return {node.code}
+    if isinstance(node, BinOp):
+        return references(node.left) | references(node.right)
+    if isinstance(node, Neg):
+        return references(node.operand)
+    return set()
+
+
+def evaluate(node: Node, values: Mapping[str, float | None]) -> float | None:
+    """Value of the formula; None if any referenced value is missing or a division is by zero."""
+    if isinstance(node, Num):
+        return node.value
+    if isinstance(node, Ref):
+        return values.get(node.code)
+    if isinstance(node, Neg):
+        v = evaluate(node.operand, values)
+        return None if v is None else -v
+    left, right = evaluate(node.left, values), evaluate(node.right, values)
+    if left is None or right is None:
+        return None
+    if node.op == "+":
+        return left + right
+    if node.op == "-":
+        return left - right
+    if node.op == "*":
+        return left * right
+    return None if right == 0 else left / right
+
+
+def find_cycle(deps: Mapping[str, set[str]]) -> list[str] | None:
+    """A dependency cycle among KPI codes (`deps[code]` = codes it uses), as a path, or None."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(code: str) -> list[str] | None:
+        state[code] = 1
+        path.append(code)
+        for dep in sorted(deps.get(code, ())):
+            if state.get(dep) == 1:
+                return path[path.index(dep) :] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        path.pop()
+        state[code] = 2
+        return None
+
+    for code in sorted(deps):
+        if code not in state and (found := visit(code)):
+            return found
+    return None

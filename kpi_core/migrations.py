@@ -1,0 +1,154 @@
+"""Numbered schema migrations. Append, never edit one that has shipped.
+
+Keys are integer ids (fast joins over millions of actuals); codes are what users see. In the tree,
+`kpi = 0` marks a scorecard node (an org unit's total) so edges never need NULL comparisons.
+"""
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "KPI library, org units, tree, targets, actuals, batches, audit, users, comments",
+        """
+        CREATE SEQUENCE org_unit_id START 1;
+        CREATE SEQUENCE kpi_id START 1;
+        CREATE SEQUENCE batch_id START 1;
+        CREATE SEQUENCE comment_id START 1;
+
+        CREATE TABLE org_unit (
+            id INTEGER PRIMARY KEY,
+            code VARCHAR NOT NULL UNIQUE,
+            name_zh VARCHAR NOT NULL,
+            name_en VARCHAR NOT NULL,
+            parent_id INTEGER,
+            kind VARCHAR NOT NULL,
+            sort_order INTEGER NOT NULL DEFAULT 0
+        );
+
+        CREATE TABLE kpi (
+            id INTEGER PRIMARY KEY,
+            code VARCHAR NOT NULL UNIQUE,
+            name_zh VARCHAR NOT NULL,
+            name_en VARCHAR NOT NULL,
+            unit VARCHAR NOT NULL DEFAULT '',
+            direction VARCHAR NOT NULL,
+            aggregation VARCHAR NOT NULL,
+            numerator VARCHAR,
+            denominator VARCHAR,
+            formula VARCHAR,
+            perspective VARCHAR,
+            kind VARCHAR,
+            veto BOOLEAN NOT NULL DEFAULT false,
+            decimals INTEGER,
+            caliber VARCHAR,
+            source VARCHAR,
+            owner VARCHAR,
+            period_grain VARCHAR NOT NULL DEFAULT 'M',
+            min_value DOUBLE,
+            max_value DOUBLE,
+            active BOOLEAN NOT NULL DEFAULT true,
+            sort_order INTEGER NOT NULL DEFAULT 0
+        );
+
+        -- One row per edge and version. The children of a parent valid for a month are the rows
+        -- of that parent with the latest valid_from on or before the month.
+        CREATE TABLE tree_edge (
+            parent_unit INTEGER NOT NULL,
+            parent_kpi INTEGER NOT NULL,
+            child_unit INTEGER NOT NULL,
+            child_kpi INTEGER NOT NULL,
+            weight DOUBLE NOT NULL,
+            valid_from DATE NOT NULL,
+            sort_order INTEGER NOT NULL DEFAULT 0,
+            changed_by VARCHAR,
+            changed_at TIMESTAMP,
+            reason VARCHAR
+        );
+
+        CREATE TABLE phasing_profile (
+            name VARCHAR PRIMARY KEY,
+            shares DOUBLE[] NOT NULL
+        );
+
+        -- Effective-dated: a change adds a version; a month is judged by the latest version
+        -- valid on or before it, so past months keep the targets they were judged by.
+        CREATE TABLE target (
+            kpi_id INTEGER NOT NULL,
+            unit_id INTEGER NOT NULL,
+            grain VARCHAR NOT NULL,
+            period_start DATE NOT NULL,
+            baseline DOUBLE,
+            target DOUBLE,
+            challenge DOUBLE,
+            low DOUBLE,
+            high DOUBLE,
+            tolerance DOUBLE,
+            phasing VARCHAR,
+            valid_from DATE NOT NULL,
+            version INTEGER NOT NULL,
+            changed_by VARCHAR,
+            changed_at TIMESTAMP,
+            reason VARCHAR
+        );
+
+        CREATE TABLE batch (
+            id INTEGER PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            source_name VARCHAR,
+            sha256 VARCHAR,
+            created_by VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            rows INTEGER NOT NULL DEFAULT 0,
+            status VARCHAR NOT NULL
+        );
+
+        CREATE TABLE actual (
+            kpi_id INTEGER NOT NULL,
+            unit_id INTEGER NOT NULL,
+            period DATE NOT NULL,
+            value DOUBLE NOT NULL,
+            batch_id INTEGER
+        );
+
+        -- The values a batch overwrote, so rolling it back can restore them.
+        CREATE TABLE actual_replaced (
+            batch_id INTEGER NOT NULL,
+            kpi_id INTEGER NOT NULL,
+            unit_id INTEGER NOT NULL,
+            period DATE NOT NULL,
+            old_value DOUBLE NOT NULL,
+            old_batch_id INTEGER
+        );
+
+        CREATE TABLE audit (
+            changed_at TIMESTAMP NOT NULL,
+            changed_by VARCHAR,
+            entity VARCHAR NOT NULL,
+            key VARCHAR,
+            field VARCHAR,
+            old VARCHAR,
+            new VARCHAR,
+            reason VARCHAR
+        );
+
+        CREATE TABLE comment (
+            id INTEGER PRIMARY KEY,
+            kpi_id INTEGER NOT NULL,
+            unit_id INTEGER NOT NULL,
+            period DATE NOT NULL,
+            created_by VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            text VARCHAR NOT NULL,
+            action VARCHAR,
+            due DATE
+        );
+
+        CREATE TABLE app_user (
+            name VARCHAR PRIMARY KEY,
+            display_name VARCHAR,
+            role VARCHAR NOT NULL,
+            scope VARCHAR[] NOT NULL,
+            password_hash VARCHAR
+        );
+        """,
+    ),
+]

@@ -1,0 +1,77 @@
+"""Reading numbers the way people write them in Excel, and writing them the local way."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from kpi_core.errors import KpiError
+
+
+class NumberError(KpiError):
+    """A cell that should hold a number does not."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    value: float
+    percent: bool  # written as a percentage (text '96%'), so already a fraction
+
+
+_SCALES = {"万": 1e4, "亿": 1e8, "千": 1e3, "百万": 1e6, "k": 1e3, "m": 1e6, "b": 1e9}
+_NUMBER = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?(百万|万|亿|千|k|m|b)?(%)?$")
+
+
+def parse_number(cell: object) -> Parsed | None:
+    """A cell as a number: None for blank; raises NumberError for text that is not a number.
+
+    Accepts 1,234.5 · 12.5万 · 1.2亿 · 85% · (123) for -123 · full-width digits · ¥/$ signs.
+    """
+    if cell is None or (isinstance(cell, str) and not cell.strip()):
+        return None
+    if isinstance(cell, bool):
+        raise NumberError(f"'{cell}' is not a number")
+    if isinstance(cell, int | float):
+        if isinstance(cell, float) and math.isnan(cell):
+            return None
+        return Parsed(float(cell), False)
+    text = unicodedata.normalize("NFKC", str(cell)).strip()
+    negative = text.startswith("(") and text.endswith(")")
+    if negative:
+        text = text[1:-1]
+    text = re.sub(r"[,\s¥$€£]|元", "", text).lower()
+    m = _NUMBER.match(text)
+    if not m:
+        raise NumberError(f"'{cell}' is not a number")
+    value = float(m[2]) * (10 ** int(m[3]) if m[3] else 1)
+    if m[4]:
+        value *= _SCALES[m[4]]
+    if m[5]:
+        value /= 100
+    if m[1] == "-" or negative:
+        value = -value
+    return Parsed(value, bool(m[5]))
+
+
+def format_number(value: float | None, lang: str, decimals: int = 1) -> str:
+    """Compact: 6,000万 / 1.25亿 in Chinese; 60.0M / 1.25B in English. Small numbers in full."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    v = abs(value)
+    sign = "-" if value < 0 else ""
+    if lang == "zh":
+        if v >= 1e8:
+            return f"{sign}{v / 1e8:,.2f}亿"
+        if v >= 1e4:
+            return f"{sign}{v / 1e4:,.{_compact_decimals(v / 1e4)}f}万"
+    else:
+        for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e4, "K")):
+            if v >= limit:
+                return f"{sign}{v / limit:,.{_compact_decimals(v / limit)}f}{suffix}"
+    return f"{sign}{v:,.{decimals}f}"
+
+
+def _compact_decimals(x: float) -> int:
+    return 0 if x >= 1000 else 1 if x >= 100 else 2

@@ -1,0 +1,127 @@
+"""What pages and the command line call: the core's operations, each taking the acting user."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from kpi_core import scorecard, system_import, workbook
+from kpi_core.access import Scope, User, hash_password
+from kpi_core.catalog import Catalog, load_catalog, load_user
+from kpi_core.periods import Period
+from kpi_core.scoring import DEFAULT_LADDER, Ladder
+from kpi_core.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting and what they may see."""
+
+    name: str
+    role: str
+    scope: Scope
+
+
+SYSTEM = Actor("system", "admin", Scope.all())
+
+# One demo user per role; passwords are documented in the README (sign-in comes later).
+DEMO_USERS = (
+    ("admin", "管理员 Admin", "admin", (), "admin"),
+    ("head_sales", "王磊 Wang Lei", "head", ("SALES",), "head"),
+    ("analyst", "李娜 Li Na", "analyst", ("GROUP",), "analyst"),
+    ("viewer_prod", "赵强 Zhao Qiang", "viewer", ("PROD",), "viewer"),
+)
+
+
+def actor(wh: Warehouse, user_name: str | None) -> Actor:
+    if not user_name:
+        return SYSTEM
+    user = load_user(wh, user_name)
+    return actor_for(user, load_catalog(wh))
+
+
+def default_actor(wh: Warehouse, user_name: str) -> Actor:
+    """The named user if the warehouse has users, else full access (a warehouse set up by hand)."""
+    if wh.one("SELECT count(*) FROM app_user")[0] == 0:
+        return SYSTEM
+    return actor(wh, user_name)
+
+
+def actor_for(user: User, cat: Catalog) -> Actor:
+    return Actor(user.name, user.role, cat.scope_for(user))
+
+
+def ensure_demo(wh: Warehouse, source: str | os.PathLike | None = None) -> bool:
+    """Load the demo company into an empty warehouse through the ordinary import path."""
+    if not wh.is_empty():
+        return False
+    system_import.import_system(
+        wh, source or workbook.DEMO_WORKBOOK, by="demo", scope=Scope.all()
+    )
+    with wh.transaction() as cur:
+        for name, display, role, scope, password in DEMO_USERS:
+            cur.execute(
+                "INSERT OR IGNORE INTO app_user VALUES (?, ?, ?, ?, ?)",
+                [name, display, role, list(scope), hash_password(password)],
+            )
+    return True
+
+
+def import_workbook(
+    wh: Warehouse, source, who: Actor, *, dry_run: bool = False, source_name: str | None = None
+) -> system_import.ImportResult:
+    return system_import.import_system(
+        wh, source, by=who.name, scope=who.scope, dry_run=dry_run, source_name=source_name
+    )
+
+
+def scorecard_dict(
+    wh: Warehouse,
+    cat: Catalog,
+    who: Actor,
+    unit_code: str,
+    period: Period,
+    ladder: Ladder = DEFAULT_LADDER,
+) -> dict:
+    """The unit's scorecard in the shape of DESIGN.md §5 (`score --json`)."""
+    unit = cat.unit(unit_code)
+    res = scorecard.evaluate(wh, cat, who.scope, [unit.id], period, ladder)[unit.id]
+
+    def r(v: float | None, n: int = 6) -> float | None:
+        return None if v is None else round(v, n)
+
+    kpis = []
+    for weight, node in res.kpi_children():
+        lv = node.levels
+        kpis.append(
+            {
+                "kpi": cat.kpis[node.kpi_id].code,
+                "unit": cat.units[node.unit_id].code,
+                "actual": r(node.actual),
+                "baseline": r(lv.baseline) if lv else None,
+                "target": r(lv.target) if lv else None,
+                "challenge": r(lv.challenge) if lv else None,
+                "score": r(node.score, 4),
+                "status": node.status,
+                "weight": weight,
+                "veto": cat.kpis[node.kpi_id].veto,
+            }
+        )
+    units = [
+        {"unit": cat.units[n.unit_id].code, "score": r(n.score, 4), "status": n.status, "weight": w}
+        for w, n in res.unit_children()
+    ]
+    return {
+        "unit": unit.code,
+        "period": period.label(),
+        "score": r(res.score, 4),
+        "status": res.status,
+        "coverage": r(res.coverage or 0.0, 4),
+        "vetoed_by": list(res.vetoed_by),
+        "kpis": kpis,
+        "units": units,
+    }
+
+
+def score_unit(wh: Warehouse, who: Actor, unit_code: str, period: Period) -> dict:
+    return scorecard_dict(wh, load_catalog(wh), who, unit_code, period)

@@ -1,0 +1,132 @@
+"""Effective-dated targets and their phasing into months.
+
+A target row holds the levels of one KPI and unit for a year, quarter or month, with the date it
+is valid from and a version number. A month is judged by the most specific row covering it
+(month before quarter before year) and, of that row's versions, the latest valid on or before the
+month — so a change made in July leaves January to June judged as they were.
+
+For `sum` KPIs an annual (or quarterly) target is spread over its months by a phasing profile
+(`even` twelfths or a named seasonal profile), and a longer period is compared with the sum of its
+months' shares up to the last month with data. For other aggregations the levels hold as they are.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import date
+
+from kpi_core.catalog import Catalog
+from kpi_core.library import Kpi
+from kpi_core.scoring import Levels
+from kpi_core.warehouse import Warehouse
+
+Pair = tuple[int, int]
+LEVEL_FIELDS = tuple(f.name for f in fields(Levels))
+_GRAIN_RANK = {"M": 0, "Q": 1, "Y": 2}
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    grain: str
+    period_start: date
+    levels: Levels
+    phasing: str | None
+    valid_from: date
+    version: int
+
+    def covers(self, month: date) -> bool:
+        if self.grain == "Y":
+            return month.year == self.period_start.year
+        if self.grain == "Q":
+            return (
+                month.year == self.period_start.year
+                and (month.month - 1) // 3 == (self.period_start.month - 1) // 3
+            )
+        return month == self.period_start
+
+
+_SQL = """
+WITH wanted AS (
+    SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id
+)
+SELECT t.kpi_id, t.unit_id, t.grain, t.period_start, t.baseline, t.target, t.challenge,
+       t.low, t.high, t.tolerance, t.phasing, t.valid_from, t.version
+FROM target t
+JOIN wanted w ON t.kpi_id = w.kpi_id AND t.unit_id = w.unit_id
+WHERE year(t.period_start) BETWEEN ? AND ?
+"""
+
+
+def fetch(
+    wh: Warehouse, pairs: Iterable[Pair], years: Iterable[int]
+) -> dict[Pair, list[TargetRow]]:
+    pairs = sorted(set(pairs))
+    years = sorted(set(years))
+    out: dict[Pair, list[TargetRow]] = defaultdict(list)
+    if not pairs or not years:
+        return out
+    kpi_ids, unit_ids = zip(*pairs, strict=True)
+    for r in wh.rows(_SQL, [list(kpi_ids), list(unit_ids), years[0], years[-1]]):
+        out[(r[0], r[1])].append(TargetRow(r[2], r[3], Levels(*r[4:10]), r[10], r[11], r[12]))
+    return out
+
+
+def shares(profile: str | None, cat: Catalog) -> list[float]:
+    """Twelve monthly shares summing to 1."""
+    raw = cat.profiles.get(profile or "even") or [1.0] * 12
+    total = sum(raw)
+    return [s / total for s in raw]
+
+
+def _pick(rows: list[TargetRow], month: date) -> TargetRow | None:
+    covering = [r for r in rows if r.covers(month)]
+    if not covering:
+        return None
+    grain = min(covering, key=lambda r: _GRAIN_RANK[r.grain]).grain
+    same = [r for r in covering if r.grain == grain]
+    valid = [r for r in same if r.valid_from <= month]
+    pool = valid or [min(same, key=lambda r: (r.valid_from, -r.version))]
+    return max(pool, key=lambda r: (r.valid_from, r.version))
+
+
+def _scale(levels: Levels, factor: float) -> Levels:
+    return Levels(
+        *(None if (v := getattr(levels, f)) is None else v * factor for f in LEVEL_FIELDS)
+    )
+
+
+def month_levels(rows: list[TargetRow], kpi: Kpi, month: date, cat: Catalog) -> Levels | None:
+    row = _pick(rows, month)
+    if row is None:
+        return None
+    if kpi.aggregation != "sum" or row.grain == "M":
+        return row.levels
+    s = shares(row.phasing, cat)
+    if row.grain == "Y":
+        return _scale(row.levels, s[month.month - 1])
+    q0 = (month.month - 1) // 3 * 3
+    quarter = s[q0 : q0 + 3]
+    return _scale(row.levels, s[month.month - 1] / sum(quarter))
+
+
+def period_levels(
+    rows: list[TargetRow], kpi: Kpi, months: list[date], cat: Catalog
+) -> Levels | None:
+    """Levels for a run of months: phased shares summed for `sum` KPIs, otherwise as they hold."""
+    per_month = [lv for m in months if (lv := month_levels(rows, kpi, m, cat)) is not None]
+    if not per_month:
+        return None
+    if len(per_month) == 1:
+        return per_month[0]
+    combined = {}
+    for f in LEVEL_FIELDS:
+        vals = [getattr(lv, f) for lv in per_month if getattr(lv, f) is not None]
+        if not vals:
+            combined[f] = None
+        elif kpi.aggregation == "sum":
+            combined[f] = sum(vals)
+        else:
+            combined[f] = sum(vals) / len(vals)
+    return Levels(**combined)

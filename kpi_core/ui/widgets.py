@@ -1,0 +1,60 @@
+"""Reusable widgets: status badge and KPI card."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kpi_core import i18n
+from kpi_core.board import KpiLine
+from kpi_core.ui import PageContext
+
+_BADGE = {"green": "green", "amber": "orange", "red": "red", "grey": "gray"}
+
+
+def badge(status: str, lang: str) -> str:
+    """Markdown for a status badge: colour, shape and word, so it reads without colour too."""
+    return f":{_BADGE[status]}-badge[{i18n.status_label(status, lang)}]"
+
+
+def _escape(text: str) -> str:
+    # KPI names come from users' workbooks; keep them from being read as Markdown.
+    return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in text)
+
+
+def kpi_card(ctx: PageContext, line: KpiLine) -> None:
+    node = line.node
+    kpi = ctx.cat.kpis[node.kpi_id]
+    lang = ctx.lang
+    with st.container(border=True):
+        head = f"**{_escape(kpi.name(lang))}** {badge(node.status, lang)}"
+        if kpi.veto:
+            head += f" :violet-badge[{ctx.t('veto_mark')}]"
+        if line.at_risk:
+            head += f" :orange-badge[{ctx.t('at_risk')}]"
+        st.markdown(head)
+        spark = [v for _, v in line.spark if v is not None]
+        color = "inverse" if kpi.direction == "down" else "off" if kpi.direction == "range" else "normal"
+        st.metric(
+            label=f"{ctx.t('actual')} · {ctx.t('vs_prev')}",
+            value=i18n.format_value(node.actual, kpi, lang),
+            delta=i18n.format_delta(node.actual, line.previous, kpi, lang),
+            delta_color=color,
+            chart_data=spark if len(spark) > 1 else None,
+            chart_type="line",
+            label_visibility="collapsed",
+        )
+        lv = node.levels
+        if lv is not None and kpi.direction == "range":
+            target = f"{i18n.format_value(lv.low, kpi, lang)} – {i18n.format_value(lv.high, kpi, lang)}"
+        else:
+            target = i18n.format_value(lv.target if lv else None, kpi, lang)
+        score = "—" if node.score is None else f"{node.score:.1f}"
+        yoy = i18n.format_delta(node.actual, line.last_year, kpi, lang) or "—"
+        prev = i18n.format_delta(node.actual, line.previous, kpi, lang) or "—"
+        st.caption(
+            f"{ctx.t('target')} {target} · {ctx.t('score')} {score} · "
+            f"{ctx.t('vs_prev')} {prev} · {ctx.t('vs_last_year')} {yoy} · "
+            f"{ctx.t('weight')} {line.weight:g}%"
+        )
+        if not node.own_actual and node.children_score is not None:
+            st.caption(f"{ctx.t('children_score')}: {node.children_score:.1f} ({ctx.t('from_children')})")

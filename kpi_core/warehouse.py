@@ -1,0 +1,200 @@
+"""The DuckDB warehouse: where the file is, schema migrations, and how processes share it.
+
+DuckDB lets one process open a file for writing, and while it does no other process may open it
+at all. The app and the command line must still work on one warehouse side by side, so a
+`Warehouse` holds the file only while it is being used: one connection per process, opened on
+demand, shared by all threads through a cursor per query, and closed once nobody has used it for
+`linger` seconds. A process that finds the file held by another waits for it (up to `wait`
+seconds, retrying) instead of failing. Writes are serialized inside the process and run in a
+transaction, so another process only ever sees whole imports.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tomllib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from kpi_core.errors import WarehouseBusyError
+from kpi_core.migrations import MIGRATIONS
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "warehouse.duckdb"
+SECRETS_PATH = Path(__file__).resolve().parent.parent / ".streamlit" / "secrets.toml"
+
+# Extensions cannot be downloaded here; never let DuckDB try (it would hang on the network).
+_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def resolve_path(explicit: str | os.PathLike | None = None) -> str:
+    """`--warehouse` beats `KPI_WAREHOUSE`, which beats `[warehouse] path` in secrets.toml."""
+    if explicit:
+        return str(explicit)
+    if env := os.environ.get("KPI_WAREHOUSE"):
+        return env
+    if SECRETS_PATH.exists():
+        with SECRETS_PATH.open("rb") as fh:
+            path = tomllib.load(fh).get("warehouse", {}).get("path")
+        if path:
+            return str(path)
+    return str(DEFAULT_PATH)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+class Warehouse:
+    """A DuckDB file shared by threads of this process and, in turns, by other processes."""
+
+    def __init__(self, path: str | os.PathLike, *, linger: float = 1.0, wait: float = 30.0):
+        self.path = str(path)
+        self.in_memory = self.path == ":memory:"
+        # An in-memory warehouse would vanish when closed, so it stays open.
+        self.linger = float("inf") if self.in_memory else linger
+        self.wait = wait
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+        self._state = threading.RLock()
+        self._writer = threading.RLock()
+        self._timer: threading.Timer | None = None
+        if not self.in_memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.migrate()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.wait
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(self.path, config=_CONFIG)
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                    if _is_lock_error(exc):
+                        raise WarehouseBusyError(
+                            f"The warehouse {self.path} is in use by another process "
+                            f"(waited {self.wait:.0f} s). Try again in a moment."
+                        ) from exc
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    @contextmanager
+    def hold(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Keep the file open for a block of work (a page run, a CLI command)."""
+        with self._state:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._con is None:
+                self._con = self._open()
+            self._users += 1
+            con = self._con
+        try:
+            yield con
+        finally:
+            with self._state:
+                self._users -= 1
+                if self._users == 0 and self.linger != float("inf"):
+                    if self.linger <= 0:
+                        self._close_now()
+                    else:
+                        self._timer = threading.Timer(self.linger, self._close_if_idle)
+                        self._timer.daemon = True
+                        self._timer.start()
+
+    def _close_if_idle(self) -> None:
+        with self._state:
+            if self._users == 0:
+                self._close_now()
+
+    def _close_now(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def close(self) -> None:
+        with self._state:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._close_now()
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own for one query or a few: connections are not thread-safe."""
+        with self.hold() as con:
+            cur = con.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write: serialized within the process, all or nothing."""
+        with self._writer, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def rows(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[tuple]:
+        with self.cursor() as cur:
+            return cur.execute(sql, params or []).fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] | dict | None = None) -> tuple | None:
+        with self.cursor() as cur:
+            return cur.execute(sql, params or []).fetchone()
+
+    def df(self, sql: str, params: Sequence[Any] | dict | None = None) -> pd.DataFrame:
+        with self.cursor() as cur:
+            return cur.execute(sql, params or []).df()
+
+    def schema_version(self) -> int:
+        with self.cursor() as cur:
+            exists = cur.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+            ).fetchone()[0]
+            if not exists:
+                return 0
+            return cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+    def migrate(self) -> int:
+        """Apply the migrations this file has not seen yet; returns the schema version."""
+        with self._writer, self.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
+            )
+            current = cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+            for version, description, sql in MIGRATIONS:
+                if version <= current[0]:
+                    continue
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    cur.execute(sql)
+                    cur.execute(
+                        "INSERT INTO schema_version VALUES (?, ?, ?)",
+                        [version, description, datetime.now()],
+                    )
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+        return self.schema_version()
+
+    def is_empty(self) -> bool:
+        """True until a KPI system has been loaded."""
+        return self.one("SELECT count(*) FROM kpi")[0] == 0

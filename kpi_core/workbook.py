@@ -1,0 +1,228 @@
+"""The KPI-system workbook (DESIGN.md §5): sheets, columns and their Chinese aliases; read and write.
+
+Reading returns raw rows keyed by canonical column names with their Excel row numbers, so every
+problem found later can name its sheet, row and column. Validation lives in `system_import`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+from python_calamine import CalamineWorkbook
+
+from kpi_core.errors import KpiError
+
+SHEETS: dict[str, tuple[str, ...]] = {
+    "kpis": ("kpis", "指标库", "指标"),
+    "org_units": ("org_units", "组织", "组织架构"),
+    "tree": ("tree", "指标树"),
+    "targets": ("targets", "目标"),
+    "actuals": ("actuals", "实际", "实际值"),
+    "phasing": ("phasing", "分解", "分解方案"),
+}
+
+COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "kpis": {
+        "code": ("code", "编码", "指标编码"),
+        "name_zh": ("name_zh", "中文名称", "指标名称"),
+        "name_en": ("name_en", "英文名称", "english name"),
+        "unit": ("unit", "单位", "计量单位"),
+        "direction": ("direction", "方向", "指标方向"),
+        "aggregation": ("aggregation", "汇总方式", "聚合方式"),
+        "numerator": ("numerator", "分子"),
+        "denominator": ("denominator", "分母"),
+        "formula": ("formula", "公式", "计算公式"),
+        "perspective": ("perspective", "维度", "平衡计分卡维度"),
+        "kind": ("kind", "类型", "指标类型"),
+        "veto": ("veto", "否决", "否决指标"),
+        "decimals": ("decimals", "小数位"),
+        "caliber": ("caliber", "口径", "统计口径"),
+        "source": ("source", "数据来源", "来源"),
+        "owner": ("owner", "责任人", "负责人"),
+        "min": ("min", "最小值", "下限值"),
+        "max": ("max", "最大值", "上限值"),
+    },
+    "org_units": {
+        "code": ("code", "编码", "组织编码"),
+        "name_zh": ("name_zh", "中文名称", "组织名称"),
+        "name_en": ("name_en", "英文名称", "english name"),
+        "parent": ("parent", "上级", "上级组织"),
+        "kind": ("kind", "类型", "层级"),
+    },
+    "tree": {
+        "parent": ("parent", "上级节点", "上级"),
+        "child": ("child", "下级节点", "下级"),
+        "weight": ("weight", "权重"),
+        "valid_from": ("valid_from", "生效日期"),
+    },
+    "targets": {
+        "unit": ("unit", "组织", "部门", "单位"),
+        "kpi": ("kpi", "指标", "指标编码"),
+        "period": ("period", "期间"),
+        "baseline": ("baseline", "基准值"),
+        "target": ("target", "目标值"),
+        "challenge": ("challenge", "挑战值"),
+        "phasing": ("phasing", "分解方式"),
+        "low": ("low", "下限"),
+        "high": ("high", "上限"),
+        "tolerance": ("tolerance", "容差"),
+        "valid_from": ("valid_from", "生效日期"),
+    },
+    "actuals": {
+        "unit": ("unit", "组织", "部门", "单位"),
+        "kpi": ("kpi", "指标", "指标编码"),
+        "period": ("period", "期间", "月份"),
+        "value": ("value", "实际值", "完成值", "数值"),
+    },
+    "phasing": {
+        "name": ("name", "名称", "方案"),
+        **{f"m{i}": (f"m{i}", f"{i}月") for i in range(1, 13)},
+    },
+}
+
+# Columns a sheet cannot do without.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "kpis": ("code", "direction", "aggregation"),
+    "org_units": ("code",),
+    "tree": ("parent", "child", "weight"),
+    "targets": ("unit", "kpi", "period"),
+    "actuals": ("unit", "kpi", "period", "value"),
+    "phasing": ("name", *(f"m{i}" for i in range(1, 13))),
+}
+
+ZH_SHEET = {key: names[1] for key, names in SHEETS.items()}
+ZH_COLUMN = {sheet: {col: a[1] for col, a in cols.items()} for sheet, cols in COLUMNS.items()}
+
+# Text a spreadsheet would run as a formula; written with a leading apostrophe, read back without.
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+class WorkbookError(KpiError):
+    """The file is not a readable KPI-system workbook."""
+
+
+@dataclass
+class Sheet:
+    key: str  # canonical sheet key, e.g. "targets"
+    name: str  # the sheet's name in the file, for messages
+    headers: dict[str, str]  # canonical column → header as written in the file
+    rows: list[tuple[int, dict[str, object]]] = field(default_factory=list)  # (Excel row, cells)
+
+
+def _norm(text: object) -> str:
+    return str(text).strip().lower().replace(" ", "_")
+
+
+def _match_sheet(name: str) -> str | None:
+    n = _norm(name)
+    for key, aliases in SHEETS.items():
+        if n in {_norm(a) for a in aliases}:
+            return key
+    return None
+
+
+def _clean(cell: object) -> object:
+    if isinstance(cell, str):
+        s = cell.strip()
+        if s.startswith("'") and s[1:2] in _FORMULA_START:
+            return s[1:]
+        return s or None
+    if isinstance(cell, datetime):
+        return cell.date()
+    return cell
+
+
+def read(source: str | os.PathLike | bytes) -> dict[str, Sheet]:
+    """Read the sheets we know; sheets with other names are ignored (notes, instructions)."""
+    try:
+        if isinstance(source, bytes):
+            book = CalamineWorkbook.from_filelike(io.BytesIO(source))
+        else:
+            book = CalamineWorkbook.from_path(str(source))
+    except FileNotFoundError:
+        raise WorkbookError(f"File not found: {source}") from None
+    except Exception as exc:  # calamine raises its own types for every kind of unreadable file
+        raise WorkbookError(
+            f"Cannot read the workbook: {exc}. Save it as .xlsx and retry."
+        ) from exc
+    out: dict[str, Sheet] = {}
+    for name in book.sheet_names:
+        key = _match_sheet(name)
+        if key is None:
+            continue
+        if key in out:
+            raise WorkbookError(
+                f"Sheets '{out[key].name}' and '{name}' are both '{key}'; keep one."
+            )
+        grid = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
+        out[key] = _sheet(key, name, grid)
+    return out
+
+
+def _sheet(key: str, name: str, grid: list[list[object]]) -> Sheet:
+    aliases = {_norm(a): col for col, names in COLUMNS[key].items() for a in names}
+    header_row = next((i for i, r in enumerate(grid) if any(str(c).strip() for c in r)), None)
+    sheet = Sheet(key, name, {})
+    if header_row is None:
+        return sheet
+    positions: dict[int, str] = {}
+    for j, cell in enumerate(grid[header_row]):
+        col = aliases.get(_norm(cell))
+        if col and col not in sheet.headers:
+            positions[j] = col
+            sheet.headers[col] = str(cell).strip()
+    for i in range(header_row + 1, len(grid)):
+        cells = {col: _clean(grid[i][j]) for j, col in positions.items() if j < len(grid[i])}
+        if any(v is not None for v in cells.values()):
+            sheet.rows.append((i + 1, cells))
+    return sheet
+
+
+def _excel_safe(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write(frames: dict[str, pd.DataFrame], target: str | os.PathLike | io.BytesIO, lang="en"):
+    """Write sheets in the documented format; `lang="zh"` uses the Chinese sheet/column names."""
+    with pd.ExcelWriter(target, engine="openpyxl") as xw:
+        for key in SHEETS:
+            if key not in frames:
+                continue
+            df = frames[key].copy()
+            for col in df.columns:
+                if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]):
+                    df[col] = df[col].map(_excel_safe)
+            if lang == "zh":
+                df = df.rename(columns=ZH_COLUMN[key])
+            df.to_excel(xw, sheet_name=ZH_SHEET[key] if lang == "zh" else key, index=False)
+            ws = xw.sheets[ZH_SHEET[key] if lang == "zh" else key]
+            ws.freeze_panes = "A2"
+            for idx, col in enumerate(df.columns, start=1):
+                width = max([len(str(col))] + [len(str(v)) for v in df[col].head(200)]) + 2
+                ws.column_dimensions[ws.cell(1, idx).column_letter].width = min(width, 60)
+
+
+def to_bytes(frames: dict[str, pd.DataFrame], lang: str = "en") -> bytes:
+    buf = io.BytesIO()
+    write(frames, buf, lang)
+    return buf.getvalue()
+
+
+def cell_date(value: object) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if value is None:
+        return None
+    return date.fromisoformat(str(value).strip()[:10])
+
+
+DEMO_WORKBOOK = Path(__file__).resolve().parent.parent / "data" / "demo_company.xlsx"

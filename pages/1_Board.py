@@ -1,0 +1,59 @@
+"""Board: one unit's KPI cards, bullet charts and status matrix for a period."""
+
+import streamlit as st
+
+from kpi_core import charts, i18n
+from kpi_core.board import board, latest_month
+from kpi_core.periods import Period
+from kpi_core.ui import guard, page, period_picker, unit_picker
+from kpi_core.ui.widgets import badge, kpi_card
+
+ctx = page("nav_board")
+with guard(ctx):
+    latest = latest_month(ctx.wh, ctx.actor.scope, ctx.cat)
+    if latest is None:
+        st.info(ctx.t("no_data_yet"))
+        st.stop()
+    unit_id = unit_picker(ctx, Period("M", latest))
+    period = period_picker(ctx, latest)
+    b = board(ctx.wh, ctx.cat, ctx.actor.scope, unit_id, period)
+    lang = ctx.lang
+    unit = ctx.cat.units[unit_id]
+
+    st.title(f"{unit.name(lang)} · {i18n.period_label(period.label(), lang)}")
+    head = st.columns([1, 1, 1, 2])
+    res = b.result
+    head[0].metric(
+        ctx.t("score"),
+        "—" if res.score is None else f"{res.score:.1f}",
+        delta=None if res.score is None or b.previous_score is None
+        else f"{res.score - b.previous_score:+.1f}",
+    )  # fmt: skip
+    head[1].markdown(f"{ctx.t('status')}\n\n{badge(res.status, lang)}")
+    head[2].metric(ctx.t("coverage"), f"{(res.coverage or 0) * 100:.0f}%")
+    if b.rank:
+        head[3].markdown(f"\n\n**{ctx.t('rank_among', rank=b.rank[0], n=b.rank[1])}**")
+    if res.vetoed_by:
+        names = ", ".join(ctx.cat.kpi(c).name(lang) for c in res.vetoed_by)
+        st.error(ctx.t("vetoed", kpis=names))
+
+    if b.lines:
+        st.subheader(ctx.t("kpi_cards"))
+        per_row = 3
+        for start in range(0, len(b.lines), per_row):
+            cols = st.columns(per_row)
+            for col, line in zip(cols, b.lines[start : start + per_row], strict=False):
+                with col:
+                    kpi_card(ctx, line)
+        st.subheader(ctx.t("bullets"))
+        st.altair_chart(
+            charts.bullet_chart([line.node for line in b.lines], ctx.cat, lang), width="stretch"
+        )
+    units = [n for _, n in res.unit_children()]
+    if units:
+        st.subheader(ctx.t("child_units"))
+        st.altair_chart(charts.score_bars(units, ctx.cat, lang), width="stretch")
+
+    if len(b.matrix) > 1:
+        st.subheader(ctx.t("matrix"))
+        st.altair_chart(charts.status_matrix(b.matrix, ctx.cat, lang), width="stretch")

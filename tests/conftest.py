@@ -1,0 +1,101 @@
+"""Fixtures on real parts: DuckDB files in a temp dir and workbooks written and read back."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from kpi_core import workbook
+from kpi_core.access import Scope
+from kpi_core.system_import import import_system
+from kpi_core.warehouse import Warehouse
+
+
+def sales_system() -> dict[str, pd.DataFrame]:
+    """DESIGN.md §4's worked example: the sales department's scorecard, plus a company above it."""
+    kpis = pd.DataFrame(
+        [
+            ["REV", "营业收入", "Revenue", "元", "up", "sum", None, None, None, "financial", False],
+            ["NEW_CUST", "新客户数", "New customers", "个", "up", "sum", None, None, None, "customer", False],
+            ["CSAT", "客户满意度", "Customer satisfaction", "分", "up", "avg", None, None, None, "customer", False],
+            ["COLLECTED", "回款额", "Cash collected", "元", "up", "sum", None, None, None, "financial", False],
+            ["RECEIVABLE", "应收额", "Receivables due", "元", "up", "sum", None, None, None, "financial", False],
+            ["COLLECT_RATE", "回款率", "Collection rate", "%", "up", "ratio", "COLLECTED", "RECEIVABLE", None, "financial", False],
+            ["COMPLAINT", "投诉率", "Complaint rate", "%", "down", "avg", None, None, None, "customer", False],
+            ["INV_DAYS", "库存周转天数", "Inventory days", "天", "range", "avg", None, None, None, "process", False],
+            ["SAFETY", "安全事故", "Safety incidents", "次", "down", "sum", None, None, None, "process", True],
+            ["AVAIL", "可用率", "Availability", "%", "up", "avg", None, None, None, "process", False],
+            ["PERF", "性能率", "Performance", "%", "up", "avg", None, None, None, "process", False],
+            ["QUAL", "良品率", "Quality rate", "%", "up", "avg", None, None, None, "process", False],
+            ["OEE", "设备综合效率", "OEE", "%", "up", "formula", None, None, "AVAIL * PERF * QUAL", "process", False],
+            ["HEADCOUNT", "人数", "Headcount", "人", "up", "last", None, None, None, "learning", False],
+        ],
+        columns=["code", "name_zh", "name_en", "unit", "direction", "aggregation", "numerator",
+                 "denominator", "formula", "perspective", "veto"],
+    )  # fmt: skip
+    units = pd.DataFrame(
+        [
+            ["CO", "示例公司", "Example Co", None, "company"],
+            ["SALES", "销售部", "Sales", "CO", "department"],
+            ["EAST", "华东大区", "East region", "SALES", "team"],
+            ["NORTH", "华北大区", "North region", "SALES", "team"],
+            ["PROD", "生产部", "Production", "CO", "department"],
+        ],
+        columns=["code", "name_zh", "name_en", "parent", "kind"],
+    )
+    tree = pd.DataFrame(
+        [
+            ["CO", "SALES", 60], ["CO", "PROD", 40],
+            ["SALES", "SALES/REV", 40], ["SALES", "SALES/NEW_CUST", 25],
+            ["SALES", "SALES/CSAT", 20], ["SALES", "SALES/COLLECT_RATE", 15],
+            ["SALES/REV", "EAST/REV", 60], ["SALES/REV", "NORTH/REV", 40],
+            ["PROD", "PROD/OEE", 50], ["PROD", "PROD/COMPLAINT", 20], ["PROD", "PROD/INV_DAYS", 30],
+            ["PROD", "PROD/SAFETY", 0],
+        ],
+        columns=["parent", "child", "weight"],
+    )  # fmt: skip
+    targets = pd.DataFrame(
+        [
+            ["SALES", "REV", "2024", 50_000_000, 60_000_000, 70_000_000, "even", None, None, None],
+            ["EAST", "REV", "2024", 30_000_000, 36_000_000, 42_000_000, "even", None, None, None],
+            ["NORTH", "REV", "2024", 20_000_000, 24_000_000, 28_000_000, "even", None, None, None],
+            ["SALES", "NEW_CUST", "2024", 50, 60, 70, "even", None, None, None],
+            ["SALES", "CSAT", "2024", 85, 90, 95, None, None, None, None],
+            ["SALES", "COLLECT_RATE", "2024", 0.90, 0.95, 0.98, None, None, None, None],
+            ["PROD", "OEE", "2024", 0.60, 0.65, 0.75, None, None, None, None],
+            ["PROD", "COMPLAINT", "2024", 0.02, 0.01, 0.005, None, None, None, None],
+            ["PROD", "INV_DAYS", "2024", None, None, None, None, 25, 35, 5],
+            ["PROD", "SAFETY", "2024", 0, 0, 0, "even", None, None, None],
+        ],
+        columns=["unit", "kpi", "period", "baseline", "target", "challenge", "phasing", "low",
+                 "high", "tolerance"],
+    )  # fmt: skip
+    actual_rows = []
+    for m in range(1, 13):
+        p = f"2024-{m:02d}"
+        actual_rows += [
+            ["EAST", "REV", p, 2_900_000], ["NORTH", "REV", p, 1_933_333.3333333333],
+            ["SALES", "NEW_CUST", p, 5.5], ["SALES", "CSAT", p, 88],
+            ["SALES", "COLLECTED", p, 90 if m <= 6 else 200],
+            ["SALES", "RECEIVABLE", p, 100 if m <= 6 else 200],
+            ["PROD", "AVAIL", p, 0.9], ["PROD", "PERF", p, 0.8], ["PROD", "QUAL", p, 0.95],
+            ["PROD", "COMPLAINT", p, 0.012], ["PROD", "INV_DAYS", p, 37.5],
+            ["PROD", "SAFETY", p, 0],
+        ]  # fmt: skip
+    actuals = pd.DataFrame(actual_rows, columns=["unit", "kpi", "period", "value"])
+    return {"kpis": kpis, "org_units": units, "tree": tree, "targets": targets, "actuals": actuals}
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
+    yield wh
+    wh.close()
+
+
+@pytest.fixture
+def sales_wh(warehouse, tmp_path):
+    path = tmp_path / "sales.xlsx"
+    workbook.write(sales_system(), path)
+    import_system(warehouse, path, by="test", scope=Scope.all())
+    return warehouse
