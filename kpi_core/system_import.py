@@ -732,7 +732,7 @@ def _apply(
         )
         summary.update(counts)
         _audit(cur, by, "batch", str(batch_id), None, None, f"{len(plan.actuals)} rows", reason)
-    return dict(summary), batch_id
+    return {k: v for k, v in summary.items() if v}, batch_id
 
 
 def _update(cur, table: str, row_id: int, cols: dict, by: str, code: str, reason: str) -> int:

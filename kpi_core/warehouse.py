@@ -5,7 +5,9 @@ at all. The app and the command line must still work on one warehouse side by si
 `Warehouse` holds the file only while it is being used: one connection per process, opened on
 demand, shared by all threads through a cursor per query, and closed once nobody has used it for
 `linger` seconds. A process that finds the file held by another waits for it (up to `wait`
-seconds, retrying) instead of failing. Writes are serialized inside the process and run in a
+seconds, retrying) instead of failing. So that a busy process cannot starve the others, one that
+has held the file for `max_hold` seconds lets go at its next idle moment and waits `pause` seconds
+before opening it again — longer than a waiting process's retry interval. Writes are serialized inside the process and run in a
 transaction, so another process only ever sees whole imports.
 """
 
@@ -55,12 +57,24 @@ def _is_lock_error(exc: Exception) -> bool:
 class Warehouse:
     """A DuckDB file shared by threads of this process and, in turns, by other processes."""
 
-    def __init__(self, path: str | os.PathLike, *, linger: float = 1.0, wait: float = 30.0):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        linger: float = 1.0,
+        wait: float = 30.0,
+        max_hold: float = 2.0,
+        pause: float = 0.5,
+    ):
         self.path = str(path)
         self.in_memory = self.path == ":memory:"
         # An in-memory warehouse would vanish when closed, so it stays open.
         self.linger = float("inf") if self.in_memory else linger
         self.wait = wait
+        self.max_hold = max_hold
+        self.pause = pause
+        self._opened_at = 0.0
+        self._reopen_after = 0.0
         self._con: duckdb.DuckDBPyConnection | None = None
         self._users = 0
         self._state = threading.RLock()
@@ -73,6 +87,8 @@ class Warehouse:
     def _open(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.wait
         delay = 0.02
+        if (rest := self._reopen_after - time.monotonic()) > 0:
+            time.sleep(rest)  # our turn to let another process in
         while True:
             try:
                 return duckdb.connect(self.path, config=_CONFIG)
@@ -96,6 +112,7 @@ class Warehouse:
                 self._timer = None
             if self._con is None:
                 self._con = self._open()
+                self._opened_at = time.monotonic()
             self._users += 1
             con = self._con
         try:
@@ -104,7 +121,10 @@ class Warehouse:
             with self._state:
                 self._users -= 1
                 if self._users == 0 and self.linger != float("inf"):
-                    if self.linger <= 0:
+                    if time.monotonic() - self._opened_at > self.max_hold:
+                        self._close_now()
+                        self._reopen_after = time.monotonic() + self.pause
+                    elif self.linger <= 0:
                         self._close_now()
                     else:
                         self._timer = threading.Timer(self.linger, self._close_if_idle)

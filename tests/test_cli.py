@@ -1,0 +1,120 @@
+"""`python -m kpi_core` as cron would run it: real processes, real files, exit codes."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from kpi_core import workbook
+from tests.conftest import sales_system
+
+
+def cli(*args, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "kpi_core", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr + proc.stdout)
+    return proc
+
+
+@pytest.fixture
+def sales_file(tmp_path):
+    path = tmp_path / "sales.xlsx"
+    workbook.write(sales_system(), path)
+    return path
+
+
+def test_help_on_every_command():
+    for command in ("init", "import", "score", "export"):
+        out = cli(command, "--help").stdout
+        assert "usage: python -m kpi_core" in out and command in out
+
+
+def test_import_then_score_json(tmp_path, sales_file):
+    wh = tmp_path / "w.duckdb"
+    cli("--warehouse", wh, "init")
+    dry = json.loads(cli("--warehouse", wh, "import", sales_file, "--dry-run", "--json").stdout)
+    assert dry["dry_run"] is True and dry["summary"]["actuals_new"] == 144
+    res = json.loads(cli("--warehouse", wh, "import", sales_file, "--json").stdout)
+    assert res["ok"] and res["batch"] == 1
+    card = json.loads(cli("--warehouse", wh, "score", "--unit", "SALES", "--period", "2024", "--json").stdout)
+    assert set(card) >= {"unit", "period", "score", "status", "coverage", "kpis"}
+    assert set(card["kpis"][0]) >= {"kpi", "actual", "baseline", "target", "challenge", "score",
+                                    "status", "weight"}  # fmt: skip
+    assert card["unit"] == "SALES" and card["period"] == "2024"
+    rev = next(k for k in card["kpis"] if k["kpi"] == "REV")
+    assert rev["actual"] == pytest.approx(58_000_000) and rev["score"] == pytest.approx(92.0)
+    text = cli("--warehouse", wh, "score", "--unit", "SALES", "--period", "2024-Q1").stdout
+    assert "SALES 2024-Q1" in text and "REV" in text
+
+
+def test_exit_codes(tmp_path, sales_file, monkeypatch):
+    wh = tmp_path / "w.duckdb"
+    monkeypatch.setenv("KPI_WAREHOUSE", str(wh))  # the env var instead of --warehouse
+    cli("import", sales_file)
+    frames = sales_system()
+    frames["tree"].loc[0, "weight"] = 10
+    bad = tmp_path / "bad.xlsx"
+    workbook.write(frames, bad)
+    refused = cli("import", bad, "--json", check=False)
+    assert refused.returncode == 1
+    problems = json.loads(refused.stdout)["problems"]
+    assert problems[0]["sheet"] == "tree" and problems[0]["column"] == "weight"
+    assert cli("score", "--unit", "NOPE", "--period", "2024", check=False).returncode == 3
+    assert cli("score", "--unit", "SALES", "--period", "24", check=False).returncode == 1
+    assert cli("score", "--period", "2024", check=False).returncode == 2
+    assert cli("import", tmp_path / "missing.xlsx", check=False).returncode == 1
+
+
+def test_export_round_trip(tmp_path, sales_file):
+    first, second = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    cli("--warehouse", first, "import", sales_file)
+    exported = tmp_path / "export.xlsx"
+    cli("--warehouse", first, "export", exported, "--lang", "zh")
+    cli("--warehouse", second, "import", exported)
+    again = tmp_path / "again.xlsx"
+    cli("--warehouse", second, "export", again)
+    a, b = workbook.read(exported), workbook.read(again)
+    assert {k: s.rows for k, s in a.items()} == {k: s.rows for k, s in b.items()}
+    for period in ("2024", "2024-03"):
+        args = ("score", "--unit", "CO", "--period", period, "--json")
+        assert cli("--warehouse", first, *args).stdout == cli("--warehouse", second, *args).stdout
+
+
+READER = textwrap.dedent(
+    """
+    import sys, time
+    from kpi_core.warehouse import Warehouse
+    wh = Warehouse(sys.argv[1], linger=0.3)
+    seen, deadline = set(), time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < deadline:
+        seen.add(wh.one("SELECT count(*) FROM actual")[0])
+        time.sleep(0.01)
+    print(sorted(seen))
+    """
+)
+
+
+def test_app_and_cli_share_one_warehouse(tmp_path, sales_file):
+    """A reading process (as the app) and CLI writes interleave; readers see whole imports only."""
+    wh = tmp_path / "w.duckdb"
+    cli("--warehouse", wh, "init")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(wh), "6"], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)
+    started = time.monotonic()
+    cli("--warehouse", wh, "import", sales_file)
+    assert time.monotonic() - started < 30
+    score = cli("--warehouse", wh, "score", "--unit", "SALES", "--period", "2024", "--json")
+    assert json.loads(score.stdout)["status"] == "amber"
+    out, _ = reader.communicate(timeout=60)
+    assert reader.returncode == 0
+    assert json.loads(out) == [0, 144]  # before or after the import, nothing in between

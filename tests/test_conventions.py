@@ -1,0 +1,64 @@
+"""Convention tests that keep the project honest."""
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_core_never_imports_streamlit():
+    offenders = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "kpi_core").rglob("*.py")
+        if "ui" not in p.relative_to(ROOT / "kpi_core").parts[:1]
+        and "streamlit" in imported_modules(p)
+    ]
+    assert offenders == []
+
+
+def test_pages_hold_no_sql():
+    for page in [ROOT / "app.py", *(ROOT / "pages").glob("*.py")]:
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"\b(SELECT|INSERT|UPDATE|DELETE)\b", text), page.name
+        assert "duckdb" not in imported_modules(page), page.name
+
+
+def test_every_page_is_named_in_the_readme():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for page in (ROOT / "pages").glob("*.py"):
+        assert page.name in readme, f"README does not mention {page.name}"
+
+
+def test_every_cli_command_has_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "kpi_core", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("init", "import", "score", "export"):
+        assert command in out
+
+
+def test_importing_the_core_opens_no_connection():
+    code = "import kpi_core.cli, kpi_core.board, kpi_core.charts; import duckdb; print('ok')"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"KPI_WAREHOUSE": "/nonexistent/dir/w.duckdb", "PATH": ""},
+    )
+    assert out.stdout.strip() == "ok"
