@@ -49,7 +49,9 @@ with guard(ctx):
         st.subheader(ctx.t("freshness"))
         rows = []
         for f in ov.freshness:
-            latest_text = "—" if f.latest is None else i18n.period_label(Period("M", f.latest).label(), lang)
+            latest_text = (
+                "—" if f.latest is None else i18n.period_label(Period("M", f.latest).label(), lang)
+            )
             state = (
                 ctx.t("missing_for", month=i18n.period_label(Period("M", latest).label(), lang))
                 if f.missing
@@ -69,13 +71,15 @@ with guard(ctx):
         st.success(ctx.t("no_alerts"))
     else:
         rows = []
-        for node, weight in ov.alerts[:12]:
+        for node, _ in ov.alerts[:12]:
             kpi = ctx.cat.kpis[node.kpi_id]
             lv = node.levels
             risky = (node.kpi_id, node.unit_id) in ov.at_risk_pairs and node.status != "red"
             rows.append(
                 {
-                    ctx.t("status"): ctx.t("at_risk") if risky else i18n.status_label(node.status, lang),
+                    ctx.t("status"): ctx.t("at_risk")
+                    if risky
+                    else i18n.status_label(node.status, lang),
                     ctx.t("unit"): ctx.cat.units[node.unit_id].name(lang),
                     ctx.t("kpi"): kpi.name(lang),
                     ctx.t("actual"): i18n.format_value(node.actual, kpi, lang),

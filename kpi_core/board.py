@@ -40,7 +40,7 @@ class Board:
     result: NodeResult
     lines: list[KpiLine]
     rank: tuple[int, int] | None  # (rank, peers) among sibling units with a scorecard
-    matrix: dict[int, NodeResult]  # unit → its scorecard, for the unit and its child units
+    matrix: list[NodeResult]  # every KPI node in the unit's tree, units in tree order
     previous_score: float | None = None
 
 
@@ -55,23 +55,27 @@ def board(
     unit_id: int,
     period: Period,
     ladder: Ladder = DEFAULT_LADDER,
+    as_of: date | None = None,
 ) -> Board:
+    """A unit's board. A period still running (months after `as_of`, the latest month with data)
+    is compared with the same months of the previous period and of last year, not whole ones."""
     scope.check(unit_id, cat.units[unit_id].code)
+    months = [m for m in period.months if as_of is None or m <= as_of] or period.months
+    step = len(period.months)
     parent = cat.units[unit_id].parent_id
     peers = [
         u
         for u in (cat.children_of.get(parent, []) if parent is not None else [unit_id])
         if scope.allows(u) and cat.tree(period.end).get((u, SCORECARD))
     ]
-    children = [
-        u
-        for u in cat.children_of.get(unit_id, [])
-        if scope.allows(u) and cat.tree(period.end).get((u, SCORECARD))
-    ]
-    now = evaluate(wh, cat, scope, {unit_id, *peers, *children}, period, ladder)
+    now = evaluate(wh, cat, scope, {unit_id, *peers}, period, ladder, months=months)
     res = now[unit_id]
-    prev = evaluate(wh, cat, scope, [unit_id], period.previous(), ladder)[unit_id]
-    last_year = evaluate(wh, cat, scope, [unit_id], period.last_year(), ladder)[unit_id]
+    prev_months = [add_months(m, -step) for m in months]
+    prev = evaluate(wh, cat, scope, [unit_id], period.previous(), ladder, months=prev_months)
+    prev = prev[unit_id]
+    ly_months = [add_months(m, -12) for m in months]
+    last_year = evaluate(wh, cat, scope, [unit_id], period.last_year(), ladder, months=ly_months)
+    last_year = last_year[unit_id]
     prev_values, ly_values = _values_by_pair(prev), _values_by_pair(last_year)
 
     spark_months = [add_months(period.end, -i) for i in range(11, -1, -1)]
@@ -98,8 +102,20 @@ def board(
     )
     if unit_id in scored_peers and len(scored_peers) > 1:
         rank = (scored_peers.index(unit_id) + 1, len(scored_peers))
-    matrix = {u: now[u] for u in [unit_id, *children]}
-    return Board(unit_id, period, res, lines, rank, matrix, prev.score)
+    return Board(unit_id, period, res, lines, rank, kpi_nodes(res, cat), prev.score)
+
+
+def kpi_nodes(res: NodeResult, cat: Catalog) -> list[NodeResult]:
+    """Every KPI node below a result once, grouped by unit in org order (for the status matrix)."""
+    found: dict[tuple[int, int], NodeResult] = {}
+    stack = [res]
+    while stack:
+        n = stack.pop()
+        if not n.is_scorecard:
+            found.setdefault((n.kpi_id, n.unit_id), n)
+        stack.extend(c for _, c in reversed(n.children))
+    order = {u: i for i, u in enumerate(cat.descendants(res.unit_id))}
+    return sorted(found.values(), key=lambda n: order.get(n.unit_id, len(order)))
 
 
 def _ytd_scores(wh, cat, scope, unit_id, period: Period, ladder) -> dict[tuple[int, int], float]:
@@ -110,10 +126,15 @@ def _ytd_scores(wh, cat, scope, unit_id, period: Period, ladder) -> dict[tuple[i
 
 
 def _at_risk(node: NodeResult, ytd_score: float | None) -> bool:
-    """Green or amber now, but the year-to-date pace (the run-rate to year end) misses target."""
-    if node.status not in (scoring.GREEN, scoring.AMBER) or ytd_score is None:
+    """The year-to-date pace (the run-rate to year end) falls a light below today's light:
+    green now but the pace misses target, or amber now but the pace misses baseline."""
+    if ytd_score is None:
         return False
-    return ytd_score < DEFAULT_LADDER.target - 1e-9
+    if node.status == scoring.GREEN:
+        return ytd_score < DEFAULT_LADDER.target - 1e-9
+    if node.status == scoring.AMBER:
+        return ytd_score < DEFAULT_LADDER.baseline - 1e-9
+    return False
 
 
 @dataclass
@@ -181,7 +202,9 @@ def overview(
     overall = max(latest_by_unit.values(), default=None)
     fresh = []
     for dept in departments or root_results:
-        months_seen = [latest_by_unit[u] for u in cat.descendants(dept.unit_id) if u in latest_by_unit]
+        months_seen = [
+            latest_by_unit[u] for u in cat.descendants(dept.unit_id) if u in latest_by_unit
+        ]
         latest = max(months_seen, default=None)
         fresh.append(Freshness(dept.unit_id, latest, latest is None or latest < overall))
     return Overview(period, root_results, departments, counts, len(risky), alerts, fresh, risky)

@@ -15,7 +15,9 @@ _BAND_COLORS = {"red": "#f4c7c3", "amber": "#fde9b5", "green": "#cfe8d5", "stret
 
 
 def _status_scale(lang: str) -> alt.Scale:
-    return alt.Scale(domain=[i18n.t(s, lang) for s in _STATUSES], range=[STATUS_COLOR[s] for s in _STATUSES])
+    return alt.Scale(
+        domain=[i18n.t(s, lang) for s in _STATUSES], range=[STATUS_COLOR[s] for s in _STATUSES]
+    )
 
 
 def bullet_chart(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
@@ -37,8 +39,13 @@ def bullet_chart(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
                 continue
             tol = lv.tolerance or 0
             lo, hi = (lv.low if lv.low is not None else 0) / ref, (lv.high or ref) / ref
-            edges = [(0, lo - tol / ref, "red"), (lo - tol / ref, lo, "amber"), (lo, hi, "green"),
-                     (hi, hi + tol / ref, "amber"), (hi + tol / ref, 2.0, "red")]  # fmt: skip
+            edges = [
+                (0, lo - tol / ref, "red"),
+                (lo - tol / ref, lo, "amber"),
+                (lo, hi, "green"),
+                (hi, hi + tol / ref, "amber"),
+                (hi + tol / ref, 2.0, "red"),
+            ]
         else:
             t = lv.target
             if not t:
@@ -51,7 +58,9 @@ def bullet_chart(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
                 edges = [(0, c, "stretch"), (c, 1, "green"), (1, b, "amber"), (b, 2.0, "red")]
         for start, end, band in edges:
             if end > start:
-                bands.append({"kpi": label, "start": max(start, 0), "end": min(end, 2.0), "band": band})
+                bands.append(
+                    {"kpi": label, "start": max(start, 0), "end": min(end, 2.0), "band": band}
+                )
         ref = lv.target if kpi.direction != "range" else (lv.high or lv.low)
         share = None if n.actual is None else n.actual / ref
         marks.append(
@@ -59,24 +68,40 @@ def bullet_chart(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
                 "kpi": label,
                 "share": None if share is None else min(max(share, 0), 2.0),
                 "actual": i18n.format_value(n.actual, kpi, lang),
-                "target": i18n.format_value(lv.target, kpi, lang) if lv.target is not None
+                "target": i18n.format_value(lv.target, kpi, lang)
+                if lv.target is not None
                 else f"{i18n.format_value(lv.low, kpi, lang)} – {i18n.format_value(lv.high, kpi, lang)}",
                 "status": i18n.t(n.status, lang),
                 "score": None if n.score is None else round(n.score, 1),
             }
-        )  # fmt: skip
+        )
     order = [m["kpi"] for m in marks]
+    # Show up to a little past the furthest actual or challenge, never less than 130% of target.
+    upper = max([1.3] + [m["share"] + 0.1 for m in marks if m["share"] is not None])
+    upper = min(2.0, max([upper] + [b["start"] + 0.05 for b in bands if b["band"] != "red"]))
+    bands = [{**b, "end": min(b["end"], upper)} for b in bands if b["start"] < upper]
+    for m in marks:
+        if m["share"] is not None:
+            m["share"] = min(m["share"], upper)
     y = alt.Y("kpi:N", sort=order, title=None, axis=alt.Axis(labelLimit=220))
     x_title = "实际 / 目标" if lang == "zh" else "Actual as share of target"
     band_layer = (
         alt.Chart(pd.DataFrame(bands))
         .mark_bar(size=22)
         .encode(
-            x=alt.X("start:Q", title=x_title, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 2])),
+            x=alt.X(
+                "start:Q",
+                title=x_title,
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, upper], nice=False),
+            ),
             x2="end:Q",
             y=y,
-            color=alt.Color("band:N", scale=alt.Scale(domain=list(_BAND_COLORS),
-                            range=list(_BAND_COLORS.values())), legend=None),  # fmt: skip
+            color=alt.Color(
+                "band:N",
+                scale=alt.Scale(domain=list(_BAND_COLORS), range=list(_BAND_COLORS.values())),
+                legend=None,
+            ),
         )
     )
     tooltip = [
@@ -89,43 +114,41 @@ def bullet_chart(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
     mark_data = pd.DataFrame(marks)
     bar = (
         alt.Chart(mark_data)
-        .mark_bar(size=8)
-        .encode(
-            x="share:Q",
-            y=y,
-            color=alt.Color("status:N", scale=_status_scale(lang), legend=None),
-            tooltip=tooltip,
-        )
+        .mark_bar(size=9, color="#263238")
+        .encode(x="share:Q", y=y, tooltip=tooltip)
     )
     target_tick = (
-        alt.Chart(pd.DataFrame({"x": [1.0]}))
-        .mark_rule(color="#222", strokeWidth=2)
-        .encode(x="x:Q")
+        alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(color="#222", strokeWidth=2).encode(x="x:Q")
     )
-    return (band_layer + bar + target_tick).properties(height=max(60, 34 * len(marks)))
+    return (band_layer + bar + target_tick).properties(height={"step": 38})
 
 
-def status_matrix(cards: dict[int, NodeResult], cat: Catalog, lang: str) -> alt.Chart:
-    """Units down, KPIs across, each cell the KPI node's light with a shape for colour-blind eyes."""
+def status_matrix(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
+    """Units down, KPIs across, each cell a KPI node's light with a shape for colour-blind eyes."""
     rows = []
-    for unit_id, res in cards.items():
-        for _, n in res.kpi_children():
-            kpi = cat.kpis[n.kpi_id]
-            rows.append(
-                {
-                    "unit": cat.units[unit_id].name(lang),
-                    "kpi": kpi.name(lang),
-                    "status": i18n.t(n.status, lang),
-                    "icon": STATUS_ICON[n.status],
-                    "actual": i18n.format_value(n.actual, kpi, lang),
-                    "score": None if n.score is None else round(n.score, 1),
-                }
-            )
+    for n in nodes:
+        kpi = cat.kpis[n.kpi_id]
+        rows.append(
+            {
+                "unit": cat.units[n.unit_id].name(lang),
+                "kpi": kpi.name(lang),
+                "status": i18n.t(n.status, lang),
+                "icon": STATUS_ICON[n.status],
+                "actual": i18n.format_value(n.actual, kpi, lang),
+                "score": None if n.score is None else round(n.score, 1),
+            }
+        )
     df = pd.DataFrame(rows, columns=["unit", "kpi", "status", "icon", "actual", "score"])
-    unit_order = [cat.units[u].name(lang) for u in cards]
+    unit_order = list(dict.fromkeys(df["unit"]))
+    kpi_order = list(dict.fromkeys(df["kpi"]))
     base = alt.Chart(df).encode(
-        x=alt.X("kpi:N", title=None, sort=None, axis=alt.Axis(labelAngle=-35, labelLimit=160)),
-        y=alt.Y("unit:N", title=None, sort=unit_order),
+        x=alt.X(
+            "kpi:N",
+            title=None,
+            sort=kpi_order,
+            axis=alt.Axis(labelAngle=-40, labelLimit=140, orient="top"),
+        ),
+        y=alt.Y("unit:N", title=None, sort=unit_order, axis=alt.Axis(labelLimit=180)),
     )
     cells = base.mark_rect(stroke="white", strokeWidth=2).encode(
         color=alt.Color("status:N", scale=_status_scale(lang), title=i18n.t("status", lang)),
@@ -137,8 +160,8 @@ def status_matrix(cards: dict[int, NodeResult], cat: Catalog, lang: str) -> alt.
             alt.Tooltip("status:N", title=i18n.t("status", lang)),
         ],
     )
-    text = base.mark_text(color="white", fontSize=14).encode(text="icon:N")
-    return (cells + text).properties(height=max(80, 40 * len(cards)))
+    text = base.mark_text(color="white", fontSize=13).encode(text="icon:N")
+    return (cells + text).properties(height={"step": 30}, width={"step": 34})
 
 
 def score_bars(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
@@ -167,10 +190,12 @@ def score_bars(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
             tooltip=[alt.Tooltip("unit:N"), alt.Tooltip("score:Q"), alt.Tooltip("status:N")],
         )
     )
-    labels = bars.mark_text(align="left", dx=4, fontSize=13).encode(text="label:N", color=alt.value("#333"))
+    labels = bars.mark_text(align="left", dx=4, fontSize=13).encode(
+        text="label:N", color=alt.value("#333")
+    )
     rules = (
         alt.Chart(pd.DataFrame({"x": [60, 100]}))
         .mark_rule(strokeDash=[4, 3], color="#666")
         .encode(x="x:Q")
     )
-    return (bars + labels + rules).properties(height=max(80, 36 * len(nodes)))
+    return (bars + labels + rules).properties(height={"step": 34})

@@ -57,9 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="a unit's scorecard for a month, quarter or year")
     sc.description = "Score a unit's scorecard, e.g. score --unit SALES --period 2026-03."
     sc.add_argument("--unit", required=True, metavar="CODE", help="org unit code")
-    sc.add_argument(
-        "--period", required=True, metavar="P", help="2026 (year), 2026-Q1 or 2026-03"
-    )
+    sc.add_argument("--period", required=True, metavar="P", help="2026 (year), 2026-Q1 or 2026-03")
     sc.add_argument("--json", action="store_true", help="print the scorecard as JSON")
 
     ex = sub.add_parser("export", help="write the KPI system as a workbook")
@@ -112,8 +110,12 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
     if args.command == "import":
         result = service.import_workbook(wh, args.file, actor, dry_run=args.dry_run)
         if args.json:
-            out = {"ok": True, "dry_run": result.dry_run, "batch": result.batch_id,
-                   "summary": result.summary}  # fmt: skip
+            out = {
+                "ok": True,
+                "dry_run": result.dry_run,
+                "batch": result.batch_id,
+                "summary": result.summary,
+            }
             print(json.dumps(out, ensure_ascii=False, indent=2))
         else:
             verb = "would change" if result.dry_run else "changed"
@@ -155,5 +157,7 @@ def _text_card(card: dict) -> str:
             f"{_fmt(k['target'], 2):>16}{_fmt(k['score']):>8}  {k['status']}"
         )
     for u in card.get("units", []):
-        lines.append(f"  [{u['unit']:<14}]{u['weight']:>7g}{'':>32}{_fmt(u['score']):>8}  {u['status']}")
+        lines.append(
+            f"  [{u['unit']:<14}]{u['weight']:>7g}{'':>32}{_fmt(u['score']):>8}  {u['status']}"
+        )
     return "\n".join(lines)

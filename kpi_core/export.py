@@ -9,9 +9,26 @@ from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.periods import Period
 from kpi_core.warehouse import Warehouse
 
-_KPI_COLUMNS = ["code", "name_zh", "name_en", "unit", "direction", "aggregation", "numerator",
-                "denominator", "formula", "perspective", "kind", "veto", "decimals", "caliber",
-                "source", "owner", "min", "max"]  # fmt: skip
+_KPI_COLUMNS = [
+    "code",
+    "name_zh",
+    "name_en",
+    "unit",
+    "direction",
+    "aggregation",
+    "numerator",
+    "denominator",
+    "formula",
+    "perspective",
+    "kind",
+    "veto",
+    "decimals",
+    "caliber",
+    "source",
+    "owner",
+    "min",
+    "max",
+]
 
 
 def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[str, pd.DataFrame]:
@@ -26,19 +43,44 @@ def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[
     kpis = sorted(cat.kpis.values(), key=lambda k: (k.sort_order, k.code))
     frames = {
         "kpis": pd.DataFrame(
-            [[k.code, k.name_zh, k.name_en, k.unit, k.direction, k.aggregation, k.numerator,
-              k.denominator, k.formula, k.perspective, k.kind, k.veto, k.decimals, k.caliber,
-              k.source, k.owner, k.min_value, k.max_value] for k in kpis],
+            [
+                [
+                    k.code,
+                    k.name_zh,
+                    k.name_en,
+                    k.unit,
+                    k.direction,
+                    k.aggregation,
+                    k.numerator,
+                    k.denominator,
+                    k.formula,
+                    k.perspective,
+                    k.kind,
+                    k.veto,
+                    k.decimals,
+                    k.caliber,
+                    k.source,
+                    k.owner,
+                    k.min_value,
+                    k.max_value,
+                ]
+                for k in kpis
+            ],
             columns=_KPI_COLUMNS,
-        ),  # fmt: skip
+        ),
         "org_units": pd.DataFrame(
             [
-                [u.code, u.name_zh, u.name_en,
-                 code_of(u.parent_id) if scope.allows(u.parent_id or -1) else None, u.kind]
+                [
+                    u.code,
+                    u.name_zh,
+                    u.name_en,
+                    code_of(u.parent_id) if scope.allows(u.parent_id or -1) else None,
+                    u.kind,
+                ]
                 for u in units
             ],
             columns=["code", "name_zh", "name_en", "parent", "kind"],
-        ),  # fmt: skip
+        ),
     }
 
     def node(unit_id: int, kpi_id: int) -> str:
@@ -54,10 +96,12 @@ def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[
         if e.valid_from == latest[(e.parent_unit, e.parent_kpi)] and scope.allows(e.parent_unit)
     ]
     frames["tree"] = pd.DataFrame(
-        [[node(e.parent_unit, e.parent_kpi), node(e.child_unit, e.child_kpi), e.weight]
-         for e in edges],
+        [
+            [node(e.parent_unit, e.parent_kpi), node(e.child_unit, e.child_kpi), e.weight]
+            for e in edges
+        ],
         columns=["parent", "child", "weight"],
-    )  # fmt: skip
+    )
     frames["phasing"] = pd.DataFrame(
         [[name, *shares] for name, shares in sorted(cat.profiles.items())],
         columns=["name", *(f"m{i}" for i in range(1, 13))],
@@ -77,12 +121,15 @@ def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[
             "unit": targets["unit_id"].map(code_of),
             "kpi": targets["kpi_id"].map(lambda k: cat.kpis[k].code),
             "period": [
-                Period(g, p).label() for g, p in zip(targets["grain"], targets["period_start"])
+                Period(g, p).label()
+                for g, p in zip(targets["grain"], targets["period_start"], strict=True)
             ],
-            **{c: targets[c] for c in ["baseline", "target", "challenge", "phasing", "low",
-                                         "high", "tolerance"]},
+            **{
+                c: targets[c]
+                for c in ["baseline", "target", "challenge", "phasing", "low", "high", "tolerance"]
+            },
         }
-    )  # fmt: skip
+    )
     if actuals:
         df = wh.df(
             """SELECT unit_id, kpi_id, strftime(period, '%Y-%m') AS period, value FROM actual

@@ -86,8 +86,19 @@ STRINGS: dict[str, tuple[str, str]] = {
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
 STATUS_COLOR = {"green": "#1a9850", "amber": "#f0a202", "red": "#d73027", "grey": "#9e9e9e"}
 
-_UNIT_EN = {"元": "CNY", "个": "", "人": "people", "天": "days", "分": "pts", "次": "times",
-            "小时": "h", "件": "pcs", "项": "items", "家": "", "台": "units"}  # fmt: skip
+_UNIT_EN = {
+    "元": "CNY",
+    "个": "",
+    "人": "people",
+    "天": "days",
+    "分": "pts",
+    "次": "times",
+    "小时": "h",
+    "件": "pcs",
+    "项": "items",
+    "家": "",
+    "台": "units",
+}
 
 
 def t(key: str, lang: str, **values: object) -> str:
@@ -112,11 +123,7 @@ def format_value(value: float | None, kpi: Kpi, lang: str, compact: bool = True)
     decimals = 1 if kpi.decimals is None else kpi.decimals
     if kpi.is_percent:
         return f"{value * 100:.{max(decimals, 1)}f}%"
-    text = (
-        format_number(value, lang, decimals)
-        if compact
-        else f"{value:,.{decimals}f}"
-    )
+    text = format_number(value, lang, decimals) if compact else f"{value:,.{decimals}f}"
     suffix = unit_label(kpi.unit, lang)
     if not suffix:
         return text

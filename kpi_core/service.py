@@ -55,9 +55,7 @@ def ensure_demo(wh: Warehouse, source: str | os.PathLike | None = None) -> bool:
     """Load the demo company into an empty warehouse through the ordinary import path."""
     if not wh.is_empty():
         return False
-    system_import.import_system(
-        wh, source or workbook.DEMO_WORKBOOK, by="demo", scope=Scope.all()
-    )
+    system_import.import_system(wh, source or workbook.DEMO_WORKBOOK, by="demo", scope=Scope.all())
     with wh.transaction() as cur:
         for name, display, role, scope, password in DEMO_USERS:
             cur.execute(

@@ -146,10 +146,16 @@ def parse(sheets: dict[str, workbook.Sheet], cat: Catalog, scope: Scope) -> Plan
         if u.parent_id is not None:
             units[u.code]["parent"] = cat.units[u.parent_id].code
     kpis = {
-        k.code: {"aggregation": k.aggregation, "direction": k.direction, "unit": k.unit,
-                 "min": k.min_value, "max": k.max_value, "deps": k.dependencies()}
+        k.code: {
+            "aggregation": k.aggregation,
+            "direction": k.direction,
+            "unit": k.unit,
+            "min": k.min_value,
+            "max": k.max_value,
+            "deps": k.dependencies(),
+        }
         for k in cat.kpis.values()
-    }  # fmt: skip
+    }
     profiles = set(cat.profiles) | {"even"}
 
     if "phasing" in usable:
@@ -208,8 +214,15 @@ def _parse_units(sheet, plan: Plan, units: dict, problems) -> None:
             ck.add(row, "name_zh", "a unit needs a name (Chinese or English)")
         kind = ck.choice(row, cells, "kind", UNIT_KIND_ALIASES, default="department")
         parent = ck.text(row, cells, "parent")
-        item = {"code": code, "name_zh": name_zh or name_en, "name_en": name_en or name_zh,
-                "parent": parent, "kind": kind, "sort_order": order, "_row": row}  # fmt: skip
+        item = {
+            "code": code,
+            "name_zh": name_zh or name_en,
+            "name_en": name_en or name_zh,
+            "parent": parent,
+            "kind": kind,
+            "sort_order": order,
+            "_row": row,
+        }
         plan.units.append(item)
         units[code] = {"parent": parent, "kind": kind}
     for item in plan.units:
@@ -287,8 +300,14 @@ def _parse_kpis(sheet, plan: Plan, kpis: dict, problems) -> None:
         }
         plan.kpis.append(item)
         rows[code] = row
-        kpis[code] = {"aggregation": aggregation, "direction": direction, "unit": item["unit"],
-                      "min": item["min_value"], "max": item["max_value"], "deps": set()}  # fmt: skip
+        kpis[code] = {
+            "aggregation": aggregation,
+            "direction": direction,
+            "unit": item["unit"],
+            "min": item["min_value"],
+            "max": item["max_value"],
+            "deps": set(),
+        }
     for item in plan.kpis:
         row, code = rows[item["code"]], item["code"]
         if item["aggregation"] == "ratio":
@@ -398,8 +417,15 @@ def _parse_tree(sheet, plan: Plan, units, kpis, scope, cat, problems) -> None:
                 )
         percent_text = isinstance(raw_weight, str) and raw_weight.strip().endswith("%")
         fractions[(pu, pk)].append(not percent_text and weight <= 1)
-        groups[(pu, pk)].append({"unit": cu, "kpi": ckpi, "weight": weight * (100 if percent_text else 1),
-                                 "valid_from": valid_from, "_row": row})  # fmt: skip
+        groups[(pu, pk)].append(
+            {
+                "unit": cu,
+                "kpi": ckpi,
+                "weight": weight * (100 if percent_text else 1),
+                "valid_from": valid_from,
+                "_row": row,
+            }
+        )
     for parent, children in groups.items():
         total = sum(c["weight"] for c in children)
         # Weights typed as Excel percentages (0.4 shown as 40%) arrive as fractions summing to 1.
@@ -410,15 +436,19 @@ def _parse_tree(sheet, plan: Plan, units, kpis, scope, cat, problems) -> None:
         if abs(total - 100) > 0.01:
             name = parent[0] + (f"/{parent[1]}" if parent[1] else "")
             rows = ", ".join(str(c["_row"]) for c in children)
-            ck.add(children[0]["_row"], "weight",
-                   f"weights under '{name}' (rows {rows}) sum to {total:g} — they must sum to 100")  # fmt: skip
+            ck.add(
+                children[0]["_row"],
+                "weight",
+                f"weights under '{name}' (rows {rows}) sum to {total:g} — they must sum to 100",
+            )
     # Cycles: follow child → parent edges.
     edges = defaultdict(set)
     for (pu, pk), children in groups.items():
         for c in children:
             edges[(pu, pk)].add((c["unit"], c["kpi"]))
-    cycle = formula.find_cycle({f"{u}/{k or ''}": {f"{cu}/{ck_ or ''}" for cu, ck_ in v}
-                                for (u, k), v in edges.items()})  # fmt: skip
+    cycle = formula.find_cycle(
+        {f"{u}/{k or ''}": {f"{cu}/{ck_ or ''}" for cu, ck_ in v} for (u, k), v in edges.items()}
+    )
     if cycle:
         first = groups[(cycle[0].split("/")[0], cycle[0].split("/")[1] or None)][0]["_row"]
         pretty = " → ".join(c.rstrip("/") for c in cycle)
@@ -492,13 +522,19 @@ def _parse_targets(sheet, plan, units, kpis, profiles, scope, cat, problems) -> 
             b, t, c = levels["baseline"], levels["target"], levels["challenge"]
             sign = -1 if direction == "down" else 1
             word = "at or below" if direction == "up" else "at or above"
-            pairs = [("baseline", b, "target", t), ("target", t, "challenge", c),
-                     ("baseline", b, "challenge", c)]  # fmt: skip
+            pairs = [
+                ("baseline", b, "target", t),
+                ("target", t, "challenge", c),
+                ("baseline", b, "challenge", c),
+            ]
             for lo_name, lo, hi_name, hi in pairs:
                 if lo is not None and hi is not None and sign * lo > sign * hi:
-                    ck.add(row, hi_name,
-                           f"{hi_name} {hi:g} is below {lo_name} {lo:g} for an '{direction}' KPI — "
-                           f"the {lo_name} must be {word} the {hi_name}")  # fmt: skip
+                    ck.add(
+                        row,
+                        hi_name,
+                        f"{hi_name} {hi:g} is below {lo_name} {lo:g} for an '{direction}' KPI — "
+                        f"the {lo_name} must be {word} the {hi_name}",
+                    )
                     break
             for f in ("baseline", "target", "challenge"):
                 if levels[f] is not None:
@@ -518,10 +554,17 @@ def _parse_targets(sheet, plan, units, kpis, profiles, scope, cat, problems) -> 
                 ck.add(
                     row, "valid_from", f"'{cells['valid_from']}' is not a date — write 2025-07-01"
                 )
-        plan.targets.append({"unit": unit, "kpi": code, "grain": period.grain,
-                             "period_start": period.start, **levels,
-                             "phasing": phasing if kpi["aggregation"] == "sum" else None,
-                             "valid_from": valid_from})  # fmt: skip
+        plan.targets.append(
+            {
+                "unit": unit,
+                "kpi": code,
+                "grain": period.grain,
+                "period_start": period.start,
+                **levels,
+                "phasing": phasing if kpi["aggregation"] == "sum" else None,
+                "valid_from": valid_from,
+            }
+        )
 
 
 def _parse_actuals(sheet, plan, units, kpis, scope, cat, problems) -> None:
@@ -599,15 +642,40 @@ class _DryRun(Exception):
 def _audit(cur, by: str, entity: str, key: str, field_: str | None, old, new, reason: str) -> None:
     cur.execute(
         "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [datetime.now(), by, entity, key, field_,
-         None if old is None else str(old), None if new is None else str(new), reason],
-    )  # fmt: skip
+        [
+            datetime.now(),
+            by,
+            entity,
+            key,
+            field_,
+            None if old is None else str(old),
+            None if new is None else str(new),
+            reason,
+        ],
+    )
 
 
 _UNIT_FIELDS = ("name_zh", "name_en", "kind", "sort_order")
-_KPI_FIELDS = ("name_zh", "name_en", "unit", "direction", "aggregation", "numerator",
-               "denominator", "formula", "perspective", "kind", "veto", "decimals", "caliber",
-               "source", "owner", "min_value", "max_value", "sort_order")  # fmt: skip
+_KPI_FIELDS = (
+    "name_zh",
+    "name_en",
+    "unit",
+    "direction",
+    "aggregation",
+    "numerator",
+    "denominator",
+    "formula",
+    "perspective",
+    "kind",
+    "veto",
+    "decimals",
+    "caliber",
+    "source",
+    "owner",
+    "min_value",
+    "max_value",
+    "sort_order",
+)
 
 
 def _apply(
@@ -639,8 +707,9 @@ def _apply(
             _audit(cur, by, "org_unit", u["code"], None, None, "created", reason)
             summary["units_new"] += 1
         else:
-            summary["units_changed"] += _update(cur, "org_unit", unit_ids[u["code"]], cols, by,
-                                                u["code"], reason)  # fmt: skip
+            summary["units_changed"] += _update(
+                cur, "org_unit", unit_ids[u["code"]], cols, by, u["code"], reason
+            )
     for u in plan.units:
         parent_id = unit_ids.get(u["parent"]) if u["parent"] else None
         old = cur.execute(
@@ -680,8 +749,10 @@ def _apply(
                                    WHERE parent_unit = ? AND parent_kpi = ?)""",
             [parent_unit, parent_kpi, parent_unit, parent_kpi],
         ).fetchall()
-        new = [(unit_ids[c["unit"]], kpi_ids[c["kpi"]] if c["kpi"] else SCORECARD, c["weight"])
-               for c in children]  # fmt: skip
+        new = [
+            (unit_ids[c["unit"]], kpi_ids[c["kpi"]] if c["kpi"] else SCORECARD, c["weight"])
+            for c in children
+        ]
         if sorted(new) == sorted((r[0], r[1], r[2]) for r in current):
             continue
         explicit = next((c["valid_from"] for c in children if c["valid_from"]), None)
@@ -693,9 +764,16 @@ def _apply(
             )
         node = pu + (f"/{pk}" if pk else "")
         old_text = "; ".join(f"{r[0]}/{r[1]}={r[2]:g}" for r in current) or None
-        _audit(cur, by, "tree", node, "children",
-               old_text, "; ".join(f"{c['unit']}/{c['kpi'] or ''}={c['weight']:g}" for c in children),
-               reason)  # fmt: skip
+        _audit(
+            cur,
+            by,
+            "tree",
+            node,
+            "children",
+            old_text,
+            "; ".join(f"{c['unit']}/{c['kpi'] or ''}={c['weight']:g}" for c in children),
+            reason,
+        )
         summary["tree_parents_changed"] += 1
 
     for t in plan.targets:
@@ -717,12 +795,30 @@ def _apply(
             f"""INSERT INTO target (kpi_id, unit_id, grain, period_start, {", ".join(_LEVELS)},
                    phasing, valid_from, version, changed_by, changed_at, reason)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",  # noqa: S608
-            [kid, uid, t["grain"], t["period_start"], *new_levels,
-             t["valid_from"] or default_from, version, by, now, reason],
-        )  # fmt: skip
+            [
+                kid,
+                uid,
+                t["grain"],
+                t["period_start"],
+                *new_levels,
+                t["valid_from"] or default_from,
+                version,
+                by,
+                now,
+                reason,
+            ],
+        )
         if old is not None:
-            _audit(cur, by, "target", f"{t['unit']}/{t['kpi']}/{t['period_start']}", "levels",
-                   list(old[1:]), new_levels, reason)  # fmt: skip
+            _audit(
+                cur,
+                by,
+                "target",
+                f"{t['unit']}/{t['kpi']}/{t['period_start']}",
+                "levels",
+                list(old[1:]),
+                new_levels,
+                reason,
+            )
         summary["targets_new" if old is None else "targets_changed"] += 1
 
     batch_id = None
@@ -800,5 +896,8 @@ def _load_actuals(cur, rows, unit_ids, kpi_ids, by, source_name, sha, now):
         "INSERT INTO batch VALUES (?, 'workbook', ?, ?, ?, ?, ?, 'committed')",
         [batch_id, source_name, sha, by, now, new + changed],
     )
-    return batch_id, {"actuals_new": new, "actuals_changed": changed,
-                      "actuals_unchanged": len(rows) - new - changed}  # fmt: skip
+    return batch_id, {
+        "actuals_new": new,
+        "actuals_changed": changed,
+        "actuals_unchanged": len(rows) - new - changed,
+    }

@@ -13,8 +13,10 @@ transaction, so another process only ever sees whole imports.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 import time
 import tomllib
 from collections.abc import Iterator, Sequence
@@ -50,6 +52,17 @@ def resolve_path(explicit: str | os.PathLike | None = None) -> str:
     return str(DEFAULT_PATH)
 
 
+_OPEN: weakref.WeakSet[Warehouse] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Close before the interpreter tears down daemon threads: a linger timer killed inside
+    # DuckDB's close would abort the process.
+    for wh in list(_OPEN):
+        wh.close()
+
+
 def _is_lock_error(exc: Exception) -> bool:
     return "lock" in str(exc).lower()
 
@@ -82,6 +95,7 @@ class Warehouse:
         self._timer: threading.Timer | None = None
         if not self.in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        _OPEN.add(self)
         self.migrate()
 
     def _open(self) -> duckdb.DuckDBPyConnection:

@@ -16,7 +16,7 @@ with guard(ctx):
         st.stop()
     unit_id = unit_picker(ctx, Period("M", latest))
     period = period_picker(ctx, latest)
-    b = board(ctx.wh, ctx.cat, ctx.actor.scope, unit_id, period)
+    b = board(ctx.wh, ctx.cat, ctx.actor.scope, unit_id, period, as_of=latest)
     lang = ctx.lang
     unit = ctx.cat.units[unit_id]
 
@@ -26,9 +26,10 @@ with guard(ctx):
     head[0].metric(
         ctx.t("score"),
         "—" if res.score is None else f"{res.score:.1f}",
-        delta=None if res.score is None or b.previous_score is None
+        delta=None
+        if res.score is None or b.previous_score is None
         else f"{res.score - b.previous_score:+.1f}",
-    )  # fmt: skip
+    )
     head[1].markdown(f"{ctx.t('status')}\n\n{badge(res.status, lang)}")
     head[2].metric(ctx.t("coverage"), f"{(res.coverage or 0) * 100:.0f}%")
     if b.rank:
@@ -54,6 +55,6 @@ with guard(ctx):
         st.subheader(ctx.t("child_units"))
         st.altair_chart(charts.score_bars(units, ctx.cat, lang), width="stretch")
 
-    if len(b.matrix) > 1:
+    if len({n.unit_id for n in b.matrix}) > 1:
         st.subheader(ctx.t("matrix"))
         st.altair_chart(charts.status_matrix(b.matrix, ctx.cat, lang), width="stretch")

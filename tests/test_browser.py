@@ -19,8 +19,15 @@ from tests.conftest import sales_system
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.browser
 
@@ -35,10 +42,24 @@ def start_app(warehouse: Path):
     port = free_port()
     env = {**os.environ, "KPI_WAREHOUSE": str(warehouse)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -96,10 +117,24 @@ def test_overview_and_board_by_deep_link(browser, sales_app):
     shot(page, "overview-2024-en")
     # The command line works on the same warehouse while the app has it open.
     out = subprocess.run(
-        [sys.executable, "-m", "kpi_core", "--warehouse", str(warehouse), "score", "--unit",
-         "SALES", "--period", "2024", "--json"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "kpi_core",
+            "--warehouse",
+            str(warehouse),
+            "score",
+            "--unit",
+            "SALES",
+            "--period",
+            "2024",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     page.close()
 

@@ -44,10 +44,20 @@ def test_import_then_score_json(tmp_path, sales_file):
     assert dry["dry_run"] is True and dry["summary"]["actuals_new"] == 144
     res = json.loads(cli("--warehouse", wh, "import", sales_file, "--json").stdout)
     assert res["ok"] and res["batch"] == 1
-    card = json.loads(cli("--warehouse", wh, "score", "--unit", "SALES", "--period", "2024", "--json").stdout)
+    card = json.loads(
+        cli("--warehouse", wh, "score", "--unit", "SALES", "--period", "2024", "--json").stdout
+    )
     assert set(card) >= {"unit", "period", "score", "status", "coverage", "kpis"}
-    assert set(card["kpis"][0]) >= {"kpi", "actual", "baseline", "target", "challenge", "score",
-                                    "status", "weight"}  # fmt: skip
+    assert set(card["kpis"][0]) >= {
+        "kpi",
+        "actual",
+        "baseline",
+        "target",
+        "challenge",
+        "score",
+        "status",
+        "weight",
+    }
     assert card["unit"] == "SALES" and card["period"] == "2024"
     rev = next(k for k in card["kpis"] if k["kpi"] == "REV")
     assert rev["actual"] == pytest.approx(58_000_000) and rev["score"] == pytest.approx(92.0)

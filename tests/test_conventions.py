@@ -62,3 +62,29 @@ def test_importing_the_core_opens_no_connection():
         env={"KPI_WAREHOUSE": "/nonexistent/dir/w.duckdb", "PATH": ""},
     )
     assert out.stdout.strip() == "ok"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.+?)\n```", readme, flags=re.S)
+    install_and_run, test = blocks[0], blocks[1]
+    assert "streamlit run app.py" in install_and_run
+    assert "pytest" in test and "ruff check" in test
+    assert test in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_shipped_demo_workbook_matches_the_generator():
+    from kpi_core import demo, workbook
+
+    shipped = workbook.read(workbook.DEMO_WORKBOOK)
+    fresh = workbook.read(workbook.to_bytes(demo.build_demo()))
+    assert {k: s.rows for k, s in shipped.items()} == {k: s.rows for k, s in fresh.items()}
+
+
+def test_every_demo_kpi_is_bilingual_with_unit_and_caliber():
+    from kpi_core import demo
+
+    kpis = demo.build_demo()["kpis"]
+    for _, k in kpis.iterrows():
+        assert k["name_zh"] and k["name_en"] and k["name_zh"] != k["name_en"], k["code"]
+        assert k["unit"] and k["caliber"], k["code"]

@@ -13,18 +13,41 @@ from kpi_core.demo import DEMO_END, DEMO_START, build_demo
 ALLOWED_UNITS = {"元", "%", "个", "人", "天", "分", "次", "小时", "件"}
 COLUMNS = {
     "kpis": [
-        "code", "name_zh", "name_en", "unit", "direction", "aggregation", "numerator",
-        "denominator", "formula", "perspective", "kind", "veto", "decimals", "caliber", "source",
-        "owner", "min", "max",
+        "code",
+        "name_zh",
+        "name_en",
+        "unit",
+        "direction",
+        "aggregation",
+        "numerator",
+        "denominator",
+        "formula",
+        "perspective",
+        "kind",
+        "veto",
+        "decimals",
+        "caliber",
+        "source",
+        "owner",
+        "min",
+        "max",
     ],
     "org_units": ["code", "name_zh", "name_en", "parent", "kind"],
     "tree": ["parent", "child", "weight"],
     "targets": [
-        "unit", "kpi", "period", "baseline", "target", "challenge", "phasing", "low", "high",
+        "unit",
+        "kpi",
+        "period",
+        "baseline",
+        "target",
+        "challenge",
+        "phasing",
+        "low",
+        "high",
         "tolerance",
     ],
     "actuals": ["unit", "kpi", "period", "value"],
-}  # fmt: skip
+}
 YEARS = ["2024", "2025", "2026"]
 COUNT_UNITS = {"个", "人", "次", "件"}
 

@@ -1,7 +1,5 @@
 """The engine on a real DuckDB file loaded from a real workbook: aggregation, targets, roll-up."""
 
-from datetime import date
-
 import pytest
 
 from kpi_core import service

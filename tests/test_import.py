@@ -108,7 +108,9 @@ def test_chinese_bad_input_names_chinese_places(warehouse, tmp_path):
     frames["actuals"]["value"] = frames["actuals"]["value"].astype(object)
     frames["actuals"].loc[0, "value"] = "12.5w"
     problems = refused(warehouse, frames, tmp_path, lang="zh")
-    assert any("Sheet '实际', row 2, column '实际值'" in p and "not a number" in p for p in problems)
+    assert any(
+        "Sheet '实际', row 2, column '实际值'" in p and "not a number" in p for p in problems
+    )
 
 
 def test_percent_guard_and_unknown_unit(warehouse, tmp_path):
@@ -184,8 +186,11 @@ def test_target_change_is_a_new_version_and_past_months_keep_theirs(sales_wh, tm
 
 def test_scoped_user_cannot_import_outside_scope(sales_wh, tmp_path):
     cat_scope = Scope(frozenset({sales_wh.one("SELECT id FROM org_unit WHERE code='PROD'")[0]}))
-    frames = {"actuals": pd.DataFrame([["SALES", "CSAT", "2025-01", 90]],
-                                      columns=["unit", "kpi", "period", "value"])}  # fmt: skip
+    frames = {
+        "actuals": pd.DataFrame(
+            [["SALES", "CSAT", "2025-01", 90]], columns=["unit", "kpi", "period", "value"]
+        )
+    }
     path = tmp_path / "scope.xlsx"
     workbook.write(frames, path)
     with pytest.raises(ValidationError) as info:

@@ -60,7 +60,9 @@ def test_overview_shows_company_score(app_warehouse, monkeypatch):
 
 
 def test_board_changes_with_unit_and_period(app_warehouse, monkeypatch):
-    at = run("pages/1_Board.py", app_warehouse, monkeypatch, query={"unit": "SALES", "period": "2024"})
+    at = run(
+        "pages/1_Board.py", app_warehouse, monkeypatch, query={"unit": "SALES", "period": "2024"}
+    )
     assert at.title[0].value == "Sales · 2024"
     year = texts(at)
     assert "Score=98.3" in year  # (40×92 + 25×112 + 20×84 + 15×111.11) / 100 = 98.27
@@ -77,7 +79,12 @@ def test_board_changes_with_unit_and_period(app_warehouse, monkeypatch):
 
 
 def test_chinese_board_uses_wan_and_chinese_labels(app_warehouse, monkeypatch):
-    at = run("pages/1_Board.py", app_warehouse, monkeypatch,
-             query={"unit": "SALES", "period": "2024"}, lang="zh")  # fmt: skip
+    at = run(
+        "pages/1_Board.py",
+        app_warehouse,
+        monkeypatch,
+        query={"unit": "SALES", "period": "2024"},
+        lang="zh",
+    )
     assert at.title[0].value == "销售部 · 2024年"
-    assert any("5,800万元" == m.value for m in at.metric), [m.value for m in at.metric]
+    assert any(m.value == "5,800万元" for m in at.metric), [m.value for m in at.metric]

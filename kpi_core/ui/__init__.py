@@ -144,17 +144,25 @@ def period_picker(ctx: PageContext, latest_month) -> Period:
     except PeriodError:
         wanted = None
     grains = ["M", "Q", "Y"]
-    grain = st.sidebar.segmented_control(
-        ctx.t("grain"),
-        grains,
-        format_func=lambda g: ctx.t(f"grain_{g}"),
-        default=wanted.grain if wanted else "M",
-        key="grain_pick",
-    ) or "M"
+    grain = (
+        st.sidebar.segmented_control(
+            ctx.t("grain"),
+            grains,
+            format_func=lambda g: ctx.t(f"grain_{g}"),
+            default=wanted.grain if wanted else "M",
+            key="grain_pick",
+        )
+        or "M"
+    )
     months = [add_months(latest_month, -i) for i in range(36)]
     seen, options = set(), []
     for m in months:
-        p = Period(grain, m if grain == "M" else m.replace(month=1 if grain == "Y" else (m.month - 1) // 3 * 3 + 1))
+        p = Period(
+            grain,
+            m
+            if grain == "M"
+            else m.replace(month=1 if grain == "Y" else (m.month - 1) // 3 * 3 + 1),
+        )
         if p not in seen:
             seen.add(p)
             options.append(p)

@@ -33,7 +33,13 @@ def kpi_card(ctx: PageContext, line: KpiLine) -> None:
             head += f" :orange-badge[{ctx.t('at_risk')}]"
         st.markdown(head)
         spark = [v for _, v in line.spark if v is not None]
-        color = "inverse" if kpi.direction == "down" else "off" if kpi.direction == "range" else "normal"
+        color = (
+            "inverse"
+            if kpi.direction == "down"
+            else "off"
+            if kpi.direction == "range"
+            else "normal"
+        )
         st.metric(
             label=f"{ctx.t('actual')} · {ctx.t('vs_prev')}",
             value=i18n.format_value(node.actual, kpi, lang),
@@ -45,7 +51,9 @@ def kpi_card(ctx: PageContext, line: KpiLine) -> None:
         )
         lv = node.levels
         if lv is not None and kpi.direction == "range":
-            target = f"{i18n.format_value(lv.low, kpi, lang)} – {i18n.format_value(lv.high, kpi, lang)}"
+            target = (
+                f"{i18n.format_value(lv.low, kpi, lang)} – {i18n.format_value(lv.high, kpi, lang)}"
+            )
         else:
             target = i18n.format_value(lv.target if lv else None, kpi, lang)
         score = "—" if node.score is None else f"{node.score:.1f}"
@@ -57,4 +65,6 @@ def kpi_card(ctx: PageContext, line: KpiLine) -> None:
             f"{ctx.t('weight')} {line.weight:g}%"
         )
         if not node.own_actual and node.children_score is not None:
-            st.caption(f"{ctx.t('children_score')}: {node.children_score:.1f} ({ctx.t('from_children')})")
+            st.caption(
+                f"{ctx.t('children_score')}: {node.children_score:.1f} ({ctx.t('from_children')})"
+            )
