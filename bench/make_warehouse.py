@@ -1,7 +1,7 @@
 """Generate a large KPI warehouse for benchmarking the engine (not part of the test suite).
 
     python bench/make_warehouse.py [--path bench/large.duckdb] [--kpis 500] [--units 200]
-                                   [--months 60] [--seed 7]
+                                   [--months 60] [--first-year 2021] [--seed 7]
 
 Everything is generated with numpy (vectorised, seeded, so the same arguments give the same file)
 and inserted in bulk from registered DataFrames inside one `wh.transaction()`; no Python loop ever
@@ -20,7 +20,7 @@ What the file holds (defaults):
 
 Physical order of `actual`: rows are inserted sorted by (unit_id, kpi_id, period), and DuckDB keeps
 insertion order. It keeps min/max per row group (122,880 rows), so one unit's 28,200 actuals sit in
-one or two of the 55 row groups, and a query for one unit (a scorecard or a trend, the common pages)
+one or two of the ~55 row groups, and a query for one unit (a scorecard or a trend, the common pages)
 can skip the other row groups by their unit_id range. A whole-company roll-up reads every unit
 anyway and loses nothing; a (period, ...) order would favour whole-company queries for one month
 and spread every unit's trend over all row groups.
@@ -455,9 +455,11 @@ def main() -> None:
         print(f"  {t:<16} {n:>10,} rows")
     print(f"actual: {groups[0]} row groups, inserted ordered by (unit_id, kpi_id, period)")
     size = path.stat().st_size
-    print(f"file size: {size / 1e6:.1f} MB")
-    print(f"generation: {t_gen:.1f} s in numpy, {elapsed - t_gen:.1f} s inserting and")
-    print(f"            checkpointing; {elapsed:.1f} s in all")
+    print(f"file size: {size / 1e6:.1f} MB ({size:,} bytes)")
+    print(
+        f"generated in {elapsed:.1f} s: {t_gen:.1f} s in numpy,"
+        f" {elapsed - t_gen:.1f} s inserting and checkpointing"
+    )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import weakref
 import time
 import tomllib
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
