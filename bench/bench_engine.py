@@ -437,18 +437,21 @@ def timed(
 
 def sql_share(wh: Warehouse, fn: Callable[[], object], repeat: int) -> tuple[float, dict]:
     """Median total ms of `repeat` runs, and median ms per run in each table's queries."""
-    orig = wh.rows
     spent: dict[str, list[float]] = {}
 
-    def rows(sql, params=None):
-        table = sql.split("FROM ")[-1].split()[0]
-        t0 = time.perf_counter()
-        try:
-            return orig(sql, params)
-        finally:
-            spent.setdefault(table, []).append((time.perf_counter() - t0) * 1000)
+    def timed_query(orig):
+        def run(sql, *args, **kwargs):
+            table = sql.split("FROM ")[-1].split()[0]
+            t0 = time.perf_counter()
+            try:
+                return orig(sql, *args, **kwargs)
+            finally:
+                spent.setdefault(table, []).append((time.perf_counter() - t0) * 1000)
 
-    wh.rows = rows  # counts `wh.rows` calls (query, fetch) on this instance only
+        return run
+
+    # Counts the engine's query calls (query and fetch) on this instance only.
+    wh.rows, wh.arrays = timed_query(wh.rows), timed_query(wh.arrays)
     totals = []
     try:
         for _ in range(repeat):
@@ -456,7 +459,7 @@ def sql_share(wh: Warehouse, fn: Callable[[], object], repeat: int) -> tuple[flo
             fn()
             totals.append((time.perf_counter() - t0) * 1000)
     finally:
-        del wh.rows
+        del wh.rows, wh.arrays
     per_query = {t: statistics.median(v) * len(v) / repeat for t, v in spent.items()}
     return statistics.median(totals), per_query
 

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from kpi_core import formula
+from kpi_core import actuals, formula
 from kpi_core.warehouse import Warehouse
 
 EPOCH = date(1900, 1, 1)
@@ -409,9 +409,13 @@ def main() -> None:
                                    changed_by, changed_at)
                SELECT kpi_id, unit_id, 'Y', make_date(year, 1, 1), baseline, target, challenge,
                       low, high, tolerance, phasing, make_date(year, 1, 1), 1, 'bench', ?
-               FROM gen_target""",
+               FROM gen_target
+               -- Targets are read a year at a time: keep each year's rows together.
+               ORDER BY year, unit_id, kpi_id""",
             [now],
         )
+        # The yearly summary is kept with the actuals, as every import keeps it.
+        actuals.refresh_summary(cur)
         cur.execute(
             """INSERT INTO tree_edge (parent_unit, parent_kpi, child_unit, child_kpi, weight,
                                       valid_from, sort_order, changed_by, changed_at)

@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
+import pandas as pd
+
 from kpi_core import formula
 from kpi_core.catalog import Catalog
 from kpi_core.warehouse import Warehouse
@@ -126,7 +129,7 @@ def monthly(
 class Values:
     """Composes stored aggregates into KPI values; memoised, so shared components count once."""
 
-    def __init__(self, cat: Catalog, aggs: dict[Pair, Agg]):
+    def __init__(self, cat: Catalog, aggs: dict[Pair, Agg] | AggTable):
         self.cat = cat
         self.aggs = aggs
         self._memo: dict[Pair, Value] = {}
@@ -181,3 +184,218 @@ class Values:
         total = sum(c.value for c in children)
         value = total / len(children) if kpi.aggregation == "avg" else total
         return Value(value, max(c.last_month for c in children), False)
+
+
+def refresh_summary(cur, keys: str | None = None) -> None:
+    """Recompute `actual_year` rows: all of them, or those of the (kpi_id, unit_id, period) rows
+    in the table or view named `keys`. Runs inside the caller's transaction."""
+    if keys is None:
+        cur.execute("DELETE FROM actual_year")
+        scope, params = "", []
+    else:
+        cur.execute(
+            f"""CREATE OR REPLACE TEMP TABLE summary_keys AS
+                SELECT DISTINCT kpi_id, unit_id, year(period) AS year FROM {keys}"""  # noqa: S608 - internal table name
+        )
+        cur.execute(
+            """DELETE FROM actual_year USING summary_keys k
+               WHERE actual_year.kpi_id = k.kpi_id AND actual_year.unit_id = k.unit_id
+                 AND actual_year.year = k.year"""
+        )
+        scope = """JOIN summary_keys k ON a.kpi_id = k.kpi_id AND a.unit_id = k.unit_id
+                   AND year(a.period) = k.year"""
+        params = []
+    cur.execute(
+        f"""INSERT INTO actual_year
+            SELECT a.kpi_id, a.unit_id, year(a.period), sum(a.value), avg(a.value),
+                   arg_max(a.value, a.period), count(*), max(a.period)
+            FROM actual a {scope}
+            GROUP BY ALL""",  # noqa: S608 - fixed SQL fragments
+        params,
+    )
+    if keys is not None:
+        cur.execute("DROP TABLE summary_keys")
+
+
+class AggTable:
+    """Aggregates of stored pairs in sorted arrays: `get((kpi, unit))` by binary search."""
+
+    def __init__(self, cols: dict[str, np.ndarray]):
+        keys = _keys(cols["kpi_id"], cols["unit_id"])
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.cols = {k: v[order] for k, v in cols.items()}
+
+    def positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.keys) == 0:
+            return np.zeros(len(keys), dtype=int), np.zeros(len(keys), dtype=bool)
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return pos, self.keys[pos] == keys
+
+    def get(self, pair: Pair) -> Agg | None:
+        pos, found = self.positions(_keys(np.array([pair[0]]), np.array([pair[1]])))
+        if not found[0]:
+            return None
+        i = int(pos[0])
+        c = self.cols
+        return Agg(
+            float(c["total"][i]),
+            float(c["mean"][i]),
+            float(c["last"][i]),
+            int(c["n"][i]),
+            pd.Timestamp(c["last_period"][i]).date(),
+        )
+
+
+def _keys(kpi_ids: np.ndarray, unit_ids: np.ndarray) -> np.ndarray:
+    return np.asarray(kpi_ids, dtype=np.int64) << 32 | np.asarray(unit_ids, dtype=np.int64)
+
+
+_RAW_SQL = """
+SELECT a.kpi_id, a.unit_id, sum(a.value) AS total, avg(a.value) AS mean,
+       arg_max(a.value, a.period) AS last, count(*) AS n, max(a.period) AS last_period
+FROM actual a
+JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
+WHERE a.period BETWEEN ? AND ?
+GROUP BY a.kpi_id, a.unit_id
+"""
+
+_YEAR_SQL = """
+SELECT y.kpi_id, y.unit_id, sum(y.total) AS total, sum(y.total) / sum(y.n) AS mean,
+       arg_max(y.last, y.last_period) AS last, sum(y.n)::INTEGER AS n,
+       max(y.last_period) AS last_period
+FROM actual_year y
+JOIN wanted w ON y.kpi_id = w.kpi_id AND y.unit_id = w.unit_id
+WHERE y.year BETWEEN ? AND ?
+GROUP BY y.kpi_id, y.unit_id
+"""
+
+
+def _whole_years(months: list[date]) -> bool:
+    return (
+        months[0].month == 1
+        and months[-1].month == 12
+        and len(months) == 12 * (months[-1].year - months[0].year + 1)
+    )
+
+
+def _fetch_table(wh: Warehouse, kpi_ids, unit_ids, months: list[date]) -> dict[str, np.ndarray]:
+    # Each pair once: a pair asked for twice would join twice and be counted twice.
+    keys = np.unique(_keys(kpi_ids, unit_ids))
+    wanted = pd.DataFrame(
+        {"kpi_id": (keys >> 32).astype("int32"), "unit_id": (keys & 0xFFFFFFFF).astype("int32")}
+    )
+    if _whole_years(months):
+        return wh.arrays(_YEAR_SQL, [months[0].year, months[-1].year], {"wanted": wanted})
+    return wh.arrays(_RAW_SQL, [months[0], months[-1]], {"wanted": wanted})
+
+
+_AGG_CODE = {"sum": 0, "avg": 1, "last": 2, "ratio": 3, "formula": 4}
+
+
+def _stored_value(cat: Catalog, table: AggTable, code: str | None, unit_ids: np.ndarray):
+    """Values of one stored KPI for many units from the table: (value, last month) arrays."""
+    kpi = cat.kpi_by_code.get(code or "")
+    if kpi is None or _AGG_CODE[kpi.aggregation] > 2 or len(table.keys) == 0:
+        return None
+    pos, found = table.positions(_keys(np.full(len(unit_ids), kpi.id), unit_ids))
+    col = ("total", "mean", "last")[_AGG_CODE[kpi.aggregation]]
+    v = np.where(found, table.cols[col][pos], np.nan)
+    lm = table.cols["last_period"][pos].astype("datetime64[D]")
+    return v, np.where(found, lm, np.datetime64("NaT"))
+
+
+def _composed(cat, kpi_ids, unit_ids, agg, table, value, last, own) -> np.ndarray:
+    """Ratio and formula KPIs whose parts are all stored with the unit's own actuals, at once.
+
+    Returns which pairs were done; the rest (parts missing, parts themselves composed) are
+    left to `Values`, which applies the same rules one pair at a time.
+    """
+    done = np.zeros(len(kpi_ids), dtype=bool)
+    for k in np.unique(kpi_ids[agg >= 3]).tolist():
+        kpi = cat.kpis[k]
+        rows = np.flatnonzero(kpi_ids == k)
+        units = unit_ids[rows]
+        refs = {c: _stored_value(cat, table, c, units) for c in kpi.dependencies()}
+        if not refs or any(r is None for r in refs.values()):
+            continue
+        if kpi.aggregation == "ratio":
+            num, den = refs[kpi.numerator][0], refs[kpi.denominator][0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                result = np.where(den == 0, np.nan, num / den)
+        elif kpi.parsed is not None:
+            parts = {c: r[0] for c, r in refs.items()}
+            result = formula.evaluate_arrays(kpi.parsed, parts, len(rows))
+        else:
+            continue
+        lasts = np.stack([r[1] for r in refs.values()]).max(axis=0)
+        # Only complete values are final here: a ratio with a part missing may still have a
+        # value stored for a single month, which `Values` knows how to use.
+        complete = ~np.isnan(result)
+        idx = rows[complete]
+        value[idx] = result[complete]
+        last[idx] = lasts[complete]
+        own[idx] = True
+        done[idx] = True
+    return done
+
+
+def node_values(
+    wh: Warehouse, cat: Catalog, kpi_ids: np.ndarray, unit_ids: np.ndarray, months: list[date]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values of many (KPI, unit) pairs over `months`: (value, last month, own) arrays.
+
+    Stored KPIs with the unit's own actuals and ratios of such are computed for all pairs at
+    once; formulas and units that take their child units' values go through `Values`.
+    """
+    n = len(kpi_ids)
+    value = np.full(n, np.nan)
+    last = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    own = np.zeros(n, dtype=bool)
+    if n == 0:
+        return value, last, own
+    agg = np.array([_AGG_CODE[cat.kpis[k].aggregation] for k in kpi_ids.tolist()])
+    stored = agg <= 2
+    extra_k, extra_u = [], []
+    for i in np.flatnonzero(~stored):
+        u = int(unit_ids[i])
+        for code in cat.kpis[int(kpi_ids[i])].dependencies():
+            dep = cat.kpi_by_code.get(code)
+            if dep is not None:
+                extra_k.append(dep.id)
+                extra_u.append(u)
+    want_k = np.concatenate([kpi_ids[stored], np.array(extra_k, dtype=kpi_ids.dtype)])
+    want_u = np.concatenate([unit_ids[stored], np.array(extra_u, dtype=unit_ids.dtype)])
+    table = AggTable(_fetch_table(wh, want_k, want_u, months))
+
+    pos, found = table.positions(_keys(kpi_ids, unit_ids))
+    c = table.cols
+    fast = stored & found
+    if fast.any():
+        p = pos[fast]
+        picked = np.select(
+            [agg[fast] == 0, agg[fast] == 1], [c["total"][p], c["mean"][p]], c["last"][p]
+        )
+        value[fast] = picked
+        last[fast] = c["last_period"][p].astype("datetime64[D]")
+        own[fast] = True
+
+    done = fast | _composed(cat, kpi_ids, unit_ids, agg, table, value, last, own)
+    slow = np.flatnonzero(~done)
+    if len(slow):
+        missing = [(int(kpi_ids[i]), int(unit_ids[i])) for i in slow]
+        wanted = base_pairs(cat, missing)
+        have = {p for p in wanted if table.get(p) is not None}
+        extra = _with_fallback_units(cat, wanted, have)
+        if extra:
+            ek, eu = zip(*sorted(extra), strict=True)
+            more = _fetch_table(wh, np.array(ek), np.array(eu), months)
+            table = AggTable({k: np.concatenate([c[k], more[k]]) for k in c})
+        values = Values(cat, table)
+        for i, (k, u) in zip(slow, missing, strict=True):
+            v = values.get(k, u)
+            if v.value is not None:
+                value[i] = v.value
+                last[i] = np.datetime64(v.last_month, "D")
+                own[i] = v.own
+    return value, last, own

@@ -52,6 +52,8 @@ class Catalog:
             kids[u.parent_id].append(u.id)
         self.children_of = dict(kids)
         self._tree_cache: dict[date, dict[Node, list[tuple[Node, float]]]] = {}
+        # Derived structures other modules cache on the snapshot (they live as long as it does).
+        self.memo: dict[tuple, object] = {}
 
     def unit(self, code: str) -> Unit:
         try:

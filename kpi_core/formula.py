@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from kpi_core.errors import KpiError
 
 
@@ -133,23 +135,29 @@ def references(node: Node) -> set[str]:
 
 def evaluate(node: Node, values: Mapping[str, float | None]) -> float | None:
     """Value of the formula; None if any referenced value is missing or a division is by zero."""
+    arrays = {k: np.array([np.nan if v is None else v], dtype=float) for k, v in values.items()}
+    result = float(evaluate_arrays(node, arrays, 1)[0])
+    return None if np.isnan(result) else result
+
+
+def evaluate_arrays(node: Node, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """The formula over arrays of `n` values each; NaN where a value is missing or ÷ 0."""
     if isinstance(node, Num):
-        return node.value
+        return np.full(n, node.value)
     if isinstance(node, Ref):
-        return values.get(node.code)
+        return values.get(node.code, np.full(n, np.nan))
     if isinstance(node, Neg):
-        v = evaluate(node.operand, values)
-        return None if v is None else -v
-    left, right = evaluate(node.left, values), evaluate(node.right, values)
-    if left is None or right is None:
-        return None
+        return -evaluate_arrays(node.operand, values, n)
+    left = evaluate_arrays(node.left, values, n)
+    right = evaluate_arrays(node.right, values, n)
     if node.op == "+":
         return left + right
     if node.op == "-":
         return left - right
     if node.op == "*":
         return left * right
-    return None if right == 0 else left / right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(right == 0, np.nan, left / right)
 
 
 def find_cycle(deps: Mapping[str, set[str]]) -> list[str] | None:

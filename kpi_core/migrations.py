@@ -151,4 +151,26 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "Yearly summary of actuals for whole-year periods",
+        """
+        -- Maintained with `actual` in the same transaction (actuals.refresh_summary): a year's
+        -- roll-up reads one row per KPI, unit and year instead of twelve.
+        CREATE TABLE actual_year (
+            kpi_id INTEGER NOT NULL,
+            unit_id INTEGER NOT NULL,
+            year INTEGER NOT NULL,
+            total DOUBLE NOT NULL,
+            mean DOUBLE NOT NULL,
+            last DOUBLE NOT NULL,
+            n INTEGER NOT NULL,
+            last_period DATE NOT NULL
+        );
+        INSERT INTO actual_year
+        SELECT kpi_id, unit_id, year(period), sum(value), avg(value), arg_max(value, period),
+               count(*), max(period)
+        FROM actual GROUP BY ALL ORDER BY 3, 2, 1;
+        """,
+    ),
 ]

@@ -4,61 +4,112 @@ A scorecard node is an org unit's total; its children are the KPI nodes on the u
 and, where wanted, child units' scorecard nodes. A KPI node is a (KPI, unit) pair, scored from
 its own value when it has one; its children's weighted score is shown beside it and stands in
 when it has none.
+
+A company tree has thousands of nodes, so evaluation works on arrays: values and levels of all
+KPI nodes come from two queries, scores from the vectorised ladder, and the roll-up runs level by
+level (leaves first) with weighted sums per parent. `NodeResult` is a view on one node of that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
 
 from kpi_core import actuals, scoring, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog, Node
 from kpi_core.periods import Period
-from kpi_core.scoring import DEFAULT_LADDER, ChildScore, Ladder, Levels
+from kpi_core.scoring import DEFAULT_LADDER, Ladder, Levels
 from kpi_core.warehouse import Warehouse
 
 
 @dataclass
-class NodeResult:
-    unit_id: int
-    kpi_id: int  # SCORECARD (0) for a unit's total
-    actual: float | None = None
-    levels: Levels | None = None
-    score: float | None = None
-    status: str = scoring.GREY
-    achievement: float | None = None
-    own_actual: bool = False  # scored from its own value, not from its children
-    children_score: float | None = None
-    coverage: float | None = None
-    vetoed_by: tuple[str, ...] = ()
-    last_month: date | None = None
-    children: list[tuple[float, NodeResult]] = field(default_factory=list)
+class _Shape:
+    """The nodes reachable from some roots and the edges between them, as arrays."""
 
-    @property
-    def is_scorecard(self) -> bool:
-        return self.kpi_id == SCORECARD
-
-    def kpi_children(self) -> list[tuple[float, NodeResult]]:
-        return [(w, c) for w, c in self.children if not c.is_scorecard]
-
-    def unit_children(self) -> list[tuple[float, NodeResult]]:
-        return [(w, c) for w, c in self.children if c.is_scorecard]
+    nodes: list[Node]
+    unit: np.ndarray
+    kpi: np.ndarray
+    children: list[list[tuple[float, int]]]  # per node: (weight, child index)
+    parent: np.ndarray  # per edge
+    child: np.ndarray
+    weight: np.ndarray
+    height: np.ndarray  # per node: longest path down to a leaf
 
 
-def _reachable(tree: dict[Node, list[tuple[Node, float]]], roots: Iterable[Node]) -> list[Node]:
-    seen: set[Node] = set()
-    order: list[Node] = []
-    stack = list(roots)
+def _shape(cat: Catalog, roots: tuple[int, ...], month: date, scope: Scope) -> _Shape:
+    key = ("shape", roots, month, scope)
+    if key in cat.memo:
+        return cat.memo[key]
+    tree = cat.tree(month)
+    index: dict[Node, int] = {}
+    nodes: list[Node] = []
+    stack = [(u, SCORECARD) for u in roots]
     while stack:
         node = stack.pop()
-        if node in seen:
+        if node in index:
             continue
-        seen.add(node)
-        order.append(node)
-        stack.extend(child for child, _ in tree.get(node, []))
-    return order
+        index[node] = len(nodes)
+        nodes.append(node)
+        stack.extend(c for c, _ in tree.get(node, []) if scope.allows(c[0]))
+    children: list[list[tuple[float, int]]] = [[] for _ in nodes]
+    edges = []
+    for i, node in enumerate(nodes):
+        for child, weight in tree.get(node, []):
+            if child in index and scope.allows(child[0]):
+                children[i].append((weight, index[child]))
+                edges.append((i, index[child], weight))
+    height = np.zeros(len(nodes), dtype=int)
+    # Heights by repeated relaxation: a tree is shallow (company → position is a handful).
+    for _ in range(len(nodes)):
+        changed = False
+        for p, c, _w in edges:
+            if height[p] < height[c] + 1:
+                if height[c] + 1 > len(nodes):
+                    raise ValueError("the tree has a cycle")
+                height[p] = height[c] + 1
+                changed = True
+        if not changed:
+            break
+    e = np.array(edges, dtype=float).reshape(-1, 3)
+    shape = _Shape(
+        nodes,
+        np.array([n[0] for n in nodes], dtype=np.int32),
+        np.array([n[1] for n in nodes], dtype=np.int32),
+        children,
+        e[:, 0].astype(int),
+        e[:, 1].astype(int),
+        e[:, 2],
+        height,
+    )
+    cat.memo[key] = shape
+    return shape
+
+
+class Evaluation:
+    """Arrays of one evaluation; `NodeResult`s are views on it."""
+
+    def __init__(self, cat: Catalog, shape: _Shape, ladder: Ladder):
+        self.cat = cat
+        self.shape = shape
+        n = len(shape.nodes)
+        self.ladder = ladder
+        self.actual = np.full(n, np.nan)
+        self.last_month = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+        self.levels = {f: np.full(n, np.nan) for f in targets.LEVEL_FIELDS}
+        self.score = np.full(n, np.nan)
+        self.status = np.full(n, scoring.GREY, dtype=object)
+        self.own = np.zeros(n, dtype=bool)
+        self.children_score = np.full(n, np.nan)
+        self.coverage = np.full(n, np.nan)
+        self.vetoed = np.zeros(n, dtype=bool)
+        self.veto_kpi = np.zeros(n, dtype=bool)
+        self.direction = np.full(n, "up", dtype=object)
 
 
 def evaluate(
@@ -71,77 +122,162 @@ def evaluate(
     months: list[date] | None = None,
 ) -> dict[int, NodeResult]:
     """Scorecards of the given units for a period (or an explicit run of months, e.g. YTD)."""
-    unit_ids = list(unit_ids)
+    unit_ids = list(dict.fromkeys(unit_ids))
     for u in unit_ids:
         scope.check(u, cat.units[u].code if u in cat.units else "")
     months = months or period.months
-    tree = cat.tree(months[-1])
-    nodes = _reachable(tree, [(u, SCORECARD) for u in unit_ids])
-    pairs = [(k, u) for u, k in nodes if k != SCORECARD]
-    values = actuals.aggregates(wh, cat, pairs, months)
-    years = range(months[0].year, months[-1].year + 1)
-    target_rows = targets.fetch(wh, pairs, years)
+    shape = _shape(cat, tuple(unit_ids), months[-1], scope)
+    ev = Evaluation(cat, shape, ladder)
+    is_kpi = shape.kpi != SCORECARD
+    k_idx = np.flatnonzero(is_kpi)
+    kpi_ids, unit_of = shape.kpi[k_idx], shape.unit[k_idx]
+    for i, k in zip(k_idx.tolist(), kpi_ids.tolist(), strict=True):
+        ev.direction[i] = cat.kpis[k].direction
+        ev.veto_kpi[i] = cat.kpis[k].veto
 
-    results: dict[Node, NodeResult] = {}
-
-    def node_result(node: Node, visiting: frozenset[Node]) -> NodeResult:
-        if node in results:
-            return results[node]
-        unit_id, kpi_id = node
-        res = NodeResult(unit_id, kpi_id)
-        kids = []
-        for child, weight in tree.get(node, []):
-            if child in visiting or not scope.allows(child[0]):
-                continue
-            kids.append((weight, node_result(child, visiting | {node})))
-        res.children = kids
-        if kids:
-            rolled = scoring.roll_up(
-                [
-                    ChildScore(
-                        w,
-                        c.score,
-                        c.status,
-                        veto=not c.is_scorecard and cat.kpis[c.kpi_id].veto,
-                        label=cat.kpis[c.kpi_id].code if not c.is_scorecard else "",
-                    )
-                    for w, c in kids
-                ],
-                ladder,
-            )
-            res.children_score, res.coverage, res.vetoed_by = (
-                rolled.score,
-                rolled.coverage,
-                rolled.vetoed_by,
-            )
-            res.score, res.status = rolled.score, rolled.status
-        if kpi_id != SCORECARD:
-            _score_kpi_node(
-                res, cat, values, target_rows.get((kpi_id, unit_id), []), months, ladder
-            )
-        results[node] = res
-        return res
-
-    return {u: node_result((u, SCORECARD), frozenset()) for u in unit_ids}
+    value, last, _ = actuals.node_values(wh, cat, kpi_ids, unit_of, months)
+    levels = targets.node_levels(wh, cat, kpi_ids, unit_of, months, last)
+    ev.actual[k_idx], ev.last_month[k_idx] = value, last
+    for f in targets.LEVEL_FIELDS:
+        ev.levels[f][k_idx] = levels[f]
+    lv = [levels[f] for f in targets.LEVEL_FIELDS]
+    direction = ev.direction[k_idx].astype(str)
+    own_score = scoring.scores(value, *lv, direction, ladder)
+    has_levels = ~np.isnan(levels["target"]) | ~np.isnan(levels["low"]) | ~np.isnan(levels["high"])
+    own = ~np.isnan(value) & has_levels
+    ev.own[k_idx] = own
+    ev.score[k_idx] = np.where(own, own_score, np.nan)
+    own_status = scoring.statuses(value, lv[0], lv[1], lv[3], lv[4], lv[5], direction)
+    ev.status[k_idx] = np.where(own, own_status, scoring.GREY)
+    _roll_up(ev)
+    return {u: NodeResult(ev, shape.nodes.index((u, SCORECARD))) for u in unit_ids}
 
 
-def _score_kpi_node(
-    res: NodeResult,
-    cat: Catalog,
-    values: actuals.Values,
-    rows: list[targets.TargetRow],
-    months: list[date],
-    ladder: Ladder,
-) -> None:
-    kpi = cat.kpis[res.kpi_id]
-    value = values.get(res.kpi_id, res.unit_id)
-    res.actual, res.last_month = value.value, value.last_month
-    # A period still running is compared with the target share of the months that have data.
-    pace = [m for m in months if value.last_month is None or m <= value.last_month] or months
-    res.levels = targets.period_levels(rows, kpi, pace, cat)
-    if res.actual is None or res.levels is None:
-        return  # no own value: the children's roll-up (if any) stands in
-    res.own_actual = True
-    res.score = scoring.score(res.actual, res.levels, kpi.direction, ladder)
-    res.status = scoring.status(res.actual, res.levels, kpi.direction)
-    res.achievement = scoring.achievement(res.actual, res.levels.target, kpi.direction)
+def _roll_up(ev: Evaluation) -> None:
+    """Leaves first: Σ(weight × score) / Σ(weight with data); a red veto child zeroes the parent."""
+    s = ev.shape
+    n = len(s.nodes)
+    if len(s.parent) == 0:
+        return
+    parent_height = s.height[s.parent]
+    lad = ev.ladder
+    for h in range(1, int(s.height.max()) + 1):
+        e = parent_height == h
+        p, c, w = s.parent[e], s.child[e], s.weight[e]
+        cs = ev.score[c]
+        has = ~np.isnan(cs)
+        num = np.bincount(p, weights=w * np.where(has, cs, 0.0), minlength=n)
+        den = np.bincount(p, weights=w * has, minlength=n)
+        tot = np.bincount(p, weights=w, minlength=n)
+        red_veto = np.bincount(
+            p, weights=(ev.veto_kpi[c] & (ev.status[c] == scoring.RED)), minlength=n
+        )
+        targets_ = np.unique(p)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rolled = np.where(den[targets_] > 0, num[targets_] / den[targets_], np.nan)
+            coverage = np.where(tot[targets_] > 0, den[targets_] / tot[targets_], 0.0)
+        vetoed = red_veto[targets_] > 0
+        rolled = np.where(vetoed, 0.0, rolled)
+        ev.children_score[targets_] = rolled
+        ev.coverage[targets_] = coverage
+        ev.vetoed[targets_] = vetoed
+        stands_in = ~ev.own[targets_]
+        t = targets_[stands_in]
+        ev.score[t] = rolled[stands_in]
+        ev.status[t] = [
+            scoring.RED if v else lad.light(None if np.isnan(x) else float(x))
+            for x, v in zip(rolled[stands_in], vetoed[stands_in], strict=True)
+        ]
+
+
+def _opt(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+class NodeResult:
+    """One node of an evaluation: its value, levels, score, light and children."""
+
+    def __init__(self, ev: Evaluation, i: int):
+        self._ev = ev
+        self._i = i
+
+    @property
+    def unit_id(self) -> int:
+        return int(self._ev.shape.unit[self._i])
+
+    @property
+    def kpi_id(self) -> int:
+        return int(self._ev.shape.kpi[self._i])
+
+    @property
+    def is_scorecard(self) -> bool:
+        return self.kpi_id == SCORECARD
+
+    @property
+    def actual(self) -> float | None:
+        return _opt(self._ev.actual[self._i])
+
+    @property
+    def levels(self) -> Levels | None:
+        vals = {f: _opt(self._ev.levels[f][self._i]) for f in targets.LEVEL_FIELDS}
+        lv = Levels(**vals)
+        return None if all(v is None for v in vals.values()) else lv
+
+    @property
+    def score(self) -> float | None:
+        return _opt(self._ev.score[self._i])
+
+    @property
+    def status(self) -> str:
+        return str(self._ev.status[self._i])
+
+    @property
+    def own_actual(self) -> bool:
+        """Scored from its own value, not from its children."""
+        return bool(self._ev.own[self._i])
+
+    @property
+    def achievement(self) -> float | None:
+        if self.is_scorecard or not self.own_actual:
+            return None
+        lv = self.levels
+        kpi = self._ev.cat.kpis[self.kpi_id]
+        return scoring.achievement(self.actual, lv.target if lv else None, kpi.direction)
+
+    @property
+    def children_score(self) -> float | None:
+        return _opt(self._ev.children_score[self._i])
+
+    @property
+    def coverage(self) -> float | None:
+        return _opt(self._ev.coverage[self._i])
+
+    @property
+    def last_month(self) -> date | None:
+        m = self._ev.last_month[self._i]
+        return None if np.isnat(m) else pd.Timestamp(m).date()
+
+    @property
+    def vetoed_by(self) -> tuple[str, ...]:
+        if not self._ev.vetoed[self._i]:
+            return ()
+        return tuple(
+            self._ev.cat.kpis[c.kpi_id].code
+            for _, c in self.children
+            if not c.is_scorecard and c._ev.veto_kpi[c._i] and c.status == scoring.RED
+        )
+
+    @cached_property
+    def children(self) -> list[tuple[float, NodeResult]]:
+        return [(w, NodeResult(self._ev, c)) for w, c in self._ev.shape.children[self._i]]
+
+    def kpi_children(self) -> list[tuple[float, NodeResult]]:
+        return [(w, c) for w, c in self.children if not c.is_scorecard]
+
+    def unit_children(self) -> list[tuple[float, NodeResult]]:
+        return [(w, c) for w, c in self.children if c.is_scorecard]
+
+    def __repr__(self) -> str:
+        return (
+            f"NodeResult(unit={self.unit_id}, kpi={self.kpi_id}, score={self.score}, {self.status})"
+        )

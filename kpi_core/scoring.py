@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"
 STATUS_ORDER = {RED: 0, AMBER: 1, GREEN: 2, GREY: 3}
 
@@ -53,6 +56,110 @@ def _num(x: float | None) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _arr(x) -> np.ndarray:
+    return np.asarray(np.where(pd.isna(x), np.nan, x), dtype=float)
+
+
+def scores(
+    actual,
+    baseline,
+    target,
+    challenge,
+    low,
+    high,
+    tolerance,
+    direction,
+    ladder: Ladder = DEFAULT_LADDER,
+) -> np.ndarray:
+    """The score ladder over arrays (NaN = missing); `direction` holds 'up'/'down'/'range'.
+
+    This is the one implementation of the ladder: `score()` calls it with single values.
+    """
+    a, b, t, c = _arr(actual), _arr(baseline), _arr(target), _arr(challenge)
+    direction = np.asarray(direction)
+    down = direction == "down"
+    # A `down` KPI is an `up` KPI on the negated axis: the same ladder with levels descending.
+    sign = np.where(down, -1.0, 1.0)
+    a, b, t, c = a * sign, b * sign, t * sign, c * sign
+    lb, lt, lc = ladder.baseline, ladder.target, ladder.challenge
+    with np.errstate(divide="ignore", invalid="ignore"):
+        over = np.where(
+            np.isnan(c) | (c <= t), lt, np.where(a >= c, lc, lt + (lc - lt) * (a - t) / (c - t))
+        )
+        # No baseline: the line through the target point with slope target-score / |target|,
+        # i.e. 0 at zero for `up` and 0 at twice the target for `down`.
+        no_base = np.where(t == 0, 0.0, np.maximum(0.0, lt - lt * (t - a) / np.abs(t)))
+        slope = (lt - lb) / (t - b)
+        # Below baseline the baseline→target slope continues down to 0; a degenerate ladder
+        # (baseline = target, e.g. zero incidents) scores a miss 0.
+        with_base = np.where(
+            b >= t,
+            0.0,
+            np.where(a >= b, lb + slope * (a - b), np.maximum(0.0, lb - slope * (b - a))),
+        )
+        under = np.where(np.isnan(b), no_base, with_base)
+        updown = np.where(a >= t, over, under)
+        updown = np.where(np.isnan(t), np.nan, updown)
+
+        lo, hi, tol = _arr(low), _arr(high), _arr(tolerance)
+        raw_a = _arr(actual)
+        dist = np.maximum(
+            np.where(np.isnan(lo), 0.0, lo - raw_a), np.where(np.isnan(hi), 0.0, raw_a - hi)
+        )
+        has_tol = ~np.isnan(tol) & (tol > 0)
+        ranged = np.where(
+            dist <= 0,
+            lt,
+            np.where(
+                ~has_tol,
+                0.0,
+                np.where(
+                    dist <= tol,
+                    lt - (lt - lb) * dist / tol,
+                    np.maximum(0.0, lb - lb * (dist - tol) / tol),
+                ),
+            ),
+        )
+        ranged = np.where(np.isnan(lo) & np.isnan(hi), np.nan, ranged)
+    out = np.where(direction == "range", ranged, updown)
+    return np.where(np.isnan(_arr(actual)), np.nan, out)
+
+
+def statuses(actual, baseline, target, low, high, tolerance, direction) -> np.ndarray:
+    """Lights over arrays: green = target met, amber = baseline met, red otherwise, grey = none."""
+    a, b, t = _arr(actual), _arr(baseline), _arr(target)
+    direction = np.asarray(direction)
+    sign = np.where(direction == "down", -1.0, 1.0)
+    with np.errstate(invalid="ignore"):
+        meets_t = sign * a >= sign * t - 1e-12
+        meets_b = sign * a >= sign * b - 1e-12
+        # Without a baseline, amber is where the ladder would give the baseline score.
+        no_base_score = scores(a, np.nan, t, np.nan, np.nan, np.nan, np.nan, direction)
+        amber = np.where(np.isnan(b), no_base_score >= DEFAULT_LADDER.baseline, meets_b)
+        updown = np.where(meets_t, GREEN, np.where(amber, AMBER, RED))
+        updown = np.where(np.isnan(t), GREY, updown)
+        lo, hi, tol = _arr(low), _arr(high), np.nan_to_num(_arr(tolerance))
+        dist = np.maximum(np.where(np.isnan(lo), 0.0, lo - a), np.where(np.isnan(hi), 0.0, a - hi))
+        ranged = np.where(dist <= 0, GREEN, np.where(dist <= tol, AMBER, RED))
+        ranged = np.where(np.isnan(lo) & np.isnan(hi), GREY, ranged)
+    out = np.where(direction == "range", ranged, updown)
+    return np.where(np.isnan(a), GREY, out)
+
+
+def _levels_args(levels: Levels) -> tuple:
+    return tuple(
+        np.nan if v is None else v
+        for v in (
+            levels.baseline,
+            levels.target,
+            levels.challenge,
+            levels.low,
+            levels.high,
+            levels.tolerance,
+        )
+    )
+
+
 def score(
     actual: float | None, levels: Levels, direction: str, ladder: Ladder = DEFAULT_LADDER
 ) -> float | None:
@@ -60,80 +167,15 @@ def score(
     actual = _num(actual)
     if actual is None:
         return None
-    if direction == "range":
-        return _range_score(actual, levels, ladder)
-    b, t, c = _num(levels.baseline), _num(levels.target), _num(levels.challenge)
-    if t is None:
-        return None
-    if direction == "down":
-        # A `down` KPI is an `up` KPI on the negated axis: the same ladder with levels descending.
-        actual, t = -actual, -t
-        b = None if b is None else -b
-        c = None if c is None else -c
-    return _up_score(actual, b, t, c, ladder)
-
-
-def _up_score(a: float, b: float | None, t: float, c: float | None, lad: Ladder) -> float:
-    if a >= t:
-        if c is None or c <= t:
-            return lad.target
-        if a >= c:
-            return lad.challenge
-        return lad.target + (lad.challenge - lad.target) * (a - t) / (c - t)
-    if b is None:
-        # No baseline: the line through the target point with slope target-score / |target|,
-        # i.e. 0 at zero for an `up` KPI and 0 at twice the target for a `down` one.
-        if t == 0:
-            return 0.0
-        return max(0.0, lad.target - lad.target * (t - a) / abs(t))
-    if b >= t:
-        # Degenerate ladder (baseline = target, e.g. a zero-incident KPI): a miss scores 0.
-        return 0.0
-    slope = (lad.target - lad.baseline) / (t - b)
-    if a >= b:
-        return lad.baseline + slope * (a - b)
-    # Below baseline the baseline→target slope continues down to 0.
-    return max(0.0, lad.baseline - slope * (b - a))
-
-
-def _range_score(a: float, lv: Levels, lad: Ladder) -> float | None:
-    low, high, tol = _num(lv.low), _num(lv.high), _num(lv.tolerance)
-    if low is None and high is None:
-        return None
-    distance = max((low - a) if low is not None else 0.0, (a - high) if high is not None else 0.0)
-    if distance <= 0:
-        return lad.target
-    if not tol:
-        return 0.0
-    if distance <= tol:
-        return lad.target - (lad.target - lad.baseline) * distance / tol
-    return max(0.0, lad.baseline - lad.baseline * (distance - tol) / tol)
+    value = float(scores(actual, *_levels_args(levels), direction, ladder))
+    return None if math.isnan(value) else value
 
 
 def status(actual: float | None, levels: Levels, direction: str) -> str:
     """Light of a KPI with an actual: green = target met, amber = baseline met, red otherwise."""
+    b, t, _, lo, hi, tol = _levels_args(levels)
     actual = _num(actual)
-    if actual is None or levels.is_empty():
-        return GREY
-    if direction == "range":
-        low, high, tol = _num(levels.low), _num(levels.high), _num(levels.tolerance) or 0.0
-        distance = max(
-            (low - actual) if low is not None else 0.0,
-            (actual - high) if high is not None else 0.0,
-        )
-        if distance <= 0:
-            return GREEN
-        return AMBER if distance <= tol else RED
-    if levels.target is None:
-        return GREY
-    sign = -1.0 if direction == "down" else 1.0
-    a = sign * actual
-    if a >= sign * levels.target - 1e-12:
-        return GREEN
-    if levels.baseline is not None:
-        return AMBER if a >= sign * levels.baseline - 1e-12 else RED
-    # Without a baseline, amber is where the score ladder would give the baseline score.
-    return AMBER if (score(actual, levels, direction) or 0.0) >= DEFAULT_LADDER.baseline else RED
+    return str(statuses(np.nan if actual is None else actual, b, t, lo, hi, tol, direction))
 
 
 def achievement(actual: float | None, target: float | None, direction: str) -> float | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_core import formula, workbook
+from kpi_core import actuals, formula, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import Problem, ValidationError
@@ -889,6 +889,7 @@ def _load_actuals(cur, rows, unit_ids, kpi_ids, by, source_name, sha, now):
         cur.execute(
             "INSERT INTO actual SELECT kpi_id, unit_id, period, value, ? FROM changed", [batch_id]
         )
+        actuals.refresh_summary(cur, "changed")
         cur.execute("DROP TABLE changed")
     finally:
         cur.unregister("incoming")

@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date
 
+import numpy as np
+import pandas as pd
+
 from kpi_core.catalog import Catalog
 from kpi_core.library import Kpi
 from kpi_core.scoring import Levels
@@ -159,3 +162,105 @@ def period_levels(
         else:
             combined[f] = sum(v * n for v, _, n in vals) / sum(n for _, _, n in vals)
     return Levels(**combined)
+
+
+_ROWS_SQL = """
+SELECT t.kpi_id, t.unit_id, t.grain, t.period_start, t.baseline, t.target, t.challenge,
+       t.low, t.high, t.tolerance, t.phasing, t.valid_from, t.version
+FROM target t
+JOIN wanted w ON t.kpi_id = w.kpi_id AND t.unit_id = w.unit_id
+WHERE t.period_start BETWEEN ? AND ?
+ORDER BY t.kpi_id, t.unit_id
+"""
+
+
+def node_levels(
+    wh: Warehouse,
+    cat: Catalog,
+    kpi_ids: np.ndarray,
+    unit_ids: np.ndarray,
+    months: list[date],
+    last_month: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Levels of many (KPI, unit) pairs for a run of months, as arrays (NaN where none).
+
+    `last_month` (datetime64, NaT for none) bounds the months a `sum` KPI is compared over. The
+    common case — one yearly row, months inside its year — is computed for all pairs at once;
+    any other pair goes through `period_levels`, the rule written out month by month.
+    """
+    n = len(kpi_ids)
+    out = {f: np.full(n, np.nan) for f in LEVEL_FIELDS}
+    if n == 0:
+        return out
+    pairs = np.unique(kpi_ids.astype(np.int64) << 32 | unit_ids.astype(np.int64))
+    wanted = pd.DataFrame(
+        {"kpi_id": (pairs >> 32).astype("int32"), "unit_id": (pairs & 0xFFFFFFFF).astype("int32")}
+    )
+    first = date(months[0].year, 1, 1)
+    last = date(months[-1].year, 12, 31)
+    rows = wh.arrays(_ROWS_SQL, [first, last], {"wanted": wanted})
+    if len(rows["kpi_id"]) == 0:
+        return out
+    row_keys = rows["kpi_id"].astype(np.int64) << 32 | rows["unit_id"].astype(np.int64)
+    keys = kpi_ids.astype(np.int64) << 32 | unit_ids.astype(np.int64)
+    uniq, start, count = np.unique(row_keys, return_index=True, return_counts=True)
+    pos = np.searchsorted(uniq, keys)
+    pos = np.minimum(pos, len(uniq) - 1)
+    found = uniq[pos] == keys
+    first_row = np.where(found, start[pos], -1)
+    n_rows = np.where(found, count[pos], 0)
+
+    grain = np.asarray(rows["grain"], dtype=object)
+    is_sum = np.array([cat.kpis[k].aggregation == "sum" for k in kpi_ids.tolist()], dtype=bool)
+    one_year = months[0].year == months[-1].year
+    simple = found & (n_rows == 1)
+    if one_year:
+        simple &= np.where(found, grain[np.maximum(first_row, 0)] == "Y", False)
+        row_year = pd.DatetimeIndex(rows["period_start"]).year.to_numpy()
+        simple &= np.where(found, row_year[np.maximum(first_row, 0)] == months[0].year, False)
+    else:
+        simple[:] = False
+
+    idx = first_row[simple]
+    # Months compared: the period's, up to the pair's last month with data.
+    m_first = months[0].month
+    m_last = np.full(n, months[-1].month)
+    has_last = ~np.isnat(last_month)
+    lm = last_month.astype("datetime64[M]").astype(int) % 12 + 1
+    m_last = np.where(has_last & (lm >= m_first) & (lm < m_last), lm, m_last)
+    names = np.array([p or "even" for p in rows["phasing"][idx].tolist()], dtype=object)
+    profile_names = sorted(set(names.tolist()))
+    cum = {p: np.concatenate([[0.0], np.cumsum(shares(p, cat))]) for p in profile_names}
+    share_sum = np.array(
+        [cum[p][e] - cum[p][m_first - 1] for p, e in zip(names, m_last[simple], strict=True)]
+    )
+    factor = np.where(is_sum[simple], share_sum, 1.0)
+    for f in LEVEL_FIELDS:
+        out[f][simple] = np.asarray(rows[f][idx], dtype=float) * factor
+
+    for i in np.flatnonzero(found & ~simple):
+        k = int(kpi_ids[i])
+        s, c = int(first_row[i]), int(n_rows[i])
+        pair_rows = [
+            TargetRow(
+                grain[j],
+                pd.Timestamp(rows["period_start"][j]).date(),
+                Levels(*(_none(rows[f][j]) for f in LEVEL_FIELDS)),
+                rows["phasing"][j],
+                pd.Timestamp(rows["valid_from"][j]).date(),
+                int(rows["version"][j]),
+            )
+            for j in range(s, s + c)
+        ]
+        lm_i = None if np.isnat(last_month[i]) else pd.Timestamp(last_month[i]).date()
+        pace = [m for m in months if lm_i is None or m <= lm_i] or months
+        levels = period_levels(pair_rows, cat.kpis[k], pace, cat)
+        if levels is not None:
+            for f in LEVEL_FIELDS:
+                v = getattr(levels, f)
+                out[f][i] = np.nan if v is None else v
+    return out
+
+
+def _none(v) -> float | None:
+    return None if v is None or np.isnan(v) else float(v)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from kpi_core.errors import WarehouseBusyError
@@ -61,6 +62,20 @@ def _close_all() -> None:
     # DuckDB's close would abort the process.
     for wh in list(_OPEN):
         wh.close()
+
+
+def _plain(col: np.ndarray) -> np.ndarray:
+    """fetchnumpy() gives masked arrays where a column has NULLs."""
+    if not isinstance(col, np.ma.MaskedArray):
+        return np.asarray(col)
+    kind = col.dtype.kind
+    if kind == "f":
+        return col.filled(np.nan)
+    if kind == "M":
+        return col.filled(np.datetime64("NaT"))
+    if kind in "iub":
+        return col.astype(float).filled(np.nan) if col.mask.any() else col.data
+    return np.where(col.mask, None, col.data)
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -195,6 +210,24 @@ class Warehouse:
     def df(self, sql: str, params: Sequence[Any] | dict | None = None) -> pd.DataFrame:
         with self.cursor() as cur:
             return cur.execute(sql, params or []).df()
+
+    def arrays(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        frames: dict[str, pd.DataFrame] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Columns as numpy arrays, NULL as NaN / NaT / None; `frames` are registered as tables
+        for the query (a few thousand keys join faster as a frame than as bound lists)."""
+        with self.cursor() as cur:
+            for name, frame in (frames or {}).items():
+                cur.register(name, frame)
+            try:
+                columns = cur.execute(sql, params or []).fetchnumpy()
+            finally:
+                for name in frames or {}:
+                    cur.unregister(name)
+        return {name: _plain(col) for name, col in columns.items()}
 
     def schema_version(self) -> int:
         with self.cursor() as cur:
