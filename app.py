@@ -3,23 +3,25 @@
 import streamlit as st
 
 from kpi_core import charts, i18n
-from kpi_core.board import latest_month, overview
+from kpi_core.board import data_range, overview
 from kpi_core.periods import Period
 from kpi_core.ui import guard, page, period_picker
-from kpi_core.ui.widgets import badge
+from kpi_core.ui.widgets import badge, partial_period_note
 
 ctx = page("nav_overview")
 with guard(ctx):
-    latest = latest_month(ctx.wh, ctx.actor.scope, ctx.cat)
-    if latest is None:
+    span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
+    if span is None:
         st.info(ctx.t("no_data_yet"))
         st.stop()
-    period = period_picker(ctx, latest)
+    first, latest = span
+    period = period_picker(ctx, first, latest)
     ov = overview(ctx.wh, ctx.cat, ctx.actor.scope, period)
     lang = ctx.lang
 
-    st.title(ctx.t("nav_overview"))
+    st.title(f"{ctx.t('nav_overview')} · {i18n.period_label(period.label(), lang)}")
     st.caption(ctx.t("data_as_of", month=i18n.period_label(Period("M", latest).label(), lang)))
+    partial_period_note(ctx, period, latest)
 
     for root in ov.roots:
         unit = ctx.cat.units[root.unit_id]
@@ -33,14 +35,18 @@ with guard(ctx):
             )
             st.markdown(badge(root.status, lang))
             if root.vetoed_by:
-                names = ", ".join(ctx.cat.kpi(c).name(lang) for c in root.vetoed_by)
+                names = "、".join(ctx.cat.kpi(c).name(lang) for c in root.vetoed_by)
                 st.error(ctx.t("vetoed", kpis=names))
+            own = sum(w for w, _ in root.kpi_children())
+            below = sum(w for w, _ in root.unit_children())
+            if own and below:
+                st.caption(ctx.t("score_mix", own=own, units=below))
         for col, key in zip(cols[1:], ("red", "amber", "green"), strict=False):
             col.metric(i18n.status_label(key, lang), ov.counts[key])
         cols[4].metric(f"⚠ {ctx.t('at_risk')}", ov.at_risk)
         st.caption(f"{ctx.t('coverage')}: {(root.coverage or 0) * 100:.0f}%")
 
-    left, right = st.columns([3, 2])
+    left, right = st.columns([1, 1])
     with left:
         st.subheader(ctx.t("departments_ranked"))
         if ov.departments:
@@ -64,14 +70,14 @@ with guard(ctx):
                     ctx.t("status"): ("■ " if f.missing else "● ") + state,
                 }
             )
-        st.dataframe(rows, hide_index=True, width="stretch")
+        st.dataframe(rows, hide_index=True, width="stretch", height="content")
 
     st.subheader(ctx.t("top_alerts"))
     if not ov.alerts:
         st.success(ctx.t("no_alerts"))
     else:
         rows = []
-        for node, _ in ov.alerts[:12]:
+        for node, _ in ov.alerts[:15]:
             kpi = ctx.cat.kpis[node.kpi_id]
             lv = node.levels
             risky = (node.kpi_id, node.unit_id) in ov.at_risk_pairs and node.status != "red"
@@ -84,8 +90,8 @@ with guard(ctx):
                     ctx.t("kpi"): kpi.name(lang),
                     ctx.t("actual"): i18n.format_value(node.actual, kpi, lang),
                     ctx.t("target"): i18n.format_value(lv.target if lv else None, kpi, lang),
-                    ctx.t("score"): None if node.score is None else round(node.score, 1),
+                    ctx.t("score"): "—" if node.score is None else f"{node.score:.1f}",
                     ctx.t("owner"): kpi.owner or "—",
                 }
             )
-        st.dataframe(rows, hide_index=True, width="stretch")
+        st.dataframe(rows, hide_index=True, width="stretch", height="content")

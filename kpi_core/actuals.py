@@ -251,24 +251,50 @@ def _keys(kpi_ids: np.ndarray, unit_ids: np.ndarray) -> np.ndarray:
     return np.asarray(kpi_ids, dtype=np.int64) << 32 | np.asarray(unit_ids, dtype=np.int64)
 
 
-_RAW_SQL = """
+# `wanted` is the pair list bound as two arrays; the id bounds let DuckDB skip row groups by
+# their min/max (actuals are stored in unit order), which a join alone does not.
+WANTED = """
+WITH wanted AS (SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id)
+"""
+WANTED_BOUNDS = "{t}.kpi_id BETWEEN ? AND ? AND {t}.unit_id BETWEEN ? AND ?"
+
+_RAW_SQL = (
+    WANTED
+    + """
 SELECT a.kpi_id, a.unit_id, sum(a.value) AS total, avg(a.value) AS mean,
        arg_max(a.value, a.period) AS last, count(*) AS n, max(a.period) AS last_period
 FROM actual a
 JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period BETWEEN ? AND ?
+WHERE a.period BETWEEN ? AND ? AND """
+    + WANTED_BOUNDS.format(t="a")
+    + """
 GROUP BY a.kpi_id, a.unit_id
 """
+)
 
-_YEAR_SQL = """
+_YEAR_SQL = (
+    WANTED
+    + """
 SELECT y.kpi_id, y.unit_id, sum(y.total) AS total, sum(y.total) / sum(y.n) AS mean,
        arg_max(y.last, y.last_period) AS last, sum(y.n)::INTEGER AS n,
        max(y.last_period) AS last_period
 FROM actual_year y
 JOIN wanted w ON y.kpi_id = w.kpi_id AND y.unit_id = w.unit_id
-WHERE y.year BETWEEN ? AND ?
+WHERE y.year BETWEEN ? AND ? AND """
+    + WANTED_BOUNDS.format(t="y")
+    + """
 GROUP BY y.kpi_id, y.unit_id
 """
+)
+
+
+def wanted_params(kpi_ids, unit_ids) -> tuple[list, list]:
+    """Each pair once (a pair asked for twice would join twice and count twice), as the two
+    arrays `WANTED` binds, and the id bounds `WANTED_BOUNDS` binds."""
+    keys = np.unique(_keys(kpi_ids, unit_ids))
+    k, u = (keys >> 32).astype(int), (keys & 0xFFFFFFFF).astype(int)
+    bounds = [int(k.min()), int(k.max()), int(u.min()), int(u.max())] if len(keys) else [0, 0, 0, 0]
+    return [k.tolist(), u.tolist()], bounds
 
 
 def _whole_years(months: list[date]) -> bool:
@@ -280,14 +306,10 @@ def _whole_years(months: list[date]) -> bool:
 
 
 def _fetch_table(wh: Warehouse, kpi_ids, unit_ids, months: list[date]) -> dict[str, np.ndarray]:
-    # Each pair once: a pair asked for twice would join twice and be counted twice.
-    keys = np.unique(_keys(kpi_ids, unit_ids))
-    wanted = pd.DataFrame(
-        {"kpi_id": (keys >> 32).astype("int32"), "unit_id": (keys & 0xFFFFFFFF).astype("int32")}
-    )
+    pairs, bounds = wanted_params(kpi_ids, unit_ids)
     if _whole_years(months):
-        return wh.arrays(_YEAR_SQL, [months[0].year, months[-1].year], {"wanted": wanted})
-    return wh.arrays(_RAW_SQL, [months[0], months[-1]], {"wanted": wanted})
+        return wh.arrays(_YEAR_SQL, [*pairs, months[0].year, months[-1].year, *bounds])
+    return wh.arrays(_RAW_SQL, [*pairs, months[0], months[-1], *bounds])
 
 
 _AGG_CODE = {"sum": 0, "avg": 1, "last": 2, "ratio": 3, "formula": 4}

@@ -14,11 +14,25 @@ from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
 
 
-def latest_month(wh: Warehouse, scope: Scope, cat: Catalog) -> date | None:
-    """The latest month with any actual inside the scope: the default period, 'data as of'."""
+def data_range(wh: Warehouse, scope: Scope, cat: Catalog) -> tuple[date, date] | None:
+    """First and latest month with any actual inside the scope (the latest is 'data as of')."""
     ids = [u for u in cat.units if scope.allows(u)]
-    row = wh.one("SELECT max(period) FROM actual WHERE list_contains(?, unit_id)", [ids])
-    return row[0] if row else None
+    row = wh.one(
+        "SELECT min(period), max(period) FROM actual WHERE list_contains(?, unit_id)", [ids]
+    )
+    return None if row is None or row[0] is None else (row[0], row[1])
+
+
+def periods_between(grain: str, first: date, latest: date) -> list[Period]:
+    """Periods of a grain that hold data, newest first."""
+    out: list[Period] = []
+    m = latest
+    while m >= first:
+        p = Period.containing(grain, m)
+        if not out or out[-1] != p:
+            out.append(p)
+        m = add_months(m, -1)
+    return out
 
 
 @dataclass

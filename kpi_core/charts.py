@@ -146,7 +146,8 @@ def status_matrix(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart
             "kpi:N",
             title=None,
             sort=kpi_order,
-            axis=alt.Axis(labelAngle=-40, labelLimit=140, orient="top"),
+            # Every column named: upright labels never overlap, so none is hidden.
+            axis=alt.Axis(labelAngle=-90, labelLimit=160, labelOverlap=False, orient="top"),
         ),
         y=alt.Y("unit:N", title=None, sort=unit_order, axis=alt.Axis(labelLimit=180)),
     )
@@ -161,7 +162,7 @@ def status_matrix(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart
         ],
     )
     text = base.mark_text(color="white", fontSize=13).encode(text="icon:N")
-    return (cells + text).properties(height={"step": 30}, width={"step": 34})
+    return (cells + text).properties(height={"step": 30}, width={"step": 28})
 
 
 def score_bars(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:

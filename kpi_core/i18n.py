@@ -23,6 +23,32 @@ STRINGS: dict[str, tuple[str, str]] = {
     "score": ("得分", "Score"),
     "coverage": ("数据覆盖", "Coverage"),
     "child_units": ("下级组织得分", "Units below"),
+    "unknown_unit": (
+        "找不到您可查看的组织“{code}”，已显示 {shown}。",
+        "There is no unit '{code}' in your scope; showing {shown}.",
+    ),
+    "unit_without_scorecard": (
+        "{unit} 没有自己的考核表，已显示其上级 {shown}（{unit} 的指标在状态矩阵中）。",
+        "{unit} has no scorecard of its own; showing {shown} above it "
+        "({unit}'s KPIs are in the status matrix).",
+    ),
+    "bad_period": (
+        "“{period}”不是有效期间（写作 2026、2026-Q1 或 2026-03），已显示 {shown}。",
+        "'{period}' is not a period (write 2026, 2026-Q1 or 2026-03); showing {shown}.",
+    ),
+    "period_without_data": (
+        "{period} 没有数据（数据范围 {first} 至 {latest}），已显示 {shown}。",
+        "There is no data for {period} (data runs {first} to {latest}); showing {shown}.",
+    ),
+    "partial_period": (
+        "期间未结束：截至 {month}（{n}/{total} 个月），环比、同比均按相同月份比较。",
+        "Period still running: through {month} ({n} of {total} months); changes compare "
+        "the same months of the previous period and of last year.",
+    ),
+    "score_mix": (
+        "综合得分 = 本级指标 {own:g}% + 下级组织 {units:g}%",
+        "Score = own KPIs {own:g}% + units below {units:g}%",
+    ),
     "departments_ranked": ("部门得分排名", "Department scores, ranked"),
     "counts": ("指标状态", "KPI status"),
     "red": ("红灯", "Red"),
@@ -42,6 +68,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "baseline": ("基准", "Baseline"),
     "challenge": ("挑战", "Challenge"),
     "vs_prev": ("环比", "vs prev."),
+    "flat": ("持平", "flat"),
     "vs_last_year": ("同比", "vs last year"),
     "weight": ("权重", "Weight"),
     "achievement": ("达成率", "Achievement"),
@@ -51,7 +78,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "bullets": ("实际 vs 目标区间", "Actual against target bands"),
     "matrix": ("状态矩阵（组织 × 指标）", "Status matrix (unit × KPI)"),
     "rank_among": ("在 {n} 个同级组织中排名第 {rank}", "Rank {rank} of {n} peer units"),
-    "vetoed": ("否决：{kpis} 未达标，得分归零", "Vetoed: {kpis} missed — score set to 0"),
+    "vetoed": ("否决：{kpis}未达标，得分归零", "Vetoed: {kpis} missed — score set to 0"),
     "veto_mark": ("否决项", "Veto"),
     "no_scorecard": (
         "该组织还没有考核表（指标树中没有它的指标）。",
@@ -92,7 +119,7 @@ _UNIT_EN = {
     "人": "people",
     "天": "days",
     "分": "pts",
-    "次": "times",
+    "次": "",
     "小时": "h",
     "件": "pcs",
     "项": "items",
@@ -131,14 +158,24 @@ def format_value(value: float | None, kpi: Kpi, lang: str, compact: bool = True)
 
 
 def format_delta(current: float | None, previous: float | None, kpi: Kpi, lang: str) -> str | None:
-    """Change against a previous value: percentage points for percent KPIs, else a % change."""
+    """Change against a previous value: percentage points for percent KPIs, a % change for
+    others, and the plain difference where the previous value was 0 (an incident count)."""
     if current is None or previous is None:
         return None
     if kpi.is_percent:
         return f"{(current - previous) * 100:+.1f}pp"
     if previous == 0:
-        return None
+        diff = current - previous
+        text = f"{diff:+,.{0 if float(diff).is_integer() else 1}f}"
+        suffix = unit_label(kpi.unit, lang)
+        return text + (suffix if lang == "zh" else f" {suffix}" if suffix else "")
     return f"{(current - previous) / abs(previous) * 100:+.1f}%"
+
+
+def is_flat(delta: str) -> bool:
+    """A formatted change that rounds to nothing (+0.0%, -0.0pp, +0)."""
+    digits = "".join(ch for ch in delta if ch.isdigit())
+    return digits != "" and set(digits) == {"0"}
 
 
 def period_label(label: str, lang: str) -> str:

@@ -56,20 +56,28 @@ def parse_number(cell: object) -> Parsed | None:
 
 
 def format_number(value: float | None, lang: str, decimals: int = 1) -> str:
-    """Compact: 6,000万 / 1.25亿 in Chinese; 60.0M / 1.25B in English. Small numbers in full."""
+    """Compact: 6,000万 / 1.25亿 in Chinese; 60.0M / 915.1K / 1.25B in English."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     v = abs(value)
     sign = "-" if value < 0 else ""
-    if lang == "zh":
-        if v >= 1e8:
-            return f"{sign}{v / 1e8:,.2f}亿"
-        if v >= 1e4:
-            return f"{sign}{v / 1e4:,.{_compact_decimals(v / 1e4)}f}万"
-    else:
-        for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e4, "K")):
-            if v >= limit:
-                return f"{sign}{v / limit:,.{_compact_decimals(v / limit)}f}{suffix}"
+    # (shown from, divided by, suffix), largest first.
+    scales = (
+        ((1e8, 1e8, "亿"), (1e4, 1e4, "万"))
+        if lang == "zh"
+        else ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "K"))
+    )
+    for i, (start, divisor, suffix) in enumerate(scales):
+        if v >= start:
+            scaled = v / divisor
+            # Decimals by the rounded value, so 99.9999 shows as 100.0, not 100.00.
+            digits = _compact_decimals(round(scaled, _compact_decimals(scaled)))
+            # 999,999 must not read "1000K" / "100.00万": it rounds up into the next scale.
+            if i > 0 and round(scaled, digits) * divisor >= scales[i - 1][0]:
+                _, bigger_div, bigger_suffix = scales[i - 1]
+                scaled, suffix = v / bigger_div, bigger_suffix
+                digits = _compact_decimals(scaled)
+            return f"{sign}{scaled:,.{digits}f}{suffix}"
     return f"{sign}{v:,.{decimals}f}"
 
 

@@ -42,6 +42,15 @@ class Period:
     def year(self) -> int:
         return self.start.year
 
+    @classmethod
+    def containing(cls, grain: str, month: date) -> Period:
+        """The year, quarter or month that holds `month`."""
+        if grain == "Y":
+            return cls("Y", date(month.year, 1, 1))
+        if grain == "Q":
+            return cls("Q", date(month.year, (month.month - 1) // 3 * 3 + 1, 1))
+        return cls("M", month_of(month))
+
     def label(self) -> str:
         if self.grain == "Y":
             return f"{self.start.year}"

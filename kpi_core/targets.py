@@ -20,6 +20,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from kpi_core import actuals
 from kpi_core.catalog import Catalog
 from kpi_core.library import Kpi
 from kpi_core.scoring import Levels
@@ -164,14 +165,16 @@ def period_levels(
     return Levels(**combined)
 
 
-_ROWS_SQL = """
+_ROWS_SQL = (
+    actuals.WANTED
+    + """
 SELECT t.kpi_id, t.unit_id, t.grain, t.period_start, t.baseline, t.target, t.challenge,
        t.low, t.high, t.tolerance, t.phasing, t.valid_from, t.version
 FROM target t
 JOIN wanted w ON t.kpi_id = w.kpi_id AND t.unit_id = w.unit_id
-WHERE t.period_start BETWEEN ? AND ?
-ORDER BY t.kpi_id, t.unit_id
-"""
+WHERE t.period_start BETWEEN ? AND ? AND """
+    + actuals.WANTED_BOUNDS.format(t="t")
+)
 
 
 def node_levels(
@@ -192,16 +195,17 @@ def node_levels(
     out = {f: np.full(n, np.nan) for f in LEVEL_FIELDS}
     if n == 0:
         return out
-    pairs = np.unique(kpi_ids.astype(np.int64) << 32 | unit_ids.astype(np.int64))
-    wanted = pd.DataFrame(
-        {"kpi_id": (pairs >> 32).astype("int32"), "unit_id": (pairs & 0xFFFFFFFF).astype("int32")}
-    )
+    pairs, bounds = actuals.wanted_params(kpi_ids, unit_ids)
     first = date(months[0].year, 1, 1)
     last = date(months[-1].year, 12, 31)
-    rows = wh.arrays(_ROWS_SQL, [first, last], {"wanted": wanted})
+    rows = wh.arrays(_ROWS_SQL, [*pairs, first, last, *bounds])
     if len(rows["kpi_id"]) == 0:
         return out
     row_keys = rows["kpi_id"].astype(np.int64) << 32 | rows["unit_id"].astype(np.int64)
+    # Group each pair's rows together (sorting here is cheaper than ORDER BY in the query).
+    order = np.argsort(row_keys, kind="stable")
+    rows = {name: col[order] for name, col in rows.items()}
+    row_keys = row_keys[order]
     keys = kpi_ids.astype(np.int64) << 32 | unit_ids.astype(np.int64)
     uniq, start, count = np.unique(row_keys, return_index=True, return_counts=True)
     pos = np.searchsorted(uniq, keys)

@@ -211,22 +211,10 @@ class Warehouse:
         with self.cursor() as cur:
             return cur.execute(sql, params or []).df()
 
-    def arrays(
-        self,
-        sql: str,
-        params: Sequence[Any] | None = None,
-        frames: dict[str, pd.DataFrame] | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Columns as numpy arrays, NULL as NaN / NaT / None; `frames` are registered as tables
-        for the query (a few thousand keys join faster as a frame than as bound lists)."""
+    def arrays(self, sql: str, params: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+        """Columns as numpy arrays, NULL as NaN / NaT / None."""
         with self.cursor() as cur:
-            for name, frame in (frames or {}).items():
-                cur.register(name, frame)
-            try:
-                columns = cur.execute(sql, params or []).fetchnumpy()
-            finally:
-                for name in frames or {}:
-                    cur.unregister(name)
+            columns = cur.execute(sql, params or []).fetchnumpy()
         return {name: _plain(col) for name, col in columns.items()}
 
     def schema_version(self) -> int:

@@ -3,24 +3,25 @@
 import streamlit as st
 
 from kpi_core import charts, i18n
-from kpi_core.board import board, latest_month
-from kpi_core.periods import Period
+from kpi_core.board import board, data_range
 from kpi_core.ui import guard, page, period_picker, unit_picker
-from kpi_core.ui.widgets import badge, kpi_card
+from kpi_core.ui.widgets import badge, kpi_card, partial_period_note
 
 ctx = page("nav_board")
 with guard(ctx):
-    latest = latest_month(ctx.wh, ctx.actor.scope, ctx.cat)
-    if latest is None:
+    span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
+    if span is None:
         st.info(ctx.t("no_data_yet"))
         st.stop()
-    unit_id = unit_picker(ctx, Period("M", latest))
-    period = period_picker(ctx, latest)
+    first, latest = span
+    unit_id = unit_picker(ctx, latest)
+    period = period_picker(ctx, first, latest)
     b = board(ctx.wh, ctx.cat, ctx.actor.scope, unit_id, period, as_of=latest)
     lang = ctx.lang
     unit = ctx.cat.units[unit_id]
 
     st.title(f"{unit.name(lang)} · {i18n.period_label(period.label(), lang)}")
+    partial_period_note(ctx, period, latest)
     head = st.columns([1, 1, 1, 2])
     res = b.result
     head[0].metric(
@@ -29,13 +30,14 @@ with guard(ctx):
         delta=None
         if res.score is None or b.previous_score is None
         else f"{res.score - b.previous_score:+.1f}",
+        delta_description=ctx.t("vs_prev"),
     )
     head[1].markdown(f"{ctx.t('status')}\n\n{badge(res.status, lang)}")
     head[2].metric(ctx.t("coverage"), f"{(res.coverage or 0) * 100:.0f}%")
     if b.rank:
         head[3].markdown(f"\n\n**{ctx.t('rank_among', rank=b.rank[0], n=b.rank[1])}**")
     if res.vetoed_by:
-        names = ", ".join(ctx.cat.kpi(c).name(lang) for c in res.vetoed_by)
+        names = "、".join(ctx.cat.kpi(c).name(lang) for c in res.vetoed_by)
         st.error(ctx.t("vetoed", kpis=names))
 
     if b.lines:

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 
 import streamlit as st
 
 from kpi_core import i18n, service
+from kpi_core.board import periods_between
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
-from kpi_core.periods import Period, PeriodError, add_months, parse_period
+from kpi_core.periods import Period, PeriodError, parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
 PAGES = (
@@ -57,6 +59,7 @@ def _language() -> str:
 
 def page(title_key: str) -> PageContext:
     lang = _language()
+    st.query_params["lang"] = lang
     st.set_page_config(
         page_title=f"{i18n.t(title_key, lang)} · {i18n.t('app_title', lang)}",
         page_icon=":material/monitoring:",
@@ -64,8 +67,11 @@ def page(title_key: str) -> PageContext:
     )
     with st.sidebar:
         st.markdown(f"### {i18n.t('app_title', lang)}")
+        keep = {"lang": lang}
+        if "period" in st.session_state:
+            keep["period"] = st.session_state.period.label()
         for path, key, icon in PAGES:
-            st.page_link(path, label=i18n.t(key, lang), icon=icon)
+            st.page_link(path, label=i18n.t(key, lang), icon=icon, query_params=keep)
         st.divider()
         choice = st.segmented_control(
             i18n.t("language", lang),
@@ -109,70 +115,122 @@ def guard(ctx: PageContext) -> Iterator[None]:
         st.error(str(exc))
 
 
-def unit_picker(ctx: PageContext, latest: Period | None = None) -> int:
-    """Units in the user's scope that have a scorecard, indented by depth; kept in the URL."""
-    month = latest.end if latest else None
-    options = []
-    for root in ctx.cat.scope_roots(ctx.actor.scope):
-        for u in ctx.cat.descendants(root):
-            if month is None or ctx.cat.tree(month).get((u, SCORECARD)):
-                options.append(u)
+def unit_picker(ctx: PageContext, month: date) -> int:
+    """Units in the user's scope with a scorecard, indented by depth; remembered and in the URL.
+
+    A unit asked for by URL that has no scorecard of its own (a region, a line) shows its
+    nearest unit above that has one, and says so.
+    """
+    options = [
+        u
+        for root in ctx.cat.scope_roots(ctx.actor.scope)
+        for u in ctx.cat.descendants(root)
+        if ctx.cat.tree(month).get((u, SCORECARD))
+    ]
     if not options:
         st.info(ctx.t("no_scorecard"))
         st.stop()
-    by_code = {ctx.cat.units[u].code: u for u in options}
-    asked = st.query_params.get("unit")
-    default = by_code.get(asked, options[0])
+    if "unit" not in st.session_state:
+        st.session_state.unit = options[0]
+        asked = st.query_params.get("unit")
+        if asked:
+            st.session_state.unit = _asked_unit(ctx, asked, options)
+    if st.session_state.unit not in options:
+        st.session_state.unit = options[0]
     root_depth = min(len(ctx.cat.ancestors(u)) for u in options)
 
     def label(u: int) -> str:
         depth = len(ctx.cat.ancestors(u)) - root_depth
         return "\u2003" * depth + ctx.cat.units[u].name(ctx.lang)
 
-    chosen = st.sidebar.selectbox(
-        ctx.t("unit"), options, index=options.index(default), format_func=label, key="unit_pick"
+    def chosen() -> None:
+        st.session_state.unit = st.session_state.unit_pick
+
+    st.session_state.unit_pick = st.session_state.unit
+    st.sidebar.selectbox(
+        ctx.t("unit"), options, format_func=label, key="unit_pick", on_change=chosen
     )
-    st.query_params["unit"] = ctx.cat.units[chosen].code
-    return chosen
+    st.query_params["unit"] = ctx.cat.units[st.session_state.unit].code
+    return st.session_state.unit
 
 
-def period_picker(ctx: PageContext, latest_month) -> Period:
-    """Month, quarter or year, newest first, from the latest month with data back three years."""
-    asked = st.query_params.get("period")
-    try:
-        wanted = parse_period(asked) if asked else None
-    except PeriodError:
-        wanted = None
-    grains = ["M", "Q", "Y"]
+def _asked_unit(ctx: PageContext, code: str, options: list[int]) -> int:
+    unit = ctx.cat.unit_by_code.get(code)
+    if unit is None or not ctx.actor.scope.allows(unit.id):
+        st.warning(ctx.t("unknown_unit", code=code, shown=ctx.cat.units[options[0]].name(ctx.lang)))
+        return options[0]
+    for u in [unit.id, *ctx.cat.ancestors(unit.id)]:
+        if u in options:
+            if u != unit.id:
+                st.info(
+                    ctx.t("unit_without_scorecard", unit=unit.name(ctx.lang),
+                          shown=ctx.cat.units[u].name(ctx.lang))
+                )  # fmt: skip
+            return u
+    return options[0]
+
+
+def period_picker(ctx: PageContext, first: date, latest: date) -> Period:
+    """Month, quarter or year among those with data, newest first; remembered and in the URL.
+
+    Switching between month, quarter and year keeps to the same time: 2025-03 becomes 2025-Q1.
+    """
+    if "period" not in st.session_state:
+        st.session_state.period = _asked_period(ctx, first, latest)
+
+    def regrain() -> None:
+        grain = st.session_state.grain_pick or st.session_state.period.grain
+        current = st.session_state.period
+        month = min(current.end, latest) if grain == "M" else current.start
+        st.session_state.period = Period.containing(grain, month)
+
+    st.session_state.grain_pick = st.session_state.period.grain
     grain = (
         st.sidebar.segmented_control(
             ctx.t("grain"),
-            grains,
+            ["M", "Q", "Y"],
             format_func=lambda g: ctx.t(f"grain_{g}"),
-            default=wanted.grain if wanted else "M",
             key="grain_pick",
+            on_change=regrain,
         )
-        or "M"
+        or st.session_state.period.grain
     )
-    months = [add_months(latest_month, -i) for i in range(36)]
-    seen, options = set(), []
-    for m in months:
-        p = Period(
-            grain,
-            m
-            if grain == "M"
-            else m.replace(month=1 if grain == "Y" else (m.month - 1) // 3 * 3 + 1),
-        )
-        if p not in seen:
-            seen.add(p)
-            options.append(p)
-    index = options.index(wanted) if wanted in options else 0
-    chosen = st.sidebar.selectbox(
+    options = periods_between(grain, first, latest)
+    if st.session_state.period not in options:
+        st.session_state.period = options[0]
+    key = f"period_pick_{grain}"
+
+    def chosen() -> None:
+        st.session_state.period = st.session_state[key]
+
+    st.session_state[key] = st.session_state.period
+    st.sidebar.selectbox(
         ctx.t("period"),
         options,
-        index=index,
         format_func=lambda p: i18n.period_label(p.label(), ctx.lang),
-        key=f"period_pick_{grain}",
+        key=key,
+        on_change=chosen,
     )
-    st.query_params["period"] = chosen.label()
-    return chosen
+    st.query_params["period"] = st.session_state.period.label()
+    return st.session_state.period
+
+
+def _asked_period(ctx: PageContext, first: date, latest: date) -> Period:
+    default = Period("M", latest)
+    asked = st.query_params.get("period")
+    if not asked:
+        return default
+    shown = i18n.period_label(default.label(), ctx.lang)
+    try:
+        period = parse_period(asked)
+    except PeriodError:
+        st.warning(ctx.t("bad_period", period=asked, shown=shown))
+        return default
+    if period.end < first or period.start > latest:
+        st.warning(
+            ctx.t("period_without_data", period=i18n.period_label(period.label(), ctx.lang),
+                  first=i18n.period_label(Period("M", first).label(), ctx.lang),
+                  latest=i18n.period_label(Period("M", latest).label(), ctx.lang), shown=shown)
+        )  # fmt: skip
+        return default
+    return period

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import streamlit as st
 
 from kpi_core import i18n
 from kpi_core.board import KpiLine
+from kpi_core.periods import Period
 from kpi_core.ui import PageContext
 
 _BADGE = {"green": "green", "amber": "orange", "red": "red", "grey": "gray"}
@@ -57,6 +60,8 @@ def kpi_card(ctx: PageContext, line: KpiLine) -> None:
         else:
             target = i18n.format_value(lv.target if lv else None, kpi, lang)
         score = "—" if node.score is None else f"{node.score:.1f}"
+        if node.achievement is not None:
+            score += f" · {ctx.t('achievement')} {node.achievement * 100:.1f}%"
         yoy = i18n.format_delta(node.actual, line.last_year, kpi, lang) or "—"
         prev = i18n.format_delta(node.actual, line.previous, kpi, lang) or "—"
         st.caption(
@@ -68,3 +73,14 @@ def kpi_card(ctx: PageContext, line: KpiLine) -> None:
             st.caption(
                 f"{ctx.t('children_score')}: {node.children_score:.1f} ({ctx.t('from_children')})"
             )
+
+
+def partial_period_note(ctx: PageContext, period: Period, latest: date) -> None:
+    """Say when a quarter or year is still running, and what the changes compare."""
+    if period.grain == "M" or not period.contains(latest) or latest == period.end:
+        return
+    done = len(period.until(latest))
+    st.caption(
+        ctx.t("partial_period", month=i18n.period_label(Period("M", latest).label(), ctx.lang),
+              n=done, total=len(period.months))
+    )  # fmt: skip
