@@ -71,8 +71,3 @@ def verify_password(password: str, stored: str | None) -> bool:
         dklen=len(expected),
     )
     return hmac.compare_digest(actual, expected)
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ScopeError(message)

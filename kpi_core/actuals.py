@@ -44,18 +44,6 @@ class Value:
     own: bool  # from the unit's own actuals, not from its child units
 
 
-_AGG_SQL = """
-WITH wanted AS (
-    SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id
-)
-SELECT a.kpi_id, a.unit_id, sum(a.value), avg(a.value), arg_max(a.value, a.period),
-       count(*), max(a.period)
-FROM actual a
-JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period BETWEEN ? AND ?
-GROUP BY a.kpi_id, a.unit_id
-"""
-
 _MONTHLY_SQL = """
 WITH wanted AS (
     SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id
@@ -97,18 +85,6 @@ def _with_fallback_units(cat: Catalog, pairs: set[Pair], found: set[Pair]) -> se
         if (k, u) not in found and cat.kpis[k].aggregation in ("sum", "avg", "last"):
             extra.update((k, d) for d in cat.descendants(u)[1:])
     return extra - pairs
-
-
-def aggregates(wh: Warehouse, cat: Catalog, pairs: Iterable[Pair], months: list[date]) -> Values:
-    """Values of the pairs over `months` (a month, quarter, year or YTD)."""
-    wanted = base_pairs(cat, pairs)
-    rows = _fetch(wh, _AGG_SQL, wanted, months[0], months[-1])
-    found = {(r[0], r[1]) for r in rows}
-    extra = _with_fallback_units(cat, wanted, found)
-    if extra:
-        rows += _fetch(wh, _AGG_SQL, extra, months[0], months[-1])
-    aggs = {(r[0], r[1]): Agg(r[2], r[3], r[4], r[5], r[6]) for r in rows}
-    return Values(cat, aggs)
 
 
 def monthly(

@@ -186,35 +186,3 @@ def achievement(actual: float | None, target: float | None, direction: str) -> f
     if direction == "down":
         return None if actual == 0 else target / actual
     return None if target == 0 else actual / target
-
-
-@dataclass(frozen=True)
-class ChildScore:
-    weight: float
-    score: float | None
-    status: str
-    veto: bool = False
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class RollUp:
-    score: float | None
-    status: str
-    coverage: float
-    vetoed_by: tuple[str, ...] = ()
-
-
-def roll_up(children: list[ChildScore], ladder: Ladder = DEFAULT_LADDER) -> RollUp:
-    """Σ(weight × score) / Σ(weight of children with data); a veto child in red zeroes the parent."""
-    total = sum(c.weight for c in children)
-    scored = [c for c in children if c.score is not None]
-    covered = sum(c.weight for c in scored)
-    coverage = covered / total if total > 0 else 0.0
-    vetoes = tuple(c.label for c in children if c.veto and c.status == RED)
-    if vetoes:
-        return RollUp(0.0, RED, coverage, vetoes)
-    if covered <= 0:
-        return RollUp(None, GREY, coverage)
-    value = sum(c.weight * c.score for c in scored) / covered
-    return RollUp(value, ladder.light(value), coverage)

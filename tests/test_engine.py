@@ -1,9 +1,12 @@
 """The engine on a real DuckDB file loaded from a real workbook: aggregation, targets, roll-up."""
 
+import pandas as pd
 import pytest
 
-from kpi_core import service
+from kpi_core import service, workbook
+from kpi_core.access import Scope
 from kpi_core.periods import parse_period
+from kpi_core.system_import import import_system
 
 
 def card(wh, unit, period):
@@ -82,3 +85,62 @@ def test_missing_data_is_grey_and_reduces_coverage(sales_wh):
     assert c["score"] is None
     assert c["coverage"] == 0
     assert all(k["status"] == "grey" for k in c["kpis"])
+
+
+def test_worked_example_roll_up_by_hand(sales_wh):
+    # Sales 2024: revenue 5,800万 → 92; new customers 66 → 112; satisfaction 88 → 84;
+    # collection 1740/1800 = 96.67% → 100 + 20 × (0.9667 − 0.95) / 0.03 = 111.11.
+    # Σ = 0.40 × 92 + 0.25 × 112 + 0.20 × 84 + 0.15 × 111.11 = 36.8 + 28 + 16.8 + 16.67 = 98.27.
+    c = card(sales_wh, "SALES", "2024")
+    assert c["score"] == pytest.approx(98.2667, abs=1e-3)
+    assert c["status"] == "amber" and c["coverage"] == 1.0
+
+
+def test_roll_up_renormalises_over_children_with_data(sales_wh, tmp_path):
+    # January 2025 has only revenue (regions) and new customers: satisfaction and collection
+    # have no data, so their 35% drops out and the score is over the 65% that has data.
+    frames = {
+        "targets": pd.DataFrame(
+            [
+                ["SALES", "REV", "2025", 50_000_000, 60_000_000, 70_000_000, "even"],
+                ["SALES", "NEW_CUST", "2025", 50, 60, 70, "even"],
+                ["SALES", "CSAT", "2025", 85, 90, 95, None],
+            ],
+            columns=["unit", "kpi", "period", "baseline", "target", "challenge", "phasing"],
+        ),
+        "actuals": pd.DataFrame(
+            [["EAST", "REV", "2025-01", 3_000_000], ["NORTH", "REV", "2025-01", 1_500_000],
+             ["SALES", "NEW_CUST", "2025-01", 5.5]],
+            columns=["unit", "kpi", "period", "value"],
+        ),
+    }  # fmt: skip
+    path = tmp_path / "jan.xlsx"
+    workbook.write(frames, path)
+    import_system(sales_wh, path, by="test", scope=Scope.all())
+    c = card(sales_wh, "SALES", "2025-01")
+    # Revenue 4.5M against a twelfth (5M target, 4.1667M baseline): 60 + 40 × 0.3333/0.8333 = 76.
+    # New customers 5.5 against 5 (challenge 5.8333): 100 + 20 × 0.5/0.8333 = 112.
+    assert kpi(c, "REV")["score"] == pytest.approx(76.0)
+    assert kpi(c, "NEW_CUST")["score"] == pytest.approx(112.0)
+    assert c["score"] == pytest.approx((40 * 76 + 25 * 112) / 65)
+    assert c["coverage"] == pytest.approx(0.65)
+    assert kpi(c, "CSAT")["status"] == "grey"
+
+
+def test_veto_kpi_in_red_zeroes_the_scorecard(sales_wh, tmp_path):
+    frames = {
+        "actuals": pd.DataFrame(
+            [["PROD", "SAFETY", "2024-05", 1]], columns=["unit", "kpi", "period", "value"]
+        )
+    }
+    path = tmp_path / "incident.xlsx"
+    workbook.write(frames, path)
+    import_system(sales_wh, path, by="test", scope=Scope.all())
+    may = card(sales_wh, "PROD", "2024-05")
+    assert may["score"] == 0 and may["status"] == "red" and may["vetoed_by"] == ["SAFETY"]
+    assert kpi(may, "OEE")["status"] == "green"  # the KPIs themselves keep their lights
+    company = card(sales_wh, "CO", "2024-05")
+    prod = next(u for u in company["units"] if u["unit"] == "PROD")
+    sales = next(u for u in company["units"] if u["unit"] == "SALES")
+    assert prod["score"] == 0
+    assert company["score"] == pytest.approx(60 * sales["score"] / 100)

@@ -151,6 +151,14 @@ def test_reimport_changes_only_what_changed_and_keeps_replaced_values(sales_wh, 
     assert result.summary == {"actuals_changed": 1, "actuals_unchanged": 143}
     replaced = sales_wh.rows("SELECT old_value, old_batch_id FROM actual_replaced")
     assert replaced == [(0.0, 1)]
+    # The yearly summary moved with the actuals, in the same transaction.
+    summary = sales_wh.rows("SELECT * FROM actual_year ORDER BY ALL")
+    fresh = sales_wh.rows(
+        """SELECT kpi_id, unit_id, year(period), sum(value), avg(value),
+                  arg_max(value, period), count(*), max(period)
+           FROM actual GROUP BY ALL ORDER BY ALL"""
+    )
+    assert summary == fresh and len(summary) == 12
     # The safety incident is a veto: production's August and its year collapse to 0 / red.
     aug = service.score_unit(sales_wh, service.SYSTEM, "PROD", parse_period("2024-08"))
     assert aug["score"] == 0 and aug["status"] == "red" and aug["vetoed_by"] == ["SAFETY"]

@@ -7,11 +7,9 @@ from kpi_core.scoring import (
     GREEN,
     GREY,
     RED,
-    ChildScore,
     Ladder,
     Levels,
     achievement,
-    roll_up,
     score,
     status,
 )
@@ -88,43 +86,3 @@ def test_configurable_ladder():
     assert score(55_000_000, REVENUE, "up", ladder) == pytest.approx(75.0)
     assert score(70_000_000, REVENUE, "up", ladder) == pytest.approx(150.0)
     assert ladder.light(75) == AMBER
-
-
-def test_worked_example_roll_up():
-    # Sales: revenue 5,800万 → 92; new customers 66 → 112; satisfaction 88 → 84;
-    # collection 96% → 100 + 20 × 1/3 = 106.667. Σ = 36.8 + 28 + 16.8 + 16 = 97.6 → amber.
-    kids = [
-        ChildScore(40, score(58_000_000, REVENUE, "up"), AMBER),
-        ChildScore(25, score(66, Levels(50, 60, 70), "up"), GREEN),
-        ChildScore(20, score(88, Levels(85, 90, 95), "up"), AMBER),
-        ChildScore(15, score(0.96, Levels(0.90, 0.95, 0.98), "up"), GREEN),
-    ]
-    result = roll_up(kids)
-    assert result.score == pytest.approx(97.6)
-    assert result.status == AMBER
-    assert result.coverage == 1.0
-
-
-def test_roll_up_renormalises_weights_and_reports_coverage():
-    # Satisfaction (20) and collection (15) missing: (40 × 92 + 25 × 112) / 65 = 6480 / 65.
-    kids = [
-        ChildScore(40, 92.0, AMBER),
-        ChildScore(25, 112.0, GREEN),
-        ChildScore(20, None, GREY),
-        ChildScore(15, None, GREY),
-    ]
-    result = roll_up(kids)
-    assert result.score == pytest.approx(6480 / 65)
-    assert result.coverage == pytest.approx(0.65)
-    assert roll_up([ChildScore(50, None, GREY)]).status == GREY
-
-
-def test_veto_child_in_red_zeroes_parent():
-    kids = [ChildScore(100, 110.0, GREEN), ChildScore(0, 0.0, RED, veto=True, label="SAFETY")]
-    result = roll_up(kids)
-    assert result.score == 0.0
-    assert result.status == RED
-    assert result.vetoed_by == ("SAFETY",)
-    ok = roll_up([ChildScore(100, 110.0, GREEN), ChildScore(0, 100.0, GREEN, veto=True)])
-    assert ok.score == pytest.approx(110.0)
-    assert ok.status == GREEN
