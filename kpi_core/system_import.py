@@ -475,22 +475,29 @@ def _grain_ok(kpi: dict, value: float, ck: _Checker, row: int, col: str) -> None
         ck.add(row, col, f"{value:g} is above the KPI's allowed maximum {hi:g}")
 
 
+def _known_and_allowed(ck: _Checker, row, unit, code, units, kpis, scope, cat) -> bool:
+    """A row's unit and KPI exist and the unit is inside the importer's scope."""
+    if unit is None or code is None:
+        return False
+    if unit not in units:
+        ck.add(row, "unit", f"unknown unit '{unit}'{_did_you_mean(unit, list(units))}")
+        return False
+    if code not in kpis:
+        ck.add(row, "kpi", f"unknown KPI '{code}'{_did_you_mean(code, list(kpis))}")
+        return False
+    if not _scope_allows(unit, scope, cat):
+        ck.add(row, "unit", f"unit '{unit}' is outside your scope")
+        return False
+    return True
+
+
 def _parse_targets(sheet, plan, units, kpis, profiles, scope, cat, problems) -> None:
     ck = _Checker(sheet, problems)
     seen: dict[tuple, int] = {}
     for row, cells in sheet.rows:
         unit = ck.text(row, cells, "unit", required=True)
         code = ck.text(row, cells, "kpi", required=True)
-        if unit is None or code is None:
-            continue
-        if unit not in units:
-            ck.add(row, "unit", f"unknown unit '{unit}'{_did_you_mean(unit, list(units))}")
-            continue
-        if code not in kpis:
-            ck.add(row, "kpi", f"unknown KPI '{code}'{_did_you_mean(code, list(kpis))}")
-            continue
-        if not _scope_allows(unit, scope, cat):
-            ck.add(row, "unit", f"unit '{unit}' is outside your scope")
+        if not _known_and_allowed(ck, row, unit, code, units, kpis, scope, cat):
             continue
         try:
             period = parse_period(cells.get("period"))
@@ -574,16 +581,7 @@ def _parse_actuals(sheet, plan, units, kpis, scope, cat, problems) -> None:
         unit = ck.text(row, cells, "unit", required=True)
         code = ck.text(row, cells, "kpi", required=True)
         value = ck.number(row, cells, "value", required=True)
-        if unit is None or code is None:
-            continue
-        if unit not in units:
-            ck.add(row, "unit", f"unknown unit '{unit}'{_did_you_mean(unit, list(units))}")
-            continue
-        if code not in kpis:
-            ck.add(row, "kpi", f"unknown KPI '{code}'{_did_you_mean(code, list(kpis))}")
-            continue
-        if not _scope_allows(unit, scope, cat):
-            ck.add(row, "unit", f"unit '{unit}' is outside your scope")
+        if not _known_and_allowed(ck, row, unit, code, units, kpis, scope, cat):
             continue
         if kpis[code]["aggregation"] == "formula":
             ck.add(row, "kpi", f"'{code}' is computed by its formula — load the KPIs it is made of")
