@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from kpi_core import workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.periods import Period
 from kpi_core.warehouse import Warehouse
 
-_KPI_COLUMNS = [
-    "code",
-    "name_zh",
-    "name_en",
-    "unit",
-    "direction",
-    "aggregation",
-    "numerator",
-    "denominator",
-    "formula",
-    "perspective",
-    "kind",
-    "veto",
-    "decimals",
-    "caliber",
-    "source",
-    "owner",
-    "min",
-    "max",
-]
+_KPI_COLUMNS = list(workbook.COLUMNS["kpis"])  # the documented column order
 
 
 def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[str, pd.DataFrame]:
