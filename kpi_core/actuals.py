@@ -44,15 +44,22 @@ class Value:
     own: bool  # from the unit's own actuals, not from its child units
 
 
-_MONTHLY_SQL = """
-WITH wanted AS (
-    SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id
-)
+# `wanted` is the pair list bound as two arrays; the id bounds let DuckDB skip row groups by
+# their min/max (actuals are stored in unit order), which a join alone does not.
+WANTED = """
+WITH wanted AS (SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id)
+"""
+WANTED_BOUNDS = "{t}.kpi_id BETWEEN ? AND ? AND {t}.unit_id BETWEEN ? AND ?"
+
+_MONTHLY_SQL = (
+    WANTED
+    + """
 SELECT a.kpi_id, a.unit_id, a.period, a.value
 FROM actual a
 JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period BETWEEN ? AND ?
-"""
+WHERE a.period BETWEEN ? AND ? AND """
+    + WANTED_BOUNDS.format(t="a")
+)
 
 
 def base_pairs(cat: Catalog, pairs: Iterable[Pair]) -> set[Pair]:
@@ -74,8 +81,9 @@ def base_pairs(cat: Catalog, pairs: Iterable[Pair]) -> set[Pair]:
 def _fetch(wh: Warehouse, sql: str, pairs: set[Pair], first: date, last: date) -> list[tuple]:
     if not pairs:
         return []
-    kpi_ids, unit_ids = zip(*sorted(pairs), strict=True)
-    return wh.rows(sql, [list(kpi_ids), list(unit_ids), first, last])
+    kpi_ids, unit_ids = zip(*pairs, strict=True)
+    wanted, bounds = wanted_params(np.array(kpi_ids), np.array(unit_ids))
+    return wh.rows(sql, [*wanted, first, last, *bounds])
 
 
 def _with_fallback_units(cat: Catalog, pairs: set[Pair], found: set[Pair]) -> set[Pair]:
@@ -226,13 +234,6 @@ class AggTable:
 def _keys(kpi_ids: np.ndarray, unit_ids: np.ndarray) -> np.ndarray:
     return np.asarray(kpi_ids, dtype=np.int64) << 32 | np.asarray(unit_ids, dtype=np.int64)
 
-
-# `wanted` is the pair list bound as two arrays; the id bounds let DuckDB skip row groups by
-# their min/max (actuals are stored in unit order), which a join alone does not.
-WANTED = """
-WITH wanted AS (SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id)
-"""
-WANTED_BOUNDS = "{t}.kpi_id BETWEEN ? AND ? AND {t}.unit_id BETWEEN ? AND ?"
 
 _RAW_SQL = (
     WANTED

@@ -51,34 +51,6 @@ class TargetRow:
         return month == self.period_start
 
 
-_SQL = """
-WITH wanted AS (
-    SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id
-)
-SELECT t.kpi_id, t.unit_id, t.grain, t.period_start, t.baseline, t.target, t.challenge,
-       t.low, t.high, t.tolerance, t.phasing, t.valid_from, t.version
-FROM target t
-JOIN wanted w ON t.kpi_id = w.kpi_id AND t.unit_id = w.unit_id
-WHERE t.period_start BETWEEN ? AND ?
-"""
-
-
-def fetch(
-    wh: Warehouse, pairs: Iterable[Pair], years: Iterable[int]
-) -> dict[Pair, list[TargetRow]]:
-    pairs = sorted(set(pairs))
-    years = sorted(set(years))
-    out: dict[Pair, list[TargetRow]] = defaultdict(list)
-    if not pairs or not years:
-        return out
-    kpi_ids, unit_ids = zip(*pairs, strict=True)
-    # A plain date range, not year(period_start): DuckDB filters it ~2.5 ms faster per call.
-    first, last = date(years[0], 1, 1), date(years[-1], 12, 31)
-    for r in wh.rows(_SQL, [list(kpi_ids), list(unit_ids), first, last]):
-        out[(r[0], r[1])].append(TargetRow(r[2], r[3], Levels(*r[4:10]), r[10], r[11], r[12]))
-    return out
-
-
 def shares(profile: str | None, cat: Catalog) -> list[float]:
     """Twelve monthly shares summing to 1."""
     raw = cat.profiles.get(profile or "even") or [1.0] * 12
@@ -175,6 +147,22 @@ JOIN wanted w ON t.kpi_id = w.kpi_id AND t.unit_id = w.unit_id
 WHERE t.period_start BETWEEN ? AND ? AND """
     + actuals.WANTED_BOUNDS.format(t="t")
 )
+
+
+def fetch(
+    wh: Warehouse, pairs: Iterable[Pair], years: Iterable[int]
+) -> dict[Pair, list[TargetRow]]:
+    pairs = sorted(set(pairs))
+    years = sorted(set(years))
+    out: dict[Pair, list[TargetRow]] = defaultdict(list)
+    if not pairs or not years:
+        return out
+    kpi_ids, unit_ids = zip(*pairs, strict=True)
+    wanted, bounds = actuals.wanted_params(np.array(kpi_ids), np.array(unit_ids))
+    first, last = date(years[0], 1, 1), date(years[-1], 12, 31)
+    for r in wh.rows(_ROWS_SQL, [*wanted, first, last, *bounds]):
+        out[(r[0], r[1])].append(TargetRow(r[2], r[3], Levels(*r[4:10]), r[10], r[11], r[12]))
+    return out
 
 
 def node_levels(
