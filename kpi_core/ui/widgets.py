@@ -36,18 +36,19 @@ def kpi_card(ctx: PageContext, line: KpiLine) -> None:
             head += f" :orange-badge[{ctx.t('at_risk')}]"
         st.markdown(head)
         spark = [v for _, v in line.spark if v is not None]
-        color = (
-            "inverse"
-            if kpi.direction == "down"
-            else "off"
-            if kpi.direction == "range"
-            else "normal"
-        )
+        delta = i18n.format_delta(node.actual, line.previous, kpi, lang)
+        flat = delta is not None and i18n.is_flat(delta)
+        if kpi.direction == "range" or flat:
+            color = "off"
+        else:
+            color = "inverse" if kpi.direction == "down" else "normal"
         st.metric(
             label=f"{ctx.t('actual')} · {ctx.t('vs_prev')}",
             value=i18n.format_value(node.actual, kpi, lang),
-            delta=i18n.format_delta(node.actual, line.previous, kpi, lang),
+            delta=ctx.t("flat") if flat else delta,
             delta_color=color,
+            delta_arrow="off" if flat else "auto",
+            delta_description=ctx.t("vs_prev"),
             chart_data=spark if len(spark) > 1 else None,
             chart_type="line",
             label_visibility="collapsed",
