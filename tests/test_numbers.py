@@ -55,7 +55,7 @@ def test_changes_read_the_local_way():
     count = Kpi(2, "S", "安全事故", "Incidents", "次", "down", "sum")
     money = Kpi(3, "REV", "收入", "Revenue", "元", "up", "sum")
     assert i18n.format_delta(0.96, 0.95, pct, "en") == "+1.0pp"
-    assert i18n.format_delta(1, 0, count, "zh") == "+1"  # no % change from zero
+    assert i18n.format_delta(1, 0, count, "zh") == "+1次"  # no % change from zero
     assert i18n.format_delta(110, 100, money, "en") == "+10.0%"
     assert i18n.is_flat("+0.0%") and i18n.is_flat("-0.0pp")
     assert not i18n.is_flat("+1.0%")
