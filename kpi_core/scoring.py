@@ -183,6 +183,8 @@ def achievement(actual: float | None, target: float | None, direction: str) -> f
     actual, target = _num(actual), _num(target)
     if actual is None or target is None or direction == "range":
         return None
+    if target == 0:
+        return None  # a ratio to zero (zero incidents) says nothing
     if direction == "down":
         return None if actual == 0 else target / actual
-    return None if target == 0 else actual / target
+    return actual / target

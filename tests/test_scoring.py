@@ -65,6 +65,7 @@ def test_zero_target_down_kpi_like_safety_incidents():
     assert status(0, zero, "down") == GREEN
     assert score(1, zero, "down") == 0.0
     assert status(1, zero, "down") == RED
+    assert achievement(1, 0, "down") is None
 
 
 def test_range_kpi():
