@@ -79,7 +79,6 @@ with guard(ctx):
         rows = []
         for node, _ in ov.alerts[:15]:
             kpi = ctx.cat.kpis[node.kpi_id]
-            lv = node.levels
             risky = (node.kpi_id, node.unit_id) in ov.at_risk_pairs and node.status != "red"
             rows.append(
                 {
@@ -89,7 +88,7 @@ with guard(ctx):
                     ctx.t("unit"): ctx.cat.units[node.unit_id].name(lang),
                     ctx.t("kpi"): kpi.name(lang),
                     ctx.t("actual"): i18n.format_value(node.actual, kpi, lang),
-                    ctx.t("target"): i18n.format_value(lv.target if lv else None, kpi, lang),
+                    ctx.t("target"): i18n.format_target(node.levels, kpi, lang),
                     ctx.t("score"): "—" if node.score is None else f"{node.score:.1f}",
                     ctx.t("owner"): kpi.owner or "—",
                 }

@@ -68,9 +68,7 @@ def bullet_chart(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
                 "kpi": label,
                 "share": None if share is None else min(max(share, 0), 2.0),
                 "actual": i18n.format_value(n.actual, kpi, lang),
-                "target": i18n.format_value(lv.target, kpi, lang)
-                if lv.target is not None
-                else f"{i18n.format_value(lv.low, kpi, lang)} – {i18n.format_value(lv.high, kpi, lang)}",
+                "target": i18n.format_target(lv, kpi, lang),
                 "status": i18n.t(n.status, lang),
                 "score": None if n.score is None else round(n.score, 1),
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kpi_core.library import Kpi
 from kpi_core.numbers import format_number
+from kpi_core.scoring import Levels
 
 LANGS = ("zh", "en")
 
@@ -155,6 +156,15 @@ def format_value(value: float | None, kpi: Kpi, lang: str, compact: bool = True)
     if not suffix:
         return text
     return f"{text}{suffix}" if lang == "zh" else f"{text} {suffix}"
+
+
+def format_target(levels: Levels | None, kpi: Kpi, lang: str) -> str:
+    """The target as people read it: the target value, or the green band of a `range` KPI."""
+    if levels is None:
+        return "—"
+    if kpi.direction == "range":
+        return f"{format_value(levels.low, kpi, lang)} – {format_value(levels.high, kpi, lang)}"
+    return format_value(levels.target, kpi, lang)
 
 
 def format_delta(current: float | None, previous: float | None, kpi: Kpi, lang: str) -> str | None:

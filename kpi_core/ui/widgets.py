@@ -53,13 +53,7 @@ def kpi_card(ctx: PageContext, line: KpiLine) -> None:
             chart_type="line",
             label_visibility="collapsed",
         )
-        lv = node.levels
-        if lv is not None and kpi.direction == "range":
-            target = (
-                f"{i18n.format_value(lv.low, kpi, lang)} – {i18n.format_value(lv.high, kpi, lang)}"
-            )
-        else:
-            target = i18n.format_value(lv.target if lv else None, kpi, lang)
+        target = i18n.format_target(node.levels, kpi, lang)
         score = "—" if node.score is None else f"{node.score:.1f}"
         if node.achievement is not None:
             score += f" · {ctx.t('achievement')} {node.achievement * 100:.1f}%"
