@@ -44,12 +44,11 @@ class Value:
     own: bool  # from the unit's own actuals, not from its child units
 
 
-# `wanted` is the pair list bound as two arrays; the id bounds let DuckDB skip row groups by
-# their min/max (actuals are stored in unit order), which a join alone does not.
+# The pairs asked for, bound as two arrays; DuckDB pushes the join's keys down into the scan,
+# so a few pairs read only the row groups that hold them (actuals are stored in unit order).
 WANTED = """
 WITH wanted AS (SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id)
 """
-WANTED_BOUNDS = "{t}.kpi_id BETWEEN ? AND ? AND {t}.unit_id BETWEEN ? AND ?"
 
 _MONTHLY_SQL = (
     WANTED
@@ -57,8 +56,8 @@ _MONTHLY_SQL = (
 SELECT a.kpi_id, a.unit_id, a.period, a.value
 FROM actual a
 JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period BETWEEN ? AND ? AND """
-    + WANTED_BOUNDS.format(t="a")
+WHERE a.period BETWEEN ? AND ?
+"""
 )
 
 
@@ -82,8 +81,8 @@ def _fetch(wh: Warehouse, sql: str, pairs: set[Pair], first: date, last: date) -
     if not pairs:
         return []
     kpi_ids, unit_ids = zip(*pairs, strict=True)
-    wanted, bounds = wanted_params(np.array(kpi_ids), np.array(unit_ids))
-    return wh.rows(sql, [*wanted, first, last, *bounds])
+    wanted = wanted_params(np.array(kpi_ids), np.array(unit_ids))
+    return wh.rows(sql, [*wanted, first, last])
 
 
 def _with_fallback_units(cat: Catalog, pairs: set[Pair], found: set[Pair]) -> set[Pair]:
@@ -242,9 +241,7 @@ SELECT a.kpi_id, a.unit_id, sum(a.value) AS total, avg(a.value) AS mean,
        arg_max(a.value, a.period) AS last, count(*) AS n, max(a.period) AS last_period
 FROM actual a
 JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period BETWEEN ? AND ? AND """
-    + WANTED_BOUNDS.format(t="a")
-    + """
+WHERE a.period BETWEEN ? AND ?
 GROUP BY a.kpi_id, a.unit_id
 """
 )
@@ -257,21 +254,17 @@ SELECT y.kpi_id, y.unit_id, sum(y.total) AS total, sum(y.total) / sum(y.n) AS me
        max(y.last_period) AS last_period
 FROM actual_year y
 JOIN wanted w ON y.kpi_id = w.kpi_id AND y.unit_id = w.unit_id
-WHERE y.year BETWEEN ? AND ? AND """
-    + WANTED_BOUNDS.format(t="y")
-    + """
+WHERE y.year BETWEEN ? AND ?
 GROUP BY y.kpi_id, y.unit_id
 """
 )
 
 
-def wanted_params(kpi_ids, unit_ids) -> tuple[list, list]:
-    """Each pair once (a pair asked for twice would join twice and count twice), as the two
-    arrays `WANTED` binds, and the id bounds `WANTED_BOUNDS` binds."""
+def wanted_params(kpi_ids, unit_ids) -> list[list[int]]:
+    """The two arrays `WANTED` binds, each pair once: a pair asked for twice would join twice
+    and be counted twice."""
     keys = np.unique(_keys(kpi_ids, unit_ids))
-    k, u = (keys >> 32).astype(int), (keys & 0xFFFFFFFF).astype(int)
-    bounds = [int(k.min()), int(k.max()), int(u.min()), int(u.max())] if len(keys) else [0, 0, 0, 0]
-    return [k.tolist(), u.tolist()], bounds
+    return [(keys >> 32).astype(int).tolist(), (keys & 0xFFFFFFFF).astype(int).tolist()]
 
 
 def _whole_years(months: list[date]) -> bool:
@@ -283,10 +276,10 @@ def _whole_years(months: list[date]) -> bool:
 
 
 def _fetch_table(wh: Warehouse, kpi_ids, unit_ids, months: list[date]) -> dict[str, np.ndarray]:
-    pairs, bounds = wanted_params(kpi_ids, unit_ids)
+    pairs = wanted_params(kpi_ids, unit_ids)
     if _whole_years(months):
-        return wh.arrays(_YEAR_SQL, [*pairs, months[0].year, months[-1].year, *bounds])
-    return wh.arrays(_RAW_SQL, [*pairs, months[0], months[-1], *bounds])
+        return wh.arrays(_YEAR_SQL, [*pairs, months[0].year, months[-1].year])
+    return wh.arrays(_RAW_SQL, [*pairs, months[0], months[-1]])
 
 
 _AGG_CODE = {"sum": 0, "avg": 1, "last": 2, "ratio": 3, "formula": 4}

@@ -144,8 +144,8 @@ SELECT t.kpi_id, t.unit_id, t.grain, t.period_start, t.baseline, t.target, t.cha
        t.low, t.high, t.tolerance, t.phasing, t.valid_from, t.version
 FROM target t
 JOIN wanted w ON t.kpi_id = w.kpi_id AND t.unit_id = w.unit_id
-WHERE t.period_start BETWEEN ? AND ? AND """
-    + actuals.WANTED_BOUNDS.format(t="t")
+WHERE t.period_start BETWEEN ? AND ?
+"""
 )
 
 
@@ -158,9 +158,9 @@ def fetch(
     if not pairs or not years:
         return out
     kpi_ids, unit_ids = zip(*pairs, strict=True)
-    wanted, bounds = actuals.wanted_params(np.array(kpi_ids), np.array(unit_ids))
+    wanted = actuals.wanted_params(np.array(kpi_ids), np.array(unit_ids))
     first, last = date(years[0], 1, 1), date(years[-1], 12, 31)
-    for r in wh.rows(_ROWS_SQL, [*wanted, first, last, *bounds]):
+    for r in wh.rows(_ROWS_SQL, [*wanted, first, last]):
         out[(r[0], r[1])].append(TargetRow(r[2], r[3], Levels(*r[4:10]), r[10], r[11], r[12]))
     return out
 
@@ -183,10 +183,10 @@ def node_levels(
     out = {f: np.full(n, np.nan) for f in LEVEL_FIELDS}
     if n == 0:
         return out
-    pairs, bounds = actuals.wanted_params(kpi_ids, unit_ids)
+    pairs = actuals.wanted_params(kpi_ids, unit_ids)
     first = date(months[0].year, 1, 1)
     last = date(months[-1].year, 12, 31)
-    rows = wh.arrays(_ROWS_SQL, [*pairs, first, last, *bounds])
+    rows = wh.arrays(_ROWS_SQL, [*pairs, first, last])
     if len(rows["kpi_id"]) == 0:
         return out
     row_keys = rows["kpi_id"].astype(np.int64) << 32 | rows["unit_id"].astype(np.int64)
