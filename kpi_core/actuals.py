@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import formula
-from kpi_core.catalog import Catalog
+from kpi_core.catalog import AGGREGATIONS, Catalog
 from kpi_core.warehouse import Warehouse
 
 Pair = tuple[int, int]  # (kpi id, unit id)
@@ -282,16 +282,13 @@ def _fetch_table(wh: Warehouse, kpi_ids, unit_ids, months: list[date]) -> dict[s
     return wh.arrays(_RAW_SQL, [*pairs, months[0], months[-1]])
 
 
-_AGG_CODE = {"sum": 0, "avg": 1, "last": 2, "ratio": 3, "formula": 4}
-
-
 def _stored_value(cat: Catalog, table: AggTable, code: str | None, unit_ids: np.ndarray):
     """Values of one stored KPI for many units from the table: (value, last month) arrays."""
     kpi = cat.kpi_by_code.get(code or "")
-    if kpi is None or _AGG_CODE[kpi.aggregation] > 2 or len(table.keys) == 0:
+    if kpi is None or AGGREGATIONS.index(kpi.aggregation) > 2 or len(table.keys) == 0:
         return None
     pos, found = table.positions(_keys(np.full(len(unit_ids), kpi.id), unit_ids))
-    col = ("total", "mean", "last")[_AGG_CODE[kpi.aggregation]]
+    col = ("total", "mean", "last")[AGGREGATIONS.index(kpi.aggregation)]
     v = np.where(found, table.cols[col][pos], np.nan)
     lm = table.cols["last_period"][pos].astype("datetime64[D]")
     return v, np.where(found, lm, np.datetime64("NaT"))
@@ -346,7 +343,7 @@ def node_values(
     own = np.zeros(n, dtype=bool)
     if n == 0:
         return value, last, own
-    agg = np.array([_AGG_CODE[cat.kpis[k].aggregation] for k in kpi_ids.tolist()])
+    agg = cat.kpi_columns.aggregation[kpi_ids]
     stored = agg <= 2
     extra_k, extra_u = [], []
     for i in np.flatnonzero(~stored):

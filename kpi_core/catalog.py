@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
+
+import numpy as np
 
 from kpi_core import formula
 from kpi_core.access import Scope, User
@@ -33,6 +36,16 @@ class Edge:
 
 Node = tuple[int, int]  # (unit id, kpi id or SCORECARD)
 
+# Codes of `KpiColumns.aggregation`: stored KPIs first, so `code <= 2` means "stored".
+AGGREGATIONS = ("sum", "avg", "last", "ratio", "formula")
+
+
+@dataclass(frozen=True)
+class KpiColumns:
+    aggregation: np.ndarray  # index into AGGREGATIONS; -1 for an id with no KPI
+    direction: np.ndarray  # "up" / "down" / "range"
+    veto: np.ndarray
+
 
 @dataclass
 class Catalog:
@@ -54,6 +67,21 @@ class Catalog:
         self._tree_cache: dict[date, dict[Node, list[tuple[Node, float]]]] = {}
         # Derived structures other modules cache on the snapshot (they live as long as it does).
         self.memo: dict[tuple, object] = {}
+
+    @cached_property
+    def kpi_columns(self) -> KpiColumns:
+        """Per-KPI attributes as arrays indexed by KPI id, so evaluations look them up at once."""
+        size = max(self.kpis, default=0) + 1
+        cols = KpiColumns(
+            np.full(size, -1, dtype=np.int8),
+            np.full(size, "up", dtype=object),
+            np.zeros(size, dtype=bool),
+        )
+        for k in self.kpis.values():
+            cols.aggregation[k.id] = AGGREGATIONS.index(k.aggregation)
+            cols.direction[k.id] = k.direction
+            cols.veto[k.id] = k.veto
+        return cols
 
     def unit(self, code: str) -> Unit:
         try:

@@ -131,9 +131,8 @@ def evaluate(
     is_kpi = shape.kpi != SCORECARD
     k_idx = np.flatnonzero(is_kpi)
     kpi_ids, unit_of = shape.kpi[k_idx], shape.unit[k_idx]
-    for i, k in zip(k_idx.tolist(), kpi_ids.tolist(), strict=True):
-        ev.direction[i] = cat.kpis[k].direction
-        ev.veto_kpi[i] = cat.kpis[k].veto
+    ev.direction[k_idx] = cat.kpi_columns.direction[kpi_ids]
+    ev.veto_kpi[k_idx] = cat.kpi_columns.veto[kpi_ids]
 
     value, last, _ = actuals.node_values(wh, cat, kpi_ids, unit_of, months)
     levels = targets.node_levels(wh, cat, kpi_ids, unit_of, months, last)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import actuals
-from kpi_core.catalog import Catalog
+from kpi_core.catalog import AGGREGATIONS, Catalog
 from kpi_core.library import Kpi
 from kpi_core.scoring import Levels
 from kpi_core.warehouse import Warehouse
@@ -203,7 +203,7 @@ def node_levels(
     n_rows = np.where(found, count[pos], 0)
 
     grain = np.asarray(rows["grain"], dtype=object)
-    is_sum = np.array([cat.kpis[k].aggregation == "sum" for k in kpi_ids.tolist()], dtype=bool)
+    is_sum = cat.kpi_columns.aggregation[kpi_ids] == AGGREGATIONS.index("sum")
     one_year = months[0].year == months[-1].year
     simple = found & (n_rows == 1)
     if one_year:
@@ -220,12 +220,13 @@ def node_levels(
     has_last = ~np.isnat(last_month)
     lm = last_month.astype("datetime64[M]").astype(int) % 12 + 1
     m_last = np.where(has_last & (lm >= m_first) & (lm < m_last), lm, m_last)
-    names = np.array([p or "even" for p in rows["phasing"][idx].tolist()], dtype=object)
-    profile_names = sorted(set(names.tolist()))
-    cum = {p: np.concatenate([[0.0], np.cumsum(shares(p, cat))]) for p in profile_names}
-    share_sum = np.array(
-        [cum[p][e] - cum[p][m_first - 1] for p, e in zip(names, m_last[simple], strict=True)]
-    )
+    # Share of the year in the compared months, per row: cumulative shares of its profile.
+    phasing = rows["phasing"][idx]
+    names = np.where(pd.isna(phasing) | (phasing == ""), "even", phasing).astype(str)
+    profile_names, profile = np.unique(names, return_inverse=True)
+    cum = np.array([np.concatenate([[0.0], np.cumsum(shares(p, cat))]) for p in profile_names])
+    cum = cum.reshape(len(profile_names), 13)
+    share_sum = cum[profile, m_last[simple]] - cum[profile, m_first - 1]
     factor = np.where(is_sum[simple], share_sum, 1.0)
     for f in LEVEL_FIELDS:
         out[f][simple] = np.asarray(rows[f][idx], dtype=float) * factor
