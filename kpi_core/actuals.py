@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import formula
-from kpi_core.catalog import AGGREGATIONS, Catalog
+from kpi_core.catalog import Catalog
+from kpi_core.library import AGGREGATIONS
 from kpi_core.warehouse import Warehouse
 
 Pair = tuple[int, int]  # (kpi id, unit id)

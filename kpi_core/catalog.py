@@ -16,7 +16,7 @@ import numpy as np
 from kpi_core import formula
 from kpi_core.access import Scope, User
 from kpi_core.errors import NotFoundError
-from kpi_core.library import Kpi
+from kpi_core.library import AGGREGATIONS, Kpi
 from kpi_core.org import Unit
 from kpi_core.warehouse import Warehouse
 
@@ -36,13 +36,11 @@ class Edge:
 
 Node = tuple[int, int]  # (unit id, kpi id or SCORECARD)
 
-# Codes of `KpiColumns.aggregation`: stored KPIs first, so `code <= 2` means "stored".
-AGGREGATIONS = ("sum", "avg", "last", "ratio", "formula")
-
 
 @dataclass(frozen=True)
 class KpiColumns:
-    aggregation: np.ndarray  # index into AGGREGATIONS; -1 for an id with no KPI
+    # Index into library.AGGREGATIONS (stored KPIs first: <= 2 is stored); -1 for no KPI.
+    aggregation: np.ndarray
     direction: np.ndarray  # "up" / "down" / "range"
     veto: np.ndarray
 

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import actuals
-from kpi_core.catalog import AGGREGATIONS, Catalog
-from kpi_core.library import Kpi
+from kpi_core.catalog import Catalog
+from kpi_core.library import AGGREGATIONS, Kpi
 from kpi_core.scoring import Levels
 from kpi_core.warehouse import Warehouse
 
