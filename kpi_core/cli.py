@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from kpi_core import export, service, workbook
+from kpi_core.catalog import load_catalog
 from kpi_core.errors import (
     KpiError,
     NotFoundError,
@@ -19,6 +20,7 @@ from kpi_core.errors import (
     ValidationError,
     WarehouseBusyError,
 )
+from kpi_core.ingest import intake
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -45,14 +47,37 @@ def _parser() -> argparse.ArgumentParser:
     init.description = "Create the warehouse file if needed and apply schema migrations."
     init.add_argument("--demo", action="store_true", help="load the demo company if empty")
 
-    imp = sub.add_parser("import", help="import a KPI-system workbook")
+    imp = sub.add_parser("import", help="import actuals or a KPI-system workbook")
     imp.description = (
-        "Import a KPI-system workbook (sheets kpis, org_units, tree, targets, actuals, phasing; "
-        "English or Chinese names). Nothing is written if any row has a problem."
+        "Import a file. A workbook with KPI-system sheets (kpis, org_units, tree, targets, "
+        "phasing; English or Chinese names) updates the KPI system, all or nothing. Any other "
+        "file (.xlsx, .xlsm, .xls, .csv, .parquet) is read as the month's actuals — its layout "
+        "detected, or mapped by --profile — checked against the KPI library and loaded as one "
+        "batch. Nothing is written if any value has a problem, unless --accept-invalid."
     )
-    imp.add_argument("file", metavar="FILE", help=".xlsx / .xls workbook")
+    imp.add_argument("file", metavar="FILE", help=".xlsx / .xlsm / .xls / .csv / .parquet")
+    imp.add_argument("--profile", metavar="NAME", help="read the file with a saved mapping profile")
+    imp.add_argument(
+        "--source",
+        metavar="NAME",
+        help="source of the actuals (default: the profile or file name); a later upload from "
+        "the same source for the same months replaces its values",
+    )
+    imp.add_argument(
+        "--accept-invalid",
+        action="store_true",
+        help="load the valid values and leave the invalid ones out (they are still listed)",
+    )
     imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
     imp.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    rb = sub.add_parser("rollback", help="undo a batch of actuals")
+    rb.description = (
+        "Undo a committed batch: its values are removed and the values it replaced come back. "
+        "Refused while a later batch changed some of the same values."
+    )
+    rb.add_argument("batch", type=int, metavar="BATCH", help="batch number (see the Upload page)")
+    rb.add_argument("--reason", default="", help="why, for the audit trail")
 
     sc = sub.add_parser("score", help="a unit's scorecard for a month, quarter or year")
     sc.description = "Score a unit's scorecard, e.g. score --unit SALES --period 2026-03."
@@ -107,6 +132,13 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     actor = service.actor(wh, args.user)
+    if args.command == "import" and (args.profile or not _is_system_workbook(args.file)):
+        return _import_actuals(wh, actor, args)
+    if args.command == "rollback":
+        done = intake.rollback(wh, args.batch, actor, args.reason)
+        print(f"batch {args.batch} rolled back: {done['restored']} restored, "
+              f"{done['removed']} removed")  # fmt: skip
+        return EXIT_OK
     if args.command == "import":
         result = service.import_workbook(wh, args.file, actor, dry_run=args.dry_run)
         if args.json:
@@ -137,6 +169,51 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
         print(f"wrote {args.file}: " + ", ".join(f"{k} {len(v)}" for k, v in frames.items()))
         return EXIT_OK
     return EXIT_USAGE  # pragma: no cover - argparse requires a command
+
+
+def _is_system_workbook(path: str) -> bool:
+    """A workbook with any KPI-system sheet besides actuals goes to the system import."""
+    if Path(path).suffix.lower() not in (".xlsx", ".xlsm", ".xls"):
+        return False
+    try:
+        sheets = workbook.read(path)
+    except workbook.WorkbookError:
+        return False  # the intake explains what is wrong with the file
+    return bool(set(sheets) - {"actuals"})
+
+
+def _import_actuals(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise KpiError(f"File not found: {args.file}")
+    prepared = intake.prepare(
+        wh, [(path.name, path.read_bytes())], actor, mapping=args.profile, source=args.source
+    )
+    committed = None
+    refused = bool(prepared.errors) and not args.accept_invalid
+    if not args.dry_run and not refused and len(prepared.rows):
+        committed = intake.commit(wh, prepared, actor, accept_invalid=args.accept_invalid)
+    cat = load_catalog(wh)
+    out = intake.report(prepared, cat, committed)
+    out["dry_run"] = args.dry_run
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=2, default=str))
+    else:
+        for f in prepared.findings:
+            if f.severity != "info":
+                print(f"{f.severity}: {intake.describe(f)}", file=sys.stderr)
+        counts = ", ".join(f"{k} {v}" for k, v in out["counts"].items())
+        turns = ", ".join(f"{n} turn {light}" for light, n in out["turns"].items())
+        if refused:
+            verb = "refused, nothing written"
+        elif args.dry_run:
+            verb = "dry run, nothing written"
+        elif committed and committed.batch_id:
+            verb = f"loaded as batch {committed.batch_id}"
+        else:
+            verb = "nothing changed"
+        print(f"{path.name}: {verb} ({counts}{'; ' + turns if turns else ''})")
+    return EXIT_REFUSED if refused or not len(prepared.rows) else EXIT_OK
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:

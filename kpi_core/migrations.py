@@ -173,4 +173,27 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         FROM actual GROUP BY ALL ORDER BY 3, 2, 1;
         """,
     ),
+    (
+        3,
+        "Excel intake: mapping profiles, closed months, batch details",
+        """
+        CREATE TABLE import_profile (
+            name VARCHAR PRIMARY KEY,
+            mapping VARCHAR NOT NULL,  -- JSON, see kpi_core.ingest.profile
+            updated_by VARCHAR,
+            updated_at TIMESTAMP NOT NULL
+        );
+
+        -- A closed month takes no more actuals until an admin reopens it.
+        CREATE TABLE period_lock (
+            period DATE PRIMARY KEY,
+            locked_by VARCHAR,
+            locked_at TIMESTAMP NOT NULL
+        );
+
+        ALTER TABLE batch ADD COLUMN files VARCHAR;  -- file names, one per line
+        ALTER TABLE batch ADD COLUMN months VARCHAR;  -- months the batch covers, e.g. 2026-09
+        ALTER TABLE batch ADD COLUMN summary VARCHAR;  -- JSON: new / changed / removed counts
+        """,
+    ),
 ]

@@ -7,14 +7,33 @@ its months, so aggregation rules only ever have to deal with months.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from kpi_core.errors import KpiError
 
 _YEAR = re.compile(r"^(\d{4})$")
 _QUARTER = re.compile(r"^(\d{4})\s*-?\s*[Qq]([1-4])$")
-_MONTH = re.compile(r"^(\d{4})\s*[-/.]\s*(\d{1,2})$")
+_MONTH = re.compile(r"^(\d{4})\s*(?:[-/.]|年)\s*(\d{1,2})\s*月?(?:份)?$")
+_COMPACT_MONTH = re.compile(r"^(\d{4})(\d{2})$")  # 202403
+_DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T].*)?$")
+_ZH_QUARTER = re.compile(r"^(\d{4})\s*年?\s*(?:第?([1-4一二三四])季度?|Q([1-4]))$", re.I)
+_ZH_YEAR = re.compile(r"^(\d{4})\s*年(?:度)?$")
+_MONTH_NAMES = {
+    m: i + 1
+    for i, names in enumerate(
+        ("jan january", "feb february", "mar march", "apr april", "may", "jun june",
+         "jul july", "aug august", "sep sept september", "oct october", "nov november",
+         "dec december")
+    )
+    for m in names.split()
+}  # fmt: skip
+_NAMED_MONTH = re.compile(r"^([a-z]+)\.?[\s,-]*(\d{4})$|^(\d{4})[\s,-]*([a-z]+)\.?$", re.I)
+_ZH_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4}
+# Excel stores dates as days since 1899-12-30; these serials are the years 1954–2119.
+_EXCEL_EPOCH = date(1899, 12, 30)
+_SERIAL_RANGE = (20000, 80000)
 
 
 class PeriodError(KpiError):
@@ -86,20 +105,40 @@ def month_of(d: date) -> date:
 
 
 def parse_period(text: object) -> Period:
-    """Read `2024`, `2024-Q1` or `2024-03` (also `2024/3`, `2024.03`), or a date (its month)."""
+    """Read a year, quarter or month the ways people write them.
+
+    Years `2024`, `2024年`; quarters `2024-Q1`, `2024Q1`, `2024年第1季度`; months `2024-03`,
+    `2024/3`, `2024.03`, `2024年3月`, `202403`, `Mar 2024`, a date or date text (its month),
+    or an Excel date serial number such as 45352.
+    """
     if isinstance(text, date):
         return Period("M", month_of(text))
-    if isinstance(text, int | float) and not isinstance(text, bool) and float(text).is_integer():
-        text = str(int(text))
-    s = str(text).strip()
-    if m := _YEAR.match(s):
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if float(text).is_integer() and _SERIAL_RANGE[0] <= text < _SERIAL_RANGE[1]:
+            return Period("M", month_of(_EXCEL_EPOCH + timedelta(days=int(text))))
+        if float(text).is_integer():
+            text = str(int(text))
+    s = unicodedata.normalize("NFKC", str(text)).strip()
+    if m := _YEAR.match(s) or _ZH_YEAR.match(s):
         return Period("Y", date(int(m[1]), 1, 1))
     if m := _QUARTER.match(s):
         return Period("Q", date(int(m[1]), (int(m[2]) - 1) * 3 + 1, 1))
-    if m := _MONTH.match(s):
-        month = int(m[2])
-        if 1 <= month <= 12:
-            return Period("M", date(int(m[1]), month, 1))
+    if m := _ZH_QUARTER.match(s):
+        q = m[2] or m[3]
+        q = _ZH_DIGITS.get(q) or int(q)
+        return Period("Q", date(int(m[1]), (q - 1) * 3 + 1, 1))
+    month = None
+    if m := _MONTH.match(s) or _COMPACT_MONTH.match(s):
+        year, month = int(m[1]), int(m[2])
+    elif m := _DATE.match(s):
+        year, month = int(m[1]), int(m[2])
+        if not 1 <= int(m[3]) <= 31:
+            month = None
+    elif m := _NAMED_MONTH.match(s):
+        name, year = (m[1], m[2]) if m[1] else (m[4], m[3])
+        month, year = _MONTH_NAMES.get(name.lower()), int(year)
+    if month is not None and 1 <= month <= 12 and 1900 <= year <= 2200:
+        return Period("M", date(year, month, 1))
     raise PeriodError(
         f"'{s}' is not a period — write 2024 (year), 2024-Q1 (quarter) or 2024-03 (month)"
     )

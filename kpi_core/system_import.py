@@ -892,8 +892,9 @@ def _load_actuals(cur, rows, unit_ids, kpi_ids, by, source_name, sha, now):
     finally:
         cur.unregister("incoming")
     cur.execute(
-        "INSERT INTO batch VALUES (?, 'workbook', ?, ?, ?, ?, ?, 'committed')",
-        [batch_id, source_name, sha, by, now, new + changed],
+        "INSERT INTO batch (id, kind, source_name, sha256, created_by, created_at, rows, status,"
+        " files) VALUES (?, 'workbook', ?, ?, ?, ?, ?, 'committed', ?)",
+        [batch_id, source_name, sha, by, now, new + changed, source_name],
     )
     return batch_id, {
         "actuals_new": new,

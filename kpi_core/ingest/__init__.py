@@ -1,0 +1,1 @@
+"""Getting actuals in: files, layouts, mapping profiles, validation, commit and roll-back."""

@@ -1,0 +1,514 @@
+"""The month's actuals from files: prepare (read, check, diff, preview), commit, roll back.
+
+`prepare` writes nothing; it returns everything the analyst needs to decide: problems with their
+places, the rows that can be loaded, how they differ from the warehouse and which lights change.
+`commit` applies a prepared intake as one batch in one transaction, diffing again inside it (the
+warehouse may have moved since the preview). Values a batch overwrites or removes are kept in
+`actual_replaced`, so `rollback` can put them back.
+
+A batch has a source — the mapping profile's name, or the file names. Uploading for the same
+months from the same source again replaces what that source gave before: values it no longer
+lists are removed, identical values are left alone, so the same file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from kpi_core import actuals, scoring, targets
+from kpi_core.catalog import Catalog, load_catalog
+from kpi_core.errors import KpiError, NotFoundError, ScopeError
+from kpi_core.ingest import files, layout, profile, validate
+from kpi_core.ingest.layout import Finding
+from kpi_core.ingest.names import Names
+from kpi_core.library import AGGREGATIONS
+from kpi_core.service import Actor
+from kpi_core.warehouse import Warehouse
+
+KEY = ["kpi_id", "unit_id", "period"]
+
+
+class IntakeError(KpiError):
+    """A prepared intake that cannot be committed; the message says what to do."""
+
+
+@dataclass
+class Intake:
+    source: str
+    files: list[str]
+    sha256: str
+    findings: list[Finding]
+    rows: pd.DataFrame  # loadable rows: kpi_id, unit_id, period, value, file, sheet, row, at
+    diff: pd.DataFrame  # kpi_id, unit_id, period, old, new, change (new/changed/unchanged/removed)
+    effects: pd.DataFrame  # kpi_id, unit_id, period, before, after: lights that change
+    invalid: int  # values left out because of errors
+    blank_sheets: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        c = self.diff["change"].value_counts() if len(self.diff) else {}
+        return {
+            "new": int(c.get("new", 0)),
+            "changed": int(c.get("changed", 0)),
+            "unchanged": int(c.get("unchanged", 0)),
+            "removed": int(c.get("removed", 0)),
+            "invalid": self.invalid,
+        }
+
+    @property
+    def months(self) -> list[date]:
+        return sorted({pd.Timestamp(m).date() for m in self.rows["period"].unique()})
+
+    def turns(self) -> dict[str, int]:
+        """How many KPI values turn to each light ("3 turn red")."""
+        return self.effects["after"].value_counts().to_dict() if len(self.effects) else {}
+
+
+@dataclass(frozen=True)
+class Committed:
+    batch_id: int | None  # None: nothing changed, nothing written
+    counts: dict[str, int]
+
+
+def prepare(
+    wh: Warehouse,
+    uploads: list[tuple[str, bytes]],
+    who: Actor,
+    *,
+    mapping: profile.Profile | str | None = None,
+    source: str | None = None,
+    today: date | None = None,
+    limits: files.Limits | None = None,
+    progress=None,
+) -> Intake:
+    """Read, check and diff uploads without writing anything. `progress(fraction, text)` is
+    called between steps. Raises FileError for a file that cannot be read at all."""
+    step = progress or (lambda fraction, text: None)
+    if not uploads:
+        raise IntakeError("No file was uploaded.")
+    cat = load_catalog(wh)
+    if not cat.kpis or not cat.units:
+        raise IntakeError(
+            "The warehouse has no KPI library or org units yet: import a KPI-system workbook "
+            "first (python -m kpi_core import FILE), or start from the demo (init --demo)."
+        )
+    names = Names(cat)
+    if isinstance(mapping, str):
+        mapping = profile.load(wh, mapping)
+    records = layout.Records()
+    findings: list[Finding] = []
+    blank_sheets = []
+    for i, (name, data) in enumerate(uploads):
+        step(0.05 + 0.5 * i / len(uploads), f"Reading {name}")
+        tables = files.read_file(name, data, limits)
+        if mapping is not None:
+            got, found = profile.apply(mapping, tables)
+            records.extend(got)
+            findings += found
+            continue
+        for table in tables:
+            got, found = layout.read_table(table, names)
+            records.extend(got)
+            findings += found
+            if any(f.message == "the sheet is empty" for f in found):
+                blank_sheets.append(f"{name} / {table.label}")
+    if len(records):
+        # Beside a sheet of actuals, a sheet without a header is notes or instructions.
+        findings = [
+            replace(f, severity="info", message=f"{f.message}; the sheet was skipped")
+            if f.message.startswith("no header row found")
+            else f
+            for f in findings
+        ]
+    step(0.6, "Checking against the KPI library")
+    today = today or date.today()
+    locked = {r[0] for r in wh.rows("SELECT period FROM period_lock")}
+    checked = validate.check(records, cat, who.scope, today=today, locked=locked, names=names)
+    findings += checked.findings
+    if not len(records) and not any(f.severity == "error" for f in findings):
+        what = "the sheets are empty" if blank_sheets else "no actuals were found"
+        findings.append(
+            Finding(
+                "error", uploads[0][0], "", None, None, f"nothing to load: {what}",
+                "use columns period/期间, unit/部门, KPI/指标 and value/实际值, download the "
+                "template, or map the sheet with a profile",
+            )
+        )  # fmt: skip
+    elif (
+        len(records) and not len(checked.rows) and not any(f.severity == "error" for f in findings)
+    ):
+        findings.append(
+            Finding("error", uploads[0][0], "", None, None, "every value is blank", "fill them in")
+        )
+    digest = hashlib.sha256()
+    for name, data in sorted(uploads):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    file_names = [n for n, _ in uploads]
+    src = (source or (mapping.name if mapping else ", ".join(sorted(file_names)))).strip()
+    step(0.8, "Comparing with the warehouse")
+    with wh.cursor() as cur:
+        diff = _diff(cur, checked.rows, src, who)
+    effects = _effects(wh, cat, diff)
+    step(1.0, "Ready")
+    return Intake(
+        src, file_names, digest.hexdigest(), findings, checked.rows, diff, effects,
+        checked.invalid, blank_sheets,
+    )  # fmt: skip
+
+
+def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
+    """Each incoming value against the warehouse, plus the values this source gave before for
+    the same months that the upload no longer has."""
+    incoming = pd.DataFrame(
+        {
+            "kpi_id": rows["kpi_id"].astype("int32"),
+            "unit_id": rows["unit_id"].astype("int32"),
+            "period": pd.to_datetime(rows["period"]).dt.date,
+            "value": rows["value"].astype(float),
+        }
+    )
+    cur.register("incoming", incoming)
+    try:
+        got = cur.execute(
+            """
+            WITH months AS (SELECT DISTINCT period::DATE AS period FROM incoming),
+            matched AS (
+                SELECT i.kpi_id, i.unit_id, i.period::DATE AS period, a.value AS old,
+                       i.value AS new
+                FROM incoming i
+                LEFT JOIN actual a ON a.kpi_id = i.kpi_id AND a.unit_id = i.unit_id
+                                   AND a.period = i.period::DATE
+            ),
+            removed AS (
+                SELECT a.kpi_id, a.unit_id, a.period, a.value AS old, NULL::DOUBLE AS new
+                FROM actual a
+                JOIN batch b ON b.id = a.batch_id AND b.kind = 'upload' AND b.source_name = ?
+                JOIN months m ON m.period = a.period
+                ANTI JOIN incoming i ON i.kpi_id = a.kpi_id AND i.unit_id = a.unit_id
+                                     AND i.period::DATE = a.period
+            )
+            SELECT * FROM matched UNION ALL SELECT * FROM removed
+            """,
+            [source],
+        ).df()
+    finally:
+        cur.unregister("incoming")
+    # Removal never reaches outside the uploader's scope.
+    got = got[[who.scope.allows(int(u)) for u in got["unit_id"]]] if len(got) else got
+    change = np.select(
+        [got["old"].isna(), got["new"].isna(), got["old"] == got["new"]],
+        ["new", "removed", "unchanged"],
+        "changed",
+    )
+    got["change"] = change
+    return got.reset_index(drop=True)
+
+
+def _effects(wh: Warehouse, cat: Catalog, diff: pd.DataFrame) -> pd.DataFrame:
+    """Lights of the month's own value before and after, where they differ (stored KPIs)."""
+    cols = ["kpi_id", "unit_id", "period", "before", "after"]
+    moving = diff[diff["change"] != "unchanged"]
+    agg = cat.kpi_columns.aggregation[moving["kpi_id"].to_numpy()] if len(moving) else []
+    moving = moving[np.asarray(agg) <= AGGREGATIONS.index("last")] if len(moving) else moving
+    if not len(moving):
+        return pd.DataFrame(columns=cols)
+    parts = []
+    for month, group in moving.groupby("period"):
+        month = pd.Timestamp(month).date()
+        k = group["kpi_id"].to_numpy(np.int32)
+        u = group["unit_id"].to_numpy(np.int32)
+        last = np.full(len(group), np.datetime64(month, "D"))
+        lv = targets.node_levels(wh, cat, k, u, [month], last)
+        direction = cat.kpi_columns.direction[k].astype(str)
+
+        levels = [lv[f] for f in ("baseline", "target", "low", "high", "tolerance")]
+        before = scoring.statuses(group["old"].to_numpy(float), *levels, direction)
+        after = scoring.statuses(group["new"].to_numpy(float), *levels, direction)
+        changed = before != after
+        parts.append(
+            pd.DataFrame(
+                {
+                    "kpi_id": k[changed],
+                    "unit_id": u[changed],
+                    "period": month,
+                    "before": before[changed],
+                    "after": after[changed],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = False) -> Committed:
+    """Write the intake as one batch. With errors, only after the analyst accepts leaving the
+    invalid values out."""
+    if who.role not in ("analyst", "admin", "head"):
+        raise ScopeError("Only analysts, department heads and admins load actuals.")
+    if intake.errors and not accept_invalid:
+        raise IntakeError(
+            f"{len(intake.errors)} problem(s) found; nothing was written. Fix the file and upload "
+            "it again, or confirm that the valid rows alone should be loaded."
+        )
+    if not len(intake.rows):
+        raise IntakeError("No valid value to load; nothing was written.")
+    now = datetime.now()
+    with wh.transaction() as cur:
+        diff = _diff(cur, intake.rows, intake.source, who)
+        moving = diff[diff["change"] != "unchanged"]
+        counts = {
+            c: int((diff["change"] == c).sum()) for c in ("new", "changed", "unchanged", "removed")
+        }
+        counts["invalid"] = intake.invalid
+        if not len(moving):
+            return Committed(None, counts)
+        batch_id = cur.execute("SELECT nextval('batch_id')").fetchall()[0][0]
+        months = sorted({pd.Timestamp(m).strftime("%Y-%m") for m in intake.rows["period"]})
+        cur.execute(
+            "INSERT INTO batch (id, kind, source_name, sha256, created_by, created_at, rows,"
+            " status, files, months, summary) VALUES (?, 'upload', ?, ?, ?, ?, ?, 'committed',"
+            " ?, ?, ?)",
+            [
+                batch_id, intake.source, intake.sha256, who.name, now, len(moving),
+                "\n".join(intake.files), ", ".join(months), json.dumps(counts),
+            ],
+        )  # fmt: skip
+        _write(cur, moving, batch_id, who.name, now, f"batch {batch_id}: {intake.source}")
+    return Committed(batch_id, counts)
+
+
+def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:
+    """Apply new/changed/removed values, keeping what they replace and auditing each."""
+    frame = moving[["kpi_id", "unit_id", "period", "old", "new"]].copy()
+    frame["period"] = pd.to_datetime(frame["period"]).dt.date
+    cur.register("moving", frame)
+    try:
+        cur.execute(
+            """CREATE OR REPLACE TEMP TABLE changed AS
+               SELECT m.kpi_id::INTEGER AS kpi_id, m.unit_id::INTEGER AS unit_id,
+                      m.period::DATE AS period, m.old, m.new, a.batch_id AS old_batch_id
+               FROM moving m
+               LEFT JOIN actual a ON a.kpi_id = m.kpi_id AND a.unit_id = m.unit_id
+                                  AND a.period = m.period::DATE"""
+        )
+    finally:
+        cur.unregister("moving")
+    cur.execute(
+        """INSERT INTO actual_replaced
+           SELECT ?, kpi_id, unit_id, period, old, old_batch_id FROM changed
+           WHERE old IS NOT NULL""",
+        [batch_id],
+    )
+    cur.execute(
+        """DELETE FROM actual USING changed c
+           WHERE actual.kpi_id = c.kpi_id AND actual.unit_id = c.unit_id
+             AND actual.period = c.period"""
+    )
+    cur.execute(
+        "INSERT INTO actual SELECT kpi_id, unit_id, period, new, ? FROM changed "
+        "WHERE new IS NOT NULL",
+        [batch_id],
+    )
+    cur.execute(
+        """INSERT INTO audit
+           SELECT ?, ?, 'actual', u.code || '/' || k.code || '/' || strftime(c.period, '%Y-%m'),
+                  'value', c.old::VARCHAR, c.new::VARCHAR, ?
+           FROM changed c JOIN kpi k ON k.id = c.kpi_id JOIN org_unit u ON u.id = c.unit_id""",
+        [now, by, reason],
+    )
+    actuals.refresh_summary(cur, "changed")
+    cur.execute("DROP TABLE changed")
+
+
+def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict[str, int]:
+    """Undo a committed batch: its values go, the values it replaced or removed come back.
+
+    Refused while a later batch has changed some of the same values (roll that one back first),
+    and for a batch touching units outside the caller's scope.
+    """
+    if who.role not in ("analyst", "admin", "head"):
+        raise ScopeError("Only analysts, department heads and admins roll back batches.")
+    now = datetime.now()
+    with wh.transaction() as cur:
+        found = cur.execute(
+            "SELECT status, source_name FROM batch WHERE id = ?", [batch_id]
+        ).fetchall()
+        if not found:
+            raise NotFoundError(f"There is no batch {batch_id}.")
+        status, source = found[0]
+        if status != "committed":
+            raise IntakeError(f"Batch {batch_id} is {status.replace('_', ' ')}; nothing to undo.")
+        cur.execute(
+            """CREATE OR REPLACE TEMP TABLE undo AS
+               WITH touched AS (
+                   SELECT kpi_id, unit_id, period FROM actual WHERE batch_id = ?
+                   UNION
+                   SELECT kpi_id, unit_id, period FROM actual_replaced WHERE batch_id = ?
+               )
+               SELECT t.kpi_id, t.unit_id, t.period, a.value AS new, a.batch_id AS now_batch,
+                      r.old_value AS old, r.old_batch_id
+               FROM touched t
+               LEFT JOIN actual a USING (kpi_id, unit_id, period)
+               LEFT JOIN actual_replaced r ON r.batch_id = ? AND r.kpi_id = t.kpi_id
+                    AND r.unit_id = t.unit_id AND r.period = t.period""",
+            [batch_id, batch_id, batch_id],
+        )
+        units = [r[0] for r in cur.execute("SELECT DISTINCT unit_id FROM undo").fetchall()]
+        outside = [u for u in units if not who.scope.allows(u)]
+        if outside:
+            raise ScopeError(f"Batch {batch_id} holds units outside your scope; ask an admin.")
+        later = cur.execute(
+            """SELECT DISTINCT b.id FROM actual_replaced r JOIN batch b ON b.id = r.batch_id
+               WHERE r.old_batch_id = ? AND b.status = 'committed' AND b.id > ?
+               UNION
+               SELECT DISTINCT now_batch FROM undo
+               WHERE now_batch IS NOT NULL AND now_batch <> ?
+               ORDER BY 1""",
+            [batch_id, batch_id, batch_id],
+        ).fetchall()
+        if later:
+            ids = ", ".join(str(r[0]) for r in later)
+            raise IntakeError(
+                f"Batch(es) {ids} changed some of the same values after batch {batch_id}; "
+                "roll those back first."
+            )
+        moving = cur.execute(
+            "SELECT kpi_id, unit_id, period, new AS old, old AS new FROM undo"
+        ).df()
+        _write(cur, moving, batch_id, who.name, now, reason or f"roll back batch {batch_id}")
+        # Restored values belong to the batches that first gave them; and what _write kept in
+        # actual_replaced is the undo itself, of no further use once the batch is rolled back.
+        cur.execute(
+            """UPDATE actual SET batch_id = u.old_batch_id FROM undo u
+               WHERE actual.kpi_id = u.kpi_id AND actual.unit_id = u.unit_id
+                 AND actual.period = u.period AND u.old IS NOT NULL"""
+        )
+        cur.execute("DROP TABLE undo")
+        cur.execute("DELETE FROM actual_replaced WHERE batch_id = ?", [batch_id])
+        cur.execute("UPDATE batch SET status = 'rolled_back' WHERE id = ?", [batch_id])
+        cur.execute(
+            "INSERT INTO audit VALUES (?, ?, 'batch', ?, 'status', 'committed', 'rolled_back', ?)",
+            [now, who.name, str(batch_id), reason or source],
+        )
+    return {
+        "restored": int(moving["new"].notna().sum()),
+        "removed": int(moving["new"].isna().sum()),
+    }
+
+
+def history(wh: Warehouse, who: Actor, limit: int = 200) -> pd.DataFrame:
+    """Batches, newest first: who, when, source, files, months, rows, status — those the caller
+    made or whose values lie inside the caller's scope."""
+    df = wh.df(
+        """SELECT b.id, b.kind, b.source_name, b.files, b.months, b.created_by, b.created_at,
+                  b.rows, b.status, b.summary,
+                  list(DISTINCT t.unit_id) FILTER (t.unit_id IS NOT NULL) AS units
+           FROM batch b
+           LEFT JOIN (SELECT batch_id, unit_id FROM actual
+                      UNION SELECT batch_id, unit_id FROM actual_replaced) t
+                  ON t.batch_id = b.id
+           GROUP BY ALL ORDER BY b.id DESC LIMIT ?""",
+        [limit],
+    )
+    if who.scope.everything:
+        return df.drop(columns="units")
+    mine = [
+        row.created_by == who.name or any(who.scope.allows(int(u)) for u in row.units)
+        for row in df.itertuples()
+    ]
+    return df[mine].drop(columns="units").reset_index(drop=True)
+
+
+def lock_month(wh: Warehouse, month: date, who: Actor, locked: bool = True) -> None:
+    """Close a month to further actuals, or reopen it (admins)."""
+    if who.role != "admin":
+        raise ScopeError("Only admins close and reopen months.")
+    with wh.transaction() as cur:
+        if locked:
+            cur.execute(
+                "INSERT OR IGNORE INTO period_lock VALUES (?, ?, ?)",
+                [month, who.name, datetime.now()],
+            )
+        else:
+            cur.execute("DELETE FROM period_lock WHERE period = ?", [month])
+        cur.execute(
+            "INSERT INTO audit VALUES (?, ?, 'period_lock', ?, 'locked', ?, ?, '')",
+            [datetime.now(), who.name, f"{month:%Y-%m}", str(not locked), str(locked)],
+        )
+
+
+def describe(f: Finding) -> str:
+    """One line per finding, the same on the page and the command line."""
+    where = [f.file] if f.file else []
+    if f.sheet and f.sheet != f.file:
+        where.append(f"sheet '{f.sheet}'")
+    if f.row is not None:
+        where.append(f"row {f.row}")
+    if f.column:
+        where.append(f"column {f.column}")
+    place = ", ".join(where)
+    text = f"{place}: {f.message}" if place else f.message
+    return f"{text} — {f.hint}" if f.hint else text
+
+
+def report(intake: Intake, cat: Catalog, committed: Committed | None = None) -> dict:
+    """The intake as plain data (`import --json`): counts, lights that change, every problem."""
+
+    def code(ids, table) -> list[str]:
+        return [table[int(i)].code for i in ids]
+
+    changes = intake.diff[intake.diff["change"] != "unchanged"]
+    return {
+        "ok": not intake.errors,
+        "source": intake.source,
+        "files": intake.files,
+        "months": [f"{m:%Y-%m}" for m in intake.months],
+        "counts": intake.counts,
+        "turns": intake.turns(),
+        "batch": committed.batch_id if committed else None,
+        "problems": [
+            {
+                "severity": f.severity,
+                "file": f.file,
+                "sheet": f.sheet,
+                "row": f.row,
+                "column": f.column,
+                "message": f.message,
+                "hint": f.hint,
+            }
+            for f in intake.findings
+            if f.severity != "info"
+        ],
+        "changes": [
+            {
+                "kpi": k,
+                "unit": u,
+                "period": f"{pd.Timestamp(p):%Y-%m}",
+                "old": None if pd.isna(o) else float(o),
+                "new": None if pd.isna(n) else float(n),
+                "change": c,
+            }
+            for k, u, p, o, n, c in zip(
+                code(changes["kpi_id"], cat.kpis),
+                code(changes["unit_id"], cat.units),
+                changes["period"],
+                changes["old"],
+                changes["new"],
+                changes["change"],
+                strict=True,
+            )
+        ],
+    }

@@ -1,0 +1,437 @@
+"""Finding the actuals in a sheet laid out however its department likes, without configuration.
+
+A sheet is read as blocks: a header row, then data rows, until the next header. The header is the
+row among the first ones that best matches known column names (期间/月份/日期, 部门/单位/组织,
+指标/指标编码, 实际值/完成值 … in either language), KPI names or codes, or months. Its matches
+decide the layout:
+
+- long: period, unit, KPI and value columns;
+- wide by KPI: a column per KPI, rows per period and/or unit;
+- wide by month: a column per month, a row per KPI (and unit).
+
+What a sheet leaves out comes from its context: a sheet named `2024-03` or `销售部`, a title above
+the header (`期间：2024年3月`), or a section title row (`华东区`) in a stacked form. Merged cells
+are filled across header and label cells; merged over values they are reported, since no one can
+tell which row the number belongs to. Subtotal rows (合计/小计/Total) are skipped: totals are
+computed from the parts.
+
+The result is `Records`: raw cells with their places; validation reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from kpi_core.ingest.files import Table, column_letter
+from kpi_core.ingest.names import Names, norm
+from kpi_core.periods import PeriodError, parse_period
+
+# Aliases in order of preference: when a sheet has both 指标编码 and 指标名称, the code is used.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "period": (
+        "period", "month", "date", "期间", "月份", "日期", "年月", "时间", "统计期间", "所属期间",
+        "会计期间", "报告期", "期次", "月度",
+    ),
+    "unit": (
+        "unit", "unit_code", "org_unit", "org", "organization", "department", "dept", "组织",
+        "组织编码", "部门编码", "单位编码", "部门", "单位", "部门名称", "单位名称", "组织名称", "机构",
+        "责任部门", "责任单位", "区域",
+    ),
+    "kpi": (
+        "kpi", "kpi_code", "指标编码", "指标代码", "code", "指标", "指标名称", "kpi_name", "metric",
+        "measure", "考核指标", "项目", "名称",
+    ),
+    "value": (
+        "value", "actual", "actual_value", "实际值", "完成值", "数值", "实际", "实际完成", "本月实际",
+        "本期实际", "本月完成", "完成",
+    ),
+}  # fmt: skip
+# Columns a template or report carries for people; read past without comment.
+INFORMATIONAL = {
+    norm(a)
+    for a in (
+        "uom", "计量单位", "单位(计量)", "target", "目标值", "目标", "baseline", "基准值",
+        "challenge", "挑战值", "备注", "note", "notes", "remark", "说明", "序号", "no", "no.", "#",
+        "name", "kpi_name", "name_zh", "name_en", "指标名称", "达成率", "完成率", "状态", "status",
+    )
+}  # fmt: skip
+_ALIAS = {norm(a): (f, i) for f, names in FIELDS.items() for i, a in enumerate(names)}
+_SUBTOTAL = re.compile(r"^(合计|小计|总计|总额|共计|sub-?total|total|grand total)\b", re.I)
+_TITLE_PAIR = re.compile(r"^\s*([^:：]{1,12})\s*[:：]\s*(.+?)\s*$")
+_HEADER_SCAN = 30  # rows searched for a header
+
+
+@dataclass
+class Records:
+    """Raw cells of the actuals found, one entry per value, with where each came from."""
+
+    file: list[str] = field(default_factory=list)
+    sheet: list[str] = field(default_factory=list)
+    row: list[int | None] = field(default_factory=list)
+    period: list[object] = field(default_factory=list)
+    period_at: list[str] = field(default_factory=list)
+    unit: list[object] = field(default_factory=list)
+    unit_at: list[str] = field(default_factory=list)
+    kpi: list[object] = field(default_factory=list)
+    kpi_at: list[str] = field(default_factory=list)
+    value: list[object] = field(default_factory=list)
+    value_at: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def extend(self, other: Records) -> None:
+        for name in self.__dataclass_fields__:
+            getattr(self, name).extend(getattr(other, name))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something the reader noticed about a sheet; `error` ones keep rows out."""
+
+    severity: str  # "error", "warning" or "info"
+    file: str
+    sheet: str
+    row: int | None
+    column: str | None
+    message: str
+    hint: str = ""
+
+
+@dataclass
+class _Context:
+    period: object = None
+    period_at: str = ""
+    unit: object = None
+    unit_at: str = ""
+
+
+@dataclass
+class _Header:
+    row: int  # 0-based
+    fields: dict[str, int]  # field → column
+    kpi_cols: dict[int, object]  # column → KPI cell text (wide by KPI)
+    month_cols: dict[int, object]  # column → period text (wide by month)
+    labels: dict[int, str]  # column → header text, for messages
+    score: int
+
+
+def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
+    """Records and findings of one sheet."""
+    rows = table.rows
+    findings: list[Finding] = []
+    label = table.label
+    if not any(any(c is not None for c in r) for r in rows):
+        findings.append(Finding("info", table.file, label, None, None, "the sheet is empty"))
+        return Records(), findings
+    for ref in table.formulas_without_values[:20]:
+        findings.append(
+            Finding(
+                "error", table.file, label, _ref_row(ref), ref,
+                f"cell {ref} holds a formula whose result was never saved",
+                "open the file in Excel and save it (Excel stores the results), or paste values",
+            )
+        )  # fmt: skip
+    if len(table.formulas_without_values) > 20:
+        n = len(table.formulas_without_values) - 20
+        findings.append(
+            Finding("error", table.file, label, None, None, f"and {n} more formula cells")
+        )
+    bad_rows = {_ref_row(r) for r in table.formulas_without_values}
+    context = _sheet_context(table, names)
+    header = _find_header(rows, 0, names, table)
+    if header is None:
+        findings.append(
+            Finding(
+                "warning", table.file, label, None, None,
+                "no header row found (looked for period/期间, unit/部门, KPI/指标, value/实际值, "
+                "KPI names as columns or months as columns)",
+                "add such a header, or load the sheet with a mapping profile",
+            )
+        )  # fmt: skip
+        return Records(), findings
+    _fill_merged_headers(rows, table.merged, header.row)
+    header = _find_header(rows, 0, names, table) or header
+    _title_context(rows, header.row, names, context)
+    value_merges = _fill_merged_labels(table, header, findings)
+    out = Records()
+    r = header.row + 1
+    while r < len(rows):
+        cells = rows[r]
+        excel_row = r + 1
+        r += 1
+        filled = [(j, c) for j, c in enumerate(cells) if c is not None]
+        if not filled or excel_row in bad_rows:
+            continue
+        lone = filled[0][1] if len(filled) == 1 and filled[0][0] == 0 else None
+        if isinstance(lone, str) and _section_title(lone, names, context, excel_row):
+            continue
+        # A header again starts the next stacked table; headers are all text, data rows not.
+        if all(isinstance(c, str) for _, c in filled):
+            again = _header_at(rows, r - 1, names, table)
+            if again is not None and again.score >= max(2, header.score - 1):
+                header = again
+                continue
+        if any(isinstance(c, str) and _SUBTOTAL.match(c) for _, c in filled[:3]):
+            continue
+        _emit(table, header, cells, excel_row, context, value_merges, out, findings)
+    _require_context(table, header, context, out, findings)
+    return out, findings
+
+
+def _ref_row(ref: str) -> int:
+    return int(re.sub(r"[A-Z]", "", ref))
+
+
+def _cell_text(c: object) -> str:
+    return "" if c is None else str(c).strip()
+
+
+def _header_at(rows, r: int, names: Names, table: Table) -> _Header | None:
+    cells = rows[r]
+    fields: dict[str, tuple[int, int]] = {}
+    kpi_cols: dict[int, object] = {}
+    month_cols: dict[int, object] = {}
+    labels: dict[int, str] = {}
+    recognised = 0
+    for j, c in enumerate(cells):
+        if c is None:
+            continue
+        labels[j] = _cell_text(c)
+        key = norm(c)
+        if key in _ALIAS:
+            f, rank = _ALIAS[key]
+            if f not in fields or rank < fields[f][1]:
+                fields[f] = (j, rank)
+            recognised += 1
+        elif key in INFORMATIONAL:
+            recognised += 1
+        elif isinstance(c, str) and names.kpi(c) is not None:
+            kpi_cols[j] = c
+        elif _is_month(c):
+            month_cols[j] = c
+    # A KPI named like a column alias ("名称") must not also be a KPI column.
+    used = {j for j, _ in fields.values()}
+    kpi_cols = {j: c for j, c in kpi_cols.items() if j not in used}
+    # Row labels often have no header of their own (the first column of a report): for months
+    # as columns they name the KPI; for KPIs as columns, the unit or the month of each row.
+    wide = sorted(kpi_cols) or sorted(month_cols)
+    if wide and wide[0] > 0:
+        free = [j for j in range(wide[0]) if j not in used and norm(labels.get(j, "")) not in
+                INFORMATIONAL]  # fmt: skip
+        if free and month_cols and not kpi_cols and "kpi" not in fields:
+            fields["kpi"] = (free[0], 99)
+        elif free and kpi_cols and not ("unit" in fields and "period" in fields):
+            fields["label"] = (free[0], 99)
+    score = 2 * len(fields) + len(kpi_cols) + len(month_cols) + (recognised - len(fields)) // 2
+    if len(fields) + len(kpi_cols) + len(month_cols) == 0 or score < 2:
+        return None
+    return _Header(r, {f: j for f, (j, _) in fields.items()}, kpi_cols, month_cols, labels, score)
+
+
+def _is_month(c: object) -> bool:
+    if isinstance(c, date):
+        return True
+    if not isinstance(c, str):
+        return False
+    try:
+        return parse_period(c).grain == "M"
+    except PeriodError:
+        return False
+
+
+def _find_header(rows, start: int, names: Names, table: Table) -> _Header | None:
+    best = None
+    for r in range(start, min(len(rows), start + _HEADER_SCAN)):
+        h = _header_at(rows, r, names, table)
+        if h is not None and (best is None or h.score > best.score):
+            best = h
+    return best
+
+
+def _fill_merged_headers(rows, merged, header_row: int) -> None:
+    """A merged header cell labels every column under it ("2024年" over twelve months)."""
+    # A header may span two rows: "指标" merged down beside "2026年" merged across "7月 8月 9月".
+    # The first guess is then the top row, which holds no month; the row below is filled too so
+    # that the search after this finds the month row.
+    last = header_row + 1 if any(r0 <= header_row < r1 for r0, _, r1, _ in merged) else header_row
+    last = min(last, len(rows) - 1)
+    for r0, c0, r1, c1 in merged:
+        if r0 > last:
+            continue
+        top = rows[r0][c0] if c0 < len(rows[r0]) else None
+        for r in range(r0, min(r1, last) + 1):
+            for c in range(c0, c1 + 1):
+                if c < len(rows[r]) and rows[r][c] is None:
+                    rows[r][c] = top
+    # Months written "3月" under a year: combine with the row above.
+    for r in range(max(header_row, 1), last + 1):
+        above, cells = rows[r - 1], rows[r]
+        for j, c in enumerate(cells):
+            if isinstance(c, str) and re.fullmatch(r"\s*\d{1,2}\s*月\s*", c) and j < len(above):
+                year = re.search(r"(\d{4})", _cell_text(above[j]))
+                if year:
+                    cells[j] = f"{year[1]}年{c.strip()}"
+
+
+def _fill_merged_labels(table: Table, header: _Header, findings: list[Finding]) -> set[int]:
+    """Below the header: fill merged label cells; report merges over values. Returns bad rows."""
+    rows = table.rows
+    value_cols = set(header.kpi_cols) | set(header.month_cols)
+    if "value" in header.fields:
+        value_cols.add(header.fields["value"])
+    bad: set[int] = set()
+    for r0, c0, r1, c1 in table.merged:
+        if r1 <= header.row:
+            continue
+        r0 = max(r0, header.row + 1)
+        covered = set(range(c0, c1 + 1))
+        if covered & value_cols and (r1 > r0 or len(covered & value_cols) > 1):
+            where = f"{column_letter(c0)}{r0 + 1}:{column_letter(c1)}{r1 + 1}"
+            findings.append(
+                Finding(
+                    "error", table.file, table.label, r0 + 1, column_letter(c0),
+                    f"cells {where} are merged over values — no one can tell which row the "
+                    "number belongs to",
+                    "unmerge the cells and give each row its own value",
+                )
+            )  # fmt: skip
+            bad.update(range(r0 + 1, r1 + 2))
+            continue
+        top = rows[r0][c0] if c0 < len(rows[r0]) else None
+        for r in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                if c < len(rows[r]):
+                    rows[r][c] = top
+    return bad
+
+
+def _sheet_context(table: Table, names: Names) -> _Context:
+    ctx = _Context()
+    if not table.sheet:
+        return ctx
+    try:
+        p = parse_period(table.sheet)
+        if p.grain == "M":
+            ctx.period, ctx.period_at = p.start, f"sheet name '{table.sheet}'"
+            return ctx
+    except PeriodError:
+        pass
+    if names.unit(table.sheet) is not None:
+        ctx.unit, ctx.unit_at = table.sheet, f"sheet name '{table.sheet}'"
+    return ctx
+
+
+def _title_context(rows, header_row: int, names: Names, ctx: _Context) -> None:
+    """Titles above the header: `期间：2024年3月`, `部门: 销售部`, or a lone `2024年3月`."""
+    for r in range(header_row):
+        for j, c in enumerate(rows[r]):
+            if not isinstance(c, str):
+                continue
+            at = f"title {column_letter(j)}{r + 1}"
+            if m := _TITLE_PAIR.match(c):
+                f = _ALIAS.get(norm(m[1]), (None,))[0]
+                if f == "period" and _is_month(m[2]):
+                    ctx.period, ctx.period_at = m[2], at
+                elif f == "unit":
+                    ctx.unit, ctx.unit_at = m[2], at
+            elif _is_month(c) and not re.fullmatch(r"\d{4}", c.strip()):
+                ctx.period, ctx.period_at = c, at
+            elif names.unit(c) is not None and sum(x is not None for x in rows[r]) == 1:
+                # A lone unit name above the header: the first section of a stacked form
+                # ("华东大区", then its table), or a title naming the sheet's unit.
+                ctx.unit, ctx.unit_at = c, at
+
+
+def _section_title(text: str, names: Names, ctx: _Context, row: int) -> bool:
+    """A row holding only a unit name (华东区) or a month starts a section of a stacked form."""
+    if names.unit(text) is not None:
+        ctx.unit, ctx.unit_at = text, f"section title A{row}"
+        return True
+    if _is_month(text):
+        ctx.period, ctx.period_at = text, f"section title A{row}"
+        return True
+    return False
+
+
+def _at(header: _Header, j: int) -> str:
+    label = header.labels.get(j, "")
+    return f"{column_letter(j)} ({label})" if label else column_letter(j)
+
+
+def _emit(table, header: _Header, cells, row: int, ctx: _Context, bad_rows, out, findings):
+    def get(j: int | None) -> object:
+        return cells[j] if j is not None and j < len(cells) else None
+
+    f = header.fields
+    pc, uc, kc, vc = f.get("period"), f.get("unit"), f.get("kpi"), f.get("value")
+    period, period_at = (
+        (get(pc), _at(header, pc)) if pc is not None else (ctx.period, ctx.period_at)
+    )
+    unit, unit_at = (get(uc), _at(header, uc)) if uc is not None else (ctx.unit, ctx.unit_at)
+    if (lc := f.get("label")) is not None and (label := get(lc)) is not None:
+        # A row label is the row's month if it reads as one, else its unit.
+        if pc is None and (_is_month(label) or isinstance(label, int | float)):
+            period, period_at = label, _at(header, lc)
+        elif uc is None:
+            unit, unit_at = label, _at(header, lc)
+    if row in bad_rows:
+        return
+    if kc is not None and vc is not None:  # long
+        if get(kc) is None and get(vc) is None:
+            return
+        _add(out, table, row, period, period_at, unit, unit_at, get(kc), _at(header, kc),
+             get(vc), _at(header, vc))  # fmt: skip
+        return
+    if header.kpi_cols:  # wide by KPI
+        for j, kpi in header.kpi_cols.items():
+            v = get(j)
+            if v is not None:
+                _add(out, table, row, period, period_at, unit, unit_at, kpi,
+                     f"header {_at(header, j)}", v, _at(header, j))  # fmt: skip
+        return
+    if header.month_cols:  # wide by month
+        kpi = get(kc) if kc is not None else None
+        if kpi is None:
+            return
+        for j, month in header.month_cols.items():
+            v = get(j)
+            if v is not None:
+                _add(out, table, row, month, f"header {_at(header, j)}", unit, unit_at, kpi,
+                     _at(header, kc), v, _at(header, j))  # fmt: skip
+
+
+def _add(out: Records, table: Table, row, period, period_at, unit, unit_at, kpi, kpi_at, value,
+         value_at) -> None:  # fmt: skip
+    out.file.append(table.file)
+    out.sheet.append(table.label)
+    out.row.append(row)
+    out.period.append(period)
+    out.period_at.append(period_at)
+    out.unit.append(unit)
+    out.unit_at.append(unit_at)
+    out.kpi.append(kpi)
+    out.kpi_at.append(kpi_at)
+    out.value.append(value)
+    out.value_at.append(value_at)
+
+
+def _require_context(table, header: _Header, ctx: _Context, out: Records, findings) -> None:
+    """A block with values but no way to know their period or unit is one finding, not n."""
+    if not len(out):
+        return
+    missing = []
+    if any(p is None for p in out.period):
+        missing.append(
+            ("period", "add a period/期间 column, or name the sheet by its month (2024-03)")
+        )
+    if any(u is None for u in out.unit):
+        missing.append(("unit", "add a unit/部门 column, or name the sheet after the unit"))
+    if header.month_cols and "kpi" not in header.fields:
+        missing.append(("KPI", "add a KPI/指标 column naming the KPI of each row"))
+    for what, hint in missing:
+        findings.append(
+            Finding("error", table.file, table.label, None, None, f"no {what} for the values", hint)
+        )
