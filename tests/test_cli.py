@@ -9,6 +9,7 @@ import time
 import pytest
 
 from kpi_core import workbook
+from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
 
 
@@ -32,7 +33,7 @@ def sales_file(tmp_path):
 
 
 def test_help_on_every_command():
-    for command in ("init", "import", "score", "export"):
+    for command in ("init", "import", "rollback", "score", "export"):
         out = cli(command, "--help").stdout
         assert "usage: python -m kpi_core" in out and command in out
 
@@ -128,3 +129,40 @@ def test_app_and_cli_share_one_warehouse(tmp_path, sales_file):
     out, _ = reader.communicate(timeout=60)
     assert reader.returncode == 0
     assert json.loads(out) == [0, 144]  # before or after the import, nothing in between
+
+
+def test_import_actuals_refused_then_accepted_then_rolled_back(tmp_path, sales_file):
+    wh = tmp_path / "w.duckdb"
+    cli("--warehouse", wh, "import", sales_file)
+    month = tmp_path / "march.csv"
+    # A department's own CSV: Chinese headers, a name instead of a code, one bad value.
+    month.write_text(
+        "期间,部门,指标,实际值\n2024年3月,East,REV,520万\n2024-03,EAST,NEW_CUST,十二\n",
+        encoding="utf-8-sig",
+    )
+    refused = cli("--warehouse", wh, "import", month, "--json", check=False)
+    assert refused.returncode == 1
+    out = json.loads(refused.stdout)
+    [problem] = out["problems"]
+    assert (problem["row"], problem["column"]) == (3, "D (实际值)")
+    assert "'十二' is not a number" in problem["message"] and out["batch"] is None
+    loaded = cli("--warehouse", wh, "import", month, "--accept-invalid")
+    assert "loaded as batch 2" in loaded.stdout and "changed 1" in loaded.stdout
+    assert "row 3" in loaded.stderr  # the left-out value is still listed
+    assert stored_rev(wh) == 5_200_000
+    undone = cli("--warehouse", wh, "rollback", "2", "--reason", "wrong file")
+    assert "1 restored" in undone.stdout and stored_rev(wh) != 5_200_000
+    again = cli("--warehouse", wh, "rollback", "2", check=False)
+    assert again.returncode == 1 and "rolled back" in again.stderr
+
+
+def stored_rev(path) -> float:
+    wh = Warehouse(path, linger=0)
+    try:
+        return wh.one(
+            """SELECT a.value FROM actual a JOIN kpi k ON k.id = a.kpi_id
+               JOIN org_unit u ON u.id = a.unit_id
+               WHERE k.code = 'REV' AND u.code = 'EAST' AND a.period = DATE '2024-03-01'"""
+        )[0]
+    finally:
+        wh.close()
