@@ -19,7 +19,8 @@ class FormulaError(KpiError):
     """A formula could not be parsed."""
 
 
-_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|([A-Za-z_][A-Za-z0-9_.]*)|(.))")
+# A name is a KPI code, or any text in brackets — a column of a mapped sheet: [单价] * [数量].
+_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|([A-Za-z_][A-Za-z0-9_.]*)|\[([^\]]+)\]|(.))")
 _OPS = {"×": "*", "÷": "/", "＋": "+", "－": "-", "（": "(", "）": ")", "−": "-"}
 
 
@@ -50,11 +51,11 @@ Node = Num | Ref | BinOp | Neg
 
 def _tokens(text: str) -> list[tuple[str, str]]:
     out = []
-    for number, name, other in _TOKEN.findall(text):
+    for number, name, bracketed, other in _TOKEN.findall(text):
         if number:
             out.append(("num", number))
-        elif name:
-            out.append(("ref", name))
+        elif name or bracketed:
+            out.append(("ref", name or bracketed.strip()))
         elif other.strip():
             op = _OPS.get(other, other)
             if op not in "+-*/()":

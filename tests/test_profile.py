@@ -194,3 +194,41 @@ def test_incomplete_profile_is_not_saved(wh):
     for words in ("name", "date column", "unit column", "aggregation must be one of"):
         assert words in text
     assert profile.names(wh) == []
+
+
+def test_derived_amount_from_a_chinese_sales_report(wh):
+    """销售明细: the amount is not in the file; it is 单价 × 数量 × (1 − 折扣)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "销售明细"
+    ws.append(["日期", "区域", "单价", "数量", "折扣"])
+    ws.append([datetime(2026, 10, 8), "华东", "¥1,000", 3, "10%"])  # 2,700
+    ws.append([datetime(2026, 10, 9), "华东", 250.5, 2, 0])  # 501
+    ws.append(["2026年10月20日", "华北", "0.1万", 5, 0.2])  # 4,000
+    buf = io.BytesIO()
+    wb.save(buf)
+    p = Profile(
+        name="门店销售",
+        sheet="销售明细",
+        date_column="日期",
+        unit_column="区域",
+        unit_map={"华东": "华东大区", "华北": "SALES_N"},
+        measures=[Measure("REV", "sum", "=[单价] × [数量] × (1 - [折扣])")],
+    )
+    prepared = intake.prepare(
+        wh, [("sales.xlsx", buf.getvalue())], service.SYSTEM, mapping=p, today=TODAY
+    )
+    assert prepared.errors == []
+    assert found(prepared, load_catalog(wh)) == {
+        ("REV", "SALES_E", "2026-10"): pytest.approx(3201.0),
+        ("REV", "SALES_N", "2026-10"): pytest.approx(4000.0),
+    }
+    p.measures[0].column = "=[单价] × [件数]"
+    prepared = intake.prepare(
+        wh, [("sales.xlsx", buf.getvalue())], service.SYSTEM, mapping=p, today=TODAY
+    )
+    assert [(e.column, e.message) for e in prepared.errors] == [
+        ("件数", "the measure column '件数' is not in header row 1")
+    ]
+    p.measures[0].column = "=[单价] ×"
+    assert "ends too early" in " ".join(p.problems())

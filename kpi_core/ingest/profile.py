@@ -16,6 +16,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
+from kpi_core import formula
 from kpi_core.errors import KpiError, NotFoundError
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.layout import Finding, Records
@@ -43,8 +44,25 @@ class Filter:
 class Measure:
     kpi: str  # KPI code
     agg: str
-    column: str | None = None  # None: count rows
+    # A column, or for sum/avg an expression of columns: "=[单价] * [数量] * (1 - [折扣])".
+    # None: count rows.
+    column: str | None = None
     filters: list[Filter] = field(default_factory=list)
+
+    @property
+    def is_expression(self) -> bool:
+        return bool(self.column) and self.column.lstrip().startswith("=")
+
+    def expression(self) -> formula.Node:
+        return formula.parse(self.column.lstrip()[1:])
+
+    def columns(self) -> list[str]:
+        """The sheet columns the measure reads."""
+        if not self.column:
+            return []
+        if self.is_expression:
+            return sorted(formula.references(self.expression()))
+        return [self.column]
 
 
 @dataclass
@@ -74,6 +92,13 @@ class Profile:
                 out.append(f"measure {i}: aggregation must be one of {', '.join(AGGS)}")
             if m.agg != "count" and not m.column:
                 out.append(f"measure {i}: choose the column to {m.agg}")
+            if m.is_expression:
+                if m.agg not in ("sum", "avg"):
+                    out.append(f"measure {i}: an expression can only be summed or averaged")
+                try:
+                    m.expression()
+                except formula.FormulaError as exc:
+                    out.append(f"measure {i}: {exc}")
             for f in m.filters:
                 if f.op not in OPS:
                     out.append(f"measure {i}: filter operator must be one of {', '.join(OPS)}")
@@ -165,6 +190,8 @@ def frame(table: Table, header_row: int) -> pd.DataFrame:
 
 def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]]:
     """Records of the monthly aggregates the profile describes, with every problem placed."""
+    if problems := profile.problems():
+        raise ProfileError(f"Profile '{profile.name}' is not complete: " + "; ".join(problems))
     table = pick_table(profile, tables)
     df = frame(table, profile.header_row)
     findings: list[Finding] = []
@@ -186,7 +213,7 @@ def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]
 
     needed = [(profile.date_column, "date"), (profile.unit_column, "unit")]
     for m in profile.measures:
-        needed += [(m.column, "measure")] + [(f.column, "filter") for f in m.filters]
+        needed += [(c, "measure") for c in m.columns()] + [(f.column, "filter") for f in m.filters]
     for name, what in needed:
         if name and col(name) is None:
             missing(name, what)
@@ -214,19 +241,28 @@ def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]
     out = Records()
     for i, m in enumerate(profile.measures, start=1):
         mask = keep & _filters(df, m.filters, col)
-        source = df[col(m.column)] if m.column else None
+        source = df[col(m.column)] if m.column and not m.is_expression else None
         values = None
         if m.agg in ("sum", "avg"):
-            values, bad = _number_column(source)
-            for row in bad[mask.loc[bad].to_numpy()][:200]:
-                findings.append(
-                    Finding(
-                        "error", table.file, table.label, int(row), col(m.column),
-                        f"'{df.at[row, col(m.column)]}' is not a number",
-                        "fix the cell, or add a filter that leaves the row out",
-                    )
-                )  # fmt: skip
-            mask &= ~df.index.isin(bad)
+            numbers = {}
+            for name in m.columns():
+                numbers[name], bad = _number_column(df[col(name)])
+                for row in bad[mask.loc[bad].to_numpy()][:200]:
+                    findings.append(
+                        Finding(
+                            "error", table.file, table.label, int(row), col(name),
+                            f"'{df.at[row, col(name)]}' is not a number",
+                            "fix the cell, or add a filter that leaves the row out",
+                        )
+                    )  # fmt: skip
+                mask &= ~df.index.isin(bad)
+            if m.is_expression:
+                arrays = {name: v.to_numpy(float) for name, v in numbers.items()}
+                values = pd.Series(
+                    formula.evaluate_arrays(m.expression(), arrays, len(df)), index=df.index
+                )
+            else:
+                values = numbers[m.column]
         grouped = pd.DataFrame({"month": month[mask], "unit": unit[mask]})
         if m.agg in ("sum", "avg"):
             grouped["v"] = values[mask]
