@@ -109,6 +109,281 @@ STRINGS: dict[str, tuple[str, str]] = {
     "open_board": ("打开看板", "Open board"),
     "caliber": ("口径", "Caliber"),
     "source": ("数据来源", "Source"),
+    # Upload page
+    "nav_upload": ("数据上传", "Upload"),
+    "up_title": ("上传月度实际数据", "Upload monthly actuals"),
+    "up_viewer": (
+        "查看者不能上传数据。需要上传请联系管理员。",
+        "Viewers do not load data; ask an admin if you need to.",
+    ),
+    "up_tab_load": ("上传与检查", "Upload & check"),
+    "up_tab_history": ("上传记录", "History"),
+    "up_tab_template": ("下载模板", "Template"),
+    "up_tab_profiles": ("映射方案", "Mapping profiles"),
+    "up_tab_months": ("月份关账", "Close months"),
+    "up_files": ("数据文件", "Files"),
+    "up_files_help": (
+        "可一次上传多个文件：Excel（.xlsx/.xlsm/.xls）、CSV 或 Parquet。",
+        "Drop one or more files: Excel (.xlsx/.xlsm/.xls), CSV or Parquet.",
+    ),
+    "up_profile": ("映射方案", "Mapping profile"),
+    "up_profile_auto": ("无（自动识别版式）", "None (detect the layout)"),
+    "up_profile_help": (
+        "按指标格式整理的文件（如下载的模板）无需方案；ERP 导出的明细请先在“映射方案”页建立方案。",
+        "Files in KPI shape (such as the template) need none; for an ERP export of detail lines, "
+        "set up a profile under Mapping profiles first.",
+    ),
+    "up_source": ("数据来源名称", "Source name"),
+    "up_source_placeholder": ("默认：{default}", "Default: {default}"),
+    "up_source_help": (
+        "同一来源对同一月份再次上传时，将替换该来源上次上传的数值（新文件中没有的数值会被删除）。"
+        "留空则使用映射方案名称或文件名。",
+        "Uploading the same source for the same month again replaces the values it gave before "
+        "(values the new file no longer has are removed). Leave empty to use the profile name or "
+        "the file names.",
+    ),
+    "up_source_is": (
+        "来源：**{source}**。同一来源再次上传同一月份时，会替换其上次上传的数值。",
+        "Source: **{source}**. Uploading this source for the same month again replaces its values.",
+    ),
+    "up_drop_hint": (
+        "请上传本月的实际数据文件。先检查，确认无误后再写入——在点击“写入”之前不会修改任何数据。",
+        "Upload the month's actuals. They are checked first; nothing is written until you click "
+        "Load.",
+    ),
+    "up_checking": ("正在检查 {n} 个文件…", "Checking {n} file(s)…"),
+    "up_checked": (
+        "已检查 {n} 个文件（{seconds:.1f} 秒）",
+        "Checked {n} file(s) in {seconds:.1f} s",
+    ),
+    "up_check_failed": ("文件无法读取", "The file could not be read"),
+    "up_step_reading": ("正在读取 {name}", "Reading {name}"),
+    "up_step_checking": ("正在对照指标库检查", "Checking against the KPI library"),
+    "up_step_comparing": ("正在与数据仓库比较", "Comparing with the warehouse"),
+    "up_step_ready": ("完成", "Ready"),
+    "up_unexpected": (
+        "处理时出现意外错误（{error}）。未写入任何数据。请将文件和此消息发给管理员。",
+        "Something unexpected went wrong ({error}). Nothing was written. Please send the file "
+        "and this message to your administrator.",
+    ),
+    "up_report": ("检查结果", "Validation report"),
+    "up_count_new": ("新增", "New"),
+    "up_count_changed": ("修改", "Changed"),
+    "up_count_unchanged": ("未变", "Unchanged"),
+    "up_count_removed": ("删除", "Removed"),
+    "up_count_invalid": ("无效（不导入）", "Invalid (left out)"),
+    "up_no_problems": ("未发现问题。", "No problems found."),
+    "up_has_errors": (
+        "发现 {errors} 个错误、{warnings} 个警告。有错误的数值不会导入；请修正文件后重新上传，"
+        "或确认只导入有效数值。",
+        "{errors} error(s) and {warnings} warning(s) found. Values with errors are left out: fix "
+        "the file and upload it again, or confirm below that only the valid values are loaded.",
+    ),
+    "up_has_warnings": (
+        "发现 {warnings} 个警告，数值仍可导入，请核对。",
+        "{warnings} warning(s) found; the values can still be loaded, but please check them.",
+    ),
+    "up_nothing_found_hint": (
+        "如果这是 ERP 导出的明细（非指标格式），请在“映射方案”页为它建立一次方案，然后在上方选择该方案。",
+        "If this is an ERP export of detail lines rather than KPI values, map it once under "
+        "Mapping profiles, then choose the profile above.",
+    ),
+    "up_severity_filter": ("显示", "Show"),
+    "up_sev_error": ("错误", "Errors"),
+    "up_sev_warning": ("警告", "Warnings"),
+    "up_sev_info": ("提示", "Notes"),
+    "up_col_severity": ("级别", "Severity"),
+    "up_col_file": ("文件", "File"),
+    "up_col_sheet": ("工作表", "Sheet"),
+    "up_col_row": ("行", "Row"),
+    "up_col_column": ("列", "Column"),
+    "up_col_message": ("问题", "Problem"),
+    "up_col_hint": ("如何处理", "What to do"),
+    "up_level_error": ("错误", "Error"),
+    "up_level_warning": ("警告", "Warning"),
+    "up_level_info": ("提示", "Note"),
+    "up_preview": ("变更预览", "Preview of the changes"),
+    "up_change_filter": ("变更类型", "Change"),
+    "up_change_new": ("新增", "New"),
+    "up_change_changed": ("修改", "Changed"),
+    "up_change_unchanged": ("未变", "Unchanged"),
+    "up_change_removed": ("删除", "Removed"),
+    "up_col_kpi": ("指标", "KPI"),
+    "up_col_unit": ("组织", "Unit"),
+    "up_col_period": ("月份", "Month"),
+    "up_col_old": ("原值", "Before"),
+    "up_col_new": ("新值", "After"),
+    "up_col_change": ("变更", "Change"),
+    "up_col_light_before": ("原状态", "Light before"),
+    "up_col_light_after": ("新状态", "Light after"),
+    "up_no_changes": (
+        "与数据仓库相比没有任何变化。",
+        "Nothing differs from what the warehouse holds.",
+    ),
+    "up_lights": ("状态灯变化", "Status lights that change"),
+    "up_turns": ("{n} 个指标值变为{light}", "{n} turn {light}"),
+    "up_light_red": ("红灯", "red"),
+    "up_light_amber": ("黄灯", "amber"),
+    "up_light_green": ("绿灯", "green"),
+    "up_light_grey": ("无数据", "grey (no data)"),
+    "up_turns_none": (
+        "本次上传不会改变任何指标的状态灯。",
+        "No KPI's status light changes with this upload.",
+    ),
+    "up_commit": ("写入", "Load"),
+    "up_commit_button": ("写入数据仓库", "Load into the warehouse"),
+    "up_accept_invalid": (
+        "只导入 {valid} 个有效数值，不导入 {invalid} 个无效数值",
+        "Load only the {valid} valid values and leave the {invalid} invalid ones out",
+    ),
+    "up_commit_blocked": (
+        "文件有错误：请修正后重新上传，或勾选上面的确认框。",
+        "The file has errors: fix it and upload it again, or tick the box above.",
+    ),
+    "up_nothing_valid": (
+        "没有可导入的有效数值。",
+        "There is no valid value to load.",
+    ),
+    "up_committed": (
+        "已写入，批次号 {batch}：新增 {new}、修改 {changed}、删除 {removed}、未变 {unchanged}、"
+        "未导入 {invalid}。",
+        "Loaded as batch {batch}: {new} new, {changed} changed, {removed} removed, {unchanged} "
+        "unchanged, {invalid} left out.",
+    ),
+    "up_already_loaded": (
+        "没有任何变化——这个文件已经导入过了。",
+        "Nothing changed — this file was already loaded.",
+    ),
+    "up_no_history": ("还没有上传记录。", "Nothing has been loaded yet."),
+    "up_col_batch": ("批次", "Batch"),
+    "up_col_when": ("时间", "When"),
+    "up_col_who": ("操作人", "By"),
+    "up_col_kind": ("类型", "Kind"),
+    "up_col_source": ("来源", "Source"),
+    "up_col_files": ("文件", "Files"),
+    "up_col_months": ("月份", "Months"),
+    "up_col_rows": ("数值个数", "Values"),
+    "up_col_status": ("状态", "Status"),
+    "up_col_summary": ("变更", "Changes"),
+    "up_kind_upload": ("上传", "Upload"),
+    "up_kind_workbook": ("体系工作簿", "Workbook"),
+    "up_status_committed": ("已写入", "Loaded"),
+    "up_status_rolled_back": ("已撤销", "Rolled back"),
+    "up_summary": (
+        "新增 {new}、修改 {changed}、删除 {removed}",
+        "{new} new, {changed} changed, {removed} removed",
+    ),
+    "up_rollback": ("撤销批次", "Roll back a batch"),
+    "up_rollback_help": (
+        "撤销后，该批次写入的数值被删除，被它替换或删除的数值恢复原样。",
+        "Rolling back removes the values the batch wrote and restores the values it replaced "
+        "or removed.",
+    ),
+    "up_rollback_batch": ("批次", "Batch"),
+    "up_rollback_reason": ("原因", "Reason"),
+    "up_rollback_reason_placeholder": ("例如：上传了错误月份的文件", "e.g. the wrong month's file"),
+    "up_rollback_button": ("撤销批次 {batch}…", "Roll back batch {batch}…"),
+    "up_rollback_confirm": (
+        "确定撤销批次 {batch}（{source}）吗？其写入的 {rows} 个数值将被删除或恢复为原值。",
+        "Roll back batch {batch} ({source})? The {rows} values it wrote are removed or set back "
+        "to what they were.",
+    ),
+    "up_rollback_yes": ("确定撤销", "Yes, roll it back"),
+    "up_cancel": ("取消", "Cancel"),
+    "up_rolled_back": (
+        "批次 {batch} 已撤销：恢复 {restored} 个数值，删除 {removed} 个数值。",
+        "Batch {batch} rolled back: {restored} value(s) restored, {removed} removed.",
+    ),
+    "up_no_rollback": ("没有可撤销的批次。", "There is no batch to roll back."),
+    "up_template_help": (
+        "模板列出所选组织及其下级组织本月需要填报的指标，填写“实际值”列后在“上传与检查”页上传。",
+        "The template lists the KPIs the unit and the units below it enter for the month. Fill "
+        "in the value column and upload it under Upload & check.",
+    ),
+    "up_template_month": ("月份", "Month"),
+    "up_template_rows": (
+        "{n} 行：{unit}及其下级组织在{month}需要填报的指标。",
+        "{n} rows: the KPIs {unit} and the units below it enter for {month}.",
+    ),
+    "up_template_download": ("下载模板（.xlsx）", "Download template (.xlsx)"),
+    "up_template_empty": (
+        "{unit}在{month}没有需要填报的指标。",
+        "{unit} has no KPIs to enter for {month}.",
+    ),
+    "up_pf_intro": (
+        "不是指标格式的文件（如 ERP 导出的订单明细）：在这里说明一次如何把明细行汇总成每月的指标值，"
+        "保存为方案后，在“上传与检查”页选择该方案即可导入。",
+        "For files that are not in KPI shape (an ERP export of order lines, say): describe once "
+        "how its rows add up to monthly KPI values and save that as a profile. Then choose the "
+        "profile under Upload & check to load the file.",
+    ),
+    "up_pf_start": ("编辑", "Edit"),
+    "up_pf_new": ("新方案", "A new profile"),
+    "up_pf_sample": ("示例文件", "Sample file"),
+    "up_pf_need_file": (
+        "请先在“上传与检查”页上传一个示例文件。",
+        "Upload a sample file under Upload & check first.",
+    ),
+    "up_pf_sheet": ("工作表", "Sheet"),
+    "up_pf_header_row": ("标题行（Excel 行号）", "Header row (Excel row number)"),
+    "up_pf_first_rows": ("前几行（行号为 Excel 行号）", "First rows (numbered as in Excel)"),
+    "up_pf_date_column": ("日期列（取其月份作为期间）", "Date column (its month is the period)"),
+    "up_pf_unit_mode": ("组织", "Unit"),
+    "up_pf_unit_by_column": ("从某一列读取", "From a column"),
+    "up_pf_unit_fixed": ("整个文件属于一个组织", "One unit for the whole file"),
+    "up_pf_unit_column": ("组织列", "Unit column"),
+    "up_pf_unit": ("组织", "Unit"),
+    "up_pf_unit_map": (
+        "组织对照：文件中的值 → 组织编码（留空表示该值本身就是组织编码或名称）",
+        "Unit map: value in the file → unit code (leave empty where the value already is a unit "
+        "code or name)",
+    ),
+    "up_pf_value_in_file": ("文件中的值", "Value in the file"),
+    "up_pf_unit_code": ("组织编码", "Unit code"),
+    "up_pf_measures": ("指标计算", "Measures"),
+    "up_pf_measures_help": (
+        "每行一个指标：对日期所在月份、组织相同的行做汇总（求和、计数、去重计数或平均），可加一个筛选条件。",
+        "One row per KPI: the rows of a month and unit are summed, counted, counted distinct or "
+        "averaged, optionally only those passing one filter.",
+    ),
+    "up_pf_more_filters": (
+        "该方案有的指标带多个筛选条件，这里只能编辑第一个；在这里保存会去掉其余条件。",
+        "Some measures of this profile have more than one filter; only the first can be edited "
+        "here, and saving it here drops the others.",
+    ),
+    "up_pf_kpi": ("指标", "KPI"),
+    "up_pf_agg": ("汇总方式", "Aggregation"),
+    "up_pf_column": ("列", "Column"),
+    "up_pf_filter_column": ("筛选列", "Filter column"),
+    "up_pf_filter_op": ("条件", "Operator"),
+    "up_pf_filter_value": ("筛选值", "Filter value"),
+    "up_agg_sum": ("求和", "sum"),
+    "up_agg_count": ("计数", "count"),
+    "up_agg_count_distinct": ("去重计数", "count distinct"),
+    "up_agg_avg": ("平均", "average"),
+    "up_pf_name": ("方案名称", "Profile name"),
+    "up_pf_save": ("保存方案", "Save profile"),
+    "up_pf_try": ("用示例文件试算的结果", "What the sample file gives"),
+    "up_pf_try_empty": (
+        "按当前设置，示例文件没有得到任何数值。",
+        "With these settings the sample file gives no values.",
+    ),
+    "up_pf_problems": ("方案还不完整：", "The profile is not complete yet:"),
+    "up_pf_saved": (
+        "方案“{name}”已保存，已在“上传与检查”页选中，可直接导入。",
+        "Profile '{name}' saved and chosen under Upload & check; you can load the file now.",
+    ),
+    "up_months_help": (
+        "已关账的月份不再接受实际数据上传，直到重新开账。",
+        "A closed month takes no more actuals until it is reopened.",
+    ),
+    "up_months_closed": ("已关账：{months}", "Closed: {months}"),
+    "up_months_none": ("目前没有关账的月份。", "No month is closed."),
+    "up_month_pick": ("月份", "Month"),
+    "up_month_close": ("关账", "Close month"),
+    "up_month_reopen": ("重新开账", "Reopen month"),
+    "up_month_closed": ("{month}已关账。", "{month} is closed."),
+    "up_month_reopened": ("{month}已重新开账。", "{month} is open again."),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

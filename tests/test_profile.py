@@ -12,14 +12,16 @@ import openpyxl
 import pytest
 
 from kpi_core import service
+from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.errors import NotFoundError
+from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import intake, profile
 from kpi_core.ingest.profile import Filter, Measure, Profile, ProfileError
 from kpi_core.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = date(2026, 11, 21)
+ANALYST = service.Actor("analyst", "analyst", Scope.all())
 
 # An ERP export: a title, a blank row, then order lines. Regions are the ERP's own names.
 LINES = [
@@ -120,7 +122,7 @@ def test_profile_aggregates_order_lines_by_month_and_unit(wh):
 
 
 def test_saved_profile_is_reused_by_name_and_from_the_cli(wh, tmp_path):
-    profile.save(wh, orders_profile(), by="analyst")
+    profile.save(wh, orders_profile(), ANALYST)
     assert profile.names(wh) == ["erp-orders"]
     again = profile.load(wh, "erp-orders")
     assert again == orders_profile()
@@ -189,11 +191,14 @@ def test_profile_that_does_not_fit_the_file(wh):
 def test_incomplete_profile_is_not_saved(wh):
     p = Profile(name=" ", date_column="", measures=[Measure("REV", "median", None)])
     with pytest.raises(ProfileError) as err:
-        profile.save(wh, p, by="analyst")
+        profile.save(wh, p, ANALYST)
     text = str(err.value)
     for words in ("name", "date column", "unit column", "aggregation must be one of"):
         assert words in text
     assert profile.names(wh) == []
+    viewer = service.Actor("viewer", "viewer", Scope.all())
+    with pytest.raises(ScopeError):
+        profile.save(wh, orders_profile(), viewer)
 
 
 def test_derived_amount_from_a_chinese_sales_report(wh):

@@ -136,7 +136,7 @@ def prepare(
         ]
     step(0.6, "Checking against the KPI library")
     today = today or date.today()
-    locked = {r[0] for r in wh.rows("SELECT period FROM period_lock")}
+    locked = set(closed_months(wh))
     checked = validate.check(records, cat, who.scope, today=today, locked=locked, names=names)
     findings += checked.findings
     if not len(records) and not any(f.severity == "error" for f in findings):
@@ -275,6 +275,7 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
         counts["invalid"] = intake.invalid
         if not len(moving):
             return Committed(None, counts)
+        _refuse_closed(cur, moving)
         batch_id = cur.execute("SELECT nextval('batch_id')").fetchall()[0][0]
         months = sorted({pd.Timestamp(m).strftime("%Y-%m") for m in intake.rows["period"]})
         cur.execute(
@@ -388,6 +389,7 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
         moving = cur.execute(
             "SELECT kpi_id, unit_id, period, new AS old, old AS new FROM undo"
         ).df()
+        _refuse_closed(cur, moving)
         _write(cur, moving, batch_id, who.name, now, reason or f"roll back batch {batch_id}")
         # Restored values belong to the batches that first gave them; and what _write kept in
         # actual_replaced is the undo itself, of no further use once the batch is rolled back.
@@ -430,6 +432,22 @@ def history(wh: Warehouse, who: Actor, limit: int = 200) -> pd.DataFrame:
         for row in df.itertuples()
     ]
     return df[mine].drop(columns="units").reset_index(drop=True)
+
+
+def _refuse_closed(cur, moving: pd.DataFrame) -> None:
+    """Inside the write's transaction: a month closed since the preview takes nothing."""
+    closed = {r[0] for r in cur.execute("SELECT period FROM period_lock").fetchall()}
+    hit = sorted(closed & {pd.Timestamp(m).date() for m in moving["period"].unique()})
+    if hit:
+        months = ", ".join(f"{m:%Y-%m}" for m in hit)
+        raise IntakeError(
+            f"{months} {'is' if len(hit) == 1 else 'are'} closed; nothing was written. Ask an "
+            "admin to reopen the month, or check the file again."
+        )
+
+
+def closed_months(wh: Warehouse) -> list[date]:
+    return [r[0] for r in wh.rows("SELECT period FROM period_lock ORDER BY period")]
 
 
 def lock_month(wh: Warehouse, month: date, who: Actor, locked: bool = True) -> None:

@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import formula
-from kpi_core.errors import KpiError, NotFoundError
+from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import norm
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import PeriodError, parse_period
+from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 AGGS = ("sum", "count", "count_distinct", "avg")
@@ -119,7 +120,10 @@ class Profile:
         return cls(**d)
 
 
-def save(wh: Warehouse, profile: Profile, by: str) -> None:
+def save(wh: Warehouse, profile: Profile, who: Actor) -> None:
+    if who.role not in ("analyst", "admin", "head"):
+        raise ScopeError("Only analysts, department heads and admins save mapping profiles.")
+    by = who.name
     problems = profile.problems()
     if problems:
         raise ProfileError("The profile is not complete: " + "; ".join(problems) + ".")

@@ -23,6 +23,7 @@ from kpi_core.warehouse import Warehouse, resolve_path
 PAGES = (
     ("app.py", "nav_overview", ":material/dashboard:"),
     ("pages/1_Board.py", "nav_board", ":material/space_dashboard:"),
+    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:"),
 )
 
 # Until sign-in arrives the app acts as the demo admin; the core is already scoped.

@@ -1,0 +1,981 @@
+"""The Upload page's sections (DESIGN.md §6): load the month's files — check, preview, load —,
+history and roll-back, the entry template, mapping profiles, and closing months.
+
+The work is in `kpi_core.ingest`; this module draws it. Nothing is written before the analyst
+clicks, and no error reaches the screen as a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+
+import pandas as pd
+import streamlit as st
+
+from kpi_core import i18n
+from kpi_core.board import data_range
+from kpi_core.catalog import Catalog
+from kpi_core.errors import KpiError, WarehouseBusyError
+from kpi_core.ingest import files, intake, profile, template
+from kpi_core.ingest.layout import FIELDS, Finding
+from kpi_core.ingest.names import norm
+from kpi_core.ui import PageContext
+
+log = logging.getLogger(__name__)
+
+TYPES = ("xlsx", "xlsm", "xls", "csv", "parquet")
+SEVERITIES = ("error", "warning", "info")
+CHANGES = ("new", "changed", "removed", "unchanged")
+COUNTS = ("new", "changed", "unchanged", "removed", "invalid")
+LIGHTS = ("red", "amber", "green", "grey")
+STORED = ("sum", "avg", "last")  # KPIs that hold loaded values (ratio/formula are computed)
+
+_LEVEL_ICON = {"error": "✖", "warning": "▲", "info": "ℹ"}
+_BADGE = {"green": "green", "amber": "orange", "red": "red", "grey": "gray"}
+_STEPS = {
+    "Checking against the KPI library": "up_step_checking",
+    "Comparing with the warehouse": "up_step_comparing",
+    "Ready": "up_step_ready",
+}
+
+
+@contextmanager
+def _safe(ctx: PageContext) -> Iterator[None]:
+    """Like `guard`, and a bug in reading a user's file still shows a message, not a traceback."""
+    try:
+        yield
+    except WarehouseBusyError:
+        st.warning(ctx.t("warehouse_busy"))
+    except KpiError as exc:
+        st.error(str(exc))
+    except Exception as exc:
+        log.exception("upload page")
+        st.error(ctx.t("up_unexpected", error=f"{type(exc).__name__}: {exc}"))
+
+
+# --- frames shown on the page (plain pandas; no streamlit) ------------------------------------
+
+
+def digest(uploads: list[tuple[str, bytes]]) -> str:
+    """The uploads' identity: names and contents, in any order."""
+    h = hashlib.sha256()
+    for name, data in sorted(uploads):
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def kpi_text(cat: Catalog, kpi_id: int, lang: str) -> str:
+    k = cat.kpis.get(int(kpi_id))
+    return f"{k.code} · {k.name(lang)}" if k else f"#{kpi_id}"
+
+
+def unit_text(cat: Catalog, unit_id: int, lang: str) -> str:
+    u = cat.units.get(int(unit_id))
+    return f"{u.code} · {u.name(lang)}" if u else f"#{unit_id}"
+
+
+def _month(value: object) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m")
+
+
+def _value(cat: Catalog, kpi_id: int, value: object, lang: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    kpi = cat.kpis.get(int(kpi_id))
+    if kpi is None:
+        return f"{float(value):,g}"
+    return i18n.format_value(float(value), kpi, lang, compact=False)
+
+
+def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
+    """Problems, errors first, then by file, sheet and row."""
+    rows = sorted(
+        findings,
+        key=lambda f: (SEVERITIES.index(f.severity), f.file, f.sheet, f.row or 0, f.column or ""),
+    )
+
+    def t(key: str) -> str:
+        return i18n.t(key, lang)
+
+    return pd.DataFrame(
+        {
+            t("up_col_severity"): [
+                f"{_LEVEL_ICON[f.severity]} {t('up_level_' + f.severity)}" for f in rows
+            ],
+            t("up_col_file"): [f.file for f in rows],
+            t("up_col_sheet"): [f.sheet for f in rows],
+            t("up_col_row"): pd.array([f.row for f in rows], dtype="Int64"),
+            t("up_col_column"): [f.column or "" for f in rows],
+            t("up_col_message"): [f.message for f in rows],
+            t("up_col_hint"): [f.hint for f in rows],
+        }
+    )
+
+
+def diff_frame(it: intake.Intake, cat: Catalog, lang: str, changes) -> pd.DataFrame:
+    """What the upload changes, by change type, KPI, unit and month; values formatted."""
+    d = it.diff[it.diff["change"].isin(list(changes))]
+    d = d.assign(
+        _order=d["change"].map(CHANGES.index),
+        _kpi=[cat.kpis[k].code if k in cat.kpis else "" for k in d["kpi_id"]],
+        _unit=[cat.units[u].code if u in cat.units else "" for u in d["unit_id"]],
+    ).sort_values(["_order", "_kpi", "_unit", "period"], kind="stable")
+
+    def t(key: str) -> str:
+        return i18n.t(key, lang)
+
+    return pd.DataFrame(
+        {
+            t("up_col_kpi"): [kpi_text(cat, k, lang) for k in d["kpi_id"]],
+            t("up_col_unit"): [unit_text(cat, u, lang) for u in d["unit_id"]],
+            t("up_col_period"): [_month(p) for p in d["period"]],
+            t("up_col_old"): [
+                _value(cat, k, v, lang) for k, v in zip(d["kpi_id"], d["old"], strict=True)
+            ],
+            t("up_col_new"): [
+                _value(cat, k, v, lang) for k, v in zip(d["kpi_id"], d["new"], strict=True)
+            ],
+            t("up_col_change"): [t("up_change_" + c) for c in d["change"]],
+        }
+    )
+
+
+def effects_frame(it: intake.Intake, cat: Catalog, lang: str) -> pd.DataFrame:
+    e = it.effects.sort_values(["after", "kpi_id", "unit_id", "period"], kind="stable")
+    e = e.iloc[sorted(range(len(e)), key=lambda i: LIGHTS.index(e["after"].iloc[i]))]
+
+    def t(key: str) -> str:
+        return i18n.t(key, lang)
+
+    return pd.DataFrame(
+        {
+            t("up_col_kpi"): [kpi_text(cat, k, lang) for k in e["kpi_id"]],
+            t("up_col_unit"): [unit_text(cat, u, lang) for u in e["unit_id"]],
+            t("up_col_period"): [_month(p) for p in e["period"]],
+            t("up_col_light_before"): [i18n.status_label(s, lang) for s in e["before"]],
+            t("up_col_light_after"): [i18n.status_label(s, lang) for s in e["after"]],
+        }
+    )
+
+
+def turns_text(turns: dict[str, int], lang: str) -> str:
+    """'3 turn red, 2 turn green' as coloured badges (shape and word too, not colour alone)."""
+    parts = [
+        f":{_BADGE[light]}-badge[{i18n.STATUS_ICON[light]} "
+        f"{i18n.t('up_turns', lang, n=turns[light], light=i18n.t('up_light_' + light, lang))}]"
+        for light in LIGHTS
+        if turns.get(light)
+    ]
+    return " ".join(parts)
+
+
+def history_frame(df: pd.DataFrame, lang: str) -> pd.DataFrame:
+    def t(key: str) -> str:
+        return i18n.t(key, lang)
+
+    def known(prefix: str, value: object) -> str:
+        key = f"{prefix}{value}"
+        return t(key) if key in i18n.STRINGS else str(value)
+
+    def summary(text: object) -> str | None:
+        if not isinstance(text, str) or not text:
+            return None
+        c = json.loads(text)
+        return t("up_summary").format(
+            new=c.get("new", 0), changed=c.get("changed", 0), removed=c.get("removed", 0)
+        )
+
+    def plain(v: object) -> str | None:
+        empty = v is None or (isinstance(v, float) and math.isnan(v)) or v == ""
+        return None if empty else str(v)
+
+    return pd.DataFrame(
+        {
+            t("up_col_batch"): df["id"].astype(int),
+            t("up_col_when"): [
+                pd.Timestamp(w).strftime("%Y-%m-%d %H:%M") for w in df["created_at"]
+            ],
+            t("up_col_who"): [plain(v) for v in df["created_by"]],
+            t("up_col_kind"): [known("up_kind_", k) for k in df["kind"]],
+            t("up_col_source"): [plain(v) for v in df["source_name"]],
+            t("up_col_files"): [(plain(v) or "").replace("\n", ", ") or None for v in df["files"]],
+            t("up_col_months"): [plain(v) for v in df["months"]],
+            t("up_col_rows"): df["rows"].astype(int),
+            t("up_col_summary"): [summary(s) for s in df["summary"]],
+            t("up_col_status"): [known("up_status_", s) for s in df["status"]],
+        }
+    )
+
+
+def month_options(latest: date | None, today: date, back: int = 36) -> tuple[list[date], date]:
+    """Months to pick, newest first, and the default: the month after the latest loaded one
+    (the next to fill in), but never after the current month."""
+    current = today.replace(day=1)
+    default = _add_months(latest, 1) if latest else _add_months(current, -1)
+    default = min(default, current)
+    top = max(current, default)
+    return [_add_months(top, -i) for i in range(back)], default
+
+
+def _add_months(m: date, n: int) -> date:
+    k = m.year * 12 + m.month - 1 + n
+    return date(k // 12, k % 12 + 1, 1)
+
+
+def measures_frame(p: profile.Profile | None) -> pd.DataFrame:
+    cols = ["kpi", "agg", "column", "filter_column", "filter_op", "filter_value"]
+    rows = []
+    for m in p.measures if p else []:
+        f = m.filters[0] if m.filters else None
+        rows.append([m.kpi, m.agg, m.column, f and f.column, f and f.op, f and f.value])
+    if not rows:
+        rows = [[None, "sum", None, None, None, None]]
+    return pd.DataFrame(rows, columns=cols, dtype=object)
+
+
+def measures_from(frame: pd.DataFrame) -> list[profile.Measure]:
+    """Measures from the editor's rows; blank rows are skipped, one optional filter each."""
+
+    def text(v: object) -> str | None:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        return str(v).strip() or None
+
+    out = []
+    for r in frame.to_dict("records"):
+        kpi, agg, column = text(r.get("kpi")), text(r.get("agg")), text(r.get("column"))
+        if not kpi and not column:
+            continue
+        fcol, fop, fval = (text(r.get(k)) for k in ("filter_column", "filter_op", "filter_value"))
+        filters = [profile.Filter(fcol, fop or "=", fval or "")] if fcol else []
+        out.append(profile.Measure(kpi or "", agg or "sum", column, filters))
+    return out
+
+
+def records_frame(records, lang: str) -> pd.DataFrame:
+    def t(key: str) -> str:
+        return i18n.t(key, lang)
+
+    return pd.DataFrame(
+        {
+            t("up_col_period"): [
+                p.strftime("%Y-%m") if isinstance(p, date) else str(p) for p in records.period
+            ],
+            t("up_col_unit"): [str(u) for u in records.unit],
+            t("up_col_kpi"): [str(k) for k in records.kpi],
+            t("value"): [float(v) for v in records.value],
+            t("up_col_column"): list(records.value_at),
+        }
+    )
+
+
+def _guess(columns: list[str], field: str) -> int:
+    aliases = [norm(a) for a in FIELDS[field]]
+    for alias in aliases:
+        for i, c in enumerate(columns):
+            if norm(c) == alias:
+                return i
+    for i, c in enumerate(columns):
+        if any(a and a in norm(c) for a in aliases):
+            return i
+    return 0
+
+
+def _shown(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells as text, so a column mixing numbers, dates and words displays as it reads."""
+
+    def text(v: object) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+
+    return df.map(text)
+
+
+# --- 1-4: upload, validation report, preview, load -------------------------------------------
+
+
+def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
+    """The uploader and everything that follows from it; returns the uploaded files."""
+    names = profile.names(ctx.wh)
+    wanted = st.session_state.pop("up_profile_next", None)
+    if wanted in names:
+        st.session_state.up_profile = wanted
+    if st.session_state.get("up_profile") not in [None, *names]:
+        st.session_state.up_profile = None
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        uploaded = st.file_uploader(
+            ctx.t("up_files"),
+            type=list(TYPES),
+            accept_multiple_files=True,
+            key=f"up_files_{st.session_state.get('up_generation', 0)}",
+            help=ctx.t("up_files_help"),
+            # The core's own limit (KPI_MAX_UPLOAD_MB), so the drop zone says the true one.
+            max_upload_size=max(1, math.ceil(files.Limits.configured().max_bytes / 2**20)),
+        )
+    with right:
+        chosen = st.selectbox(
+            ctx.t("up_profile"),
+            [None, *names],
+            format_func=lambda n: ctx.t("up_profile_auto") if n is None else n,
+            key="up_profile",
+            help=ctx.t("up_profile_help"),
+        )
+        default = chosen or ", ".join(sorted(f.name for f in uploaded or [])) or "—"
+        source = st.text_input(
+            ctx.t("up_source"),
+            key="up_source",
+            placeholder=ctx.t("up_source_placeholder", default=default),
+            help=ctx.t("up_source_help"),
+        )
+    if not uploaded:
+        st.session_state.pop("up_intake", None)
+        done = st.session_state.get("up_done")
+        if done:
+            getattr(st, done[0])(done[1])
+        else:
+            st.info(ctx.t("up_drop_hint"))
+        return []
+    st.session_state.pop("up_done", None)
+    uploads = [(f.name, f.getvalue()) for f in uploaded]
+    key = (digest(uploads), chosen or "", (source or "").strip())
+    held = st.session_state.get("up_intake")
+    if held is None or held[0] != key:
+        held = (key, *_prepare(ctx, uploads, chosen, (source or "").strip() or None))
+        st.session_state.up_intake = held
+    else:
+        _, it, error, seconds = held
+        st.status(
+            ctx.t("up_check_failed")
+            if error
+            else ctx.t("up_checked", n=len(uploads), seconds=seconds),
+            state="error" if error else "complete",
+        )
+    _, it, error, _ = held
+    if error:
+        st.error(error)
+        return uploads
+    st.markdown(ctx.t("up_source_is", source=_md(it.source)))
+    # Widgets of this intake have keys of their own: another file or profile starts afresh.
+    tag = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
+    _report(ctx, it, chosen, tag)
+    _preview(ctx, it, tag)
+    _commit(ctx, it, tag)
+    return uploads
+
+
+def _md(text: str) -> str:
+    return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in text)
+
+
+def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None):
+    """Run the checks with a progress bar: (intake or None, error message or None, seconds)."""
+    started = time.monotonic()
+    n = len(uploads)
+    with st.status(ctx.t("up_checking", n=n), expanded=True) as status:
+        bar = st.progress(0.0, text=ctx.t("up_checking", n=n))
+
+        def progress(fraction: float, text: str) -> None:
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=_step(ctx, text))
+
+        error = None
+        it = None
+        try:
+            it = intake.prepare(
+                ctx.wh, uploads, ctx.actor, mapping=mapping, source=source, progress=progress
+            )
+        except WarehouseBusyError:
+            error = ctx.t("warehouse_busy")
+        except KpiError as exc:
+            error = str(exc)
+        except Exception as exc:
+            log.exception("preparing an upload")
+            error = ctx.t("up_unexpected", error=f"{type(exc).__name__}: {exc}")
+        seconds = time.monotonic() - started
+        if error:
+            status.update(label=ctx.t("up_check_failed"), state="error", expanded=False)
+        else:
+            status.update(
+                label=ctx.t("up_checked", n=n, seconds=seconds), state="complete", expanded=False
+            )
+    return it, error, seconds
+
+
+def _kept(name: str, key: object, build):
+    """One derived value in the session, rebuilt when its key changes."""
+    held = st.session_state.get(name)
+    if held is None or held[0] != key:
+        held = (key, build())
+        st.session_state[name] = held
+    return held[1]
+
+
+def _step(ctx: PageContext, text: str) -> str:
+    """The core's progress texts in the page's language."""
+    if text.startswith("Reading "):
+        return ctx.t("up_step_reading", name=text.removeprefix("Reading "))
+    return ctx.t(_STEPS[text]) if text in _STEPS else text
+
+
+def _report(ctx: PageContext, it: intake.Intake, mapping: str | None, tag: str) -> None:
+    st.subheader(ctx.t("up_report"))
+    counts = it.counts
+    for col, key in zip(st.columns(len(COUNTS)), COUNTS, strict=True):
+        col.metric(ctx.t(f"up_count_{key}"), f"{counts[key]:,}", border=True)
+    errors, warnings = len(it.errors), len(it.warnings)
+    if errors:
+        st.error(ctx.t("up_has_errors", errors=errors, warnings=warnings))
+    elif warnings:
+        st.warning(ctx.t("up_has_warnings", warnings=warnings))
+    else:
+        st.success(ctx.t("up_no_problems"))
+    if not len(it.rows) and mapping is None:
+        st.info(ctx.t("up_nothing_found_hint"))
+    if not it.findings:
+        return
+    n = {s: sum(f.severity == s for f in it.findings) for s in SEVERITIES}
+    present = [s for s in SEVERITIES if n[s]]
+    shown = st.pills(
+        ctx.t("up_severity_filter"),
+        present,
+        selection_mode="multi",
+        default=present,
+        format_func=lambda s: f"{_LEVEL_ICON[s]} {ctx.t('up_sev_' + s)} ({n[s]:,})",
+        key=f"up_sev_{tag}",
+    )
+    chosen = [f for f in it.findings if f.severity in (shown or [])]
+    st.dataframe(
+        findings_frame(chosen, ctx.lang),
+        hide_index=True,
+        placeholder="—",
+        width="stretch",
+        column_config={
+            ctx.t("up_col_severity"): st.column_config.TextColumn(width=80),
+            ctx.t("up_col_row"): st.column_config.NumberColumn(width=55),
+            ctx.t("up_col_message"): st.column_config.TextColumn(width=260),
+            ctx.t("up_col_hint"): st.column_config.TextColumn(width="large"),
+        },
+    )
+
+
+def _preview(ctx: PageContext, it: intake.Intake, tag: str) -> None:
+    counts = it.counts
+    present = [c for c in CHANGES if counts[c]]
+    if not present:
+        return
+    st.subheader(ctx.t("up_preview"))
+    if present == ["unchanged"]:
+        st.info(ctx.t("up_no_changes"))
+    shown = st.pills(
+        ctx.t("up_change_filter"),
+        present,
+        selection_mode="multi",
+        default=[c for c in present if c != "unchanged"],
+        format_func=lambda c: f"{ctx.t('up_change_' + c)} ({counts[c]:,})",
+        key=f"up_chg_{tag}",
+    )
+    if shown:
+        # Formatting every value takes a while on a big upload; once per intake and language.
+        full = _kept(
+            "up_diff_view", (tag, ctx.lang), lambda: diff_frame(it, ctx.cat, ctx.lang, CHANGES)
+        )
+        labels = {ctx.t("up_change_" + c) for c in shown}
+        st.dataframe(
+            full[full[ctx.t("up_col_change")].isin(labels)],
+            hide_index=True,
+            placeholder="—",
+            width="stretch",
+        )
+    st.markdown(f"**{ctx.t('up_lights')}**")
+    turns = it.turns()
+    if not turns:
+        st.caption(ctx.t("up_turns_none"))
+        return
+    st.markdown(turns_text(turns, ctx.lang))
+    st.dataframe(
+        effects_frame(it, ctx.cat, ctx.lang), hide_index=True, placeholder="—", width="stretch"
+    )
+
+
+def _commit(ctx: PageContext, it: intake.Intake, tag: str) -> None:
+    st.subheader(ctx.t("up_commit"))
+    valid = len(it.rows)
+    accepted = True
+    if not valid:
+        st.warning(ctx.t("up_nothing_valid"))
+    elif it.errors:
+        accepted = st.checkbox(
+            ctx.t("up_accept_invalid", valid=f"{valid:,}", invalid=f"{it.invalid:,}"),
+            key=f"up_accept_{tag}",
+        )
+    clicked = st.button(
+        ctx.t("up_commit_button"),
+        type="primary",
+        icon=":material/upload:",
+        disabled=not valid or not accepted,
+        key="up_commit",
+    )
+    if valid and not accepted:
+        st.caption(ctx.t("up_commit_blocked"))
+    if not clicked:
+        return
+    with _safe(ctx):
+        done = intake.commit(ctx.wh, it, ctx.actor, accept_invalid=bool(it.errors) and accepted)
+        if done.batch_id is None:
+            st.session_state.up_done = ("info", ctx.t("up_already_loaded"))
+        else:
+            st.session_state.up_done = (
+                "success",
+                ctx.t("up_committed", batch=done.batch_id, **done.counts),
+            )
+        st.session_state.pop("up_intake", None)
+        st.session_state.up_rb_newest = True  # the roll-back picker offers the new batch
+        # A new uploader key empties it: the file is loaded, the page is ready for the next one.
+        st.session_state.up_generation = st.session_state.get("up_generation", 0) + 1
+        st.rerun()
+
+
+# --- 5: history and roll-back ----------------------------------------------------------------
+
+
+def history_section(ctx: PageContext) -> None:
+    with _safe(ctx):
+        done = st.session_state.pop("up_rb_done", None)
+        if done:
+            st.success(done)
+        df = intake.history(ctx.wh, ctx.actor)
+        if not len(df):
+            st.info(ctx.t("up_no_history"))
+            return
+        # Fits a laptop screen: the columns add up to a little under the page's width.
+        widths = {"batch": 45, "when": 115, "who": 60, "kind": 75, "source": 120, "files": 120,
+                  "months": 110, "rows": 55, "summary": 190, "status": 75}  # fmt: skip
+        st.dataframe(
+            history_frame(df, ctx.lang),
+            hide_index=True,
+            placeholder="—",
+            width="stretch",
+            column_config={
+                ctx.t(f"up_col_{k}"): st.column_config.Column(width=w) for k, w in widths.items()
+            },
+        )
+        _rollback(ctx, df)
+
+
+def _rollback(ctx: PageContext, df: pd.DataFrame) -> None:
+    st.subheader(ctx.t("up_rollback"))
+    st.caption(ctx.t("up_rollback_help"))
+    committed = df[df["status"] == "committed"]
+    if not len(committed):
+        st.info(ctx.t("up_no_rollback"))
+        return
+    by_id = {int(r.id): r for r in committed.itertuples()}
+    # Set before the widget is drawn, so what it shows and what it returns agree: the newest
+    # batch after a load, and never one that is no longer committed.
+    if (
+        st.session_state.pop("up_rb_newest", False)
+        or st.session_state.get("up_rb_batch") not in by_id
+    ):
+        st.session_state.up_rb_batch = next(iter(by_id))
+
+    def label(batch: int) -> str:
+        r = by_id[batch]
+        when = pd.Timestamp(r.created_at).strftime("%Y-%m-%d %H:%M")
+        months = r.months if isinstance(r.months, str) and r.months else ""
+        return " · ".join(p for p in (f"#{batch}", str(r.source_name or ""), months, when) if p)
+
+    left, right = st.columns([2, 3])
+    batch = left.selectbox(
+        ctx.t("up_rollback_batch"), list(by_id), format_func=label, key="up_rb_batch"
+    )
+    reason = right.text_input(
+        ctx.t("up_rollback_reason"),
+        key="up_rb_reason",
+        placeholder=ctx.t("up_rollback_reason_placeholder"),
+    )
+    if st.session_state.get("up_rb_pending") != batch:
+        if st.button(
+            ctx.t("up_rollback_button", batch=batch), icon=":material/undo:", key="up_rb_ask"
+        ):
+            st.session_state.up_rb_pending = batch
+            st.rerun()
+        return
+    r = by_id[batch]
+    st.warning(
+        ctx.t("up_rollback_confirm", batch=batch, source=r.source_name or "—", rows=int(r.rows))
+    )
+    with st.container(horizontal=True):
+        yes = st.button(ctx.t("up_rollback_yes"), type="primary", key="up_rb_yes")
+        no = st.button(ctx.t("up_cancel"), key="up_rb_no")
+    if no:
+        st.session_state.pop("up_rb_pending", None)
+        st.rerun()
+    if yes:
+        st.session_state.pop("up_rb_pending", None)
+        with _safe(ctx):
+            got = intake.rollback(ctx.wh, int(batch), ctx.actor, (reason or "").strip())
+            st.session_state.pop("up_intake", None)  # a pending upload's preview has moved
+            st.session_state.up_rb_done = ctx.t("up_rolled_back", batch=batch, **got)
+            st.rerun()
+
+
+# --- 6: the entry template -------------------------------------------------------------------
+
+
+def template_section(ctx: PageContext) -> None:
+    st.caption(ctx.t("up_template_help"))
+    with _safe(ctx):
+        units = [u for r in ctx.cat.scope_roots(ctx.actor.scope) for u in ctx.cat.descendants(r)]
+        if not units:
+            return
+        span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
+        months, default = month_options(span[1] if span else None, date.today())
+        root_depth = min(len(ctx.cat.ancestors(u)) for u in units)
+        left, right = st.columns(2)
+        unit_id = left.selectbox(
+            ctx.t("unit"),
+            units,
+            format_func=lambda u: (
+                "\u2003" * (len(ctx.cat.ancestors(u)) - root_depth)
+                + f"{ctx.cat.units[u].code} · {ctx.cat.units[u].name(ctx.lang)}"
+            ),
+            key="up_tpl_unit",
+        )
+        month = right.selectbox(
+            ctx.t("up_template_month"),
+            months,
+            index=months.index(default),
+            format_func=lambda m: i18n.period_label(f"{m:%Y-%m}", ctx.lang),
+            key="up_tpl_month",
+        )
+        unit = ctx.cat.units[unit_id]
+        shown_month = i18n.period_label(f"{month:%Y-%m}", ctx.lang)
+        rows = template.template_rows(ctx.wh, ctx.cat, ctx.actor.scope, unit.code, month)
+        if not rows:
+            st.info(ctx.t("up_template_empty", unit=unit.name(ctx.lang), month=shown_month))
+            return
+        cat, scope, lang = ctx.cat, ctx.actor.scope, ctx.lang
+        wh = ctx.wh
+        st.download_button(
+            ctx.t("up_template_download"),
+            # Built when clicked, not on every run of the page.
+            data=lambda: template.build_template(wh, cat, scope, unit.code, month, lang),
+            file_name=f"kpi_template_{unit.code}_{month:%Y-%m}.xlsx",
+            mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            icon=":material/download:",
+            type="primary",
+            on_click="ignore",
+            key="up_tpl_download",
+        )
+        st.caption(
+            ctx.t("up_template_rows", n=len(rows), unit=unit.name(ctx.lang), month=shown_month)
+        )
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    ctx.t("up_col_unit"): [f"{r.unit.code} · {r.unit.name(lang)}" for r in rows],
+                    ctx.t("up_col_kpi"): [f"{r.kpi.code} · {r.kpi.name(lang)}" for r in rows],
+                    ctx.t("target"): [i18n.format_value(r.target, r.kpi, lang) for r in rows],
+                }
+            ),
+            hide_index=True,
+            placeholder="—",
+            width="stretch",
+        )
+
+
+# --- 7: mapping profiles ---------------------------------------------------------------------
+
+
+def profiles_section(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
+    st.caption(ctx.t("up_pf_intro"))
+    done = st.session_state.pop("up_pf_done", None)
+    if done:
+        st.success(done)
+    with _safe(ctx):
+        _profile_editor(ctx, uploads)
+
+
+def _tables(name: str, data: bytes) -> list[files.Table]:
+    """The sample file's sheets, read once per file."""
+    return _kept("up_pf_tables", digest([(name, data)]), lambda: files.read_file(name, data))
+
+
+def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
+    names = profile.names(ctx.wh)
+    start = st.selectbox(
+        ctx.t("up_pf_start"),
+        [None, *names],
+        format_func=lambda n: ctx.t("up_pf_new") if n is None else n,
+        key="up_pf_start",
+    )
+    base = profile.load(ctx.wh, start) if start else None
+    if not uploads:
+        st.info(ctx.t("up_pf_need_file"))
+        return
+    by_name = dict(uploads)
+    sample = st.selectbox(ctx.t("up_pf_sample"), list(by_name), key="up_pf_file")
+    tables = _tables(sample, by_name[sample])
+    file_id = digest([(sample, by_name[sample])])
+    # Widgets are keyed by profile and file, so choosing another one starts from its settings.
+    p = "up_pf_" + hashlib.sha256(f"{start}|{file_id}".encode()).hexdigest()[:10] + "_"
+
+    labels = [t.label for t in tables]
+    sheet_at = 0
+    if base and base.sheet:
+        sheet_at = next((i for i, t in enumerate(tables) if norm(t.sheet) == norm(base.sheet)), 0)
+    left, right = st.columns([3, 1])
+    label = left.selectbox(ctx.t("up_pf_sheet"), labels, index=sheet_at, key=p + "sheet")
+    table = tables[labels.index(label)]
+    height = max(len(table.rows), 1)
+    header_row = int(
+        right.number_input(
+            ctx.t("up_pf_header_row"),
+            min_value=1,
+            max_value=height,
+            value=min(base.header_row if base else 1, height),
+            step=1,
+            key=p + "header",
+        )
+    )
+    # Every tab runs on every click: what costs time on a big export is kept between runs.
+    frame = _kept(
+        "up_pf_frame", (file_id, label, header_row), lambda: profile.frame(table, header_row)
+    )
+    st.caption(ctx.t("up_pf_first_rows"))
+    st.dataframe(_shown(frame.head(8)), width="stretch")
+    columns = [str(c) for c in frame.columns]
+    if not columns:
+        return
+
+    def at(name: str | None, field: str) -> int:
+        if name and name in columns:
+            return columns.index(name)
+        return _guess(columns, field)
+
+    left, right = st.columns(2, gap="large")
+    date_col = left.selectbox(
+        ctx.t("up_pf_date_column"),
+        columns,
+        index=at(base and base.date_column, "period"),
+        key=p + "date",
+    )
+    codes = [
+        ctx.cat.units[u].code
+        for r in ctx.cat.scope_roots(ctx.actor.scope)
+        for u in ctx.cat.descendants(r)
+    ]
+
+    def unit_name(code: str) -> str:
+        u = ctx.cat.unit_by_code.get(code)
+        return f"{code} · {u.name(ctx.lang)}" if u else code
+
+    mode = right.radio(
+        ctx.t("up_pf_unit_mode"),
+        ["column", "fixed"],
+        index=1 if base and not base.unit_column else 0,
+        format_func=lambda m: ctx.t(
+            "up_pf_unit_by_column" if m == "column" else "up_pf_unit_fixed"
+        ),
+        horizontal=True,
+        key=p + "umode",
+    )
+    unit_column, unit_map, fixed = None, {}, None
+    if mode == "column":
+        unit_column = right.selectbox(
+            ctx.t("up_pf_unit_column"),
+            columns,
+            index=at(base and base.unit_column, "unit"),
+            key=p + "ucol",
+        )
+        values = _kept(
+            "up_pf_values",
+            (file_id, label, header_row, unit_column),
+            lambda: sorted({str(v).strip() for v in frame[unit_column] if v is not None} - {""}),
+        )
+        unit_map = _unit_map(ctx, values[:500], unit_column, codes, unit_name, base, p)
+    else:
+        fixed = right.selectbox(
+            ctx.t("up_pf_unit"),
+            codes,
+            index=codes.index(base.unit) if base and base.unit in codes else 0,
+            format_func=unit_name,
+            key=p + "unit",
+        )
+
+    st.markdown(f"**{ctx.t('up_pf_measures')}**")
+    st.caption(ctx.t("up_pf_measures_help"))
+    kpis = sorted(
+        (k for k in ctx.cat.kpis.values() if k.aggregation in STORED),
+        key=lambda k: (k.sort_order, k.code),
+    )
+    kpi_names = {k.code: f"{k.code} · {k.name(ctx.lang)}" for k in kpis}
+    if base and any(len(m.filters) > 1 for m in base.measures):
+        st.warning(ctx.t("up_pf_more_filters"))
+    edited = st.data_editor(
+        measures_frame(base),
+        num_rows="dynamic",
+        hide_index=True,
+        placeholder="—",
+        width="stretch",
+        key=p + "measures",
+        column_config={
+            "kpi": st.column_config.SelectboxColumn(
+                ctx.t("up_pf_kpi"),
+                options=list(kpi_names),
+                format_func=lambda c: kpi_names.get(c, c),
+                required=True,
+                width="medium",
+            ),
+            "agg": st.column_config.SelectboxColumn(
+                ctx.t("up_pf_agg"),
+                options=list(profile.AGGS),
+                format_func=lambda a: ctx.t("up_agg_" + a),
+                required=True,
+                default="sum",
+            ),
+            "column": st.column_config.SelectboxColumn(ctx.t("up_pf_column"), options=columns),
+            "filter_column": st.column_config.SelectboxColumn(
+                ctx.t("up_pf_filter_column"), options=columns
+            ),
+            "filter_op": st.column_config.SelectboxColumn(
+                ctx.t("up_pf_filter_op"), options=list(profile.OPS)
+            ),
+            "filter_value": st.column_config.TextColumn(ctx.t("up_pf_filter_value")),
+        },
+    )
+    name = st.text_input(ctx.t("up_pf_name"), value=base.name if base else "", key=p + "name")
+    candidate = profile.Profile(
+        name=(name or "").strip(),
+        date_column=date_col,
+        measures=measures_from(edited),
+        sheet=table.sheet or None,
+        header_row=header_row,
+        unit_column=unit_column,
+        unit_map=unit_map,
+        unit=fixed,
+    )
+    problems = candidate.problems()
+    if problems:
+        st.info("\n".join([ctx.t("up_pf_problems"), *(f"- {_md(q)}" for q in problems)]))
+    else:
+        _try_profile(ctx, candidate, tables, file_id)
+    if st.button(
+        ctx.t("up_pf_save"),
+        type="primary",
+        icon=":material/save:",
+        disabled=bool(problems),
+        key=p + "save",
+    ):
+        profile.save(ctx.wh, candidate, ctx.actor)
+        st.session_state.up_pf_done = ctx.t("up_pf_saved", name=candidate.name)
+        st.session_state.up_profile_next = candidate.name
+        st.rerun()
+
+
+def _unit_map(ctx, values, column, codes, unit_name, base, p) -> dict[str, str]:
+    """The unit column's distinct values against unit codes; empty where a value is already a
+    unit's code or name."""
+    known = {norm(k): v for k, v in (base.unit_map if base else {}).items()}
+    mapped = [known.get(norm(v)) for v in values]
+    st.caption(ctx.t("up_pf_unit_map"))
+    edited = st.data_editor(
+        pd.DataFrame({"value": values, "code": mapped}, dtype=object),
+        hide_index=True,
+        placeholder="—",
+        width="stretch",
+        key=p + "umap_" + hashlib.sha1(column.encode()).hexdigest()[:8],
+        column_config={
+            "value": st.column_config.TextColumn(ctx.t("up_pf_value_in_file"), disabled=True),
+            "code": st.column_config.SelectboxColumn(
+                ctx.t("up_pf_unit_code"), options=codes, format_func=unit_name
+            ),
+        },
+    )
+    return {
+        str(v): str(c)
+        for v, c in zip(edited["value"], edited["code"], strict=True)
+        if isinstance(c, str) and c and c != v
+    }
+
+
+def _try_profile(ctx: PageContext, candidate: profile.Profile, tables, file_id: str) -> None:
+    st.markdown(f"**{ctx.t('up_pf_try')}**")
+
+    def attempt():
+        try:
+            return profile.apply(candidate, tables)
+        except profile.ProfileError as exc:
+            return exc
+
+    got = _kept("up_pf_try", (file_id, candidate.to_json()), attempt)
+    if isinstance(got, profile.ProfileError):
+        st.warning(str(got))
+        return
+    records, findings = got
+    if findings:
+        st.dataframe(
+            findings_frame(findings, ctx.lang), hide_index=True, placeholder="—", width="stretch"
+        )
+    if not len(records):
+        st.caption(ctx.t("up_pf_try_empty"))
+        return
+    st.dataframe(
+        records_frame(records, ctx.lang),
+        hide_index=True,
+        placeholder="—",
+        width="stretch",
+        column_config={ctx.t("value"): st.column_config.NumberColumn(format="localized")},
+    )
+
+
+# --- 8: closing months (admins) --------------------------------------------------------------
+
+
+def months_section(ctx: PageContext) -> None:
+    st.caption(ctx.t("up_months_help"))
+    done = st.session_state.pop("up_lock_done", None)
+    if done:
+        st.success(done)
+    with _safe(ctx):
+        closed = intake.closed_months(ctx.wh)
+        label = ", ".join(i18n.period_label(f"{m:%Y-%m}", ctx.lang) for m in closed)
+        st.markdown(ctx.t("up_months_closed", months=label) if closed else ctx.t("up_months_none"))
+        span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
+        today = date.today()
+        months, _ = month_options(span[1] if span else None, today)
+        months = sorted(set(months) | set(closed), reverse=True)
+        latest = span[1].replace(day=1) if span else today.replace(day=1)
+        month = st.selectbox(
+            ctx.t("up_month_pick"),
+            months,
+            index=months.index(latest) if latest in months else 0,
+            format_func=lambda m: (
+                i18n.period_label(f"{m:%Y-%m}", ctx.lang) + (" 🔒" if m in closed else "")
+            ),
+            key="up_lock_month",
+            width=320,
+        )
+        shut = month in closed
+        if st.button(
+            ctx.t("up_month_reopen" if shut else "up_month_close"),
+            icon=":material/lock_open:" if shut else ":material/lock:",
+            key="up_lock_button",
+        ):
+            intake.lock_month(ctx.wh, month, ctx.actor, locked=not shut)
+            st.session_state.pop("up_intake", None)  # check the upload again against the locks
+            shown = i18n.period_label(f"{month:%Y-%m}", ctx.lang)
+            st.session_state.up_lock_done = ctx.t(
+                "up_month_reopened" if shut else "up_month_closed", month=shown
+            )
+            st.rerun()

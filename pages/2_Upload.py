@@ -1,0 +1,35 @@
+"""Upload: the analyst's monthly actuals — check, preview and load them; history and roll-back;
+the entry template; mapping profiles for files in their own layout; closing months (admins)."""
+
+import streamlit as st
+
+from kpi_core.ui import guard, page
+from kpi_core.ui.upload import (
+    history_section,
+    load_section,
+    months_section,
+    profiles_section,
+    template_section,
+)
+
+ctx = page("nav_upload")
+with guard(ctx):
+    st.title(ctx.t("up_title"))
+    if ctx.actor.role == "viewer":
+        st.info(ctx.t("up_viewer"))
+        st.stop()
+    sections = ["up_tab_load", "up_tab_history", "up_tab_template", "up_tab_profiles"]
+    if ctx.actor.role == "admin":
+        sections.append("up_tab_months")
+    tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
+    with tabs["up_tab_load"]:
+        uploads = load_section(ctx)
+    with tabs["up_tab_history"]:
+        history_section(ctx)
+    with tabs["up_tab_template"]:
+        template_section(ctx)
+    with tabs["up_tab_profiles"]:
+        profiles_section(ctx, uploads)
+    if "up_tab_months" in tabs:
+        with tabs["up_tab_months"]:
+            months_section(ctx)

@@ -1,0 +1,384 @@
+"""The Upload page through Streamlit's AppTest, on a real DuckDB file and real .xlsx uploads."""
+
+import io
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook
+from streamlit.testing.v1 import AppTest
+
+from kpi_core import workbook
+from kpi_core.access import Scope
+from kpi_core.ingest import intake, profile
+from kpi_core.service import SYSTEM
+from kpi_core.system_import import import_system
+from kpi_core.ui.upload import measures_from, month_options, turns_text
+from kpi_core.warehouse import Warehouse
+from tests.conftest import sales_system
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/2_Upload.py"
+
+
+@pytest.fixture
+def wh_path(tmp_path):
+    """A fresh warehouse per test: these tests write."""
+    book = tmp_path / "sales.xlsx"
+    workbook.write(sales_system(), book)
+    wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
+    import_system(wh, book, by="test", scope=Scope.all())
+    wh.close()
+    return tmp_path / "wh.duckdb"
+
+
+def xlsx(rows, header=("period", "unit", "kpi", "value"), sheet="actuals") -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = sheet
+    ws.append(list(header))
+    for r in rows:
+        ws.append(list(r))
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+GOOD_AND_BAD = [
+    ("2024-12", "EAST", "REV", 3_500_000),  # changed, amber → green
+    ("2024-11", "SALES", "CSAT", 95),  # changed
+    ("2024-12", "SALES", "CSAT", 80),  # changed, amber → red
+    ("2024-12", "SALES", "NEW_CUST", "lots"),  # row 5: not a number
+]
+
+
+def open_page(warehouse, monkeypatch, lang="en") -> AppTest:
+    monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = lang
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def actual(warehouse, unit: str, kpi: str, month: str) -> float | None:
+    wh = Warehouse(warehouse, linger=0)
+    try:
+        row = wh.one(
+            """SELECT a.value FROM actual a JOIN kpi k ON k.id = a.kpi_id
+               JOIN org_unit u ON u.id = a.unit_id
+               WHERE u.code = ? AND k.code = ? AND a.period = ?""",
+            [unit, kpi, date.fromisoformat(month + "-01")],
+        )
+    finally:
+        wh.close()
+    return None if row is None else row[0]
+
+
+def frame_with(at, column: str) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_runs_in_both_languages(wh_path, monkeypatch, lang):
+    at = open_page(wh_path, monkeypatch, lang)
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == ("Upload monthly actuals" if lang == "en" else "上传月度实际数据")
+    assert at.file_uploader[0].accept_multiple_files
+    assert set(at.file_uploader[0].allowed_type) == {".xlsx", ".xlsm", ".xls", ".csv", ".parquet"}
+    # The template for the unit and month picked: a download button, built when clicked.
+    assert at.download_button[0].label == (
+        "Download template (.xlsx)" if lang == "en" else "下载模板（.xlsx）"
+    )
+
+
+def test_upload_is_checked_previewed_and_loaded_only_after_confirming(wh_path, monkeypatch):
+    at = open_page(wh_path, monkeypatch)
+    at.file_uploader[0].upload("december.xlsx", xlsx(GOOD_AND_BAD)).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    counts = {m.label: m.value for m in at.metric}
+    assert counts["Changed"] == "3" and counts["New"] == "0"
+    assert counts["Invalid (left out)"] == "1"
+    problems = frame_with(at, "Problem")
+    assert list(problems.columns) == [
+        "Severity", "File", "Sheet", "Row", "Column", "Problem", "What to do"
+    ]  # fmt: skip
+    bad = problems.iloc[0]
+    assert (bad["File"], bad["Sheet"], bad["Row"]) == ("december.xlsx", "actuals", 5)
+    assert "not a number" in bad["Problem"] and bad["Severity"].endswith("Error")
+
+    preview = frame_with(at, "Before")
+    east = preview[preview["Unit"] == "EAST · East region"].iloc[0]
+    assert east["KPI"] == "REV · Revenue" and east["Month"] == "2024-12"
+    assert (east["Before"], east["After"], east["Change"]) == (
+        "2,900,000.0 CNY", "3,500,000.0 CNY", "Changed"
+    )  # fmt: skip
+    assert any("1 turn red" in m.value and "2 turn green" in m.value for m in at.markdown)
+    lights = frame_with(at, "Light after")
+    assert lights.iloc[0]["Light after"] == "■ Red"
+
+    # Nothing is written, and the button stays off, until the analyst accepts the gap.
+    assert at.button(key="up_commit").disabled
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 2_900_000
+    box = at.checkbox[0]
+    assert box.label == "Load only the 3 valid values and leave the 1 invalid ones out"
+    box.check().run()
+    assert not at.button(key="up_commit").disabled
+    at.button(key="up_commit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [s.value for s in at.success] == [
+        "Loaded as batch 2: 0 new, 3 changed, 0 removed, 0 unchanged, 1 left out."
+    ]
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 3_500_000
+    assert actual(wh_path, "SALES", "CSAT", "2024-11") == 95
+    # The uploader is emptied for the next file, and the history has the batch.
+    assert not at.file_uploader[0].value
+    history = frame_with(at, "Batch")
+    assert history.iloc[0]["Batch"] == 2 and history.iloc[0]["Source"] == "december.xlsx"
+    assert at.selectbox(key="up_rb_batch").value == 2  # ready to undo what was just loaded
+
+
+def test_same_file_twice_changes_nothing(wh_path, monkeypatch):
+    data = xlsx(GOOD_AND_BAD[:3])
+    at = open_page(wh_path, monkeypatch)
+    at.file_uploader[0].upload("dec.xlsx", data).run()
+    assert not at.checkbox  # no error, nothing to confirm
+    at.button(key="up_commit").click().run()
+    assert at.success[0].value.startswith("Loaded as batch 2")
+    at.file_uploader[0].upload("dec.xlsx", data).run()
+    assert {m.label: m.value for m in at.metric}["Unchanged"] == "3"
+    assert any("Nothing differs" in i.value for i in at.info)
+    at.button(key="up_commit").click().run()
+    assert [i.value for i in at.info][0] == "Nothing changed — this file was already loaded."
+
+
+def test_a_source_uploaded_again_replaces_what_it_gave(wh_path, monkeypatch):
+    at = open_page(wh_path, monkeypatch)
+    # Two files in one go, under a source name of the analyst's choosing.
+    at.text_input(key="up_source").input("East monthly").run()
+    at.file_uploader[0].set_value(
+        [
+            ("rev.xlsx", xlsx([("2025-01", "EAST", "REV", 3_000_000)]), "application/octet-stream"),
+            ("csat.xlsx", xlsx([("2025-01", "SALES", "CSAT", 91)]), "application/octet-stream"),
+        ]
+    ).run()
+    assert any("Source: **East monthly**" in m.value for m in at.markdown)
+    assert {m.label: m.value for m in at.metric}["New"] == "2"
+    at.button(key="up_commit").click().run()
+    assert at.success[0].value.startswith("Loaded as batch 2: 2 new")
+
+    # Next time the source has only revenue for January: its satisfaction value goes.
+    at.text_input(key="up_source").input("East monthly").run()
+    at.file_uploader[0].upload("rev.xlsx", xlsx([("2025-01", "EAST", "REV", 3_100_000)])).run()
+    counts = {m.label: m.value for m in at.metric}
+    assert (counts["Changed"], counts["Removed"]) == ("1", "1")
+    preview = frame_with(at, "Before")
+    removed = preview[preview["Change"] == "Removed"].iloc[0]
+    assert (removed["KPI"], removed["Before"], removed["After"]) == (
+        "CSAT · Customer satisfaction", "91.0 pts", "—"
+    )  # fmt: skip
+    at.button(key="up_commit").click().run()
+    assert actual(wh_path, "SALES", "CSAT", "2025-01") is None
+    assert actual(wh_path, "EAST", "REV", "2025-01") == 3_100_000
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("empty.xlsx", b""),
+        ("broken.xlsx", b"PK\x03\x04 this is not a workbook"),
+        ("renamed.xlsx", b"period,unit,kpi,value\n2024-12,EAST,REV,1\n"),
+    ],
+)
+def test_unreadable_files_get_a_message_not_a_traceback(wh_path, monkeypatch, name, data):
+    at = open_page(wh_path, monkeypatch)
+    at.file_uploader[0].upload(name, data).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.value.startswith(name) for e in at.error), [e.value for e in at.error]
+    assert "up_commit" not in {b.key for b in at.button}
+
+
+def test_history_lists_batches_and_roll_back_restores_values(wh_path, monkeypatch):
+    wh = Warehouse(wh_path, linger=0)
+    try:
+        it = intake.prepare(wh, [("fix.xlsx", xlsx(GOOD_AND_BAD[:1]))], SYSTEM)
+        batch = intake.commit(wh, it, SYSTEM).batch_id
+    finally:
+        wh.close()
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 3_500_000
+
+    at = open_page(wh_path, monkeypatch)
+    history = frame_with(at, "Batch")
+    row = history[history["Batch"] == batch].iloc[0]
+    assert (row["Source"], row["Files"], row["Months"], row["Values"], row["Status"]) == (
+        "fix.xlsx", "fix.xlsx", "2024-12", 1, "Loaded"
+    )  # fmt: skip
+    assert row["Changes"] == "0 new, 1 changed, 0 removed"
+
+    at.selectbox(key="up_rb_batch").set_value(batch).run()
+    at.text_input(key="up_rb_reason").input("wrong month").run()
+    at.button(key="up_rb_ask").click().run()
+    # A confirmation first: nothing is undone yet.
+    assert any(f"Roll back batch {batch}" in w.value for w in at.warning)
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 3_500_000
+    at.button(key="up_rb_yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success[0].value == f"Batch {batch} rolled back: 1 value(s) restored, 0 removed."
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 2_900_000
+    history = frame_with(at, "Batch")
+    assert history[history["Batch"] == batch].iloc[0]["Status"] == "Rolled back"
+
+
+def test_refused_roll_back_is_shown_as_an_error(wh_path, monkeypatch):
+    wh = Warehouse(wh_path, linger=0)
+    try:
+        first = intake.commit(
+            wh, intake.prepare(wh, [("a.xlsx", xlsx(GOOD_AND_BAD[:1]))], SYSTEM), SYSTEM
+        ).batch_id
+        changed = [("2024-12", "EAST", "REV", 3_600_000)]
+        intake.commit(wh, intake.prepare(wh, [("b.xlsx", xlsx(changed))], SYSTEM), SYSTEM)
+    finally:
+        wh.close()
+    at = open_page(wh_path, monkeypatch)
+    at.selectbox(key="up_rb_batch").set_value(first).run()
+    at.button(key="up_rb_ask").click().run()
+    at.button(key="up_rb_yes").click().run()
+    assert not at.exception
+    assert any("roll those back first" in e.value for e in at.error), [e.value for e in at.error]
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 3_600_000
+
+
+ORDERS = [
+    ("Order export 2024-12",),
+    (),
+    ("订单号", "下单日期", "区域", "金额", "状态"),
+    ("A1", "2024-12-03", "华东", 1_000_000, "完成"),
+    ("A2", "2024-12-15", "华东", 2_000_000, "完成"),
+    ("A3", "2024-12-20", "华北", 1_500_000, "完成"),
+    ("A4", "2024-12-21", "华北", 9_999_999, "取消"),
+]
+
+
+def orders_xlsx() -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "orders"
+    for r in ORDERS:
+        ws.append(list(r))
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def orders_profile(name="ERP orders") -> profile.Profile:
+    return profile.Profile(
+        name=name,
+        date_column="下单日期",
+        sheet="orders",
+        header_row=3,
+        unit_column="区域",
+        unit_map={"华东": "EAST", "华北": "NORTH"},
+        measures=[
+            profile.Measure("REV", "sum", "金额", [profile.Filter("状态", "!=", "取消")]),
+        ],
+    )
+
+
+def test_an_erp_export_loads_through_a_saved_profile(wh_path, monkeypatch):
+    wh = Warehouse(wh_path, linger=0)
+    try:
+        profile.save(wh, orders_profile(), SYSTEM)
+    finally:
+        wh.close()
+    at = open_page(wh_path, monkeypatch)
+    at.file_uploader[0].upload("orders.xlsx", orders_xlsx()).run()
+    # Auto-detection finds nothing KPI-shaped, and says where to go.
+    assert any("Mapping profiles" in i.value for i in at.info), [i.value for i in at.info]
+    assert at.button(key="up_commit").disabled
+
+    # The editor opens on the file with the saved profile's settings.
+    at.selectbox(key="up_pf_start").set_value("ERP orders").run()
+    first_rows = next(d.value for d in at.dataframe if "下单日期" in d.value.columns)
+    assert list(first_rows.index[:2]) == [4, 5]  # Excel row numbers below the header
+    tried = frame_with(at, "Value")
+    assert sorted(zip(tried["Unit"], tried["Value"], strict=True)) == [
+        ("EAST", 3_000_000), ("NORTH", 1_500_000)
+    ]  # fmt: skip
+    # Saved under another name, it is chosen for loading at once.
+    name_box = next(t for t in at.text_input if t.key.endswith("_name"))
+    name_box.input("ERP orders (copy)").run()
+    next(b for b in at.button if b.key.endswith("_save")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="up_profile").value == "ERP orders (copy)"
+    assert "ERP orders (copy)" in profile.names(Warehouse(wh_path, linger=0))
+
+    counts = {m.label: m.value for m in at.metric}
+    assert counts["Changed"] == "2", counts
+    at.button(key="up_commit").click().run()
+    assert at.success[0].value.startswith("Loaded as batch")
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 3_000_000
+    assert actual(wh_path, "NORTH", "REV", "2024-12") == 1_500_000
+    history = frame_with(at, "Batch")
+    assert history.iloc[0]["Source"] == "ERP orders (copy)"
+
+
+def test_profile_editor_says_what_is_missing(wh_path, monkeypatch):
+    at = open_page(wh_path, monkeypatch)
+    at.file_uploader[0].upload("orders.xlsx", orders_xlsx()).run()
+    header = next(n for n in at.number_input if n.key.endswith("_header"))
+    header.set_value(3).run()
+    assert not at.exception
+    missing = next(i.value for i in at.info if i.value.startswith("The profile is not complete"))
+    assert "give the profile a name" in missing
+    assert "add at least one measure" in missing
+    assert next(b for b in at.button if b.key.endswith("_save")).disabled
+
+
+def test_admin_closes_a_month_and_its_upload_is_refused(wh_path, monkeypatch):
+    at = open_page(wh_path, monkeypatch)
+    at.selectbox(key="up_lock_month").set_value(date(2024, 12, 1)).run()
+    at.button(key="up_lock_button").click().run()
+    assert at.success[0].value == "2024-12 is closed."
+    assert any(m.value == "Closed: 2024-12" for m in at.markdown)
+    at.file_uploader[0].upload("late.xlsx", xlsx(GOOD_AND_BAD[:1])).run()
+    assert {m.label: m.value for m in at.metric}["Invalid (left out)"] == "1"
+    assert at.button(key="up_commit").disabled
+    # Reopened, the same file loads.
+    at.button(key="up_lock_button").click().run()
+    assert any(s.value == "2024-12 is open again." for s in at.success)
+    assert {m.label: m.value for m in at.metric}["Invalid (left out)"] == "0"
+    at.button(key="up_commit").click().run()
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 3_500_000
+
+
+def test_turns_text_reads_without_colour():
+    assert turns_text({"green": 2, "red": 3}, "en") == (
+        ":red-badge[■ 3 turn red] :green-badge[● 2 turn green]"
+    )
+    assert turns_text({"amber": 1}, "zh") == ":orange-badge[▲ 1 个指标值变为黄灯]"
+
+
+def test_template_month_defaults_to_the_next_one_to_fill_in():
+    months, default = month_options(date(2024, 12, 1), date(2026, 11, 21))
+    assert default == date(2025, 1, 1) and months[0] == date(2026, 11, 1)
+    months, default = month_options(date(2026, 11, 1), date(2026, 11, 21))
+    assert default == date(2026, 11, 1)
+
+
+def test_measures_from_editor_rows():
+    rows = pd.DataFrame(
+        [
+            ["REV", "sum", "金额", "状态", "!=", "取消"],
+            [None, None, None, None, None, None],  # a blank row the editor adds
+            ["NEW_CUST", "count_distinct", "客户", None, None, None],
+        ],
+        columns=["kpi", "agg", "column", "filter_column", "filter_op", "filter_value"],
+    )
+    got = measures_from(rows)
+    assert got == [
+        profile.Measure("REV", "sum", "金额", [profile.Filter("状态", "!=", "取消")]),
+        profile.Measure("NEW_CUST", "count_distinct", "客户", []),
+    ]
