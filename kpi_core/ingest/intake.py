@@ -48,6 +48,7 @@ class Intake:
     diff: pd.DataFrame  # kpi_id, unit_id, period, old, new, change (new/changed/unchanged/removed)
     effects: pd.DataFrame  # kpi_id, unit_id, period, before, after: lights that change
     invalid: int  # values left out because of errors
+    fingerprint: tuple  # the warehouse's actuals as of the diff (see _fingerprint)
     blank_sheets: list[str] = field(default_factory=list)
 
     @property
@@ -126,6 +127,7 @@ def prepare(
             findings += found
             if any(f.message == "the sheet is empty" for f in found):
                 blank_sheets.append(f"{name} / {table.label}")
+    del tables  # the grids are the biggest thing in memory; the records hold what is needed
     if len(records):
         # Beside a sheet of actuals, a sheet without a header is notes or instructions.
         findings = [
@@ -161,13 +163,23 @@ def prepare(
     src = (source or (mapping.name if mapping else ", ".join(sorted(file_names)))).strip()
     step(0.8, "Comparing with the warehouse")
     with wh.cursor() as cur:
+        fingerprint = _fingerprint(cur)
         diff = _diff(cur, checked.rows, src, who)
     effects = _effects(wh, cat, diff)
     step(1.0, "Ready")
     return Intake(
         src, file_names, digest.hexdigest(), findings, checked.rows, diff, effects,
-        checked.invalid, blank_sheets,
+        checked.invalid, fingerprint, blank_sheets,
     )  # fmt: skip
+
+
+def _fingerprint(cur) -> tuple:
+    """Changes with every write to `actual`: each goes through a new batch or undoes one."""
+    return tuple(
+        cur.execute(
+            "SELECT max(id), count(*) FILTER (status <> 'committed') FROM batch"
+        ).fetchall()[0]
+    )
 
 
 def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
@@ -177,7 +189,7 @@ def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
         {
             "kpi_id": rows["kpi_id"].astype("int32"),
             "unit_id": rows["unit_id"].astype("int32"),
-            "period": pd.to_datetime(rows["period"]).dt.date,
+            "period": pd.to_datetime(rows["period"]),  # cast to DATE in the query
             "value": rows["value"].astype(float),
         }
     )
@@ -208,7 +220,9 @@ def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
     finally:
         cur.unregister("incoming")
     # Removal never reaches outside the uploader's scope.
-    got = got[[who.scope.allows(int(u)) for u in got["unit_id"]]] if len(got) else got
+    if len(got) and not who.scope.everything:
+        allowed = {u: who.scope.allows(int(u)) for u in got["unit_id"].unique()}
+        got = got[got["unit_id"].map(allowed).astype(bool)]
     change = np.select(
         [got["old"].isna(), got["new"].isna(), got["old"] == got["new"]],
         ["new", "removed", "unchanged"],
@@ -267,7 +281,9 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
         raise IntakeError("No valid value to load; nothing was written.")
     now = datetime.now()
     with wh.transaction() as cur:
-        diff = _diff(cur, intake.rows, intake.source, who)
+        # The preview's diff still holds unless a batch was written or undone since.
+        same = _fingerprint(cur) == intake.fingerprint
+        diff = intake.diff if same else _diff(cur, intake.rows, intake.source, who)
         moving = diff[diff["change"] != "unchanged"]
         counts = {
             c: int((diff["change"] == c).sum()) for c in ("new", "changed", "unchanged", "removed")
@@ -277,7 +293,7 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
             return Committed(None, counts)
         _refuse_closed(cur, moving)
         batch_id = cur.execute("SELECT nextval('batch_id')").fetchall()[0][0]
-        months = sorted({pd.Timestamp(m).strftime("%Y-%m") for m in intake.rows["period"]})
+        months = sorted(pd.DatetimeIndex(pd.unique(intake.rows["period"])).strftime("%Y-%m"))
         cur.execute(
             "INSERT INTO batch (id, kind, source_name, sha256, created_by, created_at, rows,"
             " status, files, months, summary) VALUES (?, 'upload', ?, ?, ?, ?, ?, 'committed',"
@@ -294,7 +310,7 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
 def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:
     """Apply new/changed/removed values, keeping what they replace and auditing each."""
     frame = moving[["kpi_id", "unit_id", "period", "old", "new"]].copy()
-    frame["period"] = pd.to_datetime(frame["period"]).dt.date
+    frame["period"] = pd.to_datetime(frame["period"])  # cast to DATE in the query
     cur.register("moving", frame)
     try:
         cur.execute(
