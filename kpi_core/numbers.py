@@ -21,6 +21,7 @@ class Parsed:
 
 
 _SCALES = {"万": 1e4, "亿": 1e8, "千": 1e3, "百万": 1e6, "k": 1e3, "m": 1e6, "b": 1e9}
+_GROUPED = re.compile(r"\d{1,3}(?:,\d{2,3})*,\d{3}")
 _NUMBER = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?(百万|万|亿|千|k|m|b)?(%)?$")
 
 
@@ -37,11 +38,19 @@ def parse_number(cell: object) -> Parsed | None:
         if isinstance(cell, float) and math.isnan(cell):
             return None
         return Parsed(float(cell), False)
-    text = unicodedata.normalize("NFKC", str(cell)).strip()
+    # NFKC makes full-width digits and signs plain; the minus sign U+2212 (copied from Word or a
+    # web page) it leaves alone.
+    text = unicodedata.normalize("NFKC", str(cell)).strip().replace("\u2212", "-")
     negative = text.startswith("(") and text.endswith(")")
     if negative:
         text = text[1:-1]
-    text = re.sub(r"[,\s¥$€£]|元", "", text).lower()
+    text = re.sub(r"[\s¥$€£]|元", "", text).lower()
+    # Commas group thousands (1,234 · 1,23,456); "1,5" is a decimal comma, which read as a
+    # grouping would be ten times too big: refused rather than guessed.
+    whole = re.match(r"[+-]?([\d,]*)", text)[1]
+    if "," in whole and not _GROUPED.fullmatch(whole):
+        raise NumberError(f"'{cell}' is not a number: write 1.5 for a decimal, 1,234 for thousands")
+    text = text.replace(",", "")
     m = _NUMBER.match(text)
     if not m:
         raise NumberError(f"'{cell}' is not a number")

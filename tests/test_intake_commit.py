@@ -66,3 +66,24 @@ def test_roll_back_into_a_closed_month_is_refused(wh):
     # The restored value belongs to the batch that first loaded it, not to the undone one.
     assert wh.one("SELECT status FROM batch WHERE id = ?", [batch]) == ("rolled_back",)
     assert wh.one("SELECT count(*) FROM actual WHERE batch_id = ?", [batch]) == (0,)
+
+
+def test_same_file_name_from_another_department_removes_nothing(wh):
+    sales = "period,unit,kpi,value\n2026-09,SALES_E,VISITS,123\n2026-09,SALES_N,VISITS,77\n"
+    intake.commit(
+        wh,
+        intake.prepare(wh, [("月报.csv", sales.encode())], service.SYSTEM, today=TODAY),
+        service.SYSTEM,
+    )
+    prod = b"period,unit,kpi,value\n2026-09,PROD_L1,OUTPUT,5000\n"
+    prepared = intake.prepare(wh, [("月报.csv", prod)], service.SYSTEM, today=TODAY)
+    assert prepared.counts["removed"] == 0
+    # The same department's corrected file does remove what it no longer lists.
+    again = b"period,unit,kpi,value\n2026-09,SALES_E,VISITS,123\n"
+    prepared = intake.prepare(wh, [("月报.csv", again)], service.SYSTEM, today=TODAY)
+    assert prepared.counts["removed"] == 0  # SALES_N is not in this file: not touched
+    fixed = "period,unit,kpi,value\n2026-09,SALES_E,ORDERS,40\n2026-09,SALES_N,ORDERS,30\n"
+    prepared = intake.prepare(wh, [("月报.csv", fixed.encode())], service.SYSTEM, today=TODAY)
+    assert prepared.counts == {
+        "new": 0, "changed": 2, "unchanged": 0, "removed": 2, "invalid": 0
+    }  # fmt: skip

@@ -170,9 +170,11 @@ def test_a_source_uploaded_again_replaces_what_it_gave(wh_path, monkeypatch):
     at.button(key="up_commit").click().run()
     assert at.success[0].value.startswith("Loaded as batch 2: 2 new")
 
-    # Next time the source has only revenue for January: its satisfaction value goes.
+    # Next time the source has SALES's new customers instead of its satisfaction for January:
+    # the satisfaction value it gave before goes.
     at.text_input(key="up_source").input("East monthly").run()
-    at.file_uploader[0].upload("rev.xlsx", xlsx([("2025-01", "EAST", "REV", 3_100_000)])).run()
+    again = xlsx([("2025-01", "EAST", "REV", 3_100_000), ("2025-01", "SALES", "NEW_CUST", 55)])
+    at.file_uploader[0].upload("rev.xlsx", again).run()
     counts = {m.label: m.value for m in at.metric}
     assert (counts["Changed"], counts["Removed"]) == ("1", "1")
     preview = frame_with(at, "Before")

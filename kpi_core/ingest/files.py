@@ -15,8 +15,12 @@ from __future__ import annotations
 import csv
 import io
 import os
+import pickle
 import re
+import subprocess
+import sys
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import PurePath
@@ -43,6 +47,12 @@ class Limits:
     max_unzipped: int = 400 * 2**20  # declared size of a workbook's members together
     max_ratio: int = 200  # declared ÷ compressed size of a large member
     max_rows: int = 2_000_000  # rows of one sheet
+    # Cells of one sheet's grid (rows × columns up to its last value): calamine allocates the
+    # whole rectangle, so one value typed in XFD1048576 would ask for hundreds of gigabytes.
+    max_cells: int = 30_000_000
+    # The legacy .xls reader runs in a child process with this much memory and time.
+    xls_memory: int = 2 * 2**30
+    xls_seconds: float = 120.0
 
     @classmethod
     def configured(cls) -> Limits:
@@ -90,9 +100,9 @@ def read_file(name: str, data: bytes, limits: Limits | None = None) -> list[Tabl
     if len(data) > limits.max_bytes:
         raise FileError(
             name,
-            f"the file is {len(data) / 2**20:.1f} MB; the limit is "
-            f"{limits.max_bytes / 2**20:.0f} MB. Split it by month or department, or save it "
-            "as .csv.",
+            f"the file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}. Split it "
+            "by month or department"
+            + (", or save it as .csv (smaller than a workbook)." if ext != ".csv" else "."),
         )
     kind = _sniff(data)
     if kind == "encrypted":
@@ -103,18 +113,36 @@ def read_file(name: str, data: bytes, limits: Limits | None = None) -> list[Tabl
         )
     if ext in (".xlsx", ".xlsm", ".xls"):
         if kind not in ("zip", "ole"):
-            hint = " It looks like a CSV file: rename it to .csv." if kind == "text" else ""
+            hint = (
+                " It looks like a CSV file: rename it to .csv."
+                if kind == "text"
+                else " Open it in Excel and save it as .xlsx."
+            )
             raise FileError(name, f"this is not an Excel workbook, or it is damaged.{hint}")
-        if kind == "zip":
-            return _read_xlsx(name, data, limits)
-        return _read_calamine(name, data, limits, None)
+        tables = _read_xlsx(name, data, limits) if kind == "zip" else _read_xls(name, data, limits)
+        if not tables:
+            raise FileError(
+                name, "the workbook has no sheets. Open it in Excel, check that it holds the "
+                "data, and save it again."
+            )  # fmt: skip
+        return tables
     if ext == ".parquet":
         if kind != "parquet":
-            raise FileError(name, "this is not a Parquet file, or it is damaged.")
+            raise FileError(
+                name, "this is not a Parquet file, or it is damaged. Export it again, or upload "
+                "the data as .xlsx or .csv."
+            )  # fmt: skip
         return [_read_parquet(name, data, limits)]
-    if kind in ("zip", "ole", "parquet"):
+    if kind != "text":
         raise FileError(name, "this is a binary file, not CSV text. Check the file's extension.")
     return [_read_csv(name, data, limits)]
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 0.5 KB, 3.2 MB — a small configured limit must not read "0 MB"."""
+    if n >= 2**20:
+        return f"{n / 2**20:,.1f} MB"
+    return f"{n / 2**10:,.1f} KB"
 
 
 def _sniff(data: bytes) -> str:
@@ -122,10 +150,41 @@ def _sniff(data: bytes) -> str:
         return "zip"
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         # Office encryption wraps the real workbook in an OLE file with this stream.
-        return "encrypted" if "EncryptedPackage".encode("utf-16-le") in data[:65536] else "ole"
+        return "encrypted" if _has_encrypted_package(data) else "ole"
     if data[:4] == b"PAR1":
         return "parquet"
-    return "text"
+    # Only what reads as text is called text: a PDF or an empty zip must not be told to
+    # "rename it to .csv".
+    head = data[:4096]
+    if b"\0" in head:
+        return "binary"
+    for encoding in _ENCODINGS:
+        try:
+            head.decode(encoding)
+            return "text"
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(head) - 4:  # a character cut at the end of the sample
+                return "text"
+    return "binary"
+
+
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le") + b"\0\0"
+
+
+def _has_encrypted_package(data: bytes) -> bool:
+    """Whether the OLE file's directory names an `EncryptedPackage` stream.
+
+    The directory may lie anywhere in the file (writers put it after the streams too), so the
+    whole file is searched, but only directory entries count: 128-byte slots at sector
+    boundaries from offset 512, the name followed at byte 64 by its length (34, with the NUL).
+    A cell in an ordinary .xls that happens to say "EncryptedPackage" is not one.
+    """
+    at = data.find(_ENCRYPTED_PACKAGE)
+    while at != -1:
+        if at >= 512 and at % 128 == 0 and data[at + 64 : at + 66] == b"\x22\x00":
+            return True
+        at = data.find(_ENCRYPTED_PACKAGE, at + 1)
+    return False
 
 
 _CELL_WITH_FORMULA = re.compile(
@@ -149,26 +208,93 @@ def _read_xlsx(name: str, data: bytes, limits: Limits) -> list[Table]:
     if declared > limits.max_unzipped or bomb:
         raise FileError(
             name,
-            f"the workbook unpacks to {declared / 2**20:,.0f} MB, far more than its "
-            f"{len(data) / 2**20:.1f} MB — refused before reading. Save only the sheets you "
-            "need, as values.",
+            f"the workbook unpacks to {_size(declared)}, far more than its {_size(len(data))} "
+            "— refused before reading. Save only the sheets you need, as values.",
         )
     names = {m.filename for m in members}
     if "xl/workbook.xml" not in names:
-        raise FileError(name, "this zip file is not an Excel workbook.")
-    formulas = _formulas_without_values(zf, names)
-    return _read_calamine(name, data, limits, formulas)
+        raise FileError(
+            name, "this zip file is not an Excel workbook. Open the data in Excel and save it "
+            "as .xlsx (Excel Workbook)."
+        )  # fmt: skip
+    _check_shared_strings(name, zf, names)
+    errors: dict[str, list[tuple[str, str]]] = {}
+    oversized: dict[str, tuple[int, int]] = {}
+    formulas = _formulas_without_values(zf, names, errors, oversized, limits.max_cells)
+    if oversized:
+        sheet, (rows, cols) = next(iter(oversized.items()))
+        raise FileError(
+            name, f"sheet '{sheet}' has a value as far as row {rows:,}, column "
+            f"{column_letter(cols - 1)}: {rows * cols:,} cells, more than the {limits.max_cells:,} "
+            "allowed. Delete what lies far below or to the right of the data (Ctrl+End in Excel "
+            "goes to the last cell), save and upload again."
+        )  # fmt: skip
+    return _read_calamine(name, data, limits, formulas, errors)
 
 
-def _formulas_without_values(zf: zipfile.ZipFile, names: set[str]) -> dict[str, list[str]]:
-    """Per sheet name: cells holding a formula whose result was never saved."""
+def _check_shared_strings(name: str, zf: zipfile.ZipFile, names: set[str]) -> None:
+    """calamine reserves room for the `uniqueCount` the shared-strings part declares before
+    reading it: a forged count of 4,000,000,000 asks for 96 GB and kills the process. Each
+    string takes at least five bytes (`<si/>`), so a count beyond a fifth of the part's size
+    cannot be true."""
+    try:
+        rels = zf.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+    except (KeyError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
+        rels = ""
+    paths = {"xl/sharedStrings.xml"}
+    for tag in re.findall(r"<Relationship\b[^>]*>", rels):
+        if "sharedStrings" in tag and (target := re.search(r'Target="([^"]+)"', tag)):
+            t = target[1]
+            paths.add(t.lstrip("/") if t.startswith("/") else f"xl/{t}")
+    for path in paths & names:
+        try:
+            with zf.open(path) as f:
+                head = f.read(4096)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+            continue  # calamine's own read names the damage
+        count = re.search(rb'uniqueCount="([0-9]+)"', head)
+        if count and int(count[1]) > zf.getinfo(path).file_size // 5:
+            raise FileError(
+                name, f"the workbook is damaged: its shared strings claim {int(count[1]):,} "
+                "entries, more than the part can hold. Open it in Excel and save it again."
+            )  # fmt: skip
+
+
+_ERROR_CELL = re.compile(rb'<c ([^>]*\bt="e"[^>]*)>(.*?)</c>', re.S)
+
+
+def _formulas_without_values(
+    zf: zipfile.ZipFile,
+    names: set[str],
+    errors: dict | None = None,
+    oversized: dict | None = None,
+    max_cells: int = Limits.max_cells,
+) -> dict[str, list[str]]:
+    """Per sheet name: cells holding a formula whose result was never saved.
+
+    In the same pass, `errors` gets each sheet's cells showing an Excel error (#DIV/0!, #N/A …):
+    calamine gives them as empty strings, and a blank value is skipped without a word, so a
+    broken formula would silently load nothing. And `oversized` gets the (rows, columns) of
+    each sheet whose grid would exceed `max_cells`.
+    """
     sheet_paths = _sheet_paths(zf, names)
     out: dict[str, list[str]] = {}
     for sheet, path in sheet_paths.items():
         try:
             xml = zf.read(path)
-        except (KeyError, zipfile.BadZipFile, OSError):
-            continue
+        except (KeyError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
+            continue  # a damaged member: calamine's read that follows names the damage
+        if oversized is not None and (too_big := _oversized(xml, max_cells)):
+            oversized[sheet] = too_big
+        if errors is not None and b't="e"' in xml:
+            found = []
+            for attrs, body in _ERROR_CELL.findall(xml):
+                ref = re.search(rb'\br="([A-Z]+[0-9]+)"', attrs)
+                value = re.search(rb"<v>([^<]*)</v>", body)
+                if ref and value:
+                    found.append((ref[1].decode(), _unescape(value[1].decode("utf-8", "replace"))))
+            if found:
+                errors[sheet] = found
         if b"<f" not in xml:
             continue
         cells = [
@@ -179,6 +305,34 @@ def _formulas_without_values(zf: zipfile.ZipFile, names: set[str]) -> dict[str, 
         if cells:
             out[sheet] = cells
     return out
+
+
+# A cell with a value (or a formula) in a column of two letters or more; a row holding cells.
+_WIDE_VALUE = re.compile(rb'<c r="([A-Z]{2,})[0-9]+"[^>]*>\s*<(?:v|is|f)\b')
+_ROW_WITH_CELLS = re.compile(rb'<row\b[^>]*?\br="([0-9]+)"[^>]*?(?<!/)>')
+
+
+def _oversized(xml: bytes, max_cells: int) -> tuple[int, int] | None:
+    """(rows, columns) of the grid calamine would build for a sheet, if over `max_cells`.
+
+    Rows: the highest numbered row that holds cells (rows only formatted, `<row r="9" s="1"/>`,
+    hold none), or a cell numbered beyond it. Columns: the furthest cell with a value in
+    column AA or beyond (else Z). Cell numbers need not be valid Excel ones: calamine takes
+    row 4,294,967,295 at its word.
+    """
+    rows = max(map(int, _ROW_WITH_CELLS.findall(xml)), default=0)
+    beyond = re.compile(rb'<c r="[A-Z]+([0-9]{%d,})"' % (len(str(rows)) + 1))
+    rows = max([rows, *map(int, beyond.findall(xml))])
+    cols = max((_column_index(c.decode()) + 1 for c in set(_WIDE_VALUE.findall(xml))), default=26)
+    return (rows, cols) if rows * cols > max_cells else None
+
+
+def _column_index(letters: str) -> int:
+    """A → 0, Z → 25, AA → 26."""
+    c = 0
+    for ch in letters:
+        c = c * 26 + ord(ch) - 64
+    return c - 1
 
 
 def _sheet_paths(zf: zipfile.ZipFile, names: set[str]) -> dict[str, str]:
@@ -211,7 +365,11 @@ def _unescape(text: str) -> str:
 
 
 def _read_calamine(
-    name: str, data: bytes, limits: Limits, formulas: dict[str, list[str]] | None
+    name: str,
+    data: bytes,
+    limits: Limits,
+    formulas: dict[str, list[str]] | None,
+    errors: dict[str, list[tuple[str, str]]] | None = None,
 ) -> list[Table]:
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
@@ -223,33 +381,127 @@ def _read_calamine(
         raise FileError(
             name, f"the workbook cannot be read ({exc}). Save it again from Excel."
         ) from None
+    except BaseException as exc:
+        # A panic inside calamine (an index out of range on a damaged file) arrives as pyo3's
+        # PanicException, which is not an Exception: it would end the page with a traceback.
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise FileError(name, "the workbook is damaged. Save it again from Excel.") from None
     tables = []
     for sheet_name in book.sheet_names:
         try:
             sheet = book.get_sheet_by_name(sheet_name)
-            if sheet.total_height > limits.max_rows:
-                raise FileError(
-                    name,
-                    f"sheet '{sheet_name}' has {sheet.total_height:,} rows; the limit is "
-                    f"{limits.max_rows:,}. Delete the empty rows below the data or split the sheet.",
-                )
+            # total_height is from the file's own dimension record, which may be short.
+            if (height := max(sheet.total_height, sheet.height)) > limits.max_rows:
+                _too_many_rows(name, sheet_name, height, limits)
             # The grid from A1, so list positions are Excel positions.
             rows = sheet.to_python(skip_empty_area=False)
             merged = [(r0, c0, r1, c1) for (r0, c0), (r1, c1) in (sheet.merged_cell_ranges or [])]
         except FileError:
             raise
-        except Exception as exc:
-            raise FileError(name, f"sheet '{sheet_name}' cannot be read ({exc}).") from None
-        tables.append(
-            Table(
-                name,
-                sheet_name,
-                [[_cell(c) for c in r] for r in rows],
-                merged,
-                (formulas or {}).get(sheet_name, []),
-            )
-        )
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise  # KeyboardInterrupt and the like; a calamine panic is a damaged sheet
+            raise FileError(
+                name, f"sheet '{sheet_name}' cannot be read ({exc}). The file may be damaged: "
+                "open it in Excel and save it again."
+            ) from None  # fmt: skip
+        tables.append(_table(name, sheet_name, rows, merged, formulas, errors))
     return tables
+
+
+def _too_many_rows(name: str, sheet: str, n: int, limits: Limits) -> None:
+    raise FileError(
+        name,
+        f"sheet '{sheet}' has {n:,} rows; the limit is {limits.max_rows:,}. Delete the empty rows "
+        "below the data or split the sheet.",
+    )
+
+
+def _table(name, sheet_name, rows, merged, formulas=None, errors=None) -> Table:
+    grid = [[_cell(c) for c in r] for r in rows]
+    for ref, text in (errors or {}).get(sheet_name, []):
+        _put(grid, ref, text)
+    return Table(name, sheet_name, grid, merged, (formulas or {}).get(sheet_name, []))
+
+
+# The child that reads a legacy workbook: sheets as (name, height, rows, merged), or a problem.
+_XLS_CHILD = """
+import io, pickle, sys
+try:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
+except (ImportError, ValueError, OSError):
+    pass  # no memory cap on this platform; the time limit still holds
+from python_calamine import CalamineWorkbook, PasswordError
+try:
+    book = CalamineWorkbook.from_filelike(io.BytesIO(sys.stdin.buffer.read()))
+    sheets = []
+    for name in book.sheet_names:
+        sheet = book.get_sheet_by_name(name)
+        height = max(sheet.total_height, sheet.height)
+        if height > int(sys.argv[2]):
+            sheets.append((name, height, None, None))
+            continue
+        merged = [tuple(r0c0) + tuple(r1c1) for r0c0, r1c1 in (sheet.merged_cell_ranges or [])]
+        sheets.append((name, height, sheet.to_python(skip_empty_area=False), merged))
+    result = ("ok", sheets)
+except PasswordError:
+    result = ("password", None)
+except BaseException as exc:
+    result = ("error", str(exc))
+sys.stdout.buffer.write(pickle.dumps(result))
+"""
+
+
+def _read_xls(name: str, data: bytes, limits: Limits) -> list[Table]:
+    """A legacy .xls (an OLE file), read by calamine in a child process.
+
+    calamine's .xls reader trusts the file's sector chains, record lengths and cell positions:
+    a damaged file of a kilobyte can make it loop or allocate until the process is killed —
+    with the app in it. In a child with a memory cap and a time limit such a file only ends
+    the child, and is reported as damaged.
+    """
+    damaged = "the workbook is damaged. Open it in Excel and save it again as .xlsx."
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _XLS_CHILD, str(limits.xls_memory), str(limits.max_rows)],
+            input=data,
+            capture_output=True,
+            timeout=limits.xls_seconds,
+        )
+    except subprocess.TimeoutExpired:
+        raise FileError(name, f"reading took over {limits.xls_seconds:.0f} s: {damaged}") from None
+    try:
+        status, got = pickle.loads(run.stdout)
+    except Exception:
+        raise FileError(name, damaged) from None
+    if status == "password":
+        raise FileError(
+            name, "the workbook is password-protected. Remove the password and upload it again."
+        )
+    if status != "ok":
+        raise FileError(name, f"the workbook cannot be read ({got}). Save it again from Excel.")
+    tables = []
+    for sheet_name, height, rows, merged in got:
+        if rows is None:
+            _too_many_rows(name, sheet_name, height, limits)
+        tables.append(_table(name, sheet_name, rows, merged))
+    return tables
+
+
+def _put(grid: list[list[object]], ref: str, value: object) -> None:
+    """Write `value` at cell `ref` ("C5") where calamine left the cell empty."""
+    letters = re.match(r"[A-Z]+", ref)[0]
+    r = int(ref[len(letters) :]) - 1
+    c = _column_index(letters)
+    while len(grid) <= r:
+        grid.append([])
+    row = grid[r]
+    if len(row) <= c:
+        row.extend([None] * (c + 1 - len(row)))
+    if row[c] is None:
+        row[c] = value
 
 
 def _cell(c: object) -> object:
@@ -282,17 +534,60 @@ def _read_csv(name: str, data: bytes, limits: Limits) -> Table:
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
-    rows = [[_csv_cell(c) for c in r] for r in csv.reader(io.StringIO(text), delimiter=delimiter)]
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows: list[list[object]] = []
+    start = 1  # the line the record being read starts on
+    try:
+        for r in reader:
+            rows.append([_csv_cell(c) for c in r])
+            start = reader.line_num + 1
+    except csv.Error as exc:  # a quote never closed swallows the lines after it
+        raise FileError(
+            name, f"line {start}: {exc}. A quote (\") opened on that line is probably never "
+            "closed: fix the line, or save the file again from Excel as CSV."
+        ) from None  # fmt: skip
     if len(rows) > limits.max_rows:
         raise FileError(
             name, f"{len(rows):,} rows; the limit is {limits.max_rows:,}. Split the file."
         )
+    if delimiter != "," and _uses_decimal_comma(rows):
+        rows = [[_point_decimal(c) for c in r] for r in rows]
     return Table(name, "", rows)
 
 
 def _csv_cell(c: str) -> object:
     s = c.strip()
     return s or None
+
+
+# Excel where the decimal mark is a comma (de, fr, ru, pt …) saves CSV with ";" between fields
+# and 1234.5 as "1.234,5". Read as written, "1,5" would load as 15. Such a file is recognised
+# by numbers that can only be decimal commas ("1,5", "1.234,5") and none that can only be
+# thousands commas ("1,234.5", "1,234,567"); its numbers are then given a decimal point, and
+# its dots between groups of three digits ("1.234") are read as the thousands marks they are.
+_COMMA_NUMBER = re.compile(
+    r"^(\(?[+-]?[¥$€£]?\s?)(\d{1,3}(?:[.\s\u00a0]\d{3})+|\d+)(?:,(\d+))?(\s?(?:%|万|亿)?\)?)$"
+)
+_ONLY_DECIMAL_COMMA = re.compile(r"^\D*(?:\d{1,3}(?:\.\d{3})+,\d+|\d+,(?:\d{1,2}|\d{4,}))\D*$")
+_ONLY_THOUSANDS_COMMA = re.compile(r"\d,\d{3}(?:\.\d|,\d{3})")
+
+
+def _uses_decimal_comma(rows: list[list[object]]) -> bool:
+    decimal = False
+    for r in rows:
+        for c in r:
+            if isinstance(c, str) and "," in c:
+                if _ONLY_THOUSANDS_COMMA.search(c):
+                    return False
+                decimal = decimal or bool(_ONLY_DECIMAL_COMMA.match(c))
+    return decimal
+
+
+def _point_decimal(c: object) -> object:
+    if not isinstance(c, str) or not ("," in c or "." in c) or not (m := _COMMA_NUMBER.match(c)):
+        return c
+    whole = re.sub(r"[.\s\u00a0]", "", m[2])
+    return f"{m[1]}{whole}{'.' + m[3] if m[3] else ''}{m[4]}"
 
 
 def _read_parquet(name: str, data: bytes, limits: Limits) -> Table:

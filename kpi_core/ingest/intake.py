@@ -49,6 +49,7 @@ class Intake:
     effects: pd.DataFrame  # kpi_id, unit_id, period, before, after: lights that change
     invalid: int  # values left out because of errors
     fingerprint: tuple  # the warehouse's actuals as of the diff (see _fingerprint)
+    prepared_by: Actor  # whose scope the diff was filtered by
     blank_sheets: list[str] = field(default_factory=list)
 
     @property
@@ -169,7 +170,7 @@ def prepare(
     step(1.0, "Ready")
     return Intake(
         src, file_names, digest.hexdigest(), findings, checked.rows, diff, effects,
-        checked.invalid, fingerprint, blank_sheets,
+        checked.invalid, fingerprint, who, blank_sheets,
     )  # fmt: skip
 
 
@@ -184,7 +185,8 @@ def _fingerprint(cur) -> tuple:
 
 def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
     """Each incoming value against the warehouse, plus the values this source gave before for
-    the same months that the upload no longer has."""
+    the same units and months that the upload no longer has. (By unit: a file of one department
+    that happens to share a name with another's does not wipe the other's values.)"""
     incoming = pd.DataFrame(
         {
             "kpi_id": rows["kpi_id"].astype("int32"),
@@ -197,7 +199,7 @@ def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
     try:
         got = cur.execute(
             """
-            WITH months AS (SELECT DISTINCT period::DATE AS period FROM incoming),
+            WITH covered AS (SELECT DISTINCT unit_id, period::DATE AS period FROM incoming),
             matched AS (
                 SELECT i.kpi_id, i.unit_id, i.period::DATE AS period, a.value AS old,
                        i.value AS new
@@ -209,7 +211,7 @@ def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
                 SELECT a.kpi_id, a.unit_id, a.period, a.value AS old, NULL::DOUBLE AS new
                 FROM actual a
                 JOIN batch b ON b.id = a.batch_id AND b.kind = 'upload' AND b.source_name = ?
-                JOIN months m ON m.period = a.period
+                JOIN covered c ON c.unit_id = a.unit_id AND c.period = a.period
                 ANTI JOIN incoming i ON i.kpi_id = a.kpi_id AND i.unit_id = a.unit_id
                                      AND i.period::DATE = a.period
             )
@@ -282,7 +284,7 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
     now = datetime.now()
     with wh.transaction() as cur:
         # The preview's diff still holds unless a batch was written or undone since.
-        same = _fingerprint(cur) == intake.fingerprint
+        same = _fingerprint(cur) == intake.fingerprint and intake.prepared_by == who
         diff = intake.diff if same else _diff(cur, intake.rows, intake.source, who)
         moving = diff[diff["change"] != "unchanged"]
         counts = {

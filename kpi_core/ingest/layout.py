@@ -177,6 +177,16 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
         if any(isinstance(c, str) and _SUBTOTAL.match(c) for _, c in filled[:3]):
             continue
         _emit(table, header, cells, excel_row, context, value_merges, out, findings)
+    if not len(out) and not any(f.severity == "error" for f in findings):
+        # Say where the header is, so "nothing to load" is not a mystery (a template never
+        # filled in, or values typed into a different sheet).
+        findings.append(
+            Finding(
+                "warning", table.file, label, header.row + 1, None,
+                f"the header in row {header.row + 1} has no values below it",
+                "fill in the rows under the header, or upload the sheet that holds the values",
+            )
+        )  # fmt: skip
     _require_context(table, header, context, out, findings)
     return out, findings
 
@@ -298,13 +308,16 @@ def _fill_merged_labels(table: Table, header: _Header, findings: list[Finding]) 
                     "unmerge the cells and give each row its own value",
                 )
             )  # fmt: skip
-            bad.update(range(r0 + 1, r1 + 2))
+            bad.update(range(r0 + 1, min(r1, len(rows) - 1) + 2))
+            continue
+        # A merged range may run past the last row or column with data (a whole column merged):
+        # only the cells that exist are filled.
+        if r0 >= len(rows):
             continue
         top = rows[r0][c0] if c0 < len(rows[r0]) else None
-        for r in range(r0, r1 + 1):
-            for c in range(c0, c1 + 1):
-                if c < len(rows[r]):
-                    rows[r][c] = top
+        for r in range(r0, min(r1, len(rows) - 1) + 1):
+            for c in range(c0, min(c1, len(rows[r]) - 1) + 1):
+                rows[r][c] = top
     return bad
 
 

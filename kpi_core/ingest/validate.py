@@ -122,8 +122,12 @@ def check(
 
     values, percent, not_number, blank = _numbers(records.value)
     vraw = records.value
-    problem(not_number, "value", lambda i: f"'{vraw[i]}' is not a number",
-            lambda i: "write a number such as 1250000, 12.5万, 1,234.5 or 96%")  # fmt: skip
+    problem(not_number, "value",
+            lambda i: f"'{vraw[i]}' is an Excel error, not a number" if vraw[i] in EXCEL_ERRORS
+            else f"'{vraw[i]}' is not a number",
+            lambda i: "fix the cell's formula in Excel (or type the value) and save again"
+            if vraw[i] in EXCEL_ERRORS
+            else "write a number such as 1250000, 12.5万, 1,234.5 or 96%")  # fmt: skip
     bad |= blank  # a blank value is no value: nothing to load and nothing to say
     is_pct = np.zeros(len(columns.aggregation), dtype=bool)
     lo = np.full(len(columns.aggregation), np.nan)
@@ -169,6 +173,11 @@ def check(
 
 
 FIELDS = ("period", "unit", "kpi", "value")
+# What a cell shows when its formula fails; files.py puts these back where calamine drops them.
+EXCEL_ERRORS = frozenset(
+    ("#DIV/0!", "#N/A", "#NAME?", "#NULL!", "#NUM!", "#REF!", "#VALUE!", "#GETTING_DATA",
+     "#SPILL!", "#CALC!")
+)  # fmt: skip
 
 
 def _label(stamp: np.datetime64) -> str:
@@ -212,7 +221,7 @@ def _text(raw: object) -> object:
 
 def _month(raw: object) -> date | str:
     """The month of a cell, or the message saying why it is not one."""
-    if raw is None:
+    if raw is None or raw != raw:  # None, or the NaN pandas' factorize makes of it
         return "no period given"
     try:
         p = parse_period(raw)
