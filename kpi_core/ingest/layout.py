@@ -157,26 +157,38 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
     _title_context(rows, header.row, names, context)
     value_merges = _fill_merged_labels(table, header, findings)
     out = Records()
+    sink = _Sink(table, header, out)
+    skip = bad_rows | value_merges
+    subtotal: dict[str, bool] = {}  # per distinct text: sheets repeat the same few labels
     r = header.row + 1
     while r < len(rows):
         cells = rows[r]
         excel_row = r + 1
         r += 1
-        filled = [(j, c) for j, c in enumerate(cells) if c is not None]
-        if not filled or excel_row in bad_rows:
+        filled = [c for c in cells if c is not None]
+        if not filled or excel_row in skip:
             continue
-        lone = filled[0][1] if len(filled) == 1 and filled[0][0] == 0 else None
-        if isinstance(lone, str) and _section_title(lone, names, context, excel_row):
+        lone = cells[0] if len(filled) == 1 and isinstance(cells[0], str) else None
+        if lone is not None and _section_title(lone, names, context, excel_row):
             continue
         # A header again starts the next stacked table; headers are all text, data rows not.
-        if all(isinstance(c, str) for _, c in filled):
+        if all(type(c) is str for c in filled):
             again = _header_at(rows, r - 1, names, table)
             if again is not None and again.score >= max(2, header.score - 1):
                 header = again
+                sink = _Sink(table, header, out)
                 continue
-        if any(isinstance(c, str) and _SUBTOTAL.match(c) for _, c in filled[:3]):
-            continue
-        _emit(table, header, cells, excel_row, context, value_merges, out, findings)
+        is_subtotal = False
+        for c in filled[:3]:
+            if type(c) is str:
+                hit = subtotal.get(c)
+                if hit is None:
+                    hit = subtotal[c] = bool(_SUBTOTAL.match(c))
+                if hit:
+                    is_subtotal = True
+                    break
+        if not is_subtotal:
+            sink.emit(cells, excel_row, context)
     if not len(out) and not any(f.severity == "error" for f in findings):
         # Say where the header is, so "nothing to load" is not a mystery (a template never
         # filled in, or values typed into a different sheet).
@@ -374,61 +386,82 @@ def _at(header: _Header, j: int) -> str:
     return f"{column_letter(j)} ({label})" if label else column_letter(j)
 
 
-def _emit(table, header: _Header, cells, row: int, ctx: _Context, bad_rows, out, findings):
-    def get(j: int | None) -> object:
-        return cells[j] if j is not None and j < len(cells) else None
+class _Sink:
+    """Appends records for the rows under one header. Everything that depends only on the
+    header (columns, their place names) is worked out once, not once per row: a sheet may have
+    hundreds of thousands of rows."""
 
-    f = header.fields
-    pc, uc, kc, vc = f.get("period"), f.get("unit"), f.get("kpi"), f.get("value")
-    period, period_at = (
-        (get(pc), _at(header, pc)) if pc is not None else (ctx.period, ctx.period_at)
-    )
-    unit, unit_at = (get(uc), _at(header, uc)) if uc is not None else (ctx.unit, ctx.unit_at)
-    if (lc := f.get("label")) is not None and (label := get(lc)) is not None:
-        # A row label is the row's month if it reads as one, else its unit.
-        if pc is None and (_is_month(label) or isinstance(label, int | float)):
-            period, period_at = label, _at(header, lc)
-        elif uc is None:
-            unit, unit_at = label, _at(header, lc)
-    if row in bad_rows:
-        return
-    if kc is not None and vc is not None:  # long
-        if get(kc) is None and get(vc) is None:
+    def __init__(self, table: Table, header: _Header, out: Records):
+        f = header.fields
+        self.pc, self.uc, self.kc, self.vc = (f.get(k) for k in ("period", "unit", "kpi", "value"))
+        self.lc = f.get("label")
+        self.at = {j: _at(header, j) for j in header.labels} | {
+            j: column_letter(j) for j in f.values() if j not in header.labels
+        }
+        self.long = self.kc is not None and self.vc is not None
+        self.kpi_cols = [(j, kpi, f"header {self.at[j]}", self.at[j]) for j, kpi in
+                         header.kpi_cols.items()]  # fmt: skip
+        self.month_cols = [(j, month, f"header {self.at[j]}", self.at[j]) for j, month in
+                           header.month_cols.items()]  # fmt: skip
+        self.file, self.sheet = table.file, table.label
+        o = out
+        self.add = (
+            o.file.append, o.sheet.append, o.row.append, o.period.append, o.period_at.append,
+            o.unit.append, o.unit_at.append, o.kpi.append, o.kpi_at.append, o.value.append,
+            o.value_at.append,
+        )  # fmt: skip
+
+    def emit(self, cells: list, row: int, ctx: _Context) -> None:
+        n = len(cells)
+        pc, uc, lc = self.pc, self.uc, self.lc
+        if pc is not None:
+            period, period_at = (cells[pc] if pc < n else None), self.at[pc]
+        else:
+            period, period_at = ctx.period, ctx.period_at
+        if uc is not None:
+            unit, unit_at = (cells[uc] if uc < n else None), self.at[uc]
+        else:
+            unit, unit_at = ctx.unit, ctx.unit_at
+        if lc is not None and lc < n and (label := cells[lc]) is not None:
+            # A row label is the row's month if it reads as one, else its unit.
+            if pc is None and (_is_month(label) or isinstance(label, int | float)):
+                period, period_at = label, self.at[lc]
+            elif uc is None:
+                unit, unit_at = label, self.at[lc]
+        if self.long:
+            kpi = cells[self.kc] if self.kc < n else None
+            value = cells[self.vc] if self.vc < n else None
+            if kpi is not None or value is not None:
+                self._add(row, period, period_at, unit, unit_at, kpi, self.at[self.kc], value,
+                          self.at[self.vc])  # fmt: skip
             return
-        _add(out, table, row, period, period_at, unit, unit_at, get(kc), _at(header, kc),
-             get(vc), _at(header, vc))  # fmt: skip
-        return
-    if header.kpi_cols:  # wide by KPI
-        for j, kpi in header.kpi_cols.items():
-            v = get(j)
-            if v is not None:
-                _add(out, table, row, period, period_at, unit, unit_at, kpi,
-                     f"header {_at(header, j)}", v, _at(header, j))  # fmt: skip
-        return
-    if header.month_cols:  # wide by month
-        kpi = get(kc) if kc is not None else None
-        if kpi is None:
+        if self.kpi_cols:  # wide by KPI
+            for j, kpi, kpi_at, value_at in self.kpi_cols:
+                if j < n and (v := cells[j]) is not None:
+                    self._add(row, period, period_at, unit, unit_at, kpi, kpi_at, v, value_at)
             return
-        for j, month in header.month_cols.items():
-            v = get(j)
-            if v is not None:
-                _add(out, table, row, month, f"header {_at(header, j)}", unit, unit_at, kpi,
-                     _at(header, kc), v, _at(header, j))  # fmt: skip
+        if self.month_cols and self.kc is not None:  # wide by month
+            kpi = cells[self.kc] if self.kc < n else None
+            if kpi is None:
+                return
+            for j, month, month_at, value_at in self.month_cols:
+                if j < n and (v := cells[j]) is not None:
+                    self._add(row, month, month_at, unit, unit_at, kpi, self.at[self.kc], v,
+                              value_at)  # fmt: skip
 
-
-def _add(out: Records, table: Table, row, period, period_at, unit, unit_at, kpi, kpi_at, value,
-         value_at) -> None:  # fmt: skip
-    out.file.append(table.file)
-    out.sheet.append(table.label)
-    out.row.append(row)
-    out.period.append(period)
-    out.period_at.append(period_at)
-    out.unit.append(unit)
-    out.unit_at.append(unit_at)
-    out.kpi.append(kpi)
-    out.kpi_at.append(kpi_at)
-    out.value.append(value)
-    out.value_at.append(value_at)
+    def _add(self, row, period, period_at, unit, unit_at, kpi, kpi_at, value, value_at):
+        a = self.add
+        a[0](self.file)
+        a[1](self.sheet)
+        a[2](row)
+        a[3](period)
+        a[4](period_at)
+        a[5](unit)
+        a[6](unit_at)
+        a[7](kpi)
+        a[8](kpi_at)
+        a[9](value)
+        a[10](value_at)
 
 
 def _require_context(table, header: _Header, ctx: _Context, out: Records, findings) -> None:
