@@ -257,3 +257,60 @@ def node_levels(
 
 def _none(v) -> float | None:
     return None if v is None or np.isnan(v) else float(v)
+
+
+def levels_by_month(
+    wh: Warehouse, cat: Catalog, kpi_ids: np.ndarray, unit_ids: np.ndarray, months: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Levels of many (KPI, unit, month) triples, each for its own month, from one query: the
+    rule of `month_levels` (most specific grain, the version valid in the month, a `sum` KPI's
+    share of a phased year or quarter) over arrays. For a whole upload's status changes."""
+    n = len(kpi_ids)
+    out = {f: np.full(n, np.nan) for f in LEVEL_FIELDS}
+    if n == 0:
+        return out
+    month = pd.DatetimeIndex(np.asarray(months, dtype="datetime64[D]"))
+    first, last = date(month.min().year, 1, 1), date(month.max().year, 12, 31)
+    rows = wh.arrays(_ROWS_SQL, [*actuals.wanted_params(kpi_ids, unit_ids), first, last])
+    if len(rows["kpi_id"]) == 0:
+        return out
+    asked = pd.DataFrame({"i": np.arange(n), "kpi_id": kpi_ids, "unit_id": unit_ids, "m": month})
+    m = asked.merge(pd.DataFrame(rows), on=["kpi_id", "unit_id"])
+    start = pd.DatetimeIndex(m["period_start"])
+    at = pd.DatetimeIndex(m["m"])
+    grain = m["grain"].to_numpy(dtype=object)
+    same_year = start.year == at.year
+    covers = np.select(
+        [grain == "Y", grain == "Q"],
+        [same_year, same_year & ((start.month - 1) // 3 == (at.month - 1) // 3)],
+        start == at,
+    )
+    m = m[covers]
+    # The most specific grain covering the month; of its versions the latest valid in the month,
+    # or, before any is valid, the first one.
+    m = m.assign(rank=m["grain"].map(_GRAIN_RANK))
+    m = m[m["rank"] == m.groupby("i")["rank"].transform("min")]
+    valid = pd.to_datetime(m["valid_from"]) <= m["m"]
+    any_valid = valid.groupby(m["i"]).transform("any")
+    m = m[valid | ~any_valid]
+    days = pd.to_datetime(m["valid_from"]).to_numpy("datetime64[D]").astype(np.int64)
+    m = m.assign(order=np.where(any_valid[m.index], -days, days))
+    m = m.sort_values(["i", "order", "version"], ascending=[True, True, False])
+    m = m.drop_duplicates("i")
+    # Phasing: the month's share of a year, or of its quarter.
+    names = m["phasing"].where(m["phasing"].notna() & (m["phasing"] != ""), "even").astype(str)
+    profile_names, profile = np.unique(names.to_numpy(), return_inverse=True)
+    table = np.array([shares(p, cat) for p in profile_names]).reshape(len(profile_names), 12)
+    mon = pd.DatetimeIndex(m["m"]).month.to_numpy() - 1
+    q0 = mon // 3 * 3
+    quarter = table[profile, q0] + table[profile, q0 + 1] + table[profile, q0 + 2]
+    g = m["grain"].to_numpy(dtype=object)
+    share = np.select(
+        [g == "Y", g == "Q"], [table[profile, mon], table[profile, mon] / quarter], 1.0
+    )
+    is_sum = cat.kpi_columns.aggregation[m["kpi_id"].to_numpy()] == AGGREGATIONS.index("sum")
+    factor = np.where(is_sum, share, 1.0)
+    idx = m["i"].to_numpy()
+    for f in LEVEL_FIELDS:
+        out[f][idx] = m[f].to_numpy(dtype=float) * factor
+    return out

@@ -1,10 +1,14 @@
 """The engine on a real DuckDB file loaded from a real workbook: aggregation, targets, roll-up."""
 
+from datetime import date
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from kpi_core import service, workbook
+from kpi_core import service, targets, workbook
 from kpi_core.access import Scope
+from kpi_core.catalog import load_catalog
 from kpi_core.periods import parse_period
 from kpi_core.system_import import import_system
 
@@ -144,3 +148,43 @@ def test_veto_kpi_in_red_zeroes_the_scorecard(sales_wh, tmp_path):
     sales = next(u for u in company["units"] if u["unit"] == "SALES")
     assert prod["score"] == 0
     assert company["score"] == pytest.approx(60 * sales["score"] / 100)
+
+
+def test_levels_by_month_follow_the_month_by_month_rule(sales_wh, tmp_path):
+    """The vectorised rule (a whole upload's light changes) gives what `month_levels` gives,
+    with a quarter over a year, a month over both, and a version changed mid-year."""
+    extra = pd.DataFrame(
+        [
+            ["EAST", "REV", "2024-Q3", 8_000_000, 9_000_000, 10_000_000, "even", None],
+            ["NORTH", "REV", "2024-05", 1_500_000, 1_800_000, 2_100_000, None, None],
+            ["SALES", "NEW_CUST", "2024", 55, 66, 77, "even", "2024-07-01"],
+        ],
+        columns=["unit", "kpi", "period", "baseline", "target", "challenge", "phasing",
+                 "valid_from"],
+    )  # fmt: skip
+    path = tmp_path / "more.xlsx"
+    workbook.write({"targets": extra}, path)
+    import_system(sales_wh, path, by="test", scope=Scope.all())
+    cat = load_catalog(sales_wh)
+    pairs = [(cat.kpi(k).id, cat.unit(u).id) for u, k in
+             [("EAST", "REV"), ("NORTH", "REV"), ("SALES", "REV"), ("SALES", "NEW_CUST"),
+              ("SALES", "CSAT"), ("PROD", "INV_DAYS"), ("PROD", "OEE")]]  # fmt: skip
+    months = [date(2023, 12, 1)] + [date(2024, m, 1) for m in range(1, 13)] + [date(2025, 1, 1)]
+    triples = [(k, u, m) for k, u in pairs for m in months]
+    k, u, m = (np.array(x) for x in zip(*triples, strict=True))
+    got = targets.levels_by_month(sales_wh, cat, k, u, m.astype("datetime64[D]"))
+    rows = targets.fetch(sales_wh, pairs, [2023, 2024, 2025])
+    for i, (kk, uu, mm) in enumerate(triples):
+        want = targets.month_levels(rows.get((kk, uu), []), cat.kpis[kk], mm, cat)
+        for f in targets.LEVEL_FIELDS:
+            w = None if want is None else getattr(want, f)
+            g = got[f][i]
+            assert (w is None and np.isnan(g)) or g == pytest.approx(w), (kk, uu, mm, f)
+    # Spot checks by hand: Q3 of 9M spread evenly is 3M a month; May's own row; the new version.
+    at = {t: i for i, t in enumerate(triples)}
+    east, north, sales = cat.unit("EAST").id, cat.unit("NORTH").id, cat.unit("SALES").id
+    rev, new = cat.kpi("REV").id, cat.kpi("NEW_CUST").id
+    assert got["target"][at[(rev, east, date(2024, 8, 1))]] == pytest.approx(3_000_000)
+    assert got["target"][at[(rev, north, date(2024, 5, 1))]] == pytest.approx(1_800_000)
+    assert got["target"][at[(new, sales, date(2024, 6, 1))]] == pytest.approx(60 / 12)
+    assert got["target"][at[(new, sales, date(2024, 7, 1))]] == pytest.approx(66 / 12)

@@ -419,7 +419,14 @@ def _too_many_rows(name: str, sheet: str, n: int, limits: Limits) -> None:
 
 
 def _table(name, sheet_name, rows, merged, formulas=None, errors=None) -> Table:
-    grid = [[_cell(c) for c in r] for r in rows]
+    # `_cell` inlined for the common types: this touches every cell of every sheet.
+    grid = [
+        [
+            (c.strip() or None) if type(c) is str else c if type(c) is not datetime else _cell(c)
+            for c in r
+        ]
+        for r in rows
+    ]
     for ref, text in (errors or {}).get(sheet_name, []):
         _put(grid, ref, text)
     return Table(name, sheet_name, grid, merged, (formulas or {}).get(sheet_name, []))

@@ -242,31 +242,24 @@ def _effects(wh: Warehouse, cat: Catalog, diff: pd.DataFrame) -> pd.DataFrame:
     moving = moving[np.asarray(agg) <= AGGREGATIONS.index("last")] if len(moving) else moving
     if not len(moving):
         return pd.DataFrame(columns=cols)
-    parts = []
-    for month, group in moving.groupby("period"):
-        month = pd.Timestamp(month).date()
-        k = group["kpi_id"].to_numpy(np.int32)
-        u = group["unit_id"].to_numpy(np.int32)
-        last = np.full(len(group), np.datetime64(month, "D"))
-        lv = targets.node_levels(wh, cat, k, u, [month], last)
-        direction = cat.kpi_columns.direction[k].astype(str)
-
-        levels = [lv[f] for f in ("baseline", "target", "low", "high", "tolerance")]
-        before = scoring.statuses(group["old"].to_numpy(float), *levels, direction)
-        after = scoring.statuses(group["new"].to_numpy(float), *levels, direction)
-        changed = before != after
-        parts.append(
-            pd.DataFrame(
-                {
-                    "kpi_id": k[changed],
-                    "unit_id": u[changed],
-                    "period": month,
-                    "before": before[changed],
-                    "after": after[changed],
-                }
-            )
-        )
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    k = moving["kpi_id"].to_numpy(np.int32)
+    u = moving["unit_id"].to_numpy(np.int32)
+    months = pd.to_datetime(moving["period"]).to_numpy("datetime64[D]")
+    lv = targets.levels_by_month(wh, cat, k, u, months)
+    levels = [lv[f] for f in ("baseline", "target", "low", "high", "tolerance")]
+    direction = cat.kpi_columns.direction[k].astype(str)
+    before = scoring.statuses(moving["old"].to_numpy(float), *levels, direction)
+    after = scoring.statuses(moving["new"].to_numpy(float), *levels, direction)
+    changed = before != after
+    return pd.DataFrame(
+        {
+            "kpi_id": k[changed],
+            "unit_id": u[changed],
+            "period": pd.to_datetime(months[changed]).date,
+            "before": before[changed],
+            "after": after[changed],
+        }
+    )
 
 
 def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = False) -> Committed:
