@@ -253,8 +253,8 @@ def expected(kpis: pd.DataFrame, params: dict, n_years: int) -> np.ndarray:
         e[i] = e[by_code[row["numerator"]]] / e[by_code[row["denominator"]]]
     for i in np.flatnonzero(agg == "formula"):
         parsed = formula.parse(kpis.iloc[i]["formula"])
-        refs = {c: e[by_code[c]] for c in formula.references(parsed)}
-        e[i] = formula.evaluate(parsed, refs)  # works on arrays: formulas never divide by a KPI
+        refs = {c: e[by_code[c]].ravel() for c in formula.references(parsed)}
+        e[i] = formula.evaluate_arrays(parsed, refs, e[i].size).reshape(e[i].shape)
     return e
 
 
@@ -394,8 +394,8 @@ def main() -> None:
                FROM gen_kpi"""
         )
         cur.execute(
-            "INSERT INTO batch VALUES (1, 'actuals', 'bench/make_warehouse.py', NULL, 'bench', ?,"
-            " ?, 'committed')",
+            "INSERT INTO batch (id, kind, source_name, created_by, created_at, rows, status)"
+            " VALUES (1, 'actuals', 'bench/make_warehouse.py', 'bench', ?, ?, 'committed')",
             [now, len(actual)],
         )
         # The frame is already in (unit_id, kpi_id, period) order and DuckDB preserves

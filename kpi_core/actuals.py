@@ -194,7 +194,8 @@ def refresh_summary(cur, keys: str | None = None) -> None:
             SELECT a.kpi_id, a.unit_id, year(a.period), sum(a.value), avg(a.value),
                    arg_max(a.value, a.period), count(*), max(a.period)
             FROM actual a {scope}
-            GROUP BY ALL""",  # noqa: S608 - fixed SQL fragments
+            GROUP BY ALL
+            ORDER BY 3, 2, 1""",  # noqa: S608 - fixed SQL fragments
         params,
     )
     if keys is not None:
@@ -261,6 +262,18 @@ GROUP BY y.kpi_id, y.unit_id
 )
 
 
+# One year: the summary holds a single row per pair, so no grouping.
+_ONE_YEAR_SQL = (
+    WANTED
+    + """
+SELECT y.kpi_id, y.unit_id, y.total, y.total / y.n AS mean, y.last, y.n, y.last_period
+FROM actual_year y
+JOIN wanted w ON y.kpi_id = w.kpi_id AND y.unit_id = w.unit_id
+WHERE y.year = ?
+"""
+)
+
+
 def wanted_params(kpi_ids, unit_ids) -> list[list[int]]:
     """The two arrays `WANTED` binds, each pair once: a pair asked for twice would join twice
     and be counted twice."""
@@ -278,6 +291,8 @@ def _whole_years(months: list[date]) -> bool:
 
 def _fetch_table(wh: Warehouse, kpi_ids, unit_ids, months: list[date]) -> dict[str, np.ndarray]:
     pairs = wanted_params(kpi_ids, unit_ids)
+    if _whole_years(months) and months[0].year == months[-1].year:
+        return wh.arrays(_ONE_YEAR_SQL, [*pairs, months[0].year])
     if _whole_years(months):
         return wh.arrays(_YEAR_SQL, [*pairs, months[0].year, months[-1].year])
     return wh.arrays(_RAW_SQL, [*pairs, months[0], months[-1]])
