@@ -320,11 +320,24 @@ def _oversized(xml: bytes, max_cells: int) -> tuple[int, int] | None:
     column AA or beyond (else Z). Cell numbers need not be valid Excel ones: calamine takes
     row 4,294,967,295 at its word.
     """
-    rows = max(map(int, _ROW_WITH_CELLS.findall(xml)), default=0)
+    rows = _last_row_with_cells(xml)
     beyond = re.compile(rb'<c r="[A-Z]+([0-9]{%d,})"' % (len(str(rows)) + 1))
     rows = max([rows, *map(int, beyond.findall(xml))])
     cols = max((_column_index(c.decode()) + 1 for c in set(_WIDE_VALUE.findall(xml))), default=26)
     return (rows, cols) if rows * cols > max_cells else None
+
+
+def _last_row_with_cells(xml: bytes) -> int:
+    """The number of the last `<row>` element that is not empty. Rows are written in order, so
+    this is read from the end instead of matching every row of a long sheet; a cell numbered
+    out of order is caught by the caller's check for longer numbers."""
+    end = len(xml)
+    while (start := xml.rfind(b"<row ", 0, end)) >= 0:
+        m = _ROW_WITH_CELLS.match(xml, start)
+        if m:
+            return int(m[1])
+        end = start
+    return 0
 
 
 def _column_index(letters: str) -> int:
