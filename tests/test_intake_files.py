@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 import struct
 import zipfile
@@ -24,6 +25,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import files, intake
 from kpi_core.ingest.layout import Finding
+from kpi_core.problem_text import translate
 from kpi_core.warehouse import Warehouse
 
 TODAY = date(2026, 11, 21)  # the demo's actuals end 2026-10; November is the open month
@@ -66,6 +68,25 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def in_chinese(*said: intake.Intake | BaseException) -> None:
+    """The Upload page can say all of it in Chinese: each finding's message and hint, and each
+    refusal's message. A new English message in the intake without a row in
+    kpi_core.problem_text fails here, in whichever test first meets it."""
+    texts = []
+    for s in said:
+        if isinstance(s, intake.Intake):
+            texts += [text for f in s.findings for text in (f.message, f.hint) if text]
+        else:
+            texts.append(str(s))
+    untranslated = [
+        text for text in texts if (zh := translate(text, "zh")) == text or not _CJK.search(zh)
+    ]
+    assert untranslated == [], f"no Chinese in kpi_core/problem_text.py for: {untranslated}"
+
+
 # --- refusing --------------------------------------------------------------------------------
 
 
@@ -98,11 +119,13 @@ def refuse(
         try:
             prepared = intake.prepare(wh, [(name, data)], who, today=TODAY, **kw)
         except (files.FileError, intake.IntakeError) as exc:
+            in_chinese(exc)
             result = Refusal(exc, None)
         else:
             assert prepared.errors, f"{name} should have been refused: {prepared.findings}"
-            with pytest.raises(intake.IntakeError, match="nothing was written"):
+            with pytest.raises(intake.IntakeError, match="nothing was written") as refused:
                 intake.commit(wh, prepared, who)
+            in_chinese(prepared, refused.value)
             result = Refusal(None, prepared)
     finally:
         wh.close()
@@ -600,6 +623,7 @@ def test_merged_range_reaching_far_past_the_data(demo_file):
         prepared = intake.prepare(wh, [("merged.xlsx", data)], service.SYSTEM, today=TODAY)
     finally:
         wh.close()
+    in_chinese(prepared)
     assert prepared.errors == [] and prepared.rows["value"].tolist() == [7.0]
 
 
@@ -623,6 +647,7 @@ def test_duplicate_rows_with_the_same_value_keep_one(own_file):
     rows = [HEADER, ["2026-11", "SALES_E", "REV", 7], ["2026-11", "华东大区", "营业收入", 7]]
     wh = Warehouse(own_file, linger=0)
     prepared = intake.prepare(wh, [("dup.xlsx", xlsx({"S": rows}))], service.SYSTEM, today=TODAY)
+    in_chinese(prepared)
     assert prepared.errors == []
     (f,) = prepared.warnings
     placed(f, "dup.xlsx", "S", 3, "D (value)")
@@ -768,9 +793,12 @@ def test_commit_with_errors_only_when_accepted_and_then_only_valid_rows(own_file
     wh.close()
     before = sha256(own_file)
     wh = Warehouse(own_file, linger=0)
-    with pytest.raises(intake.IntakeError, match=r"2 problem\(s\) found; nothing was written"):
+    with pytest.raises(
+        intake.IntakeError, match=r"2 problem\(s\) found; nothing was written"
+    ) as refused:
         intake.commit(wh, prepared, service.SYSTEM)
     wh.close()
+    in_chinese(prepared, refused.value)
     assert sha256(own_file) == before
     wh = Warehouse(own_file, linger=0)
     done = intake.commit(wh, prepared, service.SYSTEM, accept_invalid=True)
@@ -792,9 +820,12 @@ def test_accepting_invalid_rows_with_nothing_valid_still_writes_nothing(own_file
     before = sha256(own_file)
     wh = Warehouse(own_file, linger=0)
     prepared = intake.prepare(wh, [("none.xlsx", data)], service.SYSTEM, today=TODAY)
-    with pytest.raises(intake.IntakeError, match="No valid value to load; nothing was written"):
+    with pytest.raises(
+        intake.IntakeError, match="No valid value to load; nothing was written"
+    ) as refused:
         intake.commit(wh, prepared, service.SYSTEM, accept_invalid=True)
     wh.close()
+    in_chinese(prepared, refused.value)
     assert sha256(own_file) == before
 
 
@@ -806,6 +837,7 @@ def loads(path: Path, name: str, data: bytes) -> dict[tuple[str, str, str], floa
     wh = Warehouse(path, linger=0)
     try:
         prepared = intake.prepare(wh, [(name, data)], service.SYSTEM, today=TODAY)
+        in_chinese(prepared)
         assert [f for f in prepared.findings if f.severity != "info"] == []
         done = intake.commit(wh, prepared, service.SYSTEM)
         assert done.batch_id is not None

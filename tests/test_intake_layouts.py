@@ -19,6 +19,7 @@ from kpi_core import service
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake
 from kpi_core.warehouse import Warehouse
+from tests.test_intake_files import in_chinese
 
 TODAY = date(2026, 11, 21)
 
@@ -65,6 +66,7 @@ def found(path: Path, name: str, data: bytes) -> list[Row]:
         cat = load_catalog(wh)
     finally:
         wh.close()
+    in_chinese(prepared)
     said = [str(f) for f in prepared.findings if f.severity != "info"]
     assert said == [], said
     assert prepared.invalid == 0
@@ -606,6 +608,7 @@ def stored(wh: Warehouse, month: str) -> dict[tuple[str, str], tuple[float, int]
 def prepare(wh: Warehouse, data: bytes) -> intake.Intake:
     # The same file name each time: the same source, whose earlier values it replaces.
     prepared = intake.prepare(wh, [("sales_2026-10.xlsx", data)], service.SYSTEM, today=TODAY)
+    in_chinese(prepared)
     assert prepared.errors == [] and prepared.warnings == []
     return prepared
 
@@ -684,9 +687,12 @@ def test_corrected_file_then_rollbacks_restore_exactly(own_file):
     wh.close()
     before = sha256(own_file)
     wh = Warehouse(own_file, linger=0)
-    with pytest.raises(intake.IntakeError, match=f"{second.batch_id} changed some of the same"):
+    with pytest.raises(
+        intake.IntakeError, match=f"{second.batch_id} changed some of the same"
+    ) as refused:
         intake.rollback(wh, first.batch_id, service.SYSTEM)
     wh.close()
+    in_chinese(refused.value)
     assert sha256(own_file) == before
 
     wh = Warehouse(own_file, linger=0)

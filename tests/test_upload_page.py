@@ -141,6 +141,27 @@ def test_upload_is_checked_previewed_and_loaded_only_after_confirming(wh_path, m
     assert at.selectbox(key="up_rb_batch").value == 2  # ready to undo what was just loaded
 
 
+def test_problems_are_in_chinese_on_the_chinese_page(wh_path, monkeypatch):
+    at = open_page(wh_path, monkeypatch, "zh")
+    at.file_uploader[0].upload("十二月.xlsx", xlsx(GOOD_AND_BAD)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    problems = frame_with(at, "问题")
+    assert list(problems.columns) == ["级别", "文件", "工作表", "行", "列", "问题", "如何处理"]
+    bad = problems.iloc[0]
+    place = (bad["文件"], bad["工作表"], bad["行"], bad["列"])
+    assert place == ("十二月.xlsx", "actuals", 5, "D (value)")
+    assert bad["级别"].endswith("错误")
+    assert bad["问题"] == "“lots”不是数字"
+    assert bad["如何处理"] == "请填写数字，例如 1250000、12.5万、1,234.5 或 96%"
+    # A file that cannot be read at all: its name as it is, then what to do, in Chinese.
+    at.file_uploader[0].upload("空.xlsx", b"").run()
+    assert not at.exception, [e.value for e in at.exception]
+    # (Said again under Mapping profiles, which reads the same file as its sample.)
+    assert {e.value for e in at.error} == {
+        "空.xlsx：文件是空的（0 字节）。请用 Excel 重新保存后再上传。"
+    }
+
+
 def test_same_file_twice_changes_nothing(wh_path, monkeypatch):
     data = xlsx(GOOD_AND_BAD[:3])
     at = open_page(wh_path, monkeypatch)

@@ -255,7 +255,7 @@ def _duplicates(rows: pd.DataFrame, cat: Catalog) -> tuple[pd.DataFrame, list[Fi
             # A sheet named "2026-09" must not read as the month: say "sheet '2026-09'".
             there = (
                 f"sheet '{first['sheet']}'" if first["sheet"] else f"file '{first['file']}'"
-            ) + f" row {first['row']}"
+            ) + (f" row {first['row']}" if first["row"] is not None else "")
             if agree:
                 message = f"{what} {r['period']:%Y-%m} repeats {there} with the same value"
             else:

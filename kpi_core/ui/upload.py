@@ -26,6 +26,7 @@ from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import files, intake, profile, template
 from kpi_core.ingest.layout import FIELDS, Finding
 from kpi_core.ingest.names import norm
+from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _safe(ctx: PageContext) -> Iterator[None]:
     except WarehouseBusyError:
         st.warning(ctx.t("warehouse_busy"))
     except KpiError as exc:
-        st.error(str(exc))
+        st.error(translate(str(exc), ctx.lang))
     except Exception as exc:
         log.exception("upload page")
         st.error(ctx.t("up_unexpected", error=f"{type(exc).__name__}: {exc}"))
@@ -95,7 +96,7 @@ def _value(cat: Catalog, kpi_id: int, value: object, lang: str) -> str:
 
 
 def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
-    """Problems, errors first, then by file, sheet and row."""
+    """Problems, errors first, then by file, sheet and row; the core's English in `lang`."""
     rows = sorted(
         findings,
         key=lambda f: (SEVERITIES.index(f.severity), f.file, f.sheet, f.row or 0, f.column or ""),
@@ -112,9 +113,9 @@ def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
             t("up_col_file"): [f.file for f in rows],
             t("up_col_sheet"): [f.sheet for f in rows],
             t("up_col_row"): pd.array([f.row for f in rows], dtype="Int64"),
-            t("up_col_column"): [f.column or "" for f in rows],
-            t("up_col_message"): [f.message for f in rows],
-            t("up_col_hint"): [f.hint for f in rows],
+            t("up_col_column"): [translate(f.column or "", lang) for f in rows],
+            t("up_col_message"): [translate(f.message, lang) for f in rows],
+            t("up_col_hint"): [translate(f.hint, lang) for f in rows],
         }
     )
 
@@ -271,7 +272,7 @@ def records_frame(records, lang: str) -> pd.DataFrame:
             t("up_col_unit"): [str(u) for u in records.unit],
             t("up_col_kpi"): [str(k) for k in records.kpi],
             t("value"): [float(v) for v in records.value],
-            t("up_col_column"): list(records.value_at),
+            t("up_col_column"): [translate(str(v), lang) for v in records.value_at],
         }
     )
 
@@ -363,7 +364,7 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
         )
     _, it, error, _ = held
     if error:
-        st.error(error)
+        st.error(translate(error, ctx.lang))  # held as the core said it; shown in ctx.lang
         return uploads
     st.markdown(ctx.t("up_source_is", source=_md(it.source)))
     # Widgets of this intake have keys of their own: another file or profile starts afresh.
@@ -867,7 +868,11 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
     )
     problems = candidate.problems()
     if problems:
-        st.info("\n".join([ctx.t("up_pf_problems"), *(f"- {_md(q)}" for q in problems)]))
+        st.info(
+            "\n".join(
+                [ctx.t("up_pf_problems"), *(f"- {_md(translate(q, ctx.lang))}" for q in problems)]
+            )
+        )
     else:
         _try_profile(ctx, candidate, tables, file_id)
     if st.button(
@@ -920,7 +925,7 @@ def _try_profile(ctx: PageContext, candidate: profile.Profile, tables, file_id: 
 
     got = _kept("up_pf_try", (file_id, candidate.to_json()), attempt)
     if isinstance(got, profile.ProfileError):
-        st.warning(str(got))
+        st.warning(translate(str(got), ctx.lang))
         return
     records, findings = got
     if findings:

@@ -1,0 +1,529 @@
+"""The intake's problems in the page's language.
+
+The core speaks English: the command line prints its messages, logs keep them, and scripts read
+`import --json`. The Upload page translates at the edge, from the text alone: a finding's message
+and hint, a refused file's `FileError` ("FILE: message"), an `IntakeError`, a `ProfileError` or a
+profile's `problems()`. Each row of `RULES` below is an English message written the way the core's
+f-string writes it; `{name}` marks a variable part. The rows are compiled once into regular
+expressions with a named group per variable part, and the Chinese template puts those parts back
+exactly as they were (file and sheet names, quoted values, codes, numbers, cell references,
+months). Regexes rather than message keys, so the core keeps its plain English f-strings and
+needs no catalogue of its own.
+
+Text no row matches comes back in English, unchanged; `translate` never raises. The intake tests
+(tests/test_intake_files.py, tests/test_intake_layouts.py) check that every message they meet has
+a row here, so a new English message without one fails a test.
+
+To add a message: copy the core's f-string into `RULES` with each `{expression}` renamed to a
+group name, and write the Chinese beside it. The group's name decides what it may match
+(`GROUPS`) and how its text is carried over (`_convert`): most are copied as they are; `sub` (and
+`there`) hold a nested message that is itself translated; `problems` is a "; "-separated list of
+them; `choices` a " or "-separated list; words such as `what` are looked up in `WORDS`.
+Two groups of one kind in a row take a digit: `{num}` and `{num2}`. Rows are tried in order and
+the first that matches the whole text wins, so a specific row goes before a general one.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+# What a group may match, by its name without trailing digits; any other name matches any text
+# (as little as needed). A message with a leading group — "{n} rows; …", "{month} is closed" —
+# needs a narrow one, or it would also swallow the file name in front of a FileError.
+GROUPS: dict[str, str] = {
+    "n": r"[\d,]+",
+    "row": r"\d+",
+    "line": r"\d+",
+    "i": r"\d+",
+    "batch": r"\d+",
+    "batches": r"\d+(?:, \d+)*",
+    "seconds": r"\d+",
+    "size": r"[\d,.]+ [KM]B",
+    "month": r"\d{4}-\d{2}",
+    "months": r"\d{4}-\d{2}(?:, \d{4}-\d{2})*",
+    "ref": r"\$?[A-Z]{1,3}\$?\d+",
+    "range": r"[A-Z]{1,3}\d+:[A-Z]{1,3}\d+",
+    "letters": r"[A-Z]{1,3}",
+    "num": r"-?(?:\d+(?:\.\d*)?(?:e[+-]\d+)?|inf)|nan",  # a number written with :g
+}
+
+# Words the core puts into a message, in Chinese.
+WORDS: dict[str, str] = {
+    # what a value lacks (layout) or a profile's column is for (profile.apply)
+    "period": "期间",
+    "unit": "组织",
+    "KPI": "指标",
+    "date": "日期",
+    "measure": "计算",
+    "filter": "筛选",
+    # aggregations of a profile's measure
+    "sum": "求和",
+    "avg": "求平均",
+    "count": "计数",
+    "count_distinct": "去重计数",
+    # a batch's status (one that can no longer be rolled back)
+    "rolled back": "已撤销",
+}
+
+# English as the core writes it → Chinese. `{name}` is a variable part (see the module's doc).
+RULES: list[tuple[str, str]] = [
+    # --- files.py: a file that cannot be read (FileError; the file name goes in front) ---------
+    (
+        "'no extension' files cannot be read — upload .xlsx, .xlsm, .xls, .csv or .parquet.",
+        "没有扩展名的文件无法读取——请上传 .xlsx、.xlsm、.xls、.csv 或 .parquet 文件。",
+    ),
+    (
+        "'{ext}' files cannot be read — upload .xlsx, .xlsm, .xls, .csv or .parquet.",
+        "无法读取“{ext}”文件——请上传 .xlsx、.xlsm、.xls、.csv 或 .parquet 文件。",
+    ),
+    (
+        "the file is empty (0 bytes). Save it again from Excel and retry.",
+        "文件是空的（0 字节）。请用 Excel 重新保存后再上传。",
+    ),
+    (
+        "the file is {size}; the limit is {size2}. Split it by month or department, or save it "
+        "as .csv (smaller than a workbook).",
+        "文件大小为 {size}，超过上限 {size2}。请按月份或部门拆分，或另存为 .csv（比工作簿小）。",
+    ),
+    (
+        "the file is {size}; the limit is {size2}. Split it by month or department.",
+        "文件大小为 {size}，超过上限 {size2}。请按月份或部门拆分。",
+    ),
+    (
+        "the workbook is password-protected. Open it in Excel, remove the password (File → Info "
+        "→ Protect Workbook) and upload it again.",
+        "工作簿设置了密码保护。请在 Excel 中打开，取消密码（文件 → 信息 → 保护工作簿）后重新上传。",
+    ),
+    (
+        "the workbook is password-protected. Remove the password and upload it again.",
+        "工作簿设置了密码保护。请取消密码后重新上传。",
+    ),
+    (
+        "this is not an Excel workbook, or it is damaged. It looks like a CSV file: rename it "
+        "to .csv.",
+        "这不是 Excel 工作簿，或者文件已损坏。它看起来是 CSV 文件：请把扩展名改为 .csv。",
+    ),
+    (
+        "this is not an Excel workbook, or it is damaged. Open it in Excel and save it as .xlsx.",
+        "这不是 Excel 工作簿，或者文件已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    (
+        "the workbook has no sheets. Open it in Excel, check that it holds the data, and save it "
+        "again.",
+        "工作簿中没有工作表。请在 Excel 中打开，确认数据在其中，然后重新保存。",
+    ),
+    (
+        "this is not a Parquet file, or it is damaged. Export it again, or upload the data as "
+        ".xlsx or .csv.",
+        "这不是 Parquet 文件，或者文件已损坏。请重新导出，或改用 .xlsx 或 .csv 上传数据。",
+    ),
+    (
+        "this is a binary file, not CSV text. Check the file's extension.",
+        "这是二进制文件，不是 CSV 文本。请检查文件的扩展名。",
+    ),
+    (
+        "the file is damaged (not a readable .xlsx). Save it again from Excel.",
+        "文件已损坏（不是可读取的 .xlsx）。请用 Excel 重新保存。",
+    ),
+    (
+        "the workbook unpacks to {size}, far more than its {size2} — refused before reading. "
+        "Save only the sheets you need, as values.",
+        "工作簿解压后为 {size}，远大于文件本身的 {size2}，已拒绝读取。"
+        "请只保存需要的工作表，并粘贴为数值。",
+    ),
+    (
+        "this zip file is not an Excel workbook. Open the data in Excel and save it as .xlsx "
+        "(Excel Workbook).",
+        "这个 zip 文件不是 Excel 工作簿。请在 Excel 中打开数据，另存为 .xlsx（Excel 工作簿）。",
+    ),
+    (
+        "sheet '{sheet}' has a value as far as row {n}, column {letters}: {n2} cells, more than "
+        "the {n3} allowed. Delete what lies far below or to the right of the data (Ctrl+End in "
+        "Excel goes to the last cell), save and upload again.",
+        "工作表“{sheet}”直到第 {n} 行、{letters} 列还有内容：共 {n2} 个单元格，超过允许的 {n3} 个。"
+        "请删除数据下方或右侧远处的内容（在 Excel 中按 Ctrl+End 可跳到最后一个单元格），"
+        "保存后重新上传。",
+    ),
+    (
+        "the workbook is damaged: its shared strings claim {n} entries, more than the part can "
+        "hold. Open it in Excel and save it again.",
+        "工作簿已损坏：其共享字符串声称有 {n} 项，超出了该部分能容纳的数量。"
+        "请在 Excel 中打开并重新保存。",
+    ),
+    (
+        "the workbook cannot be read ({error}). Save it again from Excel.",
+        "工作簿无法读取（{error}）。请用 Excel 重新保存。",
+    ),
+    (
+        "the workbook is damaged. Save it again from Excel.",
+        "工作簿已损坏。请用 Excel 重新保存。",
+    ),
+    (
+        "the workbook is damaged. Open it in Excel and save it again as .xlsx.",
+        "工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    (
+        "reading took over {seconds} s: {sub}",
+        "读取超过 {seconds} 秒：{sub}",
+    ),
+    (
+        "sheet '{sheet}' cannot be read ({error}). The file may be damaged: open it in Excel and "
+        "save it again.",
+        "工作表“{sheet}”无法读取（{error}）。文件可能已损坏：请在 Excel 中打开并重新保存。",
+    ),
+    (
+        "sheet '{sheet}' has {n} rows; the limit is {n2}. Delete the empty rows below the data or "
+        "split the sheet.",
+        "工作表“{sheet}”有 {n} 行，上限为 {n2} 行。请删除数据下方的空行，或拆分工作表。",
+    ),
+    (
+        "the text is neither UTF-8 nor GBK/GB18030. Save it as UTF-8 CSV.",
+        "文本编码既不是 UTF-8，也不是 GBK/GB18030。请另存为 UTF-8 编码的 CSV。",
+    ),
+    (
+        'line {line}: {error}. A quote (") opened on that line is probably never closed: fix the '
+        "line, or save the file again from Excel as CSV.",
+        '第 {line} 行：{error}。该行的引号（"）可能没有闭合：请修改该行，'
+        "或用 Excel 重新另存为 CSV。",
+    ),
+    (
+        "{n} rows; the limit is {n2}. Split the file.",
+        "共 {n} 行，上限为 {n2} 行。请拆分文件。",
+    ),
+    (
+        "the Parquet file cannot be read ({error}).",
+        "Parquet 文件无法读取（{error}）。",
+    ),
+    # --- layout.py: how a sheet is laid out ---------------------------------------------------
+    ("the sheet is empty", "工作表为空"),
+    ("{sub}; the sheet was skipped", "{sub}；已跳过该工作表"),  # intake.py, beside actuals
+    (
+        "cell {ref} holds a formula whose result was never saved",
+        "单元格 {ref} 是公式，但计算结果从未保存",
+    ),
+    (
+        "open the file in Excel and save it (Excel stores the results), or paste values",
+        "请在 Excel 中打开文件并保存（Excel 会保存计算结果），或粘贴为数值",
+    ),
+    ("and {n} more formula cells", "另有 {n} 个公式单元格也是如此"),
+    (
+        "no header row found (looked for period/期间, unit/部门, KPI/指标, value/实际值, KPI names "
+        "as columns or months as columns)",
+        "未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等列名，"
+        "以及以指标名称或月份作为列标题的表头）",
+    ),
+    (
+        "add such a header, or load the sheet with a mapping profile",
+        "请添加这样的表头，或用映射方案导入该工作表",
+    ),
+    ("the header in row {row} has no values below it", "第 {row} 行的表头下方没有数据"),
+    (
+        "fill in the rows under the header, or upload the sheet that holds the values",
+        "请在表头下方填写数据，或上传包含数据的工作表",
+    ),
+    (
+        "cells {range} are merged over values — no one can tell which row the number belongs to",
+        "单元格 {range} 跨数值合并——无法判断数值属于哪一行",
+    ),
+    (
+        "unmerge the cells and give each row its own value",
+        "请取消合并单元格，为每一行分别填写数值",
+    ),
+    ("no {what} for the values", "这些数值缺少{what}"),
+    (
+        "add a period/期间 column, or name the sheet by its month (2024-03)",
+        "请添加 period/期间 列，或用月份命名工作表（如 2024-03）",
+    ),
+    (
+        "add a unit/部门 column, or name the sheet after the unit",
+        "请添加 unit/部门 列，或用组织名称命名工作表",
+    ),
+    (
+        "add a KPI/指标 column naming the KPI of each row",
+        "请添加 KPI/指标 列，写明每一行的指标",
+    ),
+    # --- validate.py and names.py: values checked against the library, org and calendar -------
+    ("unknown KPI '{kpi}'", "未知指标“{kpi}”"),
+    ("no KPI given", "未填写指标"),
+    ("check the KPI library for its code", "请在指标库中核对指标编码"),
+    ("fill in the KPI code or name", "请填写指标编码或名称"),
+    ("did you mean {choices}?", "是否想写 {choices}？"),
+    (
+        "'{kpi}' is computed by its formula ({formula})",
+        "指标“{kpi}”由公式计算得出（{formula}），不能直接导入",
+    ),
+    ("load the KPIs it is made of instead", "请改为导入构成它的各项指标"),
+    ("unknown unit '{unit}'", "未知组织“{unit}”"),
+    ("no unit given", "未填写组织"),
+    ("check the org units for its code", "请在组织架构中核对组织编码"),
+    ("fill in the unit code or name", "请填写组织编码或名称"),
+    ("unit '{unit}' is outside your scope", "组织“{unit}”超出您的权限范围"),
+    (
+        "upload only the units you are responsible for, or ask an admin",
+        "请只上传您负责的组织，或联系管理员",
+    ),
+    ("no period given", "未填写期间"),
+    (
+        "'{text}' is not a period — write 2024 (year), 2024-Q1 (quarter) or 2024-03 (month)",
+        "“{text}”不是有效的期间——请写作 2024（年）、2024-Q1（季度）或 2024-03（月）",
+    ),
+    ("'{text}' is a year — actuals are monthly", "“{text}”是年度——实际数据按月填报"),
+    ("'{text}' is a quarter — actuals are monthly", "“{text}”是季度——实际数据按月填报"),
+    (
+        "write the month as 2024-03, 2024年3月 or an Excel date",
+        "月份请写作 2024-03、2024年3月 或 Excel 日期",
+    ),
+    ("{month} is in the future", "{month} 是未来的月份"),
+    (
+        "check the period; actuals are loaded once the month has begun",
+        "请核对期间；月份开始后才能导入实际数据",
+    ),
+    ("{month} is closed", "{month} 已关账"),
+    ("ask an admin to reopen the month", "请联系管理员重新开账"),
+    ("'{text}' is an Excel error, not a number", "“{text}”是 Excel 错误值，不是数字"),
+    (
+        "fix the cell's formula in Excel (or type the value) and save again",
+        "请在 Excel 中修正该单元格的公式（或直接填写数值）后重新保存",
+    ),
+    ("'{text}' is not a number", "“{text}”不是数字"),
+    (
+        "write a number such as 1250000, 12.5万, 1,234.5 or 96%",
+        "请填写数字，例如 1250000、12.5万、1,234.5 或 96%",
+    ),
+    (
+        "{num} in percent KPI {kpi} — did you mean {num2}%?",
+        "百分比指标 {kpi} 填的是 {num}——是否想写 {num2}%？",
+    ),
+    ("write {num}% or {num2}", "请写作 {num}% 或 {num2}"),
+    (
+        "{num} is below {kpi}'s allowed minimum {num2}",
+        "{num} 低于指标 {kpi} 允许的最小值 {num2}",
+    ),
+    ("check the sign and the unit of the number", "请核对数值的正负号和单位"),
+    (
+        "{num} is above {kpi}'s allowed maximum {num2}",
+        "{num} 高于指标 {kpi} 允许的最大值 {num2}",
+    ),
+    ("check the number and its unit (万, %, …)", "请核对数值及其单位（万、% 等）"),
+    ("… and {n} more like these ({sub})", "……另有 {n} 处同类问题（{sub}）"),
+    (
+        "{what} {month} repeats {there} with the same value",
+        "{what} {month} 与{there}重复，数值相同",
+    ),
+    (
+        "{what} {month} is also given in {there}: {num} there, {num2} here — neither is loaded",
+        "{what} {month} 在{there}中也有填写：那里是 {num}，这里是 {num2}——两者都不导入",
+    ),
+    ("delete the repeated row", "请删除重复的行"),
+    ("keep the right one", "请只保留正确的一行"),
+    # where a duplicate was first seen ({there} above); a profile's values have no row
+    ("sheet '{sheet}' row {row}", "工作表“{sheet}”第 {row} 行"),
+    ("sheet '{sheet}'", "工作表“{sheet}”"),
+    ("file '{file}' row {row}", "文件“{file}”第 {row} 行"),
+    ("file '{file}'", "文件“{file}”"),
+    # --- intake.py: the upload as a whole, loading it and rolling it back ---------------------
+    ("nothing to load: {sub}", "没有可导入的数据：{sub}"),
+    ("the sheets are empty", "工作表都是空的"),
+    ("no actuals were found", "未找到实际数据"),
+    (
+        "use columns period/期间, unit/部门, KPI/指标 and value/实际值, download the template, or "
+        "map the sheet with a profile",
+        "请使用 period/期间、unit/部门、KPI/指标 和 value/实际值 这几列，或下载模板填写，"
+        "或用映射方案对应该工作表",
+    ),
+    ("every value is blank", "所有数值都是空的"),
+    ("fill them in", "请填写数值"),
+    ("No file was uploaded.", "没有上传任何文件。"),
+    (
+        "The warehouse has no KPI library or org units yet: import a KPI-system workbook first "
+        "(python -m kpi_core import FILE), or start from the demo (init --demo).",
+        "数据仓库中还没有指标库或组织：请先导入 KPI 体系工作簿（python -m kpi_core import FILE），"
+        "或从演示数据开始（init --demo）。",
+    ),
+    (
+        "{n} problem(s) found; nothing was written. Fix the file and upload it again, or confirm "
+        "that the valid rows alone should be loaded.",
+        "发现 {n} 个问题，未写入任何数据。请修正文件后重新上传，或确认只导入有效的行。",
+    ),
+    (
+        "No valid value to load; nothing was written.",
+        "没有可导入的有效数值，未写入任何数据。",
+    ),
+    (
+        "Only analysts, department heads and admins load actuals.",
+        "只有数据分析、部门负责人和管理员可以导入实际数据。",
+    ),
+    (
+        "Only analysts, department heads and admins roll back batches.",
+        "只有数据分析、部门负责人和管理员可以撤销批次。",
+    ),
+    ("There is no batch {batch}.", "批次 {batch} 不存在。"),
+    ("Batch {batch} is {status}; nothing to undo.", "批次 {batch} {status}，没有可撤销的内容。"),
+    (
+        "Batch {batch} holds units outside your scope; ask an admin.",
+        "批次 {batch} 包含超出您权限范围的组织；请联系管理员。",
+    ),
+    (
+        "Batch(es) {batches} changed some of the same values after batch {batch}; roll those back "
+        "first.",
+        "批次 {batches} 在批次 {batch} 之后修改了部分相同的数值；请先撤销这些批次。",
+    ),
+    (
+        "{months} is closed; nothing was written. Ask an admin to reopen the month, or check the "
+        "file again.",
+        "{months} 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
+    ),
+    (
+        "{months} are closed; nothing was written. Ask an admin to reopen the month, or check the "
+        "file again.",
+        "{months} 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
+    ),
+    ("Only admins close and reopen months.", "只有管理员可以关账和重新开账。"),
+    # --- profile.py (and formula.py): mapping profiles ----------------------------------------
+    ("give the profile a name", "请为方案命名"),
+    ("choose the date column", "请选择日期列"),
+    (
+        "choose the unit column, or one unit for the whole file",
+        "请选择组织列，或为整个文件指定一个组织",
+    ),
+    (
+        "add at least one measure (a KPI and how to compute it)",
+        "请至少添加一项指标计算（指标及其计算方式）",
+    ),
+    ("measure {i}: {sub}", "第 {i} 项指标计算：{sub}"),
+    ("aggregation must be one of {list}", "汇总方式必须是以下之一：{list}"),
+    ("choose the column to {agg}", "请选择{agg}所用的列"),
+    ("an expression can only be summed or averaged", "表达式只能求和或求平均"),
+    ("filter operator must be one of {list}", "筛选条件必须是以下之一：{list}"),
+    ("the header row is counted from 1", "标题行从 1 开始计数"),
+    (
+        "'{text}' is not allowed in a formula — use + - × ÷ ( )",
+        "公式中不能使用“{text}”——请使用 + - × ÷ ( )",
+    ),
+    ("the formula is empty", "公式为空"),
+    ("the formula ends too early — an operand is missing", "公式不完整——缺少运算数"),
+    ("a '(' is not closed", "有“(”没有闭合"),
+    ("unexpected '{text}'", "公式中出现了多余的“{text}”"),
+    (
+        "Only analysts, department heads and admins save mapping profiles.",
+        "只有数据分析、部门负责人和管理员可以保存映射方案。",
+    ),
+    ("The profile is not complete: {problems}.", "方案还不完整：{problems}。"),
+    ("Profile '{name}' is not complete: {problems}", "方案“{name}”还不完整：{problems}"),
+    (
+        "There is no mapping profile '{name}'. Saved profiles: {list}.",
+        "没有名为“{name}”的映射方案。已保存的方案：{list}。",
+    ),
+    (
+        "There is no mapping profile '{name}'. None is saved yet.",
+        "没有名为“{name}”的映射方案。目前还没有保存任何方案。",
+    ),
+    (
+        "Profile '{name}' reads sheet '{sheet}', which this file does not have (it has {list}). "
+        "Choose the sheet in the profile, or upload the right file.",
+        "方案“{name}”读取工作表“{sheet}”，但该文件中没有这个工作表（文件中有：{list}）。"
+        "请在方案中选择工作表，或上传正确的文件。",
+    ),
+    (
+        "Sheet '{sheet}' has {n} rows; the header row {row} is below them.",
+        "工作表“{sheet}”只有 {n} 行，标题行（第 {row} 行）超出了范围。",
+    ),
+    (
+        "the {what} column '{column}' is not in header row {row}",
+        "第 {row} 行的标题中没有{what}列“{column}”",
+    ),
+    ("the header has: {list}", "标题行中有：{list}"),
+    ("'{text}' is not a date", "“{text}”不是日期"),
+    ("write a date such as 2024-03-15", "请填写日期，例如 2024-03-15"),
+    (
+        "fix the cell, or add a filter that leaves the row out",
+        "请修正该单元格，或添加筛选条件排除该行",
+    ),
+    # --- the template and scope checks the page may meet ------------------------------------
+    (
+        "{unit} has no KPIs to enter for {month}: none of its units has a KPI in the KPI tree for "
+        "that month.",
+        "{unit} 在 {month} 没有需要填报的指标：其下各组织在该月的指标树中都没有指标。",
+    ),
+    ("Org unit {unit} is outside your scope.", "组织 {unit} 超出您的权限范围。"),
+    # --- where a value came from (a finding's column, when not a plain column) --------------
+    ("sheet name '{sheet}'", "工作表名“{sheet}”"),
+    ("section title {ref}", "分节标题 {ref}"),
+    ("title {ref}", "标题 {ref}"),
+    ("header {column}", "表头 {column}"),
+    ("profile '{name}' measure {i}", "方案“{name}”第 {i} 项指标计算"),
+    ("profile '{name}'", "方案“{name}”"),
+    ("count(rows)", "计数（行数）"),
+    ("sum({column})", "求和（{column}）"),
+    ("avg({column})", "求平均（{column}）"),
+    ("count({column})", "计数（{column}）"),
+    ("count_distinct({column})", "去重计数（{column}）"),
+]
+
+
+def translate(text: str, lang: str) -> str:
+    """`text` from the intake in `lang`: unchanged for English, or when no rule knows it."""
+    if lang != "zh" or not isinstance(text, str) or not text:
+        return text
+    try:
+        return _zh(text) or text
+    except Exception:  # a wrong rule must not take the page down: English is still an answer
+        return text
+
+
+def _compile(english: str) -> re.Pattern:
+    parts = re.split(r"\{(\w+)\}", english)
+    out = []
+    for k, part in enumerate(parts):
+        if k % 2 == 0:
+            out.append(re.escape(part))
+        else:
+            out.append(f"(?P<{part}>{GROUPS.get(part.rstrip('0123456789'), '.*?')})")
+    return re.compile("".join(out), re.S)
+
+
+_RULES = [(_compile(english), chinese) for english, chinese in RULES]
+
+
+def _match(text: str) -> str | None:
+    """The Chinese of one message, or None when no rule gives all of it."""
+    for pattern, chinese in _RULES:
+        m = pattern.fullmatch(text)
+        if m is None:
+            continue
+        parts = {name: _convert(name, value) for name, value in m.groupdict().items()}
+        if None not in parts.values():
+            return chinese.format_map(parts)
+    return None
+
+
+def _convert(name: str, value: str) -> str | None:
+    """A variable part as it goes into the Chinese; None when a nested message is unknown."""
+    kind = name.rstrip("0123456789")
+    if kind in ("sub", "there"):
+        return _match(value)
+    if kind == "problems":  # profile problems, joined with "; "
+        parts = [_match(p) for p in value.split("; ")]
+        return None if None in parts else "；".join(parts)
+    if kind == "choices":  # names.py's "A (…) or B (…)"
+        return re.sub(r"\) or (?=\S)", ") 或 ", value)
+    if kind in ("what", "agg", "status"):
+        return WORDS.get(value, value)
+    return value
+
+
+@functools.lru_cache(maxsize=8192)
+def _zh(text: str) -> str | None:
+    got = _match(text)
+    if got is not None:
+        return got
+    # A FileError reads "FILE: message". The file's name may itself hold ": ", so each place
+    # is tried in turn until the rest is a message the table knows.
+    at = text.find(": ")
+    while at > 0:
+        rest = _match(text[at + 2 :])
+        if rest is not None:
+            return f"{text[:at]}：{rest}"
+        at = text.find(": ", at + 1)
+    return None

@@ -1,0 +1,299 @@
+"""The intake's English problems in Chinese for the Upload page (kpi_core.problem_text).
+
+Hand-written examples with the exact Chinese; the table's own consistency; and messages made by
+the core itself that the intake tests do not meet (profiles, roles, an empty warehouse).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kpi_core import problem_text, service
+from kpi_core.access import Scope
+from kpi_core.errors import KpiError
+from kpi_core.ingest import files, intake, profile
+from kpi_core.problem_text import translate
+from kpi_core.warehouse import Warehouse
+
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+EXAMPLES = [
+    # a finding's message or hint, or a refusal → what the Chinese page shows
+    ("'lots' is not a number", "“lots”不是数字"),
+    (
+        "write a number such as 1250000, 12.5万, 1,234.5 or 96%",
+        "请填写数字，例如 1250000、12.5万、1,234.5 或 96%",
+    ),
+    (
+        "96 in percent KPI COLLECT_RATE — did you mean 96%?",
+        "百分比指标 COLLECT_RATE 填的是 96——是否想写 96%？",
+    ),
+    ("write 96% or 0.96", "请写作 96% 或 0.96"),
+    ("unknown KPI '营业收人'", "未知指标“营业收人”"),
+    (
+        "did you mean REV (营业收入 / Revenue) or RD_EXP (研发投入 / R&D spend)?",
+        "是否想写 REV (营业收入 / Revenue) 或 RD_EXP (研发投入 / R&D spend)？",
+    ),
+    ("unit 'PROD' is outside your scope", "组织“PROD”超出您的权限范围"),
+    ("2026-09 is closed", "2026-09 已关账"),
+    ("ask an admin to reopen the month", "请联系管理员重新开账"),
+    ("2026-12 is in the future", "2026-12 是未来的月份"),
+    ("'2026-Q1' is a quarter — actuals are monthly", "“2026-Q1”是季度——实际数据按月填报"),
+    (
+        "'2026-13' is not a period — write 2024 (year), 2024-Q1 (quarter) or 2024-03 (month)",
+        "“2026-13”不是有效的期间——请写作 2024（年）、2024-Q1（季度）或 2024-03（月）",
+    ),
+    ("-1.5e+06 is below NEW_CUST's allowed minimum 0", "-1.5e+06 低于指标 NEW_CUST 允许的最小值 0"),
+    (
+        "cell C3 holds a formula whose result was never saved",
+        "单元格 C3 是公式，但计算结果从未保存",
+    ),
+    (
+        "cells C2:C3 are merged over values — no one can tell which row the number belongs to",
+        "单元格 C2:C3 跨数值合并——无法判断数值属于哪一行",
+    ),
+    ("the header in row 4 has no values below it", "第 4 行的表头下方没有数据"),
+    ("no unit for the values", "这些数值缺少组织"),
+    ("and 12 more formula cells", "另有 12 个公式单元格也是如此"),
+    (
+        "SALES_E/REV 2026-09 is also given in sheet 'S' row 2: 7 there, 9 here — neither is loaded",
+        "SALES_E/REV 2026-09 在工作表“S”第 2 行中也有填写：那里是 7，这里是 9——两者都不导入",
+    ),
+    (
+        "SALES_E/REV 2026-11 repeats file 'a.csv' row 5 with the same value",
+        "SALES_E/REV 2026-11 与文件“a.csv”第 5 行重复，数值相同",
+    ),
+    # nested: the message counted, and a sheet skipped beside actuals
+    (
+        "… and 1,234 more like these ('n/a' is not a number)",
+        "……另有 1,234 处同类问题（“n/a”不是数字）",
+    ),
+    (
+        "no header row found (looked for period/期间, unit/部门, KPI/指标, value/实际值, KPI names "
+        "as columns or months as columns); the sheet was skipped",
+        "未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等列名，"
+        "以及以指标名称或月份作为列标题的表头）；已跳过该工作表",
+    ),
+    # FileError: "FILE: message", the file name kept as it is
+    (
+        "12月 实际.xlsx: the file is empty (0 bytes). Save it again from Excel and retry.",
+        "12月 实际.xlsx：文件是空的（0 字节）。请用 Excel 重新保存后再上传。",
+    ),
+    (
+        "big.csv: 3,000,001 rows; the limit is 2,000,000. Split the file.",
+        "big.csv：共 3,000,001 行，上限为 2,000,000 行。请拆分文件。",
+    ),
+    (
+        "report: v2.xlsx: sheet 'Q3' has 11 rows; the limit is 5. Delete the empty rows below the "
+        "data or split the sheet.",
+        "report: v2.xlsx：工作表“Q3”有 11 行，上限为 5 行。请删除数据下方的空行，或拆分工作表。",
+    ),
+    (
+        "memo.xls: reading took over 120 s: the workbook is damaged. Open it in Excel and save it "
+        "again as .xlsx.",
+        "memo.xls：读取超过 120 秒：工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    # refusals of the intake as a whole
+    (
+        "2 problem(s) found; nothing was written. Fix the file and upload it again, or confirm "
+        "that the valid rows alone should be loaded.",
+        "发现 2 个问题，未写入任何数据。请修正文件后重新上传，或确认只导入有效的行。",
+    ),
+    (
+        "2026-09, 2026-10 are closed; nothing was written. Ask an admin to reopen the month, or "
+        "check the file again.",
+        "2026-09, 2026-10 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
+    ),
+    ("Batch 7 is rolled back; nothing to undo.", "批次 7 已撤销，没有可撤销的内容。"),
+    # profiles, their problems joined into one message
+    (
+        "The profile is not complete: give the profile a name; measure 2: choose the column to "
+        "sum; measure 3: unexpected ')'.",
+        "方案还不完整：请为方案命名；第 2 项指标计算：请选择求和所用的列；"
+        "第 3 项指标计算：公式中出现了多余的“)”。",
+    ),
+    (
+        "the unit column 'Region' is not in header row 3",
+        "第 3 行的标题中没有组织列“Region”",
+    ),
+    # where a value came from, shown in the Column column
+    ("sheet name '2026-09'", "工作表名“2026-09”"),
+    ("header C (营业收入)", "表头 C (营业收入)"),
+    ("profile 'ERP orders' measure 2", "方案“ERP orders”第 2 项指标计算"),
+    ("sum(金额)", "求和（金额）"),
+]
+
+
+@pytest.mark.parametrize(("english", "chinese"), EXAMPLES, ids=[e[:40] for e, _ in EXAMPLES])
+def test_examples_in_chinese(english, chinese):
+    assert translate(english, "zh") == chinese
+    assert translate(english, "en") == english
+
+
+def test_english_is_never_changed():
+    for english, _ in EXAMPLES:
+        assert translate(english, "en") is english
+    assert translate("anything at all", "fr") == "anything at all"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "something the table does not know",
+        "C (value)",  # a column as the file names it
+        "",
+        # a known frame around an unknown message: all of it stays English, not half of it
+        "… and 3 more like these (a brand-new problem)",
+        "The profile is not complete: give the profile a name; a brand-new problem.",
+        "x.xlsx: a brand-new problem about the file",
+        # a leading number must not swallow the file name in front of it
+        "x.csv: 12 is in the future",
+    ],
+)
+def test_unknown_text_comes_back_unchanged(text):
+    assert translate(text, "zh") == text
+
+
+def test_never_raises():
+    assert translate("'{0}' is not a number", "zh") == "“{0}”不是数字"
+    assert translate("'{x' is not a number", "zh") == "“{x”不是数字"
+    assert translate(None, "zh") is None  # type: ignore[arg-type]
+    assert translate("x\n" * 10_000, "zh") == "x\n" * 10_000
+
+
+def test_every_rule_keeps_its_parts_is_chinese_and_is_reached():
+    """Each row's Chinese holds exactly its English's variable parts, and a message of that row
+    is translated by that row — no row before it takes the message first."""
+    samples = {
+        "n": "1,234", "row": "3", "line": "3", "i": "2", "batch": "7", "batches": "7, 8",
+        "seconds": "120", "size": "1.5 MB", "month": "2026-09", "months": "2026-09",
+        "ref": "B5", "range": "C2:C3", "letters": "XFD", "num": "96",
+        "sub": "the sheet is empty", "there": "sheet 'S' row 2",
+        "problems": "give the profile a name", "choices": "REV (营业收入 / Revenue)",
+        "what": "period", "agg": "sum", "status": "rolled back",
+    }  # fmt: skip
+    for k, (english, chinese) in enumerate(problem_text.RULES):
+        groups = re.findall(r"\{(\w+)\}", english)
+        assert sorted(groups) == sorted(re.findall(r"\{(\w+)\}", chinese)), english
+        assert CJK.search(chinese), english
+        sample = re.sub(
+            r"\{(\w+)\}",
+            lambda m: samples.get(m[1].rstrip("0123456789"), "X" + m[1]),
+            english,
+        )
+        first = next(
+            j for j, (pattern, _) in enumerate(problem_text._RULES) if pattern.fullmatch(sample)
+        )
+        assert first == k, (english, problem_text.RULES[first][0])
+        zh = translate(sample, "zh")
+        assert zh != sample and CJK.search(zh), english
+        for g in groups:
+            kind = g.rstrip("0123456789")
+            if kind not in ("sub", "there", "problems", "choices", "what", "agg", "status"):
+                assert samples.get(kind, "X" + g) in zh, (english, zh)
+
+
+# --- messages made by the core --------------------------------------------------------------
+
+
+def said_in_chinese(text: str) -> str:
+    zh = translate(text, "zh")
+    assert zh != text and CJK.search(zh), text
+    return zh
+
+
+def test_profile_problems_from_the_core():
+    p = profile.Profile(
+        name=" ",
+        date_column="",
+        measures=[
+            profile.Measure("REV", "median", "金额"),
+            profile.Measure("REV", "sum", None),
+            profile.Measure("REV", "count_distinct", "=[a] * [b]"),
+            profile.Measure("REV", "sum", "=([a] * 2", [profile.Filter("状态", "like", "x")]),
+            profile.Measure("REV", "avg", "=[a] % 2"),
+            profile.Measure("REV", "sum", "= "),
+            profile.Measure("REV", "sum", "=[a] * 3)"),
+            profile.Measure("REV", "sum", "=[a] *"),
+        ],
+        header_row=0,
+    )
+    problems = p.problems()
+    assert len(problems) == 13, problems
+    for q in problems:
+        said_in_chinese(q)
+    with pytest.raises(profile.ProfileError) as refused:
+        profile.apply(p, [])
+    assert said_in_chinese(str(refused.value)).startswith("方案“ ”还不完整：请为方案命名；")
+    with pytest.raises(profile.ProfileError) as refused:
+        profile.save(None, p, service.SYSTEM)
+    assert said_in_chinese(str(refused.value)).startswith("方案还不完整：请为方案命名；")
+
+
+def test_profile_findings_and_refusals_from_the_core():
+    table = files.Table(
+        "orders.xlsx",
+        "Orders",
+        [["日期", "区域", "金额"], ["2026-09-03", "华东", "12x"], ["soon", "华东", 5]],
+    )
+    p = profile.Profile(
+        name="ERP",
+        date_column="日期",
+        unit_column="区域",
+        measures=[profile.Measure("REV", "sum", "金额")],
+    )
+    _, findings = profile.apply(p, [table])
+    said = sorted(translate(t, "zh") for f in findings for t in (f.message, f.hint))
+    assert said == sorted(
+        ["“soon”不是日期", "请填写日期，例如 2024-03-15", "“12x”不是数字",
+         "请修正该单元格，或添加筛选条件排除该行"]
+    )  # fmt: skip
+    missing = profile.Profile(
+        name="ERP", date_column="Date", unit="SALES", measures=[profile.Measure("REV", "count")]
+    )
+    _, findings = profile.apply(missing, [table])
+    (f,) = findings
+    assert said_in_chinese(f.message) == "第 1 行的标题中没有日期列“Date”"
+    assert said_in_chinese(f.hint) == "标题行中有：日期, 区域, 金额"
+    with pytest.raises(profile.ProfileError) as refused:
+        profile.pick_table(profile.Profile("ERP", "日期", [], sheet="Lines"), [table])
+    said_in_chinese(str(refused.value))
+    with pytest.raises(profile.ProfileError) as refused:
+        profile.frame(table, 9)
+    assert (
+        said_in_chinese(str(refused.value))
+        == "工作表“Orders”只有 3 行，标题行（第 9 行）超出了范围。"
+    )
+
+
+def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
+    viewer = service.Actor("viewer", "viewer", Scope.all())
+    analyst = service.Actor("analyst", "analyst", Scope.all())
+    refusals = []
+    for attempt in (
+        lambda: intake.prepare(None, [], service.SYSTEM),
+        lambda: intake.commit(None, None, viewer),
+        lambda: intake.rollback(None, 1, viewer),
+        lambda: intake.lock_month(None, None, analyst),
+        lambda: profile.save(None, None, viewer),
+    ):
+        with pytest.raises(KpiError) as refused:
+            attempt()
+        refusals.append(str(refused.value))
+    wh = Warehouse(tmp_path / "empty.duckdb", linger=0)
+    try:
+        for attempt in (
+            lambda: intake.prepare(wh, [("a.csv", b"x")], service.SYSTEM),
+            lambda: intake.rollback(wh, 99, service.SYSTEM),
+            lambda: profile.load(wh, "ERP"),
+        ):
+            with pytest.raises(KpiError) as refused:
+                attempt()
+            refusals.append(str(refused.value))
+    finally:
+        wh.close()
+    said = [said_in_chinese(r) for r in refusals]
+    assert said[0] == "没有上传任何文件。"
+    assert said[-2:] == ["批次 99 不存在。", "没有名为“ERP”的映射方案。目前还没有保存任何方案。"]
