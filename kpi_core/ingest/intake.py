@@ -51,6 +51,7 @@ class Intake:
     fingerprint: tuple  # the warehouse's actuals as of the diff (see _fingerprint)
     prepared_by: Actor  # whose scope the diff was filtered by
     blank_sheets: list[str] = field(default_factory=list)
+    kind: str = "upload"  # "upload" (files) or "pull" (a database source)
 
     @property
     def errors(self) -> list[Finding]:
@@ -137,11 +138,11 @@ def prepare(
             else f
             for f in findings
         ]
-    step(0.6, "Checking against the KPI library")
-    today = today or date.today()
-    locked = set(closed_months(wh))
-    checked = validate.check(records, cat, who.scope, today=today, locked=locked, names=names)
-    findings += checked.findings
+    digest = hashlib.sha256()
+    for name, data in sorted(uploads):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    file_names = [n for n, _ in uploads]
+    src = (source or (mapping.name if mapping else ", ".join(sorted(file_names)))).strip()
     if not len(records) and not any(f.severity == "error" for f in findings):
         what = "the sheets are empty" if blank_sheets else "no actuals were found"
         findings.append(
@@ -151,26 +152,51 @@ def prepare(
                 "template, or map the sheet with a profile",
             )
         )  # fmt: skip
-    elif (
-        len(records) and not len(checked.rows) and not any(f.severity == "error" for f in findings)
-    ):
+    return check_and_diff(
+        wh, cat, names, records, findings, who, source=src, kind="upload", file_names=file_names,
+        sha256=digest.hexdigest(), today=today, blank_sheets=blank_sheets, step=step,
+        where=uploads[0][0],
+    )  # fmt: skip
+
+
+def check_and_diff(
+    wh: Warehouse,
+    cat: Catalog,
+    names: Names,
+    records: layout.Records,
+    findings: list[Finding],
+    who: Actor,
+    *,
+    source: str,
+    kind: str,
+    file_names: list[str],
+    sha256: str,
+    today: date | None,
+    blank_sheets: list[str] | None = None,
+    step=None,
+    where: str = "",
+) -> Intake:
+    """Records from any origin (files, a database pull) checked and compared: an Intake."""
+    step = step or (lambda fraction, text: None)
+    step(0.6, "Checking against the KPI library")
+    locked = set(closed_months(wh))
+    checked = validate.check(
+        records, cat, who.scope, today=today or date.today(), locked=locked, names=names
+    )
+    findings = findings + checked.findings
+    if len(records) and not len(checked.rows) and not any(f.severity == "error" for f in findings):
         findings.append(
-            Finding("error", uploads[0][0], "", None, None, "every value is blank", "fill them in")
+            Finding("error", where, "", None, None, "every value is blank", "fill them in")
         )
-    digest = hashlib.sha256()
-    for name, data in sorted(uploads):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    file_names = [n for n, _ in uploads]
-    src = (source or (mapping.name if mapping else ", ".join(sorted(file_names)))).strip()
     step(0.8, "Comparing with the warehouse")
     with wh.cursor() as cur:
         fingerprint = _fingerprint(cur)
-        diff = _diff(cur, checked.rows, src, who)
+        diff = _diff(cur, checked.rows, source, kind, who)
     effects = _effects(wh, cat, diff)
     step(1.0, "Ready")
     return Intake(
-        src, file_names, digest.hexdigest(), findings, checked.rows, diff, effects,
-        checked.invalid, fingerprint, who, blank_sheets,
+        source, file_names, sha256, findings, checked.rows, diff, effects, checked.invalid,
+        fingerprint, who, blank_sheets or [], kind,
     )  # fmt: skip
 
 
@@ -183,7 +209,7 @@ def _fingerprint(cur) -> tuple:
     )
 
 
-def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
+def _diff(cur, rows: pd.DataFrame, source: str, kind: str, who: Actor) -> pd.DataFrame:
     """Each incoming value against the warehouse, plus the values this source gave before for
     the same units and months that the upload no longer has. (By unit: a file of one department
     that happens to share a name with another's does not wipe the other's values.)"""
@@ -210,14 +236,14 @@ def _diff(cur, rows: pd.DataFrame, source: str, who: Actor) -> pd.DataFrame:
             removed AS (
                 SELECT a.kpi_id, a.unit_id, a.period, a.value AS old, NULL::DOUBLE AS new
                 FROM actual a
-                JOIN batch b ON b.id = a.batch_id AND b.kind = 'upload' AND b.source_name = ?
+                JOIN batch b ON b.id = a.batch_id AND b.kind = ? AND b.source_name = ?
                 JOIN covered c ON c.unit_id = a.unit_id AND c.period = a.period
                 ANTI JOIN incoming i ON i.kpi_id = a.kpi_id AND i.unit_id = a.unit_id
                                      AND i.period::DATE = a.period
             )
             SELECT * FROM matched UNION ALL SELECT * FROM removed
             """,
-            [source],
+            [kind, source],
         ).df()
     finally:
         cur.unregister("incoming")
@@ -278,7 +304,7 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
     with wh.transaction() as cur:
         # The preview's diff still holds unless a batch was written or undone since.
         same = _fingerprint(cur) == intake.fingerprint and intake.prepared_by == who
-        diff = intake.diff if same else _diff(cur, intake.rows, intake.source, who)
+        diff = intake.diff if same else _diff(cur, intake.rows, intake.source, intake.kind, who)
         moving = diff[diff["change"] != "unchanged"]
         counts = {
             c: int((diff["change"] == c).sum()) for c in ("new", "changed", "unchanged", "removed")
@@ -291,10 +317,10 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
         months = sorted(pd.DatetimeIndex(pd.unique(intake.rows["period"])).strftime("%Y-%m"))
         cur.execute(
             "INSERT INTO batch (id, kind, source_name, sha256, created_by, created_at, rows,"
-            " status, files, months, summary) VALUES (?, 'upload', ?, ?, ?, ?, ?, 'committed',"
+            " status, files, months, summary) VALUES (?, ?, ?, ?, ?, ?, ?, 'committed',"
             " ?, ?, ?)",
             [
-                batch_id, intake.source, intake.sha256, who.name, now, len(moving),
+                batch_id, intake.kind, intake.source, intake.sha256, who.name, now, len(moving),
                 "\n".join(intake.files), ", ".join(months), json.dumps(counts),
             ],
         )  # fmt: skip
