@@ -196,4 +196,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE batch ADD COLUMN summary VARCHAR;  -- JSON: new / changed / removed counts
         """,
     ),
+    (
+        4,
+        "Database sources",
+        """
+        -- A source's URL never holds a password: it references ${ENV_VAR} or
+        -- ${secrets.section.key} (kpi_core.ingest.sources).
+        CREATE TABLE source (
+            name VARCHAR PRIMARY KEY,
+            url VARCHAR NOT NULL,
+            query VARCHAR NOT NULL,
+            mapping VARCHAR NOT NULL,  -- JSON, a mapping profile (kpi_core.ingest.profile)
+            row_limit INTEGER NOT NULL,
+            timeout_s INTEGER NOT NULL,
+            updated_by VARCHAR,
+            updated_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]

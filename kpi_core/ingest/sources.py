@@ -1,0 +1,750 @@
+"""Database sources: a saved SQLAlchemy URL and query, mapped to KPIs by a mapping profile, pulled
+into the same check, preview, batch and roll-back as an Excel upload.
+
+Safety first, because the URL points at someone's production database:
+- only one SELECT (or WITH … SELECT) statement is accepted, and it runs in a read-only
+  transaction where the dialect has one (PostgreSQL: `default_transaction_read_only`; SQLite: the
+  file opened read-only), with a time limit and a row limit the user sees;
+- a URL is stored without a password: it references an environment variable or a key of
+  `.streamlit/secrets.toml` (`${PG_PASSWORD}`, `${secrets.erp.password}`), resolved only to
+  connect; URLs shown anywhere are masked.
+
+The rows stream from the source in chunks into an in-memory DuckDB table, and the profile's
+month/unit aggregation runs there as SQL (memory stays bounded, and 1M order lines aggregate in
+DuckDB instead of in Python). A date range is pushed down to the source as a filter around the
+user's query, so an incremental pull reads only the new months.
+
+CSV and Parquet exports are sources too: `csv:///path/orders.csv` or `parquet:///path/x.parquet`
+is read by DuckDB as a table named after the file, and the query runs in DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from kpi_core import formula
+from kpi_core.catalog import load_catalog
+from kpi_core.errors import KpiError, NotFoundError, ScopeError
+from kpi_core.ingest import intake, profile
+from kpi_core.ingest.layout import Finding, Records
+from kpi_core.ingest.names import Names, norm
+from kpi_core.periods import add_months
+from kpi_core.service import Actor
+from kpi_core.warehouse import SECRETS_PATH, Warehouse
+
+DEFAULT_ROW_LIMIT = 5_000_000
+DEFAULT_TIMEOUT_S = 120
+CHUNK_ROWS = 100_000
+
+
+class SourceError(KpiError):
+    """A source that cannot be reached or read; the message says what to do. Nothing written."""
+
+
+@dataclass
+class Source:
+    name: str
+    url: str  # may hold ${ENV_VAR} or ${secrets.section.key}; never a literal password
+    query: str
+    mapping: profile.Profile
+    row_limit: int = DEFAULT_ROW_LIMIT
+    timeout_s: int = DEFAULT_TIMEOUT_S
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.name.strip():
+            out.append("give the source a name")
+        try:
+            check_url(self.url)
+        except SourceError as exc:
+            out.append(str(exc))
+        try:
+            check_query(self.query)
+        except SourceError as exc:
+            out.append(str(exc))
+        out += [p for p in self.mapping.problems() if "name" not in p]
+        if self.row_limit < 1 or self.timeout_s < 1:
+            out.append("the row limit and the time limit must be positive")
+        return out
+
+
+# --- URLs -----------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
+_FILE_SCHEMES = ("csv", "parquet")
+
+
+def _parts(url: str):
+    """The URL's parts, without SQLAlchemy's parsing mangling placeholders."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise SourceError(
+            f"'{mask(url)}' is not a database URL — write it like "
+            "postgresql+psycopg://user:${PG_PASSWORD}@host:5432/db or sqlite:////path/to/file.db"
+        ) from None
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that would store a password in the warehouse."""
+    if _scheme(url) in _FILE_SCHEMES:
+        return
+    password = _parts(url).password
+    if password and not _PLACEHOLDER.fullmatch(str(password)):
+        raise SourceError(
+            "the URL holds a password — it would be stored in plain text. Put it in an "
+            "environment variable or in .streamlit/secrets.toml and write ${PG_PASSWORD} or "
+            "${secrets.erp.password} in its place"
+        )
+
+
+def mask(url: str) -> str:
+    """The URL as it may be shown: password hidden, even a placeholder's value."""
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def resolve(url: str) -> str:
+    """Placeholders replaced by their values, to connect (never stored or shown)."""
+
+    def value(m: re.Match) -> str:
+        key = m[1].strip()
+        if key.startswith("secrets."):
+            got: object = _secrets()
+            for part in key.split(".")[1:]:
+                got = got.get(part) if isinstance(got, dict) else None
+            if got is None:
+                raise SourceError(f"{key} is not set in .streamlit/secrets.toml")
+            return _escape(str(got))
+        if key not in os.environ:
+            raise SourceError(f"the environment variable {key} is not set")
+        return _escape(os.environ[key])
+
+    return _PLACEHOLDER.sub(value, url)
+
+
+def _escape(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def _secrets() -> dict:
+    if not SECRETS_PATH.exists():
+        return {}
+    with SECRETS_PATH.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+# --- queries --------------------------------------------------------------------------------
+
+# Words that change data or the database; refused anywhere outside strings and comments. The
+# read-only transaction is the real guard — this gives a clear message before the round trip.
+_WRITES = re.compile(
+    r"\b(insert|update|delete|merge|upsert|replace|create|drop|alter|truncate|grant|revoke|"
+    r"copy|call|exec|execute|do|vacuum|attach|detach|pragma|set|lock|into|load|install)\b",
+    re.I,
+)
+
+
+def check_query(sql: str) -> str:
+    """The query without a trailing semicolon, if it is one SELECT; else SourceError."""
+    text = (sql or "").strip()
+    bare = _strip_literals(text)
+    bare = bare.rstrip().rstrip(";").rstrip()
+    if not bare:
+        raise SourceError("the query is empty — write one SELECT statement")
+    if ";" in bare:
+        raise SourceError("write one statement only: the query holds a ';' between statements")
+    first = re.match(r"\s*\(*\s*(\w+)", bare)
+    if not first or first[1].lower() not in ("select", "with"):
+        raise SourceError("only a SELECT (or WITH … SELECT) query can be used as a source")
+    if hit := _WRITES.search(bare):
+        raise SourceError(
+            f"the query uses '{hit[1].upper()}', which could change data; a source query may "
+            "only read"
+        )
+    return text.rstrip().rstrip(";").rstrip()
+
+
+def _strip_literals(sql: str) -> str:
+    """SQL with comments and quoted strings/identifiers blanked out."""
+    sql = re.sub(r"--[^\n]*", " ", sql)
+    sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
+    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]", "''", sql)
+
+
+# --- connecting -----------------------------------------------------------------------------
+
+_DRIVERS = {
+    "postgresql": "psycopg[binary] (pip install 'psycopg[binary]')",
+    "mysql": "PyMySQL (pip install pymysql), and write mysql+pymysql://…",
+    "mariadb": "PyMySQL (pip install pymysql), and write mariadb+pymysql://…",
+    "mssql": "pyodbc and Microsoft's ODBC driver (pip install pyodbc), or pymssql",
+    "oracle": "oracledb (pip install oracledb)",
+}
+
+
+def _engine(url: str, timeout_s: int):
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from sqlalchemy.pool import NullPool
+
+    real = resolve(url)
+    scheme = _scheme(real)
+    args: dict = {}
+    if scheme == "postgresql":
+        ms = int(timeout_s * 1000)
+        args = {
+            "connect_timeout": 10,
+            "options": f"-c default_transaction_read_only=on -c statement_timeout={ms}",
+        }
+    elif scheme == "sqlite":
+        path = _parts(real).database or ""
+        if not path or path == ":memory:":
+            raise SourceError("a SQLite source needs a database file: sqlite:////path/to/file.db")
+        if not Path(path).is_file():
+            raise SourceError(f"the SQLite file {path} does not exist")
+        real = f"sqlite:///file:{path}?mode=ro&uri=true"
+    elif scheme in ("mysql", "mariadb"):
+        args = {"connect_timeout": 10, "read_timeout": timeout_s}
+    try:
+        engine = create_engine(real, poolclass=NullPool, connect_args=args)
+    except NoSuchModuleError:
+        raise SourceError(
+            f"'{scheme}' is not a database KPI Monitor knows — check the start of the URL"
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise SourceError(
+            f"the driver for {scheme} is not installed ({exc.name}): install "
+            f"{_DRIVERS.get(scheme, exc.name)}"
+        ) from None
+    except ArgumentError as exc:
+        raise SourceError(f"the URL cannot be used: {exc}") from None
+    if scheme in ("mysql", "mariadb"):
+
+        @event.listens_for(engine, "connect")
+        def _read_only(dbapi_con, _record):  # pragma: no cover - needs a MySQL server
+            cur = dbapi_con.cursor()
+            cur.execute("SET SESSION TRANSACTION READ ONLY")
+            cur.execute(f"SET SESSION max_execution_time = {int(timeout_s * 1000)}")
+            cur.close()
+
+    return engine
+
+
+def explain(exc: BaseException, url: str) -> SourceError:
+    """A driver's error in words a user can act on; the URL masked."""
+    if isinstance(exc, SourceError):
+        return exc
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    # pandas and SQLAlchemy wrap the driver's words: keep only those.
+    text = re.sub(r"^Execution failed on sql .*?': ", "", text, flags=re.S)
+    text = re.sub(r"^\([\w.]+\)\s*", "", text)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    low = text.lower()
+    where = mask(url)
+    if "password authentication failed" in low or "access denied" in low:
+        return SourceError(f"{where}: the user name or password is wrong ({first})")
+    if "timeout expired" in low or "timed out" in low and "statement" not in low:
+        return SourceError(f"{where}: the server did not answer in time — check host and port")
+    if any(s in low for s in ("connection refused", "could not translate host", "name or service",
+                              "no route to host", "could not connect", "can't connect")):  # fmt: skip
+        return SourceError(
+            f"{where}: cannot reach the server ({first}) — check the host, the port and that "
+            "the database is running"
+        )
+    if "does not exist" in low and "database" in low:
+        return SourceError(f"{where}: {first} — check the database name in the URL")
+    if "canceling statement due to statement timeout" in low or "max_execution_time" in low:
+        return SourceError(
+            "the query ran longer than the time limit and was stopped — aggregate in the query, "
+            "narrow its months, or raise the limit"
+        )
+    if "read-only" in low or "readonly" in low or "attempt to write" in low:
+        return SourceError(f"the source refused to write: a source query may only read ({first})")
+    if (
+        "syntax error" in low
+        or "no such column" in low
+        or "no such table" in low
+        or ("does not exist" in low)
+    ):
+        return SourceError(f"the database rejected the query: {first}")
+    if isinstance(exc, ModuleNotFoundError):
+        return SourceError(f"a driver is not installed ({exc.name})")
+    return SourceError(f"{where}: {first}")
+
+
+def test_connection(url: str, timeout_s: int = 15) -> str:
+    """What the server says it is, or SourceError."""
+    if _scheme(url) in _FILE_SCHEMES:
+        path = _file_path(url)
+        if not path.is_file():
+            raise SourceError(f"the file {path} does not exist")
+        return f"{path.name}: {_scheme(url).upper()} file, {path.stat().st_size:,} bytes"
+    from sqlalchemy import text
+
+    engine = _engine(url, timeout_s)
+    try:
+        with engine.connect() as con:
+            dialect = engine.dialect.name
+            if dialect == "postgresql":
+                return con.execute(text("SELECT version()")).scalar_one()
+            if dialect == "sqlite":
+                return "SQLite " + con.execute(text("SELECT sqlite_version()")).scalar_one()
+            return f"{dialect} {engine.dialect.server_version_info}"
+    except Exception as exc:
+        raise explain(exc, url) from None
+    finally:
+        engine.dispose()
+
+
+def tables(url: str, timeout_s: int = 30) -> dict[str, list[str]]:
+    """Tables and views (schema-qualified outside the default schema) → column names."""
+    if _scheme(url) in _FILE_SCHEMES:
+        con = _file_db(url)
+        name = _file_table(url)
+        return {name: [r[0] for r in con.execute(f'DESCRIBE "{name}"').fetchall()]}
+    from sqlalchemy import inspect
+
+    engine = _engine(url, timeout_s)
+    try:
+        insp = inspect(engine)
+        out = {}
+        default = insp.default_schema_name
+        for schema in insp.get_schema_names():
+            if schema in ("information_schema", "pg_catalog") or schema.startswith("pg_"):
+                continue
+            prefix = "" if schema == default else f"{schema}."
+            for t in [*insp.get_table_names(schema), *insp.get_view_names(schema)]:
+                out[prefix + t] = [c["name"] for c in insp.get_columns(t, schema)]
+        return out
+    except Exception as exc:
+        raise explain(exc, url) from None
+    finally:
+        engine.dispose()
+
+
+def _file_path(url: str) -> Path:
+    return Path(re.sub(r"^\w+:(//)?", "", url))
+
+
+def _file_table(url: str) -> str:
+    return re.sub(r"\W", "_", _file_path(url).stem) or "data"
+
+
+def _file_db(url: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the export as a view named after the file."""
+    path = _file_path(url)
+    if not path.is_file():
+        raise SourceError(f"the file {path} does not exist")
+    con = duckdb.connect()
+    reader = "read_parquet" if _scheme(url) == "parquet" else "read_csv_auto"
+    con.execute(
+        f'CREATE VIEW "{_file_table(url)}" AS SELECT * FROM {reader}(?)',  # noqa: S608
+        [str(path)],
+    )
+    return con
+
+
+# --- pulling ---------------------------------------------------------------------------------
+
+
+def _chunks(
+    url: str, sql: str, params: dict, timeout_s: int, row_limit: int
+) -> Iterator[pd.DataFrame]:
+    """The query's rows in chunks, read-only, counted against the row limit."""
+    seen = 0
+
+    def count(df: pd.DataFrame) -> pd.DataFrame:
+        nonlocal seen
+        seen += len(df)
+        if seen > row_limit:
+            raise SourceError(
+                f"the query returns more than {row_limit:,} rows (the source's row limit) — "
+                "aggregate in the query, narrow its months, or raise the limit"
+            )
+        return df
+
+    if _scheme(url) in _FILE_SCHEMES:
+        con = _file_db(url)
+        try:
+            rel = con.execute(_named_to_qmark(sql, params), list(params.values()))
+            while True:
+                part = rel.fetch_df_chunk(CHUNK_ROWS // 2048 or 1)
+                if not len(part):
+                    break
+                yield count(part)
+        except duckdb.Error as exc:
+            raise SourceError(
+                f"the query cannot run on the file: {str(exc).splitlines()[0]}"
+            ) from None
+        finally:
+            con.close()
+        return
+    from sqlalchemy import text
+
+    engine = _engine(url, timeout_s)
+    try:
+        with engine.connect() as con:
+            con = con.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
+            for part in pd.read_sql(text(sql), con, params=params, chunksize=CHUNK_ROWS,
+                                    coerce_float=True):  # fmt: skip
+                yield count(part)
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise explain(exc, url) from None
+    finally:
+        engine.dispose()
+
+
+def _named_to_qmark(sql: str, params: dict) -> str:
+    for name in params:
+        sql = sql.replace(f":{name}", "?")
+    return sql
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _windowed(url: str, sql: str, date_column: str, first: date | None, last: date | None):
+    """The user's query inside a date filter, so the source reads only the months asked for."""
+    if first is None and last is None:
+        return sql, {}
+    conds, params = [], {}
+    col = _quote(date_column)
+    if _scheme(url) == "mysql" or _scheme(url) == "mariadb":
+        col = "`" + date_column.replace("`", "``") + "`"
+    if first is not None:
+        conds.append(f"kpi_src.{col} >= :kpi_first")
+        params["kpi_first"] = first
+    if last is not None:
+        conds.append(f"kpi_src.{col} < :kpi_after")
+        params["kpi_after"] = add_months(last, 1)
+    if _scheme(url) == "sqlite" or _scheme(url) in _FILE_SCHEMES:
+        # SQLite (and CSV text) keep dates as text: compare ISO strings.
+        params = {k: v.isoformat() for k, v in params.items()}
+    return f"SELECT * FROM ({sql}) AS kpi_src WHERE {' AND '.join(conds)}", params  # noqa: S608
+
+
+def _sql_expr(node: formula.Node) -> str:
+    """A measure's expression of columns as DuckDB SQL (from the whitelist parser's tree)."""
+    if isinstance(node, formula.Num):
+        return repr(float(node.value))
+    if isinstance(node, formula.Ref):
+        return f"TRY_CAST({_quote(node.code)} AS DOUBLE)"
+    if isinstance(node, formula.Neg):
+        return f"(-{_sql_expr(node.operand)})"
+    left, right = _sql_expr(node.left), _sql_expr(node.right)
+    if node.op == "/":
+        return f"({left} / NULLIF({right}, 0))"
+    return f"({left} {node.op} {right})"
+
+
+def _norm_sql(col: str) -> str:
+    """SQL for names.norm() of a column's text: no spaces or underscores, lower case."""
+    return f"lower(regexp_replace(CAST({_quote(col)} AS VARCHAR), '[\\s_]+', '', 'g'))"
+
+
+def _filter_sql(f: profile.Filter, params: list) -> str:
+    text = _norm_sql(f.column)
+    number = f"TRY_CAST({_quote(f.column)} AS DOUBLE)"
+    if f.op in ("=", "!="):
+        params += [norm(f.value), f.value]
+        cond = f"({text} = ? OR {number} = TRY_CAST(? AS DOUBLE))"
+    elif f.op in ("in", "not in"):
+        values = [norm(v) for v in f.value.split(",")]
+        params += values
+        cond = f"({text} IN ({', '.join('?' for _ in values)}))"
+    elif f.op == "contains":
+        params.append(norm(f.value))
+        cond = f"(strpos({text}, ?) > 0)"
+    else:
+        params.append(f.value)
+        cond = f"({number} {f.op} TRY_CAST(? AS DOUBLE))"
+    return (
+        f"NOT coalesce({cond}, false)" if f.op in ("!=", "not in") else f"coalesce({cond}, false)"
+    )
+
+
+def _aggregate(con: duckdb.DuckDBPyConnection, mapping: profile.Profile, columns: list[str]):
+    """The profile's measures over the pulled rows, by month and unit, in DuckDB."""
+    by_norm = {norm(c): c for c in columns}
+
+    def col(name: str | None) -> str:
+        return by_norm[norm(name)]
+
+    date_col = col(mapping.date_column)
+    month = f"date_trunc('month', TRY_CAST({_quote(date_col)} AS TIMESTAMP))::DATE"
+    unit, join = "NULL", ""
+    if mapping.unit_column:
+        # Map before grouping: many of the source's values (countries) may be one unit.
+        raw = f"CAST({_quote(col(mapping.unit_column))} AS VARCHAR)"
+        pairs = pd.DataFrame(
+            {"k": [norm(k) for k in mapping.unit_map], "v": list(mapping.unit_map.values())},
+            dtype=object,
+        )
+        con.register("unit_map", pairs)
+        join = f"LEFT JOIN unit_map um ON um.k = {_norm_sql(col(mapping.unit_column))}"
+        unit = f"coalesce(um.v, {raw})"
+    selects, params = [], []
+    for m in mapping.measures:
+        where = " AND ".join(_filter_sql(f, params) for f in m.filters) or "true"
+        if m.agg == "count" and not m.column:
+            selects.append(f"count(*) FILTER (WHERE {where})")
+        elif m.agg == "count":
+            selects.append(f"count({_quote(col(m.column))}) FILTER (WHERE {where})")
+        elif m.agg == "count_distinct":
+            selects.append(f"count(DISTINCT {_quote(col(m.column))}) FILTER (WHERE {where})")
+        else:
+            expr = _sql_expr(m.expression()) if m.is_expression else (
+                f"TRY_CAST({_quote(col(m.column))} AS DOUBLE)"
+            )  # fmt: skip
+            fn = "sum" if m.agg == "sum" else "avg"
+            # A group with no row passing the filter has no value (NULL), not 0.
+            selects.append(f"{fn}({expr}) FILTER (WHERE {where})")
+    sql = (
+        f"SELECT {month} AS kpi_month, {unit} AS kpi_unit, "  # noqa: S608 - quoted identifiers
+        + ", ".join(f"{s} AS m{i}" for i, s in enumerate(selects))
+        + f" FROM pulled {join} GROUP BY ALL ORDER BY 1, 2"
+    )
+    groups = con.execute(sql, params).df()
+    bad_dates = con.execute(
+        f"SELECT count(*), any_value(CAST({_quote(date_col)} AS VARCHAR)) FROM pulled "  # noqa: S608
+        f"WHERE {_quote(date_col)} IS NOT NULL AND {month} IS NULL"
+    ).fetchall()[0]
+    not_numbers = []
+    for m in mapping.measures:
+        if m.agg not in ("sum", "avg"):
+            continue
+        for name in m.columns():
+            c = _quote(col(name))
+            got = con.execute(
+                f"SELECT count(*), any_value(CAST({c} AS VARCHAR)) FROM pulled "  # noqa: S608
+                f"WHERE {c} IS NOT NULL AND TRY_CAST({c} AS DOUBLE) IS NULL"
+            ).fetchall()[0]
+            if got[0]:
+                not_numbers.append((col(name), got))
+    return groups, bad_dates, not_numbers
+
+
+def prepare_pull(
+    wh: Warehouse,
+    source: Source,
+    who: Actor,
+    *,
+    first: date | None = None,
+    last: date | None = None,
+    new_only: bool = False,
+    today: date | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> intake.Intake:
+    """Run the source's query (read-only, limited), aggregate by the mapping, check and diff.
+    Writes nothing to the warehouse and nothing to the source."""
+    step = progress or (lambda fraction, text: None)
+    if problems := source.problems():
+        raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
+    cat = load_catalog(wh)
+    if not cat.kpis or not cat.units:
+        raise intake.IntakeError(
+            "The warehouse has no KPI library or org units yet: import a KPI-system workbook "
+            "first, or start from the demo (init --demo)."
+        )
+    if new_only and first is None:
+        done = last_pulled_month(wh, source.name)
+        first = add_months(done, 1) if done else None
+    sql = check_query(source.query)
+    windowed, params = _windowed(source.url, sql, source.mapping.date_column, first, last)
+    step(0.05, f"Querying {mask(source.url)}")
+    mem = duckdb.connect()
+    columns: list[str] = []
+    rows = 0
+    try:
+        for part in _chunks(source.url, windowed, params, source.timeout_s, source.row_limit):
+            if not columns:
+                columns = [str(c) for c in part.columns]
+                mem.register("part", part)
+                mem.execute("CREATE TABLE pulled AS SELECT * FROM part")
+            else:
+                mem.register("part", part)
+                mem.execute("INSERT INTO pulled SELECT * FROM part")
+            mem.unregister("part")
+            rows += len(part)
+            step(min(0.05 + rows / max(source.row_limit, 1), 0.5), f"{rows:,} rows read")
+        where = f"source '{source.name}'"
+        findings: list[Finding] = []
+        records = Records()
+        if not columns:
+            findings.append(
+                Finding(
+                    "error",
+                    where,
+                    "",
+                    None,
+                    None,
+                    "the query returned no rows",
+                    "check the query and its months",
+                )  # fmt: skip
+            )
+        else:
+            missing = _missing_columns(source.mapping, columns)
+            for name, what in missing:
+                findings.append(
+                    Finding(
+                        "error", where, "", None, name,
+                        f"the {what} column '{name}' is not in the query's result",
+                        f"the query returns: {', '.join(columns[:30])}",
+                    )
+                )  # fmt: skip
+            if not missing:
+                step(0.55, "Aggregating by month and unit")
+                records, found = _records(mem, source, columns, where)
+                findings += found
+    finally:
+        mem.close()
+    names = Names(cat)
+    return intake.check_and_diff(
+        wh, cat, names, records, findings, who, source=source.name, kind="pull",
+        file_names=[mask(source.url)], sha256="", today=today, step=step, where=where,
+    )  # fmt: skip
+
+
+def _missing_columns(mapping: profile.Profile, columns: list[str]) -> list[tuple[str, str]]:
+    have = {norm(c) for c in columns}
+    needed = [(mapping.date_column, "date"), (mapping.unit_column, "unit")]
+    for m in mapping.measures:
+        needed += [(c, "measure") for c in m.columns()] + [(f.column, "filter") for f in m.filters]
+    return [(n, what) for n, what in needed if n and norm(n) not in have]
+
+
+def _records(mem, source: Source, columns: list[str], where: str) -> tuple[Records, list[Finding]]:
+    mapping = source.mapping
+    groups, bad_dates, not_numbers = _aggregate(mem, mapping, columns)
+    findings = []
+    if bad_dates[0]:
+        findings.append(
+            Finding(
+                "error", where, "", None, mapping.date_column,
+                f"{bad_dates[0]:,} rows have no readable date (e.g. '{bad_dates[1]}')",
+                "fix the query so the column holds dates, or filter those rows out",
+            )
+        )  # fmt: skip
+    for name, (count, example) in not_numbers:
+        findings.append(
+            Finding(
+                "error", where, "", None, name,
+                f"{count:,} rows are not numbers (e.g. '{example}')",
+                "cast the column to a number in the query, or filter those rows out",
+            )
+        )  # fmt: skip
+    out = Records()
+    for _, g in groups.iterrows():
+        if pd.isna(g["kpi_month"]):
+            continue
+        raw_unit = g["kpi_unit"]
+        unit = raw_unit if mapping.unit_column else mapping.unit
+        for i, m in enumerate(mapping.measures):
+            value = g[f"m{i}"]
+            if pd.isna(value):
+                continue
+            out.file.append(where)
+            out.sheet.append("")
+            out.row.append(None)
+            out.period.append(pd.Timestamp(g["kpi_month"]).date())
+            out.period_at.append(mapping.date_column)
+            out.unit.append(unit)
+            out.unit_at.append(mapping.unit_column or f"source '{source.name}'")
+            out.kpi.append(m.kpi)
+            out.kpi_at.append(f"source '{source.name}' measure {i + 1}")
+            out.value.append(float(value))
+            out.value_at.append(f"{m.agg}({m.column})" if m.column else "count(rows)")
+    return out, findings
+
+
+def last_pulled_month(wh: Warehouse, name: str) -> date | None:
+    got = wh.one(
+        """SELECT max(a.period) FROM actual a JOIN batch b ON b.id = a.batch_id
+           WHERE b.kind = 'pull' AND b.source_name = ? AND b.status = 'committed'""",
+        [name],
+    )
+    return got[0] if got else None
+
+
+# --- saved sources ----------------------------------------------------------------------------
+
+
+def save(wh: Warehouse, source: Source, who: Actor) -> None:
+    if who.role not in ("analyst", "admin"):
+        raise ScopeError("Only analysts and admins define database sources.")
+    if problems := source.problems():
+        raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
+    mapping = json.loads(source.mapping.to_json())
+    now = datetime.now()
+    with wh.transaction() as cur:
+        old = cur.execute("SELECT url, query FROM source WHERE name = ?", [source.name]).fetchall()
+        cur.execute(
+            "INSERT OR REPLACE INTO source VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [source.name, source.url, source.query, json.dumps(mapping, ensure_ascii=False),
+             source.row_limit, source.timeout_s, who.name, now],
+        )  # fmt: skip
+        cur.execute(
+            "INSERT INTO audit VALUES (?, ?, 'source', ?, 'definition', ?, ?, '')",
+            [now, who.name, source.name,
+             f"{mask(old[0][0])}\n{old[0][1]}" if old else None,
+             f"{mask(source.url)}\n{source.query}"],
+        )  # fmt: skip
+
+
+def load(wh: Warehouse, name: str) -> Source:
+    rows = wh.rows(
+        "SELECT name, url, query, mapping, row_limit, timeout_s FROM source WHERE name = ?", [name]
+    )
+    if not rows:
+        known = [r[0] for r in wh.rows("SELECT name FROM source ORDER BY name")]
+        raise NotFoundError(
+            f"There is no source '{name}'."
+            + (f" Sources: {', '.join(known)}." if known else " None is defined yet.")
+        )
+    n, url, query, mapping, row_limit, timeout_s = rows[0]
+    return Source(n, url, query, profile.Profile.from_json(mapping), row_limit, timeout_s)
+
+
+def listing(wh: Warehouse) -> pd.DataFrame:
+    """Sources with masked URLs and their last pull."""
+    df = wh.df(
+        """SELECT s.name, s.url, s.row_limit, s.timeout_s, s.updated_by, s.updated_at,
+                  max(b.created_at) AS last_pull
+           FROM source s LEFT JOIN batch b ON b.kind = 'pull' AND b.source_name = s.name
+           GROUP BY ALL ORDER BY s.name"""
+    )
+    df["url"] = df["url"].map(mask)
+    return df
+
+
+def delete(wh: Warehouse, name: str, who: Actor) -> None:
+    if who.role not in ("analyst", "admin"):
+        raise ScopeError("Only analysts and admins define database sources.")
+    with wh.transaction() as cur:
+        cur.execute("DELETE FROM source WHERE name = ?", [name])
+        cur.execute(
+            "INSERT INTO audit VALUES (?, ?, 'source', ?, 'definition', 'defined', NULL, '')",
+            [datetime.now(), who.name, name],
+        )
