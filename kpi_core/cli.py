@@ -1,7 +1,8 @@
 """`python -m kpi_core`: what must run unattended (cron after the month-end close) or without a browser.
 
 Exit codes: 0 done · 1 input refused (every problem listed) · 2 wrong usage · 3 not found or
-outside the user's scope · 4 warehouse busy (another process held it too long).
+outside the user's scope · 4 warehouse busy (another process held it too long) · 5 a database
+source cannot be reached or read (connection, password, driver, query, time-out).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from kpi_core.errors import (
     ValidationError,
     WarehouseBusyError,
 )
-from kpi_core.ingest import intake
+from kpi_core.ingest import intake, sources
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_BUSY, EXIT_SOURCE = 0, 1, 2, 3, 4, 5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         description="KPI Monitor command line. The warehouse comes from --warehouse, "
         "KPI_WAREHOUSE, or [warehouse] path in .streamlit/secrets.toml.",
         epilog="Exit codes: 0 done, 1 input refused, 2 wrong usage, 3 not found or outside "
-        "scope, 4 warehouse busy.",
+        "scope, 4 warehouse busy, 5 source unreachable or unreadable.",
     )
     p.add_argument("--warehouse", metavar="PATH", help="DuckDB warehouse file")
     p.add_argument(
@@ -79,6 +80,25 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("batch", type=int, metavar="BATCH", help="batch number (see the Upload page)")
     rb.add_argument("--reason", default="", help="why, for the audit trail")
 
+    pl = sub.add_parser("pull", help="pull actuals from a saved database source")
+    pl.description = (
+        "Run a saved source's query (read-only, with its time and row limits), aggregate the "
+        "rows by its mapping, check them like an upload and load them as one batch. Nothing is "
+        "written if any value has a problem, unless --accept-invalid. Exit code 5 when the "
+        "source cannot be reached or read."
+    )
+    pl.add_argument("source", metavar="SOURCE", help="the source's name (see the Sources page)")
+    pl.add_argument("--from", dest="first", metavar="P", help="first month, e.g. 2026-01")
+    pl.add_argument("--to", dest="last", metavar="P", help="last month, e.g. 2026-06")
+    pl.add_argument("--new", action="store_true", help="only the months after the last one pulled")
+    pl.add_argument(
+        "--accept-invalid",
+        action="store_true",
+        help="load the valid values and leave the invalid ones out (they are still listed)",
+    )
+    pl.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    pl.add_argument("--json", action="store_true", help="print the result as JSON")
+
     sc = sub.add_parser("score", help="a unit's scorecard for a month, quarter or year")
     sc.description = "Score a unit's scorecard, e.g. score --unit SALES --period 2026-03."
     sc.add_argument("--unit", required=True, metavar="CODE", help="org unit code")
@@ -110,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    except sources.SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SOURCE
     except KpiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -134,6 +157,8 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
     actor = service.actor(wh, args.user)
     if args.command == "import" and (args.profile or not _is_system_workbook(args.file)):
         return _import_actuals(wh, actor, args)
+    if args.command == "pull":
+        return _pull(wh, actor, args)
     if args.command == "rollback":
         done = intake.rollback(wh, args.batch, actor, args.reason)
         print(f"batch {args.batch} rolled back: {done['restored']} restored, "
@@ -182,6 +207,23 @@ def _is_system_workbook(path: str) -> bool:
     return bool(set(sheets) - {"actuals"})
 
 
+def _month(text: str | None):
+    if text is None:
+        return None
+    period = parse_period(text)
+    if period.grain != "M":
+        raise KpiError(f"'{text}' is not a month — write it like 2026-03")
+    return period.start
+
+
+def _pull(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+    source = sources.load(wh, args.source)
+    prepared = sources.prepare_pull(
+        wh, source, actor, first=_month(args.first), last=_month(args.last), new_only=args.new
+    )
+    return _report(wh, actor, args, prepared, f"source {source.name}")
+
+
 def _import_actuals(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
@@ -189,6 +231,11 @@ def _import_actuals(wh: Warehouse, actor: service.Actor, args: argparse.Namespac
     prepared = intake.prepare(
         wh, [(path.name, path.read_bytes())], actor, mapping=args.profile, source=args.source
     )
+    return _report(wh, actor, args, prepared, path.name)
+
+
+def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
+    """Commit unless refused or a dry run; print the intake's report; the exit code."""
     committed = None
     refused = bool(prepared.errors) and not args.accept_invalid
     if not args.dry_run and not refused and len(prepared.rows):
@@ -210,10 +257,14 @@ def _import_actuals(wh: Warehouse, actor: service.Actor, args: argparse.Namespac
             verb = "dry run, nothing written"
         elif committed and committed.batch_id:
             verb = f"loaded as batch {committed.batch_id}"
+        elif not len(prepared.rows):
+            verb = "nothing to load"
         else:
             verb = "nothing changed"
-        print(f"{path.name}: {verb} ({counts}{'; ' + turns if turns else ''})")
-    return EXIT_REFUSED if refused or not len(prepared.rows) else EXIT_OK
+        print(f"{what}: {verb} ({counts}{'; ' + turns if turns else ''})")
+    # Nothing valid with errors is a refusal; nothing at all (no new month yet) is not.
+    nothing_valid = bool(prepared.errors) and not len(prepared.rows)
+    return EXIT_REFUSED if refused or nothing_valid else EXIT_OK
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:

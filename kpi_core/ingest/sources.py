@@ -356,10 +356,9 @@ def _file_db(url: str) -> duckdb.DuckDBPyConnection:
         raise SourceError(f"the file {path} does not exist")
     con = duckdb.connect()
     reader = "read_parquet" if _scheme(url) == "parquet" else "read_csv_auto"
-    con.execute(
-        f'CREATE VIEW "{_file_table(url)}" AS SELECT * FROM {reader}(?)',  # noqa: S608
-        [str(path)],
-    )
+    # A view cannot take a bound parameter: the path goes in as a quoted string literal.
+    literal = "'" + str(path).replace("'", "''") + "'"
+    con.execute(f'CREATE VIEW "{_file_table(url)}" AS SELECT * FROM {reader}({literal})')  # noqa: S608
     return con
 
 
@@ -413,6 +412,14 @@ def _chunks(
         raise explain(exc, url) from None
     finally:
         engine.dispose()
+
+
+def sample(url: str, query: str, n: int = 50, timeout_s: int = 30) -> pd.DataFrame:
+    """The first `n` rows of the query, to see its columns and values before mapping them."""
+    sql = check_query(query)
+    for part in _chunks(url, sql, {}, timeout_s, row_limit=10**12):
+        return part.head(n)
+    return pd.DataFrame()
 
 
 def _named_to_qmark(sql: str, params: dict) -> str:
