@@ -99,3 +99,20 @@ def sales_wh(warehouse, tmp_path):
     workbook.write(sales_system(), path)
     import_system(warehouse, path, by="test", scope=Scope.all())
     return warehouse
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the whole session (tests/pgserver.py), stopped at the end.
+    Fails — never skips — when Debian's `postgresql` package is missing: CI installs it."""
+    from tests.pgserver import PgMissingError, PgServer
+
+    server = PgServer()
+    try:
+        server.start()
+    except PgMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
