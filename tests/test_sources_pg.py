@@ -133,3 +133,12 @@ def test_errors_people_can_act_on(postgres, erp, wh, monkeypatch):
     monkeypatch.delenv("ERP_READER_PASSWORD")
     with pytest.raises(SourceError, match="ERP_READER_PASSWORD is not set"):
         sources.test_connection(good)
+
+
+def test_nothing_new_is_not_an_error(postgres, erp, wh, monkeypatch):
+    url = reader_url(postgres, monkeypatch)
+    source = lines_source(url)
+    intake.commit(wh, sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY), service.SYSTEM)
+    assert sources.last_pulled_month(wh, "erp") == date(2026, 10, 1)
+    nothing = sources.prepare_pull(wh, source, service.SYSTEM, new_only=True, today=TODAY)
+    assert nothing.errors == [] and len(nothing.rows) == 0

@@ -20,6 +20,7 @@ is read by DuckDB as a table named after the file, and the query runs in DuckDB.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -582,27 +583,19 @@ def prepare_pull(
     windowed, params = _windowed(source.url, sql, source.mapping.date_column, first, last)
     step(0.05, f"Querying {mask(source.url)}")
     mem = duckdb.connect()
-    columns: list[str] = []
-    rows = 0
     try:
-        for part in _chunks(source.url, windowed, params, source.timeout_s, source.row_limit):
-            if not columns:
-                columns = [str(c) for c in part.columns]
-                mem.register("part", part)
-                mem.execute("CREATE TABLE pulled AS SELECT * FROM part")
-            else:
-                mem.register("part", part)
-                mem.execute("INSERT INTO pulled SELECT * FROM part")
-            mem.unregister("part")
-            rows += len(part)
-            step(min(0.05 + rows / max(source.row_limit, 1), 0.5), f"{rows:,} rows read")
+        if _scheme(source.url) == "postgresql":
+            columns = _copy_postgres(mem, source, windowed, params, step)
+        else:
+            columns = _load_chunks(mem, source, windowed, params, step)
         where = f"source '{source.name}'"
         findings: list[Finding] = []
         records = Records()
         if not columns:
             findings.append(
                 Finding(
-                    "error",
+                    # Nothing in the months asked for is news, not a fault (cron pulls --new).
+                    "info" if first is not None or last is not None else "error",
                     where,
                     "",
                     None,
@@ -632,6 +625,84 @@ def prepare_pull(
         wh, cat, names, records, findings, who, source=source.name, kind="pull",
         file_names=[mask(source.url)], sha256="", today=today, step=step, where=where,
     )  # fmt: skip
+
+
+def _load_chunks(mem, source: Source, sql: str, params: dict, step) -> list[str]:
+    """Any dialect: the rows in chunks through pandas into the DuckDB table `pulled`."""
+    columns: list[str] = []
+    rows = 0
+    for part in _chunks(source.url, sql, params, source.timeout_s, source.row_limit):
+        mem.register("part", part)
+        if not columns:
+            columns = [str(c) for c in part.columns]
+            mem.execute("CREATE TABLE pulled AS SELECT * FROM part")
+        else:
+            mem.execute("INSERT INTO pulled SELECT * FROM part")
+        mem.unregister("part")
+        rows += len(part)
+        step(min(0.05 + rows / max(source.row_limit, 1), 0.5), f"{rows:,} rows read")
+    return columns
+
+
+def _copy_postgres(mem, source: Source, sql: str, params: dict, step) -> list[str]:
+    """PostgreSQL: the rows as CSV through COPY … TO STDOUT into a temp file that DuckDB reads.
+    Several times faster than a cursor (no Python object per value), memory bounded by the
+    file. Every column arrives as text; the aggregation casts what it needs (as it does for
+    any source)."""
+    import tempfile
+
+    import psycopg
+    from psycopg import sql as pgsql
+    from sqlalchemy.engine import make_url
+
+    real = make_url(resolve(source.url))
+    ms = int(source.timeout_s * 1000)
+    # psycopg binds client-side in COPY: named params as %(name)s, a literal % doubled.
+    query = re.sub(r":(kpi_first|kpi_after)\b", r"%(\1)s", sql.replace("%", "%%"))
+    rows = 0
+    with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
+        try:
+            with psycopg.connect(
+                host=real.host, port=real.port or 5432, user=real.username,
+                password=real.password, dbname=real.database, connect_timeout=10,
+                options=f"-c default_transaction_read_only=on -c statement_timeout={ms}",
+            ) as con, con.cursor() as cur:  # fmt: skip
+                statement = pgsql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(
+                    pgsql.SQL(query)
+                )
+                with cur.copy(statement, params or None) as copy:
+                    for block in copy:
+                        tmp.write(block)
+                        rows += bytes(block).count(b"\n")
+                        if rows > source.row_limit + 1:
+                            raise SourceError(
+                                f"the query returns more than {source.row_limit:,} rows (the "
+                                "source's row limit) — aggregate in the query, narrow its "
+                                "months, or raise the limit"
+                            )
+                        if rows % 100_000 < 2000:
+                            step(min(0.05 + rows / max(source.row_limit, 1), 0.5),
+                                 f"{rows:,} rows read")  # fmt: skip
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise explain(exc, source.url) from None
+        tmp.flush()
+        if rows <= 1:  # the header only: an empty table with its columns
+            with open(tmp.name, newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+            if header:
+                mem.execute(
+                    "CREATE TABLE pulled ("  # identifiers quoted by _quote
+                    + ", ".join(f"{_quote(h)} VARCHAR" for h in header)
+                    + ")"
+                )
+            return header
+        mem.execute(
+            "CREATE TABLE pulled AS SELECT * FROM read_csv(?, header = true, all_varchar = true)",
+            [tmp.name],
+        )
+    return [r[0] for r in mem.execute("DESCRIBE pulled").fetchall()]
 
 
 def _missing_columns(mapping: profile.Profile, columns: list[str]) -> list[tuple[str, str]]:
