@@ -233,7 +233,7 @@ class Stages:
     """Seconds spent in the pull's module functions during one pull (None: not in kpi_core)."""
 
     WHAT = [  # (module attribute, label)
-        ("sources._chunks", "reading the source (driver → pandas chunks)"),
+        ("sources._copy_postgres", "reading the source (COPY → CSV → DuckDB table)"),
         ("sources._records", "aggregating in DuckDB (profile → records)"),
         ("intake.check_and_diff", "checking and diffing (validate, diff, effects)"),
     ]
@@ -439,7 +439,7 @@ def main() -> None:
             ("pull", f"prepare_pull + commit, every month ({n_rows:,} lines → REV, ORDERS)"),
             ("prepare", "  of which prepare_pull (query, stream, aggregate, check, diff)"),
             *[(k, f"    {what}") for k, what in Stages.WHAT if k in runs],
-            ("prepare.rest", "    rest: DuckDB inserts of the chunks, catalog, …"),
+            ("prepare.rest", "    rest: catalog, query checks, …"),
             ("commit", "  of which intake.commit"),
             ("group-by", "pandas.read_sql of PostgreSQL's own GROUP BY (the floor)"),
             ("1 month", f"incremental pull of {args.last} only (first = last)"),
