@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from kpi_core import workbook
+from kpi_core import service, workbook
 from kpi_core.access import Scope
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
@@ -116,3 +119,29 @@ def postgres():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_file(tmp_path_factory) -> Path:
+    """The demo company in a real DuckDB file, built once for the session; never written."""
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    wh = Warehouse(path, linger=0)
+    service.ensure_demo(wh)
+    wh.close()
+    return path
+
+
+@pytest.fixture
+def own_file(demo_file, tmp_path) -> Path:
+    """A copy of the demo warehouse for a test that writes."""
+    path = tmp_path / "wh.duckdb"
+    shutil.copy(demo_file, path)
+    return path
+
+
+@pytest.fixture
+def demo_wh(own_file):
+    """The copy, open."""
+    wh = Warehouse(own_file, linger=0)
+    yield wh
+    wh.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import shutil
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -33,24 +32,6 @@ HEADER = ["period", "unit", "kpi", "value"]
 
 
 # --- the warehouse ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory) -> Path:
-    """The demo company in a real DuckDB file, built once for this module."""
-    path = tmp_path_factory.mktemp("intake_files") / "demo.duckdb"
-    wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh)
-    wh.close()
-    return path
-
-
-@pytest.fixture
-def own_file(demo_file, tmp_path) -> Path:
-    """A copy of the demo warehouse for a test that writes."""
-    path = tmp_path / "wh.duckdb"
-    shutil.copy(demo_file, path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 from datetime import date, datetime
 from pathlib import Path
 
@@ -22,23 +21,6 @@ from kpi_core.warehouse import Warehouse
 from tests.test_intake_files import in_chinese
 
 TODAY = date(2026, 11, 21)
-
-
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory) -> Path:
-    """The demo company in a real DuckDB file, built once for this module."""
-    path = tmp_path_factory.mktemp("intake_layouts") / "demo.duckdb"
-    wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh)
-    wh.close()
-    return path
-
-
-@pytest.fixture
-def own_file(demo_file, tmp_path) -> Path:
-    path = tmp_path / "wh.duckdb"
-    shutil.copy(demo_file, path)
-    return path
 
 
 def xlsx(sheets: dict[str, list[list[object]]], merge: dict[str, list[str]] | None = None) -> bytes:

@@ -2,7 +2,6 @@
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 from datetime import date, datetime
@@ -17,7 +16,6 @@ from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import intake, profile
 from kpi_core.ingest.profile import Filter, Measure, Profile, ProfileError
-from kpi_core.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = date(2026, 11, 21)
@@ -68,24 +66,6 @@ def orders_profile(name="erp-orders") -> Profile:
     )
 
 
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("profile") / "demo.duckdb"
-    wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh)
-    wh.close()
-    return path
-
-
-@pytest.fixture
-def wh(demo_file, tmp_path):
-    path = tmp_path / "w.duckdb"
-    shutil.copy(demo_file, path)
-    w = Warehouse(path, linger=0)
-    yield w
-    w.close()
-
-
 def found(prepared, cat) -> dict:
     """(KPI code, unit code, month) → value of the rows ready to load."""
     return {
@@ -94,12 +74,16 @@ def found(prepared, cat) -> dict:
     }
 
 
-def test_profile_aggregates_order_lines_by_month_and_unit(wh):
+def test_profile_aggregates_order_lines_by_month_and_unit(demo_wh):
     prepared = intake.prepare(
-        wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=orders_profile(), today=TODAY
+        demo_wh,
+        [("orders.xlsx", erp_export())],
+        service.SYSTEM,
+        mapping=orders_profile(),
+        today=TODAY,
     )
     assert prepared.errors == []
-    assert found(prepared, load_catalog(wh)) == {
+    assert found(prepared, load_catalog(demo_wh)) == {
         # September, East: shipped SO-001 1200 + SO-002 3000; SO-003 is cancelled.
         ("REV", "SALES_E", "2026-09"): 4200.0,
         ("ORDERS", "SALES_E", "2026-09"): 2.0,
@@ -121,18 +105,18 @@ def test_profile_aggregates_order_lines_by_month_and_unit(wh):
     }
 
 
-def test_saved_profile_is_reused_by_name_and_from_the_cli(wh, tmp_path):
-    profile.save(wh, orders_profile(), ANALYST)
-    assert profile.names(wh) == ["erp-orders"]
-    again = profile.load(wh, "erp-orders")
+def test_saved_profile_is_reused_by_name_and_from_the_cli(demo_wh, tmp_path):
+    profile.save(demo_wh, orders_profile(), ANALYST)
+    assert profile.names(demo_wh) == ["erp-orders"]
+    again = profile.load(demo_wh, "erp-orders")
     assert again == orders_profile()
-    audit = wh.rows("SELECT entity, key FROM audit WHERE entity = 'import_profile'")
+    audit = demo_wh.rows("SELECT entity, key FROM audit WHERE entity = 'import_profile'")
     assert audit == [("import_profile", "erp-orders")]
     path = tmp_path / "orders.xlsx"
     path.write_bytes(erp_export())
-    wh.close()
+    demo_wh.close()
     run = subprocess.run(
-        [sys.executable, "-m", "kpi_core", "--warehouse", str(wh.path), "import", str(path),
+        [sys.executable, "-m", "kpi_core", "--warehouse", str(demo_wh.path), "import", str(path),
          "--profile", "erp-orders", "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -140,7 +124,7 @@ def test_saved_profile_is_reused_by_name_and_from_the_cli(wh, tmp_path):
     out = json.loads(run.stdout)
     assert out["ok"] and out["batch"] is not None and out["source"] == "erp-orders"
     assert sum(out["counts"][c] for c in ("new", "changed", "unchanged")) == 16
-    value = wh.one(
+    value = demo_wh.one(
         """SELECT a.value FROM actual a JOIN kpi k ON k.id = a.kpi_id
            JOIN org_unit u ON u.id = a.unit_id
            WHERE k.code = 'REV' AND u.code = 'SALES_E' AND a.period = DATE '2026-09-01'"""
@@ -148,34 +132,34 @@ def test_saved_profile_is_reused_by_name_and_from_the_cli(wh, tmp_path):
     assert value == (4200.0,)
     # Next month's run, same profile: the same file again changes nothing.
     rerun = subprocess.run(
-        [sys.executable, "-m", "kpi_core", "--warehouse", str(wh.path), "import", str(path),
+        [sys.executable, "-m", "kpi_core", "--warehouse", str(demo_wh.path), "import", str(path),
          "--profile", "erp-orders"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert rerun.returncode == 0 and "nothing changed" in rerun.stdout
 
 
-def test_profile_problems_are_placed(wh):
+def test_profile_problems_are_placed(demo_wh):
     bad_lines = [*LINES, ("SO-008", "next week", "East China", "C09", "shipped", "n/a")]
     p = orders_profile()
     prepared = intake.prepare(
-        wh, [("orders.xlsx", erp_export(bad_lines))], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("orders.xlsx", erp_export(bad_lines))], service.SYSTEM, mapping=p, today=TODAY
     )
     where = {(f.row, f.column, f.message) for f in prepared.errors}
     assert (11, "Order Date", "'next week' is not a date") in where
     # A region the map does not know is looked up as a unit name, and refused with a hint.
     p.unit_map = {"East China": "SALES_E"}
     prepared = intake.prepare(
-        wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p, today=TODAY
     )
     assert any("unknown unit 'North China'" in f.message for f in prepared.errors)
 
 
-def test_profile_that_does_not_fit_the_file(wh):
+def test_profile_that_does_not_fit_the_file(demo_wh):
     p = orders_profile()
     p.measures[0].column = "Net Amount"
     prepared = intake.prepare(
-        wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p, today=TODAY
     )
     [err] = prepared.errors
     assert err.row == 3 and err.column == "Net Amount"
@@ -183,25 +167,25 @@ def test_profile_that_does_not_fit_the_file(wh):
     p = orders_profile()
     p.sheet = "Lines"
     with pytest.raises(ProfileError, match="sheet 'Lines'.*'Orders'"):
-        intake.prepare(wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p)
+        intake.prepare(demo_wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p)
     with pytest.raises(NotFoundError, match="no mapping profile 'nope'"):
-        intake.prepare(wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping="nope")
+        intake.prepare(demo_wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping="nope")
 
 
-def test_incomplete_profile_is_not_saved(wh):
+def test_incomplete_profile_is_not_saved(demo_wh):
     p = Profile(name=" ", date_column="", measures=[Measure("REV", "median", None)])
     with pytest.raises(ProfileError) as err:
-        profile.save(wh, p, ANALYST)
+        profile.save(demo_wh, p, ANALYST)
     text = str(err.value)
     for words in ("name", "date column", "unit column", "aggregation must be one of"):
         assert words in text
-    assert profile.names(wh) == []
+    assert profile.names(demo_wh) == []
     viewer = service.Actor("viewer", "viewer", Scope.all())
     with pytest.raises(ScopeError):
-        profile.save(wh, orders_profile(), viewer)
+        profile.save(demo_wh, orders_profile(), viewer)
 
 
-def test_derived_amount_from_a_chinese_sales_report(wh):
+def test_derived_amount_from_a_chinese_sales_report(demo_wh):
     """销售明细: the amount is not in the file; it is 单价 × 数量 × (1 − 折扣)."""
     wb = openpyxl.Workbook()
     ws = wb.active
@@ -221,16 +205,16 @@ def test_derived_amount_from_a_chinese_sales_report(wh):
         measures=[Measure("REV", "sum", "=[单价] × [数量] × (1 - [折扣])")],
     )
     prepared = intake.prepare(
-        wh, [("sales.xlsx", buf.getvalue())], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("sales.xlsx", buf.getvalue())], service.SYSTEM, mapping=p, today=TODAY
     )
     assert prepared.errors == []
-    assert found(prepared, load_catalog(wh)) == {
+    assert found(prepared, load_catalog(demo_wh)) == {
         ("REV", "SALES_E", "2026-10"): pytest.approx(3201.0),
         ("REV", "SALES_N", "2026-10"): pytest.approx(4000.0),
     }
     p.measures[0].column = "=[单价] × [件数]"
     prepared = intake.prepare(
-        wh, [("sales.xlsx", buf.getvalue())], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("sales.xlsx", buf.getvalue())], service.SYSTEM, mapping=p, today=TODAY
     )
     assert [(e.column, e.message) for e in prepared.errors] == [
         ("件数", "the measure column '件数' is not in header row 1")
