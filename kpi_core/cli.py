@@ -64,13 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="source of the actuals (default: the profile or file name); a later upload from "
         "the same source for the same months replaces its values",
     )
-    imp.add_argument(
-        "--accept-invalid",
-        action="store_true",
-        help="load the valid values and leave the invalid ones out (they are still listed)",
-    )
-    imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
-    imp.add_argument("--json", action="store_true", help="print the result as JSON")
+    _loading_flags(imp)
 
     rb = sub.add_parser("rollback", help="undo a batch of actuals")
     rb.description = (
@@ -91,13 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--from", dest="first", metavar="P", help="first month, e.g. 2026-01")
     pl.add_argument("--to", dest="last", metavar="P", help="last month, e.g. 2026-06")
     pl.add_argument("--new", action="store_true", help="only the months after the last one pulled")
-    pl.add_argument(
-        "--accept-invalid",
-        action="store_true",
-        help="load the valid values and leave the invalid ones out (they are still listed)",
-    )
-    pl.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
-    pl.add_argument("--json", action="store_true", help="print the result as JSON")
+    _loading_flags(pl)
 
     sc = sub.add_parser("score", help="a unit's scorecard for a month, quarter or year")
     sc.description = "Score a unit's scorecard, e.g. score --unit SALES --period 2026-03."
@@ -111,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--lang", choices=["en", "zh"], default="en", help="sheet and column names")
     ex.add_argument("--no-actuals", action="store_true", help="definitions and targets only")
     return p
+
+
+def _loading_flags(parser: argparse.ArgumentParser) -> None:
+    """What `import` of actuals and `pull` share: they end the same way."""
+    parser.add_argument(
+        "--accept-invalid",
+        action="store_true",
+        help="load the valid values and leave the invalid ones out (they are still listed)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def main(argv: list[str] | None = None) -> int:
