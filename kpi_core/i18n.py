@@ -331,6 +331,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_pf_unit_mode": ("组织", "Unit"),
     "up_pf_unit_by_column": ("从某一列读取", "From a column"),
     "up_pf_unit_fixed": ("整个文件属于一个组织", "One unit for the whole file"),
+    "up_pf_unit_fixed_rows": ("所有行属于一个组织", "One unit for all rows"),
     "up_pf_unit_column": ("组织列", "Unit column"),
     "up_pf_unit": ("组织", "Unit"),
     "up_pf_unit_map": (
@@ -384,6 +385,223 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_month_reopen": ("重新开账", "Reopen month"),
     "up_month_closed": ("{month}已关账。", "{month} is closed."),
     "up_month_reopened": ("{month}已重新开账。", "{month} is open again."),
+    "up_said_in_english": ("原文如下（英文）：{text}", "{text}"),
+    "up_step_querying": ("正在查询 {url}", "Querying {url}"),
+    "up_step_rows": ("已读取 {n} 行", "{n} rows read"),
+    "up_step_aggregating": ("正在按月份和组织汇总", "Aggregating by month and unit"),
+    "up_kind_pull": ("数据库提取", "Database pull"),
+    "up_pf_expression": ("或：表达式", "Or: expression"),
+    "up_pf_expression_help": (
+        "用列计算，例如 [单价] * [数量] * (1 - [折扣])；填写后代替“列”，只能求和或平均。",
+        "Computed from columns, e.g. [price] * [qty] * (1 - [discount]); used instead of the "
+        "column, summed or averaged.",
+    ),
+    "up_pf_unit_map_rows": (
+        "组织对照：数据源中的值 → 组织编码（留空表示该值本身就是组织编码或名称）。"
+        "样本中没有出现的值可在末行添加。",
+        "Unit map: value in the source → unit code (leave empty where the value already is a "
+        "unit code or name). Add a row for a value the sample did not show.",
+    ),
+    "up_pf_value_in_source": ("数据源中的值", "Value in the source"),
+    # ... the same report for a database pull (KEY_pull: see kpi_core.ui.upload.say)
+    "up_source_is_pull": (
+        "来源：**{source}**。再次提取同一月份时，会替换该来源上次提取的数值。",
+        "Source: **{source}**. Pulling it again for the same months replaces what it gave before.",
+    ),
+    "up_has_errors_pull": (
+        "发现 {errors} 个错误、{warnings} 个警告。有错误的数值不会导入；请修改查询或映射后重新提取，"
+        "或确认只导入有效数值。",
+        "{errors} error(s) and {warnings} warning(s) found. Values with errors are left out: fix "
+        "the query or the mapping and pull again, or confirm below that only the valid values are "
+        "loaded.",
+    ),
+    "up_commit_blocked_pull": (
+        "提取结果有错误：请修改查询或映射后重新提取，或勾选上面的确认框。",
+        "The pull has errors: fix the query or the mapping and pull again, or tick the box above.",
+    ),
+    "up_already_loaded_pull": (
+        "没有任何变化——数据仓库中已是这些数值。",
+        "Nothing changed — the warehouse already holds these values.",
+    ),
+    "up_turns_none_pull": (
+        "本次提取不会改变任何指标的状态灯。",
+        "No KPI's status light changes with this pull.",
+    ),
+    # Sources page
+    "nav_sources": ("数据源", "Sources"),
+    "src_title": ("数据库数据源", "Database sources"),
+    "src_not_allowed": (
+        "只有数据分析和管理员可以管理和提取数据源。需要时请联系他们。",
+        "Only analysts and admins manage and pull sources; ask one of them if you need a pull.",
+    ),
+    "src_intro": (
+        "从数据库（PostgreSQL、MySQL、SQL Server、Oracle、SQLite）或 CSV/Parquet 导出文件读取明细，"
+        "按映射汇总为每月的指标值，检查、预览后再写入——与上传文件相同。查询只读，并受行数和时间限制。",
+        "Read detail rows from a database (PostgreSQL, MySQL, SQL Server, Oracle, SQLite) or a "
+        "CSV/Parquet export, add them up to monthly KPI values by a mapping, then check, preview "
+        "and load them — as with an uploaded file. Queries only read, within a row and a time "
+        "limit.",
+    ),
+    "src_unexpected": (
+        "处理时出现意外错误（{error}）。未写入任何数据。请将此消息发给管理员。",
+        "Something unexpected went wrong ({error}). Nothing was written. Please send this "
+        "message to your administrator.",
+    ),
+    "src_tab_list": ("数据源列表", "Sources"),
+    "src_tab_define": ("定义数据源", "Define a source"),
+    "src_tab_pull": ("提取数据", "Pull"),
+    "src_tab_history": ("提取记录", "History"),
+    "src_pick": ("数据源", "Source"),
+    "src_pick_new": ("（新建数据源）", "(a new source)"),
+    "src_pick_help": (
+        "选择一个已保存的数据源进行编辑或提取，或新建一个。",
+        "Pick a saved source to edit or pull it, or start a new one.",
+    ),
+    "src_none": (
+        "还没有数据源。请在“定义数据源”页定义一个。",
+        "No source is defined yet: define one under Define a source.",
+    ),
+    "src_list_help": (
+        "在上方选择一个数据源进行编辑或提取。连接地址中的密码不会显示，也不会保存。",
+        "Pick a source above to edit or pull it. Passwords are never shown, nor stored.",
+    ),
+    "src_col_name": ("名称", "Name"),
+    "src_col_url": ("连接地址", "URL"),
+    "src_col_rows": ("行数上限", "Row limit"),
+    "src_col_seconds": ("时间上限", "Time limit"),
+    "src_seconds": ("{n} 秒", "{n} s"),
+    "src_col_by": ("修改人", "Changed by"),
+    "src_col_changed": ("修改时间", "Changed"),
+    "src_col_last_pull": ("上次提取", "Last pull"),
+    "src_name": ("名称", "Name"),
+    "src_need_url": ("请填写连接地址", "write the connection URL"),
+    "src_name_placeholder": ("例如：ERP 订单", "e.g. ERP orders"),
+    "src_url": ("连接地址（SQLAlchemy URL）", "Connection URL (SQLAlchemy)"),
+    "src_url_help": (
+        "例如 `postgresql+psycopg://reader:${PG_PASSWORD}@db.example.com:5432/erp`、"
+        "`sqlite:////data/erp.db`、`csv:///data/orders.csv` 或 `parquet:///data/orders.parquet`"
+        "（导出文件按文件名作为表名查询）。\n\n"
+        "密码不能直接写在地址中——会以明文保存，因此会被拒绝。请写 `${PG_PASSWORD}`（环境变量），"
+        "或 `${secrets.erp.password}`（`.streamlit/secrets.toml` 中 `[erp]` 段的 `password`），"
+        "只在连接时读取。",
+        "For example `postgresql+psycopg://reader:${PG_PASSWORD}@db.example.com:5432/erp`, "
+        "`sqlite:////data/erp.db`, `csv:///data/orders.csv` or `parquet:///data/orders.parquet` "
+        "(an export is queried as a table named after the file).\n\n"
+        "A password written in the URL is refused: it would be stored in plain text. Write "
+        "`${PG_PASSWORD}` (an environment variable) or `${secrets.erp.password}` (`password` "
+        "under `[erp]` in `.streamlit/secrets.toml`) instead; it is read only to connect.",
+    ),
+    "src_test": ("测试连接", "Test connection"),
+    "src_testing": ("正在连接…", "Connecting…"),
+    "src_connected": ("连接成功：{version}", "Connected: {version}"),
+    "src_no_tables": (
+        "数据库中没有可读取的表或视图。",
+        "The database has no table or view to read.",
+    ),
+    "src_table": ("表", "Table"),
+    "src_table_placeholder": ("选择一个表（共 {n} 个）", "Pick a table ({n})"),
+    "src_table_columns": ("**{table}** 的列：{columns}", "Columns of **{table}**: {columns}"),
+    "src_use_table": ("改为查询 {table} 全表", "Query all of {table} instead"),
+    "src_all_tables": ("全部表和列（{n} 个表）", "All tables and their columns ({n})"),
+    "src_col_table": ("表", "Table"),
+    "src_col_columns": ("列", "Columns"),
+    "src_query": ("查询（SQL）", "Query (SQL)"),
+    "src_query_help": (
+        "只能是一条 SELECT（或 WITH … SELECT）语句，在只读事务中执行。月份筛选由提取时自动加上，"
+        "查询中无需写日期条件；在查询中先汇总可减少读取的行数。",
+        "One SELECT (or WITH … SELECT) statement, run in a read-only transaction. The months of a "
+        "pull are filtered for you; aggregating in the query reads fewer rows.",
+    ),
+    "src_row_limit": ("行数上限", "Row limit"),
+    "src_row_limit_help": (
+        "查询返回的行数超过上限时，提取会停止并提示，不写入任何数据。",
+        "A pull whose query returns more rows stops with a message; nothing is written.",
+    ),
+    "src_time_limit": ("时间上限（秒）", "Time limit (seconds)"),
+    "src_time_limit_help": (
+        "查询运行超过这个时间会被数据库终止。",
+        "The database stops a query that runs longer.",
+    ),
+    "src_sample": ("试运行（前 {n} 行）", "Run a sample (first {n} rows)"),
+    "src_sampling": ("正在读取样本…", "Reading a sample…"),
+    "src_sample_rows": ("查询结果的前 {n} 行：", "The query's first {n} rows:"),
+    "src_sample_empty": ("查询没有返回任何行。", "The query returned no rows."),
+    "src_mapping": ("映射：明细行如何汇总为指标值", "Mapping: how the rows add up to KPI values"),
+    "src_mapping_help": (
+        "与上传页的映射方案相同：日期列的月份作为期间；组织来自某一列（及其对照）或固定为一个组织；"
+        "每行一个指标计算。",
+        "As in the Upload page's mapping profiles: the date column's month is the period; the "
+        "unit comes from a column (with a map of its values) or is one unit; one row per KPI.",
+    ),
+    "src_mapping_needs_columns": (
+        "请先测试连接并选择一个表，或试运行查询，以便选择列。",
+        "Test the connection and pick a table, or run a sample, to choose from the query's "
+        "columns.",
+    ),
+    "src_problems": ("数据源还不完整：", "The source is not complete yet:"),
+    "src_save_as": (
+        "将另存为新数据源“{name}”（“{old}”保持不变）。",
+        "Saves a new source '{name}' ('{old}' stays as it is).",
+    ),
+    "src_save": ("保存数据源", "Save source"),
+    "src_saved": (
+        "数据源“{name}”已保存，可在“提取数据”页提取。",
+        "Source '{name}' saved; pull it under Pull.",
+    ),
+    "src_delete": ("删除数据源…", "Delete source…"),
+    "src_delete_confirm": (
+        "确定删除数据源“{name}”吗？已提取的数据和提取记录会保留。",
+        "Delete source '{name}'? The values it loaded and its batches stay.",
+    ),
+    "src_delete_yes": ("确定删除", "Yes, delete it"),
+    "src_deleted": ("数据源“{name}”已删除。", "Source '{name}' deleted."),
+    "src_pull_pick": (
+        "请在上方选择一个已保存的数据源（新数据源请先保存）。",
+        "Pick a saved source above (save a new one first).",
+    ),
+    "src_limits": ("最多 {rows} 行，{seconds} 秒", "Up to {rows} rows, {seconds} s"),
+    "src_the_query": ("查询", "Query"),
+    "src_months": ("提取哪些月份", "Months to pull"),
+    "src_months_help": (
+        "月份条件会加在查询外层，数据源只读取所选月份的行。",
+        "The months are filtered around the query, so the source reads only their rows.",
+    ),
+    "src_months_new": ("只提取新月份（{month}之后）", "Only new months (after {month})"),
+    "src_months_new_first": (
+        "只提取新月份（尚未提取过：全部月份）",
+        "Only new months (never pulled: all of them)",
+    ),
+    "src_months_all": ("全部月份", "All months"),
+    "src_months_range": ("指定月份范围", "A range of months"),
+    "src_from": ("从", "From"),
+    "src_to": ("到", "To"),
+    "src_range_backwards": ("开始月份晚于结束月份。", "The first month is after the last one."),
+    "src_pull_button": ("提取并检查", "Pull and check"),
+    "src_pulling": ("正在提取 {name}…", "Pulling {name}…"),
+    "src_pulled": (
+        "已从 {name} 读取 {rows} 行（{seconds:.1f} 秒）",
+        "Read {rows} rows from {name} in {seconds:.1f} s",
+    ),
+    "src_pull_failed": ("提取失败", "The pull failed"),
+    "src_pull_hint": (
+        "提取会只读地查询数据源并检查数值；在点击“写入”之前不会修改任何数据。",
+        "A pull reads the source (read-only) and checks the values; nothing is written until "
+        "you click Load.",
+    ),
+    "src_nothing_new": (
+        "{month}之后没有新的数据。",
+        "There is nothing new after {month}.",
+    ),
+    "src_nothing_found_hint": (
+        "请在“定义数据源”页检查查询和映射（日期列、组织和指标计算），可先试运行查询看看返回了什么。",
+        "Check the query and the mapping (date column, unit, measures) under Define a source; "
+        "run a sample to see what the query returns.",
+    ),
+    "src_history_help": (
+        "数据库提取的批次。文件上传的批次见“数据上传”页。",
+        "Batches pulled from sources. Uploaded files' batches are on the Upload page.",
+    ),
+    "src_no_history": ("还没有提取记录。", "Nothing has been pulled yet."),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

@@ -381,6 +381,7 @@ RULES: list[tuple[str, str]] = [
     ),
     ("Only admins close and reopen months.", "只有管理员可以关账和重新开账。"),
     # --- profile.py (and formula.py): mapping profiles ----------------------------------------
+    ("write the connection URL", "请填写连接 URL"),
     ("give the profile a name", "请为方案命名"),
     ("choose the date column", "请选择日期列"),
     (
@@ -459,6 +460,135 @@ RULES: list[tuple[str, str]] = [
     ("avg({column})", "求平均（{column}）"),
     ("count({column})", "计数（{column}）"),
     ("count_distinct({column})", "去重计数（{column}）"),
+    # --- sources.py: database sources and exports (the Sources page) --------------------------
+    # A `${PG_PASSWORD}` in the English is a group of that name that matches itself; the Chinese
+    # writes it the same way, and `${{…}}` for a literal that holds dots.
+    ("give the source a name", "请为数据源命名"),
+    ("the row limit and the time limit must be positive", "行数上限和时间上限必须大于 0"),
+    (
+        "'{url}' is not a database URL — write it like "
+        "postgresql+psycopg://user:${PG_PASSWORD}@host:5432/db or sqlite:////path/to/file.db",
+        "“{url}”不是数据库连接地址——请写成 postgresql+psycopg://user:${PG_PASSWORD}@host:5432/db "
+        "或 sqlite:////path/to/file.db 这样的形式",
+    ),
+    (
+        "the URL holds a password — it would be stored in plain text. Put it in an environment "
+        "variable or in .streamlit/secrets.toml and write ${PG_PASSWORD} or "
+        "${secrets.erp.password} in its place",
+        "连接地址中含有密码——它会以明文保存。请把密码放在环境变量或 .streamlit/secrets.toml 中，"
+        "并在地址中改写为 ${PG_PASSWORD} 或 ${{secrets.erp.password}}",
+    ),
+    ("{key} is not set in .streamlit/secrets.toml", "{key} 未在 .streamlit/secrets.toml 中设置"),
+    ("the environment variable {key} is not set", "环境变量 {key} 未设置"),
+    ("the query is empty — write one SELECT statement", "查询为空——请写一条 SELECT 语句"),
+    (
+        "write one statement only: the query holds a ';' between statements",
+        "只能写一条语句：查询中有“;”分隔了多条语句",
+    ),
+    (
+        "only a SELECT (or WITH … SELECT) query can be used as a source",
+        "只有 SELECT（或 WITH … SELECT）查询可以作为数据源",
+    ),
+    (
+        "the query uses '{word}', which could change data; a source query may only read",
+        "查询使用了“{word}”，可能会修改数据；数据源查询只能读取数据",
+    ),
+    # its two halves, when it is one of a source's problems (joined with "; ")
+    ("the query uses '{word}', which could change data", "查询使用了“{word}”，可能会修改数据"),
+    ("a source query may only read", "数据源查询只能读取数据"),
+    (
+        "a SQLite source needs a database file: sqlite:////path/to/file.db",
+        "SQLite 数据源需要一个数据库文件：sqlite:////path/to/file.db",
+    ),
+    ("the SQLite file {path} does not exist", "SQLite 文件 {path} 不存在"),
+    (
+        "'{scheme}' is not a database KPI Monitor knows — check the start of the URL",
+        "KPI 监控不支持“{scheme}”这种数据库——请检查连接地址的开头",
+    ),
+    (
+        "the driver for {scheme} is not installed ({module}): install {install}",
+        "{scheme} 的驱动程序未安装（{module}）：请安装 {install}",
+    ),
+    ("the URL cannot be used: {error}", "连接地址无法使用：{error}"),
+    (
+        "{url}: the user name or password is wrong ({error})",
+        "{url}：用户名或密码错误（{error}）",
+    ),
+    (
+        "{url}: the server did not answer in time — check host and port",
+        "{url}：服务器没有及时响应——请检查主机和端口",
+    ),
+    (
+        "{url}: cannot reach the server ({error}) — check the host, the port and that the "
+        "database is running",
+        "{url}：无法连接服务器（{error}）——请检查主机、端口，以及数据库是否在运行",
+    ),
+    (
+        "{url}: {error} — check the database name in the URL",
+        "{url}：{error}——请检查连接地址中的数据库名",
+    ),
+    (
+        "the query ran longer than the time limit and was stopped — aggregate in the query, "
+        "narrow its months, or raise the limit",
+        "查询运行超过时间上限，已被终止——请在查询中先汇总、缩小月份范围，或提高上限",
+    ),
+    (
+        "the source refused to write: a source query may only read ({error})",
+        "数据源拒绝写入：数据源查询只能读取数据（{error}）",
+    ),
+    ("the database rejected the query: {error}", "数据库拒绝了该查询：{error}"),
+    ("a driver is not installed ({module})", "驱动程序未安装（{module}）"),
+    ("the file {path} does not exist", "文件 {path} 不存在"),
+    (
+        "the query returns more than {n} rows (the source's row limit) — aggregate in the "
+        "query, narrow its months, or raise the limit",
+        "查询返回的行数超过 {n} 行（该数据源的行数上限）——请在查询中先汇总、缩小月份范围，"
+        "或提高上限",
+    ),
+    ("the query cannot run on the file: {error}", "查询无法在该文件上运行：{error}"),
+    ("Source '{name}' is not complete: {problems}", "数据源“{name}”还不完整：{problems}"),
+    (
+        "The warehouse has no KPI library or org units yet: import a KPI-system workbook first, "
+        "or start from the demo (init --demo).",
+        "数据仓库中还没有指标库或组织：请先导入 KPI 体系工作簿，或从演示数据开始（init --demo）。",
+    ),
+    ("the query returned no rows", "查询没有返回任何行"),
+    ("check the query and its months", "请检查查询及其月份范围"),
+    (
+        "the {what} column '{name}' is not in the query's result",
+        "查询结果中没有{what}列“{name}”",
+    ),
+    ("the query returns: {list}", "查询返回的列有：{list}"),
+    (
+        "{n} rows have no readable date (e.g. '{text}')",
+        "{n} 行没有可读取的日期（例如“{text}”）",
+    ),
+    (
+        "fix the query so the column holds dates, or filter those rows out",
+        "请修改查询使该列为日期，或筛除这些行",
+    ),
+    ("{n} rows are not numbers (e.g. '{text}')", "{n} 行不是数字（例如“{text}”）"),
+    (
+        "cast the column to a number in the query, or filter those rows out",
+        "请在查询中把该列转换为数字，或筛除这些行",
+    ),
+    (
+        "Only analysts and admins define database sources.",
+        "只有数据分析和管理员可以定义数据源。",
+    ),
+    (
+        "There is no source '{name}'. Sources: {list}.",
+        "没有名为“{name}”的数据源。已有的数据源：{list}。",
+    ),
+    (
+        "There is no source '{name}'. None is defined yet.",
+        "没有名为“{name}”的数据源。目前还没有定义任何数据源。",
+    ),
+    # where a pulled value came from (a finding's file and column)
+    ("source '{name}' measure {i}", "数据源“{name}”第 {i} 项指标计算"),
+    ("source '{name}'", "数据源“{name}”"),
+    # what Test connection says of an export
+    ("{name}: {kind} file, {n} bytes", "{name}：{kind} 文件，{n} 字节"),
 ]
 
 

@@ -73,7 +73,8 @@ class Source:
             check_query(self.query)
         except SourceError as exc:
             out.append(str(exc))
-        out += [p for p in self.mapping.problems() if "name" not in p]
+        # A source's mapping is named after the source.
+        out += [p for p in self.mapping.problems() if p != "give the profile a name"]
         if self.row_limit < 1 or self.timeout_s < 1:
             out.append("the row limit and the time limit must be positive")
         return out
@@ -101,6 +102,8 @@ def _parts(url: str):
 
 def check_url(url: str) -> None:
     """Refuse a URL that would store a password in the warehouse."""
+    if not (url or "").strip():
+        raise SourceError("write the connection URL")
     if _scheme(url) in _FILE_SCHEMES:
         return
     password = _parts(url).password
@@ -417,7 +420,7 @@ def _chunks(
 
 def sample(url: str, query: str, n: int = 50, timeout_s: int = 30) -> pd.DataFrame:
     """The first `n` rows of the query, to see its columns and values before mapping them."""
-    sql = check_query(query)
+    sql = f"SELECT * FROM ({check_query(query)}) AS kpi_sample LIMIT {int(n)}"  # noqa: S608
     for part in _chunks(url, sql, {}, timeout_s, row_limit=10**12):
         return part.head(n)
     return pd.DataFrame()
@@ -591,7 +594,8 @@ def prepare_pull(
         where = f"source '{source.name}'"
         findings: list[Finding] = []
         records = Records()
-        if not columns:
+        empty = not columns or mem.execute("SELECT count(*) FROM pulled").fetchall()[0][0] == 0
+        if empty:
             findings.append(
                 Finding(
                     # Nothing in the months asked for is news, not a fault (cron pulls --new).
@@ -811,6 +815,7 @@ def listing(wh: Warehouse) -> pd.DataFrame:
         """SELECT s.name, s.url, s.row_limit, s.timeout_s, s.updated_by, s.updated_at,
                   max(b.created_at) AS last_pull
            FROM source s LEFT JOIN batch b ON b.kind = 'pull' AND b.source_name = s.name
+                AND b.status = 'committed'
            GROUP BY ALL ORDER BY s.name"""
     )
     df["url"] = df["url"].map(mask)

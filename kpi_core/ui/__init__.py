@@ -20,10 +20,12 @@ from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.periods import Period, PeriodError, parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
+# (file, label key, icon, roles that may open it — None: everyone)
 PAGES = (
-    ("app.py", "nav_overview", ":material/dashboard:"),
-    ("pages/1_Board.py", "nav_board", ":material/space_dashboard:"),
-    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:"),
+    ("app.py", "nav_overview", ":material/dashboard:", None),
+    ("pages/1_Board.py", "nav_board", ":material/space_dashboard:", None),
+    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", None),
+    ("pages/3_Sources.py", "nav_sources", ":material/database:", ("analyst", "admin")),
 )
 
 # Until sign-in arrives the app acts as the demo admin; the core is already scoped.
@@ -68,11 +70,8 @@ def page(title_key: str) -> PageContext:
     )
     with st.sidebar:
         st.markdown(f"### {i18n.t('app_title', lang)}")
-        keep = {"lang": lang}
-        if "period" in st.session_state:
-            keep["period"] = st.session_state.period.label()
-        for path, key, icon in PAGES:
-            st.page_link(path, label=i18n.t(key, lang), icon=icon, query_params=keep)
+        # Filled once the user's role is known: only the pages they may open.
+        nav = st.container()
         st.divider()
         choice = st.segmented_control(
             i18n.t("language", lang),
@@ -90,11 +89,14 @@ def page(title_key: str) -> PageContext:
         cat = load_catalog(wh)
         who = service.default_actor(wh, DEFAULT_USER)
     except WarehouseBusyError:
+        _navigation(nav, lang, None)
         st.warning(i18n.t("warehouse_busy", lang))
         st.stop()
     except KpiError as exc:
+        _navigation(nav, lang, None)
         st.error(str(exc))
         st.stop()
+    _navigation(nav, lang, who.role)
     if not cat.units:
         st.info(i18n.t("empty_warehouse", lang))
         st.stop()
@@ -103,6 +105,18 @@ def page(title_key: str) -> PageContext:
             f"{i18n.t('signed_in_as', lang)}: **{who.name}** · {i18n.t('role_' + who.role, lang)}"
         )
     return PageContext(wh, cat, who, lang)
+
+
+def _navigation(nav, lang: str, role: str | None) -> None:
+    """Links to the pages `role` may open (those open to everyone while it is unknown), keeping
+    the language and the period picked."""
+    keep = {"lang": lang}
+    if "period" in st.session_state:
+        keep["period"] = st.session_state.period.label()
+    with nav:
+        for path, key, icon, roles in PAGES:
+            if roles is None or role in roles:
+                st.page_link(path, label=i18n.t(key, lang), icon=icon, query_params=keep)
 
 
 @contextmanager

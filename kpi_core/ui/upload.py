@@ -3,6 +3,10 @@ history and roll-back, the entry template, mapping profiles, and closing months.
 
 The work is in `kpi_core.ingest`; this module draws it. Nothing is written before the analyst
 clicks, and no error reaches the screen as a traceback.
+
+The Sources page (`kpi_core.ui.sources`) shows a database pull with the same pieces: `report`,
+`preview` and `commit_panel` for an `Intake` of either kind, `history_section`, and the profile
+editor's `mapping_fields` (date column, unit, measures).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +35,7 @@ from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 
 log = logging.getLogger(__name__)
+_CJK = re.compile(r"[\u3400-\u9fff]")
 
 TYPES = ("xlsx", "xlsm", "xls", "csv", "parquet")
 SEVERITIES = ("error", "warning", "info")
@@ -43,8 +49,11 @@ _BADGE = {"green": "green", "amber": "orange", "red": "red", "grey": "gray"}
 _STEPS = {
     "Checking against the KPI library": "up_step_checking",
     "Comparing with the warehouse": "up_step_comparing",
+    "Aggregating by month and unit": "up_step_aggregating",
     "Ready": "up_step_ready",
 }
+# Previews held in the session, one per page; a roll-back or a closed month makes them stale.
+HELD = ("up_intake", "src_intake")
 
 
 @contextmanager
@@ -55,10 +64,26 @@ def _safe(ctx: PageContext) -> Iterator[None]:
     except WarehouseBusyError:
         st.warning(ctx.t("warehouse_busy"))
     except KpiError as exc:
-        st.error(translate(str(exc), ctx.lang))
+        st.error(error_text(ctx, str(exc)))
     except Exception as exc:
         log.exception("upload page")
         st.error(ctx.t("up_unexpected", error=f"{type(exc).__name__}: {exc}"))
+
+
+def error_text(ctx: PageContext, text: str) -> str:
+    """A refusal from the core in the page's language. A database's own words (which no table
+    can know) are shown as they are, under a line that says whose words they are."""
+    shown = translate(text, ctx.lang)
+    if ctx.lang == "zh" and shown == text and not _CJK.search(text):
+        return ctx.t("up_said_in_english", text=text)
+    return shown
+
+
+def say(ctx: PageContext, it: intake.Intake, key: str, **values: object) -> str:
+    """A string of the report in the words of the intake's kind: "the file" for an upload,
+    "the pull" for a database source (a `KEY_pull` string, where one is needed)."""
+    pulled = f"{key}_pull"
+    return ctx.t(pulled if it.kind == "pull" and pulled in i18n.STRINGS else key, **values)
 
 
 # --- frames shown on the page (plain pandas; no streamlit) ------------------------------------
@@ -110,7 +135,8 @@ def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
             t("up_col_severity"): [
                 f"{_LEVEL_ICON[f.severity]} {t('up_level_' + f.severity)}" for f in rows
             ],
-            t("up_col_file"): [f.file for f in rows],
+            # A pull's findings name their source ("source 'ERP'"), a file's its file name.
+            t("up_col_file"): [translate(f.file, lang) for f in rows],
             t("up_col_sheet"): [f.sheet for f in rows],
             t("up_col_row"): pd.array([f.row for f in rows], dtype="Int64"),
             t("up_col_column"): [translate(f.column or "", lang) for f in rows],
@@ -230,19 +256,28 @@ def _add_months(m: date, n: int) -> date:
     return date(k // 12, k % 12 + 1, 1)
 
 
+# The measures editor's columns: a measure, its column or expression, and one filter.
+MEASURE_COLUMNS = ("kpi", "agg", "column", "expression",
+                   "filter_column", "filter_op", "filter_value")  # fmt: skip
+
+
 def measures_frame(p: profile.Profile | None) -> pd.DataFrame:
-    cols = ["kpi", "agg", "column", "filter_column", "filter_op", "filter_value"]
+    """The editor's rows: a measure's column, or its expression of columns without the '='."""
     rows = []
     for m in p.measures if p else []:
         f = m.filters[0] if m.filters else None
-        rows.append([m.kpi, m.agg, m.column, f and f.column, f and f.op, f and f.value])
+        column, expression = m.column, None
+        if m.is_expression:
+            column, expression = None, m.column.lstrip()[1:].strip()
+        rows.append([m.kpi, m.agg, column, expression, f and f.column, f and f.op, f and f.value])
     if not rows:
-        rows = [[None, "sum", None, None, None, None]]
-    return pd.DataFrame(rows, columns=cols, dtype=object)
+        rows = [[None, "sum", None, None, None, None, None]]
+    return pd.DataFrame(rows, columns=list(MEASURE_COLUMNS), dtype=object)
 
 
 def measures_from(frame: pd.DataFrame) -> list[profile.Measure]:
-    """Measures from the editor's rows; blank rows are skipped, one optional filter each."""
+    """Measures from the editor's rows; blank rows are skipped, one optional filter each. An
+    expression ([单价] * [数量]) wins over a column."""
 
     def text(v: object) -> str | None:
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -252,6 +287,9 @@ def measures_from(frame: pd.DataFrame) -> list[profile.Measure]:
     out = []
     for r in frame.to_dict("records"):
         kpi, agg, column = text(r.get("kpi")), text(r.get("agg")), text(r.get("column"))
+        expression = text(r.get("expression"))
+        if expression:
+            column = "=" + expression.lstrip("=").strip()
         if not kpi and not column:
             continue
         fcol, fop, fval = (text(r.get(k)) for k in ("filter_column", "filter_op", "filter_value"))
@@ -277,8 +315,13 @@ def records_frame(records, lang: str) -> pd.DataFrame:
     )
 
 
+# Names an export gives the unit column that the layout finder does not take for a header word.
+_GUESS_MORE = {"unit": ("region", "branch", "store", "team", "大区", "分公司", "门店", "片区")}
+
+
 def _guess(columns: list[str], field: str) -> int:
-    aliases = [norm(a) for a in FIELDS[field]]
+    """The column most likely to hold `field`: a name in either language, else the first."""
+    aliases = [norm(a) for a in (*FIELDS[field], *_GUESS_MORE.get(field, ()))]
     for alias in aliases:
         for i, c in enumerate(columns):
             if norm(c) == alias:
@@ -289,11 +332,11 @@ def _guess(columns: list[str], field: str) -> int:
     return 0
 
 
-def _shown(df: pd.DataFrame) -> pd.DataFrame:
+def shown_cells(df: pd.DataFrame) -> pd.DataFrame:
     """Cells as text, so a column mixing numbers, dates and words displays as it reads."""
 
     def text(v: object) -> str:
-        if v is None:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
         if isinstance(v, float) and v.is_integer():
             return str(int(v))
@@ -364,18 +407,26 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
         )
     _, it, error, _ = held
     if error:
-        st.error(translate(error, ctx.lang))  # held as the core said it; shown in ctx.lang
+        st.error(error_text(ctx, error))  # held as the core said it; shown in ctx.lang
         return uploads
-    st.markdown(ctx.t("up_source_is", source=_md(it.source)))
+    st.markdown(ctx.t("up_source_is", source=md(it.source)))
     # Widgets of this intake have keys of their own: another file or profile starts afresh.
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
-    _report(ctx, it, chosen, tag)
-    _preview(ctx, it, tag)
-    _commit(ctx, it, tag)
+    report(ctx, it, tag, hint=None if chosen else ctx.t("up_nothing_found_hint"))
+    preview(ctx, it, tag)
+    done = commit_panel(ctx, it, tag, key="up_commit")
+    if done is not None:
+        st.session_state.up_done = done_message(ctx, it, done)
+        st.session_state.pop("up_intake", None)
+        st.session_state.up_rb_newest = True  # the roll-back picker offers the new batch
+        # A new uploader key empties it: the file is loaded, the page is ready for the next one.
+        st.session_state.up_generation = st.session_state.get("up_generation", 0) + 1
+        st.rerun()
     return uploads
 
 
-def _md(text: str) -> str:
+def md(text: str) -> str:
+    """Text from users' files and databases, kept from being read as Markdown."""
     return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in text)
 
 
@@ -387,7 +438,7 @@ def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None)
         bar = st.progress(0.0, text=ctx.t("up_checking", n=n))
 
         def progress(fraction: float, text: str) -> None:
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=_step(ctx, text))
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=step_text(ctx, text))
 
         error = None
         it = None
@@ -412,7 +463,7 @@ def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None)
     return it, error, seconds
 
 
-def _kept(name: str, key: object, build):
+def kept(name: str, key: object, build):
     """One derived value in the session, rebuilt when its key changes."""
     held = st.session_state.get(name)
     if held is None or held[0] != key:
@@ -421,27 +472,33 @@ def _kept(name: str, key: object, build):
     return held[1]
 
 
-def _step(ctx: PageContext, text: str) -> str:
-    """The core's progress texts in the page's language."""
+def step_text(ctx: PageContext, text: str) -> str:
+    """The core's progress texts (an upload's or a pull's) in the page's language."""
     if text.startswith("Reading "):
         return ctx.t("up_step_reading", name=text.removeprefix("Reading "))
+    if text.startswith("Querying "):
+        return ctx.t("up_step_querying", url=text.removeprefix("Querying "))
+    if m := re.fullmatch(r"([\d,]+) rows read", text):
+        return ctx.t("up_step_rows", n=m[1])
     return ctx.t(_STEPS[text]) if text in _STEPS else text
 
 
-def _report(ctx: PageContext, it: intake.Intake, mapping: str | None, tag: str) -> None:
+def report(ctx: PageContext, it: intake.Intake, tag: str, *, hint: str | None = None) -> None:
+    """The validation report: counts, a verdict, and the problems by place, filterable by
+    severity. `hint` is said when nothing loadable was found."""
     st.subheader(ctx.t("up_report"))
     counts = it.counts
     for col, key in zip(st.columns(len(COUNTS)), COUNTS, strict=True):
         col.metric(ctx.t(f"up_count_{key}"), f"{counts[key]:,}", border=True)
     errors, warnings = len(it.errors), len(it.warnings)
     if errors:
-        st.error(ctx.t("up_has_errors", errors=errors, warnings=warnings))
+        st.error(say(ctx, it, "up_has_errors", errors=errors, warnings=warnings))
     elif warnings:
         st.warning(ctx.t("up_has_warnings", warnings=warnings))
     else:
         st.success(ctx.t("up_no_problems"))
-    if not len(it.rows) and mapping is None:
-        st.info(ctx.t("up_nothing_found_hint"))
+    if not len(it.rows) and hint:
+        st.info(hint)
     if not it.findings:
         return
     n = {s: sum(f.severity == s for f in it.findings) for s in SEVERITIES}
@@ -469,7 +526,8 @@ def _report(ctx: PageContext, it: intake.Intake, mapping: str | None, tag: str) 
     )
 
 
-def _preview(ctx: PageContext, it: intake.Intake, tag: str) -> None:
+def preview(ctx: PageContext, it: intake.Intake, tag: str) -> None:
+    """What loading would change (old → new, removed), and the status lights that change."""
     counts = it.counts
     present = [c for c in CHANGES if counts[c]]
     if not present:
@@ -487,8 +545,10 @@ def _preview(ctx: PageContext, it: intake.Intake, tag: str) -> None:
     )
     if shown:
         # Formatting every value takes a while on a big upload; once per intake and language.
-        full = _kept(
-            "up_diff_view", (tag, ctx.lang), lambda: diff_frame(it, ctx.cat, ctx.lang, CHANGES)
+        full = kept(
+            f"{it.kind}_diff_view",
+            (tag, ctx.lang),
+            lambda: diff_frame(it, ctx.cat, ctx.lang, CHANGES),
         )
         labels = {ctx.t("up_change_" + c) for c in shown}
         st.dataframe(
@@ -500,7 +560,7 @@ def _preview(ctx: PageContext, it: intake.Intake, tag: str) -> None:
     st.markdown(f"**{ctx.t('up_lights')}**")
     turns = it.turns()
     if not turns:
-        st.caption(ctx.t("up_turns_none"))
+        st.caption(say(ctx, it, "up_turns_none"))
         return
     st.markdown(turns_text(turns, ctx.lang))
     st.dataframe(
@@ -508,7 +568,11 @@ def _preview(ctx: PageContext, it: intake.Intake, tag: str) -> None:
     )
 
 
-def _commit(ctx: PageContext, it: intake.Intake, tag: str) -> None:
+def commit_panel(
+    ctx: PageContext, it: intake.Intake, tag: str, *, key: str
+) -> intake.Committed | None:
+    """The confirmation (when some values are invalid) and the button that loads the intake as
+    one batch. What was committed once clicked and done; else None (a refusal is shown)."""
     st.subheader(ctx.t("up_commit"))
     valid = len(it.rows)
     accepted = True
@@ -524,39 +588,41 @@ def _commit(ctx: PageContext, it: intake.Intake, tag: str) -> None:
         type="primary",
         icon=":material/upload:",
         disabled=not valid or not accepted,
-        key="up_commit",
+        key=key,
     )
     if valid and not accepted:
-        st.caption(ctx.t("up_commit_blocked"))
+        st.caption(say(ctx, it, "up_commit_blocked"))
     if not clicked:
-        return
+        return None
     with _safe(ctx):
-        done = intake.commit(ctx.wh, it, ctx.actor, accept_invalid=bool(it.errors) and accepted)
-        if done.batch_id is None:
-            st.session_state.up_done = ("info", ctx.t("up_already_loaded"))
-        else:
-            st.session_state.up_done = (
-                "success",
-                ctx.t("up_committed", batch=done.batch_id, **done.counts),
-            )
-        st.session_state.pop("up_intake", None)
-        st.session_state.up_rb_newest = True  # the roll-back picker offers the new batch
-        # A new uploader key empties it: the file is loaded, the page is ready for the next one.
-        st.session_state.up_generation = st.session_state.get("up_generation", 0) + 1
-        st.rerun()
+        return intake.commit(ctx.wh, it, ctx.actor, accept_invalid=bool(it.errors) and accepted)
+    return None
+
+
+def done_message(ctx: PageContext, it: intake.Intake, done: intake.Committed) -> tuple[str, str]:
+    """What a commit did, as (st function name, text): a new batch, or nothing changed."""
+    if done.batch_id is None:
+        return "info", say(ctx, it, "up_already_loaded")
+    return "success", ctx.t("up_committed", batch=done.batch_id, **done.counts)
 
 
 # --- 5: history and roll-back ----------------------------------------------------------------
 
 
-def history_section(ctx: PageContext) -> None:
+def history_section(
+    ctx: PageContext, *, prefix: str = "up", kinds: tuple[str, ...] | None = None
+) -> None:
+    """Batches, newest first, and rolling one back. `kinds` keeps batches of those kinds only
+    (the Sources page shows pulls); `prefix` keeps each page's widgets apart."""
     with _safe(ctx):
-        done = st.session_state.pop("up_rb_done", None)
+        done = st.session_state.pop(f"{prefix}_rb_done", None)
         if done:
             st.success(done)
         df = intake.history(ctx.wh, ctx.actor)
+        if kinds is not None:
+            df = df[df["kind"].isin(list(kinds))].reset_index(drop=True)
         if not len(df):
-            st.info(ctx.t("up_no_history"))
+            st.info(ctx.t(f"{prefix}_no_history"))
             return
         # Fits a laptop screen: the columns add up to a little under the page's width.
         widths = {"batch": 45, "when": 115, "who": 60, "kind": 75, "source": 120, "files": 120,
@@ -570,10 +636,10 @@ def history_section(ctx: PageContext) -> None:
                 ctx.t(f"up_col_{k}"): st.column_config.Column(width=w) for k, w in widths.items()
             },
         )
-        _rollback(ctx, df)
+        _rollback(ctx, df, prefix)
 
 
-def _rollback(ctx: PageContext, df: pd.DataFrame) -> None:
+def _rollback(ctx: PageContext, df: pd.DataFrame, prefix: str) -> None:
     st.subheader(ctx.t("up_rollback"))
     st.caption(ctx.t("up_rollback_help"))
     committed = df[df["status"] == "committed"]
@@ -581,13 +647,11 @@ def _rollback(ctx: PageContext, df: pd.DataFrame) -> None:
         st.info(ctx.t("up_no_rollback"))
         return
     by_id = {int(r.id): r for r in committed.itertuples()}
+    key = f"{prefix}_rb_batch"
     # Set before the widget is drawn, so what it shows and what it returns agree: the newest
     # batch after a load, and never one that is no longer committed.
-    if (
-        st.session_state.pop("up_rb_newest", False)
-        or st.session_state.get("up_rb_batch") not in by_id
-    ):
-        st.session_state.up_rb_batch = next(iter(by_id))
+    if st.session_state.pop(f"{prefix}_rb_newest", False) or st.session_state.get(key) not in by_id:
+        st.session_state[key] = next(iter(by_id))
 
     def label(batch: int) -> str:
         r = by_id[batch]
@@ -596,19 +660,20 @@ def _rollback(ctx: PageContext, df: pd.DataFrame) -> None:
         return " · ".join(p for p in (f"#{batch}", str(r.source_name or ""), months, when) if p)
 
     left, right = st.columns([2, 3])
-    batch = left.selectbox(
-        ctx.t("up_rollback_batch"), list(by_id), format_func=label, key="up_rb_batch"
-    )
+    batch = left.selectbox(ctx.t("up_rollback_batch"), list(by_id), format_func=label, key=key)
     reason = right.text_input(
         ctx.t("up_rollback_reason"),
-        key="up_rb_reason",
+        key=f"{prefix}_rb_reason",
         placeholder=ctx.t("up_rollback_reason_placeholder"),
     )
-    if st.session_state.get("up_rb_pending") != batch:
+    pending = f"{prefix}_rb_pending"
+    if st.session_state.get(pending) != batch:
         if st.button(
-            ctx.t("up_rollback_button", batch=batch), icon=":material/undo:", key="up_rb_ask"
+            ctx.t("up_rollback_button", batch=batch),
+            icon=":material/undo:",
+            key=f"{prefix}_rb_ask",
         ):
-            st.session_state.up_rb_pending = batch
+            st.session_state[pending] = batch
             st.rerun()
         return
     r = by_id[batch]
@@ -616,17 +681,18 @@ def _rollback(ctx: PageContext, df: pd.DataFrame) -> None:
         ctx.t("up_rollback_confirm", batch=batch, source=r.source_name or "—", rows=int(r.rows))
     )
     with st.container(horizontal=True):
-        yes = st.button(ctx.t("up_rollback_yes"), type="primary", key="up_rb_yes")
-        no = st.button(ctx.t("up_cancel"), key="up_rb_no")
+        yes = st.button(ctx.t("up_rollback_yes"), type="primary", key=f"{prefix}_rb_yes")
+        no = st.button(ctx.t("up_cancel"), key=f"{prefix}_rb_no")
     if no:
-        st.session_state.pop("up_rb_pending", None)
+        st.session_state.pop(pending, None)
         st.rerun()
     if yes:
-        st.session_state.pop("up_rb_pending", None)
+        st.session_state.pop(pending, None)
         with _safe(ctx):
             got = intake.rollback(ctx.wh, int(batch), ctx.actor, (reason or "").strip())
-            st.session_state.pop("up_intake", None)  # a pending upload's preview has moved
-            st.session_state.up_rb_done = ctx.t("up_rolled_back", batch=batch, **got)
+            for held in HELD:  # a pending preview has moved
+                st.session_state.pop(held, None)
+            st.session_state[f"{prefix}_rb_done"] = ctx.t("up_rolled_back", batch=batch, **got)
             st.rerun()
 
 
@@ -709,7 +775,7 @@ def profiles_section(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None
 
 def _tables(name: str, data: bytes) -> list[files.Table]:
     """The sample file's sheets, read once per file."""
-    return _kept("up_pf_tables", digest([(name, data)]), lambda: files.read_file(name, data))
+    return kept("up_pf_tables", digest([(name, data)]), lambda: files.read_file(name, data))
 
 
 def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
@@ -750,14 +816,63 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
         )
     )
     # Every tab runs on every click: what costs time on a big export is kept between runs.
-    frame = _kept(
+    frame = kept(
         "up_pf_frame", (file_id, label, header_row), lambda: profile.frame(table, header_row)
     )
     st.caption(ctx.t("up_pf_first_rows"))
-    st.dataframe(_shown(frame.head(8)), width="stretch")
+    st.dataframe(shown_cells(frame.head(8)), width="stretch")
     columns = [str(c) for c in frame.columns]
     if not columns:
         return
+
+    def values_of(unit_column: str) -> list[str]:
+        return kept(
+            "up_pf_values",
+            (file_id, label, header_row, unit_column),
+            lambda: sorted({str(v).strip() for v in frame[unit_column] if v is not None} - {""}),
+        )
+
+    mapped = mapping_fields(ctx, columns, base, p, values_of)
+    name = st.text_input(ctx.t("up_pf_name"), value=base.name if base else "", key=p + "name")
+    candidate = profile.Profile(
+        name=(name or "").strip(), sheet=table.sheet or None, header_row=header_row, **mapped
+    )
+    problems = candidate.problems()
+    if problems:
+        st.info(
+            "\n".join(
+                [ctx.t("up_pf_problems"), *(f"- {md(translate(q, ctx.lang))}" for q in problems)]
+            )
+        )
+    else:
+        _try_profile(ctx, candidate, tables, file_id)
+    if st.button(
+        ctx.t("up_pf_save"),
+        type="primary",
+        icon=":material/save:",
+        disabled=bool(problems),
+        key=p + "save",
+    ):
+        profile.save(ctx.wh, candidate, ctx.actor)
+        st.session_state.up_pf_done = ctx.t("up_pf_saved", name=candidate.name)
+        st.session_state.up_profile_next = candidate.name
+        st.rerun()
+
+
+def mapping_fields(
+    ctx: PageContext,
+    columns: list[str],
+    base: profile.Profile | None,
+    p: str,
+    values_of,
+    *,
+    growable: bool = False,
+) -> dict:
+    """The profile editor's pieces the Upload and Sources pages share: the date column (its
+    month is the period), the unit (a column with a map of its values, or one unit), and the
+    measures. Returns the profile's fields for those. `values_of(column)` gives the unit
+    column's values to map; `growable` lets the analyst add values the sample did not show
+    (a database sample is a few rows, not the whole table)."""
 
     def at(name: str | None, field: str) -> int:
         if name and name in columns:
@@ -765,7 +880,7 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
         return _guess(columns, field)
 
     left, right = st.columns(2, gap="large")
-    date_col = left.selectbox(
+    date_column = left.selectbox(
         ctx.t("up_pf_date_column"),
         columns,
         index=at(base and base.date_column, "period"),
@@ -786,7 +901,11 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
         ["column", "fixed"],
         index=1 if base and not base.unit_column else 0,
         format_func=lambda m: ctx.t(
-            "up_pf_unit_by_column" if m == "column" else "up_pf_unit_fixed"
+            "up_pf_unit_by_column"
+            if m == "column"
+            else "up_pf_unit_fixed_rows"
+            if growable
+            else "up_pf_unit_fixed"
         ),
         horizontal=True,
         key=p + "umode",
@@ -799,12 +918,11 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
             index=at(base and base.unit_column, "unit"),
             key=p + "ucol",
         )
-        values = _kept(
-            "up_pf_values",
-            (file_id, label, header_row, unit_column),
-            lambda: sorted({str(v).strip() for v in frame[unit_column] if v is not None} - {""}),
-        )
-        unit_map = _unit_map(ctx, values[:500], unit_column, codes, unit_name, base, p)
+        values = values_of(unit_column)[:500]
+        if growable and base:  # values mapped before stay, though the sample lacks them
+            have = {norm(v) for v in values}
+            values += [k for k in base.unit_map if norm(k) not in have]
+        unit_map = _unit_map(ctx, values, unit_column, codes, unit_name, base, p, growable)
     else:
         fixed = right.selectbox(
             ctx.t("up_pf_unit"),
@@ -813,7 +931,20 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
             format_func=unit_name,
             key=p + "unit",
         )
+    measures = measures_editor(ctx, columns, base, p)
+    return {
+        "date_column": date_column,
+        "unit_column": unit_column,
+        "unit_map": unit_map,
+        "unit": fixed,
+        "measures": measures,
+    }
 
+
+def measures_editor(
+    ctx: PageContext, columns: list[str], base: profile.Profile | None, p: str
+) -> list[profile.Measure]:
+    """One row per KPI: its aggregation of a column or of an expression, and one filter."""
     st.markdown(f"**{ctx.t('up_pf_measures')}**")
     st.caption(ctx.t("up_pf_measures_help"))
     kpis = sorted(
@@ -846,6 +977,9 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
                 default="sum",
             ),
             "column": st.column_config.SelectboxColumn(ctx.t("up_pf_column"), options=columns),
+            "expression": st.column_config.TextColumn(
+                ctx.t("up_pf_expression"), help=ctx.t("up_pf_expression_help")
+            ),
             "filter_column": st.column_config.SelectboxColumn(
                 ctx.t("up_pf_filter_column"), options=columns
             ),
@@ -855,62 +989,36 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
             "filter_value": st.column_config.TextColumn(ctx.t("up_pf_filter_value")),
         },
     )
-    name = st.text_input(ctx.t("up_pf_name"), value=base.name if base else "", key=p + "name")
-    candidate = profile.Profile(
-        name=(name or "").strip(),
-        date_column=date_col,
-        measures=measures_from(edited),
-        sheet=table.sheet or None,
-        header_row=header_row,
-        unit_column=unit_column,
-        unit_map=unit_map,
-        unit=fixed,
-    )
-    problems = candidate.problems()
-    if problems:
-        st.info(
-            "\n".join(
-                [ctx.t("up_pf_problems"), *(f"- {_md(translate(q, ctx.lang))}" for q in problems)]
-            )
-        )
-    else:
-        _try_profile(ctx, candidate, tables, file_id)
-    if st.button(
-        ctx.t("up_pf_save"),
-        type="primary",
-        icon=":material/save:",
-        disabled=bool(problems),
-        key=p + "save",
-    ):
-        profile.save(ctx.wh, candidate, ctx.actor)
-        st.session_state.up_pf_done = ctx.t("up_pf_saved", name=candidate.name)
-        st.session_state.up_profile_next = candidate.name
-        st.rerun()
+    return measures_from(edited)
 
 
-def _unit_map(ctx, values, column, codes, unit_name, base, p) -> dict[str, str]:
+def _unit_map(ctx, values, column, codes, unit_name, base, p, growable=False) -> dict[str, str]:
     """The unit column's distinct values against unit codes; empty where a value is already a
-    unit's code or name."""
+    unit's code or name. `growable`: the analyst may add values (rows) of their own."""
     known = {norm(k): v for k, v in (base.unit_map if base else {}).items()}
     mapped = [known.get(norm(v)) for v in values]
-    st.caption(ctx.t("up_pf_unit_map"))
+    st.caption(ctx.t("up_pf_unit_map_rows" if growable else "up_pf_unit_map"))
     edited = st.data_editor(
         pd.DataFrame({"value": values, "code": mapped}, dtype=object),
         hide_index=True,
         placeholder="—",
         width="stretch",
+        num_rows="dynamic" if growable else "fixed",
         key=p + "umap_" + hashlib.sha1(column.encode()).hexdigest()[:8],
         column_config={
-            "value": st.column_config.TextColumn(ctx.t("up_pf_value_in_file"), disabled=True),
+            "value": st.column_config.TextColumn(
+                ctx.t("up_pf_value_in_source" if growable else "up_pf_value_in_file"),
+                disabled=not growable,
+            ),
             "code": st.column_config.SelectboxColumn(
                 ctx.t("up_pf_unit_code"), options=codes, format_func=unit_name
             ),
         },
     )
     return {
-        str(v): str(c)
+        str(v).strip(): str(c)
         for v, c in zip(edited["value"], edited["code"], strict=True)
-        if isinstance(c, str) and c and c != v
+        if isinstance(v, str) and v.strip() and isinstance(c, str) and c and c != v.strip()
     }
 
 
@@ -923,7 +1031,7 @@ def _try_profile(ctx: PageContext, candidate: profile.Profile, tables, file_id: 
         except profile.ProfileError as exc:
             return exc
 
-    got = _kept("up_pf_try", (file_id, candidate.to_json()), attempt)
+    got = kept("up_pf_try", (file_id, candidate.to_json()), attempt)
     if isinstance(got, profile.ProfileError):
         st.warning(translate(str(got), ctx.lang))
         return
@@ -978,7 +1086,8 @@ def months_section(ctx: PageContext) -> None:
             key="up_lock_button",
         ):
             intake.lock_month(ctx.wh, month, ctx.actor, locked=not shut)
-            st.session_state.pop("up_intake", None)  # check the upload again against the locks
+            for held in HELD:  # check the upload or the pull again against the locks
+                st.session_state.pop(held, None)
             shown = i18n.period_label(f"{month:%Y-%m}", ctx.lang)
             st.session_state.up_lock_done = ctx.t(
                 "up_month_reopened" if shut else "up_month_closed", month=shown
