@@ -297,6 +297,12 @@ RULES: list[tuple[str, str]] = [
     ),
     ("write {num}% or {num2}", "请写作 {num}% 或 {num2}"),
     (
+        "{num} in a percent KPI — did you mean {num2}%? Write {num3}% or {num4}",
+        "百分比指标填的是 {num}——是否想写 {num2}%？请写作 {num3}% 或 {num4}",
+    ),
+    ("{num} is below the KPI's allowed minimum {num2}", "{num} 低于该指标允许的最小值 {num2}"),
+    ("{num} is above the KPI's allowed maximum {num2}", "{num} 高于该指标允许的最大值 {num2}"),
+    (
         "{num} is below {kpi}'s allowed minimum {num2}",
         "{num} 低于指标 {kpi} 允许的最小值 {num2}",
     ),
@@ -589,6 +595,94 @@ RULES: list[tuple[str, str]] = [
     ("source '{name}'", "数据源“{name}”"),
     # what Test connection says of an export
     ("{name}: {kind} file, {n} bytes", "{name}：{kind} 文件，{n} 字节"),
+    # --- system_import.py and definitions.py: the KPI library page and KPI-system workbooks ---
+    ("{sub} — did you mean '{code}'?", "{sub}——是否想写“{code}”？"),
+    ("Only admins change the KPI library and scorecards.", "只有管理员可以修改指标库和考核表。"),
+    ("only an admin may change definitions", "只有管理员可以修改定义"),
+    (
+        "no known sheet — name sheets kpis/指标库, org_units/组织, tree/指标树, targets/目标, "
+        "actuals/实际",
+        "没有可识别的工作表——请将工作表命名为 kpis/指标库、org_units/组织、tree/指标树、"
+        "targets/目标、actuals/实际",
+    ),
+    ("column '{names}' is missing — add it to the header row", "缺少“{names}”列——请在标题行中添加"),
+    ("is empty — fill it in", "为空——请填写"),
+    ("is empty — fill in a number", "为空——请填写数字"),
+    ("is empty — use one of {list}", "为空——请使用以下之一：{list}"),
+    ("'{value}' is not one of {list}", "“{value}”不是以下之一：{list}"),
+    (
+        "'{code}' — use letters, digits, '_', '-' or '.' only",
+        "“{code}”——只能使用字母、数字、“_”、“-”或“.”",
+    ),
+    (
+        "'{code}' is a duplicated code (first at row {row})",
+        "“{code}”是重复的编码（首次出现在第 {row} 行）",
+    ),
+    ("a KPI needs a name (Chinese or English)", "指标需要名称（中文或英文）"),
+    ("'{value}' — write true/false (是/否)", "“{value}”——请填写 是/否（true/false）"),
+    (
+        "a ratio KPI needs the codes of its numerator and denominator",
+        "比率指标需要填写分子和分母的指标编码",
+    ),
+    (
+        "a formula KPI needs a formula, e.g. AVAIL * PERF * QUAL",
+        "公式指标需要填写公式，例如 AVAIL * PERF * QUAL",
+    ),
+    ("names a missing KPI '{kpi}'", "引用了不存在的指标“{kpi}”"),
+    ("KPIs depend on each other in a cycle: {path}", "指标之间循环引用：{path}"),
+    (
+        "unknown KPI {list} — use the codes of the KPI library",
+        "未知指标 {list}——请使用指标库中的指标编码",
+    ),
+    ("the formula goes round in a circle: {path}", "公式循环引用：{path}"),
+    (
+        "weights under '{node}' (rows {rows}) sum to {num} — they must sum to 100",
+        "“{node}”下的权重（第 {rows} 行）合计为 {num}——合计必须为 100",
+    ),
+    ("{num} — a weight cannot be negative", "{num}——权重不能为负数"),
+    ("'{node}' is not in unit '{unit}' or below it", "“{node}”不在组织“{unit}”或其下级中"),
+    (
+        "'{node}' is listed twice under '{parent}' (row {row})",
+        "“{node}”在“{parent}”下重复出现（第 {row} 行）",
+    ),
+    (
+        "the tree has a cycle: {path} — a node cannot be its own ancestor",
+        "指标树中有循环：{path}——节点不能是自己的上级",
+    ),
+    ("'{value}' is not a date — write 2025-07-01", "“{value}”不是日期——请写作 2025-07-01"),
+    (
+        "{unit}/{kpi} {period} is listed twice (row {row})",
+        "{unit}/{kpi} {period} 重复出现（第 {row} 行）",
+    ),
+    (
+        "a range KPI needs low and/or high (the green band)",
+        "区间指标需要填写下限和/或上限（绿灯区间）",
+    ),
+    ("high {num} is below low {num2}", "上限 {num} 低于下限 {num2}"),
+    ("tolerance cannot be negative", "容差不能为负数"),
+    ("is empty — every target row needs a target value", "为空——每一行目标都需要填写目标值"),
+    (
+        "unknown phasing '{name}' — use 'even' or a profile of the phasing sheet",
+        "未知的分解方案“{name}”——请使用“even”或 phasing 工作表中的方案",
+    ),
+    (
+        "'{kpi}' is computed by its formula — load the KPIs it is made of",
+        "“{kpi}”由公式计算得出——请导入构成它的各项指标",
+    ),
+    ("'{value}' — actuals are monthly: write 2024-03", "“{value}”——实际值按月填写：请写作 2024-03"),
+    # SMART warnings (definitions.smart_warnings)
+    ("no target for {year}", "{year} 年没有目标"),
+    ("no data source", "没有数据来源"),
+    ("no owner", "没有责任人"),
+    ("no unit of measure", "没有计量单位"),
+    (
+        "no caliber (口径): say exactly what is counted and how",
+        "没有口径：请写明统计什么、怎么统计",
+    ),
+    (
+        "the name is a wish (提升/优化/improve…), not a measure",
+        "名称是一种愿望（提升/优化等），不是可衡量的指标",
+    ),
 ]
 
 

@@ -721,8 +721,18 @@ def _apply(
                 _audit(cur, by, "org_unit", u["code"], "parent", old[0], parent_id, reason)
 
     kpi_ids = dict(cur.execute("SELECT code, id FROM kpi").fetchall())
+    # A sheet listing every KPI orders the library; one listing a few (an edit from the KPI
+    # library page) leaves the others' places alone and puts new KPIs after the last.
+    orders = dict(cur.execute("SELECT code, sort_order FROM kpi").fetchall())
+    whole = set(orders) <= {k["code"] for k in plan.kpis}
+    next_order = max(orders.values(), default=-1) + 1
     for k in plan.kpis:
         cols = {f: k[f] for f in _KPI_FIELDS}
+        if not whole:
+            if k["code"] in orders:
+                cols["sort_order"] = orders[k["code"]]
+            else:
+                cols["sort_order"], next_order = next_order, next_order + 1
         if k["code"] not in kpi_ids:
             kid = cur.execute("SELECT nextval('kpi_id')").fetchone()[0]
             cur.execute(

@@ -170,7 +170,7 @@ def test_page_runs_in_both_languages(wh_path, monkeypatch, lang):
     assert widget(at.number_input, "_rows").value == sources.DEFAULT_ROW_LIMIT
     assert widget(at.number_input, "_secs").value == sources.DEFAULT_TIMEOUT_S
     links = [link.label for link in at.sidebar.get("page_link")]
-    assert links[-1] == ("Sources" if lang == "en" else "数据源")
+    assert ("Sources" if lang == "en" else "数据源") in links
 
 
 def test_viewers_and_heads_get_a_message(wh_path, monkeypatch):

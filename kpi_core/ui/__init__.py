@@ -26,6 +26,7 @@ PAGES = (
     ("pages/1_Board.py", "nav_board", ":material/space_dashboard:", None),
     ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", None),
     ("pages/3_Sources.py", "nav_sources", ":material/database:", ("analyst", "admin")),
+    ("pages/4_Library.py", "nav_library", ":material/menu_book:", ("admin",)),
 )
 
 # Until sign-in arrives the app acts as the demo admin; the core is already scoped.

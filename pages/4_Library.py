@@ -1,0 +1,34 @@
+"""KPI library: create and edit KPI definitions with the formula checked as it is typed and
+SMART warnings, place a KPI on a unit's scorecard, and export or import the whole KPI system.
+For admins."""
+
+import streamlit as st
+
+from kpi_core.ui import guard, page
+from kpi_core.ui.library import (
+    ROLES,
+    edit_section,
+    kpi_picker,
+    list_section,
+    place_section,
+    transfer_section,
+)
+
+ctx = page("nav_library")
+with guard(ctx):
+    st.title(ctx.t("lib_title"))
+    if ctx.actor.role not in ROLES:
+        st.info(ctx.t("lib_not_allowed"))
+        st.stop()
+    st.caption(ctx.t("lib_intro"))
+    chosen = kpi_picker(ctx)
+    sections = ["lib_tab_list", "lib_tab_edit", "lib_tab_place", "lib_tab_transfer"]
+    tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
+    with tabs["lib_tab_list"]:
+        list_section(ctx)
+    with tabs["lib_tab_edit"]:
+        edit_section(ctx, chosen)
+    with tabs["lib_tab_place"]:
+        place_section(ctx, chosen)
+    with tabs["lib_tab_transfer"]:
+        transfer_section(ctx)
