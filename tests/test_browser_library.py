@@ -6,6 +6,7 @@ import shutil
 from datetime import date
 
 import pytest
+from playwright.sync_api import expect
 
 from kpi_core import definitions, service
 from kpi_core.access import Scope
@@ -88,7 +89,8 @@ def test_create_a_kpi_and_see_it_listed(browser, library_app):  # noqa: F811
     page.get_by_role("tab", name="Library").click()
     type_in(page, "Filter", "AOV")
     grid = page.locator("[data-testid='stDataFrame']").first
-    assert "Average order value" in grid.locator("table").first.inner_text()
+    # The grid redraws after the filter's rerun: wait for the row rather than read once.
+    expect(grid.locator("table").first).to_contain_text("Average order value", timeout=20_000)
     shot(page, "library-listed-en")
     page.close()
 

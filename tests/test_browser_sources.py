@@ -3,6 +3,7 @@ loaded, and the warehouse then holds what SQLite's own GROUP BY gives; a literal
 refused, in Chinese."""
 
 import pytest
+from playwright.sync_api import expect
 
 from kpi_core import workbook
 from kpi_core.access import Scope
@@ -44,7 +45,7 @@ def test_pull_a_saved_source_check_and_load(browser, sources_app):  # noqa: F811
     grid.wait_for()
     settle(page)
     # The grid draws on a canvas; its accessible table holds the text.
-    assert "ERP orders" in grid.locator("table").first.inner_text()
+    expect(grid.locator("table").first).to_contain_text("ERP orders", timeout=20_000)
     no_traceback(page)
     shot(page, "sources-list-en")
 
