@@ -9,10 +9,7 @@ a definition saved here is checked exactly as a workbook row would be; this modu
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 
 import pandas as pd
@@ -24,9 +21,7 @@ from kpi_core.errors import KpiError, Problem, ValidationError, WarehouseBusyErr
 from kpi_core.library import AGGREGATIONS, DIRECTIONS, PERSPECTIVES
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
-from kpi_core.ui.upload import error_text, md
-
-log = logging.getLogger(__name__)
+from kpi_core.ui.upload import error_text, md, safe
 
 ROLES = ("admin",)  # who edits the library and the scorecards
 KINDS = ("result", "process")
@@ -34,20 +29,6 @@ NEW = "__new__"  # the code a formula is checked under before the KPI has one
 TEXT_FIELDS = ("code", "name_zh", "name_en", "unit", "caliber", "source", "owner")
 NUMBER_FIELDS = ("decimals", "min", "max")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@contextmanager
-def _safe(ctx: PageContext) -> Iterator[None]:
-    """No traceback on the page: the core's refusals in the page's language."""
-    try:
-        yield
-    except WarehouseBusyError:
-        st.warning(ctx.t("warehouse_busy"))
-    except KpiError as exc:
-        st.error(error_text(ctx, str(exc)))
-    except Exception as exc:
-        log.exception("KPI library page")
-        st.error(ctx.t("lib_unexpected", error=f"{type(exc).__name__}: {exc}"))
 
 
 # --- frames and helpers (no streamlit) ---------------------------------------------------------
@@ -129,7 +110,7 @@ def _problem_text(ctx: PageContext, p: Problem) -> str:
 
 
 def list_section(ctx: PageContext) -> None:
-    with _safe(ctx):
+    with safe(ctx, "lib_unexpected"):
         text = st.text_input(ctx.t("lib_filter"), key="lib_filter", width=420)
         df = library_frame(ctx.wh, ctx.cat, ctx.lang, date.today().year, text or "")
         st.caption(ctx.t("lib_count", n=len(df), total=len(ctx.cat.kpis)))
@@ -232,7 +213,7 @@ def _notes(ctx: PageContext, problems, field: str) -> None:
 
 
 def edit_section(ctx: PageContext, code: str | None) -> None:
-    with _safe(ctx):
+    with safe(ctx, "lib_unexpected"):
         _load_fields(ctx, code)
         outcome = st.session_state.get("lib_outcome") or {}
         if outcome and not outcome.get("saved") and outcome.get("fields") != collected():
@@ -407,7 +388,7 @@ def _smart(ctx: PageContext, code: str) -> None:
 
 
 def place_section(ctx: PageContext, code: str | None) -> None:
-    with _safe(ctx):
+    with safe(ctx, "lib_unexpected"):
         if code is None:
             st.info(ctx.t("lib_place_pick_first"))
             return
@@ -496,7 +477,7 @@ def place_section(ctx: PageContext, code: str | None) -> None:
 
 
 def transfer_section(ctx: PageContext) -> None:
-    with _safe(ctx):
+    with safe(ctx, "lib_unexpected"):
         st.subheader(ctx.t("lib_export"))
         st.caption(ctx.t("lib_export_help"))
         lang = st.segmented_control(

@@ -13,8 +13,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 
 import pandas as pd
@@ -35,6 +34,7 @@ from kpi_core.ui.upload import (
     md,
     preview,
     report,
+    safe,
     say,
     shown_cells,
     step_text,
@@ -47,21 +47,6 @@ SAMPLE_ROWS = 50
 MONTH_MODES = ("new", "all", "range")
 _SIMPLE = re.compile(r"[a-z_][a-z0-9_]*")
 _PREFILL = re.compile(r"\s*SELECT \* FROM \S+\s*", re.I)
-
-
-@contextmanager
-def _safe(ctx: PageContext) -> Iterator[None]:
-    """No traceback on the page: the core's refusals in the page's language, and a bug in
-    talking to someone's database still a message."""
-    try:
-        yield
-    except WarehouseBusyError:
-        st.warning(ctx.t("warehouse_busy"))
-    except KpiError as exc:
-        st.error(error_text(ctx, str(exc)))
-    except Exception as exc:
-        log.exception("sources page")
-        st.error(ctx.t("src_unexpected", error=f"{type(exc).__name__}: {exc}"))
 
 
 def _attempt(ctx: PageContext, work: Callable[[], object]) -> tuple[object, str | None]:
@@ -176,7 +161,7 @@ def _month(m: date, lang: str) -> str:
 
 def source_picker(ctx: PageContext) -> str | None:
     """Above the tabs: a saved source to edit, pull or delete, or a new one."""
-    with _safe(ctx):
+    with safe(ctx, "src_unexpected"):
         names = list(sources.listing(ctx.wh)["name"])
         # Set before the widget is drawn: the source just saved, or none after a delete.
         if "src_pick_next" in st.session_state:
@@ -199,7 +184,7 @@ def source_picker(ctx: PageContext) -> str | None:
 
 
 def list_section(ctx: PageContext) -> None:
-    with _safe(ctx):
+    with safe(ctx, "src_unexpected"):
         df = sources.listing(ctx.wh)
         if not len(df):
             st.info(ctx.t("src_none"))
@@ -215,7 +200,7 @@ def define_section(ctx: PageContext, name: str | None) -> None:
     done = st.session_state.pop("src_def_done", None)
     if done:
         st.success(done)
-    with _safe(ctx):
+    with safe(ctx, "src_unexpected"):
         base = sources.load(ctx.wh, name) if name else None
         _definition(ctx, base)
 
@@ -476,7 +461,7 @@ def pull_section(ctx: PageContext, name: str | None) -> None:
     if not name:
         st.info(ctx.t("src_pull_pick"))
         return
-    with _safe(ctx):
+    with safe(ctx, "src_unexpected"):
         _pull(ctx, sources.load(ctx.wh, name))
 
 

@@ -57,8 +57,9 @@ HELD = ("up_intake", "src_intake")
 
 
 @contextmanager
-def _safe(ctx: PageContext) -> Iterator[None]:
-    """Like `guard`, and a bug in reading a user's file still shows a message, not a traceback."""
+def safe(ctx: PageContext, unexpected: str = "up_unexpected") -> Iterator[None]:
+    """Like `guard`, with the core's refusals in the page's language, and a bug in reading a
+    user's file or database still a message (`unexpected`, an i18n key), not a traceback."""
     try:
         yield
     except WarehouseBusyError:
@@ -66,8 +67,8 @@ def _safe(ctx: PageContext) -> Iterator[None]:
     except KpiError as exc:
         st.error(error_text(ctx, str(exc)))
     except Exception as exc:
-        log.exception("upload page")
-        st.error(ctx.t("up_unexpected", error=f"{type(exc).__name__}: {exc}"))
+        log.exception("page section")
+        st.error(ctx.t(unexpected, error=f"{type(exc).__name__}: {exc}"))
 
 
 def error_text(ctx: PageContext, text: str) -> str:
@@ -594,7 +595,7 @@ def commit_panel(
         st.caption(say(ctx, it, "up_commit_blocked"))
     if not clicked:
         return None
-    with _safe(ctx):
+    with safe(ctx):
         return intake.commit(ctx.wh, it, ctx.actor, accept_invalid=bool(it.errors) and accepted)
     return None
 
@@ -614,7 +615,7 @@ def history_section(
 ) -> None:
     """Batches, newest first, and rolling one back. `kinds` keeps batches of those kinds only
     (the Sources page shows pulls); `prefix` keeps each page's widgets apart."""
-    with _safe(ctx):
+    with safe(ctx):
         done = st.session_state.pop(f"{prefix}_rb_done", None)
         if done:
             st.success(done)
@@ -688,7 +689,7 @@ def _rollback(ctx: PageContext, df: pd.DataFrame, prefix: str) -> None:
         st.rerun()
     if yes:
         st.session_state.pop(pending, None)
-        with _safe(ctx):
+        with safe(ctx):
             got = intake.rollback(ctx.wh, int(batch), ctx.actor, (reason or "").strip())
             for held in HELD:  # a pending preview has moved
                 st.session_state.pop(held, None)
@@ -701,7 +702,7 @@ def _rollback(ctx: PageContext, df: pd.DataFrame, prefix: str) -> None:
 
 def template_section(ctx: PageContext) -> None:
     st.caption(ctx.t("up_template_help"))
-    with _safe(ctx):
+    with safe(ctx):
         units = [u for r in ctx.cat.scope_roots(ctx.actor.scope) for u in ctx.cat.descendants(r)]
         if not units:
             return
@@ -769,7 +770,7 @@ def profiles_section(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None
     done = st.session_state.pop("up_pf_done", None)
     if done:
         st.success(done)
-    with _safe(ctx):
+    with safe(ctx):
         _profile_editor(ctx, uploads)
 
 
@@ -1060,7 +1061,7 @@ def months_section(ctx: PageContext) -> None:
     done = st.session_state.pop("up_lock_done", None)
     if done:
         st.success(done)
-    with _safe(ctx):
+    with safe(ctx):
         closed = intake.closed_months(ctx.wh)
         label = ", ".join(i18n.period_label(f"{m:%Y-%m}", ctx.lang) for m in closed)
         st.markdown(ctx.t("up_months_closed", months=label) if closed else ctx.t("up_months_none"))
