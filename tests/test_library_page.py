@@ -15,24 +15,17 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import children_rows, weights_total
 from kpi_core.warehouse import Warehouse
+from tests import apptest
+from tests.apptest import ok
 
 ROOT = Path(__file__).resolve().parent.parent
+
 PAGE = "pages/4_Library.py"
 THIS_MONTH = date.today().replace(day=1)
 
 
 def open_page(path, monkeypatch, lang="en") -> AppTest:
-    monkeypatch.setenv("KPI_WAREHOUSE", str(path))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = lang
-    at.run()
-    at.switch_page(PAGE).run()
-    ok(at)
-    return at
-
-
-def ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+    return apptest.open_page(PAGE, path, monkeypatch, lang)
 
 
 def catalog(path):

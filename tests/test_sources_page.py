@@ -19,9 +19,12 @@ from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.ui.sources import identifier, mapped_columns, month_choices, query_table
 from kpi_core.warehouse import Warehouse
+from tests import apptest
+from tests.apptest import ok
 from tests.conftest import sales_system
 
 ROOT = Path(__file__).resolve().parent.parent
+
 PAGE = "pages/3_Sources.py"
 CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -120,17 +123,7 @@ def revenue(warehouse: Path) -> dict[tuple[str, str], float]:
 
 
 def open_page(warehouse, monkeypatch, lang="en") -> AppTest:
-    monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = lang
-    at.run()
-    at.switch_page(PAGE).run()
-    ok(at)
-    return at
-
-
-def ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+    return apptest.open_page(PAGE, warehouse, monkeypatch, lang)
 
 
 def widget(widgets, suffix: str):

@@ -16,6 +16,7 @@ from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.ui.upload import measures_from, month_options, turns_text
 from kpi_core.warehouse import Warehouse
+from tests import apptest
 from tests.conftest import sales_system
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,13 +55,7 @@ GOOD_AND_BAD = [
 
 
 def open_page(warehouse, monkeypatch, lang="en") -> AppTest:
-    monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = lang
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return apptest.open_page(PAGE, warehouse, monkeypatch, lang)
 
 
 def actual(warehouse, unit: str, kpi: str, month: str) -> float | None:

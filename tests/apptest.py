@@ -1,0 +1,21 @@
+"""Opening a page the way a user does: the app's entry script first, then the page."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def open_page(page: str, warehouse, monkeypatch, lang: str = "en") -> AppTest:
+    monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = lang
+    at.run()
+    at.switch_page(page).run()
+    ok(at)
+    return at
