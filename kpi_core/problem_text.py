@@ -391,8 +391,8 @@ RULES: list[tuple[str, str]] = [
     ("give the profile a name", "请为方案命名"),
     ("choose the date column", "请选择日期列"),
     (
-        "choose the unit column, or one unit for the whole file",
-        "请选择组织列，或为整个文件指定一个组织",
+        "choose the unit column, or one unit for all rows",
+        "请选择组织列，或为所有行指定一个组织",
     ),
     (
         "add at least one measure (a KPI and how to compute it)",

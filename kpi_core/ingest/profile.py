@@ -85,7 +85,7 @@ class Profile:
         if not self.date_column:
             out.append("choose the date column")
         if not self.unit_column and not self.unit:
-            out.append("choose the unit column, or one unit for the whole file")
+            out.append("choose the unit column, or one unit for all rows")
         if not self.measures:
             out.append("add at least one measure (a KPI and how to compute it)")
         for i, m in enumerate(self.measures, start=1):
