@@ -32,6 +32,7 @@ class Edge:
     weight: float
     valid_from: date
     sort_order: int
+    version: int
 
 
 Node = tuple[int, int]  # (unit id, kpi id or SCORECARD)
@@ -140,11 +141,8 @@ class Catalog:
             by_parent[(e.parent_unit, e.parent_kpi)].append(e)
         tree: dict[Node, list[tuple[Node, float]]] = {}
         for parent, edges in by_parent.items():
-            versions = sorted({e.valid_from for e in edges})
-            valid = [v for v in versions if v <= month]
-            # Before the first version the first one holds: the tree was set up late.
-            chosen = valid[-1] if valid else versions[0]
-            rows = sorted((e for e in edges if e.valid_from == chosen), key=lambda e: e.sort_order)
+            chosen = pick_version({e.version: e.valid_from for e in edges}, month)
+            rows = sorted((e for e in edges if e.version == chosen), key=lambda e: e.sort_order)
             tree[parent] = [((e.child_unit, e.child_kpi), e.weight) for e in rows]
         self._tree_cache[month] = tree
         return tree
@@ -154,6 +152,17 @@ class Catalog:
         return [
             k for (u, k), _ in self.tree(month).get((unit_id, SCORECARD), []) if k and u == unit_id
         ]
+
+
+def pick_version(valid_from: dict[int, date], month: date) -> int:
+    """The version that judges `month`: the highest one valid on or before it — the latest
+    decision wins for the months it covers — or, before any is valid, the first one (a tree or
+    target set up after the months it is used for)."""
+    valid = [v for v, start in valid_from.items() if start <= month]
+    if valid:
+        return max(valid)
+    first = min(valid_from.values())
+    return max(v for v, start in valid_from.items() if start == first)
 
 
 def load_catalog(wh: Warehouse) -> Catalog:
@@ -179,7 +188,7 @@ def load_catalog(wh: Warehouse) -> Catalog:
             Edge(*r)
             for r in cur.execute(
                 """SELECT parent_unit, parent_kpi, child_unit, child_kpi, weight, valid_from,
-                          sort_order FROM tree_edge"""
+                          sort_order, version FROM tree_edge"""
             ).fetchall()
         ]
         profiles = {

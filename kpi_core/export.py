@@ -68,14 +68,15 @@ def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[
     def node(unit_id: int, kpi_id: int) -> str:
         return code_of(unit_id) + ("" if kpi_id == SCORECARD else f"/{cat.kpis[kpi_id].code}")
 
-    latest: dict[tuple[int, int], object] = {}
+    # The current tree: each parent's latest edge set.
+    latest: dict[tuple[int, int], int] = {}
     for e in cat.edges:
         key = (e.parent_unit, e.parent_kpi)
-        latest[key] = max(latest.get(key, e.valid_from), e.valid_from)
+        latest[key] = max(latest.get(key, e.version), e.version)
     edges = [
         e
         for e in sorted(cat.edges, key=lambda e: (e.parent_unit, e.parent_kpi, e.sort_order))
-        if e.valid_from == latest[(e.parent_unit, e.parent_kpi)] and scope.allows(e.parent_unit)
+        if e.version == latest[(e.parent_unit, e.parent_kpi)] and scope.allows(e.parent_unit)
     ]
     frames["tree"] = pd.DataFrame(
         [
@@ -94,7 +95,7 @@ def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[
            FROM target t
            WHERE list_contains(?, t.unit_id)
            QUALIFY row_number() OVER (PARTITION BY t.kpi_id, t.unit_id, t.grain, t.period_start
-                                      ORDER BY t.valid_from DESC, t.version DESC) = 1
+                                      ORDER BY t.version DESC) = 1
            ORDER BY t.unit_id, t.kpi_id, t.period_start""",
         [unit_ids],
     )

@@ -214,4 +214,21 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        5,
+        "Versions of the tree's edge sets: the latest decision holds from its date",
+        """
+        -- Each change of a parent's children writes a whole new edge set with the next version.
+        -- A month takes the highest version valid on or before it, so a change saved later with
+        -- an earlier date also replaces a set that was to start after that date.
+        ALTER TABLE tree_edge ADD COLUMN version INTEGER DEFAULT 1;
+        UPDATE tree_edge SET version = v.version
+        FROM (SELECT DISTINCT parent_unit AS pu, parent_kpi AS pk, valid_from AS vf,
+                     dense_rank() OVER (PARTITION BY parent_unit, parent_kpi
+                                        ORDER BY valid_from) AS version
+              FROM tree_edge) v
+        WHERE tree_edge.parent_unit = v.pu AND tree_edge.parent_kpi = v.pk
+          AND tree_edge.valid_from = v.vf;
+        """,
+    ),
 ]

@@ -475,6 +475,24 @@ def _grain_ok(kpi: dict, value: float, ck: _Checker, row: int, col: str) -> None
         ck.add(row, col, f"{value:g} is above the KPI's allowed maximum {hi:g}")
 
 
+def _order_problem(lo_name: str, lo: float, hi_name: str, hi: float, kpi: dict) -> str:
+    """Levels out of order: baseline → target → challenge rise for an `up` KPI, fall for `down`."""
+    is_percent = (kpi.get("unit") or "").strip() in {"%", "％"}
+
+    def shown(v: float) -> str:
+        return f"{v * 100:g}%" if is_percent else f"{v:g}"
+
+    if kpi["direction"] == "down":
+        return (
+            f"{hi_name} {shown(hi)} is above {lo_name} {shown(lo)} for a KPI where lower is "
+            f"better — the {hi_name} must be at or below the {lo_name}"
+        )
+    return (
+        f"{hi_name} {shown(hi)} is below {lo_name} {shown(lo)} for a KPI where higher is "
+        f"better — the {hi_name} must be at or above the {lo_name}"
+    )
+
+
 def _known_and_allowed(ck: _Checker, row, unit, code, units, kpis, scope, cat) -> bool:
     """A row's unit and KPI exist and the unit is inside the importer's scope."""
     if unit is None or code is None:
@@ -528,7 +546,6 @@ def _parse_targets(sheet, plan, units, kpis, profiles, scope, cat, problems) -> 
                 ck.add(row, "target", "is empty — every target row needs a target value")
             b, t, c = levels["baseline"], levels["target"], levels["challenge"]
             sign = -1 if direction == "down" else 1
-            word = "at or below" if direction == "up" else "at or above"
             pairs = [
                 ("baseline", b, "target", t),
                 ("target", t, "challenge", c),
@@ -536,12 +553,7 @@ def _parse_targets(sheet, plan, units, kpis, profiles, scope, cat, problems) -> 
             ]
             for lo_name, lo, hi_name, hi in pairs:
                 if lo is not None and hi is not None and sign * lo > sign * hi:
-                    ck.add(
-                        row,
-                        hi_name,
-                        f"{hi_name} {hi:g} is below {lo_name} {lo:g} for an '{direction}' KPI — "
-                        f"the {lo_name} must be {word} the {hi_name}",
-                    )
+                    ck.add(row, hi_name, _order_problem(lo_name, lo, hi_name, hi, kpi))
                     break
             for f in ("baseline", "target", "challenge"):
                 if levels[f] is not None:
@@ -751,10 +763,10 @@ def _apply(
     for (pu, pk), children in plan.tree.items():
         parent_unit, parent_kpi = unit_ids[pu], kpi_ids[pk] if pk else SCORECARD
         current = cur.execute(
-            """SELECT child_unit, child_kpi, weight, valid_from FROM tree_edge
+            """SELECT child_unit, child_kpi, weight, version FROM tree_edge
                WHERE parent_unit = ? AND parent_kpi = ?
-                 AND valid_from = (SELECT max(valid_from) FROM tree_edge
-                                   WHERE parent_unit = ? AND parent_kpi = ?)""",
+                 AND version = (SELECT max(version) FROM tree_edge
+                                WHERE parent_unit = ? AND parent_kpi = ?)""",
             [parent_unit, parent_kpi, parent_unit, parent_kpi],
         ).fetchall()
         new = [
@@ -765,10 +777,13 @@ def _apply(
             continue
         explicit = next((c["valid_from"] for c in children if c["valid_from"]), None)
         valid_from = explicit or (EPOCH if not current else this_month)
+        version = current[0][3] + 1 if current else 1
         for order, (cu, ck_, w) in enumerate(new):
             cur.execute(
-                "INSERT INTO tree_edge VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [parent_unit, parent_kpi, cu, ck_, w, valid_from, order, by, now, reason],
+                "INSERT INTO tree_edge (parent_unit, parent_kpi, child_unit, child_kpi, weight, "
+                "valid_from, sort_order, changed_by, changed_at, reason, version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [parent_unit, parent_kpi, cu, ck_, w, valid_from, order, by, now, reason, version],
             )
         node = pu + (f"/{pk}" if pk else "")
         old_text = "; ".join(f"{r[0]}/{r[1]}={r[2]:g}" for r in current) or None
@@ -789,7 +804,7 @@ def _apply(
         old = cur.execute(
             f"""SELECT version, {", ".join(_LEVELS)}, phasing FROM target
                WHERE kpi_id = ? AND unit_id = ? AND grain = ? AND period_start = ?
-               ORDER BY valid_from DESC, version DESC LIMIT 1""",  # noqa: S608 - fixed columns
+               ORDER BY version DESC LIMIT 1""",  # noqa: S608 - fixed columns
             [kid, uid, t["grain"], t["period_start"]],
         ).fetchone()
         new_levels = [t[f] for f in _LEVELS] + [t["phasing"]]

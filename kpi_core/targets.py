@@ -2,8 +2,9 @@
 
 A target row holds the levels of one KPI and unit for a year, quarter or month, with the date it
 is valid from and a version number. A month is judged by the most specific row covering it
-(month before quarter before year) and, of that row's versions, the latest valid on or before the
-month — so a change made in July leaves January to June judged as they were.
+(month before quarter before year) and, of that row's versions, the highest valid on or before
+the month — so a change made in July leaves January to June judged as they were, and the latest
+decision wins for the months it covers.
 
 For `sum` KPIs an annual (or quarterly) target is spread over its months by a phasing profile
 (`even` twelfths or a named seasonal profile), and a longer period is compared with the sum of its
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import actuals
-from kpi_core.catalog import Catalog
+from kpi_core.catalog import Catalog, pick_version
 from kpi_core.library import AGGREGATIONS, Kpi
 from kpi_core.scoring import Levels
 from kpi_core.warehouse import Warehouse
@@ -64,9 +65,8 @@ def _pick(rows: list[TargetRow], month: date) -> TargetRow | None:
         return covering[0] if covering else None
     grain = min(covering, key=lambda r: _GRAIN_RANK[r.grain]).grain
     same = [r for r in covering if r.grain == grain]
-    valid = [r for r in same if r.valid_from <= month]
-    pool = valid or [min(same, key=lambda r: (r.valid_from, -r.version))]
-    return max(pool, key=lambda r: (r.valid_from, r.version))
+    chosen = pick_version({r.version: r.valid_from for r in same}, month)
+    return next(r for r in same if r.version == chosen)
 
 
 def _scale(levels: Levels, factor: float) -> Levels:
@@ -286,15 +286,15 @@ def levels_by_month(
         start == at,
     )
     m = m[covers]
-    # The most specific grain covering the month; of its versions the latest valid in the month,
-    # or, before any is valid, the first one.
+    # The most specific grain covering the month; of its versions the highest valid in the
+    # month, or, before any is valid, the first one (catalog.pick_version).
     m = m.assign(rank=m["grain"].map(_GRAIN_RANK))
     m = m[m["rank"] == m.groupby("i")["rank"].transform("min")]
     valid = pd.to_datetime(m["valid_from"]) <= m["m"]
     any_valid = valid.groupby(m["i"]).transform("any")
     m = m[valid | ~any_valid]
     days = pd.to_datetime(m["valid_from"]).to_numpy("datetime64[D]").astype(np.int64)
-    m = m.assign(order=np.where(any_valid[m.index], -days, days))
+    m = m.assign(order=np.where(any_valid[m.index], 0, days))
     m = m.sort_values(["i", "order", "version"], ascending=[True, True, False])
     m = m.drop_duplicates("i")
     # Phasing: the month's share of a year, or of its quarter.
