@@ -62,6 +62,10 @@ WORDS: dict[str, str] = {
     "avg": "求平均",
     "count": "计数",
     "count_distinct": "去重计数",
+    # target levels (system_import's order check)
+    "baseline": "基准值",
+    "target": "目标值",
+    "challenge": "挑战值",
     # a batch's status (one that can no longer be rolled back)
     "rolled back": "已撤销",
 }
@@ -658,6 +662,16 @@ RULES: list[tuple[str, str]] = [
         "a range KPI needs low and/or high (the green band)",
         "区间指标需要填写下限和/或上限（绿灯区间）",
     ),
+    (
+        "{what} {value} is below {what2} {value2} for a KPI where higher is better — the {what3} "
+        "must be at or above the {what4}",
+        "{what} {value} 低于{what2} {value2}：越高越好的指标，{what3}不能低于{what4}",
+    ),
+    (
+        "{what} {value} is above {what2} {value2} for a KPI where lower is better — the {what3} "
+        "must be at or below the {what4}",
+        "{what} {value} 高于{what2} {value2}：越低越好的指标，{what3}不能高于{what4}",
+    ),
     ("high {num} is below low {num2}", "上限 {num} 低于下限 {num2}"),
     ("tolerance cannot be negative", "容差不能为负数"),
     ("is empty — every target row needs a target value", "为空——每一行目标都需要填写目标值"),
@@ -670,6 +684,38 @@ RULES: list[tuple[str, str]] = [
         "“{kpi}”由公式计算得出——请导入构成它的各项指标",
     ),
     ("'{value}' — actuals are monthly: write 2024-03", "“{value}”——实际值按月填写：请写作 2024-03"),
+    # Targets & weights edited in place (planning)
+    (
+        "'{value}' is not a number — write 6000, 5,000万 or 95%",
+        "“{value}”不是数字——请写作 6000、5,000万 或 95%",
+    ),
+    ("outside your scope — you can read it, not change it", "超出您的权限范围——只能查看，不能修改"),
+    (
+        "the change would start in {month}, after {period} ends, and never be used — pick an "
+        "effective date on or before {month2}",
+        "改动将从 {month} 起生效，晚于 {period} 结束，永远不会被使用——请选择不晚于 {month2} 的生效日期",
+    ),
+    (
+        "{month} is closed — a change from {month2} would re-judge it; pick a later effective "
+        "date or ask an admin to reopen it",
+        "{month} 已关账——自 {month2} 起的改动会改变它的考核结果；请选择更晚的生效日期，或请管理员重新开账",
+    ),
+    ("give the date the change takes effect", "请填写改动的生效日期"),
+    ("give a reason — it is kept with the change", "请填写原因——它会与改动一起保存"),
+    ("is empty — give a weight (0 for none)", "为空——请填写权重（不计入则填 0）"),
+    (
+        "weights under '{node}' sum to {num} — they must sum to 100",
+        "“{node}”下的权重合计为 {num}——合计必须为 100",
+    ),
+    (
+        "{where} was changed by {user} at {when} — reload to see it; your edits are kept",
+        "{where} 已被 {user} 于 {when} 修改——请重新加载查看；您的改动会被保留",
+    ),
+    (
+        "Only department heads and admins change targets and weights.",
+        "只有部门负责人和管理员可以修改目标和权重。",
+    ),
+    ("There is no version {n} of that target.", "该目标没有版本 {n}。"),
     # SMART warnings (definitions.smart_warnings)
     ("no target for {year}", "{year} 年没有目标"),
     ("no data source", "没有数据来源"),

@@ -209,6 +209,18 @@ def write(frames: dict[str, pd.DataFrame], target: str | os.PathLike | io.BytesI
                 ws.column_dimensions[ws.cell(1, idx).column_letter].width = min(width, 60)
 
 
+def sheet_bytes(name: str, frame: pd.DataFrame) -> bytes:
+    """Any table as a one-sheet workbook (downloads), text that Excel would run neutralised."""
+    buf = io.BytesIO()
+    safe = frame.copy()
+    for col in safe.columns:
+        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
+            safe[col] = safe[col].map(_excel_safe)
+    with pd.ExcelWriter(buf, engine="openpyxl") as xw:
+        safe.to_excel(xw, sheet_name=name, index=False)
+    return buf.getvalue()
+
+
 def to_bytes(frames: dict[str, pd.DataFrame], lang: str = "en") -> bytes:
     buf = io.BytesIO()
     write(frames, buf, lang)

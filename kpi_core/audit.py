@@ -1,0 +1,80 @@
+"""The audit log: who changed what, when, from what to what, and why — read with filters.
+
+Every write of the core adds rows to `audit` in the transaction that makes the change. Keys are
+text (`SALES/REV/2026` for a target, `SALES/REV` for a tree node, a KPI code, a batch id), so the
+scope of a row is the unit its key starts with; rows about shared things (the KPI library,
+phasing) are shown to everyone who may see targets, rows about data batches, users and closed
+months to admins only.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+import pandas as pd
+
+from kpi_core.catalog import Catalog
+from kpi_core.service import Actor
+from kpi_core.warehouse import Warehouse
+
+COLUMNS = ["changed_at", "changed_by", "entity", "key", "field", "old", "new", "reason"]
+_UNIT_KEYED = ("target", "tree")  # keys start with a unit code
+_SHARED = ("kpi", "phasing")
+
+
+def entries(
+    wh: Warehouse,
+    cat: Catalog,
+    who: Actor,
+    *,
+    entities: list[str] | None = None,
+    users: list[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    key_prefix: str | None = None,
+    limit: int = 5000,
+) -> pd.DataFrame:
+    """Audit rows inside the caller's scope, newest first, filtered by entity, user, date
+    (inclusive) and key prefix (e.g. 'SALES/REV')."""
+    visible = None if who.scope.everything else [*_UNIT_KEYED, *_SHARED]
+    sql = [f"SELECT {', '.join(COLUMNS)} FROM audit WHERE true"]  # noqa: S608 - fixed columns
+    params: list[object] = []
+    if entities:
+        sql.append("AND list_contains(?, entity)")
+        params.append(list(entities))
+    if visible is not None:
+        sql.append("AND list_contains(?, entity)")
+        params.append(visible)
+    if users:
+        sql.append("AND list_contains(?, changed_by)")
+        params.append(list(users))
+    if start:
+        sql.append("AND changed_at >= ?")
+        params.append(datetime.combine(start, time()))
+    if end:
+        sql.append("AND changed_at < ?")
+        params.append(datetime.combine(end + timedelta(days=1), time()))
+    if key_prefix:
+        sql.append("AND starts_with(key, ?)")
+        params.append(key_prefix)
+    if visible is not None:
+        codes = [u.code for u in cat.units.values() if who.scope.allows(u.id)]
+        sql.append(
+            "AND (NOT list_contains(?, entity) OR list_contains(?, split_part(key, '/', 1)))"
+        )
+        params += [list(_UNIT_KEYED), codes]
+    sql.append("ORDER BY changed_at DESC LIMIT ?")
+    params.append(limit)
+    return wh.df(" ".join(sql), params)
+
+
+def facets(wh: Warehouse) -> tuple[list[str], list[str]]:
+    """The entities and users the log holds, for the filters."""
+    entities = [r[0] for r in wh.rows("SELECT DISTINCT entity FROM audit ORDER BY 1")]
+    users = [
+        r[0]
+        for r in wh.rows(
+            "SELECT DISTINCT changed_by FROM audit WHERE changed_by IS NOT NULL ORDER BY 1"
+        )
+    ]
+    return entities, users
