@@ -138,7 +138,9 @@ def target_grid(
 ) -> pd.DataFrame:
     """One row per KPI node × period of `grain` in `year` under `unit_id` (within the caller's
     scope), with the latest version of its levels as text, the version it was read at, and
-    what applies now where the row has no levels of its own (a year's phased share)."""
+    what applies now where the row has no levels of its own (a year's phased share). Pairs off
+    today's tree (a KPI taken off a scorecard) are not judged, so not offered; their targets
+    stay and the KPI-system workbook still reaches them."""
     who.scope.check(unit_id, cat.units[unit_id].code)
     units = {u for u in cat.descendants(unit_id) if who.scope.allows(u)}
     month = month_of(today or date.today())
@@ -153,10 +155,6 @@ def target_grid(
         [grain, year, sorted(units)],
     )
     latest = {(r.kpi_id, r.unit_id, r.period_start.date()): r for r in stored.itertuples()}
-    # Pairs with targets but no place in today's tree still get their rows (a KPI taken off a
-    # scorecard keeps its targets).
-    extra = sorted({(k, u) for k, u, _ in latest} - set(pairs), key=lambda p: (p[1], p[0]))
-    pairs += [p for p in extra if p[0] in cat.kpis]
     periods = [Period.containing(grain, date(year, m, 1)) for m in range(1, 13, _STEP[grain])]
     rows_by_pair = targets.fetch(wh, pairs, [year])
     out = []
@@ -250,11 +248,13 @@ def target_edits(
     """The rows of `edited` that differ from `base` (the grid as read), as new versions; and
     the cells that are not numbers. Unchanged cells keep their stored value exactly."""
     cols = [*LEVELS, "phasing"]
+    rows = base.index.intersection(edited.index)
+    differs = {
+        c: (base.loc[rows, c].map(_cell) != edited.loc[rows, c].map(_cell)).to_numpy() for c in cols
+    }
     changed_rows = []
-    for i in base.index.intersection(edited.index):
-        diff = tuple(c for c in cols if _cell(edited.at[i, c]) != _cell(base.at[i, c]))
-        if diff:
-            changed_rows.append((i, diff))
+    for n in (sum(differs.values()) > 0).nonzero()[0]:
+        changed_rows.append((rows[n], tuple(c for c in cols if differs[c][n])))
     keys = [
         (int(base.at[i, "kpi_id"]), int(base.at[i, "unit_id"]), base.at[i, "grain"],
          base.at[i, "period_start"])
@@ -422,10 +422,13 @@ def save_targets(
         clash = cur.execute(
             """SELECT e.kpi_id, e.unit_id, e.grain, e.period_start, c.by, c.at
                FROM edits e
-               LEFT JOIN (SELECT kpi_id, unit_id, grain, period_start, max(version) AS version,
-                                 arg_max(changed_by, version) AS by,
-                                 arg_max(changed_at, version) AS at
-                          FROM target GROUP BY ALL) c
+               LEFT JOIN (SELECT t.kpi_id, t.unit_id, t.grain, t.period_start,
+                                 max(t.version) AS version,
+                                 arg_max(t.changed_by, t.version) AS by,
+                                 arg_max(t.changed_at, t.version) AS at
+                          FROM target t
+                          SEMI JOIN edits USING (kpi_id, unit_id, grain, period_start)
+                          GROUP BY ALL) c
                  USING (kpi_id, unit_id, grain, period_start)
                WHERE coalesce(c.version, 0) <> e.expected"""
         ).fetchall()
@@ -606,7 +609,7 @@ def weight_grid(cat: Catalog, who: Actor, unit_id: int, lang: str) -> pd.DataFra
             "child": node_text(cat, e.child_unit, e.child_kpi),
             "child_name": node_name(cat, e.child_unit, e.child_kpi, lang),
             "weight": float(e.weight),
-            "valid_from": e.valid_from,
+            "valid_from": _dated(e.valid_from),
             "version": e.version,
             "editable": can_edit(who, e.parent_unit),
         }
@@ -632,6 +635,11 @@ class WeightEdit:
     children: tuple[tuple[int, int, float], ...]  # (child unit, child kpi, new weight)
     old: tuple[float, ...]
     rows: tuple[int, ...]  # the grid's index of each child
+
+
+def _dated(valid_from: date) -> date | None:
+    """None for a tree set up with no date (it holds from the start)."""
+    return None if valid_from == system_import.EPOCH else valid_from
 
 
 def weight_sums(edited: pd.DataFrame) -> pd.DataFrame:
@@ -816,7 +824,7 @@ def weight_history(
             {
                 "parent": node_text(cat, *parent),
                 "version": int(r.version),
-                "valid_from": r.valid_from.date(),
+                "valid_from": _dated(r.valid_from.date()),
                 "changed_by": r.changed_by,
                 "changed_at": r.changed_at,
                 "reason": r.reason,

@@ -24,12 +24,15 @@ from kpi_core.warehouse import Warehouse, resolve_path
 PAGES = (
     ("app.py", "nav_overview", ":material/dashboard:", None),
     ("pages/1_Board.py", "nav_board", ":material/space_dashboard:", None),
+    ("pages/5_Tree.py", "nav_tree", ":material/account_tree:", None),
     ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", None),
     ("pages/3_Sources.py", "nav_sources", ":material/database:", ("analyst", "admin")),
+    ("pages/6_Targets.py", "nav_targets", ":material/target:", None),
     ("pages/4_Library.py", "nav_library", ":material/menu_book:", ("admin",)),
 )
 
-# Until sign-in arrives the app acts as the demo admin; the core is already scoped.
+# Until sign-in arrives the app acts as the demo admin unless the session names a user (what
+# sign-in will set; tests set it to act as a scoped user). The core is already scoped.
 DEFAULT_USER = "admin"
 
 
@@ -88,7 +91,7 @@ def page(title_key: str) -> PageContext:
     try:
         wh = _warehouse(resolve_path())
         cat = load_catalog(wh)
-        who = service.default_actor(wh, DEFAULT_USER)
+        who = service.default_actor(wh, st.session_state.get("user_name", DEFAULT_USER))
     except WarehouseBusyError:
         _navigation(nav, lang, None)
         st.warning(i18n.t("warehouse_busy", lang))

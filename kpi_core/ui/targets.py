@@ -1,0 +1,516 @@
+"""Targets & weights page: the grids edited in place, checked as they are edited, saved with a
+reason and an effective date, with history, revert and the change log.
+
+Each grid is kept in the session as it was read (`base`, with the version of every row) and as
+it is shown (`shown`: the base with edits carried over). The editor's key changes whenever the
+shown data does, so the editor never mixes an old state into new data. What the user changed is
+always the difference between the editor's output and `base` — so after a refused save
+(somebody else saved first) "reload" reads the grid again and carries the user's edits over
+onto it: nothing of either person's work is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import streamlit as st
+
+from kpi_core import audit, i18n, planning, workbook
+from kpi_core.errors import ValidationError
+from kpi_core.periods import month_of
+from kpi_core.ui import PageContext
+from kpi_core.ui.upload import error_text
+
+_LEVEL_KEYS = {
+    "baseline": "baseline", "target": "target", "challenge": "challenge",
+    "low": "tw_low", "high": "tw_high", "tolerance": "tw_tolerance", "phasing": "tw_phasing",
+    "weight": "weight", "valid_from": "tw_valid_from", "unit": "unit", "parent": "tw_parent",
+    "effective": "tw_effective", "reason": "tw_reason",
+}  # fmt: skip
+
+
+def column_label(ctx: PageContext, column: str) -> str:
+    key = _LEVEL_KEYS.get(column)
+    return ctx.t(key) if key else column
+
+
+# --- Shared: the grid kept in the session ----------------------------------------------------
+
+
+def _grid(name: str, signature: tuple, load, key_columns: list[str], edit_columns: list[str]):
+    """The session's copy of a grid: reloaded when its signature changes (another unit, year or
+    language), carrying over the cells the user had changed."""
+    store = st.session_state.setdefault(f"tw_{name}", {})
+    if store.get("signature") != signature:
+        pending = _pending(store, key_columns, edit_columns) if store else {}
+        _reload(store, load(), key_columns, pending)
+        store["signature"] = signature
+    return store
+
+
+def _pending(store: dict, key_columns: list[str], edit_columns: list[str]) -> dict:
+    """The cells the user has changed in the editor, keyed by row identity and column."""
+    base, edited = store.get("base"), store.get("edited")
+    if base is None or edited is None:
+        return {}
+    out = {}
+    for i in base.index.intersection(edited.index):
+        key = tuple(base.loc[i, key_columns])
+        for c in edit_columns:
+            new, old = edited.at[i, c], base.at[i, c]
+            if not (_blank(new) and _blank(old)) and str(new) != str(old):
+                out[(key, c)] = new
+    return out
+
+
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, float) and pd.isna(v)) or v == ""
+
+
+def _reload(store: dict, base: pd.DataFrame, key_columns: list[str], pending: dict) -> None:
+    shown = base.copy()
+    if pending and not base.empty:
+        where = {tuple(base.loc[i, key_columns]): i for i in base.index}
+        for (key, c), value in pending.items():
+            if key in where:
+                shown[c] = shown[c].astype(object)
+                shown.at[where[key], c] = value
+    store.update(base=base, shown=shown, edited=None, nonce=store.get("nonce", 0) + 1)
+    store.pop("conflict", None)
+
+
+def _problem_line(ctx: PageContext, p: planning.CellProblem) -> str:
+    place = f"{p.where} · {column_label(ctx, p.column)}" if p.where else column_label(ctx, p.column)
+    return f"{place}: {error_text(ctx, p.message)}"
+
+
+def _save_form(ctx: PageContext, name: str, can_save: bool) -> tuple[date | None, str, bool]:
+    """Effective date, reason and the save button."""
+    c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")
+    effective = c1.date_input(
+        ctx.t("tw_effective"),
+        value=month_of(date.today()),
+        key=f"tw_{name}_effective",
+        help=ctx.t("tw_effective_help"),
+        format="YYYY-MM-DD",
+    )
+    reason = c2.text_input(
+        ctx.t("tw_reason"), key=f"tw_{name}_reason", placeholder=ctx.t("tw_reason_hint")
+    )
+    clicked = c3.button(
+        ctx.t("tw_save"), type="primary", disabled=not can_save, key=f"tw_{name}_save"
+    )
+    return effective, reason, clicked
+
+
+def _conflict_box(ctx: PageContext, store: dict, reload) -> None:
+    if "conflict" not in store:
+        return
+    lines = "\n".join(f"- {error_text(ctx, line)}" for line in store["conflict"].splitlines())
+    st.error(ctx.t("tw_conflict", text="\n" + lines))
+    st.button(ctx.t("tw_reload_keep"), key=f"tw_reload_{id(store)}", on_click=reload)
+
+
+def _flash(ctx: PageContext, name: str) -> None:
+    done = st.session_state.pop(f"tw_{name}_done", None)
+    if done:
+        st.success(done)
+
+
+# --- Targets -----------------------------------------------------------------------------------
+
+
+def targets_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> None:
+    keys = ["kpi_id", "unit_id", "grain", "period_start"]
+    edit_cols = [*planning.LEVELS, "phasing"]
+
+    def load() -> pd.DataFrame:
+        return planning.target_grid(ctx.wh, ctx.cat, ctx.actor, unit_id, year, grain, ctx.lang)
+
+    store = _grid("targets", (unit_id, year, grain, ctx.lang), load, keys, edit_cols)
+
+    def reload() -> None:
+        _reload(store, load(), keys, _pending(store, keys, edit_cols))
+
+    _flash(ctx, "targets")
+    base, shown = store["base"], store["shown"]
+    if base.empty:
+        st.info(ctx.t("tw_no_kpis"))
+        return
+    has_range = bool((base["direction"] == "range").any())
+    levels = [*planning.LEVELS] if has_range else ["baseline", "target", "challenge"]
+    visible = ["unit", "kpi", "period", "measure", *levels, "phasing"]
+    visible += ["applies"] if grain != "Y" else []
+    visible += ["valid_from", "changed_by"]
+    profiles = ["", "even", *sorted(p for p in ctx.cat.profiles if p != "even")]
+    config = {
+        "unit": st.column_config.TextColumn(ctx.t("unit"), disabled=True),
+        "kpi": st.column_config.TextColumn(ctx.t("kpi"), disabled=True),
+        "period": st.column_config.TextColumn(ctx.t("period"), disabled=True),
+        "measure": st.column_config.TextColumn(ctx.t("tw_measure"), disabled=True, width="small"),
+        **{
+            f: st.column_config.TextColumn(column_label(ctx, f), help=ctx.t("tw_level_help"))
+            for f in levels
+        },
+        "phasing": st.column_config.SelectboxColumn(
+            ctx.t("tw_phasing"), options=profiles, help=ctx.t("tw_phasing_help")
+        ),
+        "applies": st.column_config.TextColumn(
+            ctx.t("tw_applies"), disabled=True, help=ctx.t("tw_applies_help")
+        ),
+        "valid_from": st.column_config.DateColumn(ctx.t("tw_valid_from"), disabled=True),
+        "changed_by": st.column_config.TextColumn(ctx.t("tw_changed_by"), disabled=True),
+    }
+    editable = shown[shown["editable"]]
+    readonly = shown[~shown["editable"]]
+    edits: list[planning.TargetEdit] = []
+    problems: list[planning.CellProblem] = []
+    if not editable.empty:
+        out = st.data_editor(
+            editable[visible],
+            column_config=config,
+            hide_index=True,
+            num_rows="fixed",
+            width="stretch",
+            height=min(38 + 35 * len(editable), 560),
+            key=f"tw_targets_editor_{store['nonce']}",
+        )
+        edited = base.copy()
+        for c in edit_cols:
+            if c in out.columns:
+                edited[c] = edited[c].astype(object)
+                edited.loc[out.index, c] = out[c]
+        store["edited"] = edited
+        edits, problems = planning.target_edits(ctx.wh, ctx.cat, base, edited)
+    if not readonly.empty:
+        st.caption(ctx.t("tw_read_only"))
+        st.dataframe(readonly[visible], column_config=config, hide_index=True, width="stretch")
+    _conflict_box(ctx, store, reload)
+    if editable.empty:
+        return
+    effective, reason, clicked = _save_form(ctx, "targets", bool(edits))
+    problems += planning.check_targets(ctx.wh, ctx.cat, ctx.actor, edits, effective)
+    _changes_table(ctx, base, edits, problems)
+    if clicked:
+        try:
+            saved = planning.save_targets(
+                ctx.wh, ctx.cat, ctx.actor, edits, reason=reason, effective=effective
+            )
+        except planning.ConflictError as exc:
+            store["conflict"] = str(exc)
+            st.rerun()
+        except ValidationError as exc:
+            for p in exc.problems:
+                st.error(error_text(ctx, p.message))
+        else:
+            st.session_state["tw_targets_done"] = ctx.t(
+                "tw_saved_targets", rows=saved.rows, cells=saved.cells,
+                month=f"{month_of(effective):%Y-%m}",
+            )  # fmt: skip
+            st.session_state.pop("tw_targets_reason", None)
+            _reload(store, load(), keys, {})
+            st.rerun()
+
+
+def _changes_table(
+    ctx: PageContext,
+    base: pd.DataFrame,
+    edits: list[planning.TargetEdit],
+    problems: list[planning.CellProblem],
+) -> None:
+    """Every changed cell with old → new and its check, and every problem at its cell: invalid
+    cells are never dropped silently."""
+    form = [p for p in problems if p.row is None]
+    at_cell: dict[tuple[int, str], list[str]] = {}
+    at_row: dict[int, list[str]] = {}
+    for p in problems:
+        if p.row is None:
+            continue
+        text = error_text(ctx, p.message)
+        if p.column in base.columns and p.column in [*planning.LEVELS, "phasing"]:
+            at_cell.setdefault((p.row, p.column), []).append(text)
+        else:
+            at_row.setdefault(p.row, []).append(f"{column_label(ctx, p.column)}: {text}")
+    rows = []
+    shown_cells = set()
+    for e in edits:
+        kpi = ctx.cat.kpis[e.kpi_id]
+        for f in e.changed:
+            shown_cells.add((e.row, f))
+            notes = at_cell.get((e.row, f), []) + at_row.get(e.row, [])
+            rows.append(
+                {
+                    ctx.t("tw_where"): f"{base.at[e.row, 'unit']} · {base.at[e.row, 'kpi']} · "
+                    f"{base.at[e.row, 'period']}",
+                    ctx.t("tw_field"): column_label(ctx, f),
+                    ctx.t("tw_old"): _value(e.old[f], kpi, ctx.lang),
+                    ctx.t("tw_new"): _value(e.new[f], kpi, ctx.lang),
+                    ctx.t("tw_check"): "✗ " + "; ".join(notes) if notes else "✓",
+                }
+            )
+    for (row, column), notes in at_cell.items():
+        if (row, column) not in shown_cells:  # a cell that is not a number: no new value
+            rows.append(
+                {
+                    ctx.t("tw_where"): f"{base.at[row, 'unit']} · {base.at[row, 'kpi']} · "
+                    f"{base.at[row, 'period']}",
+                    ctx.t("tw_field"): column_label(ctx, column),
+                    ctx.t("tw_old"): str(base.at[row, column]),
+                    ctx.t("tw_new"): "",
+                    ctx.t("tw_check"): "✗ " + "; ".join(notes),
+                }
+            )
+    for p in form:
+        st.warning(_problem_line(ctx, p))
+    if not rows:
+        st.caption(ctx.t("tw_no_changes"))
+        return
+    bad = sum(1 for r in rows if r[ctx.t("tw_check")] != "✓")
+    st.markdown(f"**{ctx.t('tw_changes', n=len(rows))}**")
+    if bad:
+        st.error(ctx.t("tw_fix_first", n=bad))
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _value(v: object, kpi, lang: str) -> str:
+    if v is None:
+        return "—"
+    return planning.level_text(v, kpi, lang) if isinstance(v, float | int) else str(v)
+
+
+# --- Weights -----------------------------------------------------------------------------------
+
+
+def weights_section(ctx: PageContext, unit_id: int) -> None:
+    keys = ["parent_unit", "parent_kpi", "child_unit", "child_kpi"]
+
+    def load() -> pd.DataFrame:
+        return planning.weight_grid(ctx.cat, ctx.actor, unit_id, ctx.lang)
+
+    store = _grid("weights", (unit_id, ctx.lang), load, keys, ["weight"])
+
+    def reload() -> None:
+        _reload(store, load(), keys, _pending(store, keys, ["weight"]))
+
+    _flash(ctx, "weights")
+    base, shown = store["base"], store["shown"]
+    if base.empty:
+        st.info(ctx.t("tw_no_tree"))
+        return
+    visible = ["parent_name", "child_name", "weight", "valid_from"]
+    config = {
+        "parent_name": st.column_config.TextColumn(ctx.t("tw_parent"), disabled=True),
+        "child_name": st.column_config.TextColumn(ctx.t("tw_child"), disabled=True),
+        "weight": st.column_config.NumberColumn(
+            ctx.t("tw_weight_pct"), format="%.2f", help=ctx.t("tw_weight_help")
+        ),
+        "valid_from": st.column_config.DateColumn(ctx.t("tw_valid_from"), disabled=True),
+    }
+    editable = shown[shown["editable"]]
+    readonly = shown[~shown["editable"]]
+    edits: list[planning.WeightEdit] = []
+    problems: list[planning.CellProblem] = []
+    left, right = st.columns([3, 2])
+    with left:
+        if not editable.empty:
+            out = st.data_editor(
+                editable[visible],
+                column_config=config,
+                hide_index=True,
+                num_rows="fixed",
+                width="stretch",
+                height=min(38 + 35 * len(editable), 560),
+                key=f"tw_weights_editor_{store['nonce']}",
+            )
+            edited = base.copy()
+            edited.loc[out.index, "weight"] = pd.to_numeric(out["weight"], errors="coerce")
+            store["edited"] = edited
+            edits, problems = planning.weight_edits(base, edited)
+        if not readonly.empty:
+            st.caption(ctx.t("tw_read_only"))
+            st.dataframe(readonly[visible], column_config=config, hide_index=True)
+    with right:
+        current = store.get("edited") if store.get("edited") is not None else base
+        sums = planning.weight_sums(current)
+        st.markdown(f"**{ctx.t('tw_sums')}**")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    ctx.t("tw_parent"): sums["parent_name"],
+                    ctx.t("tw_sum"): [f"{s:g}" if pd.notna(s) else "—" for s in sums["sum"]],
+                    ctx.t("tw_check"): [
+                        "✓ 100" if ok else "✗ " + ctx.t("tw_not_100") for ok in sums["ok"]
+                    ],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    _conflict_box(ctx, store, reload)
+    if editable.empty:
+        return
+    effective, reason, clicked = _save_form(ctx, "weights", bool(edits))
+    problems += planning.check_weights(ctx.wh, ctx.actor, edits, effective)
+    for p in problems:
+        st.error(_problem_line(ctx, p))
+    if edits and not problems:
+        st.caption(ctx.t("tw_weights_ready", n=len(edits)))
+    if clicked:
+        try:
+            saved = planning.save_weights(
+                ctx.wh, ctx.cat, ctx.actor, edits, reason=reason, effective=effective
+            )
+        except planning.ConflictError as exc:
+            store["conflict"] = str(exc)
+            st.rerun()
+        except ValidationError as exc:
+            for p in exc.problems:
+                st.error(error_text(ctx, p.message))
+        else:
+            st.session_state["tw_weights_done"] = ctx.t(
+                "tw_saved_weights", rows=saved.rows, cells=saved.cells,
+                month=f"{month_of(effective):%Y-%m}",
+            )  # fmt: skip
+            st.session_state.pop("tw_weights_reason", None)
+            _reload(store, load(), keys, {})
+            st.rerun()
+
+
+# --- History and revert ------------------------------------------------------------------------
+
+
+def history_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> None:
+    grid = planning.target_grid(ctx.wh, ctx.cat, ctx.actor, unit_id, year, grain, ctx.lang)
+    pairs = list(dict.fromkeys(zip(grid["kpi_id"], grid["unit_id"], strict=True)))
+    if not pairs:
+        st.info(ctx.t("tw_no_kpis"))
+        return
+    kpi_id, uid = st.selectbox(
+        ctx.t("tw_history_of"),
+        pairs,
+        format_func=lambda p: (
+            f"{ctx.cat.units[p[1]].name(ctx.lang)} · {ctx.cat.kpis[p[0]].name(ctx.lang)}"
+        ),
+        key="tw_history_pair",
+    )
+    hist = planning.target_history(ctx.wh, ctx.cat, ctx.actor, kpi_id, uid, ctx.lang)
+    st.markdown(f"**{ctx.t('tw_target_versions')}**")
+    if hist.empty:
+        st.caption(ctx.t("tw_no_versions"))
+    else:
+        st.dataframe(
+            hist[
+                ["period", "version", "valid_from", "changed_by", "changed_at", "reason", "change"]
+            ].rename(columns=_history_labels(ctx)),
+            hide_index=True,
+            width="stretch",
+        )
+    weights = planning.weight_history(ctx.wh, ctx.cat, ctx.actor, uid, kpi_id)
+    st.markdown(f"**{ctx.t('tw_weight_versions')}**")
+    if weights.empty:
+        st.caption(ctx.t("tw_no_versions"))
+    else:
+        st.dataframe(
+            weights.rename(columns={**_history_labels(ctx), "parent": ctx.t("tw_parent")}),
+            hide_index=True,
+            width="stretch",
+        )
+    if hist.empty or not planning.can_edit(ctx.actor, uid):
+        return
+    _revert_form(ctx, hist, kpi_id, uid)
+
+
+def _history_labels(ctx: PageContext) -> dict[str, str]:
+    return {
+        "period": ctx.t("period"), "version": ctx.t("tw_version"),
+        "valid_from": ctx.t("tw_valid_from"), "changed_by": ctx.t("tw_changed_by"),
+        "changed_at": ctx.t("tw_changed_at"), "reason": ctx.t("tw_reason"),
+        "change": ctx.t("tw_change"),
+    }  # fmt: skip
+
+
+def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int) -> None:
+    latest = hist.groupby(["grain", "period_start"])["version"].transform("max")
+    older = hist[hist["version"] < latest]
+    if older.empty:
+        return
+    st.markdown(f"**{ctx.t('tw_revert')}**")
+    _flash(ctx, "revert")
+    options = list(older.index)
+    pick = st.selectbox(
+        ctx.t("tw_revert_to"),
+        options,
+        format_func=lambda i: (
+            f"{older.at[i, 'period']} · v{older.at[i, 'version']} · {older.at[i, 'change']}"
+        ),
+        key="tw_revert_pick",
+    )
+    effective, reason, clicked = _save_form(ctx, "revert", True)
+    if clicked:
+        row = older.loc[pick]
+        edit = planning.revert_edit(
+            ctx.wh, ctx.cat, kpi_id, unit_id, row["grain"], row["period_start"], int(row["version"])
+        )
+        try:
+            planning.save_targets(
+                ctx.wh, ctx.cat, ctx.actor, [edit], reason=reason, effective=effective
+            )
+        except ValidationError as exc:
+            for p in exc.problems:
+                st.error(error_text(ctx, p.message))
+        except planning.ConflictError as exc:
+            st.error(ctx.t("tw_conflict", text=error_text(ctx, str(exc))))
+        else:
+            st.session_state.pop("tw_targets", None)  # the grid reads the new version
+            st.session_state["tw_revert_done"] = ctx.t("tw_reverted", version=row["version"])
+            st.rerun()
+
+
+# --- Change log --------------------------------------------------------------------------------
+
+
+def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> None:
+    """The audit log with filters by entity, user, date and key, and an Excel download."""
+    all_entities, users = audit.facets(ctx.wh)
+    offered = [e for e in all_entities if entities is None or e in entities]
+    c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
+    chosen = c1.multiselect(
+        ctx.t("tw_entity"), offered, default=offered if entities else [],
+        format_func=lambda e: ctx.t(f"tw_entity_{e}") if f"tw_entity_{e}" in i18n.STRINGS else e,
+        key="tw_audit_entities",
+    )  # fmt: skip
+    who = c2.multiselect(ctx.t("tw_user"), users, key="tw_audit_users")
+    today = date.today()
+    span = c3.date_input(
+        ctx.t("tw_dates"), value=(date(today.year, 1, 1), today), key="tw_audit_dates"
+    )
+    prefix = c4.text_input(ctx.t("tw_key"), key="tw_audit_key", placeholder="SALES/REV")
+    start, end = (span[0], span[-1]) if isinstance(span, tuple) and span else (None, None)
+    log = audit.entries(
+        ctx.wh, ctx.cat, ctx.actor, entities=chosen or offered, users=who,
+        start=start, end=end, key_prefix=prefix.strip() or None,
+    )  # fmt: skip
+    st.caption(ctx.t("tw_audit_count", n=len(log)))
+    labels = {
+        "changed_at": ctx.t("tw_changed_at"), "changed_by": ctx.t("tw_changed_by"),
+        "entity": ctx.t("tw_entity"), "key": ctx.t("tw_key_column"), "field": ctx.t("tw_field"),
+        "old": ctx.t("tw_old"), "new": ctx.t("tw_new"), "reason": ctx.t("tw_reason"),
+    }  # fmt: skip
+    st.dataframe(log.rename(columns=labels), hide_index=True, width="stretch", height=420)
+    st.download_button(
+        ctx.t("tw_audit_download"),
+        data=workbook.sheet_bytes("audit", log),
+        file_name=f"audit_{today:%Y%m%d}.xlsx",
+        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        key="tw_audit_download",
+        disabled=log.empty,
+    )
+
+
+def year_options(ctx: PageContext) -> list[int]:
+    """Years with targets or data, and the next one (targets are set before the year starts)."""
+    years = {r[0] for r in ctx.wh.rows("SELECT DISTINCT year(period_start) FROM target")}
+    years |= {date.today().year, date.today().year + 1}
+    years |= {r[0] for r in ctx.wh.rows("SELECT DISTINCT year(period) FROM actual")}
+    return sorted(years, reverse=True)

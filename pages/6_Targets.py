@@ -1,0 +1,47 @@
+"""Targets & weights: levels and weights edited in place, checked as they are typed, saved with a
+reason and an effective date; history, revert and the change log. Department heads and admins
+edit their units; everyone else sees the same grids read-only."""
+
+from datetime import date
+
+import streamlit as st
+
+from kpi_core.board import data_range
+from kpi_core.periods import month_of
+from kpi_core.ui import guard, page, unit_picker
+from kpi_core.ui.targets import (
+    audit_section,
+    history_section,
+    targets_section,
+    weights_section,
+    year_options,
+)
+
+ctx = page("nav_targets")
+with guard(ctx):
+    st.title(ctx.t("nav_targets"))
+    span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
+    unit_id = unit_picker(ctx, span[1] if span else month_of(date.today()))
+    years = year_options(ctx)
+    this_year = (span[1] if span else date.today()).year
+    year = st.sidebar.selectbox(
+        ctx.t("tw_year"), years, index=years.index(this_year), key="tw_year"
+    )
+    grain = (
+        st.sidebar.segmented_control(
+            ctx.t("tw_grain"), ["Y", "Q", "M"], format_func=lambda g: ctx.t(f"grain_{g}"),
+            default="Y", key="tw_grain",
+        )
+        or "Y"
+    )  # fmt: skip
+    st.caption(ctx.t("tw_intro" if ctx.actor.role in ("head", "admin") else "tw_intro_readonly"))
+    sections = ["tw_tab_targets", "tw_tab_weights", "tw_tab_history", "tw_tab_audit"]
+    tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
+    with tabs["tw_tab_targets"]:
+        targets_section(ctx, unit_id, year, grain)
+    with tabs["tw_tab_weights"]:
+        weights_section(ctx, unit_id)
+    with tabs["tw_tab_history"]:
+        history_section(ctx, unit_id, year, grain)
+    with tabs["tw_tab_audit"]:
+        audit_section(ctx, ("target", "tree", "kpi", "phasing"))
