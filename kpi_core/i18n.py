@@ -770,6 +770,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_entity_org_unit": ("组织", "Org units"),
     "tw_entity_period_lock": ("关账", "Closed months"),
     "tw_user": ("用户", "User"),
+    "tw_all": ("全部", "All"),
     "tw_dates": ("日期范围", "Dates"),
     "tw_key": ("键（前缀）", "Key (prefix)"),
     "tw_key_column": ("键", "Key"),

@@ -373,6 +373,25 @@ def _valid_from(e: TargetEdit, effective: date) -> date:
     return max(month_of(effective), e.period_start)
 
 
+def save_target_grid(
+    wh: Warehouse,
+    cat: Catalog,
+    who: Actor,
+    base: pd.DataFrame,
+    edited: pd.DataFrame,
+    *,
+    reason: str,
+    effective: date | None,
+) -> Saved:
+    """Save what the grid `edited` changes from `base`: refused whole while any cell is bad —
+    a cell that is not a number is not left out while the good ones are saved."""
+    _editor(who)
+    edits, problems = target_edits(wh, cat, base, edited)
+    return save_targets(
+        wh, cat, who, edits, reason=reason, effective=effective, cell_problems=problems
+    )
+
+
 def save_targets(
     wh: Warehouse,
     cat: Catalog,
@@ -381,11 +400,14 @@ def save_targets(
     *,
     reason: str,
     effective: date | None,
+    cell_problems: list[CellProblem] = (),
 ) -> Saved:
     """Write `edits` as new versions, all or nothing. Raises ValidationError (the problems,
-    placed at their cells) or ConflictError (rows saved by somebody else meanwhile)."""
+    with `cell_problems` found while reading the grid, placed at their cells) or ConflictError
+    (rows saved by somebody else meanwhile)."""
     _editor(who)
-    problems = check_targets(wh, cat, who, edits, effective, reason, need_reason=True)
+    problems = [*cell_problems]
+    problems += check_targets(wh, cat, who, edits, effective, reason, need_reason=True)
     if problems:
         raise ValidationError([_as_problem("targets", p) for p in problems])
     if not edits:
@@ -748,6 +770,25 @@ def check_weights(
     return problems
 
 
+def save_weight_grid(
+    wh: Warehouse,
+    cat: Catalog,
+    who: Actor,
+    base: pd.DataFrame,
+    edited: pd.DataFrame,
+    *,
+    reason: str,
+    effective: date | None,
+) -> Saved:
+    """Save the weights the grid `edited` changes from `base`; refused whole while any group is
+    wrong (a bad group is not left out while the good ones are saved)."""
+    _editor(who)
+    edits, problems = weight_edits(base, edited)
+    return save_weights(
+        wh, cat, who, edits, reason=reason, effective=effective, cell_problems=problems
+    )
+
+
 def save_weights(
     wh: Warehouse,
     cat: Catalog,
@@ -756,11 +797,13 @@ def save_weights(
     *,
     reason: str,
     effective: date | None,
+    cell_problems: list[CellProblem] = (),
 ) -> Saved:
     """Write each parent's new weights as a new edge set valid from the effective month, all or
     nothing. Raises ValidationError or ConflictError as `save_targets` does."""
     _editor(who)
-    problems = check_weights(wh, who, edits, effective, reason, need_reason=True)
+    problems = [*cell_problems]
+    problems += check_weights(wh, who, edits, effective, reason, need_reason=True)
     if problems:
         raise ValidationError([_as_problem("weights", p) for p in problems])
     if not edits:

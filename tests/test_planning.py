@@ -442,3 +442,19 @@ def test_every_saved_cell_is_in_the_audit_log(sales_wh):
     seen = audit.entries(sales_wh, cat, prod)
     assert not seen["key"].fillna("").str.startswith("SALES").any()
     assert set(seen["entity"]) <= {"kpi", "phasing", "target", "tree"}
+
+
+def test_a_grid_with_one_bad_cell_saves_nothing(sales_wh):
+    cat = load_catalog(sales_wh)
+    g = grid(sales_wh, ADMIN)
+    edited = g.copy()
+    edited.at[row_of(g, "SALES/CSAT"), "target"] = "ninety"
+    edited.at[row_of(g, "SALES/REV"), "target"] = "6500万"  # fine on its own
+    n = target_rows(sales_wh)
+    with pytest.raises(ValidationError) as exc:
+        planning.save_target_grid(
+            sales_wh, cat, ADMIN, g, edited, reason="r", effective=date(2024, 7, 1)
+        )
+    assert [p.column for p in exc.value.problems] == ["target"]
+    assert "'ninety' is not a number" in exc.value.problems[0].message
+    assert target_rows(sales_wh) == n

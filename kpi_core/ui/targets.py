@@ -194,9 +194,10 @@ def targets_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
     _changes_table(ctx, base, edits, problems)
     if clicked:
         try:
-            saved = planning.save_targets(
-                ctx.wh, ctx.cat, ctx.actor, edits, reason=reason, effective=effective
-            )
+            saved = planning.save_target_grid(
+                ctx.wh, ctx.cat, ctx.actor, base, store["edited"], reason=reason,
+                effective=effective,
+            )  # fmt: skip
         except planning.ConflictError as exc:
             store["conflict"] = str(exc)
             st.rerun()
@@ -358,9 +359,10 @@ def weights_section(ctx: PageContext, unit_id: int) -> None:
         st.caption(ctx.t("tw_weights_ready", n=len(edits)))
     if clicked:
         try:
-            saved = planning.save_weights(
-                ctx.wh, ctx.cat, ctx.actor, edits, reason=reason, effective=effective
-            )
+            saved = planning.save_weight_grid(
+                ctx.wh, ctx.cat, ctx.actor, base, store["edited"], reason=reason,
+                effective=effective,
+            )  # fmt: skip
         except planning.ConflictError as exc:
             store["conflict"] = str(exc)
             st.rerun()
@@ -473,14 +475,16 @@ def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int
 def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> None:
     """The audit log with filters by entity, user, date and key, and an Excel download."""
     all_entities, users = audit.facets(ctx.wh)
-    offered = [e for e in all_entities if entities is None or e in entities]
+    # The options stay put as the log grows (a widget keeps its selection across reruns); an
+    # empty selection means all of them.
+    offered = list(entities) if entities else all_entities
     c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
     chosen = c1.multiselect(
-        ctx.t("tw_entity"), offered, default=offered if entities else [],
+        ctx.t("tw_entity"), offered, placeholder=ctx.t("tw_all"),
         format_func=lambda e: ctx.t(f"tw_entity_{e}") if f"tw_entity_{e}" in i18n.STRINGS else e,
         key="tw_audit_entities",
     )  # fmt: skip
-    who = c2.multiselect(ctx.t("tw_user"), users, key="tw_audit_users")
+    who = c2.multiselect(ctx.t("tw_user"), users, placeholder=ctx.t("tw_all"), key="tw_audit_users")
     today = date.today()
     span = c3.date_input(
         ctx.t("tw_dates"), value=(date(today.year, 1, 1), today), key="tw_audit_dates"

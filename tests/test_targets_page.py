@@ -1,0 +1,199 @@
+"""The Targets & weights page through AppTest: the editors' keyed state seeded as a user's edits
+would leave it, on a copy of the demo warehouse."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from streamlit.testing.v1 import AppTest
+
+from kpi_core import service
+from kpi_core.periods import parse_period
+from kpi_core.warehouse import Warehouse
+from tests.apptest import ROOT, ok
+
+PAGE = "pages/6_Targets.py"
+
+
+def open_targets(path, monkeypatch, user: str = "head_sales", lang: str = "en") -> AppTest:
+    monkeypatch.setenv("KPI_WAREHOUSE", str(path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = lang
+    at.session_state["user_name"] = user
+    at.query_params["unit"] = "SALES"
+    at.run()
+    at.switch_page(PAGE).run()
+    ok(at)
+    return at
+
+
+def edit_cells(at: AppTest, grid: str, rows: dict[int, dict[str, object]]) -> None:
+    """Seed a grid's editor state the way typing into it leaves it, and rerun."""
+    nonce = at.session_state[f"tw_{grid}"]["nonce"]
+    at.session_state[f"tw_{grid}_editor_{nonce}"] = {
+        "edited_rows": rows,
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    ok(at)
+
+
+def save(at: AppTest, grid: str, reason: str, effective: date) -> None:
+    at.date_input(key=f"tw_{grid}_effective").set_value(effective)
+    at.text_input(key=f"tw_{grid}_reason").input(reason)
+    at.button(key=f"tw_{grid}_save").click()
+    at.run()
+    ok(at)
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(
+        str(e.value) for kind in (at.success, at.error, at.warning, at.info) for e in kind
+    )
+
+
+def versions(path, unit: str, kpi: str) -> list[tuple]:
+    wh = Warehouse(path, linger=0)
+    try:
+        return wh.rows(
+            """SELECT t.version, t.target, t.challenge, t.changed_by, t.reason FROM target t
+               JOIN kpi k ON k.id = t.kpi_id JOIN org_unit u ON u.id = t.unit_id
+               WHERE k.code = ? AND u.code = ? AND year(t.period_start) = 2026
+               ORDER BY t.version""",
+            [kpi, unit],
+        )
+    finally:
+        wh.close()
+
+
+def new_cust_row(at: AppTest) -> int:
+    base = at.session_state["tw_targets"]["base"]
+    return int(base.index[base["code"] == "SALES/NEW_CUST"][0])
+
+
+def test_a_head_edits_a_target_and_the_board_sees_it(own_file, monkeypatch):
+    wh = Warehouse(own_file, linger=0)
+    before = service.score_unit(wh, service.SYSTEM, "SALES", parse_period("2026-10"))
+    wh.close()
+    at = open_targets(own_file, monkeypatch)
+    assert at.session_state["tw_targets"]["base"]["editable"].all()
+    row = new_cust_row(at)
+    edit_cells(at, "targets", {row: {"baseline": "80", "target": "90", "challenge": "100"}})
+    save(at, "targets", "new market opened", date(2026, 1, 1))
+    assert "Saved 1 row(s) (3 cell(s)), valid from 2026-01." in texts(at)
+    assert versions(own_file, "SALES", "NEW_CUST")[-1] == (
+        2,
+        90.0,
+        100.0,
+        "head_sales",
+        "new market opened",
+    )
+    wh = Warehouse(own_file, linger=0)
+    after = service.score_unit(wh, service.SYSTEM, "SALES", parse_period("2026-10"))
+    wh.close()
+    kpi = {k["kpi"]: k for k in after["kpis"]}["NEW_CUST"]
+    assert kpi["target"] == 90 / 12  # a sum KPI's year target, phased evenly into October
+    assert after["score"] != before["score"]
+    # The grid reloaded from the warehouse: the new version, nothing pending.
+    base = at.session_state["tw_targets"]["base"]
+    assert base.at[row, "target"] == "90" and base.at[row, "version"] == 2
+    assert "No changes yet." in [c.value for c in at.caption]
+
+
+def test_a_bad_cell_shows_its_reason_and_nothing_is_saved(own_file, monkeypatch):
+    at = open_targets(own_file, monkeypatch)
+    row = new_cust_row(at)
+    edit_cells(at, "targets", {row: {"target": "lots"}, row + 1: {"target": "91"}})
+    assert "1 change(s) have a problem" in texts(at)
+    table = next(d.value for d in at.dataframe if "Field" in d.value.columns)
+    bad = table[table["Check"] != "✓"]
+    assert list(bad["Field"]) == ["Target"]
+    assert "'lots' is not a number" in bad["Check"].iloc[0]
+    save(at, "targets", "try", date(2026, 1, 1))
+    assert "'lots' is not a number" in texts(at)
+    assert len(versions(own_file, "SALES", "CSAT")) == 1  # the good row was not saved either
+
+
+def test_the_second_of_two_sessions_is_refused_and_keeps_its_edits(own_file, monkeypatch):
+    first = open_targets(own_file, monkeypatch, user="head_sales")
+    second = open_targets(own_file, monkeypatch, user="admin")
+    row = new_cust_row(first)
+    edit_cells(first, "targets", {row: {"target": "65"}})
+    edit_cells(second, "targets", {row: {"challenge": "80"}, row + 1: {"target": "91"}})
+    save(first, "targets", "first", date(2026, 1, 1))
+    save(second, "targets", "second", date(2026, 1, 1))
+    said = texts(second)
+    assert "Not saved:" in said and "SALES/NEW_CUST 2026 was changed by head_sales at" in said
+    assert [v[3] for v in versions(own_file, "SALES", "NEW_CUST")] == ["demo", "head_sales"]
+    assert len(versions(own_file, "SALES", "CSAT")) == 1
+    # Reload keeping the edits: the first head's target is there, the second's edits pending.
+    second.button(key=next(b.key for b in second.button if b.key.startswith("tw_reload_"))).click()
+    second.run()
+    ok(second)
+    shown = second.session_state["tw_targets"]["shown"]
+    assert (shown.at[row, "target"], shown.at[row, "challenge"]) == ("65", "80")
+    assert shown.at[row + 1, "target"] == "91"
+    second.text_input(key="tw_targets_reason").input("second, again")
+    second.button(key="tw_targets_save").click()
+    second.run()
+    ok(second)
+    assert "Saved 2 row(s)" in texts(second)
+    assert versions(own_file, "SALES", "NEW_CUST")[-1][:3] == (3, 65.0, 80.0)
+
+
+def test_weights_are_checked_live_and_saved(own_file, monkeypatch):
+    at = open_targets(own_file, monkeypatch, lang="zh")
+    base = at.session_state["tw_weights"]["base"]
+    sales = list(base.index[base["parent"] == "SALES"])
+    assert sales[:2] == [0, 1]  # the department's own scorecard comes first
+    edit_cells(at, "weights", {0: {"weight": 50}})
+    assert "“SALES”下的权重合计为 110——合计必须为 100" in texts(at)
+    edit_cells(at, "weights", {0: {"weight": 50}, 1: {"weight": 15}})
+    assert "合计为" not in texts(at)
+    save(at, "weights", "聚焦收入", date(2026, 12, 1))
+    assert "已保存 1 组权重（2 个单元格），自 2026-12 起生效。" in texts(at)
+    wh = Warehouse(own_file, linger=0)
+    rows = wh.rows(
+        """SELECT weight, valid_from, changed_by FROM tree_edge e JOIN org_unit u
+           ON u.id = e.parent_unit WHERE u.code = 'SALES' AND e.parent_kpi = 0
+           AND e.version = 2 ORDER BY e.sort_order"""
+    )
+    wh.close()
+    assert [r[0] for r in rows] == [50, 15, 20, 15]
+    assert {(r[1], r[2]) for r in rows} == {(date(2026, 12, 1), "head_sales")}
+
+
+def test_viewers_read_only(own_file, monkeypatch):
+    at = open_targets(own_file, monkeypatch, user="viewer_prod")
+    ok(at)
+    assert "Read-only: department heads and admins change targets and weights." in [
+        c.value for c in at.caption
+    ]
+    assert not at.session_state["tw_targets"]["base"]["editable"].any()
+    assert not [b for b in at.button if b.key == "tw_targets_save"]
+    # Only the viewer's own units are in the grid.
+    assert set(at.session_state["tw_targets"]["base"]["code"].str.split("/").str[0]) <= {
+        "PROD", "PROD_L1", "PROD_L2",
+    }  # fmt: skip
+
+
+def test_history_revert_and_change_log(own_file, monkeypatch):
+    at = open_targets(own_file, monkeypatch)
+    row = new_cust_row(at)
+    edit_cells(at, "targets", {row: {"target": "65"}})
+    save(at, "targets", "stretch", date(2026, 7, 1))
+    at.selectbox(key="tw_history_pair").set_value(
+        next(o for o in at.selectbox(key="tw_history_pair").options if "New customers" in o)
+    )
+    at.run()
+    hist = [d.value for d in at.dataframe if "Change" in d.value.columns][0]
+    assert hist.iloc[0]["Change"] == "target 60 → 65"
+    assert hist.iloc[0]["Reason"] == "stretch"
+    save(at, "revert", "undo the stretch", date(2026, 9, 1))
+    assert "Brought back version v1's levels (saved as a new version)." in texts(at)
+    assert versions(own_file, "SALES", "NEW_CUST")[-1][:2] == (3, 60.0)
+    log = [d.value for d in at.dataframe if "Entity" in d.value.columns][0]
+    mine = log[log["Changed by"] == "head_sales"]
+    assert list(mine["Reason"]) == ["undo the stretch", "stretch"]
+    assert set(mine["Key"]) == {"SALES/NEW_CUST/2026"}
