@@ -13,6 +13,7 @@ from kpi_core.ui.library import (
     place_section,
     transfer_section,
 )
+from kpi_core.ui.targets import audit_section
 
 ctx = page("nav_library")
 with guard(ctx):
@@ -22,7 +23,7 @@ with guard(ctx):
         st.stop()
     st.caption(ctx.t("lib_intro"))
     chosen = kpi_picker(ctx)
-    sections = ["lib_tab_list", "lib_tab_edit", "lib_tab_place", "lib_tab_transfer"]
+    sections = ["lib_tab_list", "lib_tab_edit", "lib_tab_place", "lib_tab_transfer", "tw_tab_audit"]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["lib_tab_list"]:
         list_section(ctx)
@@ -32,3 +33,5 @@ with guard(ctx):
         place_section(ctx, chosen)
     with tabs["lib_tab_transfer"]:
         transfer_section(ctx)
+    with tabs["tw_tab_audit"]:
+        audit_section(ctx, ("kpi", "tree", "phasing", "org_unit"))

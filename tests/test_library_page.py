@@ -46,9 +46,9 @@ def test_page_runs_in_both_languages(own_file, monkeypatch, lang):
     assert not at.error
     assert at.title[0].value == ("KPI library" if lang == "en" else "指标库")
     assert [t.label for t in at.tabs] == (
-        ["Library", "Edit KPI", "Place on a scorecard", "Export / import"]
+        ["Library", "Edit KPI", "Place on a scorecard", "Export / import", "Change log"]
         if lang == "en"
-        else ["指标列表", "编辑指标", "放入考核表", "导出 / 导入"]
+        else ["指标列表", "编辑指标", "放入考核表", "导出 / 导入", "变更日志"]
     )
     listed = at.dataframe[0].value
     assert len(listed) == 50
