@@ -231,4 +231,77 @@ MIGRATIONS: list[tuple[int, str, str]] = [
           AND tree_edge.valid_from = v.vf;
         """,
     ),
+    (
+        6,
+        "Alerts, push channels and the review loop",
+        """
+        CREATE SEQUENCE alert_id START 1;
+
+        -- One row per alert: a (KPI, unit, period, kind) whose condition holds. `state_key` is
+        -- the condition's state when it was raised (e.g. 'red'); the same KPI, unit, period and
+        -- kind is raised again only when that state changes (kpi_core.alerts).
+        CREATE TABLE alert_event (
+            id INTEGER PRIMARY KEY,
+            kpi_id INTEGER,  -- NULL for an alert about a unit (stale data)
+            unit_id INTEGER NOT NULL,
+            period DATE NOT NULL,
+            kind VARCHAR NOT NULL,  -- status / at_risk / anomaly / stale / overdue
+            severity VARCHAR NOT NULL,  -- high / medium / low
+            state_key VARCHAR NOT NULL,
+            owner VARCHAR,
+            message_zh VARCHAR NOT NULL,
+            message_en VARCHAR NOT NULL,
+            details VARCHAR,  -- JSON: the numbers behind the message
+            state VARCHAR NOT NULL DEFAULT 'open',  -- open / acknowledged / closed
+            raised_at TIMESTAMP NOT NULL,
+            acknowledged_by VARCHAR,
+            acknowledged_at TIMESTAMP,
+            closed_by VARCHAR,
+            closed_at TIMESTAMP,
+            resolution VARCHAR
+        );
+
+        -- Rule settings that differ from the defaults (kpi_core.alerts): JSON per rule kind.
+        CREATE TABLE alert_rule (
+            kind VARCHAR PRIMARY KEY,
+            enabled BOOLEAN NOT NULL DEFAULT true,
+            params VARCHAR NOT NULL DEFAULT '{}',
+            updated_by VARCHAR,
+            updated_at TIMESTAMP
+        );
+
+        -- Where alerts are pushed. `url` and `options` never hold a secret: they reference
+        -- ${ENV_VAR} or ${secrets.section.key}, resolved when sending (kpi_core.push).
+        CREATE TABLE push_channel (
+            name VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,  -- webhook / dingtalk / wecom / slack / email
+            url VARCHAR NOT NULL,
+            options VARCHAR NOT NULL DEFAULT '{}',
+            min_severity VARCHAR NOT NULL DEFAULT 'medium',
+            enabled BOOLEAN NOT NULL DEFAULT true,
+            updated_by VARCHAR,
+            updated_at TIMESTAMP
+        );
+
+        -- Every delivery attempt, so failures are visible on the page and never lost.
+        CREATE TABLE push_log (
+            sent_at TIMESTAMP NOT NULL,
+            channel VARCHAR NOT NULL,
+            alert_id INTEGER,  -- NULL for a test message
+            attempt INTEGER NOT NULL,
+            ok BOOLEAN NOT NULL,
+            status VARCHAR,
+            error VARCHAR
+        );
+
+        -- Review comments and actions (复盘): a comment may carry an action with an owner and a
+        -- due date, followed until it is closed with a resolution; it may answer an alert.
+        ALTER TABLE comment ADD COLUMN owner VARCHAR;
+        ALTER TABLE comment ADD COLUMN state VARCHAR;  -- NULL for a plain comment; open / closed
+        ALTER TABLE comment ADD COLUMN closed_by VARCHAR;
+        ALTER TABLE comment ADD COLUMN closed_at TIMESTAMP;
+        ALTER TABLE comment ADD COLUMN resolution VARCHAR;
+        ALTER TABLE comment ADD COLUMN alert_id INTEGER;
+        """,
+    ),
 ]
