@@ -38,7 +38,7 @@ with guard(ctx):
     sections = ["tw_tab_targets", "tw_tab_weights", "tw_tab_history", "tw_tab_audit"]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["tw_tab_targets"]:
-        targets_section(ctx, unit_id, year, grain)
+        targets_section(ctx, unit_id, year, grain, span[1] if span else None)
     with tabs["tw_tab_weights"]:
         weights_section(ctx, unit_id)
     with tabs["tw_tab_history"]:

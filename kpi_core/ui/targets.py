@@ -85,7 +85,9 @@ def _problem_line(ctx: PageContext, p: planning.CellProblem) -> str:
     return f"{place}: {error_text(ctx, p.message)}"
 
 
-def _save_form(ctx: PageContext, name: str, can_save: bool) -> tuple[date | None, str, bool]:
+def _save_form(
+    ctx: PageContext, name: str, can_save: bool, label: str = "tw_save"
+) -> tuple[date | None, str, bool]:
     """Effective date, reason and the save button."""
     c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")
     effective = c1.date_input(
@@ -98,9 +100,7 @@ def _save_form(ctx: PageContext, name: str, can_save: bool) -> tuple[date | None
     reason = c2.text_input(
         ctx.t("tw_reason"), key=f"tw_{name}_reason", placeholder=ctx.t("tw_reason_hint")
     )
-    clicked = c3.button(
-        ctx.t("tw_save"), type="primary", disabled=not can_save, key=f"tw_{name}_save"
-    )
+    clicked = c3.button(ctx.t(label), type="primary", disabled=not can_save, key=f"tw_{name}_save")
     return effective, reason, clicked
 
 
@@ -118,10 +118,26 @@ def _flash(ctx: PageContext, name: str) -> None:
         st.success(done)
 
 
+def _readable(ctx: PageContext, grid: pd.DataFrame) -> pd.DataFrame:
+    """Display-only columns in the page's words: dates as text ('from the start' for a tree set
+    up undated), units of measure in the page's language."""
+    out = grid.copy()
+    out["valid_from"] = [_since(ctx, d) for d in out["valid_from"]]
+    if "measure" in out:
+        out["measure"] = [i18n.unit_label(u, ctx.lang) for u in out["measure"]]
+    return out
+
+
+def _since(ctx: PageContext, d: object) -> str:
+    return ctx.t("tw_from_start") if d is None or pd.isna(d) else f"{d:%Y-%m-%d}"
+
+
 # --- Targets -----------------------------------------------------------------------------------
 
 
-def targets_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> None:
+def targets_section(
+    ctx: PageContext, unit_id: int, year: int, grain: str, latest_data: date | None = None
+) -> None:
     keys = ["kpi_id", "unit_id", "grain", "period_start"]
     edit_cols = [*planning.LEVELS, "phasing"]
 
@@ -134,7 +150,7 @@ def targets_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
         _reload(store, load(), keys, _pending(store, keys, edit_cols))
 
     _flash(ctx, "targets")
-    base, shown = store["base"], store["shown"]
+    base, shown = store["base"], _readable(ctx, store["shown"])
     if base.empty:
         st.info(ctx.t("tw_no_kpis"))
         return
@@ -148,7 +164,7 @@ def targets_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
         "unit": st.column_config.TextColumn(ctx.t("unit"), disabled=True),
         "kpi": st.column_config.TextColumn(ctx.t("kpi"), disabled=True),
         "period": st.column_config.TextColumn(ctx.t("period"), disabled=True),
-        "measure": st.column_config.TextColumn(ctx.t("tw_measure"), disabled=True, width="small"),
+        "measure": st.column_config.TextColumn(ctx.t("tw_measure"), disabled=True),
         **{
             f: st.column_config.TextColumn(column_label(ctx, f), help=ctx.t("tw_level_help"))
             for f in levels
@@ -159,7 +175,7 @@ def targets_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
         "applies": st.column_config.TextColumn(
             ctx.t("tw_applies"), disabled=True, help=ctx.t("tw_applies_help")
         ),
-        "valid_from": st.column_config.DateColumn(ctx.t("tw_valid_from"), disabled=True),
+        "valid_from": st.column_config.TextColumn(ctx.t("tw_valid_from"), disabled=True),
         "changed_by": st.column_config.TextColumn(ctx.t("tw_changed_by"), disabled=True),
     }
     editable = shown[shown["editable"]]
@@ -190,6 +206,8 @@ def targets_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
     if editable.empty:
         return
     effective, reason, clicked = _save_form(ctx, "targets", bool(edits))
+    if latest_data is not None:
+        st.caption(ctx.t("tw_data_through", month=f"{latest_data:%Y-%m}"))
     problems += planning.check_targets(ctx.wh, ctx.cat, ctx.actor, edits, effective)
     _changes_table(ctx, base, edits, problems)
     if clicked:
@@ -295,7 +313,7 @@ def weights_section(ctx: PageContext, unit_id: int) -> None:
         _reload(store, load(), keys, _pending(store, keys, ["weight"]))
 
     _flash(ctx, "weights")
-    base, shown = store["base"], store["shown"]
+    base, shown = store["base"], _readable(ctx, store["shown"])
     if base.empty:
         st.info(ctx.t("tw_no_tree"))
         return
@@ -306,7 +324,7 @@ def weights_section(ctx: PageContext, unit_id: int) -> None:
         "weight": st.column_config.NumberColumn(
             ctx.t("tw_weight_pct"), format="%.2f", help=ctx.t("tw_weight_help")
         ),
-        "valid_from": st.column_config.DateColumn(ctx.t("tw_valid_from"), disabled=True),
+        "valid_from": st.column_config.TextColumn(ctx.t("tw_valid_from"), disabled=True),
     }
     editable = shown[shown["editable"]]
     readonly = shown[~shown["editable"]]
@@ -401,8 +419,10 @@ def history_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
     if hist.empty:
         st.caption(ctx.t("tw_no_versions"))
     else:
+        shown = hist.sort_values(["period_start", "grain", "version"], ascending=False)
+        shown = shown.assign(valid_from=[_since(ctx, d) for d in shown["valid_from"]])
         st.dataframe(
-            hist[
+            shown[
                 ["period", "version", "valid_from", "changed_by", "changed_at", "reason", "change"]
             ].rename(columns=_history_labels(ctx)),
             hide_index=True,
@@ -413,6 +433,10 @@ def history_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
     if weights.empty:
         st.caption(ctx.t("tw_no_versions"))
     else:
+        weights = weights.assign(
+            parent=[_node_label(ctx, p) for p in weights["parent"]],
+            valid_from=[_since(ctx, d) for d in weights["valid_from"]],
+        )
         st.dataframe(
             weights.rename(columns={**_history_labels(ctx), "parent": ctx.t("tw_parent")}),
             hide_index=True,
@@ -421,6 +445,13 @@ def history_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
     if hist.empty or not planning.can_edit(ctx.actor, uid):
         return
     _revert_form(ctx, hist, kpi_id, uid)
+
+
+def _node_label(ctx: PageContext, text: str) -> str:
+    """A node written UNIT or UNIT/KPI, by name."""
+    unit, _, kpi = text.partition("/")
+    name = ctx.cat.unit(unit).name(ctx.lang)
+    return f"{name} · {ctx.cat.kpi(kpi).name(ctx.lang)}" if kpi else name
 
 
 def _history_labels(ctx: PageContext) -> dict[str, str]:
@@ -448,7 +479,7 @@ def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int
         ),
         key="tw_revert_pick",
     )
-    effective, reason, clicked = _save_form(ctx, "revert", True)
+    effective, reason, clicked = _save_form(ctx, "revert", True, "tw_revert_button")
     if clicked:
         row = older.loc[pick]
         edit = planning.revert_edit(
@@ -478,10 +509,10 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
     # The options stay put as the log grows (a widget keeps its selection across reruns); an
     # empty selection means all of them.
     offered = list(entities) if entities else all_entities
-    c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     chosen = c1.multiselect(
         ctx.t("tw_entity"), offered, placeholder=ctx.t("tw_all"),
-        format_func=lambda e: ctx.t(f"tw_entity_{e}") if f"tw_entity_{e}" in i18n.STRINGS else e,
+        format_func=lambda e: _entity(ctx, e),
         key="tw_audit_entities",
     )  # fmt: skip
     who = c2.multiselect(ctx.t("tw_user"), users, placeholder=ctx.t("tw_all"), key="tw_audit_users")
@@ -501,7 +532,11 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
         "entity": ctx.t("tw_entity"), "key": ctx.t("tw_key_column"), "field": ctx.t("tw_field"),
         "old": ctx.t("tw_old"), "new": ctx.t("tw_new"), "reason": ctx.t("tw_reason"),
     }  # fmt: skip
-    st.dataframe(log.rename(columns=labels), hide_index=True, width="stretch", height=420)
+    shown = log.assign(
+        entity=[_entity(ctx, e) for e in log["entity"]],
+        field=[column_label(ctx, f) if f in _LEVEL_KEYS else f for f in log["field"]],
+    ).fillna("")
+    st.dataframe(shown.rename(columns=labels), hide_index=True, width="stretch", height=420)
     st.download_button(
         ctx.t("tw_audit_download"),
         data=workbook.sheet_bytes("audit", log),
@@ -510,6 +545,11 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
         key="tw_audit_download",
         disabled=log.empty,
     )
+
+
+def _entity(ctx: PageContext, entity: str) -> str:
+    key = f"tw_entity_{entity}"
+    return ctx.t(key) if key in i18n.STRINGS else entity
 
 
 def year_options(ctx: PageContext) -> list[int]:
