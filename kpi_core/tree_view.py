@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import date
 
 import altair as alt
-import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, i18n, targets
+from kpi_core import charts, i18n, targets, trends
 from kpi_core.access import Scope
 from kpi_core.catalog import Catalog, Node
 from kpi_core.i18n import STATUS_COLOR, STATUS_ICON
@@ -342,32 +341,10 @@ def node_trend(
             for m in run
         ]
         return pd.DataFrame({"month": pd.to_datetime(run), "score": scores})
-    pair = (node.kpi_id, node.unit_id)
-    values = actuals.monthly(wh, cat, [pair], run)
-    n = len(run)
-    levels = targets.levels_by_month(
-        wh,
-        cat,
-        np.full(n, node.kpi_id),
-        np.full(n, node.unit_id),
-        np.array(run, dtype="datetime64[D]"),
-    )
-    df = pd.DataFrame(
-        {"month": pd.to_datetime(run), "actual": [values[m].value(*pair) for m in run]}
-    )
-    for f in targets.LEVEL_FIELDS:
-        df[f] = levels[f]
-    return df
+    return trends.kpi_months(wh, cat, node.kpi_id, node.unit_id, run)
 
 
-_SERIES = {
-    "actual": "#263238",
-    "baseline": STATUS_COLOR["red"],
-    "target": STATUS_COLOR["green"],
-    "challenge": SELECTED_COLOR,
-    "low": STATUS_COLOR["green"],
-    "high": STATUS_COLOR["green"],
-}
+_SERIES = charts.SERIES_COLORS
 
 
 def trend_chart(
@@ -407,7 +384,7 @@ def trend_chart(
         scale=alt.Scale(domain=[names[f] for f in present], range=[_SERIES[f] for f in present]),
         legend=alt.Legend(orient="bottom"),
     )
-    axis = alt.Axis(format="%") if kpi.is_percent else alt.Axis(format="~s")
+    axis = charts.value_axis(kpi, lang=lang)
     base = alt.Chart(long).encode(
         x=alt.X("month:T", title=None, axis=alt.Axis(format="%Y-%m")),
         y=alt.Y("value:Q", title=i18n.unit_label(kpi.unit, lang) or None, axis=axis),

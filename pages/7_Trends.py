@@ -1,0 +1,9 @@
+"""Trends: a KPI over months against its bands, last year, the phased target year to date and
+other units, with review comments."""
+
+from kpi_core.ui import guard, page
+from kpi_core.ui.trends import trends_page
+
+ctx = page("tr_nav")
+with guard(ctx):
+    trends_page(ctx)
