@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date
 from pathlib import Path
 
-from kpi_core import export, service, workbook
+import pandas as pd
+
+from kpi_core import alerts, export, service, workbook
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import (
     KpiError,
@@ -34,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         description="KPI Monitor command line. The warehouse comes from --warehouse, "
         "KPI_WAREHOUSE, or [warehouse] path in .streamlit/secrets.toml.",
         epilog="Exit codes: 0 done, 1 input refused, 2 wrong usage, 3 not found or outside "
-        "scope, 4 warehouse busy, 5 source unreachable or unreadable.",
+        "scope, 4 warehouse busy, 5 source unreachable or "
+        "unreadable.",
     )
     p.add_argument("--warehouse", metavar="PATH", help="DuckDB warehouse file")
     p.add_argument(
@@ -92,6 +96,24 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--unit", required=True, metavar="CODE", help="org unit code")
     sc.add_argument("--period", required=True, metavar="P", help="2026 (year), 2026-Q1 or 2026-03")
     sc.add_argument("--json", action="store_true", help="print the scorecard as JSON")
+
+    al = sub.add_parser("alerts", help="evaluate alert rules; list new and open alerts")
+    al.description = (
+        "Evaluate the alert rules (status red/amber, at risk, anomaly, stale data, overdue "
+        "actions) for a month — by default the latest with data — within the user's scope, "
+        "raise what is new, close what no longer holds, and list the open alerts (new ones "
+        "marked *). Run it from cron after the month-end close; with --push the new alerts, and "
+        "open ones never pushed, go to the push channels."
+    )
+    al.add_argument("--month", metavar="YYYY-MM", help="the month to judge (default: latest)")
+    al.add_argument(
+        "--today", metavar="YYYY-MM-DD", help="judge stale data and due dates as of this day"
+    )
+    al.add_argument("--push", action="store_true", help="deliver alerts to the push channels")
+    al.add_argument("--json", action="store_true", help="print the alerts as a JSON list")
+    al.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the table")
+    # SUPPRESS: without the option here, the global --user (before the command) still holds.
+    al.add_argument("--user", metavar="NAME", default=argparse.SUPPRESS, help="act as this user")
 
     ex = sub.add_parser("export", help="write the KPI system as a workbook")
     ex.description = "Export the KPI system (within your scope) in the documented workbook format."
@@ -187,12 +209,65 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
             print(_text_card(card))
         return EXIT_OK
 
+    if args.command == "alerts":
+        return _alerts(wh, actor, args)
+
     if args.command == "export":
         frames = export.system_frames(wh, actor.scope, actuals=not args.no_actuals)
         workbook.write(frames, args.file, lang=args.lang)
         print(f"wrote {args.file}: " + ", ".join(f"{k} {len(v)}" for k, v in frames.items()))
         return EXIT_OK
     return EXIT_USAGE  # pragma: no cover - argparse requires a command
+
+
+def _alerts(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+    today = None
+    if args.today:
+        try:
+            today = date.fromisoformat(args.today)
+        except ValueError:
+            raise KpiError(f"'{args.today}' is not a day — write it like 2026-11-21") from None
+    result = alerts.run(wh, actor, push=args.push, today=today, month=_month(args.month))
+    new = {a.id for a in result.new}
+    listed = alerts.open_alerts(wh, load_catalog(wh), actor)
+    rows = [
+        {
+            "id": int(r.id),
+            "new": int(r.id) in new,
+            "kpi": None if pd.isna(r.kpi) else r.kpi,
+            "unit": r.unit,
+            "period": r.period_label,
+            "kind": r.kind,
+            "severity": r.severity,
+            "owner": None if pd.isna(r.owner) else r.owner,
+            "message_zh": r.message_zh,
+            "message_en": r.message_en,
+            "state": r.state,
+        }
+        for r in listed.itertuples()
+    ]
+    failed = [d for d in result.deliveries or [] if getattr(d, "ok", True) is False]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        month = ", ".join(f"{m:%Y-%m}" for m in result.months) or "no data"
+        print(
+            f"alerts for {month}: {len(result.new)} new, {len(result.closed)} closed by the "
+            f"system, {len(rows)} open"
+        )
+        for r in rows:
+            mark = "*" if r["new"] else " "
+            message = r["message_zh"] if args.lang == "zh" else r["message_en"]
+            print(
+                f"{mark}{r['id']:>6}  {r['severity']:<6} {r['kind']:<8} {r['period']:<7} "
+                f"{r['unit']:<10} {r['kpi'] or '-':<14} {r['owner'] or '-'}\n"
+                f"         {message}"
+            )
+        if result.deliveries is not None:
+            print(f"pushed: {len(result.deliveries)} deliveries, {len(failed)} failed")
+    for d in failed:
+        print(f"push failed: {d}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _is_system_workbook(path: str) -> bool:

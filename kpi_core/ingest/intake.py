@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, scoring, targets
+from kpi_core import actuals, alerts, scoring, targets
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
@@ -32,6 +33,7 @@ from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 KEY = ["kpi_id", "unit_id", "period"]
+log = logging.getLogger(__name__)
 
 
 class IntakeError(KpiError):
@@ -325,7 +327,17 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
             ],
         )  # fmt: skip
         _write(cur, moving, batch_id, who.name, now, f"batch {batch_id}: {intake.source}")
+    _alert_after_load(wh, who, batch_id, intake.months)
     return Committed(batch_id, counts)
+
+
+def _alert_after_load(wh: Warehouse, who: Actor, batch_id: int, months: list[date]) -> None:
+    """Alert rules run on what was just loaded. The batch is committed whatever they do: an
+    alert problem is logged, never reported as a failed or undone import."""
+    try:
+        alerts.run(wh, who, months=months)
+    except Exception:  # any failure of the rules: logged with its traceback, never raised
+        log.exception("Alert evaluation after batch %s failed; the batch is loaded.", batch_id)
 
 
 def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:
