@@ -729,6 +729,150 @@ RULES: list[tuple[str, str]] = [
         "the name is a wish (提升/优化/improve…), not a measure",
         "名称是一种愿望（提升/优化等），不是可衡量的指标",
     ),
+    # --- push.py: push channels (the Alerts page's push settings) --------------------------
+    # `${env}` and `${key}` are groups that carry the suggested reference over as it is.
+    ("Channel '{name}' cannot be saved: {problems}", "推送渠道“{name}”无法保存：{problems}"),
+    ("Only admins configure push channels.", "只有管理员可以设置推送渠道。"),
+    ("There is no push channel '{name}'.", "没有名为“{name}”的推送渠道。"),
+    ("name: give the channel a name", "名称：请为渠道命名"),
+    (
+        "kind: '{kind}' is not a kind of channel — use webhook, dingtalk, wecom, slack or email",
+        "类型：“{kind}”不是渠道类型——请使用 webhook、dingtalk、wecom、slack 或 email",
+    ),
+    (
+        "minimum severity: '{value}' is not a severity — use high, medium or low",
+        "推送级别：“{value}”不是预警级别——请使用 high、medium 或 low",
+    ),
+    (
+        "option '{key}' is not used by {kind} channels — use {list}",
+        "{kind} 渠道不使用选项“{key}”——可用的选项：{list}",
+    ),
+    (
+        "language: '{value}' is not a language — use zh, en or both",
+        "语言：“{value}”不是可用的语言——请使用 zh、en 或 both",
+    ),
+    (
+        "URL: write the address to post to (the robot's or webhook's URL)",
+        "地址：请填写推送地址（机器人或 Webhook 的地址）",
+    ),
+    (
+        "URL: '{url}' is not a web address — write it like https://…",
+        "地址：“{url}”不是网址——请写成 https://… 的形式",
+    ),
+    (
+        "URL: the address holds a password — put it in an environment variable or in "
+        ".streamlit/secrets.toml and write ${env} or ${key} in its place",
+        "地址：其中含有密码——请把它放在环境变量或 .streamlit/secrets.toml 中，并在此处改写为 "
+        "${env} 或 ${key}",
+    ),
+    (
+        "URL: '{name}=' holds a secret in plain text — put its value in an environment variable "
+        "or in .streamlit/secrets.toml and write {name2}=${env} or {name3}=${key} in its place",
+        "地址：“{name}=”后面是明文密钥——请把它的值放在环境变量或 .streamlit/secrets.toml 中，"
+        "并在此处改写为 {name2}=${env} 或 {name3}=${key}",
+    ),
+    (
+        "URL: a Slack webhook's address is its secret — put the whole address in an environment "
+        "variable or in .streamlit/secrets.toml and write ${env} or ${key} here",
+        "地址：Slack Webhook 的地址本身就是密钥——请把整个地址放在环境变量或 "
+        ".streamlit/secrets.toml 中，并在此处写 ${env} 或 ${key}",
+    ),
+    (
+        "secret: the signing secret (SEC…) would be stored in plain text — put it in an "
+        "environment variable or in .streamlit/secrets.toml and write ${env} or ${key} here",
+        "加签密钥：密钥（SEC…）会以明文保存——请把它放在环境变量或 .streamlit/secrets.toml 中，"
+        "并在此处写 ${env} 或 ${key}",
+    ),
+    ("headers: write one 'Name: value' per line", "请求头：每行写一个“名称: 值”"),
+    (
+        "headers: '{name}' holds a secret in plain text — put it in an environment variable or "
+        "in .streamlit/secrets.toml and write e.g. Bearer ${env} or ${key} in its place",
+        "请求头：“{name}”的值是明文密钥——请把它放在环境变量或 .streamlit/secrets.toml 中，"
+        "并在此处改写为 Bearer ${env} 或 ${key} 这样的引用",
+    ),
+    (
+        "server: '{url}' is not an SMTP server — write it like smtp://smtp.example.com:587",
+        "服务器：“{url}”不是 SMTP 服务器——请写成 smtp://smtp.example.com:587 的形式",
+    ),
+    (
+        "host: write the SMTP server's name, e.g. smtp.example.com",
+        "SMTP 服务器：请填写服务器名称，例如 smtp.example.com",
+    ),
+    (
+        "port: write the SMTP port, usually 587 (STARTTLS), 465 (SSL) or 25",
+        "端口：请填写 SMTP 端口，通常为 587（STARTTLS）、465（SSL）或 25",
+    ),
+    (
+        "security: '{value}' is not known — use starttls, ssl or none",
+        "加密方式：不认识“{value}”——请使用 starttls、ssl 或 none",
+    ),
+    (
+        "password: the mail password would be stored in plain text — put it in an environment "
+        "variable or in .streamlit/secrets.toml and write ${env} or ${key} here",
+        "密码：邮箱密码会以明文保存——请把它放在环境变量或 .streamlit/secrets.toml 中，"
+        "并在此处写 ${env} 或 ${key}",
+    ),
+    ("user: give the user name the password belongs to", "用户名：请填写该密码对应的用户名"),
+    (
+        "from: '{value}' is not an email address — write the sender, e.g. kpi@example.com",
+        "发件人：“{value}”不是邮箱地址——请填写发件地址，例如 kpi@example.com",
+    ),
+    (
+        "from: write the sender's address, e.g. kpi@example.com",
+        "发件人：请填写发件地址，例如 kpi@example.com",
+    ),
+    ("to: write at least one recipient's address", "收件人：请至少填写一个收件地址"),
+    ("to: '{value}' is not an email address", "收件人：“{value}”不是邮箱地址"),
+    # what a delivery's failure says (push_log, the test button)
+    (
+        "the address of channel '{name}' is not a web address once its references are filled "
+        "in — check the value in the environment or secrets.toml",
+        "渠道“{name}”的地址在填入引用的值后不是网址——请检查环境变量或 secrets.toml 中的值",
+    ),
+    ("HTTP {code} from the receiver: {text}", "接收方返回 HTTP {code}：{text}"),
+    ("HTTP {code} from the receiver", "接收方返回 HTTP {code}"),
+    (
+        "no answer within {num} s — check that the address is right and reachable from this server",
+        "{num} 秒内没有响应——请检查地址是否正确，以及本服务器能否访问它",
+    ),
+    (
+        "cannot connect ({error}) — check the host and port of the address",
+        "无法连接（{error}）——请检查地址中的主机和端口",
+    ),
+    (
+        "DingTalk refused the message: errcode {code} ({error}) — check the signing secret, the "
+        "keyword and the robot's IP allow-list",
+        "钉钉拒收了消息：errcode {code}（{error}）——请检查加签密钥、自定义关键词和机器人的 IP 白名单",
+    ),
+    (
+        "DingTalk refused the message: errcode {code} ({error}) — the robot's token or key is "
+        "wrong; copy the address from the robot again",
+        "钉钉拒收了消息：errcode {code}（{error}）——机器人的 token 或 key 不正确，请重新复制机器人的地址",
+    ),
+    (
+        "DingTalk refused the message: errcode {code} ({error})",
+        "钉钉拒收了消息：errcode {code}（{error}）",
+    ),
+    (
+        "WeCom refused the message: errcode {code} ({error}) — the robot's token or key is "
+        "wrong; copy the address from the robot again",
+        "企业微信拒收了消息：errcode {code}（{error}）——机器人的 key 不正确，请重新复制机器人的地址",
+    ),
+    (
+        "WeCom refused the message: errcode {code} ({error})",
+        "企业微信拒收了消息：errcode {code}（{error}）",
+    ),
+    (
+        "the SMTP server refused the login — check the user and the password",
+        "SMTP 服务器拒绝登录——请检查用户名和密码",
+    ),
+    ("the SMTP server refused the recipients: {list}", "SMTP 服务器拒绝了收件人：{list}"),
+    (
+        "the SMTP server does not support this ({error}) — check the security setting",
+        "SMTP 服务器不支持该操作（{error}）——请检查加密方式",
+    ),
+    ("the SMTP server answered {code}: {error}", "SMTP 服务器返回 {code}：{error}"),
+    ("some recipients were refused: {list}", "部分收件人被拒绝：{list}"),
 ]
 
 

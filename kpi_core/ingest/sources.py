@@ -122,6 +122,23 @@ def mask(url: str) -> str:
 
 def resolve(url: str) -> str:
     """Placeholders replaced by their values, to connect (never stored or shown)."""
+    return expand(url)
+
+
+def is_reference(text: str) -> bool:
+    """True when `text` is one placeholder and nothing else: `${X}` or `${secrets.a.b}`."""
+    return bool(_PLACEHOLDER.fullmatch((text or "").strip()))
+
+
+def has_reference(text: str) -> bool:
+    """True when `text` holds a placeholder anywhere (`Bearer ${TOKEN}`)."""
+    return bool(_PLACEHOLDER.search(text or ""))
+
+
+def expand(text: str, *, quote: bool = True, error: type[KpiError] = SourceError) -> str:
+    """`text` with each `${ENV_VAR}` or `${secrets.section.key}` replaced by its value, to use
+    it (never stored or shown). Values are percent-encoded when `quote` (a part of a URL);
+    `error` is what a missing value raises. Shared with kpi_core.push."""
 
     def value(m: re.Match) -> str:
         key = m[1].strip()
@@ -130,13 +147,13 @@ def resolve(url: str) -> str:
             for part in key.split(".")[1:]:
                 got = got.get(part) if isinstance(got, dict) else None
             if got is None:
-                raise SourceError(f"{key} is not set in .streamlit/secrets.toml")
-            return _escape(str(got))
+                raise error(f"{key} is not set in .streamlit/secrets.toml")
+            return _escape(str(got)) if quote else str(got)
         if key not in os.environ:
-            raise SourceError(f"the environment variable {key} is not set")
-        return _escape(os.environ[key])
+            raise error(f"the environment variable {key} is not set")
+        return _escape(os.environ[key]) if quote else os.environ[key]
 
-    return _PLACEHOLDER.sub(value, url)
+    return _PLACEHOLDER.sub(value, text)
 
 
 def _escape(text: str) -> str:
