@@ -676,7 +676,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_tab_weights": ("权重", "Weights"),
     "tw_tab_history": ("历史与撤回", "History & revert"),
     "tw_tab_audit": ("变更日志", "Change log"),
-    "tw_measure": ("单位", "Unit of measure"),
+    "tw_measure": ("单位", "Measure"),
+    "tw_from_start": ("初始", "from the start"),
+    "tw_revert_button": ("撤回", "Revert"),
+    "tw_data_through": (
+        "已有数据至 {month}：生效日期晚于它时，这些月份仍按原目标考核。",
+        "Data runs through {month}: with a later effective date those months keep their targets.",
+    ),
     "tw_low": ("下限", "Low"),
     "tw_high": ("上限", "High"),
     "tw_tolerance": ("容差", "Tolerance"),
@@ -776,6 +782,392 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_key_column": ("键", "Key"),
     "tw_audit_count": ("{n} 条记录", "{n} entries"),
     "tw_audit_download": ("下载 Excel", "Download Excel"),
+    # Trends page
+    "tr_nav": ("趋势分析", "Trends"),
+    "tr_range": ("月份范围", "Months"),
+    "tr_range_help": (
+        "拖动两端选择起止月份；默认显示最近 24 个月。",
+        "Drag either end to choose the first and last month; the last 24 months by default.",
+    ),
+    "tr_no_kpis": ("该组织的指标树中没有指标。", "There are no KPIs in this unit's tree."),
+    "tr_no_data": ("所选月份没有该指标的数据。", "This KPI has no data in the months picked."),
+    "tr_of_unit": ("{kpi}（{unit}）", "{kpi} ({unit})"),
+    "tr_last_year": ("去年同期", "Same month last year"),
+    "tr_band_base": ("基准–目标", "Baseline → target"),
+    "tr_band_stretch": ("目标–挑战", "Target → challenge"),
+    "tr_band_range": ("合理区间（下限–上限）", "Green band (low – high)"),
+    "tr_from": ("从", "From"),
+    "tr_to": ("至", "To"),
+    "tr_exact": ("精确值", "Exact value"),
+    "tr_rank": ("排名", "Rank"),
+    "tr_ytd_prefix": ("累计", "YTD "),
+    "tr_ytd_actual": ("年累计实际", "YTD actual"),
+    "tr_monthly": (
+        "月度实际与基准 / 目标 / 挑战区间",
+        "Monthly actual against baseline / target / challenge",
+    ),
+    "tr_ytd": ("年初至今 vs 分解目标（进度）", "Year to date against the phased target (pace)"),
+    "tr_ytd_sum": (
+        "累计实际与截至当月各月分解目标之和比较（每年 1 月重新累计）。",
+        "Cumulative actual against the sum of the months' phased targets so far (restarting each January).",
+    ),
+    "tr_ytd_other": (
+        "年初至今的值按指标的汇总方式（{agg}）计算，与年度目标比较。",
+        "The year-to-date value follows the KPI's aggregation ({agg}) and is compared with the annual levels.",
+    ),
+    "tr_agg_avg": ("月度平均", "mean of the months"),
+    "tr_agg_last": ("期末值", "latest month"),
+    "tr_agg_ratio": ("分子合计 ÷ 分母合计", "Σ numerator ÷ Σ denominator"),
+    "tr_agg_formula": ("按公式计算", "its formula"),
+    "tr_agg_sum": ("合计", "sum"),
+    "tr_compare": ("组织对比", "Across units"),
+    "tr_compare_with": ("对比对象", "Compare"),
+    "tr_compare_siblings": ("同级组织", "Sibling units"),
+    "tr_compare_children": ("下级组织", "Units below"),
+    "tr_compare_over": ("对比期间", "Over"),
+    "tr_compare_last": ("最后一个月（{month}）", "Last month ({month})"),
+    "tr_compare_ytd": ("{year} 年初至今", "{year} year to date"),
+    "tr_compare_none": ("没有可对比的组织数据。", "No other unit has data for this KPI."),
+    "tr_latest": ("最新月份 {month}", "Latest month {month}"),
+    "tr_pace": ("年累计达成率", "YTD achievement"),
+    "tr_markers_note": (
+        "◆ 为点评标记，悬停查看内容；虚线为去年同期。",
+        "◆ marks a month with comments (hover for the text); the dashed line is last year.",
+    ),
+    "tr_download_svg": ("图表 SVG", "Chart (SVG)"),
+    "tr_download_png": ("图表 PNG", "Chart (PNG)"),
+    "tr_download_xlsx": ("数据 Excel", "Data (Excel)"),
+    # Review comments and actions (复盘)
+    "rv_comments": ("点评", "Comments"),
+    "rv_count": ("条数", "Count"),
+    "rv_n": ("{n} 条点评", "{n} comments"),
+    "rv_panel": ("点评与行动（{n}）", "Comments and actions ({n})"),
+    "rv_panel_open": (
+        "点评与行动（{n}，{open} 项待办）",
+        "Comments and actions ({n}, {open} open)",
+    ),
+    "rv_badge_open": ("{n} 项待办", "{n} open"),
+    "rv_for": ("{kpi} · {unit} · {period}", "{kpi} · {unit} · {period}"),
+    "rv_add": ("添加点评", "Add a comment"),
+    "rv_text": ("点评内容", "Comment"),
+    "rv_month": ("所属月份", "Month"),
+    "rv_action": ("跟进行动（可选）", "Follow-up action (optional)"),
+    "rv_action_help": (
+        "填写后即成为待办行动，需指定责任人和完成期限，关闭时填写处理结果。",
+        "Filling this in makes it an action with an owner and a due date, closed later with a resolution.",
+    ),
+    "rv_owner": ("责任人", "Owner"),
+    "rv_due": ("完成期限", "Due"),
+    "rv_submit": ("提交点评", "Post comment"),
+    "rv_added": ("已添加点评。", "Comment added."),
+    "rv_none": ("该期间还没有点评。", "No comments for this period yet."),
+    "rv_read_only": (
+        "查看者只能阅读点评；部门负责人、数据分析和管理员可以发表点评。",
+        "Viewers read comments; department heads, analysts and admins write them.",
+    ),
+    "rv_action_line": (
+        "行动：{action} · 责任人 {owner} · 期限 {due}",
+        "Action: {action} · owner {owner} · due {due}",
+    ),
+    "rv_open": ("待办", "Open"),
+    "rv_closed": ("已关闭", "Closed"),
+    "rv_overdue": ("已逾期", "Overdue"),
+    "rv_resolution": ("处理结果", "Resolution"),
+    "rv_close": ("关闭行动", "Close action"),
+    "rv_closed_ok": ("行动已关闭。", "Action closed."),
+    "rv_closed_by": ("{who} 于 {at} 关闭", "Closed by {who} on {at}"),
+    "rv_alert": ("回应预警 #{id}", "On alert #{id}"),
+    "rv_board_kpi": ("点评的指标", "KPI to review"),
+    # Push settings (kpi_core.ui.push), a section of the Alerts page
+    "push_title": ("推送渠道", "Push channels"),
+    "push_intro": (
+        "预警会推送到这里设置的渠道：通用 Webhook（JSON）、钉钉机器人、企业微信机器人、Slack 兼容 "
+        "Webhook 和 SMTP 邮件。密钥不保存在数据仓库中：地址和密码处写引用，发送时才读取。",
+        "Alerts are pushed to the channels set here: a generic webhook (JSON), a DingTalk robot, a "
+        "WeCom robot, a Slack-compatible webhook, or email over SMTP. Secrets are not kept in the "
+        "warehouse: addresses and passwords are written as references, read only to send.",
+    ),
+    "push_unexpected": (
+        "推送设置出现意外错误（{error}）。请将此消息发给管理员。",
+        "Something unexpected went wrong in the push settings ({error}). Please send this "
+        "message to your administrator.",
+    ),
+    "push_admins_only": (
+        "只有管理员可以设置推送渠道。",
+        "Only admins configure push channels.",
+    ),
+    "push_none": (
+        "还没有推送渠道。预警只会显示在本页。",
+        "No push channel yet: alerts are shown on this page only.",
+    ),
+    "push_pick": ("编辑渠道", "Edit channel"),
+    "push_pick_new": ("＋ 新建渠道", "+ New channel"),
+    "push_col_name": ("名称", "Name"),
+    "push_col_kind": ("类型", "Kind"),
+    "push_col_address": ("地址（已隐藏密钥）", "Address (secrets hidden)"),
+    "push_col_min": ("最低级别", "Minimum severity"),
+    "push_col_lang": ("语言", "Language"),
+    "push_col_enabled": ("状态", "State"),
+    "push_col_last": ("最近一次推送", "Last delivery"),
+    "push_on": ("启用", "on"),
+    "push_off": ("停用", "off"),
+    "push_kind_webhook": ("通用 Webhook（JSON）", "Webhook (JSON)"),
+    "push_kind_dingtalk": ("钉钉机器人", "DingTalk robot"),
+    "push_kind_wecom": ("企业微信机器人", "WeCom robot"),
+    "push_kind_slack": ("Slack 兼容 Webhook", "Slack-compatible webhook"),
+    "push_kind_email": ("邮件（SMTP）", "Email (SMTP)"),
+    "push_sev_high": ("高", "High"),
+    "push_sev_medium": ("中及以上", "Medium and up"),
+    "push_sev_low": ("全部（低及以上）", "All (low and up)"),
+    "push_lang_zh": ("中文", "Chinese"),
+    "push_lang_en": ("英文", "English"),
+    "push_lang_both": ("中英双语", "Chinese and English"),
+    "push_name": ("渠道名称", "Channel name"),
+    "push_kind": ("渠道类型", "Kind"),
+    "push_url": ("Webhook 地址", "Webhook address"),
+    "push_url_help_webhook": (
+        "接收 JSON 的地址（POST）。地址中的令牌、密钥等参数须写成引用，如 "
+        "`?token=${secrets.push.token}`。",
+        "The address that receives the JSON (POST). A token or key in it must be a reference, "
+        "e.g. `?token=${secrets.push.token}`.",
+    ),
+    "push_url_help_dingtalk": (
+        "机器人设置中的 Webhook 地址。其中的 access_token 就是机器人的密码，须写成引用："
+        "`...?access_token=${secrets.push.dingtalk_token}`，或把整个地址写成 "
+        "`${secrets.push.dingtalk_url}`。",
+        "The Webhook address from the robot's settings. Its access_token is the robot's "
+        "password and must be a reference: `...?access_token=${secrets.push.dingtalk_token}`, "
+        "or the whole address as `${secrets.push.dingtalk_url}`.",
+    ),
+    "push_url_help_wecom": (
+        "群机器人的 Webhook 地址。其中的 key 须写成引用："
+        "`...?key=${secrets.push.wecom_key}`，或把整个地址写成 `${secrets.push.wecom_url}`。",
+        "The group robot's Webhook address. Its key must be a reference: "
+        "`...?key=${secrets.push.wecom_key}`, or the whole address as "
+        "`${secrets.push.wecom_url}`.",
+    ),
+    "push_url_help_slack": (
+        "Slack（或 Mattermost、Rocket.Chat 等兼容服务）的 Incoming Webhook 地址本身就是密钥："
+        "请写成引用，如 `${secrets.push.slack_url}`。",
+        "A Slack (or Mattermost, Rocket.Chat …) incoming-webhook address is itself the secret: "
+        "write it as a reference, e.g. `${secrets.push.slack_url}`.",
+    ),
+    "push_secret": ("加签密钥（可选）", "Signing secret (optional)"),
+    "push_secret_help": (
+        "只能写引用，如 `${DINGTALK_SECRET}`（环境变量）或 `${secrets.push.dingtalk_secret}`"
+        "（.streamlit/secrets.toml 中的键）。",
+        "A reference only, e.g. `${DINGTALK_SECRET}` (an environment variable) or "
+        "`${secrets.push.dingtalk_secret}` (a key of .streamlit/secrets.toml).",
+    ),
+    "push_keyword": ("自定义关键词（可选）", "Custom keyword (optional)"),
+    "push_keyword_help": (
+        "机器人安全设置为“自定义关键词”时填写：消息标题会带上它，否则钉钉会拒收。",
+        "Fill in when the robot's security setting is a custom keyword: the title then carries "
+        "it, otherwise DingTalk drops the message.",
+    ),
+    "push_headers": ("请求头（可选）", "Headers (optional)"),
+    "push_headers_help": (
+        "每行一个“名称: 值”。Authorization、令牌等的值须写成引用，如 "
+        "`Authorization: Bearer ${secrets.push.token}`。",
+        "One 'Name: value' per line. Authorization, tokens and keys must be references, e.g. "
+        "`Authorization: Bearer ${secrets.push.token}`.",
+    ),
+    "push_host": ("SMTP 服务器", "SMTP server"),
+    "push_port": ("端口", "Port"),
+    "push_security": ("加密方式", "Security"),
+    "push_security_starttls": ("STARTTLS（常用 587）", "STARTTLS (usually 587)"),
+    "push_security_ssl": ("SSL（常用 465）", "SSL (usually 465)"),
+    "push_security_none": ("不加密（仅限内网中继）", "None (internal relay only)"),
+    "push_user": ("用户名（可选）", "User (optional)"),
+    "push_password": ("密码（引用）", "Password (reference)"),
+    "push_from": ("发件人", "From"),
+    "push_to": ("收件人", "To"),
+    "push_to_help": ("多个地址用逗号分隔。", "Separate several addresses with commas."),
+    "push_lang": ("消息语言", "Message language"),
+    "push_min_severity": ("推送级别", "Severities pushed"),
+    "push_min_severity_help": (
+        "只推送达到此级别的预警；测试消息总会发送。",
+        "Only alerts at least this severe are pushed; a test message is always sent.",
+    ),
+    "push_enabled": ("启用", "Enabled"),
+    "push_secrets_howto_title": ("如何保存密钥", "How to keep secrets"),
+    "push_secrets_howto": (
+        "把密钥写进服务器上的 `.streamlit/secrets.toml`（不要提交到代码库），例如：\n\n"
+        '```toml\n[push]\ndingtalk_token = "…机器人地址中 access_token 的值…"\n'
+        'dingtalk_secret = "SEC…"\nwecom_key = "…"\n'
+        'slack_url = "https://hooks.slack.com/services/…"\nsmtp_password = "…"\n```\n\n'
+        "然后在表单中写 `${secrets.push.dingtalk_token}` 这样的引用；也可以用环境变量，写作 "
+        "`${DINGTALK_TOKEN}`。发送时才读取这些值，它们不会保存在数据仓库、审计日志或页面上。",
+        "Put the secrets in `.streamlit/secrets.toml` on the server (never in the repository), "
+        "for example:\n\n"
+        '```toml\n[push]\ndingtalk_token = "…the access_token of the robot\'s address…"\n'
+        'dingtalk_secret = "SEC…"\nwecom_key = "…"\n'
+        'slack_url = "https://hooks.slack.com/services/…"\nsmtp_password = "…"\n```\n\n'
+        "Then write a reference such as `${secrets.push.dingtalk_token}` in the form, or use an "
+        "environment variable as `${DINGTALK_TOKEN}`. The values are read only to send; they "
+        "are never stored in the warehouse, the audit log or the page.",
+    ),
+    "push_problems": ("保存前还需处理：", "Before it can be saved:"),
+    "push_save": ("保存渠道", "Save channel"),
+    "push_save_as": (
+        "将另存为新渠道“{name}”；“{old}”保持不变。",
+        "Saves a new channel '{name}'; '{old}' stays as it is.",
+    ),
+    "push_saved": ("已保存渠道“{name}”。", "Channel '{name}' saved."),
+    "push_delete": ("删除", "Delete"),
+    "push_delete_confirm": (
+        "确定删除渠道“{name}”吗？推送记录会保留。",
+        "Delete the channel '{name}'? Its delivery log is kept.",
+    ),
+    "push_delete_yes": ("删除", "Delete"),
+    "push_cancel": ("取消", "Cancel"),
+    "push_deleted": ("已删除渠道“{name}”。", "Channel '{name}' deleted."),
+    "push_test": ("发送测试消息", "Send test"),
+    "push_test_help": (
+        "用已保存的设置发送一条测试消息（停用的渠道也会发送）。",
+        "Sends a test message with the saved settings (even when the channel is off).",
+    ),
+    "push_test_unsaved": (
+        "表单有未保存的改动：测试使用的是已保存的设置。",
+        "The form has unsaved changes: the test uses the saved settings.",
+    ),
+    "push_testing": ("正在向“{name}”发送测试消息…", "Sending a test message to '{name}'…"),
+    "push_test_ok": (
+        "测试消息已送达“{name}”（第 {attempts} 次尝试）。",
+        "Test message delivered to '{name}' (attempt {attempts}).",
+    ),
+    "push_test_failed": (
+        "测试消息未能送达“{name}”（尝试 {attempts} 次）：{error}",
+        "The test message to '{name}' failed ({attempts} attempt(s)): {error}",
+    ),
+    "push_last_failed": (
+        "渠道“{name}”最近一次推送失败（{when}）：{error}",
+        "The last push to '{name}' failed ({when}): {error}",
+    ),
+    "push_log_title": ("推送记录", "Delivery log"),
+    "push_log_none": ("还没有推送记录。", "Nothing has been pushed yet."),
+    "push_log_help": (
+        "最近 {n} 次尝试，其中 {failed} 次失败（红色）。失败会按退避间隔自动重试。",
+        "The latest {n} attempts, {failed} failed (in red). A failure is retried with back-off.",
+    ),
+    "push_col_time": ("时间", "Time"),
+    "push_col_channel": ("渠道", "Channel"),
+    "push_col_alert": ("预警", "Alert"),
+    "push_col_attempt": ("第几次", "Attempt"),
+    "push_col_result": ("结果", "Result"),
+    "push_col_status": ("状态码", "Status"),
+    "push_col_error": ("错误", "Error"),
+    "push_test_row": ("测试", "test"),
+    "push_sent": ("✔ 已送达", "✔ sent"),
+    "push_failed": ("✖ 失败", "✖ failed"),
+    # Alerts (kpi_core.alerts): kinds, severities and the messages alerts carry
+    "al_kind_status": ("状态", "Status"),
+    "al_kind_at_risk": ("预计未达标", "At risk"),
+    "al_kind_anomaly": ("异常波动", "Anomaly"),
+    "al_kind_stale": ("数据未更新", "Stale data"),
+    "al_kind_overdue": ("行动逾期", "Overdue action"),
+    "al_sev_high": ("高", "high"),
+    "al_sev_medium": ("中", "medium"),
+    "al_sev_low": ("低", "low"),
+    "al_status": (
+        "{unit}「{kpi}」{period}实际 {actual}，目标 {target}，基准 {baseline}：{light}。",
+        "{kpi} at {unit}, {period}: {actual} against target {target} (baseline {baseline}) "
+        "— {light}.",
+    ),
+    "al_status_range": (
+        "{unit}「{kpi}」{period}实际 {actual}，合理区间 {band}：{light}。",
+        "{kpi} at {unit}, {period}: {actual}, green band {band} — {light}.",
+    ),
+    "al_status_rolled": (
+        "{unit}「{kpi}」{period}下级加权得分 {score}：{light}。",
+        "{kpi} at {unit}, {period}: its children's weighted score is {score} — {light}.",
+    ),
+    "al_at_risk_run_rate": (
+        "{unit}「{kpi}」按年初至今进度（{months} 个月累计 {ytd}），预计{year}全年 {forecast}，"
+        "{miss}目标 {target}。",
+        "{kpi} at {unit}: at the year-to-date pace ({ytd} in {months} months), {year} is "
+        "forecast to end at {forecast}, {miss} the target {target}.",
+    ),
+    "al_at_risk_trend": (
+        "{unit}「{kpi}」按近 {months} 个月趋势（每月 {slope}），预计{end}为 {forecast}，"
+        "{miss}目标 {target}。",
+        "{kpi} at {unit}: on the trend of the last {months} months ({slope} a month), {end} is "
+        "forecast at {forecast}, {miss} the target {target}.",
+    ),
+    "al_miss_up": ("低于", "short of"),
+    "al_miss_down": ("高于", "above"),
+    "al_miss_range": ("超出", "outside"),
+    "al_anomaly": (
+        "{unit}「{kpi}」{period}实际 {actual}，{way}{basis}中位数 {median}（稳健 z 值 {z}）。",
+        "{kpi} at {unit}, {period}: {actual}, far {way} the median {median} {basis} "
+        "(robust z {z}).",
+    ),
+    "al_basis_same_month": ("往年同月（{n} 年）", "of the same month in {n} earlier years"),
+    "al_basis_recent": ("近 {n} 个月", "of the last {n} months"),
+    "al_way_high": ("远高于", "above"),
+    "al_way_low": ("远低于", "below"),
+    "al_stale": (
+        "{unit}尚未导入{period}的实际数据（月末后已 {days} 天）。",
+        "{unit} has no actuals for {period} yet, {days} days after the month ended.",
+    ),
+    "al_overdue": (
+        "{unit}「{kpi}」{period}的行动项“{action}”已逾期 {days} 天（到期 {due}，责任人 {owner}）。",
+        "Action '{action}' on {kpi} at {unit}, {period}, is {days} days past due ({due}; "
+        "owner {owner}).",
+    ),
+    "al_nobody": ("未指定", "unassigned"),
+    "nav_alerts": ("预警", "Alerts"),
+    "al_intro": (
+        "红灯、黄灯、预计未达标、异常波动、数据未更新和逾期行动，都有责任人。每次导入或拉取数据后自动评估；"
+        "可确认、评论、创建复盘行动并填写处理结果后关闭。",
+        "Red and amber lights, at-risk forecasts, anomalies, stale data and overdue actions, "
+        "each with its owner. Evaluated after every import or pull; acknowledge, comment, "
+        "create a review action and close with a resolution.",
+    ),
+    "al_tab_alerts": ("预警列表", "Alerts"),
+    "al_tab_actions": ("复盘行动", "Actions"),
+    "al_tab_push": ("推送设置", "Push channels"),
+    "al_tab_rules": ("预警规则", "Rules"),
+    "al_kind": ("类型", "Kind"),
+    "al_severity": ("级别", "Severity"),
+    "al_state": ("状态", "State"),
+    "al_state_open": ("未处理", "open"),
+    "al_state_acknowledged": ("已确认", "acknowledged"),
+    "al_state_closed": ("已关闭", "closed"),
+    "al_run": ("立即评估", "Evaluate now"),
+    "al_ran": (
+        "评估完成：新增 {new} 条，自动关闭 {closed} 条。",
+        "Evaluated: {new} new, {closed} closed.",
+    ),
+    "al_count": ("预警数", "Alerts"),
+    "al_none": ("没有符合条件的预警。", "No alerts match."),
+    "al_message": ("说明", "Message"),
+    "al_raised": ("产生时间", "Raised at"),
+    "al_pick": ("查看预警", "Alert"),
+    "al_ack_note": ("确认备注（可选）", "Note (optional)"),
+    "al_ack": ("确认", "Acknowledge"),
+    "al_acked": ("已确认。", "Acknowledged."),
+    "al_resolution": ("处理结果", "Resolution"),
+    "al_close": ("关闭", "Close"),
+    "al_closed": ("已关闭。", "Closed."),
+    "al_review": ("评论与复盘行动", "Comments and actions"),
+    "al_no_actions": ("没有未关闭的复盘行动。", "No open actions."),
+    "al_overdue_n": ("{n} 项行动已逾期。", "{n} action(s) past due."),
+    "al_action": ("行动", "Action"),
+    "al_due": ("截止日期", "Due"),
+    "al_comment": ("评论", "Comment"),
+    "al_pick_action": ("关闭行动", "Close an action"),
+    "al_close_action": ("关闭行动", "Close action"),
+    "al_action_closed": ("行动已关闭。", "Action closed."),
+    "al_enabled": ("启用", "Enabled"),
+    "al_settings": ("参数", "Settings"),
+    "al_settings_help": (
+        'JSON，只改需要改的参数，例如 {"grace_days": 7}。',
+        'JSON; change only what you need, e.g. {"grace_days": 7}.',
+    ),
+    "al_settings_bad": ("参数不是有效的 JSON 对象。", "The settings are not a JSON object."),
+    "al_rule_saved": ("规则已保存。", "Rule saved."),
+    "al_badge": ("{n} 条预警", "{n} alert(s)"),
     "nav_library": ("指标库", "KPI library"),
     "lib_title": ("指标库", "KPI library"),
     "lib_not_allowed": (

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from kpi_core import charts, i18n
+from kpi_core import alerts, charts, i18n
 from kpi_core.board import board, data_range
 from kpi_core.ui import guard, page, period_picker, unit_picker
+from kpi_core.ui.review import board_counts, board_panel
 from kpi_core.ui.widgets import badge, kpi_card, partial_period_note
 
 ctx = page("nav_board")
@@ -40,6 +41,10 @@ with guard(ctx):
         names = "、".join(ctx.cat.kpi(c).name(lang) for c in res.vetoed_by)
         st.error(ctx.t("vetoed", kpis=names))
 
+    comments = board_counts(ctx, b, latest)
+    open_alerts = alerts.open_counts(
+        ctx.wh, ctx.actor, [(line.node.kpi_id, line.node.unit_id) for line in b.lines]
+    )
     if b.lines:
         st.subheader(ctx.t("kpi_cards"))
         per_row = 3
@@ -47,7 +52,9 @@ with guard(ctx):
             cols = st.columns(per_row)
             for col, line in zip(cols, b.lines[start : start + per_row], strict=False):
                 with col:
-                    kpi_card(ctx, line)
+                    pair = (line.node.kpi_id, line.node.unit_id)
+                    kpi_card(ctx, line, comments.get(pair), open_alerts.get(pair, 0))
+        board_panel(ctx, b, latest, comments)
         st.subheader(ctx.t("bullets"))
         st.altair_chart(
             charts.bullet_chart([line.node for line in b.lines], ctx.cat, lang), width="stretch"

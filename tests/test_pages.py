@@ -88,3 +88,34 @@ def test_chinese_board_uses_wan_and_chinese_labels(app_warehouse, monkeypatch):
     )
     assert at.title[0].value == "销售部 · 2024年"
     assert any(m.value == "5,800万元" for m in at.metric), [m.value for m in at.metric]
+
+
+def test_board_shows_comment_counts_and_the_comments_panel(app_warehouse, tmp_path, monkeypatch):
+    import shutil
+    from datetime import date
+
+    from kpi_core import review
+    from kpi_core.catalog import load_catalog
+    from kpi_core.service import SYSTEM
+
+    path = tmp_path / "wh.duckdb"
+    shutil.copy(app_warehouse, path)
+    wh = Warehouse(path, linger=0)
+    cat = load_catalog(wh)
+    rev, sales = cat.kpi("REV").id, cat.unit("SALES").id
+    review.add_comment(wh, SYSTEM, rev, sales, date(2024, 6, 1), "Two big orders slipped")
+    review.add_comment(
+        wh, SYSTEM, rev, sales, date(2024, 7, 1), "Q3 plan", action="Chase", owner="wang",
+        due=date(2024, 8, 1),
+    )  # fmt: skip
+    wh.close()
+    at = run("pages/1_Board.py", path, monkeypatch, query={"unit": "SALES", "period": "2024"})
+    card = next(m.value for m in at.markdown if m.value.startswith("**Revenue**"))
+    assert ":material/forum: 2" in card and "1 open" in card
+    panel = at.expander[0]
+    assert panel.label == "Comments and actions (2, 1 open)"
+    assert not at.text  # the panel's content runs only when it is opened
+    at.session_state["board_rv_open"] = True
+    at.run()
+    assert not at.exception
+    assert "Two big orders slipped" in [t.value for t in at.text]

@@ -24,7 +24,11 @@ def _escape(text: str) -> str:
     return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in text)
 
 
-def kpi_card(ctx: PageContext, line: KpiLine) -> None:
+def kpi_card(
+    ctx: PageContext, line: KpiLine, comments: tuple[int, int] | None = None, alerts: int = 0
+) -> None:
+    """`comments`: (comments, open actions) on the KPI in the period; `alerts`: its alerts not
+    closed yet — both shown as badges."""
     node = line.node
     kpi = ctx.cat.kpis[node.kpi_id]
     lang = ctx.lang
@@ -34,6 +38,12 @@ def kpi_card(ctx: PageContext, line: KpiLine) -> None:
             head += f" :violet-badge[{ctx.t('veto_mark')}]"
         if line.at_risk:
             head += f" :orange-badge[{ctx.t('at_risk')}]"
+        if alerts:
+            head += f" :red-badge[:material/notifications: {ctx.t('al_badge', n=alerts)}]"
+        if comments and comments[0]:
+            head += f" :blue-badge[:material/forum: {comments[0]}]"
+        if comments and comments[1]:
+            head += f" :orange-badge[{ctx.t('rv_badge_open', n=comments[1])}]"
         st.markdown(head)
         spark = [v for _, v in line.spark if v is not None]
         delta = i18n.format_delta(node.actual, line.previous, kpi, lang)

@@ -1,0 +1,262 @@
+"""Alerts page: the list with filters, one alert's acknowledge / comment / action / close, the
+review actions (复盘) with the overdue ones flagged, push channels and rule switches.
+
+The work is in `kpi_core.alerts`, `kpi_core.review` and `kpi_core.push`; this module draws it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from kpi_core import alerts, i18n, review
+from kpi_core.ui import PageContext
+from kpi_core.ui.review import comments_panel
+from kpi_core.ui.upload import error_text
+
+ACTORS = alerts.ALERT_ROLES  # who acknowledges, closes and runs the rules
+_SEVERITY_MARK = {"high": "■", "medium": "▲", "low": "●"}
+
+
+def _kind(ctx: PageContext, kind: str) -> str:
+    return ctx.t(f"al_kind_{kind}")
+
+
+def _severity(ctx: PageContext, severity: str) -> str:
+    return f"{_SEVERITY_MARK.get(severity, '')} {ctx.t(f'al_sev_{severity}')}"
+
+
+def _state(ctx: PageContext, state: str) -> str:
+    return ctx.t(f"al_state_{state}")
+
+
+def filters(ctx: PageContext) -> dict[str, list]:
+    """Sidebar filters; an empty choice means all."""
+    sb = st.sidebar
+    units = [u for root in ctx.cat.scope_roots(ctx.actor.scope) for u in ctx.cat.descendants(root)]
+    chosen = {
+        "units": sb.multiselect(
+            ctx.t("unit"), units, format_func=lambda u: ctx.cat.units[u].name(ctx.lang),
+            placeholder=ctx.t("tw_all"), key="al_f_units",
+        ),
+        "kinds": sb.multiselect(
+            ctx.t("al_kind"), list(alerts.KINDS), format_func=lambda k: _kind(ctx, k),
+            placeholder=ctx.t("tw_all"), key="al_f_kinds",
+        ),
+        "severities": sb.multiselect(
+            ctx.t("al_severity"), list(alerts.SEVERITIES),
+            format_func=lambda s: _severity(ctx, s), placeholder=ctx.t("tw_all"),
+            key="al_f_severities",
+        ),
+        "owners": sb.multiselect(
+            ctx.t("owner"), _owners(ctx), placeholder=ctx.t("tw_all"), key="al_f_owners"
+        ),
+        "states": sb.multiselect(
+            ctx.t("al_state"), list(alerts.STATES), default=["open", "acknowledged"],
+            format_func=lambda s: _state(ctx, s), key="al_f_states",
+        ),
+    }  # fmt: skip
+    return chosen
+
+
+def _owners(ctx: PageContext) -> list[str]:
+    rows = ctx.wh.rows(
+        "SELECT DISTINCT owner FROM alert_event WHERE owner IS NOT NULL ORDER BY owner"
+    )
+    return [r[0] for r in rows]
+
+
+def run_button(ctx: PageContext) -> None:
+    """Evaluate the rules now (they also run after every import and pull)."""
+    if ctx.actor.role not in ACTORS:
+        return
+    if st.button(ctx.t("al_run"), icon=":material/refresh:", key="al_run"):
+        result = alerts.run(ctx.wh, ctx.actor)
+        st.session_state["al_flash"] = ctx.t(
+            "al_ran", new=len(result.new), closed=len(result.closed)
+        )
+        st.rerun()
+    if flash := st.session_state.pop("al_flash", None):
+        st.success(flash)
+
+
+def alerts_section(ctx: PageContext, chosen: dict[str, list]) -> None:
+    table = alerts.open_alerts(
+        ctx.wh, ctx.cat, ctx.actor,
+        units=chosen["units"] or None, kinds=chosen["kinds"] or None,
+        severities=chosen["severities"] or None, owners=chosen["owners"] or None,
+        states=chosen["states"] or None,
+    )  # fmt: skip
+    counts = table["severity"].value_counts() if not table.empty else pd.Series(dtype=int)
+    cols = st.columns(4)
+    cols[0].metric(ctx.t("al_count"), len(table))
+    for col, sev in zip(cols[1:], alerts.SEVERITIES, strict=True):
+        col.metric(_severity(ctx, sev), int(counts.get(sev, 0)))
+    if table.empty:
+        st.success(ctx.t("al_none"))
+        return
+    shown = pd.DataFrame(
+        {
+            ctx.t("al_severity"): [_severity(ctx, s) for s in table["severity"]],
+            ctx.t("al_kind"): [_kind(ctx, k) for k in table["kind"]],
+            ctx.t("unit"): [ctx.cat.units[u].name(ctx.lang) for u in table["unit_id"]],
+            ctx.t("kpi"): [_kpi_name(ctx, k) for k in table["kpi_id"]],
+            ctx.t("period"): [i18n.period_label(p, ctx.lang) for p in table["period_label"]],
+            ctx.t("al_message"): table["message_zh" if ctx.lang == "zh" else "message_en"],
+            ctx.t("owner"): table["owner"].fillna("—"),
+            ctx.t("al_state"): [_state(ctx, s) for s in table["state"]],
+            ctx.t("al_raised"): table["raised_at"],
+        }
+    )
+    st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 420))
+    ids = list(table["id"])
+    pick = st.selectbox(
+        ctx.t("al_pick"),
+        ids,
+        format_func=lambda i: _label(ctx, table[table["id"] == i].iloc[0]),
+        key="al_pick",
+    )
+    _detail(ctx, table[table["id"] == pick].iloc[0])
+
+
+def _kpi_name(ctx: PageContext, kpi_id: object) -> str:
+    if kpi_id is None or pd.isna(kpi_id) or int(kpi_id) not in ctx.cat.kpis:
+        return "—"
+    return ctx.cat.kpis[int(kpi_id)].name(ctx.lang)
+
+
+def _label(ctx: PageContext, row: pd.Series) -> str:
+    unit = ctx.cat.units[int(row["unit_id"])].name(ctx.lang)
+    what = _kpi_name(ctx, row["kpi_id"])
+    return f"#{row['id']} · {_kind(ctx, row['kind'])} · {unit} · {what} · {row['period_label']}"
+
+
+def _detail(ctx: PageContext, row: pd.Series) -> None:
+    aid = int(row["id"])
+    with st.container(border=True):
+        st.markdown(f"**{_label(ctx, row)}**")
+        st.write(row["message_zh" if ctx.lang == "zh" else "message_en"])
+        st.caption(
+            f"{ctx.t('al_severity')}: {_severity(ctx, row['severity'])} · "
+            f"{ctx.t('owner')}: {row['owner'] or '—'} · {ctx.t('al_state')}: "
+            f"{_state(ctx, row['state'])}"
+        )
+        if row["state"] == "closed":
+            st.caption(f"{ctx.t('al_resolution')}: {row['resolution'] or '—'}")
+        elif ctx.actor.role in ACTORS and ctx.actor.scope.allows(int(row["unit_id"])):
+            left, right = st.columns(2)
+            with left:
+                note = st.text_input(ctx.t("al_ack_note"), key=f"al_note_{aid}")
+                if row["state"] == "open" and st.button(ctx.t("al_ack"), key=f"al_ack_{aid}"):
+                    _act(ctx, lambda: alerts.acknowledge(ctx.wh, ctx.actor, aid, note), "al_acked")
+            with right:
+                resolution = st.text_input(ctx.t("al_resolution"), key=f"al_res_{aid}")
+                if st.button(ctx.t("al_close"), key=f"al_close_{aid}"):
+                    _act(ctx, lambda: alerts.close(ctx.wh, ctx.actor, aid, resolution), "al_closed")
+        if row["kpi_id"] is not None and not pd.isna(row["kpi_id"]):
+            period = pd.Timestamp(row["period"]).date()
+            st.markdown(f"**{ctx.t('al_review')}**")
+            comments_panel(
+                ctx, int(row["kpi_id"]), int(row["unit_id"]), period, alert_id=aid,
+                key=f"al_rv_{aid}",
+            )  # fmt: skip
+
+
+def _act(ctx: PageContext, action, done_key: str) -> None:
+    try:
+        action()
+    except alerts.AlertError as exc:
+        st.error(error_text(ctx, str(exc)))
+        return
+    st.session_state["al_flash"] = ctx.t(done_key)
+    st.rerun()
+
+
+def actions_section(ctx: PageContext) -> None:
+    """Open review actions, soonest due first; overdue ones flagged."""
+    actions = review.open_actions(ctx.wh, ctx.cat, ctx.actor)
+    if actions.empty:
+        st.info(ctx.t("al_no_actions"))
+        return
+    overdue = int(actions["overdue"].sum())
+    if overdue:
+        st.error(ctx.t("al_overdue_n", n=overdue))
+    shown = pd.DataFrame(
+        {
+            ctx.t("al_state"): [
+                "■ " + ctx.t("al_kind_overdue") if o else "● " + ctx.t("al_state_open")
+                for o in actions["overdue"]
+            ],
+            ctx.t("unit"): [ctx.cat.units[u].name(ctx.lang) for u in actions["unit_id"]],
+            ctx.t("kpi"): [_kpi_name(ctx, k) for k in actions["kpi_id"]],
+            ctx.t("al_action"): actions["action"],
+            ctx.t("owner"): actions["owner"].fillna("—"),
+            ctx.t("al_due"): actions["due"],
+            ctx.t("al_comment"): actions["text"],
+        }
+    )
+    st.dataframe(shown, hide_index=True, width="stretch")
+    if ctx.actor.role not in ACTORS:
+        return
+    pick = st.selectbox(
+        ctx.t("al_pick_action"),
+        list(actions["id"]),
+        format_func=lambda i: f"#{i} · {actions.loc[actions['id'] == i, 'action'].iloc[0]}",
+        key="al_action_pick",
+    )
+    resolution = st.text_input(ctx.t("al_resolution"), key="al_action_res")
+    if st.button(ctx.t("al_close_action"), key="al_action_close"):
+        try:
+            review.close_action(ctx.wh, ctx.actor, int(pick), resolution)
+        except review.CommentError as exc:
+            st.error(error_text(ctx, str(exc)))
+        else:
+            st.session_state["al_flash"] = ctx.t("al_action_closed")
+            st.rerun()
+
+
+def rules_section(ctx: PageContext) -> None:
+    """The rules with their settings; admins switch them on or off and change settings."""
+    rules = alerts.load_rules(ctx.wh)
+    rows = []
+    for kind in alerts.KINDS:
+        rule = getattr(rules, kind)
+        params = {k: v for k, v in vars(rule).items() if k != "enabled"}
+        rows.append(
+            {
+                ctx.t("al_kind"): _kind(ctx, kind),
+                ctx.t("al_enabled"): rule.enabled,
+                ctx.t("al_settings"): json.dumps(params, ensure_ascii=False),
+            }
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if ctx.actor.role != "admin":
+        return
+    kind = st.selectbox(
+        ctx.t("al_kind"), list(alerts.KINDS), format_func=lambda k: _kind(ctx, k), key="al_rk"
+    )
+    rule = getattr(rules, kind)
+    enabled = st.toggle(ctx.t("al_enabled"), value=rule.enabled, key=f"al_re_{kind}")
+    text = st.text_area(
+        ctx.t("al_settings"),
+        value=json.dumps({k: v for k, v in vars(rule).items() if k != "enabled"}, indent=1),
+        key=f"al_rp_{kind}",
+        help=ctx.t("al_settings_help"),
+    )
+    if st.button(ctx.t("tw_save"), key="al_rule_save"):
+        try:
+            params = json.loads(text or "{}")
+            if not isinstance(params, dict):
+                raise ValueError
+        except ValueError:
+            st.error(ctx.t("al_settings_bad"))
+            return
+        try:
+            alerts.save_rule(ctx.wh, ctx.actor, kind, enabled=enabled, params=params)
+        except alerts.AlertError as exc:
+            st.error(error_text(ctx, str(exc)))
+        else:
+            st.session_state["al_flash"] = ctx.t("al_rule_saved")
+            st.rerun()

@@ -1,0 +1,92 @@
+"""The Alerts page through AppTest on a copy of the demo warehouse: evaluate, acknowledge, answer
+an alert with a review action, see it among the actions, close both; viewers read only."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from streamlit.testing.v1 import AppTest
+
+from kpi_core.warehouse import Warehouse
+from tests.apptest import ROOT, ok
+
+PAGE = "pages/8_Alerts.py"
+
+
+def open_alerts(path, monkeypatch, user: str = "admin", lang: str = "en") -> AppTest:
+    monkeypatch.setenv("KPI_WAREHOUSE", str(path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.session_state["lang"] = lang
+    at.session_state["user_name"] = user
+    at.run()
+    at.switch_page(PAGE).run()
+    ok(at)
+    return at
+
+
+def said(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in (at.success, at.error, at.info) for e in kind)
+
+
+def test_evaluate_acknowledge_act_and_close(own_file, monkeypatch):
+    at = open_alerts(own_file, monkeypatch, user="head_sales")
+    at.button(key="al_run").click().run()
+    ok(at)
+    assert "Evaluated: " in said(at)
+    wh = Warehouse(own_file, linger=0)
+    raised = wh.rows("SELECT id, unit_id FROM alert_event WHERE kpi_id IS NOT NULL ORDER BY id")
+    sales_units = {r[0] for r in wh.rows(
+        "SELECT id FROM org_unit WHERE code LIKE 'SALES%'"
+    )}  # fmt: skip
+    wh.close()
+    assert raised and {u for _, u in raised} <= sales_units  # the head's scope only
+    aid = int(at.selectbox(key="al_pick").value)
+    at.text_input(key=f"al_note_{aid}").input("looking into it")
+    at.button(key=f"al_ack_{aid}").click().run()
+    ok(at)
+    assert "Acknowledged." in said(at)
+    # Answer the alert with a review action due yesterday: it is flagged overdue.
+    key = f"al_rv_{aid}"
+    at.text_area(key=f"{key}_text").input("Distributor stock-out in week 40")
+    at.text_input(key=f"{key}_action").input("Second supplier for the east region")
+    at.date_input(key=f"{key}_due").set_value(date.today() - timedelta(days=1))
+    at.button(key=f"{key}_submit").click().run()
+    ok(at)
+    wh = Warehouse(own_file, linger=0)
+    assert wh.one("SELECT alert_id, state, owner FROM comment")[0:3] == (aid, "open", "head_sales")
+    wh.close()
+    assert "1 action(s) past due." in said(at)
+    at.text_input(key="al_action_res").input("supplier signed")
+    at.button(key="al_action_close").click().run()
+    ok(at)
+    assert "Action closed." in said(at)
+    at.text_input(key=f"al_res_{aid}").input("stock back to normal")
+    at.button(key=f"al_close_{aid}").click().run()
+    ok(at)
+    wh = Warehouse(own_file, linger=0)
+    state = wh.one("SELECT state, closed_by, resolution FROM alert_event WHERE id = ?", [aid])
+    audited = wh.one("SELECT count(*) FROM audit WHERE entity = 'alert'")[0]
+    wh.close()
+    assert state == ("closed", "head_sales", "stock back to normal")
+    assert audited >= 2
+
+
+def test_closing_needs_a_resolution(own_file, monkeypatch):
+    at = open_alerts(own_file, monkeypatch)
+    at.button(key="al_run").click().run()
+    aid = int(at.selectbox(key="al_pick").value)
+    at.button(key=f"al_close_{aid}").click().run()
+    ok(at)
+    assert "Say how the alert was resolved before closing it." in said(at)
+
+
+def test_viewers_read_only_and_chinese(own_file, monkeypatch):
+    at = open_alerts(own_file, monkeypatch)
+    at.button(key="al_run").click().run()
+    viewer = open_alerts(own_file, monkeypatch, user="viewer_prod", lang="zh")
+    assert not [b for b in viewer.button if b.key == "al_run"]
+    aid = int(viewer.selectbox(key="al_pick").value)
+    assert not [b for b in viewer.button if b.key in (f"al_ack_{aid}", f"al_close_{aid}")]
+    table = viewer.dataframe[0].value
+    assert set(table["组织"]) <= {"生产部", "一号线（数控加工）", "二号线（精密装配）"}
+    assert [t.label for t in viewer.tabs][:4] == ["预警列表", "复盘行动", "推送设置", "预警规则"]
