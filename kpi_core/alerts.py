@@ -1193,12 +1193,17 @@ def run(
             done.append(found.month)
     result = RunResult(done, new, closed)
     if push:
-        from kpi_core import push as push_module  # loaded only when pushing
-
         pending = {a.id: a for a in [*new, *unpushed(wh, cat, who)]}
-        messages = [push_module.PushMessage(**to_message(a)) for a in pending.values()]
-        result.deliveries = push_module.deliver(wh, messages) if messages else []
+        result.deliveries = push_alerts(wh, list(pending.values()))
     return result
+
+
+def push_alerts(wh: Warehouse, raised: list[Alert]) -> list:
+    """Deliver alerts to the enabled push channels (kpi_core.push: retries, log, never raises)."""
+    from kpi_core import push  # loaded only when pushing
+
+    messages = [push.PushMessage(**to_message(a)) for a in raised]
+    return push.deliver(wh, messages) if messages else []
 
 
 def to_message(alert: Alert) -> dict:

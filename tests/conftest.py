@@ -12,6 +12,7 @@ from kpi_core import service, workbook
 from kpi_core.access import Scope
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.receiver import Receiver
 
 
 def sales_system() -> dict[str, pd.DataFrame]:
@@ -145,3 +146,18 @@ def demo_wh(own_file):
     wh = Warehouse(own_file, linger=0)
     yield wh
     wh.close()
+
+
+@pytest.fixture
+def receiver():
+    """Start HTTP receivers on 127.0.0.1 (tests/receiver.py); all stopped at the end."""
+    started: list[Receiver] = []
+
+    def start(*answers, delay: float = 0.0) -> Receiver:
+        r = Receiver(answers or ((200, {"errcode": 0, "errmsg": "ok"}),), delay)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.stop()

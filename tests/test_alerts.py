@@ -6,13 +6,14 @@ import logging
 import math
 import subprocess
 import sys
+import time
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from kpi_core import alerts, service, workbook
+from kpi_core import alerts, push, service, workbook
 from kpi_core.access import Scope, hash_password
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
@@ -482,3 +483,21 @@ def test_an_import_succeeds_when_alert_evaluation_fails(demo_wh, monkeypatch, ca
     assert value == (1.0,)
     assert "rule engine broke" in caplog.text and "the batch is loaded" in caplog.text
     assert demo_wh.one("SELECT count(*) FROM alert_event")[0] == 0
+
+
+def test_an_import_pushes_its_new_alerts_in_the_background(demo_wh, receiver):
+    """A webhook receiver on 127.0.0.1 gets the alerts a load raised, without the load waiting."""
+    hook = receiver((200, {"ok": True}))
+    push.save_channel(demo_wh, service.SYSTEM, "ops", "webhook", f"{hook.base}/kpi",
+                      min_severity="low")  # fmt: skip
+    csv_import(demo_wh)
+    deadline = time.monotonic() + 20
+    while not hook.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hook.requests, "no push arrived within 20 s"
+    sent = hook.requests[0]["json"]
+    assert sent["source"] == "kpi-monitor"
+    assert any(a["kpi"] == "VISITS" and a["unit"] == "SALES_E" for a in sent["alerts"])
+    while time.monotonic() < deadline and not demo_wh.one("SELECT count(*) FROM push_log")[0]:
+        time.sleep(0.05)
+    assert demo_wh.one("SELECT bool_and(ok) FROM push_log WHERE channel = 'ops'")[0]

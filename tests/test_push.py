@@ -10,12 +10,9 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 import time
 from email import policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -33,78 +30,6 @@ from kpi_core.warehouse import Warehouse
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = service.SYSTEM
 FAST = {"backoff": 0.01, "timeout": 2.0}
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that records each POST and answers from a script: the
-    `answers` in turn, the last one repeated; `delay` seconds before answering."""
-
-    def __init__(self, answers=((200, {"errcode": 0, "errmsg": "ok"}),), delay: float = 0.0):
-        self.answers = list(answers)
-        self.delay = delay
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                parts = urlsplit(self.path)
-                outer.requests.append(
-                    {
-                        "path": parts.path,
-                        "raw_query": parts.query,
-                        "query": {k: v[0] for k, v in parse_qs(parts.query).items()},
-                        "headers": dict(self.headers),
-                        "json": json.loads(body or b"null"),
-                        "at": time.time(),
-                    }
-                )
-                if outer.delay:
-                    time.sleep(outer.delay)
-                k = min(len(outer.requests), len(outer.answers)) - 1
-                status, answer = outer.answers[k]
-                data = (
-                    json.dumps(answer).encode() if not isinstance(answer, str) else answer.encode()
-                )
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass  # the client gave up waiting (the timeout test)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.port = self.server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    started: list[Receiver] = []
-
-    def start(*answers, delay: float = 0.0) -> Receiver:
-        r = Receiver(answers or ((200, {"errcode": 0, "errmsg": "ok"}),), delay)
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.stop()
 
 
 @pytest.fixture

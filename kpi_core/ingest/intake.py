@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, alerts, scoring, targets
+from kpi_core import actuals, alerts, push, scoring, targets
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
@@ -332,12 +333,25 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
 
 
 def _alert_after_load(wh: Warehouse, who: Actor, batch_id: int, months: list[date]) -> None:
-    """Alert rules run on what was just loaded. The batch is committed whatever they do: an
-    alert problem is logged, never reported as a failed or undone import."""
+    """Alert rules run on what was just loaded, and new alerts go to the push channels in the
+    background (a slow or failing receiver must not hold the analyst's page). The batch is
+    committed whatever they do: a problem is logged, never reported as a failed import."""
     try:
-        alerts.run(wh, who, months=months)
+        raised = alerts.run(wh, who, months=months).new
+        if raised and any(c.enabled for c in push.channels(wh)):
+            threading.Thread(
+                target=_push_quietly, args=(wh, raised, batch_id), daemon=True,
+                name=f"push-batch-{batch_id}",
+            ).start()  # fmt: skip
     except Exception:  # any failure of the rules: logged with its traceback, never raised
         log.exception("Alert evaluation after batch %s failed; the batch is loaded.", batch_id)
+
+
+def _push_quietly(wh: Warehouse, raised: list, batch_id: int) -> None:
+    try:
+        alerts.push_alerts(wh, raised)
+    except Exception:
+        log.exception("Pushing the alerts of batch %s failed.", batch_id)
 
 
 def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:
