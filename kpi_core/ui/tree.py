@@ -7,7 +7,7 @@ from collections import Counter
 import pandas as pd
 import streamlit as st
 
-from kpi_core import i18n
+from kpi_core import i18n, review
 from kpi_core.board import data_range
 from kpi_core.catalog import Catalog, Node
 from kpi_core.periods import Period
@@ -27,6 +27,7 @@ from kpi_core.tree_view import (
     visible_nodes,
 )
 from kpi_core.ui import PageContext, period_picker, unit_picker
+from kpi_core.ui.review import comments_panel, panel_title
 from kpi_core.ui.widgets import badge, partial_period_note
 
 
@@ -210,6 +211,14 @@ def _details(ctx: PageContext, node: NodeResult, period: Period, latest) -> None
             height="content",
         )
         st.altair_chart(contribution_chart(rows, lang), width="stretch")
+
+    if kpi is not None:
+        notes = review.comments(
+            ctx.wh, cat, ctx.actor, kpi_id=kpi.id, unit_id=node.unit_id,
+            start=period.start, end=period.end,
+        )  # fmt: skip
+        with st.expander(panel_title(ctx, notes), icon=":material/forum:"):
+            comments_panel(ctx, kpi.id, node.unit_id, period, key="tree_rv", notes=notes)
 
     unit = cat.units[node.unit_id]
     if st.button(
