@@ -5,7 +5,7 @@ Channels live in the warehouse (`push_channel`) without their secrets. A robot's
 its access token, a Slack webhook's path is its secret, a DingTalk robot may sign with a secret,
 and a mail server wants a password: each is written as a reference, `${ENV_VAR}` or
 `${secrets.push.key}` (a key of .streamlit/secrets.toml), resolved only to send — the mechanism
-of database sources (`kpi_core.ingest.sources.expand`). A literal secret is refused when the
+of database sources (`kpi_core.references`). A literal secret is refused when the
 channel is saved.
 
 `deliver` never raises: an alert run (after an import, from cron) must not fail because a robot
@@ -37,8 +37,8 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 import pandas as pd
 
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
-from kpi_core.ingest.sources import expand, has_reference, is_reference
-from kpi_core.ingest.sources import mask as _mask_password
+from kpi_core.references import expand, has_reference, is_reference
+from kpi_core.references import mask as _mask_password
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 

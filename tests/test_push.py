@@ -19,10 +19,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import push, service
+from kpi_core import push, references, service
 from kpi_core.access import Scope
 from kpi_core.errors import ScopeError
-from kpi_core.ingest import sources
 from kpi_core.problem_text import translate
 from kpi_core.push import PushError, PushMessage
 from kpi_core.warehouse import Warehouse
@@ -36,7 +35,7 @@ FAST = {"backoff": 0.01, "timeout": 2.0}
 def secrets_file(tmp_path, monkeypatch):
     """A .streamlit/secrets.toml of the test's own, where `${secrets.…}` is looked up."""
     path = tmp_path / "secrets.toml"
-    monkeypatch.setattr(sources, "SECRETS_PATH", path)
+    monkeypatch.setattr(references, "SECRETS_PATH", path)
     return path
 
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -40,8 +38,9 @@ from kpi_core.ingest import intake, profile
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import Names, norm
 from kpi_core.periods import add_months
+from kpi_core.references import PLACEHOLDER, expand, mask
 from kpi_core.service import Actor
-from kpi_core.warehouse import SECRETS_PATH, Warehouse
+from kpi_core.warehouse import Warehouse
 
 DEFAULT_ROW_LIMIT = 5_000_000
 DEFAULT_TIMEOUT_S = 120
@@ -82,7 +81,6 @@ class Source:
 
 # --- URLs -----------------------------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 _FILE_SCHEMES = ("csv", "parquet")
 
 
@@ -107,7 +105,7 @@ def check_url(url: str) -> None:
     if _scheme(url) in _FILE_SCHEMES:
         return
     password = _parts(url).password
-    if password and not _PLACEHOLDER.fullmatch(str(password)):
+    if password and not PLACEHOLDER.fullmatch(str(password)):
         raise SourceError(
             "the URL holds a password — it would be stored in plain text. Put it in an "
             "environment variable or in .streamlit/secrets.toml and write ${PG_PASSWORD} or "
@@ -115,58 +113,9 @@ def check_url(url: str) -> None:
         )
 
 
-def mask(url: str) -> str:
-    """The URL as it may be shown: password hidden, even a placeholder's value."""
-    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
 def resolve(url: str) -> str:
     """Placeholders replaced by their values, to connect (never stored or shown)."""
-    return expand(url)
-
-
-def is_reference(text: str) -> bool:
-    """True when `text` is one placeholder and nothing else: `${X}` or `${secrets.a.b}`."""
-    return bool(_PLACEHOLDER.fullmatch((text or "").strip()))
-
-
-def has_reference(text: str) -> bool:
-    """True when `text` holds a placeholder anywhere (`Bearer ${TOKEN}`)."""
-    return bool(_PLACEHOLDER.search(text or ""))
-
-
-def expand(text: str, *, quote: bool = True, error: type[KpiError] = SourceError) -> str:
-    """`text` with each `${ENV_VAR}` or `${secrets.section.key}` replaced by its value, to use
-    it (never stored or shown). Values are percent-encoded when `quote` (a part of a URL);
-    `error` is what a missing value raises. Shared with kpi_core.push."""
-
-    def value(m: re.Match) -> str:
-        key = m[1].strip()
-        if key.startswith("secrets."):
-            got: object = _secrets()
-            for part in key.split(".")[1:]:
-                got = got.get(part) if isinstance(got, dict) else None
-            if got is None:
-                raise error(f"{key} is not set in .streamlit/secrets.toml")
-            return _escape(str(got)) if quote else str(got)
-        if key not in os.environ:
-            raise error(f"the environment variable {key} is not set")
-        return _escape(os.environ[key]) if quote else os.environ[key]
-
-    return _PLACEHOLDER.sub(value, text)
-
-
-def _escape(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
-def _secrets() -> dict:
-    if not SECRETS_PATH.exists():
-        return {}
-    with SECRETS_PATH.open("rb") as fh:
-        return tomllib.load(fh)
+    return expand(url, error=SourceError)
 
 
 def _scheme(url: str) -> str:
