@@ -55,7 +55,7 @@ def test_page_runs_in_both_languages(own_file, monkeypatch, lang):
     name = "Name" if lang == "en" else "名称"
     assert listed.iloc[0][name] == ("Revenue" if lang == "en" else "营业收入")
     links = [link.label for link in at.sidebar.get("page_link")]
-    assert links[-1] == ("KPI library" if lang == "en" else "指标库")
+    assert ("KPI library" if lang == "en" else "指标库") in links  # an admin's navigation
     # The filter narrows the list.
     at.text_input(key="lib_filter").input("OEE").run()
     assert list(at.dataframe[0].value.iloc[:, 0]) == ["OEE"]

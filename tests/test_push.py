@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import push, references, service
+from kpi_core import push, service
 from kpi_core.access import Scope
 from kpi_core.errors import ScopeError
 from kpi_core.problem_text import translate
@@ -35,7 +35,7 @@ FAST = {"backoff": 0.01, "timeout": 2.0}
 def secrets_file(tmp_path, monkeypatch):
     """A .streamlit/secrets.toml of the test's own, where `${secrets.…}` is looked up."""
     path = tmp_path / "secrets.toml"
-    monkeypatch.setattr(references, "SECRETS_PATH", path)
+    monkeypatch.setenv("KPI_SECRETS", str(path))
     return path
 
 

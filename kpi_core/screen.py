@@ -1,0 +1,382 @@
+"""The big screen (DESIGN.md §6): what each slide shows, as plain data, for a kiosk token's scope.
+
+A wall screen has no user at a keyboard, so it signs in with a token from `[kiosk.<name>]` in
+.streamlit/secrets.toml, scoped to chosen units (read-only). Everything here comes from the
+existing core — `board.overview`, `scorecard.evaluate`, `review.open_actions` — never a second
+way of scoring. `LastGood` keeps the last data that could be read, so a refresh that meets a busy
+warehouse or a failing query shows the previous data marked stale instead of an error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+import tomllib
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from kpi_core import i18n
+from kpi_core.access import Scope
+from kpi_core.board import data_range, kpi_nodes, overview
+from kpi_core.catalog import Catalog
+from kpi_core.errors import KpiError
+from kpi_core.periods import Period, add_months
+from kpi_core.references import expand, secrets_path
+from kpi_core.review import open_actions
+from kpi_core.scorecard import evaluate
+from kpi_core.service import Actor
+from kpi_core.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+SLIDES = ("company", "departments", "risks", "matrix", "freshness")
+MIN_TOKEN_LENGTH = 16
+TREND_MONTHS = 6
+SETUP_HINT = (
+    '[kiosk.wall]\ntoken = "${KIOSK_WALL_TOKEN}"   # or a long random literal\nunits = ["GROUP"]'
+)
+
+
+class KioskError(KpiError):
+    """A kiosk token that is missing, unknown or not set up; the screen says how to set it up."""
+
+
+# --- the kiosk token --------------------------------------------------------------------------
+
+
+def kiosk_config(path: str | os.PathLike | None = None) -> dict[str, dict]:
+    """The `[kiosk.<name>]` sections of the secrets file, by name."""
+    path = Path(path) if path else secrets_path()
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            kiosk = tomllib.load(fh).get("kiosk", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise KioskError(f"{path} is not valid TOML ({exc}); fix the [kiosk] section") from None
+    return {name: conf for name, conf in kiosk.items() if isinstance(conf, dict)}
+
+
+def kiosk_scope(token: str | None, config: dict[str, dict] | None = None) -> tuple[str, tuple]:
+    """(screen name, unit codes) of the kiosk whose token this is. Every configured token is
+    compared, in constant time, so the answer's timing does not tell which one nearly matched."""
+    if not token:
+        raise KioskError("This screen has no token: open it with ?token=… from [kiosk] in secrets")
+    config = kiosk_config() if config is None else config
+    given = token.encode()
+    found = None
+    for name, entry in config.items():
+        try:
+            expected = expand(str(entry.get("token") or ""), quote=False, error=KioskError)
+        except KioskError as exc:
+            log.warning("kiosk %s: token not usable: %s", name, exc)
+            continue
+        units = entry.get("units")
+        if len(expected) < MIN_TOKEN_LENGTH or not units:
+            log.warning(
+                "kiosk %s: needs a token of %d+ characters and units", name, MIN_TOKEN_LENGTH
+            )
+            continue
+        if hmac.compare_digest(expected.encode(), given) and found is None:
+            found = (name, tuple(str(u) for u in units))
+    if found is None:
+        raise KioskError("The token does not match any [kiosk] screen in secrets.toml")
+    return found
+
+
+def kiosk_units(cat: Catalog, allowed: Iterable[str], asked: Iterable[str] = ()) -> list[str]:
+    """The unit codes to show: those asked for (`?units=`) inside the token's units, else all of
+    the token's units that exist. Never wider than the token."""
+    base = [c for c in allowed if c in cat.unit_by_code]
+    if not base:
+        raise KioskError(f"None of the kiosk's units ({', '.join(allowed)}) exist in the warehouse")
+    scope = unit_scope(cat, base)
+    narrowed = [c for c in asked if c in cat.unit_by_code and scope.allows(cat.unit_by_code[c].id)]
+    return narrowed or base
+
+
+def unit_scope(cat: Catalog, codes: Iterable[str]) -> Scope:
+    ids: set[int] = set()
+    for code in codes:
+        if code in cat.unit_by_code:
+            ids.update(cat.descendants(cat.unit_by_code[code].id))
+    return Scope(frozenset(ids))
+
+
+# --- the slides' data -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompanyTile:
+    code: str
+    name: str
+    score: float | None
+    status: str
+    previous_score: float | None
+    trend: tuple[tuple[str, float | None, str], ...]  # (month label, score, status), oldest first
+    counts: dict[str, int]
+    at_risk: int
+    coverage: float | None
+
+
+@dataclass(frozen=True)
+class DepartmentRow:
+    code: str
+    name: str
+    score: float | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Action:
+    text: str
+    owner: str
+    due: date | None
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class RiskRow:
+    unit: str
+    kpi: str
+    status: str  # the light; at-risk KPIs may still be green or amber
+    at_risk: bool
+    actual: str
+    target: str
+    owner: str
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    unit: str
+    depth: int
+    cells: tuple[tuple[str, str], ...]  # (KPI name, status) in tree order
+
+
+@dataclass(frozen=True)
+class FreshRow:
+    unit: str
+    latest: str
+    missing: bool
+    text: str  # "May not loaded" / "已更新"
+
+
+@dataclass(frozen=True)
+class ScreenData:
+    title: str
+    lang: str
+    period: str  # the month judged, as people read it
+    as_of: str  # the latest month with data
+    fetched_at: datetime
+    companies: tuple[CompanyTile, ...]
+    departments: tuple[DepartmentRow, ...]
+    risks: tuple[RiskRow, ...]
+    matrix: tuple[MatrixRow, ...]
+    freshness: tuple[FreshRow, ...]
+
+    def slides(self, wanted: Iterable[str] | None = None) -> list[str]:
+        """The slides with something to show, in order (`wanted`: a subset, by name)."""
+        have = {
+            "company": bool(self.companies),
+            "departments": bool(self.departments),
+            "risks": True,  # "no red or at-risk KPIs" is worth showing too
+            "matrix": bool(self.matrix),
+            "freshness": bool(self.freshness),
+        }
+        wanted = [s for s in (wanted or SLIDES) if s in have]
+        return [s for s in wanted if have[s]] or ["company"]
+
+
+def screen_data(
+    wh: Warehouse,
+    cat: Catalog,
+    codes: Iterable[str],
+    lang: str,
+    *,
+    title: str = "",
+    today: date | None = None,
+) -> ScreenData | None:
+    """Everything the slides show for the units `codes` (and their subtrees), for the latest
+    month with data; None when the scope has no data yet."""
+    scope = unit_scope(cat, codes)
+    span = data_range(wh, scope, cat)
+    if span is None:
+        return None
+    latest = span[1]
+    period = Period("M", latest)
+    ov = overview(wh, cat, scope, period)
+    name = lambda u: cat.units[u].name(lang)  # noqa: E731
+
+    trend_months = [add_months(latest, -i) for i in range(TREND_MONTHS - 1, -1, -1)]
+    roots = [r.unit_id for r in ov.roots]
+    history = {
+        m: evaluate(wh, cat, scope, roots, Period("M", m)) for m in trend_months[:-1] if roots
+    }
+    companies = []
+    for root in ov.roots:
+        trend = [(m, history[m][root.unit_id]) if m in history else (m, root) for m in trend_months]
+        companies.append(
+            CompanyTile(
+                code=cat.units[root.unit_id].code,
+                name=name(root.unit_id),
+                score=root.score,
+                status=root.status,
+                previous_score=trend[-2][1].score if len(trend) > 1 else None,
+                trend=tuple((_month_label(m, lang), r.score, r.status) for m, r in trend),
+                counts=dict(ov.counts),
+                at_risk=ov.at_risk,
+                coverage=root.coverage,
+            )
+        )
+    departments = tuple(
+        DepartmentRow(cat.units[d.unit_id].code, name(d.unit_id), d.score, d.status)
+        for d in ov.departments
+    )
+
+    viewer = Actor("kiosk", "viewer", scope)
+    actions = _actions_by_pair(open_actions(wh, cat, viewer, today=today))
+    risks = []
+    for node, _ in ov.alerts:
+        kpi = cat.kpis[node.kpi_id]
+        risks.append(
+            RiskRow(
+                unit=name(node.unit_id),
+                kpi=kpi.name(lang),
+                status=node.status,
+                at_risk=(node.kpi_id, node.unit_id) in ov.at_risk_pairs,
+                actual=i18n.format_value(node.actual, kpi, lang),
+                target=i18n.format_target(node.levels, kpi, lang),
+                owner=kpi.owner or "—",
+                actions=tuple(actions.get((node.kpi_id, node.unit_id), ())),
+            )
+        )
+
+    matrix = []
+    root_depth = {r: len(cat.ancestors(r)) for r in roots}
+    for root in ov.roots:
+        by_unit: dict[int, list] = {}
+        for n in kpi_nodes(root, cat):
+            by_unit.setdefault(n.unit_id, []).append(n)
+        for u, nodes in by_unit.items():
+            matrix.append(
+                MatrixRow(
+                    unit=name(u),
+                    depth=len(cat.ancestors(u)) - root_depth[root.unit_id],
+                    cells=tuple((cat.kpis[n.kpi_id].name(lang), n.status) for n in nodes),
+                )
+            )
+
+    as_of = _month_label(latest, lang)
+    freshness = tuple(
+        FreshRow(
+            unit=name(f.unit_id),
+            latest="—" if f.latest is None else _month_label(f.latest, lang),
+            missing=f.missing,
+            text=i18n.t("missing_for", lang, month=as_of)
+            if f.missing
+            else i18n.t("up_to_date", lang),
+        )
+        for f in ov.freshness
+    )
+    return ScreenData(
+        title=title,
+        lang=lang,
+        period=i18n.period_label(period.label(), lang),
+        as_of=as_of,
+        fetched_at=datetime.now(),
+        companies=tuple(companies),
+        departments=departments,
+        risks=tuple(risks),
+        matrix=tuple(matrix),
+        freshness=freshness,
+    )
+
+
+def _month_label(month: date, lang: str) -> str:
+    return i18n.period_label(Period("M", month).label(), lang)
+
+
+def _actions_by_pair(df: pd.DataFrame) -> dict[tuple[int, int], list[Action]]:
+    out: dict[tuple[int, int], list[Action]] = {}
+    for row in df.itertuples(index=False):
+        due = None if pd.isna(row.due) else pd.Timestamp(row.due).date()
+        out.setdefault((int(row.kpi_id), int(row.unit_id)), []).append(
+            Action(
+                text=str(row.action if pd.notna(row.action) else row.text),
+                owner=str(row.owner) if pd.notna(row.owner) else "—",
+                due=due,
+                overdue=bool(row.overdue),
+            )
+        )
+    return out
+
+
+# --- keeping the last good data ----------------------------------------------------------------
+
+# What a refresh may meet while the screen must stay calm: the warehouse held by an import
+# (WarehouseBusyError is a KpiError), a query failing inside DuckDB, the file briefly unreadable.
+REFRESH_ERRORS = (KpiError, duckdb.Error, OSError)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    data: object | None
+    fetched_at: datetime | None  # when `data` was read
+    stale_since: datetime | None  # the first refresh that failed since then; None: fresh
+    error: str | None = None
+
+
+class LastGood:
+    """Per key, the last data a refresh produced. `get` recomputes once `ttl` seconds have
+    passed; if that fails it logs and returns the previous data with `stale_since`, and tries
+    again on the next call. Bounded: the least recently used keys are dropped past `maxsize`."""
+
+    def __init__(self, maxsize: int = 16):
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, tuple[float, Snapshot]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def get(self, key: Hashable, compute: Callable[[], object], ttl: float) -> Snapshot:
+        with self._lock:
+            checked, snap = self._entries.get(key, (None, None))
+            if snap is not None:
+                self._entries.move_to_end(key)
+        if snap is not None and snap.stale_since is None and time.monotonic() - checked < ttl:
+            return snap
+        try:
+            data = compute()
+        except REFRESH_ERRORS as exc:
+            log.warning("screen refresh failed, keeping the last good data: %s", exc)
+            now = datetime.now()
+            if snap is None:
+                snap = Snapshot(None, None, now, str(exc))
+            else:
+                snap = Snapshot(snap.data, snap.fetched_at, snap.stale_since or now, str(exc))
+        else:
+            snap = Snapshot(data, datetime.now(), None)
+        with self._lock:
+            self._entries[key] = (time.monotonic(), snap)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return snap
+
+
+LAST_GOOD = LastGood()

@@ -1,0 +1,479 @@
+"""The big screen: a kiosk page for a wall, read from metres away, that nobody touches.
+
+No Streamlit chrome, no sidebar, no spinner: the page hides them with CSS and draws each slide as
+one block of HTML sized in vmin, so 1920×1080 and 3840×2160 show the same layout (the smallest
+text is 2.4vmin: 26 px at 1080p). One fragment runs every few seconds: it picks the slide from
+the clock (every screen on the same URL shows the same slide), reads the data through
+`kpi_core.screen.LAST_GOOD` (refreshed every `refresh` seconds; the last good data, marked stale,
+when the warehouse is busy) and redraws the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+import streamlit as st
+
+from kpi_core import i18n, screen
+from kpi_core.catalog import load_catalog
+from kpi_core.screen import SLIDES, KioskError, ScreenData, Snapshot
+from kpi_core.warehouse import resolve_path
+
+BG = "#0b0f14"
+STATUS_TEXT = {"green": "#7ee2a8", "amber": "#ffd166", "red": "#ffaaa0", "grey": "#d0d7de"}
+STATUS_CHIP = {"green": "#13261b", "amber": "#2a2410", "red": "#2e1512", "grey": "#1c2128"}
+STATUS_BAR = {"green": "#2e9d5f", "amber": "#d9a21b", "red": "#e0524a", "grey": "#6b7785"}
+
+# Rows per page of each slide: what fits 81vmin of slide with the sizes in CSS below.
+PER_PAGE = {"company": 1, "departments": 8, "risks": 7, "matrix": 12, "freshness": 9}
+
+CSS = f"""
+<style>
+header[data-testid="stHeader"], [data-testid="stToolbar"], [data-testid="stSidebar"],
+[data-testid="stSidebarCollapsedControl"], [data-testid="stDecoration"],
+[data-testid="stStatusWidget"], [data-testid="stMainMenu"], [data-testid="stSidebarNav"],
+[data-testid="stBottom"], [data-testid="stAppDeployButton"], footer,
+[data-testid="stSkipToContent"] {{  /* nobody has a keyboard at the wall */
+  display: none !important;
+}}
+html, body, .stApp, [data-testid="stAppViewContainer"], [data-testid="stMain"] {{
+  background: {BG} !important; overflow: hidden !important;
+}}
+[data-testid="stMainBlockContainer"] {{ padding: 0 !important; max-width: none !important; }}
+/* A rerun must not fade or dim what is on the wall. */
+[data-stale="true"], [data-stale="true"] * {{ opacity: 1 !important; transition: none !important; }}
+.bs-root {{
+  position: fixed; inset: 0; z-index: 1000; box-sizing: border-box;
+  display: flex; flex-direction: column; padding: 2vmin 3vmin 1.5vmin;
+  background: {BG}; color: #f5f7fa; line-height: 1.5;
+  font-family: "Noto Sans CJK SC", "Noto Sans SC", "Source Sans Pro", "Source Sans 3", sans-serif;
+  font-size: 3vmin;
+}}
+.bs-root * {{ box-sizing: border-box; margin: 0; }}
+.bs-top {{
+  display: flex; align-items: flex-end; justify-content: space-between; gap: 3vmin;
+  height: 12vmin; border-bottom: 0.3vmin solid #2b3440; padding-bottom: 1.2vmin;
+}}
+.bs-title {{ font-size: 4.4vmin; font-weight: 700; white-space: nowrap; }}
+.bs-meta {{ font-size: 2.6vmin; color: #c9d1d9; white-space: nowrap; text-align: right; }}
+.bs-stale {{ color: #ffd166; margin-left: 1.5vmin; }}
+.bs-clock {{ text-align: right; white-space: nowrap; }}
+.bs-time {{ font-size: 4.8vmin; font-weight: 700; display: block; line-height: 1.5; }}
+.bs-date {{ font-size: 2.6vmin; color: #c9d1d9; display: block; }}
+.bs-slide {{ flex: 1; min-height: 0; padding-top: 2vmin; display: flex; flex-direction: column; }}
+.bs-h {{ font-size: 3.6vmin; font-weight: 700; margin-bottom: 1.5vmin; white-space: nowrap; }}
+.bs-foot {{
+  height: 5vmin; display: flex; gap: 3vmin; align-items: center; justify-content: center;
+  font-size: 2.4vmin; color: #aab4c0; white-space: nowrap;
+}}
+.bs-foot .on {{ color: #f5f7fa; font-weight: 700; }}
+.bs-chip {{
+  display: inline-block; padding: 0.2vmin 1.2vmin; border-radius: 0.8vmin;
+  border: 0.3vmin solid currentColor; white-space: nowrap; font-weight: 700;
+}}
+.bs-panel {{ background: #151b23; border-radius: 1.2vmin; padding: 1.8vmin 2.4vmin; }}
+.bs-company {{ display: flex; gap: 3vmin; flex: 1; min-height: 0; }}
+.bs-company .left {{ width: 40%; display: flex; flex-direction: column; gap: 1.6vmin; }}
+.bs-company .right {{ flex: 1; display: flex; flex-direction: column; gap: 2vmin; }}
+.bs-name {{ font-size: 3.6vmin; font-weight: 700; }}
+.bs-score {{ font-size: 17vmin; font-weight: 800; line-height: 1.5; }}
+.bs-big-chip {{ font-size: 4.4vmin; align-self: flex-start; }}
+.bs-sub {{ font-size: 3vmin; color: #c9d1d9; }}
+.bs-counts {{ display: grid; grid-template-columns: repeat(4, 1fr); gap: 2vmin; }}
+.bs-count {{ text-align: center; }}
+.bs-count .n {{ font-size: 7.6vmin; font-weight: 800; line-height: 1.5; display: block; }}
+.bs-count .l {{ font-size: 3vmin; display: block; white-space: nowrap; }}
+.bs-trend {{ display: flex; gap: 2vmin; align-items: flex-end; flex: 1; min-height: 0; }}
+.bs-trend .col {{
+  flex: 1; display: flex; flex-direction: column; align-items: center; justify-content: flex-end;
+  gap: 0.6vmin; height: 100%;
+}}
+.bs-trend .bar {{ width: 60%; border-radius: 0.6vmin 0.6vmin 0 0; }}
+.bs-trend .v {{ font-size: 3vmin; font-weight: 700; white-space: nowrap; }}
+.bs-trend .m {{ font-size: 2.4vmin; color: #c9d1d9; white-space: nowrap; }}
+.bs-rows {{ display: flex; flex-direction: column; gap: 1.2vmin; }}
+.bs-dept {{ display: grid; grid-template-columns: 6vmin 30% 1fr 12vmin 20vmin; gap: 2vmin;
+  align-items: center; font-size: 3.6vmin; height: 7.4vmin; }}
+.bs-dept .rank {{ color: #c9d1d9; text-align: right; }}
+.bs-dept .track {{ height: 3.6vmin; background: #1c2128; border-radius: 0.6vmin; }}
+.bs-dept .fill {{ height: 100%; border-radius: 0.6vmin; }}
+.bs-dept .num {{ text-align: right; font-weight: 800; }}
+.bs-table {{ display: grid; gap: 0.6vmin 2vmin; align-items: center; }}
+.bs-risks {{ grid-template-columns: 14% 30% 14% 19% 1fr; }}
+.bs-fresh {{ grid-template-columns: 40% 22% 1fr; font-size: 3.4vmin; row-gap: 2vmin; }}
+.bs-th {{ font-size: 2.4vmin; color: #c9d1d9; white-space: nowrap; }}
+.bs-cell {{ white-space: nowrap; min-width: 0; }}
+.bs-cell .main {{ display: block; font-size: 3vmin; font-weight: 700; }}
+.bs-cell .minor {{ display: block; font-size: 2.4vmin; color: #c9d1d9; }}
+.bs-risks .bs-cell {{ padding: 0.4vmin 0; border-top: 0.2vmin solid #2b3440; }}
+.bs-matrix {{ display: flex; flex-direction: column; gap: 0.9vmin; }}
+.bs-mrow {{ display: grid; grid-template-columns: 38% 1fr 22vmin; gap: 2vmin; align-items: center;
+  height: 4.8vmin; font-size: 2.8vmin; }}
+.bs-glyphs {{ display: flex; gap: 0.8vmin; flex-wrap: nowrap; }}
+.bs-glyph {{ font-size: 2.8vmin; width: 4.4vmin; height: 4.4vmin; line-height: 4.4vmin;
+  text-align: center; border-radius: 0.6vmin; }}
+.bs-legend {{ margin-top: auto; font-size: 2.4vmin; color: #c9d1d9; display: flex; gap: 3vmin; }}
+.bs-message {{ margin: auto; max-width: 80vw; text-align: center; }}
+.bs-message h1 {{ font-size: 6vmin; font-weight: 800; margin-bottom: 3vmin; color: #f5f7fa; }}
+.bs-message p {{ font-size: 3vmin; color: #c9d1d9; margin-bottom: 2vmin; }}
+.bs-message pre {{ font-size: 2.6vmin; color: #f5f7fa; background: #151b23; text-align: left;
+  padding: 2vmin 3vmin; border-radius: 1vmin; display: inline-block; white-space: pre;
+  font-family: "Noto Sans Mono CJK SC", "DejaVu Sans Mono", monospace; }}
+</style>
+"""
+
+
+@dataclass(frozen=True)
+class Params:
+    token: str | None
+    rotate: int
+    refresh: int
+    units: tuple[str, ...]
+    lang: str
+    slides: tuple[str, ...]
+
+
+def _int(value: str | None, default: int, low: int) -> int:
+    try:
+        return max(low, int(value)) if value else default
+    except ValueError:
+        return default
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (value or "").split(",") if p.strip())
+
+
+def read_params(query) -> Params:
+    lang = query.get("lang")
+    return Params(
+        token=query.get("token"),
+        rotate=_int(query.get("rotate"), 30, 5),
+        refresh=_int(query.get("refresh"), 60, 10),
+        units=tuple(u.upper() for u in _list(query.get("units"))),
+        lang=lang if lang in i18n.LANGS else "zh",
+        slides=tuple(s for s in _list(query.get("slides")) if s in SLIDES),
+    )
+
+
+# --- text helpers ------------------------------------------------------------------------------
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def clip(text: str, width: int) -> str:
+    """At most `width` columns (a CJK character is two), ending in … when cut: the wall never
+    clips text mid-glyph, and a cell is sized for `width` columns."""
+    if _width(text) <= width:
+        return text
+    out, used = [], 1
+    for ch in text:
+        w = _width(ch)
+        if used + w > width:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out).rstrip() + "…"
+
+
+def e(text: object) -> str:
+    return escape(str(text))
+
+
+def chip(status: str, lang: str, label: str | None = None, cls: str = "") -> str:
+    word = label if label is not None else i18n.status_label(status, lang)
+    return (
+        f'<span class="bs-chip {cls}" style="color:{STATUS_TEXT[status]};'
+        f'background:{STATUS_CHIP[status]}">{e(word)}</span>'
+    )
+
+
+def clock_text(now: datetime, lang: str) -> tuple[str, str]:
+    if lang == "zh":
+        return now.strftime(
+            "%H:%M"
+        ), f"{now.year}年{now.month}月{now.day}日 星期{'一二三四五六日'[now.weekday()]}"
+    return now.strftime("%H:%M"), now.strftime("%a %d %b %Y")
+
+
+def _score(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1f}"
+
+
+# --- slides ------------------------------------------------------------------------------------
+
+
+def pages(data: ScreenData, wanted: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
+    """(slide, page, pages) in showing order; long lists split evenly over pages."""
+    sizes = {
+        "company": len(data.companies),
+        "departments": len(data.departments),
+        "risks": max(1, len(data.risks)),
+        "matrix": len(data.matrix),
+        "freshness": len(data.freshness),
+    }
+    out = []
+    for slide in data.slides(wanted or None):
+        n = max(1, math.ceil(sizes[slide] / PER_PAGE[slide]))
+        out += [(slide, i, n) for i in range(n)]
+    return out
+
+
+def _chunk(items, i: int, n: int):
+    size = math.ceil(len(items) / n) if items else 0
+    return items[i * size : (i + 1) * size]
+
+
+def company_slide(data: ScreenData, i: int, n: int) -> str:
+    lang, t = data.lang, lambda k, **v: i18n.t(k, data.lang, **v)
+    c = data.companies[i]
+    delta = ""
+    if c.score is not None and c.previous_score is not None:
+        delta = t("bs_vs_prev", delta=f"{c.score - c.previous_score:+.1f}")
+    cover = t("bs_coverage", pct=f"{(c.coverage or 0) * 100:.0f}%")
+    counts = "".join(
+        f'<div class="bs-count bs-panel" style="color:{STATUS_TEXT[s]}">'
+        f'<span class="n">{value}</span><span class="l">{e(label)}</span></div>'
+        for s, value, label in (
+            ("red", c.counts.get("red", 0), i18n.status_label("red", lang)),
+            ("amber", c.counts.get("amber", 0), i18n.status_label("amber", lang)),
+            ("green", c.counts.get("green", 0), i18n.status_label("green", lang)),
+            ("amber", c.at_risk, f"⚠ {t('bs_at_risk')}"),
+        )
+    )
+    top = max([s for _, s, _ in c.trend if s is not None] or [100.0])
+    bars = "".join(
+        f'<div class="col"><span class="v">{_score(s)}</span>'
+        f'<div class="bar" style="height:{0 if s is None else max(4, 100 * s / top) * 0.62:.1f}%;'
+        f'background:{STATUS_BAR[status]}"></div><span class="m">{e(m)}</span></div>'
+        for m, s, status in c.trend
+    )
+    return (
+        f'<div class="bs-company"><div class="left">'
+        f'<div class="bs-name">{e(clip(c.name, 30))}</div>'
+        f'<div class="bs-sub">{e(t("bs_company"))} · {e(data.period)}</div>'
+        f'<div class="bs-score" style="color:{STATUS_TEXT[c.status]}">{_score(c.score)}</div>'
+        f"{chip(c.status, lang, cls='bs-big-chip')}"
+        f'<div class="bs-sub">{e(delta)}</div><div class="bs-sub">{e(cover)}</div></div>'
+        f'<div class="right"><div class="bs-counts">{counts}</div>'
+        f'<div class="bs-h">{e(t("bs_trend", n=len(c.trend)))}</div>'
+        f'<div class="bs-trend">{bars}</div></div></div>'
+    )
+
+
+def departments_slide(data: ScreenData, i: int, n: int) -> str:
+    rows = list(data.departments)
+    start = i * math.ceil(len(rows) / n)
+    top = max([d.score for d in rows if d.score is not None] or [100.0])
+    out = []
+    for rank, d in enumerate(_chunk(rows, i, n), start=start + 1):
+        width = 0 if d.score is None else max(2.0, 100 * d.score / top)
+        out.append(
+            f'<div class="bs-dept"><span class="rank">{rank}</span>'
+            f'<span class="bs-cell">{e(clip(d.name, 22))}</span>'
+            f'<div class="track"><div class="fill" style="width:{width:.1f}%;'
+            f'background:{STATUS_BAR[d.status]}"></div></div>'
+            f'<span class="num" style="color:{STATUS_TEXT[d.status]}">{_score(d.score)}</span>'
+            f"<span>{chip(d.status, data.lang)}</span></div>"
+        )
+    return f'<div class="bs-rows">{"".join(out)}</div>'
+
+
+def risks_slide(data: ScreenData, i: int, n: int) -> str:
+    t = lambda k, **v: i18n.t(k, data.lang, **v)  # noqa: E731
+    if not data.risks:
+        return f'<div class="bs-message"><h1>{e(t("bs_no_risks"))}</h1></div>'
+    head = "".join(
+        f'<span class="bs-th">{e(t(k))}</span>'
+        for k in ("bs_col_status", "bs_col_kpi", "bs_col_value", "bs_col_owner", "bs_col_action")
+    )
+    cells = []
+    for r in _chunk(list(data.risks), i, n):
+        label = f"⚠ {t('bs_at_risk')}" if r.at_risk and r.status != "red" else None
+        status = "amber" if label and r.status == "green" else r.status
+        if r.actions:
+            a = r.actions[0]
+            when = "" if a.due is None else t("bs_due", date=f"{a.due.month}/{a.due.day}")
+            if a.overdue:
+                when = f"■ {t('bs_overdue')} · {when}"
+            more = f" · {t('bs_more_actions', n=len(r.actions) - 1)}" if len(r.actions) > 1 else ""
+            action = (
+                f'<span class="main">{e(clip(a.text, 22))}</span>'
+                f'<span class="minor">{e(clip(f"{a.owner} · {when}{more}", 30))}</span>'
+            )
+        else:
+            action = f'<span class="main" style="color:#c9d1d9">{e(t("bs_no_action"))}</span>'
+        cells.append(
+            f'<span class="bs-cell">{chip(status, data.lang, label)}</span>'
+            f'<span class="bs-cell"><span class="main">{e(clip(r.kpi, 30))}</span>'
+            f'<span class="minor">{e(clip(r.unit, 34))}</span></span>'
+            f'<span class="bs-cell"><span class="main">{e(clip(r.actual, 16))}</span>'
+            f'<span class="minor">{e(clip(r.target, 20))}</span></span>'
+            f'<span class="bs-cell"><span class="main">{e(clip(r.owner, 20))}</span></span>'
+            f'<span class="bs-cell">{action}</span>'
+        )
+    return f'<div class="bs-table bs-risks">{head}{"".join(cells)}</div>'
+
+
+def matrix_slide(data: ScreenData, i: int, n: int) -> str:
+    rows = []
+    for m in _chunk(list(data.matrix), i, n):
+        glyphs = "".join(
+            f'<span class="bs-glyph" style="color:{STATUS_TEXT[s]};background:{STATUS_CHIP[s]}">'
+            f"{i18n.STATUS_ICON[s]}</span>"
+            for _, s in m.cells[:14]
+        )
+        tally = " ".join(
+            f'<span style="color:{STATUS_TEXT[s]}">{i18n.STATUS_ICON[s]}{k}</span>'
+            for s in ("red", "amber", "green", "grey")
+            if (k := sum(1 for _, x in m.cells if x == s))
+        )
+        indent = "\u2003" * m.depth
+        rows.append(
+            f'<div class="bs-mrow"><span class="bs-cell">{indent}{e(clip(m.unit, 28 - 2 * m.depth))}'
+            f'</span><div class="bs-glyphs">{glyphs}</div><span class="bs-cell">{tally}</span></div>'
+        )
+    legend = "".join(
+        f'<span style="color:{STATUS_TEXT[s]}">{e(i18n.status_label(s, data.lang))}</span>'
+        for s in ("red", "amber", "green", "grey")
+    )
+    return f'<div class="bs-matrix">{"".join(rows)}</div><div class="bs-legend">{legend}</div>'
+
+
+def freshness_slide(data: ScreenData, i: int, n: int) -> str:
+    t = lambda k: i18n.t(k, data.lang)  # noqa: E731
+    head = "".join(
+        f'<span class="bs-th">{e(t(k))}</span>'
+        for k in ("bs_col_unit", "bs_col_latest", "bs_col_status")
+    )
+    cells = "".join(
+        f'<span class="bs-cell">{e(clip(f.unit, 24))}</span><span class="bs-cell">{e(f.latest)}</span>'
+        f'<span class="bs-cell">{chip("red" if f.missing else "green", data.lang, ("■ " if f.missing else "● ") + f.text)}</span>'
+        for f in _chunk(list(data.freshness), i, n)
+    )
+    return f'<div class="bs-table bs-fresh">{head}{cells}</div>'
+
+
+SLIDE_HTML = {
+    "company": company_slide,
+    "departments": departments_slide,
+    "risks": risks_slide,
+    "matrix": matrix_slide,
+    "freshness": freshness_slide,
+}
+SLIDE_TITLE = {
+    "company": "bs_company",
+    "departments": "bs_departments",
+    "risks": "bs_risks",
+    "matrix": "bs_matrix",
+    "freshness": "bs_freshness",
+}
+
+
+def frame(title: str, meta: str, now: datetime, lang: str, body: str, foot: str = "") -> str:
+    hhmm, day = clock_text(now, lang)
+    return (
+        f'<div class="bs-root" data-testid="bs-root"><div class="bs-top">'
+        f'<div class="bs-title">{e(title)}</div><div class="bs-meta">{meta}</div>'
+        f'<div class="bs-clock"><span class="bs-time">{hhmm}</span>'
+        f'<span class="bs-date">{e(day)}</span></div></div>'
+        f'<div class="bs-slide">{body}</div><div class="bs-foot">{foot}</div></div>'
+    )
+
+
+def render(snap: Snapshot, params: Params, now: datetime, epoch: float) -> str:
+    """The whole screen as HTML: the slide the clock picks (`epoch`: seconds), with the clock,
+    'data as of' and, when the last refresh failed, since when the data is stale."""
+    lang = params.lang
+    t = lambda k, **v: i18n.t(k, lang, **v)  # noqa: E731
+    stale = ""
+    if snap.stale_since is not None:
+        stale = (
+            f'<span class="bs-stale">▲ {e(t("bs_stale_since", time=snap.stale_since.strftime("%H:%M")))}'
+            "</span>"
+        )
+    data = snap.data
+    if data is None:
+        message = t("bs_waiting") if snap.stale_since else t("bs_no_data")
+        body = f'<div class="bs-message"><h1>{e(message)}</h1></div>'
+        return frame(t("bs_title"), stale, now, lang, body)
+    shown = pages(data, params.slides)
+    slide, i, n = shown[int(epoch // params.rotate) % len(shown)]
+    title = t(SLIDE_TITLE[slide]) + (t("bs_page", i=i + 1, n=n) if n > 1 else "")
+    meta = e(t("data_as_of", month=data.as_of))
+    if snap.fetched_at is not None:
+        meta += " · " + e(t("bs_updated", time=snap.fetched_at.strftime("%H:%M")))
+    names = list(dict.fromkeys(s for s, _, _ in shown))
+    foot = "".join(
+        f'<span class="{"on" if s == slide else ""}">{"●" if s == slide else "○"} '
+        f"{e(t(SLIDE_TITLE[s]))}</span>"
+        for s in names
+    )
+    body = (
+        f'<div class="bs-slide-body" data-slide="{slide}-{i}">{SLIDE_HTML[slide](data, i, n)}</div>'
+    )
+    return frame(title, meta + stale, now, lang, body, foot)
+
+
+def not_set_up(lang: str, reason: str) -> str:
+    t = lambda k: i18n.t(k, lang)  # noqa: E731
+    body = (
+        f'<div class="bs-message"><h1>{e(t("bs_not_set_up"))}</h1><p>{e(reason)}</p>'
+        f"<p>{e(t('bs_setup_hint'))}</p><pre>{e(screen.SETUP_HINT)}</pre></div>"
+    )
+    return frame(t("bs_title"), "", datetime.now(), lang, body)
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+
+def _compute(path: str, codes: tuple[str, ...], asked: tuple[str, ...], lang: str, name: str):
+    from kpi_core.ui import _warehouse
+
+    wh = _warehouse(path)
+    cat = load_catalog(wh)
+    units = screen.kiosk_units(cat, codes, asked)
+    return screen.screen_data(wh, cat, units, lang, title=name)
+
+
+def snapshot(params: Params, name: str, codes: tuple[str, ...]) -> Snapshot:
+    """The data for this screen, refreshed every `params.refresh` seconds (shared by every
+    screen showing the same units), the last good data when a refresh fails."""
+    path = resolve_path()
+    key = (path, name, codes, params.units, params.lang)
+    return screen.LAST_GOOD.get(
+        key, lambda: _compute(path, codes, params.units, params.lang, name), params.refresh
+    )
+
+
+def main() -> None:
+    params = read_params(st.query_params)
+    st.set_page_config(
+        page_title=i18n.t("bs_title", params.lang),
+        page_icon=":material/tv:",
+        layout="wide",
+        initial_sidebar_state="collapsed",
+    )
+    st.html(CSS)
+    try:
+        name, codes = screen.kiosk_scope(params.token)
+    except KioskError as exc:
+        st.html(not_set_up(params.lang, str(exc)))
+        return
+    # The clock shows minutes and the slide changes every `rotate` seconds: run often enough
+    # for both, and never more than the refresh (runs between refreshes read the cache).
+    tick = min(params.rotate, params.refresh, 10)
+
+    @st.fragment(run_every=tick)
+    def wall() -> None:
+        snap = snapshot(params, name, codes)
+        st.html(render(snap, params, datetime.now(), time.time()))
+
+    wall()

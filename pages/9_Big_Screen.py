@@ -1,0 +1,5 @@
+"""Big screen: the board for a wall in kiosk mode (token from secrets.toml; no Streamlit chrome)."""
+
+from kpi_core.ui.screen import main
+
+main()

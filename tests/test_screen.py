@@ -1,0 +1,160 @@
+"""The big screen's core: slide data for the demo company and a scoped token, the kiosk token
+check, and the last good data kept (marked stale) while the warehouse is busy."""
+
+from datetime import datetime
+
+import pytest
+
+from kpi_core import screen
+from kpi_core.catalog import load_catalog
+from kpi_core.errors import WarehouseBusyError
+from kpi_core.ui.screen import Params, clip, pages, render
+
+WALL = "wall-token-0123456789abcdef"
+SALES = "sales-token-0123456789abcdef"
+CONFIG = {
+    "wall": {"token": WALL, "units": ["GROUP"]},
+    "sales": {"token": "${KIOSK_SALES_TOKEN}", "units": ["SALES"]},
+    "short": {"token": "short", "units": ["GROUP"]},
+}
+
+
+def test_slide_data_for_the_demo_company(demo_wh):
+    cat = load_catalog(demo_wh)
+    data = screen.screen_data(demo_wh, cat, ["GROUP"], "zh", title="wall")
+    company = data.companies[0]
+    assert company.code == "GROUP" and company.score is not None
+    assert len(company.trend) == screen.TREND_MONTHS and company.trend[-1][1] == company.score
+    assert sum(company.counts.values()) > 0
+    scores = [d.score for d in data.departments]
+    assert scores == sorted(scores, reverse=True) and len(data.departments) == 7
+    assert all(r.status == "red" or r.at_risk for r in data.risks)
+    assert all(r.owner for r in data.risks)
+    assert {m.unit for m in data.matrix} >= {"销售部", "生产部"}
+    assert len(data.freshness) == 7 and data.as_of.endswith("月")
+    # Money in 万/亿 in Chinese, millions in English.
+    assert any("万元" in r.actual for r in data.risks)
+    en = screen.screen_data(demo_wh, cat, ["GROUP"], "en")
+    assert not any("万" in r.actual for r in en.risks)
+    assert data.slides() == list(screen.SLIDES)
+
+
+def test_a_scoped_screen_sees_only_its_units(demo_wh):
+    cat = load_catalog(demo_wh)
+    data = screen.screen_data(demo_wh, cat, ["SALES"], "en")
+    assert [c.code for c in data.companies] == ["SALES"]
+    # The regions have no scorecards of their own: no ranking slide, the rest is shown.
+    assert data.departments == () and "departments" not in data.slides()
+    sales_names = {cat.units[u].name("en") for u in cat.descendants(cat.unit_by_code["SALES"].id)}
+    assert {r.unit for r in data.risks} <= sales_names
+    assert {m.unit for m in data.matrix} <= sales_names
+
+
+def test_open_actions_show_on_the_risk_slide(demo_wh):
+    from kpi_core import review, service
+
+    cat = load_catalog(demo_wh)
+    first = screen.screen_data(demo_wh, cat, ["GROUP"], "en").risks[0]
+    node = next(
+        (k.id, u.id)
+        for k in cat.kpis.values()
+        for u in cat.units.values()
+        if k.name("en") == first.kpi and u.name("en") == first.unit
+    )
+    who = service.actor(demo_wh, "admin")
+    review.add_comment(
+        demo_wh, who, node[0], node[1], datetime(2026, 10, 1).date(), "Why down?",
+        action="Call the three biggest customers", owner="Wang Lei", due=datetime(2026, 12, 1).date(),
+    )  # fmt: skip
+    risk = screen.screen_data(demo_wh, cat, ["GROUP"], "en").risks[0]
+    assert [a.text for a in risk.actions] == ["Call the three biggest customers"]
+    assert risk.actions[0].owner == "Wang Lei"
+
+
+def test_kiosk_tokens(monkeypatch):
+    monkeypatch.setenv("KIOSK_SALES_TOKEN", SALES)
+    assert screen.kiosk_scope(WALL, CONFIG) == ("wall", ("GROUP",))
+    assert screen.kiosk_scope(SALES, CONFIG) == ("sales", ("SALES",))
+    for bad in (None, "", "wrong-token-0123456789abcdef", WALL[:-1], "short"):
+        with pytest.raises(screen.KioskError):
+            screen.kiosk_scope(bad, CONFIG)
+    monkeypatch.delenv("KIOSK_SALES_TOKEN")
+    with pytest.raises(screen.KioskError):  # the variable is gone: that screen is off
+        screen.kiosk_scope(SALES, CONFIG)
+
+
+def test_kiosk_config_from_a_secrets_file(tmp_path, monkeypatch):
+    path = tmp_path / "secrets.toml"
+    path.write_text(f'[kiosk.wall]\ntoken = "{WALL}"\nunits = ["GROUP"]\n', encoding="utf-8")
+    monkeypatch.setenv("KPI_SECRETS", str(path))
+    assert screen.kiosk_scope(WALL) == ("wall", ("GROUP",))
+    monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "missing.toml"))
+    with pytest.raises(screen.KioskError):
+        screen.kiosk_scope(WALL)
+
+
+def test_asked_units_never_widen_the_token(demo_wh):
+    cat = load_catalog(demo_wh)
+    assert screen.kiosk_units(cat, ["SALES"], ["SALES_E"]) == ["SALES_E"]
+    assert screen.kiosk_units(cat, ["SALES"], ["GROUP", "PROD"]) == ["SALES"]
+    assert screen.kiosk_units(cat, ["GROUP"], ["PROD", "NOPE"]) == ["PROD"]
+    with pytest.raises(screen.KioskError):
+        screen.kiosk_units(cat, ["NOPE"])
+
+
+def test_last_good_data_stays_while_the_warehouse_is_busy(demo_wh):
+    cat = load_catalog(demo_wh)
+    cache = screen.LastGood(maxsize=2)
+    busy = False
+
+    def compute():
+        if busy:
+            raise WarehouseBusyError("The warehouse is in use by another process")
+        return screen.screen_data(demo_wh, cat, ["GROUP"], "zh")
+
+    good = cache.get("k", compute, ttl=0)
+    assert good.stale_since is None and good.data is not None
+    busy = True
+    stale = cache.get("k", compute, ttl=0)
+    assert stale.data is good.data and stale.fetched_at == good.fetched_at
+    assert stale.stale_since is not None and "in use" in stale.error
+    again = cache.get("k", compute, ttl=0)
+    assert again.stale_since == stale.stale_since  # stale since the first failure
+    params = Params("t", 30, 60, (), "zh", ())
+    html = render(again, params, datetime(2026, 11, 3, 9, 5), 0)
+    assert "数据暂未刷新" in html and "Traceback" not in html
+    busy = False
+    fresh = cache.get("k", compute, ttl=0)
+    assert fresh.stale_since is None and fresh.data is not good.data
+    cache.get("a", compute, ttl=60)
+    cache.get("b", compute, ttl=60)
+    assert len(cache) == 2  # bounded
+
+
+def test_first_refresh_failing_shows_waiting_not_an_error():
+    def compute():
+        raise WarehouseBusyError("busy")
+
+    snap = screen.LastGood().get("k", compute, ttl=60)
+    assert snap.data is None and snap.stale_since is not None
+    html = render(snap, Params("t", 30, 60, (), "en", ()), datetime(2026, 11, 3, 9, 5), 0)
+    assert "Waiting for data" in html
+
+
+def test_rotation_follows_the_clock(demo_wh):
+    cat = load_catalog(demo_wh)
+    data = screen.screen_data(demo_wh, cat, ["GROUP"], "en")
+    shown = pages(data)
+    assert [s for s, _, _ in shown][:2] == ["company", "departments"]
+    snap = screen.Snapshot(data, datetime.now(), None)
+    params = Params("t", 5, 60, (), "en", ())
+    now = datetime(2026, 11, 3, 9, 5)
+    first, second = render(snap, params, now, 0), render(snap, params, now, 5)
+    assert 'data-slide="company-0"' in first and 'data-slide="departments-0"' in second
+    only = Params("t", 5, 60, (), "en", ("freshness",))
+    assert 'data-slide="freshness-0"' in render(snap, only, now, 5)
+
+
+def test_clip_counts_wide_characters():
+    assert clip("研发里程碑按期达成率", 10) == "研发里程…"
+    assert clip("Revenue", 10) == "Revenue"
