@@ -51,7 +51,7 @@ WANTED = """
 WITH wanted AS (SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id)
 """
 
-_MONTHLY_SQL = (
+MONTHLY_SQL = (
     WANTED
     + """
 SELECT a.kpi_id, a.unit_id, a.period, a.value
@@ -100,10 +100,10 @@ def monthly(
 ) -> dict[date, Values]:
     """Values of the pairs for each month of `months` (trends, sparklines)."""
     wanted = base_pairs(cat, pairs)
-    rows = _fetch(wh, _MONTHLY_SQL, wanted, months[0], months[-1])
+    rows = _fetch(wh, MONTHLY_SQL, wanted, months[0], months[-1])
     extra = _with_fallback_units(cat, wanted, {(r[0], r[1]) for r in rows})
     if extra:
-        rows += _fetch(wh, _MONTHLY_SQL, extra, months[0], months[-1])
+        rows += _fetch(wh, MONTHLY_SQL, extra, months[0], months[-1])
     per_month: dict[date, dict[Pair, Agg]] = {m: {} for m in months}
     for k, u, m, v in rows:
         per_month[m][(k, u)] = Agg(v, v, v, 1, m)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import formula, i18n, scoring, targets
-from kpi_core.actuals import WANTED, base_pairs, wanted_params
+from kpi_core.actuals import MONTHLY_SQL, base_pairs, wanted_params
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
@@ -308,17 +308,6 @@ def _kpi_nodes(results: dict[int, NodeResult]) -> list[NodeResult]:
     return list(found.values())
 
 
-_HISTORY_SQL = (
-    WANTED
-    + """
-SELECT a.kpi_id, a.unit_id, a.period, a.value
-FROM actual a
-JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period BETWEEN ? AND ?
-"""
-)
-
-
 def _month_index(d) -> np.ndarray:
     return np.asarray(d, dtype="datetime64[M]").astype(np.int64)
 
@@ -411,7 +400,7 @@ def _fetch_matrix(
     if not pairs:
         return {}
     k, u = zip(*pairs, strict=True)
-    got = wh.arrays(_HISTORY_SQL, [*wanted_params(np.array(k), np.array(u)), months[0], months[-1]])
+    got = wh.arrays(MONTHLY_SQL, [*wanted_params(np.array(k), np.array(u)), months[0], months[-1]])
     if len(got["kpi_id"]) == 0:
         return {}
     keys = got["kpi_id"].astype(np.int64) << 32 | got["unit_id"].astype(np.int64)

@@ -112,6 +112,29 @@ def _conflict_box(ctx: PageContext, store: dict, reload) -> None:
     st.button(ctx.t("tw_reload_keep"), key=f"tw_reload_{id(store)}", on_click=reload)
 
 
+def _save(ctx: PageContext, name: str, save, store: dict, load, keys, reason, effective) -> None:
+    """Save the grid `name` (targets or weights) through the core's `save`: on success say so
+    and read the grid again; a conflict keeps the user's edits for "reload, keeping my edits";
+    refused cells are listed."""
+    try:
+        saved = save(ctx.wh, ctx.cat, ctx.actor, store["base"], store["edited"],
+                     reason=reason, effective=effective)  # fmt: skip
+    except planning.ConflictError as exc:
+        store["conflict"] = str(exc)
+        st.rerun()
+    except ValidationError as exc:
+        for p in exc.problems:
+            st.error(error_text(ctx, p.message))
+    else:
+        st.session_state[f"tw_{name}_done"] = ctx.t(
+            f"tw_saved_{name}", rows=saved.rows, cells=saved.cells,
+            month=f"{month_of(effective):%Y-%m}",
+        )  # fmt: skip
+        st.session_state.pop(f"tw_{name}_reason", None)
+        _reload(store, load(), keys, {})
+        st.rerun()
+
+
 def _flash(ctx: PageContext, name: str) -> None:
     done = st.session_state.pop(f"tw_{name}_done", None)
     if done:
@@ -211,25 +234,7 @@ def targets_section(
     problems += planning.check_targets(ctx.wh, ctx.cat, ctx.actor, edits, effective)
     _changes_table(ctx, base, edits, problems)
     if clicked:
-        try:
-            saved = planning.save_target_grid(
-                ctx.wh, ctx.cat, ctx.actor, base, store["edited"], reason=reason,
-                effective=effective,
-            )  # fmt: skip
-        except planning.ConflictError as exc:
-            store["conflict"] = str(exc)
-            st.rerun()
-        except ValidationError as exc:
-            for p in exc.problems:
-                st.error(error_text(ctx, p.message))
-        else:
-            st.session_state["tw_targets_done"] = ctx.t(
-                "tw_saved_targets", rows=saved.rows, cells=saved.cells,
-                month=f"{month_of(effective):%Y-%m}",
-            )  # fmt: skip
-            st.session_state.pop("tw_targets_reason", None)
-            _reload(store, load(), keys, {})
-            st.rerun()
+        _save(ctx, "targets", planning.save_target_grid, store, load, keys, reason, effective)
 
 
 def _changes_table(
@@ -376,25 +381,7 @@ def weights_section(ctx: PageContext, unit_id: int) -> None:
     if edits and not problems:
         st.caption(ctx.t("tw_weights_ready", n=len(edits)))
     if clicked:
-        try:
-            saved = planning.save_weight_grid(
-                ctx.wh, ctx.cat, ctx.actor, base, store["edited"], reason=reason,
-                effective=effective,
-            )  # fmt: skip
-        except planning.ConflictError as exc:
-            store["conflict"] = str(exc)
-            st.rerun()
-        except ValidationError as exc:
-            for p in exc.problems:
-                st.error(error_text(ctx, p.message))
-        else:
-            st.session_state["tw_weights_done"] = ctx.t(
-                "tw_saved_weights", rows=saved.rows, cells=saved.cells,
-                month=f"{month_of(effective):%Y-%m}",
-            )  # fmt: skip
-            st.session_state.pop("tw_weights_reason", None)
-            _reload(store, load(), keys, {})
-            st.rerun()
+        _save(ctx, "weights", planning.save_weight_grid, store, load, keys, reason, effective)
 
 
 # --- History and revert ------------------------------------------------------------------------
