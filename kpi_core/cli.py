@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_core import alerts, export, service, workbook
+from kpi_core import alerts, backup, export, service, workbook
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import (
     KpiError,
@@ -120,6 +120,28 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("file", metavar="FILE", help="the .xlsx file to write")
     ex.add_argument("--lang", choices=["en", "zh"], default="en", help="sheet and column names")
     ex.add_argument("--no-actuals", action="store_true", help="definitions and targets only")
+
+    bk = sub.add_parser("backup", help="copy the whole warehouse to a backup file (admins)")
+    bk.description = (
+        "Write a consistent copy of the whole warehouse — every table and sequence, taken in "
+        "one read transaction, safe while the app runs — as a .zip backup with a manifest "
+        "(schema version, row counts and checksums). PATH is a .zip file or a directory to "
+        "name one in (default: [backup] dir in .streamlit/secrets.toml, else backups/ next to "
+        "the warehouse). With --keep N (or [backup] keep = N) only the newest N backups in "
+        "that directory are kept."
+    )
+    bk.add_argument("path", nargs="?", metavar="PATH|DIR", help="backup file or directory")
+    bk.add_argument("--keep", type=int, metavar="N", help="keep only the newest N backups")
+
+    rs = sub.add_parser("restore", help="replace the warehouse by a backup (admins)")
+    rs.description = (
+        "Check a backup completely (manifest, checksums, every table) and only then replace "
+        "the warehouse by it in one step, even while the app runs. The replaced warehouse is "
+        "kept as <warehouse>.before-restore; an older backup is migrated, one from a newer "
+        "version refused. Asks for confirmation unless --yes."
+    )
+    rs.add_argument("path", metavar="PATH", help="the backup .zip file")
+    rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return p
 
 
@@ -162,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     wh = Warehouse(resolve_path(args.warehouse), linger=0)
     try:
+        if args.command == "restore":  # replacing the file: it must not be held open meanwhile
+            return _restore(wh, args)
         with wh.hold():
             return _command(wh, args)
     finally:
@@ -212,12 +236,41 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
     if args.command == "alerts":
         return _alerts(wh, actor, args)
 
+    if args.command == "backup":
+        conf = backup.settings(wh)
+        keep = args.keep if args.keep is not None else conf.keep
+        done = backup.backup(wh, args.path or conf.directory, actor, keep=keep)
+        print(f"wrote {done.path}: {len(done.manifest.tables)} tables, {done.manifest.rows} rows, "
+              f"schema {done.manifest.schema_version}")  # fmt: skip
+        for old in done.removed:
+            print(f"removed {old} (keeping {keep})")
+        return EXIT_OK
+
     if args.command == "export":
         frames = export.system_frames(wh, actor.scope, actuals=not args.no_actuals)
         workbook.write(frames, args.file, lang=args.lang)
         print(f"wrote {args.file}: " + ", ".join(f"{k} {len(v)}" for k, v in frames.items()))
         return EXIT_OK
     return EXIT_USAGE  # pragma: no cover - argparse requires a command
+
+
+def _restore(wh: Warehouse, args: argparse.Namespace) -> int:
+    actor = service.actor(wh, args.user)
+    manifest = backup.read_manifest(args.path)
+    print(f"{args.path}: backup of {manifest.created_at} by {manifest.created_by}, schema "
+          f"{manifest.schema_version}, {len(manifest.tables)} tables, {manifest.rows} rows")  # fmt: skip
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise KpiError("Restoring replaces the whole warehouse: confirm with --yes.")
+        answer = input(f"Replace the warehouse {wh.path} by this backup? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return EXIT_REFUSED
+    done = backup.restore(wh, args.path, actor)
+    migrated = f", migrated from schema {done.migrated_from}" if done.migrated_from else ""
+    print(f"restored {wh.path} from {args.path}{migrated}; the replaced warehouse is kept "
+          f"as {done.kept_as}")  # fmt: skip
+    return EXIT_OK
 
 
 def _alerts(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import threading
 import time
 import tomllib
@@ -29,7 +30,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from kpi_core.errors import WarehouseBusyError
+from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.migrations import MIGRATIONS
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "warehouse.duckdb"
@@ -176,6 +177,52 @@ class Warehouse:
                 self._timer.cancel()
                 self._timer = None
             self._close_now()
+
+    def replace_file(self, new: str | os.PathLike, keep_as: str | os.PathLike) -> None:
+        """Put the DuckDB file `new` in this warehouse's place in one step (a restore).
+
+        Work under way in this process finishes first and new work waits; the file is held
+        against other processes while it is renamed, so none of them writes to the old one
+        after. The old file is kept as `keep_as`. Connections opened afterwards, here or in
+        another process, see the new file.
+        """
+        if self.in_memory:
+            raise KpiError("An in-memory warehouse has no file to replace.")
+        if Path(f"{new}.wal").exists():
+            raise KpiError(f"{new} has an unfinished write-ahead log; close it cleanly first.")
+        deadline = time.monotonic() + self.wait
+        with self._writer:
+            while True:
+                self._state.acquire()
+                if self._users == 0:
+                    break
+                self._state.release()
+                if time.monotonic() >= deadline:
+                    raise WarehouseBusyError(
+                        f"The warehouse {self.path} stayed in use for {self.wait:.0f} s. "
+                        "Try again in a moment."
+                    )
+                time.sleep(0.02)
+            try:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self._close_now()
+                con = self._open()  # the lock keeps other processes out during the swap
+                try:
+                    # Everything in the file itself, no log left that would replay onto the
+                    # new one.
+                    con.execute("CHECKPOINT")
+                    Path(keep_as).unlink(missing_ok=True)
+                    try:
+                        os.link(self.path, keep_as)
+                    except OSError:
+                        shutil.copyfile(self.path, keep_as)
+                    os.replace(new, self.path)
+                finally:
+                    con.close()
+            finally:
+                self._state.release()
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -31,6 +31,7 @@ PAGES = (
     ("pages/3_Sources.py", "nav_sources", ":material/database:", ("analyst", "admin")),
     ("pages/6_Targets.py", "nav_targets", ":material/target:", None),
     ("pages/4_Library.py", "nav_library", ":material/menu_book:", ("admin",)),
+    ("pages/10_Admin.py", "ad_nav", ":material/admin_panel_settings:", ("admin",)),
     ("pages/9_Big_Screen.py", "bs_title", ":material/tv:", ("admin",)),
 )
 

@@ -1,0 +1,169 @@
+"""User management for admins: names, roles, scopes and passwords, every change audited.
+
+Passwords are stored only as salted scrypt hashes (`access.hash_password`); the audit log says
+that a password was set, never what it or its hash is, and no listing returns the hash.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from kpi_core.access import ROLES, hash_password
+from kpi_core.errors import KpiError, NotFoundError, ScopeError
+from kpi_core.service import Actor
+from kpi_core.warehouse import Warehouse
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+MIN_PASSWORD = 8
+
+
+class UserError(KpiError):
+    """A user's settings were refused; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    name: str
+    display_name: str
+    role: str
+    scope: tuple[str, ...]
+    has_password: bool
+
+
+def _admin(who: Actor) -> None:
+    if who.role != "admin":
+        raise ScopeError("Only admins manage users.")
+
+
+def list_users(wh: Warehouse, who: Actor) -> list[UserInfo]:
+    """Every user, by name, without password hashes (only whether one is set)."""
+    _admin(who)
+    return [
+        UserInfo(r[0], r[1] or r[0], r[2], tuple(r[3]), bool(r[4]))
+        for r in wh.rows(
+            "SELECT name, display_name, role, scope, password_hash IS NOT NULL FROM app_user "
+            "ORDER BY name"
+        )
+    ]
+
+
+def users_frame(wh: Warehouse, who: Actor) -> pd.DataFrame:
+    rows = [
+        {"name": u.name, "display_name": u.display_name, "role": u.role,
+         "scope": ", ".join(u.scope), "password": u.has_password}
+        for u in list_users(wh, who)
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["name", "display_name", "role", "scope", "password"])
+
+
+def _check(wh: Warehouse, name: str, role: str, scope: list[str], password: str | None) -> None:
+    if not NAME.fullmatch(name or ""):
+        raise UserError(
+            f"User name '{name}' is not allowed — use 1 to 64 letters, digits, _ . @ or -, "
+            "starting with a letter or digit."
+        )
+    if role not in ROLES:
+        raise UserError(f"Role '{role}' does not exist — use one of {', '.join(ROLES)}.")
+    known = {r[0] for r in wh.rows("SELECT code FROM org_unit")}
+    unknown = [c for c in scope if c not in known]
+    if unknown:
+        raise UserError(f"Unknown org unit(s) in the scope: {', '.join(unknown)}.")
+    if role != "admin" and not scope:
+        raise UserError(f"A {role} needs at least one org unit in their scope (admins see all).")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise UserError(f"The password must have at least {MIN_PASSWORD} characters.")
+
+
+def _other_admins(cur, name: str) -> int:
+    return cur.execute(
+        "SELECT count(*) FROM app_user WHERE role = 'admin' AND name <> ?", [name]
+    ).fetchone()[0]
+
+
+def save_user(
+    wh: Warehouse,
+    who: Actor,
+    name: str,
+    *,
+    display_name: str,
+    role: str,
+    scope: list[str] | tuple[str, ...],
+    password: str | None = None,
+    create: bool = False,
+) -> None:
+    """Add a user (`create`) or change one. A new user needs a password; for an existing one,
+    None keeps theirs."""
+    _admin(who)
+    name = (name or "").strip()
+    scope = sorted(dict.fromkeys(c.strip() for c in scope if c and c.strip()))
+    if password == "":
+        password = None
+    _check(wh, name, role, scope, password)
+    if create and password is None:
+        raise UserError(f"Give the new user '{name}' a password.")
+    display_name = (display_name or "").strip() or name
+    now = datetime.now()
+    with wh.transaction() as cur:
+        old = cur.execute(
+            "SELECT display_name, role, scope FROM app_user WHERE name = ?", [name]
+        ).fetchone()
+        if create and old is not None:
+            raise UserError(f"There is already a user '{name}'.")
+        if not create and old is None:
+            raise NotFoundError(f"There is no user '{name}'.")
+        if (
+            old is not None
+            and old[1] == "admin"
+            and role != "admin"
+            and not _other_admins(cur, name)
+        ):
+            raise UserError(f"'{name}' is the last admin; make another user admin first.")
+        changes: list[tuple[str, str | None, str | None]] = []
+        if old is None:
+            cur.execute(
+                "INSERT INTO app_user VALUES (?, ?, ?, ?, ?)",
+                [name, display_name, role, scope, hash_password(password)],
+            )
+            changes = [("created", None, role), ("display_name", None, display_name),
+                       ("scope", None, ",".join(scope)), ("password", None, "set")]  # fmt: skip
+        else:
+            cur.execute(
+                "UPDATE app_user SET display_name = ?, role = ?, scope = ? WHERE name = ?",
+                [display_name, role, scope, name],
+            )
+            before = {"display_name": old[0] or name, "role": old[1], "scope": ",".join(old[2])}
+            after = {"display_name": display_name, "role": role, "scope": ",".join(scope)}
+            changes = [(f, before[f], after[f]) for f in before if before[f] != after[f]]
+            if password is not None:
+                cur.execute(
+                    "UPDATE app_user SET password_hash = ? WHERE name = ?",
+                    [hash_password(password), name],
+                )
+                changes.append(("password", None, "changed"))
+        for fld, was, now_value in changes:
+            cur.execute(
+                "INSERT INTO audit VALUES (?, ?, 'user', ?, ?, ?, ?, NULL)",
+                [now, who.name, name, fld, was, now_value],
+            )
+
+
+def delete_user(wh: Warehouse, who: Actor, name: str) -> None:
+    """Remove a user; not yourself, and never the last admin."""
+    _admin(who)
+    if name == who.name:
+        raise UserError("You cannot delete yourself; another admin can.")
+    with wh.transaction() as cur:
+        old = cur.execute("SELECT role FROM app_user WHERE name = ?", [name]).fetchone()
+        if old is None:
+            raise NotFoundError(f"There is no user '{name}'.")
+        if old[0] == "admin" and not _other_admins(cur, name):
+            raise UserError(f"'{name}' is the last admin and cannot be deleted.")
+        cur.execute("DELETE FROM app_user WHERE name = ?", [name])
+        cur.execute(
+            "INSERT INTO audit VALUES (?, ?, 'user', ?, 'deleted', ?, NULL, NULL)",
+            [datetime.now(), who.name, name, old[0]],
+        )

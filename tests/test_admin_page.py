@@ -1,0 +1,93 @@
+"""The Admin page through AppTest: users, the change log, backup and restore; admins only."""
+
+from streamlit.testing.v1 import AppTest
+
+from kpi_core import backup
+from kpi_core.access import verify_password
+from kpi_core.warehouse import Warehouse
+from tests.apptest import ROOT, ok
+
+PAGE = "pages/10_Admin.py"
+
+
+def _open(own_file, monkeypatch, tmp_path, user=None, lang="en"):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[backup]\ndir = "{(tmp_path / "backups").as_posix()}"\nkeep = 2\n')
+    monkeypatch.setenv("KPI_SECRETS", str(secrets))
+    monkeypatch.setenv("KPI_WAREHOUSE", str(own_file))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = lang
+    if user:
+        at.session_state["user_name"] = user
+    at.run()
+    at.switch_page(PAGE).run()
+    ok(at)
+    return at
+
+
+def test_admin_sees_tabs_adds_a_user_and_makes_a_backup(own_file, monkeypatch, tmp_path):
+    at = _open(own_file, monkeypatch, tmp_path)
+    assert [t.label for t in at.tabs] == ["Users", "Change log", "Backup & restore"]
+    assert not at.error, [e.value for e in at.error]
+
+    at.text_input(key="ad_name_new").input("wu.fang")
+    at.text_input(key="ad_display_new").input("吴芳 Wu Fang")
+    at.selectbox(key="ad_role_new").select("head")
+    at.multiselect(key="ad_scope_new").select("SALES")
+    at.text_input(key="ad_password_new").input("a-long-password")
+    at.button(key="ad_save_new").click().run()
+    ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("wu.fang" in s.value for s in at.success)
+    wh = Warehouse(own_file, linger=0)
+    row = wh.one("SELECT role, scope, password_hash FROM app_user WHERE name = 'wu.fang'")
+    assert (
+        row[0] == "head"
+        and list(row[1]) == ["SALES"]
+        and verify_password("a-long-password", row[2])
+    )
+    wh.close()
+    assert at.session_state["ad_user_pick"] == "wu.fang"  # the new user is picked for editing
+
+    at.button(key="ad_backup_now").click().run()
+    ok(at)
+    assert not at.error, [e.value for e in at.error]
+    made = list((tmp_path / "backups").glob("kpi-backup-*.zip"))
+    assert len(made) == 1
+    assert backup.verify(made[0]).tables["app_user"]["rows"] == 5
+    assert any(made[0].name in s.value for s in at.success)
+    assert at.get("download_button")  # the file offered for download
+
+    # Restore it from the list, after the confirmation.
+    wh = Warehouse(own_file, linger=0)
+    with wh.transaction() as cur:
+        cur.execute("DELETE FROM app_user WHERE name = 'wu.fang'")
+    wh.close()
+    at.selectbox(key="ad_pick_backup").select_index(0).run()
+    ok(at)
+    assert at.button(key="ad_restore_go").disabled
+    assert any("Backup of" in i.value for i in at.info)
+    at.checkbox(key="ad_restore_sure").check().run()
+    at.button(key="ad_restore_go").click().run()
+    ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Restored from" in s.value for s in at.success)
+    wh = Warehouse(own_file, linger=0)
+    assert wh.one("SELECT count(*) FROM app_user WHERE name = 'wu.fang'")[0] == 1
+    wh.close()
+
+
+def test_invalid_user_gets_a_clear_message(own_file, monkeypatch, tmp_path):
+    at = _open(own_file, monkeypatch, tmp_path, lang="zh")
+    at.text_input(key="ad_name_new").input("bad name")
+    at.text_input(key="ad_password_new").input("a-long-password")
+    at.button(key="ad_save_new").click().run()
+    ok(at)
+    assert any("not allowed" in e.value for e in at.error)
+
+
+def test_a_head_is_refused(own_file, monkeypatch, tmp_path):
+    at = _open(own_file, monkeypatch, tmp_path, user="head_sales")
+    assert not at.tabs
+    assert any("Only admins" in i.value for i in at.info)
+    assert not list(tmp_path.glob("backups/*"))
