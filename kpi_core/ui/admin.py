@@ -72,7 +72,8 @@ def users_section(ctx: PageContext) -> None:
             ctx.t("ad_scope"), units,
             default=[c for c in current.scope if c in units] if current else [],
             format_func=lambda c: f"{c} · {ctx.cat.unit_by_code[c].name(ctx.lang)}",
-            help=ctx.t("ad_scope_help"), key=f"ad_scope_{suffix}",
+            help=ctx.t("ad_scope_help"), placeholder=ctx.t("ad_choose_units"),
+            key=f"ad_scope_{suffix}",
         )  # fmt: skip
         password = st.text_input(
             ctx.t("ad_password"), type="password", help=ctx.t("ad_password_help"),
