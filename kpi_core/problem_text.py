@@ -716,6 +716,23 @@ RULES: list[tuple[str, str]] = [
         "只有部门负责人和管理员可以修改目标和权重。",
     ),
     ("There is no version {n} of that target.", "该目标没有版本 {n}。"),
+    # The big screen's kiosk token (screen.kiosk_scope)
+    (
+        "This screen has no token: open it with ?token=… from [kiosk] in secrets",
+        "此屏幕的地址中没有令牌：请用 secrets 中 [kiosk] 配置的 ?token=… 打开",
+    ),
+    (
+        "The token does not match any [kiosk] screen in secrets.toml",
+        "令牌与 secrets.toml 中任何 [kiosk] 屏幕都不匹配",
+    ),
+    (
+        "None of the kiosk's units ({units}) exist in the warehouse",
+        "该屏幕配置的组织（{units}）在数据仓库中都不存在",
+    ),
+    (
+        "{path} is not valid TOML ({error}); fix the [kiosk] section",
+        "{path} 不是有效的 TOML（{error}）；请修正 [kiosk] 配置",
+    ),
     # SMART warnings (definitions.smart_warnings)
     ("no target for {year}", "{year} 年没有目标"),
     ("no data source", "没有数据来源"),

@@ -38,6 +38,10 @@ EXAMPLES = [
     ),
     ("unit 'PROD' is outside your scope", "组织“PROD”超出您的权限范围"),
     ("2026-09 is closed", "2026-09 已关账"),
+    (
+        "The token does not match any [kiosk] screen in secrets.toml",
+        "令牌与 secrets.toml 中任何 [kiosk] 屏幕都不匹配",
+    ),
     ("ask an admin to reopen the month", "请联系管理员重新开账"),
     ("2026-12 is in the future", "2026-12 是未来的月份"),
     ("'2026-Q1' is a quarter — actuals are monthly", "“2026-Q1”是季度——实际数据按月填报"),

@@ -21,6 +21,7 @@ import streamlit as st
 
 from kpi_core import i18n, screen
 from kpi_core.catalog import load_catalog
+from kpi_core.problem_text import translate
 from kpi_core.screen import SLIDES, KioskError, ScreenData, Snapshot
 from kpi_core.warehouse import resolve_path
 
@@ -465,7 +466,7 @@ def main() -> None:
     try:
         name, codes = screen.kiosk_scope(params.token)
     except KioskError as exc:
-        st.html(not_set_up(params.lang, str(exc)))
+        st.html(not_set_up(params.lang, translate(str(exc), params.lang)))
         return
     # The clock shows minutes and the slide changes every `rotate` seconds: run often enough
     # for both, and never more than the refresh (runs between refreshes read the cache).
