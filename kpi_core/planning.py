@@ -309,17 +309,13 @@ def check_targets(
 ) -> list[CellProblem]:
     """Every problem of saving `edits` from `effective` on, each at its cell."""
     problems = _form_problems(effective, reason, need_reason)
-    closed = set(closed_months(wh))
+    closed = closed_months(wh)
     rows: list[tuple[int, dict]] = []
     place: dict[int, TargetEdit] = {}
     for n, e in enumerate(edits, start=2):  # "rows" of a targets sheet, as system_import reads it
         where = e.where(cat)
         if not can_edit(who, e.unit_id):
-            problems.append(
-                CellProblem(
-                    e.row, "unit", where, "outside your scope — you can read it, not change it"
-                )
-            )
+            problems.append(CellProblem(e.row, "unit", where, _NOT_YOURS))
             continue
         p = Period(e.grain, e.period_start)
         if effective is not None:
@@ -332,15 +328,7 @@ def check_targets(
                         f"never be used — pick an effective date on or before {p.end:%Y-%m}",
                     )
                 )  # fmt: skip
-            judged = sorted(m for m in closed if start <= m <= p.end)
-            if judged:
-                problems.append(
-                    CellProblem(
-                        e.row, "valid_from", where,
-                        f"{judged[0]:%Y-%m} is closed — a change from {start:%Y-%m} would "
-                        "re-judge it; pick a later effective date or ask an admin to reopen it",
-                    )
-                )  # fmt: skip
+            problems += _closed_problem(e.row, where, start, p.end, closed)
         cells = {"unit": cat.units[e.unit_id].code, "kpi": cat.kpis[e.kpi_id].code}
         cells |= {"period": p.label(), **e.new}
         rows.append((n, cells))
@@ -355,6 +343,25 @@ def check_targets(
                 e = place[pr.row]
                 problems.append(CellProblem(e.row, pr.column or "", e.where(cat), pr.message))
     return problems
+
+
+_NOT_YOURS = "outside your scope — you can read it, not change it"
+
+
+def _closed_problem(
+    row: int | None, where: str, start: date, end: date | None, closed: list[date]
+) -> list[CellProblem]:
+    """A change from `start` (to `end`, or for good) must not re-judge a closed month."""
+    judged = sorted(m for m in closed if m >= start and (end is None or m <= end))
+    if not judged:
+        return []
+    return [
+        CellProblem(
+            row, "valid_from", where,
+            f"{judged[0]:%Y-%m} is closed — a change from {start:%Y-%m} would re-judge it; "
+            "pick a later effective date or ask an admin to reopen it",
+        )
+    ]  # fmt: skip
 
 
 def _form_problems(effective: date | None, reason: str | None, need_reason: bool):
@@ -745,28 +752,13 @@ def check_weights(
 ) -> list[CellProblem]:
     """Problems of saving weight edits from `effective` on: scope and closed months."""
     problems = _form_problems(effective, reason, need_reason)
-    closed = sorted(closed_months(wh))
+    closed = closed_months(wh)
     for e in edits:
         if not can_edit(who, e.parent_unit):
-            problems.append(
-                CellProblem(
-                    e.rows[0],
-                    "parent",
-                    e.parent,
-                    "outside your scope — you can read it, not change it",
-                )
-            )
+            problems.append(CellProblem(e.rows[0], "parent", e.parent, _NOT_YOURS))
         elif effective is not None:
-            start = month_of(effective)
-            judged = [m for m in closed if m >= start]
-            if judged:
-                problems.append(
-                    CellProblem(
-                        e.rows[0], "valid_from", e.parent,
-                        f"{judged[0]:%Y-%m} is closed — a change from {start:%Y-%m} would "
-                        "re-judge it; pick a later effective date or ask an admin to reopen it",
-                    )
-                )  # fmt: skip
+            # A new set of weights holds from its month on, with no end.
+            problems += _closed_problem(e.rows[0], e.parent, month_of(effective), None, closed)
     return problems
 
 

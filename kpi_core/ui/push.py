@@ -18,6 +18,7 @@ import streamlit as st
 from kpi_core import push
 from kpi_core.ui import PageContext
 from kpi_core.ui.upload import error_text, md, safe
+from kpi_core.ui.widgets import confirmed
 
 ROLES = ("admin",)  # who configures channels
 HTTP_KINDS = ("webhook", "dingtalk", "wecom", "slack")
@@ -307,19 +308,14 @@ def _editor(ctx: PageContext, base: push.Channel | None) -> None:
             d = push.send_test(ctx.wh, base.name)
         st.session_state.push_test_result = (base.name, d, datetime.now())
     _test_result(ctx, base)
-    if base and st.session_state.get("push_delete_pending") == base.name:
-        st.warning(ctx.t("push_delete_confirm", name=base.name))
-        with st.container(horizontal=True):
-            yes = st.button(ctx.t("push_delete_yes"), type="primary", key=p + "delete_yes")
-            no = st.button(ctx.t("push_cancel"), key=p + "delete_no")
-        if yes or no:
-            st.session_state.pop("push_delete_pending", None)
-        if yes:
-            push.delete_channel(ctx.wh, ctx.actor, base.name)
-            st.session_state.push_done = ctx.t("push_deleted", name=base.name)
-            st.session_state.push_pick_next = None
-        if yes or no:
-            st.rerun()
+    if base and confirmed(
+        "push_delete_pending", base.name, ctx.t("push_delete_confirm", name=base.name),
+        ctx.t("push_delete_yes"), ctx.t("push_cancel"), p,
+    ):  # fmt: skip
+        push.delete_channel(ctx.wh, ctx.actor, base.name)
+        st.session_state.push_done = ctx.t("push_deleted", name=base.name)
+        st.session_state.push_pick_next = None
+        st.rerun()
 
 
 def _comparable(ch: push.Channel) -> push.Channel:

@@ -39,6 +39,7 @@ from kpi_core.ui.upload import (
     shown_cells,
     step_text,
 )
+from kpi_core.ui.widgets import confirmed
 
 log = logging.getLogger(__name__)
 
@@ -326,20 +327,15 @@ def _definition(ctx: PageContext, base: sources.Source | None) -> None:
         st.session_state.src_pick_next = candidate.name
         st.session_state.pop("src_intake", None)  # a held pull of the old definition is stale
         st.rerun()
-    if base and st.session_state.get("src_delete_pending") == base.name:
-        st.warning(ctx.t("src_delete_confirm", name=base.name))
-        with st.container(horizontal=True):
-            yes = st.button(ctx.t("src_delete_yes"), type="primary", key=p + "delete_yes")
-            no = st.button(ctx.t("up_cancel"), key=p + "delete_no")
-        if no or yes:
-            st.session_state.pop("src_delete_pending", None)
-        if yes:
-            sources.delete(ctx.wh, base.name, ctx.actor)
-            st.session_state.src_def_done = ctx.t("src_deleted", name=base.name)
-            st.session_state.src_pick_next = None
-            st.session_state.pop("src_intake", None)
-        if no or yes:
-            st.rerun()
+    if base and confirmed(
+        "src_delete_pending", base.name, ctx.t("src_delete_confirm", name=base.name),
+        ctx.t("src_delete_yes"), ctx.t("up_cancel"), p,
+    ):  # fmt: skip
+        sources.delete(ctx.wh, base.name, ctx.actor)
+        st.session_state.src_def_done = ctx.t("src_deleted", name=base.name)
+        st.session_state.src_pick_next = None
+        st.session_state.pop("src_intake", None)
+        st.rerun()
 
 
 def _delete_button(ctx: PageContext, base: sources.Source, p: str) -> None:

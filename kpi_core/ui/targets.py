@@ -80,6 +80,19 @@ def _reload(store: dict, base: pd.DataFrame, key_columns: list[str], pending: di
     store.pop("conflict", None)
 
 
+def _editor(name: str, rows: pd.DataFrame, config: dict, store: dict) -> pd.DataFrame:
+    """The grid `name` in place; its key changes with the shown data (see the module's doc)."""
+    return st.data_editor(
+        rows,
+        column_config=config,
+        hide_index=True,
+        num_rows="fixed",
+        width="stretch",
+        height=min(38 + 35 * len(rows), 560),
+        key=f"tw_{name}_editor_{store['nonce']}",
+    )
+
+
 def _problem_line(ctx: PageContext, p: planning.CellProblem) -> str:
     place = f"{p.where} · {column_label(ctx, p.column)}" if p.where else column_label(ctx, p.column)
     return f"{place}: {error_text(ctx, p.message)}"
@@ -206,15 +219,7 @@ def targets_section(
     edits: list[planning.TargetEdit] = []
     problems: list[planning.CellProblem] = []
     if not editable.empty:
-        out = st.data_editor(
-            editable[visible],
-            column_config=config,
-            hide_index=True,
-            num_rows="fixed",
-            width="stretch",
-            height=min(38 + 35 * len(editable), 560),
-            key=f"tw_targets_editor_{store['nonce']}",
-        )
+        out = _editor("targets", editable[visible], config, store)
         edited = base.copy()
         for c in edit_cols:
             if c in out.columns:
@@ -338,15 +343,7 @@ def weights_section(ctx: PageContext, unit_id: int) -> None:
     left, right = st.columns([3, 2])
     with left:
         if not editable.empty:
-            out = st.data_editor(
-                editable[visible],
-                column_config=config,
-                hide_index=True,
-                num_rows="fixed",
-                width="stretch",
-                height=min(38 + 35 * len(editable), 560),
-                key=f"tw_weights_editor_{store['nonce']}",
-            )
+            out = _editor("weights", editable[visible], config, store)
             edited = base.copy()
             edited.loc[out.index, "weight"] = pd.to_numeric(out["weight"], errors="coerce")
             store["edited"] = edited

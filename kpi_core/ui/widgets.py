@@ -89,3 +89,20 @@ def partial_period_note(ctx: PageContext, period: Period, latest: date) -> None:
         ctx.t("partial_period", month=i18n.period_label(Period("M", latest).label(), ctx.lang),
               n=done, total=len(period.months))
     )  # fmt: skip
+
+
+def confirmed(pending: str, name: str, question: str, yes: str, no: str, key: str) -> bool:
+    """A delete asked for (`st.session_state[pending] == name`) waits for Yes or Cancel here.
+    Either answer clears the request; True only for Yes — the caller deletes, then reruns. A
+    Cancel reruns at once, so the question goes away."""
+    if st.session_state.get(pending) != name:
+        return False
+    st.warning(question)
+    with st.container(horizontal=True):
+        said_yes = st.button(yes, type="primary", key=key + "delete_yes")
+        said_no = st.button(no, key=key + "delete_no")
+    if said_yes or said_no:
+        st.session_state.pop(pending, None)
+    if said_no:
+        st.rerun()
+    return said_yes
