@@ -62,6 +62,12 @@ def ensure_demo(wh: Warehouse, source: str | os.PathLike | None = None) -> bool:
                 "INSERT OR IGNORE INTO app_user VALUES (?, ?, ?, ?, ?)",
                 [name, display, role, list(scope), hash_password(password)],
             )
+    # The demo's latest month judged by the alert rules, as a month loaded by an analyst would
+    # be: a new user's Alerts page and Board badges show what the morning meeting would see.
+    # (Imported here: the alert rules build on this module's Actor.)
+    from kpi_core import alerts
+
+    alerts.run(wh, SYSTEM)
     return True
 
 
