@@ -8,7 +8,9 @@ source cannot be reached or read (connection, password, driver, query, time-out)
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from kpi_core import alerts, backup, export, service, workbook
+from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import (
     KpiError,
@@ -27,6 +30,11 @@ from kpi_core.errors import (
 from kpi_core.ingest import intake, sources
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
+
+
+class UsageError(KpiError):
+    """The command line is incomplete (e.g. it does not say who runs it)."""
+
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_BUSY, EXIT_SOURCE = 0, 1, 2, 3, 4, 5
 
@@ -41,10 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         "unreadable.",
     )
     p.add_argument("--warehouse", metavar="PATH", help="DuckDB warehouse file")
-    p.add_argument(
+    who = p.add_mutually_exclusive_group()
+    who.add_argument(
         "--user",
         metavar="NAME",
-        help="act as this user, within their scope (default: full access)",
+        help="act as this user, within their role and scope (or set KPI_USER)",
+    )
+    who.add_argument(
+        "--admin",
+        action="store_true",
+        help="act with full access, recorded as admin@cli:<system user> (scheduled jobs)",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -167,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(str(exc), file=sys.stderr)
         return EXIT_REFUSED
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (NotFoundError, ScopeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -199,7 +216,7 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
         print(f"warehouse {wh.path} at schema version {wh.schema_version()}{note}")
         return EXIT_OK
 
-    actor = service.actor(wh, args.user)
+    actor = _who(wh, args)
     if args.command == "import" and (args.profile or not _is_system_workbook(args.file)):
         return _import_actuals(wh, actor, args)
     if args.command == "pull":
@@ -254,8 +271,33 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
     return EXIT_USAGE  # pragma: no cover - argparse requires a command
 
 
+def _who(wh: Warehouse, args: argparse.Namespace) -> service.Actor:
+    """The named user, or full access only when asked for by --admin: a command that reads or
+    writes data never falls back to full access silently (a warehouse without users aside)."""
+    if args.admin and args.user:
+        raise UsageError("Give --user NAME or --admin, not both.")
+    if args.admin:
+        return service.Actor(f"admin@cli:{_system_user()}", "admin", Scope.all())
+    name = args.user or os.environ.get("KPI_USER")
+    if name:
+        return service.actor(wh, name)
+    if wh.one("SELECT count(*) FROM app_user")[0] == 0:
+        return service.SYSTEM
+    raise UsageError(
+        "Say who runs this command: --user NAME (or KPI_USER) acts within that user's role and "
+        "scope; --admin acts with full access."
+    )
+
+
+def _system_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
 def _restore(wh: Warehouse, args: argparse.Namespace) -> int:
-    actor = service.actor(wh, args.user)
+    actor = _who(wh, args)
     manifest = backup.read_manifest(args.path)
     print(f"{args.path}: backup of {manifest.created_at} by {manifest.created_by}, schema "
           f"{manifest.schema_version}, {len(manifest.tables)} tables, {manifest.rows} rows")  # fmt: skip

@@ -776,6 +776,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_entity_org_unit": ("组织", "Org units"),
     "tw_entity_period_lock": ("关账", "Closed months"),
     "tw_entity_user": ("用户", "Users"),
+    "tw_entity_session": ("登录与退出", "Sign-ins and sign-outs"),
     "tw_entity_backup": ("备份与恢复", "Backup and restore"),
     "tw_entity_alert": ("预警", "Alerts"),
     "tw_entity_comment": ("点评与行动", "Comments and actions"),
@@ -1290,6 +1291,52 @@ STRINGS: dict[str, tuple[str, str]] = {
         "已从 {file} 恢复；被替换的仓库保存在 {kept}。",
         "Restored from {file}; the replaced warehouse is kept as {kept}.",
     ),
+    "si_title": ("登录", "Sign in"),
+    "si_name": ("用户名", "User name"),
+    "si_password": ("密码", "Password"),
+    "si_submit": ("登录", "Sign in"),
+    "si_wrong": ("用户名或密码不正确。", "The user name or password is not right."),
+    "si_wrong_left": (
+        "用户名或密码不正确。再失败 {left} 次，该用户将被暂时锁定。",
+        "The user name or password is not right. {left} more failed attempt(s) and this user "
+        "is locked for a while.",
+    ),
+    "si_locked": (
+        "失败次数过多，该用户已锁定至 {until}。请稍后再试，或请管理员解锁。",
+        "Too many failed attempts: this user is locked until {until}. Try again later or ask "
+        "an admin to unlock it.",
+    ),
+    "si_timed_out": (
+        "超过 {minutes} 分钟无操作，已自动退出。请重新登录。",
+        "You were signed out after {minutes} minutes without activity. Sign in again.",
+    ),
+    "si_signed_out": ("已退出。", "You are signed out."),
+    "si_sign_out": ("退出登录", "Sign out"),
+    "si_sso": ("使用单点登录（SSO）", "Sign in with single sign-on"),
+    "si_sso_refused": ("单点登录未能完成：{reason}", "Single sign-on did not complete: {reason}"),
+    "si_demo_title": ("演示用户", "Demo users"),
+    "si_demo_hint": (
+        "这是演示数据仓库，以下用户仍使用公开的初始密码。正式使用前请在“系统管理”中修改密码。",
+        "This is the demo warehouse and these users still have their published passwords. "
+        "Change them on the Admin page before real use.",
+    ),
+    "si_no_users": (
+        "此数据仓库没有用户：任何人都有全部权限。请在“系统管理”中添加管理员。",
+        "This warehouse has no users, so anyone has full access. Add an admin on the Admin page.",
+    ),
+    "ad_email": ("电子邮箱", "E-mail"),
+    "ad_email_help": (
+        "单点登录时用此邮箱识别该用户。",
+        "Single sign-on recognises this user by this e-mail.",
+    ),
+    "ad_col_locked": ("锁定至", "Locked until"),
+    "ad_col_last_sign_in": ("最近登录", "Last sign-in"),
+    "ad_locked": (
+        "{name} 因多次登录失败被锁定至 {until}。",
+        "{name} is locked out after failed sign-ins until {until}.",
+    ),
+    "ad_unlock": ("解除锁定", "Unlock"),
+    "ad_unlocked": ("已解除 {name} 的锁定。", "{name} is unlocked."),
     "nav_library": ("指标库", "KPI library"),
     "lib_title": ("指标库", "KPI library"),
     "lib_not_allowed": (

@@ -304,4 +304,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE comment ADD COLUMN alert_id INTEGER;
         """,
     ),
+    (
+        7,
+        "sign-in: e-mail for single sign-on, failed attempts and lock-out",
+        """
+        -- `email` maps a single sign-on identity to its user; failures count towards lock-out
+        -- and are kept in the warehouse so a lock holds across sessions and server restarts.
+        ALTER TABLE app_user ADD COLUMN email VARCHAR;
+        ALTER TABLE app_user ADD COLUMN failed_sign_ins INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE app_user ADD COLUMN locked_until TIMESTAMP;
+        ALTER TABLE app_user ADD COLUMN last_sign_in TIMESTAMP;
+        """,
+    ),
 ]

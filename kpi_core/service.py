@@ -40,13 +40,6 @@ def actor(wh: Warehouse, user_name: str | None) -> Actor:
     return actor_for(user, load_catalog(wh))
 
 
-def default_actor(wh: Warehouse, user_name: str) -> Actor:
-    """The named user if the warehouse has users, else full access (a warehouse set up by hand)."""
-    if wh.one("SELECT count(*) FROM app_user")[0] == 0:
-        return SYSTEM
-    return actor(wh, user_name)
-
-
 def actor_for(user: User, cat: Catalog) -> Actor:
     return Actor(user.name, user.role, cat.scope_for(user))
 
@@ -59,7 +52,8 @@ def ensure_demo(wh: Warehouse, source: str | os.PathLike | None = None) -> bool:
     with wh.transaction() as cur:
         for name, display, role, scope, password in DEMO_USERS:
             cur.execute(
-                "INSERT OR IGNORE INTO app_user VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO app_user (name, display_name, role, scope, password_hash) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [name, display, role, list(scope), hash_password(password)],
             )
     # The demo's latest month judged by the alert rules, as a month loaded by an analyst would

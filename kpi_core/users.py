@@ -32,6 +32,9 @@ class UserInfo:
     role: str
     scope: tuple[str, ...]
     has_password: bool
+    email: str = ""
+    locked_until: datetime | None = None
+    last_sign_in: datetime | None = None
 
 
 def _admin(who: Actor) -> None:
@@ -43,10 +46,11 @@ def list_users(wh: Warehouse, who: Actor) -> list[UserInfo]:
     """Every user, by name, without password hashes (only whether one is set)."""
     _admin(who)
     return [
-        UserInfo(r[0], r[1] or r[0], r[2], tuple(r[3]), bool(r[4]))
+        UserInfo(r[0], r[1] or r[0], r[2], tuple(r[3]), bool(r[4]), r[5] or "", r[6], r[7])
         for r in wh.rows(
-            "SELECT name, display_name, role, scope, password_hash IS NOT NULL FROM app_user "
-            "ORDER BY name"
+            "SELECT name, display_name, role, scope, password_hash IS NOT NULL, email, "
+            "CASE WHEN locked_until > now() THEN locked_until END, last_sign_in "
+            "FROM app_user ORDER BY name"
         )
     ]
 
@@ -54,13 +58,21 @@ def list_users(wh: Warehouse, who: Actor) -> list[UserInfo]:
 def users_frame(wh: Warehouse, who: Actor) -> pd.DataFrame:
     rows = [
         {"name": u.name, "display_name": u.display_name, "role": u.role,
-         "scope": ", ".join(u.scope), "password": u.has_password}
+         "scope": ", ".join(u.scope), "email": u.email, "password": u.has_password,
+         "locked_until": u.locked_until, "last_sign_in": u.last_sign_in}
         for u in list_users(wh, who)
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["name", "display_name", "role", "scope", "password"])
+    columns = ["name", "display_name", "role", "scope", "email", "password", "locked_until",
+               "last_sign_in"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
 
 
-def _check(wh: Warehouse, name: str, role: str, scope: list[str], password: str | None) -> None:
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _check(
+    wh: Warehouse, name: str, role: str, scope: list[str], password: str | None, email: str
+) -> None:
     if not NAME.fullmatch(name or ""):
         raise UserError(
             f"User name '{name}' is not allowed — use 1 to 64 letters, digits, _ . @ or -, "
@@ -74,6 +86,12 @@ def _check(wh: Warehouse, name: str, role: str, scope: list[str], password: str 
         raise UserError(f"Unknown org unit(s) in the scope: {', '.join(unknown)}.")
     if role != "admin" and not scope:
         raise UserError(f"A {role} needs at least one org unit in their scope (admins see all).")
+    if email and not EMAIL.fullmatch(email):
+        raise UserError(f"'{email}' is not an e-mail address (name@example.com).")
+    if email and wh.one(
+        "SELECT name FROM app_user WHERE lower(email) = lower(?) AND name <> ?", [email, name]
+    ):
+        raise UserError(f"Another user already has the e-mail {email}; each e-mail maps one user.")
     if password is not None and len(password) < MIN_PASSWORD:
         raise UserError(f"The password must have at least {MIN_PASSWORD} characters.")
 
@@ -93,6 +111,7 @@ def save_user(
     role: str,
     scope: list[str] | tuple[str, ...],
     password: str | None = None,
+    email: str = "",
     create: bool = False,
 ) -> None:
     """Add a user (`create`) or change one. A new user needs a password; for an existing one,
@@ -102,14 +121,15 @@ def save_user(
     scope = sorted(dict.fromkeys(c.strip() for c in scope if c and c.strip()))
     if password == "":
         password = None
-    _check(wh, name, role, scope, password)
+    email = (email or "").strip()
+    _check(wh, name, role, scope, password, email)
     if create and password is None:
         raise UserError(f"Give the new user '{name}' a password.")
     display_name = (display_name or "").strip() or name
     now = datetime.now()
     with wh.transaction() as cur:
         old = cur.execute(
-            "SELECT display_name, role, scope FROM app_user WHERE name = ?", [name]
+            "SELECT display_name, role, scope, email FROM app_user WHERE name = ?", [name]
         ).fetchone()
         if create and old is not None:
             raise UserError(f"There is already a user '{name}'.")
@@ -125,18 +145,23 @@ def save_user(
         changes: list[tuple[str, str | None, str | None]] = []
         if old is None:
             cur.execute(
-                "INSERT INTO app_user VALUES (?, ?, ?, ?, ?)",
-                [name, display_name, role, scope, hash_password(password)],
+                "INSERT INTO app_user (name, display_name, role, scope, password_hash, email) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [name, display_name, role, scope, hash_password(password), email or None],
             )
             changes = [("created", None, role), ("display_name", None, display_name),
-                       ("scope", None, ",".join(scope)), ("password", None, "set")]  # fmt: skip
+                       ("scope", None, ",".join(scope)), ("email", None, email or None),
+                       ("password", None, "set")]  # fmt: skip
         else:
             cur.execute(
-                "UPDATE app_user SET display_name = ?, role = ?, scope = ? WHERE name = ?",
-                [display_name, role, scope, name],
+                "UPDATE app_user SET display_name = ?, role = ?, scope = ?, email = ? "
+                "WHERE name = ?",
+                [display_name, role, scope, email or None, name],
             )
-            before = {"display_name": old[0] or name, "role": old[1], "scope": ",".join(old[2])}
-            after = {"display_name": display_name, "role": role, "scope": ",".join(scope)}
+            before = {"display_name": old[0] or name, "role": old[1], "scope": ",".join(old[2]),
+                      "email": old[3] or ""}  # fmt: skip
+            after = {"display_name": display_name, "role": role, "scope": ",".join(scope),
+                     "email": email}  # fmt: skip
             changes = [(f, before[f], after[f]) for f in before if before[f] != after[f]]
             if password is not None:
                 cur.execute(
@@ -166,4 +191,19 @@ def delete_user(wh: Warehouse, who: Actor, name: str) -> None:
         cur.execute(
             "INSERT INTO audit VALUES (?, ?, 'user', ?, 'deleted', ?, NULL, NULL)",
             [datetime.now(), who.name, name, old[0]],
+        )
+
+
+def unlock(wh: Warehouse, who: Actor, name: str) -> None:
+    """Lift a lock-out before it runs out (the user asked an admin)."""
+    _admin(who)
+    with wh.transaction() as cur:
+        if cur.execute("SELECT 1 FROM app_user WHERE name = ?", [name]).fetchone() is None:
+            raise NotFoundError(f"There is no user '{name}'.")
+        cur.execute(
+            "UPDATE app_user SET failed_sign_ins = 0, locked_until = NULL WHERE name = ?", [name]
+        )
+        cur.execute(
+            "INSERT INTO audit VALUES (?, ?, 'user', ?, 'unlocked', NULL, NULL, NULL)",
+            [datetime.now(), who.name, name],
         )

@@ -11,10 +11,12 @@ def ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def open_page(page: str, warehouse, monkeypatch, lang: str = "en") -> AppTest:
+def open_page(page: str, warehouse, monkeypatch, lang: str = "en", user: str = "admin") -> AppTest:
     monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = lang
+    # What signing in sets (kpi_core.ui.signin); the form itself is tested in test_signin.
+    at.session_state["user_name"] = user
     at.run()
     at.switch_page(page).run()
     ok(at)

@@ -10,15 +10,14 @@ from tests.apptest import ROOT, ok
 PAGE = "pages/10_Admin.py"
 
 
-def _open(own_file, monkeypatch, tmp_path, user=None, lang="en"):
+def _open(own_file, monkeypatch, tmp_path, user="admin", lang="en"):
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'[backup]\ndir = "{(tmp_path / "backups").as_posix()}"\nkeep = 2\n')
     monkeypatch.setenv("KPI_SECRETS", str(secrets))
     monkeypatch.setenv("KPI_WAREHOUSE", str(own_file))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = lang
-    if user:
-        at.session_state["user_name"] = user
+    at.session_state["user_name"] = user
     at.run()
     at.switch_page(PAGE).run()
     ok(at)

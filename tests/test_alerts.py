@@ -267,7 +267,8 @@ def add_users(wh):
             ("head_prod", "张建国 Zhang", ["PROD"]),
         ):
             cur.execute(
-                "INSERT INTO app_user VALUES (?, ?, 'head', ?, ?)",
+                "INSERT INTO app_user (name, display_name, role, scope, password_hash) "
+                "VALUES (?, ?, 'head', ?, ?)",
                 [name, display, scope, hash_password("x")],
             )
 

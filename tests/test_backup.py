@@ -319,9 +319,13 @@ def test_cli_backup_and_restore(own_file, tmp_path, monkeypatch):
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'[backup]\ndir = "{(tmp_path / "auto").as_posix()}"\nkeep = 1\n')
     monkeypatch.setenv("KPI_SECRETS", str(secrets))
-    wh = ("--warehouse", own_file)
     for command in ("backup", "restore"):
         assert "usage: python -m kpi_core" in cli(command, "--help").stdout
+    anonymous = cli("--warehouse", own_file, "backup", tmp_path / "x.zip", check=False)
+    assert anonymous.returncode == 2 and "--admin" in anonymous.stderr  # who runs it is explicit
+    assert not (tmp_path / "x.zip").exists()
+    users = ("--warehouse", own_file)
+    wh = (*users, "--admin")
     first = cli(*wh, "backup", tmp_path / "one.zip")
     assert "one.zip" in first.stdout
     cli(*wh, "backup")
@@ -336,10 +340,13 @@ def test_cli_backup_and_restore(own_file, tmp_path, monkeypatch):
     refused = cli(*wh, "restore", tmp_path / "one.zip", check=False)  # no terminal, no --yes
     assert refused.returncode == 1 and "--yes" in refused.stderr
     assert cli(*wh, "restore", tmp_path / "missing.zip", "--yes", check=False).returncode == 3
-    head = cli(*wh, "--user", "head_sales", "restore", tmp_path / "one.zip", "--yes", check=False)
+    head = cli(
+        *users, "--user", "head_sales", "restore", tmp_path / "one.zip", "--yes", check=False
+    )
     assert head.returncode == 3
     assert (
-        cli(*wh, "--user", "head_sales", "backup", tmp_path / "h.zip", check=False).returncode == 3
+        cli(*users, "--user", "head_sales", "backup", tmp_path / "h.zip", check=False).returncode
+        == 3
     )
     done = cli(*wh, "restore", tmp_path / "one.zip", "--yes")
     assert "before-restore" in done.stdout
@@ -372,7 +379,7 @@ def test_password_hashes_never_leave_the_user_table(demo_wh, tmp_path):
 
     demo_wh.close()
     out = tmp_path / "export.xlsx"
-    cli("--warehouse", demo_wh.path, "export", out)
+    cli("--warehouse", demo_wh.path, "--admin", "export", out)
     with zipfile.ZipFile(out) as zf:
         text = "".join(zf.read(n).decode("utf-8", "replace") for n in zf.namelist())
     assert "scrypt$" not in text and not any(s in text for s in secrets)

@@ -97,6 +97,27 @@ def sales_app(tmp_path_factory):
     proc.wait(timeout=20)
 
 
+def visit(page, url: str, user: str = "admin", password: str = "admin") -> None:
+    """Open a URL as a new browser session does, signing in on the form when it is asked for
+    (a warehouse without users has no form)."""
+    page.goto(url)
+    page.wait_for_selector(
+        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
+    )
+    name = page.locator("input[autocomplete='username']")
+    if name.count():
+        name.fill(user)
+        page.locator("input[type='password']").fill(password)
+        page.locator("input[type='password']").press("Enter")
+        name.wait_for(state="detached", timeout=60_000)
+        page.wait_for_selector(
+            "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
+        )
+        page.wait_for_function(
+            "() => !document.querySelector(\"[data-stale='true']\")", timeout=60_000
+        )
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -106,11 +127,11 @@ def test_overview_and_board_by_deep_link(browser, sales_app):
     url, warehouse = sales_app
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     # Deep link to a page on a cold server: it must set itself up without the entry script.
-    page.goto(f"{url}/Board?unit=SALES&period=2024&lang=en")
+    visit(page, f"{url}/Board?unit=SALES&period=2024&lang=en")
     page.get_by_text("58.00M CNY").first.wait_for(timeout=30_000)
     page.get_by_text("Rank 1 of 2 peer units").wait_for()
     shot(page, "board-sales-2024-en")
-    page.goto(f"{url}/?period=2024&lang=en")
+    visit(page, f"{url}/?period=2024&lang=en")
     page.get_by_text("Overall score").first.wait_for(timeout=30_000)
     page.get_by_text("Example Co").first.wait_for()
     assert page.locator("[data-testid='stException']").count() == 0
@@ -142,7 +163,7 @@ def test_overview_and_board_by_deep_link(browser, sales_app):
 def test_chinese_board(browser, sales_app):
     url, _ = sales_app
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    page.goto(f"{url}/Board?unit=SALES&period=2024&lang=zh")
+    visit(page, f"{url}/Board?unit=SALES&period=2024&lang=zh")
     page.get_by_text("5,800万元").first.wait_for(timeout=30_000)
     page.get_by_text("销售部 · 2024年").wait_for()
     shot(page, "board-sales-2024-zh")
@@ -153,10 +174,59 @@ def test_fresh_warehouse_is_seeded_with_the_demo(browser, tmp_path):
     proc, url = start_app(tmp_path / "fresh.duckdb")
     try:
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.goto(f"{url}/?lang=zh")
+        visit(page, f"{url}/?lang=zh")
         page.get_by_text("综合得分").first.wait_for(timeout=60_000)
         assert page.locator("[data-testid='stException']").count() == 0
         shot(page, "overview-demo-zh")
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_each_demo_role_signs_in_and_sees_its_own(browser, tmp_path):
+    """As a new user of the demo would: the form, each documented demo user, a URL for a unit
+    outside the scope, a wrong password, and signing out."""
+    proc, url = start_app(tmp_path / "demo.duckdb")
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(f"{url}/Board?unit=SALES&lang=en")
+        page.get_by_text("Demo users").wait_for(timeout=60_000)
+        assert page.locator("[data-testid='stSidebarNav'], a[href*='Board']").count() == 0
+        shot(page, "sign-in-en")
+        page.locator("input[autocomplete='username']").fill("viewer_prod")
+        page.locator("input[type='password']").fill("wrong")
+        page.locator("input[type='password']").press("Enter")
+        page.get_by_text("The user name or password is not right.").wait_for(timeout=30_000)
+
+        seen = {}
+        for user, password, home in (
+            ("viewer_prod", "viewer", "Production Department"),
+            ("head_sales", "head", "Sales Department"),
+            ("admin", "admin", "Sales Department"),
+        ):
+            # A deep link to Sales: the viewer of Production is shown Production instead.
+            visit(page, f"{url}/Board?unit=SALES&lang=en", user, password)
+            sidebar = page.locator("[data-testid='stSidebar']")
+            sidebar.get_by_text(f"Signed in as: {user}").wait_for(timeout=30_000)
+            page.get_by_text(f"{home} · ").first.wait_for(timeout=30_000)
+            seen[user] = sidebar.inner_text()
+            assert page.locator("[data-testid='stException']").count() == 0
+            page.get_by_text("KPI cards").wait_for()
+            page.wait_for_timeout(1000)  # the charts drawn, for the screenshot
+            shot(page, f"board-as-{user}")
+        assert "Admin" in seen["admin"] and "Admin" not in seen["viewer_prod"]
+        assert "Sales" not in seen["viewer_prod"]  # not even in the unit picker
+        visit(page, f"{url}/Board?unit=SALES&lang=en", "viewer_prod", "viewer")
+        page.get_by_text("There is no unit 'SALES' in your scope").wait_for(timeout=30_000)
+
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_text("You are signed out.").wait_for(timeout=30_000)
+        visit(page, f"{url}/?lang=zh", "head_sales", "head")
+        page.get_by_text("当前用户: head_sales").wait_for(timeout=30_000)
+        page.goto(f"{url}/?lang=zh")  # a reload is a new session: sign in again
+        page.get_by_text("演示用户").wait_for(timeout=60_000)
+        shot(page, "sign-in-zh")
         page.close()
     finally:
         proc.terminate()

@@ -13,7 +13,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import export_bytes
 from kpi_core.warehouse import Warehouse
-from tests.test_browser import browser, shot, start_app  # noqa: F401 (browser: fixture)
+from tests.test_browser import browser, shot, start_app, visit  # noqa: F401 (browser: fixture)
 from tests.test_browser_upload import choose, no_traceback, settle
 
 pytestmark = pytest.mark.browser
@@ -55,7 +55,7 @@ def type_in(page, label: str, text: str) -> None:
 def test_create_a_kpi_and_see_it_listed(browser, library_app):  # noqa: F811
     url, tmp = library_app
     page = browser.new_page(viewport={"width": 1440, "height": 1600})
-    page.goto(f"{url}/Library?lang=en")
+    visit(page, f"{url}/Library?lang=en")
     page.get_by_role("heading", name="KPI library").first.wait_for(timeout=30_000)
     grid = page.locator("[data-testid='stDataFrame']").first
     grid.wait_for()
@@ -98,7 +98,7 @@ def test_create_a_kpi_and_see_it_listed(browser, library_app):  # noqa: F811
 def test_place_on_a_scorecard_in_chinese(browser, library_app):  # noqa: F811
     url, tmp = library_app
     page = browser.new_page(viewport={"width": 1440, "height": 1400})
-    page.goto(f"{url}/Library?lang=zh")
+    visit(page, f"{url}/Library?lang=zh")
     page.get_by_role("heading", name="指标库").first.wait_for(timeout=30_000)
     pick(page, "指标", "CONVERSION")
     page.get_by_role("tab", name="放入考核表").click()
@@ -138,7 +138,7 @@ def test_import_a_kpi_system_workbook(browser, library_app):  # noqa: F811
     finally:
         wh.close()
     page = browser.new_page(viewport={"width": 1440, "height": 1400})
-    page.goto(f"{url}/Library?lang=en")
+    visit(page, f"{url}/Library?lang=en")
     page.get_by_role("heading", name="KPI library").first.wait_for(timeout=30_000)
     page.get_by_role("tab", name="Export / import").click()
     page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(

@@ -159,7 +159,7 @@ def test_an_import_committing_during_refreshes_shows_no_error(browser, screen_ap
     page = open_screen(browser, url, SIZES[0], "lang=zh&rotate=5&refresh=10")
     (tmp / "actuals.csv").write_text("unit,kpi,period,value\nFIN,DSO,2026-10,71.5\n")
     cli = subprocess.Popen(
-        [sys.executable, "-m", "kpi_core", "--warehouse", str(tmp / "wh.duckdb"), "import",
+        [sys.executable, "-m", "kpi_core", "--warehouse", str(tmp / "wh.duckdb"), "--admin", "import",
          str(tmp / "actuals.csv")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -12,7 +12,7 @@ from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
-from tests.test_browser import browser, shot, start_app  # noqa: F401 (browser: fixture)
+from tests.test_browser import browser, shot, start_app, visit  # noqa: F401 (browser: fixture)
 from tests.test_browser_upload import choose, no_traceback, score, settle
 from tests.test_sources_page import erp_source, expected_revenue, make_erp
 
@@ -39,7 +39,7 @@ def test_pull_a_saved_source_check_and_load(browser, sources_app):  # noqa: F811
     url, tmp, db = sources_app
     # Tall, so a screenshot holds the whole report (the app scrolls inside its own pane).
     page = browser.new_page(viewport={"width": 1440, "height": 1800})
-    page.goto(f"{url}/Sources?lang=en")
+    visit(page, f"{url}/Sources?lang=en")
     page.get_by_text("Database sources").first.wait_for(timeout=30_000)
     grid = page.locator("[data-testid='stDataFrame']").first
     grid.wait_for()
@@ -92,7 +92,7 @@ def test_pull_a_saved_source_check_and_load(browser, sources_app):  # noqa: F811
 def test_chinese_page_refuses_a_literal_password(browser, sources_app):  # noqa: F811
     url, _, _ = sources_app
     page = browser.new_page(viewport={"width": 1440, "height": 1400})
-    page.goto(f"{url}/Sources?lang=zh")
+    visit(page, f"{url}/Sources?lang=zh")
     page.get_by_text("数据库数据源").first.wait_for(timeout=30_000)
     page.get_by_role("tab", name="定义数据源").click()
     box = page.get_by_role("textbox", name="连接地址（SQLAlchemy URL）")
@@ -122,7 +122,7 @@ def test_chinese_page_refuses_a_literal_password(browser, sources_app):  # noqa:
 def test_define_a_new_source(browser, sources_app):  # noqa: F811
     url, _, db = sources_app
     page = browser.new_page(viewport={"width": 1440, "height": 2000})
-    page.goto(f"{url}/Sources?lang=en")
+    visit(page, f"{url}/Sources?lang=en")
     page.get_by_text("Database sources").first.wait_for(timeout=30_000)
     page.get_by_role("tab", name="Define a source").click()
     page.get_by_role("textbox", name="Name").fill("ERP copy")

@@ -18,11 +18,12 @@ from kpi_core.board import board, data_range
 from kpi_core.catalog import load_catalog
 from kpi_core.library import Kpi
 from kpi_core.periods import Period
-from kpi_core.ui import DEFAULT_USER
 from kpi_core.warehouse import Warehouse
-from tests.test_browser import browser, start_app  # noqa: F401 (browser: fixture)
+from tests.test_browser import browser, start_app, visit  # noqa: F401 (browser: fixture)
 from tests.test_browser_library import type_in
 from tests.test_browser_upload import choose, no_traceback, settle
+
+SIGNED_IN = "admin"  # who the browser signs in as (tests.test_browser.visit)
 
 pytestmark = pytest.mark.browser
 
@@ -105,7 +106,7 @@ def sales_board_pick(path: Path) -> tuple[Row, int]:
 
 def yearly_rows(wh, cat, unit_id: int, year: int) -> dict[str, Row]:
     """The editable yearly rows of the targets grid under a unit, by UNIT/KPI code."""
-    who = service.default_actor(wh, DEFAULT_USER)
+    who = service.actor(wh, SIGNED_IN)
     grid = planning.target_grid(wh, cat, who, unit_id, year, "Y", "en")
     out = {}
     for r in grid[(grid["version"] > 0) & grid["editable"]].itertuples():
@@ -169,7 +170,7 @@ def num(v: float) -> str:
 
 
 def open_targets(page, url: str, lang: str = "en") -> None:
-    page.goto(f"{url}/Targets?unit=SALES&lang={lang}")
+    visit(page, f"{url}/Targets?unit=SALES&lang={lang}")
     page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
     settle(page)
     no_traceback(page)
@@ -263,7 +264,7 @@ def save_button(page):
 
 def board_badge(page, url: str, kpi: str):
     """The status line of a KPI card on the SALES board in the latest month."""
-    page.goto(f"{url}/Board?unit=SALES&lang=en")
+    visit(page, f"{url}/Board?unit=SALES&lang=en")
     page.get_by_text("KPI cards").first.wait_for(timeout=30_000)
     settle(page)
     no_traceback(page)
@@ -361,7 +362,7 @@ def test_two_sessions_edit_the_same_row(browser, targets_app, artifacts, demo_fi
         settle(b)
         no_traceback(b)
         alert = b.locator("[data-testid='stAlert']").filter(has_text="Not saved").first
-        expect(alert).to_contain_text(f"{row.code} {year} was changed by {DEFAULT_USER}")
+        expect(alert).to_contain_text(f"{row.code} {year} was changed by {SIGNED_IN}")
         expect(alert).to_contain_text("reload to see it")
         snap(b, artifacts, "targets-conflict-en")
         assert latest_target(wh_path, row.code, year)[2] == a_target

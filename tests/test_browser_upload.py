@@ -14,7 +14,7 @@ from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
-from tests.test_browser import ROOT, browser, shot, start_app  # noqa: F401 (browser: fixture)
+from tests.test_browser import ROOT, browser, shot, start_app, visit  # noqa: F401 (browser: fixture)
 from tests.test_upload_page import orders_profile, orders_xlsx
 
 pytestmark = pytest.mark.browser
@@ -54,7 +54,7 @@ def december_workbook(path):
 def score(warehouse, unit: str, period: str) -> dict:
     """The scorecard through the command line, while the app has the warehouse open."""
     out = subprocess.run(
-        [sys.executable, "-m", "kpi_core", "--warehouse", str(warehouse), "score",
+        [sys.executable, "-m", "kpi_core", "--warehouse", str(warehouse), "--admin", "score",
          "--unit", unit, "--period", period, "--json"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
@@ -80,7 +80,7 @@ def test_upload_check_confirm_and_load(browser, upload_app):  # noqa: F811
     december_workbook(tmp / "december.xlsx")
     # Tall, so a screenshot holds the whole report (the app scrolls inside its own pane).
     page = browser.new_page(viewport={"width": 1440, "height": 2000})
-    page.goto(f"{url}/Upload?lang=en")
+    visit(page, f"{url}/Upload?lang=en")
     page.get_by_text("Upload monthly actuals").wait_for(timeout=30_000)
     settle(page)
     shot(page, "upload-empty-en")
@@ -130,7 +130,7 @@ def test_upload_check_confirm_and_load(browser, upload_app):  # noqa: F811
 def test_template_downloads_and_reads_back(browser, upload_app):  # noqa: F811
     url, tmp = upload_app
     page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
-    page.goto(f"{url}/Upload?lang=zh")
+    visit(page, f"{url}/Upload?lang=zh")
     page.get_by_text("上传月度实际数据").wait_for(timeout=30_000)
     page.get_by_role("tab", name="下载模板").click()
     button = page.get_by_role("button", name="下载模板（.xlsx）")
@@ -153,7 +153,7 @@ def test_chinese_page_and_a_file_that_cannot_be_read(browser, upload_app):  # no
     url, tmp = upload_app
     (tmp / "坏文件.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    page.goto(f"{url}/Upload?lang=zh")
+    visit(page, f"{url}/Upload?lang=zh")
     page.get_by_text("上传月度实际数据").wait_for(timeout=30_000)
     page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
         tmp / "坏文件.xlsx"
@@ -176,7 +176,7 @@ def test_erp_export_through_a_mapping_profile(browser, upload_app):  # noqa: F81
     url, tmp = upload_app
     (tmp / "orders.xlsx").write_bytes(orders_xlsx())
     page = browser.new_page(viewport={"width": 1440, "height": 2000})
-    page.goto(f"{url}/Upload?lang=zh")
+    visit(page, f"{url}/Upload?lang=zh")
     page.get_by_text("上传月度实际数据").wait_for(timeout=30_000)
     page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
         tmp / "orders.xlsx"

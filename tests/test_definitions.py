@@ -133,7 +133,7 @@ def test_a_cycle_through_formulas_is_refused(demo_wh):
 def test_only_admins_edit(demo_wh):
     before = snapshot(demo_wh)
     analyst = Actor("analyst", "analyst", Scope.all())
-    head = service.default_actor(demo_wh, "head_sales")
+    head = service.actor(demo_wh, "head_sales")
     for who in (analyst, head):
         with pytest.raises(ScopeError):
             definitions.save_kpi(demo_wh, kpi("NEW1"), who)

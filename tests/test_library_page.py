@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import definitions, service
-from kpi_core.access import Scope
+from kpi_core import definitions
 from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import children_rows, weights_total
 from kpi_core.warehouse import Warehouse
@@ -24,8 +23,8 @@ PAGE = "pages/4_Library.py"
 THIS_MONTH = date.today().replace(day=1)
 
 
-def open_page(path, monkeypatch, lang="en") -> AppTest:
-    return apptest.open_page(PAGE, path, monkeypatch, lang)
+def open_page(path, monkeypatch, lang="en", user="admin") -> AppTest:
+    return apptest.open_page(PAGE, path, monkeypatch, lang, user)
 
 
 def catalog(path):
@@ -62,9 +61,7 @@ def test_page_runs_in_both_languages(own_file, monkeypatch, lang):
 
 
 def test_non_admins_get_a_message(own_file, monkeypatch):
-    analyst = service.Actor("analyst", "analyst", Scope.all())
-    monkeypatch.setattr(service, "default_actor", lambda wh, name: analyst)
-    at = open_page(own_file, monkeypatch)
+    at = open_page(own_file, monkeypatch, user="analyst")
     assert [i.value for i in at.info] == [
         "Only admins edit the KPI library and scorecards; ask one if a definition needs a change."
     ]

@@ -26,10 +26,11 @@ def app_warehouse(tmp_path_factory):
     return tmp / "wh.duckdb"
 
 
-def run(page, warehouse, monkeypatch, query=None, lang="en"):
+def run(page, warehouse, monkeypatch, query=None, lang="en", user="admin"):
     monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = lang
+    at.session_state["user_name"] = user
     for k, v in (query or {}).items():
         at.query_params[k] = v
     at.run()

@@ -116,7 +116,7 @@ def test_saved_profile_is_reused_by_name_and_from_the_cli(demo_wh, tmp_path):
     path.write_bytes(erp_export())
     demo_wh.close()
     run = subprocess.run(
-        [sys.executable, "-m", "kpi_core", "--warehouse", str(demo_wh.path), "import", str(path),
+        [sys.executable, "-m", "kpi_core", "--warehouse", str(demo_wh.path), "--admin", "import", str(path),
          "--profile", "erp-orders", "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -132,7 +132,7 @@ def test_saved_profile_is_reused_by_name_and_from_the_cli(demo_wh, tmp_path):
     assert value == (4200.0,)
     # Next month's run, same profile: the same file again changes nothing.
     rerun = subprocess.run(
-        [sys.executable, "-m", "kpi_core", "--warehouse", str(demo_wh.path), "import", str(path),
+        [sys.executable, "-m", "kpi_core", "--warehouse", str(demo_wh.path), "--admin", "import", str(path),
          "--profile", "erp-orders"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -566,7 +566,9 @@ def test_the_section_adds_tests_and_logs_a_channel(tmp_path, monkeypatch, receiv
     assert any("钉钉机器人" in str(v) for v in zh.dataframe[0].value.iloc[0])
     wh = Warehouse(tmp_path / "page.duckdb", linger=0)
     with wh.transaction() as cur:
-        cur.execute("INSERT INTO app_user VALUES ('head', 'Head', 'head', [], NULL)")
+        cur.execute(
+            "INSERT INTO app_user (name, display_name, role, scope) VALUES ('head', 'Head', 'head', [])"
+        )
     wh.close()
     zh.session_state["user_name"] = "head"
     zh.run()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import service, workbook
+from kpi_core import users, workbook
 from kpi_core.access import Scope
 from kpi_core.errors import NotFoundError
 from kpi_core.ingest import intake, profile, sources
@@ -122,8 +122,8 @@ def revenue(warehouse: Path) -> dict[tuple[str, str], float]:
     return {(u, m): v for u, m, v in rows}
 
 
-def open_page(warehouse, monkeypatch, lang="en") -> AppTest:
-    return apptest.open_page(PAGE, warehouse, monkeypatch, lang)
+def open_page(warehouse, monkeypatch, lang="en", user="admin") -> AppTest:
+    return apptest.open_page(PAGE, warehouse, monkeypatch, lang, user)
 
 
 def widget(widgets, suffix: str):
@@ -167,9 +167,13 @@ def test_page_runs_in_both_languages(wh_path, monkeypatch, lang):
 
 
 def test_viewers_and_heads_get_a_message(wh_path, monkeypatch):
-    viewer = service.Actor("viewer_prod", "viewer", Scope.all())
-    monkeypatch.setattr(service, "default_actor", lambda wh, name: viewer)
-    at = open_page(wh_path, monkeypatch)
+    wh = Warehouse(wh_path, linger=0)
+    users.save_user(
+        wh, SYSTEM, "viewer_sales", display_name="", role="viewer", scope=["SALES"],
+        password="a long password", create=True,
+    )  # fmt: skip
+    wh.close()
+    at = open_page(wh_path, monkeypatch, user="viewer_sales")
     assert [i.value for i in at.info] == [
         "Only analysts and admins manage and pull sources; ask one of them if you need a pull."
     ]

@@ -15,12 +15,11 @@ from tests.apptest import ROOT, ok, open_page
 PAGE = "pages/7_Trends.py"
 
 
-def open_as(warehouse, monkeypatch, *, lang="en", user=None, query=None) -> AppTest:
+def open_as(warehouse, monkeypatch, *, lang="en", user="admin", query=None) -> AppTest:
     monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = lang
-    if user:
-        at.session_state["user_name"] = user
+    at.session_state["user_name"] = user
     for k, v in (query or {}).items():
         at.query_params[k] = v
     at.run()

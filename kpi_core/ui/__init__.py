@@ -20,6 +20,8 @@ from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.periods import Period, PeriodError, parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
+from . import signin
+
 # (file, label key, icon, roles that may open it — None: everyone)
 PAGES = (
     ("app.py", "nav_overview", ":material/dashboard:", None),
@@ -34,10 +36,6 @@ PAGES = (
     ("pages/10_Admin.py", "ad_nav", ":material/admin_panel_settings:", ("admin",)),
     ("pages/9_Big_Screen.py", "bs_title", ":material/tv:", ("admin",)),
 )
-
-# Until sign-in arrives the app acts as the demo admin unless the session names a user (what
-# sign-in will set; tests set it to act as a scoped user). The core is already scoped.
-DEFAULT_USER = "admin"
 
 
 @st.cache_resource(show_spinner=False)
@@ -94,8 +92,9 @@ def page(title_key: str) -> PageContext:
             st.rerun()
     try:
         wh = _warehouse(resolve_path())
+        name = signin.gate(wh, lang)
         cat = load_catalog(wh)
-        who = service.default_actor(wh, st.session_state.get("user_name", DEFAULT_USER))
+        who = service.actor(wh, name) if name else service.SYSTEM
     except WarehouseBusyError:
         _navigation(nav, lang, None)
         st.warning(i18n.t("warehouse_busy", lang))
@@ -109,9 +108,14 @@ def page(title_key: str) -> PageContext:
         st.info(i18n.t("empty_warehouse", lang))
         st.stop()
     with st.sidebar:
-        st.caption(
-            f"{i18n.t('signed_in_as', lang)}: **{who.name}** · {i18n.t('role_' + who.role, lang)}"
-        )
+        if name:
+            st.caption(
+                f"{i18n.t('signed_in_as', lang)}: **{who.name}** · "
+                f"{i18n.t('role_' + who.role, lang)}"
+            )
+            signin.sign_out_button(wh, name, lang)
+        else:
+            st.warning(i18n.t("si_no_users", lang))
     return PageContext(wh, cat, who, lang)
 
 

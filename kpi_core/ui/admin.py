@@ -41,7 +41,8 @@ def users_section(ctx: PageContext) -> None:
     labels = {
         "name": ctx.t("ad_name"), "display_name": ctx.t("ad_display_name"),
         "role": ctx.t("ad_role"), "scope": ctx.t("ad_scope"),
-        "password": ctx.t("ad_col_password"),
+        "password": ctx.t("ad_col_password"), "email": ctx.t("ad_email"),
+        "locked_until": ctx.t("ad_col_locked"), "last_sign_in": ctx.t("ad_col_last_sign_in"),
     }  # fmt: skip
     st.dataframe(shown.rename(columns=labels), hide_index=True, width="stretch")
 
@@ -68,6 +69,10 @@ def users_section(ctx: PageContext) -> None:
             ctx.t("ad_role"), ROLES, index=ROLES.index(current.role) if current else 0,
             format_func=lambda r: ctx.t(f"role_{r}"), key=f"ad_role_{suffix}",
         )  # fmt: skip
+        email = st.text_input(
+            ctx.t("ad_email"), value=current.email if current else "",
+            help=ctx.t("ad_email_help"), key=f"ad_email_{suffix}",
+        )  # fmt: skip
         scope = st.multiselect(
             ctx.t("ad_scope"), units,
             default=[c for c in current.scope if c in units] if current else [],
@@ -84,9 +89,15 @@ def users_section(ctx: PageContext) -> None:
         target = current.name if current else name.strip()
         users.save_user(
             ctx.wh, ctx.actor, target, display_name=display, role=role, scope=scope,
-            password=password or None, create=current is None,
+            password=password or None, email=email, create=current is None,
         )  # fmt: skip
         _done(ctx.t("ad_user_saved", name=target), pick=target)
+
+    if current is not None and current.locked_until is not None:
+        st.warning(ctx.t("ad_locked", name=current.name, until=f"{current.locked_until:%H:%M}"))
+        if st.button(ctx.t("ad_unlock"), key=f"ad_unlock_{suffix}"):
+            users.unlock(ctx.wh, ctx.actor, current.name)
+            _done(ctx.t("ad_unlocked", name=current.name), pick=current.name)
 
     if current is not None:
         sure = st.checkbox(
