@@ -4,13 +4,44 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kpi_core import workbook
+from kpi_core import formula, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.periods import Period
 from kpi_core.warehouse import Warehouse
 
 _KPI_COLUMNS = list(workbook.COLUMNS["kpis"])  # the documented column order
+
+
+def _visible_kpis(wh: Warehouse, cat, scope: Scope, unit_ids: list[int]) -> list:
+    """Every KPI for a full-scope export; for a scoped one, the KPIs its units use (on their
+    trees, with targets or actuals) and those they are computed from, so the workbook imports
+    back — and no other department's definitions, owners or calibers."""
+    if scope.everything:
+        return list(cat.kpis.values())
+    used = {e.child_kpi for e in cat.edges if scope.allows(e.child_unit)}
+    used |= {e.parent_kpi for e in cat.edges if scope.allows(e.parent_unit)}
+    used |= {
+        r[0]
+        for r in wh.rows(
+            "SELECT DISTINCT kpi_id FROM target WHERE list_contains(?, unit_id) UNION "
+            "SELECT DISTINCT kpi_id FROM actual WHERE list_contains(?, unit_id)",
+            [unit_ids, unit_ids],
+        )
+    }
+    by_code = {k.code: k for k in cat.kpis.values()}
+    todo = [cat.kpis[k] for k in used if k in cat.kpis]
+    seen: dict[str, object] = {}
+    while todo:
+        k = todo.pop()
+        if k.code in seen:
+            continue
+        seen[k.code] = k
+        deps = {k.numerator, k.denominator}
+        if k.formula:
+            deps |= formula.references(formula.parse(k.formula))
+        todo += [by_code[d] for d in deps if d in by_code]
+    return list(seen.values())
 
 
 def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[str, pd.DataFrame]:
@@ -22,7 +53,7 @@ def system_frames(wh: Warehouse, scope: Scope, *, actuals: bool = True) -> dict[
     def code_of(unit_id: int | None) -> str | None:
         return cat.units[unit_id].code if unit_id in cat.units else None
 
-    kpis = sorted(cat.kpis.values(), key=lambda k: (k.sort_order, k.code))
+    kpis = sorted(_visible_kpis(wh, cat, scope, unit_ids), key=lambda k: (k.sort_order, k.code))
     frames = {
         "kpis": pd.DataFrame(
             [

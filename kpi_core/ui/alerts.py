@@ -15,6 +15,7 @@ from kpi_core import alerts, i18n, review
 from kpi_core.ui import PageContext
 from kpi_core.ui.review import comments_panel
 from kpi_core.ui.upload import error_text
+from kpi_core.ui.widgets import md
 
 ACTORS = alerts.ALERT_ROLES  # who acknowledges, closes and runs the rules
 _SEVERITY_MARK = {"high": "■", "medium": "▲", "low": "●"}
@@ -62,8 +63,12 @@ def filters(ctx: PageContext) -> dict[str, list]:
 
 
 def _owners(ctx: PageContext) -> list[str]:
+    """Owners of alerts inside the user's scope (not the other departments' people)."""
+    scope = [u for u in ctx.cat.units if ctx.actor.scope.allows(u)]
     rows = ctx.wh.rows(
-        "SELECT DISTINCT owner FROM alert_event WHERE owner IS NOT NULL ORDER BY owner"
+        "SELECT DISTINCT owner FROM alert_event WHERE owner IS NOT NULL "
+        "AND list_contains(?, unit_id) ORDER BY owner",
+        [scope],
     )
     return [r[0] for r in rows]
 
@@ -136,11 +141,11 @@ def _label(ctx: PageContext, row: pd.Series) -> str:
 def _detail(ctx: PageContext, row: pd.Series) -> None:
     aid = int(row["id"])
     with st.container(border=True):
-        st.markdown(f"**{_label(ctx, row)}**")
-        st.write(row["message_zh" if ctx.lang == "zh" else "message_en"])
+        st.markdown(f"**{md(_label(ctx, row))}**")
+        st.markdown(md(row["message_zh" if ctx.lang == "zh" else "message_en"]))
         st.caption(
             f"{ctx.t('al_severity')}: {_severity(ctx, row['severity'])} · "
-            f"{ctx.t('owner')}: {row['owner'] or '—'} · {ctx.t('al_state')}: "
+            f"{ctx.t('owner')}: {md(row['owner'] or '—')} · {ctx.t('al_state')}: "
             f"{_state(ctx, row['state'])}"
         )
         if row["state"] == "closed":
