@@ -6,7 +6,7 @@ from kpi_core import charts, i18n
 from kpi_core.board import data_range, overview
 from kpi_core.periods import Period
 from kpi_core.ui import guard, page, period_picker
-from kpi_core.ui.widgets import badge, partial_period_note
+from kpi_core.ui.widgets import badge, md, partial_period_note
 
 ctx = page("nav_overview")
 with guard(ctx):
@@ -27,7 +27,7 @@ with guard(ctx):
         unit = ctx.cat.units[root.unit_id]
         cols = st.columns([2, 1, 1, 1, 1])
         with cols[0]:
-            st.markdown(f"#### {unit.name(lang)}")
+            st.markdown(f"#### {md(unit.name(lang))}")
             st.metric(
                 ctx.t("company_score"),
                 "—" if root.score is None else f"{root.score:.1f}",

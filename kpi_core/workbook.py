@@ -13,6 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from python_calamine import CalamineWorkbook
 
 from kpi_core.errors import KpiError
@@ -129,8 +130,8 @@ def _match_sheet(name: str) -> str | None:
 def _clean(cell: object) -> object:
     if isinstance(cell, str):
         s = cell.strip()
-        if s.startswith("'") and s[1:2] in _FORMULA_START:
-            return s[1:]
+        if s.startswith("'") and s.lstrip("'")[:1] in _FORMULA_START:
+            return s[1:]  # the apostrophe `_excel_safe` added; an apostrophe of the text stays
         return s or None
     if isinstance(cell, datetime):
         return cell.date()
@@ -184,8 +185,12 @@ def _sheet(key: str, name: str, grid: list[list[object]]) -> Sheet:
 
 
 def _excel_safe(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
+    if isinstance(value, str):
+        # Control characters (a NUL, ESC …) cannot be stored in a worksheet: openpyxl would
+        # refuse the whole file. They carry no meaning in a name or a comment; drop them.
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        if value.lstrip("'").startswith(_FORMULA_START):
+            return "'" + value  # "'=x" too, so that reading strips one apostrophe, not the text's
     return value
 
 

@@ -17,8 +17,8 @@ import streamlit as st
 
 from kpi_core import push
 from kpi_core.ui import PageContext
-from kpi_core.ui.upload import error_text, md, safe
-from kpi_core.ui.widgets import confirmed
+from kpi_core.ui.upload import error_text, safe
+from kpi_core.ui.widgets import confirmed, md
 
 ROLES = ("admin",)  # who configures channels
 HTTP_KINDS = ("webhook", "dingtalk", "wecom", "slack")

@@ -17,7 +17,7 @@ from kpi_core.board import Board
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, month_of
 from kpi_core.ui import PageContext
-from kpi_core.ui.widgets import _escape
+from kpi_core.ui.widgets import md
 
 DUE_IN_DAYS = 14
 
@@ -148,7 +148,7 @@ def _comment(ctx: PageContext, c: pd.Series, writer: bool, key: str) -> None:
     with st.container(border=True):
         when = pd.Timestamp(c["created_at"]).strftime("%Y-%m-%d %H:%M")
         month = i18n.period_label(pd.Timestamp(c["period"]).strftime("%Y-%m"), lang)
-        head = f"**{_escape(str(c['created_by']))}** · {month} · {when}"
+        head = f"**{md(str(c['created_by']))}** · {month} · {when}"
         if pd.notna(c["alert_id"]):
             head += f" · :blue-badge[{ctx.t('rv_alert', id=int(c['alert_id']))}]"
         st.markdown(head)
@@ -174,7 +174,7 @@ def _comment(ctx: PageContext, c: pd.Series, writer: bool, key: str) -> None:
         )
         if state == review.CLOSED:
             at = pd.Timestamp(c["closed_at"]).strftime("%Y-%m-%d")
-            st.caption(ctx.t("rv_closed_by", who=_escape(str(c["closed_by"])), at=at))
+            st.caption(ctx.t("rv_closed_by", who=md(str(c["closed_by"])), at=at))
             if pd.notna(c["resolution"]):
                 st.text(c["resolution"])
         elif writer:

@@ -31,7 +31,6 @@ from kpi_core.ui.upload import (
     error_text,
     history_section,
     mapping_fields,
-    md,
     preview,
     report,
     safe,
@@ -39,7 +38,7 @@ from kpi_core.ui.upload import (
     shown_cells,
     step_text,
 )
-from kpi_core.ui.widgets import confirmed
+from kpi_core.ui.widgets import confirmed, md
 
 log = logging.getLogger(__name__)
 

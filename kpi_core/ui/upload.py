@@ -33,6 +33,7 @@ from kpi_core.ingest.layout import FIELDS, Finding
 from kpi_core.ingest.names import norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
+from kpi_core.ui.widgets import md
 
 log = logging.getLogger(__name__)
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -424,11 +425,6 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
         st.session_state.up_generation = st.session_state.get("up_generation", 0) + 1
         st.rerun()
     return uploads
-
-
-def md(text: str) -> str:
-    """Text from users' files and databases, kept from being read as Markdown."""
-    return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in text)
 
 
 def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None):

@@ -19,8 +19,9 @@ def badge(status: str, lang: str) -> str:
     return f":{_BADGE[status]}-badge[{i18n.status_label(status, lang)}]"
 
 
-def _escape(text: str) -> str:
-    # KPI names come from users' workbooks; keep them from being read as Markdown.
+def md(text: str) -> str:
+    """Text from users (KPI and unit names, comments, files, databases), kept from being read
+    as Markdown: no links, images, emphasis or HTML made of it."""
     return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in text)
 
 
@@ -33,7 +34,7 @@ def kpi_card(
     kpi = ctx.cat.kpis[node.kpi_id]
     lang = ctx.lang
     with st.container(border=True):
-        head = f"**{_escape(kpi.name(lang))}** {badge(node.status, lang)}"
+        head = f"**{md(kpi.name(lang))}** {badge(node.status, lang)}"
         if kpi.veto:
             head += f" :violet-badge[{ctx.t('veto_mark')}]"
         if line.at_risk:
