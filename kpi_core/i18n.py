@@ -168,8 +168,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav_upload": ("数据上传", "Upload"),
     "up_title": ("上传月度实际数据", "Upload monthly actuals"),
     "up_viewer": (
-        "查看者不能上传数据。需要上传请联系管理员。",
-        "Viewers do not load data; ask an admin if you need to.",
+        "上传和回滚数据由数据分析员和管理员完成。需要上传请联系他们。",
+        "Analysts and admins load and roll back data; ask one of them if you need an upload.",
     ),
     "up_tab_load": ("上传与检查", "Upload & check"),
     "up_tab_history": ("上传记录", "History"),

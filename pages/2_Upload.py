@@ -3,6 +3,7 @@ the entry template; mapping profiles for files in their own layout; closing mont
 
 import streamlit as st
 
+from kpi_core.ingest.intake import LOAD_ROLES
 from kpi_core.ui import guard, page
 from kpi_core.ui.upload import (
     history_section,
@@ -15,7 +16,7 @@ from kpi_core.ui.upload import (
 ctx = page("nav_upload")
 with guard(ctx):
     st.title(ctx.t("up_title"))
-    if ctx.actor.role == "viewer":
+    if ctx.actor.role not in LOAD_ROLES:
         st.info(ctx.t("up_viewer"))
         st.stop()
     sections = ["up_tab_load", "up_tab_history", "up_tab_template", "up_tab_profiles"]

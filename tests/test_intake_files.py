@@ -35,14 +35,14 @@ HEADER = ["period", "unit", "kpi", "value"]
 
 
 @pytest.fixture(scope="module")
-def head_of_sales(demo_file) -> service.Actor:
+def sales_analyst(demo_file) -> service.Actor:
     wh = Warehouse(demo_file, linger=0)
     try:
         cat = load_catalog(wh)
         sales = frozenset(cat.descendants(cat.unit("SALES").id))
     finally:
         wh.close()
-    return service.Actor("head_sales", "head", Scope(sales))
+    return service.Actor("analyst_sales", "analyst", Scope(sales))
 
 
 def sha256(path: Path) -> str:
@@ -677,9 +677,9 @@ def test_unknown_unit(demo_file):
     assert got.finding("unknown unit 'Mars office'").hint == "check the org units for its code"
 
 
-def test_unit_outside_the_uploaders_scope(demo_file, head_of_sales):
+def test_unit_outside_the_uploaders_scope(demo_file, sales_analyst):
     rows = [HEADER, ["2026-09", "PROD", "HEADCOUNT", 120], ["2026-09", "SALES_E", "REV", 1]]
-    got = refuse(demo_file, "scope.xlsx", xlsx({"S": rows}), who=head_of_sales)
+    got = refuse(demo_file, "scope.xlsx", xlsx({"S": rows}), who=sales_analyst)
     f = got.finding("unit 'PROD' is outside your scope")
     placed(f, "scope.xlsx", "S", 2, "B (unit)")
     assert "ask an admin" in f.hint

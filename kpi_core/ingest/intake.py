@@ -90,6 +90,10 @@ class Committed:
     counts: dict[str, int]
 
 
+# Who loads and rolls back actuals (DESIGN.md §7): heads own targets, analysts own data.
+LOAD_ROLES = ("analyst", "admin")
+
+
 def prepare(
     wh: Warehouse,
     uploads: list[tuple[str, bytes]],
@@ -294,8 +298,10 @@ def _effects(wh: Warehouse, cat: Catalog, diff: pd.DataFrame) -> pd.DataFrame:
 def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = False) -> Committed:
     """Write the intake as one batch. With errors, only after the analyst accepts leaving the
     invalid values out."""
-    if who.role not in ("analyst", "admin", "head"):
-        raise ScopeError("Only analysts, department heads and admins load actuals.")
+    if who.role not in LOAD_ROLES:
+        raise ScopeError(
+            f"User '{who.name}' ({who.role}) cannot load actuals — analysts and admins do."
+        )
     if intake.errors and not accept_invalid:
         raise IntakeError(
             f"{len(intake.errors)} problem(s) found; nothing was written. Fix the file and upload "
@@ -403,8 +409,10 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
     Refused while a later batch has changed some of the same values (roll that one back first),
     and for a batch touching units outside the caller's scope.
     """
-    if who.role not in ("analyst", "admin", "head"):
-        raise ScopeError("Only analysts, department heads and admins roll back batches.")
+    if who.role not in LOAD_ROLES:
+        raise ScopeError(
+            f"User '{who.name}' ({who.role}) cannot roll back batches — analysts and admins do."
+        )
     now = datetime.now()
     with wh.transaction() as cur:
         found = cur.execute(

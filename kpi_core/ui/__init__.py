@@ -29,7 +29,7 @@ PAGES = (
     ("pages/5_Tree.py", "nav_tree", ":material/account_tree:", None),
     ("pages/7_Trends.py", "tr_nav", ":material/trending_up:", None),
     ("pages/8_Alerts.py", "nav_alerts", ":material/notifications:", None),
-    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", None),
+    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", ("analyst", "admin")),
     ("pages/3_Sources.py", "nav_sources", ":material/database:", ("analyst", "admin")),
     ("pages/6_Targets.py", "nav_targets", ":material/target:", None),
     ("pages/4_Library.py", "nav_library", ":material/menu_book:", ("admin",)),
