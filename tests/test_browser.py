@@ -38,28 +38,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(warehouse: Path):
-    port = free_port()
-    env = {**os.environ, "KPI_WAREHOUSE": str(warehouse)}
+def start_app(
+    warehouse: Path,
+    *,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
+    env: dict | None = None,
+    log: Path | None = None,
+):
+    """`streamlit run app.py` on 127.0.0.1 with the warehouse, waited for until healthy."""
+    port = port or free_port()
+    out = log.open("w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", *args],
+        cwd=ROOT, env={**os.environ, "KPI_WAREHOUSE": str(warehouse), **(env or {})},
+        stdout=out, stderr=subprocess.STDOUT,
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -4,11 +4,7 @@ goes through the provider and back, and the app maps the identity to a user (kpi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,7 @@ import pytest
 from kpi_core import service
 from kpi_core.warehouse import Warehouse
 from tests.oidc_provider import OidcProvider
-from tests.test_browser import ROOT, browser, free_port, shot  # noqa: F401 (browser: fixture)
+from tests.test_browser import ROOT, browser, free_port, shot, start_app  # noqa: F401 (browser: fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -46,39 +42,11 @@ def start_sso_app(warehouse: Path, tmp: Path, idp: OidcProvider):
         '"plant-viewers" = { role = "viewer", scope = ["PROD"] }\n',
         encoding="utf-8",
     )
-    env = {**os.environ, "KPI_WAREHOUSE": str(warehouse), "KPI_SECRETS": str(kpi_secrets)}
-    env.pop("STREAMLIT_SECRETS_FILES", None)
-    log = (tmp / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--secrets.files",
-            str(st_secrets),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("streamlit did not start within 60 s")
+    proc, _ = start_app(
+        warehouse, port=port, args=("--secrets.files", str(st_secrets)),
+        env={"KPI_SECRETS": str(kpi_secrets)}, log=tmp / "streamlit.log",
+    )  # fmt: skip
+    return proc, port
 
 
 @pytest.fixture(scope="module")

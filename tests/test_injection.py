@@ -40,6 +40,7 @@ from kpi_core.system_import import import_system
 from kpi_core.tree_view import dot_string
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ROOT, ok
+from tests.test_pages import run
 
 DROP = "'); DROP TABLE actual; --"
 OR_TRUE = "' OR '1'='1"
@@ -406,21 +407,10 @@ def test_push_channel_and_source_names_are_stored_literally(demo_wh, tmp_path):
     ],
 )
 def test_query_parameters_are_not_sql(page, query, own_file, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     wh = Warehouse(own_file, linger=0)
     before = tables(wh)
     wh.close()
-    monkeypatch.setenv("KPI_WAREHOUSE", str(own_file))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.session_state["user_name"] = "admin"
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    if page != "app.py":
-        at.switch_page(page).run()
-    ok(at)
+    at = run(page, own_file, monkeypatch, query)
     no_live_html(at)
     wh = Warehouse(own_file, linger=0)
     try:
@@ -481,19 +471,8 @@ def poisoned(own_file, tmp_path):
     ],
 )
 def test_pages_show_names_and_comments_as_text(page, query, poisoned, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     path, _ = poisoned
-    monkeypatch.setenv("KPI_WAREHOUSE", str(path))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.session_state["user_name"] = "admin"
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    if page != "app.py":
-        at.switch_page(page).run()
-    ok(at)
+    at = run(page, path, monkeypatch, query)
     if page == "pages/8_Alerts.py":  # the detail of an alert on the poisoned unit
         pick = at.selectbox(key="al_pick")
         pick.select_index(next(i for i, o in enumerate(pick.options) if "pixel" in o)).run()
