@@ -189,3 +189,15 @@ def test_the_admin_page_shows_and_lifts_a_lock(own_file, monkeypatch):
     ok(at)
     assert at.success[0].value == "viewer_prod is unlocked."
     assert session_log_of(own_file, "viewer_prod").count("failed") == 5
+
+
+def test_a_deleted_users_session_ends(own_file, monkeypatch):
+    at = app(own_file, monkeypatch)
+    submit(at, "viewer_prod", "viewer")
+    assert at.sidebar.get("page_link")
+    wh = Warehouse(own_file, linger=0)
+    users.delete_user(wh, service.SYSTEM, "viewer_prod")
+    wh.close()
+    at.run()
+    ok(at)
+    assert at.subheader[0].value == "Sign in" and not at.sidebar.get("page_link")

@@ -35,6 +35,9 @@ def gate(wh: Warehouse, lang: str) -> str | None:
     rules = auth.policy()
     now = time.time()
     name = st.session_state.get(USER)
+    if name and wh.one("SELECT 1 FROM app_user WHERE name = ?", [name]) is None:
+        _forget()  # deleted by an admin meanwhile: this session ends with the user
+        name = None
     if name and auth.idle_expired(st.session_state.get(_SEEN, now), now, rules):
         auth.record(wh, name, "timed_out", f"idle over {rules.idle_minutes} min")
         via = st.session_state.get(_VIA)
