@@ -370,6 +370,7 @@ class Stages:
         self.wrap(intake, "_effects", "effects")
         self.wrap(intake, "_write", "commit.write")
         self.wrap(actuals, "refresh_summary", "commit.write.summary")
+        self.wrap(intake, "_alert_after_load", "commit.alerts")
 
     def _wrap_calamine(self) -> None:
         """calamine's own work inside read_file: open the book, and each sheet's to_python."""
@@ -439,6 +440,7 @@ BREAKDOWN = [  # (label, indent, what it is)
     ("commit.diff", 1, "_diff again, in the transaction"),
     ("commit.write", 1, "_write"),
     ("commit.write.summary", 2, "actuals.refresh_summary"),
+    ("commit.alerts", 1, "alert rules on the loaded months"),
     ("commit.rest", 1, "batch row, counts, COMMIT"),
 ]
 
@@ -452,7 +454,9 @@ def derived(spent: dict[str, float], prepare_s: float, commit_s: float) -> dict[
     top = ("catalog", "names", "read", "layout", "validate", "diff", "effects")
     s["prepare.rest"] = prepare_s - sum(s.get(t, 0) for t in top)
     s["commit"] = commit_s
-    s["commit.rest"] = commit_s - s.get("commit.diff", 0) - s.get("commit.write", 0)
+    s["commit.rest"] = (
+        commit_s - s.get("commit.diff", 0) - s.get("commit.write", 0) - s.get("commit.alerts", 0)
+    )
     return s
 
 
