@@ -361,12 +361,12 @@ RULES: list[tuple[str, str]] = [
         "没有可导入的有效数值，未写入任何数据。",
     ),
     (
-        "Only analysts, department heads and admins load actuals.",
-        "只有数据分析、部门负责人和管理员可以导入实际数据。",
+        "User '{user}' ({role}) cannot load actuals — analysts and admins do.",
+        "用户“{user}”（{role}）不能导入实际数据——这由数据分析员和管理员完成。",
     ),
     (
-        "Only analysts, department heads and admins roll back batches.",
-        "只有数据分析、部门负责人和管理员可以撤销批次。",
+        "User '{user}' ({role}) cannot roll back batches — analysts and admins do.",
+        "用户“{user}”（{role}）不能撤销批次——这由数据分析员和管理员完成。",
     ),
     ("There is no batch {batch}.", "批次 {batch} 不存在。"),
     ("Batch {batch} is {status}; nothing to undo.", "批次 {batch} {status}，没有可撤销的内容。"),

@@ -129,9 +129,13 @@ def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):  # noqa: 
     # Signing out ends the session, the identity cookie and the provider's session.
     logouts = idp.logouts
     page.get_by_role("button", name="Sign out").click()
+    # The form may be drawn before the browser has followed the redirect to the provider.
+    deadline = time.monotonic() + 30
+    while idp.logouts == logouts and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert idp.logouts == logouts + 1
     page.locator("input[autocomplete='username']").wait_for(timeout=60_000)
     settled(page)
-    assert idp.logouts == logouts + 1
     assert not [c for c in ctx.cookies() if c["name"].startswith("_streamlit_user")]
     page.goto(f"{base}/?lang=en")  # a reload: still signed out
     page.get_by_text("Demo users").wait_for(timeout=60_000)

@@ -186,5 +186,8 @@ def sign_out_button(wh: Warehouse, name: str, lang: str) -> None:
         st.session_state.pop("si_demo", None)
         st.session_state["auth_notice"] = i18n.t("si_signed_out", lang)
         if via == "sso":
+            # The browser is sent through the provider's logout and back; a rerun here could
+            # drop that redirect before it reaches the browser.
             st.logout()
+            st.stop()
         st.rerun()
