@@ -1330,6 +1330,7 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Single sign-on recognises this user by this e-mail.",
     ),
     "ad_col_locked": ("锁定至", "Locked until"),
+    "ad_scope_all": ("全部（管理员）", "everything (admin)"),
     "ad_col_last_sign_in": ("最近登录", "Last sign-in"),
     "ad_locked": (
         "{name} 因多次登录失败被锁定至 {until}。",

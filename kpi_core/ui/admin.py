@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from kpi_core import backup, users
@@ -37,7 +38,17 @@ def main(ctx: PageContext) -> None:
 
 def users_section(ctx: PageContext) -> None:
     frame = users.users_frame(ctx.wh, ctx.actor)
-    shown = frame.assign(role=[ctx.t(f"role_{r}") for r in frame["role"]])
+
+    def when(values) -> list[str]:
+        return ["" if pd.isna(v) else f"{v:%Y-%m-%d %H:%M}" for v in values]
+
+    shown = frame.assign(
+        role=[ctx.t(f"role_{r}") for r in frame["role"]],
+        scope=[s if r != "admin" else ctx.t("ad_scope_all") for s, r in
+               zip(frame["scope"], frame["role"], strict=True)],
+        locked_until=when(frame["locked_until"]),
+        last_sign_in=when(frame["last_sign_in"]),
+    )  # fmt: skip
     labels = {
         "name": ctx.t("ad_name"), "display_name": ctx.t("ad_display_name"),
         "role": ctx.t("ad_role"), "scope": ctx.t("ad_scope"),
