@@ -274,6 +274,19 @@ WHERE y.year = ?
 )
 
 
+# One month: a pair has at most one row, so no grouping either (a leaf board's usual ask).
+_ONE_MONTH_SQL = (
+    WANTED
+    + """
+SELECT a.kpi_id, a.unit_id, a.value AS total, a.value AS mean, a.value AS last, 1 AS n,
+       a.period AS last_period
+FROM actual a
+JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
+WHERE a.period = ?
+"""
+)
+
+
 def wanted_params(kpi_ids, unit_ids) -> list[list[int]]:
     """The two arrays `WANTED` binds, each pair once: a pair asked for twice would join twice
     and be counted twice."""
@@ -295,6 +308,8 @@ def _fetch_table(wh: Warehouse, kpi_ids, unit_ids, months: list[date]) -> dict[s
         return wh.arrays(_ONE_YEAR_SQL, [*pairs, months[0].year])
     if _whole_years(months):
         return wh.arrays(_YEAR_SQL, [*pairs, months[0].year, months[-1].year])
+    if len(months) == 1:
+        return wh.arrays(_ONE_MONTH_SQL, [*pairs, months[0]])
     return wh.arrays(_RAW_SQL, [*pairs, months[0], months[-1]])
 
 
