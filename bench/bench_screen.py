@@ -152,6 +152,14 @@ def soak(warehouse: Path, cycles: int) -> None:
     wh.close()
 
 
+def demo_warehouse(path: Path) -> Path:
+    """A fresh demo warehouse file, as the app creates on first start."""
+    wh = Warehouse(path, linger=0)
+    service.ensure_demo(wh)
+    wh.close()
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -161,10 +169,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        warehouse = tmp / "wh.duckdb"
-        wh = Warehouse(warehouse, linger=0)
-        service.ensure_demo(wh)
-        wh.close()
+        warehouse = demo_warehouse(tmp / "wh.duckdb")
         if not args.skip_browser:
             browser_bench(tmp, warehouse, args.runs)
         if not args.skip_soak:

@@ -27,9 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_screen import serve  # noqa: E402
-from kpi_core import service  # noqa: E402
-from kpi_core.warehouse import Warehouse  # noqa: E402
+from bench.bench_screen import demo_warehouse, serve  # noqa: E402
 from tests.test_browser import CHROMIUM, FLAGS  # noqa: E402
 
 TOKEN = "soak-wall-token-0123456789"
@@ -66,10 +64,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        warehouse = tmp / "wh.duckdb"
-        wh = Warehouse(warehouse, linger=0)
-        service.ensure_demo(wh)
-        wh.close()
+        warehouse = demo_warehouse(tmp / "wh.duckdb")
         secrets = tmp / "secrets.toml"
         secrets.write_text(f'[kiosk.wall]\ntoken = "{TOKEN}"\nunits = ["GROUP"]\n')
         env = {"KPI_WAREHOUSE": str(warehouse), "KPI_SECRETS": str(secrets)}

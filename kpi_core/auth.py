@@ -15,6 +15,7 @@ form does not tell an outsider which user names exist.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,9 +28,12 @@ from kpi_core.warehouse import Warehouse
 # mistyped name, too short to fill the log with whatever an outsider pastes.
 _NAME_IN_LOG = 64
 
-# Checked against when the user does not exist, so a wrong name takes as long as a wrong
-# password and timing does not reveal which names exist.
-_DUMMY_HASH = hash_password("not a password")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the user does not exist, so a wrong name takes as long as a wrong
+    password and timing does not reveal which names exist (made once, on first need)."""
+    return hash_password("not a password")
 
 
 class SignInError(KpiError):
@@ -96,7 +100,7 @@ def sign_in(
         [name],
     )
     if row is None:
-        verify_password(password or "", _DUMMY_HASH)
+        verify_password(password or "", _dummy_hash())
         with wh.transaction() as cur:
             log(cur, name or "(empty)", "failed", f"{via}: unknown user")
         return Outcome(None, "wrong")

@@ -24,7 +24,7 @@ class Actor:
 
 SYSTEM = Actor("system", "admin", Scope.all())
 
-# One demo user per role; passwords are documented in the README (sign-in comes later).
+# One demo user per role; the README and the sign-in form list them with their passwords.
 DEMO_USERS = (
     ("admin", "管理员 Admin", "admin", (), "admin"),
     ("head_sales", "王磊 Wang Lei", "head", ("SALES",), "head"),

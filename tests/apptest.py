@@ -11,13 +11,26 @@ def ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def open_page(page: str, warehouse, monkeypatch, lang: str = "en", user: str = "admin") -> AppTest:
+def open_page(
+    page: str,
+    warehouse,
+    monkeypatch,
+    lang: str = "en",
+    user: str = "admin",
+    *,
+    query: dict | None = None,
+    timeout: float = 60,
+) -> AppTest:
+    """`page` (or "app.py", the Overview) signed in as `user`, reached with `query` in the URL."""
     monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
     at.session_state["lang"] = lang
     # What signing in sets (kpi_core.ui.signin); the form itself is tested in test_signin.
     at.session_state["user_name"] = user
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
     at.run()
-    at.switch_page(page).run()
+    if page != "app.py":
+        at.switch_page(page).run()
     ok(at)
     return at

@@ -1,11 +1,9 @@
 """The Admin page through AppTest: users, the change log, backup and restore; admins only."""
 
-from streamlit.testing.v1 import AppTest
-
 from kpi_core import backup
 from kpi_core.access import verify_password
 from kpi_core.warehouse import Warehouse
-from tests.apptest import ROOT, ok
+from tests.apptest import ok, open_page
 
 PAGE = "pages/10_Admin.py"
 
@@ -14,14 +12,7 @@ def _open(own_file, monkeypatch, tmp_path, user="admin", lang="en"):
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'[backup]\ndir = "{(tmp_path / "backups").as_posix()}"\nkeep = 2\n')
     monkeypatch.setenv("KPI_SECRETS", str(secrets))
-    monkeypatch.setenv("KPI_WAREHOUSE", str(own_file))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = lang
-    at.session_state["user_name"] = user
-    at.run()
-    at.switch_page(PAGE).run()
-    ok(at)
-    return at
+    return open_page(PAGE, own_file, monkeypatch, lang, user)
 
 
 def test_admin_sees_tabs_adds_a_user_and_makes_a_backup(own_file, monkeypatch, tmp_path):

@@ -8,20 +8,13 @@ from datetime import date, timedelta
 from streamlit.testing.v1 import AppTest
 
 from kpi_core.warehouse import Warehouse
-from tests.apptest import ROOT, ok
+from tests.apptest import ok, open_page
 
 PAGE = "pages/8_Alerts.py"
 
 
 def open_alerts(path, monkeypatch, user: str = "admin", lang: str = "en") -> AppTest:
-    monkeypatch.setenv("KPI_WAREHOUSE", str(path))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.session_state["lang"] = lang
-    at.session_state["user_name"] = user
-    at.run()
-    at.switch_page(PAGE).run()
-    ok(at)
-    return at
+    return open_page(PAGE, path, monkeypatch, lang, user, timeout=90)
 
 
 def said(at: AppTest) -> str:

@@ -1,17 +1,14 @@
 """Pages through Streamlit's AppTest: every page runs clean, and pickers change what is shown."""
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from kpi_core import workbook
 from kpi_core.access import Scope
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.apptest import ROOT, open_page
 from tests.conftest import sales_system
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
 
 
@@ -27,17 +24,7 @@ def app_warehouse(tmp_path_factory):
 
 
 def run(page, warehouse, monkeypatch, query=None, lang="en", user="admin"):
-    monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = lang
-    at.session_state["user_name"] = user
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    if page != "app.py":
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(page, warehouse, monkeypatch, lang, user, query=query)
 
 
 def texts(at):

@@ -152,50 +152,16 @@ def test_scope_limits_writes_and_reads(sales):
 def test_open_actions_flag_overdue_against_today(sales):
     wh, cat = sales
     rev, sales_id = ids(cat, "SALES", "REV")
-    late = review.add_comment(
-        wh,
-        SYSTEM,
-        rev,
-        sales_id,
-        date(2024, 5, 1),
-        "a",
-        action="late",
-        owner="o",
-        due=date(2024, 6, 30),
-    )
-    due_today = review.add_comment(
-        wh,
-        SYSTEM,
-        rev,
-        sales_id,
-        date(2024, 6, 1),
-        "b",
-        action="today",
-        owner="o",
-        due=date(2024, 7, 1),
-    )
-    later = review.add_comment(
-        wh,
-        SYSTEM,
-        rev,
-        sales_id,
-        date(2024, 6, 1),
-        "c",
-        action="later",
-        owner="o",
-        due=date(2024, 8, 1),
-    )
-    done = review.add_comment(
-        wh,
-        SYSTEM,
-        rev,
-        sales_id,
-        date(2024, 4, 1),
-        "d",
-        action="done",
-        owner="o",
-        due=date(2024, 5, 1),
-    )
+
+    def action(month: date, text: str, what: str, due: date) -> int:
+        return review.add_comment(
+            wh, SYSTEM, rev, sales_id, month, text, action=what, owner="o", due=due
+        )
+
+    late = action(date(2024, 5, 1), "a", "late", date(2024, 6, 30))
+    due_today = action(date(2024, 6, 1), "b", "today", date(2024, 7, 1))
+    later = action(date(2024, 6, 1), "c", "later", date(2024, 8, 1))
+    done = action(date(2024, 4, 1), "d", "done", date(2024, 5, 1))
     review.close_action(wh, SYSTEM, done, "did it")
     review.add_comment(wh, SYSTEM, rev, sales_id, date(2024, 6, 1), "no action")
     acts = review.open_actions(wh, cat, SYSTEM, today=date(2024, 7, 1))

@@ -10,21 +10,13 @@ from streamlit.testing.v1 import AppTest
 from kpi_core import service
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse
-from tests.apptest import ROOT, ok
+from tests.apptest import ok, open_page
 
 PAGE = "pages/6_Targets.py"
 
 
 def open_targets(path, monkeypatch, user: str = "head_sales", lang: str = "en") -> AppTest:
-    monkeypatch.setenv("KPI_WAREHOUSE", str(path))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = lang
-    at.session_state["user_name"] = user
-    at.query_params["unit"] = "SALES"
-    at.run()
-    at.switch_page(PAGE).run()
-    ok(at)
-    return at
+    return open_page(PAGE, path, monkeypatch, lang, user, query={"unit": "SALES"})
 
 
 def edit_cells(at: AppTest, grid: str, rows: dict[int, dict[str, object]]) -> None:

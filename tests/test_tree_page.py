@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from kpi_core.catalog import load_catalog
 from kpi_core.warehouse import Warehouse
 from tests import apptest
-from tests.apptest import ok
+from tests.apptest import ok, open_page
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/5_Tree.py"
@@ -94,13 +94,7 @@ def test_depth_collapse_and_choosing_a_node(own_file, monkeypatch, cat):
 
 
 def test_a_scoped_user_sees_only_their_units(own_file, monkeypatch, cat):
-    monkeypatch.setenv("KPI_WAREHOUSE", str(own_file))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.session_state["user_name"] = "viewer_prod"
-    at.run()
-    at.switch_page(PAGE).run()
-    ok(at)
+    at = open_page(PAGE, own_file, monkeypatch, user="viewer_prod")
     assert not at.error, [e.value for e in at.error]
     prod = set(cat.descendants(cat.unit("PROD").id))
     picked = at.selectbox(key="unit_pick")

@@ -10,22 +10,13 @@ from kpi_core import review
 from kpi_core.catalog import load_catalog
 from kpi_core.service import SYSTEM
 from kpi_core.warehouse import Warehouse
-from tests.apptest import ROOT, ok, open_page
+from tests.apptest import ok, open_page
 
 PAGE = "pages/7_Trends.py"
 
 
 def open_as(warehouse, monkeypatch, *, lang="en", user="admin", query=None) -> AppTest:
-    monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = lang
-    at.session_state["user_name"] = user
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(PAGE).run()
-    ok(at)
-    return at
+    return open_page(PAGE, warehouse, monkeypatch, lang, user, query=query)
 
 
 def downloads(at) -> list[str]:
