@@ -22,6 +22,7 @@ import pandas as pd
 from kpi_core import formula
 from kpi_core.catalog import Catalog
 from kpi_core.library import AGGREGATIONS
+from kpi_core.pairs import pair_keys, select
 from kpi_core.warehouse import Warehouse
 
 Pair = tuple[int, int]  # (kpi id, unit id)
@@ -45,21 +46,11 @@ class Value:
     own: bool  # from the unit's own actuals, not from its child units
 
 
-# The pairs asked for, bound as two arrays; DuckDB pushes the join's keys down into the scan,
-# so a few pairs read only the row groups that hold them (actuals are stored in unit order).
-WANTED = """
-WITH wanted AS (SELECT unnest(?::INTEGER[]) AS kpi_id, unnest(?::INTEGER[]) AS unit_id)
-"""
-
-MONTHLY_SQL = (
-    WANTED
-    + """
+MONTHLY_SQL = """
 SELECT a.kpi_id, a.unit_id, a.period, a.value
-FROM actual a
-JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period BETWEEN ? AND ?
+FROM actual a {join}
+WHERE {match} AND a.period BETWEEN ? AND ?
 """
-)
 
 
 def base_pairs(cat: Catalog, pairs: Iterable[Pair]) -> set[Pair]:
@@ -78,12 +69,14 @@ def base_pairs(cat: Catalog, pairs: Iterable[Pair]) -> set[Pair]:
     return out
 
 
-def _fetch(wh: Warehouse, sql: str, pairs: set[Pair], first: date, last: date) -> list[tuple]:
+def _fetch(wh: Warehouse, pairs: set[Pair], first: date, last: date) -> list[tuple]:
+    """(kpi, unit, month, value) of the pairs' stored months from `first` to `last`."""
     if not pairs:
         return []
     kpi_ids, unit_ids = zip(*pairs, strict=True)
-    wanted = wanted_params(np.array(kpi_ids), np.array(unit_ids))
-    return wh.rows(sql, [*wanted, first, last])
+    got = select(wh, MONTHLY_SQL, kpi_ids, unit_ids, [first, last])
+    columns = (got["kpi_id"], got["unit_id"], got["period"].astype("datetime64[D]"), got["value"])
+    return list(zip(*(c.tolist() for c in columns), strict=True))
 
 
 def _with_fallback_units(cat: Catalog, pairs: set[Pair], found: set[Pair]) -> set[Pair]:
@@ -100,10 +93,10 @@ def monthly(
 ) -> dict[date, Values]:
     """Values of the pairs for each month of `months` (trends, sparklines)."""
     wanted = base_pairs(cat, pairs)
-    rows = _fetch(wh, MONTHLY_SQL, wanted, months[0], months[-1])
+    rows = _fetch(wh, wanted, months[0], months[-1])
     extra = _with_fallback_units(cat, wanted, {(r[0], r[1]) for r in rows})
     if extra:
-        rows += _fetch(wh, MONTHLY_SQL, extra, months[0], months[-1])
+        rows += _fetch(wh, extra, months[0], months[-1])
     per_month: dict[date, dict[Pair, Agg]] = {m: {} for m in months}
     for k, u, m, v in rows:
         per_month[m][(k, u)] = Agg(v, v, v, 1, m)
@@ -206,7 +199,7 @@ class AggTable:
     """Aggregates of stored pairs in sorted arrays: `get((kpi, unit))` by binary search."""
 
     def __init__(self, cols: dict[str, np.ndarray]):
-        keys = _keys(cols["kpi_id"], cols["unit_id"])
+        keys = pair_keys(cols["kpi_id"], cols["unit_id"])
         order = np.argsort(keys, kind="stable")
         self.keys = keys[order]
         self.cols = {k: v[order] for k, v in cols.items()}
@@ -218,7 +211,7 @@ class AggTable:
         return pos, self.keys[pos] == keys
 
     def get(self, pair: Pair) -> Agg | None:
-        pos, found = self.positions(_keys(np.array([pair[0]]), np.array([pair[1]])))
+        pos, found = self.positions(pair_keys(np.array([pair[0]]), np.array([pair[1]])))
         if not found[0]:
             return None
         i = int(pos[0])
@@ -232,66 +225,39 @@ class AggTable:
         )
 
 
-def _keys(kpi_ids: np.ndarray, unit_ids: np.ndarray) -> np.ndarray:
-    return np.asarray(kpi_ids, dtype=np.int64) << 32 | np.asarray(unit_ids, dtype=np.int64)
-
-
-_RAW_SQL = (
-    WANTED
-    + """
+_RAW_SQL = """
 SELECT a.kpi_id, a.unit_id, sum(a.value) AS total, avg(a.value) AS mean,
        arg_max(a.value, a.period) AS last, count(*) AS n, max(a.period) AS last_period
-FROM actual a
-JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period BETWEEN ? AND ?
+FROM actual a {join}
+WHERE {match} AND a.period BETWEEN ? AND ?
 GROUP BY a.kpi_id, a.unit_id
 """
-)
 
-_YEAR_SQL = (
-    WANTED
-    + """
-SELECT y.kpi_id, y.unit_id, sum(y.total) AS total, sum(y.total) / sum(y.n) AS mean,
-       arg_max(y.last, y.last_period) AS last, sum(y.n)::INTEGER AS n,
-       max(y.last_period) AS last_period
-FROM actual_year y
-JOIN wanted w ON y.kpi_id = w.kpi_id AND y.unit_id = w.unit_id
-WHERE y.year BETWEEN ? AND ?
-GROUP BY y.kpi_id, y.unit_id
+_YEAR_SQL = """
+SELECT a.kpi_id, a.unit_id, sum(a.total) AS total, sum(a.total) / sum(a.n) AS mean,
+       arg_max(a.last, a.last_period) AS last, sum(a.n)::INTEGER AS n,
+       max(a.last_period) AS last_period
+FROM actual_year a {join}
+WHERE {match} AND a.year BETWEEN ? AND ?
+GROUP BY a.kpi_id, a.unit_id
 """
-)
 
 
 # One year: the summary holds a single row per pair, so no grouping.
-_ONE_YEAR_SQL = (
-    WANTED
-    + """
-SELECT y.kpi_id, y.unit_id, y.total, y.total / y.n AS mean, y.last, y.n, y.last_period
-FROM actual_year y
-JOIN wanted w ON y.kpi_id = w.kpi_id AND y.unit_id = w.unit_id
-WHERE y.year = ?
+_ONE_YEAR_SQL = """
+SELECT a.kpi_id, a.unit_id, a.total, a.total / a.n AS mean, a.last, a.n, a.last_period
+FROM actual_year a {join}
+WHERE {match} AND a.year = ?
 """
-)
 
 
 # One month: a pair has at most one row, so no grouping either (a leaf board's usual ask).
-_ONE_MONTH_SQL = (
-    WANTED
-    + """
+_ONE_MONTH_SQL = """
 SELECT a.kpi_id, a.unit_id, a.value AS total, a.value AS mean, a.value AS last, 1 AS n,
        a.period AS last_period
-FROM actual a
-JOIN wanted w ON a.kpi_id = w.kpi_id AND a.unit_id = w.unit_id
-WHERE a.period = ?
+FROM actual a {join}
+WHERE {match} AND a.period = ?
 """
-)
-
-
-def wanted_params(kpi_ids, unit_ids) -> list[list[int]]:
-    """The two arrays `WANTED` binds, each pair once: a pair asked for twice would join twice
-    and be counted twice."""
-    keys = np.unique(_keys(kpi_ids, unit_ids))
-    return [(keys >> 32).astype(int).tolist(), (keys & 0xFFFFFFFF).astype(int).tolist()]
 
 
 def _whole_years(months: list[date]) -> bool:
@@ -303,14 +269,13 @@ def _whole_years(months: list[date]) -> bool:
 
 
 def _fetch_table(wh: Warehouse, kpi_ids, unit_ids, months: list[date]) -> dict[str, np.ndarray]:
-    pairs = wanted_params(kpi_ids, unit_ids)
     if _whole_years(months) and months[0].year == months[-1].year:
-        return wh.arrays(_ONE_YEAR_SQL, [*pairs, months[0].year])
+        return select(wh, _ONE_YEAR_SQL, kpi_ids, unit_ids, [months[0].year])
     if _whole_years(months):
-        return wh.arrays(_YEAR_SQL, [*pairs, months[0].year, months[-1].year])
+        return select(wh, _YEAR_SQL, kpi_ids, unit_ids, [months[0].year, months[-1].year])
     if len(months) == 1:
-        return wh.arrays(_ONE_MONTH_SQL, [*pairs, months[0]])
-    return wh.arrays(_RAW_SQL, [*pairs, months[0], months[-1]])
+        return select(wh, _ONE_MONTH_SQL, kpi_ids, unit_ids, [months[0]])
+    return select(wh, _RAW_SQL, kpi_ids, unit_ids, [months[0], months[-1]])
 
 
 def _stored_value(cat: Catalog, table: AggTable, code: str | None, unit_ids: np.ndarray):
@@ -318,7 +283,7 @@ def _stored_value(cat: Catalog, table: AggTable, code: str | None, unit_ids: np.
     kpi = cat.kpi_by_code.get(code or "")
     if kpi is None or AGGREGATIONS.index(kpi.aggregation) > 2 or len(table.keys) == 0:
         return None
-    pos, found = table.positions(_keys(np.full(len(unit_ids), kpi.id), unit_ids))
+    pos, found = table.positions(pair_keys(np.full(len(unit_ids), kpi.id), unit_ids))
     col = ("total", "mean", "last")[AGGREGATIONS.index(kpi.aggregation)]
     v = np.where(found, table.cols[col][pos], np.nan)
     lm = table.cols["last_period"][pos].astype("datetime64[D]")
@@ -388,7 +353,7 @@ def node_values(
     want_u = np.concatenate([unit_ids[stored], np.array(extra_u, dtype=unit_ids.dtype)])
     table = AggTable(_fetch_table(wh, want_k, want_u, months))
 
-    pos, found = table.positions(_keys(kpi_ids, unit_ids))
+    pos, found = table.positions(pair_keys(kpi_ids, unit_ids))
     c = table.cols
     fast = stored & found
     if fast.any():

@@ -37,11 +37,12 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import formula, i18n, scoring, targets
-from kpi_core.actuals import MONTHLY_SQL, base_pairs, wanted_params
+from kpi_core.actuals import MONTHLY_SQL, base_pairs
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.library import Kpi
+from kpi_core.pairs import select
 from kpi_core.periods import Period, add_months, month_of
 from kpi_core.scorecard import NodeResult
 from kpi_core.scorecard import evaluate as evaluate_scorecards
@@ -400,7 +401,7 @@ def _fetch_matrix(
     if not pairs:
         return {}
     k, u = zip(*pairs, strict=True)
-    got = wh.arrays(MONTHLY_SQL, [*wanted_params(np.array(k), np.array(u)), months[0], months[-1]])
+    got = select(wh, MONTHLY_SQL, k, u, [months[0], months[-1]])
     if len(got["kpi_id"]) == 0:
         return {}
     keys = got["kpi_id"].astype(np.int64) << 32 | got["unit_id"].astype(np.int64)

@@ -20,7 +20,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, scoring, targets
+from kpi_core import scoring, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog, Node
 from kpi_core.periods import Period
@@ -134,8 +134,7 @@ def evaluate(
     ev.direction[k_idx] = cat.kpi_columns.direction[kpi_ids]
     ev.veto_kpi[k_idx] = cat.kpi_columns.veto[kpi_ids]
 
-    value, last, _ = actuals.node_values(wh, cat, kpi_ids, unit_of, months)
-    levels = targets.node_levels(wh, cat, kpi_ids, unit_of, months, last)
+    value, last, _, levels = targets.values_and_levels(wh, cat, kpi_ids, unit_of, months)
     ev.actual[k_idx], ev.last_month[k_idx] = value, last
     for f in targets.LEVEL_FIELDS:
         ev.levels[f][k_idx] = levels[f]

@@ -124,8 +124,7 @@ def _ytd(wh: Warehouse, cat: Catalog, kpi_id: int, unit_id: int, monthly: pd.Dat
         row = {"month": ts, "actual": np.nan, **{f: np.nan for f in LEVELS}}
         if has:
             run = months_between(date(m.year, 1, 1), m)
-            value, last, _ = actuals.node_values(wh, cat, k, u, run)
-            levels = targets.node_levels(wh, cat, k, u, run, last)
+            value, _, _, levels = targets.values_and_levels(wh, cat, k, u, run)
             row["actual"] = value[0]
             row.update({f: levels[f][0] for f in LEVELS})
         rows.append(row)
@@ -165,8 +164,7 @@ def compare_units(
     kpi = cat.kpis[kpi_id]
     uid = np.array(unit_ids, dtype=np.int32)
     kid = np.full(len(uid), kpi_id, dtype=np.int32)
-    value, last, _ = actuals.node_values(wh, cat, kid, uid, months)
-    levels = targets.node_levels(wh, cat, kid, uid, months, last)
+    value, _, _, levels = targets.values_and_levels(wh, cat, kid, uid, months)
     direction = np.full(len(uid), kpi.direction, dtype=object).astype(str)
     lv = [levels[f] for f in LEVELS]
     score = scoring.scores(value, *lv, direction, ladder)

@@ -20,11 +20,12 @@ import threading
 import time
 import tomllib
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -77,6 +78,25 @@ def _plain(col: np.ndarray) -> np.ndarray:
     if kind in "iub":
         return col.astype(float).filled(np.nan) if col.mask.any() else col.data
     return np.where(col.mask, None, col.data)
+
+
+T = TypeVar("T")
+
+
+def in_background(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """Start `fn(*args)` on a thread of its own; calling the result waits for its value (and
+    raises its exception). DuckDB lets go of the GIL while a query runs, so a query started
+    here overlaps the caller's own queries and Python on the second core."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the caller, who decides
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="kpi-query", daemon=True).start()
+    return future.result
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -258,9 +278,14 @@ class Warehouse:
         with self.cursor() as cur:
             return cur.execute(sql, params or []).df()
 
-    def arrays(self, sql: str, params: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
-        """Columns as numpy arrays, NULL as NaN / NaT / None."""
+    def arrays(
+        self, sql: str, params: Sequence[Any] | None = None, tables: dict[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Columns as numpy arrays, NULL as NaN / NaT / None. `tables` (Arrow tables, frames)
+        are visible to the query by name, on its own cursor only."""
         with self.cursor() as cur:
+            for name, table in (tables or {}).items():
+                cur.register(name, table)
             columns = cur.execute(sql, params or []).fetchnumpy()
         return {name: _plain(col) for name, col in columns.items()}
 
