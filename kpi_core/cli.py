@@ -409,6 +409,7 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     refused = bool(prepared.errors) and not args.accept_invalid
     if not args.dry_run and not refused and len(prepared.rows):
         committed = intake.commit(wh, prepared, actor, accept_invalid=args.accept_invalid)
+        committed.wait_for_alerts()  # before the process ends and takes the thread with it
     cat = load_catalog(wh)
     out = intake.report(prepared, cat, committed)
     out["dry_run"] = args.dry_run

@@ -10,6 +10,7 @@ import pytest
 
 from kpi_core import service, workbook
 from kpi_core.access import Scope
+from kpi_core.ingest import intake
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.receiver import Receiver
@@ -88,6 +89,21 @@ def sales_system() -> dict[str, pd.DataFrame]:
         ]  # fmt: skip
     actuals = pd.DataFrame(actual_rows, columns=["unit", "kpi", "period", "value"])
     return {"kpis": kpis, "org_units": units, "tree": tree, "targets": targets, "actuals": actuals}
+
+
+@pytest.fixture(autouse=True)
+def commit_waits_for_alerts(monkeypatch):
+    """A commit's alert rules run after it on a thread of their own; tests read and hash the
+    warehouse right after committing, so here `intake.commit` returns once they are done
+    (pages run in AppTest included). test_alerts checks the thread itself."""
+    real = intake.commit
+
+    def commit(*args, **kwargs):
+        done = real(*args, **kwargs)
+        done.wait_for_alerts()
+        return done
+
+    monkeypatch.setattr(intake, "commit", commit)
 
 
 @pytest.fixture

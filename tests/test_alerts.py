@@ -6,6 +6,7 @@ import logging
 import math
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 
@@ -21,6 +22,8 @@ from kpi_core.ingest import intake
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
+
+COMMIT = intake.commit  # bound before conftest makes commits wait for their alert rules
 
 JUNE = date(2024, 6, 1)
 
@@ -485,6 +488,33 @@ def test_an_import_succeeds_when_alert_evaluation_fails(demo_wh, monkeypatch, ca
     assert value == (1.0,)
     assert "rule engine broke" in caplog.text and "the batch is loaded" in caplog.text
     assert demo_wh.one("SELECT count(*) FROM alert_event")[0] == before  # nothing raised
+
+
+def test_the_commit_returns_before_the_alert_rules_finish(demo_wh, monkeypatch):
+    """The analyst's commit does not wait for the rules: they run after it, on their own thread,
+    and have run once `wait_for_alerts` returns."""
+    real_run, release, started, ran = alerts.run, threading.Event(), threading.Event(), []
+
+    def slow_run(*args, **kwargs):
+        started.set()
+        assert release.wait(20), "the test never let the rules go on"
+        ran.append(real_run(*args, **kwargs))
+        return ran[-1]
+
+    monkeypatch.setattr(alerts, "run", slow_run)
+    events = "SELECT count(*), max(id) FROM alert_event"
+    before = demo_wh.one(events)
+    data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
+    prepared = intake.prepare(demo_wh, [("v.csv", data)], service.SYSTEM, today=date(2026, 11, 21))
+    committed = COMMIT(demo_wh, prepared, service.SYSTEM)  # the real one, not conftest's
+    assert started.wait(20)
+    status = demo_wh.one("SELECT status FROM batch WHERE id = ?", [committed.batch_id])
+    assert status == ("committed",) and not ran
+    assert demo_wh.one(events) == before  # nothing from the rules yet
+    release.set()
+    committed.wait_for_alerts()
+    assert len(ran) == 1 and ran[0].new  # the load's red VISITS raised something new
+    assert demo_wh.one(events) != before
 
 
 def test_an_import_pushes_its_new_alerts_in_the_background(demo_wh, receiver):

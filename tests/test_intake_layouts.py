@@ -490,6 +490,50 @@ def test_subtotal_rows_are_skipped(demo_file):
     )
 
 
+def test_plain_rows_and_everything_between_them_keep_their_places(demo_file):
+    """Runs of plain rows (a number in the value column) are read in bulk; whatever breaks a run
+    — a value written as text, a blank row, a subtotal, a second table with its columns in
+    another order — is read row by row, and every value keeps its sheet row."""
+    data = xlsx(
+        {
+            "S": [
+                ["期间", "部门", "指标", "实际值"],
+                ["2026-09", "SALES_E", "REV", 1],  # row 2
+                ["2026-09", "SALES_N", "REV", 2],
+                ["2026-09", "SALES_S", "REV", "12.5万"],  # row 4: text
+                ["2026-09", "SALES_E", "NEW_CUST", 4],
+                [None, None, None, None],
+                ["2026-09", "合计", "REV", 99],  # row 7: a subtotal with a number
+                ["2026-09", "SALES_N", "NEW_CUST", 5],  # row 8
+                ["实际值", "指标", "期间", "部门"],  # row 9: the next table, reordered
+                [6, "REV", "2026-10", "SALES_E"],
+                [7, "REV", "2026-10", "SALES_N"],  # row 11
+            ]
+        }
+    )
+    wh = Warehouse(demo_file, linger=0)
+    try:
+        prepared = intake.prepare(wh, [("runs.xlsx", data)], service.SYSTEM, today=TODAY)
+        cat = load_catalog(wh)
+    finally:
+        wh.close()
+    assert [f for f in prepared.findings if f.severity != "info"] == []
+    got = sorted(
+        (r.row, cat.kpis[r.kpi_id].code, cat.units[r.unit_id].code, f"{r.period:%Y-%m}", r.value)
+        for r in prepared.rows.itertuples()
+    )
+    assert got == [
+        (2, "REV", "SALES_E", "2026-09", 1),
+        (3, "REV", "SALES_N", "2026-09", 2),
+        (4, "REV", "SALES_S", "2026-09", 125_000),
+        (5, "NEW_CUST", "SALES_E", "2026-09", 4),
+        (8, "NEW_CUST", "SALES_N", "2026-09", 5),
+        (10, "REV", "SALES_E", "2026-10", 6),
+        (11, "REV", "SALES_N", "2026-10", 7),
+    ]
+    assert set(prepared.rows["at"]) == {"D (实际值)", "A (实际值)"}
+
+
 # --- how numbers and periods are written -----------------------------------------------------
 
 

@@ -17,13 +17,14 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, alerts, push, scoring, targets
+from kpi_core import actuals, alerts, collector, push, scoring, targets
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
@@ -31,7 +32,7 @@ from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
 from kpi_core.library import AGGREGATIONS
 from kpi_core.service import Actor
-from kpi_core.warehouse import Warehouse
+from kpi_core.warehouse import Warehouse, in_background
 
 KEY = ["kpi_id", "unit_id", "period"]
 log = logging.getLogger(__name__)
@@ -84,16 +85,24 @@ class Intake:
         return self.effects["after"].value_counts().to_dict() if len(self.effects) else {}
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Committed:
     batch_id: int | None  # None: nothing changed, nothing written
     counts: dict[str, int]
+    # The alert rules run on the loaded months after the commit, on a thread of their own, so
+    # the analyst does not wait for them; a process about to exit (the command line) waits here.
+    wait_for_alerts: Callable[[], None] = _nothing
 
 
 # Who loads and rolls back actuals (DESIGN.md §7): heads own targets, analysts own data.
 LOAD_ROLES = ("analyst", "admin")
 
 
+@collector.paused()
 def prepare(
     wh: Warehouse,
     uploads: list[tuple[str, bytes]],
@@ -166,6 +175,7 @@ def prepare(
     )  # fmt: skip
 
 
+@collector.paused()
 def check_and_diff(
     wh: Warehouse,
     cat: Catalog,
@@ -334,14 +344,16 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
             ],
         )  # fmt: skip
         _write(cur, moving, batch_id, who.name, now, f"batch {batch_id}: {intake.source}")
-    _alert_after_load(wh, who, batch_id, intake.months)
-    return Committed(batch_id, counts)
+    return Committed(
+        batch_id, counts, in_background(_alert_after_load, wh, who, batch_id, intake.months)
+    )
 
 
 def _alert_after_load(wh: Warehouse, who: Actor, batch_id: int, months: list[date]) -> None:
-    """Alert rules run on what was just loaded, and new alerts go to the push channels in the
-    background (a slow or failing receiver must not hold the analyst's page). The batch is
-    committed whatever they do: a problem is logged, never reported as a failed import."""
+    """Alert rules run on what was just loaded (after the commit, beside the page), and new
+    alerts go to the push channels on another thread (a slow or failing receiver must not hold
+    up anything). The batch is committed whatever they do: a problem is logged, never reported
+    as a failed import."""
     try:
         raised = alerts.run(wh, who, months=months).new
         if raised and any(c.enabled for c in push.channels(wh)):

@@ -20,9 +20,11 @@ The result is `Records`: raw cells with their places; validation reads them.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import chain, islice, repeat
 
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.names import Names, norm
@@ -159,36 +161,39 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
     out = Records()
     sink = _Sink(table, header, out)
     skip = bad_rows | value_merges
-    subtotal: dict[str, bool] = {}  # per distinct text: sheets repeat the same few labels
+    plain: set[str] = set()  # texts seen that are no subtotal label: sheets repeat a few
+    subtotals = _subtotal_texts(rows, header.row + 1)
     r = header.row + 1
     while r < len(rows):
+        if sink.plain_long and subtotals is not None:
+            r = sink.take_run(rows, r, skip, subtotals)
+            if r == len(rows):
+                break
         cells = rows[r]
         excel_row = r + 1
         r += 1
-        filled = [c for c in cells if c is not None]
-        if not filled or excel_row in skip:
+        kinds = set(map(type, cells))
+        kinds.discard(_NONE)
+        if not kinds or excel_row in skip:
             continue
-        lone = cells[0] if len(filled) == 1 and isinstance(cells[0], str) else None
-        if lone is not None and _section_title(lone, names, context, excel_row):
-            continue
-        # A header again starts the next stacked table; headers are all text, data rows not.
-        if all(type(c) is str for c in filled):
-            again = _header_at(rows, r - 1, names, table)
-            if again is not None and again.score >= max(2, header.score - 1):
-                header = again
-                sink = _Sink(table, header, out)
+        if str in kinds:  # rows of numbers alone are neither titles, headers nor subtotals
+            filled = [c for c in cells if c is not None]
+            lone = cells[0] if len(filled) == 1 and isinstance(cells[0], str) else None
+            if lone is not None and _section_title(lone, names, context, excel_row):
                 continue
-        is_subtotal = False
-        for c in filled[:3]:
-            if type(c) is str:
-                hit = subtotal.get(c)
-                if hit is None:
-                    hit = subtotal[c] = bool(_SUBTOTAL.match(c))
-                if hit:
-                    is_subtotal = True
-                    break
-        if not is_subtotal:
-            sink.emit(cells, excel_row, context)
+            # A header again starts the next stacked table; headers are all text, data rows not.
+            if len(kinds) == 1:
+                again = _header_at(rows, excel_row - 1, names, table)
+                if again is not None and again.score >= max(2, header.score - 1):
+                    header = again
+                    sink.flush()
+                    sink = _Sink(table, header, out)
+                    continue
+            head = filled[:3]
+            if not plain.issuperset(head) and _subtotal(head, plain):
+                continue
+        sink.emit(cells, excel_row, context)
+    sink.flush()
     if not len(out) and not any(f.severity == "error" for f in findings):
         # Say where the header is, so "nothing to load" is not a mystery (a template never
         # filled in, or values typed into a different sheet).
@@ -201,6 +206,36 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
         )  # fmt: skip
     _require_context(table, header, context, out, findings)
     return out, findings
+
+
+_NONE = type(None)
+_NUMBERS = frozenset((float, int))
+
+
+def _subtotal_texts(rows: list[list], start: int) -> set[str] | None:
+    """The subtotal labels (合计, Total …) among the cells from row `start` on; None when the
+    cells cannot be put in a set (a Parquet list column)."""
+    try:
+        distinct = set(chain.from_iterable(islice(rows, start, None)))
+    except TypeError:
+        return None
+    return {c for c in distinct if type(c) is str and _SUBTOTAL.match(c)}
+
+
+def _has_none(values: list) -> bool:
+    """By identity, at C speed (`None in values` would compare, and pd.NA refuses that)."""
+    return any(map(operator.is_, values, repeat(None)))
+
+
+def _subtotal(head: list, plain: set[str]) -> bool:
+    """Whether a row's first filled cells hold a subtotal label (合计, Total …); texts that do
+    not are remembered in `plain`."""
+    for c in head:
+        if type(c) is str and c not in plain:
+            if _SUBTOTAL.match(c):
+                return True
+            plain.add(c)
+    return False
 
 
 def _ref_row(ref: str) -> int:
@@ -404,6 +439,13 @@ class _Sink:
         self.month_cols = [(j, month, f"header {self.at[j]}", self.at[j]) for j, month in
                            header.month_cols.items()]  # fmt: skip
         self.file, self.sheet = table.file, table.label
+        self.out = out
+        # The common long sheet (period, unit, KPI and value columns): only those four cells
+        # and the row number vary, collected here and joined to the constant columns by `flush`.
+        self.plain_long = self.long and None not in (self.pc, self.uc) and self.lc is None
+        self.got: tuple[list, ...] = ([], [], [], [], [])  # row, period, unit, KPI, value
+        if self.plain_long:
+            self.emit = self._emit_plain_long
         o = out
         self.add = (
             o.file.append, o.sheet.append, o.row.append, o.period.append, o.period_at.append,
@@ -449,6 +491,65 @@ class _Sink:
                     self._add(row, month, month_at, unit, unit_at, kpi, self.at[self.kc], v,
                               value_at)  # fmt: skip
 
+    def take_run(self, rows: list[list], start: int, skip: set[int], subtotals: set[str]) -> int:
+        """Collect the plain data rows of a plain long sheet from `start` on, and return where
+        they end (the caller reads that row itself). A plain row has a number in the value
+        column, no subtotal label and is not to be skipped: it is no title, header or subtotal,
+        and it always gives a value — the checks of the general loop, done without it."""
+        width = max(self.pc, self.uc, self.kc, self.vc) + 1
+        vc, r, n = self.vc, start, len(rows)
+        while r < n:
+            cells = rows[r]
+            if (
+                len(cells) < width
+                or type(cells[vc]) not in _NUMBERS
+                or r + 1 in skip
+                or (subtotals and not subtotals.isdisjoint(cells))
+            ):
+                break
+            r += 1
+        if r > start:
+            block = rows[start:r]
+            got_rows, periods, units, kpis, values = self.got
+            got_rows.extend(range(start + 1, r + 1))
+            periods.extend([c[self.pc] for c in block])
+            units.extend([c[self.uc] for c in block])
+            kpis.extend([c[self.kc] for c in block])
+            values.extend([c[vc] for c in block])
+        return r
+
+    def _emit_plain_long(self, cells: list, row: int, ctx: _Context) -> None:
+        n = len(cells)
+        kpi = cells[self.kc] if self.kc < n else None
+        value = cells[self.vc] if self.vc < n else None
+        if kpi is None and value is None:
+            return
+        rows, periods, units, kpis, values = self.got
+        rows.append(row)
+        periods.append(cells[self.pc] if self.pc < n else None)
+        units.append(cells[self.uc] if self.uc < n else None)
+        kpis.append(kpi)
+        values.append(value)
+
+    def flush(self) -> None:
+        """Hand the rows `_emit_plain_long` collected to the records."""
+        rows, periods, units, kpis, values = self.got
+        if not rows:
+            return
+        k, o, at = len(rows), self.out, self.at
+        o.file.extend([self.file] * k)
+        o.sheet.extend([self.sheet] * k)
+        o.row.extend(rows)
+        o.period.extend(periods)
+        o.period_at.extend([at[self.pc]] * k)
+        o.unit.extend(units)
+        o.unit_at.extend([at[self.uc]] * k)
+        o.kpi.extend(kpis)
+        o.kpi_at.extend([at[self.kc]] * k)
+        o.value.extend(values)
+        o.value_at.extend([at[self.vc]] * k)
+        self.got = ([], [], [], [], [])
+
     def _add(self, row, period, period_at, unit, unit_at, kpi, kpi_at, value, value_at):
         a = self.add
         a[0](self.file)
@@ -469,11 +570,11 @@ def _require_context(table, header: _Header, ctx: _Context, out: Records, findin
     if not len(out):
         return
     missing = []
-    if any(p is None for p in out.period):
+    if _has_none(out.period):
         missing.append(
             ("period", "add a period/期间 column, or name the sheet by its month (2024-03)")
         )
-    if any(u is None for u in out.unit):
+    if _has_none(out.unit):
         missing.append(("unit", "add a unit/部门 column, or name the sheet after the unit"))
     if header.month_cols and "kpi" not in header.fields:
         missing.append(("KPI", "add a KPI/指标 column naming the KPI of each row"))

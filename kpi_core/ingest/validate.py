@@ -159,10 +159,12 @@ def check(
             "unit_id": unit_ids[ok],
             "period": stamp[ok],
             "value": values[ok],
-            "file": np.asarray(records.file, dtype=object)[ok],
-            "sheet": np.asarray(records.sheet, dtype=object)[ok],
-            "row": np.asarray(records.row, dtype=object)[ok],
-            "at": at["value"][ok],
+            # Kept as objects: inferring pandas' string type for 100,000 places costs more
+            # than the rest of the frame, and these are only read back one at a time.
+            "file": pd.Series(np.asarray(records.file, dtype=object)[ok], dtype=object),
+            "sheet": pd.Series(np.asarray(records.sheet, dtype=object)[ok], dtype=object),
+            "row": pd.Series(np.asarray(records.row, dtype=object)[ok], dtype=object),
+            "at": pd.Series(at["value"][ok], dtype=object),
         }
     )
     kept, dup_findings, conflicting = _duplicates(rows, cat)
