@@ -1,7 +1,8 @@
 """The Admin page through AppTest: users, the change log, backup and restore; admins only."""
 
-from kpi_core import backup
+from kpi_core import auth, backup, users
 from kpi_core.access import verify_password
+from kpi_core.service import SYSTEM
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ok, open_page
 
@@ -81,3 +82,21 @@ def test_a_head_is_refused(own_file, monkeypatch, tmp_path):
     assert not at.tabs
     assert any("Only admins" in i.value for i in at.info)
     assert not list(tmp_path.glob("backups/*"))
+
+
+def test_the_change_log_speaks_the_page_language(own_file, monkeypatch, tmp_path):
+    """Field words in the log are labels ("登录", "显示名称"), not the stored codes."""
+    wh = Warehouse(own_file, linger=0)
+    auth.record(wh, "analyst", "signed_in")
+    users.save_user(
+        wh, SYSTEM, "wu.fang", display_name="吴芳", role="viewer", scope=["PROD"],
+        password="pw-long-1", create=True,
+    )  # fmt: skip
+    wh.close()
+    at = _open(own_file, monkeypatch, tmp_path, lang="zh")
+    ok(at)
+    log = next(d.value for d in at.dataframe if "字段" in d.value.columns)
+    fields = set(log["字段"])
+    assert {"登录", "显示名称", "范围", "密码"} <= fields, fields
+    assert not fields & {"signed_in", "display_name", "scope", "password"}
+    assert set(log["对象"]) >= {"登录与退出", "用户"}

@@ -7,11 +7,13 @@ the core itself that the intake tests do not meet (profiles, roles, an empty war
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import pytest
 
-from kpi_core import problem_text, service
+from kpi_core import problem_text, review, service
 from kpi_core.access import Scope
+from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
 from kpi_core.ingest import files, intake, profile
 from kpi_core.problem_text import translate
@@ -300,4 +302,43 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
         wh.close()
     said = [said_in_chinese(r) for r in refusals]
     assert said[0] == "没有上传任何文件。"
+    # The role the refusal names is in Chinese too, as the Admin page shows it.
+    assert said[1] == "用户“viewer”（查看者）不能导入实际数据——这由数据分析员和管理员完成。"
+    assert said[2] == "用户“viewer”（查看者）不能撤销批次——这由数据分析员和管理员完成。"
     assert said[-2:] == ["批次 99 不存在。", "没有名为“ERP”的映射方案。目前还没有保存任何方案。"]
+
+
+def test_comment_and_action_refusals_from_the_core(sales_wh):
+    """Every refusal of review.py reaches a Chinese page in Chinese."""
+    wh = sales_wh
+    cat = load_catalog(wh)
+    kpi, unit = (
+        cat.kpi_by_code["REV"].id,
+        next(u.id for u in cat.units.values() if u.code == "SALES"),
+    )
+    viewer = service.Actor("v", "viewer", Scope.all())
+    when = date(2024, 6, 1)
+    attempts = [
+        lambda: review.add_comment(wh, viewer, kpi, unit, when, "x"),
+        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "  "),
+        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x" * 5000),
+        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x", owner="o"),
+        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x", action="a"),
+        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x", action="a", owner="o"),
+        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x", alert_id=999),
+        lambda: review.close_action(wh, service.SYSTEM, 999, "done"),
+        lambda: review.close_action(wh, service.SYSTEM, 1, " "),
+    ]
+    said = []
+    for attempt in attempts:
+        with pytest.raises(KpiError) as refused:
+            attempt()
+        said.append(said_in_chinese(str(refused.value)))
+    plain = review.add_comment(wh, service.SYSTEM, kpi, unit, when, "no action")
+    for attempt in (lambda: review.close_action(wh, service.SYSTEM, plain, "done"),):
+        with pytest.raises(KpiError) as refused:
+            attempt()
+        said.append(said_in_chinese(str(refused.value)))
+    assert said[0].startswith("用户“v”（查看者）可以查看点评")
+    assert said[1] == "点评是空的——请先填写内容。"
+    assert said[-1] == f"点评 {plain} 没有可关闭的行动。"

@@ -17,6 +17,7 @@ from kpi_core.board import Board
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, month_of
 from kpi_core.ui import PageContext
+from kpi_core.ui.upload import error_text
 from kpi_core.ui.widgets import md
 
 DUE_IN_DAYS = 14
@@ -136,7 +137,7 @@ def _add_form(
             alert_id=alert_id,
         )
     except KpiError as exc:
-        st.error(str(exc))
+        st.error(error_text(ctx, str(exc)))
         return
     # Run the page again so every count and marker of this KPI includes the new comment.
     st.session_state[f"{key}_flash"] = "rv_added"
@@ -193,7 +194,7 @@ def _close_form(ctx: PageContext, comment_id: int, key: str) -> None:
         try:
             review.close_action(ctx.wh, ctx.actor, comment_id, resolution)
         except KpiError as exc:
-            st.error(str(exc))
+            st.error(error_text(ctx, str(exc)))
             return
         st.session_state[f"{key}_flash"] = "rv_closed_ok"
         st.rerun()

@@ -87,6 +87,7 @@ def _editor(name: str, rows: pd.DataFrame, config: dict, store: dict) -> pd.Data
         column_config=config,
         hide_index=True,
         num_rows="fixed",
+        placeholder="",  # an unset phasing is blank, not "None"
         width="stretch",
         height=min(38 + 35 * len(rows), 560),
         key=f"tw_{name}_editor_{store['nonce']}",
@@ -229,7 +230,13 @@ def targets_section(
         edits, problems = planning.target_edits(ctx.wh, ctx.cat, base, edited)
     if not readonly.empty:
         st.caption(ctx.t("tw_read_only"))
-        st.dataframe(readonly[visible], column_config=config, hide_index=True, width="stretch")
+        st.dataframe(
+            readonly[visible],
+            column_config=config,
+            hide_index=True,
+            width="stretch",
+            placeholder="",
+        )
     _conflict_box(ctx, store, reload)
     if editable.empty:
         return
@@ -518,7 +525,7 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
     }  # fmt: skip
     shown = log.assign(
         entity=[_entity(ctx, e) for e in log["entity"]],
-        field=[column_label(ctx, f) if f in _LEVEL_KEYS else f for f in log["field"]],
+        field=[_field(ctx, f) for f in log["field"]],
     ).fillna("")
     st.dataframe(shown.rename(columns=labels), hide_index=True, width="stretch", height=420)
     st.download_button(
@@ -529,6 +536,18 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
         key="tw_audit_download",
         disabled=log.empty,
     )
+
+
+def _field(ctx: PageContext, field: object) -> object:
+    """An audit row's field in the page's words; a word without a label, with spaces."""
+    if not isinstance(field, str):
+        return field
+    if field in _LEVEL_KEYS:
+        return column_label(ctx, field)
+    for key in (f"tw_field_{field}", f"lib_field_{field}"):
+        if key in i18n.STRINGS:
+            return ctx.t(key)
+    return field.replace("_", " ")
 
 
 def _entity(ctx: PageContext, entity: str) -> str:
