@@ -677,6 +677,22 @@ def test_unknown_unit(demo_file):
     assert got.finding("unknown unit 'Mars office'").hint == "check the org units for its code"
 
 
+def test_every_wrong_cell_of_a_row_is_listed_at_once(demo_file):
+    """An analyst fixes a row in one go: its unknown KPI, unknown unit, impossible month and
+    text value are each listed at their own cell, not only the first."""
+    rows = [HEADER, ["2026-13", "Mars office", "REVENU", "lots"], ["2026-09", "SALES_E", "REV", 5]]
+    got = refuse(demo_file, "many.xlsx", xlsx({"S": rows}))
+    cells = sorted(
+        (f.row, f.column) for f in got.prepared.findings if f.severity == "error" and f.row == 2
+    )
+    assert cells == [(2, "A (period)"), (2, "B (unit)"), (2, "C (kpi)"), (2, "D (value)")]
+    got.finding("unknown KPI 'REVENU'")
+    got.finding("unknown unit 'Mars office'")
+    got.finding("'lots' is not a number")
+    assert got.prepared.counts["invalid"] == 1  # one value left out, however many reasons
+    assert len(got.prepared.rows) == 1
+
+
 def test_unit_outside_the_uploaders_scope(demo_file, sales_analyst):
     rows = [HEADER, ["2026-09", "PROD", "HEADCOUNT", 120], ["2026-09", "SALES_E", "REV", 1]]
     got = refuse(demo_file, "scope.xlsx", xlsx({"S": rows}), who=sales_analyst)

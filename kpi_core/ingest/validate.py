@@ -46,9 +46,14 @@ def check(
     bad = np.zeros(n, dtype=bool)
     at = {f: np.asarray(getattr(records, f + "_at"), dtype=object) for f in FIELDS}
 
-    def problem(mask: np.ndarray, field: str, message, hint, severity: str = "error") -> None:
-        """Report the records in `mask` not already refused; message/hint map an index."""
-        idx = np.flatnonzero(mask & ~bad)
+    def problem(
+        mask: np.ndarray, field: str, message, hint, severity: str = "error", *, own: bool = False
+    ) -> None:
+        """Report the records in `mask`; message/hint map an index. A check of a cell of its own
+        (`own`: the KPI, the unit, the period, whether the value is a number) is reported for
+        every record, so a row with three wrong cells shows all three at once; a check that
+        needs the others right (a value's range needs its KPI) only for records not refused."""
+        idx = np.flatnonzero(mask if own else mask & ~bad)
         if severity == "error":
             bad[idx] = True
         for i in idx[:MAX_LISTED].tolist():
@@ -78,13 +83,13 @@ def check(
     problem(kpi_ids == 0, "kpi",
             lambda i: f"unknown KPI '{raw[i]}'" if raw[i] is not None else "no KPI given",
             lambda i: names.kpi_hint(_text(raw[i])) or "check the KPI library for its code"
-            if raw[i] is not None else "fill in the KPI code or name")  # fmt: skip
+            if raw[i] is not None else "fill in the KPI code or name", own=True)  # fmt: skip
     columns = cat.kpi_columns
     is_formula = columns.aggregation[kpi_ids] == AGGREGATIONS.index("formula")
-    problem(is_formula, "kpi",
+    problem(is_formula & (kpi_ids != 0), "kpi",
             lambda i: f"'{cat.kpis[kpi_ids[i]].code}' is computed by its formula "
                       f"({cat.kpis[kpi_ids[i]].formula})",
-            lambda i: "load the KPIs it is made of instead")  # fmt: skip
+            lambda i: "load the KPIs it is made of instead", own=True)  # fmt: skip
 
     unit_code, unit_raw = pd.factorize(
         np.asarray(records.unit, dtype=object), use_na_sentinel=False
@@ -95,11 +100,12 @@ def check(
     problem(unit_ids == 0, "unit",
             lambda i: f"unknown unit '{raw_u[i]}'" if raw_u[i] is not None else "no unit given",
             lambda i: names.unit_hint(_text(raw_u[i])) or "check the org units for its code"
-            if raw_u[i] is not None else "fill in the unit code or name")  # fmt: skip
+            if raw_u[i] is not None else "fill in the unit code or name", own=True)  # fmt: skip
     allowed = np.array([u is not None and scope.allows(u.id) for u in units], dtype=bool)[unit_code]
-    problem(~allowed, "unit",
+    problem(~allowed & (unit_ids != 0), "unit",
             lambda i: f"unit '{cat.units[unit_ids[i]].code}' is outside your scope",
-            lambda i: "upload only the units you are responsible for, or ask an admin")  # fmt: skip
+            lambda i: "upload only the units you are responsible for, or ask an admin",
+            own=True)  # fmt: skip
 
     period_code, period_raw = pd.factorize(
         np.asarray(records.period, dtype=object), use_na_sentinel=False
@@ -107,7 +113,7 @@ def check(
     months = [_month(x) for x in period_raw]
     is_month = np.array([isinstance(m, date) for m in months], dtype=bool)[period_code]
     problem(~is_month, "period", lambda i: months[period_code[i]],
-            lambda i: "write the month as 2024-03, 2024年3月 or an Excel date")  # fmt: skip
+            lambda i: "write the month as 2024-03, 2024年3月 or an Excel date", own=True)  # fmt: skip
     this_month = month_of(today)
     stamp = np.array(
         [np.datetime64(m, "D") if isinstance(m, date) else np.datetime64("NaT") for m in months],
@@ -115,10 +121,11 @@ def check(
     )[period_code]
     future = is_month & (stamp > np.datetime64(this_month, "D"))
     problem(future, "period", lambda i: f"{_label(stamp[i])} is in the future",
-            lambda i: "check the period; actuals are loaded once the month has begun")  # fmt: skip
+            lambda i: "check the period; actuals are loaded once the month has begun",
+            own=True)  # fmt: skip
     closed = is_month & np.isin(stamp, np.array(sorted(locked), dtype="datetime64[D]"))
     problem(closed, "period", lambda i: f"{_label(stamp[i])} is closed",
-            lambda i: "ask an admin to reopen the month")  # fmt: skip
+            lambda i: "ask an admin to reopen the month", own=True)  # fmt: skip
 
     values, percent, not_number, blank = _numbers(records.value)
     vraw = records.value
@@ -127,7 +134,7 @@ def check(
             else f"'{vraw[i]}' is not a number",
             lambda i: "fix the cell's formula in Excel (or type the value) and save again"
             if vraw[i] in EXCEL_ERRORS
-            else "write a number such as 1250000, 12.5万, 1,234.5 or 96%")  # fmt: skip
+            else "write a number such as 1250000, 12.5万, 1,234.5 or 96%", own=True)  # fmt: skip
     bad |= blank  # a blank value is no value: nothing to load and nothing to say
     is_pct = np.zeros(len(columns.aggregation), dtype=bool)
     lo = np.full(len(columns.aggregation), np.nan)
