@@ -48,9 +48,14 @@ with guard(ctx):
 
     left, right = st.columns([1, 1])
     with left:
-        st.subheader(ctx.t("departments_ranked"))
+        # A scope below the company (a department's viewer) ranks the units below its root.
+        first = ctx.cat.units[ov.roots[0].unit_id] if ov.roots else None
+        top = first is None or first.parent_id is None
+        st.subheader(ctx.t("departments_ranked" if top else "units_below_ranked"))
         if ov.departments:
             st.altair_chart(charts.score_bars(ov.departments, ctx.cat, lang), width="stretch")
+        elif first is not None:
+            st.caption(ctx.t("ranked_none", unit=first.name(lang)))
     with right:
         st.subheader(ctx.t("freshness"))
         rows = []

@@ -106,6 +106,11 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Score = own KPIs {own:g}% + units below {units:g}%",
     ),
     "departments_ranked": ("部门得分排名", "Department scores, ranked"),
+    "units_below_ranked": ("下级组织得分排名", "Scores of the units below, ranked"),
+    "ranked_none": (
+        "{unit} 下没有自己有考核表的组织，无可排名。",
+        "No unit below {unit} has a scorecard of its own: nothing to rank.",
+    ),
     "counts": ("指标状态", "KPI status"),
     "red": ("红灯", "Red"),
     "amber": ("黄灯", "Amber"),
@@ -868,7 +873,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tr_compare_over": ("对比期间", "Over"),
     "tr_compare_last": ("最后一个月（{month}）", "Last month ({month})"),
     "tr_compare_ytd": ("{year} 年初至今", "{year} year to date"),
-    "tr_compare_none": ("没有可对比的组织数据。", "No other unit has data for this KPI."),
+    "tr_compare_none": (
+        "同级组织和下级组织中，该期间有此指标数值的不足两个，无可对比。",
+        "Fewer than two of the sibling units or of the units below have a value for this KPI in "
+        "the period: nothing to compare.",
+    ),
     "tr_latest": ("最新月份 {month}", "Latest month {month}"),
     "tr_pace": ("年累计达成率", "YTD achievement"),
     "tr_markers_note": (

@@ -107,3 +107,16 @@ def test_board_shows_comment_counts_and_the_comments_panel(app_warehouse, tmp_pa
     at.run()
     assert not at.exception
     assert "Two big orders slipped" in [t.value for t in at.text]
+
+
+def test_overview_of_a_department_viewer_ranks_what_lies_below(own_file, monkeypatch):
+    """A viewer scoped to one department sees its units below ranked, or why there are none —
+    never a heading over nothing."""
+    at = run("app.py", own_file, monkeypatch, user="viewer_prod")
+    assert not at.error, [e.value for e in at.error]
+    headings = [h.value for h in at.subheader]
+    assert "Scores of the units below, ranked" in headings
+    assert "Department scores, ranked" not in headings
+    said = [c.value for c in at.caption]
+    has_chart = any(e.type == "arrow_vega_lite_chart" for e in at.get("arrow_vega_lite_chart"))
+    assert has_chart or any("has a scorecard of its own" in c for c in said), said
