@@ -4,11 +4,13 @@ check, and the last good data kept (marked stale) while the warehouse is busy.""
 from datetime import datetime
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
-from kpi_core import screen
+from kpi_core import i18n, screen
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import WarehouseBusyError
 from kpi_core.ui.screen import Params, clip, pages, render
+from tests.apptest import ROOT, ok
 
 WALL = "wall-token-0123456789abcdef"
 SALES = "sales-token-0123456789abcdef"
@@ -158,3 +160,24 @@ def test_rotation_follows_the_clock(demo_wh):
 def test_clip_counts_wide_characters():
     assert clip("研发里程碑按期达成率", 10) == "研发里程…"
     assert clip("Revenue", 10) == "Revenue"
+
+
+def test_the_page_without_a_token(own_file, monkeypatch, tmp_path):
+    """From the sidebar, a signed-in user previews the wall over their own scope; a browser
+    with neither a session user nor a token (a wall not set up yet) is told how to set one."""
+    monkeypatch.setenv("KPI_WAREHOUSE", str(own_file))
+    monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "no-secrets.toml"))
+
+    def html(user: str | None) -> str:
+        at = AppTest.from_file(str(ROOT / "pages/9_Big_Screen.py"), default_timeout=60)
+        at.query_params["lang"] = "en"
+        if user:
+            at.session_state["user_name"] = user
+        at.run()
+        ok(at)
+        return "".join(h.proto.body for h in at.get("html"))
+
+    preview = html("head_sales")
+    assert "bs-slide" in preview and "Sales" in preview
+    assert i18n.t("bs_not_set_up", "en") not in preview
+    assert i18n.t("bs_not_set_up", "en") in html(None)

@@ -20,9 +20,11 @@ from html import escape
 import streamlit as st
 
 from kpi_core import i18n, screen
-from kpi_core.catalog import load_catalog
+from kpi_core.catalog import load_catalog, load_user
+from kpi_core.errors import NotFoundError
 from kpi_core.problem_text import translate
 from kpi_core.screen import SLIDES, KioskError, ScreenData, Snapshot
+from kpi_core.ui import signin
 from kpi_core.warehouse import resolve_path
 
 BG = "#0b0f14"
@@ -454,6 +456,25 @@ def snapshot(params: Params, name: str, codes: tuple[str, ...]) -> Snapshot:
     )
 
 
+def _signed_in_scope() -> tuple[str, tuple[str, ...]] | None:
+    """(screen name, unit codes) for a user who opened the screen from the sidebar, signed in
+    in this session: the wall previewed over their own scope. A wall itself has no session and
+    uses a token."""
+    user_name = st.session_state.get(signin.USER)
+    if not user_name:
+        return None
+    from kpi_core.ui import _warehouse
+
+    wh = _warehouse(resolve_path())
+    try:
+        user = load_user(wh, user_name)
+    except NotFoundError:
+        return None
+    cat = load_catalog(wh)
+    roots = cat.scope_roots(cat.scope_for(user))
+    return user.display_name, tuple(cat.units[u].code for u in roots)
+
+
 def main() -> None:
     params = read_params(st.query_params)
     st.set_page_config(
@@ -463,11 +484,15 @@ def main() -> None:
         initial_sidebar_state="collapsed",
     )
     st.html(CSS)
-    try:
-        name, codes = screen.kiosk_scope(params.token)
-    except KioskError as exc:
-        st.html(not_set_up(params.lang, translate(str(exc), params.lang)))
-        return
+    mine = None if params.token else _signed_in_scope()
+    if mine is not None:
+        name, codes = mine
+    else:
+        try:
+            name, codes = screen.kiosk_scope(params.token)
+        except KioskError as exc:
+            st.html(not_set_up(params.lang, translate(str(exc), params.lang)))
+            return
     # The clock shows minutes and the slide changes every `rotate` seconds: run often enough
     # for both, and never more than the refresh (runs between refreshes read the cache).
     tick = min(params.rotate, params.refresh, 10)
