@@ -87,7 +87,7 @@ def test_a_head_is_refused(own_file, monkeypatch, tmp_path):
 def test_the_change_log_speaks_the_page_language(own_file, monkeypatch, tmp_path):
     """Field words in the log are labels ("登录", "显示名称"), not the stored codes."""
     wh = Warehouse(own_file, linger=0)
-    auth.record(wh, "analyst", "signed_in")
+    auth.record(wh, "analyst", "signed_in", "sso")
     users.save_user(
         wh, SYSTEM, "wu.fang", display_name="吴芳", role="viewer", scope=["PROD"],
         password="pw-long-1", create=True,
@@ -100,3 +100,4 @@ def test_the_change_log_speaks_the_page_language(own_file, monkeypatch, tmp_path
     assert {"登录", "显示名称", "范围", "密码"} <= fields, fields
     assert not fields & {"signed_in", "display_name", "scope", "password"}
     assert set(log["对象"]) >= {"登录与退出", "用户"}
+    assert {"单点登录", "已设置"} <= set(log["新值"])  # how they signed in; a password was set

@@ -131,8 +131,10 @@ def backup_section(ctx: PageContext) -> None:
         for key in ("ad_restore_sure", "ad_pick_backup"):
             st.session_state.pop(key, None)
     conf = backup.settings(ctx.wh)
-    keep = str(conf.keep) if conf.keep else ctx.t("ad_keep_all")
-    st.caption(ctx.t("ad_backup_dir", dir=str(conf.directory), keep=keep))
+    if conf.keep:
+        st.caption(ctx.t("ad_backup_dir", dir=str(conf.directory), keep=conf.keep))
+    else:
+        st.caption(ctx.t("ad_backup_dir_all", dir=str(conf.directory)))
     if st.button(ctx.t("ad_backup_now"), key="ad_backup_now", type="primary"):
         done = backup.backup(ctx.wh, conf.directory, ctx.actor, keep=conf.keep)
         st.session_state["ad_last_backup"] = str(done.path)

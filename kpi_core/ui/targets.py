@@ -526,6 +526,8 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
     shown = log.assign(
         entity=[_entity(ctx, e) for e in log["entity"]],
         field=[_field(ctx, f) for f in log["field"]],
+        old=[_word(ctx, v) for v in log["old"]],
+        new=[_word(ctx, v) for v in log["new"]],
     ).fillna("")
     st.dataframe(shown.rename(columns=labels), hide_index=True, width="stretch", height=420)
     st.download_button(
@@ -548,6 +550,13 @@ def _field(ctx: PageContext, field: object) -> object:
         if key in i18n.STRINGS:
             return ctx.t(key)
     return field.replace("_", " ")
+
+
+def _word(ctx: PageContext, value: object) -> object:
+    """An old/new value that is one of the core's words (a sign-in's method, a batch's status)
+    in the page's words; anything else as it is."""
+    key = f"tw_word_{value}"
+    return ctx.t(key) if isinstance(value, str) and key in i18n.STRINGS else value
 
 
 def _entity(ctx: PageContext, entity: str) -> str:
