@@ -180,6 +180,8 @@ def score_bars(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
         ],
         columns=["unit", "score", "status", "label"],
     )
+    # Ranked here, best first and units without a score last, whoever calls.
+    df = df.sort_values("score", ascending=False, na_position="last", kind="stable")
     order = df["unit"].tolist()
     y = alt.Y("unit:N", sort=order, title=None, axis=alt.Axis(labelLimit=200))
     bars = (
@@ -195,12 +197,14 @@ def score_bars(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
     labels = bars.mark_text(align="left", dx=4, fontSize=13).encode(
         text="label:N", color=alt.value("#333")
     )
+    # A white outline under each label keeps the 60/100 rules from running through it.
+    halo = labels.mark_text(align="left", dx=4, fontSize=13, stroke="white", strokeWidth=4)
     rules = (
         alt.Chart(pd.DataFrame({"x": [60, 100]}))
         .mark_rule(strokeDash=[4, 3], color="#666")
         .encode(x="x:Q")
     )
-    return (bars + labels + rules).properties(height={"step": 34})
+    return (rules + bars + halo + labels).properties(height={"step": 34})
 
 
 # Shared by the KPI tree's trend and the Trends page.

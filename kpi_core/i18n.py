@@ -1228,7 +1228,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "al_settings_bad": ("参数不是有效的 JSON 对象。", "The settings are not a JSON object."),
     "al_rule_saved": ("规则已保存。", "Rule saved."),
-    "al_badge": ("{n} 条预警", "{n} alert(s)"),
+    "al_badge": ("{n} 条预警", "{n} alerts"),
+    "al_badge_one": ("1 条预警", "1 alert"),
     "bs_title": ("经营大屏", "KPI wall"),
     "bs_not_set_up": ("此屏幕尚未设置", "This screen is not set up"),
     "bs_setup_hint": (

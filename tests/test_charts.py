@@ -47,7 +47,13 @@ def test_score_bars_rank_and_label(sales_wh):
 
     res = evaluate(sales_wh, cat, SYSTEM.scope, [cat.unit("CO").id], parse_period("2024"))
     units = [n for _, n in res[cat.unit("CO").id].unit_children()]
+    # Given worst first, drawn best first: the chart ranks whatever order it is handed.
+    units.sort(key=lambda n: n.score or 0)
     spec = charts.score_bars(units, cat, "en").to_dict()
-    data = layer_data(spec, 0)
+    marks = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert marks == ["rule", "bar", "text", "text"]  # rules under the bars, labels on top
+    data = layer_data(spec, 1)
     assert [r["unit"] for r in data] == ["Sales", "Production"]
+    assert spec["layer"][1]["encoding"]["y"]["sort"] == ["Sales", "Production"]
     assert all(r["label"].endswith(("●", "▲", "■")) for r in data)
+    assert spec["layer"][2]["mark"]["stroke"] == "white"  # the halo under each label
