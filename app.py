@@ -43,7 +43,13 @@ with guard(ctx):
                 st.caption(ctx.t("score_mix", own=own, units=below))
         for col, key in zip(cols[1:], ("red", "amber", "green"), strict=False):
             col.metric(i18n.status_label(key, lang), ov.counts[key])
-        cols[4].metric(f"⚠ {ctx.t('at_risk')}", ov.at_risk)
+        # In a year the lights already are the year-to-date pace: nothing can fall behind them.
+        yearly = period.grain == "Y"
+        cols[4].metric(
+            f"⚠ {ctx.t('at_risk')}",
+            "—" if yearly else ov.at_risk,
+            help=ctx.t("at_risk_year_help") if yearly else None,
+        )
         st.caption(f"{ctx.t('coverage')}: {(root.coverage or 0) * 100:.0f}%")
 
     left, right = st.columns([1, 1])
@@ -98,4 +104,11 @@ with guard(ctx):
                     ctx.t("owner"): kpi.owner or "—",
                 }
             )
-        st.dataframe(rows, hide_index=True, width="stretch", height="content")
+        st.dataframe(
+            rows,
+            hide_index=True,
+            width="stretch",
+            height="content",
+            # "At risk (forecast to miss)" is the longest status: room for it whole.
+            column_config={ctx.t("status"): st.column_config.Column(width="medium")},
+        )

@@ -117,6 +117,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "green": ("绿灯", "Green"),
     "grey": ("无数据", "No data"),
     "at_risk": ("预警（预计未达标）", "At risk"),
+    "at_risk_year_help": (
+        "按年查看时，灯色已是年初至今的进度，不另计“预计未达标”；请按月或季度查看。",
+        "In a year view the lights already are the year-to-date pace, so nothing is counted as "
+        "at risk apart from them; look at a month or a quarter.",
+    ),
     "top_alerts": ("重点关注", "Top alerts"),
     "owner": ("责任人", "Owner"),
     "freshness": ("数据更新情况", "Data freshness"),

@@ -622,8 +622,8 @@ def history_section(
             st.info(ctx.t(f"{prefix}_no_history"))
             return
         # Fits a laptop screen: the columns add up to a little under the page's width.
-        widths = {"batch": 45, "when": 115, "who": 60, "kind": 75, "source": 120, "files": 120,
-                  "months": 110, "rows": 55, "summary": 190, "status": 75}  # fmt: skip
+        widths = {"batch": 40, "when": 115, "who": 60, "kind": 82, "source": 100, "files": 100,
+                  "months": 75, "rows": 62, "summary": 170, "status": 66}  # fmt: skip
         st.dataframe(
             history_frame(df, ctx.lang),
             hide_index=True,
