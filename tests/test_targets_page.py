@@ -144,7 +144,7 @@ def test_weights_are_checked_live_and_saved(own_file, monkeypatch):
     edit_cells(at, "weights", {0: {"weight": 50}, 1: {"weight": 15}})
     assert "合计为" not in texts(at)
     save(at, "weights", "聚焦收入", date(2026, 12, 1))
-    assert "已保存 1 组权重（2 个单元格），自 2026-12 起生效。" in texts(at)
+    assert "已保存 1 组权重（2 个单元格），自 2026年12月 起生效。" in texts(at)
     wh = Warehouse(own_file, linger=0)
     rows = wh.rows(
         """SELECT weight, valid_from, changed_by FROM tree_edge e JOIN org_unit u

@@ -135,7 +135,7 @@ def _kpi_name(ctx: PageContext, kpi_id: object) -> str:
 def _label(ctx: PageContext, row: pd.Series) -> str:
     unit = ctx.cat.units[int(row["unit_id"])].name(ctx.lang)
     what = _kpi_name(ctx, row["kpi_id"])
-    return f"#{row['id']} · {_kind(ctx, row['kind'])} · {unit} · {what} · {row['period_label']}"
+    return f"#{row['id']} · {_kind(ctx, row['kind'])} · {unit} · {what} · {i18n.period_label(row['period_label'], ctx.lang)}"
 
 
 def _detail(ctx: PageContext, row: pd.Series) -> None:

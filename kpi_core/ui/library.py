@@ -414,7 +414,9 @@ def place_section(ctx: PageContext, code: str | None) -> None:
             ctx.t("lib_place_unit"), units, format_func=label, key="lib_place_unit", width=420
         )
         unit = ctx.cat.units[unit_id].code
-        st.caption(ctx.t("lib_place_help", unit=unit, month=f"{month:%Y-%m}"))
+        st.caption(
+            ctx.t("lib_place_help", unit=unit, month=i18n.period_label(f"{month:%Y-%m}", ctx.lang))
+        )
         if done := st.session_state.pop("lib_place_done", None):
             st.success(done)
         current = definitions.children_of(ctx.cat, unit, None, month)

@@ -142,7 +142,7 @@ def _save(ctx: PageContext, name: str, save, store: dict, load, keys, reason, ef
     else:
         st.session_state[f"tw_{name}_done"] = ctx.t(
             f"tw_saved_{name}", rows=saved.rows, cells=saved.cells,
-            month=f"{month_of(effective):%Y-%m}",
+            month=i18n.period_label(f"{month_of(effective):%Y-%m}", ctx.lang),
         )  # fmt: skip
         st.session_state.pop(f"tw_{name}_reason", None)
         _reload(store, load(), keys, {})
@@ -242,7 +242,9 @@ def targets_section(
         return
     effective, reason, clicked = _save_form(ctx, "targets", bool(edits))
     if latest_data is not None:
-        st.caption(ctx.t("tw_data_through", month=f"{latest_data:%Y-%m}"))
+        st.caption(
+            ctx.t("tw_data_through", month=i18n.period_label(f"{latest_data:%Y-%m}", ctx.lang))
+        )
     problems += planning.check_targets(ctx.wh, ctx.cat, ctx.actor, edits, effective)
     _changes_table(ctx, base, edits, problems)
     if clicked:
