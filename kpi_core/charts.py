@@ -309,8 +309,12 @@ def level_bands(
     # The whole range, first month's start to last month's end, whatever has data.
     first, stop = df["month"].min(), df["end"].max()
     domain = [alt.DateTime(year=d.year, month=d.month, date=1) for d in (first, stop)]
-    x = alt.X("start:T", axis=_MONTH, scale=alt.Scale(domain=domain))
-    x_mid = alt.X("mid:T", axis=_MONTH, scale=alt.Scale(domain=domain))
+    # Ticks in the middle of each month, under its point, rather than at month boundaries
+    # (which put a label past the last month); Vega drops those that would overlap.
+    ticks = [alt.DateTime(year=m.year, month=m.month, date=m.day, hours=m.hour) for m in df["mid"]]
+    axis = alt.Axis(format="%Y-%m", title=None, labelAngle=-40, values=ticks)
+    x = alt.X("start:T", axis=axis, scale=alt.Scale(domain=domain))
+    x_mid = alt.X("mid:T", axis=axis, scale=alt.Scale(domain=domain))
 
     def y(field: str) -> alt.Y:
         return alt.Y(
