@@ -218,7 +218,6 @@ SERIES_COLORS = {
 }
 _LAST_YEAR_COLOR = "#8d99ae"
 _COMMENT_COLOR = "#6a3d9a"
-_MONTH = alt.Axis(format="%Y-%m", title=None, labelAngle=-40)
 
 
 def value_axis(kpi: Kpi, title: str | None = None, lang: str = "en") -> alt.Axis:
