@@ -1227,11 +1227,72 @@ STRINGS: dict[str, tuple[str, str]] = {
     "al_action_closed": ("行动已关闭。", "Action closed."),
     "al_enabled": ("启用", "Enabled"),
     "al_settings": ("参数", "Settings"),
-    "al_settings_help": (
-        'JSON，只改需要改的参数，例如 {"grace_days": 7}。',
-        'JSON; change only what you need, e.g. {"grace_days": 7}.',
+    "al_yes": ("是", "yes"),
+    "al_no": ("否", "no"),
+    "al_param_red": ("红灯的级别", "Severity of a red light"),
+    "al_param_red_help": (
+        "指标亮红灯时预警的级别。",
+        "The severity of the alert when a KPI is red.",
     ),
-    "al_settings_bad": ("参数不是有效的 JSON 对象。", "The settings are not a JSON object."),
+    "al_param_amber": ("黄灯的级别", "Severity of an amber light"),
+    "al_param_amber_help": (
+        "指标亮黄灯时预警的级别。",
+        "The severity of the alert when a KPI is amber.",
+    ),
+    "al_param_severity": ("级别", "Severity"),
+    "al_param_severity_help": ("此类预警的级别。", "The severity of alerts of this kind."),
+    "al_param_trend_months": ("趋势月数", "Months for the trend"),
+    "al_param_trend_months_help": (
+        "非求和指标按最近多少个月拟合趋势来预测年末。",
+        "How many recent months the trend of a non-sum KPI is fitted on to forecast the year end.",
+    ),
+    "al_param_min_points": ("最少数据月数", "Fewest months with data"),
+    "al_param_min_points_help": (
+        "有数据的月份少于此数时不做预测。",
+        "With fewer months of data, no forecast is made.",
+    ),
+    "al_param_phased": ("按分解方案折算", "Follow the phasing"),
+    "al_param_phased_help": (
+        "求和指标的年化按已过月份的分解占比折算，淡季不被误判为未达标；关闭则按 年累计 ÷ 月数 × 12。",
+        "A sum KPI's run-rate divides by the phased share of the months gone, so quiet seasons "
+        "do not look like a miss; off: year to date ÷ months × 12.",
+    ),
+    "al_param_threshold": ("异常阈值（稳健 z）", "Anomaly threshold (robust z)"),
+    "al_param_threshold_help": (
+        "数值偏离自身历史的稳健 z 值达到此数即为异常（低级别）。",
+        "A value whose robust z against its own history reaches this is an anomaly (low).",
+    ),
+    "al_param_medium_z": ("中级别阈值（稳健 z）", "Medium severity from (robust z)"),
+    "al_param_medium_z_help": (
+        "稳健 z 值达到此数时异常的级别为中。",
+        "At or above this robust z an anomaly is medium.",
+    ),
+    "al_param_years": ("参照年数", "Years looked back"),
+    "al_param_years_help": (
+        "与往年同月比较时看多少年。",
+        "How many earlier years of the same month are compared.",
+    ),
+    "al_param_min_years": ("最少参照年数", "Fewest years"),
+    "al_param_min_years_help": (
+        "往年同月少于此数时，改以最近 12 个月为参照。",
+        "With fewer earlier years, the last 12 months are the reference instead.",
+    ),
+    "al_param_min_history": ("最少参照月数", "Fewest months of history"),
+    "al_param_min_history_help": (
+        "参照月份少于此数时不做判断。",
+        "With fewer months in the reference, no judgement.",
+    ),
+    "al_param_mad_floor": ("MAD 下限（占中位数）", "MAD floor (share of the median)"),
+    "al_param_mad_floor_help": (
+        "历史值完全相同时 MAD 为 0，任何变化都会显得无限异常；MAD 至少取中位数绝对值的这一比例。",
+        "A history of identical values has a MAD of 0, making any change infinitely anomalous: "
+        "the MAD is at least this share of the median's size.",
+    ),
+    "al_param_grace_days": ("宽限天数", "Days of grace"),
+    "al_param_grace_days_help": (
+        "月末后过多少天仍无数据才提示未更新。",
+        "Days after a month's end before its missing actuals are flagged.",
+    ),
     "al_rule_saved": ("规则已保存。", "Rule saved."),
     "al_badge": ("{n} 条预警", "{n} alerts"),
     "al_badge_one": ("1 条预警", "1 alert"),

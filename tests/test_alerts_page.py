@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from streamlit.testing.v1 import AppTest
 
+from kpi_core import alerts
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ok, open_page
 
@@ -81,3 +82,28 @@ def test_viewers_read_only_and_chinese(own_file, monkeypatch):
     table = viewer.dataframe[0].value
     assert set(table["组织"]) <= {"生产部", "一号线（数控加工）", "二号线（精密装配）"}
     assert [t.label for t in viewer.tabs][:4] == ["预警列表", "复盘行动", "推送设置", "预警规则"]
+
+
+def test_an_admin_changes_a_rule_through_typed_fields(own_file, monkeypatch):
+    """Settings are labelled fields (a number, a severity, a switch), not JSON to type; the table
+    reads in the page's language; what is saved is what the rules then use."""
+    at = open_alerts(own_file, monkeypatch, lang="zh")
+    rules_table = next(d.value for d in at.dataframe if "参数" in d.value.columns)
+    stale = rules_table.loc[rules_table["类型"] == "数据未更新", "参数"].iloc[0]
+    assert stale == "宽限天数: 5; 级别: ▲ 中", stale
+    assert not [t for t in at.text_area if t.key.startswith("al_rp")]  # no JSON box
+    at.selectbox(key="al_rk").select("stale").run()
+    at.number_input(key="al_rp_stale_grace_days").set_value(9)
+    at.selectbox(key="al_rp_stale_severity").select("high")
+    at.button(key="al_rule_save").click().run()
+    ok(at)
+    assert not at.error, [e.value for e in at.error]
+    wh = Warehouse(own_file, linger=0)
+    try:
+        rule = alerts.load_rules(wh).stale
+    finally:
+        wh.close()
+    assert (rule.grace_days, rule.severity, rule.enabled) == (9, "high", True)
+    # Below the bounds the field refuses the value instead of the rule taking it.
+    at.selectbox(key="al_rk").select("at_risk").run()
+    assert at.number_input(key="al_rp_at_risk_min_points").min == 2

@@ -6,8 +6,6 @@ The work is in `kpi_core.alerts`, `kpi_core.review` and `kpi_core.push`; this mo
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
@@ -222,6 +220,53 @@ def actions_section(ctx: PageContext) -> None:
             st.rerun()
 
 
+# A rule's settings by type: severities are picked, numbers typed within sensible bounds.
+_MIN = {"trend_months": 2, "min_points": 2, "years": 1, "min_years": 1, "min_history": 2}
+
+
+def _setting_text(ctx: PageContext, name: str, value: object) -> str:
+    if isinstance(value, bool):
+        shown = ctx.t("al_yes") if value else ctx.t("al_no")
+    elif name in _SEVERITY_FIELDS:
+        shown = _severity(ctx, str(value)).strip()
+    else:
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{ctx.t(f'al_param_{name}')}: {shown}"
+
+
+_SEVERITY_FIELDS = ("red", "amber", "severity")
+
+
+def _setting_input(ctx: PageContext, kind: str, name: str, value: object) -> object:
+    label, help_ = ctx.t(f"al_param_{name}"), ctx.t(f"al_param_{name}_help")
+    key = f"al_rp_{kind}_{name}"
+    if isinstance(value, bool):
+        return st.toggle(label, value=value, help=help_, key=key)
+    if name in _SEVERITY_FIELDS:
+        options = list(alerts.SEVERITIES)
+        return st.selectbox(
+            label, options, index=options.index(value), help=help_, key=key,
+            format_func=lambda s: _severity(ctx, s),
+        )  # fmt: skip
+    if isinstance(value, int):
+        return int(
+            st.number_input(
+                label, min_value=_MIN.get(name, 0), value=value, step=1, help=help_, key=key
+            )  # fmt: skip
+        )
+    return float(
+        st.number_input(
+            label,
+            min_value=0.0,
+            value=float(value),
+            step=0.1 if value >= 1 else 0.005,
+            format="%g",
+            help=help_,
+            key=key,
+        )  # fmt: skip
+    )
+
+
 def rules_section(ctx: PageContext) -> None:
     """The rules with their settings; admins switch them on or off and change settings."""
     rules = alerts.load_rules(ctx.wh)
@@ -233,7 +278,9 @@ def rules_section(ctx: PageContext) -> None:
             {
                 ctx.t("al_kind"): _kind(ctx, kind),
                 ctx.t("al_enabled"): rule.enabled,
-                ctx.t("al_settings"): json.dumps(params, ensure_ascii=False),
+                ctx.t("al_settings"): "; ".join(
+                    _setting_text(ctx, k, v) for k, v in params.items()
+                ),
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
@@ -243,21 +290,15 @@ def rules_section(ctx: PageContext) -> None:
         ctx.t("al_kind"), list(alerts.KINDS), format_func=lambda k: _kind(ctx, k), key="al_rk"
     )
     rule = getattr(rules, kind)
-    enabled = st.toggle(ctx.t("al_enabled"), value=rule.enabled, key=f"al_re_{kind}")
-    text = st.text_area(
-        ctx.t("al_settings"),
-        value=json.dumps({k: v for k, v in vars(rule).items() if k != "enabled"}, indent=1),
-        key=f"al_rp_{kind}",
-        help=ctx.t("al_settings_help"),
-    )
-    if st.button(ctx.t("tw_save"), key="al_rule_save"):
-        try:
-            params = json.loads(text or "{}")
-            if not isinstance(params, dict):
-                raise ValueError
-        except ValueError:
-            st.error(ctx.t("al_settings_bad"))
-            return
+    with st.form(f"al_rule_{kind}", border=True):
+        enabled = st.toggle(ctx.t("al_enabled"), value=rule.enabled, key=f"al_re_{kind}")
+        params = {
+            name: _setting_input(ctx, kind, name, value)
+            for name, value in vars(rule).items()
+            if name != "enabled"
+        }
+        saved = st.form_submit_button(ctx.t("tw_save"), key="al_rule_save")
+    if saved:
         try:
             alerts.save_rule(ctx.wh, ctx.actor, kind, enabled=enabled, params=params)
         except alerts.AlertError as exc:
