@@ -90,7 +90,7 @@ def test_an_admin_changes_a_rule_through_typed_fields(own_file, monkeypatch):
     at = open_alerts(own_file, monkeypatch, lang="zh")
     rules_table = next(d.value for d in at.dataframe if "参数" in d.value.columns)
     stale = rules_table.loc[rules_table["类型"] == "数据未更新", "参数"].iloc[0]
-    assert stale == "宽限天数: 5; 级别: ▲ 中", stale
+    assert stale == "宽限天数：5；级别：▲ 中", stale
     assert not [t for t in at.text_area if t.key.startswith("al_rp")]  # no JSON box
     at.selectbox(key="al_rk").select("stale").run()
     at.number_input(key="al_rp_stale_grace_days").set_value(9)

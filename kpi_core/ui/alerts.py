@@ -231,7 +231,7 @@ def _setting_text(ctx: PageContext, name: str, value: object) -> str:
         shown = _severity(ctx, str(value)).strip()
     else:
         shown = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{ctx.t(f'al_param_{name}')}: {shown}"
+    return f"{ctx.t(f'al_param_{name}')}{'：' if ctx.lang == 'zh' else ': '}{shown}"
 
 
 _SEVERITY_FIELDS = ("red", "amber", "severity")
@@ -278,7 +278,7 @@ def rules_section(ctx: PageContext) -> None:
             {
                 ctx.t("al_kind"): _kind(ctx, kind),
                 ctx.t("al_enabled"): rule.enabled,
-                ctx.t("al_settings"): "; ".join(
+                ctx.t("al_settings"): ("；" if ctx.lang == "zh" else "; ").join(
                     _setting_text(ctx, k, v) for k, v in params.items()
                 ),
             }
