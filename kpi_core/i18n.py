@@ -697,6 +697,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_high": ("上限", "High"),
     "tw_tolerance": ("容差", "Tolerance"),
     "tw_phasing": ("分解方式", "Phasing"),
+    "tw_phasing_even": ("均匀分解", "even"),
     "tw_phasing_help": (
         "累计型（sum）指标的年度/季度目标按此分解到各月：even 为平均，其余为季节性分解方案。",
         "How a sum KPI's yearly or quarterly target is spread over months: even, or a seasonal "

@@ -18,6 +18,7 @@ import streamlit as st
 from kpi_core import definitions, export, i18n, service, workbook
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, Problem, ValidationError, WarehouseBusyError
+from kpi_core.ingest import files
 from kpi_core.library import AGGREGATIONS, DIRECTIONS, PERSPECTIVES
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
@@ -508,7 +509,11 @@ def transfer_section(ctx: PageContext) -> None:
         if done := st.session_state.pop("lib_import_done", None):
             st.success(done)
         file = st.file_uploader(
-            ctx.t("lib_import_file"), type=["xlsx", "xlsm", "xls"], key=f"lib_import_file_{gen}"
+            ctx.t("lib_import_file"),
+            type=["xlsx", "xlsm", "xls"],
+            key=f"lib_import_file_{gen}",
+            # The same limit as monthly uploads: a KPI-system workbook is far smaller.
+            max_upload_size=max(1, math.ceil(files.Limits.configured().max_bytes / 2**20)),
         )
         if file is None:
             return

@@ -207,7 +207,11 @@ def targets_section(
             for f in levels
         },
         "phasing": st.column_config.SelectboxColumn(
-            ctx.t("tw_phasing"), options=profiles, help=ctx.t("tw_phasing_help")
+            ctx.t("tw_phasing"),
+            options=profiles,
+            help=ctx.t("tw_phasing_help"),
+            # The built-in even split in words; a profile of the KPI system by its name.
+            format_func=lambda p: ctx.t("tw_phasing_even") if p == "even" else p,
         ),
         "applies": st.column_config.TextColumn(
             ctx.t("tw_applies"), disabled=True, help=ctx.t("tw_applies_help")
