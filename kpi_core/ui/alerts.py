@@ -113,7 +113,17 @@ def alerts_section(ctx: PageContext, chosen: dict[str, list]) -> None:
             ctx.t("al_raised"): table["raised_at"],
         }
     )
-    st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 420))
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(shown), 420),
+        # "▲ medium" whole; the message takes the room that is left.
+        column_config={
+            ctx.t("al_severity"): st.column_config.Column(width=90),
+            ctx.t("al_message"): st.column_config.Column(width="large"),
+        },
+    )
     ids = list(table["id"])
     pick = st.selectbox(
         ctx.t("al_pick"),
