@@ -143,7 +143,8 @@ def _kpi_name(ctx: PageContext, kpi_id: object) -> str:
 def _label(ctx: PageContext, row: pd.Series) -> str:
     unit = ctx.cat.units[int(row["unit_id"])].name(ctx.lang)
     what = _kpi_name(ctx, row["kpi_id"])
-    return f"#{row['id']} · {_kind(ctx, row['kind'])} · {unit} · {what} · {i18n.period_label(row['period_label'], ctx.lang)}"
+    month = i18n.period_label(row["period_label"], ctx.lang)
+    return f"#{row['id']} · {_kind(ctx, row['kind'])} · {unit} · {what} · {month}"
 
 
 def _detail(ctx: PageContext, row: pd.Series) -> None:
@@ -232,6 +233,7 @@ def actions_section(ctx: PageContext) -> None:
 
 # A rule's settings by type: severities are picked, numbers typed within sensible bounds.
 _MIN = {"trend_months": 2, "min_points": 2, "years": 1, "min_years": 1, "min_history": 2}
+_SEVERITY_FIELDS = ("red", "amber", "severity")
 
 
 def _setting_text(ctx: PageContext, name: str, value: object) -> str:
@@ -242,9 +244,6 @@ def _setting_text(ctx: PageContext, name: str, value: object) -> str:
     else:
         shown = f"{value:g}" if isinstance(value, float) else str(value)
     return f"{ctx.t(f'al_param_{name}')}{'：' if ctx.lang == 'zh' else ': '}{shown}"
-
-
-_SEVERITY_FIELDS = ("red", "amber", "severity")
 
 
 def _setting_input(ctx: PageContext, kind: str, name: str, value: object) -> object:
