@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kpi_core import formula, workbook
+from kpi_core import workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.periods import Period
@@ -29,7 +29,6 @@ def _visible_kpis(wh: Warehouse, cat, scope: Scope, unit_ids: list[int]) -> list
             [unit_ids, unit_ids],
         )
     }
-    by_code = {k.code: k for k in cat.kpis.values()}
     todo = [cat.kpis[k] for k in used if k in cat.kpis]
     seen: dict[str, object] = {}
     while todo:
@@ -37,10 +36,7 @@ def _visible_kpis(wh: Warehouse, cat, scope: Scope, unit_ids: list[int]) -> list
         if k.code in seen:
             continue
         seen[k.code] = k
-        deps = {k.numerator, k.denominator}
-        if k.formula:
-            deps |= formula.references(formula.parse(k.formula))
-        todo += [by_code[d] for d in deps if d in by_code]
+        todo += [cat.kpi_by_code[d] for d in k.dependencies() if d in cat.kpi_by_code]
     return list(seen.values())
 
 

@@ -161,7 +161,6 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
     out = Records()
     sink = _Sink(table, header, out)
     skip = bad_rows | value_merges
-    plain: set[str] = set()  # texts seen that are no subtotal label: sheets repeat a few
     subtotals = _subtotal_texts(rows, header.row + 1)
     r = header.row + 1
     while r < len(rows):
@@ -189,8 +188,7 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
                     sink.flush()
                     sink = _Sink(table, header, out)
                     continue
-            head = filled[:3]
-            if not plain.issuperset(head) and _subtotal(head, plain):
+            if _subtotal(filled[:3], subtotals):
                 continue
         sink.emit(cells, excel_row, context)
     sink.flush()
@@ -227,15 +225,13 @@ def _has_none(values: list) -> bool:
     return any(map(operator.is_, values, repeat(None)))
 
 
-def _subtotal(head: list, plain: set[str]) -> bool:
-    """Whether a row's first filled cells hold a subtotal label (合计, Total …); texts that do
-    not are remembered in `plain`."""
-    for c in head:
-        if type(c) is str and c not in plain:
-            if _SUBTOTAL.match(c):
-                return True
-            plain.add(c)
-    return False
+def _subtotal(head: list, subtotals: set[str] | None) -> bool:
+    """Whether a row's first filled cells hold a subtotal label (合计, Total …): looked up in the
+    sheet's `subtotals` when known, else matched."""
+    return any(
+        type(c) is str and (c in subtotals if subtotals is not None else _SUBTOTAL.match(c))
+        for c in head
+    )
 
 
 def _ref_row(ref: str) -> int:

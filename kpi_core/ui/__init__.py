@@ -17,6 +17,7 @@ from kpi_core import i18n, service
 from kpi_core.board import periods_between
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
+from kpi_core.ingest.intake import LOAD_ROLES
 from kpi_core.periods import Period, PeriodError, parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -29,7 +30,7 @@ PAGES = (
     ("pages/5_Tree.py", "nav_tree", ":material/account_tree:", None),
     ("pages/7_Trends.py", "tr_nav", ":material/trending_up:", None),
     ("pages/8_Alerts.py", "nav_alerts", ":material/notifications:", None),
-    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", ("analyst", "admin")),
+    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", LOAD_ROLES),
     ("pages/3_Sources.py", "nav_sources", ":material/database:", ("analyst", "admin")),
     ("pages/6_Targets.py", "nav_targets", ":material/target:", None),
     ("pages/4_Library.py", "nav_library", ":material/menu_book:", ("admin",)),

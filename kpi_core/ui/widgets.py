@@ -40,7 +40,8 @@ def kpi_card(
         if line.at_risk:
             head += f" :orange-badge[{ctx.t('at_risk')}]"
         if alerts:
-            head += f" :red-badge[:material/notifications: {ctx.t('al_badge_one' if alerts == 1 else 'al_badge', n=alerts)}]"
+            count = ctx.t("al_badge_one" if alerts == 1 else "al_badge", n=alerts)
+            head += f" :red-badge[:material/notifications: {count}]"
         if comments and comments[0]:
             head += f" :blue-badge[:material/forum: {comments[0]}]"
         if comments and comments[1]:
