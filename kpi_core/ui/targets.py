@@ -506,7 +506,7 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
     # The options stay put as the log grows (a widget keeps its selection across reruns); an
     # empty selection means all of them.
     offered = list(entities) if entities else all_entities
-    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    c1, c2, c3, c4 = st.columns([3, 2, 3, 2])  # the date range needs room for both dates
     chosen = c1.multiselect(
         ctx.t("tw_entity"), offered, placeholder=ctx.t("tw_all"),
         format_func=lambda e: _entity(ctx, e),
