@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -359,8 +360,11 @@ class Stages:
         self.wrap(intake, "load_catalog", "catalog")
         self.wrap(intake, "Names", "names")
         self.wrap(files, "read_file", "read")
-        self.wrap(files, "_formulas_without_values", "read.formula_scan")
+        self.wrap(files, "_oversized", "read.scan")
+        self.wrap(files, "_unreadable_cells", "read.scan")
         self._wrap_calamine()
+        self.wrap(files, "_pieces", "read.cut")
+        self.wrap(files, "_join_pieces", "read.pieces")
         self.wrap(layout, "read_table", "layout")
         self.wrap(validate, "check", "validate")
         self.wrap(validate, "_numbers", "validate.numbers")
@@ -380,6 +384,8 @@ class Stages:
 
         def timed(fn):
             def run(*a, **kw):
+                if threading.current_thread().name.startswith("sheet-piece"):
+                    return fn(*a, **kw)  # a piece's parsing: see read.pieces
                 t0 = time.perf_counter()
                 try:
                     return fn(*a, **kw)
@@ -426,9 +432,11 @@ BREAKDOWN = [  # (label, indent, what it is)
     ("catalog", 0, "load_catalog"),
     ("names", 0, "Names(cat)"),
     ("read", 0, "files.read_file"),
-    ("read.calamine", 1, "calamine open + to_python"),
-    ("read.formula_scan", 1, "_formulas_without_values (unzip + regex)"),
-    ("read.rest", 1, "zip checks + _cell over every cell"),
+    ("read.calamine", 1, "calamine open + to_python of sheets read whole"),
+    ("read.cut", 1, "_pieces: a long sheet cut into workbooks"),
+    ("read.scan", 1, "_oversized + _unreadable_cells (regex; pieces parse meanwhile)"),
+    ("read.pieces", 1, "_join_pieces: waiting for the pieces, then joining"),
+    ("read.rest", 1, "zip checks, unzip, _grid of sheets read whole"),
     ("layout", 0, "layout.read_table"),
     ("validate", 0, "validate.check"),
     ("validate.numbers", 1, "_numbers"),
@@ -448,7 +456,9 @@ BREAKDOWN = [  # (label, indent, what it is)
 
 def derived(spent: dict[str, float], prepare_s: float, commit_s: float) -> dict[str, float]:
     s = dict(spent)
-    s["read.rest"] = s.get("read", 0) - s.get("read.calamine", 0) - s.get("read.formula_scan", 0)
+    s["read.rest"] = s.get("read", 0) - sum(
+        s.get(k, 0) for k in ("read.calamine", "read.cut", "read.scan", "read.pieces")
+    )
     s["validate.rest"] = (
         s.get("validate", 0) - s.get("validate.numbers", 0) - s.get("validate.duplicates", 0)
     )
@@ -660,7 +670,7 @@ def peak_rss(what: str, case: Case, base: Path) -> dict:
 
 
 LINE_TARGETS = {  # stage → functions to profile line by line
-    "read": ["files._read_calamine"],
+    "read": ["files._read_xlsx", "files._read_calamine"],
     "layout": ["layout.read_table", "layout._emit", "layout._at", "layout._add"],
     "validate": ["validate.check", "validate._numbers"],
     "diff": ["intake._diff"],

@@ -21,8 +21,10 @@ import subprocess
 import sys
 import zipfile
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from itertools import pairwise
 from pathlib import PurePath
 
 import pandas as pd
@@ -218,18 +220,33 @@ def _read_xlsx(name: str, data: bytes, limits: Limits) -> list[Table]:
             "as .xlsx (Excel Workbook)."
         )  # fmt: skip
     _check_shared_strings(name, zf, names)
+    formulas: dict[str, list[str]] = {}
     errors: dict[str, list[tuple[str, str]]] = {}
-    oversized: dict[str, tuple[int, int]] = {}
-    formulas = _formulas_without_values(zf, names, errors, oversized, limits.max_cells)
-    if oversized:
-        sheet, (rows, cols) = next(iter(oversized.items()))
-        raise FileError(
-            name, f"sheet '{sheet}' has a value as far as row {rows:,}, column "
-            f"{column_letter(cols - 1)}: {rows * cols:,} cells, more than the {limits.max_cells:,} "
-            "allowed. Delete what lies far below or to the right of the data (Ctrl+End in Excel "
-            "goes to the last cell), save and upload again."
-        )  # fmt: skip
-    return _read_calamine(name, data, limits, formulas, errors)
+    parsing: dict[str, list[Future]] = {}
+    with ThreadPoolExecutor(_cores(), thread_name_prefix="sheet-piece") as pool:
+        for sheet, path in _sheet_paths(zf, names).items():
+            try:
+                xml = zf.read(path)
+            except (KeyError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
+                continue  # a damaged member: calamine's read that follows names the damage
+            if too_big := _oversized(xml, limits.max_cells):
+                rows, cols = too_big
+                raise FileError(
+                    name, f"sheet '{sheet}' has a value as far as row {rows:,}, column "
+                    f"{column_letter(cols - 1)}: {rows * cols:,} cells, more than the "
+                    f"{limits.max_cells:,} allowed. Delete what lies far below or to the right of "
+                    "the data (Ctrl+End in Excel goes to the last cell), save and upload again."
+                )  # fmt: skip
+            if len(xml) >= SPLIT_BYTES and (pieces := _pieces(zf, path, xml, _cores())):
+                parsing[sheet] = [
+                    pool.submit(_parse_piece, name, sheet, piece, i == 0, limits)
+                    for i, piece in enumerate(pieces)
+                ]
+                del pieces
+            # While the pieces parse (calamine lets go of Python's lock), look for what
+            # calamine does not report.
+            formulas[sheet], errors[sheet] = _unreadable_cells(xml)
+        return _read_calamine(name, data, limits, formulas, errors, parsing)
 
 
 def _check_shared_strings(name: str, zf: zipfile.ZipFile, names: set[str]) -> None:
@@ -263,48 +280,25 @@ def _check_shared_strings(name: str, zf: zipfile.ZipFile, names: set[str]) -> No
 _ERROR_CELL = re.compile(rb'<c ([^>]*\bt="e"[^>]*)>(.*?)</c>', re.S)
 
 
-def _formulas_without_values(
-    zf: zipfile.ZipFile,
-    names: set[str],
-    errors: dict | None = None,
-    oversized: dict | None = None,
-    max_cells: int = Limits.max_cells,
-) -> dict[str, list[str]]:
-    """Per sheet name: cells holding a formula whose result was never saved.
-
-    In the same pass, `errors` gets each sheet's cells showing an Excel error (#DIV/0!, #N/A …):
-    calamine gives them as empty strings, and a blank value is skipped without a word, so a
-    broken formula would silently load nothing. And `oversized` gets the (rows, columns) of
-    each sheet whose grid would exceed `max_cells`.
-    """
-    sheet_paths = _sheet_paths(zf, names)
-    out: dict[str, list[str]] = {}
-    for sheet, path in sheet_paths.items():
-        try:
-            xml = zf.read(path)
-        except (KeyError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
-            continue  # a damaged member: calamine's read that follows names the damage
-        if oversized is not None and (too_big := _oversized(xml, max_cells)):
-            oversized[sheet] = too_big
-        if errors is not None and b't="e"' in xml:
-            found = []
-            for attrs, body in _ERROR_CELL.findall(xml):
-                ref = re.search(rb'\br="([A-Z]+[0-9]+)"', attrs)
-                value = re.search(rb"<v>([^<]*)</v>", body)
-                if ref and value:
-                    found.append((ref[1].decode(), _unescape(value[1].decode("utf-8", "replace"))))
-            if found:
-                errors[sheet] = found
-        if b"<f" not in xml:
-            continue
-        cells = [
-            m[1].decode()
-            for m in _CELL_WITH_FORMULA.finditer(xml)
-            if not re.match(rb"\s*<v>[^<]", m[2])
-        ]
-        if cells:
-            out[sheet] = cells
-    return out
+def _unreadable_cells(xml: bytes) -> tuple[list[str], list[tuple[str, str]]]:
+    """A sheet's cells holding a formula whose result was never saved, and its cells showing
+    an Excel error (#DIV/0!, #N/A …) with their text: calamine gives both as empty, and a blank
+    value is skipped without a word, so a broken formula would silently load nothing."""
+    errors = []
+    if b't="e"' in xml:
+        for attrs, body in _ERROR_CELL.findall(xml):
+            ref = re.search(rb'\br="([A-Z]+[0-9]+)"', attrs)
+            value = re.search(rb"<v>([^<]*)</v>", body)
+            if ref and value:
+                errors.append((ref[1].decode(), _unescape(value[1].decode("utf-8", "replace"))))
+    if b"<f" not in xml:
+        return [], errors
+    formulas = [
+        m[1].decode()
+        for m in _CELL_WITH_FORMULA.finditer(xml)
+        if not re.match(rb"\s*<v>[^<]", m[2])
+    ]
+    return formulas, errors
 
 
 # A cell with a value (or a formula) in a column of two letters or more; a row holding cells.
@@ -383,9 +377,32 @@ def _read_calamine(
     limits: Limits,
     formulas: dict[str, list[str]] | None,
     errors: dict[str, list[tuple[str, str]]] | None = None,
+    parsing: dict[str, list[Future]] | None = None,
 ) -> list[Table]:
+    """Every sheet's grid; a sheet in `parsing` from its pieces (see `_pieces`)."""
+    book = _open_book(name, data)
+    tables = []
+    for sheet_name in book.sheet_names:
+        try:
+            pieces = (parsing or {}).get(sheet_name)
+            got = _join_pieces(name, sheet_name, pieces, limits) if pieces else None
+            grid, merged = got or _read_sheet(name, book, sheet_name, limits)
+        except FileError:
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise  # KeyboardInterrupt and the like; a calamine panic is a damaged sheet
+            raise FileError(
+                name, f"sheet '{sheet_name}' cannot be read ({exc}). The file may be damaged: "
+                "open it in Excel and save it again."
+            ) from None  # fmt: skip
+        tables.append(_table(name, sheet_name, grid, merged, formulas, errors))
+    return tables
+
+
+def _open_book(name: str, data: bytes) -> CalamineWorkbook:
     try:
-        book = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        return CalamineWorkbook.from_filelike(io.BytesIO(data))
     except PasswordError:
         raise FileError(
             name, "the workbook is password-protected. Remove the password and upload it again."
@@ -400,27 +417,122 @@ def _read_calamine(
         if type(exc).__name__ != "PanicException":
             raise
         raise FileError(name, "the workbook is damaged. Save it again from Excel.") from None
-    tables = []
-    for sheet_name in book.sheet_names:
-        try:
-            sheet = book.get_sheet_by_name(sheet_name)
-            # total_height is from the file's own dimension record, which may be short.
-            if (height := max(sheet.total_height, sheet.height)) > limits.max_rows:
-                _too_many_rows(name, sheet_name, height, limits)
-            # The grid from A1, so list positions are Excel positions.
-            rows = sheet.to_python(skip_empty_area=False)
-            merged = [(r0, c0, r1, c1) for (r0, c0), (r1, c1) in (sheet.merged_cell_ranges or [])]
-        except FileError:
-            raise
-        except BaseException as exc:
-            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-                raise  # KeyboardInterrupt and the like; a calamine panic is a damaged sheet
-            raise FileError(
-                name, f"sheet '{sheet_name}' cannot be read ({exc}). The file may be damaged: "
-                "open it in Excel and save it again."
-            ) from None  # fmt: skip
-        tables.append(_table(name, sheet_name, rows, merged, formulas, errors))
-    return tables
+
+
+Merged = list[tuple[int, int, int, int]]
+
+
+def _read_sheet(
+    name: str, book: CalamineWorkbook, sheet_name: str, limits: Limits
+) -> tuple[list[list], Merged]:
+    sheet = book.get_sheet_by_name(sheet_name)
+    # total_height is from the file's own dimension record, which may be short.
+    if (height := max(sheet.total_height, sheet.height)) > limits.max_rows:
+        _too_many_rows(name, sheet_name, height, limits)
+    # The grid from A1, so list positions are Excel positions.
+    return _grid(sheet.to_python(skip_empty_area=False)), _merged(sheet)
+
+
+def _merged(sheet) -> Merged:
+    return [(r0, c0, r1, c1) for (r0, c0), (r1, c1) in (sheet.merged_cell_ranges or [])]
+
+
+# A sheet part this large is parsed in pieces side by side, one per core: calamine lets go of
+# Python's lock while it parses, which is most of reading a long sheet.
+SPLIT_BYTES = 4 * 2**20
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# Parts a piece workbook needs besides its sheet: calamine reads the workbook, its
+# relationships, shared strings and styles (which say what is a date); not the other sheets.
+_PIECE_SKIPS = ("xl/worksheets/", "xl/chartsheets/", "xl/drawings/", "xl/charts/", "xl/media/",
+                "xl/embeddings/", "xl/pivot", "xl/externalLinks/", "xl/vbaProject", "customXml/",
+                "docProps/", "xl/printerSettings/", "xl/tables/", "xl/queryTables/")  # fmt: skip
+
+
+def _pieces(zf: zipfile.ZipFile, path: str, xml: bytes, n: int) -> list[bytes]:
+    """The sheet as `n` workbooks of consecutive rows (uncompressed zips), or [] when it cannot
+    be cut safely.
+
+    Each piece keeps the sheet's head (dimension, columns) and its rows whole, so cells keep
+    their own addresses; only the last keeps what follows the rows (merged ranges). Cutting
+    needs every row to carry its number (`<row r="…">`): without it calamine counts rows from
+    the piece's start.
+    """
+    start, stop = xml.find(b"<sheetData>"), xml.rfind(b"</sheetData>")
+    if n < 2 or start < 0 or stop < start or xml.count(b"<row ") != xml.count(b'<row r="'):
+        return []
+    start += len(b"<sheetData>")
+    cuts = [start]
+    for i in range(1, n):
+        at = xml.find(b"<row ", max(cuts[-1] + 1, start + (stop - start) * i // n), stop)
+        if at < 0:
+            break
+        cuts.append(at)
+    cuts.append(stop)
+    if len(cuts) < 3:
+        return []
+    shared = [
+        (m.filename, zf.read(m))
+        for m in zf.infolist()
+        if not m.filename.startswith(_PIECE_SKIPS) and not m.is_dir()
+    ]
+    head, tail, close = xml[:start], xml[stop:], b"</sheetData></worksheet>"
+    out = []
+    for i, (a, b) in enumerate(pairwise(cuts)):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as piece:
+            for member, content in shared:
+                piece.writestr(member, content)
+            last = i == len(cuts) - 2
+            piece.writestr(path, b"".join((head, xml[a:b], tail if last else close)))
+        out.append(buf.getvalue())
+    return out
+
+
+Piece = tuple[list[list], tuple[int, int] | None, int, Merged]
+
+
+def _parse_piece(name: str, sheet_name: str, piece: bytes, first: bool, limits: Limits) -> Piece:
+    """(grid, first cell, height, merged ranges) of one piece of a sheet: the first piece from
+    A1, the others from their own first cell. The grid is left empty when the height is over
+    the limit."""
+    sheet = _open_book(name, piece).get_sheet_by_name(sheet_name)
+    # A piece's own height counts from its first row.
+    height = max(sheet.total_height, sheet.height + (sheet.start or (0, 0))[0])
+    if height > limits.max_rows:
+        return [], None, height, []
+    grid = _grid(sheet.to_python(skip_empty_area=not first))  # beside the other pieces' parsing
+    return grid, sheet.start, height, _merged(sheet)
+
+
+def _join_pieces(
+    name: str, sheet_name: str, pieces: list[Future], limits: Limits
+) -> tuple[list[list], Merged] | None:
+    """The grid of a sheet from its pieces as they finish parsing, each padded to its place.
+    None when the pieces overlap (rows written out of order): the sheet is then read whole."""
+    parsed: list[Piece] = [p.result() for p in pieces]
+    if (height := max(p[2] for p in parsed)) > limits.max_rows:
+        _too_many_rows(name, sheet_name, height, limits)
+    rows = parsed[0][0]  # from A1
+    rest = [(got, first) for got, first, _, _ in parsed[1:] if got and first]
+    width = max([len(rows[0]) if rows else 0, *(c0 + len(got[0]) for got, (_, c0) in rest)])
+    for got, (r0, c0) in rest:
+        if r0 < len(rows):
+            return None
+        rows.extend([None] * width for _ in range(r0 - len(rows)))
+        rows.extend([[None] * c0 + r for r in got] if c0 else got)
+    # calamine's grid is a rectangle; pieces of different widths are evened out.
+    if any(len(r) < width for r in (parsed[0][0][:1] + [got[0] for got, _ in rest])):
+        for r in rows:
+            r.extend([None] * (width - len(r)))
+    return rows, parsed[-1][3]
 
 
 def _too_many_rows(name: str, sheet: str, n: int, limits: Limits) -> None:
@@ -431,15 +543,19 @@ def _too_many_rows(name: str, sheet: str, n: int, limits: Limits) -> None:
     )
 
 
-def _table(name, sheet_name, rows, merged, formulas=None, errors=None) -> Table:
-    # `_cell` inlined for the common types: this touches every cell of every sheet.
-    grid = [
+def _grid(rows: list[list]) -> list[list]:
+    """calamine's cells as plain values, row by row (`_cell`, inlined for the common types:
+    this touches every cell of every sheet)."""
+    return [
         [
             (c.strip() or None) if type(c) is str else c if type(c) is not datetime else _cell(c)
             for c in r
         ]
         for r in rows
     ]
+
+
+def _table(name, sheet_name, grid, merged, formulas=None, errors=None) -> Table:
     for ref, text in (errors or {}).get(sheet_name, []):
         _put(grid, ref, text)
     return Table(name, sheet_name, grid, merged, (formulas or {}).get(sheet_name, []))
@@ -506,7 +622,7 @@ def _read_xls(name: str, data: bytes, limits: Limits) -> list[Table]:
     for sheet_name, height, rows, merged in got:
         if rows is None:
             _too_many_rows(name, sheet_name, height, limits)
-        tables.append(_table(name, sheet_name, rows, merged))
+        tables.append(_table(name, sheet_name, _grid(rows), merged))
     return tables
 
 
