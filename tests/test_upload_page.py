@@ -9,12 +9,12 @@ import pytest
 from openpyxl import Workbook
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import workbook
+from kpi_core import i18n, workbook
 from kpi_core.access import Scope
 from kpi_core.ingest import intake, profile
 from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
-from kpi_core.ui.upload import measures_from, month_options, turns_text
+from kpi_core.ui.upload import done_message, measures_from, month_options, turns_text
 from kpi_core.warehouse import Warehouse
 from tests import apptest
 from tests.conftest import sales_system
@@ -400,3 +400,23 @@ def test_measures_from_editor_rows():
         profile.Measure("REV", "sum", "金额", [profile.Filter("状态", "!=", "取消")]),
         profile.Measure("NEW_CUST", "count_distinct", "客户", []),
     ]
+
+
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        (
+            "en",
+            "Loaded as batch 7: 99,513 new, 462 changed, 0 removed, 25 unchanged, 1,204 left out.",
+        ),
+        ("zh", "已写入，批次号 7：新增 99,513、修改 462、删除 0、未变 25、未导入 1,204。"),
+    ],
+)
+def test_a_large_load_is_told_with_thousands_separated(lang, said):
+    # As the metrics above it show them: 99,513, not 99513.
+    class Ctx:
+        def t(self, key, **values):
+            return i18n.t(key, lang, **values)
+
+    counts = {"new": 99513, "changed": 462, "removed": 0, "unchanged": 25, "invalid": 1204}
+    assert done_message(Ctx(), None, intake.Committed(7, counts)) == ("success", said)

@@ -600,7 +600,8 @@ def done_message(ctx: PageContext, it: intake.Intake, done: intake.Committed) ->
     """What a commit did, as (st function name, text): a new batch, or nothing changed."""
     if done.batch_id is None:
         return "info", say(ctx, it, "up_already_loaded")
-    return "success", ctx.t("up_committed", batch=done.batch_id, **done.counts)
+    counts = {k: f"{v:,}" for k, v in done.counts.items()}  # 99,513 as on the metrics above
+    return "success", ctx.t("up_committed", batch=done.batch_id, **counts)
 
 
 # --- 5: history and roll-back ----------------------------------------------------------------
