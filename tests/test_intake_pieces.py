@@ -8,27 +8,13 @@ import re
 import zipfile
 from datetime import date, datetime
 
-import openpyxl
 import pytest
 
 from kpi_core import service
 from kpi_core.ingest import files, intake
 from kpi_core.warehouse import Warehouse
 from tests.test_intake_files import TODAY, zip_of
-
-
-def workbook(sheets: dict[str, list[list[object]]], merge: dict[str, list[str]] | None = None):
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)
-    for name, rows in sheets.items():
-        ws = wb.create_sheet(name)
-        for r in rows:
-            ws.append(r)
-        for ref in (merge or {}).get(name, []):
-            ws.merge_cells(ref)
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+from tests.test_intake_files import xlsx as workbook
 
 
 def read(data: bytes, monkeypatch, pieces: int) -> tuple[list[files.Table], list[bool]]:

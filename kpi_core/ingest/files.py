@@ -8,6 +8,9 @@ each member, so a "zip bomb" is refused without inflating it.
 calamine silently drops two things users must hear about: formula cells saved without a result
 (files written by scripts, never opened in Excel) and merged ranges. The first is found by
 scanning the sheet XML for `<f>` without a value; merged ranges come from calamine itself.
+
+A long sheet is parsed in pieces side by side, one per core (`_pieces`): calamine lets go of
+Python's lock while it parses, and the scan above runs meanwhile.
 """
 
 from __future__ import annotations
