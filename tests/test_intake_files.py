@@ -444,6 +444,53 @@ def test_one_value_far_away_is_refused_before_calamine_allocates(demo_file, ref,
     )  # fmt: skip
 
 
+def x_sheet(*rows: bytes) -> bytes:
+    """A sheet whose tags carry the `x:` prefix, as some .NET exporters write them; calamine
+    reads it like any other."""
+    return (
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><x:worksheet '
+        b'xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><x:sheetData>'
+        + b"".join(rows) + b"</x:sheetData></x:worksheet>"
+    )  # fmt: skip
+
+
+def x_text(ref: str, text: str) -> bytes:
+    return b'<x:c r="%s" t="inlineStr"><x:is><x:t>%s</x:t></x:is></x:c>' % (
+        ref.encode(), text.encode()
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "ref, row, column",
+    [("XFD1048576", "1,048,576", "XFD"), ("A4294967295", "4,294,967,295", "Z")],
+)
+def test_one_value_far_away_in_a_sheet_with_prefixed_tags(demo_file, ref, row, column):
+    # Missed by the size check, this took the whole process down (calamine's allocation failed).
+    sheet = x_sheet(
+        b'<x:row r="1">' + x_text("A1", "unit") + b"</x:row>",
+        b'<x:row r="2"><x:c r="%s"><x:v>1</x:v></x:c></x:row>' % ref.encode(),
+    )
+    refused_whole(
+        demo_file, "far.xlsx", zip_of({**PARTS, "xl/worksheets/sheet1.xml": sheet}),
+        f"sheet 'Formatted' has a value as far as row {row}, column {column}", "Ctrl+End",
+    )  # fmt: skip
+
+
+def test_formulas_and_errors_in_a_sheet_with_prefixed_tags(demo_file):
+    head = b"".join(x_text(f"{c}1", t) for c, t in zip("ABCD", HEADER, strict=True))
+    sheet = x_sheet(
+        b'<x:row r="1">' + head + b"</x:row>",
+        b'<x:row r="2">' + x_text("A2", "2026-09") + x_text("B2", "SALES_E") + x_text("C2", "REV")
+        + b'<x:c r="D2"><x:f>1+1</x:f></x:c></x:row>',
+        b'<x:row r="3">' + x_text("A3", "2026-09") + x_text("B3", "SALES_N") + x_text("C3", "REV")
+        + b'<x:c r="D3" t="e"><x:f>1/0</x:f><x:v>#DIV/0!</x:v></x:c></x:row>',
+    )  # fmt: skip
+    got = refuse(demo_file, "x.xlsx", zip_of({**PARTS, "xl/worksheets/sheet1.xml": sheet}))
+    placed(got.finding("D2 holds a formula whose result was never saved"), "x.xlsx",
+           "Formatted", 2, "D2")  # fmt: skip
+    placed(got.finding("'#DIV/0!' is an Excel error"), "x.xlsx", "Formatted", 3, "D (value)")
+
+
 def test_forged_shared_string_count(demo_file):
     parts = dict(PARTS)
     parts["xl/sharedStrings.xml"] = (

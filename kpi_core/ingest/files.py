@@ -27,6 +27,7 @@ import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from functools import lru_cache
 from itertools import pairwise
 from pathlib import PurePath
 
@@ -192,11 +193,6 @@ def _has_encrypted_package(data: bytes) -> bool:
     return False
 
 
-_CELL_WITH_FORMULA = re.compile(
-    rb'<c r="([A-Z]+[0-9]+)"[^>]*>\s*<f[^>]*?(?:/>|>[^<]*</f>)(.{0,12})', re.S
-)
-
-
 def _read_xlsx(name: str, data: bytes, limits: Limits) -> list[Table]:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -280,33 +276,69 @@ def _check_shared_strings(name: str, zf: zipfile.ZipFile, names: set[str]) -> No
             )  # fmt: skip
 
 
-_ERROR_CELL = re.compile(rb'<c ([^>]*\bt="e"[^>]*)>(.*?)</c>', re.S)
+@dataclass(frozen=True)
+class _Tags:
+    """The patterns the scans use, for a sheet whose tags carry `prefix` (`x:` in `<x:row>`, as
+    some .NET exporters write them; calamine reads those sheets like any other)."""
+
+    prefix: bytes
+    row: bytes  # b"<row ", b"<x:row "
+    formula: bytes  # b"<f"
+    # A cell holding a formula, and the start of what follows it (its saved value, if any).
+    cell_with_formula: re.Pattern
+    value_follows: re.Pattern
+    error_cell: re.Pattern  # a cell showing an Excel error, and its insides
+    value: re.Pattern
+    # A cell with a value (or a formula) in a column of two letters or more; a row with cells.
+    wide_value: re.Pattern
+    row_with_cells: re.Pattern
+
+
+@lru_cache(maxsize=8)
+def _tags_for(prefix: bytes) -> _Tags:
+    p = re.escape(prefix)
+    return _Tags(
+        prefix,
+        b"<" + prefix + b"row ",
+        b"<" + prefix + b"f",
+        re.compile(rb'<%sc r="([A-Z]+[0-9]+)"[^>]*>\s*<%sf[^>]*?(?:/>|>[^<]*</%sf>)(.{0,16})'
+                   % (p, p, p), re.S),
+        re.compile(rb"\s*<%sv>[^<]" % p),
+        re.compile(rb'<%sc ([^>]*\bt="e"[^>]*)>(.*?)</%sc>' % (p, p), re.S),
+        re.compile(rb"<%sv>([^<]*)</%sv>" % (p, p)),
+        re.compile(rb'<%sc r="([A-Z]{2,})[0-9]+"[^>]*>\s*<%s(?:v|is|f)\b' % (p, p)),
+        re.compile(rb'<%srow\b[^>]*?\br="([0-9]+)"[^>]*?(?<!/)>' % p),
+    )  # fmt: skip
+
+
+def _tags(xml: bytes) -> _Tags:
+    """The patterns for this sheet: its `sheetData` tag shows the prefix its tags carry."""
+    at = xml.find(b"sheetData")
+    lt = xml.rfind(b"<", 0, at) if at > 0 else -1
+    prefix = xml[lt + 1 : at] if lt >= 0 else b""
+    return _tags_for(prefix if re.fullmatch(rb"(?:[A-Za-z_][\w.-]*:)?", prefix) else b"")
 
 
 def _unreadable_cells(xml: bytes) -> tuple[list[str], list[tuple[str, str]]]:
     """A sheet's cells holding a formula whose result was never saved, and its cells showing
     an Excel error (#DIV/0!, #N/A …) with their text: calamine gives both as empty, and a blank
     value is skipped without a word, so a broken formula would silently load nothing."""
+    tags = _tags(xml)
     errors = []
     if b't="e"' in xml:
-        for attrs, body in _ERROR_CELL.findall(xml):
+        for attrs, body in tags.error_cell.findall(xml):
             ref = re.search(rb'\br="([A-Z]+[0-9]+)"', attrs)
-            value = re.search(rb"<v>([^<]*)</v>", body)
+            value = tags.value.search(body)
             if ref and value:
                 errors.append((ref[1].decode(), _unescape(value[1].decode("utf-8", "replace"))))
-    if b"<f" not in xml:
+    if tags.formula not in xml:
         return [], errors
     formulas = [
         m[1].decode()
-        for m in _CELL_WITH_FORMULA.finditer(xml)
-        if not re.match(rb"\s*<v>[^<]", m[2])
+        for m in tags.cell_with_formula.finditer(xml)
+        if not tags.value_follows.match(m[2])
     ]
     return formulas, errors
-
-
-# A cell with a value (or a formula) in a column of two letters or more; a row holding cells.
-_WIDE_VALUE = re.compile(rb'<c r="([A-Z]{2,})[0-9]+"[^>]*>\s*<(?:v|is|f)\b')
-_ROW_WITH_CELLS = re.compile(rb'<row\b[^>]*?\br="([0-9]+)"[^>]*?(?<!/)>')
 
 
 def _oversized(xml: bytes, max_cells: int) -> tuple[int, int] | None:
@@ -317,20 +349,22 @@ def _oversized(xml: bytes, max_cells: int) -> tuple[int, int] | None:
     column AA or beyond (else Z). Cell numbers need not be valid Excel ones: calamine takes
     row 4,294,967,295 at its word.
     """
-    rows = _last_row_with_cells(xml)
-    beyond = re.compile(rb'<c r="[A-Z]+([0-9]{%d,})"' % (len(str(rows)) + 1))
-    rows = max([rows, *map(int, beyond.findall(xml))])
-    cols = max((_column_index(c.decode()) + 1 for c in set(_WIDE_VALUE.findall(xml))), default=26)
+    tags = _tags(xml)
+    rows = _last_row_with_cells(xml, tags)
+    beyond = rb'<%sc r="[A-Z]+([0-9]{%d,})"' % (re.escape(tags.prefix), len(str(rows)) + 1)
+    rows = max([rows, *map(int, re.findall(beyond, xml))])
+    wide = set(tags.wide_value.findall(xml))
+    cols = max((_column_index(c.decode()) + 1 for c in wide), default=26)
     return (rows, cols) if rows * cols > max_cells else None
 
 
-def _last_row_with_cells(xml: bytes) -> int:
+def _last_row_with_cells(xml: bytes, tags: _Tags) -> int:
     """The number of the last `<row>` element that is not empty. Rows are written in order, so
     this is read from the end instead of matching every row of a long sheet; a cell numbered
     out of order is caught by the caller's check for longer numbers."""
     end = len(xml)
-    while (start := xml.rfind(b"<row ", 0, end)) >= 0:
-        m = _ROW_WITH_CELLS.match(xml, start)
+    while (start := xml.rfind(tags.row, 0, end)) >= 0:
+        m = tags.row_with_cells.match(xml, start)
         if m:
             return int(m[1])
         end = start
