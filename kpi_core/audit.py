@@ -1,6 +1,8 @@
 """The audit log: who changed what, when, from what to what, and why — read with filters.
 
-Every write of the core adds rows to `audit` in the transaction that makes the change. Keys are
+Every write of the core adds rows to `audit` in the transaction that makes the change; writes of
+actuals add a change set and a row per value as numbers (`value_change`), read here as `audit`
+rows (`LOG`). Keys are
 text (`SALES/REV/2026` for a target, `SALES/REV` for a tree node, a KPI code, a batch id), so the
 scope of a row is the unit its key starts with; rows about shared things (the KPI library,
 phasing) are shown to everyone who may see targets, rows about data batches, users and closed
@@ -18,6 +20,18 @@ from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 COLUMNS = ["changed_at", "changed_by", "entity", "key", "field", "old", "new", "reason"]
+# The whole log: `audit`, and each value a write of actuals changed (migration 8), spelled out
+# as `audit` rows were before it: key UNIT/KPI/YYYY-MM, old and new as text.
+LOG = """(
+    SELECT changed_at, changed_by, entity, key, field, old, new, reason FROM audit
+    UNION ALL
+    SELECT s.changed_at, s.changed_by, 'actual',
+           coalesce(u.code, c.unit_id::VARCHAR) || '/' || coalesce(k.code, c.kpi_id::VARCHAR)
+               || '/' || strftime(c.period, '%Y-%m'),
+           'value', c.old::VARCHAR, c.new::VARCHAR, s.reason
+    FROM value_change c JOIN value_change_set s ON s.id = c.set_id
+    LEFT JOIN kpi k ON k.id = c.kpi_id LEFT JOIN org_unit u ON u.id = c.unit_id
+) AS log"""
 _UNIT_KEYED = ("target", "tree")  # keys start with a unit code
 _SHARED = ("kpi", "phasing")
 
@@ -37,7 +51,7 @@ def entries(
     """Audit rows inside the caller's scope, newest first, filtered by entity, user, date
     (inclusive) and key prefix (e.g. 'SALES/REV')."""
     visible = None if who.scope.everything else [*_UNIT_KEYED, *_SHARED]
-    sql = [f"SELECT {', '.join(COLUMNS)} FROM audit WHERE true"]  # noqa: S608 - fixed columns
+    sql = [f"SELECT {', '.join(COLUMNS)} FROM {LOG} WHERE true"]  # noqa: S608 - fixed text
     params: list[object] = []
     if entities:
         sql.append("AND list_contains(?, entity)")
@@ -70,11 +84,17 @@ def entries(
 
 def facets(wh: Warehouse) -> tuple[list[str], list[str]]:
     """The entities and users the log holds, for the filters."""
-    entities = [r[0] for r in wh.rows("SELECT DISTINCT entity FROM audit ORDER BY 1")]
+    entities = [
+        r[0]
+        for r in wh.rows(
+            "SELECT entity FROM audit UNION SELECT 'actual' FROM value_change_set ORDER BY 1"
+        )
+    ]
     users = [
         r[0]
         for r in wh.rows(
-            "SELECT DISTINCT changed_by FROM audit WHERE changed_by IS NOT NULL ORDER BY 1"
+            "SELECT changed_by FROM audit WHERE changed_by IS NOT NULL UNION "
+            "SELECT changed_by FROM value_change_set WHERE changed_by IS NOT NULL ORDER BY 1"
         )
     ]
     return entities, users

@@ -316,4 +316,29 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE app_user ADD COLUMN last_sign_in TIMESTAMP;
         """,
     ),
+    (
+        8,
+        "the audit of actuals as numbers: a change set per write, a row per value",
+        """
+        -- Each write of actuals (a batch, a roll-back) is one change set saying when, who and
+        -- why, with a row per value it changed, old and new as numbers. The change log spells
+        -- them out as it reads them (audit.LOG): a row of text per value cost more than the
+        -- rest of committing a 100,000-value upload. Rows written before stay in `audit`.
+        CREATE SEQUENCE value_change_set_id START 1;
+        CREATE TABLE value_change_set (
+            id INTEGER PRIMARY KEY,
+            changed_at TIMESTAMP NOT NULL,
+            changed_by VARCHAR,
+            reason VARCHAR
+        );
+        CREATE TABLE value_change (
+            set_id INTEGER NOT NULL,
+            kpi_id INTEGER NOT NULL,
+            unit_id INTEGER NOT NULL,
+            period DATE NOT NULL,
+            old DOUBLE,
+            new DOUBLE
+        );
+        """,
+    ),
 ]

@@ -4,7 +4,9 @@ from datetime import date
 
 import pytest
 
-from kpi_core import service
+from kpi_core import audit, service
+from kpi_core.access import Scope
+from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake
 from kpi_core.ingest.intake import IntakeError
 
@@ -67,3 +69,51 @@ def test_same_file_name_from_another_department_removes_nothing(demo_wh):
     assert prepared.counts == {
         "new": 0, "changed": 2, "unchanged": 0, "removed": 2, "invalid": 0
     }  # fmt: skip
+
+
+def test_every_value_a_batch_and_its_roll_back_change_is_in_the_change_log(demo_wh):
+    cat = load_catalog(demo_wh)
+    admin = service.Actor("admin", "admin", Scope.all())
+
+    def logged() -> list[tuple]:
+        log = audit.entries(demo_wh, cat, admin, entities=["actual"]).astype(object)
+        log = log.where(log.notna(), None)
+        return sorted(log[["changed_by", "key", "old", "new", "reason"]].itertuples(index=False))
+
+    before = visits(demo_wh)
+    first = "period,unit,kpi,value\n2026-09,SALES_E,VISITS,123\n2026-09,SALES_N,VISITS,77\n"
+    intake.commit(
+        demo_wh,
+        intake.prepare(demo_wh, [("月报.csv", first.encode())], service.SYSTEM, today=TODAY),
+        service.SYSTEM,
+    )
+    start = logged()
+    # The corrected file: one value changes, one is new, and SALES_N's visits go.
+    fixed = b"period,unit,kpi,value\n2026-09,SALES_E,VISITS,124.5\n2026-09,SALES_N,ORDERS,30\n"
+    prepared = intake.prepare(demo_wh, [("月报.csv", fixed)], service.SYSTEM, today=TODAY)
+    done = intake.commit(demo_wh, prepared, service.SYSTEM)
+    orders = demo_wh.one(
+        """SELECT a.value FROM actual a JOIN kpi k ON k.id = a.kpi_id JOIN org_unit u
+           ON u.id = a.unit_id WHERE k.code = 'ORDERS' AND u.code = 'SALES_N'
+           AND a.period = DATE '2026-09-01'"""
+    )[0]
+    assert orders == 30 and prepared.counts["changed"] == 2 and prepared.counts["removed"] == 1
+    why = f"batch {done.batch_id}: 月报.csv"
+    old_orders = str(float(prepared.diff.query("change == 'changed' and new == 30")["old"].iloc[0]))
+    assert sorted(set(logged()) - set(start)) == [
+        ("system", "SALES_E/VISITS/2026-09", "123.0", "124.5", why),
+        ("system", "SALES_N/ORDERS/2026-09", old_orders, "30.0", why),
+        ("system", "SALES_N/VISITS/2026-09", "77.0", None, why),
+    ]
+    intake.rollback(demo_wh, done.batch_id, admin, "wrong file")
+    assert sorted(set(logged()) - set(start))[:3] == [
+        ("admin", "SALES_E/VISITS/2026-09", "124.5", "123.0", "wrong file"),
+        ("admin", "SALES_N/ORDERS/2026-09", "30.0", old_orders, "wrong file"),
+        ("admin", "SALES_N/VISITS/2026-09", None, "77.0", "wrong file"),
+    ]
+    assert visits(demo_wh) == 123 != before
+    # The filters see them: by user, and by a key's start.
+    mine = audit.entries(demo_wh, cat, admin, users=["admin"], key_prefix="SALES_N/")
+    assert set(mine["entity"]) == {"actual"} and len(mine) == 2
+    entities, users = audit.facets(demo_wh)
+    assert "actual" in entities and {"admin", "system"} <= set(users)

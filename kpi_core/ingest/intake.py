@@ -404,12 +404,12 @@ def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, rea
         "WHERE new IS NOT NULL",
         [batch_id],
     )
+    # The audit: one change set, and each value as numbers (the change log spells them out).
+    set_id = cur.execute("SELECT nextval('value_change_set_id')").fetchall()[0][0]
+    cur.execute("INSERT INTO value_change_set VALUES (?, ?, ?, ?)", [set_id, now, by, reason])
     cur.execute(
-        """INSERT INTO audit
-           SELECT ?, ?, 'actual', u.code || '/' || k.code || '/' || strftime(c.period, '%Y-%m'),
-                  'value', c.old::VARCHAR, c.new::VARCHAR, ?
-           FROM changed c JOIN kpi k ON k.id = c.kpi_id JOIN org_unit u ON u.id = c.unit_id""",
-        [now, by, reason],
+        "INSERT INTO value_change SELECT ?, kpi_id, unit_id, period, old, new FROM changed",
+        [set_id],
     )
     actuals.refresh_summary(cur, "changed")
     cur.execute("DROP TABLE changed")

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import chain, islice, repeat
+from operator import itemgetter
 
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.names import Names, norm
@@ -491,28 +492,33 @@ class _Sink:
         """Collect the plain data rows of a plain long sheet from `start` on, and return where
         they end (the caller reads that row itself). A plain row has a number in the value
         column, no subtotal label and is not to be skipped: it is no title, header or subtotal,
-        and it always gives a value — the checks of the general loop, done without it."""
+        and it always gives a value — the checks of the general loop, done without it.
+
+        Each check runs over the whole rest of the sheet at once, in C (map, itemgetter): the
+        run ends at the first row any of them stops."""
+        block = rows[start:]
         width = max(self.pc, self.uc, self.kc, self.vc) + 1
-        vc, r, n = self.vc, start, len(rows)
-        while r < n:
-            cells = rows[r]
-            if (
-                len(cells) < width
-                or type(cells[vc]) not in _NUMBERS
-                or r + 1 in skip
-                or (subtotals and not subtotals.isdisjoint(cells))
-            ):
-                break
-            r += 1
-        if r > start:
-            block = rows[start:r]
+        lengths = list(map(len, block))
+        end = len(block)
+        if min(lengths, default=width) < width:
+            end = next(i for i, k in enumerate(lengths) if k < width)
+        if later := [x - 1 - start for x in skip if x - 1 >= start]:
+            end = min(end, min(later))
+        block = block[:end]
+        numeric = list(map(_NUMBERS.__contains__, map(type, map(itemgetter(self.vc), block))))
+        if False in numeric:
+            block = block[: numeric.index(False)]
+        if subtotals:
+            total = next((i for i, c in enumerate(block) if not subtotals.isdisjoint(c)), None)
+            block = block if total is None else block[:total]
+        if block:
             got_rows, periods, units, kpis, values = self.got
-            got_rows.extend(range(start + 1, r + 1))
-            periods.extend([c[self.pc] for c in block])
-            units.extend([c[self.uc] for c in block])
-            kpis.extend([c[self.kc] for c in block])
-            values.extend([c[vc] for c in block])
-        return r
+            got_rows.extend(range(start + 1, start + len(block) + 1))
+            periods.extend(map(itemgetter(self.pc), block))
+            units.extend(map(itemgetter(self.uc), block))
+            kpis.extend(map(itemgetter(self.kc), block))
+            values.extend(map(itemgetter(self.vc), block))
+        return start + len(block)
 
     def _emit_plain_long(self, cells: list, row: int, ctx: _Context) -> None:
         n = len(cells)
