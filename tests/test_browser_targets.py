@@ -171,7 +171,8 @@ def num(v: float) -> str:
 
 def open_targets(page, url: str, lang: str = "en") -> None:
     visit(page, f"{url}/Targets?unit=SALES&lang={lang}")
-    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+    # As long as visit() waits: late in a full run on two busy cores a first render took > 30 s.
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
     settle(page)
     no_traceback(page)
 
