@@ -20,12 +20,11 @@ The result is `Records`: raw cells with their places; validation reads them.
 
 from __future__ import annotations
 
-import operator
 import re
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import chain, islice, repeat
-from operator import itemgetter
+from operator import is_, itemgetter
 
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.names import Names, norm
@@ -223,7 +222,7 @@ def _subtotal_texts(rows: list[list], start: int) -> set[str] | None:
 
 def _has_none(values: list) -> bool:
     """By identity, at C speed (`None in values` would compare, and pd.NA refuses that)."""
-    return any(map(operator.is_, values, repeat(None)))
+    return any(map(is_, values, repeat(None)))
 
 
 def _subtotal(head: list, subtotals: set[str] | None) -> bool:

@@ -22,8 +22,8 @@ from kpi_core.ingest import files
 from kpi_core.library import AGGREGATIONS, DIRECTIONS, PERSPECTIVES
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
-from kpi_core.ui.upload import error_text, safe
-from kpi_core.ui.widgets import md
+from kpi_core.ui.upload import safe
+from kpi_core.ui.widgets import error_text, md
 
 ROLES = ("admin",)  # who edits the library and the scorecards
 KINDS = ("result", "process")

@@ -17,8 +17,7 @@ from kpi_core.board import Board
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, month_of
 from kpi_core.ui import PageContext
-from kpi_core.ui.upload import error_text
-from kpi_core.ui.widgets import md
+from kpi_core.ui.widgets import error_text, md
 
 DUE_IN_DAYS = 14
 

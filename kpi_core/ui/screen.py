@@ -24,7 +24,7 @@ from kpi_core.catalog import load_catalog, load_user
 from kpi_core.errors import NotFoundError
 from kpi_core.problem_text import translate
 from kpi_core.screen import SLIDES, KioskError, ScreenData, Snapshot
-from kpi_core.ui import signin
+from kpi_core.ui import _warehouse, signin
 from kpi_core.warehouse import resolve_path
 
 BG = "#0b0f14"
@@ -463,9 +463,7 @@ def _signed_in_scope() -> tuple[str, tuple[str, ...]] | None:
     user_name = st.session_state.get(signin.USER)
     if not user_name:
         return None
-    from kpi_core.ui import _warehouse
-
-    wh = _warehouse(resolve_path())
+    wh = _warehouse(resolve_path())  # the pages' own warehouse object
     try:
         user = load_user(wh, user_name)
     except NotFoundError:

@@ -28,7 +28,6 @@ from kpi_core.ui import PageContext
 from kpi_core.ui.upload import (
     commit_panel,
     done_message,
-    error_text,
     history_section,
     mapping_fields,
     preview,
@@ -38,7 +37,7 @@ from kpi_core.ui.upload import (
     shown_cells,
     step_text,
 )
-from kpi_core.ui.widgets import confirmed, md
+from kpi_core.ui.widgets import confirmed, error_text, md
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from kpi_core import audit, i18n, planning, workbook
 from kpi_core.errors import ValidationError
 from kpi_core.periods import month_of
 from kpi_core.ui import PageContext
-from kpi_core.ui.upload import error_text
+from kpi_core.ui.widgets import error_text
 
 _LEVEL_KEYS = {
     "baseline": "baseline", "target": "target", "challenge": "challenge",

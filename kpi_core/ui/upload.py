@@ -33,10 +33,9 @@ from kpi_core.ingest.layout import FIELDS, Finding
 from kpi_core.ingest.names import norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
-from kpi_core.ui.widgets import md
+from kpi_core.ui.widgets import error_text, md
 
 log = logging.getLogger(__name__)
-_CJK = re.compile(r"[\u3400-\u9fff]")
 
 TYPES = ("xlsx", "xlsm", "xls", "csv", "parquet")
 SEVERITIES = ("error", "warning", "info")
@@ -70,15 +69,6 @@ def safe(ctx: PageContext, unexpected: str = "up_unexpected") -> Iterator[None]:
     except Exception as exc:
         log.exception("page section")
         st.error(ctx.t(unexpected, error=f"{type(exc).__name__}: {exc}"))
-
-
-def error_text(ctx: PageContext, text: str) -> str:
-    """A refusal from the core in the page's language. A database's own words (which no table
-    can know) are shown as they are, under a line that says whose words they are."""
-    shown = translate(text, ctx.lang)
-    if ctx.lang == "zh" and shown == text and not _CJK.search(text):
-        return ctx.t("up_said_in_english", text=text)
-    return shown
 
 
 def say(ctx: PageContext, it: intake.Intake, key: str, **values: object) -> str:

@@ -1,7 +1,8 @@
-"""Reusable widgets: status badge and KPI card."""
+"""Reusable widgets: status badge and KPI card, and texts every page shows the same way."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import streamlit as st
@@ -9,8 +10,10 @@ import streamlit as st
 from kpi_core import i18n
 from kpi_core.board import KpiLine
 from kpi_core.periods import Period
+from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 
+_CJK = re.compile(r"[\u3400-\u9fff]")
 _BADGE = {"green": "green", "amber": "orange", "red": "red", "grey": "gray"}
 
 
@@ -23,6 +26,15 @@ def md(text: str) -> str:
     """Text from users (KPI and unit names, comments, files, databases), kept from being read
     as Markdown: no links, images, emphasis or HTML made of it."""
     return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in text)
+
+
+def error_text(ctx: PageContext, text: str) -> str:
+    """A refusal from the core in the page's language. A database's own words (which no table
+    can know) are shown as they are, under a line that says whose words they are."""
+    shown = translate(text, ctx.lang)
+    if ctx.lang == "zh" and shown == text and not _CJK.search(text):
+        return ctx.t("up_said_in_english", text=text)
+    return shown
 
 
 def kpi_card(
