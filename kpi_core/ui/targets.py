@@ -535,7 +535,16 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
         old=[_word(ctx, v) for v in log["old"]],
         new=[_word(ctx, v) for v in log["new"]],
     ).fillna("")
-    st.dataframe(shown.rename(columns=labels), hide_index=True, width="stretch", height=420)
+    # Keys and reasons are the long texts; times, users, fields and values are short.
+    widths = {"changed_at": 150, "changed_by": 90, "entity": 165, "key": 210, "field": 80,
+              "old": 80, "new": 80, "reason": "large"}  # fmt: skip
+    st.dataframe(
+        shown.rename(columns=labels),
+        hide_index=True,
+        width="stretch",
+        height=420,
+        column_config={labels[c]: st.column_config.Column(width=w) for c, w in widths.items()},
+    )
     st.download_button(
         ctx.t("tw_audit_download"),
         data=workbook.sheet_bytes("audit", log),
