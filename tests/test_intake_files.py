@@ -428,14 +428,22 @@ def test_damaged_ole_file_does_not_take_the_process_down(demo_file, name):
         ("XFD1048576", "1,048,576", "XFD"),  # Excel's last cell
         ("B999999994", "999,999,994", "Z"),  # past Excel's last row: calamine takes it as it is
         ("A4294967295", "4,294,967,295", "Z"),
+        ("AC999999994", "999,999,994", "AC"),
+        # A cell only formatted still makes calamine reach its row; not its column.
+        ("AB999999994/", "999,999,994", "Z"),
     ],
 )
 def test_one_value_far_away_is_refused_before_calamine_allocates(demo_file, ref, row, column):
     # calamine would allocate the whole rectangle from A1 to that cell: hundreds of gigabytes.
+    cell = (
+        b'<c r="%s" s="1"/>' % ref[:-1].encode()
+        if ref.endswith("/")
+        else b'<c r="%s"><v>1</v></c>' % ref.encode()
+    )
     sheet = (
         SHEET_XML_HEAD
         + b'<row r="1"><c r="A1" t="inlineStr"><is><t>unit</t></is></c></row>'
-        + b'<row r="2"><c r="%s"><v>1</v></c></row>' % ref.encode()
+        + b'<row r="2">%s</row>' % cell
         + b'<row r="3"><c r="A3"><v>1</v></c></row></sheetData></worksheet>'
     )
     refused_whole(

@@ -13,7 +13,7 @@ import pytest
 from kpi_core import service
 from kpi_core.ingest import files, intake
 from kpi_core.warehouse import Warehouse
-from tests.test_intake_files import TODAY, zip_of
+from tests.test_intake_files import PARTS, TODAY, x_sheet, x_text, zip_of
 from tests.test_intake_files import xlsx as workbook
 
 
@@ -126,6 +126,41 @@ def test_rows_without_numbers_are_not_cut(monkeypatch):
     cut, split = read(data, monkeypatch, 3)
     assert split == []
     assert cut[0].rows == whole[0].rows and len(whole[0].rows) == 301
+
+
+def test_rows_numbered_only_now_and_then_read_as_the_whole(monkeypatch):
+    # calamine numbers a row without `r` from the row before it: every fourth row and every
+    # cell unnumbered still reads the same in pieces, as long as each piece starts at a row
+    # with its number. Where a cut would fall on an unnumbered row, the sheet is read whole.
+    data = workbook({"Actuals": long_rows(300)})
+    xml = sheet_xml(data)
+    odd = iter(range(10**6))
+    xml = re.sub(r'<row r="\d+"', lambda m: '<row spans="1:4"' if next(odd) % 4 == 1 else m[0], xml)
+    xml = re.sub(r'<c r="[A-Z]+\d+"', "<c", xml)
+    data = with_sheet_xml(data, xml)
+    whole, _ = read(data, monkeypatch, 1)
+    assert len(whole[0].rows) == 301 and whole[0].rows[-1][3] == 1000.5 + 299
+    cut_at = []
+    for pieces in range(2, 12):
+        cut, split = read(data, monkeypatch, pieces)
+        assert cut[0].rows == whole[0].rows, f"{pieces} pieces"
+        cut_at.append(split)
+    assert [True] in cut_at and [] in cut_at  # both ways were tried
+
+
+def test_a_sheet_with_prefixed_tags_is_cut_too(monkeypatch):
+    rows = [x_row(1, x_text("A1", "期间"), x_text("B1", "组织"), x_text("C1", "指标编码"),
+                  x_text("D1", "实际值"))]  # fmt: skip
+    for r in range(2, 402):
+        rows.append(x_row(r, x_text(f"A{r}", "2026-03"), x_text(f"B{r}", "SALES_E"),
+                          x_text(f"C{r}", "REV"), b'<x:c r="D%d"><x:v>%d</x:v></x:c>' % (r, r)))  # fmt: skip
+    data = zip_of({**PARTS, "xl/worksheets/sheet1.xml": x_sheet(*rows)})
+    cut = same_as_whole(data, monkeypatch, 3)
+    assert len(cut[0].rows) == 401 and cut[0].rows[-1] == ["2026-03", "SALES_E", "REV", 401]
+
+
+def x_row(r: int, *cells: bytes) -> bytes:
+    return b'<x:row r="%d">' % r + b"".join(cells) + b"</x:row>"
 
 
 def test_too_many_rows_in_a_later_piece(monkeypatch):

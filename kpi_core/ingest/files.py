@@ -289,9 +289,14 @@ class _Tags:
     value_follows: re.Pattern
     error_cell: re.Pattern  # a cell showing an Excel error, and its insides
     value: re.Pattern
-    # A cell with a value (or a formula) in a column of two letters or more; a row with cells.
-    wide_value: re.Pattern
-    row_with_cells: re.Pattern
+    row_with_cells: re.Pattern  # a row with cells
+    numbered_row: re.Pattern  # a row tag that carries its number
+
+    def far_cell(self, digits: int) -> re.Pattern:
+        """A cell numbered with `digits` digits or more, or in a column of two letters or more:
+        one pass for both. Groups: the number of a cell in column A-Z; the letters and the
+        number of one in AA or beyond, and (not None) that this one holds a value or formula."""
+        return _far_cell(self.prefix, digits)
 
 
 @lru_cache(maxsize=8)
@@ -306,9 +311,18 @@ def _tags_for(prefix: bytes) -> _Tags:
         re.compile(rb"\s*<%sv>[^<]" % p),
         re.compile(rb'<%sc ([^>]*\bt="e"[^>]*)>(.*?)</%sc>' % (p, p), re.S),
         re.compile(rb"<%sv>([^<]*)</%sv>" % (p, p)),
-        re.compile(rb'<%sc r="([A-Z]{2,})[0-9]+"[^>]*>\s*<%s(?:v|is|f)\b' % (p, p)),
         re.compile(rb'<%srow\b[^>]*?\br="([0-9]+)"[^>]*?(?<!/)>' % p),
+        re.compile(rb'<%srow\b[^>]*?\br="[0-9]+"' % p),
     )  # fmt: skip
+
+
+@lru_cache(maxsize=32)
+def _far_cell(prefix: bytes, digits: int) -> re.Pattern:
+    p = re.escape(prefix)
+    return re.compile(
+        rb'<%sc r="(?:[A-Z]([0-9]{%d,})"|([A-Z]{2,})([0-9]+)"(?:[^>]*>\s*<%s(?:v|is|f)\b())?)'
+        % (p, digits, p)
+    )
 
 
 def _tags(xml: bytes) -> _Tags:
@@ -325,13 +339,19 @@ def _unreadable_cells(xml: bytes) -> tuple[list[str], list[tuple[str, str]]]:
     value is skipped without a word, so a broken formula would silently load nothing."""
     tags = _tags(xml)
     errors = []
-    if b't="e"' in xml:
+    # Excel writes an error's text with its leading # (#DIV/0!, #N/A …): one byte is looked
+    # for at C speed, where `t="e"` among a long sheet's `t="s"` is not.
+    if b"#" in xml:
         for attrs, body in tags.error_cell.findall(xml):
             ref = re.search(rb'\br="([A-Z]+[0-9]+)"', attrs)
             value = tags.value.search(body)
             if ref and value:
                 errors.append((ref[1].decode(), _unescape(value[1].decode("utf-8", "replace"))))
-    if tags.formula not in xml:
+    # Between the sheetData tags, an f is rare but in a formula's tag: one byte, looked for at
+    # C speed, spares most sheets the search for the tag.
+    first = xml.find(b"sheetData")
+    no_f = first >= 0 and xml.find(b"f", first, xml.rfind(b"sheetData")) < 0
+    if no_f or tags.formula not in xml:
         return [], errors
     formulas = [
         m[1].decode()
@@ -351,10 +371,15 @@ def _oversized(xml: bytes, max_cells: int) -> tuple[int, int] | None:
     """
     tags = _tags(xml)
     rows = _last_row_with_cells(xml, tags)
-    beyond = rb'<%sc r="[A-Z]+([0-9]{%d,})"' % (re.escape(tags.prefix), len(str(rows)) + 1)
-    rows = max([rows, *map(int, re.findall(beyond, xml))])
-    wide = set(tags.wide_value.findall(xml))
-    cols = max((_column_index(c.decode()) + 1 for c in wide), default=26)
+    digits = len(str(rows)) + 1  # a cell numbered with more digits may lie beyond that row
+    rows, wide = max(rows, 0), []
+    for m in tags.far_cell(digits).finditer(xml):
+        letters, number, has_value = m.group(2, 3, 4)
+        if len(number or m[1]) >= digits:
+            rows = max(rows, int(number or m[1]))
+        if has_value is not None:
+            wide.append(letters)
+    cols = max((_column_index(c.decode()) + 1 for c in set(wide)), default=26)
     return (rows, cols) if rows * cols > max_cells else None
 
 
@@ -498,19 +523,24 @@ def _pieces(zf: zipfile.ZipFile, path: str, xml: bytes, n: int) -> list[bytes]:
     be cut safely.
 
     Each piece keeps the sheet's head (dimension, columns) and its rows whole, so cells keep
-    their own addresses; only the last keeps what follows the rows (merged ranges). Cutting
-    needs every row to carry its number (`<row r="…">`): without it calamine counts rows from
-    the piece's start.
+    their own addresses; only the last keeps what follows the rows (merged ranges). A row
+    without its number (`<row>`, no `r=`) is numbered by calamine from the row before it, so a
+    piece must start at a row that carries its number: else it would count from the piece's
+    start.
     """
-    start, stop = xml.find(b"<sheetData>"), xml.rfind(b"</sheetData>")
-    if n < 2 or start < 0 or stop < start or xml.count(b"<row ") != xml.count(b'<row r="'):
+    tags = _tags(xml)
+    open_tag = b"<" + tags.prefix + b"sheetData>"
+    start, stop = xml.find(open_tag), xml.rfind(b"</" + tags.prefix + b"sheetData>")
+    if n < 2 or start < 0 or stop < start:
         return []
-    start += len(b"<sheetData>")
+    start += len(open_tag)
     cuts = [start]
     for i in range(1, n):
-        at = xml.find(b"<row ", max(cuts[-1] + 1, start + (stop - start) * i // n), stop)
+        at = xml.find(tags.row, max(cuts[-1] + 1, start + (stop - start) * i // n), stop)
         if at < 0:
             break
+        if not tags.numbered_row.match(xml, at):
+            return []
         cuts.append(at)
     cuts.append(stop)
     if len(cuts) < 3:
@@ -520,15 +550,19 @@ def _pieces(zf: zipfile.ZipFile, path: str, xml: bytes, n: int) -> list[bytes]:
         for m in zf.infolist()
         if not m.filename.startswith(_PIECE_SKIPS) and not m.is_dir()
     ]
-    head, tail, close = xml[:start], xml[stop:], b"</sheetData></worksheet>"
+    view = memoryview(xml)  # slices of the sheet without copying it
+    head, tail = view[:start], view[stop:]
+    close = b"</" + tags.prefix + b"sheetData></" + tags.prefix + b"worksheet>"
     out = []
     for i, (a, b) in enumerate(pairwise(cuts)):
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as piece:
             for member, content in shared:
                 piece.writestr(member, content)
-            last = i == len(cuts) - 2
-            piece.writestr(path, b"".join((head, xml[a:b], tail if last else close)))
+            with piece.open(path, "w") as part:
+                part.write(head)
+                part.write(view[a:b])
+                part.write(tail if i == len(cuts) - 2 else close)
         out.append(buf.getvalue())
     return out
 
