@@ -2,9 +2,10 @@
 
 from datetime import date
 
+import numpy as np
 import pytest
 
-from kpi_core import audit, service
+from kpi_core import audit, scoring, service, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake
@@ -117,3 +118,56 @@ def test_every_value_a_batch_and_its_roll_back_change_is_in_the_change_log(demo_
     assert set(mine["entity"]) == {"actual"} and len(mine) == 2
     entities, users = audit.facets(demo_wh)
     assert "actual" in entities and {"admin", "system"} <= set(users)
+
+
+def test_lights_before_and_after_of_new_changed_and_removed_values(demo_wh):
+    # A month's first load has no light before; a removed value has none after. Each light is
+    # the one of its own value against its month's levels, whichever values are missing.
+    first = (
+        b"period,unit,kpi,value\n2026-11,SALES_E,REV,1\n2026-11,SALES_E,VISITS,999\n"
+        b"2026-09,SALES_E,VISITS,0\n2026-11,SALES_E,ORDERS,20\n"  # ORDERS: no target, no light
+    )
+    prepared = intake.prepare(demo_wh, [("m.csv", first)], service.SYSTEM, today=TODAY)
+    assert prepared.counts == {"new": 3, "changed": 1, "unchanged": 0, "removed": 0, "invalid": 0}
+    lights = light_pairs(demo_wh, prepared)
+    assert lights["REV", "2026-11"] == ("grey", "red")  # new, far below its target
+    assert lights["VISITS", "2026-11"] == ("grey", "green")
+    assert lights["VISITS", "2026-09"] == ("amber", "red")
+    assert len(lights) == 3
+    assert lights == reference_lights(demo_wh, prepared)
+    # Whatever the order of the rows, each light stays with its own value.
+    cat = load_catalog(demo_wh)
+    for diff in (prepared.diff.iloc[::-1], prepared.diff.sort_values("old", na_position="last")):
+        got = intake._effects(demo_wh, cat, diff.reset_index(drop=True))
+        assert sorted(map(tuple, got[["before", "after"]].to_numpy())) == sorted(lights.values())
+    intake.commit(demo_wh, prepared, service.SYSTEM)
+
+    again = b"period,unit,kpi,value\n2026-11,SALES_E,REV,1\n2026-09,SALES_E,VISITS,0\n"
+    prepared = intake.prepare(demo_wh, [("m.csv", again)], service.SYSTEM, today=TODAY)
+    assert prepared.counts["removed"] == 2 and prepared.counts["unchanged"] == 2
+    assert light_pairs(demo_wh, prepared) == {("VISITS", "2026-11"): ("green", "grey")}
+    assert light_pairs(demo_wh, prepared) == reference_lights(demo_wh, prepared)
+
+
+def light_pairs(demo_wh, prepared) -> dict[tuple[str, str], tuple[str, str]]:
+    cat = load_catalog(demo_wh)
+    return {
+        (cat.kpis[r.kpi_id].code, f"{r.period:%Y-%m}"): (r.before, r.after)
+        for r in prepared.effects.itertuples()
+    }
+
+
+def reference_lights(demo_wh, prepared) -> dict[tuple[str, str], tuple[str, str]]:
+    """Each moving value's lights one at a time, with the single-value functions."""
+    cat = load_catalog(demo_wh)
+    out = {}
+    for r in prepared.diff[prepared.diff["change"] != "unchanged"].itertuples():
+        kpi = cat.kpis[r.kpi_id]
+        month = np.array([np.datetime64(r.period, "D")])
+        lv = targets.levels_by_month(demo_wh, cat, np.array([r.kpi_id]), np.array([r.unit_id]),
+                                     month)  # fmt: skip
+        levels = [lv[f][0] for f in ("baseline", "target", "low", "high", "tolerance")]
+        before, after = (str(scoring.statuses(v, *levels, kpi.direction)) for v in (r.old, r.new))
+        if before != after:
+            out[kpi.code, f"{r.period:%Y-%m}"] = (before, after)
+    return out

@@ -291,8 +291,8 @@ def _effects(wh: Warehouse, cat: Catalog, diff: pd.DataFrame) -> pd.DataFrame:
     lv = targets.levels_by_month(wh, cat, k, u, months)
     levels = [lv[f] for f in ("baseline", "target", "low", "high", "tolerance")]
     direction = cat.kpi_columns.direction[k].astype(str)
-    before = scoring.statuses(moving["old"].to_numpy(float), *levels, direction)
-    after = scoring.statuses(moving["new"].to_numpy(float), *levels, direction)
+    before = _lights(moving["old"].to_numpy(float), levels, direction)
+    after = _lights(moving["new"].to_numpy(float), levels, direction)
     changed = before != after
     return pd.DataFrame(
         {
@@ -303,6 +303,16 @@ def _effects(wh: Warehouse, cat: Catalog, diff: pd.DataFrame) -> pd.DataFrame:
             "after": after[changed],
         }
     )
+
+
+def _lights(values: np.ndarray, levels: list[np.ndarray], direction: np.ndarray) -> np.ndarray:
+    """`scoring.statuses` of the values there are; grey where there is none. A month's first
+    load has no old values, and most of a large upload is that."""
+    out = np.full(len(values), scoring.GREY, dtype=object)
+    has = ~np.isnan(values)
+    if has.any():
+        out[has] = scoring.statuses(values[has], *(v[has] for v in levels), direction[has])
+    return out
 
 
 def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = False) -> Committed:
