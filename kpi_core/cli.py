@@ -182,20 +182,24 @@ def main(argv: list[str] | None = None) -> int:
             print(str(exc), file=sys.stderr)
         return EXIT_REFUSED
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _failed(args, exc, EXIT_USAGE)
     except (NotFoundError, ScopeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_NOT_FOUND
+        return _failed(args, exc, EXIT_NOT_FOUND)
     except WarehouseBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BUSY
+        return _failed(args, exc, EXIT_BUSY)
     except sources.SourceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_SOURCE
+        return _failed(args, exc, EXIT_SOURCE)
     except KpiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return _failed(args, exc, EXIT_REFUSED)
+
+
+def _failed(args: argparse.Namespace, exc: Exception, code: int) -> int:
+    """The refusal on stderr; with --json also as JSON on stdout, so a script always has a
+    document to read (a file that cannot be read at all has no report)."""
+    print(f"error: {exc}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": str(exc), "exit": code}, ensure_ascii=False))
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -628,10 +628,10 @@ def import_system(
 ) -> ImportResult:
     """Validate a KPI-system workbook and, unless `dry_run`, write it in one transaction."""
     raw = source if isinstance(source, bytes) else Path(source).read_bytes()
-    sheets = workbook.read(raw)
+    name = source_name or (Path(source).name if not isinstance(source, bytes) else "upload.xlsx")
+    sheets = workbook.read(raw, name)
     cat = load_catalog(wh)
     plan = parse(sheets, cat, scope)
-    name = source_name or (Path(source).name if not isinstance(source, bytes) else "upload.xlsx")
     try:
         with wh.transaction() as cur:
             summary, batch_id = _apply(cur, plan, by, name, hashlib.sha256(raw).hexdigest())

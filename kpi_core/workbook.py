@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from python_calamine import CalamineWorkbook
 
 from kpi_core.errors import KpiError
+from kpi_core.ingest import files
 
 SHEETS: dict[str, tuple[str, ...]] = {
     "kpis": ("kpis", "指标库", "指标"),
@@ -138,36 +138,39 @@ def _clean(cell: object) -> object:
     return cell
 
 
-def read(source: str | os.PathLike | bytes) -> dict[str, Sheet]:
-    """Read the sheets we know; sheets with other names are ignored (notes, instructions)."""
+def read(source: str | os.PathLike | bytes, name: str = "upload.xlsx") -> dict[str, Sheet]:
+    """Read the sheets we know; sheets with other names are ignored (notes, instructions).
+
+    The file goes through the intake's reader and its guards (declared size, a value far away,
+    a password, damage), so a hostile workbook is refused here as it is there: calamine alone
+    would try to allocate a sheet reaching cell XFD1048576 and end the process."""
+    if not isinstance(source, bytes):
+        try:
+            source, name = Path(source).read_bytes(), Path(source).name
+        except FileNotFoundError:
+            raise WorkbookError(f"File not found: {source}") from None
+    if Path(name).suffix.lower() not in (".xlsx", ".xlsm", ".xls"):
+        name += ".xlsx"  # a label ("KPI library page"), not a file name: the bytes are a workbook
     try:
-        if isinstance(source, bytes):
-            book = CalamineWorkbook.from_filelike(io.BytesIO(source))
-        else:
-            book = CalamineWorkbook.from_path(str(source))
-    except FileNotFoundError:
-        raise WorkbookError(f"File not found: {source}") from None
-    except Exception as exc:  # calamine raises its own types for every kind of unreadable file
-        raise WorkbookError(
-            f"Cannot read the workbook: {exc}. Save it as .xlsx and retry."
-        ) from exc
+        tables = files.read_file(name, source)
+    except files.FileError as exc:
+        raise WorkbookError(str(exc)) from None
     out: dict[str, Sheet] = {}
-    for name in book.sheet_names:
-        key = _match_sheet(name)
+    for table in tables:
+        key = _match_sheet(table.sheet)
         if key is None:
             continue
         if key in out:
             raise WorkbookError(
-                f"Sheets '{out[key].name}' and '{name}' are both '{key}'; keep one."
+                f"Sheets '{out[key].name}' and '{table.sheet}' are both '{key}'; keep one."
             )
-        grid = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
-        out[key] = _sheet(key, name, grid)
+        out[key] = _sheet(key, table.sheet, table.rows)
     return out
 
 
 def _sheet(key: str, name: str, grid: list[list[object]]) -> Sheet:
     aliases = {_norm(a): col for col, names in COLUMNS[key].items() for a in names}
-    header_row = next((i for i, r in enumerate(grid) if any(str(c).strip() for c in r)), None)
+    header_row = next((i for i, r in enumerate(grid) if any(c is not None for c in r)), None)
     sheet = Sheet(key, name, {})
     if header_row is None:
         return sheet

@@ -166,3 +166,43 @@ def stored_rev(path) -> float:
         )[0]
     finally:
         wh.close()
+
+
+@pytest.mark.parametrize("sheet", ["指标", "实际", "Sheet1"])
+def test_a_value_far_away_is_refused_whatever_the_sheet_is_called(tmp_path, sheet):
+    # A sheet named like one of the KPI-system workbook's was read by calamine alone to tell
+    # a system workbook from actuals, before any size check: it asked for 549 GB and the
+    # process aborted. In the app, the Library page's import took the server down the same way.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = sheet
+    for row in (["期间", "组织", "指标编码", "实际值"], ["2026-09", "SALES_E", "REV", 1]):
+        ws.append(row)
+    ws["XFD1048576"] = 1
+    path = tmp_path / "far.xlsx"
+    wb.save(path)
+    wh = tmp_path / "w.duckdb"
+    cli("--warehouse", wh, "init", "--demo")
+    refused = cli("--warehouse", wh, "--admin", "import", path, "--dry-run", "--json", check=False)
+    assert refused.returncode == 1, refused.stderr
+    message = f"sheet '{sheet}' has a value as far as row 1,048,576, column XFD"
+    assert message in refused.stderr
+    assert json.loads(refused.stdout) == {"ok": False, "error": refused.stderr[7:].strip(),
+                                          "exit": 1}  # fmt: skip
+    # The Library page's import: the same refusal, as the page shows it.
+    library = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from kpi_core import service, workbook
+            from kpi_core.warehouse import Warehouse
+            try:
+                service.import_workbook(Warehouse({str(wh)!r}), {str(path)!r}, service.SYSTEM,
+                                        dry_run=True)
+            except workbook.WorkbookError as exc:
+                print(exc)
+        """)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert library.returncode == 0, library.stderr
+    assert message in library.stdout
