@@ -164,7 +164,7 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
     subtotals = _subtotal_texts(rows, header.row + 1)
     r = header.row + 1
     while r < len(rows):
-        if sink.plain_long and subtotals is not None:
+        if sink.plain_long and subtotals is not None and sink.has_number(rows[r]):
             r = sink.take_run(rows, r, skip, subtotals)
             if r == len(rows):
                 break
@@ -439,6 +439,7 @@ class _Sink:
         # The common long sheet (period, unit, KPI and value columns): only those four cells
         # and the row number vary, collected here and joined to the constant columns by `flush`.
         self.plain_long = self.long and None not in (self.pc, self.uc) and self.lc is None
+        self.width = max(self.pc or 0, self.uc or 0, self.kc or 0, self.vc or 0) + 1
         self.got: tuple[list, ...] = ([], [], [], [], [])  # row, period, unit, KPI, value
         if self.plain_long:
             self.emit = self._emit_plain_long
@@ -487,37 +488,54 @@ class _Sink:
                     self._add(row, month, month_at, unit, unit_at, kpi, self.at[self.kc], v,
                               value_at)  # fmt: skip
 
+    def has_number(self, cells: list) -> bool:
+        """Whether a row of a plain long sheet has a number in its value column: where a run
+        of plain rows may start (a CSV's values are text, parsed later: it has none)."""
+        return len(cells) > self.vc and type(cells[self.vc]) in _NUMBERS
+
     def take_run(self, rows: list[list], start: int, skip: set[int], subtotals: set[str]) -> int:
         """Collect the plain data rows of a plain long sheet from `start` on, and return where
         they end (the caller reads that row itself). A plain row has a number in the value
         column, no subtotal label and is not to be skipped: it is no title, header or subtotal,
         and it always gives a value — the checks of the general loop, done without it.
 
-        Each check runs over the whole rest of the sheet at once, in C (map, itemgetter): the
-        run ends at the first row any of them stops."""
-        block = rows[start:]
-        width = max(self.pc, self.uc, self.kc, self.vc) + 1
-        lengths = list(map(len, block))
+        The checks run in C (map, itemgetter) over blocks of rows that double in size from 16:
+        a call costs about what it takes, wherever the run ends."""
+        r, size = start, 16
+        while r < len(rows):
+            block = rows[r : r + size]
+            block = block[: self._plain(block, r, skip, subtotals)]
+            if block:
+                got_rows, periods, units, kpis, values = self.got
+                got_rows.extend(range(r + 1, r + len(block) + 1))
+                periods.extend(map(itemgetter(self.pc), block))
+                units.extend(map(itemgetter(self.uc), block))
+                kpis.extend(map(itemgetter(self.kc), block))
+                values.extend(map(itemgetter(self.vc), block))
+            r += len(block)
+            if len(block) < size:
+                break
+            size *= 2
+        return r
+
+    def _plain(self, block: list[list], start: int, skip: set[int], subtotals: set[str]) -> int:
+        """How many rows at the start of `block` (row `start` on) are plain."""
         end = len(block)
-        if min(lengths, default=width) < width:
-            end = next(i for i, k in enumerate(lengths) if k < width)
-        if later := [x - 1 - start for x in skip if x - 1 >= start]:
-            end = min(end, min(later))
+        lengths = list(map(len, block))
+        if min(lengths, default=self.width) < self.width:
+            end = next(i for i, k in enumerate(lengths) if k < self.width)
+        if later := [x - 1 - start for x in skip if start <= x - 1 < start + end]:
+            end = min(later)
         block = block[:end]
         numeric = list(map(_NUMBERS.__contains__, map(type, map(itemgetter(self.vc), block))))
         if False in numeric:
-            block = block[: numeric.index(False)]
+            end = numeric.index(False)
         if subtotals:
-            total = next((i for i, c in enumerate(block) if not subtotals.isdisjoint(c)), None)
-            block = block if total is None else block[:total]
-        if block:
-            got_rows, periods, units, kpis, values = self.got
-            got_rows.extend(range(start + 1, start + len(block) + 1))
-            periods.extend(map(itemgetter(self.pc), block))
-            units.extend(map(itemgetter(self.uc), block))
-            kpis.extend(map(itemgetter(self.kc), block))
-            values.extend(map(itemgetter(self.vc), block))
-        return start + len(block)
+            total = next(
+                (i for i, c in enumerate(block[:end]) if not subtotals.isdisjoint(c)), None
+            )
+            end = end if total is None else total
+        return end
 
     def _emit_plain_long(self, cells: list, row: int, ctx: _Context) -> None:
         n = len(cells)
