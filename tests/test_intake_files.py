@@ -926,6 +926,22 @@ def test_csv_with_bom(own_file):
     assert loads(own_file, "bom.csv", data) == CHINESE_EXPECTED
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_csv_in_utf16_as_excel_saves_unicode_text(own_file, encoding):
+    # Excel's "Unicode Text": UTF-16 with a byte-order mark, tabs between the fields.
+    data = CHINESE_CSV.replace(",", "\t").replace("\n", "\r\n").encode(encoding)
+    data = data if data[:2] in (b"\xff\xfe", b"\xfe\xff") else b"\xfe\xff" + data
+    assert b"\0" in data[:10]
+    assert loads(own_file, "unicode.csv", data) == CHINESE_EXPECTED
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_csv_with_any_line_ending(own_file, newline):
+    # "CSV (Macintosh)" ends lines with a lone CR; Python's csv module refused such a file.
+    data = CHINESE_CSV.replace("\n", newline).encode("utf-8")
+    assert loads(own_file, "mac.csv", data) == CHINESE_EXPECTED
+
+
 def test_csv_with_semicolons_and_decimal_commas(own_file):
     # As Excel saves CSV where the decimal mark is a comma: "1.234,5" is 1234.5, "1,5" is 1.5.
     data = (

@@ -162,6 +162,8 @@ def _sniff(data: bytes) -> str:
     # Only what reads as text is called text: a PDF or an empty zip must not be told to
     # "rename it to .csv".
     head = data[:4096]
+    if head[:2] in _UTF16_BOMS:
+        return "text"  # Excel's "Unicode Text": UTF-16, full of NUL bytes
     if b"\0" in head:
         return "binary"
     for encoding in _ENCODINGS:
@@ -722,10 +724,11 @@ def _cell(c: object) -> object:
 
 
 _ENCODINGS = ("utf-8-sig", "gb18030")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _read_csv(name: str, data: bytes, limits: Limits) -> Table:
-    for encoding in _ENCODINGS:
+    for encoding in ("utf-16",) if data[:2] in _UTF16_BOMS else _ENCODINGS:
         try:
             text = data.decode(encoding)
             break
@@ -741,7 +744,8 @@ def _read_csv(name: str, data: bytes, limits: Limits) -> Table:
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # Universal newlines: "CSV (Macintosh)" ends its lines with a lone CR.
+    reader = csv.reader(io.StringIO(text, newline=None), delimiter=delimiter)
     rows: list[list[object]] = []
     start = 1  # the line the record being read starts on
     try:
