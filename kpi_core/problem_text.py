@@ -233,6 +233,15 @@ RULES: list[tuple[str, str]] = [
     ),
     ("the header in row {row} has no values below it", "第 {row} 行的表头下方没有数据"),
     (
+        "the header in row {row} has no {columns} column, so its {n} rows give no values",
+        "第 {row} 行的表头没有 {columns} 列，因此其下 {n} 行没有可导入的数值",
+    ),
+    (
+        "name the columns as the template does (期间/period, 部门/unit, 指标/KPI, 实际值/value), "
+        "or load the sheet with a mapping profile",
+        "请按模板命名各列（期间/period、部门/unit、指标/KPI、实际值/value），或用映射方案导入该工作表",
+    ),
+    (
         "fill in the rows under the header, or upload the sheet that holds the values",
         "请在表头下方填写数据，或上传包含数据的工作表",
     ),
@@ -979,6 +988,8 @@ def _convert(name: str, value: str) -> str | None:
         return None if None in parts else "；".join(parts)
     if kind == "choices":  # names.py's "A (…) or B (…)"
         return re.sub(r"\) or (?=\S)", ") 或 ", value)
+    if kind == "columns":  # layout's "KPI/指标 or value/实际值"
+        return value.replace(" or ", " 或 ")
     if kind in ("what", "agg", "status", "role"):
         return WORDS.get(value, value)
     return value

@@ -12,7 +12,7 @@ import re
 import struct
 import zipfile
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import openpyxl
@@ -549,6 +549,43 @@ def test_sheet_without_any_header(demo_file):
     got = refuse(demo_file, "notes.xlsx", xlsx({"Notes": [["hello"], ["world", 3]]}))
     placed(got.finding("no header row found", "warning"), "notes.xlsx", "Notes", None, None)
     assert got.finding("nothing to load").hint
+
+
+def test_an_empty_sheet_beside_one_of_other_data(demo_file):
+    # Not "the sheets are empty": one of them holds something, just not actuals.
+    data = xlsx({"Blank": [], "Notes": [["hello"], ["world", 3]]})
+    got = refuse(demo_file, "mixed.xlsx", data)
+    placed(got.finding("nothing to load: no actuals were found"), "mixed.xlsx", "", None, None)
+    assert got.finding("the sheet is empty", "info").sheet == "Blank"
+
+
+def test_a_header_whose_kpi_and_value_columns_are_not_recognised(demo_file):
+    # Rows of dates and amounts under it must not be taken for a header of months, and the
+    # warning says which columns are missing instead of "no values below it".
+    rows = [["Month", "Dept", "Indicator", "Amount", "Updated"]]
+    rows += [[datetime(2026, 9, 1), u, "REV", 1_000_000 * i, datetime(2026, 10, 3, 9, 30)]
+             for i, u in enumerate(("SALES_E", "SALES_N", "SALES_S"), 1)]  # fmt: skip
+    got = refuse(demo_file, "odd.xlsx", xlsx({"Sheet": rows}))
+    f = got.finding(
+        "has no KPI/指标 or value/实际值 column, so its 3 rows give no values", "warning"
+    )
+    placed(f, "odd.xlsx", "Sheet", 1, None)
+    assert "mapping profile" in f.hint
+    assert [x for x in got.prepared.findings if "unknown" in x.message] == []
+
+
+def test_rows_of_dates_and_numbers_alone_are_no_header(demo_file):
+    # An export without a header: two dates in one month beside amounts are a row of data.
+    rows = [[datetime(2013, 9, d), datetime(2013, 9, d + 1), 1000.0 * d, 5.0 + d] for d in (1, 2)]
+    got = refuse(demo_file, "dates.xlsx", xlsx({"CNY": rows}))
+    placed(got.finding("no header row found", "warning"), "dates.xlsx", "CNY", None, None)
+
+
+def test_whole_numbers_of_a_legacy_sheet_are_quoted_as_the_cells_show_them(demo_file):
+    # calamine gives a number as a float: 2 comes as 2.0, and a message quoting "2.0" names
+    # a value the analyst never typed.
+    got = refuse(demo_file, "n.xlsx", xlsx({"S": [HEADER, ["2026-09", "SALES_E", 2.0, 1]]}))
+    assert got.finding("unknown KPI '2'").column == "C (kpi)"
 
 
 def test_a_million_blank_formatted_rows(demo_file):

@@ -131,9 +131,11 @@ def prepare(
     records = layout.Records()
     findings: list[Finding] = []
     blank_sheets = []
+    sheets = 0
     for i, (name, data) in enumerate(uploads):
         step(0.05 + 0.5 * i / len(uploads), f"Reading {name}")
         tables = files.read_file(name, data, limits)
+        sheets += len(tables)
         if mapping is not None:
             got, found = profile.apply(mapping, tables)
             records.extend(got)
@@ -160,7 +162,7 @@ def prepare(
     file_names = [n for n, _ in uploads]
     src = (source or (mapping.name if mapping else ", ".join(sorted(file_names)))).strip()
     if not len(records) and not any(f.severity == "error" for f in findings):
-        what = "the sheets are empty" if blank_sheets else "no actuals were found"
+        what = "the sheets are empty" if len(blank_sheets) == sheets else "no actuals were found"
         findings.append(
             Finding(
                 "error", uploads[0][0], "", None, None, f"nothing to load: {what}",

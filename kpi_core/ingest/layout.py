@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from itertools import chain, islice, repeat
 from operator import is_, itemgetter
 
@@ -194,14 +194,31 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
     sink.flush()
     if not len(out) and not any(f.severity == "error" for f in findings):
         # Say where the header is, so "nothing to load" is not a mystery (a template never
-        # filled in, or values typed into a different sheet).
-        findings.append(
-            Finding(
-                "warning", table.file, label, header.row + 1, None,
-                f"the header in row {header.row + 1} has no values below it",
-                "fill in the rows under the header, or upload the sheet that holds the values",
-            )
-        )  # fmt: skip
+        # filled in, or values typed into a different sheet, or columns not recognised).
+        below = sum(1 for row in rows[header.row + 1 :] if not all(c is None for c in row))
+        lacking = [] if header.kpi_cols or header.month_cols else [
+            name for f, name in (("kpi", "KPI/指标"), ("value", "value/实际值"))
+            if f not in header.fields
+        ]  # fmt: skip
+        if below and lacking:
+            findings.append(
+                Finding(
+                    "warning", table.file, label, header.row + 1, None,
+                    f"the header in row {header.row + 1} has no {' or '.join(lacking)} column, "
+                    f"so its {below:,} rows give no values",
+                    "name the columns as the template does (期间/period, 部门/unit, 指标/KPI, "
+                    "实际值/value), or load the sheet with a mapping profile",
+                )
+            )  # fmt: skip
+        else:
+            findings.append(
+                Finding(
+                    "warning", table.file, label, header.row + 1, None,
+                    f"the header in row {header.row + 1} has no values below it",
+                    "fill in the rows under the header, or upload the sheet that holds the "
+                    "values",
+                )
+            )  # fmt: skip
     _require_context(table, header, context, out, findings)
     return out, findings
 
@@ -239,6 +256,8 @@ def _ref_row(ref: str) -> int:
 
 
 def _cell_text(c: object) -> str:
+    if isinstance(c, float) and c.is_integer():
+        return str(int(c))  # a legacy .xls stores 2 as 2.0; the cell shows 2
     return "" if c is None else str(c).strip()
 
 
@@ -265,6 +284,14 @@ def _header_at(rows, r: int, names: Names, table: Table) -> _Header | None:
             kpi_cols[j] = c
         elif _is_month(c):
             month_cols[j] = c
+    # Dates beside numbers, or two dates in one month, are a row of data (an order's dates and
+    # amounts), not months over columns: such a row must not outscore the real header above.
+    dates = [c for c in month_cols.values() if isinstance(c, date)]
+    if dates and (
+        any(type(c) in _NUMBERS or type(c) is bool for c in cells)
+        or len({(d.year, d.month) for d in dates}) < len(dates)
+    ):
+        month_cols = {j: c for j, c in month_cols.items() if not isinstance(c, date)}
     # A KPI named like a column alias ("名称") must not also be a KPI column.
     used = {j for j, _ in fields.values()}
     kpi_cols = {j: c for j, c in kpi_cols.items() if j not in used}
@@ -286,7 +313,9 @@ def _header_at(rows, r: int, names: Names, table: Table) -> _Header | None:
 
 def _is_month(c: object) -> bool:
     if isinstance(c, date):
-        return True
+        # A time of day makes it a moment (an update stamp), not a month; whole days come
+        # from the reader as dates.
+        return not isinstance(c, datetime)
     if not isinstance(c, str):
         return False
     try:

@@ -81,7 +81,7 @@ def check(
     kpi_ids = np.array([k.id if k else 0 for k in kpis], dtype=np.int32)[kpi_code]
     raw = records.kpi
     problem(kpi_ids == 0, "kpi",
-            lambda i: f"unknown KPI '{raw[i]}'" if raw[i] is not None else "no KPI given",
+            lambda i: f"unknown KPI '{_text(raw[i])}'" if raw[i] is not None else "no KPI given",
             lambda i: names.kpi_hint(_text(raw[i])) or "check the KPI library for its code"
             if raw[i] is not None else "fill in the KPI code or name", own=True)  # fmt: skip
     columns = cat.kpi_columns
@@ -98,7 +98,8 @@ def check(
     unit_ids = np.array([u.id if u else 0 for u in units], dtype=np.int32)[unit_code]
     raw_u = records.unit
     problem(unit_ids == 0, "unit",
-            lambda i: f"unknown unit '{raw_u[i]}'" if raw_u[i] is not None else "no unit given",
+            lambda i: f"unknown unit '{_text(raw_u[i])}'" if raw_u[i] is not None
+                      else "no unit given",
             lambda i: names.unit_hint(_text(raw_u[i])) or "check the org units for its code"
             if raw_u[i] is not None else "fill in the unit code or name", own=True)  # fmt: skip
     allowed = np.array([u is not None and scope.allows(u.id) for u in units], dtype=bool)[unit_code]
