@@ -468,10 +468,10 @@ class _Sink:
         # The common long sheet (period, unit, KPI and value columns): only those four cells
         # and the row number vary, collected here and joined to the constant columns by `flush`.
         self.plain_long = self.long and None not in (self.pc, self.uc) and self.lc is None
-        self.width = max(self.pc or 0, self.uc or 0, self.kc or 0, self.vc or 0) + 1
         self.got: tuple[list, ...] = ([], [], [], [], [])  # row, period, unit, KPI, value
         if self.plain_long:
             self.emit = self._emit_plain_long
+            self.width = max(self.pc, self.uc, self.kc, self.vc) + 1  # of a plain row
         o = out
         self.add = (
             o.file.append, o.sheet.append, o.row.append, o.period.append, o.period_at.append,
