@@ -570,7 +570,9 @@ def cli_score(path, tmp_path, foreign):
     for code in ("SALES", "GROUP", "SALES_E", "QA"):
         done = cli(path, "score", "--unit", code, "--period", "2026-03", "--json")
         assert done.returncode == 3, (code, done.stdout, done.stderr)
-        assert done.stdout == ""
+        # With --json the refusal is a document too: it names only the unit asked for.
+        refusal = {"ok": False, "error": f"Org unit {code} is outside your scope.", "exit": 3}
+        assert json.loads(done.stdout) == refusal
     done = cli(path, "score", "--unit", "PROD", "--period", "2026-03", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["unit"] in ("PROD", "生产部", "Production Department")
