@@ -128,11 +128,9 @@ def _match_sheet(name: str) -> str | None:
 
 
 def _clean(cell: object) -> object:
-    if isinstance(cell, str):
-        s = cell.strip()
-        if s.startswith("'") and s.lstrip("'")[:1] in _FORMULA_START:
-            return s[1:]  # the apostrophe `_excel_safe` added; an apostrophe of the text stays
-        return s or None
+    """A cell of the reader's grid (text already stripped, blanks already None) as imported."""
+    if isinstance(cell, str) and cell.startswith("'") and cell.lstrip("'")[:1] in _FORMULA_START:
+        return cell[1:]  # the apostrophe `_excel_safe` added; an apostrophe of the text stays
     if isinstance(cell, datetime):
         return cell.date()
     return cell
