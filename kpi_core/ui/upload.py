@@ -506,8 +506,10 @@ def report(ctx: PageContext, it: intake.Intake, tag: str, *, hint: str | None = 
         width="stretch",
         column_config={
             ctx.t("up_col_severity"): st.column_config.TextColumn(width=80),
+            # The problem is the long text to read; the file is named above the report too.
+            ctx.t("up_col_file"): st.column_config.TextColumn(width=150),
             ctx.t("up_col_row"): st.column_config.NumberColumn(width=55),
-            ctx.t("up_col_message"): st.column_config.TextColumn(width=260),
+            ctx.t("up_col_message"): st.column_config.TextColumn(width=420),
             ctx.t("up_col_hint"): st.column_config.TextColumn(width="large"),
         },
     )
