@@ -52,7 +52,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-from kpi_core import actuals, collector, service, workbook  # noqa: E402
+from kpi_core import actuals, collector, demo, service, workbook  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
 from kpi_core.ingest import files, intake, layout, validate  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
@@ -124,7 +124,7 @@ def build_warehouse(path: Path, extra_units: int) -> float:
     tmp = path.with_suffix(".tmp.duckdb")
     tmp.unlink(missing_ok=True)
     wh = Warehouse(tmp, linger=0)
-    service.ensure_demo(wh)
+    service.ensure_demo(wh, today=demo.REFERENCE_TODAY)
     cat = load_catalog(wh)
     teams = sorted((u for u in cat.units.values() if u.kind == "team"), key=lambda u: u.id)
     rows = []

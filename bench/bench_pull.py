@@ -45,7 +45,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-from kpi_core import service, workbook  # noqa: E402
+from kpi_core import demo, service, workbook  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
 from kpi_core.ingest import intake, profile  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
@@ -105,7 +105,7 @@ def build_warehouse(path: Path, regions: list[str]) -> float:
     """The demo company plus a sales unit per region, imported as an admin would."""
     t0 = time.perf_counter()
     wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh)
+    service.ensure_demo(wh, today=demo.REFERENCE_TODAY)
     rows = [
         {"code": unit_code(r), "name_zh": f"销售区域{r}", "name_en": f"Sales region {r}",
          "parent": "SALES", "kind": "team"}

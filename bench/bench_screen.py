@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kpi_core import screen, service  # noqa: E402
+from kpi_core import demo, screen, service  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
 from kpi_core.ui.screen import Params, render  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
@@ -155,7 +155,7 @@ def soak(warehouse: Path, cycles: int) -> None:
 def demo_warehouse(path: Path) -> Path:
     """A fresh demo warehouse file, as the app creates on first start."""
     wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh)
+    service.ensure_demo(wh, today=demo.REFERENCE_TODAY)
     wh.close()
     return path
 

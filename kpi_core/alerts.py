@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from kpi_core import formula, i18n, scoring, targets
+from kpi_core import clock, formula, i18n, scoring, targets
 from kpi_core.actuals import MONTHLY_SQL, base_pairs
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
@@ -606,7 +606,7 @@ def evaluate(
     `at_risk` is a forecast from now: it is judged only for the latest month with data (or when
     `forecast` says so), never for a month in the past."""
     rules = rules or load_rules(wh)
-    today = today or date.today()
+    today = today or clock.today()
     scope = who.scope
     span = data_range(wh, scope, cat)
     latest = span[1] if span else None

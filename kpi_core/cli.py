@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_core import alerts, backup, export, service, workbook
+from kpi_core import alerts, backup, clock, export, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import (
@@ -215,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _command(wh: Warehouse, args: argparse.Namespace) -> int:
     if args.command == "init":
-        loaded = service.ensure_demo(wh) if args.demo else False
+        loaded = service.ensure_demo(wh, today=clock.today()) if args.demo else False
         note = " (demo company loaded)" if loaded else ""
         print(f"warehouse {wh.path} at schema version {wh.schema_version()}{note}")
         return EXIT_OK

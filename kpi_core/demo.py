@@ -2,20 +2,25 @@
 
 华创精密制造有限公司 (Huachuang Precision Manufacturing Co., Ltd.) — seven departments, sales
 regions, production lines and service teams; about fifty KPIs with calibers, sources and owners;
-a KPI tree with weights; three years of targets; and monthly actuals from January 2024 to
-October 2026 with seasonality, growth, noise and deliberate misses, so that every board shows a
-believable mix of green, amber and red.
+a KPI tree with weights; targets for every year shown; and 34 months of actuals with seasonality,
+growth, noise and deliberate misses, so that every board shows a believable mix of green, amber
+and red.
 
-Everything is deterministic: a fixed random seed and a fixed last month (`DEMO_END`), never
-today's date. `build_demo()` returns one DataFrame per workbook sheet (DESIGN.md §5).
+The demo is always current: `build_demo(end)` makes the 34 months that end with `end`, and the
+app and `init --demo` pass `demo_end(today)`, the last complete month. Everything else is
+deterministic: a fixed random seed, and the same numbers for the same `end`. The shipped
+`data/demo_company.xlsx` is `build_demo(REFERENCE_END)`, the format's worked example.
+`build_demo()` returns one DataFrame per workbook sheet (DESIGN.md §5).
 
-Stories built into the numbers (what a demo should let a user discover):
-- 华南大区 (South region) lags badly in 2026: revenue below baseline, visits on plan but the
-  visit-to-order conversion collapses, collections slip, satisfaction drops.
-- Customer complaint rate worsens steadily through 2026 (amber YTD, red in the latest month).
+The stories are told in years counted back from the last month's year (the "running year"; in
+the reference demo 2026) and in months counted back from the last month:
+- 华南大区 (South region) lags badly in the running year: revenue below baseline, visits on plan
+  but the visit-to-order conversion collapses, collections slip, satisfaction drops.
+- Customer complaint rate worsens steadily through the running year (amber YTD, red lately).
 - Line 2 (precision assembly) struggles with a new product: availability, performance, output and
-  lead time slip; line 2 had the one lost-time safety incident, in August 2025 (veto).
-- Inventory days drift above the band in 2026 as South-region orders dry up.
+  lead time slip; line 2 had the one lost-time safety incident, 14 months before the last month
+  (August 2025 in the reference demo; veto).
+- Inventory days drift above the band in the running year as South-region orders dry up.
 - R&D milestone on-time rate is red; HR turnover and key-talent retention are amber; headcount
   runs above the approved establishment in 2026; budget utilisation overshoots.
 """
@@ -29,9 +34,12 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-DEMO_START = date(2024, 1, 1)  # first month with actuals
-DEMO_END = date(2026, 10, 1)  # last month with actuals (fixed, so everything is deterministic)
-YEARS = (2024, 2025, 2026)
+from kpi_core.periods import add_months, month_of
+
+SPAN = 34  # months with actuals
+REFERENCE_END = date(2026, 10, 1)  # the last month of the shipped workbook
+REFERENCE_TODAY = date(2026, 11, 20)  # a day whose demo is the shipped workbook's
+SAFETY_INCIDENT_BACK = 14  # months before the last month: line 2's one lost-time incident
 SEED = 20260
 
 SHEETS = ("kpis", "org_units", "tree", "targets", "actuals", "phasing")
@@ -528,7 +536,8 @@ TREE: list[tuple[str, str, int]] = [
 ]
 
 # ---------------------------------------------------------------------------------------------
-# Targets: node -> levels for 2024, 2025, 2026. (baseline, target, challenge) for up/down KPIs,
+# Targets: node -> levels for the years before last, last year and the running year (2024, 2025
+# and 2026 in the reference demo); earlier years take the first. (baseline, target, challenge) for up/down KPIs,
 # ("range", low, high, tolerance) for range KPIs. `sum` levels are annual totals.
 
 _Lv = tuple[float | str, ...]  # (baseline, target, challenge) or ("range", low, high, tolerance)
@@ -638,17 +647,26 @@ SUM_PHASING = {
 # Actuals
 
 
-def demo_months() -> list[date]:
-    """Every month with actuals, DEMO_START..DEMO_END."""
-    out, y, m = [], DEMO_START.year, DEMO_START.month
-    while date(y, m, 1) <= DEMO_END:
-        out.append(date(y, m, 1))
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
+def demo_end(today: date) -> date:
+    """The last complete month before `today`: the demo's last month with actuals."""
+    return add_months(month_of(today), -1)
 
 
-def _months_in(year: int) -> int:
-    return sum(1 for d in demo_months() if d.year == year)
+def demo_months(end: date = REFERENCE_END) -> list[date]:
+    """The SPAN months with actuals that end with `end`."""
+    last = month_of(end)
+    return [add_months(last, i) for i in range(-(SPAN - 1), 1)]
+
+
+def demo_years(end: date = REFERENCE_END) -> list[int]:
+    """The calendar years the demo's months touch: each gets targets."""
+    return sorted({m.year for m in demo_months(end)})
+
+
+def story_year(year: int, end: date) -> int:
+    """Which of a story's three yearly figures a year takes: 2 for the running year (the last
+    month's), 1 for the year before, 0 for any earlier year."""
+    return max(0, 2 - (end.year - year))
 
 
 def _round_keep_total(values: np.ndarray) -> np.ndarray:
@@ -664,10 +682,19 @@ def _round_keep_total(values: np.ndarray) -> np.ndarray:
 class _Gen:
     """Builds monthly series; one random generator, used in a fixed order."""
 
-    def __init__(self, seed: int = SEED) -> None:
+    def __init__(self, end: date, seed: int = SEED) -> None:
         self.rng = np.random.default_rng(seed)
         self.rows: list[tuple[str, str, str, float]] = []
-        self.periods = [f"{d.year}-{d.month:02d}" for d in demo_months()]
+        self.months = demo_months(end)
+        self.periods = [f"{d.year}-{d.month:02d}" for d in self.months]
+        self.years = demo_years(end)
+        self.end = end
+        # Per month: which of a story's three yearly figures applies.
+        self.story = np.array([story_year(d.year, end) for d in self.months])
+
+    def months_of(self, year: int) -> list[int]:
+        """The months (0 = January) of `year` that have actuals."""
+        return [d.month - 1 for d in self.months if d.year == year]
 
     def add(self, unit: str, kpi: str, values: Sequence[float]) -> None:
         for period, v in zip(self.periods, values, strict=True):
@@ -690,9 +717,10 @@ class _Gen:
         raw = np.asarray(PHASING.get(profile, [1.0] * 12), dtype=float)
         shares = raw / raw.sum()
         out: list[np.ndarray] = []
-        for year, total in zip(YEARS, annual, strict=True):
-            n = _months_in(year)
-            expected = total * shares[:n]
+        for year in self.years:
+            months = self.months_of(year)
+            n = len(months)
+            expected = annual[story_year(year, self.end)] * shares[months]
             noisy = expected * np.clip(1 + self.rng.normal(0, noise, n), 0.2, None)
             noisy *= expected.sum() / noisy.sum()
             if integer:
@@ -714,8 +742,9 @@ class _Gen:
         """An `avg`/`last` KPI: each year's mean level, a linear drift of `ramp` across the
         year's months, and noise centred within the year."""
         out: list[np.ndarray] = []
-        for year, lv, r in zip(YEARS, levels, ramp, strict=True):
-            n = _months_in(year)
+        for year in self.years:
+            lv, r = levels[story_year(year, self.end)], ramp[story_year(year, self.end)]
+            n = len(self.months_of(year))
             eps = self.rng.normal(0, noise, n)
             eps -= eps.mean()
             vals = lv + r * np.linspace(-0.5, 0.5, n) + eps
@@ -726,12 +755,13 @@ class _Gen:
         return self.rng.normal(0, sd, n)
 
 
-def _actuals() -> pd.DataFrame:
-    g = _Gen()
+def _actuals(end: date) -> pd.DataFrame:
+    g = _Gen(end)
     n = len(g.periods)
 
     # --- sales regions -----------------------------------------------------------------------
-    # yearly figures: 2024, 2025, 2026 (the last as a full-year rate; only Jan-Oct are present)
+    # yearly figures: the year before last, last year and the running year (the last as a
+    # full-year rate; only the months up to the last month are present)
     regions = {
         #          revenue (M)        margin              collection rate     new customers
         "SALES_E": ((23.2, 25.6, 27.8), (0.30, 0.30, 0.29), (0.97, 0.97, 0.965), (22, 24, 24)),
@@ -744,7 +774,7 @@ def _actuals() -> pd.DataFrame:
                   "SALES_S": (0.10, 0.09, 0.07)}  # fmt: skip
     csat = {"SALES_E": ((91.0, 91.5, 91.5), (0, 0, 0)), "SALES_N": ((89.0, 90.0, 89.5), (0, 0, 0)),
             "SALES_S": ((88.0, 89.5, 84.5), (0, 0, -3.0))}  # fmt: skip
-    year_idx = np.array([YEARS.index(int(p[:4])) for p in g.periods])
+    year_idx = g.story
     for unit, (rev, margin, collect, new_cust) in regions.items():
         revenue = g.spread([r * _M for r in rev], "sales_season", 0.06)
         g.add(unit, "REV", revenue)
@@ -811,8 +841,8 @@ def _actuals() -> pd.DataFrame:
         g.add(unit, "DELIV_DAYS", g.level(p["DELIV_DAYS"], 0.8, lo=3, decimals=1))
         g.add(unit, "UNIT_COST", g.level(p["UNIT_COST"], 0.9, lo=10, decimals=2))
         incidents = np.zeros(n)
-        if unit == "PROD_L2":  # the one lost-time incident: a hand injury at the press, Aug 2025
-            incidents[g.periods.index("2025-08")] = 1
+        if unit == "PROD_L2":  # the one lost-time incident: a hand injury at the press
+            incidents[n - 1 - SAFETY_INCIDENT_BACK] = 1
         g.add(unit, "SAFETY", incidents)
     g.add("PROD", "INV_DAYS", g.level((32, 30, 37.5), 1.5, ramp=(0, 0, 8), lo=5, decimals=1))
 
@@ -824,8 +854,11 @@ def _actuals() -> pd.DataFrame:
     g.add("QA", "CAPA_DUE", capa_due)
     capa_rate = np.asarray((0.86, 0.91, 0.915))[year_idx]
     g.add("QA", "CAPA_CLOSED", g.rng.binomial(capa_due.astype(int), capa_rate))
-    quarterly = [84, 85, 86, 86.5, 87, 88.5, 89, 89.5, 90, 90.5, 91, 91]  # audits each quarter
-    g.add("QA", "AUDIT_SCORE", [quarterly[i // 3] for i in range(n)])
+    # audits each calendar quarter; SPAN months always touch twelve quarters
+    quarterly = [84, 85, 86, 86.5, 87, 88.5, 89, 89.5, 90, 90.5, 91, 91]
+    first_q = g.months[0].year * 4 + (g.months[0].month - 1) // 3
+    quarter = [d.year * 4 + (d.month - 1) // 3 - first_q for d in g.months]
+    g.add("QA", "AUDIT_SCORE", [quarterly[min(q, len(quarterly) - 1)] for q in quarter])
 
     # --- R&D ---------------------------------------------------------------------------------
     g.add("RD", "PROJ_ONTIME", g.level((0.82, 0.80, 0.68), 0.04, lo=0, hi=1, decimals=3))
@@ -838,7 +871,8 @@ def _actuals() -> pd.DataFrame:
     g.add("HR", "KEY_RETENTION", g.level((0.93, 0.94, 0.905), 0.004, ramp=(0, 0, -0.03), hi=1))
     g.add("HR", "RECRUIT_DAYS", g.level((38, 33, 31), 3.0, lo=5, decimals=1))
     g.add("HR", "TRAIN_HOURS", g.spread((35, 38, 41), "even", 0.3, decimals=1))
-    # headcount at month end: Jan 2024, Dec 2024, Dec 2025, Oct 2026, straight lines + noise
+    # headcount at month end: first month, 11 and 23 months later, last month; straight lines
+    # and noise
     anchors = {"SALES": (80, 82, 86, 90), "PROD": (250, 255, 262, 275), "QA": (35, 36, 38, 40),
                "CS": (39, 40, 42, 46), "RD": (62, 66, 72, 80), "HR": (13, 13, 14, 15),
                "FIN": (17, 17, 18, 19)}  # fmt: skip
@@ -886,12 +920,13 @@ def _kpis_frame() -> pd.DataFrame:
     return df
 
 
-def _targets_frame() -> pd.DataFrame:
+def _targets_frame(end: date) -> pd.DataFrame:
     aggregation = {k.code: k.aggregation for k in KPIS}
     rows = []
     for node, per_year in TARGETS.items():
         unit, kpi = node.split("/")
-        for year, lv in zip(YEARS, per_year, strict=True):
+        for year in demo_years(end):
+            lv = per_year[story_year(year, end)]
             if lv[0] == "range":
                 b = t = c = None
                 low, high, tol = lv[1:]
@@ -906,8 +941,9 @@ def _targets_frame() -> pd.DataFrame:
     return df
 
 
-def build_demo() -> dict[str, pd.DataFrame]:
-    """The demo company as a KPI-system workbook: one DataFrame per sheet."""
+def build_demo(end: date = REFERENCE_END) -> dict[str, pd.DataFrame]:
+    """The demo company as a KPI-system workbook, its actuals ending with the month of `end`:
+    one DataFrame per sheet."""
     org = pd.DataFrame(ORG_UNITS, columns=ORG_COLUMNS)
     tree = pd.DataFrame(TREE, columns=TREE_COLUMNS)
     tree["weight"] = tree["weight"].astype(int)
@@ -919,7 +955,7 @@ def build_demo() -> dict[str, pd.DataFrame]:
         "kpis": _kpis_frame(),
         "org_units": org,
         "tree": tree,
-        "targets": _targets_frame(),
-        "actuals": _actuals(),
+        "targets": _targets_frame(end),
+        "actuals": _actuals(end),
         "phasing": phasing,
     }

@@ -23,7 +23,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from kpi_core import system_import, targets, workbook
+from kpi_core import clock, system_import, targets, workbook
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
 from kpi_core.ingest.intake import closed_months
@@ -143,7 +143,7 @@ def target_grid(
     stay and the KPI-system workbook still reaches them."""
     who.scope.check(unit_id, cat.units[unit_id].code)
     units = {u for u in cat.descendants(unit_id) if who.scope.allows(u)}
-    month = month_of(today or date.today())
+    month = month_of(today or clock.today())
     pairs = _node_pairs(cat, units, month)
     stored = wh.df(
         """SELECT kpi_id, unit_id, period_start, baseline, target, challenge, low, high,

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import pandas as pd
 
+from kpi_core import clock
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.references import expand, has_reference, is_reference
 from kpi_core.references import mask as _mask_password
@@ -782,7 +783,7 @@ def _test_message(name: str, today: date | None = None) -> PushMessage:
         "the channel works.",
         kpi=None,
         unit="",
-        period=f"{today or date.today():%Y-%m-%d}",
+        period=f"{today or clock.today():%Y-%m-%d}",
         owner=None,
     )
 

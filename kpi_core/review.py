@@ -15,6 +15,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
+from kpi_core import clock
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, NotFoundError
 from kpi_core.periods import Period, month_of
@@ -219,7 +220,7 @@ def open_actions(
 ) -> pd.DataFrame:
     """Open actions in the caller's scope, soonest due first, with `overdue` (due before today)."""
     df = comments(wh, cat, who, open_actions_only=True)
-    today = today or date.today()
+    today = today or clock.today()
     due = pd.to_datetime(df["due"])
     df["overdue"] = (due < pd.Timestamp(today)).fillna(False).astype(bool)
     return (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date
 
-from kpi_core import scorecard, system_import, workbook
+from kpi_core import demo, scorecard, system_import, workbook
 from kpi_core.access import Scope, User, hash_password
 from kpi_core.catalog import Catalog, load_catalog, load_user
 from kpi_core.periods import Period
@@ -44,11 +45,24 @@ def actor_for(user: User, cat: Catalog) -> Actor:
     return Actor(user.name, user.role, cat.scope_for(user))
 
 
-def ensure_demo(wh: Warehouse, source: str | os.PathLike | None = None) -> bool:
-    """Load the demo company into an empty warehouse through the ordinary import path."""
-    if not wh.is_empty():
+def ensure_demo(wh: Warehouse, *, today: date, source: str | os.PathLike | None = None) -> bool:
+    """Load the demo company into a new warehouse through the ordinary import path: one with
+    no KPIs and no users. A warehouse somebody has started (an admin created, say) never gets
+    the demo's KPIs, nor its well-known passwords.
+
+    The demo's actuals end with the last complete month before `today` (demo.demo_end), so a
+    new user sees last month's board and no stale data; `source` loads a given workbook instead.
+    """
+    if not wh.is_empty() or wh.one("SELECT count(*) FROM app_user")[0]:
         return False
-    system_import.import_system(wh, source or workbook.DEMO_WORKBOOK, by="demo", scope=Scope.all())
+    if source is None:
+        frames = demo.build_demo(demo.demo_end(today))
+        system_import.import_system(
+            wh, workbook.to_bytes(frames), by="demo", scope=Scope.all(),
+            source_name=workbook.DEMO_WORKBOOK.name, today=today,
+        )  # fmt: skip
+    else:
+        system_import.import_system(wh, source, by="demo", scope=Scope.all(), today=today)
     with wh.transaction() as cur:
         for name, display, role, scope, password in DEMO_USERS:
             cur.execute(
@@ -61,7 +75,7 @@ def ensure_demo(wh: Warehouse, source: str | os.PathLike | None = None) -> bool:
     # (Imported here: the alert rules build on this module's Actor.)
     from kpi_core import alerts
 
-    alerts.run(wh, SYSTEM)
+    alerts.run(wh, SYSTEM, today=today)
     return True
 
 

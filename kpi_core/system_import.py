@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_core import actuals, formula, workbook
+from kpi_core import actuals, clock, formula, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import Problem, ValidationError
@@ -625,8 +625,10 @@ def import_system(
     scope: Scope,
     dry_run: bool = False,
     source_name: str | None = None,
+    today: date | None = None,
 ) -> ImportResult:
-    """Validate a KPI-system workbook and, unless `dry_run`, write it in one transaction."""
+    """Validate a KPI-system workbook and, unless `dry_run`, write it in one transaction.
+    A changed target of a running period takes effect from `today`'s month."""
     raw = source if isinstance(source, bytes) else Path(source).read_bytes()
     name = source_name or (Path(source).name if not isinstance(source, bytes) else "upload.xlsx")
     sheets = workbook.read(raw, name)
@@ -634,7 +636,9 @@ def import_system(
     plan = parse(sheets, cat, scope)
     try:
         with wh.transaction() as cur:
-            summary, batch_id = _apply(cur, plan, by, name, hashlib.sha256(raw).hexdigest())
+            summary, batch_id = _apply(
+                cur, plan, by, name, hashlib.sha256(raw).hexdigest(), today or clock.today()
+            )
             if dry_run:
                 raise _DryRun(summary)
     except _DryRun as done:
@@ -689,12 +693,12 @@ _KPI_FIELDS = (
 
 
 def _apply(
-    cur, plan: Plan, by: str, source_name: str, sha: str
+    cur, plan: Plan, by: str, source_name: str, sha: str, today: date
 ) -> tuple[dict[str, int], int | None]:
     reason = f"import {source_name}"
     summary: dict[str, int] = defaultdict(int)
     now = datetime.now()
-    this_month = month_of(date.today())
+    this_month = month_of(today)
 
     for name, shares in plan.profiles.items():
         old = cur.execute("SELECT shares FROM phasing_profile WHERE name = ?", [name]).fetchone()

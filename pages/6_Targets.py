@@ -2,10 +2,9 @@
 reason and an effective date; history, revert and the change log. Department heads and admins
 edit their units; everyone else sees the same grids read-only."""
 
-from datetime import date
-
 import streamlit as st
 
+from kpi_core import clock
 from kpi_core.board import data_range
 from kpi_core.periods import month_of
 from kpi_core.ui import guard, page, unit_picker
@@ -21,9 +20,9 @@ ctx = page("nav_targets")
 with guard(ctx):
     st.title(ctx.t("nav_targets"))
     span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
-    unit_id = unit_picker(ctx, span[1] if span else month_of(date.today()))
+    unit_id = unit_picker(ctx, span[1] if span else month_of(clock.today()))
     years = year_options(ctx)
-    this_year = (span[1] if span else date.today()).year
+    this_year = (span[1] if span else clock.today()).year
     year = st.sidebar.selectbox(
         ctx.t("tw_year"), years, index=years.index(this_year), key="tw_year"
     )

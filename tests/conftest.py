@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from kpi_core import service, workbook
+from kpi_core import demo, service, workbook
 from kpi_core.access import Scope
 from kpi_core.ingest import intake
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.receiver import Receiver
+
+# The day every test runs on, whatever the system clock says. The core takes it as `today`; the
+# edges (pages, the command line, app servers the tests start) read KPI_TODAY (kpi_core.clock).
+# The demo built for this day ends in October 2026, as the shipped workbook does.
+TODAY = demo.REFERENCE_TODAY
+os.environ["KPI_TODAY"] = TODAY.isoformat()
 
 
 def sales_system() -> dict[str, pd.DataFrame]:
@@ -143,7 +150,7 @@ def demo_file(tmp_path_factory) -> Path:
     """The demo company in a real DuckDB file, built once for the session; never written."""
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh)
+    service.ensure_demo(wh, today=TODAY)
     wh.close()
     return path
 

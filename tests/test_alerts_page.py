@@ -3,13 +3,15 @@ an alert with a review action, see it among the actions, close both; viewers rea
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from kpi_core import alerts
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ok, open_page
+from tests.conftest import TODAY
 
 PAGE = "pages/8_Alerts.py"
 
@@ -41,7 +43,7 @@ def test_evaluate_acknowledge_act_and_close(own_file, monkeypatch):
     key = f"al_rv_{aid}"
     at.text_area(key=f"{key}_text").input("Distributor stock-out in week 40")
     at.text_input(key=f"{key}_action").input("Second supplier for the east region")
-    at.date_input(key=f"{key}_due").set_value(date.today() - timedelta(days=1))
+    at.date_input(key=f"{key}_due").set_value(TODAY - timedelta(days=1))
     at.button(key=f"{key}_submit").click().run()
     ok(at)
     wh = Warehouse(own_file, linger=0)
@@ -107,3 +109,54 @@ def test_an_admin_changes_a_rule_through_typed_fields(own_file, monkeypatch):
     # Below the bounds the field refuses the value instead of the rule taking it.
     at.selectbox(key="al_rk").select("at_risk").run()
     assert at.number_input(key="al_rp_at_risk_min_points").min == 2
+
+
+def _missing_pieces(path) -> dict[str, int]:
+    """Alerts that lack what a row can lack: stale data (no KPI, no owner) in Production and in
+    Sales, one naming a KPI deleted since, and one with empty texts. Returns name → id."""
+    wh = Warehouse(path, linger=0)
+    try:
+        unit = dict(wh.rows("SELECT code, id FROM org_unit"))
+        rev = wh.one("SELECT id FROM kpi WHERE code = 'REV'")[0]
+        top = wh.one("SELECT coalesce(max(id), 0) FROM alert_event")[0]
+        rows = {
+            "stale_prod": (None, unit["PROD"], "stale", "medium", "缺少数据", "No data"),
+            "stale_sales": (None, unit["SALES_S"], "stale", "high", "缺少数据", "No data"),
+            "gone_kpi": (987_654, unit["PROD_L2"], "status", "low", "旧指标", "Old KPI"),
+            "blank": (rev, unit["SALES"], "anomaly", "low", "", ""),
+        }
+        ids = {}
+        with wh.transaction() as cur:
+            for i, (name, (kpi, uid, kind, sev, zh, en)) in enumerate(rows.items(), top + 1):
+                cur.execute(
+                    """INSERT INTO alert_event (id, kpi_id, unit_id, period, kind, severity,
+                           state_key, owner, message_zh, message_en, details, raised_at)
+                       VALUES (?, ?, ?, DATE '2026-11-01', ?, ?, 'x', NULL, ?, ?, NULL,
+                               TIMESTAMP '2026-12-06 09:00:00')""",
+                    [i, kpi, uid, kind, sev, zh, en],
+                )
+                ids[name] = i
+        return ids
+    finally:
+        wh.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("user", ["admin", "head_sales", "analyst", "viewer_prod"])
+def test_alerts_with_missing_pieces_show_a_dash(own_file, monkeypatch, user, lang):
+    ids = _missing_pieces(own_file)
+    owner = "责任人" if lang == "zh" else "Owner"
+    at = open_alerts(own_file, monkeypatch, user=user, lang=lang)
+    mine = {
+        "head_sales": ["stale_sales", "blank"],
+        "viewer_prod": ["stale_prod", "gone_kpi"],
+    }.get(user, list(ids))
+    for name in mine:
+        aid = ids[name]
+        at.selectbox(key="al_pick").set_value(aid).run()
+        ok(at)
+        caption = "\n".join(c.value for c in at.caption)
+        assert f"{owner}: —" in caption, caption
+    table = at.dataframe[0].value
+    assert "—" in set(table[owner])
+    assert not table.isna().any().any()

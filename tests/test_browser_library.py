@@ -3,7 +3,6 @@ as it is typed), see it listed, place it on a scorecard in Chinese, and import a
 workbook (checked first, then imported)."""
 
 import shutil
-from datetime import date
 
 import pytest
 from playwright.sync_api import expect
@@ -13,6 +12,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import export_bytes
 from kpi_core.warehouse import Warehouse
+from tests.conftest import TODAY
 from tests.test_browser import browser, shot, start_app, visit  # noqa: F401 (browser: fixture)
 from tests.test_browser_upload import choose, no_traceback, settle
 
@@ -117,7 +117,7 @@ def test_place_on_a_scorecard_in_chinese(browser, library_app):  # noqa: F811
     no_traceback(page)
     shot(page, "library-place-zh")
     cat = catalog(tmp / "wh.duckdb")
-    children = definitions.children_of(cat, "SALES", None, date.today().replace(day=1))
+    children = definitions.children_of(cat, "SALES", None, TODAY.replace(day=1))
     assert ("SALES/CONVERSION", 0.0) in children
     page.close()
 

@@ -11,6 +11,7 @@ import pytest
 
 from kpi_core import service
 from kpi_core.warehouse import Warehouse
+from tests.conftest import TODAY
 from tests.oidc_provider import OidcProvider
 from tests.test_browser import ROOT, browser, free_port, shot, start_app  # noqa: F401 (browser: fixture)
 
@@ -54,7 +55,7 @@ def sso_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sso")
     path = tmp / "wh.duckdb"
     wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh)
+    service.ensure_demo(wh, today=TODAY)
     with wh.transaction() as cur:
         cur.execute("UPDATE app_user SET email = 'wang.lei@example.com' WHERE name = 'head_sales'")
     wh.close()

@@ -16,9 +16,10 @@ from kpi_core.errors import ScopeError, ValidationError
 from kpi_core.periods import Period
 from kpi_core.service import SYSTEM, Actor
 from kpi_core.warehouse import Warehouse
+from tests.conftest import TODAY
 
 ADMIN = SYSTEM
-THIS_MONTH = date.today().replace(day=1)
+THIS_MONTH = TODAY.replace(day=1)
 
 
 def kpi(code: str, **more) -> dict[str, object]:

@@ -1,14 +1,18 @@
-"""The demo company workbook (kpi_core.demo): shape, consistency and the stories in its numbers."""
+"""The demo company workbook (kpi_core.demo): shape, consistency and the stories in its numbers.
+
+Most tests read the reference demo (the shipped workbook, ending October 2026); the last ones
+build it for other days and check that it is current and tells the same stories."""
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from datetime import date
 
 import pandas as pd
 import pytest
 
-from kpi_core.demo import DEMO_END, DEMO_START, build_demo
+from kpi_core.demo import REFERENCE_END, build_demo, demo_end, demo_months
 
 ALLOWED_UNITS = {"元", "%", "个", "人", "天", "分", "次", "小时", "件"}
 COLUMNS = {
@@ -100,11 +104,7 @@ def _is_descendant(unit: str, ancestor: str, parents: dict[str, str | None]) -> 
 
 
 def _months() -> list[str]:
-    out, y, m = [], DEMO_START.year, DEMO_START.month
-    while (y, m) <= (DEMO_END.year, DEMO_END.month):
-        out.append(f"{y}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
+    return [f"{d:%Y-%m}" for d in demo_months(REFERENCE_END)]
 
 
 def test_deterministic_and_complete():
@@ -383,3 +383,49 @@ def test_deliberate_misses(demo):
     hr = act.query("kpi == 'TURNOVER' and period.str.startswith('2026')")["value"].mean()
     levels = t.loc[("HR", "TURNOVER", "2026")]
     assert levels["target"] < hr <= levels["baseline"]
+
+
+# Days a calendar makes awkward: a month end, the first days of a month, New Year, a leap day.
+DAYS = [
+    date(2026, 11, 30), date(2026, 12, 1), date(2026, 12, 2), date(2027, 1, 1), date(2027, 1, 31),
+    date(2027, 3, 15), date(2028, 1, 2), date(2028, 2, 29), date(2028, 3, 1), date(2031, 7, 4),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("today", DAYS, ids=str)
+def test_the_demo_is_current_whatever_the_day(today):
+    end = demo_end(today)
+    last_month = (
+        date(today.year - 1, 12, 1) if today.month == 1 else date(today.year, today.month - 1, 1)
+    )
+    assert end == last_month
+    d = build_demo(end)
+    act, t = d["actuals"], d["targets"]
+    months = sorted(act["period"].unique())
+    assert len(months) == 34 and months[-1] == f"{end:%Y-%m}"
+    # every year shown has its targets, for every KPI node of the tree
+    nodes = {tuple(n.split("/")) for n in d["tree"]["child"] if "/" in n}
+    have = set(zip(t["unit"], t["kpi"], t["period"], strict=True))
+    for year in {m[:4] for m in months}:
+        for unit, kpi in nodes:
+            assert (unit, kpi, year) in have, (unit, kpi, year)
+    # the veto incident: once, 14 months before the last month
+    incidents = act.query("kpi == 'SAFETY' and value > 0")
+    assert list(incidents["period"]) == [months[-1 - 14]]
+    # the worked sales example is the running year's scorecard
+    sales = t.set_index(["unit", "kpi", "period"])
+    year = str(end.year)
+    for kpi, levels in {"REV": (50e6, 60e6, 70e6), "NEW_CUST": (50, 60, 70), "CSAT": (85, 90, 95),
+                        "COLLECT_RATE": (0.90, 0.95, 0.98)}.items():  # fmt: skip
+        got = tuple(sales.loc[("SALES", kpi, year), ["baseline", "target", "challenge"]])
+        assert got == pytest.approx(levels), kpi
+    # seasonality stays on the calendar: February (Spring Festival) is the weakest revenue month
+    rev = act.query("kpi == 'REV'").groupby("period")["value"].sum()
+    for feb in (m for m in months if m.endswith("-02")):
+        year_months = [m for m in months if m[:4] == feb[:4]]
+        assert rev[feb] == min(rev[m] for m in year_months), feb
+
+
+def test_the_reference_day_gives_the_shipped_workbooks_months():
+    assert demo_end(date(2026, 11, 20)) == REFERENCE_END
+    assert demo_months()[0] == date(2024, 1, 1) and demo_months()[-1] == REFERENCE_END

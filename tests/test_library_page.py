@@ -4,7 +4,6 @@ to their fields in both languages, placing a KPI on a scorecard, and the message
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,12 @@ from kpi_core.ui.library import children_rows, weights_total
 from kpi_core.warehouse import Warehouse
 from tests import apptest
 from tests.apptest import ok
+from tests.conftest import TODAY
 
 ROOT = Path(__file__).resolve().parent.parent
 
 PAGE = "pages/4_Library.py"
-THIS_MONTH = date.today().replace(day=1)
+THIS_MONTH = TODAY.replace(day=1)
 
 
 def open_page(path, monkeypatch, lang="en", user="admin") -> AppTest:

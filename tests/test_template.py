@@ -18,6 +18,7 @@ from kpi_core.ingest import template
 from kpi_core.periods import Period
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.conftest import TODAY
 
 OCT_2026 = date(2026, 10, 1)
 HEADERS = {
@@ -30,7 +31,7 @@ SHEETS = {"en": ("actuals", "instructions"), "zh": ("实际", "说明")}
 @pytest.fixture(scope="module")
 def demo_wh(tmp_path_factory):
     wh = Warehouse(tmp_path_factory.mktemp("template") / "demo.duckdb", linger=0)
-    service.ensure_demo(wh)
+    service.ensure_demo(wh, today=TODAY)
     yield wh
     wh.close()
 
@@ -205,7 +206,7 @@ def test_instructions_in_both_languages(demo_wh, demo_cat, tmp_path, lang):
     assert "python -m kpi_core import" in text
     assert "组织：SALES 销售部" in text and "Unit: SALES Sales Department" in text
     assert "月份：2026-10" in text and "Month: 2026-10" in text
-    assert f"Generated: {date.today().isoformat()}" in text
+    assert f"Generated: {TODAY.isoformat()}" in text
     assert not wb[SHEETS[lang][1]].merged_cells.ranges
 
 

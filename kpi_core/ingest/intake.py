@@ -24,7 +24,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, alerts, collector, push, scoring, targets
+from kpi_core import actuals, alerts, clock, collector, push, scoring, targets
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
@@ -200,7 +200,7 @@ def check_and_diff(
     step(0.6, "Checking against the KPI library")
     locked = set(closed_months(wh))
     checked = validate.check(
-        records, cat, who.scope, today=today or date.today(), locked=locked, names=names
+        records, cat, who.scope, today=today or clock.today(), locked=locked, names=names
     )
     findings = findings + checked.findings
     if len(records) and not len(checked.rows) and not any(f.severity == "error" for f in findings):

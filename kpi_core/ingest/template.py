@@ -27,7 +27,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
-from kpi_core import targets
+from kpi_core import clock, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import NotFoundError
@@ -354,7 +354,7 @@ _STEPS: tuple[tuple[str, str], ...] = (
 
 def _instructions(ws: Worksheet, unit: Unit, month: date, n_rows: int) -> None:
     # One cell per fact, so no pair of cells reads like a label and its value to a sheet reader.
-    today = date.today().isoformat()
+    today = clock.today().isoformat()
     lines: list[tuple[str, str]] = [
         *_STEPS,
         ("", ""),

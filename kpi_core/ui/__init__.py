@@ -13,7 +13,7 @@ from datetime import date
 
 import streamlit as st
 
-from kpi_core import i18n, service
+from kpi_core import clock, i18n, service
 from kpi_core.board import periods_between
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
@@ -42,7 +42,7 @@ PAGES = (
 @st.cache_resource(show_spinner=False)
 def _warehouse(path: str) -> Warehouse:
     wh = Warehouse(path)
-    service.ensure_demo(wh)
+    service.ensure_demo(wh, today=clock.today())
     return wh
 
 

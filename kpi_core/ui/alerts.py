@@ -13,22 +13,46 @@ from kpi_core import alerts, i18n, review
 from kpi_core.ui import PageContext
 from kpi_core.ui.review import comments_panel
 from kpi_core.ui.upload import error_text
-from kpi_core.ui.widgets import md
+from kpi_core.ui.widgets import md, missing, or_dash
 
 ACTORS = alerts.ALERT_ROLES  # who acknowledges, closes and runs the rules
 _SEVERITY_MARK = {"high": "■", "medium": "▲", "low": "●"}
 
 
-def _kind(ctx: PageContext, kind: str) -> str:
-    return ctx.t(f"al_kind_{kind}")
+# An alert's row may lack anything but its id: stale data has no KPI and, before its unit has an
+# owner, no owner; an alert kept from an older release may name a unit or KPI since deleted.
+# Each piece is shown as "—" then, never as an error.
 
 
-def _severity(ctx: PageContext, severity: str) -> str:
-    return f"{_SEVERITY_MARK.get(severity, '')} {ctx.t(f'al_sev_{severity}')}"
+def _kind(ctx: PageContext, kind: object) -> str:
+    return "—" if missing(kind) else ctx.t(f"al_kind_{kind}")
 
 
-def _state(ctx: PageContext, state: str) -> str:
-    return ctx.t(f"al_state_{state}")
+def _severity(ctx: PageContext, severity: object) -> str:
+    if missing(severity):
+        return "—"
+    return f"{_SEVERITY_MARK.get(str(severity), '')} {ctx.t(f'al_sev_{severity}')}"
+
+
+def _state(ctx: PageContext, state: object) -> str:
+    return "—" if missing(state) else ctx.t(f"al_state_{state}")
+
+
+def _unit_id(value: object) -> int | None:
+    return None if missing(value) else int(value)
+
+
+def _unit_name(ctx: PageContext, unit_id: object) -> str:
+    uid = _unit_id(unit_id)
+    return "—" if uid is None or uid not in ctx.cat.units else ctx.cat.units[uid].name(ctx.lang)
+
+
+def _period(ctx: PageContext, label: object) -> str:
+    return "—" if missing(label) else i18n.period_label(str(label), ctx.lang)
+
+
+def _message(ctx: PageContext, row: pd.Series) -> str:
+    return or_dash(row["message_zh" if ctx.lang == "zh" else "message_en"])
 
 
 def filters(ctx: PageContext) -> dict[str, list]:
@@ -104,11 +128,11 @@ def alerts_section(ctx: PageContext, chosen: dict[str, list]) -> None:
         {
             ctx.t("al_severity"): [_severity(ctx, s) for s in table["severity"]],
             ctx.t("al_kind"): [_kind(ctx, k) for k in table["kind"]],
-            ctx.t("unit"): [ctx.cat.units[u].name(ctx.lang) for u in table["unit_id"]],
+            ctx.t("unit"): [_unit_name(ctx, u) for u in table["unit_id"]],
             ctx.t("kpi"): [_kpi_name(ctx, k) for k in table["kpi_id"]],
-            ctx.t("period"): [i18n.period_label(p, ctx.lang) for p in table["period_label"]],
-            ctx.t("al_message"): table["message_zh" if ctx.lang == "zh" else "message_en"],
-            ctx.t("owner"): table["owner"].fillna("—"),
+            ctx.t("period"): [_period(ctx, p) for p in table["period_label"]],
+            ctx.t("al_message"): [_message(ctx, r) for _, r in table.iterrows()],
+            ctx.t("owner"): [or_dash(o) for o in table["owner"]],
             ctx.t("al_state"): [_state(ctx, s) for s in table["state"]],
             ctx.t("al_raised"): table["raised_at"],
         }
@@ -135,15 +159,15 @@ def alerts_section(ctx: PageContext, chosen: dict[str, list]) -> None:
 
 
 def _kpi_name(ctx: PageContext, kpi_id: object) -> str:
-    if kpi_id is None or pd.isna(kpi_id) or int(kpi_id) not in ctx.cat.kpis:
+    if missing(kpi_id) or int(kpi_id) not in ctx.cat.kpis:
         return "—"
     return ctx.cat.kpis[int(kpi_id)].name(ctx.lang)
 
 
 def _label(ctx: PageContext, row: pd.Series) -> str:
-    unit = ctx.cat.units[int(row["unit_id"])].name(ctx.lang)
+    unit = _unit_name(ctx, row["unit_id"])
     what = _kpi_name(ctx, row["kpi_id"])
-    month = i18n.period_label(row["period_label"], ctx.lang)
+    month = _period(ctx, row["period_label"])
     return f"#{row['id']} · {_kind(ctx, row['kind'])} · {unit} · {what} · {month}"
 
 
@@ -151,15 +175,16 @@ def _detail(ctx: PageContext, row: pd.Series) -> None:
     aid = int(row["id"])
     with st.container(border=True):
         st.markdown(f"**{md(_label(ctx, row))}**")
-        st.markdown(md(row["message_zh" if ctx.lang == "zh" else "message_en"]))
+        st.markdown(md(_message(ctx, row)))
         st.caption(
             f"{ctx.t('al_severity')}: {_severity(ctx, row['severity'])} · "
-            f"{ctx.t('owner')}: {md(row['owner'] or '—')} · {ctx.t('al_state')}: "
+            f"{ctx.t('owner')}: {md(row['owner'])} · {ctx.t('al_state')}: "
             f"{_state(ctx, row['state'])}"
         )
+        unit_id = _unit_id(row["unit_id"])
         if row["state"] == "closed":
-            st.caption(f"{ctx.t('al_resolution')}: {row['resolution'] or '—'}")
-        elif ctx.actor.role in ACTORS and ctx.actor.scope.allows(int(row["unit_id"])):
+            st.caption(f"{ctx.t('al_resolution')}: {md(row['resolution'])}")
+        elif ctx.actor.role in ACTORS and unit_id is not None and ctx.actor.scope.allows(unit_id):
             left, right = st.columns(2)
             with left:
                 note = st.text_input(ctx.t("al_ack_note"), key=f"al_note_{aid}")
@@ -169,7 +194,7 @@ def _detail(ctx: PageContext, row: pd.Series) -> None:
                 resolution = st.text_input(ctx.t("al_resolution"), key=f"al_res_{aid}")
                 if st.button(ctx.t("al_close"), key=f"al_close_{aid}"):
                     _act(ctx, lambda: alerts.close(ctx.wh, ctx.actor, aid, resolution), "al_closed")
-        if row["kpi_id"] is not None and not pd.isna(row["kpi_id"]):
+        if not missing(row["kpi_id"]) and unit_id is not None and not missing(row["period"]):
             period = pd.Timestamp(row["period"]).date()
             st.markdown(f"**{ctx.t('al_review')}**")
             comments_panel(

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import date
 
 import pandas as pd
 import streamlit as st
 
-from kpi_core import definitions, export, i18n, service, workbook
+from kpi_core import clock, definitions, export, i18n, service, workbook
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, Problem, ValidationError, WarehouseBusyError
 from kpi_core.ingest import files
@@ -114,7 +113,7 @@ def _problem_text(ctx: PageContext, p: Problem) -> str:
 def list_section(ctx: PageContext) -> None:
     with safe(ctx, "lib_unexpected"):
         text = st.text_input(ctx.t("lib_filter"), key="lib_filter", width=420)
-        df = library_frame(ctx.wh, ctx.cat, ctx.lang, date.today().year, text or "")
+        df = library_frame(ctx.wh, ctx.cat, ctx.lang, clock.today().year, text or "")
         st.caption(ctx.t("lib_count", n=len(df), total=len(ctx.cat.kpis)))
         st.dataframe(
             df,
@@ -374,7 +373,7 @@ def _summary_key(ctx: PageContext, key: str) -> str:
 
 
 def _smart(ctx: PageContext, code: str) -> None:
-    year = date.today().year
+    year = clock.today().year
     warnings = definitions.smart_warnings(ctx.wh, ctx.cat, code, year)
     if warnings:
         st.warning(
@@ -394,7 +393,7 @@ def place_section(ctx: PageContext, code: str | None) -> None:
         if code is None:
             st.info(ctx.t("lib_place_pick_first"))
             return
-        month = date.today().replace(day=1)
+        month = clock.today().replace(day=1)
         tree = ctx.cat.tree(month)
         units = [
             u for root in ctx.cat.scope_roots(ctx.actor.scope) for u in ctx.cat.descendants(root)
@@ -496,7 +495,7 @@ def transfer_section(ctx: PageContext) -> None:
         st.download_button(
             ctx.t("lib_export_button"),
             data=lambda: export_bytes(wh, scope, lang),
-            file_name=f"kpi-system-{date.today():%Y%m%d}-{lang}.xlsx",
+            file_name=f"kpi-system-{clock.today():%Y%m%d}-{lang}.xlsx",
             mime=XLSX,
             key="lib_export_button",
             icon=":material/download:",

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import pandas as pd
 import streamlit as st
 
-from kpi_core import i18n, review
+from kpi_core import clock, i18n, review
 from kpi_core.board import Board
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, month_of
@@ -113,7 +113,7 @@ def _add_form(
             ctx.t("rv_owner"), value=ctx.actor.name, max_chars=review.MAX_OWNER, key=f"{key}_owner"
         )
         due = cols[3].date_input(
-            ctx.t("rv_due"), value=date.today() + timedelta(days=DUE_IN_DAYS), key=f"{key}_due"
+            ctx.t("rv_due"), value=clock.today() + timedelta(days=DUE_IN_DAYS), key=f"{key}_due"
         )
         posted = st.form_submit_button(
             ctx.t("rv_submit"), icon=":material/add_comment:", key=f"{key}_submit"
@@ -159,7 +159,7 @@ def _comment(ctx: PageContext, c: pd.Series, writer: bool, key: str) -> None:
         state = c["state"]
         if state == review.OPEN:
             badge = f":orange-badge[{ctx.t('rv_open')}]"
-            if due is not None and due < date.today():
+            if due is not None and due < clock.today():
                 badge += f" :red-badge[{ctx.t('rv_overdue')}]"
         else:
             badge = f":green-badge[{ctx.t('rv_closed')}]"

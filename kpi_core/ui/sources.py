@@ -19,7 +19,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from kpi_core import i18n
+from kpi_core import clock, i18n
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import profile, sources
 from kpi_core.ingest.names import norm
@@ -481,7 +481,7 @@ def _pull(ctx: PageContext, source: sources.Source) -> None:
     )
     first = until = None
     if mode == "range":
-        today = date.today()
+        today = clock.today()
         months = month_choices(today)
         start = _next_month(last) if last and _next_month(last) in months else months[1]
         left, right = st.columns(2)

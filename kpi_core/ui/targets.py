@@ -16,7 +16,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from kpi_core import audit, i18n, planning, workbook
+from kpi_core import audit, clock, i18n, planning, workbook
 from kpi_core.errors import ValidationError
 from kpi_core.periods import month_of
 from kpi_core.ui import PageContext
@@ -106,7 +106,7 @@ def _save_form(
     c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")
     effective = c1.date_input(
         ctx.t("tw_effective"),
-        value=month_of(date.today()),
+        value=month_of(clock.today()),
         key=f"tw_{name}_effective",
         help=ctx.t("tw_effective_help"),
         format="YYYY-MM-DD",
@@ -513,7 +513,7 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
         key="tw_audit_entities",
     )  # fmt: skip
     who = c2.multiselect(ctx.t("tw_user"), users, placeholder=ctx.t("tw_all"), key="tw_audit_users")
-    today = date.today()
+    today = clock.today()
     span = c3.date_input(
         ctx.t("tw_dates"), value=(date(today.year, 1, 1), today), key="tw_audit_dates"
     )
@@ -582,6 +582,6 @@ def _entity(ctx: PageContext, entity: str) -> str:
 def year_options(ctx: PageContext) -> list[int]:
     """Years with targets or data, and the next one (targets are set before the year starts)."""
     years = {r[0] for r in ctx.wh.rows("SELECT DISTINCT year(period_start) FROM target")}
-    years |= {date.today().year, date.today().year + 1}
+    years |= {clock.today().year, clock.today().year + 1}
     years |= {r[0] for r in ctx.wh.rows("SELECT DISTINCT year(period) FROM actual")}
     return sorted(years, reverse=True)

@@ -24,7 +24,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from kpi_core import i18n
+from kpi_core import clock, i18n
 from kpi_core.board import data_range
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
@@ -696,7 +696,7 @@ def template_section(ctx: PageContext) -> None:
         if not units:
             return
         span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
-        months, default = month_options(span[1] if span else None, date.today())
+        months, default = month_options(span[1] if span else None, clock.today())
         root_depth = min(len(ctx.cat.ancestors(u)) for u in units)
         left, right = st.columns(2)
         unit_id = left.selectbox(
@@ -1055,7 +1055,7 @@ def months_section(ctx: PageContext) -> None:
         label = ", ".join(i18n.period_label(f"{m:%Y-%m}", ctx.lang) for m in closed)
         st.markdown(ctx.t("up_months_closed", months=label) if closed else ctx.t("up_months_none"))
         span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
-        today = date.today()
+        today = clock.today()
         months, _ = month_options(span[1] if span else None, today)
         months = sorted(set(months) | set(closed), reverse=True)
         latest = span[1].replace(day=1) if span else today.replace(day=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+import pandas as pd
 import streamlit as st
 
 from kpi_core import i18n
@@ -22,10 +23,25 @@ def badge(status: str, lang: str) -> str:
     return f":{_BADGE[status]}-badge[{i18n.status_label(status, lang)}]"
 
 
-def md(text: str) -> str:
+def missing(value: object) -> bool:
+    """None, NaN, pd.NA, NaT or blank text: nothing a user should see as a value."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array is a value
+        return False
+
+
+def or_dash(value: object) -> str:
+    """A value as text, "—" where it is missing."""
+    return "—" if missing(value) else str(value)
+
+
+def md(text: object) -> str:
     """Text from users (KPI and unit names, comments, files, databases), kept from being read
-    as Markdown: no links, images, emphasis or HTML made of it."""
-    return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in text)
+    as Markdown: no links, images, emphasis or HTML made of it. Missing text is "—"."""
+    return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in or_dash(text))
 
 
 def error_text(ctx: PageContext, text: str) -> str:
