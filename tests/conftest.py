@@ -171,6 +171,21 @@ def demo_wh(own_file):
     wh.close()
 
 
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole run; each test opens its own page or context."""
+    from tests.test_browser import CHROMIUM, FLAGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium fonts-noto-cjk")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
 @pytest.fixture
 def receiver():
     """Start HTTP receivers on 127.0.0.1 (tests/receiver.py); all stopped at the end."""

@@ -67,18 +67,6 @@ def start_app(
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium fonts-noto-cjk")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def sales_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     book = tmp / "sales.xlsx"
@@ -165,64 +153,64 @@ def test_chinese_board(browser, sales_app):
     page.close()
 
 
-def test_fresh_warehouse_is_seeded_with_the_demo(browser, tmp_path):
-    proc, url = start_app(tmp_path / "fresh.duckdb")
-    try:
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        visit(page, f"{url}/?lang=zh")
-        page.get_by_text("综合得分").first.wait_for(timeout=60_000)
-        assert page.locator("[data-testid='stException']").count() == 0
-        shot(page, "overview-demo-zh")
-        page.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+@pytest.fixture(scope="module")
+def fresh_app(tmp_path_factory):
+    """The app started on a warehouse file that does not exist yet, as a new user starts it."""
+    proc, url = start_app(tmp_path_factory.mktemp("fresh") / "fresh.duckdb")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
 
 
-def test_each_demo_role_signs_in_and_sees_its_own(browser, tmp_path):
+def test_fresh_warehouse_is_seeded_with_the_demo(browser, fresh_app):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    visit(page, f"{fresh_app}/?lang=zh")
+    page.get_by_text("综合得分").first.wait_for(timeout=60_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    shot(page, "overview-demo-zh")
+    page.close()
+
+
+def test_each_demo_role_signs_in_and_sees_its_own(browser, fresh_app):
     """As a new user of the demo would: the form, each documented demo user, a URL for a unit
     outside the scope, a wrong password, and signing out."""
-    proc, url = start_app(tmp_path / "demo.duckdb")
-    try:
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.goto(f"{url}/Board?unit=SALES&lang=en")
-        page.get_by_text("Demo users").wait_for(timeout=60_000)
-        assert page.locator("[data-testid='stSidebarNav'], a[href*='Board']").count() == 0
-        shot(page, "sign-in-en")
-        page.locator("input[autocomplete='username']").fill("viewer_prod")
-        page.locator("input[type='password']").fill("wrong")
-        page.locator("input[type='password']").press("Enter")
-        page.get_by_text("The user name or password is not right.").wait_for(timeout=30_000)
+    url = fresh_app
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(f"{url}/Board?unit=SALES&lang=en")
+    page.get_by_text("Demo users").wait_for(timeout=60_000)
+    assert page.locator("[data-testid='stSidebarNav'], a[href*='Board']").count() == 0
+    shot(page, "sign-in-en")
+    page.locator("input[autocomplete='username']").fill("viewer_prod")
+    page.locator("input[type='password']").fill("wrong")
+    page.locator("input[type='password']").press("Enter")
+    page.get_by_text("The user name or password is not right.").wait_for(timeout=30_000)
 
-        seen = {}
-        for user, password, home in (
-            ("viewer_prod", "viewer", "Production Department"),
-            ("head_sales", "head", "Sales Department"),
-            ("admin", "admin", "Sales Department"),
-        ):
-            # A deep link to Sales: the viewer of Production is shown Production instead.
-            visit(page, f"{url}/Board?unit=SALES&lang=en", user, password)
-            sidebar = page.locator("[data-testid='stSidebar']")
-            sidebar.get_by_text(f"Signed in as: {user}").wait_for(timeout=30_000)
-            page.get_by_text(f"{home} · ").first.wait_for(timeout=30_000)
-            seen[user] = sidebar.inner_text()
-            assert page.locator("[data-testid='stException']").count() == 0
-            page.get_by_text("KPI cards").wait_for()
-            page.wait_for_timeout(1000)  # the charts drawn, for the screenshot
-            shot(page, f"board-as-{user}")
-        assert "Admin" in seen["admin"] and "Admin" not in seen["viewer_prod"]
-        assert "Sales" not in seen["viewer_prod"]  # not even in the unit picker
-        visit(page, f"{url}/Board?unit=SALES&lang=en", "viewer_prod", "viewer")
-        page.get_by_text("There is no unit 'SALES' in your scope").wait_for(timeout=30_000)
+    seen = {}
+    for user, password, home in (
+        ("viewer_prod", "viewer", "Production Department"),
+        ("head_sales", "head", "Sales Department"),
+        ("admin", "admin", "Sales Department"),
+    ):
+        # A deep link to Sales: the viewer of Production is shown Production instead.
+        visit(page, f"{url}/Board?unit=SALES&lang=en", user, password)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        sidebar.get_by_text(f"Signed in as: {user}").wait_for(timeout=30_000)
+        page.get_by_text(f"{home} · ").first.wait_for(timeout=30_000)
+        seen[user] = sidebar.inner_text()
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.get_by_text("KPI cards").wait_for()
+        page.wait_for_timeout(1000)  # the charts drawn, for the screenshot
+        shot(page, f"board-as-{user}")
+    assert "Admin" in seen["admin"] and "Admin" not in seen["viewer_prod"]
+    assert "Sales" not in seen["viewer_prod"]  # not even in the unit picker
+    visit(page, f"{url}/Board?unit=SALES&lang=en", "viewer_prod", "viewer")
+    page.get_by_text("There is no unit 'SALES' in your scope").wait_for(timeout=30_000)
 
-        page.get_by_role("button", name="Sign out").click()
-        page.get_by_text("You are signed out.").wait_for(timeout=30_000)
-        visit(page, f"{url}/?lang=zh", "head_sales", "head")
-        page.get_by_text("当前用户: head_sales").wait_for(timeout=30_000)
-        page.goto(f"{url}/?lang=zh")  # a reload is a new session: sign in again
-        page.get_by_text("演示用户").wait_for(timeout=60_000)
-        shot(page, "sign-in-zh")
-        page.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_text("You are signed out.").wait_for(timeout=30_000)
+    visit(page, f"{url}/?lang=zh", "head_sales", "head")
+    page.get_by_text("当前用户: head_sales").wait_for(timeout=30_000)
+    page.goto(f"{url}/?lang=zh")  # a reload is a new session: sign in again
+    page.get_by_text("演示用户").wait_for(timeout=60_000)
+    shot(page, "sign-in-zh")
+    page.close()

@@ -13,7 +13,7 @@ from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import export_bytes
 from kpi_core.warehouse import Warehouse
 from tests.conftest import TODAY
-from tests.test_browser import browser, shot, start_app, visit  # noqa: F401 (browser: fixture)
+from tests.test_browser import shot, start_app, visit
 from tests.test_browser_upload import choose, no_traceback, settle
 
 pytestmark = pytest.mark.browser
@@ -52,7 +52,7 @@ def type_in(page, label: str, text: str) -> None:
     settle(page)
 
 
-def test_create_a_kpi_and_see_it_listed(browser, library_app):  # noqa: F811
+def test_create_a_kpi_and_see_it_listed(browser, library_app):
     url, tmp = library_app
     page = browser.new_page(viewport={"width": 1440, "height": 1600})
     visit(page, f"{url}/Library?lang=en")
@@ -95,7 +95,7 @@ def test_create_a_kpi_and_see_it_listed(browser, library_app):  # noqa: F811
     page.close()
 
 
-def test_place_on_a_scorecard_in_chinese(browser, library_app):  # noqa: F811
+def test_place_on_a_scorecard_in_chinese(browser, library_app):
     url, tmp = library_app
     page = browser.new_page(viewport={"width": 1440, "height": 1400})
     visit(page, f"{url}/Library?lang=zh")
@@ -122,7 +122,7 @@ def test_place_on_a_scorecard_in_chinese(browser, library_app):  # noqa: F811
     page.close()
 
 
-def test_import_a_kpi_system_workbook(browser, library_app):  # noqa: F811
+def test_import_a_kpi_system_workbook(browser, library_app):
     url, tmp = library_app
     other = tmp / "other.duckdb"
     shutil.copy(tmp / "wh.duckdb", other)

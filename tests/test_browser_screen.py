@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import ROOT, browser, start_app  # noqa: F401 (browser: fixture)
+from tests.test_browser import ROOT, start_app
 
 pytestmark = pytest.mark.browser
 
@@ -90,7 +90,7 @@ def screen_app(tmp_path_factory, demo_file):
     proc.wait(timeout=20)
 
 
-def open_screen(browser, url, size, query):  # noqa: F811
+def open_screen(browser, url, size, query):
     page = browser.new_page(viewport={"width": size[0], "height": size[1]})
     page.goto(f"{url}/Big_Screen?token={TOKEN}&{query}")
     page.locator(".bs-slide-body").wait_for(timeout=30_000)
@@ -104,7 +104,7 @@ def no_error(page):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["1080p", "4k"])
-def test_every_slide_fits_and_reads_from_metres_away(browser, screen_app, artifacts, size):  # noqa: F811
+def test_every_slide_fits_and_reads_from_metres_away(browser, screen_app, artifacts, size):
     url, _ = screen_app
     scale = size[1] / 1080
     worst_font, worst_contrast = 1e9, 1e9
@@ -126,7 +126,7 @@ def test_every_slide_fits_and_reads_from_metres_away(browser, screen_app, artifa
     print(f"{size}: smallest text {worst_font:.1f} px, lowest contrast {worst_contrast:.2f}:1")
 
 
-def test_slides_rotate_by_themselves(browser, screen_app, artifacts):  # noqa: F811
+def test_slides_rotate_by_themselves(browser, screen_app, artifacts):
     url, _ = screen_app
     page = open_screen(browser, url, SIZES[0], "lang=en&rotate=5&refresh=60")
     body = page.locator(".bs-slide-body")
@@ -142,7 +142,7 @@ def test_slides_rotate_by_themselves(browser, screen_app, artifacts):  # noqa: F
     page.close()
 
 
-def test_a_wrong_token_shows_how_to_set_it_up(browser, screen_app, artifacts):  # noqa: F811
+def test_a_wrong_token_shows_how_to_set_it_up(browser, screen_app, artifacts):
     url, _ = screen_app
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     page.goto(f"{url}/Big_Screen?token=not-the-token&lang=en")
@@ -154,7 +154,7 @@ def test_a_wrong_token_shows_how_to_set_it_up(browser, screen_app, artifacts):  
     page.close()
 
 
-def test_an_import_committing_during_refreshes_shows_no_error(browser, screen_app, artifacts):  # noqa: F811
+def test_an_import_committing_during_refreshes_shows_no_error(browser, screen_app, artifacts):
     url, tmp = screen_app
     page = open_screen(browser, url, SIZES[0], "lang=zh&rotate=5&refresh=10")
     (tmp / "actuals.csv").write_text("unit,kpi,period,value\nFIN,DSO,2026-10,71.5\n")

@@ -12,7 +12,7 @@ from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
-from tests.test_browser import browser, shot, start_app, visit  # noqa: F401 (browser: fixture)
+from tests.test_browser import shot, start_app, visit
 from tests.test_browser_upload import choose, no_traceback, score, settle
 from tests.test_sources_page import erp_source, expected_revenue, make_erp
 
@@ -35,7 +35,7 @@ def sources_app(tmp_path_factory):
     proc.wait(timeout=20)
 
 
-def test_pull_a_saved_source_check_and_load(browser, sources_app):  # noqa: F811
+def test_pull_a_saved_source_check_and_load(browser, sources_app):
     url, tmp, db = sources_app
     # Tall, so a screenshot holds the whole report (the app scrolls inside its own pane).
     page = browser.new_page(viewport={"width": 1440, "height": 1800})
@@ -89,7 +89,7 @@ def test_pull_a_saved_source_check_and_load(browser, sources_app):  # noqa: F811
     page.close()
 
 
-def test_chinese_page_refuses_a_literal_password(browser, sources_app):  # noqa: F811
+def test_chinese_page_refuses_a_literal_password(browser, sources_app):
     url, _, _ = sources_app
     page = browser.new_page(viewport={"width": 1440, "height": 1400})
     visit(page, f"{url}/Sources?lang=zh")
@@ -119,7 +119,7 @@ def test_chinese_page_refuses_a_literal_password(browser, sources_app):  # noqa:
     page.close()
 
 
-def test_define_a_new_source(browser, sources_app):  # noqa: F811
+def test_define_a_new_source(browser, sources_app):
     url, _, db = sources_app
     page = browser.new_page(viewport={"width": 1440, "height": 2000})
     visit(page, f"{url}/Sources?lang=en")

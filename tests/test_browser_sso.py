@@ -13,7 +13,7 @@ from kpi_core import service
 from kpi_core.warehouse import Warehouse
 from tests.conftest import TODAY
 from tests.oidc_provider import OidcProvider
-from tests.test_browser import ROOT, browser, free_port, shot, start_app  # noqa: F401 (browser: fixture)
+from tests.test_browser import free_port, shot, start_app
 
 pytestmark = pytest.mark.browser
 
@@ -97,7 +97,7 @@ def audit(path: Path, sql: str, params=None) -> list[tuple]:
         wh.close()
 
 
-def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):  # noqa: F811
+def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):
     idp, port, path, tmp = sso_app
     base = f"http://localhost:{port}"
     started = time.monotonic()

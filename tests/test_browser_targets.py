@@ -19,7 +19,7 @@ from kpi_core.catalog import load_catalog
 from kpi_core.library import Kpi
 from kpi_core.periods import Period
 from kpi_core.warehouse import Warehouse
-from tests.test_browser import browser, start_app, visit  # noqa: F401 (browser: fixture)
+from tests.test_browser import start_app, visit
 from tests.test_browser_library import type_in
 from tests.test_browser_upload import choose, no_traceback, settle
 
@@ -276,7 +276,7 @@ def board_badge(page, url: str, kpi: str):
 # --- The tests ---------------------------------------------------------------------------------
 
 
-def test_raise_a_target_and_the_board_turns_red(browser, targets_app, artifacts, demo_file):  # noqa: F811
+def test_raise_a_target_and_the_board_turns_red(browser, targets_app, artifacts, demo_file):
     url, wh_path = targets_app
     row, year = sales_board_pick(demo_file)
     page = browser.new_page(viewport=VIEW)
@@ -311,7 +311,7 @@ def test_raise_a_target_and_the_board_turns_red(browser, targets_app, artifacts,
 
 
 def test_a_cell_that_is_not_a_number_is_shown_and_nothing_saved(
-    browser,  # noqa: F811
+    browser,
     targets_app,
     artifacts,
     demo_file,
@@ -334,7 +334,7 @@ def test_a_cell_that_is_not_a_number_is_shown_and_nothing_saved(
     page.close()
 
 
-def test_two_sessions_edit_the_same_row(browser, targets_app, artifacts, demo_file):  # noqa: F811
+def test_two_sessions_edit_the_same_row(browser, targets_app, artifacts, demo_file):
     url, wh_path = targets_app
     row, year = region_pick(demo_file)
     base, target, challenge = row.levels
@@ -402,7 +402,7 @@ HISTORY_OF = {"en": "History of", "zh": "查看历史"}
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_screenshots_of_every_tab(browser, targets_app, artifacts, demo_file, lang):  # noqa: F811
+def test_screenshots_of_every_tab(browser, targets_app, artifacts, demo_file, lang):
     """Every tab, after the edits above (so history and the change log have something)."""
     url, _ = targets_app
     row, _ = sales_board_pick(demo_file)

@@ -14,7 +14,7 @@ from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
-from tests.test_browser import ROOT, browser, shot, start_app, visit  # noqa: F401 (browser: fixture)
+from tests.test_browser import ROOT, shot, start_app, visit
 from tests.test_upload_page import orders_profile, orders_xlsx
 
 pytestmark = pytest.mark.browser
@@ -75,7 +75,7 @@ def settle(page):
     page.wait_for_timeout(300)
 
 
-def test_upload_check_confirm_and_load(browser, upload_app):  # noqa: F811
+def test_upload_check_confirm_and_load(browser, upload_app):
     url, tmp = upload_app
     december_workbook(tmp / "december.xlsx")
     # Tall, so a screenshot holds the whole report (the app scrolls inside its own pane).
@@ -127,7 +127,7 @@ def test_upload_check_confirm_and_load(browser, upload_app):  # noqa: F811
     page.close()
 
 
-def test_template_downloads_and_reads_back(browser, upload_app):  # noqa: F811
+def test_template_downloads_and_reads_back(browser, upload_app):
     url, tmp = upload_app
     page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
     visit(page, f"{url}/Upload?lang=zh")
@@ -149,7 +149,7 @@ def test_template_downloads_and_reads_back(browser, upload_app):  # noqa: F811
     page.close()
 
 
-def test_chinese_page_and_a_file_that_cannot_be_read(browser, upload_app):  # noqa: F811
+def test_chinese_page_and_a_file_that_cannot_be_read(browser, upload_app):
     url, tmp = upload_app
     (tmp / "坏文件.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -172,7 +172,7 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option).first.click()
 
 
-def test_erp_export_through_a_mapping_profile(browser, upload_app):  # noqa: F811
+def test_erp_export_through_a_mapping_profile(browser, upload_app):
     url, tmp = upload_app
     (tmp / "orders.xlsx").write_bytes(orders_xlsx())
     page = browser.new_page(viewport={"width": 1440, "height": 2000})

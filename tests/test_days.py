@@ -101,3 +101,23 @@ def test_stale_data_is_judged_after_the_grace_period(day_wh):
     late = [c for c in alerts.evaluate(wh, cat, service.SYSTEM, today=after_grace)
             if c.kind == "stale"]  # fmt: skip
     assert late and {c.period for c in late} == {month_of(today)}
+
+
+def test_the_demo_never_joins_a_warehouse_that_has_users(tmp_path):
+    """An admin created first ('boss'), then the app's first start: no demo KPIs, and above all
+    none of the demo's well-known passwords."""
+    from kpi_core.access import hash_password
+
+    wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
+    try:
+        with wh.transaction() as cur:
+            cur.execute(
+                "INSERT INTO app_user (name, display_name, role, scope, password_hash) "
+                "VALUES ('boss', 'Boss', 'admin', [], ?)",
+                [hash_password("a long passphrase")],
+            )
+        assert not service.ensure_demo(wh, today=DAYS[0])
+        assert wh.rows("SELECT name FROM app_user") == [("boss",)]
+        assert wh.is_empty()
+    finally:
+        wh.close()

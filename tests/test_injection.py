@@ -520,43 +520,39 @@ def test_big_screen_escapes_names_and_actions(own_file, tmp_path):
 
 
 @pytest.mark.browser
-def test_a_real_browser_runs_no_script_from_names_or_comments(own_file, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_browser import CHROMIUM, FLAGS, start_app, visit
+def test_a_real_browser_runs_no_script_from_names_or_comments(browser, own_file, tmp_path):
+    from tests.test_browser import start_app, visit
 
     wh = Warehouse(own_file, linger=0)
     poison(wh, BROWSER_XSS, tmp_path)
     wh.close()
     proc, url = start_app(own_file)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            paths = [
-                "/?lang=en",
-                "/Board?unit=SALES&period=2026-10&lang=en",
-                "/Tree?unit=SALES&period=2026-10&lang=en",
-                "/Trends?unit=SALES&kpi=SALES/REV&lang=en",
-                "/Alerts?lang=en",
-            ]
-            seen = 0
-            for i, path in enumerate(paths):
-                if i == 0:
-                    visit(page, url + path)
-                else:
-                    page.goto(url + path)
-                    page.wait_for_selector(
-                        "[data-testid='stApp'][data-test-script-state='notRunning']",
-                        timeout=60_000,
-                    )
-                page.wait_for_timeout(1500)
-                assert page.locator("[data-testid='stException']").count() == 0, path
-                assert page.evaluate("typeof window.__xss") == "undefined", path
-                assert page.locator("img[src='x']").count() == 0, path
-                seen += page.get_by_text("onerror", exact=False).count()
-            assert seen, "the payload should be on the pages, as text"
-            browser.close()
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        paths = [
+            "/?lang=en",
+            "/Board?unit=SALES&period=2026-10&lang=en",
+            "/Tree?unit=SALES&period=2026-10&lang=en",
+            "/Trends?unit=SALES&kpi=SALES/REV&lang=en",
+            "/Alerts?lang=en",
+        ]
+        seen = 0
+        for i, path in enumerate(paths):
+            if i == 0:
+                visit(page, url + path)
+            else:
+                page.goto(url + path)
+                page.wait_for_selector(
+                    "[data-testid='stApp'][data-test-script-state='notRunning']",
+                    timeout=60_000,
+                )
+            page.wait_for_timeout(1500)
+            assert page.locator("[data-testid='stException']").count() == 0, path
+            assert page.evaluate("typeof window.__xss") == "undefined", path
+            assert page.locator("img[src='x']").count() == 0, path
+            seen += page.get_by_text("onerror", exact=False).count()
+        assert seen, "the payload should be on the pages, as text"
+        page.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
