@@ -1189,9 +1189,20 @@ def run(
 
 
 def push_alerts(wh: Warehouse, raised: list[Alert]) -> list:
-    """Deliver alerts to the enabled push channels (kpi_core.push: retries, log, never raises)."""
+    """Deliver alerts to the enabled push channels (kpi_core.push: retries, log, never raises).
+    Only those still open when the push starts: an alert closed meanwhile (its batch rolled
+    back, say) speaks of values that no longer exist."""
     from kpi_core import push  # loaded only when pushing
 
+    if raised:
+        still = {
+            r[0]
+            for r in wh.rows(
+                "SELECT id FROM alert_event WHERE list_contains(?, id) AND state <> 'closed'",
+                [[a.id for a in raised]],
+            )
+        }
+        raised = [a for a in raised if a.id in still]
     messages = [push.PushMessage(**to_message(a)) for a in raised]
     return push.deliver(wh, messages) if messages else []
 

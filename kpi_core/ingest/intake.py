@@ -31,6 +31,7 @@ from kpi_core.ingest import files, layout, profile, validate
 from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
 from kpi_core.library import AGGREGATIONS
+from kpi_core.periods import month_of
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse, in_background
 
@@ -484,6 +485,7 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
         moving = cur.execute(
             "SELECT kpi_id, unit_id, period, new AS old, old AS new FROM undo"
         ).df()
+        months = sorted({month_of(p) for p in pd.to_datetime(moving["period"]).dt.date})
         _refuse_closed(cur, moving)
         _write(cur, moving, batch_id, who.name, now, reason or f"roll back batch {batch_id}")
         # Restored values belong to the batches that first gave them; and what _write kept in
@@ -500,10 +502,23 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
             "INSERT INTO audit VALUES (?, ?, 'batch', ?, 'status', 'committed', 'rolled_back', ?)",
             [now, who.name, str(batch_id), reason or source],
         )
+    _rejudge_after_rollback(wh, who, batch_id, months)
     return {
         "restored": int(moving["new"].notna().sum()),
         "removed": int(moving["new"].isna().sum()),
     }
+
+
+def _rejudge_after_rollback(wh: Warehouse, who: Actor, batch_id: int, months: list[date]) -> None:
+    """The alert rules judge again the months a roll-back touched, and the latest month (a
+    forecast made from a month that is gone no longer holds): alerts whose condition went with
+    the values are closed by the system. Before returning, so the page and the command line
+    show the alerts as they now are. The roll-back stands whatever the rules do."""
+    try:
+        alerts.run(wh, who, months=months)
+        alerts.run(wh, who)
+    except Exception:  # any failure of the rules: logged with its traceback, never raised
+        log.exception("Alert evaluation after rolling back batch %s failed.", batch_id)
 
 
 def history(wh: Warehouse, who: Actor, limit: int = 200) -> pd.DataFrame:
