@@ -48,7 +48,7 @@ with guard(ctx):
         cols[4].metric(
             f"⚠ {ctx.t('at_risk')}",
             "—" if yearly else ov.at_risk,
-            help=ctx.t("at_risk_year_help") if yearly else None,
+            help=ctx.t("at_risk_year_help") if yearly else ctx.t("at_risk_help"),
         )
         st.caption(f"{ctx.t('coverage')}: {(root.coverage or 0) * 100:.0f}%")
 

@@ -684,6 +684,30 @@ def _kpi_rules(
     return out
 
 
+def at_risk(
+    wh: Warehouse, cat: Catalog, nodes: Iterable[NodeResult], month: date,
+    rules: Rules | None = None,
+) -> dict[tuple[int, int], dict]:  # fmt: skip
+    """The one meaning of "at risk" (DESIGN.md §4), for the alert rule and every board alike:
+    a KPI node green or amber in `month` whose forecast to the end of the year misses its
+    target — the run-rate against the phased target for `sum` KPIs, a least-squares trend of
+    the last months for the others. Returns (KPI, unit) → the forecast's numbers (`forecast`,
+    `target`, `low`, `high`, `method`) for each node at risk."""
+    rules = rules or load_rules(wh)
+    chosen = {
+        (n.kpi_id, n.unit_id): n
+        for n in nodes
+        if not n.is_scorecard and n.status in (scoring.GREEN, scoring.AMBER)
+    }
+    if not chosen:
+        return {}
+    back = max(12, rules.at_risk.trend_months - 1)
+    months = [add_months(month, -i) for i in range(back, -1, -1)]
+    hist = histories(wh, cat, list(chosen), months)
+    found = _at_risk(wh, cat, list(chosen.values()), hist, month, rules, _Fmt(cat))
+    return {(c.kpi_id, c.unit_id): c.details for c in found}
+
+
 def _status_candidate(node, month, label, severity, cat, fmt) -> Candidate:
     kpi = cat.kpis[node.kpi_id]
     lv = node.levels

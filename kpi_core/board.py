@@ -95,7 +95,7 @@ def board(
     spark_months = [add_months(period.end, -i) for i in range(11, -1, -1)]
     pairs = [(c.kpi_id, c.unit_id) for _, c in res.kpi_children()]
     series = actuals.monthly(wh, cat, pairs, spark_months)
-    ytd = _ytd_scores(wh, cat, scope, unit_id, period, ladder)
+    risky = _at_risk(wh, cat, [c for _, c in res.kpi_children()], months[-1])
 
     lines = []
     for weight, node in res.kpi_children():
@@ -107,7 +107,7 @@ def board(
                 previous=prev_values.get(key),
                 last_year=ly_values.get(key),
                 spark=[(m, series[m].value(*key)) for m in spark_months],
-                at_risk=_at_risk(node, ytd.get(key)),
+                at_risk=key in risky,
             )
         )
     rank = None
@@ -132,23 +132,12 @@ def kpi_nodes(res: NodeResult, cat: Catalog) -> list[NodeResult]:
     return sorted(found.values(), key=lambda n: order.get(n.unit_id, len(order)))
 
 
-def _ytd_scores(wh, cat, scope, unit_id, period: Period, ladder) -> dict[tuple[int, int], float]:
-    """Scores of the unit's KPI nodes year-to-date (against the phased target of those months)."""
-    months = Period("Y", date(period.end.year, 1, 1)).until(period.end)
-    res = evaluate(wh, cat, scope, [unit_id], period, ladder, months=months)[unit_id]
-    return {(c.kpi_id, c.unit_id): c.score for _, c in res.kpi_children() if c.score is not None}
+def _at_risk(wh, cat, nodes: list[NodeResult], month: date) -> dict[tuple[int, int], dict]:
+    """At risk as the alert rule means it, by the rule's own function: (KPI, unit) → the
+    forecast. (The rules build on this module's data_range, hence the import here.)"""
+    from kpi_core import alerts
 
-
-def _at_risk(node: NodeResult, ytd_score: float | None) -> bool:
-    """The year-to-date pace (the run-rate to year end) falls a light below today's light:
-    green now but the pace misses target, or amber now but the pace misses baseline."""
-    if ytd_score is None:
-        return False
-    if node.status == scoring.GREEN:
-        return ytd_score < DEFAULT_LADDER.target - 1e-9
-    if node.status == scoring.AMBER:
-        return ytd_score < DEFAULT_LADDER.baseline - 1e-9
-    return False
+    return alerts.at_risk(wh, cat, nodes, month)
 
 
 @dataclass
@@ -167,7 +156,8 @@ class Overview:
     at_risk: int
     alerts: list[tuple[NodeResult, float]]  # red and at-risk KPI nodes with weight, worst first
     freshness: list[Freshness]
-    at_risk_pairs: set[tuple[int, int]] = field(default_factory=set)
+    # (KPI, unit) → the forecast that puts it at risk (alerts.at_risk)
+    at_risk_pairs: dict[tuple[int, int], dict] = field(default_factory=dict)
 
 
 def overview(
@@ -194,16 +184,7 @@ def overview(
     for n, _ in nodes.values():
         counts[n.status] += 1
 
-    ytd = {}
-    months = Period("Y", date(period.end.year, 1, 1)).until(period.end)
-    for r in evaluate(wh, cat, scope, roots, period, ladder, months=months).values():
-        stack = [r]
-        while stack:
-            n = stack.pop()
-            if not n.is_scorecard and n.score is not None:
-                ytd[(n.kpi_id, n.unit_id)] = n.score
-            stack.extend(c for _, c in n.children)
-    risky = {k for k, (n, _) in nodes.items() if _at_risk(n, ytd.get(k))}
+    risky = _at_risk(wh, cat, [n for n, _ in nodes.values()], period.end)
     alerts = [(n, w) for k, (n, w) in nodes.items() if n.status == scoring.RED or k in risky]
     alerts.sort(key=lambda a: (a[0].status != scoring.RED, -(a[1] * (100 - (a[0].score or 0)))))
 

@@ -117,6 +117,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "green": ("绿灯", "Green"),
     "grey": ("无数据", "No data"),
     "at_risk": ("预警（预计未达标）", "At risk"),
+    "at_risk_help": (
+        "当前为绿灯或黄灯，但按至今的进度预测到年末将达不到目标（累计类指标按分解目标的进度，其他指标按近6个月的趋势）。",
+        "Green or amber now, but forecast to miss the year's target at the year's end (sum KPIs "
+        "at their pace against the phased target, others by the trend of the last six months).",
+    ),
     "at_risk_year_help": (
         "按年查看时，灯色已是年初至今的进度，不另计“预计未达标”；请按月或季度查看。",
         "In a year view the lights already are the year-to-date pace, so nothing is counted as "
@@ -1312,6 +1317,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "bs_trend": ("近 {n} 个月得分", "Score, last {n} months"),
     "bs_coverage": ("数据覆盖 {pct}", "coverage {pct}"),
     "bs_at_risk": ("预警", "At risk"),
+    "bs_forecast": ("预测 {value}", "Forecast {value}"),
+    "bs_year_target": ("年度目标 {value}", "Year target {value}"),
     "bs_company": ("综合得分", "Company score"),
     "bs_departments": ("部门得分排名", "Departments ranked"),
     "bs_risks": ("红灯与预警指标", "Red and at-risk KPIs"),

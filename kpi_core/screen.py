@@ -248,14 +248,29 @@ def screen_data(
     risks = []
     for node, _ in ov.alerts:
         kpi = cat.kpis[node.kpi_id]
+        forecast = ov.at_risk_pairs.get((node.kpi_id, node.unit_id))
+        actual = i18n.format_value(node.actual, kpi, lang)
+        target = i18n.format_target(node.levels, kpi, lang)
+        if forecast is not None and node.status != "red":
+            # An at-risk row is about the year's end: the forecast against the year's target.
+            actual = i18n.t(
+                "bs_forecast", lang, value=i18n.format_value(forecast["forecast"], kpi, lang)
+            )
+            year_target = (
+                f"{i18n.format_value(forecast['low'], kpi, lang)}–"
+                f"{i18n.format_value(forecast['high'], kpi, lang)}"
+                if kpi.direction == "range"
+                else i18n.format_value(forecast["target"], kpi, lang)
+            )
+            target = i18n.t("bs_year_target", lang, value=year_target)
         risks.append(
             RiskRow(
                 unit=name(node.unit_id),
                 kpi=kpi.name(lang),
                 status=node.status,
-                at_risk=(node.kpi_id, node.unit_id) in ov.at_risk_pairs,
-                actual=i18n.format_value(node.actual, kpi, lang),
-                target=i18n.format_target(node.levels, kpi, lang),
+                at_risk=forecast is not None,
+                actual=actual,
+                target=target,
                 owner=kpi.owner or "—",
                 actions=tuple(actions.get((node.kpi_id, node.unit_id), ())),
             )

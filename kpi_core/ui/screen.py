@@ -317,8 +317,8 @@ def risks_slide(data: ScreenData, i: int, n: int) -> str:
             f'<span class="bs-cell">{chip(status, data.lang, label)}</span>'
             f'<span class="bs-cell"><span class="main">{e(clip(r.kpi, 30))}</span>'
             f'<span class="minor">{e(clip(r.unit, 34))}</span></span>'
-            f'<span class="bs-cell"><span class="main">{e(clip(r.actual, 16))}</span>'
-            f'<span class="minor">{e(clip(r.target, 20))}</span></span>'
+            f'<span class="bs-cell"><span class="main">{e(clip(r.actual, 20))}</span>'
+            f'<span class="minor">{e(clip(r.target, 24))}</span></span>'
             f'<span class="bs-cell"><span class="main">{e(clip(r.owner, 20))}</span></span>'
             f'<span class="bs-cell">{action}</span>'
         )
