@@ -513,7 +513,9 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
         key="tw_audit_entities",
     )  # fmt: skip
     who = c2.multiselect(ctx.t("tw_user"), users, placeholder=ctx.t("tw_all"), key="tw_audit_users")
-    today = clock.today()
+    # The log's rows are stamped by the system clock, so its default window ends on the
+    # system's day, not on a business day fixed by KPI_TODAY.
+    today = date.today()
     span = c3.date_input(
         ctx.t("tw_dates"), value=(date(today.year, 1, 1), today), key="tw_audit_dates"
     )
