@@ -198,22 +198,23 @@ def kiosk_section(ctx: PageContext) -> None:
     if not screens:
         st.caption(ctx.t("ks_none"))
         return
+    # What an admin looks for first: which screens are live and whether they are still seen.
     rows = [
         {
             ctx.t("ks_col_name"): s.name,
-            ctx.t("ks_col_units"): ", ".join(s.units),
-            ctx.t("ks_col_slides"): ", ".join(ctx.t(SLIDE_TITLE[x]) for x in s.slides),
-            ctx.t("ks_col_timing"): ctx.t("ks_timing", rotate=s.rotate, refresh=s.refresh),
-            ctx.t("ks_lang"): "中文" if s.lang == "zh" else "English",
-            ctx.t("ks_col_created"): f"{_when(s.created_at)} · {s.created_by or ''}",
-            ctx.t("ks_col_seen"): (
-                f"{_when(s.last_seen_at)} · {s.last_seen_from}" if s.last_seen_at else
-                ctx.t("ks_never_seen")
-            ),
             ctx.t("ks_col_state"): (
                 ctx.t("ks_active") if s.active else
                 ctx.t("ks_revoked_at", when=_when(s.revoked_at), by=s.revoked_by or "")
             ),
+            ctx.t("ks_col_seen"): (
+                f"{_when(s.last_seen_at)} · {s.last_seen_from}" if s.last_seen_at else
+                ctx.t("ks_never_seen")
+            ),
+            ctx.t("ks_col_units"): ", ".join(s.units),
+            ctx.t("ks_col_created"): f"{_when(s.created_at)} · {s.created_by or ''}",
+            ctx.t("ks_col_timing"): ctx.t("ks_timing", rotate=s.rotate, refresh=s.refresh),
+            ctx.t("ks_lang"): "中文" if s.lang == "zh" else "English",
+            ctx.t("ks_col_slides"): ", ".join(ctx.t(SLIDE_TITLE[x]) for x in s.slides),
         }
         for s in screens
     ]  # fmt: skip
