@@ -26,13 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kpi_core import demo, screen, service  # noqa: E402
+from kpi_core import demo, kiosk, screen, service  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
 from kpi_core.ui.screen import Params, render  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
 from tests.test_browser import CHROMIUM, FLAGS, free_port  # noqa: E402
 
-TOKEN = "bench-wall-token-0123456789"
 HELLO = 'import streamlit as st\n\nst.title("Hello")\nst.write("A plain page.")\n'
 
 
@@ -72,8 +71,8 @@ def serve(script: Path, cwd: Path, env: dict) -> tuple[subprocess.Popen, str]:
 def browser_bench(tmp: Path, warehouse: Path, runs: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    secrets = tmp / "secrets.toml"
-    secrets.write_text(f'[kiosk.wall]\ntoken = "{TOKEN}"\nunits = ["GROUP"]\n', encoding="utf-8")
+    token = wall_token(warehouse)
+    secrets = tmp / "no-secrets.toml"
     hello_dir = tmp / "hello"
     hello_dir.mkdir()
     (hello_dir / "hello.py").write_text(HELLO, encoding="utf-8")
@@ -86,7 +85,7 @@ def browser_bench(tmp: Path, warehouse: Path, runs: int) -> None:
             cases = {
                 "hello page": (f"{hello_url}/", "h1:has-text('Hello')"),
                 "big screen": (
-                    f"{app_url}/Big_Screen?token={TOKEN}&rotate=600&slides=company",
+                    f"{app_url}/Big_Screen?token={token}&rotate=600&slides=company",
                     ".bs-count >> nth=3",
                 ),
             }
@@ -120,7 +119,7 @@ def browser_bench(tmp: Path, warehouse: Path, runs: int) -> None:
 
 def soak(warehouse: Path, cycles: int) -> None:
     wh = Warehouse(warehouse)  # the app's defaults: the file let go of after 1 s idle
-    params = Params(TOKEN, 30, 60, (), "zh", ())
+    params = Params("bench", 30, 60, (), "zh", ())
     cache = screen.LastGood()
 
     def compute():
@@ -158,6 +157,17 @@ def demo_warehouse(path: Path) -> Path:
     service.ensure_demo(wh, today=demo.REFERENCE_TODAY)
     wh.close()
     return path
+
+
+def wall_token(path: Path, units: tuple[str, ...] = ("GROUP",)) -> str:
+    """A kiosk screen for the wall, made as an admin does on the Admin page; its token."""
+    wh = Warehouse(path, linger=0)
+    try:
+        made = kiosk.create(wh, service.SYSTEM, name="bench wall", units=list(units),
+                            now=datetime.now())  # fmt: skip
+    finally:
+        wh.close()
+    return made.token
 
 
 def main() -> None:

@@ -27,10 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_screen import demo_warehouse, serve  # noqa: E402
+from bench.bench_screen import demo_warehouse, serve, wall_token  # noqa: E402
 from tests.test_browser import CHROMIUM, FLAGS  # noqa: E402
 
-TOKEN = "soak-wall-token-0123456789"
 PROBE = """() => ({
   heap: performance.memory ? performance.memory.usedJSHeapSize : 0,
   nodes: document.getElementsByTagName('*').length,
@@ -65,8 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         warehouse = demo_warehouse(tmp / "wh.duckdb")
-        secrets = tmp / "secrets.toml"
-        secrets.write_text(f'[kiosk.wall]\ntoken = "{TOKEN}"\nunits = ["GROUP"]\n')
+        token = wall_token(warehouse)
+        secrets = tmp / "no-secrets.toml"
         env = {"KPI_WAREHOUSE": str(warehouse), "KPI_SECRETS": str(secrets)}
         app, url = serve(ROOT / "app.py", ROOT, env)
         samples: list[tuple[float, int, int, int, int]] = []
@@ -76,7 +75,7 @@ def main() -> None:
             with sync_playwright() as p:
                 b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
                 page = b.new_page(viewport={"width": 1920, "height": 1080})
-                page.goto(f"{url}/Big_Screen?token={TOKEN}&rotate=5&refresh=10&lang=zh")
+                page.goto(f"{url}/Big_Screen?token={token}&rotate=5&refresh=10&lang=zh")
                 page.locator(".bs-count >> nth=3").wait_for(timeout=60_000)
                 page.wait_for_timeout(60_000)  # warm-up: every slide drawn, caches filled
                 start = time.monotonic()

@@ -801,6 +801,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_entity_source": ("数据源", "Database sources"),
     "tw_entity_import_profile": ("映射方案", "Mapping profiles"),
     "tw_entity_actual": ("实际值", "Actuals"),
+    "tw_entity_kiosk": ("大屏", "Kiosk screens"),
     # What changed, in the change log's "field" column (the library's own fields come from
     # lib_field_*, the target levels from the grid's labels).
     "tw_field_value": ("数值", "value"),
@@ -832,6 +833,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_field_text": ("点评", "comment"),
     "tw_field_action": ("行动", "action"),
     "tw_field_weight": ("权重", "weight"),
+    "tw_field_revoked": ("撤销", "revoked"),
+    "tw_field_wrong_token": ("错误令牌", "wrong token"),
+    "tw_field_throttled": ("令牌限流", "tokens throttled"),
+    "tw_field_revoked_token_used": ("已撤销的令牌被使用", "revoked token used"),
     # Whole old/new values the core writes as words.
     "tw_word_password": ("密码", "password"),
     "tw_word_sso": ("单点登录", "single sign-on"),
@@ -843,6 +848,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_word_open": ("未处理", "open"),
     "tw_word_acknowledged": ("已确认", "acknowledged"),
     "tw_word_closed": ("已关闭", "closed"),
+    # why a kiosk token was wrong, and who a throttle stopped
+    "tw_word_unknown": ("未知令牌", "unknown token"),
+    "tw_word_malformed": ("格式不符的令牌", "malformed token"),
+    "tw_word_client": ("该地址", "this address"),
+    "tw_word_everyone": ("所有地址", "every address"),
     "tw_user": ("用户", "User"),
     "tw_all": ("全部", "All"),
     "tw_dates": ("日期范围", "Dates"),
@@ -1305,9 +1315,30 @@ STRINGS: dict[str, tuple[str, str]] = {
     "bs_title": ("经营大屏", "KPI wall"),
     "bs_not_set_up": ("此屏幕尚未设置", "This screen is not set up"),
     "bs_setup_hint": (
-        "请管理员在 .streamlit/secrets.toml 中加入 [kiosk] 配置，再用 /Big_Screen?token=… 打开本页：",
-        "Ask an admin to add a [kiosk] section to .streamlit/secrets.toml, then open "
-        "/Big_Screen?token=…:",
+        "请管理员在“系统管理 → 大屏”中新建屏幕，再在此浏览器中打开它给出的地址。",
+        "Ask an admin to create a screen on Admin → Kiosk screens, then open the address it "
+        "gives in this browser.",
+    ),
+    "bs_no_token": ("此地址中没有大屏令牌。", "This address holds no kiosk token."),
+    "bs_unknown_token": (
+        "此地址中的令牌不能打开任何大屏。",
+        "The token in this address does not open any screen.",
+    ),
+    "bs_revoked": ("此屏幕的访问权限已被撤销", "This screen's access was revoked"),
+    "bs_revoked_hint": (
+        "不再显示数据。如需继续使用，请管理员新建屏幕，并在此浏览器中打开新地址。",
+        "It shows no more data. To use it again, ask an admin to create a new screen and open "
+        "its address in this browser.",
+    ),
+    "bs_throttled": ("错误令牌过多", "Too many wrong tokens"),
+    "bs_throttled_hint": (
+        "暂时不再检查令牌；几分钟后会自动重试。",
+        "Tokens are not checked for a few minutes; this screen tries again by itself.",
+    ),
+    "bs_busy_hint": (
+        "数据仓库正忙，暂时无法检查令牌；稍后会自动重试。",
+        "The warehouse is busy and the token cannot be checked yet; this screen tries again by "
+        "itself.",
     ),
     "bs_waiting": ("正在等待数据…", "Waiting for data…"),
     "bs_no_data": ("所选组织暂无数据。", "No data for these units yet."),
@@ -1341,11 +1372,59 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ad_nav": ("系统管理", "Admin"),
     "ad_title": ("系统管理", "Admin"),
     "ad_not_allowed": (
-        "只有管理员可以管理用户、查看完整变更日志和备份恢复；如有需要，请联系管理员。",
-        "Only admins manage users, read the whole change log and back up or restore; ask one "
-        "if you need a change.",
+        "只有管理员可以管理用户和大屏、查看完整变更日志和备份恢复；如有需要，请联系管理员。",
+        "Only admins manage users and kiosk screens, read the whole change log and back up or "
+        "restore; ask one if you need a change.",
     ),
     "ad_tab_users": ("用户", "Users"),
+    "ad_tab_kiosk": ("大屏", "Kiosk screens"),
+    "ks_intro": (
+        "每块大屏用自己的地址打开，地址中带有随机令牌。令牌只在新建时显示一次，系统只保存其哈希值；"
+        "撤销后，已打开的屏幕会在下一次刷新时停止显示数据。错误令牌会被记录并限流。",
+        "Each wall screen opens with its own address, holding a random token. The token is shown "
+        "once, when the screen is created, and only its hash is kept. A revoked screen stops "
+        "showing data at its next tick. Wrong tokens are logged and throttled.",
+    ),
+    "ks_name": ("屏幕名称", "Screen name"),
+    "ks_units": ("显示的组织", "Units shown"),
+    "ks_units_help": (
+        "屏幕显示这些组织及其全部下级，不会更多。",
+        "The screen shows these units with everything below them, and nothing else.",
+    ),
+    "ks_slides": ("轮播页面", "Slides"),
+    "ks_rotate": ("每页停留（秒）", "Seconds per slide"),
+    "ks_refresh": ("数据刷新间隔（秒）", "Seconds between data reads"),
+    "ks_lang": ("语言", "Language"),
+    "ks_create": ("新建大屏", "Create screen"),
+    "ks_created": ("已新建大屏“{name}”。", "Screen '{name}' created."),
+    "ks_copy_now": (
+        "请立即复制下面的地址并在大屏的浏览器中打开：它只显示这一次，之后无法再次查看。",
+        "Copy this address now and open it in the screen's browser: it is shown only this once "
+        "and cannot be seen again.",
+    ),
+    "ks_screens": ("大屏列表", "Screens"),
+    "ks_none": ("还没有大屏。", "No screens yet."),
+    "ks_col_name": ("名称", "Name"),
+    "ks_col_units": ("组织", "Units"),
+    "ks_col_slides": ("页面", "Slides"),
+    "ks_col_timing": ("轮播 / 刷新", "Rotate / refresh"),
+    "ks_timing": ("{rotate} 秒 / {refresh} 秒", "{rotate} s / {refresh} s"),
+    "ks_col_created": ("新建", "Created"),
+    "ks_col_seen": ("最近访问", "Last seen"),
+    "ks_never_seen": ("尚未访问", "not yet"),
+    "ks_col_state": ("状态", "State"),
+    "ks_active": ("使用中", "active"),
+    "ks_revoked_at": ("已撤销 {when} · {by}", "revoked {when} · {by}"),
+    "ks_revoke_title": ("撤销大屏", "Revoke a screen"),
+    "ks_pick": ("大屏", "Screen"),
+    "ks_pick_placeholder": ("选择要撤销的大屏", "Choose a screen to revoke"),
+    "ks_revoke_confirm": (
+        "确认撤销“{name}”：它的地址将无法再打开，已打开的屏幕会停止显示数据。",
+        "Yes, revoke '{name}': its address opens nothing any more and the open screen stops "
+        "showing data.",
+    ),
+    "ks_revoke": ("撤销", "Revoke"),
+    "ks_revoked": ("已撤销大屏“{name}”。", "Screen '{name}' revoked."),
     "ad_tab_audit": ("变更日志", "Change log"),
     "ad_tab_backup": ("备份与恢复", "Backup & restore"),
     "ad_user_pick": ("选择用户", "User"),

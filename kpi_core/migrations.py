@@ -341,4 +341,31 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        10,
+        "kiosk screens managed by admins, their tokens stored hashed",
+        """
+        -- A wall screen signs in with a random token shown once when an admin creates it; only
+        -- its SHA-256 is kept (kpi_core.kiosk). Revoking sets revoked_at; the open screen
+        -- checks its token at every tick and stops. Number 10 leaves 9 to the sign-in
+        -- sessions: the runner applies every number not yet applied, so either may land first.
+        CREATE SEQUENCE kiosk_screen_id START 1;
+        CREATE TABLE kiosk_screen (
+            id INTEGER PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            units VARCHAR[] NOT NULL,  -- unit codes, each with its subtree
+            slides VARCHAR[] NOT NULL,
+            rotate_s INTEGER NOT NULL,
+            refresh_s INTEGER NOT NULL,
+            lang VARCHAR NOT NULL,
+            token_hash VARCHAR NOT NULL UNIQUE,  -- hex SHA-256 of the token
+            created_by VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            revoked_by VARCHAR,
+            revoked_at TIMESTAMP,
+            last_seen_at TIMESTAMP,
+            last_seen_from VARCHAR
+        );
+        """,
+    ),
 ]

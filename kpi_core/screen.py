@@ -1,7 +1,7 @@
-"""The big screen (DESIGN.md §6): what each slide shows, as plain data, for a kiosk token's scope.
+"""The big screen (DESIGN.md §6): what each slide shows, as plain data, for a kiosk screen's units.
 
-A wall screen has no user at a keyboard, so it signs in with a token from `[kiosk.<name>]` in
-.streamlit/secrets.toml, scoped to chosen units (read-only). Everything here comes from the
+A wall screen has no user at a keyboard, so it signs in with the token of a kiosk screen an
+admin created (kpi_core.kiosk), scoped to chosen units (read-only). Everything here comes from the
 existing core — `board.overview`, `scorecard.evaluate`, `review.open_actions` — never a second
 way of scoring. `LastGood` keeps the last data that could be read, so a refresh that meets a busy
 warehouse or a failing query shows the previous data marked stale instead of an error.
@@ -9,17 +9,13 @@ warehouse or a failing query shows the previous data marked stale instead of an 
 
 from __future__ import annotations
 
-import hmac
 import logging
-import os
 import threading
 import time
-import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -29,8 +25,8 @@ from kpi_core.access import Scope
 from kpi_core.board import data_range, kpi_nodes, overview
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError
+from kpi_core.kiosk import SLIDES, KioskError
 from kpi_core.periods import Period, add_months
-from kpi_core.references import expand, secrets_path
 from kpi_core.review import open_actions
 from kpi_core.scorecard import evaluate
 from kpi_core.service import Actor
@@ -38,64 +34,15 @@ from kpi_core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-SLIDES = ("company", "departments", "risks", "matrix", "freshness")
-MIN_TOKEN_LENGTH = 16
 TREND_MONTHS = 6
-SETUP_HINT = (
-    '[kiosk.wall]\ntoken = "${KIOSK_WALL_TOKEN}"   # or a long random literal\nunits = ["GROUP"]'
-)
 
 
-class KioskError(KpiError):
-    """A kiosk token that is missing, unknown or not set up; the screen says how to set it up."""
-
-
-# --- the kiosk token --------------------------------------------------------------------------
-
-
-def kiosk_config(path: str | os.PathLike | None = None) -> dict[str, dict]:
-    """The `[kiosk.<name>]` sections of the secrets file, by name."""
-    path = Path(path) if path else secrets_path()
-    if not path.exists():
-        return {}
-    try:
-        with path.open("rb") as fh:
-            kiosk = tomllib.load(fh).get("kiosk", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise KioskError(f"{path} is not valid TOML ({exc}); fix the [kiosk] section") from None
-    return {name: conf for name, conf in kiosk.items() if isinstance(conf, dict)}
-
-
-def kiosk_scope(token: str | None, config: dict[str, dict] | None = None) -> tuple[str, tuple]:
-    """(screen name, unit codes) of the kiosk whose token this is. Every configured token is
-    compared, in constant time, so the answer's timing does not tell which one nearly matched."""
-    if not token:
-        raise KioskError("This screen has no token: open it with ?token=… from [kiosk] in secrets")
-    config = kiosk_config() if config is None else config
-    given = token.encode()
-    found = None
-    for name, entry in config.items():
-        try:
-            expected = expand(str(entry.get("token") or ""), quote=False, error=KioskError)
-        except KioskError as exc:
-            log.warning("kiosk %s: token not usable: %s", name, exc)
-            continue
-        units = entry.get("units")
-        if len(expected) < MIN_TOKEN_LENGTH or not units:
-            log.warning(
-                "kiosk %s: needs a token of %d+ characters and units", name, MIN_TOKEN_LENGTH
-            )
-            continue
-        if hmac.compare_digest(expected.encode(), given) and found is None:
-            found = (name, tuple(str(u) for u in units))
-    if found is None:
-        raise KioskError("The token does not match any [kiosk] screen in secrets.toml")
-    return found
+# --- the kiosk's units -----------------------------------------------------------------------
 
 
 def kiosk_units(cat: Catalog, allowed: Iterable[str], asked: Iterable[str] = ()) -> list[str]:
-    """The unit codes to show: those asked for (`?units=`) inside the token's units, else all of
-    the token's units that exist. Never wider than the token."""
+    """The unit codes to show: those asked for (`?units=`) inside the screen's units, else all
+    of the screen's units that exist. Never wider than the screen."""
     base = [c for c in allowed if c in cat.unit_by_code]
     if not base:
         raise KioskError(f"None of the kiosk's units ({', '.join(allowed)}) exist in the warehouse")

@@ -305,9 +305,12 @@ class Warehouse:
                 "CREATE TABLE IF NOT EXISTS schema_version "
                 "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
             )
-            current = cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-            for version, description, sql in MIGRATIONS:
-                if version <= current[0]:
+            # Every number not applied yet, in order, rather than those above the highest: two
+            # branches may each add one (9 and 10), and a file that got 10 first must still get
+            # 9 when it arrives.
+            applied = {r[0] for r in cur.execute("SELECT version FROM schema_version").fetchall()}
+            for version, description, sql in sorted(MIGRATIONS):
+                if version in applied:
                     continue
                 cur.execute("BEGIN TRANSACTION")
                 try:

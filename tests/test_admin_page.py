@@ -18,7 +18,12 @@ def _open(own_file, monkeypatch, tmp_path, user="admin", lang="en"):
 
 def test_admin_sees_tabs_adds_a_user_and_makes_a_backup(own_file, monkeypatch, tmp_path):
     at = _open(own_file, monkeypatch, tmp_path)
-    assert [t.label for t in at.tabs] == ["Users", "Change log", "Backup & restore"]
+    assert [t.label for t in at.tabs] == [
+        "Users",
+        "Kiosk screens",
+        "Change log",
+        "Backup & restore",
+    ]
     assert not at.error, [e.value for e in at.error]
 
     at.text_input(key="ad_name_new").input("wu.fang")

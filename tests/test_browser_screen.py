@@ -1,7 +1,8 @@
 """The big screen in a real Chromium at 1920×1080 and 3840×2160: no scrolling, nothing outside the
 viewport or clipped, no text under 24 px (48 px at 4K), contrast of every text at least 7:1, no
-Streamlit chrome, slides rotating by themselves, no login form for a wrong token, and no error
-while an import commits from the command line during refreshes. Screenshots go to KPI_ARTIFACTS
+Streamlit chrome, slides rotating by themselves, no login form for a wrong token, no error
+while an import commits from the command line during refreshes, and an open wall that stops
+showing data at its next tick once its screen is revoked. Screenshots go to KPI_ARTIFACTS
 (default: the test's tmp dir)."""
 
 import os
@@ -9,15 +10,17 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from kpi_core import i18n, kiosk, service
+from kpi_core.warehouse import Warehouse
 from tests.test_browser import ROOT, start_app
 
 pytestmark = pytest.mark.browser
 
-TOKEN = "wall-token-for-the-browser-tests-0123"
 SIZES = [(1920, 1080), (3840, 2160)]
 SLIDES = ("company", "departments", "risks", "matrix", "freshness")
 CHROME = ("stHeader", "stToolbar", "stSidebar", "stDecoration", "stStatusWidget", "stMainMenu")
@@ -73,26 +76,29 @@ def artifacts(tmp_path_factory) -> Path:
     return path
 
 
+TOKENS: dict[str, str] = {}  # screen name → its token, as the Admin page showed it once
+
+
 @pytest.fixture(scope="module")
 def screen_app(tmp_path_factory, demo_file):
     tmp = tmp_path_factory.mktemp("browser_screen")
     shutil.copy(demo_file, tmp / "wh.duckdb")
-    secrets = tmp / "secrets.toml"
-    secrets.write_text(
-        '[kiosk.wall]\ntoken = "${KIOSK_WALL_TOKEN}"\nunits = ["GROUP"]\n', encoding="utf-8"
-    )
+    wh = Warehouse(tmp / "wh.duckdb", linger=0)
+    for name in ("wall", "doomed"):
+        made = kiosk.create(wh, service.SYSTEM, name=name, units=["GROUP"], now=datetime.now())
+        TOKENS[name] = made.token
+    wh.close()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KPI_SECRETS", str(secrets))
-        mp.setenv("KIOSK_WALL_TOKEN", TOKEN)
+        mp.setenv("KPI_SECRETS", str(tmp / "no-secrets.toml"))
         proc, url = start_app(tmp / "wh.duckdb")
     yield url, tmp
     proc.terminate()
     proc.wait(timeout=20)
 
 
-def open_screen(browser, url, size, query):
+def open_screen(browser, url, size, query, screen="wall"):
     page = browser.new_page(viewport={"width": size[0], "height": size[1]})
-    page.goto(f"{url}/Big_Screen?token={TOKEN}&{query}")
+    page.goto(f"{url}/Big_Screen?token={TOKENS[screen]}&{query}")
     page.locator(".bs-slide-body").wait_for(timeout=30_000)
     page.wait_for_timeout(800)  # fonts and layout settle
     return page
@@ -173,4 +179,30 @@ def test_an_import_committing_during_refreshes_shows_no_error(browser, screen_ap
     assert cli.returncode == 0, err
     assert "loaded as batch" in out
     page.screenshot(path=str(artifacts / "big-screen-after-import-zh.png"))
+    page.close()
+
+
+def test_a_revoked_screen_stops_at_its_next_tick(browser, screen_app, artifacts):
+    url, tmp = screen_app
+    # rotate=5: the wall ticks (and checks its token) every 5 s.
+    page = open_screen(browser, url, SIZES[0], "lang=en&rotate=5&refresh=10", screen="doomed")
+    no_error(page)
+    wh = Warehouse(tmp / "wh.duckdb", linger=0)  # the app lets go of the file between ticks
+    doomed = next(s for s in kiosk.list_screens(wh, service.SYSTEM) if s.name == "doomed")
+    assert doomed.last_seen_at is not None  # the open wall was seen
+    kiosk.revoke(wh, service.SYSTEM, doomed.id, datetime.now())
+    wh.close()
+    # Within the next tick or two, bounded: the notice replaces the slides.
+    page.get_by_text(i18n.t("bs_revoked", "en")).wait_for(timeout=30_000)
+    assert page.locator(".bs-slide-body").count() == 0
+    assert page.get_by_text(i18n.t("bs_revoked", "zh")).is_visible()
+    page.screenshot(path=str(artifacts / "big-screen-revoked-en.png"))
+    # It stays that way: no more ticks bring data back.
+    page.wait_for_timeout(6_000)
+    assert page.locator(".bs-slide-body").count() == 0
+    no_error(page)
+    page.close()
+    # The other screen is untouched.
+    page = open_screen(browser, url, SIZES[0], "lang=en&rotate=600&slides=company")
+    no_error(page)
     page.close()

@@ -41,8 +41,8 @@ EXAMPLES = [
     ("unit 'PROD' is outside your scope", "组织“PROD”超出您的权限范围"),
     ("2026-09 is closed", "2026-09 已关账"),
     (
-        "The token does not match any [kiosk] screen in secrets.toml",
-        "令牌与 secrets.toml 中任何 [kiosk] 屏幕都不匹配",
+        "A screen named 'Lobby 大厅' exists — choose another name or revoke it.",
+        "已有名为“Lobby 大厅”的大屏——请换一个名称，或先撤销它。",
     ),
     ("ask an admin to reopen the month", "请联系管理员重新开账"),
     ("2026-12 is in the future", "2026-12 是未来的月份"),
@@ -342,3 +342,42 @@ def test_comment_and_action_refusals_from_the_core(sales_wh):
     assert said[0].startswith("用户“v”（查看者）可以查看点评")
     assert said[1] == "点评是空的——请先填写内容。"
     assert said[-1] == f"点评 {plain} 没有可关闭的行动。"
+
+
+def test_kiosk_screen_refusals_from_the_core(demo_wh):
+    """Every refusal of kiosk.py reaches the Admin page in Chinese."""
+    from datetime import datetime
+
+    from kpi_core import kiosk
+
+    now = datetime(2026, 11, 3, 9, 0)
+    admin = service.SYSTEM
+    made = kiosk.create(demo_wh, admin, name="wall", units=["GROUP"], now=now)
+    kiosk.revoke(demo_wh, admin, made.screen.id, now)
+    viewer = service.Actor("v", "viewer", Scope.all())
+
+    def make(**kw):
+        return kiosk.create(demo_wh, admin, now=now, **{"name": "x", "units": ["GROUP"], **kw})
+
+    kiosk.create(demo_wh, admin, name="taken", units=["GROUP"], now=now)
+    attempts = [
+        lambda: kiosk.list_screens(demo_wh, viewer),
+        lambda: make(name=""),
+        lambda: make(units=[]),
+        lambda: make(units=["NOPE", "NADA"]),
+        lambda: make(slides=["weather"]),
+        lambda: make(lang="fr"),
+        lambda: make(rotate=1),
+        lambda: make(refresh=99999),
+        lambda: make(name="taken"),
+        lambda: kiosk.revoke(demo_wh, admin, 42, now),
+        lambda: kiosk.revoke(demo_wh, admin, made.screen.id, now),
+    ]
+    said = []
+    for attempt in attempts:
+        with pytest.raises(KpiError) as refused:
+            attempt()
+        said.append(said_in_chinese(str(refused.value)))
+    assert said[3] == "未知组织 NOPE, NADA——请选择已有的组织。"
+    assert said[6] == "每页停留时间必须是 5 到 3600 之间的整数秒，不能是 1。"
+    assert said[-1] == "大屏“wall”已被撤销。"

@@ -716,19 +716,21 @@ def test_no_cli_command_gives_another_department(command, cli_file, tmp_path, fo
 
 # --- the big screen ----------------------------------------------------------------------------
 
-PROD_TOKEN = "prod-wall-token-0123456789abcdef"
-
 
 def test_a_prod_kiosk_asking_for_sales_shows_nothing_of_sales(
-    wh_file, catalog, foreign, tmp_path, monkeypatch
+    own_file, catalog, foreign, tmp_path, monkeypatch
 ):
+    from kpi_core import kiosk, service
     from kpi_core.ui.screen import Params, Snapshot, pages, render
 
-    secrets = tmp_path / "secrets.toml"
-    secrets.write_text(f'[kiosk.prod]\ntoken = "{PROD_TOKEN}"\nunits = ["PROD"]\n', "utf-8")
-    monkeypatch.setenv("KPI_SECRETS", str(secrets))
+    wh_file = own_file  # a screen is written: not the module's shared copy
+    wh = Warehouse(wh_file, linger=0)
+    made = kiosk.create(wh, service.SYSTEM, name="prod", units=["PROD"], now=datetime(2026, 11, 3))
+    got = kiosk.verify(wh, made.token, datetime(2026, 11, 3, 9), "10.0.0.7")
+    wh.close()
+    monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "no-secrets.toml"))
     monkeypatch.setenv("KPI_WAREHOUSE", str(wh_file))
-    name, codes = screen.kiosk_scope(PROD_TOKEN)
+    name, codes = got.name, got.units
     assert list(codes) == ["PROD"]
     for asked in (["SALES"], ["GROUP"], ["SALES", "QA"]):
         units = screen.kiosk_units(catalog, codes, asked)
@@ -739,7 +741,7 @@ def test_a_prod_kiosk_asking_for_sales_shows_nothing_of_sales(
         for lang in ("zh", "en"):
             data = screen.screen_data(wh, catalog, screen.kiosk_units(catalog, codes, ["SALES"]),
                                       lang, title=name)  # fmt: skip
-            params = Params(token=PROD_TOKEN, rotate=10, refresh=60, units=("SALES",), lang=lang,
+            params = Params(token=made.token, rotate=10, refresh=60, units=("SALES",), lang=lang,
                             slides=())  # fmt: skip
             snap = Snapshot(data=data, fetched_at=datetime.now(), stale_since=None)
             # Every slide, as the clock would turn them.
@@ -751,7 +753,7 @@ def test_a_prod_kiosk_asking_for_sales_shows_nothing_of_sales(
     assert not hits, "\n".join(dict.fromkeys(hits))
     # The page itself, reached by URL with the token and ?units=SALES.
     at = AppTest.from_file(str(ROOT / "pages/9_Big_Screen.py"), default_timeout=60)
-    for k, v in {"token": PROD_TOKEN, "units": "SALES,GROUP", "lang": "en"}.items():
+    for k, v in {"token": made.token, "units": "SALES,GROUP", "lang": "en"}.items():
         at.query_params[k] = v
     at.run()
     ok(at)

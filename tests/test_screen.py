@@ -1,5 +1,6 @@
-"""The big screen's core: slide data for the demo company and a scoped token, the kiosk token
-check, and the last good data kept (marked stale) while the warehouse is busy."""
+"""The big screen's core: slide data for the demo company and a scoped screen, and the last good
+data kept (marked stale) while the warehouse is busy. Kiosk tokens: tests/test_kiosk.py and
+tests/test_kiosk_page.py."""
 
 from datetime import datetime
 
@@ -11,14 +12,6 @@ from kpi_core.catalog import load_catalog
 from kpi_core.errors import WarehouseBusyError
 from kpi_core.ui.screen import Params, clip, pages, render
 from tests.apptest import ROOT, ok
-
-WALL = "wall-token-0123456789abcdef"
-SALES = "sales-token-0123456789abcdef"
-CONFIG = {
-    "wall": {"token": WALL, "units": ["GROUP"]},
-    "sales": {"token": "${KIOSK_SALES_TOKEN}", "units": ["SALES"]},
-    "short": {"token": "short", "units": ["GROUP"]},
-}
 
 
 def test_slide_data_for_the_demo_company(demo_wh):
@@ -71,28 +64,6 @@ def test_open_actions_show_on_the_risk_slide(demo_wh):
     risk = screen.screen_data(demo_wh, cat, ["GROUP"], "en").risks[0]
     assert [a.text for a in risk.actions] == ["Call the three biggest customers"]
     assert risk.actions[0].owner == "Wang Lei"
-
-
-def test_kiosk_tokens(monkeypatch):
-    monkeypatch.setenv("KIOSK_SALES_TOKEN", SALES)
-    assert screen.kiosk_scope(WALL, CONFIG) == ("wall", ("GROUP",))
-    assert screen.kiosk_scope(SALES, CONFIG) == ("sales", ("SALES",))
-    for bad in (None, "", "wrong-token-0123456789abcdef", WALL[:-1], "short"):
-        with pytest.raises(screen.KioskError):
-            screen.kiosk_scope(bad, CONFIG)
-    monkeypatch.delenv("KIOSK_SALES_TOKEN")
-    with pytest.raises(screen.KioskError):  # the variable is gone: that screen is off
-        screen.kiosk_scope(SALES, CONFIG)
-
-
-def test_kiosk_config_from_a_secrets_file(tmp_path, monkeypatch):
-    path = tmp_path / "secrets.toml"
-    path.write_text(f'[kiosk.wall]\ntoken = "{WALL}"\nunits = ["GROUP"]\n', encoding="utf-8")
-    monkeypatch.setenv("KPI_SECRETS", str(path))
-    assert screen.kiosk_scope(WALL) == ("wall", ("GROUP",))
-    monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "missing.toml"))
-    with pytest.raises(screen.KioskError):
-        screen.kiosk_scope(WALL)
 
 
 def test_asked_units_never_widen_the_token(demo_wh):

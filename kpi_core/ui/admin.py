@@ -1,20 +1,27 @@
-"""Admin page: users (role, scope, password), the whole change log, backup and restore.
+"""Admin page: users (role, scope, password), kiosk screens, the whole change log, backup and
+restore.
 
-The work is in `kpi_core.users` and `kpi_core.backup`; this module only draws and calls them.
+The work is in `kpi_core.users`, `kpi_core.kiosk` and `kpi_core.backup`; this module only draws
+and calls them.
 """
 
 from __future__ import annotations
 
 import tempfile
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 import streamlit as st
 
-from kpi_core import backup, users
+from kpi_core import backup, kiosk, users
 from kpi_core.access import ROLES
+from kpi_core.errors import KpiError
 from kpi_core.ui import PageContext
+from kpi_core.ui.screen import SLIDE_TITLE
 from kpi_core.ui.targets import audit_section
+from kpi_core.ui.widgets import error_text
 
 _NEW = ""  # the user picker's entry for a new user
 
@@ -26,10 +33,12 @@ def main(ctx: PageContext) -> None:
         st.stop()
     if flash := st.session_state.pop("ad_flash", None):
         st.success(flash)
-    sections = ["ad_tab_users", "ad_tab_audit", "ad_tab_backup"]
+    sections = ["ad_tab_users", "ad_tab_kiosk", "ad_tab_audit", "ad_tab_backup"]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["ad_tab_users"]:
         users_section(ctx)
+    with tabs["ad_tab_kiosk"]:
+        kiosk_section(ctx)
     with tabs["ad_tab_audit"]:
         audit_section(ctx)
     with tabs["ad_tab_backup"]:
@@ -123,6 +132,121 @@ def _done(message: str, pick: str) -> None:
     st.session_state["ad_flash"] = message
     st.session_state["ad_pick_next"] = pick
     st.rerun()
+
+
+def kiosk_url(token: str) -> str:
+    """The wall's address: the Big screen page next to this one, with the token. Relative when
+    the browser's address is unknown (a test)."""
+    here = urlsplit(st.context.url or "")
+    if here.scheme and here.netloc:
+        base = here.path.rsplit("/", 1)[0]  # the app's own path prefix, if it is served under one
+        return f"{here.scheme}://{here.netloc}{base}/Big_Screen?token={token}"
+    return f"/Big_Screen?token={token}"
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+def kiosk_section(ctx: PageContext) -> None:
+    """Create a screen (its URL shown once, in this run only), list them, revoke one."""
+    st.caption(ctx.t("ks_intro"))
+    if flash := st.session_state.pop("ks_flash", None):
+        (st.success if flash[0] == "ok" else st.error)(flash[1])
+    codes = sorted(ctx.cat.unit_by_code)
+    unit_label = lambda c: f"{c} · {ctx.cat.unit_by_code[c].name(ctx.lang)}"  # noqa: E731
+    with st.form("ks_form"):
+        name = st.text_input(ctx.t("ks_name"), max_chars=kiosk.MAX_NAME, key="ks_name")
+        units = st.multiselect(
+            ctx.t("ks_units"), codes, format_func=unit_label, help=ctx.t("ks_units_help"),
+            placeholder=ctx.t("ad_choose_units"), key="ks_units",
+        )  # fmt: skip
+        slides = st.multiselect(
+            ctx.t("ks_slides"), kiosk.SLIDES, default=list(kiosk.SLIDES),
+            format_func=lambda s: ctx.t(SLIDE_TITLE[s]), key="ks_slides",
+        )  # fmt: skip
+        c1, c2, c3 = st.columns(3)
+        rotate = c1.number_input(
+            ctx.t("ks_rotate"), min_value=kiosk.MIN_ROTATE, max_value=kiosk.MAX_SECONDS,
+            value=30, step=5, key="ks_rotate",
+        )  # fmt: skip
+        refresh = c2.number_input(
+            ctx.t("ks_refresh"), min_value=kiosk.MIN_REFRESH, max_value=kiosk.MAX_SECONDS,
+            value=60, step=10, key="ks_refresh",
+        )  # fmt: skip
+        lang = c3.selectbox(
+            ctx.t("ks_lang"), kiosk.LANGS, format_func=lambda c: "中文" if c == "zh" else "English",
+            key="ks_lang",
+        )  # fmt: skip
+        submitted = st.form_submit_button(ctx.t("ks_create"), type="primary", key="ks_create")
+    if submitted:
+        try:
+            made = kiosk.create(
+                ctx.wh, ctx.actor, name=name, units=units, slides=slides, rotate=int(rotate),
+                refresh=int(refresh), lang=lang, now=datetime.now(),
+            )  # fmt: skip
+        except KpiError as exc:
+            st.error(error_text(ctx, str(exc)))
+        else:
+            # The token exists outside the wall only here, in this run: nowhere in the session.
+            st.success(ctx.t("ks_created", name=made.screen.name))
+            st.warning(ctx.t("ks_copy_now"))
+            st.code(kiosk_url(made.token), language=None, wrap_lines=True)
+
+    st.subheader(ctx.t("ks_screens"))
+    screens = kiosk.list_screens(ctx.wh, ctx.actor)
+    if not screens:
+        st.caption(ctx.t("ks_none"))
+        return
+    # What an admin looks for first: which screens are live and whether they are still seen.
+    rows = [
+        {
+            ctx.t("ks_col_name"): s.name,
+            ctx.t("ks_col_state"): (
+                ctx.t("ks_active") if s.active else
+                ctx.t("ks_revoked_at", when=_when(s.revoked_at), by=s.revoked_by or "")
+            ),
+            ctx.t("ks_col_seen"): (
+                f"{_when(s.last_seen_at)} · {s.last_seen_from}" if s.last_seen_at else
+                ctx.t("ks_never_seen")
+            ),
+            ctx.t("ks_col_units"): ", ".join(s.units),
+            ctx.t("ks_col_created"): f"{_when(s.created_at)} · {s.created_by or ''}",
+            ctx.t("ks_col_timing"): ctx.t("ks_timing", rotate=s.rotate, refresh=s.refresh),
+            ctx.t("ks_lang"): "中文" if s.lang == "zh" else "English",
+            ctx.t("ks_col_slides"): ", ".join(ctx.t(SLIDE_TITLE[x]) for x in s.slides),
+        }
+        for s in screens
+    ]  # fmt: skip
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+    active = {s.id: s for s in screens if s.active}
+    if not active:
+        return
+    st.subheader(ctx.t("ks_revoke_title"))
+    picked = st.selectbox(
+        ctx.t("ks_pick"), list(active), index=None, placeholder=ctx.t("ks_pick_placeholder"),
+        format_func=lambda i: f"{active[i].name} · {', '.join(active[i].units)}", key="ks_pick",
+    )  # fmt: skip
+    if picked is None:
+        return
+    sure = st.checkbox(ctx.t("ks_revoke_confirm", name=active[picked].name), key="ks_revoke_sure")
+    # A callback, so the list above is drawn after the change on the run that follows.
+    st.button(
+        ctx.t("ks_revoke"), disabled=not sure, key="ks_revoke", on_click=_revoke,
+        args=(ctx, picked),
+    )  # fmt: skip
+
+
+def _revoke(ctx: PageContext, screen_id: int) -> None:
+    try:
+        done = kiosk.revoke(ctx.wh, ctx.actor, screen_id, datetime.now())
+    except KpiError as exc:
+        st.session_state["ks_flash"] = ("error", error_text(ctx, str(exc)))
+    else:
+        st.session_state["ks_flash"] = ("ok", ctx.t("ks_revoked", name=done.name))
+    for key in ("ks_pick", "ks_revoke_sure"):
+        st.session_state.pop(key, None)
 
 
 def backup_section(ctx: PageContext) -> None:

@@ -19,11 +19,10 @@ from html import escape
 
 import streamlit as st
 
-from kpi_core import i18n, screen
+from kpi_core import i18n, kiosk, screen
 from kpi_core.catalog import load_catalog, load_user
 from kpi_core.errors import NotFoundError
-from kpi_core.problem_text import translate
-from kpi_core.screen import SLIDES, KioskError, ScreenData, Snapshot
+from kpi_core.screen import SLIDES, ScreenData, Snapshot
 from kpi_core.ui import _warehouse, signin
 from kpi_core.warehouse import resolve_path
 
@@ -124,9 +123,7 @@ html, body, .stApp, [data-testid="stAppViewContainer"], [data-testid="stMain"] {
 .bs-message {{ margin: auto; max-width: 80vw; text-align: center; }}
 .bs-message h1 {{ font-size: 6vmin; font-weight: 800; margin-bottom: 3vmin; color: #f5f7fa; }}
 .bs-message p {{ font-size: 3vmin; color: #c9d1d9; margin-bottom: 2vmin; }}
-.bs-message pre {{ font-size: 2.6vmin; color: #f5f7fa; background: #151b23; text-align: left;
-  padding: 2vmin 3vmin; border-radius: 1vmin; display: inline-block; white-space: pre;
-  font-family: "Noto Sans Mono CJK SC", "DejaVu Sans Mono", monospace; }}
+.bs-message .bs-other {{ margin-top: 4vmin; color: #c9d1d9; }}
 </style>
 """
 
@@ -152,15 +149,19 @@ def _list(value: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (value or "").split(",") if p.strip())
 
 
-def read_params(query) -> Params:
+def read_params(query, kiosk_screen: kiosk.Screen | None = None) -> Params:
+    """The URL's parameters over the screen's own settings (the defaults for a signed-in
+    preview). Units in the URL can only narrow the screen's units (screen.kiosk_units)."""
+    base = kiosk_screen
     lang = query.get("lang")
     return Params(
         token=query.get("token"),
-        rotate=_int(query.get("rotate"), 30, 5),
-        refresh=_int(query.get("refresh"), 60, 10),
+        rotate=_int(query.get("rotate"), base.rotate if base else 30, kiosk.MIN_ROTATE),
+        refresh=_int(query.get("refresh"), base.refresh if base else 60, kiosk.MIN_REFRESH),
         units=tuple(u.upper() for u in _list(query.get("units"))),
-        lang=lang if lang in i18n.LANGS else "zh",
-        slides=tuple(s for s in _list(query.get("slides")) if s in SLIDES),
+        lang=lang if lang in i18n.LANGS else base.lang if base else "zh",
+        slides=tuple(s for s in _list(query.get("slides")) if s in SLIDES)
+        or (base.slides if base else ()),
     )
 
 
@@ -425,16 +426,35 @@ def render(snap: Snapshot, params: Params, now: datetime, epoch: float) -> str:
     return frame(title, meta + stale, now, lang, body, foot)
 
 
-def not_set_up(lang: str, reason: str) -> str:
-    t = lambda k: i18n.t(k, lang)  # noqa: E731
-    body = (
-        f'<div class="bs-message"><h1>{e(t("bs_not_set_up"))}</h1><p>{e(reason)}</p>'
-        f"<p>{e(t('bs_setup_hint'))}</p><pre>{e(screen.SETUP_HINT)}</pre></div>"
-    )
-    return frame(t("bs_title"), "", datetime.now(), lang, body)
+# What each refusal says on the wall: (heading, explanation) keys.
+NOTICES = {
+    "missing": ("bs_not_set_up", "bs_no_token"),
+    "malformed": ("bs_not_set_up", "bs_unknown_token"),
+    "unknown": ("bs_not_set_up", "bs_unknown_token"),
+    "revoked": ("bs_revoked", "bs_revoked_hint"),
+    "throttled": ("bs_throttled", "bs_throttled_hint"),
+    "busy": ("bs_waiting", "bs_busy_hint"),
+}
+
+
+def notice(lang: str, reason: str) -> str:
+    """A plain message instead of the slides, no data: in the screen's language and, below it,
+    in the other — nobody at the wall can switch. Says how to set a screen up where that helps."""
+    head, body = NOTICES[reason]
+    other = "en" if lang == "zh" else "zh"
+    parts = [f"<h1>{e(i18n.t(head, lang))}</h1>", f"<p>{e(i18n.t(body, lang))}</p>"]
+    if head == "bs_not_set_up":
+        parts.append(f"<p>{e(i18n.t('bs_setup_hint', lang))}</p>")
+    parts.append(f'<p class="bs-other">{e(i18n.t(head, other))} · {e(i18n.t(body, other))}</p>')
+    body_html = f'<div class="bs-message" data-notice="{reason}">{"".join(parts)}</div>'
+    return frame(i18n.t("bs_title", lang), "", datetime.now(), lang, body_html)
 
 
 # --- the page ----------------------------------------------------------------------------------
+
+REFUSED = "bs_refused"  # session key: why this wall shows a notice instead of data
+_RETRYING = "bs_retrying"
+RETRY_EVERY = 30  # seconds between checks while throttled or while the warehouse is busy
 
 
 def _compute(path: str, codes: tuple[str, ...], asked: tuple[str, ...], lang: str, name: str):
@@ -473,30 +493,86 @@ def _signed_in_scope() -> tuple[str, tuple[str, ...]] | None:
     return user.display_name, tuple(cat.units[u].code for u in roots)
 
 
+def _client() -> str:
+    """The wall's address as the server sees it (None on loopback); what wrong tokens are
+    counted by. Behind a proxy every wall has the proxy's address."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "local"
+
+
+def check(token: str | None) -> kiosk.Screen | kiosk.Refusal:
+    """The token's screen or why it opens nothing; "busy" while the warehouse cannot be read."""
+    try:
+        return kiosk.verify(_warehouse(resolve_path()), token, datetime.now(), _client())
+    except screen.REFRESH_ERRORS as exc:
+        screen.log.warning("kiosk token not checked, trying again later: %s", exc)
+        return kiosk.Refusal("busy")
+
+
+def _show_refusal(token: str | None, lang: str, reason: str) -> None:
+    """The notice for `reason`. A throttled or busy wall tries again every RETRY_EVERY seconds
+    and comes back by itself; a revoked or unknown token stays refused (no more ticks)."""
+    st.session_state[REFUSED] = reason
+    if reason not in ("throttled", "busy"):
+        st.html(notice(lang, reason))
+        return
+
+    @st.fragment(run_every=RETRY_EVERY)
+    def waiting() -> None:
+        if st.session_state.get(_RETRYING):  # not in the run that has just been refused
+            got = check(token)
+            if isinstance(got, kiosk.Screen):
+                st.session_state.pop(REFUSED, None)
+                st.session_state.pop(_RETRYING, None)
+                st.rerun(scope="app")
+            if got.reason not in ("throttled", "busy"):  # revoked meanwhile: stop trying
+                st.session_state[REFUSED] = got.reason
+                st.rerun(scope="app")
+        st.session_state[_RETRYING] = True
+        st.html(notice(lang, st.session_state[REFUSED]))
+
+    waiting()
+
+
 def main() -> None:
-    params = read_params(st.query_params)
+    query = st.query_params
+    token = query.get("token")
+    asked = query.get("lang")
     st.set_page_config(
-        page_title=i18n.t("bs_title", params.lang),
+        page_title=i18n.t("bs_title", asked if asked in i18n.LANGS else "zh"),
         page_icon=":material/tv:",
         layout="wide",
         initial_sidebar_state="collapsed",
     )
     st.html(CSS)
-    mine = None if params.token else _signed_in_scope()
+    mine = None if token else _signed_in_scope()
     if mine is not None:
+        params = read_params(query)
         name, codes = mine
     else:
-        try:
-            name, codes = screen.kiosk_scope(params.token)
-        except KioskError as exc:
-            st.html(not_set_up(params.lang, translate(str(exc), params.lang)))
+        lang = asked if asked in i18n.LANGS else "zh"
+        # A wall refused once in this session stays refused without being checked again at
+        # every rerun (a revoked token would otherwise be looked up — and noted — each time).
+        refused = st.session_state.get(REFUSED)
+        got = kiosk.Refusal(refused) if refused else check(token)
+        if isinstance(got, kiosk.Refusal):
+            _show_refusal(token, lang, got.reason)
             return
+        params = read_params(query, got)
+        name, codes = got.name, got.units
     # The clock shows minutes and the slide changes every `rotate` seconds: run often enough
     # for both, and never more than the refresh (runs between refreshes read the cache).
     tick = min(params.rotate, params.refresh, 10)
 
     @st.fragment(run_every=tick)
     def wall() -> None:
+        # The token is checked at every tick, so a revoked screen stops at its next one. While
+        # the warehouse is busy it cannot be checked; the data cannot be read then either, and
+        # the screen keeps what it has, marked stale.
+        verdict = check(token) if token else None
+        if isinstance(verdict, kiosk.Refusal) and verdict.reason != "busy":
+            st.session_state[REFUSED] = "revoked" if verdict.final else verdict.reason
+            st.rerun(scope="app")
         snap = snapshot(params, name, codes)
         st.html(render(snap, params, datetime.now(), time.time()))
 
