@@ -548,22 +548,46 @@ STRINGS: dict[str, tuple[str, str]] = {
     "src_name_placeholder": ("例如：ERP 订单", "e.g. ERP orders"),
     "src_url": ("连接地址（SQLAlchemy URL）", "Connection URL (SQLAlchemy)"),
     "src_url_help": (
-        "例如 `postgresql+psycopg://reader:${PG_PASSWORD}@db.example.com:5432/erp`、"
-        "`sqlite:////data/erp.db`、`csv:///data/orders.csv` 或 `parquet:///data/orders.parquet`"
-        "（导出文件按文件名作为表名查询）。\n\n"
-        "密码不能直接写在地址中——会以明文保存，因此会被拒绝。请写 `${PG_PASSWORD}`（环境变量），"
-        "或 `${secrets.erp.password}`（`.streamlit/secrets.toml` 中 `[erp]` 段的 `password`），"
-        "只在连接时读取。",
-        "For example `postgresql+psycopg://reader:${PG_PASSWORD}@db.example.com:5432/erp`, "
-        "`sqlite:////data/erp.db`, `csv:///data/orders.csv` or `parquet:///data/orders.parquet` "
-        "(an export is queried as a table named after the file).\n\n"
-        "A password written in the URL is refused: it would be stored in plain text. Write "
-        "`${PG_PASSWORD}` (an environment variable) or `${secrets.erp.password}` (`password` "
-        "under `[erp]` in `.streamlit/secrets.toml`) instead; it is read only to connect.",
+        "例如 `postgresql+psycopg://reader:${secrets.source_secrets.erp}@db.example.com:5432/erp`、"
+        "`sqlite:////srv/exports/erp.db`、`csv:///srv/exports/orders.csv` 或 "
+        "`parquet:///srv/exports/orders.parquet`（导出文件按文件名作为表名查询）。"
+        "文件只能位于管理员允许的文件夹中（`.streamlit/secrets.toml` 的 `[sources] file_dirs`，"
+        "或环境变量 `KPI_SOURCE_DIRS`；默认 `data/exports`）。\n\n"
+        "密码不能直接写在地址中——会以明文保存，因此会被拒绝。只有密码处可以写引用："
+        "`${secrets.source_secrets.名称}`（`.streamlit/secrets.toml` 中 `[source_secrets]` 段的键）"
+        "或 `${KPI_SOURCE_SECRET_名称}`（环境变量），只在连接时读取，不会显示在任何地方。",
+        "For example `postgresql+psycopg://reader:${secrets.source_secrets.erp}@db.example.com:"
+        "5432/erp`, `sqlite:////srv/exports/erp.db`, `csv:///srv/exports/orders.csv` or "
+        "`parquet:///srv/exports/orders.parquet` (an export is queried as a table named after the "
+        "file). Files must lie in a folder an admin allowed (`[sources] file_dirs` in "
+        "`.streamlit/secrets.toml`, or `KPI_SOURCE_DIRS`; by default `data/exports`).\n\n"
+        "A password written in the URL is refused: it would be stored in plain text. Only the "
+        "password may be a reference: `${secrets.source_secrets.NAME}` (a key of the "
+        "`[source_secrets]` section of `.streamlit/secrets.toml`) or `${KPI_SOURCE_SECRET_NAME}` "
+        "(an environment variable); it is read only to connect and never shown.",
     ),
     "src_test": ("测试连接", "Test connection"),
     "src_testing": ("正在连接…", "Connecting…"),
     "src_connected": ("连接成功：{version}", "Connected: {version}"),
+    "src_caution_superuser": (
+        "该账号是超级用户：可以读写服务器上的一切，还能读写服务器的文件。数据源请使用只能读取的账号。",
+        "This account is a superuser: it can read and write anything on the server, and its "
+        "files. Use an account that can only read for a source.",
+    ),
+    "src_caution_server_files": (
+        "该账号可以读写服务器的文件或运行程序（{names}）。数据源请使用只能读取的账号。",
+        "This account may read or write the server's files or run programs ({names}). Use an "
+        "account that can only read for a source.",
+    ),
+    "src_caution_writes": (
+        "该账号可以修改数据表（{names}）。数据源请使用只能读取的账号。",
+        "This account may change tables ({names}). Use an account that can only read for a source.",
+    ),
+    "src_caution_creates": (
+        "该账号可以创建对象（{names}）。数据源请使用只能读取的账号。",
+        "This account may create objects ({names}). Use an account that can only read for a "
+        "source.",
+    ),
     "src_no_tables": (
         "数据库中没有可读取的表或视图。",
         "The database has no table or view to read.",

@@ -526,16 +526,85 @@ RULES: list[tuple[str, str]] = [
     ("the row limit and the time limit must be positive", "行数上限和时间上限必须大于 0"),
     (
         "'{url}' is not a database URL — write it like "
-        "postgresql+psycopg://user:${PG_PASSWORD}@host:5432/db or sqlite:////path/to/file.db",
-        "“{url}”不是数据库连接地址——请写成 postgresql+psycopg://user:${PG_PASSWORD}@host:5432/db "
+        "postgresql+psycopg://user:${secrets.source_secrets.erp}@host:5432/db or "
+        "sqlite:////path/to/file.db",
+        "“{url}”不是数据库连接地址——请写成 "
+        "postgresql+psycopg://user:${{secrets.source_secrets.erp}}@host:5432/db "
         "或 sqlite:////path/to/file.db 这样的形式",
     ),
     (
-        "the URL holds a password — it would be stored in plain text. Put it in an environment "
-        "variable or in .streamlit/secrets.toml and write ${PG_PASSWORD} or "
-        "${secrets.erp.password} in its place",
-        "连接地址中含有密码——它会以明文保存。请把密码放在环境变量或 .streamlit/secrets.toml 中，"
-        "并在地址中改写为 ${PG_PASSWORD} 或 ${{secrets.erp.password}}",
+        "the URL holds a password — it would be stored in plain text. Put it in the "
+        "[source_secrets] section of .streamlit/secrets.toml or in an environment variable named "
+        "KPI_SOURCE_SECRET_…, and write user:${secrets.source_secrets.erp}@host or "
+        "user:${KPI_SOURCE_SECRET_ERP}@host in its place",
+        "连接地址中含有密码——它会以明文保存。请把密码放在 .streamlit/secrets.toml 的 "
+        "[source_secrets] 段，或名为 KPI_SOURCE_SECRET_… 的环境变量中，并在地址中改写为 "
+        "user:${{secrets.source_secrets.erp}}@host 或 user:${KPI_SOURCE_SECRET_ERP}@host",
+    ),
+    (
+        "a file source's path cannot hold a reference (${…}) — write the path itself",
+        "文件数据源的路径中不能写引用（${{…}}）——请直接写出路径",
+    ),
+    (
+        "the URL's option '{key}' is not allowed for a source (it could read files or change "
+        "the session) — the options a source may set are {list}",
+        "数据源不允许使用连接地址选项“{key}”（它可能读取文件或改变会话）——数据源可以设置的选项有 "
+        "{list}",
+    ),
+    (
+        "a reference (${…}) may stand only for the password "
+        "(user:${secrets.source_secrets.erp}@host) — write the rest of the URL as it is",
+        "引用（${{…}}）只能用于密码（user:${{secrets.source_secrets.erp}}@host）——"
+        "连接地址的其余部分请直接写出",
+    ),
+    (
+        "{reference} cannot be used by a source: it may read only keys of the [source_secrets] "
+        "section of .streamlit/secrets.toml (${secrets.source_secrets.NAME}) or environment "
+        "variables named KPI_SOURCE_SECRET_…",
+        "数据源不能使用 {reference}：它只能读取 .streamlit/secrets.toml 中 [source_secrets] 段的键"
+        "（${{secrets.source_secrets.NAME}}）或名为 KPI_SOURCE_SECRET_… 的环境变量",
+    ),
+    (
+        "{reference} cannot be used by a push channel: it may read only keys of the [push] section "
+        "of .streamlit/secrets.toml (${secrets.push.NAME}) or environment variables named "
+        "KPI_PUSH_SECRET_…",
+        "推送渠道不能使用 {reference}：它只能读取 .streamlit/secrets.toml 中 [push] 段的键"
+        "（${{secrets.push.NAME}}）或名为 KPI_PUSH_SECRET_… 的环境变量",
+    ),
+    (
+        "write the database server's host name in the URL (…@host:5432/db)",
+        "请在连接地址中写出数据库服务器的主机名（…@host:5432/db）",
+    ),
+    ("write the file's full path (e.g. {path})", "请写出文件的完整路径（例如 {path}）"),
+    (
+        "the folder of {path} also holds the warehouse or the secrets file, so sources may not "
+        "read it — give exports a folder of their own (e.g. data/exports) in [sources] "
+        "file_dirs of .streamlit/secrets.toml or in KPI_SOURCE_DIRS",
+        "{path} 所在的文件夹中还有数据仓库或密钥文件，数据源不能读取它——请在 "
+        ".streamlit/secrets.toml 的 [sources] file_dirs 或 KPI_SOURCE_DIRS 中为导出文件设一个"
+        "单独的文件夹（例如 data/exports）",
+    ),
+    (
+        "the file {path} is outside the folders sources may read ({dirs}) — put the export "
+        "there, or ask an admin to add its folder to [sources] file_dirs in "
+        ".streamlit/secrets.toml (or KPI_SOURCE_DIRS)",
+        "文件 {path} 不在数据源可以读取的文件夹中（{dirs}）——请把导出文件放到那里，或请管理员"
+        "把它所在的文件夹加入 .streamlit/secrets.toml 的 [sources] file_dirs（或 "
+        "KPI_SOURCE_DIRS）",
+    ),
+    (
+        "the file {path} is a DuckDB database, not an export",
+        "文件 {path} 是 DuckDB 数据库，不是导出文件",
+    ),
+    ("the query cannot be read as one SELECT: {error}", "无法把查询读作一条 SELECT：{error}"),
+    (
+        "{url}: the server asked for the password in clear text, which a source never sends "
+        "— have it use scram-sha-256 authentication",
+        "{url}：服务器要求以明文发送密码，数据源从不这样做——请让服务器使用 scram-sha-256 认证",
+    ),
+    (
+        "the source refused the query: a source query may only read ({error})",
+        "数据源拒绝了该查询：数据源查询只能读取数据（{error}）",
     ),
     ("{key} is not set in .streamlit/secrets.toml", "{key} 未在 .streamlit/secrets.toml 中设置"),
     ("the environment variable {key} is not set", "环境变量 {key} 未设置"),

@@ -58,6 +58,11 @@ def resolve_path(explicit: str | os.PathLike | None = None) -> str:
 _OPEN: weakref.WeakSet[Warehouse] = weakref.WeakSet()
 
 
+def open_files() -> list[Path]:
+    """The files of the warehouses this process has open (a source may never read them)."""
+    return [Path(wh.path) for wh in list(_OPEN) if not wh.in_memory]
+
+
 @atexit.register
 def _close_all() -> None:
     # Close before the interpreter tears down daemon threads: a linger timer killed inside

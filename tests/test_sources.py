@@ -5,9 +5,11 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -108,9 +110,18 @@ def wh(tmp_path):
     w.close()
 
 
+@pytest.fixture(autouse=True)
+def exports(tmp_path, monkeypatch) -> Path:
+    """The one folder sources may read here (the warehouse is beside it, not in it)."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    monkeypatch.setenv("KPI_SOURCE_DIRS", str(folder))
+    return folder
+
+
 @pytest.fixture
-def erp(tmp_path) -> str:
-    return f"sqlite:///{erp_sqlite(tmp_path / 'erp.db')}"
+def erp(exports) -> str:
+    return f"sqlite:///{erp_sqlite(exports / 'erp.db')}"
 
 
 def independent(db: Path) -> dict[tuple[str, str, str], float]:
@@ -145,12 +156,12 @@ def pulled(prepared, cat) -> dict[tuple[str, str, str], float]:
     }
 
 
-def test_pull_equals_what_the_database_computes(wh, erp, tmp_path):
+def test_pull_equals_what_the_database_computes(wh, erp, exports):
     source = Source("erp", erp, QUERY, mapping())
     prepared = sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
     assert prepared.errors == [] and prepared.kind == "pull"
     got = pulled(prepared, load_catalog(wh))
-    assert got == pytest.approx(independent(tmp_path / "erp.db"))
+    assert got == pytest.approx(independent(exports / "erp.db"))
     # By hand, July East: 100×3 + 50×2×0.9 + 200 = 590; orders 1 and 2; only 1 on time.
     assert got[("REV", "EAST", "2026-07")] == pytest.approx(590)
     assert (got[("SHIPPED", "EAST", "2026-07")], got[("ONTIME", "EAST", "2026-07")]) == (2, 1)
@@ -169,13 +180,13 @@ def parse(p):
     return parse_period(p)
 
 
-def test_incremental_and_ranged_pulls(wh, erp, tmp_path):
+def test_incremental_and_ranged_pulls(wh, erp, exports):
     source = Source("erp", erp, QUERY, mapping())
     first = sources.prepare_pull(wh, source, service.SYSTEM, last=date(2026, 7, 1), today=TODAY)
     assert first.months == [date(2026, 7, 1)]
     intake.commit(wh, first, service.SYSTEM)
     # A new order arrives in September; only the months after July are asked for.
-    con = sqlite3.connect(tmp_path / "erp.db")
+    con = sqlite3.connect(exports / "erp.db")
     con.execute("INSERT INTO orders VALUES (7, '2026-09-20', '2026-09-30', NULL, 'east')")
     con.execute("INSERT INTO lines VALUES (7, 1000.0, 1, 0.0)")
     con.commit()
@@ -192,7 +203,7 @@ def test_incremental_and_ranged_pulls(wh, erp, tmp_path):
     assert again.months == [date(2026, 8, 1)] and again.counts["unchanged"] == len(again.rows)
 
 
-def test_saved_source_pulled_from_the_cli(wh, erp, tmp_path):
+def test_saved_source_pulled_from_the_cli(wh, erp, exports):
     sources.save(wh, Source("erp", erp, QUERY, mapping()), service.SYSTEM)
     assert sources.load(wh, "erp").mapping == mapping()
     wh.close()
@@ -209,18 +220,18 @@ def test_saved_source_pulled_from_the_cli(wh, erp, tmp_path):
     missing = subprocess.run([*base, "nope"], cwd=ROOT, capture_output=True, text=True,
                              timeout=120)  # fmt: skip
     assert missing.returncode == 3 and "no source 'nope'" in missing.stderr
-    (tmp_path / "erp.db").unlink()
+    (exports / "erp.db").unlink()
     gone = subprocess.run([*base, "erp"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert gone.returncode == 5 and "does not exist" in gone.stderr
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
-def test_exports_are_sources(wh, tmp_path, kind):
-    db = erp_sqlite(tmp_path / "erp.db")
+def test_exports_are_sources(wh, exports, kind):
+    db = erp_sqlite(exports / "erp.db")
     con = sqlite3.connect(db)
     lines = pd.read_sql(QUERY, con)
     con.close()
-    path = tmp_path / f"order_lines.{kind}"
+    path = exports / f"order_lines.{kind}"
     lines.to_csv(path, index=False) if kind == "csv" else lines.to_parquet(path)
     url = f"{kind}://{path}"
     assert "order_lines" in sources.tables(url)
@@ -236,8 +247,14 @@ def test_exports_are_sources(wh, tmp_path, kind):
         ("DELETE FROM orders", "only a SELECT"),
         ("SELECT 1; DROP TABLE orders", "one statement only"),
         ("WITH x AS (DELETE FROM orders RETURNING *) SELECT * FROM x", "'DELETE'"),
-        ("SELECT * INTO copy FROM orders", "'INTO'"),
+        (
+            "SELECT * FROM t WHERE EXISTS (WITH x AS (UPDATE t SET a = 1 RETURNING *) "
+            "SELECT 1 FROM x)",
+            "'UPDATE'",
+        ),
+        ("SELECT * INTO copy FROM orders", "cannot be read as one SELECT"),
         ("", "empty"),
+        ("-- nothing but a comment\n;", "empty"),
     ],
 )
 def test_only_one_select_is_accepted(query, words):
@@ -258,6 +275,13 @@ def test_sqlite_is_opened_read_only(erp):
         list(_chunks(erp, "UPDATE orders SET region = 'x'", {}, 10, 100))
 
 
+def secrets_file(tmp_path, monkeypatch, text: str) -> Path:
+    path = tmp_path / "secrets.toml"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("KPI_SECRETS", str(path))
+    return path
+
+
 def test_passwords_are_not_stored_and_urls_are_masked(wh, monkeypatch, tmp_path):
     url = "postgresql+psycopg://kpi:s3cret@db.example:5432/erp"
     with pytest.raises(SourceError, match="holds a password"):
@@ -265,14 +289,262 @@ def test_passwords_are_not_stored_and_urls_are_masked(wh, monkeypatch, tmp_path)
     with pytest.raises(SourceError, match="holds a password"):
         sources.save(wh, Source("erp", url, "SELECT 1", mapping()), service.SYSTEM)
     assert sources.mask(url) == "postgresql+psycopg://kpi:***@db.example:5432/erp"
-    sources.check_url("postgresql+psycopg://kpi:${ERP_PASSWORD}@db.example/erp")
-    monkeypatch.setenv("ERP_PASSWORD", "p@ss/word")
-    assert sources.resolve("postgresql+psycopg://kpi:${ERP_PASSWORD}@h/erp") == (
+    # A password in the URL's query is a password all the same, even as a reference.
+    for query in ("?password=s3cret", "?PASSWORD=${KPI_SOURCE_SECRET_ERP}", "?pwd=x"):
+        with pytest.raises(SourceError, match="holds a password"):
+            sources.check_url(f"postgresql+psycopg://kpi@db.example/erp{query}")
+    sources.check_url("postgresql+psycopg://kpi:${KPI_SOURCE_SECRET_ERP}@db.example/erp")
+    sources.check_url("postgresql+psycopg://kpi:${secrets.source_secrets.erp}@db.example/erp")
+    monkeypatch.setenv("KPI_SOURCE_SECRET_ERP", "p@ss/word")
+    assert sources.resolve("postgresql+psycopg://kpi:${KPI_SOURCE_SECRET_ERP}@h/erp") == (
         "postgresql+psycopg://kpi:p%40ss%2Fword@h/erp"
     )
-    monkeypatch.delenv("ERP_PASSWORD")
-    with pytest.raises(SourceError, match="ERP_PASSWORD is not set"):
-        sources.resolve("postgresql+psycopg://kpi:${ERP_PASSWORD}@h/erp")
+    secrets_file(tmp_path, monkeypatch, '[source_secrets]\nerp = "from-the-file"\n')
+    assert sources.resolve("postgresql+psycopg://kpi:${secrets.source_secrets.erp}@h/e") == (
+        "postgresql+psycopg://kpi:from-the-file@h/e"
+    )
+    monkeypatch.delenv("KPI_SOURCE_SECRET_ERP")
+    with pytest.raises(SourceError, match="KPI_SOURCE_SECRET_ERP is not set"):
+        sources.resolve("postgresql+psycopg://kpi:${KPI_SOURCE_SECRET_ERP}@h/erp")
+
+
+SERVER_SECRETS = """
+[push]
+smtp_password = "SMTP-SECRET-4711"
+[auth]
+cookie_secret = "COOKIE-SECRET-4711"
+[source_secrets]
+erp = "ERP-SECRET-4711"
+"""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # Anywhere but the password: the value would be echoed ("the file … does not exist").
+        "sqlite:////srv/${secrets.push.smtp_password}.db",
+        "sqlite:////srv/${secrets.source_secrets.erp}.db",
+        "csv:///srv/${KPI_SOURCE_SECRET_ERP}.csv",
+        "parquet:///srv/${HOME}/x.parquet",
+        "postgresql+psycopg://${secrets.source_secrets.erp}@db.example/erp",
+        "postgresql+psycopg://kpi@${secrets.source_secrets.erp}.example/erp",
+        "postgresql+psycopg://kpi@db.example/${secrets.source_secrets.erp}",
+        "postgresql+psycopg://kpi@db.example/erp?application_name=${secrets.source_secrets.erp}",
+        # In the password, but outside the sources' own section or prefix.
+        "postgresql+psycopg://kpi:${secrets.push.smtp_password}@db.example/erp",
+        "postgresql+psycopg://kpi:${secrets.auth.cookie_secret}@db.example/erp",
+        "postgresql+psycopg://kpi:${secrets.source_secrets}@db.example/erp",
+        "postgresql+psycopg://kpi:${HOME}@db.example/erp",
+        "postgresql+psycopg://kpi:${KPI_SECRETS}@db.example/erp",
+        "postgresql+psycopg://kpi:x${secrets.source_secrets.erp}@db.example/erp",
+    ],
+)
+def test_secret_references_only_in_the_password_and_only_from_the_sources_vault(
+    url, tmp_path, monkeypatch, wh
+):
+    secrets_file(tmp_path, monkeypatch, SERVER_SECRETS)
+    monkeypatch.setenv("KPI_SOURCE_SECRET_ERP", "ENV-SECRET-4711")
+    said = []
+    for work in (
+        lambda: sources.check_url(url),
+        lambda: sources.test_connection(url),
+        lambda: sources.tables(url),
+        lambda: sources.sample(url, "SELECT 1 AS x"),
+        lambda: sources.prepare_pull(
+            wh, Source("s", url, "SELECT 1 AS x", mapping()), service.SYSTEM, today=TODAY
+        ),  # fmt: skip
+        lambda: sources.save(wh, Source("s", url, "SELECT 1 AS x", mapping()), service.SYSTEM),
+    ):
+        with pytest.raises(SourceError) as err:
+            work()
+        said.append(str(err.value))
+    assert not [m for m in said if "4711" in m or str(Path.home()) in m], said
+    assert wh.rows("SELECT count(*) FROM source") == [(0,)]
+
+
+def test_options_that_reach_past_the_database_are_refused():
+    for option in ("sslkey=/etc/shadow", "passfile=/root/.pgpass", "service=x", "host=/tmp",
+                   "options=-c default_transaction_read_only=off", "local_infile=1",
+                   "driver=/tmp/evil.so", "sslrootcert=/etc/ssl/x"):  # fmt: skip
+        with pytest.raises(SourceError, match="is not allowed for a source"):
+            sources.check_url(f"postgresql+psycopg://kpi@db.example/erp?{option}")
+    for url in ("postgresql+psycopg://kpi@/erp", "mysql+pymysql://kpi@/erp"):
+        with pytest.raises(SourceError, match="host name"):
+            sources.check_url(url)
+    sources.check_url("postgresql+psycopg://kpi@db.example/erp?sslmode=require")
+
+
+def test_a_resolved_value_is_cut_out_of_every_message(monkeypatch):
+    monkeypatch.setenv("KPI_SOURCE_SECRET_ERP", "p@ss/w0rd-4711")
+    url = "postgresql+psycopg://kpi:${KPI_SOURCE_SECRET_ERP}@db.example/erp"
+    # As a driver would repeat it: as it is, and as the URL carried it.
+    for echoed in ("p@ss/w0rd-4711", "p%40ss%2Fw0rd-4711"):
+        said = str(sources.explain(RuntimeError(f"server said: bad {echoed}!"), url))
+        assert "4711" not in said and "***" in said
+
+
+# --- file sources: confined, and read by a DuckDB that can reach nothing else ---------------
+
+
+@pytest.fixture
+def export_url(exports) -> str:
+    path = exports / "orders.csv"
+    path.write_text("day,region,amount\n2026-10-03,East,10\n", encoding="utf-8")
+    return f"csv://{path}"
+
+
+def _attacks(tmp_path: Path, warehouse: Path, secrets: Path) -> list[str]:
+    w, sec, out = str(warehouse), str(secrets), str(tmp_path / "pwned.csv")
+    return [
+        f"SELECT content FROM read_text('{sec}')",
+        f"SELECT * FROM read_csv('{sec}', header = false, sep = '|')",
+        f"SELECT * FROM read_blob('{w}')",
+        f"SELECT * FROM read_csv('{w}')",
+        f"SELECT * FROM read_text('{w}.wal')",
+        "SELECT * FROM glob('/*')",
+        "SELECT * FROM read_text('/etc/passwd')",
+        f"SELECT '--' AS a) x; COPY (SELECT 42) TO '{out}'; SELECT * FROM (SELECT 1 AS b",
+        f"SELECT '--' AS a) x; ATTACH '{w}' AS w; UPDATE w.app_user SET role = 'admin'; "
+        "DETACH w; SELECT * FROM (SELECT 1 AS b",
+        f"SELECT 1 AS a /* ; */; COPY (SELECT 42) TO '{out}'",
+        f"SELECT 1 AS a -- '\n; COPY (SELECT 42) TO '{out}'",
+        f"ATTACH '{w}' AS w",
+        f"COPY (SELECT 42) TO '{out}'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "PRAGMA enable_profiling",
+        f"SELECT * FROM query('ATTACH ''{w}'' AS w')",
+        f"WITH x AS (SELECT 1) SELECT * FROM read_text('{sec}')",
+        f"SELECT * FROM (SELECT content FROM read_text('{sec}')) UNION ALL SELECT '1'",
+        "SELECT * FROM duckdb_extensions()",
+    ]
+
+
+def test_a_file_source_reaches_no_other_file(wh, export_url, tmp_path, monkeypatch):
+    secrets = secrets_file(tmp_path, monkeypatch, SERVER_SECRETS)
+    before = wh.rows("SELECT name, role FROM app_user ORDER BY 1")
+    for query in _attacks(tmp_path, Path(wh.path), secrets):
+        shown: list[str] = []
+        try:
+            got = sources.sample(export_url, query)
+            shown.append(got.to_csv())
+        except SourceError as exc:
+            shown.append(str(exc))
+        source = Source("x", export_url, query, Profile("x", "day", [Measure("REV", "sum",
+                                                                             "amount")]))  # fmt: skip
+        try:
+            shown.append(str(sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)))
+        except SourceError as exc:
+            shown.append(str(exc))
+        assert not [s for s in shown if "4711" in s or "root:" in s], (query, shown)
+        assert not (tmp_path / "pwned.csv").exists(), query
+    assert wh.rows("SELECT name, role FROM app_user ORDER BY 1") == before
+
+
+def test_the_view_over_the_export_is_still_readable_when_everything_else_is_shut(export_url):
+    # DuckDB 2.0 checks file access when a view is read: the export stays allowed, alone.
+    got = sources.sample(export_url, "SELECT day, amount * 2 AS twice FROM orders")
+    assert got.to_dict("records") == [{"day": pd.Timestamp("2026-10-03"), "twice": 20}]
+    con = sources._file_db(export_url)
+    try:
+        assert con.execute("SELECT current_setting('enable_external_access')").fetchone() == (
+            False,
+        )
+        with pytest.raises(duckdb.Error, match="locked"):
+            con.execute("SET enable_external_access = true")
+    finally:
+        con.close()
+
+
+def test_file_paths_are_confined_to_the_allowed_folders(wh, exports, tmp_path, monkeypatch):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.csv").write_text("a\n1\n")
+    (exports / "link.csv").symlink_to(outside / "x.csv")
+    (exports / "warehouse.csv").symlink_to(wh.path)
+    (exports / "sub").mkdir()
+    refused = {
+        f"csv://{outside / 'x.csv'}": "outside the folders",
+        f"csv://{exports / 'link.csv'}": "outside the folders",  # a symlink out
+        f"csv://{exports / 'sub' / '..' / '..' / 'elsewhere' / 'x.csv'}": "outside the folders",
+        f"csv://{exports / 'warehouse.csv'}": "outside the folders",
+        f"sqlite:///{outside / 'x.csv'}": "outside the folders",
+        "csv://relative.csv": "full path",
+        f"csv://{exports / 'missing.csv'}": "does not exist",
+        # The answer never tells whether a file outside the folders exists.
+        "csv:///etc/passwd": "outside the folders",
+        "csv:///no/such/file.csv": "outside the folders",
+    }
+    for url, words in refused.items():
+        with pytest.raises(SourceError, match=words):
+            sources.test_connection(url)
+    # A DuckDB database (a copy of the warehouse) inside the folder is not an export either.
+    (exports / "copy.csv").write_bytes(Path(wh.path).read_bytes())
+    with pytest.raises(SourceError, match="DuckDB database"):
+        sources.test_connection(f"csv://{exports / 'copy.csv'}")
+    # A folder that holds the warehouse (or the secrets file) is never one sources may read.
+    monkeypatch.setenv("KPI_SOURCE_DIRS", str(tmp_path))
+    (tmp_path / "beside.csv").write_text("a\n1\n")
+    with pytest.raises(SourceError, match="also holds the warehouse"):
+        sources.test_connection(f"csv://{tmp_path / 'beside.csv'}")
+    # The setting: KPI_SOURCE_DIRS beats [sources] file_dirs, which beats data/exports.
+    monkeypatch.delenv("KPI_SOURCE_DIRS")
+    assert sources.source_dirs() == [sources.source_files.ROOT.resolve() / "data" / "exports"]
+    secrets_file(tmp_path, monkeypatch, f'[sources]\nfile_dirs = ["{exports}", "rel"]\n')
+    assert sources.source_dirs() == [exports.resolve(), sources.source_files.ROOT / "rel"]
+    assert "orders" in sources.tables(f"csv://{_csv(exports / 'orders.csv')}")
+
+
+def _csv(path: Path) -> Path:
+    path.write_text("a\n1\n")
+    return path
+
+
+def test_sqlite_reads_only_one_statement_and_nothing_else(erp, exports, tmp_path):
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).close()
+    for query in (
+        "SELECT 1; DROP TABLE orders",
+        "SELECT 1 AS a /* /* */ ; DELETE FROM orders; */",  # SQLite does not nest comments
+    ):
+        with pytest.raises(SourceError):
+            sources.sample(erp, query)
+    from kpi_core.ingest.sources import _chunks
+
+    for statement in (f"ATTACH '{other}' AS o", "PRAGMA writable_schema = 1",
+                      "DELETE FROM orders", "SELECT 1; DELETE FROM orders"):  # fmt: skip
+        with pytest.raises(SourceError, match="only read|refused"):
+            list(_chunks(erp, statement, [], 10, 100))
+    con = sqlite3.connect(exports / "erp.db")
+    assert con.execute("SELECT count(*) FROM orders").fetchone() == (len(ORDERS),)
+    con.close()
+
+
+ENDLESS = (
+    "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) AS n FROM r"
+)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "csv"])
+def test_an_endless_query_stops_at_the_time_limit(kind, erp, export_url, wh):
+    url = erp if kind == "sqlite" else export_url
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sources.sample(url, ENDLESS, timeout_s=2)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(60)  # far beyond the limit: the query must have been stopped, not finished
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], sources.TimeLimit), outcome
+    source = Source("endless", url, ENDLESS, mapping(), timeout_s=2)
+    with pytest.raises(sources.TimeLimit, match="longer than the time limit"):
+        sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
 
 
 def test_errors_people_can_act_on(wh, erp, tmp_path):
@@ -280,7 +552,7 @@ def test_errors_people_can_act_on(wh, erp, tmp_path):
         return sources.prepare_pull(wh, Source("erp", **kw), service.SYSTEM, today=TODAY)
 
     with pytest.raises(SourceError, match="does not exist"):
-        pull(url=f"sqlite:///{tmp_path / 'missing.db'}", query=QUERY, mapping=mapping())
+        pull(url=f"sqlite:///{tmp_path / 'exports' / 'missing.db'}", query=QUERY, mapping=mapping())
     with pytest.raises(SourceError, match="rejected the query: no such table: nope"):
         pull(url=erp, query="SELECT * FROM nope", mapping=mapping())
     with pytest.raises(SourceError, match="driver for mysql is not installed.*pymysql"):

@@ -52,9 +52,18 @@ def wh_path(tmp_path):
     return tmp_path / "wh.duckdb"
 
 
+@pytest.fixture(autouse=True)
+def exports(tmp_path, monkeypatch) -> Path:
+    """The folder sources may read here (the warehouse lies beside it)."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    monkeypatch.setenv("KPI_SOURCE_DIRS", str(folder))
+    return folder
+
+
 @pytest.fixture
-def erp(tmp_path) -> Path:
-    return make_erp(tmp_path / "erp.db")
+def erp(exports) -> Path:
+    return make_erp(exports / "erp.db")
 
 
 def make_erp(path: Path) -> Path:
@@ -252,14 +261,16 @@ def test_a_literal_password_is_refused(wh_path, monkeypatch, lang):
     at.text_area(key="src_new_query").input("SELECT * FROM orders").run()
     ok(at)
     said = (
-        "the URL holds a password — it would be stored in plain text. Put it in an environment "
-        "variable or in .streamlit/secrets.toml and write ${PG_PASSWORD} or "
-        "${secrets.erp.password} in its place"
+        "the URL holds a password — it would be stored in plain text. Put it in the "
+        "[source_secrets] section of .streamlit/secrets.toml or in an environment variable named "
+        "KPI_SOURCE_SECRET_…, and write user:${secrets.source_secrets.erp}@host or "
+        "user:${KPI_SOURCE_SECRET_ERP}@host in its place"
     )
     if lang == "zh":
         said = (
-            "连接地址中含有密码——它会以明文保存。请把密码放在环境变量或 .streamlit/secrets.toml "
-            "中，并在地址中改写为 ${PG_PASSWORD} 或 ${secrets.erp.password}"
+            "连接地址中含有密码——它会以明文保存。请把密码放在 .streamlit/secrets.toml 的 "
+            "[source_secrets] 段，或名为 KPI_SOURCE_SECRET_… 的环境变量中，并在地址中改写为 "
+            "user:${secrets.source_secrets.erp}@host 或 user:${KPI_SOURCE_SECRET_ERP}@host"
         )
     assert [e.value for e in at.error] == [said]
     # Neither tried nor stored.
@@ -267,7 +278,7 @@ def test_a_literal_password_is_refused(wh_path, monkeypatch, lang):
     assert at.button(key="src_new_save").disabled
     # Written the way the help says, the same URL is taken.
     at.text_input(key="src_new_url").input(
-        "postgresql+psycopg://kpi:${PG_PASSWORD}@db.example.com/erp"
+        "postgresql+psycopg://kpi:${secrets.source_secrets.erp}@db.example.com/erp"
     ).run()
     assert not at.error and not at.button(key="src_new_test").disabled
 
@@ -280,14 +291,65 @@ def test_a_query_that_writes_is_refused(wh_path, erp, monkeypatch):
     assert at.button(key="src_new_sample").disabled
 
 
-def test_a_connection_that_fails_says_why(wh_path, tmp_path, monkeypatch):
+def test_a_connection_that_fails_says_why(wh_path, exports, monkeypatch):
     at = open_page(wh_path, monkeypatch, "zh")
-    missing = tmp_path / "nowhere.db"
+    missing = exports / "nowhere.db"
     at.text_input(key="src_new_url").input(url_of(missing)).run()
     at.button(key="src_new_test").click().run()
     ok(at)
-    assert [e.value for e in at.error] == [f"SQLite 文件 {missing} 不存在"]
+    assert [e.value for e in at.error] == [f"文件 {missing} 不存在"]
     assert not at.success
+
+
+SECRETS = '[source_secrets]\nerp = "ERP-SECRET-4711"\n[push]\nsmtp_password = "SMTP-SECRET-4711"\n'
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_new_refusals_are_clear_messages_in_both_languages(
+    wh_path, tmp_path, exports, monkeypatch, lang
+):
+    """Secret references outside the password or the sources' vault, files outside the allowed
+    folders, URL options that reach past the database, queries that are not one SELECT: a
+    message in the page's language, never a traceback, never a secret's value."""
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(SECRETS, encoding="utf-8")
+    monkeypatch.setenv("KPI_SECRETS", str(secrets))
+    export = exports / "orders.csv"
+    export.write_text("order_date,region,amount\n2024-11-05,华东,1\n", encoding="utf-8")
+    at = open_page(wh_path, monkeypatch, lang)
+    at.text_input(key="src_new_name").input("x").run()
+    urls = [
+        "sqlite:////srv/${secrets.push.smtp_password}.db",
+        "postgresql+psycopg://kpi:${secrets.push.smtp_password}@db.example.com/erp",
+        "postgresql+psycopg://kpi@db.example.com/erp?password=x",
+        "postgresql+psycopg://kpi@db.example.com/erp?sslkey=/etc/shadow",
+        f"csv://{tmp_path / 'elsewhere.csv'}",
+        f"csv://{wh_path}",
+    ]
+    for url in urls:
+        at.text_input(key="src_new_url").input(url).run()
+        ok(at)
+        said = [e.value for e in at.error]
+        assert len(said) == 1 and "4711" not in said[0], (url, said)
+        assert (lang == "zh") == bool(CJK.search(said[0])), said
+        assert at.button(key="src_new_test").disabled and at.button(key="src_new_save").disabled
+    at.text_input(key="src_new_url").input(f"csv://{export}").run()
+    for query in (
+        f"SELECT content FROM read_text('{secrets}')",
+        "SELECT '--' AS a) x; COPY (SELECT 42) TO '/tmp/pwned.csv'; SELECT * FROM (SELECT 1 AS b",
+        "ATTACH 'x.duckdb' AS w",
+    ):
+        at.text_area(key="src_new_query").input(query).run()
+        ok(at)
+        if at.button(key="src_new_sample").disabled:  # refused before it runs
+            said = [e.value for e in at.error]
+        else:  # refused by the DuckDB that reads the export
+            at.button(key="src_new_sample").click().run()
+            ok(at)
+            said = [e.value for e in at.error]
+        assert len(said) == 1 and "4711" not in said[0], (query, said)
+        assert (lang == "zh") == bool(CJK.search(said[0])), said
+        assert not [d for d in at.dataframe if "4711" in d.value.to_csv()]
 
 
 def pull(at: AppTest, months: str = "all") -> None:
@@ -488,12 +550,35 @@ def messages_of_the_core(tmp_path) -> list[str]:
     refused(lambda: sources.check_query("SELECT 1; SELECT 2"))
     refused(lambda: sources.check_query("UPDATE orders SET amount = 0"))
     refused(lambda: sources.check_query("SELECT * FROM orders FOR UPDATE"))
-    refused(lambda: sources.test_connection(url_of(tmp_path / "none.db")))
+    refused(lambda: sources.check_query("WITH d AS (DELETE FROM t RETURNING *) SELECT 1"))
+    refused(lambda: sources.check_query("SELECT TOP 1 a FROM t; DROP TABLE t", "mssql://u@h/d"))
+    exports = tmp_path / "exports"
+    refused(lambda: sources.test_connection(url_of(exports / "none.db")))
     refused(lambda: sources.test_connection("sqlite://"))
-    refused(lambda: sources.test_connection(f"csv://{tmp_path}/none.csv"))
+    refused(lambda: sources.test_connection(f"csv://{exports}/none.csv"))
+    refused(lambda: sources.test_connection(f"csv://{tmp_path}/elsewhere.csv"))
+    refused(lambda: sources.test_connection("csv://relative.csv"))
+    refused(lambda: sources.test_connection(f"csv://{exports}/${{KPI_SOURCE_SECRET_X}}.csv"))
+    (tmp_path / "db.csv").write_bytes((tmp_path / "wh.duckdb").read_bytes())
+    (exports / "db.csv").symlink_to(tmp_path / "db.csv")
+    refused(lambda: sources.test_connection(f"csv://{exports}/db.csv"))  # outside, once resolved
+    (exports / "copy.csv").write_bytes((tmp_path / "wh.duckdb").read_bytes())
+    refused(lambda: sources.test_connection(f"csv://{exports}/copy.csv"))
     refused(lambda: sources.test_connection("nosuchdb://h/db"))
-    refused(lambda: sources.test_connection("postgresql+psycopg://u:${KPI_NO_SUCH_VAR}@h/db"))
-    refused(lambda: sources.test_connection("postgresql+psycopg://u:${secrets.no.such}@h/db"))
+    refused(lambda: sources.test_connection("postgresql+psycopg://u@/db"))
+    refused(lambda: sources.test_connection("postgresql+psycopg://u@h/db?passfile=/x"))
+    refused(lambda: sources.test_connection("postgresql+psycopg://${KPI_SOURCE_SECRET_X}@h/db"))
+    refused(lambda: sources.test_connection("postgresql+psycopg://u:${secrets.push.x}@h/db"))
+    refused(lambda: sources.test_connection("postgresql+psycopg://u:${KPI_SOURCE_SECRET_NO}@h/db"))
+    refused(
+        lambda: sources.test_connection("postgresql+psycopg://u:${secrets.source_secrets.no}@h/db")
+    )
+    said.append(str(sources.TimeLimit()))
+    said.append(
+        str(sources.explain(RuntimeError("the server requested authentication method requirement"
+                                          " failed"), "postgresql+psycopg://u@h/d"))
+    )  # fmt: skip
+    said.append(str(sources.explain(RuntimeError("not authorized"), "sqlite:////x.db")))
     broken = sources.Source(
         "", "postgresql://u:pw@h/db", "SELECT 1 FROM x WHERE a IN (DELETE)",
         profile.Profile(name="", date_column="d", measures=[profile.Measure("REV", "sum")]),
@@ -549,10 +634,10 @@ def pg_erp(postgres) -> str:
 def test_a_postgres_source_through_the_page(wh_path, erp, postgres, pg_erp, monkeypatch):
     """The password comes from the environment, named in the URL; the connection test, the
     tables, a wrong password in Chinese, and a pull through COPY equal SQLite's own sums."""
-    monkeypatch.setenv("KPI_PAGE_PG_PASSWORD", postgres.reader_password)
-    monkeypatch.setenv("KPI_PAGE_PG_WRONG", "not-the-password")
-    url = postgres.url(user=postgres.reader, password="${KPI_PAGE_PG_PASSWORD}", db=pg_erp)
-    wrong = postgres.url(user=postgres.reader, password="${KPI_PAGE_PG_WRONG}", db=pg_erp)
+    monkeypatch.setenv("KPI_SOURCE_SECRET_PAGE", postgres.reader_password)
+    monkeypatch.setenv("KPI_SOURCE_SECRET_WRONG", "not-the-password")
+    url = postgres.url(user=postgres.reader, password="${KPI_SOURCE_SECRET_PAGE}", db=pg_erp)
+    wrong = postgres.url(user=postgres.reader, password="${KPI_SOURCE_SECRET_WRONG}", db=pg_erp)
 
     at = open_page(wh_path, monkeypatch, "zh")
     at.text_input(key="src_new_url").input(wrong).run()
@@ -566,7 +651,22 @@ def test_a_postgres_source_through_the_page(wh_path, erp, postgres, pg_erp, monk
     at.button(key="src_new_test").click().run()
     ok(at)
     assert at.success[0].value.startswith("连接成功：PostgreSQL ")
+    before = [w.value for w in at.warning]  # the page's own (a warehouse without users)
+    assert not [w for w in before if "账号" in w]  # the reader only reads
     assert "orders" in at.selectbox(key="src_new_table").options
+    # A superuser's account is taken, with a clear warning.
+    monkeypatch.setenv("KPI_SOURCE_SECRET_ADMIN", postgres.password)
+    at.text_input(key="src_new_url").input(
+        postgres.url(password="${KPI_SOURCE_SECRET_ADMIN}", db=pg_erp)
+    ).run()
+    at.button(key="src_new_test").click().run()
+    ok(at)
+    assert sorted(w.value for w in at.warning) == sorted([
+        *before,
+        "该账号是超级用户：可以读写服务器上的一切，还能读写服务器的文件。数据源请使用只能读取的账号。",
+    ])  # fmt: skip
+    assert postgres.password not in " ".join(m.value for m in [*at.success, *at.warning])
+    at.text_input(key="src_new_url").input(url).run()
 
     source = erp_source(erp)
     source.url = url
@@ -584,9 +684,9 @@ def test_a_postgres_source_through_the_page(wh_path, erp, postgres, pg_erp, monk
     assert {k: after[k] for k in expected} == pytest.approx(expected)
 
 
-def test_a_csv_export_is_a_source(wh_path, erp, tmp_path, monkeypatch):
+def test_a_csv_export_is_a_source(wh_path, erp, exports, monkeypatch):
     """An export read by DuckDB as a table named after the file, mapped and pulled the same way."""
-    export = tmp_path / "orders.csv"
+    export = exports / "orders.csv"
     con = sqlite3.connect(erp)
     rows = con.execute("SELECT * FROM orders").fetchall()
     con.close()

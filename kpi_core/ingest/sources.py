@@ -1,13 +1,17 @@
 """Database sources: a saved SQLAlchemy URL and query, mapped to KPIs by a mapping profile, pulled
 into the same check, preview, batch and roll-back as an Excel upload.
 
-Safety first, because the URL points at someone's production database:
-- only one SELECT (or WITH … SELECT) statement is accepted, and it runs in a read-only
-  transaction where the dialect has one (PostgreSQL: `default_transaction_read_only`; SQLite: the
-  file opened read-only), with a time limit and a row limit the user sees;
-- a URL is stored without a password: it references an environment variable or a key of
-  `.streamlit/secrets.toml` (`${PG_PASSWORD}`, `${secrets.erp.password}`), resolved only to
-  connect; URLs shown anywhere are masked.
+Everything a source holds is typed by an analyst and treated as hostile:
+- the query must be exactly one SELECT (or WITH … SELECT), judged by a real parser
+  (`source_query`), and every reader puts it inside a derived table, read-only and time-limited:
+  PostgreSQL in `BEGIN READ ONLY` with `SET LOCAL statement_timeout`, never a simple-protocol
+  query (`source_pg`); SQLite opened read-only with an authorizer and a deadline; CSV and Parquet
+  exports in a DuckDB that can read that one file and nothing else (`source_files`);
+- file paths (exports, SQLite) are confined to the folders an admin allowed;
+- a URL holds no password: the password field alone may hold a reference to the
+  `[source_secrets]` section of `.streamlit/secrets.toml` or to an environment variable named
+  `KPI_SOURCE_SECRET_…` (`${secrets.source_secrets.erp}`, `${KPI_SOURCE_SECRET_ERP}`), resolved
+  only to connect; URLs shown anywhere are masked, and a resolved value is cut out of any message.
 
 The rows stream from the source in chunks into an in-memory DuckDB table, and the profile's
 month/unit aggregation runs there as SQL (memory stays bounded, and 1M order lines aggregate in
@@ -23,8 +27,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
@@ -33,28 +39,31 @@ import pandas as pd
 
 from kpi_core import formula
 from kpi_core.catalog import load_catalog
-from kpi_core.errors import KpiError, NotFoundError, ScopeError
-from kpi_core.ingest import intake, profile
+from kpi_core.errors import NotFoundError, ScopeError
+from kpi_core.ingest import intake, profile, source_files, source_pg
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import Names, norm
+from kpi_core.ingest.source_files import SourceError, TimeLimit, source_dirs
+from kpi_core.ingest.source_pg import Caution
+from kpi_core.ingest.source_query import check_query as _check_query
 from kpi_core.periods import add_months
-from kpi_core.references import PLACEHOLDER, expand, mask
+from kpi_core.references import SOURCES, expand, is_reference, mask, not_in_vault, outside
+from kpi_core.references import redact as _redact
+from kpi_core.references import values as _values
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
+
+__all__ = ["Caution", "Probe", "Source", "SourceError", "TimeLimit", "source_dirs"]
 
 DEFAULT_ROW_LIMIT = 5_000_000
 DEFAULT_TIMEOUT_S = 120
 CHUNK_ROWS = 100_000
 
 
-class SourceError(KpiError):
-    """A source that cannot be reached or read; the message says what to do. Nothing written."""
-
-
 @dataclass
 class Source:
     name: str
-    url: str  # may hold ${ENV_VAR} or ${secrets.section.key}; never a literal password
+    url: str  # the password, if any, is a reference (${secrets.source_secrets.x}), never literal
     query: str
     mapping: profile.Profile
     row_limit: int = DEFAULT_ROW_LIMIT
@@ -69,7 +78,7 @@ class Source:
         except SourceError as exc:
             out.append(str(exc))
         try:
-            check_query(self.query)
+            check_query(self.query, self.url)
         except SourceError as exc:
             out.append(str(exc))
         # A source's mapping is named after the source.
@@ -79,9 +88,23 @@ class Source:
         return out
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What Test connection found: the server's own words, and what a read-only account would
+    not be able to do (PostgreSQL)."""
+
+    said: str
+    cautions: list[Caution] = field(default_factory=list)
+
+
 # --- URLs -----------------------------------------------------------------------------------
 
 _FILE_SCHEMES = ("csv", "parquet")
+# URL options a source may set; any other could read a file (sslkey, passfile, service), load a
+# library (an ODBC driver path) or change the session (options=-c …).
+_SAFE_OPTIONS = ("sslmode", "application_name", "target_session_attrs", "charset", "driver",
+                 "encrypt", "trustservercertificate", "service_name")  # fmt: skip
+_PASSWORD_OPTIONS = ("password", "passwd", "pwd", "pass")
 
 
 def _parts(url: str):
@@ -91,73 +114,91 @@ def _parts(url: str):
 
     try:
         return make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise SourceError(
             f"'{mask(url)}' is not a database URL — write it like "
-            "postgresql+psycopg://user:${PG_PASSWORD}@host:5432/db or sqlite:////path/to/file.db"
+            "postgresql+psycopg://user:${secrets.source_secrets.erp}@host:5432/db or "
+            "sqlite:////path/to/file.db"
         ) from None
 
 
+_PASSWORD_HINT = (
+    "the URL holds a password — it would be stored in plain text. Put it in the "
+    "[source_secrets] section of .streamlit/secrets.toml or in an environment variable named "
+    "KPI_SOURCE_SECRET_…, and write user:${secrets.source_secrets.erp}@host or "
+    "user:${KPI_SOURCE_SECRET_ERP}@host in its place"
+)
+
+
 def check_url(url: str) -> None:
-    """Refuse a URL that would store a password in the warehouse."""
+    """Refuse a URL that would store a password, read a secret or a file it may not, or set
+    options that reach past the database."""
     if not (url or "").strip():
         raise SourceError("write the connection URL")
     if _scheme(url) in _FILE_SCHEMES:
+        if "${" in url:
+            raise SourceError(
+                "a file source's path cannot hold a reference (${…}) — write the path itself"
+            )
+        source_files.confine(str(_file_path(url)), must_exist=False)
         return
-    password = _parts(url).password
-    if password and not PLACEHOLDER.fullmatch(str(password)):
+    parts = _parts(url)
+    for key, value in parts.query.items():
+        values = value if isinstance(value, tuple) else (value,)
+        if key.lower() in _PASSWORD_OPTIONS:
+            raise SourceError(_PASSWORD_HINT)
+        if key.lower() not in _SAFE_OPTIONS or any(
+            "/" in v or "\\" in v or "${" in v for v in values
+        ):
+            raise SourceError(
+                f"the URL's option '{key}' is not allowed for a source (it could read files or "
+                "change the session) — the options a source may set are " + ", ".join(_SAFE_OPTIONS)
+            )
+    password = str(parts.password) if parts.password is not None else ""
+    if password and not is_reference(password):
+        raise SourceError(_PASSWORD_HINT)
+    rest = [parts.drivername, parts.username, parts.host, parts.database]
+    if any("${" in str(p or "") for p in rest):
         raise SourceError(
-            "the URL holds a password — it would be stored in plain text. Put it in an "
-            "environment variable or in .streamlit/secrets.toml and write ${PG_PASSWORD} or "
-            "${secrets.erp.password} in its place"
+            "a reference (${…}) may stand only for the password (user:${secrets.source_secrets."
+            "erp}@host) — write the rest of the URL as it is"
         )
+    if bad := outside(password, SOURCES):
+        raise SourceError(not_in_vault(bad[0], SOURCES))
+    if _scheme(url) == "sqlite":
+        path = parts.database or ""
+        if not path or path == ":memory:":
+            raise SourceError("a SQLite source needs a database file: sqlite:////path/to/file.db")
+        source_files.confine(path, must_exist=False)
+    elif not parts.host or "/" in parts.host:
+        raise SourceError("write the database server's host name in the URL (…@host:5432/db)")
 
 
 def resolve(url: str) -> str:
-    """Placeholders replaced by their values, to connect (never stored or shown)."""
-    return expand(url, error=SourceError)
+    """References replaced by their values, to connect (never stored or shown)."""
+    return expand(url, vault=SOURCES, error=SourceError)
+
+
+def redact(text: str, url: str) -> str:
+    """`text` with the values of `url`'s references cut out."""
+    return _redact(text, _values(url, SOURCES))
 
 
 def _scheme(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
-# --- queries --------------------------------------------------------------------------------
-
-# Words that change data or the database; refused anywhere outside strings and comments. The
-# read-only transaction is the real guard — this gives a clear message before the round trip.
-_WRITES = re.compile(
-    r"\b(insert|update|delete|merge|upsert|replace|create|drop|alter|truncate|grant|revoke|"
-    r"copy|call|exec|execute|do|vacuum|attach|detach|pragma|set|lock|into|load|install)\b",
-    re.I,
-)
+def check_query(sql: str, url: str | None = None) -> str:
+    """The query without a trailing semicolon, if it is one SELECT in the dialect of `url`'s
+    database (DuckDB's when no URL: an export); else SourceError."""
+    dialect = "duckdb" if not url or _scheme(url) in _FILE_SCHEMES else _scheme(url)
+    return _check_query(sql, dialect)
 
 
-def check_query(sql: str) -> str:
-    """The query without a trailing semicolon, if it is one SELECT; else SourceError."""
-    text = (sql or "").strip()
-    bare = _strip_literals(text)
-    bare = bare.rstrip().rstrip(";").rstrip()
-    if not bare:
-        raise SourceError("the query is empty — write one SELECT statement")
-    if ";" in bare:
-        raise SourceError("write one statement only: the query holds a ';' between statements")
-    first = re.match(r"\s*\(*\s*(\w+)", bare)
-    if not first or first[1].lower() not in ("select", "with"):
-        raise SourceError("only a SELECT (or WITH … SELECT) query can be used as a source")
-    if hit := _WRITES.search(bare):
-        raise SourceError(
-            f"the query uses '{hit[1].upper()}', which could change data; a source query may "
-            "only read"
-        )
-    return text.rstrip().rstrip(";").rstrip()
-
-
-def _strip_literals(sql: str) -> str:
-    """SQL with comments and quoted strings/identifiers blanked out."""
-    sql = re.sub(r"--[^\n]*", " ", sql)
-    sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
-    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]", "''", sql)
+def _subquery(sql: str, alias: str = "kpi_src") -> str:
+    """The checked query as a derived table: a database reads one query expression, whatever the
+    text holds; the newline ends a trailing `-- comment` before the parenthesis."""
+    return f"SELECT * FROM ({sql}\n) AS {alias}"  # noqa: S608 - checked by a parser
 
 
 # --- connecting -----------------------------------------------------------------------------
@@ -172,6 +213,8 @@ _DRIVERS = {
 
 
 def _engine(url: str, timeout_s: int):
+    """A SQLAlchemy engine for the databases read through SQLAlchemy (and PostgreSQL's table
+    list, which runs only our own queries)."""
     from sqlalchemy import create_engine, event
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
     from sqlalchemy.pool import NullPool
@@ -184,16 +227,10 @@ def _engine(url: str, timeout_s: int):
         args = {
             "connect_timeout": 10,
             "options": f"-c default_transaction_read_only=on -c statement_timeout={ms}",
+            "require_auth": "!password",
         }
-    elif scheme == "sqlite":
-        path = _parts(real).database or ""
-        if not path or path == ":memory:":
-            raise SourceError("a SQLite source needs a database file: sqlite:////path/to/file.db")
-        if not Path(path).is_file():
-            raise SourceError(f"the SQLite file {path} does not exist")
-        real = f"sqlite:///file:{path}?mode=ro&uri=true"
     elif scheme in ("mysql", "mariadb"):
-        args = {"connect_timeout": 10, "read_timeout": timeout_s}
+        args = {"connect_timeout": 10, "read_timeout": timeout_s, "local_infile": False}
     try:
         engine = create_engine(real, poolclass=NullPool, connect_args=args)
     except NoSuchModuleError:
@@ -219,8 +256,21 @@ def _engine(url: str, timeout_s: int):
     return engine
 
 
+def _pg_target(url: str) -> source_pg.Target:
+    return source_pg.target(_parts(resolve(url)))
+
+
 def explain(exc: BaseException, url: str) -> SourceError:
-    """A driver's error in words a user can act on; the URL masked."""
+    """A driver's error in words a user can act on; the URL masked, and the values of its
+    references cut out wherever the driver or the server repeated them."""
+    said = _explain(exc, url)
+    text = redact(str(said), url)
+    if text == str(said):
+        return said
+    return type(said)(text) if type(said) is SourceError else SourceError(text)
+
+
+def _explain(exc: BaseException, url: str) -> SourceError:
     if isinstance(exc, SourceError):
         return exc
     text = str(getattr(exc, "orig", None) or exc).strip()
@@ -242,13 +292,21 @@ def explain(exc: BaseException, url: str) -> SourceError:
         )
     if "does not exist" in low and "database" in low:
         return SourceError(f"{where}: {first} — check the database name in the URL")
-    if "canceling statement due to statement timeout" in low or "max_execution_time" in low:
+    if (
+        "canceling statement due to statement timeout" in low
+        or "max_execution_time" in low
+        or low == "interrupted"
+    ):
+        return TimeLimit()
+    if "authentication method requirement" in low:
         return SourceError(
-            "the query ran longer than the time limit and was stopped — aggregate in the query, "
-            "narrow its months, or raise the limit"
+            f"{where}: the server asked for the password in clear text, which a source never "
+            "sends — have it use scram-sha-256 authentication"
         )
     if "read-only" in low or "readonly" in low or "attempt to write" in low:
         return SourceError(f"the source refused to write: a source query may only read ({first})")
+    if "not authorized" in low or "one statement at a time" in low:
+        return SourceError(f"the source refused the query: a source query may only read ({first})")
     if (
         "syntax error" in low
         or "no such column" in low
@@ -261,54 +319,77 @@ def explain(exc: BaseException, url: str) -> SourceError:
     return SourceError(f"{where}: {first}")
 
 
-def test_connection(url: str, timeout_s: int = 15) -> str:
-    """What the server says it is, or SourceError."""
-    if _scheme(url) in _FILE_SCHEMES:
-        path = _file_path(url)
-        if not path.is_file():
-            raise SourceError(f"the file {path} does not exist")
-        return f"{path.name}: {_scheme(url).upper()} file, {path.stat().st_size:,} bytes"
-    from sqlalchemy import text
-
-    engine = _engine(url, timeout_s)
+@contextmanager
+def _reading(url: str) -> Iterator[None]:
+    """Any failure while a source is read becomes a SourceError a user can act on (masked)."""
     try:
-        with engine.connect() as con:
-            dialect = engine.dialect.name
-            if dialect == "postgresql":
-                return con.execute(text("SELECT version()")).scalar_one()
-            if dialect == "sqlite":
-                return "SQLite " + con.execute(text("SELECT sqlite_version()")).scalar_one()
-            return f"{dialect} {engine.dialect.server_version_info}"
+        yield
     except Exception as exc:
         raise explain(exc, url) from None
-    finally:
-        engine.dispose()
+
+
+def test_connection(url: str, timeout_s: int = 15) -> Probe:
+    """What the server says it is, and what the account could do beyond reading; or
+    SourceError."""
+    check_url(url)
+    scheme = _scheme(url)
+    with _reading(url):
+        if scheme in _FILE_SCHEMES:
+            path = source_files.confine(str(_file_path(url)))
+            return Probe(f"{path.name}: {scheme.upper()} file, {path.stat().st_size:,} bytes")
+        if scheme == "sqlite":
+            with _sqlite(url, timeout_s, user_sql=False) as con:
+                return Probe("SQLite " + con.execute("SELECT sqlite_version()").fetchone()[0])
+        if scheme == "postgresql":
+            with source_pg.read_only(_pg_target(url), timeout_s) as con:
+                version, cautions = source_pg.probe(con)
+                return Probe(version, cautions)
+        engine = _engine(url, timeout_s)
+        try:
+            with engine.connect():
+                return Probe(f"{engine.dialect.name} {engine.dialect.server_version_info}")
+        finally:
+            engine.dispose()
 
 
 def tables(url: str, timeout_s: int = 30) -> dict[str, list[str]]:
     """Tables and views (schema-qualified outside the default schema) → column names."""
-    if _scheme(url) in _FILE_SCHEMES:
-        con = _file_db(url)
-        name = _file_table(url)
-        return {name: [r[0] for r in con.execute(f'DESCRIBE "{name}"').fetchall()]}
-    from sqlalchemy import inspect
+    check_url(url)
+    scheme = _scheme(url)
+    with _reading(url):
+        if scheme in _FILE_SCHEMES:
+            con = _file_db(url)
+            try:
+                name = _file_table(url)
+                return {name: [r[0] for r in con.execute(f'DESCRIBE "{name}"').fetchall()]}
+            finally:
+                con.close()
+        if scheme == "sqlite":
+            with _sqlite(url, timeout_s, user_sql=False) as con:
+                names = [r[0] for r in con.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                    "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                )]  # fmt: skip
+                return {
+                    n: [r[1] for r in con.execute("SELECT * FROM pragma_table_info(?)", [n])]
+                    for n in names
+                }
+        from sqlalchemy import inspect
 
-    engine = _engine(url, timeout_s)
-    try:
-        insp = inspect(engine)
-        out = {}
-        default = insp.default_schema_name
-        for schema in insp.get_schema_names():
-            if schema in ("information_schema", "pg_catalog") or schema.startswith("pg_"):
-                continue
-            prefix = "" if schema == default else f"{schema}."
-            for t in [*insp.get_table_names(schema), *insp.get_view_names(schema)]:
-                out[prefix + t] = [c["name"] for c in insp.get_columns(t, schema)]
-        return out
-    except Exception as exc:
-        raise explain(exc, url) from None
-    finally:
-        engine.dispose()
+        engine = _engine(url, timeout_s)
+        try:
+            insp = inspect(engine)
+            out = {}
+            default = insp.default_schema_name
+            for schema in insp.get_schema_names():
+                if schema in ("information_schema", "pg_catalog") or schema.startswith("pg_"):
+                    continue
+                prefix = "" if schema == default else f"{schema}."
+                for t in [*insp.get_table_names(schema), *insp.get_view_names(schema)]:
+                    out[prefix + t] = [c["name"] for c in insp.get_columns(t, schema)]
+            return out
+        finally:
+            engine.dispose()
 
 
 def _file_path(url: str) -> Path:
@@ -316,29 +397,34 @@ def _file_path(url: str) -> Path:
 
 
 def _file_table(url: str) -> str:
-    return re.sub(r"\W", "_", _file_path(url).stem) or "data"
+    return source_files.table_name(_file_path(url))
 
 
 def _file_db(url: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the export as a view named after the file."""
-    path = _file_path(url)
-    if not path.is_file():
-        raise SourceError(f"the file {path} does not exist")
-    con = duckdb.connect()
-    reader = "read_parquet" if _scheme(url) == "parquet" else "read_csv_auto"
-    # A view cannot take a bound parameter: the path goes in as a quoted string literal.
-    literal = "'" + str(path).replace("'", "''") + "'"
-    con.execute(f'CREATE VIEW "{_file_table(url)}" AS SELECT * FROM {reader}({literal})')  # noqa: S608
-    return con
+    """An in-memory DuckDB with the export as a view named after the file, shut off from every
+    other file (`source_files.export_db`)."""
+    path = source_files.confine(str(_file_path(url)))
+    return source_files.export_db(path, _scheme(url))
+
+
+@contextmanager
+def _sqlite(url: str, timeout_s: float, *, user_sql: bool = True) -> Iterator[sqlite3.Connection]:
+    path = source_files.confine(_parts(url).database or "")
+    con = source_files.sqlite_db(path, timeout_s, user_sql=user_sql)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 # --- pulling ---------------------------------------------------------------------------------
 
 
 def _chunks(
-    url: str, sql: str, params: dict, timeout_s: int, row_limit: int
+    url: str, sql: str, params: list | dict, timeout_s: int, row_limit: int
 ) -> Iterator[pd.DataFrame]:
-    """The query's rows in chunks, read-only, counted against the row limit."""
+    """The rows of `sql` (built around a checked query) in chunks, read-only, within the time
+    limit, counted against the row limit. Not PostgreSQL (`_copy_postgres`, `sample`)."""
     seen = 0
 
     def count(df: pd.DataFrame) -> pd.DataFrame:
@@ -351,75 +437,82 @@ def _chunks(
             )
         return df
 
-    if _scheme(url) in _FILE_SCHEMES:
-        con = _file_db(url)
+    scheme = _scheme(url)
+    if scheme in _FILE_SCHEMES:
+        with _reading(url):
+            con = _file_db(url)
         try:
-            rel = con.execute(_named_to_qmark(sql, params), list(params.values()))
-            while True:
-                part = rel.fetch_df_chunk(CHUNK_ROWS // 2048 or 1)
-                if not len(part):
-                    break
-                yield count(part)
-        except duckdb.Error as exc:
-            raise SourceError(
-                f"the query cannot run on the file: {str(exc).splitlines()[0]}"
-            ) from None
+            with source_files.watchdog(timeout_s, con.interrupt) as stopped:
+                try:
+                    result = con.execute(sql, params)
+                    while not stopped():
+                        part = result.fetch_df_chunk(max(CHUNK_ROWS // 2048, 1))
+                        if not len(part):
+                            return
+                        yield count(part)
+                except duckdb.Error as exc:
+                    if not stopped():
+                        raise SourceError(
+                            f"the query cannot run on the file: {str(exc).splitlines()[0]}"
+                        ) from None
+                raise TimeLimit()
         finally:
             con.close()
+    if scheme == "sqlite":
+        with _reading(url), _sqlite(url, timeout_s) as con:
+            for part in pd.read_sql(sql, con, params=params, chunksize=CHUNK_ROWS,
+                                    coerce_float=True):  # fmt: skip
+                yield count(part)
         return
     from sqlalchemy import text
 
-    engine = _engine(url, timeout_s)
-    try:
-        with engine.connect() as con:
-            con = con.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
-            for part in pd.read_sql(text(sql), con, params=params, chunksize=CHUNK_ROWS,
-                                    coerce_float=True):  # fmt: skip
-                yield count(part)
-    except SourceError:
-        raise
-    except Exception as exc:
-        raise explain(exc, url) from None
-    finally:
-        engine.dispose()
+    with _reading(url):
+        engine = _engine(url, timeout_s)
+        try:
+            with engine.connect() as con:
+                con = con.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
+                for part in pd.read_sql(text(sql), con, params=params, chunksize=CHUNK_ROWS,
+                                        coerce_float=True):  # fmt: skip
+                    yield count(part)
+        finally:
+            engine.dispose()
 
 
 def sample(url: str, query: str, n: int = 50, timeout_s: int = 30) -> pd.DataFrame:
     """The first `n` rows of the query, to see its columns and values before mapping them."""
-    sql = f"SELECT * FROM ({check_query(query)}) AS kpi_sample LIMIT {int(n)}"  # noqa: S608
-    for part in _chunks(url, sql, {}, timeout_s, row_limit=10**12):
+    check_url(url)
+    sql = check_query(query, url)
+    if _scheme(url) == "postgresql":
+        with _reading(url), source_pg.read_only(_pg_target(url), timeout_s) as con:
+            return source_pg.sample(con, sql, n)
+    limited = f"{_subquery(sql, 'kpi_sample')} LIMIT {int(n)}"
+    for part in _chunks(url, limited, [], timeout_s, row_limit=10**12):
         return part.head(n)
     return pd.DataFrame()
-
-
-def _named_to_qmark(sql: str, params: dict) -> str:
-    for name in params:
-        sql = sql.replace(f":{name}", "?")
-    return sql
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _windowed(url: str, sql: str, date_column: str, first: date | None, last: date | None):
-    """The user's query inside a date filter, so the source reads only the months asked for."""
-    if first is None and last is None:
-        return sql, {}
-    conds, params = [], {}
+def _windowed(url: str, sql: str, date_column: str, first: date | None, after: date | None):
+    """The user's query as a derived table inside a date filter, so the source reads only the
+    months asked for: (SQL, parameters) — `?` and a list for DuckDB and SQLite, `:name` and a
+    dict for SQLAlchemy."""
+    scheme = _scheme(url)
+    qmark = scheme == "sqlite" or scheme in _FILE_SCHEMES
+    conds: list[str] = []
+    params: dict = {}
     col = _quote(date_column)
-    if _scheme(url) == "mysql" or _scheme(url) == "mariadb":
+    if scheme in ("mysql", "mariadb"):
         col = "`" + date_column.replace("`", "``") + "`"
-    if first is not None:
-        conds.append(f"kpi_src.{col} >= :kpi_first")
-        params["kpi_first"] = first
-    if last is not None:
-        conds.append(f"kpi_src.{col} < :kpi_after")
-        params["kpi_after"] = add_months(last, 1)
-    if _scheme(url) == "sqlite" or _scheme(url) in _FILE_SCHEMES:
-        # SQLite (and CSV text) keep dates as text: compare ISO strings.
-        params = {k: v.isoformat() for k, v in params.items()}
-    return f"SELECT * FROM ({sql}) AS kpi_src WHERE {' AND '.join(conds)}", params  # noqa: S608
+    for name, op, day in (("kpi_first", ">=", first), ("kpi_after", "<", after)):
+        if day is not None:
+            conds.append(f"kpi_src.{col} {op} {'?' if qmark else ':' + name}")
+            # SQLite (and CSV text) keep dates as text: compare ISO strings.
+            params[name] = day.isoformat() if qmark else day
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    return _subquery(sql) + where, list(params.values()) if qmark else params
 
 
 def _sql_expr(node: formula.Node) -> str:
@@ -548,14 +641,15 @@ def prepare_pull(
     if new_only and first is None:
         done = last_pulled_month(wh, source.name)
         first = add_months(done, 1) if done else None
-    sql = check_query(source.query)
-    windowed, params = _windowed(source.url, sql, source.mapping.date_column, first, last)
+    sql = check_query(source.query, source.url)
+    after = add_months(last, 1) if last is not None else None
     step(0.05, f"Querying {mask(source.url)}")
     mem = duckdb.connect()
     try:
         if _scheme(source.url) == "postgresql":
-            columns = _copy_postgres(mem, source, windowed, params, step)
+            columns = _copy_postgres(mem, source, sql, first, after, step)
         else:
+            windowed, params = _windowed(source.url, sql, source.mapping.date_column, first, after)
             columns = _load_chunks(mem, source, windowed, params, step)
         where = f"source '{source.name}'"
         findings: list[Finding] = []
@@ -597,7 +691,7 @@ def prepare_pull(
     )  # fmt: skip
 
 
-def _load_chunks(mem, source: Source, sql: str, params: dict, step) -> list[str]:
+def _load_chunks(mem, source: Source, sql: str, params: list | dict, step) -> list[str]:
     """Any dialect: the rows in chunks through pandas into the DuckDB table `pulled`."""
     columns: list[str] = []
     rows = 0
@@ -614,49 +708,35 @@ def _load_chunks(mem, source: Source, sql: str, params: dict, step) -> list[str]
     return columns
 
 
-def _copy_postgres(mem, source: Source, sql: str, params: dict, step) -> list[str]:
+def _copy_postgres(
+    mem, source: Source, sql: str, first: date | None, after: date | None, step
+) -> list[str]:
     """PostgreSQL: the rows as CSV through COPY … TO STDOUT into a temp file that DuckDB reads.
     Several times faster than a cursor (no Python object per value), memory bounded by the
     file. Every column arrives as text; the aggregation casts what it needs (as it does for
-    any source)."""
+    any source). Read-only, time-limited, one statement (`source_pg`)."""
     import tempfile
 
-    import psycopg
-    from psycopg import sql as pgsql
-    from sqlalchemy.engine import make_url
-
-    real = make_url(resolve(source.url))
-    ms = int(source.timeout_s * 1000)
-    # psycopg binds client-side in COPY: named params as %(name)s, a literal % doubled.
-    query = re.sub(r":(kpi_first|kpi_after)\b", r"%(\1)s", sql.replace("%", "%%"))
     rows = 0
     with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
-        try:
-            with psycopg.connect(
-                host=real.host, port=real.port or 5432, user=real.username,
-                password=real.password, dbname=real.database, connect_timeout=10,
-                options=f"-c default_transaction_read_only=on -c statement_timeout={ms}",
-            ) as con, con.cursor() as cur:  # fmt: skip
-                statement = pgsql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(
-                    pgsql.SQL(query)
+
+        def write(block: bytes) -> None:
+            nonlocal rows
+            tmp.write(block)
+            rows += block.count(b"\n")
+            if rows > source.row_limit + 1:
+                raise SourceError(
+                    f"the query returns more than {source.row_limit:,} rows (the source's row "
+                    "limit) — aggregate in the query, narrow its months, or raise the limit"
                 )
-                with cur.copy(statement, params or None) as copy:
-                    for block in copy:
-                        tmp.write(block)
-                        rows += bytes(block).count(b"\n")
-                        if rows > source.row_limit + 1:
-                            raise SourceError(
-                                f"the query returns more than {source.row_limit:,} rows (the "
-                                "source's row limit) — aggregate in the query, narrow its "
-                                "months, or raise the limit"
-                            )
-                        if rows % 100_000 < 2000:
-                            step(min(0.05 + rows / max(source.row_limit, 1), 0.5),
-                                 f"{rows:,} rows read")  # fmt: skip
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise explain(exc, source.url) from None
+            if rows % 100_000 < 2000:
+                step(min(0.05 + rows / max(source.row_limit, 1), 0.5), f"{rows:,} rows read")
+
+        with _reading(source.url):
+            target = _pg_target(source.url)
+            with source_pg.read_only(target, source.timeout_s) as con:
+                statement = source_pg.copy_text(con, sql, source.mapping.date_column, first, after)
+                source_pg.copy_out(con, statement, write)
         tmp.flush()
         if rows <= 1:  # the header only: an empty table with its columns
             with open(tmp.name, newline="", encoding="utf-8") as fh:

@@ -48,17 +48,21 @@ _SIMPLE = re.compile(r"[a-z_][a-z0-9_]*")
 _PREFILL = re.compile(r"\s*SELECT \* FROM \S+\s*", re.I)
 
 
-def _attempt(ctx: PageContext, work: Callable[[], object]) -> tuple[object, str | None]:
-    """(result, None), or (None, the message to show) — kept in the session as they are."""
+def _attempt(
+    ctx: PageContext, work: Callable[[], object], url: str = ""
+) -> tuple[object, str | None]:
+    """(result, None), or (None, the message to show) — kept in the session as they are. The
+    values of the URL's secret references never reach the page or the log."""
     try:
         return work(), None
     except WarehouseBusyError:
         return None, ctx.t("warehouse_busy")
     except KpiError as exc:
-        return None, str(exc)
+        return None, sources.redact(str(exc), url)
     except Exception as exc:
-        log.exception("talking to a source")
-        return None, ctx.t("src_unexpected", error=f"{type(exc).__name__}: {exc}")
+        said = sources.redact(f"{type(exc).__name__}: {exc}", url)
+        log.error("talking to a source: %s", said)
+        return None, ctx.t("src_unexpected", error=said)
 
 
 def _refusal(work: Callable[[], object]) -> str | None:
@@ -97,6 +101,11 @@ def listing_frame(df: pd.DataFrame, lang: str) -> pd.DataFrame:
             t("src_col_last_pull"): [when(v) for v in df["last_pull"]],
         }
     )
+
+
+def caution_text(caution: sources.Caution, lang: str) -> str:
+    """What Test connection found the account could do beyond reading, in the page's language."""
+    return i18n.t(f"src_caution_{caution.code}", lang).format(names=", ".join(caution.names))
 
 
 def identifier(name: str, url: str) -> str:
@@ -226,7 +235,7 @@ def _definition(ctx: PageContext, base: sources.Source | None) -> None:
     url = right.text_input(
         ctx.t("src_url"),
         key=p + "url",
-        placeholder="postgresql+psycopg://reader:${PG_PASSWORD}@db.example.com:5432/erp",
+        placeholder="postgresql+psycopg://reader:${secrets.source_secrets.erp}@db.example.com/erp",
         help=ctx.t("src_url_help"),
     ).strip()
     url_error = None
@@ -250,7 +259,7 @@ def _definition(ctx: PageContext, base: sources.Source | None) -> None:
     query_error = None
     if (query or "").strip():
         try:
-            sources.check_query(query)
+            sources.check_query(query, url)
         except KpiError as exc:
             query_error = str(exc)
             st.error(error_text(ctx, query_error))
@@ -349,18 +358,20 @@ def _connection(ctx: PageContext, url: str, p: str, *, ready: bool) -> dict[str,
     )
     if clicked:
         with st.spinner(ctx.t("src_testing")):
-            version, error = _attempt(ctx, lambda: sources.test_connection(url))
+            probe, error = _attempt(ctx, lambda: sources.test_connection(url), url)
             found = None
             if error is None:
-                found, error = _attempt(ctx, lambda: sources.tables(url))
-        st.session_state.src_conn = (url, version, error, found)
+                found, error = _attempt(ctx, lambda: sources.tables(url), url)
+        st.session_state.src_conn = (url, probe, error, found)
     held = st.session_state.get("src_conn")
     if not held or held[0] != url or not ready:
         return None
-    _, version, error, found = held
-    if version:
-        said = translate(str(version), ctx.lang)  # an export's "orders.csv: CSV file, …"
+    _, probe, error, found = held
+    if probe:
+        said = translate(probe.said, ctx.lang)  # an export's "orders.csv: CSV file, …"
         st.success(ctx.t("src_connected", version=md(said)), icon=":material/check:")
+        for caution in probe.cautions:
+            st.warning(caution_text(caution, ctx.lang), icon=":material/warning:")
     if error:
         st.error(error_text(ctx, error))
     return found
@@ -424,7 +435,9 @@ def _sample(
     if clicked:
         with st.spinner(ctx.t("src_sampling")):
             got, error = _attempt(
-                ctx, lambda: sources.sample(url, query, SAMPLE_ROWS, timeout_s=min(timeout_s, 60))
+                ctx,
+                lambda: sources.sample(url, query, SAMPLE_ROWS, timeout_s=min(timeout_s, 60)),
+                url,
             )
         st.session_state.src_sample = (url, query, got, error)
     held = st.session_state.get("src_sample")
@@ -557,6 +570,7 @@ def _run_pull(ctx: PageContext, source: sources.Source, window: dict):
         it, error = _attempt(
             ctx,
             lambda: sources.prepare_pull(ctx.wh, source, ctx.actor, progress=progress, **window),
+            source.url,
         )
         seconds = time.monotonic() - started
         if error:
