@@ -37,6 +37,12 @@ from kpi_core.migrations import MIGRATIONS
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "warehouse.duckdb"
 SECRETS_PATH = Path(__file__).resolve().parent.parent / ".streamlit" / "secrets.toml"
 
+# Where migrations record what they applied; made before the first of them (see migrate).
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version "
+    "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
+)
+
 # Extensions cannot be downloaded here; never let DuckDB try (it would hang on the network).
 _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -301,10 +307,7 @@ class Warehouse:
     def migrate(self) -> int:
         """Apply the migrations this file has not seen yet; returns the schema version."""
         with self._writer, self.cursor() as cur:
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version "
-                "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
-            )
+            cur.execute(SCHEMA_VERSION_TABLE)
             current = cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
             for version, description, sql in MIGRATIONS:
                 if version <= current[0]:
