@@ -16,8 +16,13 @@ form does not tell an outsider which user names exist.
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
+
+import duckdb
 
 from kpi_core.access import hash_password, verify_password
 from kpi_core.errors import KpiError
@@ -27,6 +32,8 @@ from kpi_core.warehouse import Warehouse
 # Typed user names are kept in the audit log cut to this length: enough to recognise a
 # mistyped name, too short to fill the log with whatever an outsider pastes.
 _NAME_IN_LOG = 64
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -62,16 +69,22 @@ def policy() -> Policy:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a sign-in attempt came to. `user` is set only when it succeeded."""
+    """What a sign-in attempt came to: `user` is set only when it succeeded. A refusal carries
+    nothing more — a wrong name, a wrong password and a locked user read the same, so the answer
+    does not tell an outsider which names exist (the audit log keeps the reason)."""
 
     user: str | None
-    reason: str = ""  # "", "wrong" (name or password), "locked"
-    locked_until: datetime | None = None
-    failures_left: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.user is not None
+
+
+REFUSED = Outcome(None)
+
+# A write conflict between two connections of one process on the same row (DuckDB's optimistic
+# concurrency) is retried this many times; within a Warehouse, writes are serialized anyway.
+_CONFLICT_RETRIES = 20
 
 
 def log(cur, user: str, event: str, detail: str | None = None) -> None:
@@ -80,6 +93,54 @@ def log(cur, user: str, event: str, detail: str | None = None) -> None:
         "INSERT INTO audit VALUES (?, ?, 'session', ?, ?, NULL, ?, NULL)",
         [datetime.now(), user[:_NAME_IN_LOG], user[:_NAME_IN_LOG], event, detail],
     )
+
+
+def _write(wh: Warehouse, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """`work` in one write transaction, again if another connection changed the same row."""
+    for attempt in range(_CONFLICT_RETRIES):
+        try:
+            with wh.transaction() as cur:
+                return work(cur)
+        except duckdb.TransactionException:
+            if attempt == _CONFLICT_RETRIES - 1:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _count_attempt(
+    cur, name: str, via: str, rules: Policy, now: datetime
+) -> tuple[int, str | None] | None:
+    """Count an attempt on `name` before its password is checked, in the caller's transaction:
+    (its number in the current run of failures, the stored hash) when it may be checked, None
+    when it is refused unchecked (no such user, locked, or beyond the limit: parallel attempts
+    each take their own number, so N of them at once cannot all be checked)."""
+    counted = cur.execute(
+        """UPDATE app_user SET
+               failed_sign_ins = CASE WHEN locked_until IS NULL THEN failed_sign_ins + 1 ELSE 1 END,
+               locked_until = NULL
+           WHERE name = ? AND (locked_until IS NULL OR locked_until <= ?)
+           RETURNING failed_sign_ins, password_hash""",
+        [name, now],
+    ).fetchall()
+    if not counted:
+        row = cur.execute("SELECT locked_until FROM app_user WHERE name = ?", [name]).fetchone()
+        if row is None:
+            log(cur, name or "(empty)", "failed", f"{via}: unknown user")
+        else:
+            log(cur, name, "failed", f"{via}: locked until {row[0]:%Y-%m-%d %H:%M}")
+        return None
+    number, stored = counted[0]
+    if number > rules.max_failures:
+        lock = now + timedelta(minutes=rules.lock_minutes)
+        cur.execute(
+            "UPDATE app_user SET failed_sign_ins = 0, locked_until = ? WHERE name = ?",
+            [lock, name],
+        )
+        log(cur, name, "failed", f"{via}: over {rules.max_failures} attempts at once, not checked")
+        log(cur, name, "locked", f"after {number} attempts at once, until {lock:%H:%M}")
+        return None
+    return int(number), stored
 
 
 def sign_in(
@@ -91,48 +152,52 @@ def sign_in(
     now: datetime | None = None,
     via: str = "password",
 ) -> Outcome:
-    """Check a name and password; count the failure or clear the count; audit either way."""
+    """Check a name and password, after counting the attempt; clear the count on success or
+    lock the user at the limit; audit either way.
+
+    Every attempt checks exactly one scrypt hash — the user's, or a dummy one for an unknown,
+    locked or password-less user — so a refusal takes as long whatever its reason.
+    """
     rules = rules or policy()
     now = now or datetime.now()
     name = (name or "").strip()
-    row = wh.one(
-        "SELECT password_hash, failed_sign_ins, locked_until FROM app_user WHERE name = ?",
-        [name],
-    )
-    if row is None:
+    counted = _write(wh, lambda cur: _count_attempt(cur, name, via, rules, now))
+    if counted is None:
         verify_password(password or "", _dummy_hash())
-        with wh.transaction() as cur:
-            log(cur, name or "(empty)", "failed", f"{via}: unknown user")
-        return Outcome(None, "wrong")
-    stored, failures, locked_until = row
-    if locked_until is not None and locked_until > now:
-        with wh.transaction() as cur:
-            log(cur, name, "failed", f"{via}: locked until {locked_until:%Y-%m-%d %H:%M}")
-        return Outcome(None, "locked", locked_until=locked_until)
-    if locked_until is not None:
-        failures = 0  # the lock has run out: a fresh count
-    if verify_password(password or "", stored):
-        with wh.transaction() as cur:
-            cur.execute(
-                "UPDATE app_user SET failed_sign_ins = 0, locked_until = NULL, last_sign_in = ? "
-                "WHERE name = ?",
-                [now, name],
-            )
-            log(cur, name, "signed_in", via)
-        return Outcome(name)
-    failures += 1
-    lock = now + timedelta(minutes=rules.lock_minutes) if failures >= rules.max_failures else None
-    with wh.transaction() as cur:
-        cur.execute(
-            "UPDATE app_user SET failed_sign_ins = ?, locked_until = ? WHERE name = ?",
-            [0 if lock else failures, lock, name],
-        )
+        return REFUSED
+    number, stored = counted
+    if not stored:
+        verify_password(password or "", _dummy_hash())
+    right = bool(stored) and verify_password(password or "", stored)
+
+    def settle(cur) -> Outcome:
+        if right:
+            # The attempts counted up to this one are forgiven; those counted after it (still
+            # being checked) stay counted. A lock set meanwhile holds: refused.
+            done = cur.execute(
+                """UPDATE app_user SET failed_sign_ins = greatest(failed_sign_ins - ?, 0),
+                       last_sign_in = ?
+                   WHERE name = ? AND locked_until IS NULL RETURNING name""",
+                [number, now, name],
+            ).fetchall()
+            if done:
+                log(cur, name, "signed_in", via)
+                return Outcome(name)
+            log(cur, name, "failed", f"{via}: locked while its password was checked")
+            return REFUSED
         log(cur, name, "failed", f"{via}: wrong password")
-        if lock:
-            log(cur, name, "locked", f"after {failures} failures, until {lock:%H:%M}")
-    if lock:
-        return Outcome(None, "locked", locked_until=lock)
-    return Outcome(None, "wrong", failures_left=rules.max_failures - failures)
+        if number >= rules.max_failures:
+            lock = now + timedelta(minutes=rules.lock_minutes)
+            locked = cur.execute(
+                "UPDATE app_user SET failed_sign_ins = 0, locked_until = ? "
+                "WHERE name = ? AND locked_until IS NULL RETURNING name",
+                [lock, name],
+            ).fetchall()
+            if locked:
+                log(cur, name, "locked", f"after {number} failures, until {lock:%H:%M}")
+        return REFUSED
+
+    return _write(wh, settle)
 
 
 def record(wh: Warehouse, user: str, event: str, detail: str | None = None) -> None:

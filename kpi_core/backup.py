@@ -9,10 +9,18 @@ copy's SHA-256, when and by whom.
 Restoring checks all of that on a scratch copy before the warehouse is touched, refuses a backup
 from a newer schema, migrates an older one, then puts the copy in the warehouse's place in one
 step (`Warehouse.replace_file`), keeping the replaced file as `<warehouse>.before-restore`.
+
+A manifest that agrees with its data proves only that the file is whole, not that it is ours: a
+backup is checked as well against what the migrations make of its schema version — the same
+tables with the same columns, and nothing else (no view, macro, type, index, other schema or
+sequence that could run code or read files once the app queries it) — and must hold an admin.
+The database is unpacked only up to `[backup] max_mb` (default 1024), checked against the size
+the zip declares before a byte is written and again while it is written.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +38,7 @@ from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.references import read_secrets
 from kpi_core.service import Actor
-from kpi_core.warehouse import SECRETS_PATH, Warehouse
+from kpi_core.warehouse import SCHEMA_VERSION_TABLE, SECRETS_PATH, Warehouse
 
 FORMAT = "kpi-monitor-backup"
 FORMAT_VERSION = 1
@@ -40,6 +48,16 @@ PREFIX = "kpi-backup-"
 SUFFIX = ".zip"
 LATEST_SCHEMA = max(v for v, _, _ in MIGRATIONS)
 _CHUNK = 1 << 20
+MAX_MB = 1024  # the default of `[backup] max_mb`: the largest database a backup may unpack to
+_MANIFEST_LIMIT = 1 << 20  # bytes; a real manifest is a few KB
+# A backup's database is opened with no access to files, the network or extensions: reading its
+# catalog and tables must not be able to do anything else.
+_SEALED = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
 
 
 class BackupError(KpiError):
@@ -110,15 +128,115 @@ def _admin(who: Actor, what: str) -> None:
         raise ScopeError(f"Only admins {what}.")
 
 
+def size_limit() -> int:
+    """`[backup] max_mb` in secrets.toml, in bytes: the largest database a backup may unpack to."""
+    value = read_secrets().get("backup", {}).get("max_mb", MAX_MB)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BackupError(
+            f"[backup] max_mb = {value!r} in secrets.toml must be a whole number ≥ 1."
+        )
+    return value << 20
+
+
 def _tables(cur: duckdb.DuckDBPyConnection, database: str) -> list[str]:
     return [
         r[0]
         for r in cur.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND NOT temporary "
-            "ORDER BY table_name",
+            "AND schema_name = 'main' ORDER BY table_name",
             [database],
         ).fetchall()
     ]
+
+
+def _catalog(cur: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:
+    """Every object in `database`'s catalog as "kind name" → its definition: tables with their
+    columns, defaults and constraints (DuckDB's own CREATE statement), sequences by their
+    parameters (not their current value), and whatever else the file holds."""
+    out = {
+        f"schema {name}": ""
+        for (name,) in cur.execute(
+            "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ?", [database]
+        ).fetchall()
+    }
+    for kind, query in (
+        ("table", "SELECT schema_name, table_name, sql FROM duckdb_tables() "
+                  "WHERE database_name = ?"),
+        ("view", "SELECT schema_name, view_name, sql FROM duckdb_views() "
+                 "WHERE database_name = ? AND NOT internal"),
+        ("macro", "SELECT schema_name, function_name, function_type FROM duckdb_functions() "
+                  "WHERE database_name = ? AND NOT internal"),
+        ("type", "SELECT schema_name, type_name, logical_type FROM duckdb_types() "
+                 "WHERE database_name = ? AND NOT internal"),
+        ("index", "SELECT schema_name, index_name, sql FROM duckdb_indexes() "
+                  "WHERE database_name = ?"),
+        ("sequence", "SELECT schema_name, sequence_name, format('{} {} {} {}', increment_by, "
+                     "min_value, max_value, cycle) FROM duckdb_sequences() "
+                     "WHERE database_name = ?"),
+    ):  # fmt: skip
+        for schema, name, definition in cur.execute(query, [database]).fetchall():
+            label = name if schema == "main" else f"{schema}.{name}"
+            out[f"{kind} {label}"] = definition or ""
+    return out
+
+
+def _columns(cur: duckdb.DuckDBPyConnection, database: str, table: str) -> dict[str, str]:
+    return {
+        name: f"{kind}{'' if nullable else ' NOT NULL'}"
+        + (f" DEFAULT {default}" if default is not None else "")
+        for name, kind, nullable, default in cur.execute(
+            "SELECT column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
+            "WHERE database_name = ? AND schema_name = 'main' AND table_name = ? "
+            "ORDER BY column_index",
+            [database, table],
+        ).fetchall()
+    }
+
+
+@functools.cache
+def _expected(version: int) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The catalog and the tables' columns the migrations make up to `version`: a fresh
+    in-memory database migrated that far and read back the way a backup's is read."""
+    con = duckdb.connect(config=_SEALED)
+    try:
+        con.execute(SCHEMA_VERSION_TABLE)
+        for number, _, sql in MIGRATIONS:
+            if number <= version:
+                con.execute(sql)
+        db = con.execute("SELECT current_database()").fetchone()[0]
+        return _catalog(con, db), {t: _columns(con, db, t) for t in _tables(con, db)}
+    finally:
+        con.close()
+
+
+def _schema_problems(cur: duckdb.DuckDBPyConnection, database: str, version: int) -> list[str]:
+    """How `database` differs from schema version `version`; [] when it is exactly that."""
+    want, want_columns = _expected(version)
+    got = _catalog(cur, database)
+
+    def tables_first(key: str) -> tuple[bool, str]:
+        return not key.startswith("table "), key
+
+    problems = []
+    for key in sorted(set(want) - set(got), key=tables_first):
+        problems.append(f"{key} is missing")
+    for key in sorted(set(got) - set(want), key=tables_first):
+        problems.append(f"{key} is not part of the warehouse")
+    for key in sorted((k for k in set(got) & set(want) if got[k] != want[k]), key=tables_first):
+        kind, _, name = key.partition(" ")
+        if kind != "table":
+            problems.append(f"{key} is not defined as the warehouse defines it")
+            continue
+        have, should = _columns(cur, database, name), want_columns[name]
+        parts = [f"extra column {c}" for c in have if c not in should]
+        parts += [f"no column {c}" for c in should if c not in have]
+        parts += [
+            f"column {c} is {have[c]}, not {should[c]}"
+            for c in should
+            if c in have and have[c] != should[c]
+        ]
+        problems.append(f"{key} differs ({', '.join(parts) or 'its constraints'})")
+    return problems
 
 
 def _quote(name: str) -> str:
@@ -157,20 +275,45 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _inspect(path: Path) -> tuple[dict[str, dict], dict[str, int | None], int]:
-    """Tables, sequences and schema version of a closed DuckDB file."""
+def _inspect(path: Path, label: str) -> tuple[dict[str, dict], dict[str, int | None], int]:
+    """Tables, sequences and schema version of a closed DuckDB file, after checking that it is
+    a KPI Monitor warehouse of that version and nothing more, with an admin. `label` names the
+    file in messages."""
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True, config=_SEALED)
     except duckdb.Error as exc:
-        raise BackupError(f"The database in the backup cannot be opened: {exc}") from exc
+        raise BackupError(f"The database in {label} cannot be opened: {exc}") from exc
     try:
         db = con.execute("SELECT current_database()").fetchone()[0]
         if "schema_version" not in _tables(con, db):
-            raise BackupError("The backup holds no KPI Monitor warehouse (no schema_version).")
-        version = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-        return contents(con, db), _sequences(con, db), int(version[0])
+            raise BackupError(f"{label} holds no KPI Monitor warehouse (no schema_version).")
+        version = int(
+            con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        )
+        if version > LATEST_SCHEMA:
+            raise BackupError(
+                f"{label} is from schema version {version}, newer than this KPI Monitor "
+                f"({LATEST_SCHEMA}); upgrade it first."
+            )
+        if version < 1:
+            raise BackupError(f"{label} holds no KPI Monitor warehouse (schema version 0).")
+        if problems := _schema_problems(con, db, version):
+            shown = "; ".join(problems[:12])
+            more = f"; and {len(problems) - 12} more" if len(problems) > 12 else ""
+            raise BackupError(
+                f"{label} is not a KPI Monitor warehouse of schema version {version}: "
+                f"{shown}{more}."
+            )
+        admins = con.execute("SELECT count(*) FROM app_user WHERE role = 'admin'").fetchone()[0]
+        if not admins:
+            raise BackupError(
+                f"{label} has no admin user: restored, nobody could manage users and backups, "
+                "and a warehouse without users lets everyone in. Add an admin on the Admin page "
+                "and make the backup again."
+            )
+        return contents(con, db), _sequences(con, db), version
     except duckdb.Error as exc:
-        raise BackupError(f"The database in the backup cannot be read: {exc}") from exc
+        raise BackupError(f"The database in {label} cannot be read: {exc}") from exc
     finally:
         con.close()
 
@@ -214,7 +357,7 @@ def backup(
                 cur.execute("COMMIT")
             finally:
                 cur.execute("DETACH " + alias)
-        tables, sequences, version = _inspect(copy)
+        tables, sequences, version = _inspect(copy, "The warehouse")
         if tables != seen:
             raise BackupError("The copy differs from the warehouse; no backup was written.")
         manifest = Manifest(
@@ -255,10 +398,25 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         raise NotFoundError(f"There is no backup file {path}.")
     try:
         with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if not {MANIFEST, DATA} <= names:
+            names = zf.namelist()
+            if not {MANIFEST, DATA} <= set(names):
                 raise BackupError(f"{path.name} is not a KPI Monitor backup (no {MANIFEST}).")
-            raw = json.loads(zf.read(MANIFEST).decode("utf-8"))
+            for name in sorted(set(names)):
+                if names.count(name) > 1:
+                    raise BackupError(f"{path.name} holds {name} twice; it is not a sound backup.")
+            if other := sorted(set(names) - {MANIFEST, DATA}):
+                raise BackupError(
+                    f"{path.name} holds {', '.join(other)} besides {MANIFEST} and {DATA}; "
+                    "it is not a sound backup."
+                )
+            info = zf.getinfo(MANIFEST)
+            if info.file_size > _MANIFEST_LIMIT:
+                raise BackupError(
+                    f"{path.name}: its manifest is {info.file_size:,} bytes, far more than a "
+                    "manifest holds; it is not a sound backup."
+                )
+            with zf.open(info) as fh:
+                raw = json.loads(fh.read(_MANIFEST_LIMIT + 1).decode("utf-8"))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, ValueError) as exc:
         raise BackupError(f"{path.name} is damaged or not a backup: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
@@ -267,26 +425,60 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         raise BackupError(f"{path.name} was written by a newer KPI Monitor; upgrade first.")
     try:
         manifest = Manifest(**raw)
-        assert isinstance(manifest.schema_version, int) and isinstance(manifest.tables, dict)
+        assert isinstance(manifest.schema_version, int) and manifest.schema_version >= 1
+        assert isinstance(manifest.tables, dict)
         assert all({"rows", "checksum"} <= set(t) for t in manifest.tables.values())
     except (TypeError, AssertionError) as exc:
         raise BackupError(f"{path.name} has a malformed manifest.") from exc
     return manifest
 
 
-def _extract(path: Path, manifest: Manifest, into: Path) -> None:
-    """The backup's database, checked against the manifest, written to `into`."""
+def unpack(path: str | os.PathLike, into: str | os.PathLike, *, limit: int) -> str:
+    """Write the backup's database to `into` and return its SHA-256. Refused before a byte is
+    written when the zip declares more than `limit` bytes or more than the disk has free, and
+    while writing as soon as more comes out than declared (nothing partial is left)."""
+    path, into = Path(path), Path(into)
     h = hashlib.sha256()
     try:
-        with zipfile.ZipFile(path) as zf, zf.open(DATA) as src, into.open("wb") as out:
-            while chunk := src.read(_CHUNK):
-                h.update(chunk)
-                out.write(chunk)
+        with zipfile.ZipFile(path) as zf:
+            declared = zf.getinfo(DATA).file_size
+            if declared > limit:
+                raise BackupError(
+                    f"{path.name}: its database unpacks to {declared / 2**20:,.0f} MB, over the "
+                    f"{limit / 2**20:,.0f} MB allowed by [backup] max_mb in .streamlit/secrets.toml; "
+                    "nothing was written. Raise max_mb if this backup is really that large."
+                )
+            free = shutil.disk_usage(into.parent).free
+            if declared > free:
+                raise BackupError(
+                    f"{path.name}: its database needs {declared / 2**20:,.0f} MB, but only "
+                    f"{free / 2**20:,.0f} MB are free in {into.parent}; nothing was written."
+                )
+            written = 0
+            with zf.open(DATA) as src, into.open("wb") as out:
+                while chunk := src.read(_CHUNK):
+                    written += len(chunk)
+                    if written > min(declared, limit):
+                        raise BackupError(
+                            f"{path.name}: its database unpacks to more than the "
+                            f"{declared:,} bytes it declares; it is not a sound backup."
+                        )
+                    h.update(chunk)
+                    out.write(chunk)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:  # bad CRC: BadZipFile
+        into.unlink(missing_ok=True)
         raise BackupError(f"{path.name} is damaged: {exc}") from exc
-    if h.hexdigest() != manifest.sha256:
+    except BackupError:
+        into.unlink(missing_ok=True)
+        raise
+    return h.hexdigest()
+
+
+def _extract(path: Path, manifest: Manifest, into: Path) -> None:
+    """The backup's database, checked against the manifest and the schema, written to `into`."""
+    if unpack(path, into, limit=size_limit()) != manifest.sha256:
         raise BackupError(f"{path.name} is damaged: its checksum does not match the manifest.")
-    tables, sequences, version = _inspect(into)
+    tables, sequences, version = _inspect(into, path.name)
     if version != manifest.schema_version:
         raise BackupError(f"{path.name}: schema version differs from its manifest.")
     same_engine = manifest.duckdb_version == duckdb.__version__

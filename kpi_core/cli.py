@@ -37,6 +37,9 @@ class UsageError(KpiError):
 
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_BUSY, EXIT_SOURCE = 0, 1, 2, 3, 4, 5
+# Seconds an import or pull waits for its alert rules and pushes before it exits; enough for
+# every retry of a few messages to a failing receiver.
+AFTER_COMMIT_WAIT = 60.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -413,7 +416,14 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     refused = bool(prepared.errors) and not args.accept_invalid
     if not args.dry_run and not refused and len(prepared.rows):
         committed = intake.commit(wh, prepared, actor, accept_invalid=args.accept_invalid)
-        committed.wait_for_alerts()  # before the process ends and takes the thread with it
+        # The alert rules and pushes run on threads that use the warehouse: they finish before
+        # it is closed and the process ends (a push cut off by exit aborted the process).
+        if not committed.finish(AFTER_COMMIT_WAIT):
+            print(
+                f"warning: the alerts' pushes were still retrying after {AFTER_COMMIT_WAIT:.0f} "
+                "s and were stopped; the push log on the Alerts page has every attempt",
+                file=sys.stderr,
+            )
     cat = load_catalog(wh)
     out = intake.report(prepared, cat, committed)
     out["dry_run"] = args.dry_run

@@ -1528,16 +1528,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "si_name": ("用户名", "User name"),
     "si_password": ("密码", "Password"),
     "si_submit": ("登录", "Sign in"),
-    "si_wrong": ("用户名或密码不正确。", "The user name or password is not right."),
-    "si_wrong_left": (
-        "用户名或密码不正确。再失败 {left} 次，该用户将被暂时锁定。",
-        "The user name or password is not right. {left} more failed attempt(s) and this user "
-        "is locked for a while.",
-    ),
-    "si_locked": (
-        "失败次数过多，该用户已锁定至 {until}。请稍后再试，或请管理员解锁。",
-        "Too many failed attempts: this user is locked until {until}. Try again later or ask "
-        "an admin to unlock it.",
+    # One answer for a wrong name, a wrong password and a locked user: which names exist, and
+    # which are locked, is nothing an outsider may learn from the form.
+    "si_wrong": (
+        "用户名或密码不正确，或该用户因连续 {max} 次登录失败已被锁定。锁定 {minutes} 分钟后自动解除，"
+        "管理员也可以提前解锁。",
+        "The user name or password is not right, or the user is locked after {max} failed "
+        "attempts in a row. A lock runs out after {minutes} minutes; an admin can lift it sooner.",
     ),
     "si_timed_out": (
         "超过 {minutes} 分钟无操作，已自动退出。请重新登录。",

@@ -69,6 +69,7 @@ _SECRET_NAME = re.compile(r"token|key|secret|sign|pass|auth|cookie|session|crede
 _ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
 WECOM_LIMIT = 4096  # bytes of markdown content a WeCom robot accepts
 MAX_PAUSE = 30.0  # seconds: the longest back-off between two attempts
+TIMEOUT = 5.0  # seconds: the default bound of one attempt
 DIGEST_OVER = 5  # more messages than this to one channel in one run go as one digest
 _RATE_LIMITED = {130101, 45009}  # DingTalk "send too fast", WeCom "api freq out of limit"
 
@@ -721,7 +722,7 @@ def deliver(
     channels: Sequence[str | Channel] | None = None,
     retries: int = 3,
     backoff: float = 0.5,
-    timeout: float = 5.0,
+    timeout: float = TIMEOUT,
     digest_over: int | None = DIGEST_OVER,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Delivery]:
@@ -794,7 +795,7 @@ def send_test(
     *,
     retries: int = 1,
     backoff: float = 0.5,
-    timeout: float = 5.0,
+    timeout: float = TIMEOUT,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
     """Send a test message to a saved channel, enabled or not, whatever its minimum severity.

@@ -37,6 +37,12 @@ from kpi_core.migrations import MIGRATIONS
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "warehouse.duckdb"
 SECRETS_PATH = Path(__file__).resolve().parent.parent / ".streamlit" / "secrets.toml"
 
+# Where migrations record what they applied; made before the first of them (see migrate).
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version "
+    "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
+)
+
 # Extensions cannot be downloaded here; never let DuckDB try (it would hang on the network).
 _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -306,10 +312,7 @@ class Warehouse:
     def migrate(self) -> int:
         """Apply the migrations this file has not seen yet; returns the schema version."""
         with self._writer, self.cursor() as cur:
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version "
-                "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
-            )
+            cur.execute(SCHEMA_VERSION_TABLE)
             # Every number not applied yet, in order, rather than those above the highest: two
             # branches may each add one (9 and 10), and a file that got 10 first must still get
             # 9 when it arrives.

@@ -1,9 +1,12 @@
 """Backup and restore on real DuckDB files: exact round trips, consistency under writes,
 damaged files refused, rotation, the command line, and password hashes kept out of exports."""
 
+import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import threading
 import zipfile
 from datetime import datetime
@@ -271,6 +274,10 @@ def test_older_backup_is_migrated_on_restore(demo_wh, tmp_path, monkeypatch):
     old = Warehouse(tmp_path / "old.duckdb", linger=0)
     # Numbers may have gaps (kpi_core.warehouse.migrate): compare with the numbers themselves.
     assert old.schema_version() == MIGRATIONS[-2][0]
+    users.save_user(
+        old, ADMIN, "boss", display_name="Boss", role="admin", scope=[],
+        password="a long password", create=True,
+    )  # fmt: skip
     done = backup.backup(old, tmp_path / "old.zip", ADMIN)
     old.close()
     monkeypatch.undo()
@@ -278,6 +285,17 @@ def test_older_backup_is_migrated_on_restore(demo_wh, tmp_path, monkeypatch):
     assert res.migrated_from == MIGRATIONS[-2][0]
     assert demo_wh.schema_version() == backup.LATEST_SCHEMA
     assert demo_wh.one("SELECT count(*) FROM kpi")[0] == 0
+
+
+def test_a_warehouse_without_an_admin_is_not_backed_up(tmp_path):
+    """Such a backup could never be restored (see the crafted ones below); say so at once."""
+    bare = Warehouse(tmp_path / "bare.duckdb", linger=0)
+    try:
+        with pytest.raises(backup.BackupError, match="The warehouse has no admin user"):
+            backup.backup(bare, tmp_path / "bk", ADMIN)
+    finally:
+        bare.close()
+    assert not list((tmp_path / "bk").glob("*.zip"))
 
 
 def test_rotation_keeps_the_newest_n_and_nothing_else(demo_wh, tmp_path):
@@ -305,6 +323,12 @@ def test_settings_from_secrets(demo_wh, tmp_path, monkeypatch):
     secrets.write_text("[backup]\nkeep = 0\n")
     with pytest.raises(backup.BackupError):
         backup.settings(demo_wh)
+    assert backup.size_limit() == backup.MAX_MB << 20
+    secrets.write_text("[backup]\nmax_mb = 64\n")
+    assert backup.size_limit() == 64 << 20
+    secrets.write_text('[backup]\nmax_mb = "lots"\n')
+    with pytest.raises(backup.BackupError, match="max_mb"):
+        backup.size_limit()
 
 
 def test_non_admins_are_refused(demo_wh, tmp_path):
@@ -397,3 +421,209 @@ def test_manifest_describes_the_backup(demo_wh, tmp_path):
     assert set(m.tables) >= {"actual", "target", "kpi", "app_user", "audit", "schema_version"}
     assert m.sequences["kpi_id"] == demo_wh.one("SELECT max(id) FROM kpi")[0]
     assert os.path.getsize(res.path) > 0
+
+
+# Crafted backups: each consistent with its own manifest, each wrong for KPI Monitor.
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _craft(tmp_path: Path, name: str, change, base: Path | None = None) -> Path:
+    """A backup made by hand: `change(con)` runs on a copy of `base` (or on an empty file), and
+    the manifest is computed from the result the way `backup.backup` computes it, so checksums,
+    row counts and sequences all agree with the data."""
+    db = tmp_path / f"{name}.duckdb"
+    if base is not None:
+        shutil.copy(base, db)
+    con = duckdb.connect(str(db))
+    try:
+        change(con)
+        con.execute("CHECKPOINT")
+        catalog = con.execute("SELECT current_database()").fetchone()[0]
+        tables = backup.contents(con, catalog)
+        sequences = {
+            s: None if v is None else int(v)
+            for s, v in con.execute(
+                "SELECT sequence_name, last_value FROM duckdb_sequences() WHERE database_name = ?",
+                [catalog],
+            ).fetchall()
+        }
+        version = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    finally:
+        con.close()
+    manifest = backup.Manifest(
+        schema_version=int(version[0]), created_at="2026-11-21T09:00:00", created_by="mallory",
+        duckdb_version=duckdb.__version__, sha256=_sha(db), tables=tables, sequences=sequences,
+    )  # fmt: skip
+    path = tmp_path / f"{name}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(backup.MANIFEST, manifest.to_json())
+        zf.write(db, backup.DATA)
+    db.unlink()
+    return path
+
+
+def _only_schema_version(con) -> None:
+    con.execute(
+        "CREATE TABLE schema_version "
+        "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
+    )
+    for version, description, _ in MIGRATIONS:
+        con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, description])
+
+
+CRAFTED = {
+    # what is done to a copy of the demo warehouse (None: to an empty file) → what is said
+    "only_schema_version": (_only_schema_version, "table actual is missing", False),
+    "view_reading_files": (
+        "CREATE VIEW leak AS SELECT content FROM read_text('/etc/hostname')",
+        "view leak",
+        True,
+    ),
+    "view_in_place_of_a_table": (
+        "DROP TABLE push_log; CREATE VIEW push_log AS SELECT now() AS sent_at, content AS channel "
+        "FROM read_text('/etc/hostname')",
+        "view push_log",
+        True,
+    ),
+    "scalar_macro": ("CREATE MACRO lower(x) AS upper(x)", "macro lower", True),
+    "table_macro": (
+        "CREATE MACRO files() AS TABLE SELECT * FROM read_text('/etc/hostname')",
+        "macro files",
+        True,
+    ),
+    "extra_table": (
+        "CREATE TABLE notes (t VARCHAR); INSERT INTO notes VALUES ('x')",
+        "table notes",
+        True,
+    ),  # fmt: skip
+    "extra_column": (
+        "ALTER TABLE app_user ADD COLUMN note VARCHAR DEFAULT 'x'",
+        "table app_user",
+        True,
+    ),
+    "missing_column": ("ALTER TABLE kpi DROP COLUMN caliber", "table kpi", True),
+    "column_default_reads_a_setting": (
+        "ALTER TABLE audit ALTER COLUMN reason SET DEFAULT current_setting('temp_directory')",
+        "table audit",
+        True,
+    ),
+    "extra_sequence": ("CREATE SEQUENCE extra_id START 1", "sequence extra_id", True),
+    "user_type": ("CREATE TYPE mood AS ENUM ('ok', 'bad')", "type mood", True),
+    "index": ("CREATE INDEX user_role ON app_user (role)", "index user_role", True),
+    "schema": ("CREATE SCHEMA other; CREATE TABLE other.t (x INTEGER)", "schema other", True),
+    "no_admin": ("UPDATE app_user SET role = 'viewer' WHERE role = 'admin'", "no admin", True),
+    "no_user": ("DELETE FROM app_user", "no admin", True),
+}
+
+
+def _run_sql(sql):
+    def change(con):
+        con.execute(sql)
+
+    return change
+
+
+@pytest.mark.parametrize("case", CRAFTED, ids=list(CRAFTED))
+def test_restore_refuses_a_crafted_backup_and_changes_nothing(demo_wh, own_file, tmp_path, case):
+    change, said, on_the_demo = CRAFTED[case]
+    demo_wh.close()
+    crafted = _craft(
+        tmp_path, case, _run_sql(change) if isinstance(change, str) else change,
+        base=own_file if on_the_demo else None,
+    )  # fmt: skip
+    before = _state(demo_wh)
+    for check in (backup.verify, lambda p: backup.restore(demo_wh, p, ADMIN)):
+        with pytest.raises(backup.BackupError) as refused:
+            check(crafted)
+        assert said in str(refused.value) and crafted.name in str(refused.value)
+    assert _state(demo_wh) == before
+    assert not Path(f"{own_file}.before-restore").exists()
+
+
+def test_a_crafted_backup_without_a_flaw_is_restored(demo_wh, own_file, tmp_path):
+    """The crafting above is sound: unchanged, the same backup restores."""
+    demo_wh.close()
+    crafted = _craft(tmp_path, "sound", lambda con: None, base=own_file)
+    assert backup.restore(demo_wh, crafted, ADMIN).migrated_from is None
+
+
+def _bomb(path: Path, size: int) -> None:
+    """A backup whose database unpacks to `size` bytes of zeros (a few KB packed)."""
+    manifest = {"format": backup.FORMAT, "format_version": 1, "schema_version": len(MIGRATIONS),
+                "created_at": "2026-11-21T09:00:00", "created_by": "mallory",
+                "duckdb_version": duckdb.__version__, "sha256": "0" * 64,
+                "tables": {}, "sequences": {}}  # fmt: skip
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(backup.MANIFEST, json.dumps(manifest))
+        with zf.open(backup.DATA, "w", force_zip64=True) as out:
+            block = bytes(1 << 20)
+            for _ in range(size >> 20):
+                out.write(block)
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(demo_wh, own_file, tmp_path, monkeypatch):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text("[backup]\nmax_mb = 8\n")
+    monkeypatch.setenv("KPI_SECRETS", str(secrets))
+    bomb = tmp_path / "bomb.zip"
+    _bomb(bomb, 64 << 20)
+    assert bomb.stat().st_size < 1 << 20
+    before = _state(demo_wh)
+    written = []
+
+    for check in (backup.verify, lambda p: backup.restore(demo_wh, p, ADMIN)):
+        with pytest.raises(backup.BackupError, match=r"over the 8 MB .*\[backup\] max_mb"):
+            check(bomb)
+        written += [p for p in (tmp_path.iterdir()) if p.suffix == ".duckdb" and "verify" in p.name]
+        written += [p for p in own_file.parent.iterdir() if ".restore-" in p.name]
+    assert written == [] and _state(demo_wh) == before
+    target = tmp_path / "unpacked.duckdb"
+    with pytest.raises(backup.BackupError):
+        backup.unpack(bomb, target, limit=8 << 20)
+    assert not target.exists()  # refused from the declared size: not a byte written
+
+
+def test_the_size_limit_holds_while_unpacking(tmp_path):
+    """A database entry whose declared size is within the limit but which unpacks to more (a
+    zip edited by hand): unpacking stops, and nothing beyond the limit is written."""
+    liar = tmp_path / "liar.zip"
+    with zipfile.ZipFile(liar, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(backup.MANIFEST, "{}")
+        zf.writestr(backup.DATA, bytes(4 << 20))
+    raw = liar.read_bytes()
+    # The uncompressed size, in the local header and in the central directory: 4 MB → 1 MB.
+    real, fake = (4 << 20).to_bytes(4, "little"), (1 << 20).to_bytes(4, "little")
+    assert raw.count(real) == 2
+    liar.write_bytes(raw.replace(real, fake))
+    with zipfile.ZipFile(liar) as zf:
+        assert zf.getinfo(backup.DATA).file_size == 1 << 20
+    target = tmp_path / "unpacked.duckdb"
+    with pytest.raises(backup.BackupError, match="liar.zip"):
+        backup.unpack(liar, target, limit=2 << 20)
+    assert not target.exists()
+
+
+def test_a_huge_manifest_or_extra_entries_are_refused(demo_wh, tmp_path):
+    good = backup.backup(demo_wh, tmp_path / "good.zip", ADMIN).path
+    with zipfile.ZipFile(good) as zf:
+        manifest, data = zf.read(backup.MANIFEST), zf.read(backup.DATA)
+    huge = tmp_path / "huge.zip"
+    with zipfile.ZipFile(huge, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(backup.MANIFEST, manifest[:-1] + b" " * (64 << 20) + b"}")
+        zf.writestr(backup.DATA, data)
+    extra = tmp_path / "extra.zip"
+    with zipfile.ZipFile(extra, "w") as zf:
+        zf.writestr(backup.MANIFEST, manifest)
+        zf.writestr(backup.DATA, data)
+        zf.writestr("../../etc/cron.d/x", "* * * * * root true")
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr(backup.MANIFEST, manifest)
+        zf.writestr(backup.DATA, data)
+        zf.writestr(backup.DATA, b"not a database")
+    for path, said in ((huge, "manifest"), (extra, "../../etc/cron.d/x"), (twice, "twice")):
+        with pytest.raises(backup.BackupError, match=re.escape(said)):
+            backup.read_manifest(path)

@@ -1,14 +1,16 @@
 """`python -m kpi_core` as cron would run it: real processes, real files, exit codes."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
+from subprocess import PIPE
 
 import pytest
 
-from kpi_core import workbook
+from kpi_core import push, service, workbook
 from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
 
@@ -206,3 +208,52 @@ def test_a_value_far_away_is_refused_whatever_the_sheet_is_called(tmp_path, shee
     )  # fmt: skip
     assert library.returncode == 0, library.stderr
     assert message in library.stdout
+
+
+def test_an_import_whose_pushes_fail_waits_for_them_and_exits_cleanly(own_file, tmp_path, receiver):
+    """A failing push channel after a CLI import: the process waits for the pushes (every retry
+    is made and logged) and closes the warehouse only then — exit 0, never an abort because the
+    push thread was still using the connection. Eight imports at once, each on its own copy."""
+    if shutil.which("faketime") is None:
+        pytest.fail("faketime is missing: apt-get install -y faketime", pytrace=False)
+    down = receiver((500, {"error": "down for maintenance"}))
+    wh = Warehouse(own_file, linger=0)
+    push.save_channel(wh, service.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low")
+    wh.close()
+    data = tmp_path / "visits.csv"
+    data.write_text("period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n")
+    copies = []
+    for k in range(8):
+        copies.append(tmp_path / f"w{k}.duckdb")
+        shutil.copy(own_file, copies[-1])
+    # The day is fixed: the file's month must not be in the future for the intake. The
+    # monotonic clock is left alone — faked, a thread's timed wait never ends.
+    clock = ["faketime", "--exclude-monotonic", "2026-11-21 09:00:00"]
+    command = [sys.executable, "-m", "kpi_core", "--admin", "--warehouse"]
+    runs = [
+        subprocess.Popen(
+            [*clock, *command, str(w), "import", str(data)], stdout=PIPE, stderr=PIPE, text=True
+        )
+        for w in copies
+    ]
+    try:
+        results = [(p.wait(timeout=300), *p.communicate()) for p in runs]
+    finally:
+        for p in runs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for code, out, err in results:
+        assert code == 0, err
+        assert "loaded as batch" in out
+        assert "Traceback" not in err and "busy" not in err
+    for w in copies:
+        check = Warehouse(w, linger=0)
+        try:
+            attempts = check.rows(
+                "SELECT alert_id, max(attempt), bool_or(ok) FROM push_log GROUP BY alert_id"
+            )
+        finally:
+            check.close()
+        assert attempts, w.name  # something was pushed ...
+        assert all(n == 4 and not ok for _, n, ok in attempts), attempts  # ... all retries made

@@ -1,11 +1,12 @@
 """Commit and roll-back re-check, inside their transaction, what may have changed since the preview."""
 
+import threading
 from datetime import date
 
 import numpy as np
 import pytest
 
-from kpi_core import audit, scoring, service, targets
+from kpi_core import audit, push, scoring, service, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake
@@ -171,3 +172,32 @@ def reference_lights(demo_wh, prepared) -> dict[tuple[str, str], tuple[str, str]
         if before != after:
             out[kpi.code, f"{r.period:%Y-%m}"] = (before, after)
     return out
+
+
+def test_finish_waits_for_the_pushes_and_stops_their_retries_at_its_bound(demo_wh, receiver):
+    """A process about to exit waits for the commit's pushes, up to a bound: a receiver that
+    keeps failing then gets no further retry, and the push thread has ended when finish
+    returns (its attempts all logged)."""
+    down = receiver((500, {"error": "down"}))
+    push.save_channel(
+        demo_wh, service.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low"
+    )
+    data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
+    prepared = intake.prepare(demo_wh, [("v.csv", data)], service.SYSTEM, today=TODAY)
+    committed = intake.commit(demo_wh, prepared, service.SYSTEM)
+    assert committed.finish(0.2) is False  # the first back-off alone is longer
+    assert not [t for t in threading.enumerate() if t.name.startswith("push-batch-")]
+    logged = demo_wh.one("SELECT count(*), max(attempt) FROM push_log WHERE channel = 'ops'")
+    assert logged[0] == len(down.requests) and 1 <= logged[1] < 4
+    assert intake.Committed(None, {}).finish(0.0) is True  # nothing was started
+
+
+def test_finish_returns_once_every_retry_is_made(demo_wh, receiver):
+    down = receiver((500, {"error": "down"}), (500, {"error": "down"}), (200, {"ok": True}))
+    push.save_channel(
+        demo_wh, service.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low"
+    )
+    data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
+    prepared = intake.prepare(demo_wh, [("v.csv", data)], service.SYSTEM, today=TODAY)
+    assert intake.commit(demo_wh, prepared, service.SYSTEM).finish(60) is True
+    assert demo_wh.one("SELECT bool_or(ok) FROM push_log WHERE channel = 'ops'") == (True,)

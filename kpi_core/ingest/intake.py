@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -90,13 +91,20 @@ def _nothing() -> None:
     return None
 
 
+def _all_done(timeout: float) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Committed:
     batch_id: int | None  # None: nothing changed, nothing written
     counts: dict[str, int]
     # The alert rules run on the loaded months after the commit, on a thread of their own, so
-    # the analyst does not wait for them; a process about to exit (the command line) waits here.
+    # the analyst does not wait for them; `wait_for_alerts` waits for the rules.
     wait_for_alerts: Callable[[], None] = _nothing
+    # The rules and then the pushes of what they raised (AfterCommit.finish): a process about
+    # to close the warehouse and exit (the command line) waits here, bounded.
+    finish: Callable[[float], bool] = _all_done
 
 
 # Who loads and rolls back actuals (DESIGN.md §7): heads own targets, analysts own data.
@@ -357,32 +365,84 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
             ],
         )  # fmt: skip
         _write(cur, moving, batch_id, who.name, now, f"batch {batch_id}: {intake.source}")
-    return Committed(
-        batch_id, counts, in_background(_alert_after_load, wh, who, batch_id, intake.months)
-    )
+    after = AfterCommit(wh, who, batch_id, intake.months)
+    return Committed(batch_id, counts, after.wait_for_alerts, after.finish)
 
 
-def _alert_after_load(wh: Warehouse, who: Actor, batch_id: int, months: list[date]) -> None:
-    """Alert rules run on what was just loaded (after the commit, beside the page), and new
-    alerts go to the push channels on another thread (a slow or failing receiver must not hold
-    up anything). The batch is committed whatever they do: a problem is logged, never reported
-    as a failed import."""
-    try:
-        raised = alerts.run(wh, who, months=months).new
-        if raised and any(c.enabled for c in push.channels(wh)):
-            threading.Thread(
-                target=_push_quietly, args=(wh, raised, batch_id), daemon=True,
-                name=f"push-batch-{batch_id}",
-            ).start()  # fmt: skip
-    except Exception:  # any failure of the rules: logged with its traceback, never raised
-        log.exception("Alert evaluation after batch %s failed; the batch is loaded.", batch_id)
+class _Stopped(Exception):
+    """Raised in the pushes' pause between retries once the process has stopped waiting."""
 
 
-def _push_quietly(wh: Warehouse, raised: list, batch_id: int) -> None:
-    try:
-        alerts.push_alerts(wh, raised)
-    except Exception:
-        log.exception("Pushing the alerts of batch %s failed.", batch_id)
+class AfterCommit:
+    """What a commit starts once it is written: the alert rules on the loaded months (beside
+    the page, on a thread of their own), then the new alerts pushed on another thread (a slow or
+    failing receiver must not hold up anything). The batch is committed whatever they do: a
+    problem is logged, never reported as a failed import.
+
+    Both threads use the warehouse through a cursor per query, so the warehouse must stay open
+    while they run: a process that closes it and exits (the command line) first calls `finish`.
+    """
+
+    def __init__(self, wh: Warehouse, who: Actor, batch_id: int, months: list[date]):
+        self._wh, self._who, self._batch_id, self._months = wh, who, batch_id, months
+        self._stop = threading.Event()
+        self._pushing: threading.Thread | None = None
+        self._rules = in_background(self._alert)
+
+    def wait_for_alerts(self) -> None:
+        self._rules()
+
+    def finish(self, timeout: float) -> bool:
+        """Wait for the rules and the pushes, up to `timeout` seconds. Pushes still retrying
+        then are stopped: no further retry, only the attempt under way ends (each is bounded by
+        push.TIMEOUT) and is logged. True when everything finished in time."""
+        deadline = time.monotonic() + timeout
+        try:
+            self._rules(max(deadline - time.monotonic(), 0.0))
+        except TimeoutError:
+            self._stop.set()  # pushes it starts yet stop at their first pause
+            return False
+        pushing = self._pushing
+        if pushing is None:
+            return True
+        pushing.join(max(deadline - time.monotonic(), 0.0))
+        if not pushing.is_alive():
+            return True
+        self._stop.set()
+        # The attempt under way, and at most one more (the next message's first), each bounded.
+        pushing.join(2 * push.TIMEOUT + 5)
+        return False
+
+    def _alert(self) -> None:
+        try:
+            raised = alerts.run(self._wh, self._who, months=self._months).new
+            if raised and any(c.enabled for c in push.channels(self._wh)):
+                self._pushing = threading.Thread(
+                    target=self._push, args=(raised,), daemon=True,
+                    name=f"push-batch-{self._batch_id}",
+                )  # fmt: skip
+                self._pushing.start()
+        except Exception:  # any failure of the rules: logged with its traceback, never raised
+            log.exception(
+                "Alert evaluation after batch %s failed; the batch is loaded.", self._batch_id
+            )
+
+    def _pause(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise _Stopped
+
+    def _push(self, raised: list[alerts.Alert]) -> None:
+        messages = [push.PushMessage(**alerts.to_message(a)) for a in raised]
+        try:
+            push.deliver(self._wh, messages, sleep=self._pause)
+        except _Stopped:
+            log.warning(
+                "Pushing the alerts of batch %s was stopped before its retries were done; the "
+                "push log has the attempts made.",
+                self._batch_id,
+            )
+        except Exception:
+            log.exception("Pushing the alerts of batch %s failed.", self._batch_id)
 
 
 def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:

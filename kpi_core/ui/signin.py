@@ -134,12 +134,7 @@ def _form(wh: Warehouse, lang: str, rules: auth.Policy) -> None:
                 st.session_state[_SEEN] = time.time()
                 st.session_state[_VIA] = "password"
                 st.rerun()
-            if outcome.reason == "locked":
-                st.error(t("si_locked", until=f"{outcome.locked_until:%H:%M}"))
-            elif outcome.failures_left is not None and outcome.failures_left <= 2:
-                st.error(t("si_wrong_left", left=outcome.failures_left))
-            else:
-                st.error(t("si_wrong"))
+            st.error(t("si_wrong", max=rules.max_failures, minutes=rules.lock_minutes))
         if _sso_configured():
             st.divider()
             _sso_button(lang, t("si_sso"))
