@@ -1,114 +1,19 @@
-"""Overview: company score, departments ranked, red/amber/at-risk counts, top alerts, freshness."""
+"""KPI Monitor's entry point: the Overview page, and the app's own server around every page.
+
+`streamlit run app.py` finds the `st.App` below and serves it (uvicorn imports this file as the
+module `app`): Streamlit's pages plus the sign-in routes (kpi_core/ui/server.py). Each script run
+of the Overview executes this file as `__main__`, which draws the page (kpi_core/ui/overview.py).
+`uvicorn app:app` serves the same.
+"""
 
 import streamlit as st
 
-from kpi_core import charts, i18n
-from kpi_core.board import data_range, overview
-from kpi_core.periods import Period
-from kpi_core.ui import guard, page, period_picker
-from kpi_core.ui.widgets import badge, md, partial_period_note
+if __name__ == "__main__":
+    from kpi_core.ui.overview import main
 
-ctx = page("nav_overview")
-with guard(ctx):
-    span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
-    if span is None:
-        st.info(ctx.t("no_data_yet"))
-        st.stop()
-    first, latest = span
-    period = period_picker(ctx, first, latest)
-    ov = overview(ctx.wh, ctx.cat, ctx.actor.scope, period)
-    lang = ctx.lang
+    main()
+else:
+    from kpi_core.ui import server
 
-    st.title(f"{ctx.t('nav_overview')} · {i18n.period_label(period.label(), lang)}")
-    st.caption(ctx.t("data_as_of", month=i18n.period_label(Period("M", latest).label(), lang)))
-    partial_period_note(ctx, period, latest)
-
-    for root in ov.roots:
-        unit = ctx.cat.units[root.unit_id]
-        cols = st.columns([2, 1, 1, 1, 1])
-        with cols[0]:
-            st.markdown(f"#### {md(unit.name(lang))}")
-            st.metric(
-                ctx.t("company_score"),
-                "—" if root.score is None else f"{root.score:.1f}",
-                label_visibility="visible",
-            )
-            st.markdown(badge(root.status, lang))
-            if root.vetoed_by:
-                names = "、".join(ctx.cat.kpi(c).name(lang) for c in root.vetoed_by)
-                st.error(ctx.t("vetoed", kpis=names))
-            own = sum(w for w, _ in root.kpi_children())
-            below = sum(w for w, _ in root.unit_children())
-            if own and below:
-                st.caption(ctx.t("score_mix", own=own, units=below))
-        for col, key in zip(cols[1:], ("red", "amber", "green"), strict=False):
-            col.metric(i18n.status_label(key, lang), ov.counts[key])
-        # In a year the lights already are the year-to-date pace: nothing can fall behind them.
-        yearly = period.grain == "Y"
-        cols[4].metric(
-            f"⚠ {ctx.t('at_risk')}",
-            "—" if yearly else ov.at_risk,
-            help=ctx.t("at_risk_year_help") if yearly else ctx.t("at_risk_help"),
-        )
-        st.caption(f"{ctx.t('coverage')}: {(root.coverage or 0) * 100:.0f}%")
-
-    left, right = st.columns([1, 1])
-    with left:
-        # A scope below the company (a department's viewer) ranks the units below its root.
-        first = ctx.cat.units[ov.roots[0].unit_id] if ov.roots else None
-        top = first is None or first.parent_id is None
-        st.subheader(ctx.t("departments_ranked" if top else "units_below_ranked"))
-        if ov.departments:
-            st.altair_chart(charts.score_bars(ov.departments, ctx.cat, lang), width="stretch")
-        elif first is not None:
-            st.caption(ctx.t("ranked_none", unit=first.name(lang)))
-    with right:
-        st.subheader(ctx.t("freshness"))
-        rows = []
-        for f in ov.freshness:
-            latest_text = (
-                "—" if f.latest is None else i18n.period_label(Period("M", f.latest).label(), lang)
-            )
-            state = (
-                ctx.t("missing_for", month=i18n.period_label(Period("M", latest).label(), lang))
-                if f.missing
-                else ctx.t("up_to_date")
-            )
-            rows.append(
-                {
-                    ctx.t("unit"): ctx.cat.units[f.unit_id].name(lang),
-                    ctx.t("latest_month"): latest_text,
-                    ctx.t("status"): ("■ " if f.missing else "● ") + state,
-                }
-            )
-        st.dataframe(rows, hide_index=True, width="stretch", height="content")
-
-    st.subheader(ctx.t("top_alerts"))
-    if not ov.alerts:
-        st.success(ctx.t("no_alerts"))
-    else:
-        rows = []
-        for node, _ in ov.alerts[:15]:
-            kpi = ctx.cat.kpis[node.kpi_id]
-            risky = (node.kpi_id, node.unit_id) in ov.at_risk_pairs and node.status != "red"
-            rows.append(
-                {
-                    ctx.t("status"): ctx.t("at_risk")
-                    if risky
-                    else i18n.status_label(node.status, lang),
-                    ctx.t("unit"): ctx.cat.units[node.unit_id].name(lang),
-                    ctx.t("kpi"): kpi.name(lang),
-                    ctx.t("actual"): i18n.format_value(node.actual, kpi, lang),
-                    ctx.t("target"): i18n.format_target(node.levels, kpi, lang),
-                    ctx.t("score"): "—" if node.score is None else f"{node.score:.1f}",
-                    ctx.t("owner"): kpi.owner or "—",
-                }
-            )
-        st.dataframe(
-            rows,
-            hide_index=True,
-            width="stretch",
-            height="content",
-            # "At risk (forecast to miss)" is the longest status: room for it whole.
-            column_config={ctx.t("status"): st.column_config.Column(width="medium")},
-        )
+    server.hide_session_ids()
+    app = st.App(__file__, routes=server.routes(), middleware=server.middleware())

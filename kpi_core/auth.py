@@ -7,6 +7,7 @@ Settings come from `[sign_in]` in secrets.toml (all optional):
     max_failures = 5      # failed attempts in a row before the user is locked out
     lock_minutes = 15     # how long a lock-out lasts
     idle_minutes = 60     # a session without activity for this long is signed out
+    session_hours = 12    # a session ends this long after signing in, active or not
 
 Failures and locks live in the warehouse (`app_user`), so a lock holds across browser sessions,
 processes and restarts. The message for a wrong name and a wrong password is the same, so the
@@ -52,12 +53,14 @@ class Policy:
     max_failures: int = 5
     lock_minutes: int = 15
     idle_minutes: int = 60
+    session_hours: int = 12
 
 
 def policy() -> Policy:
     conf = read_secrets().get("sign_in", {})
     values = {}
-    for field, default in (("max_failures", 5), ("lock_minutes", 15), ("idle_minutes", 60)):
+    for field, default in (("max_failures", 5), ("lock_minutes", 15), ("idle_minutes", 60),
+                           ("session_hours", 12)):  # fmt: skip
         value = conf.get(field, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SignInError(

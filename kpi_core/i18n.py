@@ -1542,6 +1542,19 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "si_signed_out": ("已退出。", "You are signed out."),
     "si_sign_out": ("退出登录", "Sign out"),
+    "si_sign_out_everywhere": ("在所有设备上退出", "Sign out everywhere"),
+    "si_ended": (
+        "您的登录已结束（在其他标签页或设备上退出，或被管理员结束）。请重新登录。",
+        "Your session was ended (signed out elsewhere, or by an admin). Sign in again.",
+    ),
+    "si_expired": (
+        "登录已满 {hours} 小时，请重新登录。",
+        "You signed in more than {hours} hours ago. Sign in again.",
+    ),
+    "si_setup": (
+        "登录设置有误：请管理员检查 secrets.toml 中的 [sign_in] 一节。",
+        "Sign-in is not set up right: an admin must check [sign_in] in secrets.toml.",
+    ),
     "si_sso": ("使用单点登录（SSO）", "Sign in with single sign-on"),
     "si_sso_refused": ("单点登录未能完成：{reason}", "Single sign-on did not complete: {reason}"),
     "si_demo_title": ("演示用户", "Demo users"),
@@ -1568,6 +1581,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "ad_unlock": ("解除锁定", "Unlock"),
     "ad_unlocked": ("已解除 {name} 的锁定。", "{name} is unlocked."),
+    "ad_sessions": (
+        "{name} 有 {n} 个有效登录，最近活动于 {last}。",
+        "{name} has {n} active session(s), last active at {last}.",
+    ),
+    "ad_no_sessions": ("{name} 当前没有有效登录。", "{name} has no active session."),
+    "ad_end_sessions": ("结束其全部登录", "Sign out everywhere"),
+    "ad_sessions_ended": ("已结束 {name} 的 {n} 个登录。", "Ended {n} session(s) of {name}."),
     "nav_library": ("指标库", "KPI library"),
     "lib_title": ("指标库", "KPI library"),
     "lib_not_allowed": (

@@ -342,6 +342,35 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
+        9,
+        "sign-in sessions bound to a cookie, and the key that signs it",
+        """
+        -- One row per sign-in (kpi_core.sessions). The browser holds a random id in an HttpOnly
+        -- cookie; only its SHA-256 is stored, so a copy of the warehouse (a backup) cannot be
+        -- turned back into a cookie. A session ends at `expires_at`, after idle time-out (from
+        -- `last_seen`), or when revoked: sign-out, sign-out everywhere, an admin.
+        CREATE TABLE app_session (
+            id_hash VARCHAR PRIMARY KEY,
+            user_name VARCHAR NOT NULL,
+            via VARCHAR NOT NULL,  -- password / sso
+            created_at TIMESTAMP NOT NULL,
+            last_seen TIMESTAMP NOT NULL,
+            expires_at TIMESTAMP NOT NULL,
+            revoked_at TIMESTAMP,
+            revoked_by VARCHAR,
+            revoked_why VARCHAR  -- signed_out / everywhere / admin / timed_out / password / deleted
+        );
+
+        -- Keys the server generates once (the session cookie's signing key, unless
+        -- [sign_in] cookie_secret is set in secrets.toml).
+        CREATE TABLE app_secret (
+            name VARCHAR PRIMARY KEY,
+            value VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
+    (
         10,
         "kiosk screens managed by admins, their tokens stored hashed",
         """

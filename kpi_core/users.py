@@ -12,6 +12,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from kpi_core import sessions
 from kpi_core.access import ROLES, hash_password
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.service import Actor
@@ -169,6 +170,9 @@ def save_user(
                     [hash_password(password), name],
                 )
                 changes.append(("password", None, "changed"))
+                # A new password is often set because the old one leaked: whoever signed in
+                # with it is signed out.
+                sessions.revoke_in(cur, name, now=now, by=who.name, why="password")
         for fld, was, now_value in changes:
             cur.execute(
                 "INSERT INTO audit VALUES (?, ?, 'user', ?, ?, ?, ?, NULL)",
@@ -187,11 +191,14 @@ def delete_user(wh: Warehouse, who: Actor, name: str) -> None:
             raise NotFoundError(f"There is no user '{name}'.")
         if old[0] == "admin" and not _other_admins(cur, name):
             raise UserError(f"'{name}' is the last admin and cannot be deleted.")
+        now = datetime.now()
         cur.execute("DELETE FROM app_user WHERE name = ?", [name])
         cur.execute(
             "INSERT INTO audit VALUES (?, ?, 'user', ?, 'deleted', ?, NULL, NULL)",
-            [datetime.now(), who.name, name, old[0]],
+            [now, who.name, name, old[0]],
         )
+        # Ended with the user, so a user added later under the same name starts with none.
+        sessions.revoke_in(cur, name, now=now, by=who.name, why="deleted")
 
 
 def unlock(wh: Warehouse, who: Actor, name: str) -> None:

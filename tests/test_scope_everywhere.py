@@ -38,6 +38,7 @@ from kpi_core.ingest.profile import Measure, Profile
 from kpi_core.ui import PAGES
 from kpi_core.ui.library import export_bytes
 from kpi_core.warehouse import Warehouse
+from tests import apptest
 from tests.apptest import ROOT, ok
 
 VIEWER, HEAD = "viewer_prod", "head_sales"
@@ -236,10 +237,12 @@ def scrub(texts: list[str], patterns: list[re.Pattern]) -> list[str]:
     return texts
 
 
-def open_as(path: Path, page: str, user: str, query: dict, lang: str = "en") -> AppTest:
+def open_as(
+    monkeypatch, path: Path, page: str, user: str, query: dict, lang: str = "en"
+) -> AppTest:
+    apptest.sign_in(monkeypatch, path, user)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = lang
-    at.session_state["user_name"] = user
     for k, v in query.items():
         at.query_params[k] = v
     at.run()
@@ -313,7 +316,7 @@ def test_no_page_shows_another_department(page, user, query, wh_file, foreign, m
     monkeypatch.setenv("KPI_WAREHOUSE", str(wh_file))
     monkeypatch.setenv("KPI_SECRETS", str(wh_file.parent / "no-secrets.toml"))
     asked = QUERIES[query]
-    at = open_as(wh_file, page, user, asked)
+    at = open_as(monkeypatch, wh_file, page, user, asked)
     seen = rendered(at)
     assert seen, "nothing rendered"
     if page == "pages/9_Big_Screen.py":
@@ -350,7 +353,7 @@ def test_tree_and_trends_in_chinese_and_every_node(lang, wh_file, foreign, monke
     of the viewer's tree and both comparisons — in both languages."""
     monkeypatch.setenv("KPI_WAREHOUSE", str(wh_file))
     for page in ("pages/5_Tree.py", "pages/7_Trends.py"):
-        at = open_as(wh_file, page, VIEWER, QUERIES["sales"], lang)
+        at = open_as(monkeypatch, wh_file, page, VIEWER, QUERIES["sales"], lang)
         seen = rendered(at)
         explore(at, seen)
         for group in at.get("button_group"):
@@ -362,7 +365,7 @@ def test_tree_and_trends_in_chinese_and_every_node(lang, wh_file, foreign, monke
 
 def test_the_tree_page_draws_only_the_viewers_tree(wh_file, catalog, monkeypatch):
     monkeypatch.setenv("KPI_WAREHOUSE", str(wh_file))
-    at = open_as(wh_file, "pages/5_Tree.py", VIEWER, QUERIES["sales"])
+    at = open_as(monkeypatch, wh_file, "pages/5_Tree.py", VIEWER, QUERIES["sales"])
     spec = at.get("graphviz_chart")[0].proto.spec
     assert catalog.unit("PROD").name("en") in spec
     assert catalog.unit("SALES").name("en") not in spec

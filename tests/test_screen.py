@@ -11,6 +11,7 @@ from kpi_core import i18n, screen
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import WarehouseBusyError
 from kpi_core.ui.screen import Params, clip, pages, render
+from tests import apptest
 from tests.apptest import ROOT, ok
 
 
@@ -140,10 +141,12 @@ def test_the_page_without_a_token(own_file, monkeypatch, tmp_path):
     monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "no-secrets.toml"))
 
     def html(user: str | None) -> str:
+        if user:
+            apptest.sign_in(monkeypatch, own_file, user)
+        else:
+            apptest.browser_cookie(monkeypatch, None)
         at = AppTest.from_file(str(ROOT / "pages/9_Big_Screen.py"), default_timeout=60)
         at.query_params["lang"] = "en"
-        if user:
-            at.session_state["user_name"] = user
         at.run()
         ok(at)
         return "".join(h.proto.body for h in at.get("html"))
@@ -152,3 +155,13 @@ def test_the_page_without_a_token(own_file, monkeypatch, tmp_path):
     assert "bs-slide" in preview and "Sales" in preview
     assert i18n.t("bs_not_set_up", "en") not in preview
     assert i18n.t("bs_not_set_up", "en") in html(None)
+    # A Streamlit session that only remembers a user (its id replayed from another browser,
+    # which has no session cookie) previews nothing.
+    apptest.browser_cookie(monkeypatch, None)
+    at = AppTest.from_file(str(ROOT / "pages/9_Big_Screen.py"), default_timeout=60)
+    at.query_params["lang"] = "en"
+    at.session_state["user_name"] = "head_sales"
+    at.run()
+    ok(at)
+    replayed = "".join(h.proto.body for h in at.get("html"))
+    assert i18n.t("bs_not_set_up", "en") in replayed and "Sales" not in replayed

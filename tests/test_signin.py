@@ -1,5 +1,6 @@
 """Signing in: passwords, lock-out, idle time-out and the audit trail, in the core and on the
-sign-in form every page shows first."""
+sign-in gate every page passes first (the session cookie through tests/apptest.py; the routes
+that set it are tested on a real server in test_session_routes)."""
 
 import subprocess
 import sys
@@ -10,10 +11,10 @@ from datetime import datetime, timedelta
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import auth, service, users
+from kpi_core import auth, service, sessions, users
 from kpi_core.auth import Policy
 from kpi_core.warehouse import Warehouse
-from tests.apptest import ROOT, ok
+from tests.apptest import ROOT, browser_cookie, ok, sign_in
 
 RULES = Policy(max_failures=3, lock_minutes=15, idle_minutes=30)
 
@@ -227,51 +228,24 @@ def test_unknown_wrong_and_locked_users_get_the_same_answer_and_work(demo_wh, mo
     assert work == [1, 1, 1, 1, 1]
 
 
-# The form, through the app.
+# The gate, through the app.
 
 
-def app(own_file, monkeypatch, lang="en") -> AppTest:
+def app(own_file, monkeypatch, lang="en", *, url=None, query=None) -> AppTest:
+    """The Overview (or the page at `url`) in a browser that holds whatever cookie the test
+    gave it (`sign_in`, `browser_cookie`), none by default."""
     monkeypatch.setenv("KPI_WAREHOUSE", str(own_file))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = lang
+    if url:
+        at.context = {"url": url}
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
     return at.run()
 
 
-def submit(at: AppTest, name: str, password: str) -> AppTest:
-    at.text_input(key="si_name").input(name)
-    at.text_input(key="si_password").input(password)
-    return at.button[0].click().run()
-
-
-def test_every_page_asks_to_sign_in_first(own_file, monkeypatch):
-    at = app(own_file, monkeypatch)
-    ok(at)
-    assert at.subheader[0].value == "Sign in"
-    assert not at.metric and not at.dataframe  # nothing of the company before signing in
-    assert not at.sidebar.get("page_link")
-    demo = at.table[0].value
-    assert list(demo.iloc[:, 0]) == ["admin", "head_sales", "analyst", "viewer_prod"]
-    # A deep link to another page asks too.
-    at.switch_page("pages/1_Board.py").run()
-    ok(at)
-    assert at.subheader[0].value == "Sign in" and not at.metric
-
-
-def test_sign_in_wrong_then_right_then_sign_out(own_file, monkeypatch):
-    at = app(own_file, monkeypatch)
-    submit(at, "head_sales", "wrong")
-    assert at.error[0].value.startswith("The user name or password is not right, or the user")
-    submit(at, "head_sales", "head")
-    ok(at)
-    assert "head_sales" in at.sidebar.caption[0].value
-    assert [b.label for b in at.sidebar.button] == ["Sign out"]
-    links = [link.label for link in at.sidebar.get("page_link")]
-    assert "Admin" not in links and "Board" in links
-    at.sidebar.button[0].click().run()
-    ok(at)
-    assert at.subheader[0].value == "Sign in"
-    assert at.info[0].value == "You are signed out."
-    assert session_log_of(own_file, "head_sales") == ["failed", "signed_in", "signed_out"]
+def form_html(at: AppTest) -> str:
+    return "".join(h.proto.body for h in at.get("html"))
 
 
 def session_log_of(path, user: str) -> list[str]:
@@ -282,23 +256,99 @@ def session_log_of(path, user: str) -> list[str]:
         wh.close()
 
 
-def test_lock_out_on_the_form_in_chinese(own_file, monkeypatch):
+def test_every_page_asks_to_sign_in_first(own_file, monkeypatch):
+    browser_cookie(monkeypatch, None)
+    at = app(own_file, monkeypatch)
+    ok(at)
+    assert at.subheader[0].value == "Sign in"
+    assert not at.metric and not at.dataframe  # nothing of the company before signing in
+    assert not at.sidebar.get("page_link")
+    demo = at.table[0].value
+    assert list(demo.iloc[:, 0]) == ["admin", "head_sales", "analyst", "viewer_prod"]
+    # A plain HTML form posting to the sign-in route (a script cannot set an HttpOnly cookie).
+    form = form_html(at)
+    assert 'method="post" action="/auth/signin"' in form
+    assert 'name="user" autocomplete="username"' in form and 'type="password"' in form
+    assert ">User name<" in form and ">Password<" in form and ">Sign in</button>" in form
+    # A deep link to another page asks too, and comes back to it after signing in.
+    at.switch_page("pages/1_Board.py")
+    at.context = {"url": "http://localhost:8501/Board"}
+    at.query_params["unit"] = "SALES"
+    at.run()
+    ok(at)
+    assert at.subheader[0].value == "Sign in" and not at.metric
+    assert 'name="next" value="/Board?lang=en&amp;unit=SALES"' in form_html(at)
+
+
+def test_the_form_in_chinese(own_file, monkeypatch):
+    browser_cookie(monkeypatch, None)
     at = app(own_file, monkeypatch, lang="zh")
-    for _ in range(5):
-        submit(at, "viewer_prod", "wrong")
-    said = "用户名或密码不正确，或该用户因连续 5 次登录失败已被锁定。锁定 15 分钟后自动解除，管理员也可以提前解锁。"
-    assert at.error[0].value == said
-    submit(at, "viewer_prod", "viewer")  # the right password, but locked
-    assert at.error[0].value == said and not at.sidebar.get("page_link")
-    assert session_log_of(own_file, "viewer_prod")[-2:] == ["locked", "failed"]
+    form = form_html(at)
+    assert at.subheader[0].value == "登录"
+    assert ">用户名<" in form and ">密码<" in form and ">登录</button>" in form
+    assert at.expander[0].label == "演示用户"
+
+
+def test_session_state_alone_grants_nothing(own_file, monkeypatch):
+    """What a replayed Streamlit session id brings along — the session's state, a user name
+    in it — without the browser's cookie: the form."""
+    browser_cookie(monkeypatch, None)
+    monkeypatch.setenv("KPI_WAREHOUSE", str(own_file))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = "en"
+    at.session_state["user_name"] = "admin"
+    at.session_state["auth_via"] = "password"
+    at.run()
+    ok(at)
+    assert at.subheader[0].value == "Sign in" and not at.metric
+    assert not at.sidebar.get("page_link")
+    # A cookie the server did not sign is nothing either.
+    browser_cookie(monkeypatch, "A" * 43 + "." + "B" * 43)
+    at.run()
+    assert at.subheader[0].value == "Sign in" and not at.metric
+
+
+def test_signed_in_by_the_cookie_then_signed_out(own_file, monkeypatch):
+    value = sign_in(monkeypatch, own_file, "head_sales")
+    at = app(own_file, monkeypatch)
+    ok(at)
+    assert "head_sales" in at.sidebar.caption[0].value
+    links = [link.label for link in at.sidebar.get("page_link")]
+    assert "Admin" not in links and "Board" in links
+    sidebar = "".join(h.proto.body for h in at.sidebar.get("html"))
+    assert 'method="post" action="/auth/signout"' in sidebar
+    assert ">Sign out</button>" in sidebar and ">Sign out everywhere</button>" in sidebar
+    # The sign-out route ends the session (tested on a real server); this tab's next run:
+    wh = Warehouse(own_file, linger=0)
+    sid = sessions.unsign(value, sessions.key(wh, now=datetime.now()))
+    sessions.revoke(wh, sid, now=datetime.now())
+    wh.close()
+    at.run()
+    ok(at)
+    assert at.subheader[0].value == "Sign in" and not at.sidebar.get("page_link")
+    assert at.info[0].value.startswith("Your session was ended")
+    assert session_log_of(own_file, "head_sales") == ["signed_out"]
+
+
+def test_the_routes_messages_on_the_form(own_file, monkeypatch):
+    browser_cookie(monkeypatch, None)
+    at = app(own_file, monkeypatch, query={"si_error": "wrong"})
+    assert at.error[0].value.startswith("The user name or password is not right, or the user")
+    assert "si_error" not in at.query_params  # said once, not on a reload
+    at = app(own_file, monkeypatch, lang="zh", query={"si_error": "wrong"})
+    assert at.error[0].value.startswith("用户名或密码不正确，或该用户因连续")
+    at = app(own_file, monkeypatch, query={"si_notice": "signed_out"})
+    assert at.info[0].value == "You are signed out."
+    assert not at.error
 
 
 def test_idle_session_is_signed_out(own_file, monkeypatch):
+    wh = Warehouse(own_file, linger=0)
+    now = datetime.now()
+    sid = sessions.create(wh, "analyst", now=now - timedelta(minutes=61), rules=auth.policy())
+    browser_cookie(monkeypatch, sessions.sign(sid, sessions.key(wh, now=now)))
+    wh.close()
     at = app(own_file, monkeypatch)
-    submit(at, "analyst", "analyst")
-    assert at.sidebar.get("page_link")
-    at.session_state["auth_seen"] = at.session_state["auth_seen"] - 61 * 60  # default: 60 min
-    at.run()
     ok(at)
     assert at.subheader[0].value == "Sign in"
     assert (
@@ -308,10 +358,12 @@ def test_idle_session_is_signed_out(own_file, monkeypatch):
 
 
 def test_the_admin_page_shows_and_lifts_a_lock(own_file, monkeypatch):
-    at = app(own_file, monkeypatch)
+    wh = Warehouse(own_file, linger=0)
     for _ in range(5):
-        submit(at, "viewer_prod", "wrong")
-    submit(at, "admin", "admin")
+        auth.sign_in(wh, "viewer_prod", "wrong")
+    wh.close()
+    sign_in(monkeypatch, own_file, "admin")
+    at = app(own_file, monkeypatch)
     at.switch_page("pages/10_Admin.py").run()
     ok(at)
     at.selectbox(key="ad_user_pick").select("viewer_prod").run()
@@ -322,9 +374,28 @@ def test_the_admin_page_shows_and_lifts_a_lock(own_file, monkeypatch):
     assert session_log_of(own_file, "viewer_prod").count("failed") == 5
 
 
-def test_a_deleted_users_session_ends(own_file, monkeypatch):
+def test_an_admin_signs_a_user_out_everywhere(own_file, monkeypatch):
+    theirs = sign_in(monkeypatch, own_file, "viewer_prod")
+    sign_in(monkeypatch, own_file, "admin")
     at = app(own_file, monkeypatch)
-    submit(at, "viewer_prod", "viewer")
+    at.switch_page("pages/10_Admin.py").run()
+    at.selectbox(key="ad_user_pick").select("viewer_prod").run()
+    ok(at)
+    assert any("viewer_prod has 1 active session(s)" in c.value for c in at.caption)
+    at.button(key="ad_end_viewer_prod").click().run()
+    ok(at)
+    assert at.success[0].value == "Ended 1 session(s) of viewer_prod."
+    assert any("viewer_prod has no active session." in c.value for c in at.caption)
+    # The viewer's browser, at its next run:
+    browser_cookie(monkeypatch, theirs)
+    viewer = app(own_file, monkeypatch)
+    assert viewer.subheader[0].value == "Sign in"
+    assert viewer.info[0].value.startswith("Your session was ended")
+
+
+def test_a_deleted_users_session_ends(own_file, monkeypatch):
+    sign_in(monkeypatch, own_file, "viewer_prod")
+    at = app(own_file, monkeypatch)
     assert at.sidebar.get("page_link")
     wh = Warehouse(own_file, linger=0)
     users.delete_user(wh, service.SYSTEM, "viewer_prod")

@@ -40,8 +40,8 @@ def downloads(at) -> list[str]:
         ),
     ],
 )
-def test_page_in_both_languages(lang, title, subheads, buttons, demo_file, monkeypatch):
-    at = open_as(demo_file, monkeypatch, lang=lang, query={"unit": "SALES", "kpi": "REV"})
+def test_page_in_both_languages(lang, title, subheads, buttons, own_file, monkeypatch):
+    at = open_as(own_file, monkeypatch, lang=lang, query={"unit": "SALES", "kpi": "REV"})
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value == title
     shown = [s.value for s in at.subheader]
@@ -57,8 +57,8 @@ def test_page_in_both_languages(lang, title, subheads, buttons, demo_file, monke
     assert at.query_params["from"] == "2024-11" and at.query_params["to"] == "2026-10"
 
 
-def test_pickers_change_the_kpi_and_the_range(demo_file, monkeypatch):
-    at = open_page(PAGE, demo_file, monkeypatch)
+def test_pickers_change_the_kpi_and_the_range(own_file, monkeypatch):
+    at = open_page(PAGE, own_file, monkeypatch)
     unit_id = at.session_state["unit"]
     kpi = at.selectbox(key=f"tr_kpi_{unit_id}")
     sales_rev = next(o for o in kpi.options if o.startswith("Revenue (Sales"))
@@ -112,8 +112,8 @@ def test_an_empty_comment_is_refused_with_a_message(own_file, monkeypatch):
     assert [e.value for e in at.error] == ["The comment is empty — write something first."]
 
 
-def test_viewer_scoped_to_production_cannot_pick_sales(demo_file, monkeypatch):
-    at = open_as(demo_file, monkeypatch, user="viewer_prod", query={"unit": "SALES"})
+def test_viewer_scoped_to_production_cannot_pick_sales(own_file, monkeypatch):
+    at = open_as(own_file, monkeypatch, user="viewer_prod", query={"unit": "SALES"})
     units = at.selectbox(key="unit_pick").options
     assert not any("Sales" in u for u in units), units
     assert any("Production" in u for u in units)

@@ -6,6 +6,7 @@ on a cold server (DESIGN.md §2): config, language, warehouse, acting user, navi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,11 +40,25 @@ PAGES = (
 )
 
 
+_SHARED: dict[str, Warehouse] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_warehouse(path: str) -> Warehouse:
+    """This process's one Warehouse object for `path`, shared by the pages and the sign-in
+    routes (kpi_core/ui/server.py): one object, so their writes are serialised by its lock."""
+    with _SHARED_LOCK:
+        wh = _SHARED.get(path)
+        if wh is None:
+            wh = Warehouse(path)
+            service.ensure_demo(wh, today=clock.today())
+            _SHARED[path] = wh
+        return wh
+
+
 @st.cache_resource(show_spinner=False)
 def _warehouse(path: str) -> Warehouse:
-    wh = Warehouse(path)
-    service.ensure_demo(wh, today=clock.today())
-    return wh
+    return shared_warehouse(path)
 
 
 @dataclass

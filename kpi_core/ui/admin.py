@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import streamlit as st
 
-from kpi_core import backup, kiosk, users
+from kpi_core import auth, backup, kiosk, sessions, users
 from kpi_core.access import ROLES
 from kpi_core.errors import KpiError
 from kpi_core.ui import PageContext
@@ -120,12 +120,30 @@ def users_section(ctx: PageContext) -> None:
             _done(ctx.t("ad_unlocked", name=current.name), pick=current.name)
 
     if current is not None:
+        _sessions_panel(ctx, current.name, suffix)
+
+    if current is not None:
         sure = st.checkbox(
             ctx.t("ad_delete_confirm", name=current.name), key=f"ad_delete_sure_{suffix}"
         )
         if st.button(ctx.t("ad_delete"), disabled=not sure, key=f"ad_delete_{suffix}"):
             users.delete_user(ctx.wh, ctx.actor, current.name)
             _done(ctx.t("ad_user_deleted", name=current.name), pick=_NEW)
+
+
+def _sessions_panel(ctx: PageContext, name: str, suffix: str) -> None:
+    """The user's live sessions, and signing them out everywhere (a lost laptop, a leaver)."""
+    now = datetime.now()
+    live = sessions.live(ctx.wh, name, now=now, rules=auth.policy())
+    if not live:
+        st.caption(ctx.t("ad_no_sessions", name=name))
+        return
+    st.caption(
+        ctx.t("ad_sessions", name=name, n=len(live), last=f"{live[0].last_seen:%Y-%m-%d %H:%M}")
+    )
+    if st.button(ctx.t("ad_end_sessions"), icon=":material/logout:", key=f"ad_end_{suffix}"):
+        n = sessions.end_sessions(ctx.wh, ctx.actor, name, now=datetime.now())
+        _done(ctx.t("ad_sessions_ended", name=name, n=n), pick=name)
 
 
 def _done(message: str, pick: str) -> None:

@@ -480,10 +480,12 @@ def _signed_in_scope() -> tuple[str, tuple[str, ...]] | None:
     """(screen name, unit codes) for a user who opened the screen from the sidebar, signed in
     in this session: the wall previewed over their own scope. A wall itself has no session and
     uses a token."""
-    user_name = st.session_state.get(signin.USER)
+    wh = _warehouse(resolve_path())  # the pages' own warehouse object
+    # The browser's session cookie, checked against the store: a Streamlit session id
+    # replayed from another browser does not carry it.
+    user_name = signin.signed_in_user(wh)
     if not user_name:
         return None
-    wh = _warehouse(resolve_path())  # the pages' own warehouse object
     try:
         user = load_user(wh, user_name)
     except NotFoundError:

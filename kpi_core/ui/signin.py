@@ -1,27 +1,59 @@
 """The sign-in gate every page passes through (`kpi_core.ui.page`).
 
-A session is signed in when `st.session_state["user_name"]` names a user: set here by the
-password form or by single sign-on (`st.login`, when `[auth]` is configured in secrets.toml).
-A browser reload starts a new Streamlit session, so it asks again — except with single sign-on,
-whose identity cookie survives reloads. The wall screen never comes here: it reads with its
-kiosk token (kpi_core.screen).
+A script run is signed in only when its own browser's cookie `kpi_session` names a live session
+in the warehouse (kpi_core/sessions.py), checked on every run — `st.session_state` grants
+nothing. So a reload, a new tab or a link from a push stays signed in; a Streamlit session id
+replayed from a browser without the cookie gets the sign-in form; and a session ended anywhere
+(sign-out in another tab, sign-out everywhere, time-out, an admin) is ended at the next run of
+every tab. (`st.context.cookies` holds the cookies of the tab's WebSocket handshake: a tab keeps
+the cookie it connected with until it reloads.)
+
+A script cannot set an HttpOnly cookie, so the sign-in and sign-out forms are plain HTML forms
+posting to the app's routes (kpi_core/ui/server.py), which set and clear the cookie. Single
+sign-on (`st.login`, when `[auth]` is configured in secrets.toml) ends in the same cookie,
+issued on the provider's callback. The wall screen never comes here: it reads with its kiosk
+token (kpi_core.screen).
 """
 
 from __future__ import annotations
 
-import time
+import html
+from datetime import datetime
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from kpi_core import auth, i18n, service, sso
+from kpi_core import auth, i18n, service, sessions, sso
 from kpi_core.errors import KpiError
+from kpi_core.ui import server
 from kpi_core.warehouse import Warehouse
 
+# The signed-in user of this run, for the pages' widgets; written by the gate after the cookie
+# was checked, never read as proof of anything.
 USER = "user_name"
-_SEEN = "auth_seen"
 _VIA = "auth_via"
-_REFUSED = "auth_sso_refused"
+
+
+def _cookie() -> str | None:
+    value = st.context.cookies.get(sessions.COOKIE)
+    return value if isinstance(value, str) else None
+
+
+def check(wh: Warehouse, rules: auth.Policy, now: datetime) -> sessions.Check:
+    """This run's browser's session, checked against the store."""
+    value = _cookie()
+    if value is None:
+        return sessions.Check(None, "none")
+    return sessions.check(
+        wh, sessions.unsign(value, sessions.key(wh, now=now)), now=now, rules=rules
+    )
+
+
+def signed_in_user(wh: Warehouse) -> str | None:
+    """The user this browser's cookie signs in, for a page that has no form of its own (the
+    big screen previewed from the sidebar); None when it signs in no one."""
+    got = check(wh, auth.policy(), datetime.now())
+    return got.session.user if got.ok else None
 
 
 def gate(wh: Warehouse, lang: str) -> str | None:
@@ -33,31 +65,43 @@ def gate(wh: Warehouse, lang: str) -> str | None:
     if wh.one("SELECT count(*) FROM app_user")[0] == 0:
         return None
     rules = auth.policy()
-    now = time.time()
-    name = st.session_state.get(USER)
-    if name and wh.one("SELECT 1 FROM app_user WHERE name = ?", [name]) is None:
-        _forget()  # deleted by an admin meanwhile: this session ends with the user
-        name = None
-    if name and auth.idle_expired(st.session_state.get(_SEEN, now), now, rules):
-        auth.record(wh, name, "timed_out", f"idle over {rules.idle_minutes} min")
-        via = st.session_state.get(_VIA)
-        _forget()
-        st.session_state["auth_notice"] = i18n.t("si_timed_out", lang, minutes=rules.idle_minutes)
-        if via == "sso":
-            st.logout()  # else the provider's cookie would sign the session straight back in
-        name = None
-    if not name:
-        name = _single_sign_on(wh, lang)
-    if not name:
-        _form(wh, lang, rules)
-        st.stop()
-    st.session_state[_SEEN] = now
-    return name
+    flags = {k: st.query_params.get(k) for k in server.FLAGS}
+    for k, v in flags.items():
+        if v is not None:
+            del st.query_params[k]  # said once; not kept in the URL for a reload
+    got = check(wh, rules, datetime.now())
+    if got.ok:
+        st.session_state[USER] = got.session.user
+        st.session_state[_VIA] = got.session.via
+        return got.session.user
+    st.session_state.pop(USER, None)
+    st.session_state.pop(_VIA, None)
+    _sso_refusal(wh, lang)
+    _form(wh, lang, _notice(got.reason, flags, rules, lang), _error(flags, rules, lang))
+    st.stop()
 
 
-def _forget() -> None:
-    for key in (USER, _SEEN, _VIA):
-        st.session_state.pop(key, None)
+def _notice(reason: str, flags: dict, rules: auth.Policy, lang: str) -> str | None:
+    if flags.get("si_notice") == "signed_out":
+        return i18n.t("si_signed_out", lang)
+    if reason == "idle":
+        return i18n.t("si_timed_out", lang, minutes=rules.idle_minutes)
+    if reason == "expired":
+        return i18n.t("si_expired", lang, hours=rules.session_hours)
+    if reason in ("revoked", "no_user"):
+        return i18n.t("si_ended", lang)
+    return None
+
+
+def _error(flags: dict, rules: auth.Policy, lang: str) -> str | None:
+    error = flags.get("si_error")
+    if error == "busy":
+        return i18n.t("warehouse_busy", lang)
+    if error == "setup":
+        return i18n.t("si_setup", lang)
+    if error:
+        return i18n.t("si_wrong", lang, max=rules.max_failures, minutes=rules.lock_minutes)
+    return None
 
 
 def _sso_configured() -> bool:
@@ -84,57 +128,81 @@ def _sso_origin() -> str | None:
     return _origin(uri.replace("{port}", str(st.get_option("server.port"))))
 
 
-def _single_sign_on(wh: Warehouse, lang: str) -> str | None:
-    """The user an identity-provider sign-in maps to (once per session, audited)."""
+def _sso_refusal(wh: Warehouse, lang: str) -> None:
+    """A browser back from the identity provider whose identity has no user here: why, and a
+    way out. (The sign-in, its session cookie and its audit happen on the provider's callback,
+    server.SsoSessions; an identity cookie alone signs no one in.)"""
     if not _sso_configured() or not st.user.is_logged_in:
-        return None
+        return
     claims = dict(st.user.to_dict())
     claims.pop("tokens", None)
     try:
-        name = sso.resolve(wh, claims)
+        sso.resolve(wh, claims)
     except KpiError as exc:
-        reason = str(exc)
-        if st.session_state.get(_REFUSED) != reason:  # audited once, not on every rerun
-            st.session_state[_REFUSED] = reason
-            who = str(claims.get("email") or claims.get("sub") or "(no e-mail)")
-            auth.record(wh, who, "failed", f"sso: {reason}"[:500])
-        st.error(i18n.t("si_sso_refused", lang, reason=reason))
+        st.error(i18n.t("si_sso_refused", lang, reason=str(exc)))
         if st.button(i18n.t("si_sign_out", lang), icon=":material/logout:", key="si_sso_out"):
-            st.session_state.pop(_REFUSED, None)
             st.logout()
         st.stop()
-    st.session_state.pop(_REFUSED, None)
-    st.session_state[USER] = name
-    st.session_state[_VIA] = "sso"
-    auth.record(wh, name, "signed_in", "sso")
-    return name
 
 
-def _form(wh: Warehouse, lang: str, rules: auth.Policy) -> None:
+def _here() -> str:
+    """This page's path and query, for the forms' `next`."""
+    path = urlsplit(st.context.url or "").path or "/"
+    query = {k: v for k, v in st.query_params.to_dict().items() if k not in server.FLAGS}
+    return path + (f"?{urlencode(query)}" if query else "")
+
+
+_FORM_CSS = """
+<style>
+.kpi-auth { display: flex; flex-direction: column; gap: 0.9rem; }
+.kpi-auth label { display: flex; flex-direction: column; gap: 0.3rem; font-size: 0.875rem; }
+.kpi-auth input {
+  font: inherit; padding: 0.55rem 0.75rem; border: 1px solid rgba(49, 51, 63, 0.2);
+  border-radius: 0.5rem; background: #f0f2f6; color: inherit;
+}
+.kpi-auth input:focus { outline: 2px solid #1f5fa8; outline-offset: 0; }
+.kpi-auth button {
+  font: inherit; padding: 0.5rem 0.75rem; border-radius: 0.5rem; cursor: pointer;
+  border: 1px solid #1f5fa8; background: #1f5fa8; color: #fff;
+}
+.kpi-auth button.kpi-secondary {
+  background: transparent; color: inherit; border-color: rgba(49, 51, 63, 0.2);
+}
+.kpi-auth-row { display: flex; gap: 0.5rem; flex-wrap: wrap; }
+.kpi-auth-row button { font-size: 0.875rem; padding: 0.3rem 0.7rem; }
+</style>
+"""
+
+
+def _form_html(lang: str) -> str:
+    def t(key: str) -> str:
+        return html.escape(i18n.t(key, lang))
+
+    action = html.escape(server.url_path(server.SIGN_IN))
+    return (
+        f'{_FORM_CSS}<form class="kpi-auth" method="post" action="{action}">'
+        f'<label>{t("si_name")}<input name="user" autocomplete="username" required '
+        f'maxlength="256"></label>'
+        f'<label>{t("si_password")}<input name="password" type="password" '
+        f'autocomplete="current-password" maxlength="1024"></label>'
+        f'<input type="hidden" name="next" value="{html.escape(_here())}">'
+        f'<button type="submit">{t("si_submit")}</button></form>'
+    )
+
+
+def _form(wh: Warehouse, lang: str, notice: str | None, error: str | None) -> None:
     def t(key: str, **values: object) -> str:
         return i18n.t(key, lang, **values)
 
     _, middle, _ = st.columns([1, 2, 1])
     with middle:
         st.title(t("app_title"))
-        if notice := st.session_state.pop("auth_notice", None):
+        if notice:
             st.info(notice)
-        with st.form("si_form"):
-            st.subheader(t("si_title"))
-            name = st.text_input(t("si_name"), key="si_name", autocomplete="username")
-            password = st.text_input(
-                t("si_password"), type="password", key="si_password",
-                autocomplete="current-password",
-            )  # fmt: skip
-            sent = st.form_submit_button(t("si_submit"), type="primary", width="stretch")
-        if sent:
-            outcome = auth.sign_in(wh, name, password, rules=rules)
-            if outcome.ok:
-                st.session_state[USER] = outcome.user
-                st.session_state[_SEEN] = time.time()
-                st.session_state[_VIA] = "password"
-                st.rerun()
-            st.error(t("si_wrong", max=rules.max_failures, minutes=rules.lock_minutes))
+        st.subheader(t("si_title"))
+        if error:
+            st.error(error)
+        st.html(_form_html(lang))
         if _sso_configured():
             st.divider()
             _sso_button(lang, t("si_sso"))
@@ -159,8 +227,7 @@ def _sso_button(lang: str, label: str) -> None:
         st.login()
     here, there = _origin(st.context.url), _sso_origin()
     if here and there and here != there:
-        base = "/" + st.get_option("server.baseUrlPath").strip("/")
-        url = f"{there}{base.rstrip('/')}/?{urlencode({'sso': '1', 'lang': lang})}"
+        url = f"{there}{server.base_path()}/?{urlencode({'sso': '1', 'lang': lang})}"
         st.link_button(label, url, icon=":material/key:", width="stretch")
     elif st.button(label, icon=":material/key:", width="stretch", key="si_sso"):
         st.login()
@@ -174,15 +241,19 @@ def _demo_users(wh: Warehouse) -> list[tuple[str, str, str]]:
 
 
 def sign_out_button(wh: Warehouse, name: str, lang: str) -> None:
-    if st.button(i18n.t("si_sign_out", lang), icon=":material/logout:", key="si_sign_out"):
-        via = st.session_state.get(_VIA)
-        auth.record(wh, name, "signed_out", via)
-        _forget()
-        st.session_state.pop("si_demo", None)
-        st.session_state["auth_notice"] = i18n.t("si_signed_out", lang)
-        if via == "sso":
-            # The browser is sent through the provider's logout and back; a rerun here could
-            # drop that redirect before it reaches the browser.
-            st.logout()
-            st.stop()
-        st.rerun()
+    """Sign out (this browser) and sign out everywhere (every browser of this user): a form
+    posting to the sign-out route, which ends the session and clears the cookie."""
+
+    def t(key: str) -> str:
+        return html.escape(i18n.t(key, lang))
+
+    st.session_state.pop("si_demo", None)  # the form may list other users once signed out
+    action = html.escape(server.url_path(server.SIGN_OUT))
+    st.html(
+        f'{_FORM_CSS}<form class="kpi-auth" method="post" action="{action}">'
+        f'<input type="hidden" name="next" value="{html.escape(_here())}">'
+        f'<div class="kpi-auth-row"><button type="submit" name="scope" value="this">'
+        f"{t('si_sign_out')}</button>"
+        f'<button type="submit" name="scope" value="all" class="kpi-secondary">'
+        f"{t('si_sign_out_everywhere')}</button></div></form>"
+    )
