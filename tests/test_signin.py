@@ -403,21 +403,3 @@ def test_a_deleted_users_session_ends(own_file, monkeypatch):
     at.run()
     ok(at)
     assert at.subheader[0].value == "Sign in" and not at.sidebar.get("page_link")
-
-
-def test_the_form_says_the_same_for_an_unknown_a_wrong_and_a_locked_user(own_file, monkeypatch):
-    said = {}
-    for name in ("head_sales", "nobody"):
-        at = app(own_file, monkeypatch)
-        for k in range(5):  # the fifth locks a user who exists
-            submit(at, name, f"wrong-{k}")
-            said.setdefault(name, set()).add(at.error[0].value)
-    at = app(own_file, monkeypatch)
-    submit(at, "head_sales", "head")  # locked: even the right password
-    said["head_sales"].add(at.error[0].value)
-    assert not at.sidebar.get("page_link")
-    assert said["head_sales"] == said["nobody"] and len(said["nobody"]) == 1
-    assert said["nobody"] == {
-        "The user name or password is not right, or the user is locked after 5 failed "
-        "attempts in a row. A lock runs out after 15 minutes; an admin can lift it sooner."
-    }
