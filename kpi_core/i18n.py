@@ -348,6 +348,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_rollback_reason": ("原因", "Reason"),
     "up_rollback_reason_placeholder": ("例如：上传了错误月份的文件", "e.g. the wrong month's file"),
     "up_rollback_button": ("撤销批次 {batch}…", "Roll back batch {batch}…"),
+    "up_rollback_pick": ("选择要撤销的批次", "Pick a batch to roll back"),
+    "up_rollback_none": ("撤销…", "Roll back…"),
     "up_rollback_confirm": (
         "确定撤销批次 {batch}（{source}）吗？其写入的 {rows} 个数值将被删除或恢复为原值。",
         "Roll back batch {batch} ({source})? The {rows} values it wrote are removed or set back "
