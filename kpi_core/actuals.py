@@ -21,7 +21,7 @@ import pandas as pd
 
 from kpi_core import formula
 from kpi_core.catalog import Catalog
-from kpi_core.library import AGGREGATIONS
+from kpi_core.library import AGGREGATIONS, PERCENT_UNITS
 from kpi_core.pairs import pair_keys, select
 from kpi_core.warehouse import Warehouse
 
@@ -161,6 +161,52 @@ class Values:
         total = sum(c.value for c in children)
         value = total / len(children) if kpi.aggregation == "avg" else total
         return Value(value, max(c.last_month for c in children), False)
+
+
+# Two routes to the same actuals (an export's invoice totals and price × quantity, a CSV and a
+# workbook) disagree in the last bits of a float. Equal is equal at the KPI's precision
+# (DESIGN.md §4): values that round alike at its `decimals`, or that differ by no more than this
+# share of the larger (of 1 when both are smaller) — noise, never a correction anyone typed.
+RELATIVE_NOISE = 1e-9
+
+
+def comparison_places(cur) -> np.ndarray:
+    """Per KPI id, the decimal places its stored values are compared at; NaN where only the
+    relative tolerance applies: percent and ratio KPIs (their `decimals` are the percent's as
+    shown, not the stored fraction's) and KPIs without `decimals`."""
+    rows = cur.execute("SELECT id, unit, aggregation, decimals FROM kpi").fetchall()
+    places = np.full(max((r[0] for r in rows), default=0) + 1, np.nan)
+    for kpi_id, unit, aggregation, decimals in rows:
+        relative = (unit or "").strip().lower() in PERCENT_UNITS or aggregation == "ratio"
+        if decimals is not None and not relative:
+            places[kpi_id] = decimals
+    return places
+
+
+def same_at_precision(old: np.ndarray, new: np.ndarray, places: np.ndarray) -> np.ndarray:
+    """Whether each old and new value are the same at their KPI's precision (`places` from
+    `comparison_places`, NaN for the relative tolerance alone). A missing side is never the
+    same: that is a new or a removed value."""
+    old = np.asarray(old, dtype=float)
+    new = np.asarray(new, dtype=float)
+    places = np.asarray(places, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = np.maximum(np.maximum(np.abs(old), np.abs(new)), 1.0)
+        noise = np.abs(old - new) <= RELATIVE_NOISE * scale
+        has = ~np.isnan(places)
+        factor = np.power(10.0, np.where(has, places, 0.0))
+        rounded = has & (np.round(old * factor) == np.round(new * factor))
+    return (noise | rounded) & ~np.isnan(old) & ~np.isnan(new)
+
+
+def same_values(places: np.ndarray, kpi_ids, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """`same_at_precision` of each (KPI, old, new), `places` being `comparison_places`: the one
+    comparison every writer of actuals uses (the intake's diff, the KPI-system import)."""
+    ids = np.asarray(kpi_ids, dtype=np.int64)
+    known = (ids >= 0) & (ids < len(places))
+    per_row = np.full(len(ids), np.nan)
+    per_row[known] = places[ids[known]]
+    return same_at_precision(old, new, per_row)
 
 
 def refresh_summary(cur, keys: str | None = None) -> None:

@@ -353,6 +353,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_rollback_reason": ("原因", "Reason"),
     "up_rollback_reason_placeholder": ("例如：上传了错误月份的文件", "e.g. the wrong month's file"),
     "up_rollback_button": ("撤销批次 {batch}…", "Roll back batch {batch}…"),
+    "up_rollback_pick": ("选择要撤销的批次", "Pick a batch to roll back"),
+    "up_rollback_none": ("撤销…", "Roll back…"),
     "up_rollback_confirm": (
         "确定撤销批次 {batch}（{source}）吗？其写入的 {rows} 个数值将被删除或恢复为原值。",
         "Roll back batch {batch} ({source})? The {rows} values it wrote are removed or set back "
@@ -794,7 +796,21 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tw_sums": ("各组权重合计", "Weights per parent"),
     "tw_sum": ("合计", "Sum"),
     "tw_not_100": ("不等于 100", "not 100"),
-    "tw_weights_ready": ("{n} 组权重可以保存。", "{n} weight group(s) ready to save."),
+    "tw_weights_in_force": (
+        "以下为 {month} 生效的权重（所选年份中的本月；往年为 12 月，来年为 1 月）。",
+        "The weights in force in {month} (this month of the selected year; December of a past "
+        "year, January of one to come).",
+    ),
+    "tw_weights_scheduled_title": ("已排定的权重（只读）", "Scheduled weights (read-only)"),
+    "tw_weights_scheduled": (
+        "自 {date} 起：{parent}——{weights}",
+        "From {date}: {parent} — {weights}",
+    ),
+    "tw_weights_overrides": (
+        "这次改动也适用于 {date} 之后：{parent} 自 {date} 起已排定的权重将被取代（以最新的决定为准）。",
+        "This change also holds after {date}: it replaces the weights of {parent} scheduled "
+        "from {date} (the latest decision wins).",
+    ),
     "tw_history_of": ("查看历史", "History of"),
     "tw_target_versions": ("目标版本", "Target versions"),
     "tw_weight_versions": ("权重版本", "Weight versions"),

@@ -24,7 +24,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import clock, system_import, targets, workbook
-from kpi_core.catalog import SCORECARD, Catalog
+from kpi_core.catalog import SCORECARD, Catalog, pick_version
 from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
 from kpi_core.ingest.intake import closed_months
 from kpi_core.library import Kpi
@@ -612,22 +612,43 @@ def node_name(cat: Catalog, unit_id: int, kpi_id: int, lang: str) -> str:
     return unit if kpi_id == SCORECARD else f"{unit} · {cat.kpis[kpi_id].name(lang)}"
 
 
-def weight_grid(cat: Catalog, who: Actor, unit_id: int, lang: str) -> pd.DataFrame:
-    """The children of every parent node under `unit_id` (within the caller's scope) with their
-    weights, as the parent's latest version has them (what an edit builds on)."""
+def weights_month(year: int, today: date) -> date:
+    """The month whose weights the page shows for `year`: today's month in the running year,
+    the year's last month for a past year, its first for a year to come."""
+    return min(max(month_of(today), date(year, 1, 1)), date(year, 12, 1))
+
+
+def _child_label(cat: Catalog, parent_unit: int, child_unit: int, child_kpi: int, lang: str):
+    """A child as people name it under its parent: a KPI of the parent's own unit by the KPI's
+    name (营业收入 under 销售部), anything else by unit and KPI (华东大区 · 营业收入)."""
+    if child_kpi != SCORECARD and child_unit == parent_unit:
+        return cat.kpis[child_kpi].name(lang)
+    return node_name(cat, child_unit, child_kpi, lang)
+
+
+def _weight_versions(
+    cat: Catalog, who: Actor, unit_id: int
+) -> dict[tuple[int, int], dict[int, date]]:
+    """Each parent node under `unit_id` (within the caller's scope): its versions' start months."""
     who.scope.check(unit_id, cat.units[unit_id].code)
     units = {u for u in cat.descendants(unit_id) if who.scope.allows(u)}
-    latest: dict[tuple[int, int], int] = {}
+    versions: dict[tuple[int, int], dict[int, date]] = {}
     for e in cat.edges:
         if e.parent_unit in units:
-            key = (e.parent_unit, e.parent_kpi)
-            latest[key] = max(latest.get(key, 0), e.version)
+            versions.setdefault((e.parent_unit, e.parent_kpi), {})[e.version] = e.valid_from
+    return versions
+
+
+def _weight_rows(cat: Catalog, who: Actor, unit_id: int, lang: str, chosen: dict) -> list[dict]:
+    """Rows of the edges of `chosen` {(parent unit, parent kpi, version): latest version}, in
+    tree order (the unit's own scorecard first)."""
     order = {u: i for i, u in enumerate(cat.descendants(unit_id))}
     edges = sorted(
-        (e for e in cat.edges if latest.get((e.parent_unit, e.parent_kpi)) == e.version),
-        key=lambda e: (order[e.parent_unit], e.parent_kpi != SCORECARD, e.parent_kpi, e.sort_order),
-    )
-    rows = [
+        (e for e in cat.edges if (e.parent_unit, e.parent_kpi, e.version) in chosen),
+        key=lambda e: (order[e.parent_unit], e.parent_kpi != SCORECARD, e.parent_kpi,
+                       e.valid_from, e.version, e.sort_order),
+    )  # fmt: skip
+    return [
         {
             "parent_unit": e.parent_unit,
             "parent_kpi": e.parent_kpi,
@@ -637,19 +658,47 @@ def weight_grid(cat: Catalog, who: Actor, unit_id: int, lang: str) -> pd.DataFra
             "parent_name": node_name(cat, e.parent_unit, e.parent_kpi, lang),
             "child": node_text(cat, e.child_unit, e.child_kpi),
             "child_name": node_name(cat, e.child_unit, e.child_kpi, lang),
+            "child_label": _child_label(cat, e.parent_unit, e.child_unit, e.child_kpi, lang),
             "weight": float(e.weight),
             "valid_from": _dated(e.valid_from),
             "version": e.version,
+            "latest_version": chosen[(e.parent_unit, e.parent_kpi, e.version)],
             "editable": can_edit(who, e.parent_unit),
         }
         for e in edges
     ]
-    return pd.DataFrame(rows, columns=WEIGHT_COLUMNS)
+
+
+def weight_grid(cat: Catalog, who: Actor, unit_id: int, lang: str, month: date) -> pd.DataFrame:
+    """The children of every parent node under `unit_id` (within the caller's scope) with their
+    weights as in force in `month` (`catalog.pick_version`): what judges that month, and what an
+    edit for it starts from. `latest_version` is the parent's newest version, scheduled ones
+    included — a save is checked against it (somebody else's save since the grid was read)."""
+    chosen = {
+        (*parent, pick_version(starts, month)): max(starts)
+        for parent, starts in _weight_versions(cat, who, unit_id).items()
+    }
+    return pd.DataFrame(_weight_rows(cat, who, unit_id, lang, chosen), columns=WEIGHT_COLUMNS)
+
+
+def scheduled_weights(
+    cat: Catalog, who: Actor, unit_id: int, lang: str, month: date
+) -> pd.DataFrame:
+    """Versions of weights that take effect after `month` (each from its own start month), in
+    the shape of `weight_grid`; shown apart, read-only. A later version that a newer decision
+    overrides before it starts never takes effect, so it is not listed."""
+    chosen = {}
+    for parent, starts in _weight_versions(cat, who, unit_id).items():
+        now = pick_version(starts, month)
+        for v, start in starts.items():
+            if start > month and v > now and pick_version(starts, start) == v:
+                chosen[(*parent, v)] = max(starts)
+    return pd.DataFrame(_weight_rows(cat, who, unit_id, lang, chosen), columns=WEIGHT_COLUMNS)
 
 
 WEIGHT_COLUMNS = [
     "parent_unit", "parent_kpi", "child_unit", "child_kpi", "parent", "parent_name", "child",
-    "child_name", "weight", "valid_from", "version", "editable",
+    "child_name", "child_label", "weight", "valid_from", "version", "latest_version", "editable",
 ]  # fmt: skip
 
 
@@ -664,6 +713,11 @@ class WeightEdit:
     children: tuple[tuple[int, int, float], ...]  # (child unit, child kpi, new weight)
     old: tuple[float, ...]
     rows: tuple[int, ...]  # the grid's index of each child
+    parent_name: str = ""  # as people know it (销售部, 销售部 · 营业收入), for messages
+
+    @property
+    def named(self) -> str:
+        return self.parent_name or self.parent
 
 
 def _dated(valid_from: date) -> date | None:
@@ -690,7 +744,8 @@ def weight_edits(
     base: pd.DataFrame, edited: pd.DataFrame
 ) -> tuple[list[WeightEdit], list[CellProblem]]:
     """The parents whose weights `edited` changes, and every cell or group that is wrong:
-    empty or negative weights, and groups not summing to 100."""
+    empty or negative weights, and groups not summing to 100. Problems name the parent and
+    its children as the grid does (by name, in the grid's language)."""
     edits, problems = [], []
     for parent, group in base.groupby("parent", sort=False):
         idx = [i for i in group.index if i in edited.index]
@@ -698,10 +753,12 @@ def weight_edits(
         old = group.loc[idx, "weight"].astype(float)
         if new.equals(old):
             continue
+        first = group.index[0]
+        name = str(group.at[first, "parent_name"])
         bad = False
         for i in idx:
             w = new[i]
-            where = f"{parent} → {group.at[i, 'child']}"
+            where = f"{name} → {group.at[i, 'child_label']}"
             if pd.isna(w):
                 problems.append(
                     CellProblem(int(i), "weight", where, "is empty — give a weight (0 for none)")
@@ -714,31 +771,55 @@ def weight_edits(
                 bad = True
         total = float(new.sum())
         if not bad and abs(total - 100) > WEIGHT_TOLERANCE:
+            children = ", ".join(str(group.at[i, "child_label"]) for i in idx)
             problems.append(
                 CellProblem(
-                    int(idx[-1]), "weight", str(parent),
-                    f"weights under '{parent}' sum to {total:g} — they must sum to 100",
+                    int(idx[-1]), "weight", "",
+                    f"{name}: weights of {children} sum to {total:g}, not 100",
                 )
             )  # fmt: skip
             bad = True
         if bad:
             continue
-        first = group.index[0]
         edits.append(
             WeightEdit(
                 int(group.at[first, "parent_unit"]),
                 int(group.at[first, "parent_kpi"]),
                 str(parent),
-                int(group.at[first, "version"]),
+                # A save is refused if the parent got any version since the grid was read.
+                int(group.at[first, "latest_version"]),
                 tuple(
                     (int(group.at[i, "child_unit"]), int(group.at[i, "child_kpi"]), float(new[i]))
                     for i in idx
                 ),
                 tuple(float(v) for v in old),
                 tuple(int(i) for i in idx),
+                name,
             )
         )
     return edits, problems
+
+
+def weight_changes(base: pd.DataFrame, edited: pd.DataFrame) -> pd.DataFrame:
+    """Every weight `edited` changes, old → new (new NaN for an emptied cell), named as the
+    grid names it: row (the grid's index), parent, parent_name, child_label, old, new."""
+    cols = ["row", "parent", "parent_name", "child_label", "old", "new"]
+    idx = base.index.intersection(edited.index)
+    old = base.loc[idx, "weight"].astype(float)
+    new = pd.to_numeric(edited.loc[idx, "weight"], errors="coerce").astype(float)
+    moved = ~((old == new) | (old.isna() & new.isna()))
+    rows = base.loc[idx[moved.to_numpy()]]
+    return pd.DataFrame(
+        {
+            "row": rows.index.astype(int),
+            "parent": rows["parent"].to_numpy(),
+            "parent_name": rows["parent_name"].to_numpy(),
+            "child_label": rows["child_label"].to_numpy(),
+            "old": old[moved].to_numpy(),
+            "new": new[moved].to_numpy(),
+        },
+        columns=cols,
+    )
 
 
 def check_weights(
@@ -755,10 +836,10 @@ def check_weights(
     closed = closed_months(wh)
     for e in edits:
         if not can_edit(who, e.parent_unit):
-            problems.append(CellProblem(e.rows[0], "parent", e.parent, _NOT_YOURS))
+            problems.append(CellProblem(e.rows[0], "parent", e.named, _NOT_YOURS))
         elif effective is not None:
             # A new set of weights holds from its month on, with no end.
-            problems += _closed_problem(e.rows[0], e.parent, month_of(effective), None, closed)
+            problems += _closed_problem(e.rows[0], e.named, month_of(effective), None, closed)
     return problems
 
 
@@ -813,7 +894,7 @@ def save_weights(
             ).fetchone()
             if current is None or current[0] != e.expected_version:
                 by, at = (current[1], current[2]) if current else ("?", now)
-                clashes.append(Conflict(e.parent, by or "?", at or now))
+                clashes.append(Conflict(e.named, by or "?", at or now))
         if clashes:
             raise ConflictError(clashes)
         cells = 0

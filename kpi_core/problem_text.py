@@ -822,8 +822,8 @@ RULES: list[tuple[str, str]] = [
     ("give a reason — it is kept with the change", "请填写原因——它会与改动一起保存"),
     ("is empty — give a weight (0 for none)", "为空——请填写权重（不计入则填 0）"),
     (
-        "weights under '{node}' sum to {num} — they must sum to 100",
-        "“{node}”下的权重合计为 {num}——合计必须为 100",
+        "{parent}: weights of {names} sum to {num}, not 100",
+        "{parent}：{names}的权重合计为 {num}，应为 100",
     ),
     (
         "{where} was changed by {user} at {when} — reload to see it; your edits are kept",
@@ -1066,6 +1066,8 @@ def _convert(name: str, value: str) -> str | None:
         return None if None in parts else "；".join(parts)
     if kind == "choices":  # names.py's "A (…) or B (…)"
         return re.sub(r"\) or (?=\S)", ") 或 ", value)
+    if kind == "names":  # names listed with ", " (the children of a parent in the tree)
+        return value.replace(", ", "、")
     if kind == "columns":  # layout's "KPI/指标 or value/实际值"
         return value.replace(" or ", " 或 ")
     if kind in ("what", "agg", "status", "role"):

@@ -854,7 +854,8 @@ def _apply(
             cur, plan.actuals, unit_ids, kpi_ids, by, source_name, sha, now
         )
         summary.update(counts)
-        _audit(cur, by, "batch", str(batch_id), None, None, f"{len(plan.actuals)} rows", reason)
+        if batch_id is not None:
+            _audit(cur, by, "batch", str(batch_id), None, None, f"{len(plan.actuals)} rows", reason)
     return {k: v for k, v in summary.items() if v}, batch_id
 
 
@@ -877,8 +878,10 @@ def _update(cur, table: str, row_id: int, cols: dict, by: str, code: str, reason
 
 
 def _load_actuals(cur, rows, unit_ids, kpi_ids, by, source_name, sha, now):
-    """Upsert actuals as one batch, keeping the values it replaces so it can be rolled back."""
-    batch_id = cur.execute("SELECT nextval('batch_id')").fetchall()[0][0]
+    """Upsert actuals as one batch, keeping the values it replaces so it can be rolled back.
+    Values equal at their KPI's precision are left alone (`actuals.same_values`); when nothing
+    is new or changed, no batch is written and the batch id is None."""
+    places = actuals.comparison_places(cur)  # (its query also ends any result left unread)
     incoming = pd.DataFrame(
         {
             "kpi_id": pd.array([kpi_ids[r[1]] for r in rows], dtype="int32"),
@@ -889,44 +892,59 @@ def _load_actuals(cur, rows, unit_ids, kpi_ids, by, source_name, sha, now):
     )
     cur.register("incoming", incoming)
     try:
-        cur.execute(
-            """CREATE TEMP TABLE changed AS
-               SELECT i.kpi_id, i.unit_id, i.period::DATE AS period, i.value,
+        matched = cur.execute(
+            """SELECT i.kpi_id, i.unit_id, i.period::DATE AS period, i.value,
                       a.value AS old_value, a.batch_id AS old_batch_id
                FROM incoming i
                LEFT JOIN actual a ON a.kpi_id = i.kpi_id AND a.unit_id = i.unit_id
-                                  AND a.period = i.period::DATE
-               WHERE a.value IS NULL OR a.value <> i.value"""
-        )
-        new, changed = cur.execute(
-            "SELECT count(*) FILTER (old_value IS NULL), count(*) FILTER (old_value IS NOT NULL) "
-            "FROM changed"
-        ).fetchone()
-        cur.execute(
-            """INSERT INTO actual_replaced
-               SELECT ?, kpi_id, unit_id, period, old_value, old_batch_id
-               FROM changed WHERE old_value IS NOT NULL""",
-            [batch_id],
-        )
-        cur.execute(
-            """DELETE FROM actual USING changed c
-               WHERE actual.kpi_id = c.kpi_id AND actual.unit_id = c.unit_id
-                 AND actual.period = c.period"""
-        )
-        cur.execute(
-            "INSERT INTO actual SELECT kpi_id, unit_id, period, value, ? FROM changed", [batch_id]
-        )
-        actuals.refresh_summary(cur, "changed")
-        cur.execute("DROP TABLE changed")
+                                  AND a.period = i.period::DATE"""
+        ).df()
     finally:
         cur.unregister("incoming")
+    old = matched["old_value"].to_numpy(dtype=float, na_value=float("nan"))
+    same = actuals.same_values(
+        places, matched["kpi_id"], old, matched["value"].to_numpy(dtype=float)
+    )
+    moving = matched[~same]
+    new = int(moving["old_value"].isna().sum())
+    changed = len(moving) - new
+    counts = {
+        "actuals_new": new,
+        "actuals_changed": changed,
+        "actuals_unchanged": len(rows) - new - changed,
+    }
+    if not len(moving):
+        return None, counts
+    batch_id = cur.execute("SELECT nextval('batch_id')").fetchall()[0][0]
+    cur.register("moving", moving)
+    try:
+        cur.execute(
+            """CREATE TEMP TABLE changed AS
+               SELECT kpi_id::INTEGER AS kpi_id, unit_id::INTEGER AS unit_id,
+                      period::DATE AS period, value, old_value, old_batch_id
+               FROM moving"""
+        )
+    finally:
+        cur.unregister("moving")
+    cur.execute(
+        """INSERT INTO actual_replaced
+           SELECT ?, kpi_id, unit_id, period, old_value, old_batch_id
+           FROM changed WHERE old_value IS NOT NULL""",
+        [batch_id],
+    )
+    cur.execute(
+        """DELETE FROM actual USING changed c
+           WHERE actual.kpi_id = c.kpi_id AND actual.unit_id = c.unit_id
+             AND actual.period = c.period"""
+    )
+    cur.execute(
+        "INSERT INTO actual SELECT kpi_id, unit_id, period, value, ? FROM changed", [batch_id]
+    )
+    actuals.refresh_summary(cur, "changed")
+    cur.execute("DROP TABLE changed")
     cur.execute(
         "INSERT INTO batch (id, kind, source_name, sha256, created_by, created_at, rows, status,"
         " files) VALUES (?, 'workbook', ?, ?, ?, ?, ?, 'committed', ?)",
         [batch_id, source_name, sha, by, now, new + changed, source_name],
     )
-    return batch_id, {
-        "actuals_new": new,
-        "actuals_changed": changed,
-        "actuals_unchanged": len(rows) - new - changed,
-    }
+    return batch_id, counts

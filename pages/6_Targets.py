@@ -39,7 +39,7 @@ with guard(ctx):
     with tabs["tw_tab_targets"]:
         targets_section(ctx, unit_id, year, grain, span[1] if span else None)
     with tabs["tw_tab_weights"]:
-        weights_section(ctx, unit_id)
+        weights_section(ctx, unit_id, year)
     with tabs["tw_tab_history"]:
         history_section(ctx, unit_id, year, grain)
     with tabs["tw_tab_audit"]:

@@ -174,7 +174,7 @@ def test_weights_change_from_their_date_only(sales_wh):
     before = {m: score(sales_wh, "SALES", m) for m in ("2024-05", "2024-09")}
     head = actor(sales_wh, "wang", "head", "SALES")
     cat = load_catalog(sales_wh)
-    base = planning.weight_grid(cat, head, cat.unit("SALES").id, "en")
+    base = planning.weight_grid(cat, head, cat.unit("SALES").id, "en", date(2024, 12, 1))
     edited = base.copy()
     new = {"SALES/REV": 55.0, "SALES/NEW_CUST": 10.0}
     for child, w in new.items():
@@ -195,6 +195,113 @@ def test_weights_change_from_their_date_only(sales_wh):
     hist = planning.weight_history(sales_wh, cat, head, sales, cat.kpi("REV").id)
     assert list(hist["change"]) == ["40% → 55%", "40%"]
     assert hist.loc[0, "reason"] == "focus on revenue"
+
+
+def test_weights_month_is_today_within_the_year():
+    today = date(2026, 11, 20)
+    assert planning.weights_month(2026, today) == date(2026, 11, 1)
+    assert planning.weights_month(2025, today) == date(2025, 12, 1)
+    assert planning.weights_month(2027, today) == date(2027, 1, 1)
+
+
+def test_the_weights_in_force_are_shown_and_later_versions_apart(sales_wh):
+    cat = load_catalog(sales_wh)
+    sales = cat.unit("SALES").id
+
+    def save(weights: list[float], effective: date, reason: str) -> None:
+        c = load_catalog(sales_wh)
+        base = planning.weight_grid(c, ADMIN, sales, "en", effective)
+        edited = base.copy()
+        edited.loc[base.index[base["parent"] == "SALES"], "weight"] = weights
+        edits, problems = planning.weight_edits(base, edited)
+        assert problems == []
+        planning.save_weights(sales_wh, c, ADMIN, edits, reason=reason, effective=effective)
+
+    save([45, 20, 20, 15], date(2025, 1, 1), "plan for 2025")
+    cat = load_catalog(sales_wh)
+
+    def weights(g: pd.DataFrame) -> list[float]:
+        return list(g.loc[g["parent"] == "SALES", "weight"])
+
+    # In 2024 the 2025 plan is not the present: the grid has what judges December 2024.
+    now = planning.weight_grid(cat, ADMIN, sales, "zh", date(2024, 12, 1))
+    assert weights(now) == [40, 25, 20, 15]
+    assert set(now.loc[now["parent"] == "SALES", "version"]) == {1}
+    assert set(now.loc[now["parent"] == "SALES", "latest_version"]) == {2}
+    later = planning.scheduled_weights(cat, ADMIN, sales, "zh", date(2024, 12, 1))
+    assert list(later["parent"].unique()) == ["SALES"]
+    assert weights(later) == [45, 20, 20, 15]
+    assert set(later["valid_from"]) == {date(2025, 1, 1)}
+    assert list(later["child_label"]) == ["营业收入", "新客户数", "客户满意度", "回款率"]
+    # From January 2025 it is the present, and nothing is scheduled any more.
+    assert weights(planning.weight_grid(cat, ADMIN, sales, "en", date(2025, 3, 1))) == [
+        45, 20, 20, 15
+    ]  # fmt: skip
+    assert planning.scheduled_weights(cat, ADMIN, sales, "en", date(2025, 1, 1)).empty
+    # An edit of the weights in force is saved over the newest version (no false conflict),
+    # and it is the latest decision: it holds from its month on.
+    save([50, 20, 15, 15], date(2024, 12, 1), "December")
+    cat = load_catalog(sales_wh)
+    assert weights(planning.weight_grid(cat, ADMIN, sales, "en", date(2024, 12, 1))) == [
+        50, 20, 15, 15
+    ]  # fmt: skip
+    # The 2025 plan is overridden by that later decision: it never takes effect, so it is
+    # not listed as scheduled.
+    assert planning.scheduled_weights(cat, ADMIN, sales, "en", date(2024, 12, 1)).empty
+
+
+def test_weight_changes_old_to_new_by_name(sales_wh):
+    cat = load_catalog(sales_wh)
+    base = planning.weight_grid(cat, ADMIN, cat.unit("SALES").id, "zh", date(2024, 12, 1))
+    edited = base.copy()
+    rows = base.index[base["parent"] == "SALES"]
+    edited.loc[rows[:2], "weight"] = [45.0, float("nan")]
+    got = planning.weight_changes(base, edited)
+    assert got[["row", "parent_name", "child_label", "old"]].values.tolist() == [
+        [rows[0], "销售部", "营业收入", 40.0],
+        [rows[1], "销售部", "新客户数", 25.0],
+    ]
+    assert got["new"].iloc[0] == 45 and pd.isna(got["new"].iloc[1])
+
+
+def test_weight_sum_message_in_both_languages(sales_wh):
+    from kpi_core.problem_text import translate
+
+    cat = load_catalog(sales_wh)
+    for lang, english, chinese in [
+        (
+            "en",
+            "Sales: weights of Revenue, New customers, Customer satisfaction, Collection rate "
+            "sum to 105, not 100",
+            None,
+        ),
+        (
+            "zh",
+            "销售部: weights of 营业收入, 新客户数, 客户满意度, 回款率 sum to 105, not 100",
+            "销售部：营业收入、新客户数、客户满意度、回款率的权重合计为 105，应为 100",
+        ),
+    ]:
+        base = planning.weight_grid(cat, ADMIN, cat.unit("SALES").id, lang, date(2024, 12, 1))
+        edited = base.copy()
+        edited.loc[base.index[base["parent"] == "SALES"], "weight"] = [45, 25, 20, 15]
+        _, problems = planning.weight_edits(base, edited)
+        assert [p.message for p in problems] == [english]
+        assert translate(english, "en") == english
+        if chinese:
+            assert translate(english, "zh") == chinese
+        # The regional split under the department's revenue: unit and KPI, as people say it.
+        edited = base.copy()
+        edited.loc[base.index[base["parent"] == "SALES/REV"], "weight"] = [70, 40]
+        _, problems = planning.weight_edits(base, edited)
+        region = {"en": "East region · Revenue, North region · Revenue",
+                  "zh": "华东大区 · 营业收入, 华北大区 · 营业收入"}[lang]  # fmt: skip
+        assert problems[0].message.split(": ", 1)[1].startswith(f"weights of {region} sum to 110")
+    with pytest.raises(ValidationError) as exc:
+        planning.save_weight_grid(sales_wh, cat, ADMIN, base, edited, reason="r",
+                                  effective=date(2024, 12, 1))  # fmt: skip
+    assert translate(exc.value.problems[0].message, "zh") == (
+        "销售部 · 营业收入：华东大区 · 营业收入、华北大区 · 营业收入的权重合计为 110，应为 100"
+    )
 
 
 # --- Bad input: refused at the cell, nothing partial saved ------------------------------------
@@ -265,7 +372,7 @@ def test_an_effective_date_inside_a_closed_period_is_refused(sales_wh):
     assert problems[0].message.startswith("2024-08 is closed")
     assert planning.check_targets(sales_wh, cat, ADMIN, edits, date(2024, 9, 1)) == []
     # Weights: a new set from July would re-judge the closed August too.
-    base = planning.weight_grid(cat, ADMIN, cat.unit("SALES").id, "en")
+    base = planning.weight_grid(cat, ADMIN, cat.unit("SALES").id, "en", date(2024, 12, 1))
     edited = base.copy()
     edited.loc[[0, 1], "weight"] = [45.0, 20.0]
     wedits, _ = planning.weight_edits(base, edited)
@@ -286,20 +393,26 @@ def test_a_change_starting_after_its_period_is_refused(sales_wh):
 @pytest.mark.parametrize(
     ("weights", "expected"),
     [
-        ([40, 25, 20, 10], "weights under 'SALES' sum to 95 — they must sum to 100"),
+        (
+            [40, 25, 20, 10],
+            "Sales: weights of Revenue, New customers, Customer satisfaction, Collection rate "
+            "sum to 95, not 100",
+        ),
         ([50, 35, 20, -5], "-5 — a weight cannot be negative"),
         ([40, 25, 20, None], "is empty — give a weight (0 for none)"),
     ],
 )
 def test_bad_weights_are_refused_at_the_cell(sales_wh, weights, expected):
     cat = load_catalog(sales_wh)
-    base = planning.weight_grid(cat, ADMIN, cat.unit("SALES").id, "en")
+    base = planning.weight_grid(cat, ADMIN, cat.unit("SALES").id, "en", date(2024, 12, 1))
     edited = base.copy()
     rows = base.index[base["parent"] == "SALES"]
     edited.loc[rows, "weight"] = [float("nan") if w is None else w for w in weights]
     edits, problems = planning.weight_edits(base, edited)
     assert edits == []
     assert [(p.row, p.message) for p in problems] == [(rows[-1], expected)]
+    if None in weights or min(weights) < 0:  # the cell is named as people know it
+        assert problems[0].where == "Sales → Collection rate"
     sums = planning.weight_sums(edited).set_index("parent")
     assert sums.at["SALES", "ok"] == (sum(w or 0 for w in weights) == 100)
     assert sums.at["SALES/REV", "ok"]
@@ -341,13 +454,13 @@ def test_the_second_save_of_the_same_cells_is_refused_and_nothing_is_lost(sales_
 
 def test_two_editors_of_one_parent_s_weights(sales_wh):
     cat = load_catalog(sales_wh)
-    base = planning.weight_grid(cat, ADMIN, cat.unit("SALES").id, "en")
+    base = planning.weight_grid(cat, ADMIN, cat.unit("SALES").id, "en", date(2024, 12, 1))
     first, second = base.copy(), base.copy()
     first.loc[[0, 1], "weight"] = [45.0, 20.0]
     second.loc[[0, 1], "weight"] = [30.0, 35.0]
     planning.save_weights(sales_wh, cat, ADMIN, planning.weight_edits(base, first)[0],
                           reason="one", effective=date(2024, 7, 1))  # fmt: skip
-    with pytest.raises(planning.ConflictError, match="SALES was changed by system"):
+    with pytest.raises(planning.ConflictError, match="Sales was changed by system"):
         planning.save_weights(sales_wh, cat, ADMIN, planning.weight_edits(base, second)[0],
                               reason="two", effective=date(2024, 7, 1))  # fmt: skip
 
@@ -370,7 +483,7 @@ def test_a_head_edits_only_their_units(sales_wh):
     with pytest.raises(ValidationError):
         planning.save_targets(sales_wh, cat, head, edits, reason="r", effective=date(2024, 7, 1))
     # Weights of the company above the head's department are not theirs either.
-    base = planning.weight_grid(cat, ADMIN, cat.unit("CO").id, "en")
+    base = planning.weight_grid(cat, ADMIN, cat.unit("CO").id, "en", date(2024, 12, 1))
     edited = base.copy()
     edited.loc[(base["parent"] == "CO"), "weight"] = [50.0, 50.0]
     wedits, _ = planning.weight_edits(base, edited)

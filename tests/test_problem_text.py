@@ -129,6 +129,11 @@ EXAMPLES = [
     ("header C (营业收入)", "表头 C (营业收入)"),
     ("profile 'ERP orders' measure 2", "方案“ERP orders”第 2 项指标计算"),
     ("sum(金额)", "求和（金额）"),
+    # weights edited on the Targets page: the parent and its children by name
+    (
+        "销售部: weights of 营业收入, 新客户数, 客户满意度, 回款率 sum to 105, not 100",
+        "销售部：营业收入、新客户数、客户满意度、回款率的权重合计为 105，应为 100",
+    ),
 ]
 
 

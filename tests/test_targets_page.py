@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import service
+from kpi_core import planning, service
+from kpi_core.catalog import load_catalog
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ok, open_page
@@ -140,9 +142,15 @@ def test_weights_are_checked_live_and_saved(own_file, monkeypatch):
     sales = list(base.index[base["parent"] == "SALES"])
     assert sales[:2] == [0, 1]  # the department's own scorecard comes first
     edit_cells(at, "weights", {0: {"weight": 50}})
-    assert "“SALES”下的权重合计为 110——合计必须为 100" in texts(at)
+    assert "1 处有问题" in texts(at)
+    table = changes(at, "位置")
+    assert (
+        "销售部：营业收入、新增客户数、客户满意度、回款率的权重合计为 110，应为 100"
+        in (table["校验"].iloc[0])
+    )
     edit_cells(at, "weights", {0: {"weight": 50}, 1: {"weight": 15}})
-    assert "合计为" not in texts(at)
+    assert "有问题" not in texts(at)
+    assert list(changes(at, "位置")["校验"]) == ["✓", "✓"]
     save(at, "weights", "聚焦收入", date(2026, 12, 1))
     assert "已保存 1 组权重（2 个单元格），自 2026年12月 起生效。" in texts(at)
     wh = Warehouse(own_file, linger=0)
@@ -154,6 +162,70 @@ def test_weights_are_checked_live_and_saved(own_file, monkeypatch):
     wh.close()
     assert [r[0] for r in rows] == [50, 15, 20, 15]
     assert {(r[1], r[2]) for r in rows} == {(date(2026, 12, 1), "head_sales")}
+
+
+def changes(at: AppTest, where: str = "Where") -> pd.DataFrame:
+    """The table of changes to save (old → new with the check)."""
+    return next(d.value for d in at.dataframe if where in d.value.columns)
+
+
+def save_2027_plan(path) -> None:
+    """A head's plan for next year, saved ahead: revenue 45, new customers 20 from 2027-01."""
+    wh = Warehouse(path, linger=0)
+    try:
+        cat = load_catalog(wh)
+        sales = cat.unit("SALES").id
+        base = planning.weight_grid(cat, service.SYSTEM, sales, "en", date(2027, 1, 1))
+        edited = base.copy()
+        edited.loc[base.index[base["parent"] == "SALES"][:2], "weight"] = [45.0, 20.0]
+        edits, problems = planning.weight_edits(base, edited)
+        assert problems == []
+        planning.save_weights(
+            wh, cat, service.SYSTEM, edits, reason="2027 plan", effective=date(2027, 1, 1)
+        )
+    finally:
+        wh.close()
+
+
+def test_weights_of_the_year_in_force_and_the_plan_apart(own_file, monkeypatch):
+    save_2027_plan(own_file)
+    at = open_targets(own_file, monkeypatch)
+    assert at.sidebar.selectbox(key="tw_year").value == 2026
+    base = at.session_state["tw_weights"]["base"]
+    sales = base[base["parent"] == "SALES"]
+    # The year shown is 2026: the editor has the weights judging it, not next year's plan.
+    assert list(sales["weight"]) == [40, 25, 20, 15]
+    assert any(c.value.startswith("The weights in force in 2026-11 ") for c in at.caption)
+    plan = "\n".join(m.value for m in at.markdown)
+    assert "Scheduled weights (read-only)" in plan
+    assert (
+        "From 2027-01-01: Sales Department — Revenue 45, New customers 20, Customer satisfaction 20, "
+        "Collection rate 15" in plan
+    )
+    # Every changed weight old → new before saving, and the plan it would replace.
+    edit_cells(at, "weights", {0: {"weight": 50}, 1: {"weight": 15}})
+    table = changes(at)
+    assert table[["Where", "Old", "New", "Check"]].values.tolist() == [
+        ["Sales Department → Revenue", "40", "50", "✓"],
+        ["Sales Department → New customers", "25", "15", "✓"],
+    ]
+    assert any(
+        "replaces the weights of Sales Department scheduled from 2027-01-01" in w.value
+        for w in at.warning
+    )
+    # A sum that is not 100 is named as people know the units and KPIs.
+    edit_cells(at, "weights", {0: {"weight": 50}})
+    bad = changes(at)
+    assert bad["Check"].iloc[0] == (
+        "✗ Sales Department: weights of Revenue, New customers, Customer satisfaction, Collection rate "
+        "sum to 110, not 100"
+    )
+    # Year 2027 shows the plan as the weights in force, and nothing scheduled after it.
+    at.sidebar.selectbox(key="tw_year").set_value(2027).run()
+    ok(at)
+    base = at.session_state["tw_weights"]["base"]
+    assert list(base.loc[base["parent"] == "SALES", "weight"]) == [45, 20, 20, 15]
+    assert "Scheduled weights" not in "\n".join(m.value for m in at.markdown)
 
 
 def test_viewers_read_only(own_file, monkeypatch):

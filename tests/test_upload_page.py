@@ -250,6 +250,38 @@ def test_history_lists_batches_and_roll_back_restores_values(wh_path, monkeypatc
     assert history[history["Batch"] == batch].iloc[0]["Status"] == "Rolled back"
 
 
+def test_after_a_roll_back_nothing_is_selected_and_the_reason_is_cleared(wh_path, monkeypatch):
+    # Batch 1 is the workbook the warehouse was set up from; batch 2 an upload.
+    wh = Warehouse(wh_path, linger=0)
+    try:
+        it = intake.prepare(wh, [("fix.xlsx", xlsx(GOOD_AND_BAD[:1]))], SYSTEM)
+        batch = intake.commit(wh, it, SYSTEM).batch_id
+    finally:
+        wh.close()
+    assert batch == 2
+    at = open_page(wh_path, monkeypatch)
+    assert at.selectbox(key="up_rb_batch").value == 2
+    at.text_input(key="up_rb_reason").input("wrong month").run()
+    at.button(key="up_rb_ask").click().run()
+    at.button(key="up_rb_yes").click().run()
+    apptest.ok(at)
+    assert at.success[0].value == "Batch 2 rolled back: 1 value(s) restored, 0 removed."
+    # Not the next batch, armed with the old reason: nothing, until someone picks one.
+    picker = at.selectbox(key="up_rb_batch")
+    assert picker.value is None and picker.proto.placeholder == "Pick a batch to roll back"
+    assert at.text_input(key="up_rb_reason").value == ""
+    ask = at.button(key="up_rb_ask")
+    assert ask.disabled and ask.label == "Roll back…"
+    assert "up_rb_yes" not in {b.key for b in at.button}
+    # Picking one arms it again, and it still asks first.
+    picker.set_value(1).run()
+    assert not at.button(key="up_rb_ask").disabled
+    assert at.button(key="up_rb_ask").label == "Roll back batch 1…"
+    at.button(key="up_rb_ask").click().run()
+    assert any("Roll back batch 1" in w.value for w in at.warning)
+    assert actual(wh_path, "EAST", "REV", "2024-12") == 2_900_000
+
+
 def test_refused_roll_back_is_shown_as_an_error(wh_path, monkeypatch):
     wh = Warehouse(wh_path, linger=0)
     try:

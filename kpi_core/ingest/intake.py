@@ -279,10 +279,12 @@ def _diff(cur, rows: pd.DataFrame, source: str, kind: str, who: Actor) -> pd.Dat
     if len(got) and not who.scope.everything:
         allowed = {u: who.scope.allows(int(u)) for u in got["unit_id"].unique()}
         got = got[got["unit_id"].map(allowed).astype(bool)]
+    # Equal at the KPI's precision: a reload through another route (its floats off in the last
+    # bits) is unchanged, so it writes no batch and no change-log rows.
+    old, new = (got[c].to_numpy(dtype=float, na_value=np.nan) for c in ("old", "new"))
+    same = actuals.same_values(actuals.comparison_places(cur), got["kpi_id"], old, new)
     change = np.select(
-        [got["old"].isna(), got["new"].isna(), got["old"] == got["new"]],
-        ["new", "removed", "unchanged"],
-        "changed",
+        [got["old"].isna(), got["new"].isna(), same], ["new", "removed", "unchanged"], "changed"
     )
     got["change"] = change
     return got.reset_index(drop=True)

@@ -100,13 +100,13 @@ def _problem_line(ctx: PageContext, p: planning.CellProblem) -> str:
 
 
 def _save_form(
-    ctx: PageContext, name: str, can_save: bool, label: str = "tw_save"
+    ctx: PageContext, name: str, can_save: bool, label: str = "tw_save", default: date | None = None
 ) -> tuple[date | None, str, bool]:
-    """Effective date, reason and the save button."""
+    """Effective date (by default this month), reason and the save button."""
     c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")
     effective = c1.date_input(
         ctx.t("tw_effective"),
-        value=month_of(clock.today()),
+        value=default or month_of(clock.today()),
         key=f"tw_{name}_effective",
         help=ctx.t("tw_effective_help"),
         format="YYYY-MM-DD",
@@ -324,13 +324,18 @@ def _value(v: object, kpi, lang: str) -> str:
 # --- Weights -----------------------------------------------------------------------------------
 
 
-def weights_section(ctx: PageContext, unit_id: int) -> None:
+def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
+    """The weights in force in the selected year (today's month in it, or its nearest month) to
+    edit, the versions scheduled after it apart and read-only, and every changed weight old →
+    new with its check before saving."""
     keys = ["parent_unit", "parent_kpi", "child_unit", "child_kpi"]
+    today = clock.today()
+    month = planning.weights_month(year, today)
 
     def load() -> pd.DataFrame:
-        return planning.weight_grid(ctx.cat, ctx.actor, unit_id, ctx.lang)
+        return planning.weight_grid(ctx.cat, ctx.actor, unit_id, ctx.lang, month)
 
-    store = _grid("weights", (unit_id, ctx.lang), load, keys, ["weight"])
+    store = _grid("weights", (unit_id, month, ctx.lang), load, keys, ["weight"])
 
     def reload() -> None:
         _reload(store, load(), keys, _pending(store, keys, ["weight"]))
@@ -340,6 +345,7 @@ def weights_section(ctx: PageContext, unit_id: int) -> None:
     if base.empty:
         st.info(ctx.t("tw_no_tree"))
         return
+    st.caption(ctx.t("tw_weights_in_force", month=i18n.period_label(f"{month:%Y-%m}", ctx.lang)))
     visible = ["parent_name", "child_name", "weight", "valid_from"]
     config = {
         "parent_name": st.column_config.TextColumn(ctx.t("tw_parent"), disabled=True),
@@ -381,17 +387,107 @@ def weights_section(ctx: PageContext, unit_id: int) -> None:
             hide_index=True,
             width="stretch",
         )
+    scheduled = planning.scheduled_weights(ctx.cat, ctx.actor, unit_id, ctx.lang, month)
+    _scheduled_list(ctx, scheduled)
     _conflict_box(ctx, store, reload)
     if editable.empty:
         return
-    effective, reason, clicked = _save_form(ctx, "weights", bool(edits))
+    effective, reason, clicked = _save_form(
+        ctx, "weights", bool(edits), default=max(month_of(today), date(year, 1, 1))
+    )
     problems += planning.check_weights(ctx.wh, ctx.actor, edits, effective)
-    for p in problems:
-        st.error(_problem_line(ctx, p))
-    if edits and not problems:
-        st.caption(ctx.t("tw_weights_ready", n=len(edits)))
+    if store.get("edited") is not None:
+        _weight_changes_table(ctx, base, store["edited"], problems)
+    if effective is not None:
+        _overridden(ctx, scheduled, edits, month_of(effective))
     if clicked:
         _save(ctx, "weights", planning.save_weight_grid, store, load, keys, reason, effective)
+
+
+def _weights_text(ctx: PageContext, group: pd.DataFrame) -> str:
+    sep = "、" if ctx.lang == "zh" else ", "
+    return sep.join(f"{r.child_label} {r.weight:g}" for r in group.itertuples())
+
+
+def _scheduled_list(ctx: PageContext, scheduled: pd.DataFrame) -> None:
+    """Versions that take effect later: read-only, one line per parent and start month."""
+    if scheduled.empty:
+        return
+    st.markdown(f"**{ctx.t('tw_weights_scheduled_title')}**")
+    lines = [
+        "- "
+        + ctx.t(
+            "tw_weights_scheduled",
+            date=_since(ctx, start),
+            parent=group["parent_name"].iloc[0],
+            weights=_weights_text(ctx, group),
+        )
+        for (_, start, _), group in scheduled.groupby(
+            ["parent", "valid_from", "version"], sort=False
+        )
+    ]
+    st.markdown("\n".join(lines))
+
+
+def _overridden(
+    ctx: PageContext, scheduled: pd.DataFrame, edits: list[planning.WeightEdit], start: date
+) -> None:
+    """A save from `start` is the latest decision for every month after it: a version
+    scheduled later for the same parent would never take effect. Say so before saving."""
+    edited = {e.parent for e in edits}
+    later = scheduled[scheduled["parent"].isin(edited)]
+    for (_, valid_from), group in later.groupby(["parent", "valid_from"], sort=False):
+        if valid_from is not None and valid_from >= start:
+            st.warning(
+                ctx.t(
+                    "tw_weights_overrides",
+                    parent=group["parent_name"].iloc[0],
+                    date=_since(ctx, valid_from),
+                )
+            )
+
+
+def _weight_changes_table(
+    ctx: PageContext,
+    base: pd.DataFrame,
+    edited: pd.DataFrame,
+    problems: list[planning.CellProblem],
+) -> None:
+    """Every changed weight old → new with its check, as the targets tab lists its cells; the
+    problems of a parent's group (its sum, a closed month, scope) on each of its rows."""
+    form = [p for p in problems if p.row is None]
+    for p in form:
+        st.warning(_problem_line(ctx, p))
+    changes = planning.weight_changes(base, edited)
+    if changes.empty:
+        st.caption(ctx.t("tw_no_changes"))
+        return
+    own: dict[int, list[str]] = {}
+    group: dict[str, list[str]] = {}
+    for p in problems:
+        if p.row is None:
+            continue
+        text = f"{p.where}: {error_text(ctx, p.message)}" if p.where else error_text(ctx, p.message)
+        if p.column == "weight" and p.where:  # an empty or negative cell: its own row
+            own.setdefault(p.row, []).append(error_text(ctx, p.message))
+        else:
+            group.setdefault(str(base.at[p.row, "parent"]), []).append(text)
+    rows = []
+    for c in changes.itertuples():
+        notes = own.get(c.row, []) + group.get(c.parent, [])
+        rows.append(
+            {
+                ctx.t("tw_where"): f"{c.parent_name} → {c.child_label}",
+                ctx.t("tw_old"): f"{c.old:g}",
+                ctx.t("tw_new"): "—" if pd.isna(c.new) else f"{c.new:g}",
+                ctx.t("tw_check"): "✗ " + "; ".join(notes) if notes else "✓",
+            }
+        )
+    bad = sum(1 for r in rows if r[ctx.t("tw_check")] != "✓")
+    st.markdown(f"**{ctx.t('tw_changes', n=len(rows))}**")
+    if bad:
+        st.error(ctx.t("tw_fix_first", n=bad))
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 # --- History and revert ------------------------------------------------------------------------

@@ -637,11 +637,15 @@ def _rollback(ctx: PageContext, df: pd.DataFrame, prefix: str) -> None:
         st.info(ctx.t("up_no_rollback"))
         return
     by_id = {int(r.id): r for r in committed.itertuples()}
-    key = f"{prefix}_rb_batch"
-    # Set before the widget is drawn, so what it shows and what it returns agree: the newest
-    # batch after a load, and never one that is no longer committed.
-    if st.session_state.pop(f"{prefix}_rb_newest", False) or st.session_state.get(key) not in by_id:
+    key, reason_key = f"{prefix}_rb_batch", f"{prefix}_rb_reason"
+    # Set before the widgets are drawn, so what they show and what they return agree. After a
+    # load, the new batch is offered; on a first visit, the newest. After a roll-back nothing is
+    # selected and the reason is emptied: the next batch is not armed with the last one's reason.
+    if st.session_state.pop(f"{prefix}_rb_newest", False) or key not in st.session_state:
         st.session_state[key] = next(iter(by_id))
+    if st.session_state.pop(f"{prefix}_rb_clear", False) or st.session_state[key] not in by_id:
+        st.session_state[key] = None
+        st.session_state[reason_key] = ""
 
     def label(batch: int) -> str:
         r = by_id[batch]
@@ -650,13 +654,25 @@ def _rollback(ctx: PageContext, df: pd.DataFrame, prefix: str) -> None:
         return " · ".join(p for p in (f"#{batch}", str(r.source_name or ""), months, when) if p)
 
     left, right = st.columns([2, 3])
-    batch = left.selectbox(ctx.t("up_rollback_batch"), list(by_id), format_func=label, key=key)
+    batch = left.selectbox(
+        ctx.t("up_rollback_batch"),
+        list(by_id),
+        format_func=label,
+        key=key,
+        placeholder=ctx.t("up_rollback_pick"),
+    )
     reason = right.text_input(
         ctx.t("up_rollback_reason"),
-        key=f"{prefix}_rb_reason",
+        key=reason_key,
         placeholder=ctx.t("up_rollback_reason_placeholder"),
     )
     pending = f"{prefix}_rb_pending"
+    if batch is None:
+        st.session_state.pop(pending, None)
+        st.button(
+            ctx.t("up_rollback_none"), icon=":material/undo:", key=f"{prefix}_rb_ask", disabled=True
+        )
+        return
     if st.session_state.get(pending) != batch:
         if st.button(
             ctx.t("up_rollback_button", batch=batch),
@@ -683,6 +699,7 @@ def _rollback(ctx: PageContext, df: pd.DataFrame, prefix: str) -> None:
             for held in HELD:  # a pending preview has moved
                 st.session_state.pop(held, None)
             st.session_state[f"{prefix}_rb_done"] = ctx.t("up_rolled_back", batch=batch, **got)
+            st.session_state[f"{prefix}_rb_clear"] = True
             st.rerun()
 
 
