@@ -58,7 +58,7 @@ from tests.pgserver import (  # noqa: E402
 )
 
 TODAY = date(2026, 11, 21)  # the demo's actuals end 2026-10
-PASSWORD_VAR = "KPI_BENCH_PG_PASSWORD"  # sources store ${VAR}, never the password itself
+PASSWORD_VAR = "KPI_SOURCE_SECRET_BENCH"  # sources store ${VAR} (their vault), never the password
 DB = "erp"
 SOURCE = "bench_erp"
 REL_TOL = 1e-9

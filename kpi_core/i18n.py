@@ -1076,9 +1076,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "push_secret": ("加签密钥（可选）", "Signing secret (optional)"),
     "push_secret_help": (
-        "只能写引用，如 `${DINGTALK_SECRET}`（环境变量）或 `${secrets.push.dingtalk_secret}`"
+        "只能写引用，如 `${KPI_PUSH_SECRET_DINGTALK}`（环境变量）或 `${secrets.push.dingtalk_secret}`"
         "（.streamlit/secrets.toml 中的键）。",
-        "A reference only, e.g. `${DINGTALK_SECRET}` (an environment variable) or "
+        "A reference only, e.g. `${KPI_PUSH_SECRET_DINGTALK}` (an environment variable) or "
         "`${secrets.push.dingtalk_secret}` (a key of .streamlit/secrets.toml).",
     ),
     "push_keyword": ("自定义关键词（可选）", "Custom keyword (optional)"),
@@ -1118,16 +1118,20 @@ STRINGS: dict[str, tuple[str, str]] = {
         '```toml\n[push]\ndingtalk_token = "…机器人地址中 access_token 的值…"\n'
         'dingtalk_secret = "SEC…"\nwecom_key = "…"\n'
         'slack_url = "https://hooks.slack.com/services/…"\nsmtp_password = "…"\n```\n\n'
-        "然后在表单中写 `${secrets.push.dingtalk_token}` 这样的引用；也可以用环境变量，写作 "
-        "`${DINGTALK_TOKEN}`。发送时才读取这些值，它们不会保存在数据仓库、审计日志或页面上。",
+        "然后在表单中写 `${secrets.push.dingtalk_token}` 这样的引用；也可以用名称以 "
+        "`KPI_PUSH_SECRET_` 开头的环境变量，写作 `${KPI_PUSH_SECRET_DINGTALK_TOKEN}`。"
+        "推送渠道只能读取 `[push]` 段和这些环境变量，不能读取其他密钥。"
+        "发送时才读取这些值，它们不会保存在数据仓库、审计日志或页面上。",
         "Put the secrets in `.streamlit/secrets.toml` on the server (never in the repository), "
         "for example:\n\n"
         '```toml\n[push]\ndingtalk_token = "…the access_token of the robot\'s address…"\n'
         'dingtalk_secret = "SEC…"\nwecom_key = "…"\n'
         'slack_url = "https://hooks.slack.com/services/…"\nsmtp_password = "…"\n```\n\n'
         "Then write a reference such as `${secrets.push.dingtalk_token}` in the form, or use an "
-        "environment variable as `${DINGTALK_TOKEN}`. The values are read only to send; they "
-        "are never stored in the warehouse, the audit log or the page.",
+        "environment variable whose name starts with `KPI_PUSH_SECRET_`, as "
+        "`${KPI_PUSH_SECRET_DINGTALK_TOKEN}`. A channel reads only the `[push]` section and those "
+        "variables, no other secret. The values are read only to send; they are never stored in "
+        "the warehouse, the audit log or the page.",
     ),
     "push_problems": ("保存前还需处理：", "Before it can be saved:"),
     "push_save": ("保存渠道", "Save channel"),

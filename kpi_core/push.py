@@ -6,7 +6,9 @@ its access token, a Slack webhook's path is its secret, a DingTalk robot may sig
 and a mail server wants a password: each is written as a reference, `${ENV_VAR}` or
 `${secrets.push.key}` (a key of .streamlit/secrets.toml), resolved only to send — the mechanism
 of database sources (`kpi_core.references`). A literal secret is refused when the
-channel is saved.
+channel is saved, and so is a reference outside the channels' own vault (the `[push]` section
+and environment variables named `KPI_PUSH_SECRET_…`): a header must not carry the sign-in cookie
+secret or a source's password to a host of the author's choosing.
 
 `deliver` never raises: an alert run (after an import, from cron) must not fail because a robot
 is down. Each send is tried up to `retries + 1` times with exponential back-off, each attempt
@@ -38,8 +40,10 @@ import pandas as pd
 
 from kpi_core import clock
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
-from kpi_core.references import expand, has_reference, is_reference
+from kpi_core.references import PUSH, expand, has_reference, is_reference, not_in_vault, outside
 from kpi_core.references import mask as _mask_password
+from kpi_core.references import redact as _redact
+from kpi_core.references import values as _values
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
@@ -59,10 +63,10 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 # Where each kind keeps its token when it is in the address (and the names suggested for it).
 _TOKEN_PARAM = {"dingtalk": "access_token", "wecom": "key"}
 _EXAMPLE = {
-    "dingtalk": ("DINGTALK_TOKEN", "secrets.push.dingtalk_token"),
-    "wecom": ("WECOM_KEY", "secrets.push.wecom_key"),
-    "slack": ("SLACK_WEBHOOK_URL", "secrets.push.slack_url"),
-    "webhook": ("PUSH_TOKEN", "secrets.push.token"),
+    "dingtalk": ("KPI_PUSH_SECRET_DINGTALK_TOKEN", "secrets.push.dingtalk_token"),
+    "wecom": ("KPI_PUSH_SECRET_WECOM_KEY", "secrets.push.wecom_key"),
+    "slack": ("KPI_PUSH_SECRET_SLACK_URL", "secrets.push.slack_url"),
+    "webhook": ("KPI_PUSH_SECRET_TOKEN", "secrets.push.token"),
 }
 # Query parameters and headers whose value is a password in all but name.
 _SECRET_NAME = re.compile(r"token|key|secret|sign|pass|auth|cookie|session|credential", re.I)
@@ -143,7 +147,18 @@ class Channel:
         if self.lang not in LANGS:
             out.append(f"language: '{self.lang}' is not a language — use zh, en or both")
         out += _email_problems(self) if self.kind == "email" else _url_problems(self)
+        for where, text in self._referring():
+            out += [f"{where}: {not_in_vault(ref, PUSH)}" for ref in outside(text, PUSH)]
         return out
+
+    def _referring(self) -> list[tuple[str, str]]:
+        """Every field of the channel that may hold a reference, with its name."""
+        fields = [("URL", self.url)]
+        fields += [(k, v) for k, v in self.options.items() if k in ("secret", "password")]
+        headers = self.options.get("headers")
+        if isinstance(headers, dict):
+            fields += [("headers", str(v)) for v in headers.values()]
+        return [(where, str(text or "")) for where, text in fields]
 
 
 @dataclass(frozen=True)
@@ -198,7 +213,7 @@ def _url_problems(ch: Channel) -> list[str]:
         out.append(
             "secret: the signing secret (SEC…) would be stored in plain text — put it in an "
             "environment variable or in .streamlit/secrets.toml and write "
-            "${DINGTALK_SECRET} or ${secrets.push.dingtalk_secret} here"
+            "${KPI_PUSH_SECRET_DINGTALK} or ${secrets.push.dingtalk_secret} here"
         )
     headers = ch.options.get("headers") or {}
     if not isinstance(headers, dict):
@@ -208,7 +223,8 @@ def _url_problems(ch: Channel) -> list[str]:
             if _SECRET_NAME.search(str(name)) and not has_reference(str(value)):
                 out.append(
                     f"headers: '{name}' holds a secret in plain text — put it in an environment "
-                    "variable or in .streamlit/secrets.toml and write e.g. Bearer ${PUSH_TOKEN} "
+                    "variable or in .streamlit/secrets.toml and write e.g. Bearer "
+                    "${KPI_PUSH_SECRET_TOKEN} "
                     "or ${secrets.push.token} in its place"
                 )
     return out
@@ -232,7 +248,8 @@ def _email_problems(ch: Channel) -> list[str]:
     if password and not is_reference(password):
         out.append(
             "password: the mail password would be stored in plain text — put it in an "
-            "environment variable or in .streamlit/secrets.toml and write ${SMTP_PASSWORD} or "
+            "environment variable or in .streamlit/secrets.toml and write "
+            "${KPI_PUSH_SECRET_SMTP} or "
             "${secrets.push.smtp_password} here"
         )
     if password and not o.get("user"):
@@ -517,9 +534,9 @@ def _address(ch: Channel) -> str:
     """The address with its references resolved (and DingTalk's signature added)."""
     url = ch.url.strip()
     real = (
-        expand(url, quote=False, error=PushError)
+        expand(url, vault=PUSH, quote=False, error=PushError)
         if is_reference(url)
-        else expand(url, error=PushError)
+        else expand(url, vault=PUSH, error=PushError)
     )
     parts = urlsplit(real)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -528,7 +545,7 @@ def _address(ch: Channel) -> str:
             "filled in — check the value in the environment or secrets.toml"
         )
     if ch.kind == "dingtalk" and (ref := str(ch.options.get("secret") or "")):
-        secret = expand(ref, quote=False, error=PushError)
+        secret = expand(ref, vault=PUSH, quote=False, error=PushError)
         ts = int(time.time() * 1000)
         real += ("&" if parts.query else "?") + f"timestamp={ts}&sign={dingtalk_sign(secret, ts)}"
     return real
@@ -537,7 +554,7 @@ def _address(ch: Channel) -> str:
 def _post(ch: Channel, payload: dict, timeout: float) -> _Outcome:
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "KPI-Monitor"}
     for name, value in (ch.options.get("headers") or {}).items():
-        headers[str(name)] = expand(str(value), quote=False, error=PushError)
+        headers[str(name)] = expand(str(value), vault=PUSH, quote=False, error=PushError)
     request = urllib.request.Request(
         _address(ch),
         data=json.dumps(payload, ensure_ascii=False).encode(),
@@ -604,7 +621,11 @@ def _mail(ch: Channel, payload: dict, timeout: float) -> _Outcome:
     host, port = smtp_address(ch.url)
     o = ch.options
     security = o.get("security") or "starttls"
-    password = expand(o["password"], quote=False, error=PushError) if o.get("password") else None
+    password = (
+        expand(o["password"], vault=PUSH, quote=False, error=PushError)
+        if o.get("password")
+        else None
+    )
     to = recipients(o.get("to"))
     msg = EmailMessage()
     msg["Subject"] = payload["subject"]
@@ -658,6 +679,16 @@ def _mail(ch: Channel, payload: dict, timeout: float) -> _Outcome:
 
 
 def _send_once(ch: Channel, ms: Sequence[PushMessage], timeout: float, test: bool) -> _Outcome:
+    """One attempt; a value its references stand for never reaches the log or push_log, even
+    when a receiver repeats it in its answer."""
+    outcome = _attempt_once(ch, ms, timeout, test)
+    secrets = [v for _, text in ch._referring() for v in _values(text, PUSH)]
+    if outcome.error and secrets:
+        return _Outcome(outcome.ok, outcome.status, _redact(outcome.error, secrets), outcome.retry)
+    return outcome
+
+
+def _attempt_once(ch: Channel, ms: Sequence[PushMessage], timeout: float, test: bool) -> _Outcome:
     try:
         payload = render(ch, ms, test=test)
         if ch.kind == "email":

@@ -24,12 +24,16 @@ def sources_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser_sources")
     book = tmp / "sales.xlsx"
     workbook.write(sales_system(), book)
-    db = make_erp(tmp / "erp.db")
+    exports = tmp / "exports"  # the folder sources may read; the warehouse lies beside it
+    exports.mkdir()
+    db = make_erp(exports / "erp.db")
     wh = Warehouse(tmp / "wh.duckdb", linger=0)
     import_system(wh, book, by="test", scope=Scope.all())
-    sources.save(wh, erp_source(db), SYSTEM)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KPI_SOURCE_DIRS", str(exports))
+        sources.save(wh, erp_source(db), SYSTEM)
     wh.close()
-    proc, url = start_app(tmp / "wh.duckdb")
+    proc, url = start_app(tmp / "wh.duckdb", env={"KPI_SOURCE_DIRS": str(exports)})
     yield url, tmp, db
     proc.terminate()
     proc.wait(timeout=20)
@@ -104,6 +108,19 @@ def test_chinese_page_refuses_a_literal_password(browser, sources_app):
     settle(page)
     no_traceback(page)
     shot(page, "sources-password-zh")
+    # A secret reference anywhere but the password, or outside [source_secrets]: said, in Chinese.
+    box.fill("sqlite:////srv/${secrets.push.smtp_password}.db")
+    box.press("Enter")
+    page.get_by_text("只能用于密码").first.wait_for(timeout=30_000)
+    box.fill("postgresql+psycopg://kpi:${secrets.push.smtp_password}@db.example.com/erp")
+    box.press("Enter")
+    page.get_by_text(
+        "它只能读取 .streamlit/secrets.toml 中 [source_secrets] 段的键"
+    ).first.wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="测试连接").is_disabled()
+    settle(page)
+    no_traceback(page)
+    shot(page, "sources-reference-zh")
 
     # The saved source pulled on the Chinese page: the same report, in Chinese.
     choose(page, "数据源", "ERP orders")

@@ -9,6 +9,7 @@ pages through AppTest, and one real Chromium for what a browser actually does wi
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -367,7 +368,7 @@ def test_user_display_names_are_stored_literally(demo_wh):
     intact(demo_wh, before)
 
 
-def test_push_channel_and_source_names_are_stored_literally(demo_wh, tmp_path):
+def test_push_channel_and_source_names_are_stored_literally(demo_wh, tmp_path, monkeypatch):
     before = tables(demo_wh)
     for i, text in enumerate([DROP, OR_TRUE, SCRIPT, HYPERLINK]):
         name = f"{text} {i}"
@@ -375,7 +376,9 @@ def test_push_channel_and_source_names_are_stored_literally(demo_wh, tmp_path):
         assert push.channel(demo_wh, name).name == name
     intact(demo_wh, before, {"push_channel", "audit"})
 
-    csv = tmp_path / "orders.csv"
+    (tmp_path / "exports").mkdir()
+    monkeypatch.setenv("KPI_SOURCE_DIRS", str(tmp_path / "exports"))
+    csv = tmp_path / "exports" / "orders.csv"
     csv.write_text("day,region,amount\n2026-10-03,East,10\n")
     before = tables(demo_wh)
     for i, text in enumerate([DROP, OR_TRUE, SCRIPT, HYPERLINK]):
@@ -714,3 +717,66 @@ def test_password_hashes_never_leave_the_user_table(own_file, tmp_path):
     assert leaks(said, fragments) == []
     for f in (out_file, tmp_path / "export-zh.xlsx"):
         assert leaks(xlsx_text(f.read_bytes()), fragments) == []
+
+
+# --- secret references: only where a secret goes, only from the field's own vault (issue 18) ---
+
+SERVER_SECRETS = """
+[auth]
+cookie_secret = "COOKIE-SECRET-4711"
+[source_secrets]
+erp = "ERP-SECRET-4711"
+[push]
+token = "PUSH-TOKEN-4711"
+"""
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["${secrets.auth.cookie_secret}", "${secrets.source_secrets.erp}", "${AWS_SECRET_KEY}",
+     "${KPI_SOURCE_SECRET_ERP}", "${secrets.push}", "${HOME}"],
+)  # fmt: skip
+def test_a_push_channel_reads_only_the_push_vault(
+    demo_wh, receiver, tmp_path, monkeypatch, reference
+):
+    path = tmp_path / "secrets.toml"
+    path.write_text(SERVER_SECRETS, encoding="utf-8")
+    monkeypatch.setenv("KPI_SECRETS", str(path))
+    monkeypatch.setenv("AWS_SECRET_KEY", "AWS-SECRET-4711")
+    monkeypatch.setenv("KPI_SOURCE_SECRET_ERP", "ENV-SECRET-4711")
+    r = receiver((200, "ok"))
+    hostile = [
+        ("webhook", f"{r.base}/hook", {"headers": {"X-Leak": reference}}),
+        ("webhook", f"{r.base}/hook?token={reference}", {}),
+        ("webhook", f"{r.base}/{reference}", {}),
+        ("dingtalk", f"{r.base}/send?access_token=${{secrets.push.token}}", {"secret": reference}),
+    ]
+    alert = push.PushMessage(None, "high", "status", "红灯", "red", "文", "text", None, "U",
+                             "2026-10", None)  # fmt: skip
+    for kind, url, options in hostile:
+        with pytest.raises(push.PushError, match="cannot be used by a push channel"):
+            push.save_channel(demo_wh, SYSTEM, "leak", kind, url, options)
+        # A channel stored before this check is refused when it sends, and says why.
+        ch = push.Channel("leak", kind, url, options, "low")
+        [d] = push.deliver(demo_wh, [alert], channels=[ch], retries=0)
+        assert not d.ok and "cannot be used by a push channel" in d.error
+    assert not [q for q in r.requests if "4711" in json.dumps(q)]
+    assert "4711" not in json.dumps(demo_wh.rows("SELECT * FROM push_log"), default=str)
+    # The push section itself is read as before.
+    push.save_channel(demo_wh, SYSTEM, "ok", "webhook", f"{r.base}/hook",
+                      {"headers": {"Authorization": "Bearer ${secrets.push.token}"}})  # fmt: skip
+
+
+def test_a_receiver_repeating_a_secret_leaves_only_stars_in_the_log(
+    demo_wh, receiver, tmp_path, monkeypatch
+):
+    path = tmp_path / "secrets.toml"
+    path.write_text(SERVER_SECRETS, encoding="utf-8")
+    monkeypatch.setenv("KPI_SECRETS", str(path))
+    r = receiver((500, "bad token PUSH-TOKEN-4711"))
+    push.save_channel(demo_wh, SYSTEM, "echo", "webhook", f"{r.base}/hook",
+                      {"headers": {"Authorization": "Bearer ${secrets.push.token}"}})  # fmt: skip
+    d = push.send_test(demo_wh, "echo", retries=0)
+    assert r.requests[0]["headers"]["Authorization"] == "Bearer PUSH-TOKEN-4711"  # it was sent
+    assert not d.ok and "bad token ***" in d.error
+    assert "4711" not in json.dumps(demo_wh.rows("SELECT * FROM push_log"), default=str)

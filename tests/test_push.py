@@ -69,10 +69,10 @@ def log_rows(wh, channel=None):
 
 def test_webhook_posts_every_field_in_both_languages(warehouse, receiver, monkeypatch):
     r = receiver((200, "ok"))
-    monkeypatch.setenv("HOOK_TOKEN", "t0ken")
+    monkeypatch.setenv("KPI_PUSH_SECRET_HOOK_TOKEN", "t0ken")
     push.save_channel(
         warehouse, ADMIN, "ops", "webhook", f"{r.base}/hook",
-        {"lang": "en", "headers": {"Authorization": "Bearer ${HOOK_TOKEN}"}}, "low",
+        {"lang": "en", "headers": {"Authorization": "Bearer ${KPI_PUSH_SECRET_HOOK_TOKEN}"}}, "low",
     )  # fmt: skip
     [d] = push.deliver(warehouse, [message(7)], **FAST)
     assert d.ok and d.attempts == 1 and d.alert_ids == (7,) and d.status == "200"
@@ -102,10 +102,10 @@ def test_dingtalk_markdown_signed_with_the_secret_from_secrets_toml(
     r = receiver()
     secret = "SECa1b2c3+/="  # characters that base64 and URL encoding must survive
     secrets_file.write_text(f'[push]\ndingtalk_secret = "{secret}"\n', encoding="utf-8")
-    monkeypatch.setenv("DING_TOKEN", "abc123")
+    monkeypatch.setenv("KPI_PUSH_SECRET_DING_TOKEN", "abc123")
     push.save_channel(
         warehouse, ADMIN, "钉钉群", "dingtalk",
-        f"{r.base}/robot/send?access_token=${{DING_TOKEN}}",
+        f"{r.base}/robot/send?access_token=${{KPI_PUSH_SECRET_DING_TOKEN}}",
         {"secret": "${secrets.push.dingtalk_secret}", "keyword": "KPI预警", "lang": "zh"},
     )  # fmt: skip
     before = int(time.time() * 1000)
@@ -137,9 +137,9 @@ def test_dingtalk_markdown_signed_with_the_secret_from_secrets_toml(
 
 def test_dingtalk_refusal_in_a_200_is_a_failure_and_not_retried(warehouse, receiver, monkeypatch):
     r = receiver((200, {"errcode": 310000, "errmsg": "sign not match"}))
-    monkeypatch.setenv("DING_TOKEN", "abc")
+    monkeypatch.setenv("KPI_PUSH_SECRET_DING_TOKEN", "abc")
     push.save_channel(warehouse, ADMIN, "d", "dingtalk",
-                      f"{r.base}/robot/send?access_token=${{DING_TOKEN}}", {})  # fmt: skip
+                      f"{r.base}/robot/send?access_token=${{KPI_PUSH_SECRET_DING_TOKEN}}", {})  # fmt: skip
     [d] = push.deliver(warehouse, [message()], **FAST)
     assert not d.ok and d.attempts == 1 and len(r.requests) == 1
     assert d.error == (
@@ -151,9 +151,9 @@ def test_dingtalk_refusal_in_a_200_is_a_failure_and_not_retried(warehouse, recei
 
 def test_wecom_markdown(warehouse, receiver, monkeypatch):
     r = receiver()
-    monkeypatch.setenv("WECOM_KEY", "k-693a")
+    monkeypatch.setenv("KPI_PUSH_SECRET_WECOM_KEY", "k-693a")
     push.save_channel(warehouse, ADMIN, "wecom", "wecom",
-                      f"{r.base}/cgi-bin/webhook/send?key=${{WECOM_KEY}}", {"lang": "both"})  # fmt: skip
+                      f"{r.base}/cgi-bin/webhook/send?key=${{KPI_PUSH_SECRET_WECOM_KEY}}", {"lang": "both"})  # fmt: skip
     [d] = push.deliver(warehouse, [message(4, owner=None)], **FAST)
     assert d.ok
     [req] = r.requests
@@ -168,8 +168,10 @@ def test_wecom_markdown(warehouse, receiver, monkeypatch):
 
 def test_wecom_content_is_cut_to_its_limit(warehouse, receiver, monkeypatch):
     r = receiver()
-    monkeypatch.setenv("WECOM_KEY", "k")
-    push.save_channel(warehouse, ADMIN, "w", "wecom", f"{r.base}/send?key=${{WECOM_KEY}}", {})
+    monkeypatch.setenv("KPI_PUSH_SECRET_WECOM_KEY", "k")
+    push.save_channel(
+        warehouse, ADMIN, "w", "wecom", f"{r.base}/send?key=${{KPI_PUSH_SECRET_WECOM_KEY}}", {}
+    )
     push.deliver(warehouse, [message(text_zh="长" * 3000, text_en="long " * 600)], **FAST)
     content = r.requests[0]["json"]["markdown"]["content"]
     assert len(content.encode()) <= push.WECOM_LIMIT and content.endswith("…")
@@ -178,8 +180,10 @@ def test_wecom_content_is_cut_to_its_limit(warehouse, receiver, monkeypatch):
 def test_slack_text_with_the_whole_address_a_reference(warehouse, receiver, monkeypatch):
     r = receiver((200, "ok"))
     # The whole address is the secret: its value goes in as it is, slashes and all.
-    monkeypatch.setenv("SLACK_WEBHOOK_URL", f"{r.base}/services/T000/B000/XXXX")
-    push.save_channel(warehouse, ADMIN, "slack", "slack", "${SLACK_WEBHOOK_URL}", {"lang": "en"})
+    monkeypatch.setenv("KPI_PUSH_SECRET_SLACK_WEBHOOK_URL", f"{r.base}/services/T000/B000/XXXX")
+    push.save_channel(
+        warehouse, ADMIN, "slack", "slack", "${KPI_PUSH_SECRET_SLACK_WEBHOOK_URL}", {"lang": "en"}
+    )
     [d] = push.deliver(warehouse, [message(title_en="Revenue <red> & falling")], **FAST)
     assert d.ok
     [req] = r.requests
@@ -276,14 +280,14 @@ def test_nobody_listening_is_a_failure_too(warehouse):
 
 def test_a_missing_secret_fails_the_send_not_the_run(warehouse, receiver, monkeypatch):
     r = receiver()
-    monkeypatch.delenv("NOT_SET_TOKEN", raising=False)
+    monkeypatch.delenv("KPI_PUSH_SECRET_NOT_SET_TOKEN", raising=False)
     push.save_channel(warehouse, ADMIN, "d", "dingtalk",
-                      f"{r.base}/send?access_token=${{NOT_SET_TOKEN}}", {})  # fmt: skip
+                      f"{r.base}/send?access_token=${{KPI_PUSH_SECRET_NOT_SET_TOKEN}}", {})  # fmt: skip
     ok = receiver((200, "ok"))
     push.save_channel(warehouse, ADMIN, "ok", "webhook", f"{ok.base}/hook", {})
     got = {d.channel: d for d in push.deliver(warehouse, [message()], **FAST)}
     assert not got["d"].ok and got["d"].attempts == 1 and got["d"].status == "config"
-    assert got["d"].error == "the environment variable NOT_SET_TOKEN is not set"
+    assert got["d"].error == "the environment variable KPI_PUSH_SECRET_NOT_SET_TOKEN is not set"
     assert got["ok"].ok and r.requests == []
 
 
@@ -338,7 +342,7 @@ def test_recent_log_and_last_results(warehouse, receiver):
     [
         ("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=abc123", {},
          "URL: 'access_token=' holds a secret in plain text"),
-        ("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=${DING}",
+        ("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=${KPI_PUSH_SECRET_DING}",
          {"secret": "SECabc"}, "secret: the signing secret (SEC…) would be stored"),
         ("wecom", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6", {},
          "URL: 'key=' holds a secret in plain text"),
@@ -354,7 +358,7 @@ def test_recent_log_and_last_results(warehouse, receiver):
         ("email", "smtp://smtp.example.com:587", {"from": "nobody", "to": "a@example.com, b"},
          "from: 'nobody' is not an email address"),
         ("fax", "https://example.com", {}, "kind: 'fax' is not a kind of channel"),
-        ("webhook", "https://example.com", {"secret": "${X}"}, "option 'secret' is not used"),
+        ("webhook", "https://example.com", {"secret": "${KPI_PUSH_SECRET_X}"}, "option 'secret' is not used"),
     ],
 )  # fmt: skip
 def test_literal_secrets_and_bad_settings_are_refused(warehouse, kind, url, options, field):
@@ -370,12 +374,15 @@ def test_saving_keeps_references_and_masks_what_is_shown(warehouse):
     ch = push.save_channel(
         warehouse, ADMIN, " 钉钉 ", "dingtalk",
         "https://oapi.dingtalk.com/robot/send?access_token=${secrets.push.dingtalk_token}",
-        {"secret": " ${DINGTALK_SECRET} ", "keyword": "", "lang": "zh"}, "high",
+        {"secret": " ${KPI_PUSH_SECRET_DINGTALK_SECRET} ", "keyword": "", "lang": "zh"}, "high",
     )  # fmt: skip
-    assert ch.name == "钉钉" and ch.options == {"secret": "${DINGTALK_SECRET}", "lang": "zh"}
+    assert ch.name == "钉钉" and ch.options == {
+        "secret": "${KPI_PUSH_SECRET_DINGTALK_SECRET}",
+        "lang": "zh",
+    }
     [saved] = push.channels(warehouse)
     assert (saved.name, saved.kind, saved.options, saved.min_severity, saved.enabled) == (
-        "钉钉", "dingtalk", {"secret": "${DINGTALK_SECRET}", "lang": "zh"}, "high", True
+        "钉钉", "dingtalk", {"secret": "${KPI_PUSH_SECRET_DINGTALK_SECRET}", "lang": "zh"}, "high", True
     )  # fmt: skip
     assert saved.updated_by == "system"
     assert push.mask("https://x/send?access_token=abc&x=1") == "https://x/send?access_token=***&x=1"
@@ -434,10 +441,10 @@ def smtp():
 
 
 def test_email_over_smtp_with_the_password_from_the_environment(warehouse, smtp, monkeypatch):
-    monkeypatch.setenv("SMTP_PASSWORD", "s3cret-mail")
+    monkeypatch.setenv("KPI_PUSH_SECRET_SMTP_PASSWORD", "s3cret-mail")
     push.save_channel(
         warehouse, ADMIN, "mail", "email", push.smtp_url("127.0.0.1", smtp.port),
-        {"security": "none", "user": "kpi", "password": "${SMTP_PASSWORD}",
+        {"security": "none", "user": "kpi", "password": "${KPI_PUSH_SECRET_SMTP_PASSWORD}",
          "from": "kpi@example.com", "to": "head@example.com; analyst@example.com", "lang": "zh"},
     )  # fmt: skip
     [d] = push.deliver(warehouse, [message(11)], **FAST)
@@ -455,10 +462,10 @@ def test_email_over_smtp_with_the_password_from_the_environment(warehouse, smtp,
 
 
 def test_email_wrong_password_is_reported_and_not_retried(warehouse, smtp, monkeypatch):
-    monkeypatch.setenv("SMTP_PASSWORD", "wrong")
+    monkeypatch.setenv("KPI_PUSH_SECRET_SMTP_PASSWORD", "wrong")
     push.save_channel(
         warehouse, ADMIN, "mail", "email", push.smtp_url("127.0.0.1", smtp.port),
-        {"security": "none", "user": "kpi", "password": "${SMTP_PASSWORD}",
+        {"security": "none", "user": "kpi", "password": "${KPI_PUSH_SECRET_SMTP_PASSWORD}",
          "from": "kpi@example.com", "to": ["head@example.com"], "lang": "en"},
     )  # fmt: skip
     d = push.send_test(warehouse, "mail", retries=2, **FAST)
@@ -522,7 +529,9 @@ def test_the_section_adds_tests_and_logs_a_channel(tmp_path, monkeypatch, receiv
     problems = "\n".join(_texts(at.info))
     assert "holds a secret in plain text" in problems
     assert at.button(key="push_new_save").disabled
-    at.text_input(key="push_new_url").input(f"{r.base}/robot/send?access_token=${{DING_T}}")
+    at.text_input(key="push_new_url").input(
+        f"{r.base}/robot/send?access_token=${{KPI_PUSH_SECRET_DING_T}}"
+    )
     at.text_input(key="push_new_secret").input("SEC123").run()
     assert "signing secret" in "\n".join(_texts(at.info))
     at.text_input(key="push_new_secret").input("").run()
@@ -534,14 +543,14 @@ def test_the_section_adds_tests_and_logs_a_channel(tmp_path, monkeypatch, receiv
     listing = at.dataframe[0].value
     assert list(listing["Name"]) == ["ding"]
     assert list(listing["Address (secrets hidden)"]) == [
-        f"{r.base}/robot/send?access_token=${{DING_T}}"
+        f"{r.base}/robot/send?access_token=${{KPI_PUSH_SECRET_DING_T}}"
     ]
 
     # The test send fails while the token is not set, and says why.
     test_key = next(b.key for b in at.button if b.key and b.key.endswith("_test"))
     at.button(key=test_key).click().run()
     assert any("DING\\_T is not set" in e for e in _texts(at.error)), _texts(at.error)
-    monkeypatch.setenv("DING_T", "tok")
+    monkeypatch.setenv("KPI_PUSH_SECRET_DING_T", "tok")
     at.button(key=test_key).click().run()
     assert any("Test message delivered to 'ding'" in s for s in _texts(at.success))
     assert r.requests[-1]["query"]["access_token"] == "tok"

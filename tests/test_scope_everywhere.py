@@ -642,10 +642,18 @@ def cli_rollback(path, tmp_path, foreign):
 
 
 def cli_pull(path, tmp_path, foreign):
-    export_csv = tmp_path / "erp.csv"
+    exports = tmp_path / "exports"  # the folder sources may read (KPI_SOURCE_DIRS)
+    exports.mkdir(exist_ok=True)
+    export_csv = exports / "erp.csv"
     export_csv.write_text(
         "month,dept,customers\n2026-10-01,sales,42\n2026-10-01,prod,1\n", encoding="utf-8"
     )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KPI_SOURCE_DIRS", str(exports))
+        return _cli_pull(path, export_csv)
+
+
+def _cli_pull(path, export_csv):
     source = sources.Source(
         "erp",
         f"csv://{export_csv}",

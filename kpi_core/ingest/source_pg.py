@@ -102,7 +102,7 @@ def sample(con, query: str, n: int) -> pd.DataFrame:
     with con.cursor() as cur:
         cur.execute(wrapped, prepare=True)
         columns = [d.name for d in cur.description or []]
-        return pd.DataFrame(cur.fetchall(), columns=columns, dtype=object)
+        return pd.DataFrame.from_records(cur.fetchall(), columns=columns)
 
 
 def copy_text(

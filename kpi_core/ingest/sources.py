@@ -460,7 +460,7 @@ def _chunks(
             con.close()
     if scheme == "sqlite":
         with _reading(url), _sqlite(url, timeout_s) as con:
-            for part in pd.read_sql(sql, con, params=params, chunksize=CHUNK_ROWS,
+            for part in pd.read_sql(sql, con, params=params or None, chunksize=CHUNK_ROWS,
                                     coerce_float=True):  # fmt: skip
                 yield count(part)
         return
@@ -471,8 +471,8 @@ def _chunks(
         try:
             with engine.connect() as con:
                 con = con.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
-                for part in pd.read_sql(text(sql), con, params=params, chunksize=CHUNK_ROWS,
-                                        coerce_float=True):  # fmt: skip
+                for part in pd.read_sql(text(sql), con, params=params or None,
+                                        chunksize=CHUNK_ROWS, coerce_float=True):  # fmt: skip
                     yield count(part)
         finally:
             engine.dispose()

@@ -65,6 +65,12 @@ def _attempt(
         return None, ctx.t("src_unexpected", error=said)
 
 
+def refusal(ctx: PageContext, text: str) -> None:
+    """A refusal from the core, in the page's language. Its `${…}` references are shown as
+    written: two `$` in one message would otherwise be typeset as a formula."""
+    st.error(error_text(ctx, text).replace("$", "\\$"))
+
+
 def _refusal(work: Callable[[], object]) -> str | None:
     """What the core says refusing `work`, or None."""
     try:
@@ -244,7 +250,7 @@ def _definition(ctx: PageContext, base: sources.Source | None) -> None:
             sources.check_url(url)
         except KpiError as exc:
             url_error = str(exc)
-            st.error(error_text(ctx, url_error))
+            refusal(ctx, url_error)
 
     tables = _connection(ctx, url, p, ready=bool(url) and not url_error)
     _table_browser(ctx, tables, url, p)
@@ -262,7 +268,7 @@ def _definition(ctx: PageContext, base: sources.Source | None) -> None:
             sources.check_query(query, url)
         except KpiError as exc:
             query_error = str(exc)
-            st.error(error_text(ctx, query_error))
+            refusal(ctx, query_error)
     left, right = st.columns(2, gap="medium")
     row_limit = left.number_input(
         ctx.t("src_row_limit"),
@@ -373,7 +379,7 @@ def _connection(ctx: PageContext, url: str, p: str, *, ready: bool) -> dict[str,
         for caution in probe.cautions:
             st.warning(caution_text(caution, ctx.lang), icon=":material/warning:")
     if error:
-        st.error(error_text(ctx, error))
+        refusal(ctx, error)
     return found
 
 
@@ -445,7 +451,7 @@ def _sample(
         return None
     _, _, got, error = held
     if error:
-        st.error(error_text(ctx, error))
+        refusal(ctx, error)
         return None
     if got is None or not len(got.columns):
         st.info(ctx.t("src_sample_empty"))
@@ -537,7 +543,7 @@ def _pull(ctx: PageContext, source: sources.Source) -> None:
         return
     _, it, error, _, _ = held
     if error:
-        st.error(error_text(ctx, error))
+        refusal(ctx, error)
         return
     nothing_new = mode == "new" and last is not None and not len(it.rows)
     if nothing_new:
