@@ -10,8 +10,12 @@ Settings come from `[sign_in]` in secrets.toml (all optional):
     session_hours = 12    # a session ends this long after signing in, active or not
 
 Failures and locks live in the warehouse (`app_user`), so a lock holds across browser sessions,
-processes and restarts. The message for a wrong name and a wrong password is the same, so the
-form does not tell an outsider which user names exist.
+processes and restarts. Each attempt is counted there, in one UPDATE … RETURNING, before its
+password is checked: attempts sent in parallel each take their own number, and those beyond
+`max_failures` are refused unchecked (and lock the user), so no burst gets more guesses than the
+limit. The answer for a wrong name, a wrong password and a locked user is the same, and each
+costs one scrypt check, so the form tells an outsider neither which user names exist nor which
+are locked.
 """
 
 from __future__ import annotations
@@ -179,9 +183,10 @@ def sign_in(
             # being checked) stay counted. A lock set meanwhile holds: refused.
             done = cur.execute(
                 """UPDATE app_user SET failed_sign_ins = greatest(failed_sign_ins - ?, 0),
-                       last_sign_in = ?
-                   WHERE name = ? AND locked_until IS NULL RETURNING name""",
-                [number, now, name],
+                       locked_until = NULL, last_sign_in = ?
+                   WHERE name = ? AND (locked_until IS NULL OR locked_until <= ?)
+                   RETURNING name""",
+                [number, now, name, now],
             ).fetchall()
             if done:
                 log(cur, name, "signed_in", via)
@@ -193,8 +198,8 @@ def sign_in(
             lock = now + timedelta(minutes=rules.lock_minutes)
             locked = cur.execute(
                 "UPDATE app_user SET failed_sign_ins = 0, locked_until = ? "
-                "WHERE name = ? AND locked_until IS NULL RETURNING name",
-                [lock, name],
+                "WHERE name = ? AND (locked_until IS NULL OR locked_until <= ?) RETURNING name",
+                [lock, name, now],
             ).fetchall()
             if locked:
                 log(cur, name, "locked", f"after {number} failures, until {lock:%H:%M}")

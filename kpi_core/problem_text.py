@@ -927,6 +927,24 @@ RULES: list[tuple[str, str]] = [
         "加签密钥：密钥（SEC…）会以明文保存——请把它放在环境变量或 .streamlit/secrets.toml 中，"
         "并在此处写 ${env} 或 ${key}",
     ),
+    (
+        "URL: the host {host} is not in [push] allowed_hosts of .streamlit/secrets.toml ({list}) "
+        "— send to one of them, or ask whoever runs the server to add it",
+        "地址：主机 {host} 不在 .streamlit/secrets.toml 的 [push] allowed_hosts 中（{list}）"
+        "——请发送到其中的主机，或请服务器的管理者添加它",
+    ),
+    (
+        "host: the SMTP server {host} is not in [push] allowed_hosts of .streamlit/secrets.toml "
+        "({list}) — send to one of them, or ask whoever runs the server to add it",
+        "SMTP 服务器：{host} 不在 .streamlit/secrets.toml 的 [push] allowed_hosts 中（{list}）"
+        "——请使用其中的服务器，或请服务器的管理者添加它",
+    ),
+    (
+        "[push] allowed_hosts in .streamlit/secrets.toml must be a list of host names, e.g. "
+        '["oapi.dingtalk.com", "*.example.com"]',
+        ".streamlit/secrets.toml 中的 [push] allowed_hosts 必须是主机名的列表，例如 "
+        '["oapi.dingtalk.com", "*.example.com"]',
+    ),
     ("headers: write one 'Name: value' per line", "请求头：每行写一个“名称: 值”"),
     (
         "headers: '{name}' holds a secret in plain text — put it in an environment variable or "
@@ -973,6 +991,16 @@ RULES: list[tuple[str, str]] = [
         "in — check the value in the environment or secrets.toml",
         "渠道“{name}”的地址在填入引用的值后不是网址——请检查环境变量或 secrets.toml 中的值",
     ),
+    (
+        "channel '{name}' sends to a host that is not in [push] allowed_hosts of "
+        ".streamlit/secrets.toml; nothing was sent",
+        "渠道“{name}”要发送到的主机不在 .streamlit/secrets.toml 的 [push] allowed_hosts 中，未发送",
+    ),
+    (
+        "the receiver redirects to another address (HTTP {code}); pushes do not follow "
+        "redirects — write the final address",
+        "接收方要求跳转到另一个地址（HTTP {code}）；推送不跟随跳转——请填写最终的地址",
+    ),
     ("HTTP {code} from the receiver: {text}", "接收方返回 HTTP {code}：{text}"),
     ("HTTP {code} from the receiver", "接收方返回 HTTP {code}"),
     (
@@ -1006,6 +1034,24 @@ RULES: list[tuple[str, str]] = [
         "WeCom refused the message: errcode {code} ({error})",
         "企业微信拒收了消息：errcode {code}（{error}）",
     ),
+    # the same without what the robot answered (the delivery log as non-admins read it)
+    (
+        "DingTalk refused the message: errcode {code} — check the signing secret, the keyword "
+        "and the robot's IP allow-list",
+        "钉钉拒收了消息：errcode {code}——请检查加签密钥、自定义关键词和机器人的 IP 白名单",
+    ),
+    (
+        "DingTalk refused the message: errcode {code} — the robot's token or key is wrong; copy "
+        "the address from the robot again",
+        "钉钉拒收了消息：errcode {code}——机器人的 token 或 key 不正确，请重新复制机器人的地址",
+    ),
+    ("DingTalk refused the message: errcode {code}", "钉钉拒收了消息：errcode {code}"),
+    (
+        "WeCom refused the message: errcode {code} — the robot's token or key is wrong; copy "
+        "the address from the robot again",
+        "企业微信拒收了消息：errcode {code}——机器人的 key 不正确，请重新复制机器人的地址",
+    ),
+    ("WeCom refused the message: errcode {code}", "企业微信拒收了消息：errcode {code}"),
     (
         "the SMTP server refused the login — check the user and the password",
         "SMTP 服务器拒绝登录——请检查用户名和密码",
@@ -1016,6 +1062,7 @@ RULES: list[tuple[str, str]] = [
         "SMTP 服务器不支持该操作（{error}）——请检查加密方式",
     ),
     ("the SMTP server answered {code}: {error}", "SMTP 服务器返回 {code}：{error}"),
+    ("the SMTP server answered {code}", "SMTP 服务器返回 {code}"),
     ("some recipients were refused: {list}", "部分收件人被拒绝：{list}"),
 ]
 

@@ -10,6 +10,13 @@ channel is saved, and so is a reference outside the channels' own vault (the `[p
 and environment variables named `KPI_PUSH_SECRET_…`): a header must not carry the sign-in cookie
 secret or a source's password to a host of the author's choosing.
 
+Where pushes may go can be narrowed by the server's operator: `[push] allowed_hosts` in
+secrets.toml lists host names (`*.example.com` for the names below one); when it is set, a channel
+to another host is refused when it is saved and again when it sends (its address may be a
+reference, known only then). Redirects are never followed: the message and its headers would go
+wherever the receiver points. What a receiver answered is kept in the delivery log for admins;
+`recent_log` and `last_results` leave it out for everyone else.
+
 `deliver` never raises: an alert run (after an import, from cron) must not fail because a robot
 is down. Each send is tried up to `retries + 1` times with exponential back-off, each attempt
 bounded by `timeout`, and every attempt is written to `push_log`, so failures are visible on the
@@ -21,6 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import re
@@ -40,7 +48,15 @@ import pandas as pd
 
 from kpi_core import clock
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
-from kpi_core.references import PUSH, expand, has_reference, is_reference, not_in_vault, outside
+from kpi_core.references import (
+    PUSH,
+    expand,
+    has_reference,
+    is_reference,
+    not_in_vault,
+    outside,
+    read_secrets,
+)
 from kpi_core.references import mask as _mask_password
 from kpi_core.references import redact as _redact
 from kpi_core.references import values as _values
@@ -174,6 +190,74 @@ class Delivery:
     error: str | None = None
 
 
+# --- where a channel may send ------------------------------------------------------------------
+
+_ALLOWED_EXAMPLE = '["oapi.dingtalk.com", "*.example.com"]'
+
+
+def allowed_hosts() -> tuple[str, ...] | None:
+    """`[push] allowed_hosts` in secrets.toml, normalized; None when it is not set (any host).
+    An entry `*.example.com` allows the names below example.com, not example.com itself."""
+    conf = read_secrets().get("push", {})
+    if not isinstance(conf, dict) or "allowed_hosts" not in conf:
+        return None
+    value = conf["allowed_hosts"]
+    if not isinstance(value, list) or not all(isinstance(h, str) and h.strip() for h in value):
+        raise PushError(
+            "[push] allowed_hosts in .streamlit/secrets.toml must be a list of host names, "
+            f"e.g. {_ALLOWED_EXAMPLE}"
+        )
+    return tuple(
+        ("*." + _normal_host(h.strip()[2:])) if h.strip().startswith("*.") else _normal_host(h)
+        for h in value
+    )
+
+
+def _normal_host(host: str) -> str:
+    """A host name as compared: lower case, no final dot, international names in their ASCII
+    (IDNA) form — the form the connection uses."""
+    host = host.strip().strip("[]").lower().rstrip(".")
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host  # not a name IDNA can write: compared as it is, and matches no list entry
+
+
+def host_allowed(host: str | None, allowed: Sequence[str] | None) -> bool:
+    """True when `host` may be sent to: no list, or a name on it (or below a `*.` entry)."""
+    if allowed is None:
+        return True
+    if not host:
+        return False
+    host = _normal_host(host)
+    return any(
+        host.endswith(entry[1:]) if entry.startswith("*.") else host == entry for entry in allowed
+    )
+
+
+def _allowed_list() -> str:
+    return ", ".join(allowed_hosts() or ())
+
+
+def _connects_to(url: str) -> str | None:
+    """The host urllib will connect to for `url`, parsed the way it parses it (so an address
+    that reads one way and connects another cannot pass the list)."""
+    try:
+        return http.client.HTTPConnection(urllib.request.Request(url).host).host
+    except (ValueError, http.client.InvalidURL):
+        return None
+
+
+def _refuse_unlisted(ch: Channel, host: str | None) -> None:
+    """At sending: the channel's resolved host must be on the list. The message does not name
+    it — it may come from a reference, and resolved values are never shown."""
+    if not host_allowed(host, allowed_hosts()):
+        raise PushError(
+            f"channel '{ch.name}' sends to a host that is not in [push] allowed_hosts of "
+            ".streamlit/secrets.toml; nothing was sent"
+        )
+
+
 # --- checking a channel ------------------------------------------------------------------------
 
 
@@ -188,6 +272,13 @@ def _url_problems(ch: Channel) -> list[str]:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return [f"URL: '{mask(url)}' is not a web address — write it like https://…"]
     out = []
+    allowed = allowed_hosts()
+    host = parts.hostname
+    if allowed is not None and not has_reference(parts.netloc) and not host_allowed(host, allowed):
+        out.append(
+            f"URL: the host {host} is not in [push] allowed_hosts of .streamlit/secrets.toml "
+            f"({_allowed_list()}) — send to one of them, or ask whoever runs the server to add it"
+        )
     if parts.password and not has_reference(parts.password):
         out.append(
             "URL: the address holds a password — put it in an environment variable or in "
@@ -239,6 +330,12 @@ def _email_problems(ch: Channel) -> list[str]:
     else:
         if not host:
             out.append("host: write the SMTP server's name, e.g. smtp.example.com")
+        elif not host_allowed(host, allowed := allowed_hosts()):
+            out.append(
+                f"host: the SMTP server {host} is not in [push] allowed_hosts of "
+                f".streamlit/secrets.toml ({', '.join(allowed or ())}) — send to one of them, or "
+                "ask whoever runs the server to add it"
+            )
         if not 0 < port < 65536:
             out.append("port: write the SMTP port, usually 587 (STARTTLS), 465 (SSL) or 25")
     o = ch.options
@@ -544,11 +641,26 @@ def _address(ch: Channel) -> str:
             f"the address of channel '{ch.name}' is not a web address once its references are "
             "filled in — check the value in the environment or secrets.toml"
         )
+    _refuse_unlisted(ch, _connects_to(real))
     if ch.kind == "dingtalk" and (ref := str(ch.options.get("secret") or "")):
         secret = expand(ref, vault=PUSH, quote=False, error=PushError)
         ts = int(time.time() * 1000)
         real += ("&" if parts.query else "?") + f"timestamp={ts}&sign={dingtalk_sign(secret, ts)}"
     return real
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: urllib would send the message on (as a GET, its headers and
+    their token kept) to wherever the receiver points, on the list or not."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: object, code: int, msg: str, headers: object,
+        newurl: str,
+    ) -> None:  # fmt: skip
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _post(ch: Channel, payload: dict, timeout: float) -> _Outcome:
@@ -562,9 +674,15 @@ def _post(ch: Channel, payload: dict, timeout: float) -> _Outcome:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with _OPENER.open(request, timeout=timeout) as resp:
             code, text = resp.status, resp.read(65536).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            return _Outcome(
+                False, str(exc.code),
+                f"the receiver redirects to another address (HTTP {exc.code}); pushes do not "
+                "follow redirects — write the final address",
+            )  # fmt: skip
         snippet = exc.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
         return _Outcome(
             False, str(exc.code),
@@ -619,6 +737,7 @@ def _robot_answer(kind: str, code: int, text: str) -> _Outcome:
 
 def _mail(ch: Channel, payload: dict, timeout: float) -> _Outcome:
     host, port = smtp_address(ch.url)
+    _refuse_unlisted(ch, host)
     o = ch.options
     security = o.get("security") or "starttls"
     password = (
@@ -836,19 +955,47 @@ def send_test(
                  timeout=timeout, sleep=sleep, test=True)  # fmt: skip
 
 
-def recent_log(wh: Warehouse, limit: int = 200) -> pd.DataFrame:
-    """The latest attempts, newest first: sent_at, channel, alert_id, attempt, ok, status, error."""
-    return wh.df(
+# What a receiver said, inside the messages above: its body, a robot's errmsg, a mail server's
+# reply. Kept in push_log for admins; cut out for everyone else.
+_REPLIES = (
+    re.compile(r"^(HTTP \d+ from the receiver): .*$", re.S),
+    re.compile(
+        r"^((?:DingTalk|WeCom) refused the message: errcode -?\d+) \(.*\)"
+        r"( — (?:check the signing secret|the robot's token or key is wrong)[^()]*)?$",
+        re.S,
+    ),
+    re.compile(r"^(the SMTP server answered \d+): .*$", re.S),
+)
+
+
+def shown_error(error: str | None, who: Actor) -> str | None:
+    """A delivery's error as `who` may read it: whole for admins; for everyone else without
+    what the receiver answered (it can hold anything: internals, addresses, a token echoed)."""
+    if error is None or who.role == "admin":
+        return error
+    for pattern in _REPLIES:
+        if m := pattern.match(error):
+            return "".join(part for part in m.groups() if part)
+    return error
+
+
+def recent_log(wh: Warehouse, who: Actor, limit: int = 200) -> pd.DataFrame:
+    """The latest attempts, newest first: sent_at, channel, alert_id, attempt, ok, status, error
+    (the receivers' answers in `error` for admins only)."""
+    df = wh.df(
         "SELECT sent_at, channel, alert_id, attempt, ok, status, error FROM push_log "
         "ORDER BY sent_at DESC, attempt DESC LIMIT ?",
         [int(limit)],
     )
+    if who.role != "admin":
+        df["error"] = [None if pd.isna(e) else shown_error(str(e), who) for e in df["error"]]
+    return df
 
 
-def last_results(wh: Warehouse) -> dict[str, tuple[datetime, bool, str | None]]:
-    """Each channel's latest attempt: (when, ok, error)."""
+def last_results(wh: Warehouse, who: Actor) -> dict[str, tuple[datetime, bool, str | None]]:
+    """Each channel's latest attempt: (when, ok, error), the error as `who` may read it."""
     rows = wh.rows(
         "SELECT channel, sent_at, ok, error FROM push_log QUALIFY row_number() OVER "
         "(PARTITION BY channel ORDER BY sent_at DESC, attempt DESC) = 1"
     )
-    return {r[0]: (r[1], bool(r[2]), r[3]) for r in rows}
+    return {r[0]: (r[1], bool(r[2]), shown_error(r[3], who)) for r in rows}

@@ -11,8 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class Receiver:
-    """An HTTP server on 127.0.0.1 that records each POST and answers from a script: the
-    `answers` in turn, the last one repeated; `delay` seconds before answering."""
+    """An HTTP server on 127.0.0.1 that records each request and answers from a script: the
+    `answers` (status, body[, headers]) in turn, the last one repeated; `delay` seconds before
+    answering. Each recorded request has its `method`; GETs are answered the same way."""
 
     def __init__(self, answers=((200, {"errcode": 0, "errmsg": "ok"}),), delay: float = 0.0):
         self.answers = list(answers)
@@ -26,6 +27,7 @@ class Receiver:
                 parts = urlsplit(self.path)
                 outer.requests.append(
                     {
+                        "method": self.command,
                         "path": parts.path,
                         "raw_query": parts.query,
                         "query": {k: v[0] for k, v in parse_qs(parts.query).items()},
@@ -37,7 +39,7 @@ class Receiver:
                 if outer.delay:
                     time.sleep(outer.delay)
                 k = min(len(outer.requests), len(outer.answers)) - 1
-                status, answer = outer.answers[k]
+                status, answer, *more = outer.answers[k]
                 data = (
                     json.dumps(answer).encode() if not isinstance(answer, str) else answer.encode()
                 )
@@ -45,10 +47,14 @@ class Receiver:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for name, value in (more[0] if more else {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(data)
                 except OSError:
                     pass  # the client gave up waiting (the timeout test)
+
+            do_GET = do_POST  # a redirect followed as a GET must be seen too
 
             def log_message(self, *args):
                 pass

@@ -627,3 +627,15 @@ def test_a_huge_manifest_or_extra_entries_are_refused(demo_wh, tmp_path):
     for path, said in ((huge, "manifest"), (extra, "../../etc/cron.d/x"), (twice, "twice")):
         with pytest.raises(backup.BackupError, match=re.escape(said)):
             backup.read_manifest(path)
+
+
+def test_the_command_line_refuses_a_backup_holding_only_schema_version(own_file, tmp_path):
+    crafted = _craft(tmp_path, "bare", _only_schema_version)
+    refused = cli("--warehouse", own_file, "--admin", "restore", crafted, "--yes", check=False)
+    assert refused.returncode == 1 and "table actual is missing" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    wh = Warehouse(own_file, linger=0)
+    try:
+        assert wh.one("SELECT count(*) FROM app_user WHERE role = 'admin'")[0] >= 1
+    finally:
+        wh.close()

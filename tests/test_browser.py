@@ -183,7 +183,8 @@ def test_each_demo_role_signs_in_and_sees_its_own(browser, fresh_app):
     page.locator("input[autocomplete='username']").fill("viewer_prod")
     page.locator("input[type='password']").fill("wrong")
     page.locator("input[type='password']").press("Enter")
-    page.get_by_text("The user name or password is not right.").wait_for(timeout=30_000)
+    refused = "The user name or password is not right, or the user is locked"
+    page.get_by_text(refused).wait_for(timeout=30_000)
 
     seen = {}
     for user, password, home in (

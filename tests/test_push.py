@@ -318,7 +318,7 @@ def test_recent_log_and_last_results(warehouse, receiver):
     push.save_channel(warehouse, ADMIN, "bad", "webhook", f"{bad.base}/h", {})
     push.save_channel(warehouse, ADMIN, "good", "webhook", f"{good.base}/h", {})
     push.deliver(warehouse, [message(5)], retries=1, **FAST)
-    df = push.recent_log(warehouse)
+    df = push.recent_log(warehouse, ADMIN)
     assert list(df.columns) == [
         "sent_at",
         "channel",
@@ -328,10 +328,111 @@ def test_recent_log_and_last_results(warehouse, receiver):
         "status",
         "error",
     ]
-    assert len(df) == 3 and len(push.recent_log(warehouse, limit=2)) == 2
-    last = push.last_results(warehouse)
+    assert len(df) == 3 and len(push.recent_log(warehouse, ADMIN, limit=2)) == 2
+    last = push.last_results(warehouse, ADMIN)
     assert last["good"][1] is True and last["bad"][1] is False
     assert last["bad"][2] == "HTTP 500 from the receiver: x"
+
+
+VIEWER = service.Actor("viewer_prod", "viewer", Scope(frozenset({1})))
+
+
+def test_the_delivery_log_shows_what_receivers_answered_to_admins_only(
+    warehouse, receiver, monkeypatch
+):
+    """A receiver's answer can hold anything (its internals, addresses, a token echoed back):
+    the log keeps it for admins; everyone else reads what happened without it."""
+    monkeypatch.setenv("DING_T", "tok")
+    bad = receiver((500, "db down: password=hunter2 host=10.0.0.5"))
+    ding = receiver((200, {"errcode": 310000, "errmsg": "sign not match, from ip 10.0.0.5"}))
+    push.save_channel(warehouse, ADMIN, "bad", "webhook", f"{bad.base}/h", {})
+    push.save_channel(warehouse, ADMIN, "ding", "dingtalk",
+                      f"{ding.base}/robot/send?access_token=${{DING_T}}", {})  # fmt: skip
+    push.deliver(warehouse, [message(5)], retries=0, **FAST)
+    for who, shown in (
+        (ADMIN, {
+            "HTTP 500 from the receiver: db down: password=hunter2 host=10.0.0.5",
+            "DingTalk refused the message: errcode 310000 (sign not match, from ip 10.0.0.5) — "
+            "check the signing secret, the keyword and the robot's IP allow-list",
+        }),
+        (VIEWER, {
+            "HTTP 500 from the receiver",
+            "DingTalk refused the message: errcode 310000 — check the signing secret, the "
+            "keyword and the robot's IP allow-list",
+        }),
+    ):  # fmt: skip
+        assert set(push.recent_log(warehouse, who)["error"]) == shown
+        assert {e for _, _, e in push.last_results(warehouse, who).values()} == shown
+    for text in shown:  # what the others read is in Chinese too
+        assert translate(text, "zh") != text
+    said = "the SMTP server answered 554: rejected, your IP 10.0.0.5 is listed"
+    assert push.shown_error(said, VIEWER) == "the SMTP server answered 554"
+    assert push.shown_error(said, ADMIN) == said
+    assert translate("the SMTP server answered 554", "zh") == "SMTP 服务器返回 554"
+
+
+# --- where pushes may go: [push] allowed_hosts, and no redirect followed ------------------------
+
+
+def test_allowed_hosts_refuse_saving_a_channel_to_another_host(warehouse, secrets_file, receiver):
+    secrets_file.write_text('[push]\nallowed_hosts = ["127.0.0.1", "*.hooks.example.com"]\n')
+    r = receiver()
+    push.save_channel(warehouse, ADMIN, "ok", "webhook", f"{r.base}/h")
+    push.save_channel(warehouse, ADMIN, "sub", "webhook", "https://a.hooks.example.com/h")
+    for url in (
+        f"http://localhost:{r.port}/h",  # the same server by another name: the list is of names
+        "https://hooks.example.com/h",  # "*." is for the names below it
+        "https://127.0.0.1.evil.example/h",
+        "https://evil.example/h?u=127.0.0.1",
+    ):
+        with pytest.raises(PushError, match=r"is not in \[push\] allowed_hosts") as refused:
+            push.save_channel(warehouse, ADMIN, "x", "webhook", url)
+        assert translate(str(refused.value), "zh") != str(refused.value)
+    mail = {"security": "none", "from": "kpi@example.com", "to": ["head@example.com"]}
+    with pytest.raises(PushError, match="the SMTP server localhost is not in"):
+        push.save_channel(warehouse, ADMIN, "mail", "email", push.smtp_url("localhost", 25), mail)
+    push.save_channel(warehouse, ADMIN, "mail", "email", push.smtp_url("127.0.0.1", 25), mail)
+    assert [c.name for c in push.channels(warehouse)] == ["mail", "ok", "sub"]
+    secrets_file.write_text('[push]\nallowed_hosts = "127.0.0.1"\n')
+    with pytest.raises(PushError, match=r"\[push\] allowed_hosts .* must be a list"):
+        push.save_channel(warehouse, ADMIN, "ok", "webhook", f"{r.base}/h")
+
+
+def test_allowed_hosts_refuse_sending_to_another_host(warehouse, secrets_file, receiver):
+    """A channel saved before the list, and one whose whole address is a reference (its host
+    known only when sending): nothing reaches the other host, and the refusal does not echo
+    the resolved address."""
+    r = receiver()
+    secrets_file.write_text(f'[push]\nhook = "http://localhost:{r.port}/h"\n')
+    push.save_channel(warehouse, ADMIN, "early", "webhook", f"http://localhost:{r.port}/h")
+    push.save_channel(warehouse, ADMIN, "ref", "webhook", "${secrets.push.hook}")
+    with secrets_file.open("a") as fh:
+        fh.write('allowed_hosts = ["127.0.0.1"]\n')
+    out = push.deliver(warehouse, [message()], **FAST)
+    assert r.requests == []
+    assert [(d.channel, d.ok, d.attempts) for d in out] == [("early", False, 1), ("ref", False, 1)]
+    errors = {e for *_, e in log_rows(warehouse)}
+    assert len(errors) == 2 and all("is not in [push] allowed_hosts" in e for e in errors)
+    assert not any("localhost" in e or str(r.port) in e for e in errors)
+    assert not push.send_test(warehouse, "ref", **FAST).ok and r.requests == []
+
+
+def test_a_redirect_is_not_followed(warehouse, secrets_file, receiver):
+    """A receiver that answers with a redirect would have the message — and its headers, a
+    token among them — sent on to wherever it points."""
+    other = receiver()
+    hop = receiver((302, "moved", {"Location": f"http://localhost:{other.port}/stolen"}))
+    secrets_file.write_text('[push]\ntoken = "s3cret-token"\n')
+    headers = {"Authorization": "Bearer ${secrets.push.token}"}
+    push.save_channel(warehouse, ADMIN, "hop", "webhook", f"{hop.base}/h", {"headers": headers})
+    d = push.deliver(warehouse, [message()], **FAST)[0]
+    assert other.requests == [] and len(hop.requests) == 1
+    assert not d.ok and d.attempts == 1
+    assert d.error == (
+        "the receiver redirects to another address (HTTP 302); pushes do not follow redirects "
+        "— write the final address"
+    )
+    assert translate(d.error, "zh") != d.error
 
 
 # --- configuration: secrets refused, admins only ------------------------------------------------
@@ -584,3 +685,32 @@ def test_the_section_adds_tests_and_logs_a_channel(tmp_path, monkeypatch, receiv
     assert not zh.exception
     assert "只有管理员可以设置推送渠道。" in _texts(zh.info)
     assert not [b for b in zh.button if b.key and b.key.startswith("push_")]
+
+
+def test_the_delivery_log_on_the_page_holds_answers_for_admins_only(
+    tmp_path, monkeypatch, receiver
+):
+    bad = receiver((500, "internal detail 7f3a"))
+    at = _page(tmp_path, monkeypatch)  # no users yet: full access, as an admin
+    wh = Warehouse(tmp_path / "page.duckdb", linger=0)
+    push.save_channel(wh, ADMIN, "bad", "webhook", f"{bad.base}/h", {})
+    push.deliver(wh, [message(3)], retries=0, **FAST)
+    with wh.transaction() as cur:
+        cur.execute(
+            "INSERT INTO app_user (name, display_name, role, scope) VALUES "
+            "('boss', 'Boss', 'admin', []), ('head', 'Head', 'head', [])"
+        )
+    wh.close()
+
+    def page_text(user: str) -> str:
+        at.session_state["user_name"] = user
+        at.run()
+        assert not at.exception
+        shown = [e.value for e in [*at.warning, *at.error, *at.info, *at.caption]]
+        shown += [f.value.to_csv() for f in at.dataframe if hasattr(f.value, "to_csv")]
+        shown += [f.value.data.to_csv() for f in at.dataframe if hasattr(f.value, "data")]
+        return "\n".join(map(str, shown))
+
+    assert "internal detail 7f3a" in page_text("boss")
+    seen = page_text("head")
+    assert "HTTP 500 from the receiver" in seen and "internal detail 7f3a" not in seen

@@ -3,7 +3,7 @@ or editing one with the fields of its kind, a test send, and the delivery log wi
 marked.
 
 The work is in `kpi_core.push`; this module draws it. Only admins change channels; everyone who
-opens the page sees them and the log. Secrets never pass through here: the form takes references
+opens the page sees them and the log (what receivers answered: admins only). Secrets never pass through here: the form takes references
 (`${ENV_VAR}`, `${secrets.push.key}`) and the core refuses anything else.
 """
 
@@ -129,7 +129,7 @@ def channels_section(ctx: PageContext) -> None:
         st.success(done)
     with safe(ctx, "push_unexpected"):
         chans = push.channels(ctx.wh)
-        results = push.last_results(ctx.wh)
+        results = push.last_results(ctx.wh, ctx.actor)
         _listing(ctx, chans, results)
         if ctx.actor.role not in ROLES:
             st.info(ctx.t("push_admins_only"))
@@ -339,7 +339,7 @@ def _test_result(ctx: PageContext, base: push.Channel | None) -> None:
 
 def _log(ctx: PageContext) -> None:
     st.markdown(f"**{ctx.t('push_log_title')}**")
-    df = push.recent_log(ctx.wh)
+    df = push.recent_log(ctx.wh, ctx.actor)
     if not len(df):
         st.caption(ctx.t("push_log_none"))
         return
