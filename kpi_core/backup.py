@@ -343,10 +343,17 @@ def restore(wh: Warehouse, path: str | os.PathLike, who: Actor) -> RestoreResult
     note = f"backup of {manifest.created_at} by {manifest.created_by}"
     if migrated_from is not None:
         note += f", migrated from schema {migrated_from}"
+    now = datetime.now()
     with wh.transaction() as cur:
         cur.execute(
             "INSERT INTO audit VALUES (?, ?, 'backup', ?, 'restore', NULL, ?, ?)",
-            [datetime.now(), who.name, path.name, f"{manifest.rows} rows", note],
+            [now, who.name, path.name, f"{manifest.rows} rows", note],
+        )
+        # The backup's sessions include ones ended since it was made: everyone signs in again.
+        cur.execute(
+            "UPDATE app_session SET revoked_at = ?, revoked_by = ?, revoked_why = 'restore' "
+            "WHERE revoked_at IS NULL",
+            [now, who.name],
         )
     return RestoreResult(manifest, kept, migrated_from)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from kpi_core import service, sessions, users
+from kpi_core import backup, service, sessions, users
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import ScopeError
 from kpi_core.warehouse import Warehouse
@@ -187,3 +187,16 @@ def test_old_ended_sessions_are_pruned(demo_wh):
     sessions.revoke(demo_wh, old, now=T0 + timedelta(hours=1))
     sessions.create(demo_wh, "analyst", now=T0 + timedelta(days=31), rules=RULES)
     assert demo_wh.one("SELECT count(*) FROM app_session")[0] == 1
+
+
+def test_a_restored_backup_brings_no_session_back(demo_wh, tmp_path):
+    """A backup holds the sessions live when it was made; one ended since (signed out, by an
+    admin) must not work again after restoring it: a restore ends every session."""
+    sid = sessions.create(demo_wh, "head_sales", now=T0, rules=RULES)
+    made = backup.backup(demo_wh, tmp_path / "bk", service.SYSTEM)
+    sessions.revoke(demo_wh, sid, now=T0 + timedelta(minutes=1))  # signed out after the backup
+    backup.restore(demo_wh, made.path, service.SYSTEM)
+    assert sessions.check(demo_wh, sid, now=T0 + timedelta(minutes=2), rules=RULES).reason == (
+        "revoked"
+    )
+    assert demo_wh.one("SELECT revoked_why FROM app_session")[0] == "restore"
