@@ -499,6 +499,8 @@ def main() -> None:
 
     @st.fragment(run_every=tick)
     def wall() -> None:
+        if mine is not None and _signed_in_scope() != mine:
+            st.rerun()  # the preview's session ended (or its scope changed) since it opened
         snap = snapshot(params, name, codes)
         st.html(render(snap, params, datetime.now(), time.time()))
 
