@@ -206,6 +206,8 @@ def test_the_routes_messages_on_the_form(own_file, monkeypatch):
     assert "si_error" not in at.query_params  # said once, not on a reload
     at = app(own_file, monkeypatch, lang="zh", query={"si_error": "locked", "si_until": "09:15"})
     assert at.error[0].value.startswith("失败次数过多，该用户已锁定至 09:15")
+    at = app(own_file, monkeypatch, query={"si_error": "locked", "si_until": "[x](y)"})
+    assert "[x](y)" not in at.error[0].value and "locked until …" in at.error[0].value
     at = app(own_file, monkeypatch, query={"si_notice": "signed_out"})
     assert at.info[0].value == "You are signed out."
     assert not at.error

@@ -18,6 +18,7 @@ token (kpi_core.screen).
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime
 from urllib.parse import urlencode, urlsplit
 
@@ -96,7 +97,9 @@ def _notice(reason: str, flags: dict, rules: auth.Policy, lang: str) -> str | No
 def _error(flags: dict, lang: str) -> str | None:
     error = flags.get("si_error")
     if error == "locked":
-        return i18n.t("si_locked", lang, until=str(flags.get("si_until") or "")[:5])
+        until = str(flags.get("si_until") or "")
+        # From the URL: shown only when it is a time of day, never as text someone wrote.
+        return i18n.t("si_locked", lang, until=until if re.fullmatch(r"\d\d:\d\d", until) else "…")
     if error == "busy":
         return i18n.t("warehouse_busy", lang)
     if error == "setup":
