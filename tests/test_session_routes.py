@@ -190,6 +190,14 @@ def test_sign_out_ends_the_session_and_clears_the_cookie(server):
     assert events == [("signed_out",)]
 
 
+def test_signing_in_again_ends_the_browsers_previous_session(server):
+    url, _, _ = server
+    first = sign_in(url, "analyst", "analyst")
+    r = post(url, SIGN_IN, {"user": "admin", "password": "admin", "next": "/"}, cookie=first)
+    assert cookie_value(r) != first
+    assert run_page(url, cookie=first).sign_in_form
+
+
 def test_sign_out_everywhere_ends_every_browser_of_the_user(server):
     url, _, _ = server
     laptop = sign_in(url, "analyst", "analyst")
