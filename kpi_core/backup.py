@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 
+from kpi_core import sessions
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.references import read_secrets
@@ -328,6 +329,7 @@ def restore(wh: Warehouse, path: str | os.PathLike, who: Actor) -> RestoreResult
         raise BackupError("An in-memory warehouse cannot be restored into; use a file.")
     home = Path(wh.path)
     scratch = home.parent / f".{home.name}.restore-{uuid.uuid4().hex}"
+    signed_in = sessions.taken(wh)
     try:
         _extract(path, manifest, scratch)
         migrated_from = None
@@ -343,18 +345,15 @@ def restore(wh: Warehouse, path: str | os.PathLike, who: Actor) -> RestoreResult
     note = f"backup of {manifest.created_at} by {manifest.created_by}"
     if migrated_from is not None:
         note += f", migrated from schema {migrated_from}"
-    now = datetime.now()
     with wh.transaction() as cur:
         cur.execute(
             "INSERT INTO audit VALUES (?, ?, 'backup', ?, 'restore', NULL, ?, ?)",
-            [now, who.name, path.name, f"{manifest.rows} rows", note],
+            [datetime.now(), who.name, path.name, f"{manifest.rows} rows", note],
         )
-        # The backup's sessions include ones ended since it was made: everyone signs in again.
-        cur.execute(
-            "UPDATE app_session SET revoked_at = ?, revoked_by = ?, revoked_why = 'restore' "
-            "WHERE revoked_at IS NULL",
-            [now, who.name],
-        )
+        # Who is signed in is today's state, not the backup's: a session ended since the
+        # backup was made stays ended, and the people signed in now (the admin restoring
+        # it) stay signed in.
+        sessions.put_back(cur, signed_in)
     return RestoreResult(manifest, kept, migrated_from)
 
 
