@@ -34,6 +34,7 @@ from pathlib import Path
 
 import duckdb
 
+from kpi_core import sessions
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.references import read_secrets
@@ -520,6 +521,7 @@ def restore(wh: Warehouse, path: str | os.PathLike, who: Actor) -> RestoreResult
         raise BackupError("An in-memory warehouse cannot be restored into; use a file.")
     home = Path(wh.path)
     scratch = home.parent / f".{home.name}.restore-{uuid.uuid4().hex}"
+    signed_in = sessions.taken(wh)
     try:
         _extract(path, manifest, scratch)
         migrated_from = None
@@ -540,6 +542,10 @@ def restore(wh: Warehouse, path: str | os.PathLike, who: Actor) -> RestoreResult
             "INSERT INTO audit VALUES (?, ?, 'backup', ?, 'restore', NULL, ?, ?)",
             [datetime.now(), who.name, path.name, f"{manifest.rows} rows", note],
         )
+        # Who is signed in is today's state, not the backup's: a session ended since the
+        # backup was made stays ended, and the people signed in now (the admin restoring
+        # it) stay signed in.
+        sessions.put_back(cur, signed_in)
     return RestoreResult(manifest, kept, migrated_from)
 
 

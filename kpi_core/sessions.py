@@ -272,3 +272,35 @@ def live(wh: Warehouse, user: str, *, now: datetime, rules: Policy) -> list[Sess
         [user, now, now - timedelta(minutes=rules.idle_minutes)],
     )
     return [Session(*r) for r in rows]
+
+
+# Restoring a backup (kpi_core.backup.restore).
+
+_SESSION_COLUMNS = (
+    "id_hash, user_name, via, created_at, last_seen, expires_at, revoked_at, revoked_by, "
+    "revoked_why"
+)
+
+
+def taken(wh: Warehouse) -> tuple[list[tuple], list[tuple]]:
+    """The sessions and the cookie's key as they are now, to put back after a restore."""
+    return (
+        wh.rows(f"SELECT {_SESSION_COLUMNS} FROM app_session"),  # noqa: S608 (constant)
+        wh.rows("SELECT name, value, created_at FROM app_secret"),
+    )
+
+
+def put_back(cur, state: tuple[list[tuple], list[tuple]]) -> None:
+    """Who is signed in is today's state, not a backup's: the restored warehouse gets the
+    sessions and key it replaced (inside the restore's own transaction)."""
+    rows, keys = state
+    cur.execute("DELETE FROM app_session")
+    if rows:
+        cur.executemany(
+            f"INSERT INTO app_session ({_SESSION_COLUMNS}) "  # noqa: S608 (constant)
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [list(r) for r in rows],
+        )
+    cur.execute("DELETE FROM app_secret")
+    if keys:
+        cur.executemany("INSERT INTO app_secret VALUES (?, ?, ?)", [list(r) for r in keys])

@@ -185,14 +185,17 @@ def test_each_demo_role_signs_in_and_sees_its_own(browser, fresh_app):
     page.locator("input[type='password']").press("Enter")
     refused = "The user name or password is not right, or the user is locked"
     page.get_by_text(refused).wait_for(timeout=30_000)
+    page.close()
 
-    seen = {}
+    seen, pages = {}, {}
     for user, password, home in (
         ("viewer_prod", "viewer", "Production Department"),
         ("head_sales", "head", "Sales Department"),
         ("admin", "admin", "Sales Department"),
     ):
-        # A deep link to Sales: the viewer of Production is shown Production instead.
+        # A browser each (a signed-in browser stays signed in). A deep link to Sales: the
+        # viewer of Production is shown Production instead.
+        page = pages[user] = browser.new_page(viewport={"width": 1440, "height": 1000})
         visit(page, f"{url}/Board?unit=SALES&lang=en", user, password)
         sidebar = page.locator("[data-testid='stSidebar']")
         sidebar.get_by_text(f"Signed in as: {user}").wait_for(timeout=30_000)
@@ -204,14 +207,18 @@ def test_each_demo_role_signs_in_and_sees_its_own(browser, fresh_app):
         shot(page, f"board-as-{user}")
     assert "Admin" in seen["admin"] and "Admin" not in seen["viewer_prod"]
     assert "Sales" not in seen["viewer_prod"]  # not even in the unit picker
-    visit(page, f"{url}/Board?unit=SALES&lang=en", "viewer_prod", "viewer")
+    page = pages["viewer_prod"]
+    visit(page, f"{url}/Board?unit=SALES&lang=en")  # still signed in: no form
     page.get_by_text("There is no unit 'SALES' in your scope").wait_for(timeout=30_000)
 
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.get_by_text("You are signed out.").wait_for(timeout=30_000)
     visit(page, f"{url}/?lang=zh", "head_sales", "head")
     page.get_by_text("当前用户: head_sales").wait_for(timeout=30_000)
-    page.goto(f"{url}/?lang=zh")  # a reload is a new session: sign in again
+    page.goto(f"{url}/?lang=zh")  # a reload keeps the sign-in (the session cookie)
+    page.get_by_text("当前用户: head_sales").wait_for(timeout=60_000)
+    page.get_by_role("button", name="退出登录", exact=True).click()
     page.get_by_text("演示用户").wait_for(timeout=60_000)
     shot(page, "sign-in-zh")
-    page.close()
+    for opened in pages.values():
+        opened.close()

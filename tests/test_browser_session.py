@@ -172,3 +172,20 @@ def test_signing_out_in_one_tab_signs_the_other_out(browser, demo_app):  # noqa:
     assert "当前用户" not in second.locator("[data-testid='stApp']").inner_text()
     shot(second, "session-signed-out-elsewhere")
     ctx.close()
+
+
+def test_the_big_screen_preview_stops_when_the_session_ends(browser, demo_app):  # noqa: F811
+    """The wall previewed from the sidebar redraws itself every few seconds without a full run
+    of the page: each tick checks the session too."""
+    url, _ = demo_app
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = ctx.new_page()
+    visit(page, f"{url}/?lang=en", "admin", "admin")
+    screen = ctx.new_page()
+    screen.goto(f"{url}/Big_Screen?lang=en&rotate=5")
+    screen.locator(".bs-slide").first.wait_for(timeout=60_000)
+    assert "This screen is not set up" not in screen.locator("[data-testid='stApp']").inner_text()
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    page.get_by_text("You are signed out.").wait_for(timeout=60_000)
+    screen.get_by_text("This screen is not set up").wait_for(timeout=60_000)
+    ctx.close()

@@ -5,11 +5,12 @@ goes through the provider and back, and the app maps the identity to a user (kpi
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from kpi_core import service
+from kpi_core import service, sessions
 from kpi_core.warehouse import Warehouse
 from tests.conftest import TODAY
 from tests.oidc_provider import OidcProvider
@@ -129,7 +130,7 @@ def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):
     page.get_by_text("There is no unit 'PROD' in your scope").wait_for(timeout=60_000)
     # Signing out ends the session, the identity cookie and the provider's session.
     logouts = idp.logouts
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     # The form may be drawn before the browser has followed the redirect to the provider.
     deadline = time.monotonic() + 30
     while idp.logouts == logouts and time.monotonic() < deadline:
@@ -155,10 +156,28 @@ def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):
     page.get_by_text("Production Department · ").first.wait_for(timeout=30_000)
     assert page.locator("[data-testid='stException']").count() == 0
     shot(page, "sso-signed-in-group-user")
-    # The identity cookie lasts: a reload signs the new session straight in.
+    # Single sign-on ends in the same session cookie as the password form; a reload keeps it.
+    kept = {c["name"]: c for c in ctx.cookies()}
+    assert kept["kpi_session"]["httpOnly"] and kept["kpi_session"]["sameSite"] == "Lax"
     page.goto(f"{base}/?lang=en")
     settled(page)
     sidebar.get_by_text("Signed in as: liu.yang@example.com").wait_for(timeout=30_000)
+    # An admin ends the user's sessions: Streamlit's identity cookie, still in the browser,
+    # does not bring the session back; signing in again goes through the provider.
+    wh = Warehouse(path, linger=0)
+    try:
+        sessions.end_sessions(wh, service.SYSTEM, "liu.yang@example.com", now=datetime.now())
+    finally:
+        wh.close()
+    page.goto(f"{base}/?lang=en")
+    page.get_by_text("Your session was ended").wait_for(timeout=60_000)
+    assert [c for c in ctx.cookies() if c["name"] == "_streamlit_user"]
+    assert sidebar.get_by_text("Signed in as").count() == 0
+    authorized = sum(r["path"] == "/authorize" for r in idp.requests)
+    page.get_by_role("button", name="Sign in with single sign-on").click()
+    back_signed_in(page)
+    sidebar.get_by_text("Signed in as: liu.yang@example.com").wait_for(timeout=30_000)
+    assert sum(r["path"] == "/authorize" for r in idp.requests) == authorized + 1
     ctx.close()
 
     # (c) An identity the app does not know: refused, no data, and a way back to the form.
@@ -193,17 +212,18 @@ def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):
     print(f"single sign-on in the browser: {time.monotonic() - started:.1f} s")
 
     # The audit log: the sign-ins through sso, the refusal, the user created from the group.
-    sessions = audit(
+    logged = audit(
         path,
         "SELECT changed_by, field, new FROM audit WHERE entity = 'session' "
         "AND new LIKE 'sso%' ORDER BY changed_at",
     )
-    assert ("head_sales", "signed_in", "sso") in sessions
-    assert ("head_sales", "signed_out", "sso") in sessions
-    assert ("liu.yang@example.com", "signed_in", "sso") in sessions
-    # One sign-in per browser session (each page load here), not one per rerun.
-    assert len([r for r in sessions if r[:2] == ("head_sales", "signed_in")]) == 4
-    refused = [r for r in sessions if r[0] == "stranger@example.com"]
+    assert ("head_sales", "signed_in", "sso") in logged
+    assert ("head_sales", "signed_out", "sso") in logged
+    assert ("liu.yang@example.com", "signed_in", "sso") in logged
+    # One sign-in per trip through the provider ((a) and (d)): reloads and other pages keep
+    # the session cookie instead of signing in again.
+    assert len([r for r in logged if r[:2] == ("head_sales", "signed_in")]) == 2
+    refused = [r for r in logged if r[0] == "stranger@example.com"]
     assert len(refused) == 1 and refused[0][1] == "failed"
     assert "no KPI Monitor user" in refused[0][2]
     created = audit(

@@ -193,6 +193,14 @@ def test_sign_out_ends_the_session_and_clears_the_cookie(server):
     assert events == [("signed_out",)]
 
 
+def test_signing_in_again_ends_the_browsers_previous_session(server):
+    url, _, _ = server
+    first = sign_in(url, "analyst", "analyst")
+    r = post(url, SIGN_IN, {"user": "admin", "password": "admin", "next": "/"}, cookie=first)
+    assert cookie_value(r) != first
+    assert run_page(url, cookie=first).sign_in_form
+
+
 def test_sign_out_everywhere_ends_every_browser_of_the_user(server):
     url, _, _ = server
     laptop = sign_in(url, "analyst", "analyst")
@@ -240,3 +248,32 @@ def test_the_flags_in_the_url_are_read_once(server):
     assert "The user name or password is not right" in page.text
     page = run_page(url, query="si_notice=signed_out&lang=zh")
     assert "已退出。" in page.text
+
+
+def test_session_ids_are_masked_in_every_log_record(caplog):
+    """Streamlit logs a reconnecting session's id at WARNING and an access log would hold the
+    upload URLs (`/_stcore/upload_file/<session id>/<file id>`); the app's record factory
+    masks both, whichever logger writes them."""
+    import logging
+
+    from kpi_core.ui.server import hide_session_ids
+
+    sid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    previous = logging.getLogRecordFactory()
+    hide_session_ids()
+    try:
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("streamlit.runtime.websocket_session_manager").warning(
+                "Session with id %s is already connected! Reconnecting to existing session.", sid
+            )
+            logging.getLogger("uvicorn.access").info(
+                '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "PUT",
+                f"/_stcore/upload_file/{sid}/6ba7b810-9dad-11d1-80b4-00c04fd430c8", "1.1", 204,
+            )  # fmt: skip
+            logging.getLogger("any").info(f"formatted already: {sid}")
+    finally:
+        logging.setLogRecordFactory(previous)
+    text = caplog.text
+    assert sid not in text and "6ba7b810" not in text
+    assert "Session with id <id hidden> is already connected" in text
+    assert "/_stcore/upload_file/<id hidden>/<id hidden>" in text

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from kpi_core import service, sessions, users
+from kpi_core import backup, service, sessions, users
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import ScopeError
 from kpi_core.warehouse import Warehouse
@@ -187,3 +187,19 @@ def test_old_ended_sessions_are_pruned(demo_wh):
     sessions.revoke(demo_wh, old, now=T0 + timedelta(hours=1))
     sessions.create(demo_wh, "analyst", now=T0 + timedelta(days=31), rules=RULES)
     assert demo_wh.one("SELECT count(*) FROM app_session")[0] == 1
+
+
+def test_a_restored_backup_brings_no_session_back(demo_wh, tmp_path):
+    """A backup holds the sessions live when it was made; one ended since (signed out, by an
+    admin) must not work again after restoring it, and whoever is signed in now (the admin
+    restoring it) stays signed in: the sessions are today's, not the backup's."""
+    ended = sessions.create(demo_wh, "head_sales", now=T0, rules=RULES)
+    key = sessions.key(demo_wh, now=T0)
+    made = backup.backup(demo_wh, tmp_path / "bk", service.SYSTEM)
+    sessions.revoke(demo_wh, ended, now=T0 + timedelta(minutes=1))  # signed out since
+    admin = sessions.create(demo_wh, "admin", now=T0 + timedelta(minutes=1), rules=RULES)
+    backup.restore(demo_wh, made.path, service.SYSTEM)
+    later = T0 + timedelta(minutes=2)
+    assert sessions.check(demo_wh, ended, now=later, rules=RULES).reason == "revoked"
+    assert sessions.check(demo_wh, admin, now=later, rules=RULES).ok
+    assert sessions.key(demo_wh, now=later) == key

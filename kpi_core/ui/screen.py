@@ -575,6 +575,8 @@ def main() -> None:
         if isinstance(verdict, kiosk.Refusal) and verdict.reason != "busy":
             st.session_state[REFUSED] = "revoked" if verdict.final else verdict.reason
             st.rerun(scope="app")
+        if mine is not None and _signed_in_scope() != mine:
+            st.rerun()  # the preview's session ended (or its scope changed) since it opened
         snap = snapshot(params, name, codes)
         st.html(render(snap, params, datetime.now(), time.time()))
 

@@ -178,6 +178,7 @@ async def sign_in(request: Request) -> Response:
     name = form.get("user", "")[:256]
     password = form.get("password", "")[:1024]
     target = safe_next(form.get("next"))
+    previous = request.cookies.get(sessions.COOKIE)
 
     def work() -> tuple[auth.Outcome, str | None, auth.Policy]:
         wh = _warehouse()
@@ -186,8 +187,11 @@ async def sign_in(request: Request) -> Response:
         outcome = auth.sign_in(wh, name, password, rules=rules, now=now)
         if not outcome.ok:
             return outcome, None, rules
+        key = sessions.key(wh, now=now)
+        if previous:  # the browser's cookie is replaced: its session ends with it
+            sessions.revoke(wh, sessions.unsign(previous, key), now=now, why="replaced")
         session_id = sessions.create(wh, outcome.user, now=now, rules=rules)
-        return outcome, sessions.sign(session_id, sessions.key(wh, now=now)), rules
+        return outcome, sessions.sign(session_id, key), rules
 
     try:
         outcome, value, rules = await run_in_threadpool(work)

@@ -145,10 +145,12 @@ def _sso_refusal(wh: Warehouse, lang: str) -> None:
         st.stop()
 
 
-def _here() -> str:
-    """This page's path and query, for the forms' `next`."""
+def _here(*, keep_query: bool = True) -> str:
+    """This page's path and query (or only its language), for the forms' `next`."""
     path = urlsplit(st.context.url or "").path or "/"
     query = {k: v for k, v in st.query_params.to_dict().items() if k not in server.FLAGS}
+    if not keep_query:
+        query = {k: v for k, v in query.items() if k == "lang"}
     return path + (f"?{urlencode(query)}" if query else "")
 
 
@@ -251,7 +253,7 @@ def sign_out_button(wh: Warehouse, name: str, lang: str) -> None:
     action = html.escape(server.url_path(server.SIGN_OUT))
     st.html(
         f'{_FORM_CSS}<form class="kpi-auth" method="post" action="{action}">'
-        f'<input type="hidden" name="next" value="{html.escape(_here())}">'
+        f'<input type="hidden" name="next" value="{html.escape(_here(keep_query=False))}">'
         f'<div class="kpi-auth-row"><button type="submit" name="scope" value="this">'
         f"{t('si_sign_out')}</button>"
         f'<button type="submit" name="scope" value="all" class="kpi-secondary">'
