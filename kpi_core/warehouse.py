@@ -299,15 +299,18 @@ class Warehouse:
             return cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
     def migrate(self) -> int:
-        """Apply the migrations this file has not seen yet; returns the schema version."""
+        """Apply the migrations this file has not seen yet; returns the schema version.
+
+        Each one not recorded is applied, not only those above the highest recorded: changes
+        developed side by side take numbers in advance and may land in any order."""
         with self._writer, self.cursor() as cur:
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version "
                 "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
             )
-            current = cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-            for version, description, sql in MIGRATIONS:
-                if version <= current[0]:
+            seen = {r[0] for r in cur.execute("SELECT version FROM schema_version").fetchall()}
+            for version, description, sql in sorted(MIGRATIONS):
+                if version in seen:
                     continue
                 cur.execute("BEGIN TRANSACTION")
                 try:

@@ -269,13 +269,13 @@ def test_older_backup_is_migrated_on_restore(demo_wh, tmp_path, monkeypatch):
 
     monkeypatch.setattr(warehouse_module, "MIGRATIONS", MIGRATIONS[:-1])
     old = Warehouse(tmp_path / "old.duckdb", linger=0)
-    assert old.schema_version() == len(MIGRATIONS) - 1
+    assert old.schema_version() == MIGRATIONS[-2][0]
     done = backup.backup(old, tmp_path / "old.zip", ADMIN)
     old.close()
     monkeypatch.undo()
     res = backup.restore(demo_wh, done.path, ADMIN)
-    assert res.migrated_from == len(MIGRATIONS) - 1
-    assert demo_wh.schema_version() == len(MIGRATIONS)
+    assert res.migrated_from == MIGRATIONS[-2][0]
+    assert demo_wh.schema_version() == MIGRATIONS[-1][0]
     assert demo_wh.one("SELECT count(*) FROM kpi")[0] == 0
 
 
@@ -391,7 +391,7 @@ def test_manifest_describes_the_backup(demo_wh, tmp_path):
     res = backup.backup(demo_wh, tmp_path / "m.zip", ADMIN)
     m = backup.read_manifest(res.path)
     assert m == res.manifest
-    assert m.schema_version == len(MIGRATIONS) and m.created_by == "system"
+    assert m.schema_version == MIGRATIONS[-1][0] and m.created_by == "system"
     assert datetime.fromisoformat(m.created_at) <= datetime.now()
     assert set(m.tables) >= {"actual", "target", "kpi", "app_user", "audit", "schema_version"}
     assert m.sequences["kpi_id"] == demo_wh.one("SELECT max(id) FROM kpi")[0]
