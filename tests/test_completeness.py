@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from kpi_core import alerts, completeness, service
+from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
+from kpi_core.errors import ScopeError
 from kpi_core.ingest import intake
 from kpi_core.migrations import MIGRATIONS
+from kpi_core.problem_text import translate
 from kpi_core.warehouse import Warehouse
 
 
@@ -121,3 +126,110 @@ def test_freshness_and_the_stale_alert_agree(demo_wh):
     assert set(freshness_by_code(demo_wh, cat, date(2026, 11, 20)).values()) == {
         completeness.UP_TO_DATE
     }
+
+
+def test_publishing_a_partial_month_makes_it_the_default_and_quiets_the_alert(demo_wh):
+    load_seven(demo_wh)
+    cat = load_catalog(demo_wh)
+    group = cat.unit("GROUP").id
+    analyst = service.actor(demo_wh, "analyst")
+    completeness.publish(demo_wh, cat, analyst, group, NOV)
+    status = completeness.month_status(demo_wh, cat, group, NOV)
+    assert (status.state, status.loaded, status.expected) == (completeness.PUBLISHED, 7, 76)
+    assert completeness.settled_month(demo_wh, cat, [group], NOV) == NOV
+    assert completeness.in_view(demo_wh, cat, [group], NOV).newer == {}
+    # Final for every unit below: the freshness list and the stale alert agree on it.
+    late = date(2026, 12, 8)
+    assert set(freshness_by_code(demo_wh, cat, late).values()) == {completeness.UP_TO_DATE}
+    assert stale_by_code(demo_wh, cat, late) == {}
+    log = demo_wh.rows("SELECT changed_by, entity, key, old, new FROM audit WHERE entity = ?",
+                       ["month_publish"])  # fmt: skip
+    assert log == [("analyst", "month_publish", "GROUP/2026-11", "False", "True")]
+    assert completeness.published_months(demo_wh, cat, analyst.scope) == [(NOV, group)]
+    # Withdrawn, the month is partial again; publishing twice writes nothing twice.
+    completeness.publish(demo_wh, cat, analyst, group, NOV, published=False)
+    completeness.publish(demo_wh, cat, analyst, group, NOV, published=False)
+    assert completeness.settled_month(demo_wh, cat, [group], NOV) == OCT
+    assert demo_wh.one("SELECT count(*) FROM audit WHERE entity = 'month_publish'")[0] == 2
+
+
+def test_a_published_department_counts_as_in_for_the_company(demo_wh):
+    """Sales published with South China missing: its values are final, so the company's month
+    lacks only the departments that have not delivered."""
+    load_seven(demo_wh)
+    cat = load_catalog(demo_wh)
+    sales, group = cat.unit("SALES").id, cat.unit("GROUP").id
+    completeness.publish(demo_wh, cat, service.SYSTEM, sales, NOV)
+    assert completeness.month_status(demo_wh, cat, sales, NOV).state == completeness.PUBLISHED
+    company = completeness.month_status(demo_wh, cat, group, NOV)
+    assert company.state == completeness.PARTIAL
+    assert "SALES" not in {cat.units[g.unit_id].code for g in company.parts}
+    assert {"PROD", "QA"} <= {cat.units[g.unit_id].code for g in company.parts}
+
+
+def test_a_closed_month_counts_as_published(demo_wh):
+    load_seven(demo_wh)
+    cat = load_catalog(demo_wh)
+    group = cat.unit("GROUP").id
+    intake.lock_month(demo_wh, NOV, service.SYSTEM)
+    assert completeness.month_status(demo_wh, cat, group, NOV).state == completeness.PUBLISHED
+    assert completeness.settled_month(demo_wh, cat, [group], NOV) == NOV
+
+
+def test_who_may_publish(demo_wh):
+    cat = load_catalog(demo_wh)
+    sales, prod = cat.unit("SALES").id, cat.unit("PROD").id
+    for name in ("viewer_prod", "head_sales"):
+        who = service.actor(demo_wh, name)
+        with pytest.raises(ScopeError) as refused:
+            completeness.publish(demo_wh, cat, who, sales, NOV)
+        assert "cannot publish months — analysts and admins do" in str(refused.value)
+        assert translate(str(refused.value), "zh").endswith(
+            "不能发布月份——这由数据分析员和管理员完成。"
+        )
+    narrow = service.Actor("sales_analyst", "analyst", Scope(frozenset(cat.descendants(sales))))
+    completeness.publish(demo_wh, cat, narrow, sales, NOV)
+    with pytest.raises(ScopeError):
+        completeness.publish(demo_wh, cat, narrow, prod, NOV)
+    assert completeness.published_months(demo_wh, cat, narrow.scope) == [(NOV, sales)]
+
+
+def test_a_library_naming_no_source_or_owner_expects_every_kpi(sales_wh):
+    """The worked example's library says nobody's name: every KPI on its tree is expected. With
+    a source given to one KPI, only that one is (the others are nobody's to deliver)."""
+    cat = load_catalog(sales_wh)
+    sales = cat.unit("SALES").id
+    june = date(2024, 6, 1)
+    status = completeness.month_status(sales_wh, cat, sales, june)
+    # East and North revenue, new customers, satisfaction, collected and receivable.
+    assert (status.expected, status.state) == (6, completeness.COMPLETE)
+    with sales_wh.transaction() as cur:
+        cur.execute("UPDATE kpi SET source = 'ERP' WHERE code = 'COLLECT_RATE'")
+    cat = load_catalog(sales_wh)
+    assert completeness.month_status(sales_wh, cat, sales, june).expected == 2
+
+
+def test_the_walls_change_compares_settled_months_only(demo_wh):
+    """November partial, December published (a unit head's call): the wall shows December and
+    its change against October, the latest settled month before it — never the partial one."""
+    from kpi_core import screen
+    from kpi_core.periods import Period
+    from kpi_core.scorecard import evaluate
+
+    load_seven(demo_wh)
+    dec = "period,unit,kpi,value\n2026-12,SALES_E,VISITS,120\n"
+    prepared = intake.prepare(demo_wh, [("dec.csv", dec.encode())], service.SYSTEM, today=LOAD_DAY)
+    intake.commit(demo_wh, prepared, service.SYSTEM)
+    cat = load_catalog(demo_wh)
+    group = cat.unit("GROUP").id
+    completeness.publish(demo_wh, cat, service.SYSTEM, group, date(2026, 12, 1))
+    data = screen.screen_data(demo_wh, cat, ["GROUP"], "en", today=LOAD_DAY)
+    company = data.companies[0]
+    assert data.as_of == "2026-12" and company.previous_month == "2026-10"
+    october = evaluate(demo_wh, cat, service.SYSTEM.scope, [group], Period("M", OCT))[group]
+    assert company.previous_score == october.score
+    # Before December was published, the wall stayed on October, naming November as partial.
+    completeness.publish(demo_wh, cat, service.SYSTEM, group, date(2026, 12, 1), published=False)
+    data = screen.screen_data(demo_wh, cat, ["GROUP"], "en", today=LOAD_DAY)
+    assert data.as_of == "2026-10" and data.companies[0].previous_month is None
+    assert data.newer == "2026-12 partial 1/76"
