@@ -57,7 +57,7 @@ with guard(ctx):
         )
         st.caption(f"{ctx.t('coverage')}: {(root.coverage or 0) * 100:.0f}%")
 
-    left, right = st.columns([1, 1])
+    left, right = st.columns([4, 5])  # the freshness states need the room
     with left:
         # A scope below the company (a department's viewer) ranks the units below its root.
         first = ctx.cat.units[ov.roots[0].unit_id] if ov.roots else None
@@ -87,7 +87,8 @@ with guard(ctx):
             hide_index=True,
             width="stretch",
             height="content",
-            column_config={ctx.t("status"): st.column_config.Column(width="large")},
+            # The company's own row has the longest name: room for it whole.
+            column_config={ctx.t("unit"): st.column_config.Column(width="medium")},
         )
 
     st.subheader(ctx.t("top_alerts"))

@@ -1667,8 +1667,8 @@ STRINGS: dict[str, tuple[str, str]] = {
         "◐ Partial · {month}: {n} of {total} values",
     ),
     "fr_overdue": (
-        "■ 逾期 · 缺 {month} 数据（月末后 {days} 天）",
-        "■ Overdue · {month} not loaded ({days} days after month end)",
+        "■ 逾期 · {month}未导入（月末后 {days} 天）",
+        "■ Overdue · {month} not loaded ({days} d)",
     ),
     "fr_own": ("{unit}（本级）", "{unit} (own KPIs)"),
     "fr_help": (
@@ -1680,6 +1680,7 @@ STRINGS: dict[str, tuple[str, str]] = {
         "values in; overdue: past the grace days with none.",
     ),
     "bs_vs_month": ("较{month} {delta}", "{delta} vs {month}"),
+    "bs_fr_own": ("本级：{unit}", "Own KPIs: {unit}"),
     "bs_newer": ("{month} 未完整 {n}/{total}", "{month} partial {n}/{total}"),
     "bs_fr_up_to_date": ("● 已更新", "● Up to date"),
     "bs_fr_due": ("○ 待报 · {date}前", "○ Due by {date}"),

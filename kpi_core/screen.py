@@ -295,7 +295,8 @@ def screen_data(
     as_of = _month_label(shown, lang)
     freshness = tuple(
         FreshRow(
-            unit=i18n.t("fr_own", lang, unit=name(f.unit_id)) if f.own else name(f.unit_id),
+            # The wall clips long names at the end: the "own KPIs" mark goes first.
+            unit=i18n.t("bs_fr_own", lang, unit=name(f.unit_id)) if f.own else name(f.unit_id),
             latest="—" if f.latest is None else _month_label(f.latest, lang),
             state=f.state,
             text=i18n.freshness_text(f, grace, lang, wall=True),

@@ -55,7 +55,8 @@ SEVEN = """period,unit,kpi,value
 def load_seven(wh) -> None:
     prepared = intake.prepare(wh, [("nov.csv", SEVEN.encode())], service.SYSTEM, today=LOAD_DAY)
     assert len(prepared.errors) == 1 and len(prepared.rows) == 7
-    intake.commit(wh, prepared, service.SYSTEM, accept_invalid=True)
+    # Waits for the alert rules run after the commit (also outside a test's own fixtures).
+    intake.commit(wh, prepared, service.SYSTEM, accept_invalid=True).wait_for_alerts()
 
 
 def test_every_month_of_the_demo_is_complete(demo_wh):

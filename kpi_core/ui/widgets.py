@@ -109,10 +109,10 @@ def kpi_card(
                 f"{ctx.t('children_score')}: {node.children_score:.1f} ({ctx.t('from_children')})"
             )
         if line.missing:
+            # Coloured text, not a badge: a badge cuts a list of units off, text wraps.
             names = [ctx.cat.units[u].name(lang) for u in line.missing]
-            st.markdown(
-                f":orange-badge[◐ {md(ctx.t('cm_card_missing', units=i18n.join(names, lang)))}]"
-            )
+            text = md(ctx.t("cm_card_missing", units=i18n.join(names, lang)))
+            st.markdown(f":orange[◐ {text}]")
 
 
 def partial_period_note(ctx: PageContext, period: Period, latest: date) -> None:
