@@ -184,6 +184,7 @@ def test_stale_data_with_a_fixed_today(half_year):
     assert all(c.period == date(2024, 7, 1) and c.details["days"] == 10 for c in stale.values())
     assert "2024年7月" in stale[(None, "SALES")].message_zh
     alerts.raise_alerts(wh, cat, service.SYSTEM, cands)
+
     # One value of July arrives for SALES: it is partial now (1 of its 6 values), a new state.
     def arrive(*values):
         with wh.transaction() as cur:
