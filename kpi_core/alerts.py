@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from kpi_core import clock, formula, i18n, scoring, targets
+from kpi_core import clock, completeness, formula, i18n, scoring, targets
 from kpi_core.actuals import MONTHLY_SQL, base_pairs
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
@@ -518,9 +518,7 @@ def misses(forecast, target, low, high, direction) -> np.ndarray:
 
 def due_month(today: date, grace_days: int) -> date:
     """The latest month whose actuals are due: ended more than `grace_days` days before today."""
-    last_closed = add_months(month_of(today), -1)
-    days_after_end = today.day  # the month ended on the day before the 1st
-    return last_closed if days_after_end > grace_days else add_months(last_closed, -1)
+    return completeness.due_month(today, grace_days)
 
 
 def _month_end(month: date) -> date:
@@ -886,11 +884,9 @@ def _at_risk(wh, cat, nodes, hist, month: date, rules: Rules, fmt: _Fmt) -> list
 
 
 def _stale(wh, cat, who, today: date, rule: StaleRule, fmt: _Fmt):
-    """Units with KPIs of their own on a scorecard and no actuals for a due month: the month due
-    today, and the months of stale alerts still open (are they loaded now?). A unit that never
-    loads values itself (a department fed by its teams) counts as loaded when a unit below it
-    is; a roll-up-only scorecard (the company's over its departments) is left to its units."""
-    due = due_month(today, rule.grace_days)
+    """The partial and overdue rows of the freshness list (`completeness.freshness`, the same
+    judgement the Overview and the wall show), and the months of stale alerts still open,
+    judged again the same way (are they in now?)."""
     scope_ids = [u for u in cat.units if who.scope.allows(u)]
     reopen = [
         r[0]
@@ -900,37 +896,27 @@ def _stale(wh, cat, who, today: date, rule: StaleRule, fmt: _Fmt):
             [scope_ids],
         )
     ]
-    months = sorted({due, *reopen})
-    loaded: dict[date, set[int]] = {m: set() for m in months}
-    for period, unit_id in wh.rows(
-        "SELECT DISTINCT period, unit_id FROM actual WHERE list_contains(?, period)", [months]
-    ):
-        loaded[period].add(unit_id)
-    # Who loads values of their own at all: anyone with an actual in the year before.
-    own = {
-        r[0]
-        for r in wh.rows(
-            "SELECT DISTINCT unit_id FROM actual WHERE period BETWEEN ? AND ?",
-            [add_months(months[0], -12), months[-1]],
-        )
-    }
+    found, checked = completeness.stale(wh, cat, who.scope, today, rule.grace_days, reopen)
     out = []
-    for m in months:
-        days = (today - _month_end(m)).days
-        if days <= rule.grace_days:
-            continue  # not due yet (a month reopened by an alert never is)
-        for u in scope_ids:
-            if not cat.scorecard_kpis(u, m):
-                continue
-            if u in loaded[m] or (
-                u not in own and any(d in loaded[m] for d in cat.descendants(u)[1:])
-            ):
-                continue
-            label = f"{m:%Y-%m}"
-            text = fmt.both("al_stale", unit=fmt.unit(u), period=fmt.period(label), days=days)
-            details = {"month": label, "days": days}
-            out.append(Candidate("stale", None, u, m, rule.severity, "missing", text, details))
-    return out, months
+    for f in found:
+        label = f"{f.month:%Y-%m}"
+        details = {"month": label, "days": f.days, "loaded": f.status.loaded,
+                   "expected": f.status.expected,
+                   "missing": [cat.units[u].code for u in f.status.missing_units]}  # fmt: skip
+        common = {"unit": fmt.unit(f.unit_id), "period": fmt.period(label), "days": f.days}
+        if f.state == completeness.OVERDUE:
+            text = fmt.both("al_stale", **common)
+            key = "missing"
+        else:
+            units = [fmt.unit(u) for u in f.status.missing_units]
+            text = fmt.both(
+                "al_stale_partial", **common, n=f.status.loaded, total=f.status.expected,
+                units=lambda lang, units=units: "、".join(u(lang) for u in units)
+                if lang == "zh" else ", ".join(u(lang) for u in units),
+            )  # fmt: skip
+            key = completeness.PARTIAL
+        out.append(Candidate("stale", None, f.unit_id, f.month, rule.severity, key, text, details))
+    return out, checked
 
 
 def _overdue(wh, cat, who, today: date, rule: OverdueRule, fmt: _Fmt) -> list[Candidate]:

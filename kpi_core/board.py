@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from kpi_core import actuals, scoring
+from kpi_core import actuals, completeness, scoring
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.periods import Period, add_months
@@ -45,6 +45,8 @@ class KpiLine:
     last_year: float | None
     spark: list[tuple[date, float | None]]
     at_risk: bool = False
+    # Units whose values this KPI's roll-up lacks in a month of the period not complete yet.
+    missing: tuple[int, ...] = ()
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Board:
     rank: tuple[int, int] | None  # (rank, peers) among sibling units with a scorecard
     matrix: list[NodeResult]  # every KPI node in the unit's tree, units in tree order
     previous_score: float | None = None
+    # The period's months (up to `as_of`) neither complete nor published for the unit.
+    partial: dict[date, completeness.MonthStatus] = field(default_factory=dict)
 
 
 def _values_by_pair(res: NodeResult) -> dict[tuple[int, int], float | None]:
@@ -96,10 +100,12 @@ def board(
     pairs = [(c.kpi_id, c.unit_id) for _, c in res.kpi_children()]
     series = actuals.monthly(wh, cat, pairs, spark_months)
     risky = _at_risk(wh, cat, [c for _, c in res.kpi_children()], months[-1])
+    partial = completeness.statuses(wh, cat, [unit_id], months)
 
     lines = []
     for weight, node in res.kpi_children():
         key = (node.kpi_id, node.unit_id)
+        lacking = {u for s in partial.values() for u in s.node_gaps.get(key, ())}
         lines.append(
             KpiLine(
                 node=node,
@@ -108,6 +114,7 @@ def board(
                 last_year=ly_values.get(key),
                 spark=[(m, series[m].value(*key)) for m in spark_months],
                 at_risk=key in risky,
+                missing=tuple(u for u in cat.descendants(unit_id) if u in lacking),
             )
         )
     rank = None
@@ -116,7 +123,7 @@ def board(
     )
     if unit_id in scored_peers and len(scored_peers) > 1:
         rank = (scored_peers.index(unit_id) + 1, len(scored_peers))
-    return Board(unit_id, period, res, lines, rank, kpi_nodes(res, cat), prev.score)
+    return Board(unit_id, period, res, lines, rank, kpi_nodes(res, cat), prev.score, partial)
 
 
 def kpi_nodes(res: NodeResult, cat: Catalog) -> list[NodeResult]:
@@ -141,13 +148,6 @@ def _at_risk(wh, cat, nodes: list[NodeResult], month: date) -> dict[tuple[int, i
 
 
 @dataclass
-class Freshness:
-    unit_id: int
-    latest: date | None
-    missing: bool  # the unit's data stops before the warehouse's latest month
-
-
-@dataclass
 class Overview:
     period: Period
     roots: list[NodeResult]
@@ -155,14 +155,25 @@ class Overview:
     counts: dict[str, int]
     at_risk: int
     alerts: list[tuple[NodeResult, float]]  # red and at-risk KPI nodes with weight, worst first
-    freshness: list[Freshness]
+    freshness: list[completeness.Freshness]  # per department, judged on `today`
     # (KPI, unit) → the forecast that puts it at risk (alerts.at_risk)
     at_risk_pairs: dict[tuple[int, int], dict] = field(default_factory=dict)
+    # The period's months neither complete nor published for the roots.
+    partial: dict[date, completeness.MonthStatus] = field(default_factory=dict)
 
 
 def overview(
-    wh: Warehouse, cat: Catalog, scope: Scope, period: Period, ladder: Ladder = DEFAULT_LADDER
+    wh: Warehouse,
+    cat: Catalog,
+    scope: Scope,
+    period: Period,
+    ladder: Ladder = DEFAULT_LADDER,
+    *,
+    today: date,
+    grace_days: int,
 ) -> Overview:
+    """The Overview for a period; freshness judged on `today` with the stale-data rule's
+    `grace_days` (alerts.StaleRule), the same judgement as the stale-data alert."""
     roots = [u for u in cat.scope_roots(scope) if cat.tree(period.end).get((u, SCORECARD))]
     results = evaluate(wh, cat, scope, roots, period, ladder)
     root_results = [results[u] for u in roots]
@@ -188,18 +199,10 @@ def overview(
     alerts = [(n, w) for k, (n, w) in nodes.items() if n.status == scoring.RED or k in risky]
     alerts.sort(key=lambda a: (a[0].status != scoring.RED, -(a[1] * (100 - (a[0].score or 0)))))
 
-    latest_by_unit = dict(
-        wh.rows(
-            "SELECT unit_id, max(period) FROM actual WHERE list_contains(?, unit_id) GROUP BY 1",
-            [[u for u in cat.units if scope.allows(u)]],
-        )
+    fresh = completeness.freshness(wh, cat, scope, today, grace_days)
+    span = data_range(wh, scope, cat)
+    loaded = [m for m in period.months if span is not None and m <= span[1]]
+    partial = completeness.statuses(wh, cat, roots, loaded)
+    return Overview(
+        period, root_results, departments, counts, len(risky), alerts, fresh, risky, partial
     )
-    overall = max(latest_by_unit.values(), default=None)
-    fresh = []
-    for dept in departments or root_results:
-        months_seen = [
-            latest_by_unit[u] for u in cat.descendants(dept.unit_id) if u in latest_by_unit
-        ]
-        latest = max(months_seen, default=None)
-        fresh.append(Freshness(dept.unit_id, latest, latest is None or latest < overall))
-    return Overview(period, root_results, departments, counts, len(risky), alerts, fresh, risky)

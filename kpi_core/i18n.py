@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
 from kpi_core.library import Kpi
 from kpi_core.numbers import format_number
 from kpi_core.scoring import Levels
+
+if TYPE_CHECKING:  # completeness builds on modules that format with this one
+    from kpi_core.completeness import Freshness
 
 LANGS = ("zh", "en")
 
@@ -190,7 +196,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_tab_history": ("上传记录", "History"),
     "up_tab_template": ("下载模板", "Template"),
     "up_tab_profiles": ("映射方案", "Mapping profiles"),
-    "up_tab_months": ("月份关账", "Close months"),
+    "up_tab_months": ("关账与发布", "Close & publish months"),
     "up_files": ("数据文件", "Files"),
     "up_files_help": (
         "可一次上传多个文件：Excel（.xlsx/.xlsm/.xls）、CSV 或 Parquet。",
@@ -1780,6 +1786,78 @@ STRINGS: dict[str, tuple[str, str]] = {
     "lib_col_change": ("变化", "Change"),
     "lib_col_count": ("数量", "Count"),
     "lib_row": ("第 {row} 行", "row {row}"),
+    # complete, partial and published months (kpi_core.completeness)
+    "cm_complete": ("已完整", "complete"),
+    "cm_published": ("已发布", "published"),
+    "cm_partial": ("未完整 · 已到 {n}/{total} 项", "partial · {n} of {total} values"),
+    "cm_missing": ("缺：{units}", "missing: {units}"),
+    "cm_more": ("等 {n} 个", "and {n} more"),
+    "cm_shown_partial": (
+        "{month}{state}，汇总未含缺失的数据。{missing}",
+        "{month} is {state}; its roll-ups leave out what is missing. {missing}",
+    ),
+    "cm_newer_partial": (
+        "{month}尚未完整（{state}），默认显示最近完整或已发布的 {shown}；可在“期间”中选择 {month}。",
+        "{month} is not complete yet ({state}); showing {shown}, the latest complete or "
+        "published month. Pick {month} under Period to see it.",
+    ),
+    "cm_period_partial": (
+        "本期间含未完整的月份：{months}。",
+        "This period includes months not complete yet: {months}.",
+    ),
+    "cm_card_missing": ("未完整：缺 {units}", "partial: nothing yet from {units}"),
+    "cm_option_partial": ("含未完整月份", "includes a partial month"),
+    "fr_up_to_date": ("● 已更新 · {month}", "● Up to date · {month}"),
+    "fr_due": ("○ 待报 · {month}（{date} 前）", "○ Due · {month} (by {date})"),
+    "fr_partial": (
+        "◐ 未完整 · {month} 已到 {n}/{total} 项",
+        "◐ Partial · {month}: {n} of {total} values",
+    ),
+    "fr_overdue": (
+        "■ 逾期 · {month}未导入（月末后 {days} 天）",
+        "■ Overdue · {month} not loaded ({days} d)",
+    ),
+    "fr_own": ("{unit}（本级）", "{unit} (own KPIs)"),
+    "fr_help": (
+        "应到的是上个月的数据，月末后宽限 {days} 天（预警规则“数据未更新”的设置）。已更新：应到月份已完整或已发布；"
+        "待报：上个月仍在宽限期内、尚未完整；未完整：已过宽限期，只到了部分数据；逾期：已过宽限期，一项都没有。",
+        "Expected is last month's data, {days} days of grace after the month ends (the stale-data "
+        "rule's setting). Up to date: the expected month is complete or published; due: last "
+        "month is within its grace days and not complete; partial: past the grace days with some "
+        "values in; overdue: past the grace days with none.",
+    ),
+    "bs_vs_month": ("较{month} {delta}", "{delta} vs {month}"),
+    "bs_fr_own": ("本级：{unit}", "Own KPIs: {unit}"),
+    "bs_newer": ("{month} 未完整 {n}/{total}", "{month} partial {n}/{total}"),
+    "bs_fr_up_to_date": ("● 已更新", "● Up to date"),
+    "bs_fr_due": ("○ 待报 · {date}前", "○ Due by {date}"),
+    "bs_fr_partial": ("◐ 未完整 {n}/{total}", "◐ Partial {n}/{total}"),
+    "bs_fr_overdue": ("■ 逾期 {days} 天", "■ Overdue {days} d"),
+    "al_stale_partial": (
+        "{unit}{period}的实际数据只到了 {n}/{total} 项（月末后已 {days} 天），缺：{units}。",
+        "{unit} has only {n} of {total} values for {period}, {days} days after the month ended; "
+        "missing: {units}.",
+    ),
+    "up_publish_help": (
+        "发布表示某组织（含下级）这个月的数据已定稿：即使仍有缺失也视为最终数据。看板、总览和大屏默认显示最近已完整或已发布的月份；关账的月份同样视为已发布。",
+        "Publishing says a unit's month (with everything below it) is final, even where values "
+        "are missing. Boards, the Overview and the wall show the latest complete or published "
+        "month by default; a closed month counts as published too.",
+    ),
+    "up_publish_title": ("发布月份", "Publish a month"),
+    "up_close_title": ("关账", "Close a month"),
+    "up_publish_unit": ("组织", "Unit"),
+    "up_publish_state": ("{unit} {month}：{state}", "{month} of {unit}: {state}"),
+    "up_publish": ("发布", "Publish"),
+    "up_unpublish": ("撤销发布", "Withdraw publication"),
+    "up_published_done": ("{unit} {month}已发布。", "{month} of {unit} is published."),
+    "up_unpublished_done": (
+        "{unit} {month}已撤销发布。",
+        "{month} of {unit} is no longer published.",
+    ),
+    "up_published_list": ("已发布：{items}", "Published: {items}"),
+    "up_published_none": ("目前没有已发布的月份。", "No month is published."),
+    "tw_entity_month_publish": ("发布月份", "Published months"),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
@@ -1857,6 +1935,37 @@ def is_flat(delta: str) -> bool:
     """A formatted change that rounds to nothing (+0.0%, -0.0pp, +0)."""
     digits = "".join(ch for ch in delta if ch.isdigit())
     return digits != "" and set(digits) == {"0"}
+
+
+def month_state(state: str, loaded: int, expected: int, lang: str) -> str:
+    """A month's state as a page or the wall shows it: "partial · 7 of 52 values"."""
+    if state in ("complete", "published"):
+        return t(f"cm_{state}", lang)
+    return t("cm_partial", lang, n=loaded, total=expected)
+
+
+def freshness_text(f: Freshness, grace_days: int, lang: str, wall: bool = False) -> str:
+    """A freshness row's state in words, led by a shape so it reads without colour; `wall`:
+    the short form the big screen has room for (the month is in its own column there)."""
+    month = period_label(f"{f.month:%Y-%m}", lang)
+    prefix = "bs_fr_" if wall else "fr_"
+    if f.state == "up_to_date":
+        return t(prefix + "up_to_date", lang, month=month)
+    if f.state == "due":
+        end = date(f.month.year + f.month.month // 12, f.month.month % 12 + 1, 1)
+        by = end + timedelta(days=grace_days - 1)  # the last day of grace
+        return t(prefix + "due", lang, month=month, date=f"{by:%m-%d}" if wall else f"{by}")
+    if f.state == "partial":
+        return t(prefix + "partial", lang, month=month, n=f.status.loaded, total=f.status.expected)
+    return t(prefix + "overdue", lang, month=month, days=f.days)
+
+
+def join(items: list[str], lang: str, limit: int = 6) -> str:
+    """Names in a sentence, the local way (、 or ,); past `limit`, "and N more"."""
+    shown = list(items[:limit])
+    if len(items) > limit:
+        shown.append(t("cm_more", lang, n=len(items) - limit))
+    return ("、" if lang == "zh" else ", ").join(shown)
 
 
 def period_label(label: str, lang: str) -> str:

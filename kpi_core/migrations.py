@@ -397,4 +397,21 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        11,
+        "published months: a unit's month marked final by an analyst or admin",
+        """
+        -- Numbers 9 and 10 are other changes' (sessions, kiosk screens); `Warehouse.migrate`
+        -- applies every migration a file has not seen, whatever its number.
+        -- A published month is final for the unit and everything below it: the boards may
+        -- default to it even where values are missing (kpi_core.completeness).
+        CREATE TABLE month_publish (
+            period DATE NOT NULL,
+            unit_id INTEGER NOT NULL,
+            published_by VARCHAR,
+            published_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (period, unit_id)
+        );
+        """,
+    ),
 ]

@@ -439,6 +439,10 @@ RULES: list[tuple[str, str]] = [
         "{months} 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
     ),
     ("Only admins close and reopen months.", "只有管理员可以关账和重新开账。"),
+    (
+        "User '{user}' ({role}) cannot publish months — analysts and admins do.",
+        "用户“{user}”（{role}）不能发布月份——这由数据分析员和管理员完成。",
+    ),
     # --- profile.py (and formula.py): mapping profiles ----------------------------------------
     ("write the connection URL", "请填写连接 URL"),
     ("give the profile a name", "请为方案命名"),

@@ -20,7 +20,7 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 
-from kpi_core import i18n
+from kpi_core import alerts, clock, completeness, i18n
 from kpi_core.access import Scope
 from kpi_core.board import data_range, kpi_nodes, overview
 from kpi_core.catalog import Catalog
@@ -73,6 +73,9 @@ class CompanyTile:
     counts: dict[str, int]
     at_risk: int
     coverage: float | None
+    # The month `previous_score` is of, when not the month before: the latest complete or
+    # published month before the one shown (a partial month never drives the change).
+    previous_month: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,8 @@ class MatrixRow:
 class FreshRow:
     unit: str
     latest: str
-    missing: bool
-    text: str  # "May not loaded" / "已更新"
+    state: str  # completeness.FRESHNESS: up_to_date / due / partial / overdue
+    text: str  # "■ Overdue · 2026-11 not loaded (8 days after month end)"
 
 
 @dataclass(frozen=True)
@@ -123,13 +126,16 @@ class ScreenData:
     title: str
     lang: str
     period: str  # the month judged, as people read it
-    as_of: str  # the latest month with data
+    as_of: str  # the month shown: the latest complete or published one
     fetched_at: datetime
     companies: tuple[CompanyTile, ...]
     departments: tuple[DepartmentRow, ...]
     risks: tuple[RiskRow, ...]
     matrix: tuple[MatrixRow, ...]
     freshness: tuple[FreshRow, ...]
+    newer: str = (
+        ""  # a newer month not complete yet, with its state: "2026年11月 未完整 · 已到 7/76 项"
+    )
 
     def slides(self, wanted: Iterable[str] | None = None) -> list[str]:
         """The slides with something to show, in order (`wanted`: a subset, by name)."""
@@ -154,21 +160,28 @@ def screen_data(
     today: date | None = None,
 ) -> ScreenData | None:
     """Everything the slides show for the units `codes` (and their subtrees), for the latest
-    month with data; None when the scope has no data yet."""
+    month that is complete or published for them (a newer partial month is only named); None
+    when the scope has no data yet."""
+    today = today or clock.today()
     scope = unit_scope(cat, codes)
     span = data_range(wh, scope, cat)
     if span is None:
         return None
-    latest = span[1]
-    period = Period("M", latest)
-    ov = overview(wh, cat, scope, period)
+    first, latest = span
+    view = completeness.in_view(wh, cat, cat.scope_roots(scope), latest, first)
+    shown = view.default
+    period = Period("M", shown)
+    grace = alerts.load_rules(wh).stale.grace_days
+    ov = overview(wh, cat, scope, period, today=today, grace_days=grace)
     name = lambda u: cat.units[u].name(lang)  # noqa: E731
 
-    trend_months = [add_months(latest, -i) for i in range(TREND_MONTHS - 1, -1, -1)]
+    trend_months = [add_months(shown, -i) for i in range(TREND_MONTHS - 1, -1, -1)]
     roots = [r.unit_id for r in ov.roots]
-    history = {
-        m: evaluate(wh, cat, scope, roots, Period("M", m)) for m in trend_months[:-1] if roots
-    }
+    # "vs last month" compares complete or published months only.
+    before = add_months(shown, -1)
+    previous = completeness.settled_month(wh, cat, roots, before, first) if roots else before
+    months = {*trend_months[:-1], previous} if previous >= first else set(trend_months[:-1])
+    history = {m: evaluate(wh, cat, scope, roots, Period("M", m)) for m in months if roots}
     companies = []
     for root in ov.roots:
         trend = [(m, history[m][root.unit_id]) if m in history else (m, root) for m in trend_months]
@@ -178,11 +191,14 @@ def screen_data(
                 name=name(root.unit_id),
                 score=root.score,
                 status=root.status,
-                previous_score=trend[-2][1].score if len(trend) > 1 else None,
+                previous_score=history[previous][root.unit_id].score
+                if previous in history
+                else None,
                 trend=tuple((_month_label(m, lang), r.score, r.status) for m, r in trend),
                 counts=dict(ov.counts),
                 at_risk=ov.at_risk,
                 coverage=root.coverage,
+                previous_month=None if previous == before else _month_label(previous, lang),
             )
         )
     departments = tuple(
@@ -238,18 +254,24 @@ def screen_data(
                 )
             )
 
-    as_of = _month_label(latest, lang)
+    as_of = _month_label(shown, lang)
     freshness = tuple(
         FreshRow(
-            unit=name(f.unit_id),
+            # The wall clips long names at the end: the "own KPIs" mark goes first.
+            unit=i18n.t("bs_fr_own", lang, unit=name(f.unit_id)) if f.own else name(f.unit_id),
             latest="—" if f.latest is None else _month_label(f.latest, lang),
-            missing=f.missing,
-            text=i18n.t("missing_for", lang, month=as_of)
-            if f.missing
-            else i18n.t("up_to_date", lang),
+            state=f.state,
+            text=i18n.freshness_text(f, grace, lang, wall=True),
         )
         for f in ov.freshness
     )
+    newer = ""
+    if view.newer:
+        month = max(view.newer)
+        s = view.newer[month]
+        newer = i18n.t(
+            "bs_newer", lang, month=_month_label(month, lang), n=s.loaded, total=s.expected
+        )
     return ScreenData(
         title=title,
         lang=lang,
@@ -261,6 +283,7 @@ def screen_data(
         risks=tuple(risks),
         matrix=tuple(matrix),
         freshness=freshness,
+        newer=newer,
     )
 
 

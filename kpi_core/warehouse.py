@@ -310,7 +310,10 @@ class Warehouse:
             return cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
     def migrate(self) -> int:
-        """Apply the migrations this file has not seen yet; returns the schema version."""
+        """Apply the migrations this file has not seen yet; returns the schema version.
+
+        Each one not recorded is applied, not only those above the highest recorded: changes
+        developed side by side take numbers in advance and may land in any order."""
         with self._writer, self.cursor() as cur:
             cur.execute(SCHEMA_VERSION_TABLE)
             # Every number not applied yet, in order, rather than those above the highest: two

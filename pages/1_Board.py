@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from kpi_core import alerts, charts, i18n
+from kpi_core import alerts, charts, completeness, i18n
 from kpi_core.board import board, data_range
 from kpi_core.ui import guard, page, period_picker, unit_picker
 from kpi_core.ui.review import board_counts, board_panel
-from kpi_core.ui.widgets import badge, kpi_card, partial_period_note
+from kpi_core.ui.widgets import badge, kpi_card, month_notes, partial_period_note
 
 ctx = page("nav_board")
 with guard(ctx):
@@ -16,13 +16,15 @@ with guard(ctx):
         st.stop()
     first, latest = span
     unit_id = unit_picker(ctx, latest)
-    period = period_picker(ctx, first, latest)
+    view = completeness.in_view(ctx.wh, ctx.cat, [unit_id], latest, first)
+    period = period_picker(ctx, first, latest, view)
     b = board(ctx.wh, ctx.cat, ctx.actor.scope, unit_id, period, as_of=latest)
     lang = ctx.lang
     unit = ctx.cat.units[unit_id]
 
     st.title(f"{unit.name(lang)} · {i18n.period_label(period.label(), lang)}")
     partial_period_note(ctx, period, latest)
+    month_notes(ctx, period, view, b.partial)
     head = st.columns([1, 1, 1, 2])
     res = b.result
     head[0].metric(

@@ -1,5 +1,6 @@
 """Upload: the analyst's monthly actuals — check, preview and load them; history and roll-back;
-the entry template; mapping profiles for files in their own layout; closing months (admins)."""
+the entry template; mapping profiles for files in their own layout; publishing months (analysts
+and admins) and closing them (admins)."""
 
 import streamlit as st
 
@@ -19,9 +20,14 @@ with guard(ctx):
     if ctx.actor.role not in LOAD_ROLES:
         st.info(ctx.t("up_viewer"))
         st.stop()
-    sections = ["up_tab_load", "up_tab_history", "up_tab_template", "up_tab_profiles"]
-    if ctx.actor.role == "admin":
-        sections.append("up_tab_months")
+    # The months tab publishes months (analysts and admins) and closes them (admins).
+    sections = [
+        "up_tab_load",
+        "up_tab_history",
+        "up_tab_template",
+        "up_tab_profiles",
+        "up_tab_months",
+    ]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["up_tab_load"]:
         uploads = load_section(ctx)
@@ -31,6 +37,5 @@ with guard(ctx):
         template_section(ctx)
     with tabs["up_tab_profiles"]:
         profiles_section(ctx, uploads)
-    if "up_tab_months" in tabs:
-        with tabs["up_tab_months"]:
-            months_section(ctx)
+    with tabs["up_tab_months"]:
+        months_section(ctx)

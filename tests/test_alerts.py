@@ -184,11 +184,27 @@ def test_stale_data_with_a_fixed_today(half_year):
     assert all(c.period == date(2024, 7, 1) and c.details["days"] == 10 for c in stale.values())
     assert "2024年7月" in stale[(None, "SALES")].message_zh
     alerts.raise_alerts(wh, cat, service.SYSTEM, cands)
-    # July arrives for SALES: its stale alert closes; the others stay open.
-    sales, rev = cat.unit("SALES").id, cat.kpi("CSAT").id
-    with wh.transaction() as cur:
-        cur.execute("INSERT INTO actual VALUES (?, ?, DATE '2024-07-01', 89, NULL)", [rev, sales])
-    result = alerts.run(wh, service.SYSTEM, today=date(2024, 8, 11), month=JUNE)
+
+    # One value of July arrives for SALES: it is partial now (1 of its 6 values), a new state.
+    def arrive(*values):
+        with wh.transaction() as cur:
+            for unit, kpi, value in values:
+                cur.execute(
+                    "INSERT INTO actual VALUES (?, ?, DATE '2024-07-01', ?, NULL)",
+                    [cat.kpi(kpi).id, cat.unit(unit).id, value],
+                )
+        return alerts.run(wh, service.SYSTEM, today=date(2024, 8, 11), month=JUNE)
+
+    result = arrive(("SALES", "CSAT", 89))
+    (partial,) = [a for a in result.new if a.unit_id == cat.unit("SALES").id]
+    assert partial.state_key == "partial" and len(result.closed) == 1
+    assert partial.details["loaded"] == 1 and partial.details["expected"] == 6
+    assert "1 of 6 values" in partial.message_en and "East region" in partial.message_en
+    # The rest of SALES's July arrives: its stale alert closes; PROD's stays open.
+    result = arrive(
+        ("EAST", "REV", 3_000_000), ("NORTH", "REV", 2_000_000), ("SALES", "NEW_CUST", 5),
+        ("SALES", "COLLECTED", 96), ("SALES", "RECEIVABLE", 100),
+    )  # fmt: skip
     open_stale = alerts.open_alerts(wh, cat, service.SYSTEM, kinds=["stale"])
     assert list(open_stale["unit"]) == ["PROD"]
     assert len(result.closed) == 1

@@ -206,3 +206,43 @@ def test_a_revoked_screen_stops_at_its_next_tick(browser, screen_app, artifacts)
     page = open_screen(browser, url, SIZES[0], "lang=en&rotate=600&slides=company")
     no_error(page)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def partial_app(tmp_path_factory, demo_file):
+    """The wall on 8 December with seven values of November loaded: the header names the
+    partial month and the freshness slide says partial and overdue."""
+    from tests.test_completeness import load_seven
+
+    tmp = tmp_path_factory.mktemp("browser_screen_partial")
+    shutil.copy(demo_file, tmp / "wh.duckdb")
+    wh = Warehouse(tmp / "wh.duckdb", linger=0)
+    try:
+        load_seven(wh)
+        made = kiosk.create(wh, service.SYSTEM, name="partial", units=["GROUP"], now=datetime.now())
+        TOKENS["partial"] = made.token
+    finally:
+        wh.close()
+    proc, url = start_app(
+        tmp / "wh.duckdb",
+        env={"KPI_SECRETS": str(tmp / "no-secrets.toml"), "KPI_TODAY": "2026-12-08"},
+    )
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_partial_month_is_named_and_still_fits(browser, partial_app, artifacts, lang):
+    for slide, said in (("company", "7/76"), ("freshness", "7/25")):
+        page = open_screen(
+            browser, partial_app, SIZES[0], f"lang={lang}&rotate=600&slides={slide}", "partial"
+        )
+        page.screenshot(path=str(artifacts / f"big-screen-partial-{slide}-{lang}.png"))
+        assert said in page.locator("[data-testid='bs-root']").inner_text()
+        m = page.evaluate(MEASURE)
+        assert (m["scrollH"], m["scrollW"]) == (m["H"], m["W"]), (slide, m)
+        assert m["outside"] == [] and m["clipped"] == [], (slide, m)
+        assert m["minFont"] >= 24 and m["minContrast"] >= 7, (slide, m)
+        no_error(page)
+        page.close()

@@ -27,7 +27,10 @@ def test_slide_data_for_the_demo_company(demo_wh):
     assert all(r.status == "red" or r.at_risk for r in data.risks)
     assert all(r.owner for r in data.risks)
     assert {m.unit for m in data.matrix} >= {"销售部", "生产部"}
-    assert len(data.freshness) == 7 and data.as_of.endswith("月")
+    # The company's own values (net profit from the ledger) and each department: all up to date.
+    assert [f.unit for f in data.freshness][:2] == ["本级：华创精密制造有限公司", "销售部"]
+    assert len(data.freshness) == 8 and data.as_of.endswith("月")
+    assert {f.state for f in data.freshness} == {"up_to_date"} and data.newer == ""
     # Money in 万/亿 in Chinese, millions in English.
     assert any("万元" in r.actual for r in data.risks)
     en = screen.screen_data(demo_wh, cat, ["GROUP"], "en")

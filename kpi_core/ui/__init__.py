@@ -14,7 +14,7 @@ from datetime import date
 
 import streamlit as st
 
-from kpi_core import clock, i18n, service
+from kpi_core import clock, completeness, i18n, service
 from kpi_core.board import periods_between
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
@@ -139,7 +139,7 @@ def _navigation(nav, lang: str, role: str | None) -> None:
     """Links to the pages `role` may open (those open to everyone while it is unknown), keeping
     the language and the period picked."""
     keep = {"lang": lang}
-    if "period" in st.session_state:
+    if "period" in st.session_state and st.session_state.get("period_chosen"):
         keep["period"] = st.session_state.period.label()
     with nav:
         for path, key, icon, roles in PAGES:
@@ -213,19 +213,31 @@ def _asked_unit(ctx: PageContext, code: str, options: list[int]) -> int:
     return options[0]
 
 
-def period_picker(ctx: PageContext, first: date, latest: date) -> Period:
-    """Month, quarter or year among those with data, newest first; remembered and in the URL.
+def period_picker(
+    ctx: PageContext, first: date, latest: date, view: completeness.InView | None = None
+) -> Period:
+    """Month, quarter or year among those with data, newest first; in the URL once picked.
 
-    Switching between month, quarter and year keeps to the same time: 2025-03 becomes 2025-Q1.
+    Until the user picks one (here or by URL), the period is the month `view` says (the latest
+    complete or published month of the unit in view), following the unit as it changes. Newer
+    months not complete yet stay in the list, marked with their state. Switching between month,
+    quarter and year keeps to the same time: 2025-03 becomes 2025-Q1.
     """
+    default = view.default if view else latest
+    newer = view.newer if view else {}
     if "period" not in st.session_state:
-        st.session_state.period = _asked_period(ctx, first, latest)
+        st.session_state.period, st.session_state.period_chosen = _asked_period(
+            ctx, first, latest, default
+        )
+    elif not st.session_state.get("period_chosen"):
+        st.session_state.period = Period("M", default)
 
     def regrain() -> None:
         grain = st.session_state.grain_pick or st.session_state.period.grain
         current = st.session_state.period
         month = min(current.end, latest) if grain == "M" else current.start
         st.session_state.period = Period.containing(grain, month)
+        st.session_state.period_chosen = True
 
     st.session_state.grain_pick = st.session_state.period.grain
     grain = (
@@ -245,35 +257,44 @@ def period_picker(ctx: PageContext, first: date, latest: date) -> Period:
 
     def chosen() -> None:
         st.session_state.period = st.session_state[key]
+        st.session_state.period_chosen = True
+
+    def label(p: Period) -> str:
+        text = i18n.period_label(p.label(), ctx.lang)
+        marked = [newer[m] for m in p.months if m in newer]
+        if p.grain == "M" and marked:
+            s = marked[0]
+            return f"{text} · {i18n.month_state(s.state, s.loaded, s.expected, ctx.lang)}"
+        return f"{text} · {ctx.t('cm_option_partial')}" if marked else text
 
     st.session_state[key] = st.session_state.period
-    st.sidebar.selectbox(
-        ctx.t("period"),
-        options,
-        format_func=lambda p: i18n.period_label(p.label(), ctx.lang),
-        key=key,
-        on_change=chosen,
-    )
-    st.query_params["period"] = st.session_state.period.label()
+    st.sidebar.selectbox(ctx.t("period"), options, format_func=label, key=key, on_change=chosen)
+    if st.session_state.period_chosen:
+        st.query_params["period"] = st.session_state.period.label()
+    elif "period" in st.query_params:
+        del st.query_params["period"]
     return st.session_state.period
 
 
-def _asked_period(ctx: PageContext, first: date, latest: date) -> Period:
-    default = Period("M", latest)
+def _asked_period(
+    ctx: PageContext, first: date, latest: date, default_month: date
+) -> tuple[Period, bool]:
+    """The period asked for in the URL, and True; else the default month, and False."""
+    default = Period("M", default_month)
     asked = st.query_params.get("period")
     if not asked:
-        return default
+        return default, False
     shown = i18n.period_label(default.label(), ctx.lang)
     try:
         period = parse_period(asked)
     except PeriodError:
         st.warning(ctx.t("bad_period", period=asked, shown=shown))
-        return default
+        return default, False
     if period.end < first or period.start > latest:
         st.warning(
             ctx.t("period_without_data", period=i18n.period_label(period.label(), ctx.lang),
                   first=i18n.period_label(Period("M", first).label(), ctx.lang),
                   latest=i18n.period_label(Period("M", latest).label(), ctx.lang), shown=shown)
         )  # fmt: skip
-        return default
-    return period
+        return default, False
+    return period, True

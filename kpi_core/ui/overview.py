@@ -3,11 +3,11 @@ alerts, freshness."""
 
 import streamlit as st
 
-from kpi_core import charts, i18n
+from kpi_core import alerts, charts, clock, completeness, i18n
 from kpi_core.board import data_range, overview
 from kpi_core.periods import Period
 from kpi_core.ui import guard, page, period_picker
-from kpi_core.ui.widgets import badge, md, partial_period_note
+from kpi_core.ui.widgets import badge, md, month_notes, partial_period_note
 
 
 def main() -> None:
@@ -18,13 +18,20 @@ def main() -> None:
             st.info(ctx.t("no_data_yet"))
             st.stop()
         first, latest = span
-        period = period_picker(ctx, first, latest)
-        ov = overview(ctx.wh, ctx.cat, ctx.actor.scope, period)
+        view = completeness.in_view(
+            ctx.wh, ctx.cat, ctx.cat.scope_roots(ctx.actor.scope), latest, first
+        )
+        period = period_picker(ctx, first, latest, view)
+        grace = alerts.load_rules(ctx.wh).stale.grace_days
+        ov = overview(
+            ctx.wh, ctx.cat, ctx.actor.scope, period, today=clock.today(), grace_days=grace
+        )
         lang = ctx.lang
 
         st.title(f"{ctx.t('nav_overview')} · {i18n.period_label(period.label(), lang)}")
         st.caption(ctx.t("data_as_of", month=i18n.period_label(Period("M", latest).label(), lang)))
         partial_period_note(ctx, period, latest)
+        month_notes(ctx, period, view, ov.partial)
 
         for root in ov.roots:
             unit = ctx.cat.units[root.unit_id]
@@ -55,7 +62,7 @@ def main() -> None:
             )
             st.caption(f"{ctx.t('coverage')}: {(root.coverage or 0) * 100:.0f}%")
 
-        left, right = st.columns([1, 1])
+        left, right = st.columns([4, 5])  # the freshness states need the room
         with left:
             # A scope below the company (a department's viewer) ranks the units below its root.
             first = ctx.cat.units[ov.roots[0].unit_id] if ov.roots else None
@@ -66,27 +73,30 @@ def main() -> None:
             elif first is not None:
                 st.caption(ctx.t("ranked_none", unit=first.name(lang)))
         with right:
-            st.subheader(ctx.t("freshness"))
+            st.subheader(ctx.t("freshness"), help=ctx.t("fr_help", days=grace))
             rows = []
             for f in ov.freshness:
+                name = ctx.cat.units[f.unit_id].name(lang)
                 latest_text = (
                     "—"
                     if f.latest is None
                     else i18n.period_label(Period("M", f.latest).label(), lang)
                 )
-                state = (
-                    ctx.t("missing_for", month=i18n.period_label(Period("M", latest).label(), lang))
-                    if f.missing
-                    else ctx.t("up_to_date")
-                )
                 rows.append(
                     {
-                        ctx.t("unit"): ctx.cat.units[f.unit_id].name(lang),
+                        ctx.t("unit"): ctx.t("fr_own", unit=name) if f.own else name,
                         ctx.t("latest_month"): latest_text,
-                        ctx.t("status"): ("■ " if f.missing else "● ") + state,
+                        ctx.t("status"): i18n.freshness_text(f, grace, lang),
                     }
                 )
-            st.dataframe(rows, hide_index=True, width="stretch", height="content")
+            st.dataframe(
+                rows,
+                hide_index=True,
+                width="stretch",
+                height="content",
+                # The company's own row has the longest name: room for it whole.
+                column_config={ctx.t("unit"): st.column_config.Column(width="medium")},
+            )
 
         st.subheader(ctx.t("top_alerts"))
         if not ov.alerts:

@@ -19,7 +19,7 @@ from html import escape
 
 import streamlit as st
 
-from kpi_core import i18n, kiosk, screen
+from kpi_core import clock, i18n, kiosk, screen
 from kpi_core.catalog import load_catalog, load_user
 from kpi_core.errors import NotFoundError
 from kpi_core.screen import SLIDES, ScreenData, Snapshot
@@ -30,6 +30,9 @@ BG = "#0b0f14"
 STATUS_TEXT = {"green": "#7ee2a8", "amber": "#ffd166", "red": "#ffaaa0", "grey": "#d0d7de"}
 STATUS_CHIP = {"green": "#13261b", "amber": "#2a2410", "red": "#2e1512", "grey": "#1c2128"}
 STATUS_BAR = {"green": "#2e9d5f", "amber": "#d9a21b", "red": "#e0524a", "grey": "#6b7785"}
+
+# The colour of a freshness state's chip; its text leads with a shape (● ○ ◐ ■) as well.
+FRESH_STATUS = {"up_to_date": "green", "due": "grey", "partial": "amber", "overdue": "red"}
 
 # Rows per page of each slide: what fits 81vmin of slide with the sizes in CSS below.
 PER_PAGE = {"company": 1, "departments": 8, "risks": 7, "matrix": 12, "freshness": 9}
@@ -240,7 +243,12 @@ def company_slide(data: ScreenData, i: int, n: int) -> str:
     c = data.companies[i]
     delta = ""
     if c.score is not None and c.previous_score is not None:
-        delta = t("bs_vs_prev", delta=f"{c.score - c.previous_score:+.1f}")
+        change = f"{c.score - c.previous_score:+.1f}"
+        delta = (
+            t("bs_vs_month", delta=change, month=c.previous_month)
+            if c.previous_month
+            else t("bs_vs_prev", delta=change)
+        )
     cover = t("bs_coverage", pct=f"{(c.coverage or 0) * 100:.0f}%")
     counts = "".join(
         f'<div class="bs-count bs-panel" style="color:{STATUS_TEXT[s]}">'
@@ -359,7 +367,7 @@ def freshness_slide(data: ScreenData, i: int, n: int) -> str:
     )
     cells = "".join(
         f'<span class="bs-cell">{e(clip(f.unit, 24))}</span><span class="bs-cell">{e(f.latest)}</span>'
-        f'<span class="bs-cell">{chip("red" if f.missing else "green", data.lang, ("■ " if f.missing else "● ") + f.text)}</span>'
+        f'<span class="bs-cell">{chip(FRESH_STATUS[f.state], data.lang, clip(f.text, 30))}</span>'
         for f in _chunk(list(data.freshness), i, n)
     )
     return f'<div class="bs-table bs-fresh">{head}{cells}</div>'
@@ -412,6 +420,8 @@ def render(snap: Snapshot, params: Params, now: datetime, epoch: float) -> str:
     slide, i, n = shown[int(epoch // params.rotate) % len(shown)]
     title = t(SLIDE_TITLE[slide]) + (t("bs_page", i=i + 1, n=n) if n > 1 else "")
     meta = e(t("data_as_of", month=data.as_of))
+    if data.newer:
+        meta += f' · <span class="bs-newer">◐ {e(data.newer)}</span>'
     if snap.fetched_at is not None:
         meta += " · " + e(t("bs_updated", time=snap.fetched_at.strftime("%H:%M")))
     names = list(dict.fromkeys(s for s, _, _ in shown))
@@ -463,7 +473,7 @@ def _compute(path: str, codes: tuple[str, ...], asked: tuple[str, ...], lang: st
     wh = _warehouse(path)
     cat = load_catalog(wh)
     units = screen.kiosk_units(cat, codes, asked)
-    return screen.screen_data(wh, cat, units, lang, title=name)
+    return screen.screen_data(wh, cat, units, lang, title=name, today=clock.today())
 
 
 def snapshot(params: Params, name: str, codes: tuple[str, ...]) -> Snapshot:

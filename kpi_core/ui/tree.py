@@ -7,7 +7,7 @@ from collections import Counter
 import pandas as pd
 import streamlit as st
 
-from kpi_core import i18n, review
+from kpi_core import completeness, i18n, review
 from kpi_core.board import data_range
 from kpi_core.catalog import Catalog, Node
 from kpi_core.periods import Period
@@ -28,7 +28,7 @@ from kpi_core.tree_view import (
 )
 from kpi_core.ui import PageContext, period_picker, unit_picker
 from kpi_core.ui.review import comments_panel, panel_title
-from kpi_core.ui.widgets import badge, partial_period_note
+from kpi_core.ui.widgets import badge, month_notes, partial_period_note
 
 
 def _key_text(key: Node) -> str:
@@ -69,7 +69,8 @@ def tree_page(ctx: PageContext) -> None:
         st.stop()
     first, latest = span
     unit_id = unit_picker(ctx, latest)
-    period = period_picker(ctx, first, latest)
+    view = completeness.in_view(ctx.wh, ctx.cat, [unit_id], latest, first)
+    period = period_picker(ctx, first, latest, view)
     lang, cat = ctx.lang, ctx.cat
     # A running quarter or year is judged on its months so far, as on the Board.
     months = [m for m in period.months if m <= latest] or period.months
@@ -80,6 +81,7 @@ def tree_page(ctx: PageContext) -> None:
         f"{i18n.period_label(period.label(), lang)}"
     )
     partial_period_note(ctx, period, latest)
+    month_notes(ctx, period, view, completeness.statuses(ctx.wh, cat, [unit_id], months))
 
     labels = _labels(root, cat, lang)
     everything = all_nodes(root)

@@ -24,16 +24,16 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from kpi_core import clock, i18n
+from kpi_core import clock, completeness, i18n
 from kpi_core.board import data_range
-from kpi_core.catalog import Catalog
+from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import files, intake, profile, template
 from kpi_core.ingest.layout import FIELDS, Finding
 from kpi_core.ingest.names import norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
-from kpi_core.ui.widgets import error_text, md
+from kpi_core.ui.widgets import error_text, md, parts_text
 
 log = logging.getLogger(__name__)
 
@@ -1059,14 +1059,18 @@ def _try_profile(ctx: PageContext, candidate: profile.Profile, tables, file_id: 
     )
 
 
-# --- 8: closing months (admins) --------------------------------------------------------------
+# --- 8: closing months (admins) and publishing them (analysts and admins) ---------------------
 
 
 def months_section(ctx: PageContext) -> None:
-    st.caption(ctx.t("up_months_help"))
     done = st.session_state.pop("up_lock_done", None)
     if done:
         st.success(done)
+    publish_section(ctx)
+    if ctx.actor.role != "admin":
+        return
+    st.subheader(ctx.t("up_close_title"))
+    st.caption(ctx.t("up_months_help"))
     with safe(ctx):
         closed = intake.closed_months(ctx.wh)
         label = ", ".join(i18n.period_label(f"{m:%Y-%m}", ctx.lang) for m in closed)
@@ -1099,4 +1103,60 @@ def months_section(ctx: PageContext) -> None:
             st.session_state.up_lock_done = ctx.t(
                 "up_month_reopened" if shut else "up_month_closed", month=shown
             )
+            st.rerun()
+
+
+def publish_section(ctx: PageContext) -> None:
+    """Mark a unit's month published (final, whatever is missing) or withdraw that; the state
+    of the month picked is shown first, with what it lacks."""
+    st.subheader(ctx.t("up_publish_title"))
+    st.caption(ctx.t("up_publish_help"))
+    with safe(ctx):
+        lang, cat = ctx.lang, ctx.cat
+        done = completeness.published_months(ctx.wh, cat, ctx.actor.scope)
+        listed = [
+            f"{cat.units[u].name(lang)} {i18n.period_label(f'{m:%Y-%m}', lang)}" for m, u in done
+        ]
+        st.markdown(
+            ctx.t("up_published_list", items=md(i18n.join(listed, lang, limit=12)))
+            if listed
+            else ctx.t("up_published_none")
+        )
+        span = data_range(ctx.wh, ctx.actor.scope, cat)
+        if span is None:
+            st.info(ctx.t("no_data_yet"))
+            return
+        units = [u for root in cat.scope_roots(ctx.actor.scope) for u in cat.descendants(root)]
+        units = [u for u in units if cat.tree(span[1]).get((u, SCORECARD))] or units
+        months, _ = month_options(span[1], clock.today())
+        months = [m for m in months if m <= span[1]]
+        cols = st.columns(2)
+        unit_id = cols[0].selectbox(
+            ctx.t("up_publish_unit"),
+            units,
+            format_func=lambda u: cat.units[u].name(lang),
+            key="up_publish_unit",
+        )
+        month = cols[1].selectbox(
+            ctx.t("up_month_pick"),
+            months,
+            format_func=lambda m: i18n.period_label(f"{m:%Y-%m}", lang),
+            key="up_publish_month",
+        )
+        status = completeness.month_status(ctx.wh, cat, unit_id, month)
+        state = i18n.month_state(status.state, status.loaded, status.expected, lang)
+        shown = i18n.period_label(f"{month:%Y-%m}", lang)
+        name = cat.units[unit_id].name(lang)
+        text = ctx.t("up_publish_state", unit=md(name), month=shown, state=state)
+        lacking = parts_text(ctx, status)
+        st.markdown(f"{text} {md(lacking)}" if lacking and not status.published else text)
+        mine = (month, unit_id) in done
+        if st.button(
+            ctx.t("up_unpublish" if mine else "up_publish"),
+            icon=":material/undo:" if mine else ":material/verified:",
+            key="up_publish_button",
+        ):
+            completeness.publish(ctx.wh, cat, ctx.actor, unit_id, month, published=not mine)
+            key = "up_unpublished_done" if mine else "up_published_done"
+            st.session_state.up_lock_done = ctx.t(key, unit=name, month=shown)
             st.rerun()

@@ -8,7 +8,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from kpi_core import i18n
+from kpi_core import completeness, i18n
 from kpi_core.board import KpiLine
 from kpi_core.periods import Period
 from kpi_core.problem_text import translate
@@ -108,6 +108,11 @@ def kpi_card(
             st.caption(
                 f"{ctx.t('children_score')}: {node.children_score:.1f} ({ctx.t('from_children')})"
             )
+        if line.missing:
+            # Coloured text, not a badge: a badge cuts a list of units off, text wraps.
+            names = [ctx.cat.units[u].name(lang) for u in line.missing]
+            text = md(ctx.t("cm_card_missing", units=i18n.join(names, lang)))
+            st.markdown(f":orange[◐ {text}]")
 
 
 def partial_period_note(ctx: PageContext, period: Period, latest: date) -> None:
@@ -119,6 +124,60 @@ def partial_period_note(ctx: PageContext, period: Period, latest: date) -> None:
         ctx.t("partial_period", month=i18n.period_label(Period("M", latest).label(), ctx.lang),
               n=done, total=len(period.months))
     )  # fmt: skip
+
+
+def _month(month: date, lang: str) -> str:
+    return i18n.period_label(f"{month:%Y-%m}", lang)
+
+
+def parts_text(ctx: PageContext, status: completeness.MonthStatus) -> str:
+    """What a month's roll-up lacks, by the unit's own values and each unit right below it:
+    "missing: East region 4/8, South China 0/8"."""
+    names = []
+    for g in status.parts:
+        name = ctx.cat.units[g.unit_id].name(ctx.lang)
+        if g.unit_id == status.unit_id and ctx.cat.children_of.get(g.unit_id):
+            name = ctx.t("fr_own", unit=name)
+        names.append(f"{name} {g.loaded}/{g.expected}")
+    return ctx.t("cm_missing", units=i18n.join(names, ctx.lang)) if names else ""
+
+
+def month_notes(
+    ctx: PageContext,
+    period: Period,
+    view: completeness.InView,
+    partial: dict[date, completeness.MonthStatus],
+) -> None:
+    """Say when the period shown holds months not complete yet (with what they lack), and when
+    a newer month than the one shown has data but is not complete yet."""
+    lang = ctx.lang
+    if period.grain == "M" and period.start in partial:
+        s = partial[period.start]
+        state = i18n.month_state(s.state, s.loaded, s.expected, lang)
+        st.warning(
+            ctx.t("cm_shown_partial", month=_month(period.start, lang), state=state,
+                  missing=md(parts_text(ctx, s))),
+            icon=":material/rule:",
+        )  # fmt: skip
+    elif partial:
+        months = [
+            f"{_month(m, lang)} {i18n.month_state(s.state, s.loaded, s.expected, lang)}"
+            for m, s in sorted(partial.items())
+        ]
+        st.warning(
+            ctx.t("cm_period_partial", months=i18n.join(months, lang)), icon=":material/rule:"
+        )
+    shown_until = period.end
+    later = [m for m in view.newer if m > shown_until]
+    if later:
+        newest = max(later)
+        s = view.newer[newest]
+        st.info(
+            ctx.t("cm_newer_partial", month=_month(newest, lang),
+                  state=i18n.month_state(s.state, s.loaded, s.expected, lang),
+                  shown=_month(view.default, lang)),
+            icon=":material/pending:",
+        )  # fmt: skip
 
 
 def confirmed(pending: str, name: str, question: str, yes: str, no: str, key: str) -> bool:
