@@ -3,16 +3,17 @@ copy of the demo: the Overview, the Board, the wall and the Upload page's publis
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import completeness, screen, service
+from kpi_core import completeness, kiosk, screen, service
 from kpi_core.catalog import load_catalog
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ROOT, ok, open_page
 from tests.test_completeness import NOV, load_seven
 
-WALL = "wall-token-0123456789abcdef"
 AFTER_GRACE = "2026-12-08"
 
 WORDS = {
@@ -137,15 +138,18 @@ def test_the_wall_shows_the_complete_month_and_names_the_partial_one(
     seven, monkeypatch, tmp_path, lang
 ):
     w = WORDS[lang]
-    secrets = tmp_path / "secrets.toml"
-    secrets.write_text(f'[kiosk.wall]\ntoken = "{WALL}"\nunits = ["GROUP"]\n')
-    monkeypatch.setenv("KPI_SECRETS", str(secrets))
+    wh = Warehouse(seven, linger=0)
+    try:
+        token = kiosk.create(wh, service.SYSTEM, name="wall", units=["GROUP"], now=datetime.now())
+    finally:
+        wh.close()
+    monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "no-secrets.toml"))
     monkeypatch.setenv("KPI_WAREHOUSE", str(seven))
     screen.LAST_GOOD.clear()
 
     def wall(slide: str) -> str:
         at = AppTest.from_file(str(ROOT / "pages/9_Big_Screen.py"), default_timeout=60)
-        for k, v in {"token": WALL, "lang": lang, "slides": slide}.items():
+        for k, v in {"token": token.token, "lang": lang, "slides": slide}.items():
             at.query_params[k] = v
         at.run()
         ok(at)
