@@ -18,7 +18,7 @@ OCTOBER = date(2026, 10, 1)  # the demo's last month
 
 def test_overview_board_wall_and_alerts_count_the_same_kpis(demo_wh):
     cat = load_catalog(demo_wh)
-    ov = overview(demo_wh, cat, Scope.all(), Period("M", OCTOBER))
+    ov = overview(demo_wh, cat, Scope.all(), Period("M", OCTOBER), today=TODAY, grace_days=5)
     found = alerts.evaluate(demo_wh, cat, service.SYSTEM, today=TODAY)
     rule = {(c.kpi_id, c.unit_id) for c in found if c.kind == "at_risk"}
     assert rule, "the demo has KPIs forecast to miss the year's target"
