@@ -1399,7 +1399,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "bs_coverage": ("数据覆盖 {pct}", "coverage {pct}"),
     "bs_at_risk": ("预警", "At risk"),
     "bs_forecast": ("预测 {value}", "Forecast {value}"),
-    "bs_year_target": ("年度目标 {value}", "Year target {value}"),
+    "bs_year_target": ("全年 {value}", "Year {value}"),
     "bs_company": ("综合得分", "Company score"),
     "bs_departments": ("部门得分排名", "Departments ranked"),
     "bs_risks": ("红灯与预警指标", "Red and at-risk KPIs"),
