@@ -195,13 +195,15 @@ def overview(
     for n, _ in nodes.values():
         counts[n.status] += 1
 
-    risky = _at_risk(wh, cat, [n for n, _ in nodes.values()], period.end)
+    span = data_range(wh, scope, cat)
+    loaded = [m for m in period.months if span is not None and m <= span[1]]
+    # Forecast from the last month with data in the period, as the alert rule does for a month.
+    as_of = loaded[-1] if loaded else period.end
+    risky = _at_risk(wh, cat, [n for n, _ in nodes.values()], as_of)
     alerts = [(n, w) for k, (n, w) in nodes.items() if n.status == scoring.RED or k in risky]
     alerts.sort(key=lambda a: (a[0].status != scoring.RED, -(a[1] * (100 - (a[0].score or 0)))))
 
     fresh = completeness.freshness(wh, cat, scope, today, grace_days)
-    span = data_range(wh, scope, cat)
-    loaded = [m for m in period.months if span is not None and m <= span[1]]
     partial = completeness.statuses(wh, cat, roots, loaded)
     return Overview(
         period, root_results, departments, counts, len(risky), alerts, fresh, risky, partial

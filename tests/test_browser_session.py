@@ -10,7 +10,7 @@ import shutil
 import pytest
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from tests.test_browser import browser, shot, start_app, visit  # noqa: F401 (browser: fixture)
+from tests.test_browser import shot, start_app, visit
 
 pytestmark = pytest.mark.browser
 
@@ -84,7 +84,7 @@ def session_ids(page) -> list[str]:
     return found
 
 
-def test_a_session_survives_reload_new_tab_and_deep_link(browser, demo_app):  # noqa: F811
+def test_a_session_survives_reload_new_tab_and_deep_link(browser, demo_app):
     url, _ = demo_app
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = ctx.new_page()
@@ -118,7 +118,7 @@ def test_a_session_survives_reload_new_tab_and_deep_link(browser, demo_app):  # 
     ctx.close()
 
 
-def test_a_replayed_streamlit_session_id_gets_the_sign_in_form(browser, demo_app):  # noqa: F811
+def test_a_replayed_streamlit_session_id_gets_the_sign_in_form(browser, demo_app):
     url, log = demo_app
     victim_ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
     victim = victim_ctx.new_page()
@@ -150,7 +150,7 @@ def test_a_replayed_streamlit_session_id_gets_the_sign_in_form(browser, demo_app
     assert stolen not in logged
 
 
-def test_signing_out_in_one_tab_signs_the_other_out(browser, demo_app):  # noqa: F811
+def test_signing_out_in_one_tab_signs_the_other_out(browser, demo_app):
     url, _ = demo_app
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
     first = ctx.new_page()
@@ -174,7 +174,7 @@ def test_signing_out_in_one_tab_signs_the_other_out(browser, demo_app):  # noqa:
     ctx.close()
 
 
-def test_the_big_screen_preview_stops_when_the_session_ends(browser, demo_app):  # noqa: F811
+def test_the_big_screen_preview_stops_when_the_session_ends(browser, demo_app):
     """The wall previewed from the sidebar redraws itself every few seconds without a full run
     of the page: each tick checks the session too."""
     url, _ = demo_app

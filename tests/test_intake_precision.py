@@ -140,7 +140,12 @@ def test_same_at_precision(old, new, places, same):
     assert got.tolist() == [same]
 
 
-def test_a_pull_of_price_times_quantity_after_the_invoice_totals_changes_nothing(demo_wh, tmp_path):
+def test_a_pull_of_price_times_quantity_after_the_invoice_totals_changes_nothing(
+    demo_wh, tmp_path, monkeypatch
+):
+    exports = tmp_path / "exports"  # a folder of its own: the warehouse is in tmp_path
+    exports.mkdir()
+    monkeypatch.setenv("KPI_SOURCE_DIRS", str(exports))
     # Order lines whose products are not what their totals were written as.
     lines = pd.DataFrame(
         {
@@ -150,7 +155,7 @@ def test_a_pull_of_price_times_quantity_after_the_invoice_totals_changes_nothing
             "qty": [3, 3, 7, 3],
         }
     )
-    path = tmp_path / "order_lines.csv"
+    path = exports / "order_lines.csv"
     lines.to_csv(path, index=False)
     east = 33.35 * 3 + 0.1 * 3
     north = 19.99 * 7 + 1.15 * 3

@@ -246,12 +246,12 @@ def test_migration_10_applies_whether_or_not_9_came_first(tmp_path, monkeypatch)
     without_nine = [m for m in MIGRATIONS if m[0] != 9]
     monkeypatch.setattr(warehouse_module, "MIGRATIONS", without_nine)
     wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
-    assert wh.schema_version() == 10
+    assert wh.schema_version() == max(m[0] for m in without_nine)
     wh.close()
     nine = (9, "stand-in for migration 9", "CREATE TABLE nine_was_here (a INTEGER);")
     monkeypatch.setattr(warehouse_module, "MIGRATIONS", sorted([*without_nine, nine]))
     wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
     applied = [r[0] for r in wh.rows("SELECT version FROM schema_version ORDER BY version")]
-    assert applied == [*range(1, 11)]
+    assert applied == sorted(m[0] for m in [*without_nine, nine])
     assert wh.one("SELECT count(*) FROM nine_was_here")[0] == 0
     wh.close()

@@ -342,12 +342,12 @@ def test_the_delivery_log_shows_what_receivers_answered_to_admins_only(
 ):
     """A receiver's answer can hold anything (its internals, addresses, a token echoed back):
     the log keeps it for admins; everyone else reads what happened without it."""
-    monkeypatch.setenv("DING_T", "tok")
+    monkeypatch.setenv("KPI_PUSH_SECRET_DING_T", "tok")
     bad = receiver((500, "db down: password=hunter2 host=10.0.0.5"))
     ding = receiver((200, {"errcode": 310000, "errmsg": "sign not match, from ip 10.0.0.5"}))
     push.save_channel(warehouse, ADMIN, "bad", "webhook", f"{bad.base}/h", {})
     push.save_channel(warehouse, ADMIN, "ding", "dingtalk",
-                      f"{ding.base}/robot/send?access_token=${{DING_T}}", {})  # fmt: skip
+                      f"{ding.base}/robot/send?access_token=${{KPI_PUSH_SECRET_DING_T}}", {})  # fmt: skip
     push.deliver(warehouse, [message(5)], retries=0, **FAST)
     for who, shown in (
         (ADMIN, {
