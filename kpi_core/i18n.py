@@ -122,7 +122,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "amber": ("黄灯", "Amber"),
     "green": ("绿灯", "Green"),
     "grey": ("无数据", "No data"),
-    "at_risk": ("预警（预计未达标）", "At risk"),
+    "at_risk": ("预计未达标", "At risk"),
     "at_risk_help": (
         "当前为绿灯或黄灯，但按至今的进度预测到年末将达不到目标（累计类指标按分解目标的进度，其他指标按近6个月的趋势）。",
         "Green or amber now, but forecast to miss the year's target at the year's end (sum KPIs "
