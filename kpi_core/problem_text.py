@@ -1005,6 +1005,11 @@ RULES: list[tuple[str, str]] = [
         "redirects — write the final address",
         "接收方要求跳转到另一个地址（HTTP {code}）；推送不跟随跳转——请填写最终的地址",
     ),
+    (
+        "the header '{name}' holds a line break — remove it from the value (or from the secret "
+        "it refers to)",
+        "请求头“{name}”的值含有换行——请从该值（或它引用的密钥）中删除换行",
+    ),
     ("HTTP {code} from the receiver: {text}", "接收方返回 HTTP {code}：{text}"),
     ("HTTP {code} from the receiver", "接收方返回 HTTP {code}"),
     (

@@ -35,6 +35,7 @@ import re
 import smtplib
 import ssl
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -666,7 +667,15 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 def _post(ch: Channel, payload: dict, timeout: float) -> _Outcome:
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "KPI-Monitor"}
     for name, value in (ch.options.get("headers") or {}).items():
-        headers[str(name)] = expand(str(value), vault=PUSH, quote=False, error=PushError)
+        text = expand(str(value), vault=PUSH, quote=False, error=PushError)
+        if "\r" in text or "\n" in text:
+            # A secret pasted with its line break: a header can't hold one (it would start a new
+            # header), so say which header and where to look rather than fail deep in http.client.
+            raise PushError(
+                f"the header '{name}' holds a line break — remove it from the value (or from the "
+                "secret it refers to)"
+            )
+        headers[str(name)] = text
     request = urllib.request.Request(
         _address(ch),
         data=json.dumps(payload, ensure_ascii=False).encode(),
@@ -800,14 +809,16 @@ def _mail(ch: Channel, payload: dict, timeout: float) -> _Outcome:
 def _send_once(ch: Channel, ms: Sequence[PushMessage], timeout: float, test: bool) -> _Outcome:
     """One attempt; a value its references stand for never reaches the log or push_log, even
     when a receiver repeats it in its answer."""
-    outcome = _attempt_once(ch, ms, timeout, test)
     secrets = [v for _, text in ch._referring() for v in _values(text, PUSH)]
+    outcome = _attempt_once(ch, ms, timeout, test, secrets)
     if outcome.error and secrets:
         return _Outcome(outcome.ok, outcome.status, _redact(outcome.error, secrets), outcome.retry)
     return outcome
 
 
-def _attempt_once(ch: Channel, ms: Sequence[PushMessage], timeout: float, test: bool) -> _Outcome:
+def _attempt_once(
+    ch: Channel, ms: Sequence[PushMessage], timeout: float, test: bool, secrets: list[str]
+) -> _Outcome:
     try:
         payload = render(ch, ms, test=test)
         if ch.kind == "email":
@@ -816,8 +827,10 @@ def _attempt_once(ch: Channel, ms: Sequence[PushMessage], timeout: float, test: 
     except PushError as exc:  # a reference without a value: the same on every attempt
         return _Outcome(False, "config", str(exc))
     except Exception as exc:
-        # A fault of ours must not stop the alert run; it is logged and kept in push_log.
-        log.exception("pushing to channel %s", ch.name)
+        # A fault of ours must not stop the alert run; it is logged and kept in push_log. The
+        # traceback goes through the same redaction as the message: an exception's text may
+        # repeat a header or an address that a secret was expanded into.
+        log.error("pushing to channel %s\n%s", ch.name, _redact(traceback.format_exc(), secrets))
         return _Outcome(False, "error", f"{type(exc).__name__}: {exc}")
 
 

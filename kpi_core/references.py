@@ -115,7 +115,9 @@ def values(text: str, vault: Vault) -> list[str]:
             got = expand(m[0], vault=vault, quote=False)
         except KpiError:
             continue
-        out += [got, url_quote(got, safe="")]
+        # As it is, as a URL carries it, and as an exception's repr shows it (a line break or a
+        # non-ASCII letter in a secret is escaped there, so the plain value would not match).
+        out += [got, url_quote(got, safe=""), repr(got)[1:-1], repr(got.encode())[2:-1]]
     return [v for v in dict.fromkeys(out) if v]
 
 

@@ -714,3 +714,44 @@ def test_the_delivery_log_on_the_page_holds_answers_for_admins_only(
     assert "internal detail 7f3a" in page_text("boss")
     seen = page_text("head")
     assert "HTTP 500 from the receiver" in seen and "internal detail 7f3a" not in seen
+
+
+def test_a_secret_with_a_line_break_is_named_not_echoed(warehouse, secrets_file, receiver, caplog):
+    """A token pasted with its line break: http.client would refuse the header with the value in
+    its message. The send fails as a configuration error that names the header, and the value
+    reaches neither push_log nor the log."""
+    r = receiver()
+    secrets_file.write_text('[push]\ntoken = "s3cret-token\\n"\n')
+    headers = {"Authorization": "Bearer ${secrets.push.token}"}
+    push.save_channel(warehouse, ADMIN, "nl", "webhook", f"{r.base}/h", {"headers": headers})
+    d = push.deliver(warehouse, [message()], **FAST)[0]
+    assert r.requests == [] and not d.ok and d.attempts == 1
+    assert d.error == (
+        "the header 'Authorization' holds a line break — remove it from the value (or from the "
+        "secret it refers to)"
+    )
+    assert "请求头“Authorization”的值含有换行" in translate(d.error, "zh")
+    logged = warehouse.one("SELECT string_agg(error, ' ') FROM push_log")[0]
+    assert "s3cret" not in logged and "s3cret" not in caplog.text
+
+
+def test_a_fault_of_ours_is_logged_with_its_secrets_redacted(
+    warehouse, secrets_file, receiver, caplog, monkeypatch
+):
+    """An unexpected exception (here injected into rendering) whose text repeats a secret, escaped
+    as repr shows it: the traceback in the log and the row in push_log show *** instead."""
+    r = receiver()
+    secrets_file.write_text('[push]\ntoken = "s3cret-ß-token"\n')
+    headers = {"Authorization": "Bearer ${secrets.push.token}"}
+    push.save_channel(warehouse, ADMIN, "boom", "webhook", f"{r.base}/h", {"headers": headers})
+
+    def broken(ch, ms, *, test=False):
+        raise RuntimeError(f"cannot render {'s3cret-ß-token'.encode()!r} / s3cret-ß-token")
+
+    monkeypatch.setattr(push, "render", broken)
+    with caplog.at_level("ERROR", logger=push.log.name):
+        d = push.deliver(warehouse, [message()], **FAST)[0]
+    assert not d.ok and "RuntimeError" in caplog.text and "Traceback" in caplog.text
+    assert "s3cret" not in caplog.text and "s3cret" not in d.error
+    logged = warehouse.one("SELECT string_agg(error, ' ') FROM push_log")[0]
+    assert "***" in logged and "s3cret" not in logged
