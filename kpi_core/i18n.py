@@ -1902,6 +1902,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "dt_loaded_at": ("导入时间", "Loaded at"),
     "dt_values": ("数值个数", "Values"),
     "dt_open": ("详情", "Details"),
+    "tr_open_detail": ("打开该指标的详情", "Open this KPI's detail"),
+    "ov_click_row": ("点击行首的方框，打开该指标的详情。", "Tick a row to open that KPI's detail."),
     "dt_refused": (
         "无法打开此链接：它指向的组织不存在，或不在您的权限范围内。",
         "This link cannot be opened: its unit does not exist or is outside your scope.",
