@@ -53,6 +53,21 @@ def cause(node: NodeResult, ladder: Ladder) -> NodeResult | None:
     return worst
 
 
+def _below(cat: Catalog, node: NodeResult, nodes: list[NodeResult]) -> NodeResult | None:
+    """For a node without children in the tree (a company value aggregated from its units'
+    actuals): the same KPI's worst red or amber node in a unit below it."""
+    below = set(cat.descendants(node.unit_id)) - {node.unit_id}
+    found = [
+        n
+        for n in nodes
+        if n.kpi_id == node.kpi_id
+        and n.unit_id in below
+        and n.status in (scoring.RED, scoring.AMBER)
+        and n.score is not None
+    ]
+    return min(found, key=lambda n: n.score, default=None) if not node.children else None
+
+
 def _weights(res: NodeResult) -> dict[tuple[int, int], float]:
     """Each KPI node's share of the unit's score: the product of the weights on its path (the
     first path it is met on), so a node's loss is in points of the Board's own score."""
@@ -91,7 +106,8 @@ def needs_attention(
         else:
             continue
         loss = weights.get(key, 0.0) * max(ladder.target - (n.score or 0.0), 0.0)
-        items.append(Item(kind, n, risky.get(key), cause(n, ladder), loss))
+        why = cause(n, ladder) or _below(cat, n, nodes)
+        items.append(Item(kind, n, risky.get(key), why, loss))
     order = {u: i for i, u in enumerate(cat.descendants(res.unit_id))}
     items.sort(key=lambda i: (i.kind != RED, -i.loss, order.get(i.unit_id, len(order))))
     return items

@@ -70,3 +70,17 @@ def test_a_green_unit_has_an_empty_list(demo):
     wh, cat = demo
     _, _, items = _list(wh, cat, "SALES_E")
     assert items == []
+
+
+def test_a_company_value_without_tree_children_names_the_unit_below(demo):
+    """The company's complaint rate is aggregated from Customer Service's actuals, not rolled up
+    in the tree: the unit below that is red is still named as the cause."""
+    wh, cat = demo
+    _, _, items = _list(wh, cat, "GROUP", user="admin")
+    group = next(
+        i
+        for i in items
+        if i.unit_id == cat.unit("GROUP").id and cat.kpis[i.kpi_id].code == "COMPLAINT_RATE"
+    )
+    assert group.kind == attention.RED and group.cause.unit_id == cat.unit("CS").id
+    assert attention.text(group, cat, "zh").endswith("主因：客户服务部 红灯 47.8")

@@ -136,3 +136,11 @@ def test_a_unit_outside_the_scope_is_refused_and_nothing_shown(own_file, monkeyp
     for foreign in ("South China", "华南", "Revenue", "营业收入", "SALES"):
         assert foreign not in shown
     assert not at.metric and not at.dataframe and not at.get("vega_lite_chart")
+
+
+def test_a_link_to_a_kpi_the_unit_does_not_have_says_so_in_chinese(own_file, monkeypatch):
+    query = {"unit": "SALES_S", "kpi": "OEE", "period": "2026-10"}
+    at = apptest.open_page(DETAIL, own_file, monkeypatch, "zh", HEAD, query=query)
+    assert [e.value for e in at.error] == ["2026-10 组织 SALES_S 的计分卡上没有指标 OEE。"]
+    assert [q for _, q in links(at)] == [{"lang": "zh"}]  # back to choosing one
+    assert not at.metric

@@ -17,12 +17,13 @@ from kpi_core import attention, charts, i18n, review, scoring
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD
 from kpi_core.detail import Detail, detail
+from kpi_core.errors import KpiError
 from kpi_core.periods import Period
 from kpi_core.tree_view import contribution_chart, trend_chart
 from kpi_core.trends import tree_kpis
 from kpi_core.ui import PageContext, _asked_period
 from kpi_core.ui.review import comments_panel, panel_title
-from kpi_core.ui.widgets import badge, md
+from kpi_core.ui.widgets import badge, error_text, md
 
 PAGE = "pages/11_Detail.py"
 # Streamlit cuts a page link's label to one line; a reason cut off on a phone says nothing.
@@ -137,7 +138,14 @@ def detail_page(ctx: PageContext) -> None:
         st.error(ctx.t("dt_refused"), icon=":material/block:")
         st.stop()
     period, _ = _asked_period(ctx, first, latest, latest)
-    d = detail(ctx.wh, ctx.cat, ctx.actor, unit_code, kpi_code, period, latest, ctx.lang)
+    try:
+        d = detail(ctx.wh, ctx.cat, ctx.actor, unit_code, kpi_code, period, latest, ctx.lang)
+    except KpiError as exc:
+        st.error(error_text(ctx, str(exc)))
+        st.page_link(
+            PAGE, label=ctx.t("dt_pick"), icon=":material/search:", query_params={"lang": ctx.lang}
+        )
+        st.stop()
     _render(ctx, d, latest)
 
 
