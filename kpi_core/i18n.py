@@ -1902,6 +1902,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "dt_loaded_at": ("导入时间", "Loaded at"),
     "dt_values": ("数值个数", "Values"),
     "dt_open": ("详情", "Details"),
+    "dt_children_notes": ("下级的点评与行动：", "Comments and actions below:"),
     "tr_open_detail": ("打开该指标的详情", "Open this KPI's detail"),
     "ov_click_row": ("点击行首的方框，打开该指标的详情。", "Tick a row to open that KPI's detail."),
     "dt_refused": (

@@ -95,6 +95,11 @@ def test_the_board_counts_its_sub_units_comments_and_actions(own_file, monkeypat
     picked = at.selectbox(key="board_rv_kpi")
     assert picked.value == "SALES_S/REV"
     assert "Re-plan visits" in "\n".join(t.value for t in at.text)
+    # The department's revenue detail leads to the region's comment in one click.
+    query = {"unit": "SALES", "kpi": "REV", "period": "2026-10"}
+    at = apptest.open_page(DETAIL, own_file, monkeypatch, "en", HEAD, query=query)
+    noted = [q for label, q in links(at) if label.endswith("1 comments · 1 open")]
+    assert noted == [{"unit": "SALES_S", "kpi": "REV", "period": "2026-10", "lang": "en"}]
 
 
 def test_detail_by_deep_link_has_everything_and_children_one_click_away(own_file, monkeypatch):

@@ -232,11 +232,28 @@ def _render(ctx: PageContext, d: Detail, latest: date) -> None:
     st.subheader(panel_title(ctx, notes))
     comments_panel(ctx, kpi.id, d.unit_id, d.period, months=d.months, key="detail_rv", notes=notes)
 
+    _children_notes(ctx, d)
+
     st.subheader(ctx.t("dt_batches"))
     if d.batches.empty:
         st.caption(ctx.t("dt_no_batches"))
     else:
         st.dataframe(_batches_table(ctx, d.batches), hide_index=True, width="stretch")
+
+
+def _children_notes(ctx: PageContext, d: Detail) -> None:
+    """Comments and actions on the nodes right below, each one click away (a department's
+    revenue is discussed where it went wrong: on the region's)."""
+    keys = [(k, u) for u, k in (r.key for r in d.contributions) if k != SCORECARD]
+    counts = review.counts(ctx.wh, ctx.cat, ctx.actor, keys, d.months[0], d.months[-1])
+    if not counts:
+        return
+    st.caption(ctx.t("dt_children_notes"))
+    for (k, u), (n, o) in counts.items():
+        text = f"{_node_label(ctx, k, u)} · {ctx.t('rv_n', n=n)}"
+        if o:
+            text += f" · {ctx.t('rv_badge_open', n=o)}"
+        link(ctx, u, k, d.period, md(text), ":material/forum:")
 
 
 def _contributors(ctx: PageContext, d: Detail) -> None:
@@ -271,9 +288,14 @@ def _batches_table(ctx: PageContext, df: pd.DataFrame) -> pd.DataFrame:
             ctx.t("dt_loaded_by"): df["created_by"].fillna("—"),
             ctx.t("dt_loaded_at"): pd.to_datetime(df["created_at"]).dt.strftime("%Y-%m-%d %H:%M"),
             ctx.t("dt_values"): df["values"],
-            ctx.t("status"): df["status"],
+            ctx.t("up_col_kind"): [_word(ctx, "up_kind_", k) for k in df["kind"]],
+            ctx.t("status"): [_word(ctx, "up_status_", v) for v in df["status"]],
         }
     )
+
+
+def _word(ctx: PageContext, prefix: str, value: str) -> str:
+    return ctx.t(prefix + value) if prefix + value in i18n.STRINGS else str(value)
 
 
 def card_footer(ctx: PageContext, kpi_id: int, unit_id: int, period: Period, alerts: int):
