@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from kpi_core import alerts, i18n, scoring
-from kpi_core.board import Board
+from kpi_core.board import Board, Overview, kpi_nodes
 from kpi_core.catalog import Catalog
 from kpi_core.scorecard import NodeResult
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
@@ -117,6 +117,17 @@ def for_board(wh: Warehouse, cat: Catalog, b: Board, as_of: date) -> list[Item]:
     """A Board's list; a running period is judged on its months up to `as_of`, as the Board."""
     months = [m for m in b.period.months if m <= as_of] or b.period.months
     return needs_attention(wh, cat, b.result, b.matrix, months[-1])
+
+
+def for_overview(wh: Warehouse, cat: Catalog, ov: Overview, as_of: date) -> list[Item]:
+    """The Overview's list: each root of the user's scope with everything below it."""
+    months = [m for m in ov.period.months if m <= as_of] or ov.period.months
+    items = [
+        i
+        for root in ov.roots
+        for i in needs_attention(wh, cat, root, kpi_nodes(root, cat), months[-1])
+    ]
+    return sorted(items, key=lambda i: (i.kind != RED, -i.loss))
 
 
 def _score(x: float | None) -> str:

@@ -149,3 +149,10 @@ def test_a_link_to_a_kpi_the_unit_does_not_have_says_so_in_chinese(own_file, mon
     assert [e.value for e in at.error] == ["2026-10 组织 SALES_S 的计分卡上没有指标 OEE。"]
     assert [q for _, q in links(at)] == [{"lang": "zh"}]  # back to choosing one
     assert not at.metric
+
+
+def test_the_overview_a_head_lands_on_opens_with_the_same_list(own_file, monkeypatch):
+    at = apptest.open_page("app.py", own_file, monkeypatch, "zh", HEAD)
+    label, query = links(at)[0]
+    assert "营业收入 红灯 — 华南大区 43.0（基准 60）" in label
+    assert query == {"unit": "SALES_S", "kpi": "REV", "period": "2026-10", "lang": "zh"}

@@ -4,10 +4,11 @@ alerts, freshness."""
 import streamlit as st
 
 from kpi_core import alerts, charts, clock, completeness, i18n
+from kpi_core.attention import for_overview as needs_attention_overview
 from kpi_core.board import data_range, overview
 from kpi_core.periods import Period
 from kpi_core.ui import guard, page, period_picker
-from kpi_core.ui.detail import open_detail
+from kpi_core.ui.detail import attention_list, open_detail
 from kpi_core.ui.widgets import badge, md, month_notes, partial_period_note
 
 
@@ -33,6 +34,8 @@ def main() -> None:
         st.caption(ctx.t("data_as_of", month=i18n.period_label(Period("M", latest).label(), lang)))
         partial_period_note(ctx, period, latest)
         month_notes(ctx, period, view, ov.partial)
+        # The landing page answers "what is red, and why" before anything else, as the Board.
+        attention_list(ctx, needs_attention_overview(ctx.wh, ctx.cat, ov, latest), period)
 
         for root in ov.roots:
             unit = ctx.cat.units[root.unit_id]
