@@ -156,3 +156,15 @@ def test_the_overview_a_head_lands_on_opens_with_the_same_list(own_file, monkeyp
     label, query = links(at)[0]
     assert "营业收入 红灯 — 华南大区 43.0（基准 60）" in label
     assert query == {"unit": "SALES_S", "kpi": "REV", "period": "2026-10", "lang": "zh"}
+
+
+def test_status_matrix_cells_are_clickable_and_carry_their_node(own_file, monkeypatch):
+    """A click on a cell selects its node ('UNIT/KPI'), which the Board opens (the click itself
+    is driven in a browser; AppTest cannot click a chart)."""
+    import json
+
+    at = apptest.open_page(BOARD, own_file, monkeypatch, "en", HEAD)
+    matrix = next(c for c in at.get("vega_lite_chart") if "SALES_S/REV" in str(c.proto))
+    assert list(matrix.proto.selection_mode) == ["cell"]
+    spec = json.loads(matrix.proto.spec)
+    assert [(p["name"], p["select"]["fields"]) for p in spec["params"]] == [("cell", ["node"])]
