@@ -111,3 +111,22 @@ def test_a_top_alert_row_of_the_overview_opens_its_detail_and_back(browser, demo
     page.wait_for_function("() => !location.pathname.includes('Detail')", timeout=30_000)
     titled(page, "Overview")
     page.close()
+
+
+def test_a_status_matrix_cell_opens_its_detail_and_back(browser, demo_app):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    visit(page, f"{demo_app}/Board?unit=SALES&lang=en", "head_sales", "head")
+    settled(page)
+    matrix = page.locator("[class*='st-key-board_matrix']")
+    matrix.scroll_into_view_if_needed()
+    # Vega draws each cell as an SVG mark labelled with its tooltip's fields.
+    cell = matrix.locator("svg [aria-label^='kpi: Revenue; unit: South China Region;']").first
+    cell.wait_for(timeout=30_000)
+    cell.click()
+    page.wait_for_url("**/Detail?*", timeout=30_000, wait_until="commit")
+    titled(page, "Revenue · South China Region")
+    assert "unit=SALES_S" in page.url and "kpi=REV" in page.url
+    page.go_back()
+    page.wait_for_url("**/Board?*", timeout=30_000, wait_until="commit")
+    titled(page, "Sales Department")
+    page.close()

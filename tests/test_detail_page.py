@@ -168,3 +168,16 @@ def test_status_matrix_cells_are_clickable_and_carry_their_node(own_file, monkey
     assert list(matrix.proto.selection_mode) == ["cell"]
     spec = json.loads(matrix.proto.spec)
     assert [(p["name"], p["select"]["fields"]) for p in spec["params"]] == [("cell", ["node"])]
+
+
+def test_the_trees_chosen_node_links_to_its_detail(own_file, monkeypatch):
+    wh = Warehouse(own_file, linger=0)
+    try:
+        cat = load_catalog(wh)
+    finally:
+        wh.close()
+    sales, south, rev = cat.unit("SALES").id, cat.unit("SALES_S").id, cat.kpi("REV").id
+    at = apptest.open_page("pages/5_Tree.py", own_file, monkeypatch, "en", HEAD)
+    at.selectbox(key=f"tree_node_{sales}").set_value(f"{south}:{rev}").run()
+    opened = [q for label, q in links(at) if label == "Open this KPI's detail"]
+    assert opened == [{"unit": "SALES_S", "kpi": "REV", "period": "2026-10", "lang": "en"}]
