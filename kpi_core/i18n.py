@@ -1877,6 +1877,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "na_more": ("另有 {n} 项", "{n} more"),
     "na_summary": ("{red} 个红灯 · {risk} 个预计未达标", "{red} red · {risk} at risk"),
+    "na_summary_red": ("{red} 个红灯", "{red} red"),
+    "na_summary_risk": ("{risk} 个预计未达标", "{risk} at risk"),
     "dt_nav": ("指标详情", "KPI detail"),
     "dt_title": ("指标详情", "KPI detail"),
     "dt_pick": ("选择一个指标", "Choose a KPI"),

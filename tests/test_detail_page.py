@@ -181,3 +181,9 @@ def test_the_trees_chosen_node_links_to_its_detail(own_file, monkeypatch):
     at.selectbox(key=f"tree_node_{sales}").set_value(f"{south}:{rev}").run()
     opened = [q for label, q in links(at) if label == "Open this KPI's detail"]
     assert opened == [{"unit": "SALES_S", "kpi": "REV", "period": "2026-10", "lang": "en"}]
+
+
+def test_a_board_with_nothing_red_does_not_count_zero_reds(own_file, monkeypatch):
+    at = apptest.open_page(BOARD, own_file, monkeypatch, "en", "viewer_prod")
+    head = next(m.value for m in at.markdown if m.value.startswith("**Needs attention**"))
+    assert re.fullmatch(r"\*\*Needs attention\*\* · \d+ at risk", head), head

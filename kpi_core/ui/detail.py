@@ -71,9 +71,9 @@ def attention_list(ctx: PageContext, items: list[attention.Item], period: Period
     shown, rest = items[:6], items[6:]
     st.html(_WRAP)
     with st.container(border=True, key="wraplinks_attention"):
-        st.markdown(
-            f"**{ctx.t('na_title')}** · {ctx.t('na_summary', red=reds, risk=len(items) - reds)}"
-        )
+        risks = len(items) - reds
+        key = "na_summary" if reds and risks else "na_summary_red" if reds else "na_summary_risk"
+        st.markdown(f"**{ctx.t('na_title')}** · {ctx.t(key, red=reds, risk=risks)}")
         for item in shown:
             _item_link(ctx, item, period)
         if rest:
