@@ -124,8 +124,11 @@ def bullet_chart(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
     return (band_layer + bar + target_tick).properties(height={"step": 38})
 
 
-def status_matrix(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart:
-    """Units down, KPIs across, each cell a KPI node's light with a shape for colour-blind eyes."""
+def status_matrix(
+    nodes: list[NodeResult], cat: Catalog, lang: str, select: str | None = None
+) -> alt.Chart:
+    """Units down, KPIs across, each cell a KPI node's light with a shape for colour-blind eyes.
+    With `select`, a click on a cell selects its `node` ("UNIT/KPI" codes) under that name."""
     rows = []
     for n in nodes:
         kpi = cat.kpis[n.kpi_id]
@@ -137,9 +140,11 @@ def status_matrix(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart
                 "icon": STATUS_ICON[n.status],
                 "actual": i18n.format_value(n.actual, kpi, lang),
                 "score": None if n.score is None else round(n.score, 1),
+                "node": f"{cat.units[n.unit_id].code}/{kpi.code}",
             }
         )
-    df = pd.DataFrame(rows, columns=["unit", "kpi", "status", "icon", "actual", "score"])
+    columns = ["unit", "kpi", "status", "icon", "actual", "score", "node"]
+    df = pd.DataFrame(rows, columns=columns)
     unit_order = list(dict.fromkeys(df["unit"]))
     kpi_order = list(dict.fromkeys(df["kpi"]))
     base = alt.Chart(df).encode(
@@ -162,6 +167,8 @@ def status_matrix(nodes: list[NodeResult], cat: Catalog, lang: str) -> alt.Chart
             alt.Tooltip("status:N", title=i18n.t("status", lang)),
         ],
     )
+    if select:
+        cells = cells.add_params(alt.selection_point(name=select, fields=["node"], on="click"))
     text = base.mark_text(color="white", fontSize=13).encode(text="icon:N")
     return (cells + text).properties(height={"step": 30}, width={"step": 28})
 

@@ -1073,6 +1073,13 @@ RULES: list[tuple[str, str]] = [
     ("the SMTP server answered {code}: {error}", "SMTP 服务器返回 {code}：{error}"),
     ("the SMTP server answered {code}", "SMTP 服务器返回 {code}"),
     ("some recipients were refused: {list}", "部分收件人被拒绝：{list}"),
+    # --- r21a: the KPI detail page's deep link -----------------------------------------------
+    ("There is no org unit '{unit}'.", "组织“{unit}”不存在。"),
+    ("There is no KPI '{kpi}'.", "指标“{kpi}”不存在。"),
+    (
+        "KPI {kpi} is not on the scorecard of org unit {unit} in {month}.",
+        "{month} 组织 {unit} 的计分卡上没有指标 {kpi}。",
+    ),
 ]
 
 

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from kpi_core import alerts, charts, completeness, i18n
+from kpi_core import alerts, attention, charts, completeness, i18n
 from kpi_core.board import board, data_range
 from kpi_core.ui import guard, page, period_picker, unit_picker
+from kpi_core.ui.detail import attention_list, card_footer, clickable_matrix
 from kpi_core.ui.review import board_counts, board_panel
 from kpi_core.ui.widgets import badge, kpi_card, month_notes, partial_period_note
 
@@ -23,6 +24,7 @@ with guard(ctx):
     unit = ctx.cat.units[unit_id]
 
     st.title(f"{unit.name(lang)} · {i18n.period_label(period.label(), lang)}")
+    attention_list(ctx, attention.for_board(ctx.wh, ctx.cat, b, latest), period)
     partial_period_note(ctx, period, latest)
     month_notes(ctx, period, view, b.partial)
     head = st.columns([1, 1, 1, 2])
@@ -55,7 +57,9 @@ with guard(ctx):
             for col, line in zip(cols, b.lines[start : start + per_row], strict=False):
                 with col:
                     pair = (line.node.kpi_id, line.node.unit_id)
-                    kpi_card(ctx, line, comments.get(pair), open_alerts.get(pair, 0))
+                    n = open_alerts.get(pair, 0)
+                    link = card_footer(ctx, *pair, period, n)
+                    kpi_card(ctx, line, comments.get(pair), n, footer=link)
         board_panel(ctx, b, latest, comments)
         st.subheader(ctx.t("bullets"))
         st.altair_chart(
@@ -68,4 +72,4 @@ with guard(ctx):
 
     if len({n.unit_id for n in b.matrix}) > 1:
         st.subheader(ctx.t("matrix"))
-        st.altair_chart(charts.status_matrix(b.matrix, ctx.cat, lang), width="stretch")
+        clickable_matrix(ctx, b.matrix, period, key="board_matrix")

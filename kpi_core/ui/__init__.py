@@ -30,6 +30,7 @@ PAGES = (
     ("pages/1_Board.py", "nav_board", ":material/space_dashboard:", None),
     ("pages/5_Tree.py", "nav_tree", ":material/account_tree:", None),
     ("pages/7_Trends.py", "tr_nav", ":material/trending_up:", None),
+    ("pages/11_Detail.py", "dt_nav", ":material/troubleshoot:", None),
     ("pages/8_Alerts.py", "nav_alerts", ":material/notifications:", None),
     ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", LOAD_ROLES),
     ("pages/3_Sources.py", "nav_sources", ":material/database:", ("analyst", "admin")),

@@ -4,9 +4,11 @@ alerts, freshness."""
 import streamlit as st
 
 from kpi_core import alerts, charts, clock, completeness, i18n
+from kpi_core.attention import for_overview as needs_attention_overview
 from kpi_core.board import data_range, overview
 from kpi_core.periods import Period
 from kpi_core.ui import guard, page, period_picker
+from kpi_core.ui.detail import attention_list, open_detail
 from kpi_core.ui.widgets import badge, md, month_notes, partial_period_note
 
 
@@ -32,6 +34,8 @@ def main() -> None:
         st.caption(ctx.t("data_as_of", month=i18n.period_label(Period("M", latest).label(), lang)))
         partial_period_note(ctx, period, latest)
         month_notes(ctx, period, view, ov.partial)
+        # The landing page answers "what is red, and why" before anything else, as the Board.
+        attention_list(ctx, needs_attention_overview(ctx.wh, ctx.cat, ov, latest), period)
 
         for root in ov.roots:
             unit = ctx.cat.units[root.unit_id]
@@ -119,11 +123,20 @@ def main() -> None:
                         ctx.t("owner"): kpi.owner or "—",
                     }
                 )
-            st.dataframe(
+            shown = ov.alerts[:15]
+            event = st.dataframe(
                 rows,
                 hide_index=True,
                 width="stretch",
                 height="content",
                 # "At risk (forecast to miss)" is the longest status: room for it whole.
                 column_config={ctx.t("status"): st.column_config.Column(width="medium")},
+                on_select="rerun",
+                selection_mode="single-row",
+                key="ov_top_alerts",
             )
+            st.caption(ctx.t("ov_click_row"))
+            picked = event.selection.rows if event else []
+            if picked and picked[0] < len(shown):
+                node = shown[picked[0]][0]
+                open_detail(ctx, node.unit_id, node.kpi_id, period)

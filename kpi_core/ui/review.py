@@ -202,10 +202,16 @@ def _close_form(ctx: PageContext, comment_id: int, key: str) -> None:
 def board_counts(
     ctx: PageContext, b: Board, latest: date
 ) -> dict[tuple[int, int], tuple[int, int]]:
-    """(comments, open actions) per KPI card of a Board, from one query."""
+    """(comments, open actions) per KPI node of a Board's tree — its own cards and every KPI of
+    the units below it — from one query."""
     months = _board_months(b, latest)
-    pairs = [(line.node.kpi_id, line.node.unit_id) for line in b.lines]
-    return review.counts(ctx.wh, ctx.cat, ctx.actor, pairs, months[0], months[-1])
+    return review.counts(ctx.wh, ctx.cat, ctx.actor, _board_pairs(b), months[0], months[-1])
+
+
+def _board_pairs(b: Board) -> list[tuple[int, int]]:
+    """The unit's own KPIs first, then those of the units below it in tree order."""
+    own = [(line.node.kpi_id, line.node.unit_id) for line in b.lines]
+    return list(dict.fromkeys([*own, *((n.kpi_id, n.unit_id) for n in b.matrix)]))
 
 
 def _board_months(b: Board, latest: date) -> list[date]:
@@ -229,8 +235,12 @@ def board_panel(
     box = st.expander(label, icon=":material/forum:", key="board_rv_open", on_change="rerun")
     if not box.open:
         return
-    pairs = [(line.node.kpi_id, line.node.unit_id) for line in b.lines]
+    pairs = _board_pairs(b)
     codes = {f"{ctx.cat.units[u].code}/{ctx.cat.kpis[k].code}": (k, u) for k, u in pairs}
+    # The ones with open actions first, then with comments: what a head comes here for.
+    ranked = sorted(
+        codes, key=lambda c: (-counts.get(codes[c], (0, 0))[1], -counts.get(codes[c], (0, 0))[0])
+    )
 
     def name(code: str) -> str:
         k, u = codes[code]
@@ -245,13 +255,32 @@ def board_panel(
         return text
 
     with box:
+        by_unit = _by_unit(ctx, b.unit_id, counts)
+        if by_unit:
+            st.caption(ctx.t("rv_by_unit", units=by_unit))
         if st.session_state.get("board_rv_kpi") not in codes:
-            st.session_state.board_rv_kpi = next(iter(codes))
-        chosen = st.selectbox(
-            ctx.t("rv_board_kpi"), list(codes), format_func=name, key="board_rv_kpi"
-        )
+            st.session_state.board_rv_kpi = ranked[0]
+        chosen = st.selectbox(ctx.t("rv_board_kpi"), ranked, format_func=name, key="board_rv_kpi")
         kpi_id, unit_id = codes[chosen]
         months = _board_months(b, latest)
         comments_panel(
             ctx, kpi_id, unit_id, b.period, months=months, default_month=months[-1], key="board_rv"
         )
+
+
+def _by_unit(ctx: PageContext, unit_id: int, counts: dict[tuple[int, int], tuple[int, int]]) -> str:
+    """'华南大区 1（1 项未完成）· 销售部 2' — where the Board's comments are, by unit."""
+    units: dict[int, list[int]] = {}
+    for (_, u), (n, o) in counts.items():
+        total = units.setdefault(u, [0, 0])
+        total[0] += n
+        total[1] += o
+    order = {u: i for i, u in enumerate(ctx.cat.descendants(unit_id))}
+    parts = []
+    for u in sorted(units, key=lambda u: order.get(u, 0)):
+        n, o = units[u]
+        text = ctx.t("rv_unit_count", unit=ctx.cat.units[u].name(ctx.lang), n=n)
+        if o:
+            text += ctx.t("rv_unit_open", open=o)
+        parts.append(text)
+    return " · ".join(parts)

@@ -27,6 +27,7 @@ from kpi_core.tree_view import (
     visible_nodes,
 )
 from kpi_core.ui import PageContext, period_picker, unit_picker
+from kpi_core.ui.detail import link as detail_link
 from kpi_core.ui.review import comments_panel, panel_title
 from kpi_core.ui.widgets import badge, month_notes, partial_period_note
 
@@ -223,6 +224,9 @@ def _details(ctx: PageContext, node: NodeResult, period: Period, latest) -> None
             comments_panel(ctx, kpi.id, node.unit_id, period, key="tree_rv", notes=notes)
 
     unit = cat.units[node.unit_id]
+    if kpi is not None:
+        # The drawing cannot be clicked: the chosen node's detail is one link away.
+        detail_link(ctx, node.unit_id, kpi.id, period, ctx.t("tr_open_detail"))
     if st.button(
         ctx.t("tree_open_board", unit=unit.name(lang)),
         icon=":material/space_dashboard:",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 
 import pandas as pd
@@ -54,10 +55,15 @@ def error_text(ctx: PageContext, text: str) -> str:
 
 
 def kpi_card(
-    ctx: PageContext, line: KpiLine, comments: tuple[int, int] | None = None, alerts: int = 0
+    ctx: PageContext,
+    line: KpiLine,
+    comments: tuple[int, int] | None = None,
+    alerts: int = 0,
+    footer: Callable[[], None] | None = None,
 ) -> None:
     """`comments`: (comments, open actions) on the KPI in the period; `alerts`: its alerts not
-    closed yet — both shown as badges."""
+    closed yet — both shown as badges, unless `footer` (drawn last inside the card: the link to
+    the KPI's detail) shows the alerts itself."""
     node = line.node
     kpi = ctx.cat.kpis[node.kpi_id]
     lang = ctx.lang
@@ -67,7 +73,7 @@ def kpi_card(
             head += f" :violet-badge[{ctx.t('veto_mark')}]"
         if line.at_risk:
             head += f" :orange-badge[{ctx.t('at_risk')}]"
-        if alerts:
+        if alerts and footer is None:
             count = ctx.t("al_badge_one" if alerts == 1 else "al_badge", n=alerts)
             head += f" :red-badge[:material/notifications: {count}]"
         if comments and comments[0]:
@@ -113,6 +119,8 @@ def kpi_card(
             names = [ctx.cat.units[u].name(lang) for u in line.missing]
             text = md(ctx.t("cm_card_missing", units=i18n.join(names, lang)))
             st.markdown(f":orange[◐ {text}]")
+        if footer is not None:
+            footer()
 
 
 def partial_period_note(ctx: PageContext, period: Period, latest: date) -> None:

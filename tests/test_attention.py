@@ -1,0 +1,86 @@
+"""Issue 21 item 1: the Board's "needs attention" list on the demo — red and at-risk KPIs of a
+unit and of the units below it, the reason in words, and the sub-unit that caused a parent."""
+
+from __future__ import annotations
+
+import pytest
+
+from kpi_core import alerts, attention, service
+from kpi_core.board import board, data_range
+from kpi_core.catalog import load_catalog
+from kpi_core.periods import Period
+from kpi_core.warehouse import Warehouse
+
+
+@pytest.fixture(scope="module")
+def demo(demo_file):
+    wh = Warehouse(demo_file, linger=0)
+    try:
+        yield wh, load_catalog(wh)
+    finally:
+        wh.close()
+
+
+def _list(wh, cat, unit: str, user: str = "head_sales"):
+    who = service.actor(wh, user)
+    _, latest = data_range(wh, who.scope, cat)
+    b = board(wh, cat, who.scope, cat.unit(unit).id, Period("M", latest), as_of=latest)
+    return b, latest, attention.needs_attention(wh, cat, b.result, b.matrix, latest)
+
+
+def test_sales_lists_south_china_red_first_with_the_reason(demo):
+    wh, cat = demo
+    _, _, items = _list(wh, cat, "SALES")
+    south = cat.unit("SALES_S").id
+    reds = [i for i in items if i.kind == attention.RED]
+    assert [(cat.kpis[i.kpi_id].code, i.unit_id) for i in reds] == [
+        ("REV", south),
+        ("CONVERSION", south),
+    ]
+    # Red first, then the at-risk ones.
+    assert items[: len(reds)] == reds and len(items) > len(reds)
+    assert attention.text(reds[0], cat, "zh").startswith("营业收入 红灯 — 华南大区 43.0（基准 60）")
+    assert attention.text(reds[0], cat, "en").startswith(
+        "Revenue red — South China Region 43.0 (baseline 60)"
+    )
+    # South China's revenue is red because of its own conversion rate.
+    assert "主因：拜访成单率 红灯 19.4" in attention.text(reds[0], cat, "zh")
+
+
+def test_at_risk_is_the_alert_rules_own_and_names_the_sub_unit(demo):
+    wh, cat = demo
+    b, latest, items = _list(wh, cat, "SALES")
+    risky = alerts.at_risk(wh, cat, b.matrix, latest)
+    assert {(i.kpi_id, i.unit_id) for i in items if i.kind == attention.AT_RISK} == set(risky)
+    sales_rev = next(
+        i for i in items if i.unit_id == cat.unit("SALES").id and cat.kpis[i.kpi_id].code == "REV"
+    )
+    assert sales_rev.kind == attention.AT_RISK
+    # The department's revenue is held down by South China (25 % weight, score 43).
+    assert sales_rev.cause.unit_id == cat.unit("SALES_S").id
+    zh = attention.text(sales_rev, cat, "zh")
+    assert (
+        zh.startswith("营业收入 预计全年未达标 — 销售部 预测 ") and "主因：华南大区 红灯 43.0" in zh
+    )
+    en = attention.text(sales_rev, cat, "en")
+    assert "cause: South China Region red 43.0" in en and "target " in en
+
+
+def test_a_green_unit_has_an_empty_list(demo):
+    wh, cat = demo
+    _, _, items = _list(wh, cat, "SALES_E")
+    assert items == []
+
+
+def test_a_company_value_without_tree_children_names_the_unit_below(demo):
+    """The company's complaint rate is aggregated from Customer Service's actuals, not rolled up
+    in the tree: the unit below that is red is still named as the cause."""
+    wh, cat = demo
+    _, _, items = _list(wh, cat, "GROUP", user="admin")
+    group = next(
+        i
+        for i in items
+        if i.unit_id == cat.unit("GROUP").id and cat.kpis[i.kpi_id].code == "COMPLAINT_RATE"
+    )
+    assert group.kind == attention.RED and group.cause.unit_id == cat.unit("CS").id
+    assert attention.text(group, cat, "zh").endswith("主因：客户服务部 红灯 47.8")
