@@ -1858,6 +1858,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_published_list": ("已发布：{items}", "Published: {items}"),
     "up_published_none": ("目前没有已发布的月份。", "No month is published."),
     "tw_entity_month_publish": ("发布月份", "Published months"),
+    # --- t19 ---
+    "card_change": ("{vs} · {word}", "{vs} · {word}"),
+    "card_better": ("改善", "better"),
+    "card_worse": ("变差", "worse"),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
