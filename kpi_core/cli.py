@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_core import alerts, backup, clock, export, service, workbook
+from kpi_core import alerts, backup, clock, export, people, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import (
@@ -332,6 +332,7 @@ def _alerts(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> in
     result = alerts.run(wh, actor, push=args.push, today=today, month=_month(args.month))
     new = {a.id for a in result.new}
     listed = alerts.open_alerts(wh, load_catalog(wh), actor)
+    known = people.load(wh)
     rows = [
         {
             "id": int(r.id),
@@ -341,7 +342,9 @@ def _alerts(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> in
             "period": r.period_label,
             "kind": r.kind,
             "severity": r.severity,
-            "owner": None if pd.isna(r.owner) else r.owner,
+            # The person as every surface names them, and the user id where they have one.
+            "owner": None if pd.isna(r.owner) else known.name(r.owner),
+            "owner_user": None if pd.isna(r.owner) else known.user_of(r.owner),
             "message_zh": r.message_zh,
             "message_en": r.message_en,
             "state": r.state,

@@ -1862,6 +1862,18 @@ STRINGS: dict[str, tuple[str, str]] = {
     "card_change": ("{vs} · {word}", "{vs} · {word}"),
     "card_better": ("改善", "better"),
     "card_worse": ("变差", "worse"),
+    "lib_owner_help": (
+        "写用户名、显示名或姓名（可带职务，如“王磊（销售总监）”）即关联到该用户，各处显示其显示名；没有账号的人照写即可。",
+        "A user id, display name or name (a role in brackets may follow, as in "
+        '"Wang Lei (Sales)") links the user, shown everywhere by display name; somebody '
+        "without an account is kept as typed.",
+    ),
+    "lib_owner_user": ("关联用户：{name}（{user}）", "Linked to the user {name} ({user})"),
+    "lib_owner_text": ("没有对应账号：按输入显示", "No account matches: shown as typed"),
+    "rv_owner_help": (
+        "选择一位用户，或输入没有账号的人的姓名。",
+        "Pick a user, or type the name of somebody without an account.",
+    ),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

@@ -201,7 +201,7 @@ def comment_markers(monthly: pd.DataFrame, notes: pd.DataFrame) -> pd.DataFrame:
             text = str(c["text"])
             if len(text) > _MARKER_TEXT:
                 text = text[:_MARKER_TEXT] + "…"
-            lines.append(f"{c['created_by']}: {text}")
+            lines.append(f"{c['author']}: {text}")
         rows.append(
             {"month": month, "y": y_of.get(month), "n": len(group), "text": " ｜ ".join(lines)}
         )
@@ -235,7 +235,7 @@ def table(t: Trend, kpi: Kpi, lang: str, notes: pd.DataFrame | None = None) -> p
         out[f"{ytd}{tr[f]}"] = t.ytd[f].to_numpy()
     if notes is not None and not notes.empty:
         by_month = {
-            pd.Timestamp(m): " | ".join(f"{c['text']} ({c['created_by']})" for _, c in g.iterrows())
+            pd.Timestamp(m): " | ".join(f"{c['text']} ({c['author']})" for _, c in g.iterrows())
             for m, g in notes.sort_values("created_at").groupby("period")
         }
         out[i18n.t("rv_comments", lang)] = [by_month.get(m) for m in t.monthly["month"]]

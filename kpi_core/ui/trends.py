@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from kpi_core import charts, i18n, review, scoring, trends, workbook
+from kpi_core import charts, i18n, people, review, scoring, trends, workbook
 from kpi_core.board import data_range
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, add_months, months_between, parse_period
@@ -154,7 +154,7 @@ def trends_page(ctx: PageContext) -> None:
     span_text = " – ".join(i18n.period_label(f"{m:%Y-%m}", lang) for m in (months[0], months[-1]))
     about = [span_text, f"{ctx.t('caliber')}: {kpi.caliber}" if kpi.caliber else None]
     if kpi.owner:
-        about.append(f"{ctx.t('owner')}: {kpi.owner}")
+        about.append(f"{ctx.t('owner')}: {people.load(wh).name(kpi.owner)}")
     st.caption(" · ".join(a for a in about if a))
     if t.monthly["actual"].isna().all():
         st.info(ctx.t("tr_no_data"))
