@@ -1870,6 +1870,16 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "lib_owner_user": ("关联用户：{name}（{user}）", "Linked to the user {name} ({user})"),
     "lib_owner_text": ("没有对应账号：按输入显示", "No account matches: shown as typed"),
+    "tr_partial_month": ("未完整月份", "Partial month"),
+    "tr_partial_lacks": (
+        "{state}（本指标缺：{units}）",
+        "{state} (this KPI: nothing yet from {units})",
+    ),
+    "tr_partial_note": (
+        "所选范围内有未完整的月份：{months}。已有的数值是真实数据，但汇总未含缺失部分；图中以圆圈标出。",
+        "Months not complete yet in this range: {months}. The values in are real data; roll-ups "
+        "leave out what is missing. The chart rings them.",
+    ),
     "rv_owner_help": (
         "选择一位用户，或输入没有账号的人的姓名。",
         "Pick a user, or type the name of somebody without an account.",
