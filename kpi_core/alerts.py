@@ -651,6 +651,12 @@ def _kpi_rules(
         return []
     results = evaluate_scorecards(wh, cat, who.scope, units, Period("M", month))
     nodes = _kpi_nodes(results)
+    # A month neither complete nor published: a value that is in is real data and is judged,
+    # but a roll-up lacking units' values is not — its light, anomaly and forecast wait until
+    # the month is complete or published (an alert already open on it is closed as cleared).
+    partial = completeness.statuses(wh, cat, cat.scope_roots(who.scope), [month]).get(month)
+    if partial is not None:
+        nodes = [n for n in nodes if (n.kpi_id, n.unit_id) not in partial.node_gaps]
     if not nodes:
         return []
     label = f"{month:%Y-%m}"
