@@ -72,3 +72,16 @@ def test_an_amber_kpi_whose_value_fell_gets_an_amber_line(worse, monkeypatch):
     assert revenue.direction == Metric.MetricDirection.DOWN
     assert revenue.color == Metric.MetricColor.ORANGE  # amber, not the red of a fall
     assert "worse" in revenue.delta_description
+
+
+def test_the_walls_trend_bars_say_their_light_in_a_shape_too(demo_wh):
+    """The company slide's monthly bars are coloured by each month's light; each also carries
+    the light's shape, so colour is never the only signal."""
+    from kpi_core import i18n, screen
+    from kpi_core.catalog import load_catalog
+    from kpi_core.ui.screen import company_slide
+
+    data = screen.screen_data(demo_wh, load_catalog(demo_wh), ["GROUP"], "en")
+    html = company_slide(data, 0, 1)
+    for _, score, status in data.companies[0].trend:
+        assert f"{i18n.STATUS_ICON[status]} {score:.1f}" in html
