@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from kpi_core import clock, completeness, formula, i18n, scoring, targets
+from kpi_core import clock, completeness, formula, i18n, people, scoring, targets
 from kpi_core.actuals import MONTHLY_SQL, base_pairs
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
@@ -651,6 +651,12 @@ def _kpi_rules(
         return []
     results = evaluate_scorecards(wh, cat, who.scope, units, Period("M", month))
     nodes = _kpi_nodes(results)
+    # A month neither complete nor published: a value that is in is real data and is judged,
+    # but a roll-up lacking units' values is not — its light, anomaly and forecast wait until
+    # the month is complete or published (an alert already open on it is closed as cleared).
+    partial = completeness.statuses(wh, cat, cat.scope_roots(who.scope), [month]).get(month)
+    if partial is not None:
+        nodes = [n for n in nodes if (n.kpi_id, n.unit_id) not in partial.node_gaps]
     if not nodes:
         return []
     label = f"{month:%Y-%m}"
@@ -927,6 +933,7 @@ def _overdue(wh, cat, who, today: date, rule: OverdueRule, fmt: _Fmt) -> list[Ca
         [today],
     )
     out = []
+    known = people.load(wh) if rows else None
     for cid, kpi_id, unit_id, period, action, owner, due in rows:
         if not who.scope.allows(unit_id) or kpi_id not in cat.kpis:
             continue
@@ -939,7 +946,7 @@ def _overdue(wh, cat, who, today: date, rule: OverdueRule, fmt: _Fmt) -> list[Ca
             action=action,
             due=f"{due:%Y-%m-%d}",
             days=(today - due).days,
-            owner=owner or (lambda lang: i18n.t("al_nobody", lang)),
+            owner=known.name(owner) or (lambda lang: i18n.t("al_nobody", lang)),
         )
         details = {"comment_id": cid, "due": f"{due:%Y-%m-%d}", "days": (today - due).days}
         out.append(
@@ -959,23 +966,6 @@ def _overdue(wh, cat, who, today: date, rule: OverdueRule, fmt: _Fmt) -> list[Ca
 
 
 # Raising, closing, reading.
-
-
-def _heads(cur, cat: Catalog) -> dict[int, str]:
-    """The head user answering for each unit: the one whose scope root is nearest above it."""
-    best: dict[int, tuple[int, str]] = {}
-    for name, display, scope in cur.execute(
-        "SELECT name, display_name, scope FROM app_user WHERE role = 'head' ORDER BY name"
-    ).fetchall():
-        for code in scope or []:
-            root = cat.unit_by_code.get(code)
-            if root is None:
-                continue
-            depth = len(cat.ancestors(root.id))
-            for u in cat.descendants(root.id):
-                if u not in best or best[u][0] < depth:
-                    best[u] = (depth, display or name)
-    return {u: name for u, (_, name) in best.items()}
 
 
 _LATEST_SQL = """
@@ -1004,7 +994,6 @@ def raise_alerts(
 
 def _apply(wh, cat, who, candidates, now: datetime) -> tuple[list[Alert], list[int]]:
     coverage: Coverage | None = getattr(candidates, "coverage", None)
-    heads = None
     with wh.transaction() as cur:
         latest = {
             _identity(kind, k, u, p, sk): (aid, sk, state, res)
@@ -1035,7 +1024,12 @@ def _apply(wh, cat, who, candidates, now: datetime) -> tuple[list[Alert], list[i
         if not fresh and not superseded and not cleared:
             return [], []
         if fresh:
-            heads = _heads(cur, cat) if any(not _kpi_owner(cat, c) for c in fresh) else {}
+            # Owners are stored as users where they are users (people.py); where nothing names
+            # anybody (a stale-data alert), the unit's head or else its scope's analysts.
+            known = people.load(cur)
+            answering = (
+                known.answering_for(cat) if any(not _kpi_owner(cat, c) for c in fresh) else {}
+            )
         ids = [
             r[0]
             for r in cur.execute(
@@ -1053,7 +1047,7 @@ def _apply(wh, cat, who, candidates, now: datetime) -> tuple[list[Alert], list[i
                 c.period,
                 c.severity,
                 c.state_key,
-                c.owner or _kpi_owner(cat, c) or heads.get(c.unit_id),
+                known.canonical(c.owner or _kpi_owner(cat, c)) or answering.get(c.unit_id),
                 c.message_zh,
                 c.message_en,
                 c.details,
@@ -1213,12 +1207,20 @@ def push_alerts(wh: Warehouse, raised: list[Alert]) -> list:
             )
         }
         raised = [a for a in raised if a.id in still]
-    messages = [push.PushMessage(**to_message(a)) for a in raised]
+    messages = push_messages(wh, raised)
     return push.deliver(wh, messages) if messages else []
 
 
-def to_message(alert: Alert) -> dict:
-    """The fields of kpi_core.push.PushMessage for an alert."""
+def push_messages(wh: Warehouse, raised: list[Alert]) -> list:
+    """The push messages of alerts, their owners by display name."""
+    from kpi_core import push  # loaded only when pushing
+
+    known = people.load(wh) if raised else None
+    return [push.PushMessage(**to_message(a, known)) for a in raised]
+
+
+def to_message(alert: Alert, known: people.People | None = None) -> dict:
+    """The fields of kpi_core.push.PushMessage for an alert; the owner as `known` shows it."""
     kind = {lang: i18n.t(f"al_kind_{alert.kind}", lang) for lang in ("zh", "en")}
     sev = {lang: i18n.t(f"al_sev_{alert.severity}", lang) for lang in ("zh", "en")}
     what = alert.kpi or ""
@@ -1233,7 +1235,7 @@ def to_message(alert: Alert) -> dict:
         "kpi": alert.kpi,
         "unit": alert.unit,
         "period": alert.period_label,
-        "owner": alert.owner,
+        "owner": known.name(alert.owner) if known is not None else alert.owner,
     }
 
 

@@ -225,6 +225,7 @@ SERIES_COLORS = {
 }
 _LAST_YEAR_COLOR = "#8d99ae"
 _COMMENT_COLOR = "#6a3d9a"
+_PARTIAL_COLOR = "#e08a00"  # amber, darker than the band it may sit on
 
 
 def value_axis(kpi: Kpi, title: str | None = None, lang: str = "en") -> alt.Axis:
@@ -256,13 +257,15 @@ def level_bands(
     actual_name: str | None = None,
     markers: pd.DataFrame | None = None,
     yearly: bool = False,
+    partial: pd.DataFrame | None = None,
 ) -> alt.LayerChart:
     """A KPI's values month by month over its bands: baseline→target (amber) and target→challenge
     (green) — or the green low→high band of a `range` KPI — one rect per month, since levels
     change by month (phased shares, a new target version). `frame` holds `month`, `actual`, the
     level columns and optionally `last_year` (drawn dashed). `markers` (trends.comment_markers)
     puts a rule and a point on each month with comments, their text in the tooltip. `yearly`
-    draws one line per year (a year-to-date series restarts each January)."""
+    draws one line per year (a year-to-date series restarts each January). `partial` (`month`,
+    `state`: the words) rings the months not complete yet, their state in the tooltip."""
     unit = i18n.unit_label(kpi.unit, lang) or None
     names = {
         "actual": actual_name or i18n.t("actual", lang),
@@ -271,6 +274,7 @@ def level_bands(
         "stretch": i18n.t("tr_band_stretch", lang),
         "range": i18n.t("tr_band_range", lang),
         "comment": i18n.t("rv_comments", lang),
+        "partial": i18n.t("tr_partial_month", lang),
     }
     df = frame.copy()
     df["month"] = pd.to_datetime(df["month"])
@@ -306,6 +310,24 @@ def level_bands(
     series.append((names["actual"], SERIES_COLORS["actual"]))
     if not marks.empty:
         series.append((names["comment"], _COMMENT_COLOR))
+    rings = pd.DataFrame()
+    if partial is not None and not partial.empty:
+        at = df.set_index("month")
+        months = pd.to_datetime(partial["month"])
+        rings = pd.DataFrame(
+            {
+                "mid": _mid(months),
+                "y": [at["actual"].get(m, np.nan) for m in months],
+                "label": months.dt.strftime("%Y-%m"),
+                "state": partial["state"].astype(str).to_numpy(),
+                "series": names["partial"],
+            }
+        )
+        fallback = [at["target"].get(m, np.nan) if "target" in at else np.nan for m in months]
+        rings["y"] = rings["y"].fillna(pd.Series(fallback, index=rings.index)).astype(float)
+        rings = rings.dropna(subset=["y"])
+        if not rings.empty:
+            series.append((names["partial"], _PARTIAL_COLOR))
     color = alt.Color(
         "series:N",
         title=None,
@@ -450,6 +472,18 @@ def level_bands(
             alt.Chart(marks)
             .mark_point(shape="diamond", size=160, filled=True, opacity=1)
             .encode(x=x_mid, y=y("y"), color=color, tooltip=comment_tip)
+        )
+    if not rings.empty:
+        # A ring, not a colour of the line: the tooltip and the page's note say it in words.
+        layers.append(
+            alt.Chart(rings)
+            .mark_point(shape="circle", size=320, filled=False, strokeWidth=2.5, opacity=1)
+            .encode(
+                x=x_mid,
+                y=y("y"),
+                color=color,
+                tooltip=[month_tip, alt.Tooltip("state:N", title=names["partial"])],
+            )
         )
     return alt.layer(*layers).properties(height=320)
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_core import alerts, backup, clock, export, service, workbook
+from kpi_core import alerts, backup, clock, completeness, export, i18n, people, service, workbook
 from kpi_core.access import Scope
+from kpi_core.board import data_range
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import (
     KpiError,
@@ -132,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     # SUPPRESS: without the option here, the global --user (before the command) still holds.
     al.add_argument("--user", metavar="NAME", default=argparse.SUPPRESS, help="act as this user")
 
+    _publish_parsers(sub)
+
     ex = sub.add_parser("export", help="write the KPI system as a workbook")
     ex.description = "Export the KPI system (within your scope) in the documented workbook format."
     ex.add_argument("file", metavar="FILE", help="the .xlsx file to write")
@@ -160,6 +163,27 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("path", metavar="PATH", help="the backup .zip file")
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return p
+
+
+def _publish_parsers(sub) -> None:
+    """`publish` and `unpublish`: what the Upload page's "Publish a month" does."""
+    for command, says in (
+        ("publish", "mark a month published: final for a unit and the units below it"),
+        ("unpublish", "withdraw a month's publication"),
+    ):
+        pb = sub.add_parser(command, help=f"{says} (analysts, admins)")
+        pb.description = (
+            f"{says[0].upper()}{says[1:]}, as the Upload page does (analysts and admins, inside "
+            "their scope; audited). A published month counts as final even where values are "
+            "missing: boards, the Overview and the wall show it by default. What the month "
+            "lacks is said first."
+        )
+        pb.add_argument("month", metavar="YYYY-MM", help="the month, e.g. 2026-11")
+        pb.add_argument(
+            "--unit", action="append", metavar="CODE",
+            help="org unit code, repeatable (default: the top units of your scope)",
+        )  # fmt: skip
+        pb.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _loading_flags(parser: argparse.ArgumentParser) -> None:
@@ -249,6 +273,9 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
             print(f"{Path(args.file).name}: {verb} {parts}")
         return EXIT_OK
 
+    if args.command in ("publish", "unpublish"):
+        return _publish(wh, actor, args)
+
     if args.command == "score":
         card = service.score_unit(wh, actor, args.unit, parse_period(args.period))
         if args.json:
@@ -332,6 +359,7 @@ def _alerts(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> in
     result = alerts.run(wh, actor, push=args.push, today=today, month=_month(args.month))
     new = {a.id for a in result.new}
     listed = alerts.open_alerts(wh, load_catalog(wh), actor)
+    known = people.load(wh)
     rows = [
         {
             "id": int(r.id),
@@ -341,7 +369,9 @@ def _alerts(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> in
             "period": r.period_label,
             "kind": r.kind,
             "severity": r.severity,
-            "owner": None if pd.isna(r.owner) else r.owner,
+            # The person as every surface names them, and the user id where they have one.
+            "owner": None if pd.isna(r.owner) else known.name(r.owner),
+            "owner_user": None if pd.isna(r.owner) else known.user_of(r.owner),
             "message_zh": r.message_zh,
             "message_en": r.message_en,
             "state": r.state,
@@ -390,6 +420,65 @@ def _month(text: str | None):
     if period.grain != "M":
         raise KpiError(f"'{text}' is not a month — write it like 2026-03")
     return period.start
+
+
+def _publish(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+    month = _month(args.month)
+    cat = load_catalog(wh)
+    units = [cat.unit(code) for code in args.unit] if args.unit else None
+    ids = [u.id for u in units] if units else cat.scope_roots(actor.scope)
+    span = data_range(wh, actor.scope, cat)
+    if span is None or month > span[1]:
+        latest = "none" if span is None else f"{span[1]:%Y-%m}"
+        raise KpiError(
+            f"nothing is loaded for {month:%Y-%m} (latest month with data: {latest}) — "
+            "load its actuals before publishing it"
+        )
+    publish = args.command == "publish"
+    done = []
+    for unit_id in ids:
+        before = completeness.month_status(wh, cat, unit_id, month)
+        completeness.publish(wh, cat, actor, unit_id, month, published=publish)
+        after = completeness.month_status(wh, cat, unit_id, month)
+        done.append((unit_id, before, after))
+    if args.json:
+        out = {
+            "ok": True,
+            "month": f"{month:%Y-%m}",
+            "units": [
+                {
+                    "unit": cat.units[u].code,
+                    "published": after.published,
+                    "state": after.state,
+                    "loaded": after.loaded,
+                    "expected": after.expected,
+                    "missing": [
+                        {
+                            "unit": cat.units[g.unit_id].code,
+                            "loaded": g.loaded,
+                            "expected": g.expected,
+                        }
+                        for g in before.parts
+                    ],  # fmt: skip
+                }
+                for u, before, after in done
+            ],
+        }
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for u, before, after in done:
+        state = i18n.month_state(before.state, before.loaded, before.expected, "en")
+        lacking = ", ".join(
+            f"{cat.units[g.unit_id].code} {g.loaded}/{g.expected}" for g in before.parts
+        )
+        now = (
+            "published"
+            if after.published
+            else i18n.month_state(after.state, after.loaded, after.expected, "en")
+        )
+        missing = f", missing: {lacking}" if lacking and not before.published else ""
+        print(f"{cat.units[u].code} {month:%Y-%m}: {state}{missing} → {now}")
+    return EXIT_OK
 
 
 def _pull(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:

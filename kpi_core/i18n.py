@@ -1916,6 +1916,32 @@ STRINGS: dict[str, tuple[str, str]] = {
     "rv_unit_open": ("（{open} 项行动未完成）", " ({open} open)"),
     "dt_card_alerts": ("{n} 条预警 · 详情", "{n} alerts · details"),
     "dt_card_alert": ("1 条预警 · 详情", "1 alert · details"),
+    # --- t19 ---
+    "card_change": ("{vs} · {word}", "{vs} · {word}"),
+    "card_better": ("改善", "better"),
+    "card_worse": ("变差", "worse"),
+    "lib_owner_help": (
+        "写用户名、显示名或姓名（可带职务，如“王磊（销售总监）”）即关联到该用户，各处显示其显示名；没有账号的人照写即可。",
+        "A user id, display name or name (a role in brackets may follow, as in "
+        '"Wang Lei (Sales)") links the user, shown everywhere by display name; somebody '
+        "without an account is kept as typed.",
+    ),
+    "lib_owner_user": ("关联用户：{name}（{user}）", "Linked to the user {name} ({user})"),
+    "lib_owner_text": ("没有对应账号：按输入显示", "No account matches: shown as typed"),
+    "tr_partial_month": ("未完整月份", "Partial month"),
+    "tr_partial_lacks": (
+        "{state}（本指标缺：{units}）",
+        "{state} (this KPI: nothing yet from {units})",
+    ),
+    "tr_partial_note": (
+        "所选范围内有未完整的月份：{months}。已有的数值是真实数据，但汇总未含缺失部分；图中以圆圈标出。",
+        "Months not complete yet in this range: {months}. The values in are real data; roll-ups "
+        "leave out what is missing. The chart rings them.",
+    ),
+    "rv_owner_help": (
+        "选择一位用户，或输入没有账号的人的姓名。",
+        "Pick a user, or type the name of somebody without an account.",
+    ),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

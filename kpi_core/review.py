@@ -15,7 +15,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from kpi_core import clock
+from kpi_core import clock, people
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, NotFoundError
 from kpi_core.periods import Period, month_of
@@ -108,6 +108,8 @@ def add_comment(
     text = _text(text, "comment", MAX_TEXT, required=True)
     action = _text(action, "action", MAX_SHORT, required=False)
     owner = _text(owner, "owner", MAX_OWNER, required=False)
+    # A user named by id, display name or a part of it is stored as the user (people.py).
+    owner = people.load(wh).canonical(owner)
     if action is None and (owner is not None or due is not None):
         raise CommentError("An owner or due date belongs to an action — describe the action too.")
     if action is not None and owner is None:
@@ -192,7 +194,8 @@ def comments(
     open_actions_only: bool = False,
 ) -> pd.DataFrame:
     """Comments on units inside the caller's scope, newest first; months `start`..`end`
-    inclusive. A unit asked for outside the scope is refused, not silently empty."""
+    inclusive, with `author`: the writer's display name. A unit asked for outside the scope is
+    refused, not silently empty."""
     if unit_id is not None:
         who.scope.check(unit_id, cat.units[unit_id].code if unit_id in cat.units else "")
     sql, params = [_SELECT], [_scope_ids(cat, who)]
@@ -212,7 +215,11 @@ def comments(
         sql.append("AND c.state = ?")
         params.append(OPEN)
     sql.append("ORDER BY c.created_at DESC, c.id DESC")
-    return wh.df("\n".join(sql), params)
+    df = wh.df("\n".join(sql), params)
+    # The author as every surface names people: the user's display name (people.py).
+    known = people.load(wh) if len(df) else None
+    df["author"] = [known.name(str(by)) if pd.notna(by) else None for by in df["created_by"]]
+    return df
 
 
 def open_actions(

@@ -20,7 +20,7 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 
-from kpi_core import alerts, clock, completeness, i18n
+from kpi_core import alerts, clock, completeness, i18n, people
 from kpi_core.access import Scope
 from kpi_core.board import data_range, kpi_nodes, overview
 from kpi_core.catalog import Catalog
@@ -207,7 +207,8 @@ def screen_data(
     )
 
     viewer = Actor("kiosk", "viewer", scope)
-    actions = _actions_by_pair(open_actions(wh, cat, viewer, today=today))
+    known = people.load(wh)
+    actions = _actions_by_pair(open_actions(wh, cat, viewer, today=today), known)
     risks = []
     for node, _ in ov.alerts:
         kpi = cat.kpis[node.kpi_id]
@@ -234,7 +235,7 @@ def screen_data(
                 at_risk=forecast is not None,
                 actual=actual,
                 target=target,
-                owner=kpi.owner or "—",
+                owner=known.name(kpi.owner) or "—",
                 actions=tuple(actions.get((node.kpi_id, node.unit_id), ())),
             )
         )
@@ -291,14 +292,14 @@ def _month_label(month: date, lang: str) -> str:
     return i18n.period_label(Period("M", month).label(), lang)
 
 
-def _actions_by_pair(df: pd.DataFrame) -> dict[tuple[int, int], list[Action]]:
+def _actions_by_pair(df: pd.DataFrame, known: people.People) -> dict[tuple[int, int], list[Action]]:
     out: dict[tuple[int, int], list[Action]] = {}
     for row in df.itertuples(index=False):
         due = None if pd.isna(row.due) else pd.Timestamp(row.due).date()
         out.setdefault((int(row.kpi_id), int(row.unit_id)), []).append(
             Action(
                 text=str(row.action if pd.notna(row.action) else row.text),
-                owner=str(row.owner) if pd.notna(row.owner) else "—",
+                owner=known.name(row.owner if pd.notna(row.owner) else None) or "—",
                 due=due,
                 overdue=bool(row.overdue),
             )

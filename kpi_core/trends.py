@@ -17,7 +17,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, i18n, scoring, targets
+from kpi_core import actuals, completeness, i18n, scoring, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError
@@ -183,6 +183,32 @@ def compare_units(
     return df.reset_index(drop=True)
 
 
+def partial_months(
+    wh: Warehouse, cat: Catalog, kpi_id: int, unit_id: int, months: list[date]
+) -> dict[date, tuple[completeness.MonthStatus, tuple[int, ...]]]:
+    """The months of `months` after the unit's latest complete or published month (with
+    everything below it) — the partial months the boards' pickers mark (completeness.in_view) —
+    each with the units whose values this KPI's roll-up lacks in it, in org order. Walking back
+    from the range's end stops at the first settled month: judging every month of a long range
+    would cost a read per month, and the months before a settled one are nearly always in."""
+    if not months:
+        return {}
+    view = completeness.in_view(wh, cat, [unit_id], max(months), min(months))
+    found = {m: s for m, s in view.newer.items() if m in set(months)}
+    # A settled range end returns at once with nothing newer; the end with newer months under
+    # it means nothing was settled within reach (in_view's fallback): judge the end itself.
+    end = max(months)
+    if view.default == end and (view.newer or len(months) == 1):
+        status = completeness.month_status(wh, cat, unit_id, end)
+        if not status.settled:
+            found[end] = status
+    out = {}
+    for month, status in found.items():
+        lacking = set(status.node_gaps.get((kpi_id, unit_id), ()))
+        out[month] = (status, tuple(u for u in cat.descendants(unit_id) if u in lacking))
+    return out
+
+
 def comment_markers(monthly: pd.DataFrame, notes: pd.DataFrame) -> pd.DataFrame:
     """One marker per month with comments: on the actual (or the target where there is none),
     with the comments' authors and texts for the tooltip. `notes` is `review.comments(...)`."""
@@ -201,7 +227,7 @@ def comment_markers(monthly: pd.DataFrame, notes: pd.DataFrame) -> pd.DataFrame:
             text = str(c["text"])
             if len(text) > _MARKER_TEXT:
                 text = text[:_MARKER_TEXT] + "…"
-            lines.append(f"{c['created_by']}: {text}")
+            lines.append(f"{c['author']}: {text}")
         rows.append(
             {"month": month, "y": y_of.get(month), "n": len(group), "text": " ｜ ".join(lines)}
         )
@@ -235,7 +261,7 @@ def table(t: Trend, kpi: Kpi, lang: str, notes: pd.DataFrame | None = None) -> p
         out[f"{ytd}{tr[f]}"] = t.ytd[f].to_numpy()
     if notes is not None and not notes.empty:
         by_month = {
-            pd.Timestamp(m): " | ".join(f"{c['text']} ({c['created_by']})" for _, c in g.iterrows())
+            pd.Timestamp(m): " | ".join(f"{c['text']} ({c['author']})" for _, c in g.iterrows())
             for m, g in notes.sort_values("created_at").groupby("period")
         }
         out[i18n.t("rv_comments", lang)] = [by_month.get(m) for m in t.monthly["month"]]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kpi_core import alerts, push, service, workbook
+from kpi_core import alerts, people, push, service, workbook
 from kpi_core.access import Scope, hash_password
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
@@ -407,11 +407,14 @@ def test_scope_and_owners(sales_wh):
     mine = alerts.run(wh, head_sales, today=date(2025, 1, 10))
     units = {a.unit for a in mine.new}
     assert units and units <= {"SALES", "EAST", "NORTH"}
-    # No KPI owner in this library: the head answering for the unit owns its alerts.
-    assert {a.owner for a in mine.new} == {"王磊 Wang Lei"}
+    # No KPI owner in this library: the head answering for the unit owns its alerts, stored as
+    # the user and shown by display name.
+    known = people.load(wh)
+    assert {a.owner for a in mine.new} == {"head_sales"}
+    assert {known.name(a.owner) for a in mine.new} == {"王磊 Wang Lei"}
     everyone = alerts.run(wh, service.SYSTEM, today=date(2025, 1, 10))
     prod = [a for a in everyone.new if a.unit == "PROD"]
-    assert prod and {a.owner for a in prod} == {"张建国 Zhang"}
+    assert prod and {known.name(a.owner) for a in prod} == {"张建国 Zhang"}
     seen = alerts.open_alerts(wh, cat, head_sales)
     assert len(seen) and set(seen["unit"]) <= {"SALES", "EAST", "NORTH"}
     assert "PROD" not in set(seen["unit"])

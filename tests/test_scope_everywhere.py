@@ -695,6 +695,22 @@ def cli_restore(path, tmp_path, foreign):
     return [done.stderr]
 
 
+def cli_publish(path, tmp_path, foreign, command="publish"):
+    # A viewer publishes nothing, of their own department or of another.
+    before = fingerprint(path)
+    outs = []
+    for unit in ("PROD", "SALES"):
+        done = cli(path, command, "2026-10", "--unit", unit)
+        assert done.returncode == 3, (unit, done.stdout, done.stderr)
+        outs += [done.stdout, done.stderr]
+    assert fingerprint(path) == before
+    return outs
+
+
+def cli_unpublish(path, tmp_path, foreign):
+    return cli_publish(path, tmp_path, foreign, "unpublish")
+
+
 CLI = {
     "init": cli_init,
     "score": cli_score,
@@ -705,6 +721,8 @@ CLI = {
     "pull": cli_pull,
     "backup": cli_backup,
     "restore": cli_restore,
+    "publish": cli_publish,
+    "unpublish": cli_unpublish,
 }
 
 

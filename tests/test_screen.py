@@ -67,7 +67,7 @@ def test_open_actions_show_on_the_risk_slide(demo_wh):
     )  # fmt: skip
     risk = screen.screen_data(demo_wh, cat, ["GROUP"], "en").risks[0]
     assert [a.text for a in risk.actions] == ["Call the three biggest customers"]
-    assert risk.actions[0].owner == "Wang Lei"
+    assert risk.actions[0].owner == "王磊 Wang Lei"  # the user head_sales, by display name
 
 
 def test_asked_units_never_widen_the_token(demo_wh):

@@ -75,7 +75,9 @@ def test_adding_a_comment_through_the_form(own_file, monkeypatch):
     at = open_page(PAGE, own_file, monkeypatch)
     at.text_area(key="tr_rv_text").input("<b>Orders slipped</b> to November")
     at.text_input(key="tr_rv_action").input("Chase the three late orders")
-    at.text_input(key="tr_rv_owner").input("wang")
+    owner = at.selectbox(key="tr_rv_owner")
+    assert owner.value == "admin"  # the writer by default, shown by display name
+    owner.set_value("analyst")
     at.date_input(key="tr_rv_due").set_value(date(2026, 11, 30))
     at.button(key="tr_rv_submit").click().run()
     ok(at)
@@ -83,7 +85,7 @@ def test_adding_a_comment_through_the_form(own_file, monkeypatch):
     assert [s.value for s in at.success] == ["Comment added."]
     texts = [t.value for t in at.text]
     assert "<b>Orders slipped</b> to November" in texts  # shown as typed, never as HTML
-    assert any("Chase the three late orders" in t and "wang" in t for t in texts)
+    assert any("Chase the three late orders" in t and "李娜 Li Na" in t for t in texts)
     assert at.subheader[-1].value == "Comments and actions (1, 1 open)"
 
     wh = Warehouse(own_file, linger=0)
@@ -94,7 +96,12 @@ def test_adding_a_comment_through_the_form(own_file, monkeypatch):
         wh.close()
     assert len(rows) == 1
     c = rows.iloc[0]
-    assert (c["kpi"], c["unit"], c["created_by"], c["owner"]) == ("REV", "GROUP", "admin", "wang")
+    assert (c["kpi"], c["unit"], c["created_by"], c["owner"]) == (
+        "REV",
+        "GROUP",
+        "admin",
+        "analyst",
+    )
     assert c["period"].date() == date(2026, 10, 1)  # the last month of the range
     assert c["due"].date() == date(2026, 11, 30) and c["state"] == "open"
 

@@ -434,7 +434,7 @@ class AfterCommit:
             raise _Stopped
 
     def _push(self, raised: list[alerts.Alert]) -> None:
-        messages = [push.PushMessage(**alerts.to_message(a)) for a in raised]
+        messages = alerts.push_messages(self._wh, raised)
         try:
             push.deliver(self._wh, messages, sleep=self._pause)
         except _Stopped:

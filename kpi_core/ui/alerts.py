@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from kpi_core import alerts, i18n, review
+from kpi_core import alerts, i18n, people, review
 from kpi_core.ui import PageContext
 from kpi_core.ui.review import comments_panel
 from kpi_core.ui.upload import error_text
@@ -58,6 +58,7 @@ def _message(ctx: PageContext, row: pd.Series) -> str:
 def filters(ctx: PageContext) -> dict[str, list]:
     """Sidebar filters; an empty choice means all."""
     sb = st.sidebar
+    owners = _owners(ctx)
     units = [u for root in ctx.cat.scope_roots(ctx.actor.scope) for u in ctx.cat.descendants(root)]
     chosen = {
         "units": sb.multiselect(
@@ -74,25 +75,32 @@ def filters(ctx: PageContext) -> dict[str, list]:
             key="al_f_severities",
         ),
         "owners": sb.multiselect(
-            ctx.t("owner"), _owners(ctx), placeholder=ctx.t("tw_all"), key="al_f_owners"
+            ctx.t("owner"), list(owners), placeholder=ctx.t("tw_all"), key="al_f_owners"
         ),
         "states": sb.multiselect(
             ctx.t("al_state"), list(alerts.STATES), default=["open", "acknowledged"],
             format_func=lambda s: _state(ctx, s), key="al_f_states",
         ),
     }  # fmt: skip
+    # One entry per person: a user stored by id and by an older release's display name alike.
+    chosen["owners"] = [raw for name in chosen["owners"] for raw in owners.get(name, [])]
     return chosen
 
 
-def _owners(ctx: PageContext) -> list[str]:
-    """Owners of alerts inside the user's scope (not the other departments' people)."""
+def _owners(ctx: PageContext) -> dict[str, list[str]]:
+    """Owners of alerts inside the user's scope (not the other departments' people), by the
+    name shown → the values stored for them."""
     scope = [u for u in ctx.cat.units if ctx.actor.scope.allows(u)]
     rows = ctx.wh.rows(
         "SELECT DISTINCT owner FROM alert_event WHERE owner IS NOT NULL "
         "AND list_contains(?, unit_id) ORDER BY owner",
         [scope],
     )
-    return [r[0] for r in rows]
+    known = people.load(ctx.wh)
+    out: dict[str, list[str]] = {}
+    for (raw,) in rows:
+        out.setdefault(known.name(raw) or raw, []).append(raw)
+    return dict(sorted(out.items()))
 
 
 def run_button(ctx: PageContext) -> None:
@@ -124,6 +132,7 @@ def alerts_section(ctx: PageContext, chosen: dict[str, list]) -> None:
     if table.empty:
         st.success(ctx.t("al_none"))
         return
+    known = people.load(ctx.wh)
     shown = pd.DataFrame(
         {
             ctx.t("al_severity"): [_severity(ctx, s) for s in table["severity"]],
@@ -132,7 +141,7 @@ def alerts_section(ctx: PageContext, chosen: dict[str, list]) -> None:
             ctx.t("kpi"): [_kpi_name(ctx, k) for k in table["kpi_id"]],
             ctx.t("period"): [_period(ctx, p) for p in table["period_label"]],
             ctx.t("al_message"): [_message(ctx, r) for _, r in table.iterrows()],
-            ctx.t("owner"): [or_dash(o) for o in table["owner"]],
+            ctx.t("owner"): [or_dash(_person(known, o)) for o in table["owner"]],
             ctx.t("al_state"): [_state(ctx, s) for s in table["state"]],
             ctx.t("al_raised"): table["raised_at"],
         }
@@ -178,7 +187,7 @@ def _detail(ctx: PageContext, row: pd.Series) -> None:
         st.markdown(md(_message(ctx, row)))
         st.caption(
             f"{ctx.t('al_severity')}: {_severity(ctx, row['severity'])} · "
-            f"{ctx.t('owner')}: {md(row['owner'])} · {ctx.t('al_state')}: "
+            f"{ctx.t('owner')}: {md(_person(people.load(ctx.wh), row['owner']))} · {ctx.t('al_state')}: "
             f"{_state(ctx, row['state'])}"
         )
         unit_id = _unit_id(row["unit_id"])
@@ -203,6 +212,11 @@ def _detail(ctx: PageContext, row: pd.Series) -> None:
             )  # fmt: skip
 
 
+def _person(known: people.People, ref: object) -> str | None:
+    """A person as every surface shows them: the user's display name, or the text as stored."""
+    return None if missing(ref) else known.name(str(ref))
+
+
 def _act(ctx: PageContext, action, done_key: str) -> None:
     try:
         action()
@@ -222,6 +236,7 @@ def actions_section(ctx: PageContext) -> None:
     overdue = int(actions["overdue"].sum())
     if overdue:
         st.error(ctx.t("al_overdue_n", n=overdue))
+    known = people.load(ctx.wh)
     shown = pd.DataFrame(
         {
             ctx.t("al_state"): [
@@ -231,7 +246,7 @@ def actions_section(ctx: PageContext) -> None:
             ctx.t("unit"): [ctx.cat.units[u].name(ctx.lang) for u in actions["unit_id"]],
             ctx.t("kpi"): [_kpi_name(ctx, k) for k in actions["kpi_id"]],
             ctx.t("al_action"): actions["action"],
-            ctx.t("owner"): actions["owner"].fillna("—"),
+            ctx.t("owner"): [or_dash(_person(known, o)) for o in actions["owner"]],
             ctx.t("al_due"): actions["due"],
             ctx.t("al_comment"): actions["text"],
         }

@@ -14,7 +14,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from kpi_core import clock, definitions, export, i18n, service, workbook
+from kpi_core import clock, definitions, export, i18n, people, service, workbook
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, Problem, ValidationError, WarehouseBusyError
 from kpi_core.ingest import files
@@ -208,6 +208,20 @@ def _submit(ctx: PageContext, dry_run: bool) -> None:
     st.session_state.lib_outcome = outcome
 
 
+def _owner_note(ctx: PageContext, col) -> None:
+    """Say whom the owner typed names: a user (shown everywhere by display name) or somebody
+    without an account (shown as typed)."""
+    typed = str(st.session_state.get("lib_f_owner") or "").strip()
+    if not typed:
+        return
+    known = people.load(ctx.wh)
+    user = known.user_of(typed)
+    if user is None:
+        col.caption(ctx.t("lib_owner_text"))
+    else:
+        col.caption(ctx.t("lib_owner_user", name=md(known.display[user]), user=md(user)))
+
+
 def _notes(ctx: PageContext, problems, field: str) -> None:
     for m in field_problems(problems, field):
         st.error(translate(m, ctx.lang), icon=":material/error:")
@@ -322,7 +336,8 @@ def edit_section(ctx: PageContext, code: str | None) -> None:
         _notes(ctx, problems, "caliber")
         c1, c2 = st.columns(2)
         text("source", c1)
-        text("owner", c2)
+        text("owner", c2, help=ctx.t("lib_owner_help"))
+        _owner_note(ctx, c2)
 
         b1, b2, _ = st.columns([1, 1, 4])
         b1.button(

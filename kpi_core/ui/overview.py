@@ -3,7 +3,7 @@ alerts, freshness."""
 
 import streamlit as st
 
-from kpi_core import alerts, charts, clock, completeness, i18n
+from kpi_core import alerts, charts, clock, completeness, i18n, people
 from kpi_core.attention import for_overview as needs_attention_overview
 from kpi_core.board import data_range, overview
 from kpi_core.periods import Period
@@ -107,6 +107,7 @@ def main() -> None:
             st.success(ctx.t("no_alerts"))
         else:
             rows = []
+            known = people.load(ctx.wh)
             for node, _ in ov.alerts[:15]:
                 kpi = ctx.cat.kpis[node.kpi_id]
                 risky = (node.kpi_id, node.unit_id) in ov.at_risk_pairs and node.status != "red"
@@ -120,7 +121,7 @@ def main() -> None:
                         ctx.t("actual"): i18n.format_value(node.actual, kpi, lang),
                         ctx.t("target"): i18n.format_target(node.levels, kpi, lang),
                         ctx.t("score"): "—" if node.score is None else f"{node.score:.1f}",
-                        ctx.t("owner"): kpi.owner or "—",
+                        ctx.t("owner"): known.name(kpi.owner) or "—",
                     }
                 )
             shown = ov.alerts[:15]

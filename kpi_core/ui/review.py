@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import pandas as pd
 import streamlit as st
 
-from kpi_core import clock, i18n, review
+from kpi_core import clock, i18n, people, review
 from kpi_core.board import Board
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, month_of
@@ -68,8 +68,9 @@ def comments_panel(
     if notes.empty:
         st.caption(ctx.t("rv_none"))
         return
+    known = people.load(ctx.wh)
     for _, c in notes.iterrows():
-        _comment(ctx, c, writer, key)
+        _comment(ctx, c, writer, key, known)
 
 
 def _add_form(
@@ -109,9 +110,15 @@ def _add_form(
             help=ctx.t("rv_action_help"),
             key=f"{key}_action",
         )
-        owner = cols[2].text_input(
-            ctx.t("rv_owner"), value=ctx.actor.name, max_chars=review.MAX_OWNER, key=f"{key}_owner"
-        )
+        # The users, by display name, the writer first; anybody else can be typed in (stored as
+        # text; a typed user's name is stored as the user, review.add_comment).
+        known = people.load(ctx.wh)
+        users = sorted(known.display, key=lambda u: (u != ctx.actor.name, known.display[u]))
+        owner = cols[2].selectbox(
+            ctx.t("rv_owner"), users, index=0 if users else None,
+            format_func=lambda u: known.display.get(u, u), accept_new_options=True,
+            help=ctx.t("rv_owner_help"), key=f"{key}_owner",
+        )  # fmt: skip
         due = cols[3].date_input(
             ctx.t("rv_due"), value=clock.today() + timedelta(days=DUE_IN_DAYS), key=f"{key}_due"
         )
@@ -143,12 +150,12 @@ def _add_form(
     st.rerun()
 
 
-def _comment(ctx: PageContext, c: pd.Series, writer: bool, key: str) -> None:
+def _comment(ctx: PageContext, c: pd.Series, writer: bool, key: str, known: people.People) -> None:
     lang = ctx.lang
     with st.container(border=True):
         when = pd.Timestamp(c["created_at"]).strftime("%Y-%m-%d %H:%M")
         month = i18n.period_label(pd.Timestamp(c["period"]).strftime("%Y-%m"), lang)
-        head = f"**{md(str(c['created_by']))}** · {month} · {when}"
+        head = f"**{md(c['author'])}** · {month} · {when}"
         if pd.notna(c["alert_id"]):
             head += f" · :blue-badge[{ctx.t('rv_alert', id=int(c['alert_id']))}]"
         st.markdown(head)
@@ -168,13 +175,13 @@ def _comment(ctx: PageContext, c: pd.Series, writer: bool, key: str) -> None:
             ctx.t(
                 "rv_action_line",
                 action=c["action"],
-                owner=c["owner"] if pd.notna(c["owner"]) else "—",
+                owner=(known.name(c["owner"]) if pd.notna(c["owner"]) else None) or "—",
                 due="—" if due is None else f"{due:%Y-%m-%d}",
             )
         )
         if state == review.CLOSED:
             at = pd.Timestamp(c["closed_at"]).strftime("%Y-%m-%d")
-            st.caption(ctx.t("rv_closed_by", who=md(str(c["closed_by"])), at=at))
+            st.caption(ctx.t("rv_closed_by", who=md(known.name(c["closed_by"])), at=at))
             if pd.notna(c["resolution"]):
                 st.text(c["resolution"])
         elif writer:

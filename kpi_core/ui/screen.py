@@ -262,7 +262,8 @@ def company_slide(data: ScreenData, i: int, n: int) -> str:
     )
     top = max([s for _, s, _ in c.trend if s is not None] or [100.0])
     bars = "".join(
-        f'<div class="col"><span class="v">{_score(s)}</span>'
+        # The light's shape beside the score: the bar's colour is never the only signal.
+        f'<div class="col"><span class="v">{i18n.STATUS_ICON[status]} {_score(s)}</span>'
         f'<div class="bar" style="height:{0 if s is None else max(4, 100 * s / top) * 0.62:.1f}%;'
         f'background:{STATUS_BAR[status]}"></div><span class="m">{e(m)}</span></div>'
         for m, s, status in c.trend

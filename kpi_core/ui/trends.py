@@ -10,12 +10,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from kpi_core import charts, i18n, review, scoring, trends, workbook
+from kpi_core import charts, i18n, people, review, scoring, trends, workbook
 from kpi_core.board import data_range
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, add_months, months_between, parse_period
 from kpi_core.ui import PageContext, unit_picker
 from kpi_core.ui.review import comments_panel, panel_title
+from kpi_core.ui.widgets import md
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEFAULT_MONTHS = 24
@@ -154,11 +155,12 @@ def trends_page(ctx: PageContext) -> None:
     span_text = " – ".join(i18n.period_label(f"{m:%Y-%m}", lang) for m in (months[0], months[-1]))
     about = [span_text, f"{ctx.t('caliber')}: {kpi.caliber}" if kpi.caliber else None]
     if kpi.owner:
-        about.append(f"{ctx.t('owner')}: {kpi.owner}")
+        about.append(f"{ctx.t('owner')}: {people.load(wh).name(kpi.owner)}")
     st.caption(" · ".join(a for a in about if a))
     if t.monthly["actual"].isna().all():
         st.info(ctx.t("tr_no_data"))
-    _headline(ctx, t, kpi)
+    partial = _partial_note(ctx, kpi_id, node_unit, months)
+    _headline(ctx, t, kpi, set(partial["month"]))
 
     code = _node_code(ctx, (kpi_id, node_unit), unit_id).replace("/", "_")
     name = f"{code}_{months[0]:%Y%m}-{months[-1]:%Y%m}"
@@ -166,7 +168,7 @@ def trends_page(ctx: PageContext) -> None:
 
     st.subheader(ctx.t("tr_monthly"))
     markers = trends.comment_markers(t.monthly, notes)
-    chart = charts.level_bands(t.monthly, kpi, lang, markers=markers)
+    chart = charts.level_bands(t.monthly, kpi, lang, markers=markers, partial=partial)
     st.altair_chart(chart, width="stretch")
     st.caption(ctx.t("tr_markers_note"))
     _downloads(
@@ -204,7 +206,31 @@ def trends_page(ctx: PageContext) -> None:
     )
 
 
-def _headline(ctx: PageContext, t: trends.Trend, kpi) -> None:
+def _partial_note(ctx: PageContext, kpi_id: int, unit_id: int, months: list[date]) -> pd.DataFrame:
+    """Say which months of the range are not complete yet, and what this KPI lacks in each;
+    returns them (`month`, `state`) for the chart's rings."""
+    lang = ctx.lang
+    found = trends.partial_months(ctx.wh, ctx.cat, kpi_id, unit_id, months)
+    rows, said = [], []
+    for month, (status, lacking) in sorted(found.items()):
+        state = i18n.month_state(status.state, status.loaded, status.expected, lang)
+        if lacking:
+            names = [ctx.cat.units[u].name(lang) for u in lacking]
+            state = ctx.t("tr_partial_lacks", state=state, units=i18n.join(names, lang))
+        label = i18n.period_label(f"{month:%Y-%m}", lang)
+        rows.append({"month": month, "state": state})
+        said.append(f"{label} {state}")
+    if said:
+        st.warning(
+            ctx.t(
+                "tr_partial_note", months=md("; ".join(said) if lang == "en" else "；".join(said))
+            ),
+            icon=":material/rule:",
+        )
+    return pd.DataFrame(rows, columns=["month", "state"])
+
+
+def _headline(ctx: PageContext, t: trends.Trend, kpi, partial: set[date]) -> None:
     lang = ctx.lang
     have = t.monthly[t.monthly["actual"].notna()]
     if have.empty:
@@ -213,8 +239,11 @@ def _headline(ctx: PageContext, t: trends.Trend, kpi) -> None:
     ytd = t.ytd.loc[last.name]
     month = i18n.period_label(last["month"].strftime("%Y-%m"), lang)
     cols = st.columns(4)
+    label = ctx.t("tr_latest", month=month)
+    if last["month"].date() in partial:
+        label += f" · ◐ {ctx.t('tr_partial_month')}"
     cols[0].metric(
-        ctx.t("tr_latest", month=month),
+        label,
         i18n.format_value(float(last["actual"]), kpi, lang),
         delta=i18n.format_delta(
             float(last["actual"]),

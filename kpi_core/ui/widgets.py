@@ -84,17 +84,22 @@ def kpi_card(
         spark = [v for _, v in line.spark if v is not None]
         delta = i18n.format_delta(node.actual, line.previous, kpi, lang)
         flat = delta is not None and i18n.is_flat(delta)
-        if kpi.direction == "range" or flat:
-            color = "off"
-        else:
-            color = "inverse" if kpi.direction == "down" else "normal"
+        said = ctx.t("vs_prev")
+        if delta is not None and not flat and kpi.direction in ("up", "down"):
+            better = (node.actual > line.previous) == (kpi.direction == "up")
+            said = ctx.t(
+                "card_change", vs=said, word=ctx.t("card_better" if better else "card_worse")
+            )
         st.metric(
             label=f"{ctx.t('actual')} · {ctx.t('vs_prev')}",
             value=i18n.format_value(node.actual, kpi, lang),
             delta=ctx.t("flat") if flat else delta,
-            delta_color=color,
+            # Streamlit draws the sparkline in the delta's colour: the light's, so a red KPI
+            # never gets a green line because its last change was good. Whether the change was
+            # good is said in words next to it, and the arrow gives its sign.
+            delta_color=_BADGE[node.status],
             delta_arrow="off" if flat else "auto",
-            delta_description=ctx.t("vs_prev"),
+            delta_description=said,
             chart_data=spark if len(spark) > 1 else None,
             chart_type="line",
             label_visibility="collapsed",
