@@ -618,6 +618,68 @@ def test_formulas_without_cached_values(demo_file):
     assert got.prepared.counts["changed"] == 1  # SALES_E's row is fine
 
 
+def with_empty_text_results(data: bytes, refs: list[str]) -> bytes:
+    """The workbook as Excel saves it after computing `IF(x="","",…)` to "" in `refs`: the
+    cell keeps its formula, is typed text (t="str") and its saved value is empty. openpyxl
+    cannot store a formula's result, so its sheet XML is patched in the zip."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                for i, ref in enumerate(refs):
+                    empty = b"<v></v>" if i % 2 else b"<v/>"  # Excel and other writers
+                    body, n = re.subn(
+                        rb'<c r="%s"([^>]*)><f>([^<]*)</f><v ?/></c>' % ref.encode(),
+                        rb'<c r="%s"\1 t="str"><f>\2</f>%s</c>' % (ref.encode(), empty),
+                        body,
+                    )
+                    assert n == 1, ref
+            z.writestr(item, body)
+    return out.getvalue()
+
+
+def test_formulas_whose_result_is_empty_text_are_blanks(own_file):
+    # A tracker's value column holds =IF(E3="","",E3*1.1): months not yet filled show nothing.
+    # Those cells are blank — no value, not zero, and nothing to fix in Excel.
+    rows = [
+        ["unit", "kpi", "value", "input"],
+        ["SALES_E", "REV", 100, None],
+        ["SALES_N", "REV", '=IF(D3="","",D3*1.1)', None],
+        ["SALES_S", "REV", '=IF(D4="","",D4*1.1)', None],
+        ["SALES_E", "NEW_CUST", 7, None],
+    ]
+    data = with_empty_text_results(xlsx({"2026-09": rows}), ["C3", "C4"])
+    wh = Warehouse(own_file, linger=0)
+    try:
+        prepared = intake.prepare(wh, [("tracker.xlsx", data)], service.SYSTEM, today=TODAY)
+        in_chinese(prepared)
+        assert [f for f in prepared.findings if f.severity != "info"] == []
+        cat = load_catalog(wh)
+        got = sorted(
+            (cat.units[r.unit_id].code, cat.kpis[r.kpi_id].code, r.value)
+            for r in prepared.rows.itertuples()
+        )
+        assert got == [("SALES_E", "NEW_CUST", 7.0), ("SALES_E", "REV", 100.0)]
+        assert prepared.invalid == 0
+    finally:
+        wh.close()
+
+
+def test_a_formula_with_no_saved_result_is_still_refused_beside_empty_text_ones(demo_file):
+    rows = [
+        ["unit", "kpi", "value"],
+        ["SALES_E", "REV", '=IF(1,"","")'],
+        ["SALES_N", "REV", "=1+1"],
+    ]
+    data = with_empty_text_results(xlsx({"2026-09": rows}), ["C2"])
+    got = refuse(demo_file, "mixed.xlsx", data)
+    placed(got.finding("C3 holds a formula whose result was never saved"), "mixed.xlsx",
+           "2026-09", 3, "C3")  # fmt: skip
+    assert not [f for f in got.prepared.findings if "C2" in f.message]
+
+
 def test_excel_error_values_are_not_blanks(demo_file):
     # calamine reads an error cell as empty; an empty value is skipped silently, so without the
     # scan a #DIV/0! would quietly load nothing.
