@@ -222,10 +222,14 @@ RULES: list[tuple[str, str]] = [
     ),
     ("and {n} more formula cells", "另有 {n} 个公式单元格也是如此"),
     (
-        "no header row found (looked for period/期间, unit/部门, KPI/指标, value/实际值, KPI names "
-        "as columns or months as columns)",
-        "未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等列名，"
-        "以及以指标名称或月份作为列标题的表头）",
+        "no header row found in rows 1–{n} (looked for period/期间, unit/部门, KPI/指标, "
+        "value/实际值, KPI names as columns or months as columns)",
+        "在第 1–{n} 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
+        "列名，以及以指标名称或月份作为列标题的表头）",
+    ),
+    (
+        "move the table up to the first rows, or load the sheet with a mapping profile",
+        "请把表格移到工作表的前几行，或用映射方案导入该工作表",
     ),
     (
         "add such a header, or load the sheet with a mapping profile",

@@ -581,6 +581,28 @@ def test_rows_of_dates_and_numbers_alone_are_no_header(demo_file):
     placed(got.finding("no header row found", "warning"), "dates.xlsx", "CNY", None, None)
 
 
+def test_amounts_that_look_like_months_are_no_header(demo_file):
+    # A sales export whose columns the reader does not know: 1931.04 and 2079.4 read as
+    # 1931-04 and 2079-04, and a row of them was taken for a header of months, its order ids
+    # for KPIs ("unknown KPI '2841'", "2079-04 is in the future" for every row below).
+    csv = "Order ID,Region,Sales\n" + "".join(
+        f"{2800 + i},East,{v}\n" for i, v in enumerate(("1931.04", "2079.4", "2010.11", "12.5"))
+    )
+    got = refuse(demo_file, "sales.csv", csv.encode())
+    f = got.finding("no header row found in rows 1–5", "warning")
+    placed(f, "sales.csv", "sales.csv", None, None)
+    said = [x.message for x in got.prepared.findings]
+    assert not [m for m in said if "unknown KPI" in m or "future" in m or "header in row" in m]
+
+
+def test_a_table_too_far_down_is_said_to_be_looked_for(demo_file):
+    rows = [[f"note {i}"] for i in range(1, 1100)] + [HEADER, ["2026-09", "SALES_E", "REV", 1]]
+    got = refuse(demo_file, "far.xlsx", xlsx({"Form": rows}))
+    f = got.finding("no header row found in rows 1–1000", "warning")
+    placed(f, "far.xlsx", "Form", None, None)
+    assert "move the table up" in f.hint
+
+
 def test_whole_numbers_of_a_legacy_sheet_are_quoted_as_the_cells_show_them(demo_file):
     # calamine gives a number as a float: 2 comes as 2.0, and a message quoting "2.0" names
     # a value the analyst never typed.
