@@ -288,7 +288,7 @@ def _header_at(rows, r: int, names: Names, table: Table) -> _Header | None:
             recognised += 1
         elif key in INFORMATIONAL:
             recognised += 1
-        elif isinstance(c, str) and names.kpi(c) is not None:
+        elif isinstance(c, str) and names.kpi_match(c).kpis:
             kpi_cols[j] = c
         elif _is_month(c):
             month_cols[j] = c
