@@ -405,6 +405,7 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
     # Widgets of this intake have keys of their own: another file or profile starts afresh.
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
     report(ctx, it, tag, hint=None if chosen else ctx.t("up_nothing_found_hint"))
+    bindings_section(ctx, it)
     preview(ctx, it, tag)
     done = commit_panel(ctx, it, tag, key="up_commit")
     if done is not None:
@@ -511,6 +512,57 @@ def report(ctx: PageContext, it: intake.Intake, tag: str, *, hint: str | None = 
             ctx.t("up_col_row"): st.column_config.NumberColumn(width=55),
             ctx.t("up_col_message"): st.column_config.TextColumn(width=420),
             ctx.t("up_col_hint"): st.column_config.TextColumn(width="large"),
+        },
+    )
+
+
+def bindings_frame(it: intake.Intake, cat: Catalog, lang: str) -> pd.DataFrame:
+    """Every binding of a KPI to a column or KPI text, problems first."""
+    rows = sorted(it.bindings, key=lambda b: b.problem == "")
+
+    def t(key: str) -> str:
+        return i18n.t(key, lang)
+
+    def kpi(b) -> str:
+        k = cat.kpi_by_code.get(b.kpi)
+        return f"{k.code} · {k.name(lang)}" if k else "—"
+
+    def place(b) -> str:
+        sheet = f" / {b.sheet}" if b.sheet and b.sheet != b.file else ""
+        return f"{b.file}{sheet} · {translate(b.column, lang)}"
+
+    return pd.DataFrame(
+        {
+            t("up_bind_col_place"): [place(b) for b in rows],
+            t("up_bind_col_text"): [b.text for b in rows],
+            t("up_bind_col_kpi"): [kpi(b) for b in rows],
+            t("up_bind_col_how"): [t("up_bind_how_" + b.how) for b in rows],
+            t("up_bind_col_units"): [i18n.join(list(b.units), lang) for b in rows],
+            t("up_bind_col_values"): [b.values for b in rows],
+            t("up_bind_col_status"): [t("up_bind_" + (b.problem or "ok")) for b in rows],
+        }
+    )
+
+
+def bindings_section(ctx: PageContext, it: intake.Intake) -> None:
+    """Which KPI each column feeds and how that was decided, before anything is loaded: no
+    value goes in by a match the analyst did not see."""
+    if not it.bindings:
+        return
+    st.subheader(ctx.t("up_bindings"))
+    st.caption(ctx.t("up_bindings_caption"))
+    bad = sum(1 for b in it.bindings if b.problem)
+    if bad:
+        st.warning(ctx.t("up_bindings_problems", n=bad))
+    st.dataframe(
+        bindings_frame(it, ctx.cat, ctx.lang),
+        hide_index=True,
+        placeholder="—",
+        width="stretch",
+        column_config={
+            ctx.t("up_bind_col_place"): st.column_config.TextColumn(width=260),
+            ctx.t("up_bind_col_values"): st.column_config.NumberColumn(width=80),
+            ctx.t("up_bind_col_status"): st.column_config.TextColumn(width="medium"),
         },
     )
 
