@@ -1881,11 +1881,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_bind_how_profile": ("映射方案", "profile"),
     "up_bind_how_source": ("数据源", "source"),
     "up_bind_how_": ("—", "—"),
-    "up_bind_ok": ("✅ 正常", "✅ OK"),
-    "up_bind_unknown": ("❌ 没有此编码或名称的指标", "❌ no KPI has this code or name"),
-    "up_bind_ambiguous": ("❓ 多个指标同名，请指明", "❓ several KPIs have this name: say which"),
-    "up_bind_not on tree": ("❌ 不在该组织的指标树上", "❌ not on the unit's tree"),
-    "up_bind_formula": ("❌ 由公式计算，不能导入", "❌ computed by its formula, not loaded"),
+    "up_bind_ok": ("✔ 正常", "✔ OK"),
+    "up_bind_unknown": ("✖ 没有此编码或名称的指标", "✖ no KPI has this code or name"),
+    "up_bind_ambiguous": ("? 多个指标同名，请指明", "? several KPIs have this name: say which"),
+    "up_bind_not on tree": ("✖ 不在该组织的指标树上", "✖ not on the unit's tree"),
+    "up_bind_formula": ("✖ 由公式计算，不能导入", "✖ computed by its formula, not loaded"),
+    "up_bind_no unit": ("✖ 数值没有可识别的组织", "✖ no known unit for its values"),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

@@ -291,3 +291,14 @@ def test_a_code_in_the_header_is_the_analysts_own_choice(company_file):
         ("Cars", "header B (RET_SALES)", "RET_SALES", "RET_SALES", "code", ("CAR",), "")
     ]
     assert loaded(company_file, got) == [("RET_SALES", "CAR", "2026-09", 5.0)]
+
+
+def test_a_binding_whose_values_have_no_known_unit_says_so(company_file):
+    # An export whose first column is an order id: "Sales" is a KPI column, but no value has
+    # a unit, so the binding cannot be checked against any tree and is not shown as fine.
+    csv = "Order ID,Region,Sales\n2800,East,1931.04\n2801,East,2079.4\n"
+    got = prepared(company_file, "orders.csv", csv.encode())
+    assert shown(got) == [
+        ("orders.csv", "header C (Sales)", "Sales", "RET_SALES", "name", (), "no unit")
+    ]
+    assert len(got.rows) == 0

@@ -458,11 +458,11 @@ def test_a_large_load_is_told_with_thousands_separated(lang, said):
     "lang, said",
     [
         ("en", ("Place", "In the file", "KPI", "Matched by", "Units", "Values", "Status",
-                "INV_DAYS · Inventory days", "name", "❌ not on the unit's tree",
-                "REV · Revenue", "✅ OK", "bindings.xlsx / North region · header B (Revenue)")),
+                "INV_DAYS · Inventory days", "name", "✖ not on the unit's tree",
+                "REV · Revenue", "✔ OK", "bindings.xlsx / North region · header B (Revenue)")),
         ("zh", ("位置", "文件中的写法", "对应指标", "对应方式", "组织", "数值个数", "状态",
-                "INV_DAYS · 库存周转天数", "指标名称", "❌ 不在该组织的指标树上",
-                "REV · 营业收入", "✅ 正常", "bindings.xlsx / North region · 表头 B (Revenue)")),
+                "INV_DAYS · 库存周转天数", "指标名称", "✖ 不在该组织的指标树上",
+                "REV · 营业收入", "✔ 正常", "bindings.xlsx / North region · 表头 B (Revenue)")),
     ],
 )  # fmt: skip
 def test_the_preview_shows_every_binding_before_loading(wh_path, monkeypatch, lang, said):

@@ -675,6 +675,7 @@ BINDING_PROBLEMS = {
     "ambiguous": "several KPIs have this name",
     "not on tree": "not on the unit's tree",
     "formula": "computed by its formula",
+    "no unit": "no known unit for its values",
 }
 
 

@@ -39,7 +39,7 @@ class Binding:
     how: str  # "code", "name", "profile", "source", or "" (no KPI matched)
     units: tuple[str, ...]  # the units its values are for
     values: int
-    problem: str  # "", "unknown", "ambiguous", "not on tree", "formula"
+    problem: str  # "", "unknown", "ambiguous", "not on tree", "formula", "no unit"
 
 
 @dataclass(frozen=True)
@@ -371,7 +371,8 @@ def _bindings(records, cat, matches, kpi_code, unit_code, units, is_formula, off
             how = place.split(" ", 1)[0]
         problem = (
             "unknown" if not m.kpis else "ambiguous" if len(m.kpis) > 1
-            else "formula" if any_formula[g] else "not on tree" if any_off[g] else ""
+            else "formula" if any_formula[g] else "not on tree" if any_off[g]
+            else "" if g in unit_lists else "no unit"
         )  # fmt: skip
         k = m.kpi
         out.append(
