@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from operator import is_
 
 import numpy as np
 import pandas as pd
@@ -330,10 +331,7 @@ def _off_tree_hint(cat: Catalog, place: str, kpi_id, unit_id) -> str:
 def _group_keys(records: Records, idx: np.ndarray, kpi_code: np.ndarray, unit_code) -> np.ndarray:
     """One number per record of `idx`: equal for the records of one file, sheet, KPI place,
     KPI text (and unit code, when given)."""
-    parts = [
-        pd.factorize(np.asarray(getattr(records, f), dtype=object)[idx], use_na_sentinel=False)[0]
-        for f in ("file", "sheet", "kpi_at")
-    ]
+    parts = [_text_codes(getattr(records, f), idx) for f in ("file", "sheet", "kpi_at")]
     parts.append(kpi_code[idx])
     if unit_code is not None:
         parts.append(unit_code[idx])
@@ -341,6 +339,24 @@ def _group_keys(records: Records, idx: np.ndarray, kpi_code: np.ndarray, unit_co
     for p in parts:
         key = key * (int(p.max(initial=0)) + 1) + p
     return key
+
+
+def _text_codes(values: list, idx: np.ndarray) -> np.ndarray:
+    """Equal numbers for equal texts among `values[idx]`. A sheet's records share one string
+    object per place, in long runs: the runs are found by identity at C speed, and only their
+    first texts compared."""
+    n = len(values)
+    if n == 0 or values.count(values[0]) == n:  # one text throughout (C speed)
+        return np.zeros(len(idx), dtype=np.int64)
+    same = np.frombuffer(bytes(map(is_, values[1:], values[:-1])), dtype=bool)
+    starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
+    if len(starts) > n // 4:  # no runs to speak of: compare every text
+        codes = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)[0]
+        return codes[idx]
+    firsts = np.empty(len(starts), dtype=object)
+    firsts[:] = [values[i] for i in starts.tolist()]
+    run_codes = pd.factorize(firsts, use_na_sentinel=False)[0]
+    return np.repeat(run_codes, np.diff(np.append(starts, n)))[idx]
 
 
 def _bindings(records, cat, matches, kpi_code, unit_code, units, is_formula, off) -> list[Binding]:
@@ -355,9 +371,12 @@ def _bindings(records, cat, matches, kpi_code, unit_code, units, is_formula, off
     any_off = np.bincount(group, weights=off, minlength=len(uniq)) > 0
     any_formula = np.bincount(group, weights=is_formula, minlength=len(uniq)) > 0
     # The units of each group, in the order they first appear.
-    pairs = pd.DataFrame({"g": group, "u": unit_code}).drop_duplicates()
+    group = group.reshape(-1)
+    pair = group.astype(np.int64) * (int(unit_code.max(initial=0)) + 1) + unit_code
+    _, at = np.unique(pair, return_index=True)
+    at.sort()
     unit_lists: dict[int, list[str]] = {}
-    for g, u in zip(pairs["g"].tolist(), pairs["u"].tolist(), strict=True):
+    for g, u in zip(group[at].tolist(), unit_code[at].tolist(), strict=True):
         unit = units[u]
         if unit is not None:
             unit_lists.setdefault(g, []).append(unit.code)
