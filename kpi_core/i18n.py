@@ -1886,6 +1886,14 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_bind_ambiguous": ("? 多个指标同名，请指明", "? several KPIs have this name: say which"),
     "up_bind_not on tree": ("✖ 不在该组织的指标树上", "✖ not on the unit's tree"),
     "up_bind_formula": ("✖ 由公式计算，不能导入", "✖ computed by its formula, not loaded"),
+    "up_bind_ask": (
+        "请回答：以下各列对应哪个指标？选择后文件会重新检查。",
+        "Your answer: which KPI does each of these columns hold? The files are checked again "
+        "once you choose.",
+    ),
+    "up_bind_choose": ("{place}：“{text}”", "{place}: '{text}'"),
+    "up_bind_placeholder": ("请选择指标", "Choose the KPI"),
+    "up_bind_how_analyst": ("您的选择", "your choice"),
     "up_bind_no unit": ("✖ 数值没有可识别的组织", "✖ no known unit for its values"),
 }
 

@@ -308,6 +308,11 @@ RULES: list[tuple[str, str]] = [
         "with a mapping profile",
         "请把名称改写为您所指指标的编码（{codes}），或用映射方案导入该工作表",
     ),
+    (
+        "'{code}' is not a KPI code of the library — choose the KPI for column {column} of "
+        "sheet '{sheet}' again",
+        "“{code}”不是指标库中的指标编码——请重新为工作表“{sheet}”的列 {column} 选择指标",
+    ),
     ("unknown KPI '{kpi}'", "未知指标“{kpi}”"),
     ("no KPI given", "未填写指标"),
     ("check the KPI library for its code", "请在指标库中核对指标编码"),

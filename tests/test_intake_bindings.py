@@ -21,6 +21,7 @@ import pytest
 from kpi_core import service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
+from kpi_core.errors import KpiError
 from kpi_core.ingest import intake
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
@@ -302,3 +303,44 @@ def test_a_binding_whose_values_have_no_known_unit_says_so(company_file):
         ("orders.csv", "header C (Sales)", "Sales", "RET_SALES", "name", (), "no unit")
     ]
     assert len(got.rows) == 0
+
+
+def test_the_analyst_answers_the_question_and_the_answer_is_shown(company_file):
+    # The preview asked which "Margin" and whether "Sales" on the car unit's sheet is RET_SALES:
+    # the analyst binds each column to a KPI; prepared again, those bindings say so and load.
+    data = xlsx({"Cars": [["Month", "Margin", "Sales"], ["2026-09", 0.2, 130.0]]})
+    before = sha256(company_file)
+    wh = Warehouse(company_file, linger=0)
+    try:
+        first = intake.prepare(wh, [("m.xlsx", data)], service.SYSTEM, today=TODAY)
+        asked = {b.key: b.problem for b in first.bindings}
+        assert asked == {
+            ("m.xlsx", "Cars", "header B (Margin)", "Margin"): "ambiguous",
+            ("m.xlsx", "Cars", "header C (Sales)", "Sales"): "not on tree",
+        }
+        answers = {
+            ("m.xlsx", "Cars", "header B (Margin)", "Margin"): "CAR_MARGIN",
+            ("m.xlsx", "Cars", "header C (Sales)", "Sales"): "CAR_SALES",
+        }
+        got = intake.prepare(wh, [("m.xlsx", data)], service.SYSTEM, today=TODAY, choices=answers)
+        in_chinese(got)
+    finally:
+        wh.close()
+    assert sha256(company_file) == before
+    assert errors(got) == []
+    assert shown(got) == [
+        ("Cars", "header B (Margin)", "Margin", "CAR_MARGIN", "analyst", ("CAR",), ""),
+        ("Cars", "header C (Sales)", "Sales", "CAR_SALES", "analyst", ("CAR",), ""),
+    ]
+    assert loaded(company_file, got) == [
+        ("CAR_MARGIN", "CAR", "2026-09", 0.2), ("CAR_SALES", "CAR", "2026-09", 130.0)
+    ]  # fmt: skip
+    # An answer naming no KPI of the library is refused, not ignored.
+    wh = Warehouse(company_file, linger=0)
+    try:
+        with pytest.raises(KpiError, match="'NOPE' is not a KPI code") as refused:
+            intake.prepare(wh, [("m.xlsx", data)], service.SYSTEM, today=TODAY,
+                           choices={("m.xlsx", "Cars", "header B (Margin)", "Margin"): "NOPE"})  # fmt: skip
+        in_chinese(refused.value)
+    finally:
+        wh.close()

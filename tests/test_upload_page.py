@@ -484,3 +484,33 @@ def test_the_preview_shows_every_binding_before_loading(wh_path, monkeypatch, la
     assert rows[0][units] == "NORTH" and rows[0][values] == 2
     assert rows[1][kpi] == rev and rows[1][status] == ok and rows[1][place] == where
     assert at.button(key="up_commit").disabled  # nothing loads until the analyst decides
+
+
+def test_the_analyst_answers_a_binding_on_the_page_and_it_is_checked_again(wh_path, monkeypatch):
+    # "Inventory days" on the North region's sheet is production's KPI, off NORTH's tree: the
+    # page asks, the analyst chooses the KPI (here REV), and the file is checked again with
+    # that binding, shown as their choice, before anything is loaded.
+    data = xlsx(
+        [("2024-11", 31), ("2024-12", 32)], header=("Month", "Inventory days"), sheet="North region"
+    )
+    at = open_page(wh_path, monkeypatch)
+    at.file_uploader[0].upload("answer.xlsx", data).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.button(key="up_commit").disabled
+    ask = next(
+        s
+        for s in at.selectbox
+        if s.label == "North region · header B (Inventory days): 'Inventory days'"
+    )
+    assert ask.value is None and ask.options[0].startswith("INV_DAYS")
+    ask.set_value("REV").run()
+    assert not at.exception, [e.value for e in at.exception]
+    rows = frame_with(at, "Matched by").to_dict("records")
+    assert [(r["KPI"], r["Matched by"], r["Status"]) for r in rows] == [
+        ("REV · Revenue", "your choice", "✔ OK")
+    ]
+    preview = frame_with(at, "Before")
+    assert set(preview["KPI"]) == {"REV · Revenue"} and set(preview["Unit"]) == {
+        "NORTH · North region"
+    }
+    assert not at.button(key="up_commit").disabled

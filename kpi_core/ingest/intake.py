@@ -124,6 +124,7 @@ def prepare(
     today: date | None = None,
     limits: files.Limits | None = None,
     progress=None,
+    choices: dict[tuple[str, str, str, str], str] | None = None,
 ) -> Intake:
     """Read, check and diff uploads without writing anything. `progress(fraction, text)` is
     called between steps. Raises FileError for a file that cannot be read at all."""
@@ -184,7 +185,7 @@ def prepare(
     return check_and_diff(
         wh, cat, names, records, findings, who, source=src, kind="upload", file_names=file_names,
         sha256=digest.hexdigest(), today=today, blank_sheets=blank_sheets, step=step,
-        where=uploads[0][0],
+        where=uploads[0][0], choices=choices,
     )  # fmt: skip
 
 
@@ -205,13 +206,21 @@ def check_and_diff(
     blank_sheets: list[str] | None = None,
     step=None,
     where: str = "",
+    choices: dict[tuple[str, str, str, str], str] | None = None,
 ) -> Intake:
-    """Records from any origin (files, a database pull) checked and compared: an Intake."""
+    """Records from any origin (files, a database pull) checked and compared: an Intake.
+    `choices`: the analyst's answers, a KPI code per binding (see `validate.check`)."""
     step = step or (lambda fraction, text: None)
     step(0.6, "Checking against the KPI library")
     locked = set(closed_months(wh))
     checked = validate.check(
-        records, cat, who.scope, today=today or clock.today(), locked=locked, names=names
+        records,
+        cat,
+        who.scope,
+        today=today or clock.today(),
+        locked=locked,
+        names=names,
+        choices=choices,
     )
     findings = findings + checked.findings
     if len(records) and not len(checked.rows) and not any(f.severity == "error" for f in findings):

@@ -7,7 +7,7 @@ cell; a row with any error is left out of what can be committed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from operator import is_
 
@@ -17,6 +17,7 @@ import pandas as pd
 from kpi_core import formula
 from kpi_core.access import Scope
 from kpi_core.catalog import Catalog
+from kpi_core.errors import KpiError
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import Names
 from kpi_core.library import AGGREGATIONS
@@ -42,6 +43,11 @@ class Binding:
     values: int
     problem: str  # "", "unknown", "ambiguous", "not on tree", "formula", "no unit"
 
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What the analyst's answer is given for (`check(choices=…)`)."""
+        return (self.file, self.sheet, self.column, self.text)
+
 
 @dataclass(frozen=True)
 class Checked:
@@ -59,7 +65,10 @@ def check(
     today: date,
     locked: set[date],
     names: Names | None = None,
+    choices: dict[tuple[str, str, str, str], str] | None = None,
 ) -> Checked:
+    """`choices`: the analyst's answers, a KPI code per binding (`Binding.key`): those values
+    go to that KPI, whatever the text matched."""
     names = names or Names(cat)
     n = len(records)
     findings: list[Finding] = []
@@ -120,6 +129,13 @@ def check(
     kpi_ids = np.array([k.id if k else 0 for k in kpis], dtype=np.int32)[kpi_code]
     several = np.array([len(m.kpis) > 1 for m in matches], dtype=bool)[kpi_code]
     raw = records.kpi
+    chosen = _chosen(records, cat, choices or {}, kpi_raw, kpi_code)
+    if chosen:
+        for i_kpi, idx in chosen.values():
+            kpi_ids[idx], several[idx] = i_kpi, False
+    answered = np.zeros(n, dtype=bool)
+    for _, idx in chosen.values():
+        answered[idx] = True
     # A name two KPIs share is a question for the analyst: the reader does not pick.
     grouped(several, False,
             lambda i, n: f"'{_text(raw[i])}' could be KPI "
@@ -165,7 +181,7 @@ def check(
         by_name = np.array([m.how == "name" for m in matches], dtype=bool)[kpi_code]
         on_a_tree = np.zeros(len(columns.aggregation), dtype=bool)
         on_a_tree[np.unique(relevant % _PAIR)] = True
-        known = by_name & (kpi_ids != 0) & (unit_ids != 0) & ~bad & on_a_tree[kpi_ids]
+        known = by_name & ~answered & (kpi_ids != 0) & (unit_ids != 0) & ~bad & on_a_tree[kpi_ids]
         pair = unit_ids.astype(np.int64) * _PAIR + kpi_ids
         off = known & ~np.isin(pair, relevant)
         grouped(off, True,
@@ -247,6 +263,7 @@ def check(
     # A repeat of the same value is a warning and one copy is loaded: it is not invalid.
     invalid = int((bad & ~blank).sum()) + conflicting
     bindings = _bindings(records, cat, matches, kpi_code, unit_code, units, is_formula, off)
+    bindings = [_answered(b, cat, choices) for b in bindings] if choices else bindings
     return Checked(kept, findings, invalid, bindings)
 
 
@@ -339,6 +356,39 @@ def _group_keys(records: Records, idx: np.ndarray, kpi_code: np.ndarray, unit_co
     for p in parts:
         key = key * (int(p.max(initial=0)) + 1) + p
     return key
+
+
+def _chosen(records, cat: Catalog, choices: dict, kpi_raw, kpi_code) -> dict:
+    """The records each answer is for: {binding key: (KPI id, record indices)}."""
+    out = {}
+    for key, code in choices.items():
+        kpi = cat.kpi_by_code.get(code)
+        if kpi is None:
+            raise KpiError(
+                f"'{code}' is not a KPI code of the library — choose the KPI for column "
+                f"{key[2]} of sheet '{key[1]}' again"
+            )
+        file, sheet, place, text = key
+        codes = [j for j, x in enumerate(kpi_raw) if x is not None and str(_text(x)) == text]
+        idx = np.flatnonzero(np.isin(kpi_code, codes))
+        idx = np.array(
+            [i for i in idx.tolist() if records.file[i] == file and records.sheet[i] == sheet
+             and records.kpi_at[i] == place],
+            dtype=np.int64,
+        )  # fmt: skip
+        if len(idx):
+            out[key] = (kpi.id, idx)
+    return out
+
+
+def _answered(b: Binding, cat: Catalog, choices: dict) -> Binding:
+    code = choices.get(b.key)
+    if code is None or b.problem in ("formula", "no unit"):
+        return b
+    k = cat.kpi_by_code[code]
+    problem = "formula" if k.aggregation == "formula" else ""
+    return replace(b, kpi=k.code, name=f"{k.name_zh} / {k.name_en}", how="analyst",
+                   problem=problem)  # fmt: skip
 
 
 def _text_codes(values: list, idx: np.ndarray) -> np.ndarray:
