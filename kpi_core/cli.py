@@ -519,6 +519,9 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2, default=str))
     else:
+        # Every column's KPI and how it was matched, so nothing loads by an unseen guess.
+        for b in prepared.bindings:
+            print(f"binding: {intake.describe_binding(b)}")
         for f in prepared.findings:
             if f.severity != "info":
                 print(f"{f.severity}: {intake.describe(f)}", file=sys.stderr)

@@ -1942,6 +1942,43 @@ STRINGS: dict[str, tuple[str, str]] = {
         "选择一位用户，或输入没有账号的人的姓名。",
         "Pick a user, or type the name of somebody without an account.",
     ),
+    # --- x20a ---
+    "up_bindings": ("指标对应关系", "KPI bindings"),
+    "up_bindings_caption": (
+        "文件中每一列（或每个指标名称）对应到哪个指标，以及是如何对应的。导入前请逐项核对：有问题的对应不会导入。",
+        "Which KPI each column (or KPI text) of the file feeds, and how that was decided. Check "
+        "them before loading: a binding with a problem loads nothing.",
+    ),
+    "up_bindings_problems": (
+        "{n} 项对应关系有问题，请看下表和检查结果。",
+        "{n} binding(s) have a problem: see the table and the report.",
+    ),
+    "up_bind_col_place": ("位置", "Place"),
+    "up_bind_col_text": ("文件中的写法", "In the file"),
+    "up_bind_col_kpi": ("对应指标", "KPI"),
+    "up_bind_col_how": ("对应方式", "Matched by"),
+    "up_bind_col_units": ("组织", "Units"),
+    "up_bind_col_values": ("数值个数", "Values"),
+    "up_bind_col_status": ("状态", "Status"),
+    "up_bind_how_code": ("指标编码", "code"),
+    "up_bind_how_name": ("指标名称", "name"),
+    "up_bind_how_profile": ("映射方案", "profile"),
+    "up_bind_how_source": ("数据源", "source"),
+    "up_bind_how_": ("—", "—"),
+    "up_bind_ok": ("✔ 正常", "✔ OK"),
+    "up_bind_unknown": ("✖ 没有此编码或名称的指标", "✖ no KPI has this code or name"),
+    "up_bind_ambiguous": ("? 多个指标同名，请指明", "? several KPIs have this name: say which"),
+    "up_bind_not on tree": ("✖ 不在该组织的指标树上", "✖ not on the unit's tree"),
+    "up_bind_formula": ("✖ 由公式计算，不能导入", "✖ computed by its formula, not loaded"),
+    "up_bind_ask": (
+        "请回答：以下各列对应哪个指标？选择后文件会重新检查。",
+        "Your answer: which KPI does each of these columns hold? The files are checked again "
+        "once you choose.",
+    ),
+    "up_bind_choose": ("{place}：“{text}”", "{place}: '{text}'"),
+    "up_bind_placeholder": ("请选择指标", "Choose the KPI"),
+    "up_bind_how_analyst": ("您的选择", "your choice"),
+    "up_bind_no unit": ("✖ 数值没有可识别的组织", "✖ no known unit for its values"),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

@@ -222,10 +222,14 @@ RULES: list[tuple[str, str]] = [
     ),
     ("and {n} more formula cells", "另有 {n} 个公式单元格也是如此"),
     (
-        "no header row found (looked for period/期间, unit/部门, KPI/指标, value/实际值, KPI names "
-        "as columns or months as columns)",
-        "未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等列名，"
-        "以及以指标名称或月份作为列标题的表头）",
+        "no header row found in rows 1–{n} (looked for period/期间, unit/部门, KPI/指标, "
+        "value/实际值, KPI names as columns or months as columns)",
+        "在第 1–{n} 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
+        "列名，以及以指标名称或月份作为列标题的表头）",
+    ),
+    (
+        "move the table up to the first rows, or load the sheet with a mapping profile",
+        "请把表格移到工作表的前几行，或用映射方案导入该工作表",
     ),
     (
         "add such a header, or load the sheet with a mapping profile",
@@ -267,6 +271,48 @@ RULES: list[tuple[str, str]] = [
         "请添加 KPI/指标 列，写明每一行的指标",
     ),
     # --- validate.py and names.py: values checked against the library, org and calendar -------
+    # validate.py: which KPI a column is bound to
+    (
+        "column '{text}' is KPI {kpi} by its name, but {code} is not on unit {unit}'s tree: "
+        "{n} value(s) left out",
+        "列“{text}”按名称对应到指标 {kpi}，但 {code} 不在组织 {unit} 的指标树上：{n} 个数值未导入",
+    ),
+    (
+        "column '{text}' is KPI {kpi} by its code, but {code} is not on unit {unit}'s tree: "
+        "{n} value(s) left out",
+        "列“{text}”按编码对应到指标 {kpi}，但 {code} 不在组织 {unit} 的指标树上：{n} 个数值未导入",
+    ),
+    (
+        "KPI {kpi} is not on unit {unit}'s tree: {n} value(s) left out",
+        "指标 {kpi} 不在组织 {unit} 的指标树上：{n} 个数值未导入",
+    ),
+    (
+        "write the code of one of {unit}'s KPIs in the header instead ({names}), or add {code} "
+        "to {unit2}'s tree first",
+        "请在表头改写为 {unit} 的某个指标编码（{names}），或先把 {code} 加到 {unit2} 的指标树上",
+    ),
+    (
+        "use one of {unit}'s KPIs instead ({names}), or add {code} to {unit2}'s tree first",
+        "请改用 {unit} 的指标（{names}），或先把 {code} 加到 {unit2} 的指标树上",
+    ),
+    (
+        "add {code} to {unit}'s tree first, or check the unit",
+        "请先把 {code} 加到 {unit} 的指标树上，或检查组织是否正确",
+    ),
+    (
+        "'{text}' could be KPI {choices}: {n} value(s) left out",
+        "“{text}”可能是指标 {choices}，需要您指明是哪一个：{n} 个数值未导入",
+    ),
+    (
+        "write the code of the KPI you mean in place of the name ({codes}), or load the sheet "
+        "with a mapping profile",
+        "请把名称改写为您所指指标的编码（{codes}），或用映射方案导入该工作表",
+    ),
+    (
+        "'{code}' is not a KPI code of the library — choose the KPI for column {column} of "
+        "sheet '{sheet}' again",
+        "“{code}”不是指标库中的指标编码——请重新为工作表“{sheet}”的列 {column} 选择指标",
+    ),
     ("unknown KPI '{kpi}'", "未知指标“{kpi}”"),
     ("no KPI given", "未填写指标"),
     ("check the KPI library for its code", "请在指标库中核对指标编码"),
@@ -1131,6 +1177,8 @@ def _convert(name: str, value: str) -> str | None:
         return re.sub(r"\) or (?=\S)", ") 或 ", value)
     if kind == "names":  # names listed with ", " (the children of a parent in the tree)
         return value.replace(", ", "、")
+    if kind == "codes":  # KPI codes to choose from, "A or B"
+        return value.replace(" or ", " 或 ")
     if kind == "columns":  # layout's "KPI/指标 or value/实际值"
         return value.replace(" or ", " 或 ")
     if kind in ("what", "agg", "status", "role"):

@@ -581,6 +581,28 @@ def test_rows_of_dates_and_numbers_alone_are_no_header(demo_file):
     placed(got.finding("no header row found", "warning"), "dates.xlsx", "CNY", None, None)
 
 
+def test_amounts_that_look_like_months_are_no_header(demo_file):
+    # A sales export whose columns the reader does not know: 1931.04 and 2079.4 read as
+    # 1931-04 and 2079-04, and a row of them was taken for a header of months, its order ids
+    # for KPIs ("unknown KPI '2841'", "2079-04 is in the future" for every row below).
+    csv = "Order ID,Region,Sales\n" + "".join(
+        f"{2800 + i},East,{v}\n" for i, v in enumerate(("1931.04", "2079.4", "2010.11", "12.5"))
+    )
+    got = refuse(demo_file, "sales.csv", csv.encode())
+    f = got.finding("no header row found in rows 1–5", "warning")
+    placed(f, "sales.csv", "sales.csv", None, None)
+    said = [x.message for x in got.prepared.findings]
+    assert not [m for m in said if "unknown KPI" in m or "future" in m or "header in row" in m]
+
+
+def test_a_table_too_far_down_is_said_to_be_looked_for(demo_file):
+    rows = [[f"note {i}"] for i in range(1, 1100)] + [HEADER, ["2026-09", "SALES_E", "REV", 1]]
+    got = refuse(demo_file, "far.xlsx", xlsx({"Form": rows}))
+    f = got.finding("no header row found in rows 1–1000", "warning")
+    placed(f, "far.xlsx", "Form", None, None)
+    assert "move the table up" in f.hint
+
+
 def test_whole_numbers_of_a_legacy_sheet_are_quoted_as_the_cells_show_them(demo_file):
     # calamine gives a number as a float: 2 comes as 2.0, and a message quoting "2.0" names
     # a value the analyst never typed.
@@ -616,6 +638,68 @@ def test_formulas_without_cached_values(demo_file):
     placed(f, "script.xlsx", "2026-09", 3, "C3")
     assert "save it" in f.hint
     assert got.prepared.counts["changed"] == 1  # SALES_E's row is fine
+
+
+def with_empty_text_results(data: bytes, refs: list[str]) -> bytes:
+    """The workbook as Excel saves it after computing `IF(x="","",…)` to "" in `refs`: the
+    cell keeps its formula, is typed text (t="str") and its saved value is empty. openpyxl
+    cannot store a formula's result, so its sheet XML is patched in the zip."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                for i, ref in enumerate(refs):
+                    empty = b"<v></v>" if i % 2 else b"<v/>"  # Excel and other writers
+                    body, n = re.subn(
+                        rb'<c r="%s"([^>]*)><f>([^<]*)</f><v ?/></c>' % ref.encode(),
+                        rb'<c r="%s"\1 t="str"><f>\2</f>%s</c>' % (ref.encode(), empty),
+                        body,
+                    )
+                    assert n == 1, ref
+            z.writestr(item, body)
+    return out.getvalue()
+
+
+def test_formulas_whose_result_is_empty_text_are_blanks(own_file):
+    # A tracker's value column holds =IF(E3="","",E3*1.1): months not yet filled show nothing.
+    # Those cells are blank — no value, not zero, and nothing to fix in Excel.
+    rows = [
+        ["unit", "kpi", "value", "input"],
+        ["SALES_E", "REV", 100, None],
+        ["SALES_N", "REV", '=IF(D3="","",D3*1.1)', None],
+        ["SALES_S", "REV", '=IF(D4="","",D4*1.1)', None],
+        ["SALES_E", "NEW_CUST", 7, None],
+    ]
+    data = with_empty_text_results(xlsx({"2026-09": rows}), ["C3", "C4"])
+    wh = Warehouse(own_file, linger=0)
+    try:
+        prepared = intake.prepare(wh, [("tracker.xlsx", data)], service.SYSTEM, today=TODAY)
+        in_chinese(prepared)
+        assert [f for f in prepared.findings if f.severity != "info"] == []
+        cat = load_catalog(wh)
+        got = sorted(
+            (cat.units[r.unit_id].code, cat.kpis[r.kpi_id].code, r.value)
+            for r in prepared.rows.itertuples()
+        )
+        assert got == [("SALES_E", "NEW_CUST", 7.0), ("SALES_E", "REV", 100.0)]
+        assert prepared.invalid == 0
+    finally:
+        wh.close()
+
+
+def test_a_formula_with_no_saved_result_is_still_refused_beside_empty_text_ones(demo_file):
+    rows = [
+        ["unit", "kpi", "value"],
+        ["SALES_E", "REV", '=IF(1,"","")'],
+        ["SALES_N", "REV", "=1+1"],
+    ]
+    data = with_empty_text_results(xlsx({"2026-09": rows}), ["C2"])
+    got = refuse(demo_file, "mixed.xlsx", data)
+    placed(got.finding("C3 holds a formula whose result was never saved"), "mixed.xlsx",
+           "2026-09", 3, "C3")  # fmt: skip
+    assert not [f for f in got.prepared.findings if "C2" in f.message]
 
 
 def test_excel_error_values_are_not_blanks(demo_file):

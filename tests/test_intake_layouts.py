@@ -370,6 +370,57 @@ def test_header_below_title_rows(demo_file):
     )
 
 
+def test_header_far_down_a_form_like_sheet(demo_file):
+    # A tracker opens with a form (who, when, instructions, a signature block) and its table
+    # only starts in row 35.
+    form = [["月度KPI跟踪表"], ["填表人", "张三"], ["填报说明：数值填写实际完成，不含税"]]
+    form += [[f"第{i}条 说明", None, "是"] for i in range(1, 32)]
+    assert len(form) == 34
+    data = xlsx(
+        {
+            "跟踪表": form
+            + [
+                ["期间", "部门", "指标", "实际值"],
+                ["2026-09", "SALES_E", "REV", 11],
+                ["2026-09", "SALES_N", "REV", 12.5],
+            ]
+        }
+    )
+    same(
+        found(demo_file, "form.xlsx", data),
+        [("REV", "SALES_E", "2026-09", 11), ("REV", "SALES_N", "2026-09", 12.5)],
+    )
+
+
+def test_months_written_as_decimal_numbers_in_a_header_of_months(demo_file):
+    # "2026.07 2026.08 2026.09" over the columns: the whole row reads as months, so they are.
+    data = xlsx(
+        {
+            "SALES_E": [
+                ["指标", "2026.07", "2026.08", "2026.09"],
+                ["REV", 1931.04, 2079.4, 2010.11],
+            ]
+        }
+    )
+    same(
+        found(demo_file, "dotted.xlsx", data),
+        [
+            ("REV", "SALES_E", "2026-07", 1931.04),
+            ("REV", "SALES_E", "2026-08", 2079.4),
+            ("REV", "SALES_E", "2026-09", 2010.11),
+        ],
+    )
+
+
+def test_a_long_csv_whose_values_look_like_months(demo_file):
+    # The values 2026.09 and 2079.4 are amounts under a real header, not months.
+    csv = "期间,部门,指标,实际值\n2026-09,SALES_E,REV,2026.09\n2026-09,SALES_N,REV,2079.4\n"
+    same(
+        found(demo_file, "long.csv", csv.encode()),
+        [("REV", "SALES_E", "2026-09", 2026.09), ("REV", "SALES_N", "2026-09", 2079.4)],
+    )
+
+
 def test_merged_year_over_month_columns(demo_file):
     # "指标" merged over two header rows, "2026年" merged over "7月 8月 9月".
     data = xlsx(

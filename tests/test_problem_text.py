@@ -77,10 +77,10 @@ EXAMPLES = [
         "……另有 1,234 处同类问题（“n/a”不是数字）",
     ),
     (
-        "no header row found (looked for period/期间, unit/部门, KPI/指标, value/实际值, KPI names "
-        "as columns or months as columns); the sheet was skipped",
-        "未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等列名，"
-        "以及以指标名称或月份作为列标题的表头）；已跳过该工作表",
+        "no header row found in rows 1–12 (looked for period/期间, unit/部门, KPI/指标, "
+        "value/实际值, KPI names as columns or months as columns); the sheet was skipped",
+        "在第 1–12 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
+        "列名，以及以指标名称或月份作为列标题的表头）；已跳过该工作表",
     ),
     # FileError: "FILE: message", the file name kept as it is
     (

@@ -380,6 +380,11 @@ def test_pull_report_load_and_values_equal_sqlite(wh_path, erp, monkeypatch):
     assert (new, changed) == (1, 4)
     assert any("Source: **ERP orders**" in m.value for m in at.markdown)
     assert at.success[0].value == "No problems found."
+    # The measure's KPI is shown as the source's binding before anything is loaded.
+    bound = frame_with(at, "Matched by").to_dict("records")
+    assert [(b["KPI"], b["Matched by"], b["Status"]) for b in bound] == [
+        ("REV · Revenue", "source", "✔ OK")
+    ]
     preview = frame_with(at, "Before")
     east = preview[(preview["Unit"] == "EAST · East region") & (preview["Month"] == "2024-12")]
     assert (east.iloc[0]["Before"], east.iloc[0]["After"]) == ("2,900,000.0 CNY", "3,000,000.0 CNY")

@@ -452,3 +452,65 @@ def test_a_large_load_is_told_with_thousands_separated(lang, said):
 
     counts = {"new": 99513, "changed": 462, "removed": 0, "unchanged": 25, "invalid": 1204}
     assert done_message(Ctx(), None, intake.Committed(7, counts)) == ("success", said)
+
+
+@pytest.mark.parametrize(
+    "lang, said",
+    [
+        ("en", ("Place", "In the file", "KPI", "Matched by", "Units", "Values", "Status",
+                "INV_DAYS · Inventory days", "name", "✖ not on the unit's tree",
+                "REV · Revenue", "✔ OK", "bindings.xlsx / North region · header B (Revenue)")),
+        ("zh", ("位置", "文件中的写法", "对应指标", "对应方式", "组织", "数值个数", "状态",
+                "INV_DAYS · 库存周转天数", "指标名称", "✖ 不在该组织的指标树上",
+                "REV · 营业收入", "✔ 正常", "bindings.xlsx / North region · 表头 B (Revenue)")),
+    ],
+)  # fmt: skip
+def test_the_preview_shows_every_binding_before_loading(wh_path, monkeypatch, lang, said):
+    # Sheet "North region" is unit NORTH: "Revenue" is its own KPI by name; "Inventory days"
+    # is production's KPI, matched by name and not on NORTH's tree.
+    data = xlsx(
+        [("2024-11", 2_000_000, 30), ("2024-12", 2_100_000, 31)],
+        header=("Month", "Revenue", "Inventory days"),
+        sheet="North region",
+    )
+    at = open_page(wh_path, monkeypatch, lang)
+    at.file_uploader[0].upload("bindings.xlsx", data).run()
+    assert not at.exception, [e.value for e in at.exception]
+    place, text, kpi, how, units, values, status, inv, by_name, off, rev, ok, where = said
+    frame = frame_with(at, how)
+    assert list(frame.columns) == [place, text, kpi, how, units, values, status]
+    rows = frame.to_dict("records")
+    assert rows[0][kpi] == inv and rows[0][how] == by_name and rows[0][status] == off
+    assert rows[0][units] == "NORTH" and rows[0][values] == 2
+    assert rows[1][kpi] == rev and rows[1][status] == ok and rows[1][place] == where
+    assert at.button(key="up_commit").disabled  # nothing loads until the analyst decides
+
+
+def test_the_analyst_answers_a_binding_on_the_page_and_it_is_checked_again(wh_path, monkeypatch):
+    # "Inventory days" on the North region's sheet is production's KPI, off NORTH's tree: the
+    # page asks, the analyst chooses the KPI (here REV), and the file is checked again with
+    # that binding, shown as their choice, before anything is loaded.
+    data = xlsx(
+        [("2024-11", 31), ("2024-12", 32)], header=("Month", "Inventory days"), sheet="North region"
+    )
+    at = open_page(wh_path, monkeypatch)
+    at.file_uploader[0].upload("answer.xlsx", data).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.button(key="up_commit").disabled
+    ask = next(
+        s
+        for s in at.selectbox
+        if s.label == "North region · header B (Inventory days): 'Inventory days'"
+    )
+    assert ask.value is None and ask.options[0].startswith("INV_DAYS")
+    ask.set_value("REV").run()
+    assert not at.exception, [e.value for e in at.exception]
+    rows = frame_with(at, "Matched by").to_dict("records")
+    assert [(r["KPI"], r["Matched by"], r["Status"]) for r in rows] == [
+        ("REV · Revenue", "your choice", "✔ OK")
+    ]
+    preview = frame_with(at, "Before")
+    assert set(preview["KPI"]) == {"REV · Revenue"} and set(preview["Unit"]) == {
+        "NORTH · North region"
+    }
+    assert not at.button(key="up_commit").disabled

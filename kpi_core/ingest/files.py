@@ -7,7 +7,8 @@ each member, so a "zip bomb" is refused without inflating it.
 
 calamine silently drops two things users must hear about: formula cells saved without a result
 (files written by scripts, never opened in Excel) and merged ranges. The first is found by
-scanning the sheet XML for `<f>` without a value; merged ranges come from calamine itself.
+scanning the sheet XML for `<f>` without a value (a text formula whose saved result is empty,
+`IF(x="","",…)`, is a blank, not one of them); merged ranges come from calamine itself.
 
 A long sheet is parsed in pieces side by side, one per core (`_pieces`): calamine lets go of
 Python's lock while it parses, and the scan above runs meanwhile.
@@ -286,9 +287,11 @@ class _Tags:
     prefix: bytes
     row: bytes  # b"<row ", b"<x:row "
     formula: bytes  # b"<f"
-    # A cell holding a formula, and the start of what follows it (its saved value, if any).
+    # A cell holding a formula: its reference, its other attributes, and the start of what
+    # follows the formula (its saved value, if any).
     cell_with_formula: re.Pattern
     value_follows: re.Pattern
+    empty_value: re.Pattern  # a saved value that is empty: <v/>, <v></v>
     error_cell: re.Pattern  # a cell showing an Excel error, and its insides
     value: re.Pattern
     row_with_cells: re.Pattern  # a row with cells
@@ -308,9 +311,10 @@ def _tags_for(prefix: bytes) -> _Tags:
         prefix,
         b"<" + prefix + b"row ",
         b"<" + prefix + b"f",
-        re.compile(rb'<%sc r="([A-Z]+[0-9]+)"[^>]*>\s*<%sf[^>]*?(?:/>|>[^<]*</%sf>)(.{0,16})'
+        re.compile(rb'<%sc r="([A-Z]+[0-9]+)"([^>]*)>\s*<%sf[^>]*?(?:/>|>[^<]*</%sf>)(.{0,24})'
                    % (p, p, p), re.S),
         re.compile(rb"\s*<%sv>[^<]" % p),
+        re.compile(rb"\s*<%sv\s*(?:/>|>\s*</%sv>)" % (p, p)),
         re.compile(rb'<%sc ([^>]*\bt="e"[^>]*)>(.*?)</%sc>' % (p, p), re.S),
         re.compile(rb"<%sv>([^<]*)</%sv>" % (p, p)),
         re.compile(rb'<%srow\b[^>]*?\br="([0-9]+)"[^>]*?(?<!/)>' % p),
@@ -355,12 +359,19 @@ def _unreadable_cells(xml: bytes) -> tuple[list[str], list[tuple[str, str]]]:
     no_f = first >= 0 and xml.find(b"f", first, xml.rfind(b"sheetData")) < 0
     if no_f or tags.formula not in xml:
         return [], errors
+    # A formula whose result is the empty text (IF(x="","",…)) is saved by Excel as a text cell
+    # (t="str") with an empty value: a blank, like the cell it shows. Without t="str" an empty
+    # value is what openpyxl and other scripts write for a result never computed.
     formulas = [
         m[1].decode()
         for m in tags.cell_with_formula.finditer(xml)
-        if not tags.value_follows.match(m[2])
+        if not tags.value_follows.match(m[3])
+        and not (_TEXT_TYPE.search(m[2]) and tags.empty_value.match(m[3]))
     ]
     return formulas, errors
+
+
+_TEXT_TYPE = re.compile(rb'\bt="str"')
 
 
 def _oversized(xml: bytes, max_cells: int) -> tuple[int, int] | None:

@@ -58,6 +58,8 @@ class Intake:
     prepared_by: Actor  # whose scope the diff was filtered by
     blank_sheets: list[str] = field(default_factory=list)
     kind: str = "upload"  # "upload" (files) or "pull" (a database source)
+    # Which KPI each column (or KPI text) was bound to and how: shown before commit.
+    bindings: list[validate.Binding] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -122,6 +124,7 @@ def prepare(
     today: date | None = None,
     limits: files.Limits | None = None,
     progress=None,
+    choices: dict[tuple[str, str, str, str], str] | None = None,
 ) -> Intake:
     """Read, check and diff uploads without writing anything. `progress(fraction, text)` is
     called between steps. Raises FileError for a file that cannot be read at all."""
@@ -182,7 +185,7 @@ def prepare(
     return check_and_diff(
         wh, cat, names, records, findings, who, source=src, kind="upload", file_names=file_names,
         sha256=digest.hexdigest(), today=today, blank_sheets=blank_sheets, step=step,
-        where=uploads[0][0],
+        where=uploads[0][0], choices=choices,
     )  # fmt: skip
 
 
@@ -203,13 +206,21 @@ def check_and_diff(
     blank_sheets: list[str] | None = None,
     step=None,
     where: str = "",
+    choices: dict[tuple[str, str, str, str], str] | None = None,
 ) -> Intake:
-    """Records from any origin (files, a database pull) checked and compared: an Intake."""
+    """Records from any origin (files, a database pull) checked and compared: an Intake.
+    `choices`: the analyst's answers, a KPI code per binding (see `validate.check`)."""
     step = step or (lambda fraction, text: None)
     step(0.6, "Checking against the KPI library")
     locked = set(closed_months(wh))
     checked = validate.check(
-        records, cat, who.scope, today=today or clock.today(), locked=locked, names=names
+        records,
+        cat,
+        who.scope,
+        today=today or clock.today(),
+        locked=locked,
+        names=names,
+        choices=choices,
     )
     findings = findings + checked.findings
     if len(records) and not len(checked.rows) and not any(f.severity == "error" for f in findings):
@@ -224,7 +235,7 @@ def check_and_diff(
     step(1.0, "Ready")
     return Intake(
         source, file_names, sha256, findings, checked.rows, diff, effects, checked.invalid,
-        fingerprint, who, blank_sheets or [], kind,
+        fingerprint, who, blank_sheets or [], kind, checked.bindings,
     )  # fmt: skip
 
 
@@ -654,6 +665,29 @@ def describe(f: Finding) -> str:
     return f"{text} — {f.hint}" if f.hint else text
 
 
+def describe_binding(b: validate.Binding) -> str:
+    """One line per binding, the same on the command line and in logs: where, what it says,
+    the KPI and how it was matched."""
+    where = [b.file] if b.file else []
+    if b.sheet and b.sheet != b.file:
+        where.append(f"sheet '{b.sheet}'")
+    if b.column:
+        where.append(f"column {b.column}")
+    target = f"KPI {b.kpi} ({b.name}), matched by {b.how}" if b.kpi else "no KPI"
+    units = f", unit{'s' if len(b.units) > 1 else ''} {', '.join(b.units)}" if b.units else ""
+    problem = f" — {BINDING_PROBLEMS[b.problem]}" if b.problem else ""
+    return f"{', '.join(where)}: '{b.text}' → {target}{units}, {b.values} value(s){problem}"
+
+
+BINDING_PROBLEMS = {
+    "unknown": "no KPI has this code or name",
+    "ambiguous": "several KPIs have this name",
+    "not on tree": "not on the unit's tree",
+    "formula": "computed by its formula",
+    "no unit": "no known unit for its values",
+}
+
+
 def report(intake: Intake, cat: Catalog, committed: Committed | None = None) -> dict:
     """The intake as plain data (`import --json`): counts, lights that change, every problem."""
 
@@ -669,6 +703,20 @@ def report(intake: Intake, cat: Catalog, committed: Committed | None = None) -> 
         "counts": intake.counts,
         "turns": intake.turns(),
         "batch": committed.batch_id if committed else None,
+        "bindings": [
+            {
+                "file": b.file,
+                "sheet": b.sheet,
+                "column": b.column,
+                "text": b.text,
+                "kpi": b.kpi or None,
+                "how": b.how or None,
+                "units": list(b.units),
+                "values": b.values,
+                "problem": b.problem or None,
+            }
+            for b in intake.bindings
+        ],  # fmt: skip
         "problems": [
             {
                 "severity": f.severity,

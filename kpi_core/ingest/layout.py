@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from itertools import chain, islice, repeat
+from itertools import chain, islice, pairwise, repeat
 from operator import is_, itemgetter
 
 from kpi_core.ingest.files import Table, column_letter
@@ -62,7 +62,12 @@ INFORMATIONAL = {
 _ALIAS = {norm(a): (f, i) for f, names in FIELDS.items() for i, a in enumerate(names)}
 _SUBTOTAL = re.compile(r"^(合计|小计|总计|总额|共计|sub-?total|total|grand total)\b", re.I)
 _TITLE_PAIR = re.compile(r"^\s*([^:：]{1,12})\s*[:：]\s*(.+?)\s*$")
-_HEADER_SCAN = 30  # rows searched for a header
+_HEADER_SCAN = 30  # rows searched for the best header
+# A form-like sheet may open with a long form above its table: when the first rows hold no
+# header, the search goes on down to this row for the first one.
+_HEADER_FAR = 1000
+# A month written as a decimal number ("2024.03"): an amount such as 1931.04 reads the same.
+_DECIMAL_MONTH = re.compile(r"\s*\d{4}\.\d{1,2}\s*")
 
 
 @dataclass
@@ -145,17 +150,20 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
     context = _sheet_context(table, names)
     header = _find_header(rows, 0, names, table)
     if header is None:
+        looked = min(len(rows), _HEADER_FAR)
+        far = len(rows) > _HEADER_FAR
         findings.append(
             Finding(
                 "warning", table.file, label, None, None,
-                "no header row found (looked for period/期间, unit/部门, KPI/指标, value/实际值, "
-                "KPI names as columns or months as columns)",
-                "add such a header, or load the sheet with a mapping profile",
+                f"no header row found in rows 1–{looked} (looked for period/期间, unit/部门, "
+                "KPI/指标, value/实际值, KPI names as columns or months as columns)",
+                "move the table up to the first rows, or load the sheet with a mapping profile"
+                if far else "add such a header, or load the sheet with a mapping profile",
             )
         )  # fmt: skip
         return Records(), findings
     _fill_merged_headers(rows, table.merged, header.row)
-    header = _find_header(rows, 0, names, table) or header
+    header = _find_header(rows, max(0, header.row - _HEADER_SCAN + 1), names, table) or header
     _title_context(rows, header.row, names, context)
     value_merges = _fill_merged_labels(table, header, findings)
     out = Records()
@@ -280,10 +288,17 @@ def _header_at(rows, r: int, names: Names, table: Table) -> _Header | None:
             recognised += 1
         elif key in INFORMATIONAL:
             recognised += 1
-        elif isinstance(c, str) and names.kpi(c) is not None:
+        elif isinstance(c, str) and names.kpi_match(c).kpis:
             kpi_cols[j] = c
         elif _is_month(c):
             month_cols[j] = c
+    # Decimal numbers read as months (1931.04 → 1931-04) are amounts unless the whole row
+    # reads as a header of months: all its months written so, in order, within a few years,
+    # beside nothing but text.
+    dotted = [j for j, c in month_cols.items() if isinstance(c, str) and
+              _DECIMAL_MONTH.fullmatch(c)]  # fmt: skip
+    if dotted and not _months_header(cells, month_cols, dotted):
+        month_cols = {j: c for j, c in month_cols.items() if j not in dotted}
     # Dates beside numbers, or two dates in one month, are a row of data (an order's dates and
     # amounts), not months over columns: such a row must not outscore the real header above.
     dates = [c for c in month_cols.values() if isinstance(c, date)]
@@ -311,6 +326,26 @@ def _header_at(rows, r: int, names: Names, table: Table) -> _Header | None:
     return _Header(r, {f: j for f, (j, _) in fields.items()}, kpi_cols, month_cols, labels, score)
 
 
+def _months_header(cells: list, month_cols: dict[int, object], dotted: list[int]) -> bool:
+    """Whether a row with months written as decimal numbers reads as a header of months."""
+    if len(dotted) < 2 or len(dotted) != len(month_cols):
+        return False
+    others = [c for j, c in enumerate(cells) if c is not None and j not in month_cols]
+    if any(not isinstance(c, str) or _number_text(c) for c in others):
+        return False
+    months = [parse_period(cells[j]).start for j in sorted(dotted)]
+    steps = [(b.year - a.year) * 12 + b.month - a.month for a, b in pairwise(months)]
+    return all(s > 0 for s in steps) and sum(steps) <= 60
+
+
+def _number_text(c: str) -> bool:
+    try:
+        float(c.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
 def _is_month(c: object) -> bool:
     if isinstance(c, date):
         # A time of day makes it a moment (an update stamp), not a month; whole days come
@@ -325,11 +360,21 @@ def _is_month(c: object) -> bool:
 
 
 def _find_header(rows, start: int, names: Names, table: Table) -> _Header | None:
+    """The best header among the rows from `start` on; when they hold none, the best among the
+    rows from the first header further down (a table below a long form)."""
     best = None
     for r in range(start, min(len(rows), start + _HEADER_SCAN)):
         h = _header_at(rows, r, names, table)
         if h is not None and (best is None or h.score > best.score):
             best = h
+    if best is None and start == 0:
+        first = next(
+            (r for r in range(_HEADER_SCAN, min(len(rows), _HEADER_FAR))
+             if _header_at(rows, r, names, table) is not None),
+            None,
+        )  # fmt: skip
+        if first is not None:
+            return _find_header(rows, first, names, table)
     return best
 
 

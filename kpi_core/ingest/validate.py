@@ -7,14 +7,17 @@ cell; a row with any error is left out of what can be committed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
+from operator import is_
 
 import numpy as np
 import pandas as pd
 
+from kpi_core import formula
 from kpi_core.access import Scope
 from kpi_core.catalog import Catalog
+from kpi_core.errors import KpiError
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import Names
 from kpi_core.library import AGGREGATIONS
@@ -25,10 +28,33 @@ MAX_LISTED = 200  # problems listed per kind; the rest are counted
 
 
 @dataclass(frozen=True)
+class Binding:
+    """Which KPI a column holds (or, in a KPI column, a text names), and how that was decided:
+    shown to the analyst before anything is loaded."""
+
+    file: str
+    sheet: str
+    column: str  # the place, as findings name it: "header B (Sales)", "C (指标)", "profile 'x' …"
+    text: str  # what the file says: the header, the cell, the profile's KPI code
+    kpi: str  # the KPI's code; "" when the text names none or several
+    name: str  # the KPI's names, "销售额 / Sales"
+    how: str  # "code", "name", "profile", "source", or "" (no KPI matched)
+    units: tuple[str, ...]  # the units its values are for
+    values: int
+    problem: str  # "", "unknown", "ambiguous", "not on tree", "formula", "no unit"
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What the analyst's answer is given for (`check(choices=…)`)."""
+        return (self.file, self.sheet, self.column, self.text)
+
+
+@dataclass(frozen=True)
 class Checked:
     rows: pd.DataFrame  # kpi_id, unit_id, period, value, file, sheet, row, at: rows without errors
     findings: list[Finding]
     invalid: int  # records left out for errors
+    bindings: list[Binding] = field(default_factory=list)
 
 
 def check(
@@ -39,7 +65,10 @@ def check(
     today: date,
     locked: set[date],
     names: Names | None = None,
+    choices: dict[tuple[str, str, str, str], str] | None = None,
 ) -> Checked:
+    """`choices`: the analyst's answers, a KPI code per binding (`Binding.key`): those values
+    go to that KPI, whatever the text matched."""
     names = names or Names(cat)
     n = len(records)
     findings: list[Finding] = []
@@ -75,12 +104,47 @@ def check(
                 )  # fmt: skip
             )
 
+    def grouped(mask: np.ndarray, by_unit: bool, message, hint) -> None:
+        """Report the records in `mask` once per column (and unit, `by_unit`) they come from,
+        at the first one's row: a column bound to the wrong KPI is one problem, not a row's."""
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return
+        bad[idx] = True
+        keys = _group_keys(records, idx, kpi_code, unit_code if by_unit else None)
+        first, counts = np.unique(keys, return_index=True, return_counts=True)[1:]
+        for j in np.argsort(first, kind="stable")[:MAX_LISTED].tolist():
+            i = int(idx[first[j]])
+            findings.append(
+                Finding(
+                    "error", records.file[i], records.sheet[i], records.row[i],
+                    at["kpi"][i] or None, message(i, int(counts[j])), hint(i),
+                )
+            )  # fmt: skip
+
     # Each distinct raw text is looked up once; records get its result by their code.
     kpi_code, kpi_raw = pd.factorize(np.asarray(records.kpi, dtype=object), use_na_sentinel=False)
-    kpis = [names.kpi(_text(x)) for x in kpi_raw]
+    matches = [names.kpi_match(_text(x)) for x in kpi_raw]
+    kpis = [m.kpi for m in matches]
     kpi_ids = np.array([k.id if k else 0 for k in kpis], dtype=np.int32)[kpi_code]
+    several = np.array([len(m.kpis) > 1 for m in matches], dtype=bool)[kpi_code]
     raw = records.kpi
-    problem(kpi_ids == 0, "kpi",
+    chosen = _chosen(records, cat, choices or {}, kpi_raw, kpi_code)
+    if chosen:
+        for i_kpi, idx in chosen.values():
+            kpi_ids[idx], several[idx] = i_kpi, False
+    answered = np.zeros(n, dtype=bool)
+    for _, idx in chosen.values():
+        answered[idx] = True
+    # A name two KPIs share is a question for the analyst: the reader does not pick.
+    grouped(several, False,
+            lambda i, n: f"'{_text(raw[i])}' could be KPI "
+                         f"{' or '.join(_named(k) for k in matches[kpi_code[i]].kpis)}: "
+                         f"{n} value(s) left out",
+            lambda i: "write the code of the KPI you mean in place of the name ("
+                      f"{' or '.join(k.code for k in matches[kpi_code[i]].kpis)}), or load the "
+                      "sheet with a mapping profile")  # fmt: skip
+    problem((kpi_ids == 0) & ~several, "kpi",
             lambda i: f"unknown KPI '{_text(raw[i])}'" if raw[i] is not None else "no KPI given",
             lambda i: names.kpi_hint(_text(raw[i])) or "check the KPI library for its code"
             if raw[i] is not None else "fill in the KPI code or name", own=True)  # fmt: skip
@@ -107,6 +171,25 @@ def check(
             lambda i: f"unit '{cat.units[unit_ids[i]].code}' is outside your scope",
             lambda i: "upload only the units you are responsible for, or ask an admin",
             own=True)  # fmt: skip
+
+    # A KPI found by its name must be on the unit's tree: a column "Sales" on the car unit's
+    # sheet is not the retail department's "Sales". A code (in a header, a KPI cell or a
+    # profile's measure) is the analyst's own choice, and a KPI on no tree at all is nobody
+    # else's: both are loaded as given.
+    relevant = _relevant_pairs(cat)
+    if relevant is not None:
+        by_name = np.array([m.how == "name" for m in matches], dtype=bool)[kpi_code]
+        on_a_tree = np.zeros(len(columns.aggregation), dtype=bool)
+        on_a_tree[np.unique(relevant % _PAIR)] = True
+        known = by_name & ~answered & (kpi_ids != 0) & (unit_ids != 0) & ~bad & on_a_tree[kpi_ids]
+        pair = unit_ids.astype(np.int64) * _PAIR + kpi_ids
+        off = known & ~np.isin(pair, relevant)
+        grouped(off, True,
+                lambda i, n: _off_tree(cat, raw[i], at["kpi"][i], matches[kpi_code[i]].how,
+                                       kpi_ids[i], unit_ids[i], n),
+                lambda i: _off_tree_hint(cat, at["kpi"][i], kpi_ids[i], unit_ids[i]))  # fmt: skip
+    else:
+        off = np.zeros(n, dtype=bool)
 
     period_code, period_raw = pd.factorize(
         np.asarray(records.period, dtype=object), use_na_sentinel=False
@@ -179,7 +262,197 @@ def check(
     findings += dup_findings
     # A repeat of the same value is a warning and one copy is loaded: it is not invalid.
     invalid = int((bad & ~blank).sum()) + conflicting
-    return Checked(kept, findings, invalid)
+    bindings = _bindings(records, cat, matches, kpi_code, unit_code, units, is_formula, off)
+    bindings = [_answered(b, cat, choices) for b in bindings] if choices else bindings
+    return Checked(kept, findings, invalid, bindings)
+
+
+_PAIR = 1 << 32  # a (unit, KPI) pair as one number: unit id × _PAIR + KPI id
+
+
+def _named(k) -> str:
+    return f"{k.code} ({k.name_zh} / {k.name_en})"
+
+
+def _relevant_pairs(cat: Catalog) -> np.ndarray | None:
+    """The (unit, KPI) pairs a value may be loaded for, as `_PAIR` numbers: the KPIs on the
+    tree of the unit, of the units above it (their totals are summed from it) and below it,
+    with the KPIs they are computed from (a ratio's numerator and denominator, a formula's
+    inputs). None when the library has no tree: nothing to check against."""
+    memo = cat.memo.get(("relevant_pairs",), cat)
+    if memo is not cat:
+        return memo
+    result = None
+    if cat.edges:
+        on: dict[int, set[int]] = {}
+        for e in cat.edges:
+            for u, k in ((e.parent_unit, e.parent_kpi), (e.child_unit, e.child_kpi)):
+                if k in cat.kpis:
+                    on.setdefault(u, set()).add(k)
+        parts: dict[int, set[int]] = {}
+        for k in cat.kpis.values():
+            codes = {k.numerator, k.denominator} | (
+                formula.references(k.parsed) if k.parsed is not None else set()
+            )
+            parts[k.id] = {cat.kpi_by_code[c].id for c in codes if c in cat.kpi_by_code}
+        pairs = []
+        for u in cat.units:
+            kpis: set[int] = set()
+            for v in (*cat.ancestors(u), *cat.descendants(u)):
+                kpis |= on.get(v, set())
+            todo = list(kpis)
+            while todo:
+                for p in parts.get(todo.pop(), ()):
+                    if p not in kpis:
+                        kpis.add(p)
+                        todo.append(p)
+            pairs += [u * _PAIR + k for k in kpis]
+        result = np.array(sorted(pairs), dtype=np.int64)
+    cat.memo[("relevant_pairs",)] = result
+    return result
+
+
+def _own_kpis(cat: Catalog, unit_id: int) -> list[str]:
+    """The codes of the KPIs on a unit's own scorecard (any version), in the tree's order."""
+    seen = sorted(
+        {(e.sort_order, e.child_kpi) for e in cat.edges
+         if e.child_unit == unit_id and e.child_kpi in cat.kpis}
+    )  # fmt: skip
+    return list(dict.fromkeys(cat.kpis[k].code for _, k in seen))
+
+
+def _off_tree(cat: Catalog, raw, place: str, how: str, kpi_id, unit_id, n: int) -> str:
+    k, u = cat.kpis[int(kpi_id)], cat.units[int(unit_id)].code
+    if place.startswith("header "):
+        return (
+            f"column '{_text(raw)}' is KPI {_named(k)} by its {how}, but {k.code} is not on "
+            f"unit {u}'s tree: {n} value(s) left out"
+        )
+    return f"KPI {_named(k)} is not on unit {u}'s tree: {n} value(s) left out"
+
+
+def _off_tree_hint(cat: Catalog, place: str, kpi_id, unit_id) -> str:
+    k, unit = cat.kpis[int(kpi_id)], cat.units[int(unit_id)]
+    codes = _own_kpis(cat, unit.id)
+    shown = ", ".join(codes[:8]) + (", …" if len(codes) > 8 else "")
+    if not codes:
+        return f"add {k.code} to {unit.code}'s tree first, or check the unit"
+    if place.startswith("header "):
+        return (
+            f"write the code of one of {unit.code}'s KPIs in the header instead ({shown}), "
+            f"or add {k.code} to {unit.code}'s tree first"
+        )
+    return f"use one of {unit.code}'s KPIs instead ({shown}), or add {k.code} to {unit.code}'s tree first"
+
+
+def _group_keys(records: Records, idx: np.ndarray, kpi_code: np.ndarray, unit_code) -> np.ndarray:
+    """One number per record of `idx`: equal for the records of one file, sheet, KPI place,
+    KPI text (and unit code, when given)."""
+    parts = [_text_codes(getattr(records, f), idx) for f in ("file", "sheet", "kpi_at")]
+    parts.append(kpi_code[idx])
+    if unit_code is not None:
+        parts.append(unit_code[idx])
+    key = np.zeros(len(idx), dtype=np.int64)
+    for p in parts:
+        key = key * (int(p.max(initial=0)) + 1) + p
+    return key
+
+
+def _chosen(records, cat: Catalog, choices: dict, kpi_raw, kpi_code) -> dict:
+    """The records each answer is for: {binding key: (KPI id, record indices)}."""
+    out = {}
+    for key, code in choices.items():
+        kpi = cat.kpi_by_code.get(code)
+        if kpi is None:
+            raise KpiError(
+                f"'{code}' is not a KPI code of the library — choose the KPI for column "
+                f"{key[2]} of sheet '{key[1]}' again"
+            )
+        file, sheet, place, text = key
+        codes = [j for j, x in enumerate(kpi_raw) if x is not None and str(_text(x)) == text]
+        idx = np.flatnonzero(np.isin(kpi_code, codes))
+        idx = np.array(
+            [i for i in idx.tolist() if records.file[i] == file and records.sheet[i] == sheet
+             and records.kpi_at[i] == place],
+            dtype=np.int64,
+        )  # fmt: skip
+        if len(idx):
+            out[key] = (kpi.id, idx)
+    return out
+
+
+def _answered(b: Binding, cat: Catalog, choices: dict) -> Binding:
+    code = choices.get(b.key)
+    if code is None or b.problem in ("formula", "no unit"):
+        return b
+    k = cat.kpi_by_code[code]
+    problem = "formula" if k.aggregation == "formula" else ""
+    return replace(b, kpi=k.code, name=f"{k.name_zh} / {k.name_en}", how="analyst",
+                   problem=problem)  # fmt: skip
+
+
+def _text_codes(values: list, idx: np.ndarray) -> np.ndarray:
+    """Equal numbers for equal texts among `values[idx]`. A sheet's records share one string
+    object per place, in long runs: the runs are found by identity at C speed, and only their
+    first texts compared."""
+    n = len(values)
+    if n == 0 or values.count(values[0]) == n:  # one text throughout (C speed)
+        return np.zeros(len(idx), dtype=np.int64)
+    same = np.frombuffer(bytes(map(is_, values[1:], values[:-1])), dtype=bool)
+    starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
+    if len(starts) > n // 4:  # no runs to speak of: compare every text
+        codes = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)[0]
+        return codes[idx]
+    firsts = np.empty(len(starts), dtype=object)
+    firsts[:] = [values[i] for i in starts.tolist()]
+    run_codes = pd.factorize(firsts, use_na_sentinel=False)[0]
+    return np.repeat(run_codes, np.diff(np.append(starts, n)))[idx]
+
+
+def _bindings(records, cat, matches, kpi_code, unit_code, units, is_formula, off) -> list[Binding]:
+    """Every distinct (file, sheet, KPI place, KPI text) and the KPI it was bound to."""
+    n = len(records)
+    if not n:
+        return []
+    idx = np.arange(n)
+    keys = _group_keys(records, idx, kpi_code, None)
+    uniq, first, group = np.unique(keys, return_index=True, return_inverse=True)
+    counts = np.bincount(group, minlength=len(uniq))
+    any_off = np.bincount(group, weights=off, minlength=len(uniq)) > 0
+    any_formula = np.bincount(group, weights=is_formula, minlength=len(uniq)) > 0
+    # The units of each group, in the order they first appear.
+    group = group.reshape(-1)
+    pair = group.astype(np.int64) * (int(unit_code.max(initial=0)) + 1) + unit_code
+    _, at = np.unique(pair, return_index=True)
+    at.sort()
+    unit_lists: dict[int, list[str]] = {}
+    for g, u in zip(group[at].tolist(), unit_code[at].tolist(), strict=True):
+        unit = units[u]
+        if unit is not None:
+            unit_lists.setdefault(g, []).append(unit.code)
+    out = []
+    for g in np.argsort(first, kind="stable").tolist():
+        i = int(first[g])
+        m = matches[kpi_code[i]]
+        place = records.kpi_at[i] or ""
+        how = m.how
+        if place.startswith(("profile '", "source '")) and m.kpis:
+            how = place.split(" ", 1)[0]
+        problem = (
+            "unknown" if not m.kpis else "ambiguous" if len(m.kpis) > 1
+            else "formula" if any_formula[g] else "not on tree" if any_off[g]
+            else "" if g in unit_lists else "no unit"
+        )  # fmt: skip
+        k = m.kpi
+        out.append(
+            Binding(
+                records.file[i], records.sheet[i], place,
+                "" if records.kpi[i] is None else str(_text(records.kpi[i])),
+                k.code if k else "", f"{k.name_zh} / {k.name_en}" if k else "", how,
+                tuple(unit_lists.get(g, [])), int(counts[g]), problem,
+            )
+        )  # fmt: skip
+    return out
 
 
 FIELDS = ("period", "unit", "kpi", "value")

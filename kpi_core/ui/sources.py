@@ -26,6 +26,7 @@ from kpi_core.ingest.names import norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 from kpi_core.ui.upload import (
+    bindings_section,
     commit_panel,
     done_message,
     history_section,
@@ -551,6 +552,7 @@ def _pull(ctx: PageContext, source: sources.Source) -> None:
     st.markdown(say(ctx, it, "up_source_is", source=md(it.source)))
     tag = _tag(key)
     report(ctx, it, tag, hint=None if nothing_new else ctx.t("src_nothing_found_hint"))
+    bindings_section(ctx, it)
     preview(ctx, it, tag)
     done = commit_panel(ctx, it, tag, key="src_commit")
     if done is not None:

@@ -30,7 +30,7 @@ from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import files, intake, profile, template
 from kpi_core.ingest.layout import FIELDS, Finding
-from kpi_core.ingest.names import norm
+from kpi_core.ingest.names import Names, norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 from kpi_core.ui.widgets import error_text, md, parts_text
@@ -384,10 +384,18 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
         return []
     st.session_state.pop("up_done", None)
     uploads = [(f.name, f.getvalue()) for f in uploaded]
-    key = (digest(uploads), chosen or "", (source or "").strip())
+    # The analyst's answers (a KPI per column) hold for these files only.
+    files_digest = digest(uploads)
+    answers = st.session_state.get("up_answers")
+    if answers is None or answers[0] != files_digest:
+        answers = st.session_state.up_answers = (files_digest, {})
+    key = (files_digest, chosen or "", (source or "").strip(), tuple(sorted(answers[1].items())))
     held = st.session_state.get("up_intake")
     if held is None or held[0] != key:
-        held = (key, *_prepare(ctx, uploads, chosen, (source or "").strip() or None))
+        held = (
+            key,
+            *_prepare(ctx, uploads, chosen, (source or "").strip() or None, dict(answers[1])),
+        )
         st.session_state.up_intake = held
     else:
         _, it, error, seconds = held
@@ -405,6 +413,7 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
     # Widgets of this intake have keys of their own: another file or profile starts afresh.
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
     report(ctx, it, tag, hint=None if chosen else ctx.t("up_nothing_found_hint"))
+    bindings_section(ctx, it, answers=answers[1])
     preview(ctx, it, tag)
     done = commit_panel(ctx, it, tag, key="up_commit")
     if done is not None:
@@ -417,7 +426,7 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
     return uploads
 
 
-def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None):
+def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None, choices=None):
     """Run the checks with a progress bar: (intake or None, error message or None, seconds)."""
     started = time.monotonic()
     n = len(uploads)
@@ -431,7 +440,13 @@ def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None)
         it = None
         try:
             it = intake.prepare(
-                ctx.wh, uploads, ctx.actor, mapping=mapping, source=source, progress=progress
+                ctx.wh,
+                uploads,
+                ctx.actor,
+                mapping=mapping,
+                source=source,
+                progress=progress,
+                choices=choices or None,
             )
         except WarehouseBusyError:
             error = ctx.t("warehouse_busy")
@@ -513,6 +528,100 @@ def report(ctx: PageContext, it: intake.Intake, tag: str, *, hint: str | None = 
             ctx.t("up_col_hint"): st.column_config.TextColumn(width="large"),
         },
     )
+
+
+def bindings_frame(it: intake.Intake, cat: Catalog, lang: str) -> pd.DataFrame:
+    """Every binding of a KPI to a column or KPI text, problems first."""
+    rows = sorted(it.bindings, key=lambda b: b.problem == "")
+
+    def t(key: str) -> str:
+        return i18n.t(key, lang)
+
+    def kpi(b) -> str:
+        k = cat.kpi_by_code.get(b.kpi)
+        return f"{k.code} · {k.name(lang)}" if k else "—"
+
+    def place(b) -> str:
+        sheet = f" / {b.sheet}" if b.sheet and b.sheet != b.file else ""
+        return f"{b.file}{sheet} · {translate(b.column, lang)}"
+
+    return pd.DataFrame(
+        {
+            t("up_bind_col_place"): [place(b) for b in rows],
+            t("up_bind_col_text"): [b.text for b in rows],
+            t("up_bind_col_kpi"): [kpi(b) for b in rows],
+            t("up_bind_col_how"): [t("up_bind_how_" + b.how) for b in rows],
+            t("up_bind_col_units"): [i18n.join(list(b.units), lang) for b in rows],
+            t("up_bind_col_values"): [b.values for b in rows],
+            t("up_bind_col_status"): [t("up_bind_" + (b.problem or "ok")) for b in rows],
+        }
+    )
+
+
+def bindings_section(ctx: PageContext, it: intake.Intake, answers: dict | None = None) -> None:
+    """Which KPI each column feeds and how that was decided, before anything is loaded: no
+    value goes in by a match the analyst did not see. With `answers` (the Upload page), a
+    binding in question — a name several KPIs share, a KPI off the unit's tree, an unknown
+    text — is answered by choosing its KPI; the files are then checked again."""
+    if not it.bindings:
+        return
+    st.subheader(ctx.t("up_bindings"))
+    st.caption(ctx.t("up_bindings_caption"))
+    bad = sum(1 for b in it.bindings if b.problem)
+    if bad:
+        st.warning(ctx.t("up_bindings_problems", n=bad))
+    st.dataframe(
+        bindings_frame(it, ctx.cat, ctx.lang),
+        hide_index=True,
+        placeholder="—",
+        width="stretch",
+        column_config={
+            ctx.t("up_bind_col_place"): st.column_config.TextColumn(width=260),
+            ctx.t("up_bind_col_values"): st.column_config.NumberColumn(width=80),
+            ctx.t("up_bind_col_status"): st.column_config.TextColumn(width="medium"),
+        },
+    )
+    if answers is None:
+        return
+    asked = [b for b in it.bindings
+             if b.problem in ("ambiguous", "not on tree", "unknown") or b.how == "analyst"]  # fmt: skip
+    if not asked:
+        return
+    st.markdown(f"**{ctx.t('up_bind_ask')}**")
+    for b in asked:
+        options = _kpi_options(ctx.cat, b)
+        wkey = "up_bind_" + hashlib.sha256(repr(b.key).encode()).hexdigest()[:12]
+        current = answers.get(b.key)
+        st.selectbox(
+            ctx.t(
+                "up_bind_choose", place=f"{b.sheet} · {translate(b.column, ctx.lang)}", text=b.text
+            ),
+            options,
+            index=options.index(current) if current in options else None,
+            format_func=lambda c: kpi_text(ctx.cat, ctx.cat.kpi_by_code[c].id, ctx.lang),
+            placeholder=ctx.t("up_bind_placeholder"),
+            key=wkey,
+            on_change=_answer,
+            args=(answers, b.key, wkey),
+        )
+
+
+def _answer(answers: dict, key: tuple, widget: str) -> None:
+    code = st.session_state.get(widget)
+    if code:
+        answers[key] = code
+    else:
+        answers.pop(key, None)
+
+
+def _kpi_options(cat: Catalog, b) -> list[str]:
+    """The KPIs to choose from: those the text could mean, the units' own, then the rest."""
+    first = [k.code for k in Names(cat).kpi_match(b.text).kpis]
+    units = {cat.unit_by_code[u].id for u in b.units if u in cat.unit_by_code}
+    own = [cat.kpis[e.child_kpi].code for e in sorted(cat.edges, key=lambda e: e.sort_order)
+           if e.child_unit in units and e.child_kpi in cat.kpis]  # fmt: skip
+    rest = sorted(k.code for k in cat.kpis.values() if k.aggregation != "formula")
+    return list(dict.fromkeys([*first, *own, *rest]))
 
 
 def preview(ctx: PageContext, it: intake.Intake, tag: str) -> None:
