@@ -564,6 +564,13 @@ def worker(job: dict) -> None:
         results["after"] = after_writes(wh.one)
         out[name] = {"times": times, "results": results, "catalog_ms": cat_ms}
         wh.close()
+    # DuckLake's data files are immutable: each write adds files (and deletion files).
+    lake_files = sorted((tmp / "lake_data").rglob("*.parquet"))
+    out["lake_files_after"] = [len(lake_files), sum(p.stat().st_size for p in lake_files)]
+    with LakeWarehouse(lake._setup[:3], "lake").cursor() as cur:
+        out["lake_snapshots"] = cur.execute(
+            "SELECT count(*) FROM ducklake_snapshots('lake')"
+        ).fetchall()[0][0]
     lake_only = LakeWarehouse(lake._setup[:3], "lake")
     out["writers"] = two_writers(lake_only._open, job["picked"])
     print("RESULT " + json.dumps(out, default=str))
@@ -784,7 +791,9 @@ def pg_copy_tables(server, db: str, wh: Warehouse, tmp: Path) -> float:
     with server.connect(db) as pg:
         for table, cols in ddl.items():
             body = ", ".join(f"{c} {PG_TYPES[t]}" for c, t in cols)
-            pg.execute(f"CREATE TABLE {table} ({body})")
+            # Room on each page for in-place (HOT) updates of the tables uploads update.
+            fill = " WITH (fillfactor = 90)" if table in ("actual", "actual_year") else ""
+            pg.execute(f"CREATE TABLE {table} ({body}){fill}")
     for table, cols in ddl.items():
         names = [c for c, _ in cols]
         frame = wh.df(f"SELECT * FROM {table}")  # noqa: S608 - our own table names
@@ -814,9 +823,18 @@ def export_parquet(wh: Warehouse, folder: Path) -> dict[str, str]:
 
 def copy_csv(cur, table: str, frame: pd.DataFrame) -> None:
     """What `cur.register(name, frame)` does for DuckDB: the frame into a table, by COPY."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    # Arrow's CSV writer, not pandas': 100,000 rows in ~30 ms instead of ~300 ms.
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(
+        pa.Table.from_pandas(frame, preserve_index=False), buf,
+        pacsv.WriteOptions(include_header=False, quoting_style="needed"),
+    )  # fmt: skip
     cols = ", ".join(frame.columns)
     with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as cp:
-        cp.write(frame.to_csv(index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f"))
+        cp.write(buf.getvalue().to_pybytes())
 
 
 def pg_writes(dsn: str, picked: dict, args) -> dict:
@@ -972,6 +990,9 @@ def main() -> None:
                   f" migrations: {len(m['failed'])} of {m['statements']} statements fail")  # fmt: skip
             for f in m["failed"]:
                 print("  " + f)
+            n, size = lake["lake_files_after"]
+            print(f"  after the writes: {n} Parquet files ({size / 1e6:.1f} MB), "
+                  f"{lake['lake_snapshots']} snapshots in the catalog")  # fmt: skip
             writers["ducklake"] = lake["writers"]
             for name in ("ducklake", "duckdb 1.5.5 file"):
                 report[name] = lake[name]["times"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -105,6 +106,7 @@ def main() -> None:
     args = p.parse_args()
     import sqlglot
 
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its notes on each statement
     statements = Counter()
     by_hand: list[str] = []
     hits: dict[str, list[str]] = defaultdict(list)
