@@ -22,12 +22,16 @@ What runs, on the same data (bench/make_warehouse.py's file, built first if miss
   migrations to an empty DuckLake, statement by statement, and lists what fails.
 
 Timed, median of the runs after a warm-up, the connection held open as during a page run:
-(i) one leaf unit's scorecard, latest month; (ii) the company roll-up, latest year;
+(q) a one-row query (each engine's floor: DuckLake asks its catalog for a snapshot on every
+query); (i) one leaf unit's scorecard, latest month; (ii) the company roll-up, latest year;
 (iii) a 36-month trend of one KPI of one unit; (w1) a target save of `--cells` yearly rows
 (conflict check, new versions, audit rows, one transaction, as `planning.save_targets`);
 (w2) an upload-sized write of `--upload` changed actuals (as `intake._write`: replaced values
 kept, delete + insert, the audit change set, the yearly summary refreshed). Before timing, every
-engine's results of (i)–(iii) are compared with the file's (`check: ok` or the differences).
+engine's results of (i)–(iii) are compared with the file's; after the writes (the same number
+of runs everywhere) the written tables' counts and sums must agree (`check: ok`, else exit 1).
+Last, `two_writers`: two connections write at once, as two app servers would (other units'
+actuals, appends, the same target's next version), on PostgreSQL and on DuckLake.
 
 The DuckLake venv is made once (`--lake-venv`, default `$TMPDIR/kpi_bench_ducklake`, ~40 s, pip
 from the package registry); `--no-lake` skips DuckLake.
@@ -483,7 +487,7 @@ class LakeWarehouse(Warehouse):
                 cur.close()
 
 
-def lake_setup(job: dict, tmp: Path) -> list[str]:
+def lake_setup(tmp: Path) -> list[str]:
     import duckdb_extension_ducklake
     import duckdb_extension_postgres
 
@@ -509,7 +513,7 @@ def worker(job: dict) -> None:
     import duckdb
 
     tmp = Path(job["tmp"])
-    loads = lake_setup(job, tmp)
+    loads = lake_setup(tmp)
     out: dict[str, Any] = {"duckdb": duckdb.__version__}
 
     # The product's migrations on an empty DuckLake, statement by statement.
@@ -777,7 +781,7 @@ def _column(values: tuple, oid: int) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
-def pg_copy_tables(server, db: str, wh: Warehouse, tmp: Path) -> float:
+def pg_copy_tables(server, db: str, wh: Warehouse) -> float:
     t0 = time.perf_counter()
     with wh.hold() as con:
         ddl = {}
@@ -950,7 +954,7 @@ def main() -> None:
         server.create_database("lake")
         server.create_database("lake_mig")
         # Copies first: the writes below change the file.
-        copy_s = pg_copy_tables(server, "kpi", wh, tmp)
+        copy_s = pg_copy_tables(server, "kpi", wh)
         print(f"PostgreSQL {server.execute('SHOW server_version')[0][0]}: copied in {copy_s:.1f} s")
         tables = export_parquet(wh, tmp / "parquet")
         t.update(duckdb_writes(wh, "duckdb", picked, args))
