@@ -159,9 +159,26 @@ def by_source(wh, url: str, query: str, p: Profile):
     return sources.prepare_pull(wh, Source("s", url, query, p), service.SYSTEM, today=TODAY)
 
 
-def test_blanks_are_missing_on_every_path(wh, exports):
+def write_postgres(postgres, monkeypatch, header, lines, db="x20b_blanks") -> str:
+    """The lines in a real PostgreSQL table, amounts typed NUMERIC (blanks are NULL there,
+    spaces can't be numbers), read by the read-only account."""
+    postgres.create_database(db, drop=True)
+    cols = '"Order Date" DATE, "Region" TEXT, "Amount" NUMERIC'
+    postgres.execute(f"CREATE TABLE t ({cols})", db=db)
+    for day, region, amount in lines:
+        postgres.execute("INSERT INTO t VALUES (%s, %s, %s)",
+                         [day, region, amount.strip() or None], db=db)  # fmt: skip
+    postgres.grant_read(db)
+    monkeypatch.setenv("KPI_SOURCE_SECRET_READER", postgres.reader_password)
+    return postgres.url(user=postgres.reader, password="${KPI_SOURCE_SECRET_READER}", db=db)
+
+
+def test_blanks_are_missing_on_every_path(wh, exports, postgres, monkeypatch):
     cat = load_catalog(wh)
     runs = {
+        "postgresql": by_source(
+            wh, write_postgres(postgres, monkeypatch, HEADER, LINES), "SELECT * FROM t", mapping()
+        ),  # fmt: skip
         "xlsx": by_profile(wh, xlsx(HEADER, LINES), mapping()),
         "csv": by_source(
             wh, write_csv(exports / "t.csv", HEADER, LINES), "SELECT * FROM t", mapping()
