@@ -77,15 +77,6 @@ def land_frame(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> list[str]:
     return columns
 
 
-def number_rows(con: duckdb.DuckDBPyConnection) -> None:
-    """A source's rows numbered in the order they came (the result's row 1, 2, …)."""
-    con.execute(
-        "CREATE TABLE kpi_numbered AS SELECT row_number() OVER () AS kpi_row, * FROM pulled"
-    )
-    con.execute("DROP TABLE pulled")
-    con.execute("ALTER TABLE kpi_numbered RENAME TO pulled")
-
-
 class _Say:
     """Findings of one aggregation: `say(row, column, message, hint)` is an error."""
 
@@ -113,6 +104,19 @@ class _Plan:
         self.kinds: dict[str, str] = {}
         self.readings: dict[str, dates.Reading] = {}
         self.numbers: set[str] = set()
+        # Columns a source (or Parquet) already typed: read as they are, without maps.
+        described = con.execute("DESCRIBE pulled").fetchall()
+        self.types = {r[0]: str(r[1]).upper() for r in described}
+        # A sheet's rows carry their Excel row; a source's are numbered in the order they came.
+        self.row = (
+            "kpi_row" if "kpi_row" in self.types and "kpi_row" not in columns else ("rowid + 1")
+        )
+
+    def typed(self, real: str, kind: str) -> bool:
+        t = self.types.get(real, "VARCHAR")
+        if kind == NUM:
+            return t in _NUMERIC_TYPES or t.startswith("DECIMAL")
+        return t == "DATE" or t.startswith("TIMESTAMP")
 
     def col(self, name: str) -> str:
         return self.by_norm[norm(name)]
@@ -122,16 +126,24 @@ class _Plan:
         return self.slot.setdefault(real, len(self.slot))
 
     def build_text(self) -> None:
+        """A view of the used columns as text (blank: NULL), and as they are (`r`)."""
         cells = ", ".join(
-            f"NULLIF(trim(CAST({quote(c)} AS VARCHAR)), '') AS t{i}" for c, i in self.slot.items()
+            f"NULLIF(trim(CAST({quote(c)} AS VARCHAR)), '') AS t{i}, {quote(c)} AS r{i}"
+            for c, i in self.slot.items()
         )
-        self.con.execute(f"CREATE TEMP TABLE kpi_text AS SELECT kpi_row, {cells} FROM pulled")  # noqa: S608
+        self.con.execute(
+            f"CREATE TEMP VIEW kpi_text AS SELECT {self.row} AS kpi_row, {cells} FROM pulled"  # noqa: S608
+        )
 
     def infer(self, name: str) -> str:
         """How a column reads in arithmetic, judged on a sample of its distinct texts."""
         real = self.col(name)
         if real in self.kinds:
             return self.kinds[real]
+        for kind in (NUM, DATE):
+            if self.typed(real, kind):
+                self.kinds[real] = kind
+                return kind
         i = self.slot[real]
         sample = [r[0] for r in self.con.execute(
             f"SELECT DISTINCT t{i} FROM kpi_text WHERE t{i} IS NOT NULL LIMIT 500"  # noqa: S608
@@ -153,10 +165,12 @@ class _Plan:
     def date(self, name: str, *, months: bool) -> dates.Reading:
         real = self.col(name)
         self.kinds[real] = DATE
+        if real not in self.readings and self.typed(real, DATE):
+            self.readings[real] = dates.Reading()
         if real not in self.readings:
             i = self.slot[real]
             texts = [r[0] for r in self.con.execute(
-                f"SELECT DISTINCT regexp_replace(t{i}, ?, '') FROM kpi_text "  # noqa: S608
+                f"SELECT DISTINCT {_day(f't{i}')} FROM kpi_text "  # noqa: S608
                 f"WHERE t{i} IS NOT NULL", [dates.TIME]
             ).fetchall()]  # fmt: skip
             reading = dates.read(texts, self.fmt, months=months)
@@ -176,6 +190,8 @@ class _Plan:
         if real in self.numbers:
             return
         self.numbers.add(real)
+        if self.typed(real, NUM):
+            return
         i = self.slot[real]
         texts = [r[0] for r in self.con.execute(
             f"SELECT DISTINCT t{i} FROM kpi_text WHERE t{i} IS NOT NULL AND NOT "  # noqa: S608
@@ -190,29 +206,55 @@ class _Plan:
         self.con.unregister("kpi_pairs")
 
     def build_typed(self) -> None:
-        cols, joins = ["k.kpi_row"], []
+        cols, joins, params = ["k.kpi_row"], [], []
         for real, i in self.slot.items():
-            cols.append(f"k.t{i}")
-            if real in self.numbers:
+            # A typed number keeps its value (`r`); its text is made only where a query asks.
+            cols.append(f"k.r{i}" if self.typed(real, NUM) else f"k.t{i}")
+            if real in self.numbers and self.typed(real, NUM):
+                cast = f"CAST(k.r{i} AS DOUBLE)"
+                cols.append(f"CASE WHEN isfinite({cast}) THEN {cast} END AS n{i}")
+            elif real in self.numbers:
                 cast = f"TRY_CAST(k.t{i} AS DOUBLE)"
                 cols.append(f"CASE WHEN isfinite({cast}) THEN {cast} ELSE nm{i}.v END AS n{i}")
                 joins.append(f"LEFT JOIN nm{i} ON nm{i}.k = k.t{i}")
-            if real in self.readings:
+            if real in self.readings and self.typed(real, DATE):
+                cols.append(f"CAST(k.r{i} AS DATE) AS d{i}")
+            elif real in self.readings:
                 cols.append(f"dm{i}.v AS d{i}")
-                joins.append(f"LEFT JOIN dm{i} ON dm{i}.k = regexp_replace(k.t{i}, ?, '')")
+                joins.append(f"LEFT JOIN dm{i} ON dm{i}.k = {_day(f'k.t{i}')}")
+                params.append(dates.TIME)
         sql = f"CREATE TEMP TABLE kpi_typed AS SELECT {', '.join(cols)} FROM kpi_text k {' '.join(joins)}"  # noqa: S608
-        self.con.execute(sql, [dates.TIME] * sum(1 for r in self.slot if r in self.readings))
+        self.con.execute(sql, params)
 
     def column(self, name: str) -> expression.Column:
         real = self.col(name)
         i = self.slot[real]
         kind = self.kinds.get(real, NUM)
+        if self.typed(real, NUM):
+            number = f"n{i}" if real in self.numbers else f"CAST(r{i} AS DOUBLE)"
+            return expression.Column(kind, number, "NULL", f"CAST(r{i} AS VARCHAR)")
         return expression.Column(
             kind,
             number=f"n{i}" if real in self.numbers else f"TRY_CAST(t{i} AS DOUBLE)",
             date=f"d{i}" if real in self.readings else "NULL",
             text=f"t{i}",
         )
+
+    def raw(self, name: str) -> str:
+        """The column as it is, for counting (a typed number needs no text)."""
+        real = self.col(name)
+        i = self.slot[real]
+        return f"r{i}" if self.typed(real, NUM) else f"t{i}"
+
+
+_NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                  "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}  # fmt: skip
+
+
+def _day(sql: str) -> str:
+    """SQL for `dates.day_text` of a text (one `?`: dates.TIME): the time of day cut off, by a
+    regular expression only where there is a time."""
+    return f"CASE WHEN strpos({sql}, ':') > 0 THEN regexp_replace({sql}, ?, '') ELSE {sql} END"
 
 
 def _number(text: str) -> float | None:
@@ -316,11 +358,11 @@ def aggregate(
 
     unit, join = "NULL", ""
     if mapping.unit_column:
-        u = plan.slot[plan.col(mapping.unit_column)]
+        ut = plan.column(mapping.unit_column).text
         texts = [
             r[0]
             for r in con.execute(
-                f"SELECT DISTINCT t{u} FROM kpi_typed WHERE t{u} IS NOT NULL"  # noqa: S608
+                f"SELECT DISTINCT {ut} FROM kpi_typed WHERE {ut} IS NOT NULL"  # noqa: S608
             ).fetchall()
         ]
         known = {norm(k): v for k, v in mapping.unit_map.items()}
@@ -328,7 +370,7 @@ def aggregate(
             {"k": texts, "v": [known.get(norm(t), t) for t in texts]}, dtype=object
         )
         con.register("kpi_unit_map", pairs)
-        join = f"LEFT JOIN kpi_unit_map um ON um.k = t{u}"
+        join = f"LEFT JOIN kpi_unit_map um ON um.k = {ut}"
         unit = "um.v"
     selects, params = [], []
     conditions: list[tuple[str, list]] = []
@@ -352,7 +394,7 @@ def aggregate(
         refs = measures[i].references() if i in measures else [m.column] if m.column else []
         for name in refs:
             real = plan.col(name)
-            if real not in plan.numbers:
+            if real not in plan.numbers or plan.typed(real, NUM):
                 continue
             c = plan.slot[real]
             cond, cparams = conditions[i - 1]
@@ -433,7 +475,7 @@ def _place_bad(con, plan: _Plan, column: str, what: str, bad: dict[str, str], pl
     con.register("kpi_bad", pairs)
     rows = con.execute(
         f"SELECT kpi_row, t{c}, why FROM kpi_text JOIN kpi_bad ON kpi_bad.k = "  # noqa: S608
-        f"regexp_replace(t{c}, ?, '') ORDER BY kpi_row LIMIT {MAX_PLACED}",
+        f"{_day(f't{c}')} ORDER BY kpi_row LIMIT {MAX_PLACED}",
         [dates.TIME],
     ).fetchall()
     con.unregister("kpi_bad")
@@ -531,9 +573,9 @@ def _measure_sql(
         return f"count(*) FILTER (WHERE {where})", wparams
     col = plan.column(m.column)
     if m.agg == "count":
-        return f"count({col.text}) FILTER (WHERE {where})", wparams
+        return f"count({plan.raw(m.column)}) FILTER (WHERE {where})", wparams
     if m.agg == "count_distinct":
-        return f"count(DISTINCT {col.text}) FILTER (WHERE {where})", wparams
+        return f"count(DISTINCT {plan.raw(m.column)}) FILTER (WHERE {where})", wparams
     fn = "sum" if m.agg == "sum" else "avg"
     # Blank cells are NULL: a month of blanks sums to NULL — no value, not 0.
     return f"{fn}({col.number}) FILTER (WHERE {where})", wparams

@@ -667,9 +667,8 @@ def _missing_columns(mapping: profile.Profile, columns: list[str]) -> list[tuple
 def _records(
     mem, source: Source, columns: list[str], where: str, first: date | None, after: date | None
 ) -> tuple[Records, list[Finding]]:
-    """The same aggregation as a profile's on an uploaded sheet (`aggregation`), over the
-    pulled rows numbered in the order the query returned them."""
-    aggregation.number_rows(mem)
+    """The same aggregation as a profile's on an uploaded sheet (`aggregation`); a row is the
+    query result's, in the order it came."""
     place = aggregation.Place(
         where, "", f"source '{source.name}'",
         "cast the column to a number in the query, or filter those rows out "
