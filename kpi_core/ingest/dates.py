@@ -28,7 +28,7 @@ _TIME = re.compile(TIME)
 _ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _NUMERIC = re.compile(r"^(\d{1,4})([./-])(\d{1,2})\2(\d{1,4})$")
 _CHINESE = re.compile(r"^(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]$")
-_YEAR_INDEX = re.compile(r"^\d{1,2}\s*[-/.]\s*\d{1,2}$")
+_YEAR_INDEX = re.compile(r"^\d{1,2}-\d{2}$")
 
 
 class DateFormatError(ValueError):
