@@ -169,11 +169,15 @@ class _Plan:
             self.readings[real] = dates.Reading()
         if real not in self.readings:
             i = self.slot[real]
+            # Distinct texts, then their days in Python: no expression runs per row.
             texts = [r[0] for r in self.con.execute(
-                f"SELECT DISTINCT {_day(f't{i}')} FROM kpi_text "  # noqa: S608
-                f"WHERE t{i} IS NOT NULL", [dates.TIME]
+                f"SELECT DISTINCT t{i} FROM kpi_text WHERE t{i} IS NOT NULL"  # noqa: S608
             ).fetchall()]  # fmt: skip
-            reading = dates.read(texts, self.fmt, months=months)
+            days = {t: dates.day_text(t) for t in texts}
+            reading = dates.read(set(days.values()), self.fmt, months=months)
+            # Keyed by the whole text (time and all), as the rows hold it.
+            reading.dates = {t: reading.dates[d] for t, d in days.items() if d in reading.dates}
+            reading.bad = {t: reading.bad[d] for t, d in days.items() if d in reading.bad}
             self.readings[real] = reading
             pairs = pd.DataFrame(
                 {"k": list(reading.dates), "v": pd.to_datetime(list(reading.dates.values()))}
@@ -221,8 +225,7 @@ class _Plan:
                 cols.append(f"CAST(k.r{i} AS DATE) AS d{i}")
             elif real in self.readings:
                 cols.append(f"dm{i}.v AS d{i}")
-                joins.append(f"LEFT JOIN dm{i} ON dm{i}.k = {_day(f'k.t{i}')}")
-                params.append(dates.TIME)
+                joins.append(f"LEFT JOIN dm{i} ON dm{i}.k = k.t{i}")
         sql = f"CREATE TEMP TABLE kpi_typed AS SELECT {', '.join(cols)} FROM kpi_text k {' '.join(joins)}"  # noqa: S608
         self.con.execute(sql, params)
 
@@ -249,12 +252,6 @@ class _Plan:
 
 _NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                   "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}  # fmt: skip
-
-
-def _day(sql: str) -> str:
-    """SQL for `dates.day_text` of a text (one `?`: dates.TIME): the time of day cut off, by a
-    regular expression only where there is a time."""
-    return f"CASE WHEN strpos({sql}, ':') > 0 THEN regexp_replace({sql}, ?, '') ELSE {sql} END"
 
 
 def _number(text: str) -> float | None:
@@ -474,9 +471,8 @@ def _place_bad(con, plan: _Plan, column: str, what: str, bad: dict[str, str], pl
     pairs = pd.DataFrame({"k": list(bad), "why": list(bad.values())}, dtype=object)
     con.register("kpi_bad", pairs)
     rows = con.execute(
-        f"SELECT kpi_row, t{c}, why FROM kpi_text JOIN kpi_bad ON kpi_bad.k = "  # noqa: S608
-        f"{_day(f't{c}')} ORDER BY kpi_row LIMIT {MAX_PLACED}",
-        [dates.TIME],
+        f"SELECT kpi_row, t{c}, why FROM kpi_text JOIN kpi_bad ON kpi_bad.k = t{c} "  # noqa: S608
+        f"ORDER BY kpi_row LIMIT {MAX_PLACED}"
     ).fetchall()
     con.unregister("kpi_bad")
     for row, text, why in rows:
