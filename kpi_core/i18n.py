@@ -470,9 +470,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_kind_pull": ("数据库提取", "Database pull"),
     "up_pf_expression": ("或：表达式", "Or: expression"),
     "up_pf_expression_help": (
-        "用列计算，例如 [单价] * [数量] * (1 - [折扣])；填写后代替“列”，只能求和或平均。",
-        "Computed from columns, e.g. [price] * [qty] * (1 - [discount]); used instead of the "
-        "column, summed or averaged.",
+        "用列计算，填写后代替“列”：[单价] * [数量] * (1 - [折扣])；日期相减得天数 [发货日期] - [下单日期]；"
+        "比较 [发货日期] <= [要求日期] 求和得行数、平均得占比、计数得成立的行数；"
+        "IF([退货] = '是', 1, 0)。筛选值也可写 [下单日期] + 4。",
+        "Computed from columns, used instead of the column: [price] * [qty] * (1 - [discount]); "
+        "dates subtract to days, [Ship Date] - [Order Date]; a comparison such as [Shipped] <= "
+        "[Required] summed counts its rows, averaged is their share, counted counts them; "
+        "IF([Returned] = 'Yes', 1, 0). A filter value may be [Order Date] + 4 too.",
     ),
     "up_pf_unit_map_rows": (
         "组织对照：数据源中的值 → 组织编码（留空表示该值本身就是组织编码或名称）。"
@@ -1979,6 +1983,19 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_bind_placeholder": ("请选择指标", "Choose the KPI"),
     "up_bind_how_analyst": ("您的选择", "your choice"),
     "up_bind_no unit": ("✖ 数值没有可识别的组织", "✖ no known unit for its values"),
+    # --- x20b ---
+    "up_pf_date_format": ("日期格式", "Date format"),
+    "up_pf_date_format_help": (
+        "文本日期如何读取。ISO 日期（2019-01-20）总是按 ISO 读取。“自动识别”只在每个值只适合一种读法时"
+        "使用该读法，两种读法都成立时会请您选择；也可输入格式，例如 %d/%m/%y。",
+        "How text dates read. ISO dates (2019-01-20) always read as ISO. 'Detect' uses a reading "
+        "only when it is the one every value fits, and asks when both fit; or type a pattern "
+        "such as %d/%m/%y.",
+    ),
+    "up_pf_date_": ("自动识别（有歧义时询问）", "Detect (ask when ambiguous)"),
+    "up_pf_date_dmy": ("日/月/年（dmy）", "day/month/year (dmy)"),
+    "up_pf_date_mdy": ("月/日/年（mdy）", "month/day/year (mdy)"),
+    "up_pf_date_ymd": ("年/月/日（ymd）", "year/month/day (ymd)"),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

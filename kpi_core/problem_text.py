@@ -57,6 +57,13 @@ WORDS: dict[str, str] = {
     "date": "日期",
     "measure": "计算",
     "filter": "筛选",
+    # x20b: kinds of a measure expression's values, and orders of numeric dates
+    "number": "数字",
+    "text": "文本",
+    "true/false": "真/假值",
+    "day first": "日在前",
+    "month first": "月在前",
+    "year first": "年在前",
     # aggregations of a profile's measure
     "sum": "求和",
     "avg": "求平均",
@@ -549,6 +556,124 @@ RULES: list[tuple[str, str]] = [
     (
         "fix the cell, or add a filter that leaves the row out",
         "请修正该单元格，或添加筛选条件排除该行",
+    ),
+    # --- x20b: dates, expressions and the one aggregation (dates.py, expression.py,
+    # aggregation.py, profile.py) ------------------------------------------------------------
+    ("measure {i} ({kpi}): {sub}", "第 {i} 项指标计算（{kpi}）：{sub}"),
+    ("the filter on '{column}': {sub}", "“{column}”的筛选条件：{sub}"),
+    ("the column '{column}' is not in the file", "文件中没有“{column}”列"),
+    (
+        "an expression can be summed, averaged or counted, not counted distinct",
+        "表达式可以求和、求平均或计数，不能去重计数",
+    ),
+    (
+        "'{text}' is a date; subtract another date to count days",
+        "“{text}”是日期；减去另一个日期可得天数",
+    ),
+    ("'{text}' is a text, which cannot be added up", "“{text}”是文本，不能相加"),
+    (
+        "the date format '{text}' is neither dmy, mdy nor ymd nor a pattern such as %d/%m/%y",
+        "日期格式“{text}”既不是 dmy、mdy、ymd，也不是 %d/%m/%y 这样的格式",
+    ),
+    ("the date format '{text}' cannot be used ({why})", "日期格式“{text}”无法使用（{why}）"),
+    (
+        "the date format '{text}' needs a day (%d) and a month (%m, %b or %B)",
+        "日期格式“{text}”需要包含日（%d）和月（%m、%b 或 %B）",
+    ),
+    ("'{text}' does not match the date format '{fmt}'", "“{text}”不符合日期格式“{fmt}”"),
+    (
+        "'{text}' reads as a year index and a month (year 1, 2, … of a plan), not a calendar "
+        "date; write the real month (2019-01) in the file or the query",
+        "“{text}”读作年序号和月份（计划的第 1、2…年），不是日历日期；请在文件或查询中写实际月份（2019-01）",
+    ),
+    ("'{text}' is outside the plausible years 1900–2099", "“{text}”超出了合理的年份范围 1900–2099"),
+    ("'{text}' is not a date of one month", "“{text}”不是某一个月内的日期"),
+    (
+        "'{text}' fits neither day-first nor month-first for every value",
+        "“{text}”：该列的日期既不能全部按日在前读，也不能全部按月在前读",
+    ),
+    ("'{text}' is not a date read {what} ({code})", "“{text}”按{what}（{code}）读不是日期"),
+    (
+        "'{text}' does not read year first (the date format is ymd)",
+        "“{text}”不是年在前的日期（日期格式为 ymd）",
+    ),
+    (
+        "every date in column '{column}' reads both day first and month first: '{text}' is "
+        "{day} day first (dmy) or {day2} month first (mdy)",
+        "“{column}”列的每个日期既可按日在前读，也可按月在前读：“{text}”日在前（dmy）是 {day}，"
+        "月在前（mdy）是 {day2}",
+    ),
+    (
+        "set the date format of the profile: dmy (day first), mdy (month first) or a pattern "
+        "such as %d/%m/%y",
+        "请设置方案的日期格式：dmy（日在前）、mdy（月在前）或 %d/%m/%y 这样的格式",
+    ),
+    (
+        "dates in column '{column}' read {what} ({code}), the only reading that fits every "
+        "value: '{text}' is {day}",
+        "“{column}”列的日期按{what}（{code}）读，这是唯一适合所有值的读法：“{text}”是 {day}",
+    ),
+    ("set the date format in the profile to be sure", "请在方案中设置日期格式以确保无误"),
+    (
+        "write a date such as 2024-03-15, or set the profile's date format",
+        "请填写日期，例如 2024-03-15，或设置方案的日期格式",
+    ),
+    (
+        "set the date format of the source's mapping, or fix the query so the column holds "
+        "dates (the row is the query result's)",
+        "请设置数据源映射的日期格式，或修改查询使该列为日期（行号为查询结果中的行）",
+    ),
+    (
+        "cast the column to a number in the query, or filter those rows out (the row is the "
+        "query result's)",
+        "请在查询中把该列转换为数字，或筛除这些行（行号为查询结果中的行）",
+    ),
+    ("correct the expression in the profile", "请修改方案中的表达式"),
+    ("correct the expression", "请修改表达式"),
+    ("a text in quotes is not closed: {text}", "引号中的文本没有闭合：{text}"),
+    ("a '[' is not closed: {text}", "有“[”没有闭合：{text}"),
+    ("'[]' names no column", "“[]”中没有列名"),
+    ("the expression is empty", "表达式为空"),
+    (
+        "the expression '{text}' cannot be read — it ends too early, or a value, an operator or "
+        "a ')' is missing or extra",
+        "无法读取表达式“{text}”——表达式不完整，或缺少/多出值、运算符或“)”",
+    ),
+    ("'{text}' is not allowed — write [column name]", "不能使用“{text}”——请写作 [列名]"),
+    (
+        "'{text}' is not allowed in a measure — use columns in [ ], numbers, 'text', + - * /, "
+        "comparisons (= <> < <= > >=), AND, OR, NOT, IF(condition, a, b), ABS(x), IS NULL",
+        "指标计算中不能使用“{text}”——请使用 [ ] 中的列、数字、'文本'、+ - * /、比较（= <> < <= > >=）、"
+        "AND、OR、NOT、IF(条件, a, b)、ABS(x)、IS NULL",
+    ),
+    (
+        "in '{expr}': '{text}' needs a {what} where it has a {what2}",
+        "在“{expr}”中：“{text}”此处需要{what}，但得到的是{what2}",
+    ),
+    (
+        "in '{expr}': '{text}' mixes a {what} and a {what2}",
+        "在“{expr}”中：“{text}”混用了{what}和{what2}",
+    ),
+    (
+        "in '{expr}': '{text}' cannot add two dates; subtract them to count the days",
+        "在“{expr}”中：“{text}”不能把两个日期相加；相减可得天数",
+    ),
+    (
+        "in '{expr}': '{text}' compares a date with '{value}', which is not a date",
+        "在“{expr}”中：“{text}”把日期与“{value}”比较，但它不是日期",
+    ),
+    ("in '{expr}': '{text}' orders true/false values", "在“{expr}”中：“{text}”对真/假值排序"),
+    (
+        "in '{expr}': '{text}' is not allowed in a measure",
+        "在“{expr}”中：指标计算中不能使用“{text}”",
+    ),
+    (
+        "the filter on the date column '{column}' compares with '{value}', which is not a date",
+        "日期列“{column}”的筛选条件与“{value}”比较，但它不是日期",
+    ),
+    (
+        "the filter compares column '{column}' ({what}) with a {what2}",
+        "筛选条件把“{column}”列（{what}）与{what2}比较",
     ),
     # --- the template and scope checks the page may meet ------------------------------------
     (

@@ -258,7 +258,7 @@ def test_profile_findings_and_refusals_from_the_core():
     _, findings = profile.apply(p, [table])
     said = sorted(translate(t, "zh") for f in findings for t in (f.message, f.hint))
     assert said == sorted(
-        ["“soon”不是日期", "请填写日期，例如 2024-03-15", "“12x”不是数字",
+        ["“soon”不是日期", "请填写日期，例如 2024-03-15，或设置方案的日期格式", "“12x”不是数字",
          "请修正该单元格，或添加筛选条件排除该行"]
     )  # fmt: skip
     missing = profile.Profile(

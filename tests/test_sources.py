@@ -445,7 +445,8 @@ def test_a_file_source_reaches_no_other_file(wh, export_url, tmp_path, monkeypat
 def test_the_view_over_the_export_is_still_readable_when_everything_else_is_shut(export_url):
     # DuckDB 2.0 checks file access when a view is read: the export stays allowed, alone.
     got = sources.sample(export_url, "SELECT day, amount * 2 AS twice FROM orders")
-    assert got.to_dict("records") == [{"day": pd.Timestamp("2026-10-03"), "twice": 20}]
+    # A CSV's dates stay text (DuckDB never guesses them); the mapping reads them.
+    assert got.to_dict("records") == [{"day": "2026-10-03", "twice": 20}]
     con = sources._file_db(export_url)
     try:
         assert con.execute("SELECT current_setting('enable_external_access')").fetchone() == (

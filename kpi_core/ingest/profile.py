@@ -10,24 +10,25 @@ column over the month and unit, and optional filters on other columns.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from kpi_core import formula
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
+from kpi_core.ingest import aggregation, dates, expression
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import norm
-from kpi_core.numbers import NumberError, parse_number
-from kpi_core.periods import PeriodError, parse_period
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 AGGS = ("sum", "count", "count_distinct", "avg")
 OPS = ("=", "!=", "in", "not in", ">", ">=", "<", "<=", "contains")
+EXPRESSION_OPS = ("=", "!=", ">", ">=", "<", "<=")
 
 
 class ProfileError(KpiError):
@@ -38,31 +39,42 @@ class ProfileError(KpiError):
 class Filter:
     column: str
     op: str
-    value: str  # for `in` / `not in`: values separated by commas
+    value: str  # for `in` / `not in`: values separated by commas; `=[Order Date] + 4`: columns
+
+    @property
+    def is_expression(self) -> bool:
+        """A value naming columns ([Order Date] + 4) is computed per row; any other value,
+        '=' and all, is the text or number compared."""
+        return self.op in EXPRESSION_OPS and bool(re.search(r"\[[^\]]+\]", self.value or ""))
+
+    def columns(self) -> list[str]:
+        refs = expression.parse(self.value).references() if self.is_expression else []
+        return [self.column, *refs]
 
 
 @dataclass
 class Measure:
     kpi: str  # KPI code
     agg: str
-    # A column, or for sum/avg an expression of columns: "=[单价] * [数量] * (1 - [折扣])".
-    # None: count rows.
+    # A column, or an expression of columns read by `expression`: "=[单价] * [数量] * (1 - [折扣])",
+    # "=[Ship Date] - [Order Date]" (days), "=[Shipped] <= [Required]" (summed: how many rows;
+    # averaged: their share; counted: the rows where it holds). None: count rows.
     column: str | None = None
     filters: list[Filter] = field(default_factory=list)
 
     @property
     def is_expression(self) -> bool:
-        return bool(self.column) and self.column.lstrip().startswith("=")
+        return expression.is_expression(self.column)
 
-    def expression(self) -> formula.Node:
-        return formula.parse(self.column.lstrip()[1:])
+    def expression(self) -> expression.Expression:
+        return expression.parse(self.column)
 
     def columns(self) -> list[str]:
-        """The sheet columns the measure reads."""
+        """The sheet columns the measure reads (not its filters')."""
         if not self.column:
             return []
         if self.is_expression:
-            return sorted(formula.references(self.expression()))
+            return self.expression().references()
         return [self.column]
 
 
@@ -76,10 +88,16 @@ class Profile:
     unit_column: str | None = None
     unit_map: dict[str, str] = field(default_factory=dict)  # file value → unit code
     unit: str | None = None  # one unit for the whole file when it has no unit column
+    # How text dates read: "" detects (and asks when a column reads both ways), dmy / mdy / ymd,
+    # or a pattern such as "%d/%m/%y". ISO dates (2019-01-20) always read as ISO.
+    date_format: str = ""
 
-    def problems(self) -> list[str]:
-        """What keeps the profile from being used, in words; empty when it is complete."""
+    def problems(self, columns: list[str] | None = None) -> list[str]:
+        """What keeps the profile from being used, in words; empty when it is complete. With
+        the file's `columns`, every column a measure or filter names must be one of them."""
         out = []
+        if bad := dates.check_format(self.date_format):
+            out.append(bad)
         if not self.name.strip():
             out.append("give the profile a name")
         if not self.date_column:
@@ -93,16 +111,7 @@ class Profile:
                 out.append(f"measure {i}: aggregation must be one of {', '.join(AGGS)}")
             if m.agg != "count" and not m.column:
                 out.append(f"measure {i}: choose the column to {m.agg}")
-            if m.is_expression:
-                if m.agg not in ("sum", "avg"):
-                    out.append(f"measure {i}: an expression can only be summed or averaged")
-                try:
-                    m.expression()
-                except formula.FormulaError as exc:
-                    out.append(f"measure {i}: {exc}")
-            for f in m.filters:
-                if f.op not in OPS:
-                    out.append(f"measure {i}: filter operator must be one of {', '.join(OPS)}")
+            out += [f"measure {i} ({m.kpi}): {p}" for p in _measure_problems(self, m, columns)]
         if self.header_row < 1:
             out.append("the header row is counted from 1")
         return out
@@ -113,11 +122,49 @@ class Profile:
     @classmethod
     def from_json(cls, text: str) -> Profile:
         d = json.loads(text)
+        known = {f for f in cls.__dataclass_fields__}
+        d = {k: v for k, v in d.items() if k in known}
         d["measures"] = [
             Measure(**{**m, "filters": [Filter(**f) for f in m.get("filters", [])]})
             for m in d.get("measures", [])
         ]
         return cls(**d)
+
+
+def _measure_problems(profile: Profile, m: Measure, columns: list[str] | None) -> list[str]:
+    out = []
+    have = {norm(c) for c in columns} if columns is not None else None
+    kinds = {profile.date_column: expression.DATE} if profile.date_column else {}
+    named: list[str] = []
+    if m.is_expression:
+        if m.agg == "count_distinct":
+            out.append("an expression can be summed, averaged or counted, not counted distinct")
+        try:
+            e = m.expression()
+            kind = expression.check(e, kinds)
+            named += e.references()
+            if kind == expression.DATE:
+                out.append(f"'{e.text}' is a date; subtract another date to count days")
+        except expression.ExpressionError as exc:
+            out.append(str(exc))
+    elif m.column:
+        named.append(m.column)
+    for f in m.filters:
+        if f.op not in OPS:
+            out.append(f"filter operator must be one of {', '.join(OPS)}")
+        named.append(f.column)
+        if f.is_expression:
+            try:
+                e = expression.parse(f.value)
+                expression.check(e, kinds)
+                named += e.references()
+            except expression.ExpressionError as exc:
+                out.append(f"the filter on '{f.column}': {exc}")
+    if have is not None:
+        for name in dict.fromkeys(named):
+            if name and norm(name) not in have:
+                out.append(f"the column '{name}' is not in the file")
+    return out
 
 
 def save(wh: Warehouse, profile: Profile, who: Actor) -> None:
@@ -217,147 +264,23 @@ def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]
 
     needed = [(profile.date_column, "date"), (profile.unit_column, "unit")]
     for m in profile.measures:
-        needed += [(c, "measure") for c in m.columns()] + [(f.column, "filter") for f in m.filters]
+        needed += [(c, "measure") for c in m.columns()]
+        needed += [(c, "filter") for f in m.filters for c in f.columns()]
     for name, what in needed:
         if name and col(name) is None:
             missing(name, what)
     if any(f.severity == "error" for f in findings):
         return Records(), findings
 
-    date_col = col(profile.date_column)
-    month, bad_dates = _months(df[date_col])
-    for row in bad_dates[:200]:
-        findings.append(
-            Finding(
-                "error", table.file, table.label, int(row), date_col,
-                f"'{df.at[row, date_col]}' is not a date", "write a date such as 2024-03-15",
-            )
+    con = duckdb.connect()
+    try:
+        columns = aggregation.land_frame(con, df)
+        place = aggregation.Place(
+            table.file, table.label, f"profile '{profile.name}'",
+            "fix the cell, or add a filter that leaves the row out",
+            "write a date such as 2024-03-15, or set the profile's date format",
         )  # fmt: skip
-    keep = month.notna()
-    if profile.unit_column:
-        ucol = col(profile.unit_column)
-        mapping = {norm(k): v for k, v in profile.unit_map.items()}
-        unit = df[ucol].map(lambda v: mapping.get(norm(v), v) if v is not None else None)
-        unit_at = ucol
-    else:
-        unit = pd.Series(profile.unit, index=df.index, dtype=object)
-        unit_at = f"profile '{profile.name}'"
-    out = Records()
-    for i, m in enumerate(profile.measures, start=1):
-        mask = keep & _filters(df, m.filters, col)
-        source = df[col(m.column)] if m.column and not m.is_expression else None
-        values = None
-        if m.agg in ("sum", "avg"):
-            numbers = {}
-            for name in m.columns():
-                numbers[name], bad = _number_column(df[col(name)])
-                for row in bad[mask.loc[bad].to_numpy()][:200]:
-                    findings.append(
-                        Finding(
-                            "error", table.file, table.label, int(row), col(name),
-                            f"'{df.at[row, col(name)]}' is not a number",
-                            "fix the cell, or add a filter that leaves the row out",
-                        )
-                    )  # fmt: skip
-                mask &= ~df.index.isin(bad)
-            if m.is_expression:
-                arrays = {name: v.to_numpy(float) for name, v in numbers.items()}
-                values = pd.Series(
-                    formula.evaluate_arrays(m.expression(), arrays, len(df)), index=df.index
-                )
-            else:
-                values = numbers[m.column]
-        grouped = pd.DataFrame({"month": month[mask], "unit": unit[mask]})
-        if m.agg in ("sum", "avg"):
-            grouped["v"] = values[mask]
-            agg = grouped.groupby(["month", "unit"], dropna=False)["v"]
-            result = agg.sum() if m.agg == "sum" else agg.mean()
-        elif m.agg == "count":
-            if source is not None:
-                grouped = grouped[source[mask].notna().to_numpy()]
-            result = grouped.groupby(["month", "unit"], dropna=False).size()
-        else:
-            grouped["v"] = source[mask].map(lambda v: None if v is None else str(v))
-            result = grouped.groupby(["month", "unit"], dropna=False)["v"].nunique()
-        how = f"{m.agg}({m.column})" if m.column else "count(rows)"
-        for (mon, u), v in result.items():
-            out.file.append(table.file)
-            out.sheet.append(table.label)
-            out.row.append(None)
-            out.period.append(mon)
-            out.period_at.append(date_col)
-            out.unit.append(u)
-            out.unit_at.append(unit_at)
-            out.kpi.append(m.kpi)
-            out.kpi_at.append(f"profile '{profile.name}' measure {i}")
-            out.value.append(float(v))
-            out.value_at.append(how)
-    return out, findings
-
-
-def _months(col: pd.Series) -> tuple[pd.Series, list[int]]:
-    memo: dict[object, date | None] = {}
-
-    def month(v: object) -> date | None:
-        if v is None:
-            return None
-        if v not in memo:
-            try:
-                memo[v] = parse_period(v).start if parse_period(v).grain == "M" else None
-            except (PeriodError, TypeError):
-                memo[v] = None
-        return memo[v]
-
-    months = col.map(month)
-    bad = col.index[months.isna() & col.notna()].tolist()
-    return months, bad
-
-
-def _number_column(col: pd.Series) -> tuple[pd.Series, pd.Index]:
-    """Numbers of a column (NaN for blanks) and the index of cells that are not numbers."""
-    memo: dict[object, float | None] = {}
-
-    def number(v: object) -> float | None:
-        if type(v) is float or type(v) is int:
-            return float(v)
-        if v not in memo:
-            try:
-                p = parse_number(v)
-                memo[v] = np.nan if p is None else p.value
-            except (NumberError, TypeError):
-                memo[v] = None
-        return memo[v]
-
-    values = [number(v) for v in col.tolist()]
-    bad = col.index[[v is None for v in values]]
-    return pd.Series([np.nan if v is None else v for v in values], index=col.index), bad
-
-
-def _filters(df: pd.DataFrame, filters: list[Filter], col) -> pd.Series:
-    mask = pd.Series(True, index=df.index)
-    for f in filters:
-        c = df[col(f.column)]
-        text = c.map(lambda v: "" if v is None else norm(_plain(v)))
-        want = norm(f.value)
-        if f.op in ("=", "!="):
-            hit = text == want
-        elif f.op in ("in", "not in"):
-            hit = text.isin({norm(v) for v in f.value.split(",")})
-        elif f.op == "contains":
-            hit = text.str.contains(want, regex=False)
-        else:
-            nums, _ = _number_column(c)
-            limit = parse_number(f.value)
-            limit = limit.value if limit else np.nan
-            hit = {">": nums > limit, ">=": nums >= limit, "<": nums < limit, "<=": nums <= limit}[
-                f.op
-            ]
-        mask &= ~hit if f.op in ("!=", "not in") else hit
-    return mask
-
-
-def _plain(v: object) -> object:
-    """12.0 → '12': an ERP's numeric codes compared as the text people type."""
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
+        out, found = aggregation.aggregate(con, profile, columns, place)
+    finally:
+        con.close()
+    return out, findings + found

@@ -147,6 +147,9 @@ def table_name(path: Path) -> str:
     return re.sub(r"\W", "_", path.stem) or "data"
 
 
+_CSV_TYPES = "['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR']"
+
+
 def export_db(path: Path, kind: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the export `path` (confined already) as a view named after the
     file, that can read that one file and nothing else."""
@@ -158,11 +161,15 @@ def export_db(path: Path, kind: str) -> duckdb.DuckDBPyConnection:
             "python_enable_replacements": False,
         }
     )
-    reader = "read_parquet" if kind == "parquet" else "read_csv_auto"
+    # A CSV's dates stay text: DuckDB's sniffer would read 03/01/19 as 2003-01-19. The
+    # aggregation reads them with the mapping's date format (`dates`), and so may a query.
+    options = "" if kind == "parquet" else f", auto_type_candidates = {_CSV_TYPES}"
+    reader = "read_parquet" if kind == "parquet" else "read_csv"
     try:
         # A view cannot take a bound parameter: the path goes in as a quoted string literal.
         con.execute(
-            f'CREATE VIEW "{table_name(path)}" AS SELECT * FROM {reader}({_literal(str(path))})'  # noqa: S608
+            f'CREATE VIEW "{table_name(path)}" AS SELECT * FROM '  # noqa: S608
+            f"{reader}({_literal(str(path))}{options})"
         )
         # DuckDB 2.0 checks access when the view is read, not when it is made: the one file
         # stays allowed, everything else is shut, and the lock keeps it so.

@@ -37,10 +37,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from kpi_core import formula
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
-from kpi_core.ingest import intake, profile, source_files, source_pg
+from kpi_core.ingest import aggregation, intake, profile, source_files, source_pg
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import Names, norm
 from kpi_core.ingest.source_files import SourceError, TimeLimit, source_dirs
@@ -500,7 +499,10 @@ def _windowed(url: str, sql: str, date_column: str, first: date | None, after: d
     months asked for: (SQL, parameters) — `?` and a list for DuckDB and SQLite, `:name` and a
     dict for SQLAlchemy."""
     scheme = _scheme(url)
-    qmark = scheme == "sqlite" or scheme in _FILE_SCHEMES
+    if scheme == "sqlite" or scheme in _FILE_SCHEMES:
+        # Their dates are often text (20/01/19), which no string comparison orders: the rows
+        # are read whole and the aggregation keeps the months after reading the dates.
+        return _subquery(sql), []
     conds: list[str] = []
     params: dict = {}
     col = _quote(date_column)
@@ -508,112 +510,10 @@ def _windowed(url: str, sql: str, date_column: str, first: date | None, after: d
         col = "`" + date_column.replace("`", "``") + "`"
     for name, op, day in (("kpi_first", ">=", first), ("kpi_after", "<", after)):
         if day is not None:
-            conds.append(f"kpi_src.{col} {op} {'?' if qmark else ':' + name}")
-            # SQLite (and CSV text) keep dates as text: compare ISO strings.
-            params[name] = day.isoformat() if qmark else day
+            conds.append(f"kpi_src.{col} {op} :{name}")
+            params[name] = day
     where = f" WHERE {' AND '.join(conds)}" if conds else ""
-    return _subquery(sql) + where, list(params.values()) if qmark else params
-
-
-def _sql_expr(node: formula.Node) -> str:
-    """A measure's expression of columns as DuckDB SQL (from the whitelist parser's tree)."""
-    if isinstance(node, formula.Num):
-        return repr(float(node.value))
-    if isinstance(node, formula.Ref):
-        return f"TRY_CAST({_quote(node.code)} AS DOUBLE)"
-    if isinstance(node, formula.Neg):
-        return f"(-{_sql_expr(node.operand)})"
-    left, right = _sql_expr(node.left), _sql_expr(node.right)
-    if node.op == "/":
-        return f"({left} / NULLIF({right}, 0))"
-    return f"({left} {node.op} {right})"
-
-
-def _norm_sql(col: str) -> str:
-    """SQL for names.norm() of a column's text: no spaces or underscores, lower case."""
-    return f"lower(regexp_replace(CAST({_quote(col)} AS VARCHAR), '[\\s_]+', '', 'g'))"
-
-
-def _filter_sql(f: profile.Filter, params: list) -> str:
-    text = _norm_sql(f.column)
-    number = f"TRY_CAST({_quote(f.column)} AS DOUBLE)"
-    if f.op in ("=", "!="):
-        params += [norm(f.value), f.value]
-        cond = f"({text} = ? OR {number} = TRY_CAST(? AS DOUBLE))"
-    elif f.op in ("in", "not in"):
-        values = [norm(v) for v in f.value.split(",")]
-        params += values
-        cond = f"({text} IN ({', '.join('?' for _ in values)}))"
-    elif f.op == "contains":
-        params.append(norm(f.value))
-        cond = f"(strpos({text}, ?) > 0)"
-    else:
-        params.append(f.value)
-        cond = f"({number} {f.op} TRY_CAST(? AS DOUBLE))"
-    return (
-        f"NOT coalesce({cond}, false)" if f.op in ("!=", "not in") else f"coalesce({cond}, false)"
-    )
-
-
-def _aggregate(con: duckdb.DuckDBPyConnection, mapping: profile.Profile, columns: list[str]):
-    """The profile's measures over the pulled rows, by month and unit, in DuckDB."""
-    by_norm = {norm(c): c for c in columns}
-
-    def col(name: str | None) -> str:
-        return by_norm[norm(name)]
-
-    date_col = col(mapping.date_column)
-    month = f"date_trunc('month', TRY_CAST({_quote(date_col)} AS TIMESTAMP))::DATE"
-    unit, join = "NULL", ""
-    if mapping.unit_column:
-        # Map before grouping: many of the source's values (countries) may be one unit.
-        raw = f"CAST({_quote(col(mapping.unit_column))} AS VARCHAR)"
-        pairs = pd.DataFrame(
-            {"k": [norm(k) for k in mapping.unit_map], "v": list(mapping.unit_map.values())},
-            dtype=object,
-        )
-        con.register("unit_map", pairs)
-        join = f"LEFT JOIN unit_map um ON um.k = {_norm_sql(col(mapping.unit_column))}"
-        unit = f"coalesce(um.v, {raw})"
-    selects, params = [], []
-    for m in mapping.measures:
-        where = " AND ".join(_filter_sql(f, params) for f in m.filters) or "true"
-        if m.agg == "count" and not m.column:
-            selects.append(f"count(*) FILTER (WHERE {where})")
-        elif m.agg == "count":
-            selects.append(f"count({_quote(col(m.column))}) FILTER (WHERE {where})")
-        elif m.agg == "count_distinct":
-            selects.append(f"count(DISTINCT {_quote(col(m.column))}) FILTER (WHERE {where})")
-        else:
-            expr = _sql_expr(m.expression()) if m.is_expression else (
-                f"TRY_CAST({_quote(col(m.column))} AS DOUBLE)"
-            )  # fmt: skip
-            fn = "sum" if m.agg == "sum" else "avg"
-            # A group with no row passing the filter has no value (NULL), not 0.
-            selects.append(f"{fn}({expr}) FILTER (WHERE {where})")
-    sql = (
-        f"SELECT {month} AS kpi_month, {unit} AS kpi_unit, "  # noqa: S608 - quoted identifiers
-        + ", ".join(f"{s} AS m{i}" for i, s in enumerate(selects))
-        + f" FROM pulled {join} GROUP BY ALL ORDER BY 1, 2"
-    )
-    groups = con.execute(sql, params).df()
-    bad_dates = con.execute(
-        f"SELECT count(*), any_value(CAST({_quote(date_col)} AS VARCHAR)) FROM pulled "  # noqa: S608
-        f"WHERE {_quote(date_col)} IS NOT NULL AND {month} IS NULL"
-    ).fetchall()[0]
-    not_numbers = []
-    for m in mapping.measures:
-        if m.agg not in ("sum", "avg"):
-            continue
-        for name in m.columns():
-            c = _quote(col(name))
-            got = con.execute(
-                f"SELECT count(*), any_value(CAST({c} AS VARCHAR)) FROM pulled "  # noqa: S608
-                f"WHERE {c} IS NOT NULL AND TRY_CAST({c} AS DOUBLE) IS NULL"
-            ).fetchall()[0]
-            if got[0]:
-                not_numbers.append((col(name), got))
-    return groups, bad_dates, not_numbers
+    return _subquery(sql) + where, params
 
 
 def prepare_pull(
@@ -680,7 +580,7 @@ def prepare_pull(
                 )  # fmt: skip
             if not missing:
                 step(0.55, "Aggregating by month and unit")
-                records, found = _records(mem, source, columns, where)
+                records, found = _records(mem, source, columns, where, first, after)
                 findings += found
     finally:
         mem.close()
@@ -759,52 +659,24 @@ def _missing_columns(mapping: profile.Profile, columns: list[str]) -> list[tuple
     have = {norm(c) for c in columns}
     needed = [(mapping.date_column, "date"), (mapping.unit_column, "unit")]
     for m in mapping.measures:
-        needed += [(c, "measure") for c in m.columns()] + [(f.column, "filter") for f in m.filters]
+        needed += [(c, "measure") for c in m.columns()]
+        needed += [(c, "filter") for f in m.filters for c in f.columns()]
     return [(n, what) for n, what in needed if n and norm(n) not in have]
 
 
-def _records(mem, source: Source, columns: list[str], where: str) -> tuple[Records, list[Finding]]:
-    mapping = source.mapping
-    groups, bad_dates, not_numbers = _aggregate(mem, mapping, columns)
-    findings = []
-    if bad_dates[0]:
-        findings.append(
-            Finding(
-                "error", where, "", None, mapping.date_column,
-                f"{bad_dates[0]:,} rows have no readable date (e.g. '{bad_dates[1]}')",
-                "fix the query so the column holds dates, or filter those rows out",
-            )
-        )  # fmt: skip
-    for name, (count, example) in not_numbers:
-        findings.append(
-            Finding(
-                "error", where, "", None, name,
-                f"{count:,} rows are not numbers (e.g. '{example}')",
-                "cast the column to a number in the query, or filter those rows out",
-            )
-        )  # fmt: skip
-    out = Records()
-    for _, g in groups.iterrows():
-        if pd.isna(g["kpi_month"]):
-            continue
-        raw_unit = g["kpi_unit"]
-        unit = raw_unit if mapping.unit_column else mapping.unit
-        for i, m in enumerate(mapping.measures):
-            value = g[f"m{i}"]
-            if pd.isna(value):
-                continue
-            out.file.append(where)
-            out.sheet.append("")
-            out.row.append(None)
-            out.period.append(pd.Timestamp(g["kpi_month"]).date())
-            out.period_at.append(mapping.date_column)
-            out.unit.append(unit)
-            out.unit_at.append(mapping.unit_column or f"source '{source.name}'")
-            out.kpi.append(m.kpi)
-            out.kpi_at.append(f"source '{source.name}' measure {i + 1}")
-            out.value.append(float(value))
-            out.value_at.append(f"{m.agg}({m.column})" if m.column else "count(rows)")
-    return out, findings
+def _records(
+    mem, source: Source, columns: list[str], where: str, first: date | None, after: date | None
+) -> tuple[Records, list[Finding]]:
+    """The same aggregation as a profile's on an uploaded sheet (`aggregation`); a row is the
+    query result's, in the order it came."""
+    place = aggregation.Place(
+        where, "", f"source '{source.name}'",
+        "cast the column to a number in the query, or filter those rows out "
+        "(the row is the query result's)",
+        "set the date format of the source's mapping, or fix the query so the column holds "
+        "dates (the row is the query result's)",
+    )  # fmt: skip
+    return aggregation.aggregate(mem, source.mapping, columns, place, first=first, after=after)
 
 
 def last_pulled_month(wh: Warehouse, name: str) -> date | None:

@@ -953,7 +953,7 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
     candidate = profile.Profile(
         name=(name or "").strip(), sheet=table.sheet or None, header_row=header_row, **mapped
     )
-    problems = candidate.problems()
+    problems = candidate.problems(columns)  # a column an expression names must be in the sheet
     if problems:
         st.info(
             "\n".join(
@@ -1002,6 +1002,7 @@ def mapping_fields(
         index=at(base and base.date_column, "period"),
         key=p + "date",
     )
+    date_format = _date_format(ctx, left, base, p)
     codes = [
         ctx.cat.units[u].code
         for r in ctx.cat.scope_roots(ctx.actor.scope)
@@ -1050,11 +1051,32 @@ def mapping_fields(
     measures = measures_editor(ctx, columns, base, p)
     return {
         "date_column": date_column,
+        "date_format": date_format,
         "unit_column": unit_column,
         "unit_map": unit_map,
         "unit": fixed,
         "measures": measures,
     }
+
+
+DATE_FORMATS = ("", "dmy", "mdy", "ymd", "%d/%m/%y", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y")
+
+
+def _date_format(ctx: PageContext, where, base: profile.Profile | None, p: str) -> str:
+    """How text dates read: detected (asking when a column reads both ways), an order, or a
+    pattern the analyst types."""
+    current = base.date_format if base else ""
+    options = list(DATE_FORMATS) + ([current] if current not in DATE_FORMATS else [])
+    got = where.selectbox(
+        ctx.t("up_pf_date_format"),
+        options,
+        index=options.index(current),
+        format_func=lambda f: ctx.t("up_pf_date_" + f) if f in ("", "dmy", "mdy", "ymd") else f,
+        accept_new_options=True,
+        help=ctx.t("up_pf_date_format_help"),
+        key=p + "datefmt",
+    )
+    return (got or "").strip()
 
 
 def measures_editor(
