@@ -1858,6 +1858,19 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_published_list": ("已发布：{items}", "Published: {items}"),
     "up_published_none": ("目前没有已发布的月份。", "No month is published."),
     "tw_entity_month_publish": ("发布月份", "Published months"),
+    # --- r21b ---
+    "up_pick_finding": (
+        "点选一行，在表格下方查看该问题的完整说明和处理方法。",
+        "Pick a row to read the problem and what to do in full below the table.",
+    ),
+    "up_detail_row": ("第 {row} 行", "row {row}"),
+    "up_detail_column": ("{column} 列", "column {column}"),
+    "up_files_zone": (
+        "拖放区里的英文是 Streamlit 自带的文字：把文件拖到框里，或点 “Upload” 选择文件；"
+        "每个文件不超过 {mb} MB。",
+        "The drop zone's words are Streamlit's own: drop files on it or press “Upload”; "
+        "up to {mb} MB per file.",
+    ),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
