@@ -1865,6 +1865,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "up_detail_row": ("第 {row} 行", "row {row}"),
     "up_detail_column": ("{column} 列", "column {column}"),
+    "bs_matrix_none": ("不考核此指标", "not this unit's KPI"),
+    "bs_matrix_own": ("本级", "Own KPIs"),
+    "bs_forecast_miss": ("预测未达标", "Forecast miss"),
     "up_files_zone": (
         "拖放区里的英文是 Streamlit 自带的文字：把文件拖到框里，或点 “Upload” 选择文件；"
         "每个文件不超过 {mb} MB。",
