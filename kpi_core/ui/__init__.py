@@ -157,7 +157,14 @@ if (!window.kpiCollapseOnNavigate) {
 
 
 def _collapse_after_navigating() -> None:
-    st.html(_COLLAPSE_SCRIPT, unsafe_allow_javascript=True, width="content")
+    # In a hidden container, so the sidebar keeps no gap for it; the script runs all the same.
+    with st.container(key="kpi_collapse_script"):
+        st.html(
+            _COLLAPSE_SCRIPT
+            + "<style>[data-testid='stLayoutWrapper']:has(> .st-key-kpi_collapse_script)"
+            " { display: none; }</style>",
+            unsafe_allow_javascript=True,
+        )
 
 
 def _navigation(nav, lang: str, role: str | None) -> None:
