@@ -1865,6 +1865,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "up_detail_row": ("第 {row} 行", "row {row}"),
     "up_detail_column": ("{column} 列", "column {column}"),
+    "tree_outline_legend": (
+        "● 绿灯 ▲ 黄灯 ■ 红灯 ○ 无数据 · 粗体 = 考核表 · 左边框：状态颜色，深红 = 被否决，蓝色 = 当前节点",
+        "● green ▲ amber ■ red ○ no data · bold = scorecard · left edge: the light's colour, dark "
+        "red = vetoed, blue = selected",
+    ),
     "tw_row_form": ("逐行修改（窄屏）", "Edit one row (narrow screens)"),
     "tw_row_pick": ("行", "Row"),
     "tw_row_apply": ("写入表格", "Put into the grid"),

@@ -140,13 +140,15 @@ def tree_page(ctx: PageContext) -> None:
         collapsed={keys[k] for k in collapsed},
         expanded={keys[k] for k in expanded},
     )
-    st.caption(f"{ctx.t('tree_count', shown=len(shown), total=len(keys))} · {ctx.t('tree_legend')}")
+    count = ctx.t("tree_count", shown=len(shown), total=len(keys))
     # A phone gets the outline, a wider screen the drawing (whose text a phone shrinks to a
     # few pixels): both are sent, the page's width picks one (NARROW_CSS).
     st.html(NARROW_CSS)
     with st.container(key="tree_drawing"):
+        st.caption(f"{count} · {ctx.t('tree_legend')}")
         st.graphviz_chart(tree_dot(shown, lang, selected), width="stretch")
     with st.container(key="tree_outline"):
+        st.caption(f"{count} · {ctx.t('tree_outline_legend')}")
         st.html(outline_html(shown, lang, selected))
 
     _details(ctx, find(root, selected), period, latest)
