@@ -1996,6 +1996,31 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_pf_date_dmy": ("日/月/年（dmy）", "day/month/year (dmy)"),
     "up_pf_date_mdy": ("月/日/年（mdy）", "month/day/year (mdy)"),
     "up_pf_date_ymd": ("年/月/日（ymd）", "year/month/day (ymd)"),
+    # --- r21b ---
+    "up_pick_finding": (
+        "点选一行，在表格下方查看该问题的完整说明和处理方法。",
+        "Pick a row to read the problem and what to do in full below the table.",
+    ),
+    "up_detail_row": ("第 {row} 行", "row {row}"),
+    "up_detail_column": ("{column} 列", "column {column}"),
+    "tree_outline_legend": (
+        "● 绿灯 ▲ 黄灯 ■ 红灯 ○ 无数据 · 粗体 = 考核表 · 左边框：状态颜色，深红 = 被否决，蓝色 = 当前节点",
+        "● green ▲ amber ■ red ○ no data · bold = scorecard · left edge: the light's colour, dark "
+        "red = vetoed, blue = selected",
+    ),
+    "tw_row_form": ("逐行修改（窄屏）", "Edit one row (narrow screens)"),
+    "tw_row_pick": ("行", "Row"),
+    "tw_row_apply": ("写入表格", "Put into the grid"),
+    "tw_row_not_a_number": ("“{text}”不是数字", "“{text}” is not a number"),
+    "bs_matrix_none": ("不考核此指标", "not this unit's KPI"),
+    "bs_matrix_own": ("本级", "Own KPIs"),
+    "bs_forecast_miss": ("预测未达标", "Forecast miss"),
+    "up_files_zone": (
+        "拖放区里的英文是 Streamlit 自带的文字：把文件拖到框里，或点 “Upload” 选择文件；"
+        "每个文件不超过 {mb} MB。",
+        "The drop zone's words are Streamlit's own: drop files on it or press “Upload”; "
+        "up to {mb} MB per file.",
+    ),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

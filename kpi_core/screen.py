@@ -109,8 +109,24 @@ class RiskRow:
 @dataclass(frozen=True)
 class MatrixRow:
     unit: str
-    depth: int
-    cells: tuple[tuple[str, str], ...]  # (KPI name, status) in tree order
+    depth: int  # below the block's first unit
+    cells: tuple[str | None, ...]  # a status per column of the block; None: not the unit's KPI
+
+
+@dataclass(frozen=True)
+class MatrixColumn:
+    code: str
+    name: str  # the KPI's name in the screen's language
+
+
+@dataclass(frozen=True)
+class MatrixBlock:
+    """One department's status matrix (or the company's own KPIs): its units as rows, the KPIs
+    of any of them as columns, in tree order. The wall shows a block whole on one slide."""
+
+    title: str
+    columns: tuple[MatrixColumn, ...]
+    rows: tuple[MatrixRow, ...]
 
 
 @dataclass(frozen=True)
@@ -131,7 +147,7 @@ class ScreenData:
     companies: tuple[CompanyTile, ...]
     departments: tuple[DepartmentRow, ...]
     risks: tuple[RiskRow, ...]
-    matrix: tuple[MatrixRow, ...]
+    matrix: tuple[MatrixBlock, ...]
     freshness: tuple[FreshRow, ...]
     newer: str = (
         ""  # a newer month not complete yet, with its state: "2026年11月 未完整 · 已到 7/76 项"
@@ -240,20 +256,7 @@ def screen_data(
             )
         )
 
-    matrix = []
-    root_depth = {r: len(cat.ancestors(r)) for r in roots}
-    for root in ov.roots:
-        by_unit: dict[int, list] = {}
-        for n in kpi_nodes(root, cat):
-            by_unit.setdefault(n.unit_id, []).append(n)
-        for u, nodes in by_unit.items():
-            matrix.append(
-                MatrixRow(
-                    unit=name(u),
-                    depth=len(cat.ancestors(u)) - root_depth[root.unit_id],
-                    cells=tuple((cat.kpis[n.kpi_id].name(lang), n.status) for n in nodes),
-                )
-            )
+    matrix = [block for root in ov.roots for block in matrix_blocks(root, cat, lang)]
 
     as_of = _month_label(shown, lang)
     freshness = tuple(
@@ -286,6 +289,43 @@ def screen_data(
         freshness=freshness,
         newer=newer,
     )
+
+
+def matrix_blocks(root, cat: Catalog, lang: str) -> list[MatrixBlock]:
+    """The status matrix of `root`'s tree cut into blocks: the root's own KPIs, then one block
+    per unit right below it (a department with its regions or lines)."""
+    # A unit below a department's scorecard goes with it; the rest (the root, and units below
+    # it without a scorecard of their own, as a department's regions) with the root.
+    heads = {c.unit_id for _, c in root.children if c.is_scorecard}
+    groups: dict[int, dict[int, list]] = {}  # block's unit → unit → its KPI nodes
+    for n in kpi_nodes(root, cat):
+        path = [n.unit_id, *cat.ancestors(n.unit_id)]
+        head = next((u for u in path if u in heads), root.unit_id)
+        groups.setdefault(head, {}).setdefault(n.unit_id, []).append(n)
+    blocks = []
+    for head, by_unit in groups.items():
+        codes = list(dict.fromkeys(n.kpi_id for nodes in by_unit.values() for n in nodes))
+        base = len(cat.ancestors(head))
+        rows = []
+        for u, nodes in by_unit.items():
+            status = {n.kpi_id: n.status for n in nodes}
+            rows.append(
+                MatrixRow(
+                    unit=cat.units[u].name(lang),
+                    depth=len(cat.ancestors(u)) - base,
+                    cells=tuple(status.get(k) for k in codes),
+                )
+            )
+        blocks.append(
+            MatrixBlock(
+                title=cat.units[head].name(lang),
+                columns=tuple(
+                    MatrixColumn(cat.kpis[k].code, cat.kpis[k].name(lang)) for k in codes
+                ),
+                rows=tuple(rows),
+            )
+        )
+    return blocks
 
 
 def _month_label(month: date, lang: str) -> str:

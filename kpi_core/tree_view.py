@@ -9,6 +9,7 @@ evaluation the Board uses too.
 
 from __future__ import annotations
 
+import html
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -238,6 +239,35 @@ def label_lines(node: TreeNode, lang: str) -> list[str]:
     if node.hidden:
         lines.append(i18n.t("tree_hidden", lang, n=node.hidden))
     return lines
+
+
+def outline_html(nodes: list[TreeNode], lang: str, selected: Node | None = None) -> str:
+    """The visible nodes as an indented list, for a screen too narrow for the drawing: each
+    node's name (and unit where it differs), then weight · score · light and its marks, as in
+    the drawing's labels, in wrapping text of 15 px — nothing to zoom."""
+    items = []
+    for n in nodes:
+        name = n.name
+        if n.unit_name:
+            name += f" ({n.unit_name})" if lang == "en" else f"（{n.unit_name}）"
+        head = len(_wrap(n.name)) + (len(_wrap(f"({n.unit_name})")) if n.unit_name else 0)
+        details = " · ".join(label_lines(n, lang)[head:])
+        edge = SELECTED_COLOR if n.key == selected else STATUS_COLOR[n.status]
+        if n.vetoed_by and n.key != selected:
+            edge = VETOED_COLOR
+        style = (
+            f"margin:0 0 4px {min(n.depth, 8) * 14}px;padding:6px 10px;border-radius:4px;"
+            f"border-left:5px solid {edge};background:{FILL[n.status]}"
+        )
+        bold = "font-weight:700" if n.is_scorecard or n.key == selected else ""
+        items.append(
+            f'<li class="kpi-outline-node" data-depth="{n.depth}" style="{style}">'
+            f'<div style="{bold}">{html.escape(name)}</div><div>{html.escape(details)}</div></li>'
+        )
+    return (
+        '<ul class="kpi-outline" style="list-style:none;padding:0;margin:0;font-size:15px;'
+        f'line-height:1.45;color:#1a1a1a">{"".join(items)}</ul>'
+    )
 
 
 def _dot_id(key: Node) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kpi_core import i18n, kiosk, service
+from kpi_core import i18n, kiosk, screen, service
 from kpi_core.warehouse import Warehouse
 from tests.test_browser import ROOT, start_app
 
@@ -246,3 +246,63 @@ def test_a_partial_month_is_named_and_still_fits(browser, partial_app, artifacts
         assert m["minFont"] >= 24 and m["minContrast"] >= 7, (slide, m)
         no_error(page)
         page.close()
+
+
+HEADS = """() => [...document.querySelectorAll('.bs-mblock')].map((b) => ({
+  title: b.querySelector('.bs-mtitle').innerText,
+  heads: [...b.querySelectorAll('.bs-mhead')].map((h) => ({
+    text: h.innerText.replace(/\\n/g, ' '), font: parseFloat(getComputedStyle(h).fontSize),
+    visible: h.getBoundingClientRect().width > 0 && h.getBoundingClientRect().height > 0})),
+  rows: b.querySelectorAll('.bs-munit').length,
+}))"""
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("size", SIZES, ids=["1080p", "4k"])
+def test_the_matrix_names_its_columns_and_a_department_fits_one_slide(
+    browser, screen_app, artifacts, size, lang, demo_file
+):
+    """Production has the most KPIs of any department (10): its matrix on one slide, every
+    column headed by its KPI's name or an abbreviation explained below, read from 4 m."""
+    from kpi_core.catalog import load_catalog
+    from kpi_core.ui.screen import column_vmin, matrix_heads
+
+    wh = Warehouse(demo_file, linger=0)
+    try:
+        cat = load_catalog(wh)
+        (block,) = screen.screen_data(wh, cat, ["PROD"], lang).matrix
+    finally:
+        wh.close()
+    expected = matrix_heads(block, column_vmin(len(block.columns)))
+    url, _ = screen_app
+    scale = size[1] / 1080
+    page = open_screen(browser, url, size, f"lang={lang}&rotate=600&slides=matrix&units=PROD")
+    page.screenshot(path=str(artifacts / f"big-screen-matrix-PROD-{lang}-{size[0]}.png"))
+    (shown,) = page.evaluate(HEADS)
+    assert shown["title"] == block.title and shown["rows"] == len(block.rows)
+    assert [h["text"] for h in shown["heads"]] == expected
+    assert all(h["visible"] and h["font"] >= 24 * scale for h in shown["heads"]), shown
+    # One slide: no "(1/2)" in the title.
+    assert "/" not in page.locator(".bs-title").inner_text()
+    text = page.locator("[data-testid='bs-root']").inner_text()
+    for head, column in zip(expected, block.columns, strict=True):
+        if head != column.name:
+            assert f"{head}{'：' if lang == 'zh' else ' = '}{column.name}" in text
+    m = page.evaluate(MEASURE)
+    assert (m["scrollH"], m["scrollW"]) == (m["H"], m["W"]), m
+    assert m["outside"] == [] and m["clipped"] == [], m
+    assert m["minFont"] >= 24 * scale and m["minContrast"] >= 7, m
+    no_error(page)
+    page.close()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["1080p", "4k"])
+def test_the_english_company_name_is_whole(browser, screen_app, artifacts, size):
+    url, _ = screen_app
+    page = open_screen(browser, url, size, "lang=en&rotate=600&slides=company")
+    page.screenshot(path=str(artifacts / f"big-screen-company-en-{size[0]}.png"))
+    assert page.locator(".bs-name").inner_text() == "Huachuang Precision Manufacturing Co., Ltd."
+    m = page.evaluate(MEASURE)
+    assert m["outside"] == [] and m["clipped"] == [], m
+    assert m["minFont"] >= 24 * size[1] / 1080 and m["minContrast"] >= 7, m
+    page.close()

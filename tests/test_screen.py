@@ -3,6 +3,7 @@ data kept (marked stale) while the warehouse is busy. Kiosk tokens: tests/test_k
 tests/test_kiosk_page.py."""
 
 from datetime import datetime
+from html import escape
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -10,7 +11,22 @@ from streamlit.testing.v1 import AppTest
 from kpi_core import i18n, screen
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import WarehouseBusyError
-from kpi_core.ui.screen import Params, clip, pages, render
+from kpi_core.ui.screen import (
+    COL_GAP_VMIN,
+    HEAD_LINES,
+    SLIDE_VMIN,
+    Params,
+    clip,
+    column_vmin,
+    company_slide,
+    head_lines,
+    matrix_heads,
+    matrix_pages,
+    matrix_slide,
+    pages,
+    render,
+    risks_slide,
+)
 from tests import apptest
 from tests.apptest import ROOT, ok
 
@@ -26,7 +42,7 @@ def test_slide_data_for_the_demo_company(demo_wh):
     assert scores == sorted(scores, reverse=True) and len(data.departments) == 7
     assert all(r.status == "red" or r.at_risk for r in data.risks)
     assert all(r.owner for r in data.risks)
-    assert {m.unit for m in data.matrix} >= {"销售部", "生产部"}
+    assert {r.unit for b in data.matrix for r in b.rows} >= {"销售部", "生产部"}
     # The company's own values (net profit from the ledger) and each department: all up to date.
     assert [f.unit for f in data.freshness][:2] == ["本级：华创精密制造有限公司", "销售部"]
     assert len(data.freshness) == 8 and data.as_of.endswith("月")
@@ -46,7 +62,9 @@ def test_a_scoped_screen_sees_only_its_units(demo_wh):
     assert data.departments == () and "departments" not in data.slides()
     sales_names = {cat.units[u].name("en") for u in cat.descendants(cat.unit_by_code["SALES"].id)}
     assert {r.unit for r in data.risks} <= sales_names
-    assert {m.unit for m in data.matrix} <= sales_names
+    assert {r.unit for b in data.matrix for r in b.rows} <= sales_names
+    # A department's screen: its matrix is one block, regions included.
+    assert [b.title for b in data.matrix] == ["Sales Department"]
 
 
 def test_open_actions_show_on_the_risk_slide(demo_wh):
@@ -168,3 +186,66 @@ def test_the_page_without_a_token(own_file, monkeypatch, tmp_path):
     ok(at)
     replayed = "".join(h.proto.body for h in at.get("html"))
     assert i18n.t("bs_not_set_up", "en") in replayed and "Sales" not in replayed
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_each_departments_matrix_is_one_labelled_block_on_one_slide(demo_wh, lang):
+    cat = load_catalog(demo_wh)
+    data = screen.screen_data(demo_wh, cat, ["GROUP"], lang)
+    company = cat.unit_by_code["GROUP"].name(lang)
+    departments = [d.name for d in data.departments]
+    assert data.matrix[0].title == company
+    assert sorted(b.title for b in data.matrix[1:]) == sorted(departments)
+    sales = next(b for b in data.matrix if b.title == cat.unit_by_code["SALES"].name(lang))
+    regions = {cat.units[u].name(lang) for u in cat.descendants(cat.unit_by_code["SALES"].id)}
+    assert {r.unit for r in sales.rows} == regions  # the department and its three regions
+    assert all(len(r.cells) == len(sales.columns) for r in sales.rows)
+    assert cat.kpi("REV").name(lang) in [c.name for c in sales.columns]
+    # Every block whole on one slide; the slides are the matrix's pages.
+    shown = matrix_pages(data.matrix)
+    titles = [b.title for page in shown for b in page]
+    assert sorted(titles) == sorted(b.title for b in data.matrix)
+    assert len(shown) == sum(1 for s, _, _ in pages(data) if s == "matrix") < len(data.matrix)
+    # Every column is labelled with a head that fits its width in at most three lines, and
+    # each abbreviation is explained on its slide.
+    for i, page in enumerate(shown):
+        html = matrix_slide(data, i, len(shown))
+        for block in page:
+            width = column_vmin(len(block.columns))
+            assert len(block.columns) * (width + COL_GAP_VMIN) < SLIDE_VMIN
+            heads = matrix_heads(block, width)
+            assert len(set(heads)) == len(heads) == len(block.columns)
+            for head, column in zip(heads, block.columns, strict=True):
+                assert head_lines(head, width) <= HEAD_LINES, head
+                assert f">{escape(head)}</span>" in html
+                if head != column.name:
+                    eq = "：" if lang == "zh" else " = "
+                    assert f"<b>{escape(head)}</b>{eq}{escape(column.name)}" in html
+
+
+def test_wide_english_names_are_abbreviated_and_short_ones_kept(demo_wh):
+    cat = load_catalog(demo_wh)
+    data = screen.screen_data(demo_wh, cat, ["PROD"], "en")
+    (block,) = data.matrix
+    heads = dict(
+        zip([c.code for c in block.columns], matrix_heads(block, column_vmin(10)), strict=True)
+    )
+    assert len(block.columns) == 10
+    assert heads["OEE"] == "OEE" and heads["OUTPUT"] == "Output"
+    assert heads["UNIT_COST"] == "UMC"  # Unit manufacturing cost: its code is too wide
+    assert head_lines("Overall equipment effectiveness", column_vmin(10)) > HEAD_LINES
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_forecast_rows_say_forecast_and_the_company_name_is_whole(demo_wh, lang):
+    cat = load_catalog(demo_wh)
+    data = screen.screen_data(demo_wh, cat, ["GROUP"], lang)
+    forecast = [r for r in data.risks if r.at_risk and r.status != "red"]
+    assert forecast, "the demo has KPIs forecast to miss the year's target"
+    word = "预测" if lang == "zh" else "Forecast"
+    html = risks_slide(data, 0, 1)
+    assert html.count(f"⚠ {word}") >= min(len(forecast), 7)
+    assert all(r.actual.startswith(word) for r in forecast)
+    assert f"⚠ {word}" in company_slide(data, 0, 1)
+    name = cat.unit_by_code["GROUP"].name(lang)
+    assert f">{escape(name)}<" in company_slide(data, 0, 1)

@@ -322,10 +322,36 @@ def test_filled_template_passes_the_intake(sales_wh, tmp_path, lang):
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_intake_has_nothing_to_say_about_a_filled_template(sales_wh, tmp_path, lang):
     _, prepared, _ = filled_and_prepared(sales_wh, tmp_path, lang)
-    said = [(f.severity, f.sheet, f.message) for f in prepared.findings if f.severity != "info"]
-    assert said == []
-    # The instructions sheet is noted as skipped, not warned about.
-    assert {f.sheet for f in prepared.findings} <= {template.INSTRUCTIONS_SHEET[lang]}
+    # Not even a note: the sheet the template marks as its instructions is skipped silently.
+    assert [(f.severity, f.sheet, f.message) for f in prepared.findings] == []
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_an_unfilled_template_says_only_that_values_are_missing(sales_wh, tmp_path, lang):
+    """Uploaded before a value is typed: nothing about the instructions sheet's header."""
+    intake = pytest.importorskip("kpi_core.ingest.intake")
+    cat = load_catalog(sales_wh)
+    _, path = build(sales_wh, cat, "CO", date(2025, 1, 1), lang, tmp_path)
+    prepared = intake.prepare(wh=sales_wh, uploads=[(path.name, path.read_bytes())],
+                              who=service.SYSTEM)  # fmt: skip
+    assert prepared.findings, "an empty template is not loadable"
+    assert template.INSTRUCTIONS_SHEET[lang] not in {f.sheet for f in prepared.findings}
+    assert not any("header" in f.message for f in prepared.findings)
+
+
+def test_a_sheet_named_like_the_instructions_is_still_read(sales_wh):
+    """Only the template's own mark skips a sheet, not its name: a user's sheet called
+    'instructions' that holds actuals is read."""
+    intake = pytest.importorskip("kpi_core.ingest.intake")
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "instructions"
+    ws.append(["period", "unit", "kpi", "value"])
+    ws.append(["2024-12", "SALES", "CSAT", 91])
+    buf = io.BytesIO()
+    wb.save(buf)
+    prepared = intake.prepare(sales_wh, [("mine.xlsx", buf.getvalue())], service.SYSTEM)
+    assert prepared.counts["changed"] == 1
 
 
 def test_unit_without_kpis_is_refused(sales_wh, tmp_path):

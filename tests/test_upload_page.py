@@ -157,6 +157,22 @@ def test_problems_are_in_chinese_on_the_chinese_page(wh_path, monkeypatch):
     }
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_first_problem_is_told_in_full_below_the_table(wh_path, monkeypatch, lang):
+    """A grid cell cuts long text at its edge: the problem and what to do are also told whole,
+    wrapped, below the table (the first one until another row is picked)."""
+    at = open_page(wh_path, monkeypatch, lang)
+    at.file_uploader[0].upload("december.xlsx", xlsx(GOOD_AND_BAD)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = "\n".join(m.value for m in at.markdown)
+    if lang == "zh":
+        assert "“lots”不是数字" in text
+        assert "**如何处理**：请填写数字，例如 1250000、12.5万、1,234.5 或 96%" in text
+        assert "第 5 行" in text and "D (value) 列" in text
+    else:
+        assert "**What to do**: " in text and "row 5" in text
+
+
 def test_same_file_twice_changes_nothing(wh_path, monkeypatch):
     data = xlsx(GOOD_AND_BAD[:3])
     at = open_page(wh_path, monkeypatch)

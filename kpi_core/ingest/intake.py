@@ -31,6 +31,7 @@ from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
 from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
+from kpi_core.ingest.template import is_instructions
 from kpi_core.library import AGGREGATIONS
 from kpi_core.periods import month_of
 from kpi_core.service import Actor
@@ -146,7 +147,8 @@ def prepare(
     sheets = 0
     for i, (name, data) in enumerate(uploads):
         step(0.05 + 0.5 * i / len(uploads), f"Reading {name}")
-        tables = files.read_file(name, data, limits)
+        # The template's instructions are for people; the intake has nothing to say about them.
+        tables = [t for t in files.read_file(name, data, limits) if not is_instructions(t.rows)]
         sheets += len(tables)
         if mapping is not None:
             got, found = profile.apply(mapping, tables)

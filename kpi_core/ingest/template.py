@@ -314,8 +314,12 @@ def _shown(v: object) -> str:
 
 # --- the instructions sheet ------------------------------------------------------------------
 
+# The instructions sheet's first row, in its first two cells: the template's mark on it, by
+# which the intake skips the sheet without a word (`is_instructions`).
+INSTRUCTIONS_MARK = ("填写说明", "How to fill in")
+
 _STEPS: tuple[tuple[str, str], ...] = (
-    ("填写说明", "How to fill in"),
+    INSTRUCTIONS_MARK,
     (
         "每行填一个数值：在“实际值”（value）列填写该组织、该指标本月的实际数。",
         "One value per row: type the month's actual for that unit and KPI in the 'value' (实际值) "
@@ -350,6 +354,13 @@ _STEPS: tuple[tuple[str, str], ...] = (
         "Save as .xlsx and upload it on the Upload page, or run python -m kpi_core import FILE.",
     ),
 )
+
+
+def is_instructions(rows: list[list[object]]) -> bool:
+    """A sheet this template wrote as its instructions: its first row is INSTRUCTIONS_MARK.
+    Its name alone is not enough — a user's own sheet called 说明 may hold actuals."""
+    first = [str(c).strip() for c in (rows[0] if rows else []) if c not in (None, "")]
+    return tuple(first[:2]) == INSTRUCTIONS_MARK
 
 
 def _instructions(ws: Worksheet, unit: Unit, month: date, n_rows: int) -> None:

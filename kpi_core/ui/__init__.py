@@ -92,6 +92,7 @@ def page(title_key: str) -> PageContext:
         layout="wide",
     )
     with st.sidebar:
+        _collapse_after_navigating()
         st.markdown(f"### {i18n.t('app_title', lang)}")
         # Filled once the user's role is known: only the pages they may open.
         nav = st.container()
@@ -134,6 +135,37 @@ def page(title_key: str) -> PageContext:
         else:
             st.warning(i18n.t("si_no_users", lang))
     return PageContext(wh, cat, who, lang)
+
+
+# On a narrow screen the sidebar lies over the page. Streamlit closes it after a click in its
+# own page list, but not after a st.page_link (Streamlit 1.67 has no call to close it), so the
+# page just opened stayed hidden under it. This closes it as its own button does, after a
+# navigation link in it is clicked, below Streamlit's breakpoint for an overlaid sidebar (md,
+# 768 px). A constant script: nothing of a user's goes into it.
+_COLLAPSE_SCRIPT = """<script>
+if (!window.kpiCollapseOnNavigate) {
+  window.kpiCollapseOnNavigate = true;
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("[data-testid='stSidebar'] [data-testid='stPageLink-NavLink']");
+    if (!link || window.innerWidth >= 768) return;
+    setTimeout(() => {
+      const close = document.querySelector("[data-testid='stSidebarCollapseButton'] button");
+      if (close) close.click();
+    }, 0);
+  }, true);
+}
+</script>"""
+
+
+def _collapse_after_navigating() -> None:
+    # In a hidden container, so the sidebar keeps no gap for it; the script runs all the same.
+    with st.container(key="kpi_collapse_script"):
+        st.html(
+            _COLLAPSE_SCRIPT
+            + "<style>[data-testid='stLayoutWrapper']:has(> .st-key-kpi_collapse_script)"
+            " { display: none; }</style>",
+            unsafe_allow_javascript=True,
+        )
 
 
 def _navigation(nav, lang: str, role: str | None) -> None:

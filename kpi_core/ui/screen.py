@@ -11,6 +11,7 @@ when the warehouse is busy) and redraws the clock.
 from __future__ import annotations
 
 import math
+import re
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ html, body, .stApp, [data-testid="stAppViewContainer"], [data-testid="stMain"] {
 .bs-company {{ display: flex; gap: 3vmin; flex: 1; min-height: 0; }}
 .bs-company .left {{ width: 40%; display: flex; flex-direction: column; gap: 1.6vmin; }}
 .bs-company .right {{ flex: 1; display: flex; flex-direction: column; gap: 2vmin; }}
-.bs-name {{ font-size: 3.6vmin; font-weight: 700; }}
+.bs-name {{ font-size: 3.6vmin; font-weight: 700; white-space: normal; }}
 .bs-score {{ font-size: 17vmin; font-weight: 800; line-height: 1.5; }}
 .bs-big-chip {{ font-size: 4.4vmin; align-self: flex-start; }}
 .bs-sub {{ font-size: 3vmin; color: #c9d1d9; }}
@@ -116,12 +117,21 @@ html, body, .stApp, [data-testid="stAppViewContainer"], [data-testid="stMain"] {
 .bs-cell .main {{ display: block; font-size: 3vmin; font-weight: 700; }}
 .bs-cell .minor {{ display: block; font-size: 2.4vmin; color: #c9d1d9; }}
 .bs-risks .bs-cell {{ padding: 0.4vmin 0; border-top: 0.2vmin solid #2b3440; }}
-.bs-matrix {{ display: flex; flex-direction: column; gap: 0.9vmin; }}
-.bs-mrow {{ display: grid; grid-template-columns: 38% 1fr 22vmin; gap: 2vmin; align-items: center;
-  height: 4.8vmin; font-size: 2.8vmin; }}
-.bs-glyphs {{ display: flex; gap: 0.8vmin; flex-wrap: nowrap; }}
+.bs-matrix {{ display: flex; flex-direction: column; gap: 2vmin; }}
+.bs-mtitle {{ font-size: 3vmin; font-weight: 700; white-space: nowrap; line-height: 1.5;
+  margin-bottom: 0.7vmin; }}
+.bs-mgrid {{ display: grid; column-gap: 1vmin; row-gap: 1vmin; align-items: center; }}
+.bs-mhead {{ font-size: 2.4vmin; color: #c9d1d9; text-align: center;
+  white-space: normal; overflow-wrap: normal; word-break: normal; align-self: end;
+  text-wrap: balance; }}
+.bs-munit {{ font-size: 2.8vmin; white-space: normal; text-wrap: balance; }}
+.bs-mcell {{ display: flex; justify-content: center; }}
+.bs-none {{ font-size: 2.8vmin; color: #c9d1d9; line-height: 4.4vmin; }}
 .bs-glyph {{ font-size: 2.8vmin; width: 4.4vmin; height: 4.4vmin; line-height: 4.4vmin;
   text-align: center; border-radius: 0.6vmin; }}
+.bs-mfoot {{ margin-top: auto; display: flex; flex-direction: column; gap: 0.6vmin; }}
+.bs-abbr {{ font-size: 2.4vmin; color: #c9d1d9; white-space: normal; line-height: 1.4; }}
+.bs-abbr b {{ color: #f5f7fa; }}
 .bs-legend {{ margin-top: auto; font-size: 2.4vmin; color: #c9d1d9; display: flex; gap: 3vmin; }}
 .bs-message {{ margin: auto; max-width: 80vw; text-align: center; }}
 .bs-message h1 {{ font-size: 6vmin; font-weight: 800; margin-bottom: 3vmin; color: #f5f7fa; }}
@@ -223,12 +233,16 @@ def pages(data: ScreenData, wanted: tuple[str, ...] = ()) -> list[tuple[str, int
         "company": len(data.companies),
         "departments": len(data.departments),
         "risks": max(1, len(data.risks)),
-        "matrix": len(data.matrix),
+        "matrix": 0,  # packed by blocks: matrix_pages
         "freshness": len(data.freshness),
     }
     out = []
     for slide in data.slides(wanted or None):
-        n = max(1, math.ceil(sizes[slide] / PER_PAGE[slide]))
+        n = (
+            len(matrix_pages(data.matrix))
+            if slide == "matrix"
+            else max(1, math.ceil(sizes[slide] / PER_PAGE[slide]))
+        )
         out += [(slide, i, n) for i in range(n)]
     return out
 
@@ -257,7 +271,7 @@ def company_slide(data: ScreenData, i: int, n: int) -> str:
             ("red", c.counts.get("red", 0), i18n.status_label("red", lang)),
             ("amber", c.counts.get("amber", 0), i18n.status_label("amber", lang)),
             ("green", c.counts.get("green", 0), i18n.status_label("green", lang)),
-            ("amber", c.at_risk, f"⚠ {t('bs_at_risk')}"),
+            ("amber", c.at_risk, f"⚠ {t('bs_forecast_miss')}"),
         )
     )
     top = max([s for _, s, _ in c.trend if s is not None] or [100.0])
@@ -270,7 +284,7 @@ def company_slide(data: ScreenData, i: int, n: int) -> str:
     )
     return (
         f'<div class="bs-company"><div class="left">'
-        f'<div class="bs-name">{e(clip(c.name, 30))}</div>'
+        f'<div class="bs-name">{e(clip(c.name, 64))}</div>'
         f'<div class="bs-sub">{e(t("bs_company"))} · {e(data.period)}</div>'
         f'<div class="bs-score" style="color:{STATUS_TEXT[c.status]}">{_score(c.score)}</div>'
         f"{chip(c.status, lang, cls='bs-big-chip')}"
@@ -309,7 +323,8 @@ def risks_slide(data: ScreenData, i: int, n: int) -> str:
     )
     cells = []
     for r in _chunk(list(data.risks), i, n):
-        label = f"⚠ {t('bs_at_risk')}" if r.at_risk and r.status != "red" else None
+        # A row about the year-end forecast says so, not only "at risk" (预警 reads as "alert").
+        label = f"⚠ {t('bs_forecast_miss')}" if r.at_risk and r.status != "red" else None
         status = "amber" if label and r.status == "green" else r.status
         if r.actions:
             a = r.actions[0]
@@ -335,29 +350,183 @@ def risks_slide(data: ScreenData, i: int, n: int) -> str:
     return f'<div class="bs-table bs-risks">{head}{"".join(cells)}</div>'
 
 
+# The status matrix: one block per department (kpi_core.screen.matrix_blocks), never split
+# over slides. KPI columns are as wide as the slide allows; their heads take up to three lines
+# of 2.4vmin text, and a name that does not fit is abbreviated and explained once below.
+SLIDE_VMIN = 171.0  # a 16:9 slide's width inside its padding
+UNIT_VMIN = 34.0  # the unit column, at least
+COL_MAX_VMIN = 24.0
+COL_GAP_VMIN = 1.0
+HEAD_FONT_VMIN = 2.4
+HEAD_LINES = 3
+MATRIX_ROOM_VMIN = 60.0  # slide height for blocks; the legend below takes the rest
+
+
+def column_vmin(n: int) -> float:
+    return min(COL_MAX_VMIN, (SLIDE_VMIN - UNIT_VMIN) / max(n, 1) - COL_GAP_VMIN)
+
+
+def _text_vmin(text: str, font: float = HEAD_FONT_VMIN) -> float:
+    """A generous estimate of the width of `text` set at `font` vmin (CJK full width)."""
+    em = 0.0
+    for ch in text:
+        if unicodedata.east_asian_width(ch) in "WF":
+            em += 1.0
+        elif ch == " ":
+            em += 0.3
+        elif ch.isupper() or ch in "mwMW@%&":
+            em += 0.72
+        else:
+            em += 0.56
+    return em * font
+
+
+def head_lines(text: str, width: float) -> float:
+    """Lines `text` takes in a column `width` vmin wide, breaking as a browser does: between
+    words, after a hyphen, between CJK characters; inf when a word alone is wider."""
+    tokens = re.findall(r"[\u2e80-\u9fff\uff00-\uffef]|[^\s\u2e80-\u9fff\uff00-\uffef-]+-?|-", text)
+    lines, used, prev = 1, 0.0, ""
+    for tok in tokens:
+        w = _text_vmin(tok)
+        if w > width:
+            return math.inf
+        gap = _text_vmin(" ") if used and tok.isascii() and not prev.endswith("-") else 0.0
+        if used + gap + w > width:
+            lines, used = lines + 1, w
+        else:
+            used += gap + w
+        prev = tok
+    return lines
+
+
+def abbreviation(name: str, code: str, width: float) -> str:
+    """A short form of a KPI name for a column head: the KPI's code where it fits (OEE, AVAIL),
+    else the initials of an English name of several words (Unit manufacturing cost → UMC), a
+    long word cut with a full stop, else the code cut."""
+    words = [w for w in re.split(r"[\s\-/]+", name) if w]
+    if _text_vmin(code) <= width:
+        short = code
+    elif name.isascii() and len(words) > 1:
+        short = "".join(w[0] for w in words if w[0].isalnum()).upper()
+    elif name.isascii() and words:
+        short = name
+        while len(short) > 2 and _text_vmin(short + ".") > width:
+            short = short[:-1]
+        short += "."
+    else:
+        short = code
+    return short if _text_vmin(short) <= width else clip(short, max(2, int(width / 1.8)))
+
+
+def matrix_heads(block: screen.MatrixBlock, width: float) -> list[str]:
+    """Each column's head: its KPI's name where it fits, else a distinct abbreviation."""
+    out: list[str] = []
+    for c in block.columns:
+        label = (
+            c.name
+            if head_lines(c.name, width) <= HEAD_LINES
+            else abbreviation(c.name, c.code, width)
+        )
+        base, k = label, 2
+        while label in out:
+            label, k = f"{base}{k}", k + 1
+        out.append(label)
+    return out
+
+
+def _block_vmin(block: screen.MatrixBlock) -> float:
+    width = column_vmin(len(block.columns))
+    lines = max([min(HEAD_LINES, head_lines(h, width)) for h in matrix_heads(block, width)] or [1])
+    rows = sum(5.4 if _unit_lines(block, r) == 1 else 9.4 for r in block.rows)
+    return 5.2 + lines * HEAD_FONT_VMIN * 1.5 + 1.0 + rows + 2.0
+
+
+def _unit_room(block: screen.MatrixBlock, depth: int) -> int:
+    """Display columns (a CJK character is two) of 2.8vmin text on one line of a unit's cell."""
+    unit_vmin = SLIDE_VMIN - len(block.columns) * (column_vmin(len(block.columns)) + COL_GAP_VMIN)
+    return int((unit_vmin - 2.8 * depth) / 1.55)
+
+
+def _unit_lines(block: screen.MatrixBlock, row: screen.MatrixRow) -> int:
+    return 1 if _width(row.unit) <= _unit_room(block, row.depth) else 2
+
+
+def matrix_pages(blocks: tuple[screen.MatrixBlock, ...]) -> list[list[screen.MatrixBlock]]:
+    """Blocks packed onto slides in order, each whole on one slide; a block taller than a
+    slide (more units than fit) is cut into parts, each with the column heads."""
+    parts: list[screen.MatrixBlock] = []
+    for b in blocks:
+        room = int((MATRIX_ROOM_VMIN - 20) // 9.4)  # rows of two lines under three-line heads
+        n = max(1, math.ceil(len(b.rows) / max(room, 1)))
+        for i in range(n):
+            rows = b.rows[i * math.ceil(len(b.rows) / n) : (i + 1) * math.ceil(len(b.rows) / n)]
+            title = b.title if n == 1 else f"{b.title} ({i + 1}/{n})"
+            parts.append(screen.MatrixBlock(title, b.columns, rows))
+    out: list[list[screen.MatrixBlock]] = []
+    used = math.inf
+    for b in parts:
+        h = _block_vmin(b)
+        if used + h > MATRIX_ROOM_VMIN:
+            out.append([])
+            used = 0.0
+        out[-1].append(b)
+        used += h
+    return out
+
+
+def _matrix_block(block: screen.MatrixBlock, lang: str, shorts: dict[str, str]) -> str:
+    width = column_vmin(len(block.columns))
+    heads = matrix_heads(block, width)
+    for c, h in zip(block.columns, heads, strict=True):
+        if h != c.name:
+            shorts[h] = c.name
+    cells = ['<span class="bs-mcorner"></span>'] + [
+        f'<span class="bs-mhead" title="{e(c.name)}">{e(h)}</span>'
+        for c, h in zip(block.columns, heads, strict=True)
+    ]
+    for k, r in enumerate(block.rows):
+        # The block's own unit is named in its title: its row is its own KPIs. Others take up
+        # to two lines (the packing counts them so).
+        name = i18n.t("bs_matrix_own", lang) if k == 0 and r.unit == block.title else r.unit
+        name = clip(name, 2 * _unit_room(block, r.depth) - 4)
+        pad = f"padding-left:{2.8 * r.depth:.1f}vmin"
+        cells.append(f'<span class="bs-cell bs-munit" style="{pad}">{e(name)}</span>')
+        for s in r.cells:
+            cells.append(
+                '<span class="bs-mcell"><span class="bs-none">–</span></span>'
+                if s is None
+                else f'<span class="bs-mcell"><span class="bs-glyph" style="color:{STATUS_TEXT[s]};'
+                f'background:{STATUS_CHIP[s]}">{i18n.STATUS_ICON[s]}</span></span>'
+            )
+    columns = f"minmax(0, 1fr) repeat({len(block.columns)}, {width:.2f}vmin)"
+    return (
+        f'<div class="bs-mblock"><div class="bs-mtitle">{e(block.title)}</div>'
+        f'<div class="bs-mgrid" style="grid-template-columns:{columns}">{"".join(cells)}</div></div>'
+    )
+
+
 def matrix_slide(data: ScreenData, i: int, n: int) -> str:
-    rows = []
-    for m in _chunk(list(data.matrix), i, n):
-        glyphs = "".join(
-            f'<span class="bs-glyph" style="color:{STATUS_TEXT[s]};background:{STATUS_CHIP[s]}">'
-            f"{i18n.STATUS_ICON[s]}</span>"
-            for _, s in m.cells[:14]
-        )
-        tally = " ".join(
-            f'<span style="color:{STATUS_TEXT[s]}">{i18n.STATUS_ICON[s]}{k}</span>'
-            for s in ("red", "amber", "green", "grey")
-            if (k := sum(1 for _, x in m.cells if x == s))
-        )
-        indent = "\u2003" * m.depth
-        rows.append(
-            f'<div class="bs-mrow"><span class="bs-cell">{indent}{e(clip(m.unit, 28 - 2 * m.depth))}'
-            f'</span><div class="bs-glyphs">{glyphs}</div><span class="bs-cell">{tally}</span></div>'
-        )
+    shorts: dict[str, str] = {}
+    blocks = "".join(_matrix_block(b, data.lang, shorts) for b in matrix_pages(data.matrix)[i])
     legend = "".join(
         f'<span style="color:{STATUS_TEXT[s]}">{e(i18n.status_label(s, data.lang))}</span>'
         for s in ("red", "amber", "green", "grey")
     )
-    return f'<div class="bs-matrix">{"".join(rows)}</div><div class="bs-legend">{legend}</div>'
+    legend += f"<span>– {e(i18n.t('bs_matrix_none', data.lang))}</span>"
+    said = ""
+    if shorts:
+        eq = "：" if data.lang == "zh" else " = "
+        said = (
+            '<div class="bs-abbr">'
+            + ("；" if data.lang == "zh" else " · ").join(
+                f"<b>{e(k)}</b>{eq}{e(v)}" for k, v in shorts.items()
+            )
+            + "</div>"
+        )
+    return (
+        f'<div class="bs-matrix">{blocks}</div>'
+        f'<div class="bs-mfoot">{said}<div class="bs-legend">{legend}</div></div>'
+    )
 
 
 def freshness_slide(data: ScreenData, i: int, n: int) -> str:

@@ -94,6 +94,74 @@ def _editor(name: str, rows: pd.DataFrame, config: dict, store: dict) -> pd.Data
     )
 
 
+# A phone shows a grid's first columns only (unit, KPI): its editable columns are past the right
+# edge. There the grid gets a form that edits one row at a time, and the edits go into the grid
+# as typed in it (so the checks, the list of changes and saving are the same). Wider screens
+# hide the form.
+NARROW = 640  # px
+NARROW_CSS = f"""<style>
+@media (min-width: {NARROW}px) {{ [class*="st-key-tw_rowform_"] {{ display: none !important; }} }}
+</style>"""
+
+
+def _cell_text(v: object) -> str:
+    return "" if _blank(v) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _row_form(
+    ctx: PageContext,
+    name: str,
+    store: dict,
+    keys: list[str],
+    fields: dict[str, str],
+    row_label,
+    parse=lambda column, text: text,
+    choices: dict[str, tuple[list, object]] | None = None,
+) -> None:
+    """Edit one editable row of the grid `name`: `fields` (column → label) as text, or as a
+    choice for columns in `choices` (column → (options, format_func)). `parse` turns a typed
+    text into the grid's value, raising ValueError with what is wrong."""
+    base = store["base"]
+    rows = [i for i in base.index if base.at[i, "editable"]]
+    if not rows:
+        return
+    current = store["edited"] if store.get("edited") is not None else store["shown"]
+    st.html(NARROW_CSS)
+    with (
+        st.container(key=f"tw_rowform_{name}"),
+        st.expander(ctx.t("tw_row_form"), icon=":material/edit:"),
+    ):
+        row = st.selectbox(ctx.t("tw_row_pick"), rows, format_func=row_label, key=f"tw_{name}_row")
+        tag = f"{name}_{row}_{store['nonce']}"
+        with st.form(f"tw_{name}_row_form_{tag}", border=False):
+            typed = {}
+            for column, label in fields.items():
+                value = current.at[row, column]
+                if choices and column in choices:
+                    options, shown = choices[column]
+                    pick = value if value in options else options[0]
+                    typed[column] = st.selectbox(
+                        label, options, index=options.index(pick), format_func=shown,
+                        key=f"tw_{tag}_{column}",
+                    )  # fmt: skip
+                else:
+                    typed[column] = st.text_input(
+                        label, value=_cell_text(value), key=f"tw_{tag}_{column}"
+                    )
+            applied = st.form_submit_button(ctx.t("tw_row_apply"), type="primary")
+        if applied:
+            pending = _pending(store, keys, list(fields))
+            where = tuple(base.loc[row, keys])
+            try:
+                for column, text in typed.items():
+                    pending[(where, column)] = parse(column, text)
+            except ValueError as exc:
+                st.error(str(exc))
+                return
+            _reload(store, base, keys, pending)
+            st.rerun()
+
+
 def _problem_line(ctx: PageContext, p: planning.CellProblem) -> str:
     place = f"{p.where} · {column_label(ctx, p.column)}" if p.where else column_label(ctx, p.column)
     return f"{place}: {error_text(ctx, p.message)}"
@@ -232,6 +300,14 @@ def targets_section(
                 edited.loc[out.index, c] = out[c]
         store["edited"] = edited
         edits, problems = planning.target_edits(ctx.wh, ctx.cat, base, edited)
+    if not editable.empty:
+        _row_form(
+            ctx, "targets", store, keys,
+            {f: column_label(ctx, f) for f in [*levels, "phasing"]},
+            lambda i: f"{base.at[i, 'unit']} · {base.at[i, 'kpi']} · {base.at[i, 'period']}",
+            choices={"phasing": (profiles, lambda p: ctx.t("tw_phasing_even") if p == "even"
+                                 else p or "—")},
+        )  # fmt: skip
     if not readonly.empty:
         st.caption(ctx.t("tw_read_only"))
         st.dataframe(
@@ -367,6 +443,19 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
             edited.loc[out.index, "weight"] = pd.to_numeric(out["weight"], errors="coerce")
             store["edited"] = edited
             edits, problems = planning.weight_edits(base, edited)
+        if not editable.empty:
+
+            def weight(column: str, text: str) -> float:
+                try:
+                    return float(text.strip().rstrip("%").replace(",", ""))
+                except ValueError:
+                    raise ValueError(ctx.t("tw_row_not_a_number", text=text)) from None
+
+            _row_form(
+                ctx, "weights", store, keys, {"weight": ctx.t("tw_weight_pct")},
+                lambda i: f"{base.at[i, 'parent_name']} → {base.at[i, 'child_name']}",
+                parse=weight,
+            )  # fmt: skip
         if not readonly.empty:
             st.caption(ctx.t("tw_read_only"))
             st.dataframe(readonly[visible], column_config=config, hide_index=True)

@@ -22,6 +22,7 @@ from kpi_core.tree_view import (
     node_key,
     node_name,
     node_trend,
+    outline_html,
     tree_dot,
     trend_chart,
     visible_nodes,
@@ -30,6 +31,12 @@ from kpi_core.ui import PageContext, period_picker, unit_picker
 from kpi_core.ui.detail import link as detail_link
 from kpi_core.ui.review import comments_panel, panel_title
 from kpi_core.ui.widgets import badge, month_notes, partial_period_note
+
+NARROW = 640  # px: below this the tree is an outline
+NARROW_CSS = f"""<style>
+@media (max-width: {NARROW - 0.02}px) {{ .st-key-tree_drawing {{ display: none !important; }} }}
+@media (min-width: {NARROW}px) {{ .st-key-tree_outline {{ display: none !important; }} }}
+</style>"""
 
 
 def _key_text(key: Node) -> str:
@@ -134,8 +141,16 @@ def tree_page(ctx: PageContext) -> None:
         collapsed={keys[k] for k in collapsed},
         expanded={keys[k] for k in expanded},
     )
-    st.caption(f"{ctx.t('tree_count', shown=len(shown), total=len(keys))} · {ctx.t('tree_legend')}")
-    st.graphviz_chart(tree_dot(shown, lang, selected), width="stretch")
+    count = ctx.t("tree_count", shown=len(shown), total=len(keys))
+    # A phone gets the outline, a wider screen the drawing (whose text a phone shrinks to a
+    # few pixels): both are sent, the page's width picks one (NARROW_CSS).
+    st.html(NARROW_CSS)
+    with st.container(key="tree_drawing"):
+        st.caption(f"{count} · {ctx.t('tree_legend')}")
+        st.graphviz_chart(tree_dot(shown, lang, selected), width="stretch")
+    with st.container(key="tree_outline"):
+        st.caption(f"{count} · {ctx.t('tree_outline_legend')}")
+        st.html(outline_html(shown, lang, selected))
 
     _details(ctx, find(root, selected), period, latest)
 

@@ -112,12 +112,17 @@ def _value(cat: Catalog, kpi_id: int, value: object, lang: str) -> str:
     return i18n.format_value(float(value), kpi, lang, compact=False)
 
 
-def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
-    """Problems, errors first, then by file, sheet and row; the core's English in `lang`."""
-    rows = sorted(
+def in_order(findings: list[Finding]) -> list[Finding]:
+    """Errors first, then by file, sheet, row and column: the report's order."""
+    return sorted(
         findings,
         key=lambda f: (SEVERITIES.index(f.severity), f.file, f.sheet, f.row or 0, f.column or ""),
     )
+
+
+def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
+    """Problems in the report's order (`in_order`); the core's English in `lang`."""
+    rows = in_order(findings)
 
     def t(key: str) -> str:
         return i18n.t(key, lang)
@@ -359,6 +364,14 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
             # The core's own limit (KPI_MAX_UPLOAD_MB), so the drop zone says the true one.
             max_upload_size=max(1, math.ceil(files.Limits.configured().max_bytes / 2**20)),
         )
+        if ctx.lang == "zh":
+            # Streamlit 1.67 draws the drop zone's words in English and takes no text for them.
+            st.caption(
+                ctx.t(
+                    "up_files_zone",
+                    mb=max(1, math.ceil(files.Limits.configured().max_bytes / 2**20)),
+                )
+            )
     with right:
         chosen = st.selectbox(
             ctx.t("up_profile"),
@@ -513,12 +526,16 @@ def report(ctx: PageContext, it: intake.Intake, tag: str, *, hint: str | None = 
         format_func=lambda s: f"{_LEVEL_ICON[s]} {ctx.t('up_sev_' + s)} ({n[s]:,})",
         key=f"up_sev_{tag}",
     )
-    chosen = [f for f in it.findings if f.severity in (shown or [])]
-    st.dataframe(
+    chosen = in_order([f for f in it.findings if f.severity in (shown or [])])
+    st.caption(ctx.t("up_pick_finding"))
+    picked = st.dataframe(
         findings_frame(chosen, ctx.lang),
         hide_index=True,
         placeholder="—",
         width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"up_findings_{tag}",
         column_config={
             ctx.t("up_col_severity"): st.column_config.TextColumn(width=80),
             # The problem is the long text to read; the file is named above the report too.
@@ -528,6 +545,29 @@ def report(ctx: PageContext, it: intake.Intake, tag: str, *, hint: str | None = 
             ctx.t("up_col_hint"): st.column_config.TextColumn(width="large"),
         },
     )
+    rows = picked.selection.rows if picked else []
+    if chosen:
+        # A grid cell never wraps: the picked problem (else the first) is told in full below it.
+        finding_details(ctx, chosen[rows[0] if rows and rows[0] < len(chosen) else 0])
+
+
+def finding_details(ctx: PageContext, f: Finding) -> None:
+    """One problem in full, wrapped: where it is, what is wrong and what to do."""
+    lang = ctx.lang
+    place = [translate(f.file, lang), f.sheet]
+    if f.row is not None:
+        place.append(ctx.t("up_detail_row", row=f.row))
+    if f.column:
+        place.append(ctx.t("up_detail_column", column=translate(f.column, lang)))
+    with st.container(border=True):
+        st.markdown(
+            f"**{_LEVEL_ICON[f.severity]} {ctx.t('up_level_' + f.severity)}** · "
+            + " · ".join(md(p) for p in place if p)
+        )
+        colon = "：" if lang == "zh" else ": "
+        st.markdown(f"**{ctx.t('up_col_message')}**{colon}{md(translate(f.message, lang))}")
+        if f.hint:
+            st.markdown(f"**{ctx.t('up_col_hint')}**{colon}{md(translate(f.hint, lang))}")
 
 
 def bindings_frame(it: intake.Intake, cat: Catalog, lang: str) -> pd.DataFrame:
