@@ -27,7 +27,7 @@ from kpi_core.errors import (
     ValidationError,
     WarehouseBusyError,
 )
-from kpi_core.ingest import intake, sources
+from kpi_core.ingest import definition_file, intake, profile, sources
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -159,7 +159,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     rs.add_argument("path", metavar="PATH", help="the backup .zip file")
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    for kind, what, page in (
+        ("profile", "mapping profiles", "Upload"),
+        ("source", "database sources", "Sources"),
+    ):
+        _definition_commands(sub, kind, what, page)
     return p
+
+
+def _definition_commands(sub, kind: str, what: str, page: str) -> None:
+    """`profile …` and `source …`: the same four actions on a TOML file of either."""
+    cmd = sub.add_parser(kind, help=f"list, show, export or save {what} as TOML files")
+    cmd.description = (
+        f"{what.capitalize()} as readable TOML files, to keep in version control or move "
+        f"between warehouses (the {page} page downloads and uploads the same files). A saved "
+        "file is checked like the page checks it; every problem is named with its line."
+        + (
+            " A source's URL keeps its password as a reference (${secrets.source_secrets.NAME}"
+            " or ${KPI_SOURCE_SECRET_…}); a file never holds the secret itself."
+            if kind == "source"
+            else ""
+        )
+    )
+    actions = cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help=f"the saved {what}")
+    show = actions.add_parser("show", help=f"print a saved {kind} as TOML, with who saved it")
+    show.add_argument("name", metavar="NAME")
+    ex = actions.add_parser("export", help=f"write a saved {kind} to a TOML file")
+    ex.add_argument("name", metavar="NAME")
+    ex.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: stdout)")
+    save = actions.add_parser("save", help=f"check a TOML file and save the {kind} it describes")
+    save.add_argument("file", metavar="FILE", help=".toml file (see export)")
+    save.add_argument("--dry-run", action="store_true", help="check the file, save nothing")
 
 
 def _loading_flags(parser: argparse.ArgumentParser) -> None:
@@ -269,6 +301,9 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
         for old in done.removed:
             print(f"removed {old} (keeping {keep})")
         return EXIT_OK
+
+    if args.command in ("profile", "source"):
+        return _definition(wh, actor, args)
 
     if args.command == "export":
         frames = export.system_frames(wh, actor.scope, actuals=not args.no_actuals)
@@ -449,6 +484,41 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     # Nothing valid with errors is a refusal; nothing at all (no new month yet) is not.
     nothing_valid = bool(prepared.errors) and not len(prepared.rows)
     return EXIT_REFUSED if refused or nothing_valid else EXIT_OK
+
+
+def _definition(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+    kind = args.command
+    definition_file.may_read(actor, kind)
+    module = profile if kind == "profile" else sources
+    if args.action == "list":
+        for row in definition_file.listing(wh, kind):
+            print("  ".join(str(v) for v in row))
+        return EXIT_OK
+    if args.action in ("show", "export"):
+        text = definition_file.export_text(wh, kind, args.name)
+        if args.action == "show":
+            print(definition_file.saved_note(wh, kind, args.name) + text, end="")
+        elif args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+            print(f"wrote {args.output}: {kind} '{args.name}'")
+        else:
+            print(text, end="")
+        return EXIT_OK
+    path = Path(args.file)
+    if not path.is_file():
+        raise KpiError(f"File not found: {args.file}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KpiError(f"{path.name} is not a UTF-8 text file") from None
+    reader = definition_file.read_profile if kind == "profile" else definition_file.read_source
+    item = reader(text, path.name, load_catalog(wh))
+    if args.dry_run:
+        print(f"{path.name}: {kind} '{item.name}' is complete; nothing saved (dry run)")
+        return EXIT_OK
+    module.save(wh, item, actor)
+    print(f"saved {kind} '{item.name}' from {path.name}")
+    return EXIT_OK
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:

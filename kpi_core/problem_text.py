@@ -78,6 +78,9 @@ WORDS: dict[str, str] = {
     "head": "部门负责人",
     "analyst": "数据分析",
     "admin": "管理员",
+    # what a definition file describes (ingest/definition_file.py)
+    "profile": "映射方案",
+    "source": "数据源",
 }
 
 # English as the core writes it → Chinese. `{name}` is a variable part (see the module's doc).
@@ -1068,6 +1071,57 @@ RULES: list[tuple[str, str]] = [
     ("the SMTP server answered {code}: {error}", "SMTP 服务器返回 {code}：{error}"),
     ("the SMTP server answered {code}", "SMTP 服务器返回 {code}"),
     ("some recipients were refused: {list}", "部分收件人被拒绝：{list}"),
+    # --- x20c: profiles and sources as TOML files (ingest/definition_file.py) ---------------
+    ("choose the KPI", "请选择指标"),
+    ("{file} line {line}: {sub}", "{file} 第 {line} 行：{sub}"),
+    ("{file} is not valid TOML: {detail}", "{file} 不是有效的 TOML 文件：{detail}"),
+    ("{file} is not a UTF-8 text file", "{file} 不是 UTF-8 编码的文本文件"),
+    (
+        "unknown key '{key}' in the file's top level — the keys there are {list}",
+        "文件顶层有未知的键“{key}”——此处可用的键为：{list}",
+    ),
+    (
+        "unknown key '{key}' in {place} — the keys there are {list}",
+        "{place} 中有未知的键“{key}”——此处可用的键为：{list}",
+    ),
+    ("'{key}' is missing in the file's top level", "文件顶层缺少“{key}”"),
+    ("'{key}' is missing in {place}", "{place} 中缺少“{key}”"),
+    ("{place} must be a whole number", "{place} 必须是整数"),
+    ("{place} must be a number", "{place} 必须是数字"),
+    ("{place} must be text in quotes", "{place} 必须是带引号的文本"),
+    ("{place} must be true or false", "{place} 必须是 true 或 false"),
+    ("{place} must be a list", "{place} 必须是列表"),
+    ("{place} must be a table", "{place} 必须是表（[…]）"),
+    ("{place} must be a day (2026-03-15)", "{place} 必须是日期（2026-03-15）"),
+    ("{place} must be one of {list}", "{place} 必须是以下之一：{list}"),
+    (
+        '\'type\' must be "profile" or "source" — the first line of the file says which it '
+        "describes",
+        '“type”必须是 "profile" 或 "source"——文件开头要说明它描述的是映射方案还是数据源',
+    ),
+    (
+        "the file describes a {kind}, not a {want} — use the {command} command or page for it",
+        "该文件描述的是 {kind}，而不是 {want}——请用 {command} 命令或对应页面处理",
+    ),
+    ("there is no KPI '{code}'", "没有指标“{code}”"),
+    (
+        "KPI '{code}' is computed ({agg}), not loaded — give the KPIs it is computed from",
+        "指标“{code}”由计算得出（{agg}），不直接导入——请改为导入计算它所用的指标",
+    ),
+    ("there is no org unit '{code}'", "没有组织“{code}”"),
+    (
+        "'{value}' is mapped to '{code}', which is not an org unit",
+        "“{value}”被映射到“{code}”，但它不是组织",
+    ),
+    (
+        "User '{user}' ({role}) cannot read {kind} definitions — analysts, department heads and "
+        "admins do.",
+        "用户“{user}”（{role}）不能读取{kind}定义——这由数据分析、部门负责人和管理员完成。",
+    ),
+    (
+        "User '{user}' ({role}) cannot read {kind} definitions — analysts and admins do.",
+        "用户“{user}”（{role}）不能读取{kind}定义——这由数据分析和管理员完成。",
+    ),
 ]
 
 
@@ -1121,7 +1175,7 @@ def _convert(name: str, value: str) -> str | None:
         return value.replace(", ", "、")
     if kind == "columns":  # layout's "KPI/指标 or value/实际值"
         return value.replace(" or ", " 或 ")
-    if kind in ("what", "agg", "status", "role"):
+    if kind in ("what", "agg", "status", "role", "kind", "want"):
         return WORDS.get(value, value)
     return value
 

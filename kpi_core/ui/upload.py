@@ -286,7 +286,8 @@ def measures_from(frame: pd.DataFrame) -> list[profile.Measure]:
             continue
         fcol, fop, fval = (text(r.get(k)) for k in ("filter_column", "filter_op", "filter_value"))
         filters = [profile.Filter(fcol, fop or "=", fval or "")] if fcol else []
-        out.append(profile.Measure(kpi or "", agg or "sum", column, filters))
+        # An empty choice stays empty: the profile's problems name the row, nothing is guessed.
+        out.append(profile.Measure(kpi or "", agg or "", column, filters))
     return out
 
 
