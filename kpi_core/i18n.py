@@ -1858,6 +1858,36 @@ STRINGS: dict[str, tuple[str, str]] = {
     "up_published_list": ("已发布：{items}", "Published: {items}"),
     "up_published_none": ("目前没有已发布的月份。", "No month is published."),
     "tw_entity_month_publish": ("发布月份", "Published months"),
+    # --- x20c ---
+    "def_open": ("打开 TOML 文件", "Open a TOML file"),
+    "def_open_help_profile": (
+        "用 python -m kpi_core profile export 导出、或在此页下载的方案文件。检查无误后，"
+        "下面的编辑器从文件中的设置开始；保存后才生效。",
+        "A profile file exported with python -m kpi_core profile export, or downloaded here. "
+        "Once checked, the editor below starts from the file's settings; nothing is saved "
+        "until you save.",
+    ),
+    "def_open_help_source": (
+        "用 python -m kpi_core source export 导出、或在此页下载的数据源文件。文件中的密码只是"
+        "引用（${secrets.source_secrets.NAME}），不含密码本身。保存后才生效。",
+        "A source file exported with python -m kpi_core source export, or downloaded here. Its "
+        "password is only a reference (${secrets.source_secrets.NAME}), never the secret. "
+        "Nothing is saved until you save.",
+    ),
+    "def_refused": ("{file} 不能使用：", "{file} cannot be used:"),
+    "def_opened_profile": (
+        "已读取 {file}：方案“{name}”完整无误。可以直接保存，或用示例文件在下面修改后保存。",
+        "Read {file}: profile '{name}' is complete. Save it as it is, or edit it below with a "
+        "sample file.",
+    ),
+    "def_opened_source": (
+        "已读取 {file}：数据源“{name}”完整无误。下面的设置来自该文件，检查后保存。",
+        "Read {file}: source '{name}' is complete. The settings below come from the file; "
+        "check them, then save.",
+    ),
+    "def_download_saved": ("下载已保存的（TOML）", "Download as saved (TOML)"),
+    "def_download_edited": ("下载当前设置（TOML）", "Download these settings (TOML)"),
+    "def_save_file": ("直接保存文件中的方案", "Save the file's profile as it is"),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
