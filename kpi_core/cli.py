@@ -27,7 +27,7 @@ from kpi_core.errors import (
     ValidationError,
     WarehouseBusyError,
 )
-from kpi_core.ingest import definition_file, intake, profile, sources
+from kpi_core.ingest import definition_file, files, intake, profile, sources, target_mapping
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -159,6 +159,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     rs.add_argument("path", metavar="PATH", help="the backup .zip file")
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    tg = sub.add_parser("targets", help="load targets from a sheet with a target mapping (TOML)")
+    tg.description = (
+        "Read targets (baseline, target, challenge) from an analyst's own sheet with a target "
+        'mapping file (type = "targets", see README): periods of any grain — year, quarter, '
+        "month or ISO week (2019-W15; a week belongs to the month of its Thursday, and weekly "
+        "values of sum KPIs add up to months) — fill-down where a blank means the value above, "
+        "and a map of the file's unit values. They are saved as new target versions like an "
+        "edit on the Targets page (department heads and admins), all or nothing."
+    )
+    tg.add_argument("file", metavar="FILE", help=".xlsx / .xlsm / .xls / .csv with the targets")
+    tg.add_argument("--mapping", required=True, metavar="TOML", help="the target mapping file")
+    tg.add_argument("--reason", required=True, help="why, kept with every new version")
+    tg.add_argument(
+        "--effective", metavar="YYYY-MM-DD", help="when a changed target takes effect (today)"
+    )
+    tg.add_argument("--dry-run", action="store_true", help="check and list, write nothing")
 
     for kind, what, page in (
         ("profile", "mapping profiles", "Upload"),
@@ -301,6 +318,9 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
         for old in done.removed:
             print(f"removed {old} (keeping {keep})")
         return EXIT_OK
+
+    if args.command == "targets":
+        return _targets(wh, actor, args)
 
     if args.command in ("profile", "source"):
         return _definition(wh, actor, args)
@@ -484,6 +504,38 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     # Nothing valid with errors is a refusal; nothing at all (no new month yet) is not.
     nothing_valid = bool(prepared.errors) and not len(prepared.rows)
     return EXIT_REFUSED if refused or nothing_valid else EXIT_OK
+
+
+def _targets(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+    mapping_path, sheet_path = Path(args.mapping), Path(args.file)
+    for path in (mapping_path, sheet_path):
+        if not path.is_file():
+            raise KpiError(f"File not found: {path}")
+    try:
+        text = mapping_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KpiError(f"{mapping_path.name} is not a UTF-8 text file") from None
+    mapping = definition_file.read_target_mapping(text, mapping_path.name)
+    effective = clock.today()
+    if args.effective:
+        try:
+            effective = date.fromisoformat(args.effective)
+        except ValueError:
+            raise KpiError(f"'{args.effective}' is not a day — write it like 2026-11-21") from None
+    tables = files.read_file(sheet_path.name, sheet_path.read_bytes())
+    cat = load_catalog(wh)
+    found, saved = target_mapping.save(
+        wh, cat, actor, mapping, tables, reason=args.reason, effective=effective,
+        dry_run=args.dry_run,
+    )  # fmt: skip
+    for e in found:
+        levels = ", ".join(
+            f"{f} {_fmt(e.old[f], 2)} → {_fmt(e.new[f], 2)}" for f in e.changed if f != "phasing"
+        )
+        print(f"  {e.where(cat)}: {levels}")
+    verb = "would save" if saved is None else "saved"
+    print(f"{sheet_path.name}: {verb} {len(found)} target versions")
+    return EXIT_OK
 
 
 def _definition(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:

@@ -1095,9 +1095,9 @@ RULES: list[tuple[str, str]] = [
     ("{place} must be a day (2026-03-15)", "{place} 必须是日期（2026-03-15）"),
     ("{place} must be one of {list}", "{place} 必须是以下之一：{list}"),
     (
-        '\'type\' must be "profile" or "source" — the first line of the file says which it '
+        '\'type\' must be "profile", "source" or "targets" — the first line of the file says which it '
         "describes",
-        '“type”必须是 "profile" 或 "source"——文件开头要说明它描述的是映射方案还是数据源',
+        '“type”必须是 "profile"、"source" 或 "targets"——文件开头要说明它描述的是映射方案、数据源还是目标映射',
     ),
     (
         "the file describes a {kind}, not a {want} — use the {command} command or page for it",

@@ -30,12 +30,12 @@ import tomli_w
 
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, ScopeError
-from kpi_core.ingest import profile, sources
+from kpi_core.ingest import profile, sources, target_mapping
 from kpi_core.references import mask
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
-KINDS = ("profile", "source")
+KINDS = ("profile", "source", "targets")
 STORED = ("sum", "avg", "last")  # KPIs that hold loaded values (ratio/formula are computed)
 Path = tuple[str | int, ...]  # a place in the file: keys, and list positions from 0
 
@@ -65,10 +65,14 @@ def source_text(s: sources.Source) -> str:
 
 
 def _text(kind: str, data: dict) -> str:
-    head = (
-        f"# KPI Monitor {kind}: python -m kpi_core {kind} save FILE (or the "
-        f"{'Upload' if kind == 'profile' else 'Sources'} page) reads it back.\n"
-    )
+    head = {
+        "profile": "# KPI Monitor profile: python -m kpi_core profile save FILE (or the Upload "
+        "page) reads it back.\n",
+        "source": "# KPI Monitor source: python -m kpi_core source save FILE (or the Sources "
+        "page) reads it back.\n",
+        "targets": "# KPI Monitor target mapping: python -m kpi_core targets SHEET --mapping "
+        "FILE loads a sheet's targets with it.\n",
+    }[kind]
     return head + tomli_w.dumps({"type": kind, **data}, multiline_strings=True)
 
 
@@ -159,10 +163,12 @@ def read(text: str, file: str, cat: Catalog | None = None) -> profile.Profile | 
         where = _where(file, text, ("type",) if "type" in data else ())
         raise DefinitionError(
             [
-                f'{where}: \'type\' must be "profile" or "source" — the first line of the file '
+                f'{where}: \'type\' must be "profile", "source" or "targets" — the first line of the file '
                 "says which it describes"
             ]  # fmt: skip
         )
+    if kind == "targets":
+        return read_target_mapping(text, file)
     return read_profile(text, file, cat) if kind == "profile" else read_source(text, file, cat)
 
 
@@ -197,6 +203,19 @@ def read_source(text: str, file: str, cat: Catalog | None = None) -> sources.Sou
     problems += _catalog_problems(s.mapping, cat, ("mapping",))
     _refuse(problems, text, file)
     return s
+
+
+def read_target_mapping(text: str, file: str) -> target_mapping.TargetMapping:
+    """A target mapping (`type = "targets"`); its KPIs and units are checked row by row when it
+    is applied to a sheet, where the file's values are."""
+    data = _kind(text, file, "targets")
+    m = _build(target_mapping.TargetMapping, data, (), text, file)
+    _refuse([((), q) for q in m.problems()], text, file)
+    return m
+
+
+def target_mapping_text(m: target_mapping.TargetMapping) -> str:
+    return _text("targets", to_data(m))
 
 
 def _said(check, *args) -> str | None:

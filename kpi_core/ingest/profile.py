@@ -22,7 +22,7 @@ from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import norm
 from kpi_core.numbers import NumberError, parse_number
-from kpi_core.periods import PeriodError, parse_period
+from kpi_core.periods import PeriodError, iso_week, parse_period
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
@@ -305,7 +305,12 @@ def _months(col: pd.Series) -> tuple[pd.Series, list[int]]:
             return None
         if v not in memo:
             try:
-                memo[v] = parse_period(v).start if parse_period(v).grain == "M" else None
+                # An ISO week (2019-W15) counts in the month of its Thursday (periods.iso_week).
+                week = iso_week(v) if isinstance(v, str) else None
+                if week is not None:
+                    memo[v] = week[1]
+                else:
+                    memo[v] = parse_period(v).start if parse_period(v).grain == "M" else None
             except (PeriodError, TypeError):
                 memo[v] = None
         return memo[v]
