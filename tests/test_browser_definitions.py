@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import date
 
+import openpyxl
 import pytest
 
 from kpi_core.ingest import definition_file
-from tests.test_browser import shot, visit
+from kpi_core.warehouse import Warehouse
+from tests.test_browser import shot, start_app, visit
 from tests.test_browser_sources import sources_app  # noqa: F401 - a fixture
 from tests.test_browser_upload import choose, no_traceback, settle, upload_app  # noqa: F401
 from tests.test_sources_page import erp_source
@@ -123,3 +126,64 @@ def test_sources_page_downloads_and_opens_toml(browser, sources_app):  # noqa: F
     back = exported(tmp / "wh.duckdb", "source", "ERP 2", env)
     assert back.returncode == 0, back.stderr
     assert back.stdout == definition_file.source_text(erp_source(db, "ERP 2"))
+
+
+@pytest.fixture
+def demo_app(own_file):
+    proc, url = start_app(own_file)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_targets_from_a_sheet_with_a_mapping(browser, demo_app, own_file, tmp_path):
+    from tests.test_target_mapping import HEADER, ROWS, monthly
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Targets 2027"
+    ws.append(["Channel targets 2027"])
+    ws.append(HEADER)
+    for r in ROWS:
+        ws.append(r)
+    wb.save(tmp_path / "channels.xlsx")
+    (tmp_path / "channels.toml").write_text(
+        definition_file.target_mapping_text(monthly()), encoding="utf-8"
+    )
+    (tmp_path / "nofill.toml").write_text(
+        definition_file.target_mapping_text(monthly(fill_down=[])), encoding="utf-8"
+    )
+    page = browser.new_page(viewport={"width": 1440, "height": 1400})
+    visit(page, f"{demo_app}/Targets?lang=en")
+    page.get_by_role("tab", name="From a sheet").click()
+    uploads = page.locator("[data-testid='stFileUploader'] input[type='file']")
+    uploads.nth(0).set_input_files(tmp_path / "channels.xlsx")
+    uploads.nth(1).set_input_files(tmp_path / "nofill.toml")
+    page.get_by_text(
+        "channels.xlsx sheet 'Targets 2027' row 4 column 'Monthly target': no target"
+    ).wait_for(timeout=30_000)
+    uploads.nth(1).set_input_files(tmp_path / "channels.toml")
+    page.get_by_text("3 new target versions would be saved").wait_for(timeout=30_000)
+    page.get_by_placeholder("e.g. 2027 channel targets").fill("2027 channel plan")
+    page.get_by_placeholder("e.g. 2027 channel targets").press("Tab")
+    settle(page)
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_text("Saved 3 target versions from channels.xlsx.").wait_for(timeout=30_000)
+    no_traceback(page)
+    settle(page)
+    shot(page, "targets-from-a-sheet-en")
+    page.close()
+    wh = Warehouse(own_file, linger=0)
+    try:
+        got = wh.rows(
+            """SELECT u.code, t.period_start, t.target, t.reason FROM target t
+               JOIN org_unit u ON u.id = t.unit_id JOIN kpi k ON k.id = t.kpi_id
+               WHERE k.code = 'REV' AND t.period_start >= DATE '2027-01-01' ORDER BY 1, 2"""
+        )
+    finally:
+        wh.close()
+    assert got == [
+        ("SALES_E", date(2027, 1, 1), 1_200_000.0, "2027 channel plan"),
+        ("SALES_E", date(2027, 2, 1), 1_500_000.0, "2027 channel plan"),
+        ("SALES_N", date(2027, 1, 1), 800_000.0, "2027 channel plan"),
+    ]
