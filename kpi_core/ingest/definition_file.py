@@ -31,12 +31,12 @@ import tomli_w
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.ingest import profile, sources, target_mapping
+from kpi_core.ingest.template import STORED
 from kpi_core.references import mask
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 KINDS = ("profile", "source", "targets")
-STORED = ("sum", "avg", "last")  # KPIs that hold loaded values (ratio/formula are computed)
 Path = tuple[str | int, ...]  # a place in the file: keys, and list positions from 0
 
 

@@ -9,6 +9,7 @@ import re
 
 import streamlit as st
 
+from kpi_core.errors import ScopeError
 from kpi_core.ingest import definition_file, profile, sources
 from kpi_core.ui import PageContext
 from kpi_core.ui.widgets import error_text, md
@@ -21,8 +22,13 @@ def file_name(name: str) -> str:
 
 
 def download(ctx: PageContext, item: profile.Profile | sources.Source, key: str, label: str):
-    """A button that downloads `item` as TOML (no rerun: the page stays as it is)."""
+    """A button that downloads `item` as TOML (no rerun: the page stays as it is); none for a
+    user who may not read such definitions (`definition_file.may_read`)."""
     is_profile = isinstance(item, profile.Profile)
+    try:
+        definition_file.may_read(ctx.actor, "profile" if is_profile else "source")
+    except ScopeError:
+        return
     text = (definition_file.profile_text if is_profile else definition_file.source_text)(item)
     st.download_button(
         label,
