@@ -28,7 +28,7 @@ from kpi_core.errors import (
     ValidationError,
     WarehouseBusyError,
 )
-from kpi_core.ingest import intake, sources
+from kpi_core.ingest import definition_file, files, intake, profile, sources, target_mapping
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -162,6 +162,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     rs.add_argument("path", metavar="PATH", help="the backup .zip file")
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    tg = sub.add_parser("targets", help="load targets from a sheet with a target mapping (TOML)")
+    tg.description = (
+        "Read targets (baseline, target, challenge) from an analyst's own sheet with a target "
+        'mapping file (type = "targets", see README): periods of any grain — year, quarter, '
+        "month or ISO week (2019-W15; a week belongs to the month of its Thursday, and weekly "
+        "values of sum KPIs add up to months) — fill-down where a blank means the value above, "
+        "and a map of the file's unit values. They are saved as new target versions like an "
+        "edit on the Targets page (department heads and admins), all or nothing."
+    )
+    tg.add_argument("file", metavar="FILE", help=".xlsx / .xlsm / .xls / .csv with the targets")
+    tg.add_argument("--mapping", required=True, metavar="TOML", help="the target mapping file")
+    tg.add_argument("--reason", required=True, help="why, kept with every new version")
+    tg.add_argument(
+        "--effective", metavar="YYYY-MM-DD", help="when a changed target takes effect (today)"
+    )
+    tg.add_argument("--dry-run", action="store_true", help="check and list, write nothing")
+
+    for kind, what, page in (
+        ("profile", "mapping profiles", "Upload"),
+        ("source", "database sources", "Sources"),
+    ):
+        _definition_commands(sub, kind, what, page)
     return p
 
 
@@ -184,6 +207,32 @@ def _publish_parsers(sub) -> None:
             help="org unit code, repeatable (default: the top units of your scope)",
         )  # fmt: skip
         pb.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _definition_commands(sub, kind: str, what: str, page: str) -> None:
+    """`profile …` and `source …`: the same four actions on a TOML file of either."""
+    cmd = sub.add_parser(kind, help=f"list, show, export or save {what} as TOML files")
+    cmd.description = (
+        f"{what.capitalize()} as readable TOML files, to keep in version control or move "
+        f"between warehouses (the {page} page downloads and uploads the same files). A saved "
+        "file is checked like the page checks it; every problem is named with its line."
+        + (
+            " A source's URL keeps its password as a reference (${secrets.source_secrets.NAME}"
+            " or ${KPI_SOURCE_SECRET_…}); a file never holds the secret itself."
+            if kind == "source"
+            else ""
+        )
+    )
+    actions = cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help=f"the saved {what}")
+    show = actions.add_parser("show", help=f"print a saved {kind} as TOML, with who saved it")
+    show.add_argument("name", metavar="NAME")
+    ex = actions.add_parser("export", help=f"write a saved {kind} to a TOML file")
+    ex.add_argument("name", metavar="NAME")
+    ex.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: stdout)")
+    save = actions.add_parser("save", help=f"check a TOML file and save the {kind} it describes")
+    save.add_argument("file", metavar="FILE", help=".toml file (see export)")
+    save.add_argument("--dry-run", action="store_true", help="check the file, save nothing")
 
 
 def _loading_flags(parser: argparse.ArgumentParser) -> None:
@@ -296,6 +345,12 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
         for old in done.removed:
             print(f"removed {old} (keeping {keep})")
         return EXIT_OK
+
+    if args.command == "targets":
+        return _targets(wh, actor, args)
+
+    if args.command in ("profile", "source"):
+        return _definition(wh, actor, args)
 
     if args.command == "export":
         frames = export.system_frames(wh, actor.scope, actuals=not args.no_actuals)
@@ -541,6 +596,73 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     # Nothing valid with errors is a refusal; nothing at all (no new month yet) is not.
     nothing_valid = bool(prepared.errors) and not len(prepared.rows)
     return EXIT_REFUSED if refused or nothing_valid else EXIT_OK
+
+
+def _targets(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+    mapping_path, sheet_path = Path(args.mapping), Path(args.file)
+    for path in (mapping_path, sheet_path):
+        if not path.is_file():
+            raise KpiError(f"File not found: {path}")
+    try:
+        text = mapping_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KpiError(f"{mapping_path.name} is not a UTF-8 text file") from None
+    mapping = definition_file.read_target_mapping(text, mapping_path.name)
+    effective = clock.today()
+    if args.effective:
+        try:
+            effective = date.fromisoformat(args.effective)
+        except ValueError:
+            raise KpiError(f"'{args.effective}' is not a day — write it like 2026-11-21") from None
+    tables = files.read_file(sheet_path.name, sheet_path.read_bytes())
+    cat = load_catalog(wh)
+    found, saved = target_mapping.save(
+        wh, cat, actor, mapping, tables, reason=args.reason, effective=effective,
+        dry_run=args.dry_run,
+    )  # fmt: skip
+    for e in found:
+        levels = ", ".join(
+            f"{f} {_fmt(e.old[f], 2)} → {_fmt(e.new[f], 2)}" for f in e.changed if f != "phasing"
+        )
+        print(f"  {e.where(cat)}: {levels}")
+    verb = "would save" if saved is None else "saved"
+    print(f"{sheet_path.name}: {verb} {len(found)} target versions")
+    return EXIT_OK
+
+
+def _definition(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+    kind = args.command
+    definition_file.may_read(actor, kind)
+    module = profile if kind == "profile" else sources
+    if args.action == "list":
+        for row in definition_file.listing(wh, kind):
+            print("  ".join(str(v) for v in row))
+        return EXIT_OK
+    if args.action in ("show", "export"):
+        text = definition_file.export_text(wh, kind, args.name)
+        if args.action == "show":
+            print(definition_file.saved_note(wh, kind, args.name) + text, end="")
+        elif args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+            print(f"wrote {args.output}: {kind} '{args.name}'")
+        else:
+            print(text, end="")
+        return EXIT_OK
+    path = Path(args.file)
+    if not path.is_file():
+        raise KpiError(f"File not found: {args.file}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KpiError(f"{path.name} is not a UTF-8 text file") from None
+    reader = definition_file.read_profile if kind == "profile" else definition_file.read_source
+    item = reader(text, path.name, load_catalog(wh))
+    if args.dry_run:
+        print(f"{path.name}: {kind} '{item.name}' is complete; nothing saved (dry run)")
+        return EXIT_OK
+    module.save(wh, item, actor)
+    print(f"saved {kind} '{item.name}' from {path.name}")
+    return EXIT_OK
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:

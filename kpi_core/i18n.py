@@ -2021,6 +2021,66 @@ STRINGS: dict[str, tuple[str, str]] = {
         "The drop zone's words are Streamlit's own: drop files on it or press “Upload”; "
         "up to {mb} MB per file.",
     ),
+    # --- x20c ---
+    "def_open": ("打开 TOML 文件", "Open a TOML file"),
+    "def_open_help_profile": (
+        "用 python -m kpi_core profile export 导出、或在此页下载的方案文件。检查无误后，"
+        "下面的编辑器从文件中的设置开始；保存后才生效。",
+        "A profile file exported with python -m kpi_core profile export, or downloaded here. "
+        "Once checked, the editor below starts from the file's settings; nothing is saved "
+        "until you save.",
+    ),
+    "def_open_help_source": (
+        "用 python -m kpi_core source export 导出、或在此页下载的数据源文件。文件中的密码只是"
+        "引用（${secrets.source_secrets.NAME}），不含密码本身。保存后才生效。",
+        "A source file exported with python -m kpi_core source export, or downloaded here. Its "
+        "password is only a reference (${secrets.source_secrets.NAME}), never the secret. "
+        "Nothing is saved until you save.",
+    ),
+    "def_refused": ("{file} 不能使用：", "{file} cannot be used:"),
+    "def_opened_profile": (
+        "已读取 {file}：方案“{name}”完整无误。可以直接保存，或用示例文件在下面修改后保存。",
+        "Read {file}: profile '{name}' is complete. Save it as it is, or edit it below with a "
+        "sample file.",
+    ),
+    "def_opened_source": (
+        "已读取 {file}：数据源“{name}”完整无误。下面的设置来自该文件，检查后保存。",
+        "Read {file}: source '{name}' is complete. The settings below come from the file; "
+        "check them, then save.",
+    ),
+    "def_download_saved": ("下载已保存的（TOML）", "Download as saved (TOML)"),
+    "def_download_edited": ("下载当前设置（TOML）", "Download these settings (TOML)"),
+    "def_save_file": ("直接保存文件中的方案", "Save the file's profile as it is"),
+    "tw_tab_sheet": ("从表格导入", "From a sheet"),
+    "tg_readonly": (
+        "只有部门负责人和管理员可以导入目标。",
+        "Only department heads and admins load targets.",
+    ),
+    "tg_intro": (
+        '用目标映射文件（TOML，type = "targets"）读取自己的目标表：期间可以是年、季度、月或 ISO 周'
+        "（2019-W15，归入其星期四所在的月份），空白可按上方填充，多个渠道编号可对应一个组织。"
+        "保存为新的目标版本，与在表格中修改相同。",
+        'Read your own target sheet with a target mapping file (TOML, type = "targets"): '
+        "periods may be years, quarters, months or ISO weeks (2019-W15, in the month of its "
+        "Thursday), blanks may mean the value above, many channel ids may be one unit. Saved "
+        "as new target versions, like an edit in the grid.",
+    ),
+    "tg_sheet": ("目标表格", "Target sheet"),
+    "tg_mapping": ("目标映射文件（TOML）", "Target mapping (TOML)"),
+    "tg_mapping_help": (
+        "格式见 README“Targets from an analyst's own sheet”；也可用命令 python -m kpi_core targets。",
+        "The format is in the README (Targets from an analyst's own sheet); the command "
+        "python -m kpi_core targets does the same.",
+    ),
+    "tg_nothing": (
+        "表格中的目标与已保存的一致，没有需要保存的改动。",
+        "The sheet's targets are those already saved: nothing to change.",
+    ),
+    "tg_preview": ("将保存 {n} 个新的目标版本：", "{n} new target versions would be saved:"),
+    "tg_period": ("期间", "Period"),
+    "tg_reason_hint": ("例如：2027 年渠道目标", "e.g. 2027 channel targets"),
+    "tg_not_saved": ("未保存任何内容：", "Nothing was saved:"),
+    "tg_saved": ("已从 {file} 保存 {n} 个目标版本。", "Saved {n} target versions from {file}."),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

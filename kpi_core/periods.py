@@ -95,6 +95,36 @@ class Period:
         return [m for m in self.months if m <= month]
 
 
+_ISO_WEEK = re.compile(r"^(\d{4})\s*-?\s*W(\d{1,2})(?:-?[1-7])?$", re.I)
+
+
+def iso_week(text: object) -> tuple[date, date] | None:
+    """An ISO week written like 2019-W15 (also 2019W15, 2019-W15-3): its Monday and the month
+    it belongs to — the month of its Thursday, so each week belongs to exactly one month (ISO
+    8601's own rule for the year of a week). None if the text is not a week; PeriodError for a
+    week its year does not have."""
+    m = _ISO_WEEK.match(unicodedata.normalize("NFKC", str(text)).strip())
+    if m is None:
+        return None
+    year, week = int(m[1]), int(m[2])
+    last = date(year, 12, 28).isocalendar().week  # the 28th of December is in the last week
+    if not 1 <= week <= last:
+        raise PeriodError(f"'{text}' is not a week — {year} has weeks W01 to W{last:02d}")
+    thursday = date.fromisocalendar(year, week, 4)
+    return thursday - timedelta(days=3), month_of(thursday)
+
+
+def weeks_of_month(month: date) -> list[date]:
+    """The Mondays of the ISO weeks that belong to `month` (their Thursday is in it)."""
+    first = month_of(month)
+    thursday = first + timedelta(days=(3 - first.weekday()) % 7)
+    out = []
+    while thursday.month == first.month:
+        out.append(thursday - timedelta(days=3))
+        thursday += timedelta(days=7)
+    return out
+
+
 def add_months(d: date, n: int) -> date:
     idx = d.year * 12 + (d.month - 1) + n
     return date(idx // 12, idx % 12 + 1, 1)

@@ -242,6 +242,31 @@ def _stored(wh: Warehouse, keys: list[tuple]) -> dict[tuple, dict]:
     }
 
 
+def stored_levels(wh: Warehouse, keys: list[tuple]) -> dict[tuple, tuple[int, dict]]:
+    """The latest version number and levels (with phasing) of each (kpi, unit, grain,
+    period_start) that has one: what a new version of it must name as expected."""
+    if not keys:
+        return {}
+    frame = pd.DataFrame(keys, columns=["kpi_id", "unit_id", "grain", "period_start"])
+    with wh.cursor() as cur:
+        cur.register("asked", frame)
+        rows = cur.execute(
+            f"""SELECT t.kpi_id, t.unit_id, t.grain, t.period_start, t.version,
+                      {", ".join(LEVELS)}, phasing
+               FROM target t JOIN asked a USING (kpi_id, unit_id, grain, period_start)
+               QUALIFY row_number() OVER (PARTITION BY t.kpi_id, t.unit_id, t.grain,
+                                          t.period_start ORDER BY t.version DESC) = 1"""  # noqa: S608 - fixed columns
+        ).fetchall()
+    fields = [*LEVELS, "phasing"]
+    return {
+        (r[0], r[1], r[2], r[3]): (
+            int(r[4]),
+            {f: _none(v) for f, v in zip(fields, r[5:], strict=True)},
+        )
+        for r in rows
+    }
+
+
 def target_edits(
     wh: Warehouse, cat: Catalog, base: pd.DataFrame, edited: pd.DataFrame
 ) -> tuple[list[TargetEdit], list[CellProblem]]:
@@ -416,7 +441,7 @@ def save_targets(
     problems = [*cell_problems]
     problems += check_targets(wh, cat, who, edits, effective, reason, need_reason=True)
     if problems:
-        raise ValidationError([_as_problem("targets", p) for p in problems])
+        raise ValidationError([as_problem("targets", p) for p in problems])
     if not edits:
         return Saved(0, 0)
     now = datetime.now()
@@ -491,7 +516,7 @@ def _audit_text(value: object) -> str | None:
     return f"{value:.15g}" if isinstance(value, float) else str(value)
 
 
-def _as_problem(sheet: str, p: CellProblem) -> Problem:
+def as_problem(sheet: str, p: CellProblem) -> Problem:
     return Problem(
         sheet,
         None if p.row is None else p.row + 1,
@@ -878,7 +903,7 @@ def save_weights(
     problems = [*cell_problems]
     problems += check_weights(wh, who, edits, effective, reason, need_reason=True)
     if problems:
-        raise ValidationError([_as_problem("weights", p) for p in problems])
+        raise ValidationError([as_problem("weights", p) for p in problems])
     if not edits:
         return Saved(0, 0)
     now = datetime.now()

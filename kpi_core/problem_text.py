@@ -85,6 +85,13 @@ WORDS: dict[str, str] = {
     "head": "部门负责人",
     "analyst": "数据分析",
     "admin": "管理员",
+    # what a definition file describes (ingest/definition_file.py)
+    "profile": "映射方案",
+    "source": "数据源",
+    "fill-down": "向下填充",
+    "month": "月",
+    "quarter": "季度",
+    "year": "年",
 }
 
 # English as the core writes it → Chinese. `{name}` is a variable part (see the module's doc).
@@ -1251,6 +1258,132 @@ RULES: list[tuple[str, str]] = [
         "KPI {kpi} is not on the scorecard of org unit {unit} in {month}.",
         "{month} 组织 {unit} 的计分卡上没有指标 {kpi}。",
     ),
+    # --- x20c: profiles and sources as TOML files (ingest/definition_file.py) ---------------
+    ("choose the KPI", "请选择指标"),
+    ("{file} line {line}: {sub}", "{file} 第 {line} 行：{sub}"),
+    ("{file} is not valid TOML: {detail}", "{file} 不是有效的 TOML 文件：{detail}"),
+    ("{file} is not a UTF-8 text file", "{file} 不是 UTF-8 编码的文本文件"),
+    (
+        "unknown key '{key}' in the file's top level — the keys there are {list}",
+        "文件顶层有未知的键“{key}”——此处可用的键为：{list}",
+    ),
+    (
+        "unknown key '{key}' in {place} — the keys there are {list}",
+        "{place} 中有未知的键“{key}”——此处可用的键为：{list}",
+    ),
+    ("'{key}' is missing in the file's top level", "文件顶层缺少“{key}”"),
+    ("'{key}' is missing in {place}", "{place} 中缺少“{key}”"),
+    ("{place} must be a whole number", "{place} 必须是整数"),
+    ("{place} must be a number", "{place} 必须是数字"),
+    ("{place} must be text in quotes", "{place} 必须是带引号的文本"),
+    ("{place} must be true or false", "{place} 必须是 true 或 false"),
+    ("{place} must be a list", "{place} 必须是列表"),
+    ("{place} must be a table", "{place} 必须是表（[…]）"),
+    ("{place} must be a day (2026-03-15)", "{place} 必须是日期（2026-03-15）"),
+    ("{place} must be one of {list}", "{place} 必须是以下之一：{list}"),
+    (
+        '\'type\' must be "profile", "source" or "targets" — the first line of the file says which it '
+        "describes",
+        '“type”必须是 "profile"、"source" 或 "targets"——文件开头要说明它描述的是映射方案、数据源还是目标映射',
+    ),
+    (
+        "the file describes a {kind}, not a {want} — use the {command} command or page for it",
+        "该文件描述的是 {kind}，而不是 {want}——请用 {command} 命令或对应页面处理",
+    ),
+    ("there is no KPI '{code}'", "没有指标“{code}”"),
+    (
+        "KPI '{code}' is computed ({agg}), not loaded — give the KPIs it is computed from",
+        "指标“{code}”由计算得出（{agg}），不直接导入——请改为导入计算它所用的指标",
+    ),
+    ("there is no org unit '{code}'", "没有组织“{code}”"),
+    (
+        "'{value}' is mapped to '{code}', which is not an org unit",
+        "“{value}”被映射到“{code}”，但它不是组织",
+    ),
+    # target mappings (ingest/target_mapping.py): a sheet's place, then what is wrong there
+    (
+        "{file} sheet '{sheet}' row {row} column '{column}': {sub}",
+        "{file} 工作表“{sheet}”第 {row} 行“{column}”列：{sub}",
+    ),
+    ("{file} sheet '{sheet}' row {row}: {sub}", "{file} 工作表“{sheet}”第 {row} 行：{sub}"),
+    ("{file} sheet '{sheet}': {sub}", "{file} 工作表“{sheet}”：{sub}"),
+    ("Target mapping '{name}' is not complete: {problems}", "目标映射“{name}”还不完整：{problems}"),
+    ("give the mapping a name", "请为目标映射命名"),
+    ("choose the period column", "请选择期间列"),
+    ("choose the target column", "请选择目标值列"),
+    (
+        "give one KPI for the sheet (kpi) or the column of KPI codes (kpi_column)",
+        "请为整张表指定一个指标（kpi），或指定指标编码所在的列（kpi_column）",
+    ),
+    (
+        "give one unit for the sheet (unit) or the unit column (unit_column)",
+        "请为整张表指定一个组织（unit），或指定组织列（unit_column）",
+    ),
+    (
+        "levels_for must be month, quarter or year (or left out)",
+        "levels_for 必须是 month、quarter 或 year（或不填）",
+    ),
+    (
+        "the {what} column '{column}' is not in the header (it has: {list})",
+        "标题行中没有{what}列“{column}”（标题行中有：{list}）",
+    ),
+    ("no period", "缺少期间"),
+    (
+        "there is no KPI '{code}' — write KPI codes in the column",
+        "没有指标“{code}”——请在该列填写指标编码",
+    ),
+    (
+        "'{code}' is not an org unit — map the file's value to a unit code in unit_map",
+        "“{code}”不是组织——请在 unit_map 中把文件中的值对应到组织编码",
+    ),
+    (
+        "no target — fill it in, or list the column in fill_down if a blank means the value above",
+        "缺少目标值——请填写；如果空白表示与上方相同，请把该列加入 fill_down",
+    ),
+    (
+        "{period} is longer than a {grain} — levels_for cannot split it",
+        "{period} 比 {grain} 长——levels_for 无法拆分它",
+    ),
+    (
+        "{levels} for {node} {period}, but row {row} says {levels2} — the rows of one {grain} "
+        "must agree",
+        "{node} {period} 为 {levels}，但第 {row} 行为 {levels2}——同一{grain}的各行必须一致",
+    ),
+    (
+        "{node} {period} is also given in row {row} — give each period once",
+        "{node} {period} 在第 {row} 行也有填写——每个期间只填一次",
+    ),
+    (
+        "{node} is not a sum ({agg}), so its weekly values cannot be added up to a month — give "
+        "monthly values, or set levels_for",
+        "{node} 不是求和型指标（{agg}），周数值不能相加为月——请填写月度数值，或设置 levels_for",
+    ),
+    (
+        "{node} week {week} is also given in row {row} — give each week once",
+        "{node} 第 {week} 周在第 {row} 行也有填写——每周只填一次",
+    ),
+    (
+        "{node} {month} lacks week {weeks} — a month's target is the sum of all its weeks (a "
+        "week belongs to the month of its Thursday)",
+        "{node} {month} 缺少 {weeks} 周——月度目标是该月所有周之和（一周归入其星期四所在的月份）",
+    ),
+    (
+        "no {what} for week {week} while other weeks of {month} have one",
+        "第 {week} 周缺少{what}，而 {month} 的其他周都有",
+    ),
+    (
+        "'{text}' is not a week — {year} has weeks W01 to W{last}",
+        "“{text}”不是有效的周——{year} 年只有 W01 到 W{last} 周",
+    ),
+    (
+        "User '{user}' ({role}) cannot read {kind} definitions — analysts, department heads and "
+        "admins do.",
+        "用户“{user}”（{role}）不能读取{kind}定义——这由数据分析、部门负责人和管理员完成。",
+    ),
+    (
+        "User '{user}' ({role}) cannot read {kind} definitions — analysts and admins do.",
+        "用户“{user}”（{role}）不能读取{kind}定义——这由数据分析和管理员完成。",
+    ),
 ]
 
 
@@ -1306,7 +1439,7 @@ def _convert(name: str, value: str) -> str | None:
         return value.replace(" or ", " 或 ")
     if kind == "columns":  # layout's "KPI/指标 or value/实际值"
         return value.replace(" or ", " 或 ")
-    if kind in ("what", "agg", "status", "role"):
+    if kind in ("what", "agg", "status", "role", "kind", "want", "grain"):
         return WORDS.get(value, value)
     return value
 

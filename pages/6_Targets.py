@@ -7,7 +7,9 @@ import streamlit as st
 from kpi_core import clock
 from kpi_core.board import data_range
 from kpi_core.periods import month_of
+from kpi_core.planning import EDITOR_ROLES
 from kpi_core.ui import guard, page, unit_picker
+from kpi_core.ui.target_sheet import sheet_section
 from kpi_core.ui.targets import (
     audit_section,
     history_section,
@@ -35,6 +37,8 @@ with guard(ctx):
     )  # fmt: skip
     st.caption(ctx.t("tw_intro" if ctx.actor.role in ("head", "admin") else "tw_intro_readonly"))
     sections = ["tw_tab_targets", "tw_tab_weights", "tw_tab_history", "tw_tab_audit"]
+    if ctx.actor.role in EDITOR_ROLES:
+        sections.insert(2, "tw_tab_sheet")
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["tw_tab_targets"]:
         targets_section(ctx, unit_id, year, grain, span[1] if span else None)
@@ -42,5 +46,8 @@ with guard(ctx):
         weights_section(ctx, unit_id, year)
     with tabs["tw_tab_history"]:
         history_section(ctx, unit_id, year, grain)
+    if "tw_tab_sheet" in tabs:
+        with tabs["tw_tab_sheet"]:
+            sheet_section(ctx)
     with tabs["tw_tab_audit"]:
         audit_section(ctx, ("target", "tree", "kpi", "phasing"))

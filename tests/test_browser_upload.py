@@ -85,7 +85,7 @@ def test_upload_check_confirm_and_load(browser, upload_app):
     settle(page)
     shot(page, "upload-empty-en")
 
-    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
+    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(
         tmp / "december.xlsx"
     )
     page.get_by_text("1 error(s) and 0 warning(s) found").wait_for(timeout=30_000)
@@ -155,7 +155,7 @@ def test_chinese_page_and_a_file_that_cannot_be_read(browser, upload_app):
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     visit(page, f"{url}/Upload?lang=zh")
     page.get_by_text("上传月度实际数据").wait_for(timeout=30_000)
-    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
+    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(
         tmp / "坏文件.xlsx"
     )
     page.get_by_text("文件无法读取").wait_for(timeout=30_000)
@@ -178,7 +178,7 @@ def test_erp_export_through_a_mapping_profile(browser, upload_app):
     page = browser.new_page(viewport={"width": 1440, "height": 2000})
     visit(page, f"{url}/Upload?lang=zh")
     page.get_by_text("上传月度实际数据").wait_for(timeout=30_000)
-    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
+    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(
         tmp / "orders.xlsx"
     )
     # Not KPI-shaped: the report says so and points to the profiles.

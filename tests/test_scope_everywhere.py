@@ -497,6 +497,18 @@ def check_backup(viewer_ctx, foreign, tmp_path=None):
     return []
 
 
+def check_definitions(viewer_ctx, foreign):
+    """kpi_core/ui/definition_files.py: a profile or source as TOML — shown only to those who
+    may read definitions (a viewer is not one of them)."""
+    from kpi_core.ingest import definition_file
+
+    wh, cat, actor = viewer_ctx
+    for kind in ("profile", "source"):
+        with pytest.raises(ScopeError):
+            definition_file.may_read(actor, kind)
+    return []
+
+
 DOWNLOADS = {
     ("kpi_core/ui/trends.py", "f'tr_svg_{name}'"): check_trends,
     ("kpi_core/ui/trends.py", "f'tr_png_{name}'"): check_trends,
@@ -505,6 +517,7 @@ DOWNLOADS = {
     ("kpi_core/ui/upload.py", "'up_tpl_download'"): check_template,
     ("kpi_core/ui/library.py", "'lib_export_button'"): check_system_export,
     ("kpi_core/ui/admin.py", "'ad_backup_download'"): check_backup,
+    ("kpi_core/ui/definition_files.py", "key"): check_definitions,
 }
 
 
@@ -711,7 +724,71 @@ def cli_unpublish(path, tmp_path, foreign):
     return cli_publish(path, tmp_path, foreign, "unpublish")
 
 
+def _cli_definitions(path, tmp_path, kind: str, item) -> list[str]:
+    """An analyst saved a definition naming SALES units; the viewer may not read or save one."""
+    from kpi_core.ingest import definition_file
+    from kpi_core.ingest import profile as profile_store
+
+    text = (definition_file.profile_text if kind == "profile" else definition_file.source_text)(
+        item
+    )
+    wh = Warehouse(path, linger=0)
+    try:
+        (profile_store.save if kind == "profile" else sources.save)(wh, item, service.SYSTEM)
+    finally:
+        wh.close()
+    file = tmp_path / f"{kind}.toml"
+    file.write_text(text.replace(f'name = "{item.name}"', 'name = "mine"'), encoding="utf-8")
+    out = []
+    for args in (("list",), ("show", item.name), ("export", item.name), ("save", str(file))):
+        done = cli(path, kind, *args)
+        assert done.returncode == 3, (args, done.stdout, done.stderr)
+        out += [done.stdout, done.stderr]
+    return out
+
+
+def cli_profile(path, tmp_path, foreign):
+    item = Profile(name="erp", date_column="month", unit_column="dept",
+                   unit_map={"sales": "SALES", "east": "SALES_E"},
+                   measures=[Measure("NEW_CUST", "sum", "customers")])  # fmt: skip
+    return _cli_definitions(path, tmp_path, "profile", item)
+
+
+def cli_source(path, tmp_path, foreign):
+    exports = tmp_path / "exports"
+    exports.mkdir(exist_ok=True)
+    mapping = Profile(name="", date_column="month", unit="SALES",
+                      measures=[Measure("NEW_CUST", "sum", "customers")])  # fmt: skip
+    item = sources.Source("erp", f"csv://{exports / 'erp.csv'}", "SELECT * FROM erp", mapping)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KPI_SOURCE_DIRS", str(exports))
+        return _cli_definitions(path, tmp_path, "source", item)
+
+
+def cli_targets(path, tmp_path, foreign):
+    from kpi_core.ingest import definition_file
+    from kpi_core.ingest.target_mapping import TargetMapping
+
+    mapping = tmp_path / "t.toml"
+    mapping.write_text(
+        definition_file.target_mapping_text(
+            TargetMapping("t", "period", "target", kpi="REV", unit="SALES")
+        ),
+        encoding="utf-8",
+    )
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("period,target\n2027-01,100\n", encoding="utf-8")
+    before = fingerprint(path)
+    done = cli(path, "targets", str(sheet), "--mapping", str(mapping), "--reason", "r")
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert fingerprint(path) == before
+    return [done.stdout, done.stderr]
+
+
 CLI = {
+    "profile": cli_profile,
+    "source": cli_source,
+    "targets": cli_targets,
     "init": cli_init,
     "score": cli_score,
     "alerts": cli_alerts,

@@ -450,6 +450,21 @@ def test_measures_from_editor_rows():
     ]
 
 
+def test_a_measure_row_without_a_kpi_is_an_error_naming_the_row():
+    # The grid never picks a KPI (or an aggregation) the analyst left empty.
+    rows = pd.DataFrame(
+        [["REV", "sum", "金额"], [None, "sum", "数量"], ["ORDERS", None, "单号"]],
+        columns=["kpi", "agg", "column"],
+    )
+    got = measures_from(rows)
+    assert [(m.kpi, m.agg) for m in got] == [("REV", "sum"), ("", "sum"), ("ORDERS", "")]
+    p = profile.Profile(name="x", date_column="日期", measures=got, unit="SALES")
+    assert p.problems() == [
+        "measure 2: choose the KPI",
+        "measure 3: aggregation must be one of sum, count, count_distinct, avg",
+    ]
+
+
 @pytest.mark.parametrize(
     ("lang", "said"),
     [

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from kpi_core.periods import PeriodError, parse_period
+from kpi_core.periods import PeriodError, iso_week, parse_period
 
 ORDERS = ("dmy", "mdy", "ymd")
 FIRST_YEAR, LAST_YEAR = 1900, 2099
@@ -108,11 +108,15 @@ def read(texts: Iterable[str], fmt: str = "", *, months: bool = True) -> Reading
             )
         elif months:
             try:
-                period = parse_period(text)
+                # An ISO week (2019-W15) counts in the month of its Thursday (periods.iso_week).
+                week = iso_week(text)
+                period = None if week else parse_period(text)
             except (PeriodError, TypeError, ValueError):
                 out.bad[text] = "is not a date"
             else:
-                if period.grain == "M":
+                if week:
+                    _put(out, text, week[1].year, week[1].month, 1)
+                elif period.grain == "M":
                     _put(out, text, period.start.year, period.start.month, period.start.day)
                 else:
                     out.bad[text] = "is not a date of one month"

@@ -107,6 +107,8 @@ class Profile:
         if not self.measures:
             out.append("add at least one measure (a KPI and how to compute it)")
         for i, m in enumerate(self.measures, start=1):
+            if not (m.kpi or "").strip():  # never a KPI picked for the analyst
+                out.append(f"measure {i}: choose the KPI")
             if m.agg not in AGGS:
                 out.append(f"measure {i}: aggregation must be one of {', '.join(AGGS)}")
             if m.agg != "count" and not m.column:

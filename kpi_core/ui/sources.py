@@ -25,6 +25,7 @@ from kpi_core.ingest import profile, sources
 from kpi_core.ingest.names import norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
+from kpi_core.ui.definition_files import download, opened
 from kpi_core.ui.upload import (
     bindings_section,
     commit_panel,
@@ -217,7 +218,15 @@ def define_section(ctx: PageContext, name: str | None) -> None:
         st.success(done)
     with safe(ctx, "src_unexpected"):
         base = sources.load(ctx.wh, name) if name else None
-        _definition(ctx, base)
+        if base:
+            download(ctx, base, "src_dl_saved", ctx.t("def_download_saved"))
+        # A TOML file (source export, or downloaded here) opens in the editor in place of the
+        # source picked; saving it saves under the file's name.
+        loaded, tag = opened(ctx, "source", "src_toml")
+        if loaded is not None:
+            _definition(ctx, loaded, from_file=tag)
+        else:
+            _definition(ctx, base)
 
 
 def _init(key: str, value: object) -> None:
@@ -226,9 +235,10 @@ def _init(key: str, value: object) -> None:
         st.session_state[key] = value
 
 
-def _definition(ctx: PageContext, base: sources.Source | None) -> None:
-    # Widgets are keyed by the source: picking another one starts from its saved settings.
-    p = f"src_{_tag(base.name)}_" if base else "src_new_"
+def _definition(ctx: PageContext, base: sources.Source | None, from_file: str = "") -> None:
+    # Widgets are keyed by the source (or the opened file): picking another one starts from its
+    # saved settings.
+    p = f"src_file_{from_file}_" if from_file else f"src_{_tag(base.name)}_" if base else "src_new_"
     _init(p + "name", base.name if base else "")
     _init(p + "url", base.url if base else "")
     _init(p + "query", base.query if base else "")
@@ -323,7 +333,7 @@ def _definition(ctx: PageContext, base: sources.Source | None) -> None:
         st.info(
             "\n".join([ctx.t("src_problems"), *(f"- {md(error_text(ctx, q))}" for q in problems)])
         )
-    if base and name != base.name and name:
+    if base and name != base.name and name and not from_file:
         st.caption(ctx.t("src_save_as", name=name, old=base.name))
     with st.container(horizontal=True):
         save = st.button(
@@ -333,15 +343,17 @@ def _definition(ctx: PageContext, base: sources.Source | None) -> None:
             disabled=bool(problems or url_error or query_error),
             key=p + "save",
         )
-        if base:
+        if base and not from_file:
             _delete_button(ctx, base, p)
+        if not (problems or url_error or query_error):
+            download(ctx, candidate, p + "dl", ctx.t("def_download_edited"))
     if save:
         sources.save(ctx.wh, candidate, ctx.actor)
         st.session_state.src_def_done = ctx.t("src_saved", name=candidate.name)
         st.session_state.src_pick_next = candidate.name
         st.session_state.pop("src_intake", None)  # a held pull of the old definition is stale
         st.rerun()
-    if base and confirmed(
+    if base and not from_file and confirmed(
         "src_delete_pending", base.name, ctx.t("src_delete_confirm", name=base.name),
         ctx.t("src_delete_yes"), ctx.t("up_cancel"), p,
     ):  # fmt: skip

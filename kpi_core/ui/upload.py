@@ -33,6 +33,7 @@ from kpi_core.ingest.layout import FIELDS, Finding
 from kpi_core.ingest.names import Names, norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
+from kpi_core.ui.definition_files import download, opened
 from kpi_core.ui.widgets import error_text, md, parts_text
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,8 @@ def measures_from(frame: pd.DataFrame) -> list[profile.Measure]:
             continue
         fcol, fop, fval = (text(r.get(k)) for k in ("filter_column", "filter_op", "filter_value"))
         filters = [profile.Filter(fcol, fop or "=", fval or "")] if fcol else []
-        out.append(profile.Measure(kpi or "", agg or "sum", column, filters))
+        # An empty choice stays empty: the profile's problems name the row, nothing is guessed.
+        out.append(profile.Measure(kpi or "", agg or "", column, filters))
     return out
 
 
@@ -943,6 +945,17 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
         key="up_pf_start",
     )
     base = profile.load(ctx.wh, start) if start else None
+    if base:
+        download(ctx, base, "up_pf_dl_saved", ctx.t("def_download_saved"))
+    # A TOML file (profile export, or downloaded here) opens in the editor in place of `start`.
+    loaded, toml_tag = opened(ctx, "profile", "up_pf_toml")
+    if loaded is not None:
+        base = loaded
+        if st.button(ctx.t("def_save_file"), icon=":material/save:", key="up_pf_save_toml"):
+            profile.save(ctx.wh, loaded, ctx.actor)
+            st.session_state.up_pf_done = ctx.t("up_pf_saved", name=loaded.name)
+            st.session_state.up_profile_next = loaded.name
+            st.rerun()
     if not uploads:
         st.info(ctx.t("up_pf_need_file"))
         return
@@ -950,8 +963,9 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
     sample = st.selectbox(ctx.t("up_pf_sample"), list(by_name), key="up_pf_file")
     tables = _tables(sample, by_name[sample])
     file_id = digest([(sample, by_name[sample])])
-    # Widgets are keyed by profile and file, so choosing another one starts from its settings.
-    p = "up_pf_" + hashlib.sha256(f"{start}|{file_id}".encode()).hexdigest()[:10] + "_"
+    # Widgets are keyed by profile (or opened file) and sample file, so choosing another one
+    # starts from its settings.
+    p = "up_pf_" + hashlib.sha256(f"{start}|{toml_tag}|{file_id}".encode()).hexdigest()[:10] + "_"
 
     labels = [t.label for t in tables]
     sheet_at = 0
@@ -1002,13 +1016,17 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
         )
     else:
         _try_profile(ctx, candidate, tables, file_id)
-    if st.button(
-        ctx.t("up_pf_save"),
-        type="primary",
-        icon=":material/save:",
-        disabled=bool(problems),
-        key=p + "save",
-    ):
+    with st.container(horizontal=True):
+        save = st.button(
+            ctx.t("up_pf_save"),
+            type="primary",
+            icon=":material/save:",
+            disabled=bool(problems),
+            key=p + "save",
+        )
+        if not problems:
+            download(ctx, candidate, p + "dl", ctx.t("def_download_edited"))
+    if save:
         profile.save(ctx.wh, candidate, ctx.actor)
         st.session_state.up_pf_done = ctx.t("up_pf_saved", name=candidate.name)
         st.session_state.up_profile_next = candidate.name
