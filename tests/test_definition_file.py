@@ -106,7 +106,7 @@ def test_fields_are_read_generically_from_the_dataclass():
     [
         # an unknown key, named with its line and the keys that are allowed there
         (('kpi = "NEW_CUST"', 'kpii = "NEW_CUST"'),
-         "erp.toml line 18: unknown key 'kpii' in 'measures[2]' — the keys there are kpi, agg, "
+         "erp.toml line 19: unknown key 'kpii' in 'measures[2]' — the keys there are kpi, agg, "
          "column, filters"),
         # a required key left out
         (('date_column = "Order date"\n', ""), "erp.toml: 'date_column' is missing in the "
@@ -114,12 +114,12 @@ def test_fields_are_read_generically_from_the_dataclass():
         # a wrong type
         (("header_row = 3", 'header_row = "3"'), "erp.toml line 6: 'header_row' must be a whole "
          "number"),
-        (('op = "!="', 'op = 2'), "erp.toml line 13: 'measures[1].filters[1].op' must be text in "
+        (('op = "!="', 'op = 2'), "erp.toml line 14: 'measures[1].filters[1].op' must be text in "
          "quotes"),
         # the profile's own problems, on the line of their measure
-        (('kpi = "NEW_CUST"', 'kpi = ""'), "erp.toml line 18: measure 2: choose the KPI"),
+        (('kpi = "NEW_CUST"', 'kpi = ""'), "erp.toml line 19: measure 2: choose the KPI"),
         (('agg = "count_distinct"', 'agg = "median"'),
-         "erp.toml line 19: measure 2: aggregation must be one of sum, count, count_distinct, "
+         "erp.toml line 20: measure 2: aggregation must be one of sum, count, count_distinct, "
          "avg"),
         # not TOML at all
         (('unit_column = "Region"', 'unit_column = Region'),
@@ -172,10 +172,10 @@ def test_a_file_is_checked_against_the_kpi_library(demo_wh):
         .replace('"华北" = "SALES_N"', '"华北" = "SALES_NORTH"')
     )
     assert refusal(bad, cat) == [
-        "erp.toml line 10: measure 1: KPI 'GROSS_MARGIN' is computed (ratio), not loaded — give "
+        "erp.toml line 11: measure 1: KPI 'GROSS_MARGIN' is computed (ratio), not loaded — give "
         "the KPIs it is computed from",
-        "erp.toml line 18: measure 2: there is no KPI 'NEW_CUSTOMERS'",
-        "erp.toml line 24: '华北' is mapped to 'SALES_NORTH', which is not an org unit",
+        "erp.toml line 19: measure 2: there is no KPI 'NEW_CUSTOMERS'",
+        "erp.toml line 25: '华北' is mapped to 'SALES_NORTH', which is not an org unit",
     ]
     # A profile's text declared a source: refused for what a source lacks and does not have.
     said = refusal(text.replace('type = "profile"', 'type = "source"'), cat)
@@ -213,7 +213,7 @@ def test_profile_commands_save_list_show_export(own_file, tmp_path):
     path.write_text(text.replace('kpi = "REV"', 'kpi = ""').replace("ERP 订单", "ERP 2"), "utf-8")
     refused = cli(*wh, "profile", "save", path)
     assert refused.returncode == 1
-    assert "erp.toml line 10: measure 1: choose the KPI" in refused.stderr
+    assert "erp.toml line 11: measure 1: choose the KPI" in refused.stderr
     assert cli(*wh, "profile", "list").stdout.count("\n") == 1
     # A viewer reads no definitions; an unknown name is not found.
     viewer = cli("--warehouse", own_file, "--user", "viewer_prod", "profile", "list")
