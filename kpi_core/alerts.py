@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from kpi_core import clock, completeness, formula, i18n, people, scoring, targets
+from kpi_core import audit, clock, completeness, formula, i18n, people, scoring, targets
 from kpi_core.actuals import MONTHLY_SQL, base_pairs
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
@@ -182,16 +182,11 @@ def save_rule(wh: Warehouse, who: Actor, kind: str, *, enabled: bool, params: di
             "INSERT OR REPLACE INTO alert_rule VALUES (?, ?, ?, ?, ?)",
             [kind, enabled, text, who.name, now],
         )
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'alert_rule', ?, 'settings', ?, ?, NULL)",
-            [
-                now,
-                who.name,
-                kind,
-                None if old is None else f"{old[0]} {old[1]}",
-                f"{enabled} {text}",
-            ],
-        )
+        audit.record(
+            cur, changed_at=now, changed_by=who.name, entity="alert_rule", key=kind,
+            field="settings", old=None if old is None else f"{old[0]} {old[1]}",
+            new=f"{enabled} {text}",
+        )  # fmt: skip
 
 
 # What an evaluation finds.
@@ -1066,11 +1061,11 @@ def _apply(wh, cat, who, candidates, now: datetime) -> tuple[list[Alert], list[i
                           resolution = ? WHERE id = ?""",
                 [[now, res, aid] for aid, res in closing],
             )
-        audit = [(a.id, _key(a.unit, a.kpi, a.period, a.kind), None, OPEN, None) for a in alerts]
+        changes = [(a.id, _key(a.unit, a.kpi, a.period, a.kind), None, OPEN, None) for a in alerts]
         if closing:
             keys = dict(((aid, key) for aid, key in _keys(cur, [aid for aid, _ in closing])))
-            audit += [(aid, keys[aid], "open", CLOSED, res) for aid, res in closing]
-        _audit_many(cur, now, "system", audit)
+            changes += [(aid, keys[aid], "open", CLOSED, res) for aid, res in closing]
+        _audit_many(cur, now, "system", changes)
     return alerts, [aid for aid, _ in closing]
 
 
@@ -1137,15 +1132,7 @@ def _audit_many(cur, now: datetime, by: str, rows: list[tuple]) -> None:
             "reason": pd.array([r[4] for r in rows], dtype=object),
         }
     )
-    cur.register("alert_audit", frame)
-    try:
-        cur.execute(
-            """INSERT INTO audit SELECT ?, ?, 'alert', key, 'state', old::VARCHAR, new,
-                                        reason::VARCHAR FROM alert_audit""",
-            [now, by],
-        )
-    finally:
-        cur.unregister("alert_audit")
+    audit.record_many(cur, frame, changed_at=now, changed_by=by, entity="alert", field="state")
 
 
 def run(

@@ -12,12 +12,15 @@ months to admins only.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
+import duckdb
 import pandas as pd
 
-from kpi_core.catalog import Catalog
-from kpi_core.service import Actor
-from kpi_core.warehouse import Warehouse
+if TYPE_CHECKING:  # only names for hints: the modules that write audit rows import this one
+    from kpi_core.catalog import Catalog
+    from kpi_core.service import Actor
+    from kpi_core.warehouse import Warehouse
 
 COLUMNS = ["changed_at", "changed_by", "entity", "key", "field", "old", "new", "reason"]
 # The whole log: `audit`, and each value a write of actuals changed (migration 8), spelled out
@@ -32,6 +35,62 @@ LOG = """(
     FROM value_change c JOIN value_change_set s ON s.id = c.set_id
     LEFT JOIN kpi k ON k.id = c.kpi_id LEFT JOIN org_unit u ON u.id = c.unit_id
 ) AS log"""
+_TEXT = COLUMNS[2:]  # the columns after when and who are text
+
+
+def record(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    changed_at: datetime,
+    changed_by: str | None,
+    entity: str,
+    key: str | None,
+    field: str | None = None,
+    old: object = None,
+    new: object = None,
+    reason: str | None = None,
+) -> None:
+    """One audit row, written on the caller's cursor so it commits or rolls back with the change
+    it records. Values that are not text (numbers, lists) are stored as DuckDB spells them."""
+    cur.execute(
+        "INSERT INTO audit (changed_at, changed_by, entity, key, field, old, new, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [changed_at, changed_by, entity, key, field, old, new, reason],
+    )
+
+
+def record_many(cur: duckdb.DuckDBPyConnection, rows: pd.DataFrame, **same: object) -> None:
+    """Audit rows from a frame whose columns are named as the table's, in one statement (a
+    target upload changes thousands of cells); `same` gives the fields every row shares, e.g.
+    changed_at=now, changed_by=who.name, entity='alert'. Fields in neither stay empty."""
+    unknown = [c for c in [*rows.columns, *same] if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"The audit table has no column {', '.join(map(repr, unknown))}.")
+    missing = [c for c in ("changed_at", "entity") if c not in rows.columns and c not in same]
+    if missing:
+        raise ValueError(f"Audit rows need {', '.join(map(repr, missing))}.")
+    if rows.empty:
+        return
+    values, params = [], []
+    for c in COLUMNS:
+        if c in same:
+            values.append("?")
+            params.append(same[c])
+        elif c in rows.columns:
+            values.append(f'"{c}"::VARCHAR' if c in _TEXT else f'"{c}"')
+        else:
+            values.append("NULL")
+    cur.register("audit_rows", rows)
+    try:
+        cur.execute(
+            f"INSERT INTO audit ({', '.join(COLUMNS)}) "  # noqa: S608 - fixed column names
+            f"SELECT {', '.join(values)} FROM audit_rows",
+            params,
+        )
+    finally:
+        cur.unregister("audit_rows")
+
+
 _UNIT_KEYED = ("target", "tree")  # keys start with a unit code
 _SHARED = ("kpi", "phasing")
 

@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import duckdb
 
+from kpi_core import audit
 from kpi_core.access import hash_password, verify_password
 from kpi_core.errors import KpiError
 from kpi_core.references import read_secrets
@@ -96,10 +97,10 @@ _CONFLICT_RETRIES = 20
 
 def log(cur, user: str, event: str, detail: str | None = None) -> None:
     """One audit row for a session event (signed_in, failed, locked, signed_out, timed_out)."""
-    cur.execute(
-        "INSERT INTO audit VALUES (?, ?, 'session', ?, ?, NULL, ?, NULL)",
-        [datetime.now(), user[:_NAME_IN_LOG], user[:_NAME_IN_LOG], event, detail],
-    )
+    audit.record(
+        cur, changed_at=datetime.now(), changed_by=user[:_NAME_IN_LOG], entity="session",
+        key=user[:_NAME_IN_LOG], field=event, new=detail,
+    )  # fmt: skip
 
 
 def _write(wh: Warehouse, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:

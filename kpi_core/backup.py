@@ -34,7 +34,7 @@ from pathlib import Path
 
 import duckdb
 
-from kpi_core import sessions
+from kpi_core import audit, sessions
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.references import read_secrets
@@ -379,16 +379,16 @@ def backup(
         shutil.rmtree(scratch, ignore_errors=True)
     removed = rotate(target.parent, keep) if keep else []
     with wh.transaction() as cur:
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'backup', ?, 'backup', NULL, ?, NULL)",
-            [datetime.now(), who.name, target.name,
-             f"{manifest.rows} rows, schema {manifest.schema_version}"],
+        audit.record(
+            cur, changed_at=datetime.now(), changed_by=who.name, entity="backup",
+            key=target.name, field="backup",
+            new=f"{manifest.rows} rows, schema {manifest.schema_version}",
         )  # fmt: skip
         for old in removed:
-            cur.execute(
-                "INSERT INTO audit VALUES (?, ?, 'backup', ?, 'rotated', ?, NULL, ?)",
-                [datetime.now(), who.name, old.name, old.name, f"keep {keep}"],
-            )
+            audit.record(
+                cur, changed_at=datetime.now(), changed_by=who.name, entity="backup",
+                key=old.name, field="rotated", old=old.name, reason=f"keep {keep}",
+            )  # fmt: skip
     return BackupResult(target, manifest, removed)
 
 
@@ -538,10 +538,10 @@ def restore(wh: Warehouse, path: str | os.PathLike, who: Actor) -> RestoreResult
     if migrated_from is not None:
         note += f", migrated from schema {migrated_from}"
     with wh.transaction() as cur:
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'backup', ?, 'restore', NULL, ?, ?)",
-            [datetime.now(), who.name, path.name, f"{manifest.rows} rows", note],
-        )
+        audit.record(
+            cur, changed_at=datetime.now(), changed_by=who.name, entity="backup",
+            key=path.name, field="restore", new=f"{manifest.rows} rows", reason=note,
+        )  # fmt: skip
         # Who is signed in is today's state, not the backup's: a session ended since the
         # backup was made stays ended, and the people signed in now (the admin restoring
         # it) stay signed in.

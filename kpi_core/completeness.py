@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from kpi_core import audit
 from kpi_core.access import Scope
 from kpi_core.actuals import base_pairs
 from kpi_core.catalog import SCORECARD, Catalog
@@ -486,10 +487,11 @@ def publish(
             cur.execute(
                 "DELETE FROM month_publish WHERE period = ? AND unit_id = ?", [month, unit_id]
             )
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'month_publish', ?, 'published', ?, ?, '')",
-            [now, who.name, f"{unit.code}/{month:%Y-%m}", str(not published), str(published)],
-        )
+        audit.record(
+            cur, changed_at=now, changed_by=who.name, entity="month_publish",
+            key=f"{unit.code}/{month:%Y-%m}", field="published",
+            old=str(not published), new=str(published), reason="",
+        )  # fmt: skip
 
 
 def published_months(wh: Warehouse, cat: Catalog, scope: Scope) -> list[tuple[date, int]]:

@@ -25,6 +25,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from kpi_core import audit
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -240,10 +241,10 @@ def _admin(who: Actor) -> None:
 
 
 def _audit(cur, now: datetime, by: str | None, key: str | None, field: str, new, reason=None):
-    cur.execute(
-        "INSERT INTO audit VALUES (?, ?, 'kiosk', ?, ?, NULL, ?, ?)",
-        [now, by, key, field, new, reason],
-    )
+    audit.record(
+        cur, changed_at=now, changed_by=by, entity="kiosk", key=key,
+        field=field, new=new, reason=reason,
+    )  # fmt: skip
 
 
 def _seconds(value: object, what: str, low: int) -> int:

@@ -23,7 +23,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from kpi_core import clock, system_import, targets, workbook
+from kpi_core import audit, clock, system_import, targets, workbook
 from kpi_core.catalog import SCORECARD, Catalog, pick_version
 from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
 from kpi_core.ingest.intake import closed_months
@@ -462,14 +462,14 @@ def save_targets(
         ]
     )
     frame[list(LEVELS)] = frame[list(LEVELS)].astype(float)
-    audit = pd.DataFrame(
+    cells = pd.DataFrame(
         [
             (now, who.name, "target", e.where(cat).replace(" ", "/"), f,
              _audit_text(e.old[f]), _audit_text(e.new[f]), reason.strip())
             for e in edits
             for f in e.changed
         ],
-        columns=["changed_at", "changed_by", "entity", "key", "field", "old", "new", "reason"],
+        columns=audit.COLUMNS,
     )  # fmt: skip
     with wh.transaction() as cur:
         cur.register("edits", frame)
@@ -505,9 +505,8 @@ def save_targets(
                FROM edits""",  # noqa: S608 - fixed column names
             [who.name, now, reason.strip()],
         )
-        cur.register("audit_rows", audit)
-        cur.execute("INSERT INTO audit SELECT * FROM audit_rows")
-    return Saved(len(edits), len(audit), {e.unit_id for e in edits})
+        audit.record_many(cur, cells)
+    return Saved(len(edits), len(cells), {e.unit_id for e in edits})
 
 
 def _audit_text(value: object) -> str | None:
@@ -933,10 +932,10 @@ def save_weights(
                      reason.strip(), e.expected_version + 1],
                 )  # fmt: skip
                 if w != old:
-                    cur.execute(
-                        "INSERT INTO audit VALUES (?, ?, 'tree', ?, ?, ?, ?, ?)",
-                        [now, who.name, e.parent, f"weight {node_text(cat, cu, ck)}",
-                         f"{old:g}", f"{w:g}", reason.strip()],
+                    audit.record(
+                        cur, changed_at=now, changed_by=who.name, entity="tree", key=e.parent,
+                        field=f"weight {node_text(cat, cu, ck)}", old=f"{old:g}", new=f"{w:g}",
+                        reason=reason.strip(),
                     )  # fmt: skip
                     cells += 1
     return Saved(len(edits), cells, {e.parent_unit for e in edits})

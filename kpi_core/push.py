@@ -47,7 +47,7 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import pandas as pd
 
-from kpi_core import clock
+from kpi_core import audit, clock
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.references import (
     PUSH,
@@ -460,11 +460,10 @@ def save_channel(
             [ch.name, ch.kind, ch.url, text, ch.min_severity, ch.enabled, who.name,
              ch.updated_at],
         )  # fmt: skip
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'push_channel', ?, 'definition', ?, ?, '')",
-            [ch.updated_at, who.name, ch.name,
-             _described(*old[0]) if old else None,
-             _described(ch.url, text, ch.min_severity, ch.enabled)],
+        audit.record(
+            cur, changed_at=ch.updated_at, changed_by=who.name, entity="push_channel",
+            key=ch.name, field="definition", old=_described(*old[0]) if old else None,
+            new=_described(ch.url, text, ch.min_severity, ch.enabled), reason="",
         )  # fmt: skip
     return ch
 
@@ -482,20 +481,21 @@ def set_enabled(wh: Warehouse, who: Actor, name: str, enabled: bool) -> None:
             "UPDATE push_channel SET enabled = ?, updated_by = ?, updated_at = ? WHERE name = ?",
             [bool(enabled), who.name, now, name],
         )
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'push_channel', ?, 'enabled', ?, ?, '')",
-            [now, who.name, name, str(not enabled).lower(), str(bool(enabled)).lower()],
-        )
+        audit.record(
+            cur, changed_at=now, changed_by=who.name, entity="push_channel", key=name,
+            field="enabled", old=str(not enabled).lower(), new=str(bool(enabled)).lower(),
+            reason="",
+        )  # fmt: skip
 
 
 def delete_channel(wh: Warehouse, who: Actor, name: str) -> None:
     _admin(who)
     with wh.transaction() as cur:
         cur.execute("DELETE FROM push_channel WHERE name = ?", [name])
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'push_channel', ?, 'definition', 'defined', NULL, '')",
-            [datetime.now(), who.name, name],
-        )
+        audit.record(
+            cur, changed_at=datetime.now(), changed_by=who.name, entity="push_channel",
+            key=name, field="definition", old="defined", reason="",
+        )  # fmt: skip
 
 
 def _row(r: tuple) -> Channel:

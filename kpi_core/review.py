@@ -15,7 +15,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from kpi_core import clock, people
+from kpi_core import audit, clock, people
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, NotFoundError
 from kpi_core.periods import Period, month_of
@@ -80,10 +80,10 @@ def _codes(cur, kpi_id: int, unit_id: int) -> tuple[str, str]:
 
 
 def _audit(cur, at: datetime, who: Actor, key: str, field: str, old, new, reason=None) -> None:
-    cur.execute(
-        "INSERT INTO audit VALUES (?, ?, 'comment', ?, ?, ?, ?, ?)",
-        [at, who.name, key, field, old, new, reason],
-    )
+    audit.record(
+        cur, changed_at=at, changed_by=who.name, entity="comment", key=key,
+        field=field, old=old, new=new, reason=reason,
+    )  # fmt: skip
 
 
 def add_comment(

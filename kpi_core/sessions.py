@@ -31,6 +31,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from kpi_core import audit
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.references import read_secrets
@@ -81,10 +82,10 @@ def _hash(session_id: str) -> str:
 
 def _audit(cur, now: datetime, by: str, user: str, event: str, detail: str | None) -> None:
     # The same shape as auth.log: entity 'session', keyed by the user.
-    cur.execute(
-        "INSERT INTO audit VALUES (?, ?, 'session', ?, ?, NULL, ?, NULL)",
-        [now, by[:64], user[:64], event, detail],
-    )
+    audit.record(
+        cur, changed_at=now, changed_by=by[:64], entity="session", key=user[:64],
+        field=event, new=detail,
+    )  # fmt: skip
 
 
 # The signing key.

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from kpi_core import audit
 from kpi_core.access import ROLES
 from kpi_core.errors import KpiError
 from kpi_core.references import read_secrets
@@ -129,10 +130,10 @@ def resolve(wh: Warehouse, claims: dict, conf: dict | None = None) -> str:
             changes = (("created", role), ("display_name", display),
                        ("scope", ",".join(scope)), ("email", email))  # fmt: skip
             for field, value in changes:
-                cur.execute(
-                    "INSERT INTO audit VALUES (?, 'sso', 'user', ?, ?, NULL, ?, ?)",
-                    [now, name, field, value, f"group {group}"],
-                )
+                audit.record(
+                    cur, changed_at=now, changed_by="sso", entity="user", key=name,
+                    field=field, new=value, reason=f"group {group}",
+                )  # fmt: skip
     except Exception:
         # Another session signing the same identity in created the user a moment ago.
         row = wh.one("SELECT name FROM app_user WHERE lower(email) = lower(?)", [email])

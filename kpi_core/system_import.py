@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_core import actuals, clock, formula, workbook
+from kpi_core import actuals, audit, clock, formula, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import Problem, ValidationError
@@ -654,19 +654,11 @@ class _DryRun(Exception):
 
 
 def _audit(cur, by: str, entity: str, key: str, field_: str | None, old, new, reason: str) -> None:
-    cur.execute(
-        "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            datetime.now(),
-            by,
-            entity,
-            key,
-            field_,
-            None if old is None else str(old),
-            None if new is None else str(new),
-            reason,
-        ],
-    )
+    audit.record(
+        cur, changed_at=datetime.now(), changed_by=by, entity=entity, key=key, field=field_,
+        old=None if old is None else str(old), new=None if new is None else str(new),
+        reason=reason,
+    )  # fmt: skip
 
 
 _UNIT_FIELDS = ("name_zh", "name_en", "kind", "sort_order")

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from kpi_core import sessions
+from kpi_core import audit, sessions
 from kpi_core.access import ROLES, hash_password
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.service import Actor
@@ -174,10 +174,10 @@ def save_user(
                 # with it is signed out.
                 sessions.revoke_in(cur, name, now=now, by=who.name, why="password")
         for fld, was, now_value in changes:
-            cur.execute(
-                "INSERT INTO audit VALUES (?, ?, 'user', ?, ?, ?, ?, NULL)",
-                [now, who.name, name, fld, was, now_value],
-            )
+            audit.record(
+                cur, changed_at=now, changed_by=who.name, entity="user", key=name,
+                field=fld, old=was, new=now_value,
+            )  # fmt: skip
 
 
 def delete_user(wh: Warehouse, who: Actor, name: str) -> None:
@@ -193,10 +193,10 @@ def delete_user(wh: Warehouse, who: Actor, name: str) -> None:
             raise UserError(f"'{name}' is the last admin and cannot be deleted.")
         now = datetime.now()
         cur.execute("DELETE FROM app_user WHERE name = ?", [name])
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'user', ?, 'deleted', ?, NULL, NULL)",
-            [now, who.name, name, old[0]],
-        )
+        audit.record(
+            cur, changed_at=now, changed_by=who.name, entity="user", key=name,
+            field="deleted", old=old[0],
+        )  # fmt: skip
         # Ended with the user, so a user added later under the same name starts with none.
         sessions.revoke_in(cur, name, now=now, by=who.name, why="deleted")
 
@@ -210,7 +210,7 @@ def unlock(wh: Warehouse, who: Actor, name: str) -> None:
         cur.execute(
             "UPDATE app_user SET failed_sign_ins = 0, locked_until = NULL WHERE name = ?", [name]
         )
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'user', ?, 'unlocked', NULL, NULL, NULL)",
-            [datetime.now(), who.name, name],
-        )
+        audit.record(
+            cur, changed_at=datetime.now(), changed_by=who.name, entity="user", key=name,
+            field="unlocked",
+        )  # fmt: skip

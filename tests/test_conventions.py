@@ -31,6 +31,18 @@ def test_core_never_imports_streamlit():
     assert offenders == []
 
 
+def test_only_the_audit_module_writes_the_audit_table():
+    # Every audit row goes through audit.record / audit.record_many, so the columns are named
+    # in one place and a change of the table touches one module.
+    write = re.compile(r"INSERT\s+(OR\s+\w+\s+)?INTO\s+\"?audit\b", re.I)
+    offenders = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "kpi_core").rglob("*.py")
+        if p != ROOT / "kpi_core" / "audit.py" and write.search(p.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
 def test_pages_hold_no_sql():
     for page in [ROOT / "app.py", *(ROOT / "pages").glob("*.py")]:
         text = page.read_text(encoding="utf-8")

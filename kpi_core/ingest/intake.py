@@ -25,7 +25,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, alerts, clock, collector, push, scoring, targets
+from kpi_core import actuals, alerts, audit, clock, collector, push, scoring, targets
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
@@ -573,10 +573,10 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
         cur.execute("DROP TABLE undo")
         cur.execute("DELETE FROM actual_replaced WHERE batch_id = ?", [batch_id])
         cur.execute("UPDATE batch SET status = 'rolled_back' WHERE id = ?", [batch_id])
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'batch', ?, 'status', 'committed', 'rolled_back', ?)",
-            [now, who.name, str(batch_id), reason or source],
-        )
+        audit.record(
+            cur, changed_at=now, changed_by=who.name, entity="batch", key=str(batch_id),
+            field="status", old="committed", new="rolled_back", reason=reason or source,
+        )  # fmt: skip
     _rejudge_after_rollback(wh, who, batch_id, months)
     return {
         "restored": int(moving["new"].notna().sum()),
@@ -647,10 +647,11 @@ def lock_month(wh: Warehouse, month: date, who: Actor, locked: bool = True) -> N
             )
         else:
             cur.execute("DELETE FROM period_lock WHERE period = ?", [month])
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'period_lock', ?, 'locked', ?, ?, '')",
-            [datetime.now(), who.name, f"{month:%Y-%m}", str(not locked), str(locked)],
-        )
+        audit.record(
+            cur, changed_at=datetime.now(), changed_by=who.name, entity="period_lock",
+            key=f"{month:%Y-%m}", field="locked", old=str(not locked), new=str(locked),
+            reason="",
+        )  # fmt: skip
 
 
 def describe(f: Finding) -> str:

@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from kpi_core import audit
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import aggregation, dates, expression
 from kpi_core.ingest.files import Table, column_letter
@@ -184,10 +185,11 @@ def save(wh: Warehouse, profile: Profile, who: Actor) -> None:
             "INSERT OR REPLACE INTO import_profile VALUES (?, ?, ?, ?)",
             [profile.name, profile.to_json(), by, datetime.now()],
         )
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'import_profile', ?, 'mapping', ?, ?, '')",
-            [datetime.now(), by, profile.name, old[0][0] if old else None, profile.to_json()],
-        )
+        audit.record(
+            cur, changed_at=datetime.now(), changed_by=by, entity="import_profile",
+            key=profile.name, field="mapping", old=old[0][0] if old else None,
+            new=profile.to_json(), reason="",
+        )  # fmt: skip
 
 
 def load(wh: Warehouse, name: str) -> Profile:

@@ -37,6 +37,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from kpi_core import audit
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import aggregation, intake, profile, source_files, source_pg
@@ -705,11 +706,10 @@ def save(wh: Warehouse, source: Source, who: Actor) -> None:
             [source.name, source.url, source.query, json.dumps(mapping, ensure_ascii=False),
              source.row_limit, source.timeout_s, who.name, now],
         )  # fmt: skip
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'source', ?, 'definition', ?, ?, '')",
-            [now, who.name, source.name,
-             f"{mask(old[0][0])}\n{old[0][1]}" if old else None,
-             f"{mask(source.url)}\n{source.query}"],
+        audit.record(
+            cur, changed_at=now, changed_by=who.name, entity="source", key=source.name,
+            field="definition", old=f"{mask(old[0][0])}\n{old[0][1]}" if old else None,
+            new=f"{mask(source.url)}\n{source.query}", reason="",
         )  # fmt: skip
 
 
@@ -745,7 +745,7 @@ def delete(wh: Warehouse, name: str, who: Actor) -> None:
         raise ScopeError("Only analysts and admins define database sources.")
     with wh.transaction() as cur:
         cur.execute("DELETE FROM source WHERE name = ?", [name])
-        cur.execute(
-            "INSERT INTO audit VALUES (?, ?, 'source', ?, 'definition', 'defined', NULL, '')",
-            [datetime.now(), who.name, name],
-        )
+        audit.record(
+            cur, changed_at=datetime.now(), changed_by=who.name, entity="source", key=name,
+            field="definition", old="defined", reason="",
+        )  # fmt: skip
