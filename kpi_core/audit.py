@@ -80,6 +80,8 @@ def record_many(cur: duckdb.DuckDBPyConnection, rows: pd.DataFrame, **same: obje
             values.append(f'"{c}"::VARCHAR' if c in _TEXT else f'"{c}"')
         else:
             values.append("NULL")
+    # A read the caller left unfinished (`fetchone`) would make DuckDB refuse the register.
+    cur.complete()
     cur.register("audit_rows", rows)
     try:
         cur.execute(

@@ -497,14 +497,7 @@ def save_targets(
                     for k, u, g, p, by, at in clash
                 ]
             )
-        cur.execute(
-            f"""INSERT INTO target (kpi_id, unit_id, grain, period_start, {", ".join(LEVELS)},
-                   phasing, valid_from, version, changed_by, changed_at, reason)
-               SELECT kpi_id, unit_id, grain, period_start, {", ".join(LEVELS)}, phasing,
-                      valid_from, version, ?, ?, ?
-               FROM edits""",  # noqa: S608 - fixed column names
-            [who.name, now, reason.strip()],
-        )
+        targets.add_versions(cur, frame, by=who.name, at=now, reason=reason.strip())
         audit.record_many(cur, cells)
     return Saved(len(edits), len(cells), {e.unit_id for e in edits})
 

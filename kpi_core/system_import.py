@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_core import actuals, audit, clock, formula, workbook
+from kpi_core import actuals, audit, clock, formula, targets, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import Problem, ValidationError
@@ -795,6 +795,7 @@ def _apply(
         )
         summary["tree_parents_changed"] += 1
 
+    versions = []
     for t in plan.targets:
         kid, uid = kpi_ids[t["kpi"]], unit_ids[t["unit"]]
         old = cur.execute(
@@ -810,23 +811,10 @@ def _apply(
         # A changed target holds from this month on unless the file says otherwise, so months
         # already judged keep the levels they were judged by.
         default_from = t["period_start"] if old is None else max(t["period_start"], this_month)
-        cur.execute(
-            f"""INSERT INTO target (kpi_id, unit_id, grain, period_start, {", ".join(_LEVELS)},
-                   phasing, valid_from, version, changed_by, changed_at, reason)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",  # noqa: S608
-            [
-                kid,
-                uid,
-                t["grain"],
-                t["period_start"],
-                *new_levels,
-                t["valid_from"] or default_from,
-                version,
-                by,
-                now,
-                reason,
-            ],
-        )
+        versions.append(
+            [kid, uid, t["grain"], t["period_start"], *new_levels, t["valid_from"] or default_from,
+             version]
+        )  # fmt: skip
         if old is not None:
             _audit(
                 cur,
@@ -839,6 +827,9 @@ def _apply(
                 reason,
             )
         summary["targets_new" if old is None else "targets_changed"] += 1
+    # Written together: the file lists each target once, so no row above read another's version.
+    versions_frame = pd.DataFrame(versions, columns=targets.VERSION_COLUMNS)
+    targets.add_versions(cur, versions_frame, by=by, at=now, reason=reason)
 
     batch_id = None
     if plan.actuals:

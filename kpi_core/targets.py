@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import date
+from datetime import date, datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -31,6 +32,38 @@ from kpi_core.warehouse import Warehouse, in_background
 Pair = tuple[int, int]
 LEVEL_FIELDS = tuple(f.name for f in fields(Levels))
 _GRAIN_RANK = {"M": 0, "Q": 1, "Y": 2}
+
+
+# What a new version of a target says; who, when and why come with the write.
+VERSION_COLUMNS = (
+    "kpi_id", "unit_id", "grain", "period_start", *LEVEL_FIELDS, "phasing", "valid_from",
+    "version",
+)  # fmt: skip
+
+
+def add_versions(
+    cur: duckdb.DuckDBPyConnection, versions: pd.DataFrame, *, by: str, at: datetime, reason: str
+) -> None:
+    """Write new target versions (a frame with VERSION_COLUMNS; others are ignored) on the
+    caller's cursor, in one statement, so they commit with the checks and the audit that go
+    with them. Rows are never updated: an edit is a higher version. Empty levels are NULL."""
+    missing = [c for c in VERSION_COLUMNS if c not in versions.columns]
+    if missing:
+        raise ValueError(f"Target versions need {', '.join(map(repr, missing))}.")
+    if versions.empty:
+        return
+    cols = ", ".join(VERSION_COLUMNS)
+    # A read the caller left unfinished (`fetchone`) would make DuckDB refuse the register.
+    cur.complete()
+    cur.register("target_versions", versions)
+    try:
+        cur.execute(
+            f"""INSERT INTO target ({cols}, changed_by, changed_at, reason)
+               SELECT {cols}, ?, ?, ? FROM target_versions""",  # noqa: S608 - fixed names
+            [by, at, reason],
+        )
+    finally:
+        cur.unregister("target_versions")
 
 
 @dataclass(frozen=True)

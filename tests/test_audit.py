@@ -52,6 +52,13 @@ def test_record_many_fills_shared_fields_and_leaves_the_rest_empty(warehouse):
     ]
 
 
+def test_record_many_after_a_read_left_unfinished(warehouse):
+    with warehouse.transaction() as cur:
+        cur.execute("SELECT * FROM range(3)").fetchone()
+        audit.record_many(cur, pd.DataFrame({"key": ["A"]}), changed_at=AT, entity="alert")
+    assert _log(warehouse) == [(AT, None, "alert", "A", None, None, None, None)]
+
+
 def test_record_many_refuses_a_column_the_table_lacks(warehouse):
     rows = pd.DataFrame({"key": ["A"], "colour": ["red"]})
     with pytest.raises(ValueError, match="colour"), warehouse.transaction() as cur:

@@ -43,6 +43,17 @@ def test_only_the_audit_module_writes_the_audit_table():
     assert offenders == []
 
 
+def test_only_the_targets_module_writes_target_versions():
+    # Planning's grid and the system import both add versions through targets.add_versions.
+    write = re.compile(r"INSERT\s+(OR\s+\w+\s+)?INTO\s+\"?target\b", re.I)
+    offenders = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "kpi_core").rglob("*.py")
+        if p != ROOT / "kpi_core" / "targets.py" and write.search(p.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
 def test_pages_hold_no_sql():
     for page in [ROOT / "app.py", *(ROOT / "pages").glob("*.py")]:
         text = page.read_text(encoding="utf-8")
