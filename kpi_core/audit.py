@@ -1,8 +1,9 @@
 """The audit log: who changed what, when, from what to what, and why — read with filters.
 
-Every write of the core adds rows to `audit` in the transaction that makes the change; writes of
-actuals add a change set and a row per value as numbers (`value_change`), read here as `audit`
-rows (`LOG`). Keys are
+Every write of the core adds rows to `audit` in the transaction that makes the change, through
+`record` (or `record_many`) on that transaction's cursor, the only code that writes the table;
+writes of actuals add a change set and a row per value as numbers (`value_change`), read here as
+`audit` rows (`LOG`). Keys are
 text (`SALES/REV/2026` for a target, `SALES/REV` for a tree node, a KPI code, a batch id), so the
 scope of a row is the unit its key starts with; rows about shared things (the KPI library,
 phasing) are shown to everyone who may see targets, rows about data batches, users and closed
