@@ -414,4 +414,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        22,
+        "data version: a token every commit changes, which page caches are keyed by",
+        """
+        -- Numbered after issue 22 so that changes developed beside it keep their own numbers.
+        -- One row. `Warehouse.transaction` sets a new random token in the same transaction as
+        -- the data it commits; a random token rather than a counter, so that a restored backup
+        -- can never bring back a number that meant other data (kpi_core.warehouse).
+        CREATE TABLE data_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            token BIGINT NOT NULL
+        );
+        INSERT INTO data_version VALUES (1, CAST(floor(random() * 9.0e18) AS BIGINT));
+        """,
+    ),
 ]

@@ -22,6 +22,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import Catalog, Node
 from kpi_core.i18n import STATUS_COLOR, STATUS_ICON
 from kpi_core.library import Kpi
+from kpi_core.memo import by_data_version
 from kpi_core.periods import Period, add_months
 from kpi_core.scorecard import NodeResult, evaluate
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
@@ -322,6 +323,7 @@ def trend_months(end: date, months: int = 24) -> list[date]:
     return [add_months(end, -i) for i in range(months - 1, -1, -1)]
 
 
+@by_data_version
 def node_trend(
     wh: Warehouse,
     cat: Catalog,
@@ -347,6 +349,7 @@ def node_trend(
 _SERIES = charts.SERIES_COLORS
 
 
+@charts.for_pages
 def trend_chart(
     trend: pd.DataFrame, kpi: Kpi | None, lang: str, ladder: Ladder = DEFAULT_LADDER
 ) -> alt.Chart:
@@ -404,6 +407,7 @@ def trend_chart(
     return (levels + actual).properties(height=260)
 
 
+@charts.for_pages
 def contribution_chart(rows: list[Contribution], lang: str) -> alt.Chart:
     """Children's contributions as bars coloured by status, the score and icon beside each."""
     df = pd.DataFrame(
