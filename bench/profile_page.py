@@ -91,7 +91,9 @@ def main() -> None:
         at.run()
         times.append(time.perf_counter() - started)
     out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.only or ".", args.top)
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(
+        args.only or ".", args.top
+    )
     print(out.getvalue())
     times.sort()
     print(f"{args.page} {args.query}: first run {first:.3f} s, profiled runs median "
