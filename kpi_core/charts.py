@@ -47,6 +47,35 @@ def _content(value: object) -> object:
     return value
 
 
+# The data transformer st.altair_chart installs while it turns a chart into a spec (Streamlit 1.67,
+# streamlit/elements/vega_charts.py): the spec made under it can be handed out again.
+_STREAMLIT_TRANSFORMER = "to_arrow_dataset"
+
+
+def _spec_once(chart: alt.TopLevelMixin) -> Callable[..., dict]:
+    """`chart.to_dict` without validation, and for Streamlit the spec made the first time.
+
+    The spec is made once with Streamlit's own transformer, its data (Arrow bytes named by a
+    hash of their contents) put in its `datasets` — where Streamlit looks for datasets a spec
+    already carries — so handing it out again draws the same chart with the same data. Any
+    other caller (a download as SVG, a test) gets a spec made for it."""
+    plain = functools.partial(chart.to_dict, validate=False)
+    made: list[dict] = []
+
+    def to_dict(*args: object, **kwargs: object) -> dict:
+        if args or kwargs or alt.data_transformers.active != _STREAMLIT_TRANSFORMER:
+            return plain(*args, **kwargs)
+        if not made:
+            datasets: dict = {}
+            with alt.data_transformers.enable(_STREAMLIT_TRANSFORMER, datasets=datasets):
+                spec = plain()
+            spec["datasets"] = {**spec.get("datasets", {}), **datasets}
+            made.append(spec)  # complete before anyone else can see it
+        return made[0]
+
+    return to_dict
+
+
 def for_pages(build: Callable[P, C]) -> Callable[P, C]:
     """A chart builder as the pages call it at every run: the same inputs give the chart built
     the first time, and the chart skips Altair's schema validation when it is drawn.
@@ -74,7 +103,7 @@ def for_pages(build: Callable[P, C]) -> Callable[P, C]:
         if os.environ.get("KPI_VALIDATE_CHARTS") == "1":
             chart.to_dict(validate=True)
         # Altair's charts keep attributes set on them as chart properties: around it.
-        object.__setattr__(chart, "to_dict", functools.partial(chart.to_dict, validate=False))
+        object.__setattr__(chart, "to_dict", _spec_once(chart))
         if key is not None:
             with _drawn_lock:
                 _DRAWN[key] = chart

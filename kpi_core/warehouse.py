@@ -169,6 +169,7 @@ class Warehouse:
         self._writer = threading.RLock()
         self._timer: threading.Timer | None = None
         self._idle_since = 0.0
+        self._waiters_seen = (-1.0, False)  # when others' waiting was last looked at, and it
         self._versioned = False  # whether the schema has `data_version` (known after migrate)
         # Names the database in this process: where its data version is kept (shared by every
         # Warehouse object of the file, as DuckDB shares one database and its lock between
@@ -215,6 +216,14 @@ class Warehouse:
         would wait for it."""
         if self.in_memory:
             return False
+        # Looked at most once per retry interval, not at every query's release.
+        now = time.monotonic()
+        if now - self._waiters_seen[0] < _MAX_RETRY_DELAY:
+            return self._waiters_seen[1]
+        self._waiters_seen = (now, self._waiting_markers())
+        return self._waiters_seen[1]
+
+    def _waiting_markers(self) -> bool:
         folder, name = Path(self.path).parent, Path(self.path).name
         fresh = time.time() - 2 * _MAX_RETRY_DELAY - 1
         try:

@@ -122,3 +122,20 @@ def test_the_board_page_shows_a_commit_from_another_process_at_the_next_run(
     at.run()
     assert not at.exception
     assert next(m.value for m in at.metric if m.label == "Score") != score
+
+
+def _charts(at) -> list[tuple[str, list[bytes]]]:
+    found = at.get("vega_lite_chart")
+    return [(c.proto.spec, [d.data.data for d in c.proto.datasets]) for c in found]
+
+
+def test_a_chart_drawn_again_carries_its_data(sales_file, monkeypatch):
+    """Charts are built and turned into a spec once for the same data (kpi_core.charts): the
+    next run must draw the same spec with the same data, not an empty chart."""
+    at = open_page(
+        "pages/1_Board.py", sales_file, monkeypatch, query={"unit": "SALES", "period": "2024-12"}
+    )
+    first = _charts(at)
+    assert first and all(data and all(data) for _, data in first)
+    at.run()
+    assert _charts(at) == first
