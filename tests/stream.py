@@ -71,10 +71,11 @@ class Session:
         protocols = ["streamlit", "none", *([session_id] if session_id else [])]
         self.timeout = timeout
         self.session_id = session_id
+        # Entered here, left in close(): a Session is itself the context manager.
         self._ws: ClientConnection = connect(
             url, subprotocols=protocols, additional_headers=headers, open_timeout=timeout,
             max_size=None,
-        )  # fmt: skip
+        ).__enter__()  # fmt: skip
 
     def run(self, page: str = "", query: str = "lang=en", *, texts: bool = True) -> Run:
         """One script run of `page` ("" for the Overview) with `query`; `texts=False` skips
@@ -101,7 +102,7 @@ class Session:
         raise TimeoutError(f"the script run of {page or 'the Overview'} did not finish")
 
     def close(self) -> None:
-        self._ws.close()
+        self._ws.__exit__(None, None, None)
 
     def __enter__(self) -> Session:
         return self
