@@ -139,3 +139,35 @@ def test_a_chart_drawn_again_carries_its_data(sales_file, monkeypatch):
     assert first and all(data and all(data) for _, data in first)
     at.run()
     assert _charts(at) == first
+
+
+def test_a_target_save_is_seen_by_the_next_grid_and_board(sales_file):
+    """The Targets page's grid and the Board are both cached: a saved target changes both."""
+    from datetime import date
+
+    from kpi_core import planning
+    from kpi_core.service import SYSTEM
+
+    wh = Warehouse(sales_file, linger=0)
+    cat = load_catalog(wh)
+    sales = cat.unit_by_code["SALES"].id
+    month = parse_period("2024-12")
+
+    def grid():
+        return planning.target_grid(wh, load_catalog(wh), SYSTEM, sales, 2024, "Y", "en",
+                                    date(2024, 12, 1))  # fmt: skip
+
+    before = grid()
+    score = board(wh, cat, Scope.all(), sales, month).result.score
+    row = int(before.index[before["code"] == "SALES/NEW_CUST"][0])
+    assert grid().at[row, "target"] == before.at[row, "target"]
+    edited = before.copy()
+    for col, text in (("baseline", "1"), ("target", "2")):  # far below what was won: higher
+        edited[col] = edited[col].astype(object)
+        edited.at[row, col] = text
+    planning.save_target_grid(
+        wh, cat, SYSTEM, before, edited, reason="bench", effective=date(2024, 1, 1)
+    )
+    assert grid().at[row, "target"] == "2"
+    assert board(wh, load_catalog(wh), Scope.all(), sales, month).result.score != score
+    wh.close()
