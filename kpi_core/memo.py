@@ -27,7 +27,8 @@ import pandas as pd
 
 from kpi_core.warehouse import Warehouse
 
-MAX_ENTRIES = 1024
+# Results of a few hundred page runs; a large company's Targets grid is tens of MB, so not more.
+MAX_ENTRIES = 256
 
 P = ParamSpec("P")
 R = TypeVar("R")
