@@ -1273,6 +1273,7 @@ def _scope_ids(cat: Catalog, who: Actor) -> list[int]:
     return [u for u in cat.units if who.scope.allows(u)]
 
 
+@by_data_version
 def open_alerts(
     wh: Warehouse,
     cat: Catalog,
