@@ -9,6 +9,7 @@ evaluation the Board uses too.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -99,8 +100,12 @@ def find(root: NodeResult, key: Node) -> NodeResult | None:
     return None
 
 
+# Roots come from the cached evaluations (kpi_core/memo.py), the same object for the same data:
+# a company's tree of thousands of nodes is walked once, not several times at every run.
+@functools.lru_cache(maxsize=32)
 def all_nodes(root: NodeResult) -> list[tuple[int, NodeResult]]:
-    """Every node once with its depth, parents before children in the tree's order."""
+    """Every node once with its depth, parents before children in the tree's order (shared:
+    read it, never change it)."""
     out: list[tuple[int, NodeResult]] = []
     seen: set[Node] = set()
     stack = [(0, root)]
@@ -124,6 +129,7 @@ def default_depth(root: NodeResult, limit: int = 60) -> int:
     return min(best, max(max(depths), 1))
 
 
+@functools.lru_cache(maxsize=32)
 def _sizes(root: NodeResult) -> dict[Node, int]:
     """Nodes below each node (children first, so each subtree is counted once)."""
     sizes: dict[Node, int] = {}
