@@ -42,6 +42,7 @@ from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.library import Kpi
+from kpi_core.memo import by_data_version
 from kpi_core.pairs import select
 from kpi_core.periods import Period, add_months, month_of
 from kpi_core.scorecard import NodeResult
@@ -1274,6 +1275,7 @@ def _scope_ids(cat: Catalog, who: Actor) -> list[int]:
     return [u for u in cat.units if who.scope.allows(u)]
 
 
+@by_data_version
 def open_alerts(
     wh: Warehouse,
     cat: Catalog,
@@ -1311,6 +1313,7 @@ def open_alerts(
     return df
 
 
+@by_data_version
 def open_counts(
     wh: Warehouse, who: Actor, pairs: Iterable[tuple[int, int]]
 ) -> dict[tuple[int, int], int]:
