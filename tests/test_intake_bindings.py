@@ -23,6 +23,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
 from kpi_core.ingest import intake
+from kpi_core.problem_text import translate
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.test_intake_files import in_chinese, sha256
@@ -342,5 +343,8 @@ def test_the_analyst_answers_the_question_and_the_answer_is_shown(company_file):
             intake.prepare(wh, [("m.xlsx", data)], service.SYSTEM, today=TODAY,
                            choices={("m.xlsx", "Cars", "header B (Margin)", "Margin"): "NOPE"})  # fmt: skip
         in_chinese(refused.value)
+        # All of it in Chinese, the column's place too (表头 B, not "header B").
+        zh = translate(str(refused.value), "zh")
+        assert "表头 B (Margin)" in zh and "header" not in zh
     finally:
         wh.close()
