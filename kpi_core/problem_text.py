@@ -570,6 +570,7 @@ RULES: list[tuple[str, str]] = [
     ("measure {i} ({kpi}): {sub}", "第 {i} 项指标计算（{kpi}）：{sub}"),
     ("the filter on '{column}': {sub}", "“{column}”的筛选条件：{sub}"),
     ("the column '{column}' is not in the file", "文件中没有“{column}”列"),
+    ("the column '{column}' is not in the query's result", "查询结果中没有“{column}”列"),
     (
         "an expression can be summed, averaged or counted, not counted distinct",
         "表达式可以求和、求平均或计数，不能去重计数",
