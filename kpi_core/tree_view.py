@@ -9,8 +9,8 @@ evaluation the Board uses too.
 
 from __future__ import annotations
 
-import html
 import functools
+import html
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
