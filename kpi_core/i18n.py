@@ -2080,6 +2080,27 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tg_reason_hint": ("例如：2027 年渠道目标", "e.g. 2027 channel targets"),
     "tg_not_saved": ("未保存任何内容：", "Nothing was saved:"),
     "tg_saved": ("已从 {file} 保存 {n} 个目标版本。", "Saved {n} target versions from {file}."),
+    # --- w21 ---
+    "push_link_detail": ("查看详情", "Open the details"),
+    "push_link_board": ("查看看板", "Open the board"),
+    "push_links_on": (
+        "预警消息附带打开应用的链接：{url}",
+        "Alerts carry links that open the app at {url}.",
+    ),
+    "push_links_off": (
+        "预警消息暂不附带链接：请在环境变量 {env} 或 .streamlit/secrets.toml 的 [push] app_url "
+        "中写入用户打开应用的地址（例如 {example}）以启用。",
+        "Links in alerts are off: to turn them on, set the address users open the app at (e.g. "
+        "{example}) in the environment variable {env} or as [push] app_url in "
+        ".streamlit/secrets.toml.",
+    ),
+    "push_links_wrong": (
+        "预警消息暂不附带链接：应用地址设置有误（{problem}）。请修改环境变量 {env} 或 "
+        "[push] app_url。",
+        "Links in alerts are off: the app's address is set wrong ({problem}). Fix {env} or "
+        "[push] app_url.",
+    ),
+    "push_links_caption": ("应用链接：", "Links into the app: "),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

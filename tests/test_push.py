@@ -89,6 +89,7 @@ def test_webhook_posts_every_field_in_both_languages(warehouse, receiver, monkey
             "text_zh": "销售部 2025-03 营业收入 4,200万，低于基准值 5,000万。",
             "text_en": "Sales revenue for 2025-03 is 42.0M, below the baseline of 50.0M.",
             "kpi": "REV", "unit": "销售部 Sales", "period": "2025-03", "owner": "王磊 Wang Lei",
+            "link": None,  # no link into the app: its address is not set (tests/test_push_links.py)
         }
     ]  # fmt: skip
     assert log_rows(warehouse) == [("ops", 7, 1, True, "200", None)]
