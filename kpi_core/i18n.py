@@ -2100,7 +2100,6 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Links in alerts are off: the app's address is set wrong ({problem}). Fix {env} or "
         "[push] app_url.",
     ),
-    "push_links_caption": ("应用链接：", "Links into the app: "),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

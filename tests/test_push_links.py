@@ -9,13 +9,15 @@ import os
 import re
 from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 
 from kpi_core import alerts, links, push, service
 from kpi_core.alerts import Alert
 from kpi_core.catalog import load_catalog
-from tests import test_push
+from kpi_core.warehouse import Warehouse
+from tests import apptest, test_push
 
 ADMIN = service.SYSTEM
 APP = "https://kpi.example.com/monitor"
@@ -149,3 +151,32 @@ def test_an_address_set_wrong_sends_no_link_and_says_why(app_url, value):
     ch = push.Channel("x", "webhook", "http://127.0.0.1/x", {"lang": "en"})
     assert push.render(ch, [m])["link"] is None
     assert "is set wrong" in push.links_note("en")
+
+
+def load_catalog_named(path, code: str) -> str:
+    wh = Warehouse(path, linger=0)
+    try:
+        return load_catalog(wh).kpi(code).name("en")
+    finally:
+        wh.close()
+
+
+def test_each_kind_of_pushed_link_opens_its_page(own_file, monkeypatch):
+    wh = Warehouse(own_file, linger=0)
+    try:
+        raised = alerts.unpushed(wh, load_catalog(wh), ADMIN)
+        one = {a.kind: a for a in raised}
+        targets = {k: alerts.to_message(a)["target"] for k, a in one.items()}
+    finally:
+        wh.close()
+    assert set(targets) >= {"status", "at_risk", "anomaly"}
+    for kind, target in targets.items():
+        page, query = target.split("?")
+        at = apptest.open_page(
+            f"pages/11_{page}.py", own_file, monkeypatch, "en", "admin",
+            query=dict(parse_qsl(query)),
+        )  # fmt: skip
+        # The KPI's detail for the alert's own period: the year of a forecast, else the month.
+        kpi = load_catalog_named(own_file, one[kind].kpi)
+        period = "2026" if kind == "at_risk" else "2026-10"
+        assert at.title[0].value.startswith(kpi) and at.title[0].value.endswith(period), kind
