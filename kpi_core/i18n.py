@@ -2088,8 +2088,9 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Alerts carry links that open the app at {url}.",
     ),
     "push_links_off": (
-        "预警消息暂不附带链接：请在环境变量 {env} 或 .streamlit/secrets.toml 的 [push] app_url "
-        "中写入用户打开应用的地址（例如 {example}）以启用。",
+        # The address last: a markdown autolink would take a full-width bracket after it along.
+        "预警消息暂不附带链接：在环境变量 {env} 或 .streamlit/secrets.toml 的 [push] app_url "
+        "中写入用户打开应用的地址即可启用，例如 {example}",
         "Links in alerts are off: to turn them on, set the address users open the app at (e.g. "
         "{example}) in the environment variable {env} or as [push] app_url in "
         ".streamlit/secrets.toml.",
