@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from kpi_core import clock, completeness, formula, i18n, people, scoring, targets
+from kpi_core import clock, completeness, formula, i18n, links, people, scoring, targets
 from kpi_core.actuals import MONTHLY_SQL, base_pairs
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
@@ -1237,7 +1237,18 @@ def to_message(alert: Alert, known: people.People | None = None) -> dict:
         "unit": alert.unit,
         "period": alert.period_label,
         "owner": known.name(alert.owner) if known is not None else alert.owner,
+        "target": link_target(alert),
     }
+
+
+def link_target(alert: Alert) -> str | None:
+    """Where a pushed alert leads in the app (kpi_core.links): a KPI's alert, an overdue action
+    included, to the KPI's detail for its unit and period; late data to the unit's Board."""
+    if alert.kpi:
+        return links.target(links.DETAIL, unit=alert.unit, kpi=alert.kpi, period=alert.period_label)
+    if alert.kind == "stale":
+        return links.target(links.BOARD, unit=alert.unit, period=alert.period_label)
+    return None
 
 
 _SELECT = """
