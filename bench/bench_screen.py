@@ -26,11 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kpi_core import demo, kiosk, screen, service  # noqa: E402
+from kpi_core import demo, kiosk, memo, screen, service  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
 from kpi_core.ui.screen import Params, render  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
 from tests.test_browser import CHROMIUM, FLAGS, free_port  # noqa: E402
+
+# The soak computes the wall's data at every cycle, as it did before the page caches.
+memo.ENABLED = False
 
 HELLO = 'import streamlit as st\n\nst.title("Hello")\nst.write("A plain page.")\n'
 

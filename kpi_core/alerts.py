@@ -36,12 +36,13 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from kpi_core import audit, clock, completeness, formula, i18n, people, scoring, targets
+from kpi_core import audit, clock, completeness, formula, i18n, links, people, scoring, targets
 from kpi_core.actuals import MONTHLY_SQL, base_pairs
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.library import Kpi
+from kpi_core.memo import by_data_version
 from kpi_core.pairs import select
 from kpi_core.periods import Period, add_months, month_of
 from kpi_core.scorecard import NodeResult
@@ -1223,7 +1224,18 @@ def to_message(alert: Alert, known: people.People | None = None) -> dict:
         "unit": alert.unit,
         "period": alert.period_label,
         "owner": known.name(alert.owner) if known is not None else alert.owner,
+        "target": link_target(alert),
     }
+
+
+def link_target(alert: Alert) -> str | None:
+    """Where a pushed alert leads in the app (kpi_core.links): a KPI's alert, an overdue action
+    included, to the KPI's detail for its unit and period; late data to the unit's Board."""
+    if alert.kpi:
+        return links.target(links.DETAIL, unit=alert.unit, kpi=alert.kpi, period=alert.period_label)
+    if alert.kind == "stale":
+        return links.target(links.BOARD, unit=alert.unit, period=alert.period_label)
+    return None
 
 
 _SELECT = """
@@ -1261,6 +1273,7 @@ def _scope_ids(cat: Catalog, who: Actor) -> list[int]:
     return [u for u in cat.units if who.scope.allows(u)]
 
 
+@by_data_version
 def open_alerts(
     wh: Warehouse,
     cat: Catalog,
@@ -1298,6 +1311,7 @@ def open_alerts(
     return df
 
 
+@by_data_version
 def open_counts(
     wh: Warehouse, who: Actor, pairs: Iterable[tuple[int, int]]
 ) -> dict[tuple[int, int], int]:

@@ -8,12 +8,14 @@ from datetime import date
 from kpi_core import actuals, completeness, scoring
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog
+from kpi_core.memo import by_data_version
 from kpi_core.periods import Period, add_months
 from kpi_core.scorecard import NodeResult, evaluate
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
 
 
+@by_data_version
 def data_range(wh: Warehouse, scope: Scope, cat: Catalog) -> tuple[date, date] | None:
     """First and latest month with any actual inside the scope (the latest is 'data as of')."""
     ids = [u for u in cat.units if scope.allows(u)]
@@ -66,6 +68,7 @@ def _values_by_pair(res: NodeResult) -> dict[tuple[int, int], float | None]:
     return {(c.kpi_id, c.unit_id): c.actual for _, c in res.kpi_children()}
 
 
+@by_data_version
 def board(
     wh: Warehouse,
     cat: Catalog,
@@ -162,6 +165,7 @@ class Overview:
     partial: dict[date, completeness.MonthStatus] = field(default_factory=dict)
 
 
+@by_data_version
 def overview(
     wh: Warehouse,
     cat: Catalog,

@@ -17,6 +17,7 @@ from kpi_core import formula
 from kpi_core.access import Scope, User
 from kpi_core.errors import NotFoundError
 from kpi_core.library import AGGREGATIONS, Kpi
+from kpi_core.memo import by_data_version
 from kpi_core.org import Unit
 from kpi_core.warehouse import Warehouse
 
@@ -46,7 +47,9 @@ class KpiColumns:
     veto: np.ndarray
 
 
-@dataclass
+# Compared and hashed by identity: caches key results by the catalog they were computed with
+# (kpi_core/memo.py), and `load_catalog` gives the same object for the same data.
+@dataclass(eq=False)
 class Catalog:
     units: dict[int, Unit]
     kpis: dict[int, Kpi]
@@ -165,6 +168,7 @@ def pick_version(valid_from: dict[int, date], month: date) -> int:
     return max(v for v, start in valid_from.items() if start == first)
 
 
+@by_data_version
 def load_catalog(wh: Warehouse) -> Catalog:
     with wh.cursor() as cur:
         units = {

@@ -28,7 +28,16 @@ from kpi_core.errors import (
     ValidationError,
     WarehouseBusyError,
 )
-from kpi_core.ingest import definition_file, files, intake, profile, sources, target_mapping
+from kpi_core.ingest import (
+    definition_file,
+    files,
+    intake,
+    profile,
+    sources,
+    target_mapping,
+    validate,
+)
+from kpi_core.ingest.names import Names
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -85,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="source of the actuals (default: the profile or file name); a later upload from "
         "the same source for the same months replaces its values",
+    )
+    imp.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="COLUMN=KPI",
+        help="answer a binding question: the values of column COLUMN (its header, or the KPI "
+        "text of a KPI column) go to the KPI with code KPI; write SHEET!COLUMN=KPI when the "
+        "column is on several sheets; repeatable",
     )
     _loading_flags(imp)
 
@@ -299,6 +317,11 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
     actor = _who(wh, args)
     if args.command == "import" and (args.profile or not _is_system_workbook(args.file)):
         return _import_actuals(wh, actor, args)
+    if args.command == "import" and args.bind:
+        raise UsageError(
+            f"--bind is for actuals; {Path(args.file).name} is a KPI-system workbook, whose "
+            "sheets name their KPIs by code"
+        )
     if args.command == "pull":
         return _pull(wh, actor, args)
     if args.command == "rollback":
@@ -548,10 +571,97 @@ def _import_actuals(wh: Warehouse, actor: service.Actor, args: argparse.Namespac
     path = Path(args.file)
     if not path.is_file():
         raise KpiError(f"File not found: {args.file}")
-    prepared = intake.prepare(
-        wh, [(path.name, path.read_bytes())], actor, mapping=args.profile, source=args.source
-    )
+    binds = _binds(args.bind, load_catalog(wh))
+    upload = [(path.name, path.read_bytes())]
+    prepared = intake.prepare(wh, upload, actor, mapping=args.profile, source=args.source)
+    if binds:
+        # The answers are given per binding as the preview found it: read once to find them.
+        choices = _choices(binds, prepared.bindings, path.name)
+        prepared = intake.prepare(
+            wh, upload, actor, mapping=args.profile, source=args.source, choices=choices
+        )
     return _report(wh, actor, args, prepared, path.name)
+
+
+def _binds(given: list[str], cat) -> list[tuple[str, str, str]]:
+    """`--bind` answers as (what was written, column, KPI code); UsageError naming a malformed
+    one or an unknown KPI code (any case is accepted: codes are unique without it)."""
+    codes = {k.code.casefold(): k.code for k in cat.kpis.values()}
+    out = []
+    for text in given:
+        column, eq, code = text.rpartition("=")
+        column, code = column.strip(), code.strip()
+        if not eq or not column or not code:
+            raise UsageError(
+                f"--bind '{text}': write COLUMN=KPI_CODE, e.g. --bind 'Sales=CAR_SALES' "
+                "(SHEET!COLUMN=KPI_CODE for a column on several sheets)"
+            )
+        if code.casefold() not in codes:
+            hint = Names(cat).kpi_hint(code)
+            raise UsageError(
+                f"--bind '{text}': '{code}' is not a KPI code of the library"
+                + (f" — {hint}" if hint else "")
+            )
+        out.append((text, column, codes[code.casefold()]))
+    return out
+
+
+def _choices(
+    binds: list[tuple[str, str, str]], bindings: list[validate.Binding], file: str
+) -> dict[tuple[str, str, str, str], str]:
+    """The `--bind` answers as `intake.prepare` choices, per binding key. A column is the
+    binding's text (a header, a KPI cell) or its place ("header B (Sales)"), exactly or in any
+    case; SHEET!COLUMN names its sheet. Refused: a column the file does not bind, one on several
+    sheets without its sheet, and one bound to two KPIs."""
+    sheets = list(dict.fromkeys(b.sheet for b in bindings))
+    chosen: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+    for text, column, code in binds:
+        sheet, bang, rest = column.partition("!")
+        qualified = bang and rest.strip() and any(_same(sheet, s) for s in sheets)
+        name = rest.strip() if qualified else column
+        pool = [b for b in bindings if not qualified or _same(sheet, b.sheet)]
+        hits = [b for b in pool if name in (b.text, b.column)] or [
+            b for b in pool if _same(name, b.text) or _same(name, b.column)
+        ]
+        if not hits:
+            raise UsageError(
+                f"--bind '{text}': {file} has no column '{column}' that holds a KPI — its "
+                f"columns are: {_listed(bindings, file)}"
+            )
+        on = list(dict.fromkeys(b.sheet for b in hits))
+        if len(on) > 1:
+            raise UsageError(
+                f"--bind '{text}': column '{name}' is on sheets "
+                f"{', '.join(repr(s) for s in on)} of {file} — say which, e.g. "
+                f"--bind '{on[0]}!{name}={code}'"
+            )
+        for b in hits:
+            before = chosen.get(b.key)
+            if before and before[0] != code:
+                raise UsageError(
+                    f"column '{b.text}' of sheet '{b.sheet}' is bound twice ({before[0]}, "
+                    f"{code}) — by --bind '{before[1]}' and --bind '{text}'"
+                )
+            chosen[b.key] = (code, text)
+    return {key: code for key, (code, _) in chosen.items()}
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def _listed(bindings: list[validate.Binding], file: str) -> str:
+    """The texts the file binds, sheet by sheet: "Margin, Sales (sheet 'Cars'); …"."""
+    by_sheet: dict[str, list[str]] = {}
+    for b in bindings:
+        if b.text not in by_sheet.setdefault(b.sheet, []):
+            by_sheet[b.sheet].append(b.text)
+    if not by_sheet:
+        return "none (no KPI column was found)"
+    return "; ".join(
+        ", ".join(texts) + ("" if sheet in ("", file) else f" (sheet '{sheet}')")
+        for sheet, texts in by_sheet.items()
+    )
 
 
 def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:

@@ -48,6 +48,7 @@ from kpi_core.actuals import base_pairs
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.library import Kpi
+from kpi_core.memo import by_data_version
 from kpi_core.periods import add_months, month_of
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -275,6 +276,7 @@ def month_status(wh: Warehouse, cat: Catalog, unit_id: int, month: date) -> Mont
     return _Month(wh, cat, month, cat.descendants(unit_id)).status(unit_id)
 
 
+@by_data_version
 def month_statuses(
     wh: Warehouse, cat: Catalog, month: date, units: Mapping[int, frozenset[int]]
 ) -> dict[int, MonthStatus]:
@@ -302,6 +304,7 @@ def combined(statuses: Iterable[MonthStatus]) -> MonthStatus:
     )
 
 
+@by_data_version
 def statuses(
     wh: Warehouse, cat: Catalog, unit_ids: Iterable[int], months: Iterable[date]
 ) -> dict[date, MonthStatus]:
@@ -322,6 +325,7 @@ class InView:
     newer: dict[date, MonthStatus]  # the months after it with data (partial ones), newest first
 
 
+@by_data_version
 def in_view(
     wh: Warehouse, cat: Catalog, unit_ids: Iterable[int], latest: date, first: date | None = None
 ) -> InView:
@@ -394,6 +398,7 @@ def freshness_units(cat: Catalog, scope: Scope, month: date) -> dict[int, frozen
     return rows
 
 
+@by_data_version
 def freshness(
     wh: Warehouse, cat: Catalog, scope: Scope, today: date, grace_days: int
 ) -> list[Freshness]:

@@ -1401,12 +1401,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "bs_vs_prev": ("较上月 {delta}", "{delta} vs last month"),
     "bs_trend": ("近 {n} 个月得分", "Score, last {n} months"),
     "bs_coverage": ("数据覆盖 {pct}", "coverage {pct}"),
-    "bs_at_risk": ("预警", "At risk"),
     "bs_forecast": ("预测 {value}", "Forecast {value}"),
     "bs_year_target": ("全年 {value}", "Year {value}"),
     "bs_company": ("综合得分", "Company score"),
     "bs_departments": ("部门得分排名", "Departments ranked"),
-    "bs_risks": ("红灯与预警指标", "Red and at-risk KPIs"),
+    "bs_risks": ("红灯与预测未达标指标", "Red KPIs and forecast misses"),
     "bs_no_risks": ("没有红灯或预警指标。", "No red or at-risk KPIs."),
     "bs_matrix": ("状态矩阵", "Status matrix"),
     "bs_freshness": ("数据更新情况", "Data freshness"),
@@ -2081,6 +2080,27 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tg_reason_hint": ("例如：2027 年渠道目标", "e.g. 2027 channel targets"),
     "tg_not_saved": ("未保存任何内容：", "Nothing was saved:"),
     "tg_saved": ("已从 {file} 保存 {n} 个目标版本。", "Saved {n} target versions from {file}."),
+    # --- w21 ---
+    "push_link_detail": ("查看详情", "Open the details"),
+    "push_link_board": ("查看看板", "Open the board"),
+    "push_links_on": (
+        "预警消息附带打开应用的链接：{url}",
+        "Alerts carry links that open the app at {url}.",
+    ),
+    "push_links_off": (
+        # The address last: a markdown autolink would take a full-width bracket after it along.
+        "预警消息暂不附带链接：在环境变量 {env} 或 .streamlit/secrets.toml 的 [push] app_url "
+        "中写入用户打开应用的地址即可启用，例如 {example}",
+        "Links in alerts are off: to turn them on, set the address users open the app at (e.g. "
+        "{example}) in the environment variable {env} or as [push] app_url in "
+        ".streamlit/secrets.toml.",
+    ),
+    "push_links_wrong": (
+        "预警消息暂不附带链接：应用地址设置有误（{problem}）。请修改环境变量 {env} 或 "
+        "[push] app_url。",
+        "Links in alerts are off: the app's address is set wrong ({problem}). Fix {env} or "
+        "[push] app_url.",
+    ),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

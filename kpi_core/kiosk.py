@@ -376,7 +376,7 @@ def verify(
     guard.good(digest, now)
     seen = screen.last_seen_at
     if seen is None or now - seen >= SEEN_EVERY or screen.last_seen_from != client:
-        with wh.transaction() as cur:
+        with wh.transaction(data=False) as cur:  # bookkeeping: the wall's caches stay
             cur.execute(
                 "UPDATE kiosk_screen SET last_seen_at = ?, last_seen_from = ? WHERE id = ?",
                 [now, client, screen.id],

@@ -414,4 +414,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        12,
+        "data version: a token every commit changes, which page caches are keyed by",
+        """
+        -- One row. `Warehouse.transaction` sets a new random token in the same transaction as
+        -- the data it commits; a random token rather than a counter, so that a restored backup
+        -- can never bring back a number that meant other data (kpi_core.warehouse).
+        CREATE TABLE data_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            token BIGINT NOT NULL
+        );
+        INSERT INTO data_version VALUES (1, CAST(floor(random() * 9.0e18) AS BIGINT));
+        """,
+    ),
 ]

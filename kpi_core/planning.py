@@ -28,6 +28,7 @@ from kpi_core.catalog import SCORECARD, Catalog, pick_version
 from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
 from kpi_core.ingest.intake import closed_months
 from kpi_core.library import Kpi
+from kpi_core.memo import by_data_version
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import Period, month_of
 from kpi_core.scoring import Levels
@@ -142,8 +143,17 @@ def target_grid(
     today's tree (a KPI taken off a scorecard) are not judged, so not offered; their targets
     stay and the KPI-system workbook still reaches them."""
     who.scope.check(unit_id, cat.units[unit_id].code)
+    return _target_grid(wh, cat, who, unit_id, year, grain, lang, month_of(today or clock.today()))
+
+
+@by_data_version
+def _target_grid(
+    wh: Warehouse, cat: Catalog, who: Actor, unit_id: int, year: int, grain: str, lang: str,
+    month: date,
+) -> pd.DataFrame:  # fmt: skip
+    # Kept per data version and month: a company's grid is tens of thousands of rows, read at
+    # every run of the Targets page (its history tab lists the grid's pairs).
     units = {u for u in cat.descendants(unit_id) if who.scope.allows(u)}
-    month = month_of(today or clock.today())
     pairs = _node_pairs(cat, units, month)
     stored = wh.df(
         """SELECT kpi_id, unit_id, period_start, baseline, target, challenge, low, high,
@@ -764,6 +774,9 @@ def weight_edits(
     empty or negative weights, and groups not summing to 100. Problems name the parent and
     its children as the grid does (by name, in the grid's language)."""
     edits, problems = [], []
+    typed = pd.to_numeric(edited["weight"], errors="coerce").astype(float)
+    if edited.index.equals(base.index) and typed.equals(base["weight"].astype(float)):
+        return edits, problems  # nothing typed: the common run, without a look at each group
     for parent, group in base.groupby("parent", sort=False):
         idx = [i for i in group.index if i in edited.index]
         new = pd.to_numeric(edited.loc[idx, "weight"], errors="coerce")

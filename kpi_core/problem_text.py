@@ -17,7 +17,8 @@ a row here, so a new English message without one fails a test.
 To add a message: copy the core's f-string into `RULES` with each `{expression}` renamed to a
 group name, and write the Chinese beside it. The group's name decides what it may match
 (`GROUPS`) and how its text is carried over (`_convert`): most are copied as they are; `sub` (and
-`there`) hold a nested message that is itself translated; `problems` is a "; "-separated list of
+`there`) hold a nested message that is itself translated; `at` a value's place ("header B
+(Sales)"), translated when a row knows it and kept as the file wrote it otherwise; `problems` is a "; "-separated list of
 them; `choices` a " or "-separated list; words such as `what` are looked up in `WORDS`.
 Two groups of one kind in a row take a digit: `{num}` and `{num2}`. Rows are tried in order and
 the first that matches the whole text wins, so a specific row goes before a general one.
@@ -323,9 +324,9 @@ RULES: list[tuple[str, str]] = [
         "请把名称改写为您所指指标的编码（{codes}），或用映射方案导入该工作表",
     ),
     (
-        "'{code}' is not a KPI code of the library — choose the KPI for column {column} of "
+        "'{code}' is not a KPI code of the library — choose the KPI for column {at} of "
         "sheet '{sheet}' again",
-        "“{code}”不是指标库中的指标编码——请重新为工作表“{sheet}”的列 {column} 选择指标",
+        "“{code}”不是指标库中的指标编码——请重新为工作表“{sheet}”的 {at} 选择指标",
     ),
     ("unknown KPI '{kpi}'", "未知指标“{kpi}”"),
     ("no KPI given", "未填写指标"),
@@ -569,6 +570,7 @@ RULES: list[tuple[str, str]] = [
     ("measure {i} ({kpi}): {sub}", "第 {i} 项指标计算（{kpi}）：{sub}"),
     ("the filter on '{column}': {sub}", "“{column}”的筛选条件：{sub}"),
     ("the column '{column}' is not in the file", "文件中没有“{column}”列"),
+    ("the column '{column}' is not in the query's result", "查询结果中没有“{column}”列"),
     (
         "an expression can be summed, averaged or counted, not counted distinct",
         "表达式可以求和、求平均或计数，不能去重计数",
@@ -1428,6 +1430,8 @@ def _convert(name: str, value: str) -> str | None:
     kind = name.rstrip("0123456789")
     if kind in ("sub", "there"):
         return _match(value)
+    if kind == "at":  # where a KPI came from ("header B (Sales)"), or the file's own column name
+        return _match(value) or value
     if kind == "problems":  # profile problems, joined with "; "
         parts = [_match(p) for p in value.split("; ")]
         return None if None in parts else "；".join(parts)

@@ -47,7 +47,7 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import pandas as pd
 
-from kpi_core import audit, clock
+from kpi_core import audit, clock, i18n, links
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.references import (
     PUSH,
@@ -114,6 +114,9 @@ class PushMessage:
     unit: str
     period: str
     owner: str | None
+    # Where the alert leads in the app, relative to its address (kpi_core.links): made absolute
+    # when rendered, and left out while `[push] app_url` / KPI_APP_URL is not set.
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -538,22 +541,51 @@ def _details(m: PushMessage, lang: str) -> str:
     return " · ".join(f"{z if zh else e}{sep}{v}" for z, e, v in parts if v)
 
 
-def _one(m: PushMessage, lang: str) -> tuple[str, str]:
-    """(title, body) of one message in `lang` (zh, en or both)."""
+# How a link is written in each kind of channel's text: (url, label) -> text. Slack's is put in
+# after its text is escaped (see `render`), so a placeholder stands for it until then.
+_LinkFormat = Callable[[str, str], str]
+
+
+def _plain(url: str, label: str) -> str:
+    return f"{label}: {url}"
+
+
+def _markdown(url: str, label: str) -> str:
+    return f"[{label}]({url})"
+
+
+def _link_label(m: PushMessage, lang: str) -> str:
+    board = (m.target or "").startswith(links.BOARD)
+    return i18n.t("push_link_board" if board else "push_link_detail", lang)
+
+
+def _link(m: PushMessage, lang: str, base: str | None, fmt: _LinkFormat) -> str:
+    url = links.absolute(base, m.target, lang)
+    return fmt(url, _link_label(m, lang)) if url else ""
+
+
+def _one(
+    m: PushMessage, lang: str, base: str | None = None, fmt: _LinkFormat = _plain
+) -> tuple[str, str]:
+    """(title, body) of one message in `lang` (zh, en or both), with its link when there is
+    one: each language's part opens the app in that language."""
     if lang == "both":
-        zt, zb = _one(m, "zh")
-        et, eb = _one(m, "en")
+        zt, zb = _one(m, "zh", base, fmt)
+        et, eb = _one(m, "en", base, fmt)
         return f"{zt} / {et}", f"{zb}\n\n---\n\n{eb}"
     title = m.title_zh if lang == "zh" else m.title_en
     text = m.text_zh if lang == "zh" else m.text_en
-    return title, f"{text}\n\n{_details(m, lang)}"
+    link = _link(m, lang, base, fmt)
+    return title, f"{text}\n\n{_details(m, lang)}" + (f"\n\n{link}" if link else "")
 
 
-def _digest(ms: Sequence[PushMessage], lang: str) -> tuple[str, str]:
-    """(title, body) of several messages as one."""
+def _digest(
+    ms: Sequence[PushMessage], lang: str, base: str | None = None, fmt: _LinkFormat = _plain
+) -> tuple[str, str]:
+    """(title, body) of several messages as one, each line with its link."""
     if lang == "both":
-        zt, zb = _digest(ms, "zh")
-        et, eb = _digest(ms, "en")
+        zt, zb = _digest(ms, "zh", base, fmt)
+        et, eb = _digest(ms, "en", base, fmt)
         return f"{zt} / {et}", f"{zb}\n\n---\n\n{eb}"
     zh = lang == "zh"
     counts = {s: sum(m.severity == s for m in ms) for s in SEVERITIES}
@@ -569,21 +601,46 @@ def _digest(ms: Sequence[PushMessage], lang: str) -> tuple[str, str]:
     ):
         word = _SEVERITY_WORD.get(m.severity, (m.severity,) * 2)[0 if zh else 1]
         who = f" · {m.owner}" if m.owner else ""
-        lines.append(f"- [{word}] {m.title_zh if zh else m.title_en} — {m.unit} · {m.period}{who}")
+        link = _link(m, lang, base, fmt)
+        lines.append(
+            f"- [{word}] {m.title_zh if zh else m.title_en} — {m.unit} · {m.period}{who}"
+            + (f" · {link}" if link else "")
+        )
     return title, "\n".join(lines)
 
 
 def render(ch: Channel, ms: Sequence[PushMessage], *, test: bool = False) -> dict:
     """The JSON body an HTTP channel posts (also the email's subject and body, as
-    {"subject", "body"}). One message, or a digest of several."""
-    title, body = _one(ms[0], ch.lang) if len(ms) == 1 else _digest(ms, ch.lang)
+    {"subject", "body"}). One message, or a digest of several; each alert with its link into
+    the app while `[push] app_url` / KPI_APP_URL is set (kpi_core.links)."""
+    base = links.app_url()
+    slack: list[str] = []
+
+    def fmt(url: str, label: str) -> str:
+        if ch.kind in ("dingtalk", "wecom"):
+            return _markdown(url, label)
+        if ch.kind == "slack":
+            slack.append(f"<{url}|{_slack(label)}>")
+            return f"\x00{len(slack) - 1}\x00"
+        return _plain(url, label)
+
+    title, body = (
+        _one(ms[0], ch.lang, base, fmt) if len(ms) == 1 else _digest(ms, ch.lang, base, fmt)
+    )
     if ch.kind == "webhook":
+        lang = ch.lang if ch.lang in ("zh", "en") else None
+        alerts = [
+            {k: getattr(m, k) for k in PushMessage.__dataclass_fields__ if k != "target"}
+            | {"link": links.absolute(base, m.target, lang)}
+            for m in ms
+        ]
         return {
             "source": "kpi-monitor",
             "test": test,
             "title": title,
             "text": body,
-            "alerts": [{k: getattr(m, k) for k in PushMessage.__dataclass_fields__} for m in ms],
+            "link": alerts[0]["link"] if len(ms) == 1 else None,
+            "alerts": alerts,
         }
     if ch.kind == "dingtalk":
         keyword = str(ch.options.get("keyword") or "")
@@ -599,7 +656,9 @@ def render(ch: Channel, ms: Sequence[PushMessage], *, test: bool = False) -> dic
             content = content.encode()[: WECOM_LIMIT - 3].decode("utf-8", "ignore") + "…"
         return {"msgtype": "markdown", "markdown": {"content": content}}
     if ch.kind == "slack":
-        return {"text": f"*{_slack(title)}*\n{_slack(body)}", "mrkdwn": True}
+        text = f"*{_slack(title)}*\n{_slack(body)}"
+        text = re.sub("\x00(\\d+)\x00", lambda g: slack[int(g[1])], text)
+        return {"text": text, "mrkdwn": True}
     return {"subject": f"[{_APP[0] if ch.lang == 'zh' else _APP[1]}] {title}", "body": body}
 
 
@@ -935,6 +994,17 @@ def _chosen(wh: Warehouse, wanted: Sequence[str | Channel] | None) -> list[Chann
     return out
 
 
+def links_note(lang: str) -> str:
+    """What the test message says about links into the app: on (to where), off and how to turn
+    them on, or set wrong and why."""
+    base, problem = links.setting()
+    if base:
+        return i18n.t("push_links_on", lang, url=base)
+    if problem:
+        return i18n.t("push_links_wrong", lang, problem=problem, env=links.ENV)
+    return i18n.t("push_links_off", lang, env=links.ENV, example=links.EXAMPLE)
+
+
 def _test_message(name: str, today: date | None = None) -> PushMessage:
     return PushMessage(
         alert_id=None,
@@ -942,9 +1012,9 @@ def _test_message(name: str, today: date | None = None) -> PushMessage:
         kind="test",
         title_zh="KPI 监控测试消息",
         title_en="KPI Monitor test message",
-        text_zh=f"这是推送渠道“{name}”的测试消息。收到即表示设置正确。",
+        text_zh=f"这是推送渠道“{name}”的测试消息。收到即表示设置正确。{links_note('zh')}",
         text_en=f"This is a test message for the push channel '{name}'. If you can read it, "
-        "the channel works.",
+        f"the channel works. {links_note('en')}",
         kpi=None,
         unit="",
         period=f"{today or clock.today():%Y-%m-%d}",

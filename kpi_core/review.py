@@ -18,6 +18,7 @@ import pandas as pd
 from kpi_core import audit, clock, people
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, NotFoundError
+from kpi_core.memo import by_data_version
 from kpi_core.periods import Period, month_of
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -182,6 +183,7 @@ def _scope_ids(cat: Catalog, who: Actor) -> list[int]:
     return [u for u in cat.units if who.scope.allows(u)]
 
 
+@by_data_version
 def comments(
     wh: Warehouse,
     cat: Catalog,
@@ -235,6 +237,7 @@ def open_actions(
     )
 
 
+@by_data_version
 def counts(
     wh: Warehouse,
     cat: Catalog,

@@ -23,6 +23,7 @@ import pandas as pd
 from kpi_core import scoring, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog, Node
+from kpi_core.memo import by_data_version
 from kpi_core.periods import Period
 from kpi_core.scoring import DEFAULT_LADDER, Ladder, Levels
 from kpi_core.warehouse import Warehouse
@@ -112,6 +113,7 @@ class Evaluation:
         self.direction = np.full(n, "up", dtype=object)
 
 
+@by_data_version
 def evaluate(
     wh: Warehouse,
     cat: Catalog,

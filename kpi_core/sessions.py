@@ -187,7 +187,7 @@ def check(wh: Warehouse, session_id: str | None, *, now: datetime, rules: Policy
     # Idle time-out by what the session's policy is now: lowering idle_minutes takes effect
     # for sessions already open.
     if now - last_seen > timedelta(minutes=rules.idle_minutes):
-        with wh.transaction() as cur:
+        with wh.transaction(data=False) as cur:  # sessions are never cached: keep the caches
             ended = cur.execute(
                 "UPDATE app_session SET revoked_at = ?, revoked_why = 'timed_out' "
                 "WHERE id_hash = ? AND revoked_at IS NULL RETURNING user_name",
@@ -197,7 +197,7 @@ def check(wh: Warehouse, session_id: str | None, *, now: datetime, rules: Policy
                 _audit(cur, now, user, user, "timed_out", f"idle over {rules.idle_minutes} min")
         return Check(None, "idle")
     if now - last_seen >= TOUCH_EVERY:
-        with wh.transaction() as cur:
+        with wh.transaction(data=False) as cur:
             cur.execute(
                 "UPDATE app_session SET last_seen = ? WHERE id_hash = ? AND last_seen < ?",
                 [now, id_hash, now],

@@ -9,6 +9,7 @@ evaluation the Board uses too.
 
 from __future__ import annotations
 
+import functools
 import html
 import unicodedata
 from collections.abc import Collection
@@ -23,6 +24,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import Catalog, Node
 from kpi_core.i18n import STATUS_COLOR, STATUS_ICON
 from kpi_core.library import Kpi
+from kpi_core.memo import by_data_version
 from kpi_core.periods import Period, add_months
 from kpi_core.scorecard import NodeResult, evaluate
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
@@ -99,8 +101,12 @@ def find(root: NodeResult, key: Node) -> NodeResult | None:
     return None
 
 
+# Roots come from the cached evaluations (kpi_core/memo.py), the same object for the same data:
+# a company's tree of thousands of nodes is walked once, not several times at every run.
+@functools.lru_cache(maxsize=32)
 def all_nodes(root: NodeResult) -> list[tuple[int, NodeResult]]:
-    """Every node once with its depth, parents before children in the tree's order."""
+    """Every node once with its depth, parents before children in the tree's order (shared:
+    read it, never change it)."""
     out: list[tuple[int, NodeResult]] = []
     seen: set[Node] = set()
     stack = [(0, root)]
@@ -124,6 +130,7 @@ def default_depth(root: NodeResult, limit: int = 60) -> int:
     return min(best, max(max(depths), 1))
 
 
+@functools.lru_cache(maxsize=32)
 def _sizes(root: NodeResult) -> dict[Node, int]:
     """Nodes below each node (children first, so each subtree is counted once)."""
     sizes: dict[Node, int] = {}
@@ -352,6 +359,7 @@ def trend_months(end: date, months: int = 24) -> list[date]:
     return [add_months(end, -i) for i in range(months - 1, -1, -1)]
 
 
+@by_data_version
 def node_trend(
     wh: Warehouse,
     cat: Catalog,
@@ -377,6 +385,7 @@ def node_trend(
 _SERIES = charts.SERIES_COLORS
 
 
+@charts.for_pages
 def trend_chart(
     trend: pd.DataFrame, kpi: Kpi | None, lang: str, ladder: Ladder = DEFAULT_LADDER
 ) -> alt.Chart:
@@ -434,6 +443,7 @@ def trend_chart(
     return (levels + actual).properties(height=260)
 
 
+@charts.for_pages
 def contribution_chart(rows: list[Contribution], lang: str) -> alt.Chart:
     """Children's contributions as bars coloured by status, the score and icon beside each."""
     df = pd.DataFrame(

@@ -22,6 +22,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError
 from kpi_core.library import Kpi
+from kpi_core.memo import by_data_version
 from kpi_core.periods import add_months, months_between
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
@@ -100,6 +101,7 @@ class Trend:
     ytd: pd.DataFrame
 
 
+@by_data_version
 def trend(
     wh: Warehouse, cat: Catalog, scope: Scope, kpi_id: int, unit_id: int, months: list[date]
 ) -> Trend:
@@ -145,6 +147,7 @@ def children(cat: Catalog, scope: Scope, unit_id: int) -> list[int]:
 COMPARE_COLUMNS = ["unit_id", "actual", *LEVELS, "score", "status", "rank"]
 
 
+@by_data_version
 def compare_units(
     wh: Warehouse,
     cat: Catalog,

@@ -6,15 +6,27 @@ at all. The app and the command line must still work on one warehouse side by si
 demand, shared by all threads through a cursor per query, and closed once nobody has used it for
 `linger` seconds. A process that finds the file held by another waits for it (up to `wait`
 seconds, retrying) instead of failing. So that a busy process cannot starve the others, one that
-has held the file for `max_hold` seconds lets go at its next idle moment and waits `pause` seconds
+has held the file for `max_hold` seconds while another process waits for it (the waiter leaves a
+marker file beside the warehouse) lets go at its next idle moment and waits `pause` seconds
 before opening it again — longer than a waiting process's retry interval. Writes are serialized inside the process and run in a
 transaction, so another process only ever sees whole imports.
+
+Every commit also changes the warehouse's data version (`data_version()`, a random token in the
+one row of `data_version`, set in the same transaction as the data), which the pages' caches are
+keyed by. While this process holds the file no other process can write to it, so the token is
+read once per opening of the file and then kept up to date by this process's own commits: asking
+for it costs no query. (Should connections ever be shared between processes, read-only beside a
+writer, this reasoning must change with them.)
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import glob
+import itertools
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -110,6 +122,22 @@ def in_background(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
     return future.result
 
 
+# The data version of each warehouse file this process has open (see `data_version`); an entry
+# is dropped whenever a Warehouse opens the file, since another process may have written then.
+# Plain dict operations are atomic under the GIL, which is all these need.
+_VERSIONS: dict[str, int] = {}
+_MEMORY_KEYS = itertools.count()  # each in-memory warehouse is a database of its own
+
+
+def _forget_version(key: str) -> None:
+    _VERSIONS.pop(key, None)
+
+
+# A process waiting for the file says so with a file named <warehouse>.waiting-<pid>.
+_WAITING = ".waiting-"
+_MAX_RETRY_DELAY = 0.25
+
+
 def _is_lock_error(exc: Exception) -> bool:
     return "lock" in str(exc).lower()
 
@@ -140,6 +168,15 @@ class Warehouse:
         self._state = threading.RLock()
         self._writer = threading.RLock()
         self._timer: threading.Timer | None = None
+        self._idle_since = 0.0
+        self._waiters_seen = (-1.0, False)  # when others' waiting was last looked at, and it
+        self._versioned = False  # whether the schema has `data_version` (known after migrate)
+        # Names the database in this process: where its data version is kept (shared by every
+        # Warehouse object of the file, as DuckDB shares one database and its lock between
+        # their connections) and what caches key its results by (kpi_core/memo.py).
+        self.version_key = (
+            f":memory:{next(_MEMORY_KEYS)}" if self.in_memory else os.path.realpath(path)
+        )
         if not self.in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         _OPEN.add(self)
@@ -150,30 +187,60 @@ class Warehouse:
         delay = 0.02
         if (rest := self._reopen_after - time.monotonic()) > 0:
             time.sleep(rest)  # our turn to let another process in
-        while True:
-            try:
-                return duckdb.connect(self.path, config=_CONFIG)
-            except duckdb.IOException as exc:
-                if not _is_lock_error(exc) or time.monotonic() >= deadline:
-                    if _is_lock_error(exc):
-                        raise WarehouseBusyError(
-                            f"The warehouse {self.path} is in use by another process "
-                            f"(waited {self.wait:.0f} s). Try again in a moment."
-                        ) from exc
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+        marker = Path(f"{self.path}{_WAITING}{os.getpid()}")
+        try:
+            while True:
+                try:
+                    return duckdb.connect(self.path, config=_CONFIG)
+                except duckdb.IOException as exc:
+                    if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                        if _is_lock_error(exc):
+                            raise WarehouseBusyError(
+                                f"The warehouse {self.path} is in use by another process "
+                                f"(waited {self.wait:.0f} s). Try again in a moment."
+                            ) from exc
+                        raise
+                    # Tells the holder that somebody waits (see `_others_wait`); touched at
+                    # every try, so one left by a killed process soon counts for nothing.
+                    with contextlib.suppress(OSError):  # a read-only folder: wait unseen
+                        marker.touch()
+                    time.sleep(delay)
+                    delay = min(delay * 2, _MAX_RETRY_DELAY)
+        finally:
+            marker.unlink(missing_ok=True)
+
+    def _others_wait(self) -> bool:
+        """Whether another process has tried to open the file lately. Only then does a process
+        that has held it for `max_hold` seconds let go: a busy app alone on its warehouse would
+        otherwise close, pause and reopen it every few seconds, and every click in that pause
+        would wait for it."""
+        if self.in_memory:
+            return False
+        # Looked at most once per retry interval, not at every query's release.
+        now = time.monotonic()
+        if now - self._waiters_seen[0] < _MAX_RETRY_DELAY:
+            return self._waiters_seen[1]
+        self._waiters_seen = (now, self._waiting_markers())
+        return self._waiters_seen[1]
+
+    def _waiting_markers(self) -> bool:
+        folder, name = Path(self.path).parent, Path(self.path).name
+        fresh = time.time() - 2 * _MAX_RETRY_DELAY - 1
+        try:
+            return any(
+                m.stat().st_mtime >= fresh for m in folder.glob(f"{glob.escape(name)}{_WAITING}*")
+            )
+        except OSError:  # the marker went away as we looked: its process got in
+            return True
 
     @contextmanager
     def hold(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Keep the file open for a block of work (a page run, a CLI command)."""
         with self._state:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             if self._con is None:
                 self._con = self._open()
                 self._opened_at = time.monotonic()
+                _forget_version(self.version_key)  # another process may have committed
             self._users += 1
             con = self._con
         try:
@@ -182,20 +249,35 @@ class Warehouse:
             with self._state:
                 self._users -= 1
                 if self._users == 0 and self.linger != float("inf"):
-                    if time.monotonic() - self._opened_at > self.max_hold:
+                    if time.monotonic() - self._opened_at > self.max_hold and self._others_wait():
                         self._close_now()
                         self._reopen_after = time.monotonic() + self.pause
                     elif self.linger <= 0:
                         self._close_now()
                     else:
-                        self._timer = threading.Timer(self.linger, self._close_if_idle)
-                        self._timer.daemon = True
-                        self._timer.start()
+                        self._idle_since = time.monotonic()
+                        if self._timer is None:
+                            # One timer at a time, not one per query: starting a thread for
+                            # each cursor cost a page run a millisecond per query.
+                            self._start_timer(self.linger)
+
+    def _start_timer(self, delay: float) -> None:
+        self._timer = threading.Timer(delay, self._close_if_idle)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _close_if_idle(self) -> None:
         with self._state:
-            if self._users == 0:
+            if self._timer is not threading.current_thread():
+                return  # cancelled (closed, replaced) since it fired
+            self._timer = None
+            if self._users or self._con is None:
+                return  # in use: its last user's release starts the next timer
+            idle = time.monotonic() - self._idle_since
+            if idle >= self.linger:
                 self._close_now()
+            else:
+                self._start_timer(self.linger - idle)
 
     def _close_now(self) -> None:
         if self._con is not None:
@@ -266,16 +348,47 @@ class Warehouse:
                 cur.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A write: serialized within the process, all or nothing."""
+    def transaction(self, *, data: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write: serialized within the process, all or nothing.
+
+        It changes the data version, so that every cache keyed by it misses on the next run;
+        `data=False` only for bookkeeping no cached computation reads (a sign-in session's
+        last-seen time, written as users click), which would otherwise empty the caches every
+        minute."""
         with self._writer, self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
+            token = secrets.randbits(63) if data and self._versioned else None
             try:
                 yield cur
+                if token is not None:
+                    cur.execute("UPDATE data_version SET token = ?", [token])
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
+            if token is not None:
+                # Only after the commit: a run that saw the new token before the data is
+                # visible would cache the old data under it.
+                _VERSIONS[self.version_key] = token
+
+    def data_version(self) -> int:
+        """A token that changes with every commit to this warehouse, from any process (a
+        commit made with `data=False` aside). Read it before the data a cache keeps under it:
+        then a commit in between makes the cached value one that is never asked for again,
+        never a stale one under the new token."""
+        if not self._versioned:
+            return secrets.randbits(63)  # a schema without versions: nothing may be cached
+        with self.hold() as con:
+            known = _VERSIONS.get(self.version_key)
+            if known is not None:
+                return known
+            cur = con.cursor()
+            try:
+                token = cur.execute("SELECT token FROM data_version").fetchone()[0]
+            finally:
+                cur.close()
+            # setdefault: a commit that set a newer token meanwhile wins.
+            return _VERSIONS.setdefault(self.version_key, token)
 
     def rows(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[tuple]:
         with self.cursor() as cur:
@@ -320,6 +433,7 @@ class Warehouse:
             # branches may each add one (9 and 10), and a file that got 10 first must still get
             # 9 when it arrives.
             applied = {r[0] for r in cur.execute("SELECT version FROM schema_version").fetchall()}
+            migrated = False
             for version, description, sql in sorted(MIGRATIONS):
                 if version in applied:
                     continue
@@ -334,6 +448,16 @@ class Warehouse:
                     cur.execute("ROLLBACK")
                     raise
                 cur.execute("COMMIT")
+                migrated = True
+            self._versioned = bool(
+                cur.execute(
+                    "SELECT count(*) FROM information_schema.tables "
+                    "WHERE table_name = 'data_version'"
+                ).fetchone()[0]
+            )
+            if migrated and self._versioned:  # migrations may change data (a restored backup's)
+                cur.execute("UPDATE data_version SET token = ?", [secrets.randbits(63)])
+            _forget_version(self.version_key)
         return self.schema_version()
 
     def is_empty(self) -> bool:

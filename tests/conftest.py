@@ -21,6 +21,8 @@ from tests.receiver import Receiver
 # The demo built for this day ends in October 2026, as the shipped workbook does.
 TODAY = demo.REFERENCE_TODAY
 os.environ["KPI_TODAY"] = TODAY.isoformat()
+# Pages skip Altair's schema validation of their charts; tests validate each chart built.
+os.environ["KPI_VALIDATE_CHARTS"] = "1"
 
 
 def sales_system() -> dict[str, pd.DataFrame]:

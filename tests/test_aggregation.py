@@ -318,3 +318,52 @@ def test_expressions_are_checked_when_the_profile_is_saved(wh):
     in_chinese(prepared.errors)
     profile.save(wh, order_profile(), ANALYST)
     assert profile.load(wh, "orders") == order_profile()
+
+
+# Weekly rows: each ISO week counts in the month of its Thursday, whichever month its Monday is
+# in (2019-W18 runs Mon 29 April – Sun 5 May: May; 2020-W01 starts on 30 December 2019: 2020-01).
+WEEKS = [
+    ("2019-W13", "east", "1"),  # Thu 28 March
+    ("2019-W14", "east", "10"),  # Mon 1 April
+    ("2019-W15", "east", "20"),
+    ("2019-W18", "east", "300"),  # Mon 29 April, Thu 2 May
+    ("2019-W18", "west", "4"),
+    ("2020-W01", "west", "5000"),  # Mon 30 December 2019, Thu 2 January 2020
+]
+WEEKS_EXPECTED = {
+    ("REV", "EAST", "2019-03"): 1.0,
+    ("REV", "EAST", "2019-04"): 30.0,
+    ("REV", "EAST", "2019-05"): 300.0,
+    ("REV", "WEST", "2019-05"): 4.0,
+    ("REV", "WEST", "2020-01"): 5000.0,
+}
+
+
+def test_iso_weeks_count_in_their_thursdays_month_on_every_path(wh, exports):
+    cat = load_catalog(wh)
+    weekly = Profile(
+        name="weekly", date_column="Order Date", unit_column="Region",
+        unit_map={"east": "EAST", "west": "WEST"}, measures=[Measure("REV", "sum", "Amount")],
+    )  # fmt: skip
+    runs = {
+        "xlsx": by_profile(wh, xlsx(HEADER, WEEKS, typed=False), weekly),
+        "csv": by_source(
+            wh, write_csv(exports / "w.csv", HEADER, WEEKS), "SELECT * FROM w", weekly
+        ),  # fmt: skip
+        "sqlite": by_source(
+            wh, write_sqlite(exports / "w.db", HEADER, WEEKS), "SELECT * FROM t", weekly
+        ),  # fmt: skip
+    }
+    for path, prepared in runs.items():
+        assert prepared.errors == [], (path, prepared.errors)
+        assert values(prepared, cat) == pytest.approx(WEEKS_EXPECTED), path
+    # A range asked of a pull keeps the weeks of its months, by their Thursday.
+    for url, query in ((f"csv://{exports / 'w.csv'}", "SELECT * FROM w"),
+                       (f"sqlite:///{exports / 'w.db'}", "SELECT * FROM t")):  # fmt: skip
+        may = sources.prepare_pull(
+            wh, Source("s", url, query, weekly), service.SYSTEM, first=date(2019, 5, 1),
+            last=date(2019, 5, 1), today=TODAY,
+        )  # fmt: skip
+        assert may.errors == [] and may.months == [date(2019, 5, 1)], url
+        assert values(may, cat) == {("REV", "EAST", "2019-05"): 300.0,
+                                    ("REV", "WEST", "2019-05"): 4.0}  # fmt: skip

@@ -433,7 +433,7 @@ def test_to_message_has_the_push_fields(sales_wh):
     msg = alerts.to_message(new[0])
     assert set(msg) == {
         "alert_id", "severity", "kind", "title_zh", "title_en", "text_zh", "text_en", "kpi",
-        "unit", "period", "owner",
+        "unit", "period", "owner", "target",
     }  # fmt: skip
     assert msg["alert_id"] == new[0].id and msg["text_en"] == new[0].message_en
     risky = next(a for a in new if a.kind == "at_risk")

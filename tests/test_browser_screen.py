@@ -109,14 +109,18 @@ def no_error(page):
     assert page.locator("[data-testid='stAlert']").count() == 0
 
 
-@pytest.mark.parametrize("size", SIZES, ids=["1080p", "4k"])
-def test_every_slide_fits_and_reads_from_metres_away(browser, screen_app, artifacts, size):
+@pytest.mark.parametrize(
+    ("size", "lang"),
+    [(SIZES[0], "zh"), (SIZES[1], "zh"), (SIZES[0], "en")],
+    ids=["1080p", "4k", "1080p-en"],
+)
+def test_every_slide_fits_and_reads_from_metres_away(browser, screen_app, artifacts, size, lang):
     url, _ = screen_app
     scale = size[1] / 1080
     worst_font, worst_contrast = 1e9, 1e9
     for slide in SLIDES:
-        page = open_screen(browser, url, size, f"lang=zh&rotate=600&slides={slide}")
-        page.screenshot(path=str(artifacts / f"big-screen-{slide}-{size[0]}x{size[1]}.png"))
+        page = open_screen(browser, url, size, f"lang={lang}&rotate=600&slides={slide}")
+        page.screenshot(path=str(artifacts / f"big-screen-{slide}-{lang}-{size[0]}x{size[1]}.png"))
         m = page.evaluate(MEASURE)
         assert (m["scrollH"], m["scrollW"]) == (m["H"], m["W"]), (slide, m)
         assert m["outside"] == [], (slide, m["outside"])

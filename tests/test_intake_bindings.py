@@ -23,6 +23,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
 from kpi_core.ingest import intake
+from kpi_core.problem_text import translate
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.test_intake_files import in_chinese, sha256
@@ -342,5 +343,103 @@ def test_the_analyst_answers_the_question_and_the_answer_is_shown(company_file):
             intake.prepare(wh, [("m.xlsx", data)], service.SYSTEM, today=TODAY,
                            choices={("m.xlsx", "Cars", "header B (Margin)", "Margin"): "NOPE"})  # fmt: skip
         in_chinese(refused.value)
+        # All of it in Chinese, the column's place too (表头 B, not "header B").
+        zh = translate(str(refused.value), "zh")
+        assert "表头 B (Margin)" in zh and "header" not in zh
     finally:
         wh.close()
+
+
+def run_cli(warehouse: Path, *args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kpi_core", "--warehouse", str(warehouse), "import",
+         *map(str, args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def stored(path: Path) -> list[tuple[str, str, str, float]]:
+    """The actuals in the warehouse, by code."""
+    wh = Warehouse(path, linger=0)
+    try:
+        cat = load_catalog(wh)
+        rows = wh.rows("SELECT kpi_id, unit_id, period, value FROM actual ORDER BY ALL")
+    finally:
+        wh.close()
+    return [(cat.kpis[k].code, cat.units[u].code, f"{p:%Y-%m}", v) for k, u, p, v in rows]
+
+
+def test_the_command_line_answers_the_questions_with_bind(company_file, tmp_path):
+    # The preview asks which "Margin" and refuses "Sales" on the car unit's sheet; --bind gives
+    # the answers the Upload page's choices give, and the values load as bound.
+    warehouse = tmp_path / "wh.duckdb"
+    warehouse.write_bytes(company_file.read_bytes())
+    path = tmp_path / "m.xlsx"
+    path.write_bytes(xlsx({"Cars": [["Month", "Margin", "Sales"], ["2026-09", 0.2, 130.0]]}))
+    asked = run_cli(warehouse, path, "--dry-run")
+    assert asked.returncode == 1 and "could be KPI RET_MARGIN" in asked.stderr
+    before = sha256(warehouse)
+
+    # Wrong answers are refused by name, before anything is read or written.
+    for bind, said in [
+        ("Margin=NOPE", "--bind 'Margin=NOPE': 'NOPE' is not a KPI code of the library"),
+        ("Margn=CAR_MARGIN", "--bind 'Margn=CAR_MARGIN': m.xlsx has no column 'Margn' that "
+                             "holds a KPI — its columns are: Margin, Sales (sheet 'Cars')"),
+        ("Margin", "--bind 'Margin': write COLUMN=KPI_CODE"),
+        ("Trucks!Margin=CAR_MARGIN", "m.xlsx has no column 'Trucks!Margin'"),
+    ]:  # fmt: skip
+        refused = run_cli(warehouse, path, "--bind", bind)
+        assert refused.returncode == 2, (bind, refused.stdout, refused.stderr)
+        assert said in refused.stderr, (bind, refused.stderr)
+    twice = run_cli(
+        warehouse, path, "--bind", "Margin=CAR_MARGIN", "--bind", "Cars!Margin=RET_MARGIN"
+    )
+    assert twice.returncode == 2
+    assert "column 'Margin' of sheet 'Cars' is bound twice (CAR_MARGIN, RET_MARGIN)" in twice.stderr
+    assert sha256(warehouse) == before
+
+    # A KPI code in any case; a column by its header, or sheet-qualified.
+    done = run_cli(warehouse, path, "--bind", "Margin=car_margin", "--bind", "Cars!Sales=CAR_SALES")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert (
+        "binding: m.xlsx, sheet 'Cars', column header B (Margin): 'Margin' → KPI CAR_MARGIN "
+        "(汽车毛利率 / Margin), chosen by the analyst, unit CAR, 1 value(s)"
+    ) in lines
+    assert (
+        "m.xlsx: loaded as batch 1 (new 2, changed 0, unchanged 0, removed 0, invalid 0)" in lines
+    )
+    assert stored(warehouse) == [
+        ("CAR_SALES", "CAR", "2026-09", 130.0), ("CAR_MARGIN", "CAR", "2026-09", 0.2)
+    ]  # fmt: skip
+
+
+def test_a_column_on_two_sheets_is_bound_sheet_by_sheet(company_file, tmp_path):
+    warehouse = tmp_path / "wh.duckdb"
+    warehouse.write_bytes(company_file.read_bytes())
+    path = tmp_path / "two.xlsx"
+    path.write_bytes(
+        xlsx(
+            {
+                "Cars": [["Month", "Sales"], ["2026-09", 130.0]],
+                "Retail": [["Month", "Sales"], ["2026-09", 99.0]],
+            }
+        )
+    )
+    # "Sales" on both sheets: an unqualified answer would bind the retail sheet too.
+    unsure = run_cli(warehouse, path, "--bind", "Sales=CAR_SALES", "--json")
+    assert unsure.returncode == 2
+    assert (
+        "--bind 'Sales=CAR_SALES': column 'Sales' is on sheets 'Cars', 'Retail' of two.xlsx — "
+        "say which, e.g. --bind 'Cars!Sales=CAR_SALES'"
+    ) in unsure.stderr
+    assert json.loads(unsure.stdout)["exit"] == 2
+    done = run_cli(warehouse, path, "--bind", "Cars!Sales=CAR_SALES", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [(b["sheet"], b["kpi"], b["how"], b["problem"]) for b in report["bindings"]] == [
+        ("Cars", "CAR_SALES", "analyst", None), ("Retail", "RET_SALES", "name", None)
+    ]  # fmt: skip
+    assert stored(warehouse) == [
+        ("RET_SALES", "RETAIL", "2026-09", 99.0), ("CAR_SALES", "CAR", "2026-09", 130.0)
+    ]  # fmt: skip

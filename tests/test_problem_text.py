@@ -129,6 +129,17 @@ EXAMPLES = [
     ("header C (营业收入)", "表头 C (营业收入)"),
     ("profile 'ERP orders' measure 2", "方案“ERP orders”第 2 项指标计算"),
     ("sum(金额)", "求和（金额）"),
+    # an answer to a binding question naming no KPI: the column's place is said in Chinese too
+    (
+        "'NOPE' is not a KPI code of the library — choose the KPI for column header B (Margin) "
+        "of sheet 'Cars' again",
+        "“NOPE”不是指标库中的指标编码——请重新为工作表“Cars”的 表头 B (Margin) 选择指标",
+    ),
+    (
+        "'NOPE' is not a KPI code of the library — choose the KPI for column profile 'ERP' "
+        "measure 2 of sheet 'Data' again",
+        "“NOPE”不是指标库中的指标编码——请重新为工作表“Data”的 方案“ERP”第 2 项指标计算 选择指标",
+    ),
     # weights edited on the Targets page: the parent and its children by name
     (
         "销售部: weights of 营业收入, 新客户数, 客户满意度, 回款率 sum to 105, not 100",

@@ -89,6 +89,7 @@ def test_webhook_posts_every_field_in_both_languages(warehouse, receiver, monkey
             "text_zh": "销售部 2025-03 营业收入 4,200万，低于基准值 5,000万。",
             "text_en": "Sales revenue for 2025-03 is 42.0M, below the baseline of 50.0M.",
             "kpi": "REV", "unit": "销售部 Sales", "period": "2025-03", "owner": "王磊 Wang Lei",
+            "link": None,  # no link into the app: its address is not set (tests/test_push_links.py)
         }
     ]  # fmt: skip
     assert log_rows(warehouse) == [("ops", 7, 1, True, "200", None)]
@@ -620,6 +621,7 @@ def _texts(elements) -> list[str]:
 
 
 def test_the_section_adds_tests_and_logs_a_channel(tmp_path, monkeypatch, receiver):
+    monkeypatch.delenv("KPI_APP_URL", raising=False)
     r = receiver((200, "ok"))
     at = _page(tmp_path, monkeypatch)
     assert not at.exception
@@ -654,6 +656,10 @@ def test_the_section_adds_tests_and_logs_a_channel(tmp_path, monkeypatch, receiv
     monkeypatch.setenv("KPI_PUSH_SECRET_DING_T", "tok")
     at.button(key=test_key).click().run()
     assert any("Test message delivered to 'ding'" in s for s in _texts(at.success))
+    # … and whether its alerts will link into the app (not while its address is not set).
+    assert any(
+        "Links in alerts are off" in c and "KPI\\_APP\\_URL" in c for c in _texts(at.caption)
+    ), _texts(at.caption)
     assert r.requests[-1]["query"]["access_token"] == "tok"
     log = at.dataframe[-1].value
     assert list(log["Result"]) == ["✔ sent", "✖ failed"] and list(log["Alert"]) == ["test"] * 2

@@ -249,3 +249,18 @@ def test_forecast_rows_say_forecast_and_the_company_name_is_whole(demo_wh, lang)
     assert f"⚠ {word}" in company_slide(data, 0, 1)
     name = cat.unit_by_code["GROUP"].name(lang)
     assert f">{escape(name)}<" in company_slide(data, 0, 1)
+
+
+@pytest.mark.parametrize(("lang", "word", "old"), [("zh", "预测未达标", "预警"),
+                                                   ("en", "forecast miss", "at-risk")])  # fmt: skip
+def test_the_risks_slides_title_says_forecast_like_its_rows(demo_wh, lang, word, old):
+    cat = load_catalog(demo_wh)
+    data = screen.screen_data(demo_wh, cat, ["GROUP"], lang)
+    snap = screen.Snapshot(data, datetime(2026, 11, 3, 9, 0), None)
+    params = Params("t", 5, 60, (), lang, ())
+    shown = [render(snap, params, datetime(2026, 11, 3, 9, 5), 5 * k) for k in range(12)]
+    html = next(h for h in shown if 'data-slide="risks-0"' in h)
+    title = html.split('<div class="bs-title">')[1].split("</div>")[0]
+    assert word in title.lower() and old not in title.lower()
+    # The key the rows replaced is gone, not left for a later page to pick up.
+    assert "bs_at_risk" not in i18n.STRINGS

@@ -519,6 +519,54 @@ def test_a_saved_source_is_edited_and_deleted(wh_path, erp, monkeypatch):
     assert at.selectbox(key="src_pick").value is None
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_mapping_is_checked_against_the_sample(wh_path, erp, monkeypatch, lang):
+    # A measure's expression and filter name columns the query does not return ("qty", "state"),
+    # as the Upload profile editor checks a profile against its sheet: said before saving, by
+    # the measure, and Save is off until they are fixed.
+    source = erp_source(erp)
+    source.mapping.measures = [
+        profile.Measure("REV", "sum", "=[amount] * [qty]", [profile.Filter("state", "!=", "x")])
+    ]
+    save_source(wh_path, source)
+    at = open_page(wh_path, monkeypatch, lang)
+    at.selectbox(key="src_pick").set_value("ERP orders").run()
+    widget(at.button, "_sample").click().run()
+    ok(at)
+    assert len(frame_with(at, "order_no")) == len(ORDERS)
+    said = "\n".join(i.value for i in at.info).replace("\\", "")
+    wanted = [
+        "measure 1 (REV): the column 'qty' is not in the query's result",
+        "measure 1 (REV): the column 'state' is not in the query's result",
+    ]
+    for text in wanted:
+        assert (text if lang == "en" else translate(text, "zh")) in said, said
+    if lang == "zh":
+        assert "not in the query" not in said and "查询结果中没有“qty”列" in said, said
+    assert widget(at.button, "_save").disabled
+
+    # Fixed in the editor, the mapping is complete and saves.
+    at.session_state[editor_key(at, "_measures")] = {
+        "edited_rows": {0: {"expression": "[amount] * 2", "filter_column": "status"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    ok(at)
+    said = "\n".join(i.value for i in at.info)
+    assert "qty" not in said and "state" not in said, said
+    save = widget(at.button, "_save")
+    assert not save.disabled
+    save.click().run()
+    ok(at)
+    wh = Warehouse(wh_path, linger=0)
+    try:
+        measure = sources.load(wh, "ERP orders").mapping.measures[0]
+    finally:
+        wh.close()
+    assert (measure.column, measure.filters[0].column) == ("=[amount] * 2", "status")
+
+
 # --- the page's helpers, and the core's words in Chinese --------------------------------------
 
 

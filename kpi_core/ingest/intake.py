@@ -676,7 +676,8 @@ def describe_binding(b: validate.Binding) -> str:
         where.append(f"sheet '{b.sheet}'")
     if b.column:
         where.append(f"column {b.column}")
-    target = f"KPI {b.kpi} ({b.name}), matched by {b.how}" if b.kpi else "no KPI"
+    how = "chosen by the analyst" if b.how == "analyst" else f"matched by {b.how}"
+    target = f"KPI {b.kpi} ({b.name}), {how}" if b.kpi else "no KPI"
     units = f", unit{'s' if len(b.units) > 1 else ''} {', '.join(b.units)}" if b.units else ""
     problem = f" — {BINDING_PROBLEMS[b.problem]}" if b.problem else ""
     return f"{', '.join(where)}: '{b.text}' → {target}{units}, {b.values} value(s){problem}"

@@ -93,9 +93,10 @@ class Profile:
     # or a pattern such as "%d/%m/%y". ISO dates (2019-01-20) always read as ISO.
     date_format: str = ""
 
-    def problems(self, columns: list[str] | None = None) -> list[str]:
+    def problems(self, columns: list[str] | None = None, within: str = "the file") -> list[str]:
         """What keeps the profile from being used, in words; empty when it is complete. With
-        the file's `columns`, every column a measure or filter names must be one of them."""
+        the file's `columns`, every column a measure or filter names must be one of them
+        (`within` says where they were looked for: a source's "the query's result")."""
         out = []
         if bad := dates.check_format(self.date_format):
             out.append(bad)
@@ -114,7 +115,9 @@ class Profile:
                 out.append(f"measure {i}: aggregation must be one of {', '.join(AGGS)}")
             if m.agg != "count" and not m.column:
                 out.append(f"measure {i}: choose the column to {m.agg}")
-            out += [f"measure {i} ({m.kpi}): {p}" for p in _measure_problems(self, m, columns)]
+            out += [
+                f"measure {i} ({m.kpi}): {p}" for p in _measure_problems(self, m, columns, within)
+            ]
         if self.header_row < 1:
             out.append("the header row is counted from 1")
         return out
@@ -134,7 +137,9 @@ class Profile:
         return cls(**d)
 
 
-def _measure_problems(profile: Profile, m: Measure, columns: list[str] | None) -> list[str]:
+def _measure_problems(
+    profile: Profile, m: Measure, columns: list[str] | None, within: str = "the file"
+) -> list[str]:
     out = []
     have = {norm(c) for c in columns} if columns is not None else None
     kinds = {profile.date_column: expression.DATE} if profile.date_column else {}
@@ -166,7 +171,7 @@ def _measure_problems(profile: Profile, m: Measure, columns: list[str] | None) -
     if have is not None:
         for name in dict.fromkeys(named):
             if name and norm(name) not in have:
-                out.append(f"the column '{name}' is not in the file")
+                out.append(f"the column '{name}' is not in {within}")
     return out
 
 

@@ -69,7 +69,9 @@ class Source:
     row_limit: int = DEFAULT_ROW_LIMIT
     timeout_s: int = DEFAULT_TIMEOUT_S
 
-    def problems(self) -> list[str]:
+    def problems(self, columns: list[str] | None = None) -> list[str]:
+        """What keeps the source from being saved or pulled, in words. With the `columns` its
+        query returns (a sample), every column the mapping names must be one of them."""
         out = []
         if not self.name.strip():
             out.append("give the source a name")
@@ -82,7 +84,17 @@ class Source:
         except SourceError as exc:
             out.append(str(exc))
         # A source's mapping is named after the source.
-        out += [p for p in self.mapping.problems() if p != "give the profile a name"]
+        if columns is not None:
+            have = {norm(c) for c in columns}
+            for name, what in ((self.mapping.date_column, "date"),
+                               (self.mapping.unit_column, "unit")):  # fmt: skip
+                if name and norm(name) not in have:
+                    out.append(f"the {what} column '{name}' is not in the query's result")
+        out += [
+            p
+            for p in self.mapping.problems(columns, within="the query's result")
+            if p != "give the profile a name"
+        ]
         if self.row_limit < 1 or self.timeout_s < 1:
             out.append("the row limit and the time limit must be positive")
         return out

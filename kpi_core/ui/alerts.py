@@ -158,13 +158,14 @@ def alerts_section(ctx: PageContext, chosen: dict[str, list]) -> None:
         },
     )
     ids = list(table["id"])
+    by_id = table.set_index("id", drop=False)  # one look-up per option, not a scan of the table
     pick = st.selectbox(
         ctx.t("al_pick"),
         ids,
-        format_func=lambda i: _label(ctx, table[table["id"] == i].iloc[0]),
+        format_func=lambda i: _label(ctx, by_id.loc[i]),
         key="al_pick",
     )
-    _detail(ctx, table[table["id"] == pick].iloc[0])
+    _detail(ctx, by_id.loc[pick])
 
 
 def _kpi_name(ctx: PageContext, kpi_id: object) -> str:

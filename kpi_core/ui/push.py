@@ -330,6 +330,8 @@ def _test_result(ctx: PageContext, base: push.Channel | None) -> None:
     if d.ok:
         st.success(ctx.t("push_test_ok", name=md(d.channel), attempts=d.attempts),
                    icon=":material/check:")  # fmt: skip
+        # The test message says it too; here for the admin who cannot see the robot's group.
+        st.caption(md(push.links_note(ctx.lang)))
     else:
         st.error(
             ctx.t("push_test_failed", name=md(d.channel), attempts=d.attempts,

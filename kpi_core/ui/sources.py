@@ -305,6 +305,9 @@ def _definition(ctx: PageContext, base: sources.Source | None, from_file: str = 
     columns = [str(c) for c in sample.columns] if sample is not None else []
     if not columns and (table := query_table(query or "", tables or {}, url)):
         columns = list(tables[table])
+    # What the query is known to return (its sample, or the table it reads whole), before the
+    # saved mapping's own columns are added to choose from: the mapping is checked against it.
+    returned = list(columns) if columns else None
     for c in mapped_columns(base.mapping if base else None):
         if norm(c) not in {norm(x) for x in columns}:
             columns.append(c)
@@ -325,7 +328,7 @@ def _definition(ctx: PageContext, base: sources.Source | None, from_file: str = 
         st.info(ctx.t("src_mapping_needs_columns"))
 
     candidate = sources.Source(name, url, query or "", mapping, int(row_limit), int(timeout_s))
-    problems = [q for q in candidate.problems() if q not in (url_error, query_error)]
+    problems = [q for q in candidate.problems(returned) if q not in (url_error, query_error)]
     if not url:  # not "'' is not a database URL": there is none yet
         problems = [q for q in problems if q != _refusal(lambda: sources.check_url(""))]
         problems.insert(1 if not name else 0, ctx.t("src_need_url"))

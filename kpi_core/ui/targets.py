@@ -734,7 +734,7 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
     )
     st.download_button(
         ctx.t("tw_audit_download"),
-        data=workbook.sheet_bytes("audit", log),
+        data=lambda: workbook.sheet_bytes("audit", log),  # made on the click, not every run
         file_name=f"audit_{today:%Y%m%d}.xlsx",
         mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         key="tw_audit_download",
