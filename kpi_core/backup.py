@@ -35,6 +35,7 @@ from pathlib import Path
 import duckdb
 
 from kpi_core import sessions
+from kpi_core.access import can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.references import read_secrets
@@ -125,7 +126,7 @@ def settings(wh: Warehouse) -> Settings:
 
 
 def _admin(who: Actor, what: str) -> None:
-    if who.role != "admin":
+    if not can(who, "manage_backups"):
         raise ScopeError(f"Only admins {what}.")
 
 

@@ -31,6 +31,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from kpi_core.access import can
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.references import read_secrets
@@ -256,7 +257,7 @@ def revoke_in(cur, user: str, *, now: datetime, by: str, why: str) -> int:
 
 def end_sessions(wh: Warehouse, who: Actor, user: str, *, now: datetime) -> int:
     """An admin signs `user` out everywhere (a lost laptop, someone who left)."""
-    if who.role != "admin":
+    if not can(who, "manage_users"):
         raise ScopeError("Only admins end other users' sessions.")
     if wh.one("SELECT 1 FROM app_user WHERE name = ?", [user]) is None:
         raise NotFoundError(f"There is no user '{user}'.")
