@@ -30,6 +30,7 @@ from kpi_core.errors import (
 )
 from kpi_core.ingest import definition_file, files, intake, profile, sources, target_mapping
 from kpi_core.periods import parse_period
+from kpi_core.settings import env
 from kpi_core.warehouse import Warehouse, resolve_path
 
 
@@ -367,7 +368,7 @@ def _who(wh: Warehouse, args: argparse.Namespace) -> service.Actor:
         raise UsageError("Give --user NAME or --admin, not both.")
     if args.admin:
         return service.Actor(f"admin@cli:{_system_user()}", "admin", Scope.all())
-    name = args.user or os.environ.get("KPI_USER")
+    name = args.user or env("KPI_USER")
     if name:
         return service.actor(wh, name)
     if wh.one("SELECT count(*) FROM app_user")[0] == 0:
