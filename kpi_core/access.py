@@ -8,10 +8,37 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from kpi_core.errors import ScopeError
 
 ROLES = ("viewer", "head", "analyst", "admin")
+
+# Who may do what, beyond reading inside one's scope (which every role may). This table is the
+# one place that names roles for a permission: code asks `can(actor, action)`, and the README's
+# "Who may do what" table is checked against it (tests/test_access.py). Each action also holds
+# only inside the actor's scope where it touches a unit (`can(actor, action, unit_id)`).
+# (DESIGN.md §7: heads own targets, analysts own data.)
+ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "load_actuals": (("analyst", "admin"), "upload actuals, roll back batches"),
+    "publish_months": (("analyst", "admin"), "publish a unit's month or withdraw that"),
+    "close_months": (("admin",), "close a month to further actuals and reopen it"),
+    "define_sources": (("analyst", "admin"), "define and delete database sources, open the Sources page; read source definition files"),
+    "save_profiles": (("head", "analyst", "admin"), "save mapping profiles; read profile definition files"),
+    "edit_targets": (("head", "admin"), "change targets and weights (the page or a sheet)"),
+    "comment": (("head", "analyst", "admin"), "write comments and actions on a unit's KPIs"),
+    "act_on_alerts": (("head", "analyst", "admin"), "acknowledge, close and reopen alerts; run the rules"),
+    "edit_alert_rules": (("admin",), "change alert rules"),
+    "configure_push": (("admin",), "configure push channels"),
+    "read_push_errors": (("admin",), "read what a push receiver answered in full"),
+    "edit_library": (("admin",), "change the KPI library and scorecards"),
+    "manage_users": (("admin",), "open the Admin page: users, their sessions, the audit log"),
+    "manage_backups": (("admin",), "back up and restore the warehouse"),
+    "manage_screens": (("admin",), "set up big-screen kiosks, open the Big screen page"),
+}  # fmt: skip
+
+# Who answers for a unit when nothing names a person (a stale-data alert), first role first.
+ANSWERING_ROLES = ("head", "analyst")
 
 # scrypt parameters: memory-hard, ~50 ms per check on this class of machine.
 _N, _R, _P = 2**14, 8, 1
@@ -37,6 +64,30 @@ class Scope:
 
     def filter(self, unit_ids: Iterable[int]) -> list[int]:
         return [u for u in unit_ids if self.allows(u)]
+
+
+class Acting(Protocol):
+    """What a permission check needs of the caller (service.Actor)."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def scope(self) -> Scope: ...
+
+
+def roles_for(action: str) -> tuple[str, ...]:
+    """The roles that may do `action`; an unknown action is a programming error."""
+    try:
+        return ACTIONS[action][0]
+    except KeyError:
+        raise ValueError(f"Unknown action '{action}' — add it to access.ACTIONS.") from None
+
+
+def can(actor: Acting, action: str, unit: int | None = None) -> bool:
+    """Whether `actor`'s role may do `action` and, given a unit id, whether that unit is inside
+    their scope as well."""
+    return actor.role in roles_for(action) and (unit is None or actor.scope.allows(unit))
 
 
 @dataclass(frozen=True)

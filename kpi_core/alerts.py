@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import audit, clock, completeness, formula, i18n, links, people, scoring, targets
+from kpi_core.access import can
 from kpi_core.actuals import MONTHLY_SQL, base_pairs
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
@@ -57,7 +58,6 @@ SEVERITIES = ("high", "medium", "low")
 STATES = ("open", "acknowledged", "closed")
 OPEN, ACKNOWLEDGED, CLOSED = STATES
 CLEARED = "condition cleared"
-ALERT_ROLES = ("head", "analyst", "admin")
 # A load evaluates the months it covers, but only recent ones: a backfill of past years would
 # otherwise flood owners with alerts about months closed long ago (the Board shows those).
 RECENT_MONTHS = 3
@@ -168,7 +168,7 @@ def load_rules(wh: Warehouse) -> Rules:
 
 def save_rule(wh: Warehouse, who: Actor, kind: str, *, enabled: bool, params: dict) -> None:
     """Store a rule's settings (admins); checked first, audited."""
-    if who.role != "admin":
+    if not can(who, "edit_alert_rules"):
         raise ScopeError("Only admins change alert rules.")
     if kind not in KINDS:
         raise AlertError(f"There is no alert rule '{kind}' — use one of {', '.join(KINDS)}.")
@@ -1340,7 +1340,7 @@ def alerts_for(wh: Warehouse, who: Actor, kpi_id: int, unit_id: int) -> list[Ale
 
 
 def _change_state(wh, who, alert_id: int, new: str, reason: str | None, sets: str) -> None:
-    if who.role not in ALERT_ROLES:
+    if not can(who, "act_on_alerts"):
         raise ScopeError(
             f"User '{who.name}' ({who.role}) can read alerts but not act on them — ask a "
             "department head, an analyst or an admin."

@@ -29,10 +29,9 @@ from typing import TypeVar
 
 import duckdb
 
-from kpi_core import audit
+from kpi_core import audit, settings
 from kpi_core.access import hash_password, verify_password
 from kpi_core.errors import KpiError
-from kpi_core.references import read_secrets
 from kpi_core.warehouse import Warehouse
 
 # Typed user names are kept in the audit log cut to this length: enough to recognise a
@@ -62,7 +61,7 @@ class Policy:
 
 
 def policy() -> Policy:
-    conf = read_secrets().get("sign_in", {})
+    conf = settings.section("sign_in")
     values = {}
     for field, default in (("max_failures", 5), ("lock_minutes", 15), ("idle_minutes", 60),
                            ("session_hours", 12)):  # fmt: skip

@@ -35,11 +35,12 @@ from pathlib import Path
 import duckdb
 
 from kpi_core import audit, sessions
+from kpi_core.access import can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.migrations import MIGRATIONS
-from kpi_core.references import read_secrets
 from kpi_core.service import Actor
-from kpi_core.warehouse import SCHEMA_VERSION_TABLE, SECRETS_PATH, Warehouse
+from kpi_core.settings import PROJECT, section
+from kpi_core.warehouse import SCHEMA_VERSION_TABLE, Warehouse
 
 FORMAT = "kpi-monitor-backup"
 FORMAT_VERSION = 1
@@ -109,12 +110,12 @@ class Settings:
 
 
 def settings(wh: Warehouse) -> Settings:
-    conf = read_secrets().get("backup", {})
+    conf = section("backup")
     raw = conf.get("dir")
     if raw:
         directory = Path(raw)
         if not directory.is_absolute():
-            directory = SECRETS_PATH.parent.parent / directory
+            directory = PROJECT / directory
     else:
         base = Path.cwd() if wh.in_memory else Path(wh.path).resolve().parent
         directory = base / "backups"
@@ -125,13 +126,13 @@ def settings(wh: Warehouse) -> Settings:
 
 
 def _admin(who: Actor, what: str) -> None:
-    if who.role != "admin":
+    if not can(who, "manage_backups"):
         raise ScopeError(f"Only admins {what}.")
 
 
 def size_limit() -> int:
     """`[backup] max_mb` in secrets.toml, in bytes: the largest database a backup may unpack to."""
-    value = read_secrets().get("backup", {}).get("max_mb", MAX_MB)
+    value = section("backup").get("max_mb", MAX_MB)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise BackupError(
             f"[backup] max_mb = {value!r} in secrets.toml must be a whole number ≥ 1."

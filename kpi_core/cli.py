@@ -39,6 +39,7 @@ from kpi_core.ingest import (
 )
 from kpi_core.ingest.names import Names
 from kpi_core.periods import parse_period
+from kpi_core.settings import env
 from kpi_core.warehouse import Warehouse, resolve_path
 
 
@@ -390,7 +391,7 @@ def _who(wh: Warehouse, args: argparse.Namespace) -> service.Actor:
         raise UsageError("Give --user NAME or --admin, not both.")
     if args.admin:
         return service.Actor(f"admin@cli:{_system_user()}", "admin", Scope.all())
-    name = args.user or os.environ.get("KPI_USER")
+    name = args.user or env("KPI_USER")
     if name:
         return service.actor(wh, name)
     if wh.one("SELECT count(*) FROM app_user")[0] == 0:

@@ -8,15 +8,15 @@ results on any date.
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
+from kpi_core import settings
 from kpi_core.errors import KpiError
 
 
 def today() -> date:
     """`KPI_TODAY` when set, else the system's date."""
-    fixed = os.environ.get("KPI_TODAY", "").strip()
+    fixed = (settings.env("KPI_TODAY") or "").strip()
     if not fixed:
         return date.today()
     try:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from kpi_core import audit
-from kpi_core.access import Scope
+from kpi_core.access import Scope, can
 from kpi_core.actuals import base_pairs
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, ScopeError
@@ -66,7 +66,6 @@ PUBLISHED, COMPLETE, PARTIAL, EMPTY = "published", "complete", "partial", "empty
 SETTLED = (PUBLISHED, COMPLETE)
 UP_TO_DATE, DUE, OVERDUE = "up_to_date", "due", "overdue"
 FRESHNESS = (UP_TO_DATE, DUE, PARTIAL, OVERDUE)
-PUBLISH_ROLES = ("analyst", "admin")
 
 
 class PublishError(KpiError):
@@ -468,7 +467,7 @@ def publish(
 ) -> None:
     """Mark a unit's month as published — final for it and the units below it, whatever is
     still missing — or withdraw that (analysts and admins, inside their scope; audited)."""
-    if who.role not in PUBLISH_ROLES:
+    if not can(who, "publish_months"):
         raise ScopeError(
             f"User '{who.name}' ({who.role}) cannot publish months — analysts and admins do."
         )

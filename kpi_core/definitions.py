@@ -14,6 +14,7 @@ from datetime import date
 import pandas as pd
 
 from kpi_core import formula, workbook
+from kpi_core.access import can
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import ScopeError
 from kpi_core.library import Kpi
@@ -41,7 +42,7 @@ def fields_of(kpi: Kpi) -> dict[str, object]:
 
 
 def _admin(who: Actor) -> None:
-    if who.role != "admin":
+    if not can(who, "edit_library"):
         raise ScopeError("Only admins change the KPI library and scorecards.")
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from kpi_core import audit
+from kpi_core.access import can
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -236,7 +237,7 @@ def _screen(row: tuple) -> Screen:
 
 
 def _admin(who: Actor) -> None:
-    if who.role != "admin":
+    if not can(who, "manage_screens"):
         raise ScopeError("Only admins manage kiosk screens.")
 
 

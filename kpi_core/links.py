@@ -13,11 +13,10 @@ its codes and period URL-encoded; the address is put in front only when the mess
 
 from __future__ import annotations
 
-import os
 import re
 from urllib.parse import quote, urlencode, urlsplit
 
-from kpi_core.references import read_secrets
+from kpi_core import settings
 
 ENV = "KPI_APP_URL"
 DETAIL = "Detail"  # pages/11_Detail.py
@@ -38,10 +37,10 @@ def target(page: str, **params: str | None) -> str:
 def setting() -> tuple[str | None, str | None]:
     """(the app's address without its final slash, None) when it is set and usable;
     (None, why not) when it is set wrong; (None, None) when it is not set."""
-    value = os.environ.get(ENV, "").strip()
+    value = (settings.env(ENV) or "").strip()
     where = ENV
     if not value:
-        conf = read_secrets().get("push", {})
+        conf = settings.section("push")
         value = conf.get("app_url") if isinstance(conf, dict) else None
         where = "[push] app_url in .streamlit/secrets.toml"
         if value is None or (isinstance(value, str) and not value.strip()):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from kpi_core.access import ANSWERING_ROLES
 from kpi_core.catalog import Catalog
 from kpi_core.warehouse import Warehouse
 
@@ -109,7 +110,7 @@ class People:
         department head whose scope is nearest above the unit; where there is none, the analysts
         whose scope is nearest above it (user ids, joined by commas)."""
         out: dict[int, str] = {}
-        for role in ("head", "analyst"):
+        for role in ANSWERING_ROLES:
             best: dict[int, tuple[int, list[str]]] = {}
             for name in sorted(self.display):
                 if self.roles.get(name) != role:

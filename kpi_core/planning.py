@@ -24,6 +24,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit, clock, system_import, targets, workbook
+from kpi_core.access import can
 from kpi_core.catalog import SCORECARD, Catalog, pick_version
 from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
 from kpi_core.ingest.intake import closed_months
@@ -36,7 +37,6 @@ from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 LEVELS = targets.LEVEL_FIELDS  # baseline, target, challenge, low, high, tolerance
-EDITOR_ROLES = ("head", "admin")
 WEIGHT_TOLERANCE = 0.01  # a group of weights sums to 100 within this
 
 
@@ -79,11 +79,11 @@ class Saved:
 
 
 def can_edit(who: Actor, unit_id: int) -> bool:
-    return who.role in EDITOR_ROLES and who.scope.allows(unit_id)
+    return can(who, "edit_targets", unit_id)
 
 
 def _editor(who: Actor) -> None:
-    if who.role not in EDITOR_ROLES:
+    if not can(who, "edit_targets"):
         raise ScopeError("Only department heads and admins change targets and weights.")
 
 

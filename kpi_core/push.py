@@ -48,6 +48,7 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 import pandas as pd
 
 from kpi_core import audit, clock, i18n, links
+from kpi_core.access import can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.references import (
     PUSH,
@@ -429,7 +430,7 @@ def _normal_options(kind: str, options: dict) -> dict:
 
 
 def _admin(who: Actor) -> None:
-    if who.role != "admin":
+    if not can(who, "configure_push"):
         raise ScopeError("Only admins configure push channels.")
 
 
@@ -1054,7 +1055,7 @@ _REPLIES = (
 def shown_error(error: str | None, who: Actor) -> str | None:
     """A delivery's error as `who` may read it: whole for admins; for everyone else without
     what the receiver answered (it can hold anything: internals, addresses, a token echoed)."""
-    if error is None or who.role == "admin":
+    if error is None or can(who, "read_push_errors"):
         return error
     for pattern in _REPLIES:
         if m := pattern.match(error):
@@ -1070,7 +1071,7 @@ def recent_log(wh: Warehouse, who: Actor, limit: int = 200) -> pd.DataFrame:
         "ORDER BY sent_at DESC, attempt DESC LIMIT ?",
         [int(limit)],
     )
-    if who.role != "admin":
+    if not can(who, "read_push_errors"):
         df["error"] = [None if pd.isna(e) else shown_error(str(e), who) for e in df["error"]]
     return df
 

@@ -13,15 +13,12 @@ sign-on client secret, a cloud key in the environment) to a host of their choosi
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote as url_quote
 
 from kpi_core.errors import KpiError
-from kpi_core.warehouse import SECRETS_PATH
+from kpi_core.settings import read_secrets, reference
 
 PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 
@@ -97,8 +94,8 @@ def expand(
             if got is None:
                 raise error(f"{key} is not set in .streamlit/secrets.toml")
             text = str(got)
-        elif key in os.environ:
-            text = os.environ[key]
+        elif (found := reference(key)) is not None:
+            text = found
         else:
             raise error(f"the environment variable {key} is not set")
         return url_quote(text, safe="") if quote else text
@@ -131,16 +128,3 @@ def redact(text: str, secrets: list[str]) -> str:
 def mask(url: str) -> str:
     """The URL as it may be shown: password hidden, even a placeholder's value."""
     return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
-def secrets_path() -> Path:
-    """`KPI_SECRETS` (another secrets file: a second site, the tests) beats the project's own."""
-    return Path(os.environ.get("KPI_SECRETS") or SECRETS_PATH)
-
-
-def read_secrets() -> dict:
-    path = secrets_path()
-    if not path.exists():
-        return {}
-    with path.open("rb") as fh:
-        return tomllib.load(fh)

@@ -16,6 +16,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit, clock, people
+from kpi_core.access import can
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, NotFoundError
 from kpi_core.memo import by_data_version
@@ -23,7 +24,6 @@ from kpi_core.periods import Period, month_of
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
-COMMENT_ROLES = ("head", "analyst", "admin")
 MAX_TEXT = 2000  # a comment; actions and resolutions are a line or two
 MAX_SHORT = 500
 MAX_OWNER = 100
@@ -42,11 +42,11 @@ class CommentError(KpiError):
 
 def can_comment(who: Actor, unit_id: int) -> bool:
     """Heads, analysts and admins comment on units in their scope; viewers read only."""
-    return who.role in COMMENT_ROLES and who.scope.allows(unit_id)
+    return can(who, "comment", unit_id)
 
 
 def _check_role(who: Actor) -> None:
-    if who.role not in COMMENT_ROLES:
+    if not can(who, "comment"):
         raise CommentError(
             f"User '{who.name}' ({who.role}) can read comments but not write them — "
             "ask a department head, an analyst or an admin."

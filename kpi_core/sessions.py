@@ -31,10 +31,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from kpi_core import audit
+from kpi_core import audit, settings
+from kpi_core.access import can
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import NotFoundError, ScopeError
-from kpi_core.references import read_secrets
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
@@ -95,7 +95,7 @@ def key(wh: Warehouse, *, now: datetime) -> bytes:
     """The key that signs session cookies: `[sign_in] cookie_secret` from secrets.toml when it
     is set, else one generated on first need and kept in the warehouse (the same for every
     process using it)."""
-    configured = read_secrets().get("sign_in", {}).get("cookie_secret")
+    configured = settings.section("sign_in").get("cookie_secret")
     if configured is not None:
         if not isinstance(configured, str) or len(configured) < _MIN_SECRET:
             raise SignInError(
@@ -257,7 +257,7 @@ def revoke_in(cur, user: str, *, now: datetime, by: str, why: str) -> int:
 
 def end_sessions(wh: Warehouse, who: Actor, user: str, *, now: datetime) -> int:
     """An admin signs `user` out everywhere (a lost laptop, someone who left)."""
-    if who.role != "admin":
+    if not can(who, "manage_users"):
         raise ScopeError("Only admins end other users' sessions.")
     if wh.one("SELECT 1 FROM app_user WHERE name = ?", [user]) is None:
         raise NotFoundError(f"There is no user '{user}'.")

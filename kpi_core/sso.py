@@ -28,10 +28,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from kpi_core import audit
+from kpi_core import audit, settings
 from kpi_core.access import ROLES
 from kpi_core.errors import KpiError
-from kpi_core.references import read_secrets
 from kpi_core.warehouse import Warehouse
 
 
@@ -87,7 +86,7 @@ def _new_name(wh: Warehouse, email: str) -> str:
 
 def resolve(wh: Warehouse, claims: dict, conf: dict | None = None) -> str:
     """The user name for an identity's claims; creates a user from a group rule if need be."""
-    conf = read_secrets().get("sso", {}) if conf is None else conf
+    conf = settings.section("sso") if conf is None else conf
     email = str(claims.get("email") or "").strip()
     if not email:
         raise SsoError(

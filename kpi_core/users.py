@@ -13,7 +13,7 @@ from datetime import datetime
 import pandas as pd
 
 from kpi_core import audit, sessions
-from kpi_core.access import ROLES, hash_password
+from kpi_core.access import ROLES, can, hash_password
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -39,7 +39,7 @@ class UserInfo:
 
 
 def _admin(who: Actor) -> None:
-    if who.role != "admin":
+    if not can(who, "manage_users"):
         raise ScopeError("Only admins manage users.")
 
 

@@ -30,7 +30,6 @@ import secrets
 import shutil
 import threading
 import time
-import tomllib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -43,11 +42,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from kpi_core import settings
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.migrations import MIGRATIONS
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "warehouse.duckdb"
-SECRETS_PATH = Path(__file__).resolve().parent.parent / ".streamlit" / "secrets.toml"
 
 # Where migrations record what they applied; made before the first of them (see migrate).
 SCHEMA_VERSION_TABLE = (
@@ -63,13 +62,10 @@ def resolve_path(explicit: str | os.PathLike | None = None) -> str:
     """`--warehouse` beats `KPI_WAREHOUSE`, which beats `[warehouse] path` in secrets.toml."""
     if explicit:
         return str(explicit)
-    if env := os.environ.get("KPI_WAREHOUSE"):
+    if env := settings.env("KPI_WAREHOUSE"):
         return env
-    if SECRETS_PATH.exists():
-        with SECRETS_PATH.open("rb") as fh:
-            path = tomllib.load(fh).get("warehouse", {}).get("path")
-        if path:
-            return str(path)
+    if path := settings.section("warehouse").get("path"):
+        return str(path)
     return str(DEFAULT_PATH)
 
 

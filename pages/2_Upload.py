@@ -4,7 +4,7 @@ and admins) and closing them (admins)."""
 
 import streamlit as st
 
-from kpi_core.ingest.intake import LOAD_ROLES
+from kpi_core.access import can
 from kpi_core.ui import guard, page
 from kpi_core.ui.upload import (
     history_section,
@@ -17,7 +17,7 @@ from kpi_core.ui.upload import (
 ctx = page("nav_upload")
 with guard(ctx):
     st.title(ctx.t("up_title"))
-    if ctx.actor.role not in LOAD_ROLES:
+    if not can(ctx.actor, "load_actuals"):
         st.info(ctx.t("up_viewer"))
         st.stop()
     # The months tab publishes months (analysts and admins) and closes them (admins).

@@ -4,9 +4,9 @@ upload. For analysts and admins."""
 
 import streamlit as st
 
+from kpi_core.access import can
 from kpi_core.ui import guard, page
 from kpi_core.ui.sources import (
-    ROLES,
     define_section,
     list_section,
     pull_section,
@@ -17,7 +17,7 @@ from kpi_core.ui.sources import (
 ctx = page("nav_sources")
 with guard(ctx):
     st.title(ctx.t("src_title"))
-    if ctx.actor.role not in ROLES:
+    if not can(ctx.actor, "define_sources"):
         st.info(ctx.t("src_not_allowed"))
         st.stop()
     st.caption(ctx.t("src_intro"))

@@ -4,9 +4,9 @@ For admins."""
 
 import streamlit as st
 
+from kpi_core.access import can
 from kpi_core.ui import guard, page
 from kpi_core.ui.library import (
-    ROLES,
     edit_section,
     kpi_picker,
     list_section,
@@ -18,7 +18,7 @@ from kpi_core.ui.targets import audit_section
 ctx = page("nav_library")
 with guard(ctx):
     st.title(ctx.t("lib_title"))
-    if ctx.actor.role not in ROLES:
+    if not can(ctx.actor, "edit_library"):
         st.info(ctx.t("lib_not_allowed"))
         st.stop()
     st.caption(ctx.t("lib_intro"))

@@ -5,9 +5,9 @@ edit their units; everyone else sees the same grids read-only."""
 import streamlit as st
 
 from kpi_core import clock
+from kpi_core.access import can
 from kpi_core.board import data_range
 from kpi_core.periods import month_of
-from kpi_core.planning import EDITOR_ROLES
 from kpi_core.ui import guard, page, unit_picker
 from kpi_core.ui.target_sheet import sheet_section
 from kpi_core.ui.targets import (
@@ -35,9 +35,9 @@ with guard(ctx):
         )
         or "Y"
     )  # fmt: skip
-    st.caption(ctx.t("tw_intro" if ctx.actor.role in ("head", "admin") else "tw_intro_readonly"))
+    st.caption(ctx.t("tw_intro" if can(ctx.actor, "edit_targets") else "tw_intro_readonly"))
     sections = ["tw_tab_targets", "tw_tab_weights", "tw_tab_history", "tw_tab_audit"]
-    if ctx.actor.role in EDITOR_ROLES:
+    if can(ctx.actor, "edit_targets"):
         sections.insert(2, "tw_tab_sheet")
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["tw_tab_targets"]:

@@ -167,3 +167,34 @@ def test_no_message_key_is_written_twice():
     ]
     keys = [k.value for k in strings.keys]
     assert sorted({k for k in keys if keys.count(k) > 1}) == []
+
+
+def role_checks(path: Path) -> list[str]:
+    """Places that name roles for a permission: a literal tuple, list or set of role names, or
+    a comparison of someone's `.role` with a role name."""
+    from kpi_core.access import ROLES
+
+    def is_role(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant) and node.value in ROLES
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Tuple | ast.List | ast.Set) and node.elts:
+            if all(is_role(e) for e in node.elts):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(s, ast.Attribute) and s.attr == "role" for s in sides) and any(
+                is_role(s) for s in sides
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_roles_are_named_for_permissions_only_in_access():
+    """Who may do what lives in `access.ACTIONS`; everything else asks `access.can`."""
+    files = [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "kpi_core").rglob("*.py")]
+    offenders = [
+        hit for f in files if f != ROOT / "kpi_core" / "access.py" for hit in role_checks(f)
+    ]
+    assert offenders == []

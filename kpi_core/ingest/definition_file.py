@@ -28,6 +28,7 @@ from enum import Enum
 
 import tomli_w
 
+from kpi_core.access import can
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.ingest import profile, sources, target_mapping
@@ -112,11 +113,11 @@ def _plain(v: object) -> object:
 
 # Who may read a saved definition: those who may write one (a source's query tells how the
 # company's databases are laid out; a profile is the Upload page's own).
-READERS = {"profile": ("analyst", "admin", "head"), "source": ("analyst", "admin")}
+READERS = {"profile": "save_profiles", "source": "define_sources"}  # kind -> access action
 
 
 def may_read(who: Actor, kind: str) -> None:
-    if who.role not in READERS[kind]:
+    if not can(who, READERS[kind]):
         raise ScopeError(
             f"User '{who.name}' ({who.role}) cannot read {kind} definitions — "
             + (

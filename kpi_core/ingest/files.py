@@ -35,6 +35,7 @@ from pathlib import PurePath
 import pandas as pd
 from python_calamine import CalamineWorkbook, PasswordError
 
+from kpi_core import settings
 from kpi_core.errors import KpiError
 
 EXTENSIONS = (".xlsx", ".xlsm", ".xls", ".csv", ".parquet")
@@ -64,7 +65,7 @@ class Limits:
     @classmethod
     def configured(cls) -> Limits:
         """`KPI_MAX_UPLOAD_MB` overrides the upload limit (the page's limit is in config.toml)."""
-        mb = os.environ.get("KPI_MAX_UPLOAD_MB")
+        mb = settings.env("KPI_MAX_UPLOAD_MB")
         return cls(max_bytes=int(float(mb) * 2**20)) if mb else cls()
 
 

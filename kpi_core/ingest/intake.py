@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import actuals, alerts, audit, clock, collector, push, scoring, targets
+from kpi_core.access import can
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
@@ -108,10 +109,6 @@ class Committed:
     # The rules and then the pushes of what they raised (AfterCommit.finish): a process about
     # to close the warehouse and exit (the command line) waits here, bounded.
     finish: Callable[[float], bool] = _all_done
-
-
-# Who loads and rolls back actuals (DESIGN.md §7): heads own targets, analysts own data.
-LOAD_ROLES = ("analyst", "admin")
 
 
 @collector.paused()
@@ -344,7 +341,7 @@ def _lights(values: np.ndarray, levels: list[np.ndarray], direction: np.ndarray)
 def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = False) -> Committed:
     """Write the intake as one batch. With errors, only after the analyst accepts leaving the
     invalid values out."""
-    if who.role not in LOAD_ROLES:
+    if not can(who, "load_actuals"):
         raise ScopeError(
             f"User '{who.name}' ({who.role}) cannot load actuals — analysts and admins do."
         )
@@ -509,7 +506,7 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
     Refused while a later batch has changed some of the same values (roll that one back first),
     and for a batch touching units outside the caller's scope.
     """
-    if who.role not in LOAD_ROLES:
+    if not can(who, "load_actuals"):
         raise ScopeError(
             f"User '{who.name}' ({who.role}) cannot roll back batches — analysts and admins do."
         )
@@ -637,7 +634,7 @@ def closed_months(wh: Warehouse) -> list[date]:
 
 def lock_month(wh: Warehouse, month: date, who: Actor, locked: bool = True) -> None:
     """Close a month to further actuals, or reopen it (admins)."""
-    if who.role != "admin":
+    if not can(who, "close_months"):
         raise ScopeError("Only admins close and reopen months.")
     with wh.transaction() as cur:
         if locked:

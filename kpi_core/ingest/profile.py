@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import audit
+from kpi_core.access import can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import aggregation, dates, expression
 from kpi_core.ingest.files import Table, column_letter
@@ -176,7 +177,7 @@ def _measure_problems(
 
 
 def save(wh: Warehouse, profile: Profile, who: Actor) -> None:
-    if who.role not in ("analyst", "admin", "head"):
+    if not can(who, "save_profiles"):
         raise ScopeError("Only analysts, department heads and admins save mapping profiles.")
     by = who.name
     problems = profile.problems()

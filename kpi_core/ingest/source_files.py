@@ -29,12 +29,11 @@ from pathlib import Path
 
 import duckdb
 
-from kpi_core import warehouse
+from kpi_core import settings, warehouse
 from kpi_core.errors import KpiError
-from kpi_core.references import read_secrets, secrets_path
 
 DEFAULT_DIRS = ("data/exports",)
-ROOT = warehouse.SECRETS_PATH.parent.parent  # the project: where relative folders start
+ROOT = settings.PROJECT  # where relative folders start
 
 
 class SourceError(KpiError):
@@ -43,11 +42,11 @@ class SourceError(KpiError):
 
 def source_dirs() -> list[Path]:
     """The folders file sources may read, resolved (symlinks and `..` followed)."""
-    env = os.environ.get("KPI_SOURCE_DIRS", "")
+    env = settings.env("KPI_SOURCE_DIRS") or ""
     if env.strip():
         raw: list[str] = [p for p in env.split(os.pathsep) if p.strip()]
     else:
-        conf = read_secrets().get("sources", {}).get("file_dirs")
+        conf = settings.section("sources").get("file_dirs")
         raw = [conf] if isinstance(conf, str) else [str(p) for p in conf or DEFAULT_DIRS]
     out = []
     for p in raw:
@@ -62,7 +61,7 @@ def _guarded() -> list[Path]:
     paths = [Path(warehouse.resolve_path()), *warehouse.open_files()]
     paths = [p for p in paths if str(p) != ":memory:"]
     paths += [Path(str(p) + ".wal") for p in paths]
-    paths += [secrets_path(), warehouse.SECRETS_PATH]
+    paths += settings.secrets_files()
     return [p.resolve() for p in paths]
 
 

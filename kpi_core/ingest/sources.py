@@ -38,6 +38,7 @@ import duckdb
 import pandas as pd
 
 from kpi_core import audit
+from kpi_core.access import can
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import aggregation, intake, profile, source_files, source_pg
@@ -705,7 +706,7 @@ def last_pulled_month(wh: Warehouse, name: str) -> date | None:
 
 
 def save(wh: Warehouse, source: Source, who: Actor) -> None:
-    if who.role not in ("analyst", "admin"):
+    if not can(who, "define_sources"):
         raise ScopeError("Only analysts and admins define database sources.")
     if problems := source.problems():
         raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
@@ -753,7 +754,7 @@ def listing(wh: Warehouse) -> pd.DataFrame:
 
 
 def delete(wh: Warehouse, name: str, who: Actor) -> None:
-    if who.role not in ("analyst", "admin"):
+    if not can(who, "define_sources"):
         raise ScopeError("Only analysts and admins define database sources.")
     with wh.transaction() as cur:
         cur.execute("DELETE FROM source WHERE name = ?", [name])

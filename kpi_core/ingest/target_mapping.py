@@ -28,6 +28,7 @@ from datetime import date
 import pandas as pd
 
 from kpi_core import planning
+from kpi_core.access import can
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
 from kpi_core.ingest import profile
@@ -319,7 +320,7 @@ def save(
     """Check and write the sheet's targets as new versions through `planning.save_targets`,
     all or nothing; its problems placed at the sheet's rows. A dry run checks all the same
     (`planning.check_targets`) and writes nothing."""
-    if who.role not in planning.EDITOR_ROLES:  # before the sheet is read against the warehouse
+    if not can(who, "edit_targets"):  # before the sheet is read against the warehouse
         raise ScopeError("Only department heads and admins change targets and weights.")
     found = edits(wh, cat, mapping, tables)
     label = profile.pick_table(

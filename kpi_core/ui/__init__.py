@@ -15,10 +15,10 @@ from datetime import date
 import streamlit as st
 
 from kpi_core import clock, completeness, i18n, service
+from kpi_core.access import roles_for
 from kpi_core.board import periods_between
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
-from kpi_core.ingest.intake import LOAD_ROLES
 from kpi_core.periods import Period, PeriodError, parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -32,12 +32,12 @@ PAGES = (
     ("pages/7_Trends.py", "tr_nav", ":material/trending_up:", None),
     ("pages/11_Detail.py", "dt_nav", ":material/troubleshoot:", None),
     ("pages/8_Alerts.py", "nav_alerts", ":material/notifications:", None),
-    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", LOAD_ROLES),
-    ("pages/3_Sources.py", "nav_sources", ":material/database:", ("analyst", "admin")),
+    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", roles_for("load_actuals")),
+    ("pages/3_Sources.py", "nav_sources", ":material/database:", roles_for("define_sources")),
     ("pages/6_Targets.py", "nav_targets", ":material/target:", None),
-    ("pages/4_Library.py", "nav_library", ":material/menu_book:", ("admin",)),
-    ("pages/10_Admin.py", "ad_nav", ":material/admin_panel_settings:", ("admin",)),
-    ("pages/9_Big_Screen.py", "bs_title", ":material/tv:", ("admin",)),
+    ("pages/4_Library.py", "nav_library", ":material/menu_book:", roles_for("edit_library")),
+    ("pages/10_Admin.py", "ad_nav", ":material/admin_panel_settings:", roles_for("manage_users")),
+    ("pages/9_Big_Screen.py", "bs_title", ":material/tv:", roles_for("manage_screens")),
 )
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import auth, backup, kiosk, sessions, users
-from kpi_core.access import ROLES
+from kpi_core.access import ROLES, can
 from kpi_core.errors import KpiError
 from kpi_core.ui import PageContext
 from kpi_core.ui.screen import SLIDE_TITLE
@@ -28,7 +28,7 @@ _NEW = ""  # the user picker's entry for a new user
 
 def main(ctx: PageContext) -> None:
     st.title(ctx.t("ad_title"))
-    if ctx.actor.role != "admin":
+    if not can(ctx.actor, "manage_users"):
         st.info(ctx.t("ad_not_allowed"))
         st.stop()
     if flash := st.session_state.pop("ad_flash", None):

@@ -10,12 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import alerts, i18n, people, review
+from kpi_core.access import can
 from kpi_core.ui import PageContext
 from kpi_core.ui.review import comments_panel
 from kpi_core.ui.upload import error_text
 from kpi_core.ui.widgets import md, missing, or_dash
 
-ACTORS = alerts.ALERT_ROLES  # who acknowledges, closes and runs the rules
 _SEVERITY_MARK = {"high": "■", "medium": "▲", "low": "●"}
 
 
@@ -105,7 +105,7 @@ def _owners(ctx: PageContext) -> dict[str, list[str]]:
 
 def run_button(ctx: PageContext) -> None:
     """Evaluate the rules now (they also run after every import and pull)."""
-    if ctx.actor.role not in ACTORS:
+    if not can(ctx.actor, "act_on_alerts"):
         return
     if st.button(ctx.t("al_run"), icon=":material/refresh:", key="al_run"):
         result = alerts.run(ctx.wh, ctx.actor)
@@ -194,7 +194,7 @@ def _detail(ctx: PageContext, row: pd.Series) -> None:
         unit_id = _unit_id(row["unit_id"])
         if row["state"] == "closed":
             st.caption(f"{ctx.t('al_resolution')}: {md(row['resolution'])}")
-        elif ctx.actor.role in ACTORS and unit_id is not None and ctx.actor.scope.allows(unit_id):
+        elif unit_id is not None and can(ctx.actor, "act_on_alerts", unit_id):
             left, right = st.columns(2)
             with left:
                 note = st.text_input(ctx.t("al_ack_note"), key=f"al_note_{aid}")
@@ -253,7 +253,7 @@ def actions_section(ctx: PageContext) -> None:
         }
     )
     st.dataframe(shown, hide_index=True, width="stretch")
-    if ctx.actor.role not in ACTORS:
+    if not can(ctx.actor, "act_on_alerts"):
         return
     pick = st.selectbox(
         ctx.t("al_pick_action"),
@@ -334,7 +334,7 @@ def rules_section(ctx: PageContext) -> None:
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    if ctx.actor.role != "admin":
+    if not can(ctx.actor, "edit_alert_rules"):
         return
     kind = st.selectbox(
         ctx.t("al_kind"), list(alerts.KINDS), format_func=lambda k: _kind(ctx, k), key="al_rk"

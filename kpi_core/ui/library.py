@@ -24,7 +24,6 @@ from kpi_core.ui import PageContext
 from kpi_core.ui.upload import safe
 from kpi_core.ui.widgets import error_text, md
 
-ROLES = ("admin",)  # who edits the library and the scorecards
 KINDS = ("result", "process")
 NEW = "__new__"  # the code a formula is checked under before the KPI has one
 TEXT_FIELDS = ("code", "name_zh", "name_en", "unit", "caliber", "source", "owner")

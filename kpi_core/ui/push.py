@@ -16,11 +16,11 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import push
+from kpi_core.access import can
 from kpi_core.ui import PageContext
 from kpi_core.ui.upload import error_text, safe
 from kpi_core.ui.widgets import confirmed, md
 
-ROLES = ("admin",)  # who configures channels
 HTTP_KINDS = ("webhook", "dingtalk", "wecom", "slack")
 _PLACEHOLDER = {
     "webhook": "https://hooks.example.com/kpi",
@@ -131,7 +131,7 @@ def channels_section(ctx: PageContext) -> None:
         chans = push.channels(ctx.wh)
         results = push.last_results(ctx.wh, ctx.actor)
         _listing(ctx, chans, results)
-        if ctx.actor.role not in ROLES:
+        if not can(ctx.actor, "configure_push"):
             st.info(ctx.t("push_admins_only"))
         else:
             base = _picker(ctx, chans)

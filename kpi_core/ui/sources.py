@@ -43,7 +43,6 @@ from kpi_core.ui.widgets import confirmed, error_text, md
 
 log = logging.getLogger(__name__)
 
-ROLES = ("analyst", "admin")  # who defines and pulls sources
 SAMPLE_ROWS = 50
 MONTH_MODES = ("new", "all", "range")
 _SIMPLE = re.compile(r"[a-z_][a-z0-9_]*")

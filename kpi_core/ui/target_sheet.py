@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import clock, planning
+from kpi_core.access import can
 from kpi_core.errors import KpiError, ValidationError
 from kpi_core.ingest import definition_file, files, target_mapping
 from kpi_core.periods import month_of
@@ -22,7 +23,7 @@ def _refused(ctx: PageContext, head: str, lines: list[str]) -> None:
 
 
 def sheet_section(ctx: PageContext) -> None:
-    if ctx.actor.role not in planning.EDITOR_ROLES:
+    if not can(ctx.actor, "edit_targets"):
         st.info(ctx.t("tg_readonly"))
         return
     st.caption(ctx.t("tg_intro"))

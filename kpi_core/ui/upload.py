@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import clock, completeness, i18n
+from kpi_core.access import can
 from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
@@ -1256,7 +1257,7 @@ def months_section(ctx: PageContext) -> None:
     if done:
         st.success(done)
     publish_section(ctx)
-    if ctx.actor.role != "admin":
+    if not can(ctx.actor, "close_months"):
         return
     st.subheader(ctx.t("up_close_title"))
     st.caption(ctx.t("up_months_help"))
