@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -13,7 +12,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from kpi_core import i18n
+from kpi_core import i18n, settings
 from kpi_core.catalog import Catalog
 from kpi_core.i18n import STATUS_COLOR, STATUS_ICON
 from kpi_core.library import Kpi
@@ -100,7 +99,7 @@ def for_pages(build: Callable[P, C]) -> Callable[P, C]:
                     _DRAWN.move_to_end(key)
                     return _DRAWN[key]  # type: ignore[return-value]
         chart = build(*args, **kwargs)
-        if os.environ.get("KPI_VALIDATE_CHARTS") == "1":
+        if settings.env("KPI_VALIDATE_CHARTS") == "1":
             chart.to_dict(validate=True)
         # Altair's charts keep attributes set on them as chart properties: around it.
         object.__setattr__(chart, "to_dict", _spec_once(chart))

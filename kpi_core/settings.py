@@ -32,6 +32,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("[warehouse] path", "data/warehouse.duckdb", "the warehouse file"),
     Setting("KPI_USER", "—", "the user a command acts as when `--user` is not given"),
     Setting("KPI_TODAY", "the system's date", "fixes the day (YYYY-MM-DD) for a process and those it starts"),
+    Setting("KPI_VALIDATE_CHARTS", "0", "1: check every chart against Vega-Lite's schema each time it is built, not only the first (the tests set it)"),
     Setting("KPI_MAX_UPLOAD_MB", "20", "the largest file the intake reads"),
     Setting("KPI_SOURCE_DIRS", "—", "folders file sources may read, separated by the system's path separator; beats `[sources] file_dirs`"),
     Setting("[sources] file_dirs", "data/exports", "folders file sources may read (a string or a list)"),
