@@ -353,6 +353,22 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
     if not len(intake.rows):
         raise IntakeError("No valid value to load; nothing was written.")
     now = datetime.now()
+    try:
+        return _commit(wh, intake, who, now)
+    except _NothingToWrite as nothing:
+        return Committed(None, nothing.counts)
+
+
+class _NothingToWrite(Exception):
+    """Every value is already stored: the transaction is rolled back rather than committed, so
+    the file and its data version stay as they were (no page cache is emptied for nothing)."""
+
+    def __init__(self, counts: dict[str, int]):
+        super().__init__("nothing to write")
+        self.counts = counts
+
+
+def _commit(wh: Warehouse, intake: Intake, who: Actor, now: datetime) -> Committed:
     with wh.transaction() as cur:
         # The preview's diff still holds unless a batch was written or undone since.
         same = _fingerprint(cur) == intake.fingerprint and intake.prepared_by == who
@@ -363,7 +379,7 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
         }
         counts["invalid"] = intake.invalid
         if not len(moving):
-            return Committed(None, counts)
+            raise _NothingToWrite(counts)
         _refuse_closed(cur, moving)
         batch_id = cur.execute("SELECT nextval('batch_id')").fetchall()[0][0]
         months = sorted(pd.DatetimeIndex(pd.unique(intake.rows["period"])).strftime("%Y-%m"))
