@@ -116,6 +116,7 @@ def test_sources_page_downloads_and_opens_toml(browser, sources_app):  # noqa: F
     good.write_text(text.replace('name = "ERP orders"', 'name = "ERP 2"'), encoding="utf-8")
     toml_input(page).set_input_files(good)
     page.get_by_text("数据源“ERP 2”完整无误").wait_for(timeout=30_000)
+    settle(page)  # until the run ends, the previous run's name field is still on the page (stale)
     assert page.get_by_label("名称").input_value() == "ERP 2"
     page.get_by_role("button", name="保存数据源").click()
     page.get_by_text("数据源“ERP 2”已保存").wait_for(timeout=30_000)
