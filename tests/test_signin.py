@@ -312,7 +312,10 @@ def test_signed_in_by_the_cookie_then_signed_out(own_file, monkeypatch):
     value = sign_in(monkeypatch, own_file, "head_sales")
     at = app(own_file, monkeypatch)
     ok(at)
-    assert "head_sales" in at.sidebar.caption[0].value
+    # The id one signs in with, and the name everyone else sees (comments, owners, the wall).
+    assert at.sidebar.caption[0].value == (
+        "Signed in as: **head_sales** · 王磊 Wang Lei · Department head"
+    )
     links = [link.label for link in at.sidebar.get("page_link")]
     assert "Admin" not in links and "Board" in links
     sidebar = "".join(h.proto.body for h in at.sidebar.get("html"))

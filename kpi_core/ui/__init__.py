@@ -14,7 +14,7 @@ from datetime import date
 
 import streamlit as st
 
-from kpi_core import clock, completeness, i18n, service
+from kpi_core import clock, completeness, i18n, people, service
 from kpi_core.access import roles_for
 from kpi_core.board import periods_between
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
@@ -127,9 +127,13 @@ def page(title_key: str) -> PageContext:
         st.stop()
     with st.sidebar:
         if name:
+            # The user id is what one signs in with; the display name is how everyone else
+            # names this person (comments, owners, the wall), so both are shown here.
+            shown = people.load(wh).name(who.name)
             st.caption(
-                f"{i18n.t('signed_in_as', lang)}: **{who.name}** · "
-                f"{i18n.t('role_' + who.role, lang)}"
+                f"{i18n.t('signed_in_as', lang)}: **{who.name}**"
+                + (f" · {shown}" if shown and shown != who.name else "")
+                + f" · {i18n.t('role_' + who.role, lang)}"
             )
             signin.sign_out_button(wh, name, lang)
         else:
