@@ -72,7 +72,7 @@ STRINGS: dict[str, tuple[str, str]] = {
         "This node is scored from its own actual; its children's weighted score {score} is "
         "shown for reference.",
     ),
-    "tree_open_board": ("打开 {unit} 的看板", "Open {unit}'s board"),
+    "tree_open_board": ("打开{unit}的看板", "Open {unit}'s board"),
     "language": ("语言", "Language"),
     "unit": ("组织", "Unit"),
     "period": ("期间", "Period"),
