@@ -243,3 +243,22 @@ def test_source_commands_never_export_the_secret(own_file, tmp_path, monkeypatch
     assert cli(*wh, "source", "export", "erp2").stdout == path.read_text(encoding="utf-8")
     head = cli("--warehouse", own_file, "--user", "head_sales", "source", "list")
     assert head.returncode == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("csv:///etc/passwd", "the file /etc/passwd is outside the folders sources may read"),
+        ("duckdb:///{warehouse}", "write the database server's host name in the URL"),
+    ],
+)
+def test_a_source_file_cannot_point_at_the_servers_own_files(own_file, tmp_path, url, said):
+    """A hostile TOML file saved by an analyst: a source reading a system file, or the
+    warehouse itself. Refused at save with the line named, and nothing saved."""
+    text = definition_file.source_text(Source("evil", URL, QUERY, Profile(**ERP.__dict__)))
+    text = text.replace(f'url = "{URL}"', f'url = "{url.format(warehouse=own_file)}"')
+    path = tmp_path / "evil.toml"
+    path.write_text(text, encoding="utf-8")
+    done = cli("--warehouse", own_file, "--user", "admin", "source", "save", path)
+    assert done.returncode == 1 and said in done.stderr and "evil.toml line" in done.stderr
+    assert "evil" not in cli("--warehouse", own_file, "--user", "admin", "source", "list").stdout
