@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from tests.test_browser import shot, start_app, visit
+from tests.test_browser_session import settled
 
 pytestmark = pytest.mark.browser
 
@@ -21,13 +22,6 @@ def demo_app(demo_file, tmp_path_factory):
     yield url
     proc.terminate()
     proc.wait(timeout=20)
-
-
-def settled(page) -> None:
-    page.wait_for_selector(
-        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
-    )
-    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")", timeout=60_000)
 
 
 def title(page) -> str:

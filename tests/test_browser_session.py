@@ -49,7 +49,7 @@ def settled(page) -> None:
     page.wait_for_selector(
         "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
     )
-    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")")
+    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")", timeout=60_000)
 
 
 def signed_in_as(page, user: str) -> None:
