@@ -133,7 +133,10 @@ def test_targets_and_weights_are_edited_row_by_row_on_a_phone(browser, phone_app
     form.locator("button").filter(has_text="Put into the grid").click()
     settle(page)
     # The edit is in the grid as if typed there: the sums check and the changes list see it.
-    assert "Changes to save (1)" in page.locator("[data-testid='stMain']").inner_text()
+    # The click's run may not have started when settle() looks: wait for its result.
+    expect(page.locator("[data-testid='stMain']")).to_contain_text(
+        "Changes to save (1)", timeout=30_000
+    )
     sums = page.locator("[data-testid='stDataFrame']").filter(has_text="Sum").first
     expect(sums.locator("td").filter(has_text="105").first).to_be_attached()
     page.screenshot(path=str(artifacts / "phone-weights-row-form.png"))
