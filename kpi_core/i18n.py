@@ -1,56 +1,28 @@
-"""Chinese and English: UI strings, status names, units and KPI values formatted the local way.
-
-The texts live in gettext catalogs, kpi_core/locale/<lang>/LC_MESSAGES/kpi.po, one per
-language, with the message key as msgid ("app_title" → "KPI 监控" / "KPI Monitor"). They are
-read once, at import, into one plain dict per language, so `t()` costs a dict lookup as before.
-The .po files are loaded as they are (no compiled .mo to keep in step): reading both takes a
-few hundredths of a second. See README, "Messages and translations".
-"""
+"""Chinese and English: status names, units and KPI values formatted the local way, and `t()`
+(from kpi_core.texts, where the catalogs are read) for every other text."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-from babel.messages.pofile import read_po
 
 from kpi_core.library import Kpi
 from kpi_core.numbers import format_number
 from kpi_core.scoring import Levels
 
+# The catalogs and t() live in kpi_core.texts, which imports nothing of the product (the core's
+# errors render coded messages with it); they are offered here too, where pages look for them.
+from kpi_core.texts import CATALOGS as CATALOGS
+from kpi_core.texts import LANGS as LANGS
+from kpi_core.texts import LOCALE_DIR as LOCALE_DIR
+from kpi_core.texts import N_ as N_
+from kpi_core.texts import catalog_path as catalog_path
+from kpi_core.texts import known as known
+from kpi_core.texts import load_catalog as load_catalog
+from kpi_core.texts import t as t
+
 if TYPE_CHECKING:  # completeness builds on modules that format with this one
     from kpi_core.completeness import Freshness
-
-LANGS = ("zh", "en")
-
-LOCALE_DIR = Path(__file__).parent / "locale"
-DOMAIN = "kpi"
-
-
-def catalog_path(lang: str, root: Path = LOCALE_DIR) -> Path:
-    return root / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
-
-
-def load_catalog(path: Path) -> dict[str, str]:
-    """key → text of one .po file; the header entry (empty msgid) left out."""
-    with path.open("rb") as f:
-        return {m.id: m.string for m in read_po(f) if m.id and isinstance(m.id, str)}
-
-
-CATALOGS: dict[str, dict[str, str]] = {lang: load_catalog(catalog_path(lang)) for lang in LANGS}
-_ZH, _EN = CATALOGS["zh"], CATALOGS["en"]
-
-
-def N_(key: str) -> str:
-    """Marks a key that is picked at run time, so that extraction finds it; returns it as is."""
-    return key
-
-
-def known(key: str) -> bool:
-    """Whether a message key exists (a page may show a built key's text or the raw value)."""
-    return key in _EN
-
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
 STATUS_COLOR = {"green": "#1a9850", "amber": "#f0a202", "red": "#d73027", "grey": "#9e9e9e"}
@@ -68,12 +40,6 @@ _UNIT_EN = {
     "家": "",
     "台": "units",
 }
-
-
-def t(key: str, lang: str, **values: object) -> str:
-    """The text of `key` in `lang` ("zh", else English), its {placeholders} filled in."""
-    text = (_ZH if lang == "zh" else _EN)[key]
-    return text.format(**values) if values else text
 
 
 def status_label(status: str, lang: str) -> str:

@@ -8,7 +8,7 @@ A key that nothing builds any more must leave both this list and the catalogs.
 
 from __future__ import annotations
 
-from kpi_core.i18n import N_
+from kpi_core.texts import N_
 
 BUILT: dict[str, tuple[str, ...]] = {
     "kpi_core/ui/__init__.py, pages/10_Admin.py: listed as a literal and passed to t() later": (

@@ -106,3 +106,16 @@ def test_the_change_log_speaks_the_page_language(own_file, monkeypatch, tmp_path
     assert not fields & {"signed_in", "display_name", "scope", "password"}
     assert set(log["对象"]) >= {"登录与退出", "用户"}
     assert {"单点登录", "已设置"} <= set(log["新值"])  # how they signed in; a password was set
+
+
+def test_a_backup_refusal_shows_in_the_page_language(own_file, monkeypatch, tmp_path):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[backup]\ndir = "{(tmp_path / "backups").as_posix()}"\nkeep = 0\n')
+    monkeypatch.setenv("KPI_SECRETS", str(secrets))
+    for lang, said in [
+        ("zh", "secrets.toml 中的 [backup] keep = 0 有误：必须是 ≥ 1 的整数。"),
+        ("en", "[backup] keep = 0 in secrets.toml must be a whole number ≥ 1."),
+    ]:
+        at = open_page(PAGE, own_file, monkeypatch, lang, "admin")
+        ok(at)
+        assert [e.value for e in at.error] == [said]

@@ -119,7 +119,7 @@ def page(title_key: str) -> PageContext:
         st.stop()
     except KpiError as exc:
         _navigation(nav, lang, None)
-        st.error(str(exc))
+        st.error(exc.text(lang))
         st.stop()
     _navigation(nav, lang, who.role)
     if not cat.units:
@@ -192,7 +192,7 @@ def guard(ctx: PageContext) -> Iterator[None]:
     except WarehouseBusyError:
         st.warning(ctx.t("warehouse_busy"))
     except KpiError as exc:
-        st.error(str(exc))
+        st.error(exc.text(ctx.lang))
 
 
 def unit_picker(ctx: PageContext, month: date) -> int:

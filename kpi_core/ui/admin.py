@@ -204,7 +204,7 @@ def kiosk_section(ctx: PageContext) -> None:
                 refresh=int(refresh), lang=lang, now=datetime.now(),
             )  # fmt: skip
         except KpiError as exc:
-            st.error(error_text(ctx, str(exc)))
+            st.error(error_text(ctx, exc))
         else:
             # The token exists outside the wall only here, in this run: nowhere in the session.
             st.success(ctx.t("ks_created", name=made.screen.name))
@@ -260,7 +260,7 @@ def _revoke(ctx: PageContext, screen_id: int) -> None:
     try:
         done = kiosk.revoke(ctx.wh, ctx.actor, screen_id, datetime.now())
     except KpiError as exc:
-        st.session_state["ks_flash"] = ("error", error_text(ctx, str(exc)))
+        st.session_state["ks_flash"] = ("error", error_text(ctx, exc))
     else:
         st.session_state["ks_flash"] = ("ok", ctx.t("ks_revoked", name=done.name))
     for key in ("ks_pick", "ks_revoke_sure"):

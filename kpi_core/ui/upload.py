@@ -67,7 +67,7 @@ def safe(ctx: PageContext, unexpected: str = "up_unexpected") -> Iterator[None]:
     except WarehouseBusyError:
         st.warning(ctx.t("warehouse_busy"))
     except KpiError as exc:
-        st.error(error_text(ctx, str(exc)))
+        st.error(error_text(ctx, exc))
     except Exception as exc:
         log.exception("page section")
         st.error(ctx.t(unexpected, error=f"{type(exc).__name__}: {exc}"))
