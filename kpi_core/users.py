@@ -13,22 +13,14 @@ from datetime import datetime
 import pandas as pd
 
 from kpi_core import audit, sessions
-from kpi_core.access import ROLES, can, hash_password
+from kpi_core.access import ROLE_WORDS, ROLES, can, hash_password
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.messages import Items, Message
 from kpi_core.service import Actor
-from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 MIN_PASSWORD = 8
-# Each role's name in messages, as the pages call it ("Department head" / "部门负责人").
-ROLE_WORDS = {
-    "admin": N_("role_admin"),
-    "head": N_("role_head"),
-    "analyst": N_("role_analyst"),
-    "viewer": N_("role_viewer"),
-}
 
 
 class UserError(KpiError):

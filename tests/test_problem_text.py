@@ -220,6 +220,13 @@ def test_every_rule_keeps_its_parts_is_chinese_and_is_reached():
 # --- messages made by the core --------------------------------------------------------------
 
 
+def coded_in_chinese(error: KpiError) -> str:
+    """A converted module's refusal: a coded message, rendered in Chinese from the catalogs."""
+    zh = error.text("zh")
+    assert error.coded is not None and zh != str(error) and CJK.search(zh), str(error)
+    return zh
+
+
 def said_in_chinese(text: str) -> str:
     zh = translate(text, "zh")
     assert zh != text and CJK.search(zh), text
@@ -325,7 +332,7 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
 
 
 def test_comment_and_action_refusals_from_the_core(sales_wh):
-    """Every refusal of review.py reaches a Chinese page in Chinese."""
+    """Every refusal of review.py reaches a Chinese page in Chinese (coded messages now)."""
     wh = sales_wh
     cat = load_catalog(wh)
     kpi, unit = (
@@ -349,12 +356,12 @@ def test_comment_and_action_refusals_from_the_core(sales_wh):
     for attempt in attempts:
         with pytest.raises(KpiError) as refused:
             attempt()
-        said.append(said_in_chinese(str(refused.value)))
+        said.append(coded_in_chinese(refused.value))
     plain = review.add_comment(wh, service.SYSTEM, kpi, unit, when, "no action")
     for attempt in (lambda: review.close_action(wh, service.SYSTEM, plain, "done"),):
         with pytest.raises(KpiError) as refused:
             attempt()
-        said.append(said_in_chinese(str(refused.value)))
+        said.append(coded_in_chinese(refused.value))
     assert said[0].startswith("用户“v”（查看者）可以查看点评")
     assert said[1] == "点评是空的——请先填写内容。"
     assert said[-1] == f"点评 {plain} 没有可关闭的行动。"
