@@ -985,32 +985,11 @@ RULES: list[tuple[str, str]] = [
         "只有部门负责人和管理员可以修改目标和权重。",
     ),
     ("There is no version {n} of that target.", "该目标没有版本 {n}。"),
-    # Kiosk screens (kiosk.py; screen.kiosk_units)
+    # Kiosk screens (screen.kiosk_units; kiosk.py raises coded messages)
     (
         "None of the kiosk's units ({units}) exist in the warehouse",
         "该屏幕配置的组织（{units}）在数据仓库中都不存在",
     ),
-    ("Only admins manage kiosk screens.", "只有管理员可以管理大屏。"),
-    ("Give the screen a name of 1 to {n} characters.", "请为屏幕填写 1 到 {n} 个字符的名称。"),
-    ("Choose at least one unit for the screen to show.", "请至少选择一个要显示的组织。"),
-    ("Unknown unit(s) {units} — choose existing units.", "未知组织 {units}——请选择已有的组织。"),
-    ("Slides must be some of {slides}.", "轮播页面只能从 {slides} 中选择。"),
-    ("The language must be zh or en, not {value}.", "语言只能是 zh 或 en，不能是 {value}。"),
-    (
-        "Rotation must be a whole number of seconds from {n} to {n2}, not {value}.",
-        "每页停留时间必须是 {n} 到 {n2} 之间的整数秒，不能是 {value}。",
-    ),
-    (
-        "Refresh must be a whole number of seconds from {n} to {n2}, not {value}.",
-        "刷新间隔必须是 {n} 到 {n2} 之间的整数秒，不能是 {value}。",
-    ),
-    (
-        "A screen named '{name}' exists — choose another name or revoke it.",
-        "已有名为“{name}”的大屏——请换一个名称，或先撤销它。",
-    ),
-    ("There is no kiosk screen {n}.", "没有编号为 {n} 的大屏。"),
-    ("The screen '{name}' is already revoked.", "大屏“{name}”已被撤销。"),
-    ("Could not draw a kiosk token; try again.", "无法生成大屏令牌，请重试。"),
     # SMART warnings (definitions.smart_warnings)
     ("no target for {year}", "{year} 年没有目标"),
     ("no data source", "没有数据来源"),
