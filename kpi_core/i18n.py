@@ -95,10 +95,20 @@ def is_flat(delta: str) -> bool:
     return digits != "" and set(digits) == {"0"}
 
 
+MONTH_STATES = {"complete": N_("cm_complete"), "published": N_("cm_published")}
+# A freshness state's words: on a page, and the wall's short form.
+FRESHNESS = {
+    "up_to_date": (N_("fr_up_to_date"), N_("bs_fr_up_to_date")),
+    "due": (N_("fr_due"), N_("bs_fr_due")),
+    "partial": (N_("fr_partial"), N_("bs_fr_partial")),
+    "overdue": (N_("fr_overdue"), N_("bs_fr_overdue")),
+}
+
+
 def month_state(state: str, loaded: int, expected: int, lang: str) -> str:
     """A month's state as a page or the wall shows it: "partial · 7 of 52 values"."""
-    if state in ("complete", "published"):
-        return t(f"cm_{state}", lang)
+    if state in MONTH_STATES:
+        return t(MONTH_STATES[state], lang)
     return t("cm_partial", lang, n=loaded, total=expected)
 
 
@@ -106,16 +116,16 @@ def freshness_text(f: Freshness, grace_days: int, lang: str, wall: bool = False)
     """A freshness row's state in words, led by a shape so it reads without colour; `wall`:
     the short form the big screen has room for (the month is in its own column there)."""
     month = period_label(f"{f.month:%Y-%m}", lang)
-    prefix = "bs_fr_" if wall else "fr_"
+    key = FRESHNESS[f.state][wall]
     if f.state == "up_to_date":
-        return t(prefix + "up_to_date", lang, month=month)
+        return t(key, lang, month=month)
     if f.state == "due":
         end = date(f.month.year + f.month.month // 12, f.month.month % 12 + 1, 1)
         by = end + timedelta(days=grace_days - 1)  # the last day of grace
-        return t(prefix + "due", lang, month=month, date=f"{by:%m-%d}" if wall else f"{by}")
+        return t(key, lang, month=month, date=f"{by:%m-%d}" if wall else f"{by}")
     if f.state == "partial":
-        return t(prefix + "partial", lang, month=month, n=f.status.loaded, total=f.status.expected)
-    return t(prefix + "overdue", lang, month=month, days=f.days)
+        return t(key, lang, month=month, n=f.status.loaded, total=f.status.expected)
+    return t(key, lang, month=month, days=f.days)
 
 
 def join(items: list[str], lang: str, limit: int = 6) -> str:

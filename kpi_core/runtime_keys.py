@@ -120,16 +120,6 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("bs_throttled_hint"),
         N_("bs_unknown_token"),
     ),
-    'kpi_core/i18n.py: t(f"bs_fr_{…}")': (
-        N_("bs_fr_due"),
-        N_("bs_fr_overdue"),
-        N_("bs_fr_partial"),
-        N_("bs_fr_up_to_date"),
-    ),
-    'kpi_core/i18n.py: t(f"cm_{…}")': (
-        N_("cm_complete"),
-        N_("cm_published"),
-    ),
     "kpi_core/cli.py, kpi_core/ingest/intake.py: listed as a literal and passed to t() later": (
         N_("counts"),
     ),
@@ -143,17 +133,6 @@ BUILT: dict[str, tuple[str, ...]] = {
     ),
     "kpi_core/ui/__init__.py, pages/11_Detail.py: listed as a literal and passed to t() later": (
         N_("dt_nav"),
-    ),
-    'kpi_core/i18n.py: t(f"fr_{…}")': (
-        N_("fr_due"),
-        N_("fr_overdue"),
-        N_("fr_partial"),
-        N_("fr_up_to_date"),
-    ),
-    'kpi_core/ui/__init__.py, pages/6_Targets.py: t(f"grain_{…}")': (
-        N_("grain_M"),
-        N_("grain_Q"),
-        N_("grain_Y"),
     ),
     'kpi_core/ui/library.py: t(f"lib_agg_{…}")': (
         N_("lib_agg_avg"),
@@ -271,12 +250,6 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("push_url_help_webhook"),
         N_("push_url_help_wecom"),
     ),
-    'kpi_core/ui/__init__.py, kpi_core/ui/admin.py, kpi_core/ui/signin.py: t(f"role_{…}")': (
-        N_("role_admin"),
-        N_("role_analyst"),
-        N_("role_head"),
-        N_("role_viewer"),
-    ),
     "kpi_core/ui/review.py: listed as a literal and passed to t() later": (
         N_("rv_added"),
         N_("rv_closed_ok"),
@@ -299,17 +272,6 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("src_tab_history"),
         N_("src_tab_list"),
         N_("src_tab_pull"),
-    ),
-    'kpi_core/ui/trends.py: t(f"tr_agg_{…}")': (
-        N_("tr_agg_avg"),
-        N_("tr_agg_formula"),
-        N_("tr_agg_last"),
-        N_("tr_agg_ratio"),
-        N_("tr_agg_sum"),
-    ),
-    'kpi_core/ui/trends.py: t(f"tr_compare_{…}")': (
-        N_("tr_compare_children"),
-        N_("tr_compare_siblings"),
     ),
     "kpi_core/ui/__init__.py, pages/7_Trends.py: listed as a literal and passed to t() later": (
         N_("tr_nav"),

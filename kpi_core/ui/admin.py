@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import auth, backup, kiosk, sessions, users
-from kpi_core.access import ROLES, can
+from kpi_core.access import ROLE_WORDS, ROLES, can
 from kpi_core.errors import KpiError
 from kpi_core.ui import PageContext
 from kpi_core.ui.screen import SLIDE_TITLE
@@ -52,7 +52,7 @@ def users_section(ctx: PageContext) -> None:
         return ["" if pd.isna(v) else f"{v:%Y-%m-%d %H:%M}" for v in values]
 
     shown = frame.assign(
-        role=[ctx.t(f"role_{r}") for r in frame["role"]],
+        role=[ctx.t(ROLE_WORDS[r]) for r in frame["role"]],
         scope=[s if r != "admin" else ctx.t("ad_scope_all") for s, r in
                zip(frame["scope"], frame["role"], strict=True)],
         locked_until=when(frame["locked_until"]),
@@ -87,7 +87,7 @@ def users_section(ctx: PageContext) -> None:
         )  # fmt: skip
         role = st.selectbox(
             ctx.t("ad_role"), ROLES, index=ROLES.index(current.role) if current else 0,
-            format_func=lambda r: ctx.t(f"role_{r}"), key=f"ad_role_{suffix}",
+            format_func=lambda r: ctx.t(ROLE_WORDS[r]), key=f"ad_role_{suffix}",
         )  # fmt: skip
         email = st.text_input(
             ctx.t("ad_email"), value=current.email if current else "",
