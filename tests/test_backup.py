@@ -641,3 +641,26 @@ def test_the_command_line_refuses_a_backup_holding_only_schema_version(own_file,
         assert wh.one("SELECT count(*) FROM app_user WHERE role = 'admin'")[0] >= 1
     finally:
         wh.close()
+
+
+def test_a_crafted_backup_is_refused_in_the_readers_language(demo_wh, own_file, tmp_path):
+    """The refusal's parts (the file, each object and column) are translated with it."""
+    demo_wh.close()
+    sql = "CREATE TABLE notes (t VARCHAR); ALTER TABLE kpi DROP COLUMN caliber"
+    crafted = _craft(tmp_path, "two_flaws", _run_sql(sql), base=own_file)
+    with pytest.raises(backup.BackupError) as refused:
+        backup.verify(crafted)
+    err = refused.value
+    assert (
+        str(err)
+        == err.text("en")
+        == (
+            "two_flaws.zip is not a KPI Monitor warehouse of schema version "
+            f"{backup.LATEST_SCHEMA}: table notes is not part of the warehouse; "
+            "table kpi differs (no column caliber)."
+        )
+    )
+    assert err.text("zh") == (
+        f"备份“two_flaws.zip”不是结构版本 {backup.LATEST_SCHEMA} 的 KPI 监控仓库："
+        "表 notes 不属于仓库；表 kpi 与仓库不同（缺少列 caliber）。"
+    )

@@ -156,19 +156,6 @@ def test_every_demo_kpi_is_bilingual_with_unit_and_caliber():
         assert k["unit"] and k["caliber"], k["code"]
 
 
-def test_no_message_key_is_written_twice():
-    """A dict literal keeps the last of two equal keys without a word: two branches adding the
-    same key would silently replace one text with the other."""
-    tree = ast.parse((ROOT / "kpi_core" / "i18n.py").read_text(encoding="utf-8"))
-    (strings,) = [
-        n.value
-        for n in ast.walk(tree)
-        if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "STRINGS"
-    ]
-    keys = [k.value for k in strings.keys]
-    assert sorted({k for k in keys if keys.count(k) > 1}) == []
-
-
 def role_checks(path: Path) -> list[str]:
     """Places that name roles for a permission: a literal tuple, list or set of role names, or
     a comparison of someone's `.role` with a role name."""
