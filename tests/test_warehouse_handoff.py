@@ -11,7 +11,7 @@ from tests.apptest import ROOT
 
 
 def test_a_busy_process_alone_on_its_file_keeps_it_open(tmp_path):
-    wh = Warehouse(tmp_path / "wh.duckdb", linger=5, max_hold=0.2, pause=0.5)
+    wh = Warehouse(tmp_path / "wh.duckdb", linger=5)
     with wh.hold() as first:
         time.sleep(0.3)  # a long page run: past max_hold when it ends
     # Nobody waiting: no close, no pause, no reopening.
@@ -22,7 +22,7 @@ def test_a_busy_process_alone_on_its_file_keeps_it_open(tmp_path):
 
 def test_a_busy_process_lets_a_waiting_process_in(tmp_path):
     path = tmp_path / "wh.duckdb"
-    wh = Warehouse(path, linger=5, max_hold=0.2, pause=0.5)
+    wh = Warehouse(path, linger=5)
     before = wh.data_version()
     code = textwrap.dedent(f"""
         from kpi_core.warehouse import Warehouse
