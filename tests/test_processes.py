@@ -160,3 +160,44 @@ def test_two_processes_read_at_the_same_time(own_file):
         assert other.returncode == 0, other.stderr[-2000:]
         assert int(other.stdout) == kpis
     here.close()
+
+
+def test_two_app_processes_serve_one_signed_in_user_and_see_each_others_writes(own_file, tmp_path):
+    """Two `streamlit run` processes on one warehouse, as behind the proxy of kpi_core/serving.py:
+    the cookie one issued is accepted by the other, and a write made while a session is open on
+    one process shows in that session's very next run."""
+    from tests.stream import Session, run_page
+    from tests.test_browser import start_app
+    from tests.test_session_routes import SIGN_OUT, post, sign_in
+
+    first, first_url = start_app(own_file, log=tmp_path / "first.log")
+    second, second_url = start_app(own_file, log=tmp_path / "second.log")
+    try:
+        cookie = sign_in(first_url, "admin", "admin")
+        assert run_page(second_url, cookie=cookie).signed_in
+        detail, query = "Detail", "unit=SALES&kpi=REV&period=2026-10&lang=en"
+        text = "seen by the other process at its next run"
+        with Session(first_url, cookie=cookie, timeout=120) as tab:
+            assert text not in tab.run(detail, query).text
+            code = (
+                "from datetime import date\n"
+                "from kpi_core import review, service\n"
+                "from kpi_core.catalog import load_catalog\n"
+                "from kpi_core.warehouse import Warehouse\n"
+                f"wh = Warehouse({str(own_file)!r}, linger=0)\n"
+                "cat = load_catalog(wh)\n"
+                "review.add_comment(wh, service.SYSTEM, cat.kpi('REV').id, cat.unit('SALES').id,"
+                f" date(2026, 10, 1), {text!r})\n"
+                "wh.close()\n"
+            )
+            subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+            again = tab.run(detail, query)
+            assert not again.exception
+            assert text in again.text
+            # Signing out everywhere through the other process ends this tab at its next run.
+            assert post(second_url, SIGN_OUT, {"scope": "all"}, cookie=cookie).status_code == 303
+            assert tab.run(detail, query).sign_in_form
+    finally:
+        for proc in (first, second):
+            proc.terminate()
+            proc.wait(timeout=30)
