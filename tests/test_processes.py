@@ -201,3 +201,28 @@ def test_two_app_processes_serve_one_signed_in_user_and_see_each_others_writes(o
         for proc in (first, second):
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def test_several_processes_serve_one_port_through_nginx(own_file, tmp_path):
+    """kpi_core/serving.py as a user starts it: two processes behind nginx on one port. Browsers
+    (each its own sign-in) are signed in there, and their pages run over the proxied WebSocket."""
+    from kpi_core.serving import Cluster
+    from tests.stream import Session
+    from tests.test_browser import free_port
+    from tests.test_session_routes import sign_in
+
+    port = free_port()
+    cluster = Cluster(
+        2, port, folder=tmp_path, env={"KPI_WAREHOUSE": str(own_file)}, address="127.0.0.1"
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        cookies = [sign_in(url, "analyst", "analyst") for _ in range(4)]
+        for cookie in cookies:
+            with Session(url, cookie=cookie, timeout=120) as tab:
+                run = tab.run("Board", "unit=SALES&period=2026-10&lang=en")
+                assert run.signed_in and not run.exception
+        assert cluster.nginx is not None and cluster.nginx.poll() is None
+        assert all(app.poll() is None for app in cluster.apps)
+    finally:
+        cluster.stop()
