@@ -9,17 +9,20 @@ this:
   a cursor per query): readers of every process read at the same time.
 - **Writes** (`transaction()`) are funnelled through one writer at a time. Within the process,
   writers queue on a lock; across processes, on the gate: a lock file beside the warehouse
-  (`<warehouse>.gate`, `flock`), which the writer holds exclusively from before it opens the
-  file read-write until it has closed it again. The writing process lets its own reads finish,
+  (`<warehouse>.gate`, `flock`), which a process holds exclusively from before it opens the file
+  read-write until it has closed it again. The writing process lets its own queries finish,
   closes its read-only connection, takes the gate, opens the file read-write once the other
-  processes have let go of it, writes in a transaction, closes it and lets go of the gate; its
-  next read opens the file read-only again. Its other threads may read on the read-write
-  connection while the write runs; another process only ever sees whole transactions.
-- **Letting a writer in**: a reader takes the gate (shared) only for the moment it opens the
-  file, so while a writer holds it no process opens the file, and a writer never starves behind
-  new readers. A process holding the file read-only looks at the gate when a query starts or
-  ends and every 20 ms while idle: if a writer waits, new queries wait too, and the connection
-  closes as soon as the queries under way end. After the write they open the file again.
+  processes have let go of it, and writes in a transaction; another process only ever sees whole
+  transactions. It keeps the file read-write after the write (its reads use that connection)
+  until another process waits for its turn, reader or writer: a waiting process holds a second
+  lock file, `<warehouse>.want`, shared, for as long as it waits. So a process alone on its file
+  writes without reopening it, as it did when one process held the file at a time.
+- **Letting others in**: a reader takes the gate (shared) only for the moment it opens the file,
+  so while a writer holds it no process opens the file, and a writer never starves behind new
+  readers. A process holding the file looks, as a query starts or ends and every 20 ms while
+  idle, at the gate (when read-only: a writer waits) or at the want file (when read-write:
+  anyone waits); then new queries wait too, the connection closes as soon as the queries under
+  way end, and they open the file again once it is their turn.
 - An idle connection closes after `linger` seconds (`hold()` keeps it open over a block of work:
   a command of the command line); a process that cannot get in within `wait` seconds gets
   `WarehouseBusyError`. A write started inside an open read of the same thread would wait for
@@ -162,56 +165,82 @@ def _is_lock_error(exc: Exception) -> bool:
 
 
 class _Gate:
-    """The lock file beside a warehouse that writers take turns on (see the module docstring).
+    """The lock files beside a warehouse that processes take turns by (see the module
+    docstring): `<warehouse>.gate`, held exclusively by the process that has the file open
+    read-write (and while it waits for the readers to let go), and shared for the moment a
+    reader opens it; `<warehouse>.want`, held shared by every process waiting for its turn, which
+    is how the one holding the file read-write learns that it should let go.
 
     `flock` locks belong to an open file, so two Warehouse objects of one file in one process
-    exclude each other as two processes do. A folder where the file cannot be made (read-only)
+    exclude each other as two processes do. A folder where the files cannot be made (read-only)
     has no gate: readers then let a writer in only when they linger out."""
 
     def __init__(self, warehouse: str):
         self.path = f"{warehouse}.gate"
-        self._fd: int | None = None
+        self._paths = {"gate": self.path, "want": f"{warehouse}.want"}
+        self._fds: dict[str, int] = {}
         self.exclusive = False
 
-    def _fileno(self) -> int | None:
+    def _fileno(self, name: str = "gate") -> int | None:
         if fcntl is None:
             return None
-        if self._fd is None:
+        if name not in self._fds:
             try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                self._fds[name] = os.open(self._paths[name], os.O_RDWR | os.O_CREAT, 0o666)
             except OSError:
                 return None
-        return self._fd
+        return self._fds[name]
+
+    def _try(self, name: str, flags: int) -> bool | None:
+        """True when taken, False when held elsewhere, None when there is no such file."""
+        fd = self._fileno(name)
+        if fd is None:
+            return None
+        try:
+            fcntl.flock(fd, flags | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def take(self, *, exclusive: bool) -> bool:
         """Without waiting: True when taken (or when there is no gate)."""
-        fd = self._fileno()
-        if fd is None:
-            return True
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        self.exclusive = exclusive
-        return True
+        got = self._try("gate", fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if got:
+            self.exclusive = exclusive
+        return got is not False
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if "gate" in self._fds:
+            fcntl.flock(self._fds["gate"], fcntl.LOCK_UN)
         self.exclusive = False
 
     def writer_waits(self) -> bool:
         """Whether a writer holds the gate. Never asked while this object holds it exclusively
         (taking it shared would turn that lock into a shared one)."""
-        if self.exclusive or not self.take(exclusive=False):
-            return not self.exclusive
+        if self.exclusive:
+            return False
+        if self._try("gate", fcntl.LOCK_SH) is False:
+            return True
         self.release()
         return False
 
+    def queue(self, waiting: bool) -> None:
+        """Say that this process waits for its turn (or no longer does)."""
+        fd = self._fileno("want")
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH if waiting else fcntl.LOCK_UN)
+
+    def others_wait(self) -> bool:
+        """Whether another process waits for its turn (asked by the one holding the gate)."""
+        got = self._try("want", fcntl.LOCK_EX)
+        if got:
+            fcntl.flock(self._fds["want"], fcntl.LOCK_UN)
+        return got is False
+
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # lets go of any lock on it
-            self._fd = None
+        for fd in self._fds.values():
+            os.close(fd)  # lets go of any lock on it
+        self._fds.clear()
         self.exclusive = False
 
 
@@ -230,6 +259,7 @@ class Warehouse:
         self._users = 0  # queries under way (cursor blocks)
         self._pins = 0  # hold() blocks: keep the file open between queries
         self._draining = False  # no new query may start: the connection is about to close
+        self._writing_now = False  # a write's turn is under way (see _writing)
         self._state = threading.Condition(threading.RLock())
         self._writer = threading.RLock()
         self._mine = threading.local()  # this thread's queries under way and writes
@@ -258,19 +288,29 @@ class Warehouse:
 
     # -- opening and closing (all under self._state) -------------------------------------
 
-    def _retry(self, attempt: Callable[[], T | None], deadline: float) -> T:
+    def _retry(self, attempt: Callable[[], T | None], deadline: float, *, queue: bool = False) -> T:
+        """`attempt` until it gives something; with `queue`, this process says it waits (so
+        that one holding the file read-write lets go) while it does."""
         delay = 0.002
-        while True:
-            got = attempt()
-            if got is not None:
-                return got
-            if time.monotonic() >= deadline:
-                raise WarehouseBusyError(
-                    f"The warehouse {self.path} is in use by another process "
-                    f"(waited {self.wait:.0f} s). Try again in a moment."
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, _MAX_RETRY_DELAY)
+        queued = False
+        try:
+            while True:
+                got = attempt()
+                if got is not None:
+                    return got
+                if time.monotonic() >= deadline:
+                    raise WarehouseBusyError(
+                        f"The warehouse {self.path} is in use by another process "
+                        f"(waited {self.wait:.0f} s). Try again in a moment."
+                    )
+                if queue and not queued:
+                    self._gate.queue(True)
+                    queued = True
+                time.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_DELAY)
+        finally:
+            if queued:
+                self._gate.queue(False)
 
     def _connect(self, *, read_only: bool) -> duckdb.DuckDBPyConnection | None:
         try:
@@ -286,7 +326,7 @@ class Warehouse:
             return
         deadline = time.monotonic() + self.wait
         # The gate only for the moment of opening: not while a writer holds it.
-        self._retry(lambda: self._gate.take(exclusive=False) or None, deadline)
+        self._retry(lambda: self._gate.take(exclusive=False) or None, deadline, queue=True)
         try:
             self._con = self._retry(lambda: self._connect(read_only=True), deadline)
         finally:
@@ -297,7 +337,18 @@ class Warehouse:
     def _close_now(self) -> None:
         if self._con is not None:
             self._con.close()
+            if self._mode == WRITE and self._gate is not None:
+                self._gate.release()  # after the close: the next writer finds the file free
             self._con, self._mode = None, None
+
+    def _should_let_go(self) -> bool:
+        """Whether another process waits for the file this process holds: a writer (the gate
+        taken) while it is open read-only, anyone (the want file) while it is open read-write."""
+        if self._gate is None or self._con is None or self._writing_now:
+            return False
+        if self._mode == READ:
+            return self._gate.writer_waits()
+        return self._gate.others_wait()
 
     def _drain(self, deadline: float) -> None:
         """Stop new queries and wait for those under way (the caller holds self._state and
@@ -330,8 +381,8 @@ class Warehouse:
             if self._con is None:
                 self._open_read()
                 return
-            if self._mode == READ and self._gate.writer_waits():
-                # Another process waits to write: the queries under way end, then it gets in.
+            if self._should_let_go():
+                # Another process waits: the queries under way end, then it gets in.
                 self._drain(deadline)
                 self._close_now()
                 self._draining = False
@@ -342,9 +393,9 @@ class Warehouse:
     def _idle(self) -> None:
         """The last query under way ended (under self._state)."""
         self._state.notify_all()  # a drain may wait for this
-        if self._draining or self._mode != READ or self._con is None:
-            return  # in-memory, a write under way (it closes when done), or closing anyway
-        if (self._pins == 0 and self.linger <= 0) or self._gate.writer_waits():
+        if self._draining or self._con is None or self.in_memory or self._writing_now:
+            return  # closing anyway, or a write under way (it looks when done)
+        if (self._pins == 0 and self.linger <= 0) or self._should_let_go():
             self._close_now()
         else:
             self._idle_since = time.monotonic()
@@ -357,15 +408,15 @@ class Warehouse:
                 self._watcher.start()
 
     def _watch(self) -> None:
-        """While the file is open read-only: close it once idle for `linger` seconds, or as soon
-        as it is idle while a writer waits."""
+        """While the file is open: close it once idle for `linger` seconds, or as soon as it is
+        idle while another process waits for it."""
         with self._state:
             while self._watcher is threading.current_thread():
-                if self._con is None or self._mode != READ:
+                if self._con is None:
                     break
-                if self._users == 0 and not self._draining:
+                if self._users == 0 and not self._draining and not self._writing_now:
                     idle = time.monotonic() - self._idle_since
-                    if (self._pins == 0 and idle >= self.linger) or self._gate.writer_waits():
+                    if (self._pins == 0 and idle >= self.linger) or self._should_let_go():
                         self._close_now()
                         break
                 self._state.wait(_IDLE_LOOK)
@@ -390,39 +441,44 @@ class Warehouse:
                         yield con
                     return
                 with self._state:
-                    deadline = time.monotonic() + self.wait
-                    self._drain(deadline)
+                    self._writing_now = True  # no idle moment closes it meanwhile
                     try:
-                        self._close_now()
-                        self._retry(lambda: self._gate.take(exclusive=True) or None, deadline)
-                        try:
-                            self._con = self._retry(
-                                lambda: self._connect(read_only=False), deadline
-                            )
-                        except BaseException:
-                            self._gate.release()
-                            raise
-                        self._mode = WRITE
-                        _forget_version(self.version_key)
-                    finally:
-                        self._draining = False
-                        self._state.notify_all()
+                        if self._mode != WRITE:
+                            self._turn()
+                    except BaseException:
+                        self._writing_now = False
+                        raise
                     con = self._con
                 try:
                     yield con
                 finally:
                     with self._state:
-                        # Reads on the read-write connection end first (they cannot be
-                        # refused: no deadline breaks a write's turn).
-                        self._draining = True
-                        while self._users:
-                            self._state.wait()
-                        self._close_now()
-                        self._gate.release()
-                        self._draining = False
-                        self._state.notify_all()
+                        # The file stays open read-write (reads use it too) until another
+                        # process waits for it: alone on its file, a process keeps it.
+                        self._writing_now = False
+                        if self._users == 0:
+                            self._idle()
             finally:
                 self._mine.writes -= 1
+
+    def _turn(self) -> None:
+        """Open the file read-write (under self._state): this process's queries end, its
+        read-only connection closes, it takes the gate and waits for the others to let go."""
+        deadline = time.monotonic() + self.wait
+        self._drain(deadline)
+        try:
+            self._close_now()
+            self._retry(lambda: self._gate.take(exclusive=True) or None, deadline, queue=True)
+            try:
+                self._con = self._retry(lambda: self._connect(read_only=False), deadline)
+            except BaseException:
+                self._gate.release()
+                raise
+            self._mode = WRITE
+            _forget_version(self.version_key)
+        finally:
+            self._draining = False
+            self._state.notify_all()
 
     # -- the public face -----------------------------------------------------------------
 
@@ -481,15 +537,21 @@ class Warehouse:
             raise KpiError("An in-memory warehouse has no file to replace.")
         if Path(f"{new}.wal").exists():
             raise KpiError(f"{new} has an unfinished write-ahead log; close it cleanly first.")
-        with self._writing() as con:
-            # Everything in the file itself, no log left that would replay onto the new one.
-            con.execute("CHECKPOINT")
-            Path(keep_as).unlink(missing_ok=True)
+        with self._writing() as con, self._state:
+            self._drain(time.monotonic() + self.wait)  # reads on the old file end first
             try:
-                os.link(self.path, keep_as)
-            except OSError:
-                shutil.copyfile(self.path, keep_as)
-            os.replace(new, self.path)
+                # Everything in the file itself, no log left that would replay onto the new one.
+                con.execute("CHECKPOINT")
+                Path(keep_as).unlink(missing_ok=True)
+                try:
+                    os.link(self.path, keep_as)
+                except OSError:
+                    shutil.copyfile(self.path, keep_as)
+                os.replace(new, self.path)
+                self._close_now()  # the connection is to the old file
+            finally:
+                self._draining = False
+                self._state.notify_all()
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
