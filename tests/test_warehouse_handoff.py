@@ -13,7 +13,7 @@ from tests.apptest import ROOT
 def test_a_busy_process_alone_on_its_file_keeps_it_open(tmp_path):
     wh = Warehouse(tmp_path / "wh.duckdb", linger=5)
     with wh.hold() as first:
-        time.sleep(0.3)  # a long page run: past max_hold when it ends
+        time.sleep(0.3)  # a long page run
     # Nobody waiting: no close, no pause, no reopening.
     with wh.hold() as again:
         assert again is first
@@ -40,5 +40,5 @@ def test_a_busy_process_lets_a_waiting_process_in(tmp_path):
     assert other.wait(timeout=5) == 0
     assert wh.one("SELECT count(*) FROM phasing_profile")[0] == 1
     assert wh.data_version() != before
-    assert not list(tmp_path.glob("wh.duckdb.waiting-*"))
+    assert not list(tmp_path.glob("wh.duckdb.waiting-*"))  # the old hand-off's markers
     wh.close()
