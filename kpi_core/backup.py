@@ -365,7 +365,7 @@ def backup(
         alias = f"kpi_backup_{uuid.uuid4().hex}"
         with wh.cursor() as cur:
             source = cur.execute("SELECT current_database()").fetchone()[0]
-            cur.execute("ATTACH ? AS " + alias, [str(copy)])
+            cur.execute("ATTACH ? AS " + alias + " (READ_WRITE)", [str(copy)])
             try:
                 cur.execute("BEGIN TRANSACTION")
                 try:
