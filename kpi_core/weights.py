@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from kpi_core import audit, system_import
+from kpi_core import audit
 from kpi_core.catalog import SCORECARD, Catalog, pick_version
 from kpi_core.errors import ValidationError
 from kpi_core.grid_edits import (
@@ -26,6 +26,7 @@ from kpi_core.grid_edits import (
 from kpi_core.ingest.intake import closed_months
 from kpi_core.periods import month_of
 from kpi_core.service import Actor
+from kpi_core.system_checks import EPOCH
 from kpi_core.warehouse import Warehouse
 
 WEIGHT_TOLERANCE = 0.01  # a group of weights sums to 100 within this
@@ -152,7 +153,7 @@ class WeightEdit:
 
 def _dated(valid_from: date) -> date | None:
     """None for a tree set up with no date (it holds from the start)."""
-    return None if valid_from == system_import.EPOCH else valid_from
+    return None if valid_from == EPOCH else valid_from
 
 
 def weight_sums(edited: pd.DataFrame) -> pd.DataFrame:
