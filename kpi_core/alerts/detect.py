@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from kpi_core import clock, completeness, i18n, people, scoring, targets
+from kpi_core import clock, completeness, people, scoring, targets
 from kpi_core.alerts.forecasts import (
     _quiet,
     anomaly_reference,
@@ -296,11 +296,7 @@ def _anomalies(nodes, hist, col, current, rule: AnomalyRule, month, label, cat, 
         node = nodes[i]
         kpi = cat.kpis[node.kpi_id]
         way = "high" if current[i] > med[i] else "low"
-        basis = (
-            (lambda lang, n=int(n_ref[i]): i18n.t("al_basis_same_month", lang, n=n))
-            if same[i]
-            else (lambda lang, n=int(n_ref[i]): i18n.t("al_basis_recent", lang, n=n))
-        )
+        basis = fmt.word("al_basis_same_month" if same[i] else "al_basis_recent", n=int(n_ref[i]))
         text = fmt.both(
             "al_anomaly",
             unit=fmt.unit(node.unit_id),
@@ -454,11 +450,9 @@ def _stale(wh, cat, who, today: date, rule: StaleRule, fmt: _Fmt):
             text = fmt.both("al_stale", **common)
             key = "missing"
         else:
-            units = [fmt.unit(u) for u in f.status.missing_units]
             text = fmt.both(
                 "al_stale_partial", **common, n=f.status.loaded, total=f.status.expected,
-                units=lambda lang, units=units: "、".join(u(lang) for u in units)
-                if lang == "zh" else ", ".join(u(lang) for u in units),
+                units=fmt.units(f.status.missing_units),
             )  # fmt: skip
             key = completeness.PARTIAL
         out.append(Candidate("stale", None, f.unit_id, f.month, rule.severity, key, text, details))
@@ -486,7 +480,7 @@ def _overdue(wh, cat, who, today: date, rule: OverdueRule, fmt: _Fmt) -> list[Ca
             action=action,
             due=f"{due:%Y-%m-%d}",
             days=(today - due).days,
-            owner=known.name(owner) or (lambda lang: i18n.t("al_nobody", lang)),
+            owner=known.name(owner) or fmt.word("al_nobody"),
         )
         details = {"comment_id": cid, "due": f"{due:%Y-%m-%d}", "days": (today - due).days}
         out.append(

@@ -17,6 +17,7 @@ from kpi_core.alerts.detect import (
     Coverage,
     _identity,
 )
+from kpi_core.alerts.messages import render
 from kpi_core.alerts.rules import (
     ACKNOWLEDGED,
     CLEARED,
@@ -24,7 +25,7 @@ from kpi_core.alerts.rules import (
     OPEN,
     AlertError,
 )
-from kpi_core.catalog import Catalog
+from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.memo import by_data_version
 from kpi_core.service import Actor
@@ -43,11 +44,13 @@ class Alert:
     severity: str
     state_key: str
     owner: str | None
-    message_zh: str
+    message_zh: str  # rendered from the key and parameters when read (or as stored before)
     message_en: str
     details: dict
     state: str
     raised_at: datetime
+    message_key: str | None = None  # None: an alert stored with finished texts (before v13)
+    message_params: str | None = None  # JSON (kpi_core.alerts.messages)
 
     @property
     def period_label(self) -> str:
@@ -149,6 +152,8 @@ def _apply(wh, cat, who, candidates, now: datetime) -> tuple[list[Alert], list[i
                 c.details,
                 OPEN,
                 now,
+                c.text.key,
+                c.text.stored(),
             )  # fmt: skip
             for aid, c in zip(ids, fresh, strict=True)
         ]
@@ -202,8 +207,8 @@ def _insert(cur, alerts: list[Alert]) -> None:
             "severity": [a.severity for a in alerts],
             "state_key": [a.state_key for a in alerts],
             "owner": pd.array([a.owner for a in alerts], dtype=object),
-            "message_zh": [a.message_zh for a in alerts],
-            "message_en": [a.message_en for a in alerts],
+            "message_key": [a.message_key for a in alerts],
+            "message_params": [a.message_params for a in alerts],
             "details": [json.dumps(a.details, ensure_ascii=False, default=str) for a in alerts],
             "raised_at": pd.to_datetime([a.raised_at for a in alerts]),
         }
@@ -212,9 +217,10 @@ def _insert(cur, alerts: list[Alert]) -> None:
     try:
         cur.execute(
             """INSERT INTO alert_event (id, kpi_id, unit_id, period, kind, severity, state_key,
-                                        owner, message_zh, message_en, details, state, raised_at)
+                                        owner, message_key, message_params, details, state,
+                                        raised_at)
                SELECT id, kpi_id, unit_id, period::DATE, kind, severity, state_key,
-                      owner::VARCHAR, message_zh, message_en, details, 'open', raised_at
+                      owner::VARCHAR, message_key, message_params, details, 'open', raised_at
                FROM new_alerts"""
         )
     finally:
@@ -239,19 +245,24 @@ def _audit_many(cur, now: datetime, by: str, rows: list[tuple]) -> None:
 _SELECT = """
 SELECT a.id, a.kind, a.kpi_id, a.unit_id, k.code AS kpi, u.code AS unit, a.period, a.severity,
        a.state_key, a.owner, a.message_zh, a.message_en, a.details, a.state, a.raised_at,
-       a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.resolution
+       a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.resolution,
+       a.message_key, a.message_params
 FROM alert_event a
 JOIN org_unit u ON u.id = a.unit_id
 LEFT JOIN kpi k ON k.id = a.kpi_id
 """
 
 
-def _alert(row) -> Alert:
+def _alert(row, cat: Catalog) -> Alert:
     (aid, kind, kpi_id, unit_id, kpi, unit, period, severity, state_key, owner, zh, en,
      details, state, raised_at) = row[:15]  # fmt: skip
+    key, params = row[-2:]
+    if key is not None:
+        zh, en = (render(key, params, lang, cat) for lang in ("zh", "en"))
     return Alert(
         int(aid), kind, None if kpi_id is None else int(kpi_id), int(unit_id), kpi, unit, period,
-        severity, state_key, owner, zh, en, json.loads(details or "{}"), state, raised_at,
+        severity, state_key, owner, zh, en, json.loads(details or "{}"), state, raised_at, key,
+        params,
     )  # fmt: skip
 
 
@@ -264,7 +275,7 @@ def unpushed(wh: Warehouse, cat: Catalog, who: Actor) -> list[Alert]:
              ORDER BY a.id""",
         [_scope_ids(cat, who)],
     )
-    return [_alert(r) for r in rows]
+    return [_alert(r, cat) for r in rows]
 
 
 def _scope_ids(cat: Catalog, who: Actor) -> list[int]:
@@ -302,6 +313,14 @@ def open_alerts(
         "a.raised_at DESC, a.id DESC"
     )
     df = wh.df(" ".join(sql), params)
+    keyed = df["message_key"].notna()
+    for col, lang in (("message_zh", "zh"), ("message_en", "en")):
+        df[col] = df[col].astype(object)
+        df.loc[keyed, col] = [
+            render(k, p, lang, cat)
+            for k, p in zip(df["message_key"][keyed], df["message_params"][keyed], strict=True)
+        ]
+    df = df.drop(columns=["message_key", "message_params"])
     df["period_label"] = [
         _period_label(k, pd.Timestamp(p).date())
         for k, p in zip(df["kind"], df["period"], strict=True)
@@ -330,11 +349,12 @@ def open_counts(
 def alerts_for(wh: Warehouse, who: Actor, kpi_id: int, unit_id: int) -> list[Alert]:
     """A KPI node's alerts that are not closed (the Board shows them on the KPI's card)."""
     who.scope.check(unit_id)
+    cat = load_catalog(wh)
     rows = wh.rows(
         _SELECT + "WHERE a.kpi_id = ? AND a.unit_id = ? AND a.state <> 'closed' ORDER BY a.id",
         [kpi_id, unit_id],
     )
-    return [_alert(r) for r in rows]
+    return [_alert(r, cat) for r in rows]
 
 
 def _change_state(wh, who, alert_id: int, new: str, reason: str | None, sets: str) -> None:
