@@ -26,7 +26,8 @@ What lives where (imports run top to bottom; none goes back up):
 
 - `rules`: kinds, severities and states, the rule settings (`Rules`, `load_rules`,
   `save_rule`) and `AlertError`;
-- `messages`: alert texts in both languages (`Text`), numbers the local way;
+- `messages`: alert texts as an i18n key and JSON parameters, stored so and rendered in the
+  reader's language when read (`render`);
 - `forecasts`: monthly histories as a matrix, robust z-scores, trend and run-rate forecasts;
 - `detect`: the detectors — `evaluate`, `at_risk`, `due_month`, `Candidate`;
 - `store`: `alert_event` — `raise_alerts`, reading (`open_alerts`, `alerts_for`, …) and the
