@@ -2,8 +2,8 @@
 tests/test_catalogs.py.
 
 A key counts when it is written literally as the first argument of a call to one of
-`KEYWORDS` — `t("key", lang)`, `ctx.t("key")`, `N_("key")`, `Message("key", ...)` — or as
-either branch of a conditional there: `t("a" if x else "b", lang)`. Babel's own Python
+`KEYWORDS` — `t("key", lang)`, `ctx.t("key")`, `N_("key")`, `Message("key", ...)`, an alert's
+stored `fmt.word("key")` — or as either branch of a conditional there: `t("a" if x else "b", lang)`. Babel's own Python
 extractor would glue both branches into one nonsense key, hence this small one. A key that is
 built at run time (`t(f"status_{s}")`) is not found: write it out with `N_` where the choices
 are listed.
@@ -15,7 +15,7 @@ import ast
 from collections.abc import Iterator
 from typing import IO
 
-KEYWORDS = frozenset({"t", "N_", "Message"})
+KEYWORDS = frozenset({"t", "N_", "Message", "word"})
 
 
 def literal_keys(node: ast.AST) -> Iterator[str]:
