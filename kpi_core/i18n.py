@@ -2101,6 +2101,12 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Links in alerts are off: the app's address is set wrong ({problem}). Fix {env} or "
         "[push] app_url.",
     ),
+    # --- split-ui ---
+    "page_unexpected": (
+        "出现意外错误（{error}）。请将此消息发给管理员。",
+        "Something unexpected went wrong ({error}). Please send this message to your "
+        "administrator.",
+    ),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

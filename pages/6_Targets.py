@@ -8,7 +8,8 @@ from kpi_core import clock
 from kpi_core.access import can
 from kpi_core.board import data_range
 from kpi_core.periods import month_of
-from kpi_core.ui import guard, page, unit_picker
+from kpi_core.ui import page, unit_picker
+from kpi_core.ui.boundary import guard
 from kpi_core.ui.target_sheet import sheet_section
 from kpi_core.ui.targets import (
     audit_section,

@@ -773,7 +773,7 @@ def test_a_csv_export_is_a_source(wh_path, erp, exports, monkeypatch):
 
 
 def test_a_measure_of_an_expression_round_trips_through_the_editor_rows():
-    from kpi_core.ui.upload import measures_frame, measures_from
+    from kpi_core.ui.intake_frames import measures_frame, measures_from
 
     p = profile.Profile(
         name="x",

@@ -25,6 +25,7 @@ from kpi_core.catalog import load_catalog, load_user
 from kpi_core.errors import NotFoundError
 from kpi_core.screen import SLIDES, ScreenData, Snapshot
 from kpi_core.ui import _warehouse, signin
+from kpi_core.ui.boundary import guard
 from kpi_core.warehouse import resolve_path
 
 BG = "#0b0f14"
@@ -721,21 +722,27 @@ def _show_refusal(token: str | None, lang: str, reason: str) -> None:
 
 def main() -> None:
     query = st.query_params
-    token = query.get("token")
     asked = query.get("lang")
+    lang = asked if asked in i18n.LANGS else "zh"
     st.set_page_config(
-        page_title=i18n.t("bs_title", asked if asked in i18n.LANGS else "zh"),
+        page_title=i18n.t("bs_title", lang),
         page_icon=":material/tv:",
         layout="wide",
         initial_sidebar_state="collapsed",
     )
     st.html(CSS)
+    # A wall runs unattended: a fault shows a message on it, never a traceback (the fragment's
+    # reruns do not pass through this `with`, so it has its own).
+    with guard(lang):
+        _show_wall(query.get("token"), lang)
+
+
+def _show_wall(token: str | None, lang: str) -> None:
     mine = None if token else _signed_in_scope()
     if mine is not None:
-        params = read_params(query)
+        params = read_params(st.query_params)
         name, codes = mine
     else:
-        lang = asked if asked in i18n.LANGS else "zh"
         # A wall refused once in this session stays refused without being checked again at
         # every rerun (a revoked token would otherwise be looked up — and noted — each time).
         refused = st.session_state.get(REFUSED)
@@ -743,7 +750,7 @@ def main() -> None:
         if isinstance(got, kiosk.Refusal):
             _show_refusal(token, lang, got.reason)
             return
-        params = read_params(query, got)
+        params = read_params(st.query_params, got)
         name, codes = got.name, got.units
     # The clock shows minutes and the slide changes every `rotate` seconds: run often enough
     # for both, and never more than the refresh (runs between refreshes read the cache).
@@ -751,16 +758,17 @@ def main() -> None:
 
     @st.fragment(run_every=tick)
     def wall() -> None:
-        # The token is checked at every tick, so a revoked screen stops at its next one. While
-        # the warehouse is busy it cannot be checked; the data cannot be read then either, and
-        # the screen keeps what it has, marked stale.
-        verdict = check(token) if token else None
-        if isinstance(verdict, kiosk.Refusal) and verdict.reason != "busy":
-            st.session_state[REFUSED] = "revoked" if verdict.final else verdict.reason
-            st.rerun(scope="app")
-        if mine is not None and _signed_in_scope() != mine:
-            st.rerun()  # the preview's session ended (or its scope changed) since it opened
-        snap = snapshot(params, name, codes)
-        st.html(render(snap, params, datetime.now(), time.time()))
+        with guard(lang):
+            # The token is checked at every tick, so a revoked screen stops at its next one.
+            # While the warehouse is busy it cannot be checked; the data cannot be read then
+            # either, and the screen keeps what it has, marked stale.
+            verdict = check(token) if token else None
+            if isinstance(verdict, kiosk.Refusal) and verdict.reason != "busy":
+                st.session_state[REFUSED] = "revoked" if verdict.final else verdict.reason
+                st.rerun(scope="app")
+            if mine is not None and _signed_in_scope() != mine:
+                st.rerun()  # the preview's session ended (or its scope changed) since it opened
+            snap = snapshot(params, name, codes)
+            st.html(render(snap, params, datetime.now(), time.time()))
 
     wall()

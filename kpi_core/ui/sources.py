@@ -2,7 +2,7 @@
 (URL, test, tables, query, limits, sample, mapping), pulling it, and the pulls' history.
 
 The work is in `kpi_core.ingest.sources`; this module draws it. A pull shows the same report,
-preview and load as an upload (`kpi_core.ui.upload`), and nothing is written before the analyst
+preview and load as an upload (`kpi_core.ui.intake_panels`), and nothing is written before the analyst
 clicks Load. Connecting to a database happens only on a click (test, sample, pull), never because
 the page ran again.
 """
@@ -25,20 +25,20 @@ from kpi_core.ingest import profile, sources
 from kpi_core.ingest.names import norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
+from kpi_core.ui.boundary import guard
 from kpi_core.ui.definition_files import download, opened
-from kpi_core.ui.upload import (
+from kpi_core.ui.intake_frames import shown_cells
+from kpi_core.ui.intake_panels import (
     bindings_section,
     commit_panel,
     done_message,
     history_section,
-    mapping_fields,
     preview,
     report,
-    safe,
     say,
-    shown_cells,
     step_text,
 )
+from kpi_core.ui.mapping_editor import mapping_fields
 from kpi_core.ui.widgets import confirmed, error_text, md
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _month(m: date, lang: str) -> str:
 
 def source_picker(ctx: PageContext) -> str | None:
     """Above the tabs: a saved source to edit, pull or delete, or a new one."""
-    with safe(ctx, "src_unexpected"):
+    with guard(ctx, "src_unexpected"):
         names = list(sources.listing(ctx.wh)["name"])
         # Set before the widget is drawn: the source just saved, or none after a delete.
         if "src_pick_next" in st.session_state:
@@ -199,7 +199,7 @@ def source_picker(ctx: PageContext) -> str | None:
 
 
 def list_section(ctx: PageContext) -> None:
-    with safe(ctx, "src_unexpected"):
+    with guard(ctx, "src_unexpected"):
         df = sources.listing(ctx.wh)
         if not len(df):
             st.info(ctx.t("src_none"))
@@ -215,7 +215,7 @@ def define_section(ctx: PageContext, name: str | None) -> None:
     done = st.session_state.pop("src_def_done", None)
     if done:
         st.success(done)
-    with safe(ctx, "src_unexpected"):
+    with guard(ctx, "src_unexpected"):
         base = sources.load(ctx.wh, name) if name else None
         if base:
             download(ctx, base, "src_dl_saved", ctx.t("def_download_saved"))
@@ -489,7 +489,7 @@ def pull_section(ctx: PageContext, name: str | None) -> None:
     if not name:
         st.info(ctx.t("src_pull_pick"))
         return
-    with safe(ctx, "src_unexpected"):
+    with guard(ctx, "src_unexpected"):
         _pull(ctx, sources.load(ctx.wh, name))
 
 

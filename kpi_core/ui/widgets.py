@@ -46,11 +46,16 @@ def md(text: object) -> str:
 
 
 def error_text(ctx: PageContext, text: str) -> str:
-    """A refusal from the core in the page's language. A database's own words (which no table
-    can know) are shown as they are, under a line that says whose words they are."""
-    shown = translate(text, ctx.lang)
-    if ctx.lang == "zh" and shown == text and not _CJK.search(text):
-        return ctx.t("up_said_in_english", text=text)
+    """A refusal from the core in the page's language (see `refusal_text`)."""
+    return refusal_text(ctx.lang, text)
+
+
+def refusal_text(lang: str, text: str) -> str:
+    """A refusal from the core in `lang`. A database's own words (which no table can know) are
+    shown as they are, under a line that says whose words they are."""
+    shown = translate(text, lang)
+    if lang == "zh" and shown == text and not _CJK.search(text):
+        return i18n.t("up_said_in_english", lang, text=text)
     return shown
 
 
