@@ -33,7 +33,7 @@ PAGE_FAULTS = {
     "pages/6_Targets.py": ("kpi_core.ui.targets", "year_options"),
     "pages/7_Trends.py": ("kpi_core.ui.trends", "trends_page"),
     "pages/8_Alerts.py": ("kpi_core.ui.alerts", "filters"),
-    "pages/9_Big_Screen.py": ("kpi_core.ui.screen", "snapshot"),
+    "pages/9_Big_Screen.py": ("kpi_core.ui.wall", "snapshot"),
     "pages/10_Admin.py": ("kpi_core.ui.admin", "main"),
     "pages/11_Detail.py": ("kpi_core.ui.detail", "detail_page"),
 }
