@@ -17,7 +17,7 @@ from kpi_core.ingest import intake, profile, sources
 from kpi_core.problem_text import translate
 from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
-from kpi_core.ui.sources import identifier, mapped_columns, month_choices, query_table
+from kpi_core.ui.source_frames import identifier, mapped_columns, month_choices, query_table
 from kpi_core.warehouse import Warehouse
 from tests import apptest
 from tests.apptest import ok
