@@ -320,6 +320,9 @@ def done_message(ctx: PageContext, it: intake.Intake, done: intake.Committed) ->
     return "success", ctx.t("up_committed", batch=done.batch_id, **counts)
 
 
+# --- 5: history and roll-back ----------------------------------------------------------------
+
+
 def history_section(
     ctx: PageContext, *, prefix: str = "up", kinds: tuple[str, ...] | None = None
 ) -> None:

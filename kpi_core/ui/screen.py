@@ -73,6 +73,9 @@ def read_params(query, kiosk_screen: kiosk.Screen | None = None) -> Params:
     )
 
 
+# --- text helpers ------------------------------------------------------------------------------
+
+
 def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
@@ -114,6 +117,9 @@ def clock_text(now: datetime, lang: str) -> tuple[str, str]:
 
 def _score(x: float | None) -> str:
     return "—" if x is None else f"{x:.1f}"
+
+
+# --- slides ------------------------------------------------------------------------------------
 
 
 def pages(data: ScreenData, wanted: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:

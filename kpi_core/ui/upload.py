@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 TYPES = ("xlsx", "xlsm", "xls", "csv", "parquet")
 
 
+# --- 1-4: upload, validation report, preview, load -------------------------------------------
+
+
 def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
     """The uploader and everything that follows from it; returns the uploaded files."""
     names = profile.names(ctx.wh)
@@ -177,6 +180,9 @@ def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None,
     return it, error, seconds
 
 
+# --- 6: the entry template -------------------------------------------------------------------
+
+
 def template_section(ctx: PageContext) -> None:
     st.caption(ctx.t("up_template_help"))
     with guard(ctx, "up_unexpected"):
@@ -237,6 +243,9 @@ def template_section(ctx: PageContext) -> None:
             placeholder="—",
             width="stretch",
         )
+
+
+# --- 8: closing months (admins) and publishing them (analysts and admins) ---------------------
 
 
 def months_section(ctx: PageContext) -> None:
