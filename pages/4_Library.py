@@ -7,6 +7,7 @@ import streamlit as st
 from kpi_core.access import can
 from kpi_core.ui import page
 from kpi_core.ui.boundary import guard
+from kpi_core.ui.change_log import audit_section
 from kpi_core.ui.library import (
     edit_section,
     kpi_picker,
@@ -14,7 +15,6 @@ from kpi_core.ui.library import (
     place_section,
     transfer_section,
 )
-from kpi_core.ui.targets import audit_section
 
 ctx = page("nav_library")
 with guard(ctx):

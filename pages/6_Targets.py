@@ -10,14 +10,9 @@ from kpi_core.board import data_range
 from kpi_core.periods import month_of
 from kpi_core.ui import page, unit_picker
 from kpi_core.ui.boundary import guard
+from kpi_core.ui.change_log import audit_section, history_section
 from kpi_core.ui.target_sheet import sheet_section
-from kpi_core.ui.targets import (
-    audit_section,
-    history_section,
-    targets_section,
-    weights_section,
-    year_options,
-)
+from kpi_core.ui.targets import targets_section, weights_section, year_options
 
 ctx = page("nav_targets")
 with guard(ctx):
