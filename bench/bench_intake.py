@@ -54,14 +54,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from kpi_core import actuals, collector, demo, service, workbook  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
-from kpi_core.ingest import files, intake, layout, validate  # noqa: E402
+from kpi_core.ingest import files, intake, layout, validate, xlsx  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
 
 # Others edit kpi_core while benches run: keep the source each module was imported from, so the
 # line profiles below print the lines that actually ran.
 SOURCES = {
     m.__file__: (Path(m.__file__).read_text().splitlines(), Path(m.__file__).stat().st_mtime)
-    for m in (files, layout, validate, intake, actuals)
+    for m in (files, xlsx, layout, validate, intake, actuals)
 }
 
 GEN_VERSION = 2  # bump when the generated files change shape
@@ -360,11 +360,11 @@ class Stages:
         self.wrap(intake, "load_catalog", "catalog")
         self.wrap(intake, "Names", "names")
         self.wrap(files, "read_file", "read")
-        self.wrap(files, "_oversized", "read.scan")
-        self.wrap(files, "_unreadable_cells", "read.scan")
+        self.wrap(xlsx, "_oversized", "read.scan")
+        self.wrap(xlsx, "_unreadable_cells", "read.scan")
         self._wrap_calamine()
-        self.wrap(files, "_pieces", "read.cut")
-        self.wrap(files, "_join_pieces", "read.pieces")
+        self.wrap(xlsx, "_pieces", "read.cut")
+        self.wrap(xlsx, "_join_pieces", "read.pieces")
         self.wrap(layout, "read_table", "layout")
         self.wrap(validate, "check", "validate")
         self.wrap(validate, "_numbers", "validate.numbers")
@@ -379,7 +379,7 @@ class Stages:
 
     def _wrap_calamine(self) -> None:
         """calamine's own work inside read_file: open the book, and each sheet's to_python."""
-        real = files.CalamineWorkbook
+        real = xlsx.CalamineWorkbook
         stages = self
 
         def timed(fn):
@@ -419,8 +419,8 @@ class Stages:
             def __getattr__(self, name):  # anything else calamine offers, untimed
                 return getattr(real, name)
 
-        self._undo.append((files, "CalamineWorkbook", real))
-        files.CalamineWorkbook = Shim()
+        self._undo.append((xlsx, "CalamineWorkbook", real))
+        xlsx.CalamineWorkbook = Shim()
 
     def uninstall(self) -> None:
         for module, attr, orig in reversed(self._undo):
@@ -670,14 +670,14 @@ def peak_rss(what: str, case: Case, base: Path) -> dict:
 
 
 LINE_TARGETS = {  # stage → functions to profile line by line
-    "read": ["files._read_xlsx", "files._read_calamine"],
+    "read": ["xlsx._read_xlsx", "xlsx._read_calamine"],
     "layout": ["layout.read_table", "layout._emit", "layout._at", "layout._add"],
     "validate": ["validate.check", "validate._numbers"],
     "diff": ["intake._diff"],
     "effects": ["intake._effects"],
     "commit": ["intake.commit", "intake._write"],
 }
-MODULES = {"files": files, "layout": layout, "validate": validate, "intake": intake}
+MODULES = {"files": files, "xlsx": xlsx, "layout": layout, "validate": validate, "intake": intake}
 
 
 def git_state() -> str:

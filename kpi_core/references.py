@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import quote as url_quote
 
 from kpi_core.errors import KpiError
-from kpi_core.settings import read_secrets, reference
+from kpi_core.settings import read_secrets, reference, references_under
 
 PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 
@@ -115,6 +115,19 @@ def values(text: str, vault: Vault) -> list[str]:
         # As it is, as a URL carries it, and as an exception's repr shows it (a line break or a
         # non-ASCII letter in a secret is escaped there, so the plain value would not match).
         out += [got, url_quote(got, safe=""), repr(got)[1:-1], repr(got.encode())[2:-1]]
+    return [v for v in dict.fromkeys(out) if v]
+
+
+def held(vaults: tuple[Vault, ...] = (SOURCES, PUSH)) -> list[str]:
+    """Every value the vaults hold, in the forms `values` lists: what a fault's text is cleaned
+    of when no one knows which reference led to it (a page's error boundary)."""
+    secrets = read_secrets()
+    out: list[str] = []
+    for vault in vaults:
+        kept = secrets.get(vault.section)
+        found = [str(v) for v in kept.values()] if isinstance(kept, dict) else []
+        for got in [*found, *references_under(vault.env_prefix)]:
+            out += [got, url_quote(got, safe=""), repr(got)[1:-1], repr(got.encode())[2:-1]]
     return [v for v in dict.fromkeys(out) if v]
 
 

@@ -90,6 +90,12 @@ def reference(name: str) -> str | None:
     return os.environ.get(name)
 
 
+def references_under(prefix: str) -> list[str]:
+    """The values of the environment variables named `prefix`… (a vault's): what a fault's text
+    is cleaned of before it is logged (kpi_core/references.py `held`)."""
+    return [value for name, value in os.environ.items() if name.startswith(prefix) and value]
+
+
 def section(name: str) -> dict:
     """One `[section]` of the secrets file, empty when it is not there."""
     if name not in _SECTIONS:

@@ -4,7 +4,8 @@ import streamlit as st
 
 from kpi_core import alerts, attention, charts, completeness, i18n
 from kpi_core.board import board, data_range
-from kpi_core.ui import guard, page, period_picker, unit_picker
+from kpi_core.ui import page, period_picker, unit_picker
+from kpi_core.ui.boundary import guard
 from kpi_core.ui.detail import attention_list, card_footer, clickable_matrix
 from kpi_core.ui.review import board_counts, board_panel
 from kpi_core.ui.widgets import badge, kpi_card, month_notes, partial_period_note

@@ -5,14 +5,11 @@ and admins) and closing them (admins)."""
 import streamlit as st
 
 from kpi_core.access import can
-from kpi_core.ui import guard, page
-from kpi_core.ui.upload import (
-    history_section,
-    load_section,
-    months_section,
-    profiles_section,
-    template_section,
-)
+from kpi_core.ui import page
+from kpi_core.ui.boundary import guard
+from kpi_core.ui.intake_panels import history_section
+from kpi_core.ui.mapping_editor import profiles_section
+from kpi_core.ui.upload import load_section, months_section, template_section
 
 ctx = page("nav_upload")
 with guard(ctx):

@@ -5,7 +5,8 @@ upload. For analysts and admins."""
 import streamlit as st
 
 from kpi_core.access import can
-from kpi_core.ui import guard, page
+from kpi_core.ui import page
+from kpi_core.ui.boundary import guard
 from kpi_core.ui.sources import (
     define_section,
     list_section,

@@ -5,7 +5,9 @@ For admins."""
 import streamlit as st
 
 from kpi_core.access import can
-from kpi_core.ui import guard, page
+from kpi_core.ui import page
+from kpi_core.ui.boundary import guard
+from kpi_core.ui.change_log import audit_section
 from kpi_core.ui.library import (
     edit_section,
     kpi_picker,
@@ -13,7 +15,6 @@ from kpi_core.ui.library import (
     place_section,
     transfer_section,
 )
-from kpi_core.ui.targets import audit_section
 
 ctx = page("nav_library")
 with guard(ctx):

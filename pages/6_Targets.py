@@ -8,15 +8,11 @@ from kpi_core import clock
 from kpi_core.access import can
 from kpi_core.board import data_range
 from kpi_core.periods import month_of
-from kpi_core.ui import guard, page, unit_picker
+from kpi_core.ui import page, unit_picker
+from kpi_core.ui.boundary import guard
+from kpi_core.ui.change_log import audit_section, history_section
 from kpi_core.ui.target_sheet import sheet_section
-from kpi_core.ui.targets import (
-    audit_section,
-    history_section,
-    targets_section,
-    weights_section,
-    year_options,
-)
+from kpi_core.ui.targets import targets_section, weights_section, year_options
 
 ctx = page("nav_targets")
 with guard(ctx):

@@ -4,8 +4,9 @@ channels and rule settings. For department heads, analysts and admins; viewers r
 
 import streamlit as st
 
-from kpi_core.ui import guard, page
+from kpi_core.ui import page
 from kpi_core.ui.alerts import actions_section, alerts_section, filters, rules_section, run_button
+from kpi_core.ui.boundary import guard
 from kpi_core.ui.push import channels_section
 
 ctx = page("nav_alerts")

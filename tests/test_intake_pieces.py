@@ -1,4 +1,4 @@
-"""A long sheet is parsed in pieces side by side (files._pieces / files._join_pieces): the grid
+"""A long sheet is parsed in pieces side by side (xlsx._pieces / xlsx._join_pieces): the grid
 must be exactly the one a whole read gives, wherever the cuts fall."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import date, datetime
 import pytest
 
 from kpi_core import service
-from kpi_core.ingest import files, intake
+from kpi_core.ingest import files, intake, xlsx
 from kpi_core.warehouse import Warehouse
 from tests.test_intake_files import PARTS, TODAY, x_sheet, x_text, zip_of
 from tests.test_intake_files import xlsx as workbook
@@ -20,7 +20,7 @@ from tests.test_intake_files import xlsx as workbook
 def read(data: bytes, monkeypatch, pieces: int) -> tuple[list[files.Table], list[bool]]:
     """The tables, and for each piece read whether it was read in pieces (not read whole)."""
     split = []
-    real = files._join_pieces
+    real = xlsx._join_pieces
 
     def spy(*a, **kw):
         got = real(*a, **kw)
@@ -28,9 +28,9 @@ def read(data: bytes, monkeypatch, pieces: int) -> tuple[list[files.Table], list
         return got
 
     with monkeypatch.context() as m:
-        m.setattr(files, "SPLIT_BYTES", 1 if pieces > 1 else 10**12)
-        m.setattr(files, "_cores", lambda: pieces)
-        m.setattr(files, "_join_pieces", spy)
+        m.setattr(xlsx, "SPLIT_BYTES", 1 if pieces > 1 else 10**12)
+        m.setattr(xlsx, "_cores", lambda: pieces)
+        m.setattr(xlsx, "_join_pieces", spy)
         return files.read_file("cut.xlsx", data), split
 
 
@@ -165,8 +165,8 @@ def x_row(r: int, *cells: bytes) -> bytes:
 
 def test_too_many_rows_in_a_later_piece(monkeypatch):
     data = workbook({"Actuals": long_rows(300)})
-    monkeypatch.setattr(files, "SPLIT_BYTES", 1)
-    monkeypatch.setattr(files, "_cores", lambda: 3)
+    monkeypatch.setattr(xlsx, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(xlsx, "_cores", lambda: 3)
     with pytest.raises(files.FileError, match="has 301 rows; the limit is 250"):
         files.read_file("cut.xlsx", data, files.Limits(max_rows=250))
 
@@ -184,8 +184,8 @@ def test_an_intake_of_pieces_is_the_intake_of_the_whole(own_file, monkeypatch):
         got = {}
         for pieces in (1, 3):
             with monkeypatch.context() as m:
-                m.setattr(files, "SPLIT_BYTES", 1 if pieces > 1 else 10**12)
-                m.setattr(files, "_cores", lambda n=pieces: n)
+                m.setattr(xlsx, "SPLIT_BYTES", 1 if pieces > 1 else 10**12)
+                m.setattr(xlsx, "_cores", lambda n=pieces: n)
                 got[pieces] = intake.prepare(wh, [("cut.xlsx", data)], service.SYSTEM, today=TODAY)
     finally:
         wh.close()

@@ -449,7 +449,7 @@ def check_trends(viewer_ctx, foreign, lang="en"):
 
 
 def check_audit(viewer_ctx, foreign):
-    """kpi_core/ui/targets.py: the change log as the viewer downloads it (audit.entries)."""
+    """kpi_core/ui/change_log.py: the change log as the viewer downloads it (audit.entries)."""
     wh, cat, actor = viewer_ctx
     log = audit.entries(wh, cat, actor)
     assert len(log)
@@ -512,7 +512,7 @@ DOWNLOADS = {
     ("kpi_core/ui/trends.py", "f'tr_svg_{name}'"): check_trends,
     ("kpi_core/ui/trends.py", "f'tr_png_{name}'"): check_trends,
     ("kpi_core/ui/trends.py", "f'tr_xlsx_{name}'"): check_trends,
-    ("kpi_core/ui/targets.py", "'tw_audit_download'"): check_audit,
+    ("kpi_core/ui/change_log.py", "'tw_audit_download'"): check_audit,
     ("kpi_core/ui/upload.py", "'up_tpl_download'"): check_template,
     ("kpi_core/ui/library.py", "'lib_export_button'"): check_system_export,
     ("kpi_core/ui/admin.py", "'ad_backup_download'"): check_backup,

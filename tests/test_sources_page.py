@@ -17,7 +17,7 @@ from kpi_core.ingest import intake, profile, sources
 from kpi_core.problem_text import translate
 from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
-from kpi_core.ui.sources import identifier, mapped_columns, month_choices, query_table
+from kpi_core.ui.source_frames import identifier, mapped_columns, month_choices, query_table
 from kpi_core.warehouse import Warehouse
 from tests import apptest
 from tests.apptest import ok
@@ -773,7 +773,7 @@ def test_a_csv_export_is_a_source(wh_path, erp, exports, monkeypatch):
 
 
 def test_a_measure_of_an_expression_round_trips_through_the_editor_rows():
-    from kpi_core.ui.upload import measures_frame, measures_from
+    from kpi_core.ui.intake_frames import measures_frame, measures_from
 
     p = profile.Profile(
         name="x",

@@ -14,7 +14,8 @@ from kpi_core.access import Scope
 from kpi_core.ingest import intake, profile
 from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
-from kpi_core.ui.upload import done_message, measures_from, month_options, turns_text
+from kpi_core.ui.intake_frames import measures_from, month_options, turns_text
+from kpi_core.ui.intake_panels import done_message
 from kpi_core.warehouse import Warehouse
 from tests import apptest
 from tests.conftest import sales_system

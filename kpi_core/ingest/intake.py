@@ -9,6 +9,9 @@ warehouse may have moved since the preview). Values a batch overwrites or remove
 A batch has a source — the mapping profile's name, or the file names. Uploading for the same
 months from the same source again replaces what that source gave before: values it no longer
 lists are removed, identical values are left alone, so the same file twice changes nothing.
+
+What a commit starts afterwards (alert rules, pushes) is in `after_commit`; the intake said in
+words and data (`describe`, `report`, handed on from here) in `intake_report`.
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -25,20 +26,27 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, alerts, audit, clock, collector, push, scoring, targets
+from kpi_core import actuals, alerts, audit, clock, collector, scoring, targets
 from kpi_core.access import can
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
+from kpi_core.ingest.after_commit import AfterCommit
+from kpi_core.ingest.intake_report import BINDING_PROBLEMS as BINDING_PROBLEMS
+from kpi_core.ingest.intake_report import describe as describe
+from kpi_core.ingest.intake_report import describe_binding as describe_binding
+from kpi_core.ingest.intake_report import report as report
 from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
 from kpi_core.ingest.template import is_instructions
 from kpi_core.library import AGGREGATIONS
 from kpi_core.periods import month_of
 from kpi_core.service import Actor
-from kpi_core.warehouse import Warehouse, in_background
+from kpi_core.warehouse import Warehouse
 
 KEY = ["kpi_id", "unit_id", "period"]
+
+
 log = logging.getLogger(__name__)
 
 
@@ -397,82 +405,6 @@ def _commit(wh: Warehouse, intake: Intake, who: Actor, now: datetime) -> Committ
     return Committed(batch_id, counts, after.wait_for_alerts, after.finish)
 
 
-class _Stopped(Exception):
-    """Raised in the pushes' pause between retries once the process has stopped waiting."""
-
-
-class AfterCommit:
-    """What a commit starts once it is written: the alert rules on the loaded months (beside
-    the page, on a thread of their own), then the new alerts pushed on another thread (a slow or
-    failing receiver must not hold up anything). The batch is committed whatever they do: a
-    problem is logged, never reported as a failed import.
-
-    Both threads use the warehouse through a cursor per query, so the warehouse must stay open
-    while they run: a process that closes it and exits (the command line) first calls `finish`.
-    """
-
-    def __init__(self, wh: Warehouse, who: Actor, batch_id: int, months: list[date]):
-        self._wh, self._who, self._batch_id, self._months = wh, who, batch_id, months
-        self._stop = threading.Event()
-        self._pushing: threading.Thread | None = None
-        self._rules = in_background(self._alert)
-
-    def wait_for_alerts(self) -> None:
-        self._rules()
-
-    def finish(self, timeout: float) -> bool:
-        """Wait for the rules and the pushes, up to `timeout` seconds. Pushes still retrying
-        then are stopped: no further retry, only the attempt under way ends (each is bounded by
-        push.TIMEOUT) and is logged. True when everything finished in time."""
-        deadline = time.monotonic() + timeout
-        try:
-            self._rules(max(deadline - time.monotonic(), 0.0))
-        except TimeoutError:
-            self._stop.set()  # pushes it starts yet stop at their first pause
-            return False
-        pushing = self._pushing
-        if pushing is None:
-            return True
-        pushing.join(max(deadline - time.monotonic(), 0.0))
-        if not pushing.is_alive():
-            return True
-        self._stop.set()
-        # The attempt under way, and at most one more (the next message's first), each bounded.
-        pushing.join(2 * push.TIMEOUT + 5)
-        return False
-
-    def _alert(self) -> None:
-        try:
-            raised = alerts.run(self._wh, self._who, months=self._months).new
-            if raised and any(c.enabled for c in push.channels(self._wh)):
-                self._pushing = threading.Thread(
-                    target=self._push, args=(raised,), daemon=True,
-                    name=f"push-batch-{self._batch_id}",
-                )  # fmt: skip
-                self._pushing.start()
-        except Exception:  # any failure of the rules: logged with its traceback, never raised
-            log.exception(
-                "Alert evaluation after batch %s failed; the batch is loaded.", self._batch_id
-            )
-
-    def _pause(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
-            raise _Stopped
-
-    def _push(self, raised: list[alerts.Alert]) -> None:
-        messages = alerts.push_messages(self._wh, raised)
-        try:
-            push.deliver(self._wh, messages, sleep=self._pause)
-        except _Stopped:
-            log.warning(
-                "Pushing the alerts of batch %s was stopped before its retries were done; the "
-                "push log has the attempts made.",
-                self._batch_id,
-            )
-        except Exception:
-            log.exception("Pushing the alerts of batch %s failed.", self._batch_id)
-
-
 def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:
     """Apply new/changed/removed values, keeping what they replace and auditing each."""
     frame = moving[["kpi_id", "unit_id", "period", "old", "new"]].copy()
@@ -665,105 +597,3 @@ def lock_month(wh: Warehouse, month: date, who: Actor, locked: bool = True) -> N
             key=f"{month:%Y-%m}", field="locked", old=str(not locked), new=str(locked),
             reason="",
         )  # fmt: skip
-
-
-def describe(f: Finding) -> str:
-    """One line per finding, the same on the page and the command line."""
-    where = [f.file] if f.file else []
-    if f.sheet and f.sheet != f.file:
-        where.append(f"sheet '{f.sheet}'")
-    if f.row is not None:
-        where.append(f"row {f.row}")
-    if f.column:
-        where.append(f"column {f.column}")
-    place = ", ".join(where)
-    text = f"{place}: {f.message}" if place else f.message
-    return f"{text} — {f.hint}" if f.hint else text
-
-
-def describe_binding(b: validate.Binding) -> str:
-    """One line per binding, the same on the command line and in logs: where, what it says,
-    the KPI and how it was matched."""
-    where = [b.file] if b.file else []
-    if b.sheet and b.sheet != b.file:
-        where.append(f"sheet '{b.sheet}'")
-    if b.column:
-        where.append(f"column {b.column}")
-    how = "chosen by the analyst" if b.how == "analyst" else f"matched by {b.how}"
-    target = f"KPI {b.kpi} ({b.name}), {how}" if b.kpi else "no KPI"
-    units = f", unit{'s' if len(b.units) > 1 else ''} {', '.join(b.units)}" if b.units else ""
-    problem = f" — {BINDING_PROBLEMS[b.problem]}" if b.problem else ""
-    return f"{', '.join(where)}: '{b.text}' → {target}{units}, {b.values} value(s){problem}"
-
-
-BINDING_PROBLEMS = {
-    "unknown": "no KPI has this code or name",
-    "ambiguous": "several KPIs have this name",
-    "not on tree": "not on the unit's tree",
-    "formula": "computed by its formula",
-    "no unit": "no known unit for its values",
-}
-
-
-def report(intake: Intake, cat: Catalog, committed: Committed | None = None) -> dict:
-    """The intake as plain data (`import --json`): counts, lights that change, every problem."""
-
-    def code(ids, table) -> list[str]:
-        return [table[int(i)].code for i in ids]
-
-    changes = intake.diff[intake.diff["change"] != "unchanged"]
-    return {
-        "ok": not intake.errors,
-        "source": intake.source,
-        "files": intake.files,
-        "months": [f"{m:%Y-%m}" for m in intake.months],
-        "counts": intake.counts,
-        "turns": intake.turns(),
-        "batch": committed.batch_id if committed else None,
-        "bindings": [
-            {
-                "file": b.file,
-                "sheet": b.sheet,
-                "column": b.column,
-                "text": b.text,
-                "kpi": b.kpi or None,
-                "how": b.how or None,
-                "units": list(b.units),
-                "values": b.values,
-                "problem": b.problem or None,
-            }
-            for b in intake.bindings
-        ],  # fmt: skip
-        "problems": [
-            {
-                "severity": f.severity,
-                "file": f.file,
-                "sheet": f.sheet,
-                "row": f.row,
-                "column": f.column,
-                "message": f.message,
-                "hint": f.hint,
-            }
-            for f in intake.findings
-            if f.severity != "info"
-        ],
-        "changes": [
-            {
-                "kpi": k,
-                "unit": u,
-                "period": f"{pd.Timestamp(p):%Y-%m}",
-                "old": None if pd.isna(o) else float(o),
-                "new": None if pd.isna(n) else float(n),
-                "change": c,
-            }
-            for k, u, p, o, n, c in zip(
-                code(changes["kpi_id"], cat.kpis),
-                code(changes["unit_id"], cat.units),
-                changes["period"],
-                changes["old"],
-                changes["new"],
-                changes["change"],
-                strict=True,
-            )
-        ],
-    }

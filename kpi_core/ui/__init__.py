@@ -7,8 +7,6 @@ on a cold server (DESIGN.md §2): config, language, warehouse, acting user, navi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -184,17 +182,6 @@ def _navigation(nav, lang: str, role: str | None) -> None:
         for path, key, icon, roles in PAGES:
             if roles is None or role in roles:
                 st.page_link(path, label=i18n.t(key, lang), icon=icon, query_params=keep)
-
-
-@contextmanager
-def guard(ctx: PageContext) -> Iterator[None]:
-    """A page never shows a traceback: domain errors become a clear message."""
-    try:
-        yield
-    except WarehouseBusyError:
-        st.warning(ctx.t("warehouse_busy"))
-    except KpiError as exc:
-        st.error(exc.text(ctx.lang))
 
 
 def unit_picker(ctx: PageContext, month: date) -> int:

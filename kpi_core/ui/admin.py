@@ -19,8 +19,8 @@ from kpi_core import auth, backup, kiosk, sessions, users
 from kpi_core.access import ROLE_WORDS, ROLES, can
 from kpi_core.errors import KpiError
 from kpi_core.ui import PageContext
+from kpi_core.ui.change_log import audit_section
 from kpi_core.ui.screen import SLIDE_TITLE
-from kpi_core.ui.targets import audit_section
 from kpi_core.ui.widgets import error_text
 
 _NEW = ""  # the user picker's entry for a new user

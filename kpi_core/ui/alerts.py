@@ -13,8 +13,7 @@ from kpi_core import alerts, i18n, people, review
 from kpi_core.access import can
 from kpi_core.ui import PageContext
 from kpi_core.ui.review import comments_panel
-from kpi_core.ui.upload import error_text
-from kpi_core.ui.widgets import md, missing, or_dash
+from kpi_core.ui.widgets import error_text, md, missing, or_dash
 
 _SEVERITY_MARK = {"high": "■", "medium": "▲", "low": "●"}
 

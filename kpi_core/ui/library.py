@@ -21,7 +21,7 @@ from kpi_core.ingest import files
 from kpi_core.library import AGGREGATIONS, DIRECTIONS, PERSPECTIVES
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
-from kpi_core.ui.upload import safe
+from kpi_core.ui.boundary import guard
 from kpi_core.ui.widgets import error_text, md
 
 KINDS = ("result", "process")
@@ -110,7 +110,7 @@ def _problem_text(ctx: PageContext, p: Problem) -> str:
 
 
 def list_section(ctx: PageContext) -> None:
-    with safe(ctx, "lib_unexpected"):
+    with guard(ctx, "lib_unexpected"):
         text = st.text_input(ctx.t("lib_filter"), key="lib_filter", width=420)
         df = library_frame(ctx.wh, ctx.cat, ctx.lang, clock.today().year, text or "")
         st.caption(ctx.t("lib_count", n=len(df), total=len(ctx.cat.kpis)))
@@ -195,7 +195,7 @@ def _submit(ctx: PageContext, dry_run: bool) -> None:
     except WarehouseBusyError:
         outcome["error"] = ctx.t("warehouse_busy")
     except KpiError as exc:
-        outcome["error"] = error_text(ctx, str(exc))
+        outcome["error"] = error_text(ctx, exc)
     else:
         outcome["summary"] = result.summary
         outcome["code"] = fields["code"]
@@ -227,7 +227,7 @@ def _notes(ctx: PageContext, problems, field: str) -> None:
 
 
 def edit_section(ctx: PageContext, code: str | None) -> None:
-    with safe(ctx, "lib_unexpected"):
+    with guard(ctx, "lib_unexpected"):
         _load_fields(ctx, code)
         outcome = st.session_state.get("lib_outcome") or {}
         if outcome and not outcome.get("saved") and outcome.get("fields") != collected():
@@ -403,7 +403,7 @@ def _smart(ctx: PageContext, code: str) -> None:
 
 
 def place_section(ctx: PageContext, code: str | None) -> None:
-    with safe(ctx, "lib_unexpected"):
+    with guard(ctx, "lib_unexpected"):
         if code is None:
             st.info(ctx.t("lib_place_pick_first"))
             return
@@ -494,7 +494,7 @@ def place_section(ctx: PageContext, code: str | None) -> None:
 
 
 def transfer_section(ctx: PageContext) -> None:
-    with safe(ctx, "lib_unexpected"):
+    with guard(ctx, "lib_unexpected"):
         st.subheader(ctx.t("lib_export"))
         st.caption(ctx.t("lib_export_help"))
         lang = st.segmented_control(
@@ -573,7 +573,7 @@ def _import(ctx: PageContext, data: bytes, name: str, *, dry_run: bool):
     except WarehouseBusyError:
         return {}, [], ctx.t("warehouse_busy")
     except KpiError as exc:
-        return {}, [], error_text(ctx, str(exc))
+        return {}, [], error_text(ctx, exc)
     return result.summary, [], None
 
 

@@ -7,7 +7,8 @@ from kpi_core import alerts, charts, clock, completeness, i18n, people
 from kpi_core.attention import for_overview as needs_attention_overview
 from kpi_core.board import data_range, overview
 from kpi_core.periods import Period
-from kpi_core.ui import guard, page, period_picker
+from kpi_core.ui import page, period_picker
+from kpi_core.ui.boundary import guard
 from kpi_core.ui.detail import attention_list, open_detail
 from kpi_core.ui.widgets import badge, md, month_notes, partial_period_note
 

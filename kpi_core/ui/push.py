@@ -18,8 +18,8 @@ import streamlit as st
 from kpi_core import push
 from kpi_core.access import can
 from kpi_core.ui import PageContext
-from kpi_core.ui.upload import error_text, safe
-from kpi_core.ui.widgets import confirmed, md
+from kpi_core.ui.boundary import guard
+from kpi_core.ui.widgets import confirmed, error_text, md
 
 HTTP_KINDS = ("webhook", "dingtalk", "wecom", "slack")
 _PLACEHOLDER = {
@@ -127,7 +127,7 @@ def channels_section(ctx: PageContext) -> None:
     done = st.session_state.pop("push_done", None)
     if done:
         st.success(done)
-    with safe(ctx, "push_unexpected"):
+    with guard(ctx, "push_unexpected"):
         chans = push.channels(ctx.wh)
         results = push.last_results(ctx.wh, ctx.actor)
         _listing(ctx, chans, results)
@@ -136,7 +136,7 @@ def channels_section(ctx: PageContext) -> None:
         else:
             base = _picker(ctx, chans)
             _editor(ctx, base)
-    with safe(ctx, "push_unexpected"):
+    with guard(ctx, "push_unexpected"):
         _log(ctx)
 
 

@@ -2,7 +2,7 @@
 (URL, test, tables, query, limits, sample, mapping), pulling it, and the pulls' history.
 
 The work is in `kpi_core.ingest.sources`; this module draws it. A pull shows the same report,
-preview and load as an upload (`kpi_core.ui.upload`), and nothing is written before the analyst
+preview and load as an upload (`kpi_core.ui.intake_panels`), and nothing is written before the analyst
 clicks Load. Connecting to a database happens only on a click (test, sample, pull), never because
 the page ran again.
 """
@@ -14,38 +14,51 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import date
 
 import pandas as pd
 import streamlit as st
 
-from kpi_core import clock, i18n
+from kpi_core import clock
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import profile, sources
 from kpi_core.ingest.names import norm
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
+from kpi_core.ui.boundary import guard
 from kpi_core.ui.definition_files import download, opened
-from kpi_core.ui.upload import (
+from kpi_core.ui.intake_frames import shown_cells
+from kpi_core.ui.intake_panels import (
     bindings_section,
     commit_panel,
     done_message,
     history_section,
-    mapping_fields,
     preview,
     report,
-    safe,
     say,
-    shown_cells,
     step_text,
+)
+from kpi_core.ui.mapping_editor import mapping_fields
+from kpi_core.ui.source_frames import (
+    caution_text,
+    listing_frame,
+    mapped_columns,
+    month_choices,
+    month_text,
+    next_month,
+    query_table,
+    select_all,
 )
 from kpi_core.ui.widgets import confirmed, error_text, md
 
 log = logging.getLogger(__name__)
 
+
 SAMPLE_ROWS = 50
+
+
 MONTH_MODES = ("new", "all", "range")
-_SIMPLE = re.compile(r"[a-z_][a-z0-9_]*")
+
+
 _PREFILL = re.compile(r"\s*SELECT \* FROM \S+\s*", re.I)
 
 
@@ -85,98 +98,12 @@ def _tag(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
 
 
-# --- frames and small helpers (no streamlit) --------------------------------------------------
-
-
-def listing_frame(df: pd.DataFrame, lang: str) -> pd.DataFrame:
-    """The saved sources as the page lists them: URLs masked (the core masks them)."""
-
-    def t(key: str) -> str:
-        return i18n.t(key, lang)
-
-    def when(v: object) -> str | None:
-        return None if v is None or pd.isna(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
-
-    return pd.DataFrame(
-        {
-            t("src_col_name"): df["name"].astype(str),
-            t("src_col_url"): df["url"].astype(str),
-            t("src_col_rows"): [f"{int(v):,}" for v in df["row_limit"]],
-            t("src_col_seconds"): [t("src_seconds").format(n=int(v)) for v in df["timeout_s"]],
-            t("src_col_by"): df["updated_by"].astype(str),
-            t("src_col_changed"): [when(v) for v in df["updated_at"]],
-            t("src_col_last_pull"): [when(v) for v in df["last_pull"]],
-        }
-    )
-
-
-def caution_text(caution: sources.Caution, lang: str) -> str:
-    """What Test connection found the account could do beyond reading, in the page's language."""
-    return i18n.t(f"src_caution_{caution.code}", lang).format(names=", ".join(caution.names))
-
-
-def identifier(name: str, url: str) -> str:
-    """A table's name as it goes into `SELECT * FROM …`: quoted where the database would fold
-    or refuse it (capitals, Chinese, spaces); schema-qualified names part by part."""
-    mysql = url.split(":", 1)[0].split("+", 1)[0].lower() in ("mysql", "mariadb")
-
-    def quote(part: str) -> str:
-        if _SIMPLE.fullmatch(part):
-            return part
-        return f"`{part.replace('`', '``')}`" if mysql else '"' + part.replace('"', '""') + '"'
-
-    return ".".join(quote(p) for p in name.split("."))
-
-
-def select_all(table: str, url: str) -> str:
-    """The query the page writes when a table is picked: the analyst's to edit; the core runs
-    it read-only, with its limits."""
-    return f"SELECT * FROM {identifier(table, url)}"  # noqa: S608 - a query text for the editor
-
-
-def query_table(query: str, tables: dict[str, list[str]], url: str) -> str | None:
-    """The table a `SELECT * FROM table` query reads, if the page can tell."""
-    for name in tables:
-        pattern = r"\s*SELECT\s+\*\s+FROM\s+" + re.escape(identifier(name, url)) + r"\s*;?\s*"
-        if re.fullmatch(pattern, query, re.I):
-            return name
-    return None
-
-
-def mapped_columns(m: profile.Profile | None) -> list[str]:
-    """The columns a saved mapping reads, so it can be edited before the source is reached."""
-    if m is None:
-        return []
-    names = [m.date_column, m.unit_column]
-    for x in m.measures:
-        names += x.columns() + [f.column for f in x.filters]
-    out: list[str] = []
-    for n in names:
-        if n and norm(n) not in {norm(o) for o in out}:
-            out.append(n)
-    return out
-
-
-def month_choices(today: date, back: int = 60) -> list[date]:
-    """Months to pick a range from, newest first: this month and the `back` before it."""
-    k = today.year * 12 + today.month - 1
-    return [date((k - i) // 12, (k - i) % 12 + 1, 1) for i in range(back)]
-
-
-def _next_month(m: date) -> date:
-    return date(m.year + m.month // 12, m.month % 12 + 1, 1)
-
-
-def _month(m: date, lang: str) -> str:
-    return i18n.period_label(f"{m:%Y-%m}", lang)
-
-
 # --- the source picked ------------------------------------------------------------------------
 
 
 def source_picker(ctx: PageContext) -> str | None:
     """Above the tabs: a saved source to edit, pull or delete, or a new one."""
-    with safe(ctx, "src_unexpected"):
+    with guard(ctx, "src_unexpected"):
         names = list(sources.listing(ctx.wh)["name"])
         # Set before the widget is drawn: the source just saved, or none after a delete.
         if "src_pick_next" in st.session_state:
@@ -199,7 +126,7 @@ def source_picker(ctx: PageContext) -> str | None:
 
 
 def list_section(ctx: PageContext) -> None:
-    with safe(ctx, "src_unexpected"):
+    with guard(ctx, "src_unexpected"):
         df = sources.listing(ctx.wh)
         if not len(df):
             st.info(ctx.t("src_none"))
@@ -215,7 +142,7 @@ def define_section(ctx: PageContext, name: str | None) -> None:
     done = st.session_state.pop("src_def_done", None)
     if done:
         st.success(done)
-    with safe(ctx, "src_unexpected"):
+    with guard(ctx, "src_unexpected"):
         base = sources.load(ctx.wh, name) if name else None
         if base:
             download(ctx, base, "src_dl_saved", ctx.t("def_download_saved"))
@@ -489,7 +416,7 @@ def pull_section(ctx: PageContext, name: str | None) -> None:
     if not name:
         st.info(ctx.t("src_pull_pick"))
         return
-    with safe(ctx, "src_unexpected"):
+    with guard(ctx, "src_unexpected"):
         _pull(ctx, sources.load(ctx.wh, name))
 
 
@@ -501,7 +428,7 @@ def _pull(ctx: PageContext, source: sources.Source) -> None:
     last = sources.last_pulled_month(ctx.wh, source.name)
     last = pd.Timestamp(last).date() if last is not None else None
     new_label = (
-        ctx.t("src_months_new", month=_month(last, ctx.lang))
+        ctx.t("src_months_new", month=month_text(last, ctx.lang))
         if last
         else ctx.t("src_months_new_first")
     )
@@ -517,15 +444,15 @@ def _pull(ctx: PageContext, source: sources.Source) -> None:
     if mode == "range":
         today = clock.today()
         months = month_choices(today)
-        start = _next_month(last) if last and _next_month(last) in months else months[1]
+        start = next_month(last) if last and next_month(last) in months else months[1]
         left, right = st.columns(2)
         first = left.selectbox(
             ctx.t("src_from"), months, index=months.index(start),
-            format_func=lambda m: _month(m, ctx.lang), key="src_from",
+            format_func=lambda m: month_text(m, ctx.lang), key="src_from",
         )  # fmt: skip
         until = right.selectbox(
             ctx.t("src_to"), months, index=0,
-            format_func=lambda m: _month(m, ctx.lang), key="src_to",
+            format_func=lambda m: month_text(m, ctx.lang), key="src_to",
         )  # fmt: skip
     backwards = first is not None and until is not None and first > until
     if backwards:
@@ -562,7 +489,7 @@ def _pull(ctx: PageContext, source: sources.Source) -> None:
         return
     nothing_new = mode == "new" and last is not None and not len(it.rows)
     if nothing_new:
-        st.info(ctx.t("src_nothing_new", month=_month(last, ctx.lang)))
+        st.info(ctx.t("src_nothing_new", month=month_text(last, ctx.lang)))
     st.markdown(say(ctx, it, "up_source_is", source=md(it.source)))
     tag = _tag(key)
     report(ctx, it, tag, hint=None if nothing_new else ctx.t("src_nothing_found_hint"))

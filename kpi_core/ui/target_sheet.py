@@ -54,7 +54,7 @@ def sheet_section(ctx: PageContext) -> None:
         _refused(ctx, ctx.t("def_refused", file=sheet.name), str(exc).splitlines())
         return
     except KpiError as exc:
-        st.error(error_text(ctx, str(exc)))
+        st.error(error_text(ctx, exc))
         return
     if not found:
         st.info(ctx.t("tg_nothing"))

@@ -47,16 +47,21 @@ def md(text: object) -> str:
 
 
 def error_text(ctx: PageContext, error: KpiError | str) -> str:
-    """A refusal from the core in the page's language: a coded message rendered from the
-    catalogs; an English one (modules not converted yet) translated by kpi_core.problem_text.
-    A database's own words (which no table can know) are shown as they are, under a line that
-    says whose words they are."""
+    """A refusal from the core in the page's language (see `refusal_text`)."""
+    return refusal_text(ctx.lang, error)
+
+
+def refusal_text(lang: str, error: KpiError | str) -> str:
+    """A refusal from the core in `lang`: a coded message rendered from the catalogs; an English
+    one (modules not converted yet) translated by kpi_core.problem_text. A database's own words
+    (which no table can know) are shown as they are, under a line that says whose words they
+    are."""
     if isinstance(error, KpiError) and error.coded is not None:
-        return error.text(ctx.lang)
+        return error.text(lang)
     text = str(error)
-    shown = translate(text, ctx.lang)
-    if ctx.lang == "zh" and shown == text and not _CJK.search(text):
-        return ctx.t("up_said_in_english", text=text)
+    shown = translate(text, lang)
+    if lang == "zh" and shown == text and not _CJK.search(text):
+        return i18n.t("up_said_in_english", lang, text=text)
     return shown
 
 
