@@ -24,6 +24,7 @@ import streamlit as st
 from kpi_core import i18n
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.references import held, redact
+from kpi_core.texts import N_
 from kpi_core.ui.widgets import refusal_text
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def guard(ctx: PageContext | str, unexpected: str = "page_unexpected") -> Iterator[None]:
+def guard(ctx: PageContext | str, unexpected: str = N_("page_unexpected")) -> Iterator[None]:
     """Run a page or one of its sections; see the module's docstring. `ctx` is the page's
     context, or only its language where there is none (the big screen)."""
     lang = ctx if isinstance(ctx, str) else ctx.lang
