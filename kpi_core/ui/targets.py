@@ -240,11 +240,31 @@ def _since(ctx: PageContext, d: object) -> str:
 # --- Targets -----------------------------------------------------------------------------------
 
 
+# Each grid's row identity and the columns a user edits in it.
+GRID_COLUMNS = {
+    "targets": (["kpi_id", "unit_id", "grain", "period_start"], [*planning.LEVELS, "phasing"]),
+    "weights": (["parent_unit", "parent_kpi", "child_unit", "child_kpi"], ["weight"]),
+}
+
+
+def keep_edits(name: str) -> None:
+    """The grid `name`'s tab is closed: its editor is not drawn, and Streamlit forgets an editor
+    not drawn in a run. Its unsaved cells move into the grid as shown, where the editor finds
+    them when the tab opens again (a refused save's conflict stays too)."""
+    store = st.session_state.get(f"tw_{name}")
+    if not store or store.get("edited") is None:
+        return
+    keys, edit_cols = GRID_COLUMNS[name]
+    conflict = store.get("conflict")
+    _reload(store, store["base"], keys, _pending(store, keys, edit_cols))
+    if conflict is not None:
+        store["conflict"] = conflict
+
+
 def targets_section(
     ctx: PageContext, unit_id: int, year: int, grain: str, latest_data: date | None = None
 ) -> None:
-    keys = ["kpi_id", "unit_id", "grain", "period_start"]
-    edit_cols = [*planning.LEVELS, "phasing"]
+    keys, edit_cols = GRID_COLUMNS["targets"]
 
     def load() -> pd.DataFrame:
         return planning.target_grid(ctx.wh, ctx.cat, ctx.actor, unit_id, year, grain, ctx.lang)
@@ -404,7 +424,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
     """The weights in force in the selected year (today's month in it, or its nearest month) to
     edit, the versions scheduled after it apart and read-only, and every changed weight old →
     new with its check before saving."""
-    keys = ["parent_unit", "parent_kpi", "child_unit", "child_kpi"]
+    keys = GRID_COLUMNS["weights"][0]
     today = clock.today()
     month = planning.weights_month(year, today)
 
@@ -659,7 +679,9 @@ def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int
         format_func=lambda i: (
             f"{older.at[i, 'period']} · v{older.at[i, 'version']} · {older.at[i, 'change']}"
         ),
-        key="tw_revert_pick",
+        # A new version makes a new list: the pick starts over rather than naming a row of
+        # the old one.
+        key=f"tw_revert_pick_{kpi_id}_{unit_id}_{len(hist)}",
     )
     effective, reason, clicked = _save_form(ctx, "revert", True, "tw_revert_button")
     if clicked:
