@@ -299,3 +299,22 @@ def test_unsaved_cells_survive_a_look_at_another_tab(own_file, monkeypatch):
     assert versions(own_file, "SALES", "NEW_CUST")[-1][:2] == (2, 65.0)
     open_tab(at, "tw_tab_weights")
     assert changes(at)["New"].tolist() == ["50", "15"]
+
+
+def test_a_warm_run_builds_no_grid_text_again(own_file, monkeypatch):
+    """Issue 22: a large unit's grid has thousands of rows; its readable columns and the phone
+    form's row picker are made once per grid read, not a cell at a time at every run."""
+    from kpi_core.ui import targets as page_targets
+
+    at = open_targets(own_file, monkeypatch)
+    picker = at.session_state["tw_targets"]["row_picker"]
+    base = at.session_state["tw_targets"]["base"]
+    row = new_cust_row(at)
+    assert picker[row] == " · ".join(base.loc[row, ["unit", "kpi", "period"]])
+    made = []
+    real = page_targets._readable
+    monkeypatch.setattr(page_targets, "_readable", lambda *a: made.append(a) or real(*a))
+    at.run()
+    ok(at)
+    assert made == []
+    assert at.session_state["tw_targets"]["row_picker"] is picker

@@ -11,6 +11,7 @@ onto it: nothing of either person's work is lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import pandas as pd
@@ -114,15 +115,23 @@ def _row_form(
     store: dict,
     keys: list[str],
     fields: dict[str, str],
-    row_label,
+    row_labels: Callable[[pd.DataFrame], pd.Series],
     parse=lambda column, text: text,
     choices: dict[str, tuple[list, object]] | None = None,
 ) -> None:
     """Edit one editable row of the grid `name`: `fields` (column → label) as text, or as a
-    choice for columns in `choices` (column → (options, format_func)). `parse` turns a typed
-    text into the grid's value, raising ValueError with what is wrong."""
+    choice for columns in `choices` (column → (options, format_func)). `row_labels` names the
+    rows of a grid, a column at a time. `parse` turns a typed text into the grid's value,
+    raising ValueError with what is wrong."""
     base = store["base"]
-    rows = [i for i in base.index if base.at[i, "editable"]]
+    # A large unit's grid has thousands of rows: its row picker is built once per grid read,
+    # with whole columns, not a cell at a time at every run.
+    if store.get("row_picker_of") is not base:
+        editable = base[base["editable"].to_numpy(dtype=bool)]
+        store["row_picker"] = dict(zip(editable.index, row_labels(editable), strict=True))
+        store["row_picker_of"] = base
+    labels = store["row_picker"]
+    rows = list(labels)
     if not rows:
         return
     current = store["edited"] if store.get("edited") is not None else store["shown"]
@@ -131,7 +140,9 @@ def _row_form(
         st.container(key=f"tw_rowform_{name}"),
         st.expander(ctx.t("tw_row_form"), icon=":material/edit:"),
     ):
-        row = st.selectbox(ctx.t("tw_row_pick"), rows, format_func=row_label, key=f"tw_{name}_row")
+        row = st.selectbox(
+            ctx.t("tw_row_pick"), rows, format_func=labels.__getitem__, key=f"tw_{name}_row"
+        )
         tag = f"{name}_{row}_{store['nonce']}"
         with st.form(f"tw_{name}_row_form_{tag}", border=False):
             typed = {}
@@ -233,6 +244,15 @@ def _readable(ctx: PageContext, grid: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _readable_kept(ctx: PageContext, store: dict) -> pd.DataFrame:
+    """`_readable` of the grid as shown, made once per grid and language rather than a cell at
+    a time at every run (thousands of rows on a large unit)."""
+    kept = store.get("readable")
+    if kept is None or kept[0] is not store["shown"] or kept[1] != ctx.lang:
+        kept = store["readable"] = (store["shown"], ctx.lang, _readable(ctx, store["shown"]))
+    return kept[2]
+
+
 def _since(ctx: PageContext, d: object) -> str:
     return ctx.t("tw_from_start") if d is None or pd.isna(d) else f"{d:%Y-%m-%d}"
 
@@ -275,7 +295,7 @@ def targets_section(
         _reload(store, load(), keys, _pending(store, keys, edit_cols))
 
     _flash(ctx, "targets")
-    base, shown = store["base"], _readable(ctx, store["shown"])
+    base, shown = store["base"], _readable_kept(ctx, store)
     if base.empty:
         st.info(ctx.t("tw_no_kpis"))
         return
@@ -324,7 +344,8 @@ def targets_section(
         _row_form(
             ctx, "targets", store, keys,
             {f: column_label(ctx, f) for f in [*levels, "phasing"]},
-            lambda i: f"{base.at[i, 'unit']} · {base.at[i, 'kpi']} · {base.at[i, 'period']}",
+            lambda g: g["unit"].astype(str) + " · " + g["kpi"].astype(str) + " · "
+            + g["period"].astype(str),
             choices={"phasing": (profiles, lambda p: ctx.t("tw_phasing_even") if p == "even"
                                  else p or "—")},
         )  # fmt: skip
@@ -437,7 +458,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
         _reload(store, load(), keys, _pending(store, keys, ["weight"]))
 
     _flash(ctx, "weights")
-    base, shown = store["base"], _readable(ctx, store["shown"])
+    base, shown = store["base"], _readable_kept(ctx, store)
     if base.empty:
         st.info(ctx.t("tw_no_tree"))
         return
@@ -473,7 +494,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
 
             _row_form(
                 ctx, "weights", store, keys, {"weight": ctx.t("tw_weight_pct")},
-                lambda i: f"{base.at[i, 'parent_name']} → {base.at[i, 'child_name']}",
+                lambda g: g["parent_name"].astype(str) + " → " + g["child_name"].astype(str),
                 parse=weight,
             )  # fmt: skip
         if not readonly.empty:
@@ -790,7 +811,5 @@ def _entity(ctx: PageContext, entity: str) -> str:
 
 def year_options(ctx: PageContext) -> list[int]:
     """Years with targets or data, and the next one (targets are set before the year starts)."""
-    years = {r[0] for r in ctx.wh.rows("SELECT DISTINCT year(period_start) FROM target")}
-    years |= {clock.today().year, clock.today().year + 1}
-    years |= {r[0] for r in ctx.wh.rows("SELECT DISTINCT year(period) FROM actual")}
+    years = set(planning.data_years(ctx.wh)) | {clock.today().year, clock.today().year + 1}
     return sorted(years, reverse=True)
