@@ -2101,6 +2101,11 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Links in alerts are off: the app's address is set wrong ({problem}). Fix {env} or "
         "[push] app_url.",
     ),
+    # --- cap ---
+    "na_not_listed": (
+        "另有 {n} 项影响较小，未在此列出。",
+        "{n} more that cost fewer points are not listed here.",
+    ),
 }
 
 STATUS_ICON = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}

@@ -145,7 +145,7 @@ def test_the_kept_list_follows_a_commit(demo_wh):
 def test_a_warm_run_forecasts_nothing_again(own_file, monkeypatch, page, query):
     """The forecasts behind "at risk" were the largest part of a warm Board run (issue 22)."""
     at = open_page(page, own_file, monkeypatch, user="head_sales", query=query)
-    listed = [e.value for e in at.markdown if "■" in e.value or "▲" in e.value]
+    listed = [link.proto.label for link in at.get("page_link") if "■" in link.proto.label]
     assert listed
     calls = []
     real = alerts.at_risk
@@ -158,4 +158,36 @@ def test_a_warm_run_forecasts_nothing_again(own_file, monkeypatch, page, query):
     at.run()
     ok(at)
     assert calls == []
-    assert [e.value for e in at.markdown if "■" in e.value or "▲" in e.value] == listed
+    assert [link.proto.label for link in at.get("page_link") if "■" in link.proto.label] == listed
+
+
+def test_the_rest_of_the_list_is_drawn_when_opened_and_only_what_can_be_read(own_file, monkeypatch):
+    """Issue 22: on a large company the list behind "N more" has thousands of lines; it is
+    drawn when the button is opened, and only its first lines."""
+    from kpi_core.ui import detail
+
+    at = open_page("app.py", own_file, monkeypatch)  # the admin's Overview: the whole company
+
+    def lines():
+        labels = [link.proto.label for link in at.get("page_link")]
+        return [t for t in labels if "■" in t or "▲" in t]
+
+    shown = lines()
+    assert len(shown) == 6
+
+    def blocks(node):
+        yield node
+        for child in getattr(node, "children", {}).values():
+            yield from blocks(child)
+
+    more = next(b for b in blocks(at._tree) if getattr(b, "type", None) == "popover")
+    rest = int(more.proto.popover.label.split()[0])
+    assert rest > 2
+    monkeypatch.setattr(detail, "MORE_SHOWN", 2)
+    at.session_state["na_more"] = True
+    at.run()
+    ok(at)
+    assert lines()[:6] == shown and len(lines()) == 8
+    assert f"{rest - 2} more that cost fewer points are not listed here." in [
+        c.value for c in at.caption
+    ]
