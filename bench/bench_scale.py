@@ -375,7 +375,8 @@ def duckdb_writes(wh: Warehouse, flavour: str, picked: dict, args) -> dict:
     latest = date.fromisoformat(picked["latest"])
     year_start = date(latest.year, 1, 1)
     state: dict[str, Any] = {}
-    with wh.hold() as con:
+    # Raw writes on the connection: the process's turn to write (a file is otherwise read-only).
+    with wh._writing() as con:
         step = max(1, len(con.execute(SAVE_KEYS, [year_start]).fetchall()) // args.cells)
 
         def prepare_save():
@@ -458,12 +459,15 @@ class LakeWarehouse(Warehouse):
     the tables were copied in; every cursor selects `lake`, as USE is per connection)."""
 
     def __init__(self, setup: list[str], use: str):
-        self.path, self.in_memory, self.linger = ":memory:", True, float("inf")
-        self.wait, self.max_hold, self.pause = 30.0, 2.0, 0.5
-        self._opened_at = self._reopen_after = 0.0
-        self._con, self._users, self._timer = None, 0, None
-        self._state, self._writer = threading.RLock(), threading.RLock()
+        self.path, self.in_memory, self.linger, self.wait = ":memory:", True, float("inf"), 30.0
+        self._con, self._mode, self._users, self._pins = None, None, 0, 0
+        self._draining = self._writing_now = False
+        self._state, self._writer = threading.Condition(threading.RLock()), threading.RLock()
+        self._mine, self._gate, self._watcher = threading.local(), None, None
         self._setup, self._use = setup, use
+
+    def _open_read(self) -> None:  # in memory: always the one read-write connection
+        self._con, self._mode = self._open(), "write"
 
     def _open(self):
         import duckdb

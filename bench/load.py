@@ -3,6 +3,7 @@
     python bench/load.py [--warehouse demo|large|PATH] [--sessions 1] [--runs 6] [--rounds 3]
                          [--page 'Board?unit=SALES&period=2026-10' ...] [--user admin]
                          [--password admin] [--port 8617] [--cold] [--profile]
+                         [--processes 1,2]
 
 It starts `streamlit run app.py` from a temporary copy of the app's entry (app.py, the pages, and
 one more page, `Hello`, that writes one line) on a temporary copy of the warehouse, so the hello
@@ -14,6 +15,11 @@ state, pickers, sign-in check) is reported apart from the warm runs after it.
 
 A warehouse with users is signed into through the app's own route (`/auth/signin`, the session
 cookie `kpi_session`, kpi_core/sessions.py) as `--user`; one without users needs no sign-in.
+
+`--processes 1,2` measures the same pages served by 1 and then 2 processes on one port
+(kpi_core/serving.py: the processes behind nginx, which sends each browser to one process by its
+sign-in cookie), each count started afresh on the same warehouse; every session signs in on its
+own, as its own browser, so the sessions spread over the processes.
 
 `--cold` commits a write (a comment, through the core) before every round, so each round's first
 runs read new data: the cold run the caches must pay once per commit.
@@ -30,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +44,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import httpx  # noqa: E402
 
-from kpi_core import demo  # noqa: E402
+from kpi_core import demo, serving  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
 from tests.stream import COOKIE, Session  # noqa: E402
 
@@ -79,6 +84,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8617)
     p.add_argument("--cold", action="store_true", help="commit a write before every round")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (its log)")
+    p.add_argument("--processes", default="1", help="process counts to measure in turn, e.g. 1,2")
     return p.parse_args()
 
 
@@ -112,25 +118,13 @@ def make_app(folder: Path) -> Path:
     return app
 
 
-def start(app: Path, warehouse: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "KPI_WAREHOUSE": str(warehouse), "PYTHONPATH": str(ROOT)}
-    env.setdefault("KPI_TODAY", demo.REFERENCE_TODAY.isoformat())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=app, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"streamlit did not start; see {log}")
+def start(app: Path, warehouse: Path, port: int, folder: Path, processes: int) -> serving.Cluster:
+    """`processes` Streamlit processes of the app on `port` (behind nginx when more than one)."""
+    env = {"KPI_WAREHOUSE": str(warehouse), "PYTHONPATH": str(ROOT)}
+    env["KPI_TODAY"] = os.environ.get("KPI_TODAY", demo.REFERENCE_TODAY.isoformat())
+    logs = folder / f"logs-{processes}"
+    logs.mkdir()
+    return serving.Cluster(processes, port, folder=logs, app_dir=app, env=env, address="127.0.0.1")
 
 
 def sign_in(base: str, user: str, password: str) -> str:
@@ -160,13 +154,16 @@ class Tally:
     errors: list[str] = field(default_factory=list)
 
 
-def phase(base: str, cookie: str | None, spec: str, sessions: int, runs: int, tally: Tally) -> None:
-    """`sessions` new sessions at once, each one first run then `runs` warm runs of `spec`."""
+def phase(
+    base: str, cookies: list[str | None], spec: str, sessions: int, runs: int, tally: Tally
+) -> None:
+    """`sessions` new sessions at once, each one first run then `runs` warm runs of `spec`;
+    session i as the browser of `cookies[i % len(cookies)]`."""
     page, _, query = spec.partition("?")
     lock = threading.Lock()
     go = threading.Barrier(sessions)
 
-    def one() -> None:
+    def one(cookie: str | None) -> None:
         try:
             with Session(base, cookie=cookie, timeout=300) as s:
                 go.wait()
@@ -184,7 +181,9 @@ def phase(base: str, cookie: str | None, spec: str, sessions: int, runs: int, ta
                     tally.errors.append(r.exception.splitlines()[0])
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=one) for _ in range(sessions)]
+    threads = [
+        threading.Thread(target=one, args=(cookies[i % len(cookies)],)) for i in range(sessions)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -213,39 +212,70 @@ def commit_something(path: Path) -> None:
 def main() -> None:
     args = parse_args()
     pages = args.page or (LARGE_PAGES if args.warehouse == "large" else DEMO_PAGES)
+    counts = [int(n) for n in args.processes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="kpi-load-"))
     warehouse = folder / "wh.duckdb"
     make_warehouse(args.warehouse, warehouse)
     cookie_needed = has_users(warehouse)
     app = make_app(folder)
-    log = folder / "streamlit.log"
-    proc = start(app, warehouse, args.port, log)
     base = f"http://127.0.0.1:{args.port}"
+    results = {}
     try:
-        cookie = sign_in(base, args.user, args.password) if cookie_needed else None
-        specs = [f"{HELLO}?lang=en", *pages]
-        tallies = {spec: Tally() for spec in specs}
-        load = os.getloadavg()[0]
-        for _ in range(args.rounds):
-            if args.cold:
-                commit_something(warehouse)
-            for spec in specs:
-                phase(base, cookie, spec, args.sessions, args.runs, tallies[spec])
-        report(args, tallies, load, cookie_needed)
+        for processes in counts:
+            cluster = start(app, warehouse, args.port, folder, processes)
+            try:
+                # One sign-in per session: its own browser (and, behind nginx, its process).
+                cookies = (
+                    [sign_in(base, args.user, args.password) for _ in range(args.sessions)]
+                    if cookie_needed
+                    else [None]
+                )
+                specs = [f"{HELLO}?lang=en", *pages]
+                tallies = {spec: Tally() for spec in specs}
+                load = os.getloadavg()[0]
+                for _ in range(args.rounds):
+                    if args.cold:
+                        commit_something(warehouse)
+                    for spec in specs:
+                        phase(base, cookies, spec, args.sessions, args.runs, tallies[spec])
+            finally:
+                cluster.stop()
+            results[processes] = tallies
+            report(args, tallies, load, cookie_needed, processes)
+        if len(counts) > 1:
+            compare(results)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         if args.keep:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, tallies: dict[str, Tally], load: float, signed: bool) -> None:
+def compare(results: dict[int, dict[str, Tally]]) -> None:
+    """Throughput by process count, page by page, beside the hello page's."""
+    counts = sorted(results)
+    print("runs/s by process count: " + "  ".join(f"{n} process(es)" for n in counts))
+    for spec in next(iter(results.values())):
+        rates = []
+        for n in counts:
+            t = results[n][spec]
+            rates.append((len(t.first) + len(t.warm)) / t.busy if t.busy else float("nan"))
+        gain = rates[-1] / rates[0] if rates[0] else float("nan")
+        print(f"{spec[:44]:44} " + " ".join(f"{r:8.1f}" for r in rates) + f"   ×{gain:.2f}")
+
+
+def report(
+    args: argparse.Namespace,
+    tallies: dict[str, Tally],
+    load: float,
+    signed: bool,
+    processes: int = 1,
+) -> None:
     hello = tallies[f"{HELLO}?lang=en"]
     h50 = statistics.median(hello.warm) if hello.warm else float("nan")
     h_first = statistics.median(hello.first) if hello.first else float("nan")
     print(
+        f"{processes} process(es); "
         f"warehouse {args.warehouse}, {args.sessions} session(s) per page × {args.runs} warm "
         f"runs × {args.rounds} rounds{', cold rounds' if args.cold else ''}, "
         f"{'signed in as ' + args.user if signed else 'no users'}; "

@@ -11,8 +11,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kpi_core.errors import ScopeError
+from kpi_core.texts import N_
 
 ROLES = ("viewer", "head", "analyst", "admin")
+# Each role's name in messages, as the pages call it ("Department head" / "部门负责人").
+ROLE_WORDS = {
+    "admin": N_("role_admin"),
+    "head": N_("role_head"),
+    "analyst": N_("role_analyst"),
+    "viewer": N_("role_viewer"),
+}
 
 # Who may do what, beyond reading inside one's scope (which every role may). This table is the
 # one place that names roles for a permission: code asks `can(actor, action)`, and the README's

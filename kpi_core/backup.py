@@ -37,9 +37,11 @@ import duckdb
 from kpi_core import audit, sessions
 from kpi_core.access import can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
+from kpi_core.messages import Items, Message
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.service import Actor
 from kpi_core.settings import PROJECT, section
+from kpi_core.texts import N_
 from kpi_core.warehouse import SCHEMA_VERSION_TABLE, Warehouse
 
 FORMAT = "kpi-monitor-backup"
@@ -121,22 +123,20 @@ def settings(wh: Warehouse) -> Settings:
         directory = base / "backups"
     keep = conf.get("keep")
     if keep is not None and (not isinstance(keep, int) or keep < 1):
-        raise BackupError(f"[backup] keep = {keep!r} in secrets.toml must be a whole number ≥ 1.")
+        raise BackupError(Message("bk_keep_setting", value=repr(keep)))
     return Settings(directory, keep)
 
 
-def _admin(who: Actor, what: str) -> None:
+def _admin(who: Actor, refusal: Message) -> None:
     if not can(who, "manage_backups"):
-        raise ScopeError(f"Only admins {what}.")
+        raise ScopeError(refusal)
 
 
 def size_limit() -> int:
     """`[backup] max_mb` in secrets.toml, in bytes: the largest database a backup may unpack to."""
     value = section("backup").get("max_mb", MAX_MB)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BackupError(
-            f"[backup] max_mb = {value!r} in secrets.toml must be a whole number ≥ 1."
-        )
+        raise BackupError(Message("bk_max_mb_setting", value=repr(value)))
     return value << 20
 
 
@@ -211,7 +211,24 @@ def _expected(version: int) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         con.close()
 
 
-def _schema_problems(cur: duckdb.DuckDBPyConnection, database: str, version: int) -> list[str]:
+# What each kind of object in a DuckDB file is called (the keys of `_catalog`: "table kpi").
+OBJECTS = {
+    "schema": N_("bk_obj_schema"),
+    "table": N_("bk_obj_table"),
+    "view": N_("bk_obj_view"),
+    "macro": N_("bk_obj_macro"),
+    "type": N_("bk_obj_type"),
+    "index": N_("bk_obj_index"),
+    "sequence": N_("bk_obj_sequence"),
+}
+
+
+def _object(key: str) -> Message:
+    kind, _, name = key.partition(" ")
+    return Message(OBJECTS[kind], name=name)
+
+
+def _schema_problems(cur: duckdb.DuckDBPyConnection, database: str, version: int) -> list[Message]:
     """How `database` differs from schema version `version`; [] when it is exactly that."""
     want, want_columns = _expected(version)
     got = _catalog(cur, database)
@@ -221,23 +238,29 @@ def _schema_problems(cur: duckdb.DuckDBPyConnection, database: str, version: int
 
     problems = []
     for key in sorted(set(want) - set(got), key=tables_first):
-        problems.append(f"{key} is missing")
+        problems.append(Message("bk_obj_missing", obj=_object(key)))
     for key in sorted(set(got) - set(want), key=tables_first):
-        problems.append(f"{key} is not part of the warehouse")
+        problems.append(Message("bk_obj_extra", obj=_object(key)))
     for key in sorted((k for k in set(got) & set(want) if got[k] != want[k]), key=tables_first):
         kind, _, name = key.partition(" ")
         if kind != "table":
-            problems.append(f"{key} is not defined as the warehouse defines it")
+            problems.append(Message("bk_obj_redefined", obj=_object(key)))
             continue
         have, should = _columns(cur, database, name), want_columns[name]
-        parts = [f"extra column {c}" for c in have if c not in should]
-        parts += [f"no column {c}" for c in should if c not in have]
+        parts = [Message("bk_extra_column", column=c) for c in have if c not in should]
+        parts += [Message("bk_no_column", column=c) for c in should if c not in have]
         parts += [
-            f"column {c} is {have[c]}, not {should[c]}"
+            Message("bk_column_type", column=c, have=have[c], should=should[c])
             for c in should
             if c in have and have[c] != should[c]
         ]
-        problems.append(f"{key} differs ({', '.join(parts) or 'its constraints'})")
+        problems.append(
+            Message(
+                "bk_table_differs",
+                obj=_object(key),
+                parts=Items(parts, commas=True) if parts else Message("bk_its_constraints"),
+            )
+        )
     return problems
 
 
@@ -277,45 +300,40 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _inspect(path: Path, label: str) -> tuple[dict[str, dict], dict[str, int | None], int]:
+def _inspect(path: Path, label: Message) -> tuple[dict[str, dict], dict[str, int | None], int]:
     """Tables, sequences and schema version of a closed DuckDB file, after checking that it is
     a KPI Monitor warehouse of that version and nothing more, with an admin. `label` names the
     file in messages."""
     try:
         con = duckdb.connect(str(path), read_only=True, config=_SEALED)
     except duckdb.Error as exc:
-        raise BackupError(f"The database in {label} cannot be opened: {exc}") from exc
+        raise BackupError(Message("bk_cannot_open", label=label, error=exc)) from exc
     try:
         db = con.execute("SELECT current_database()").fetchone()[0]
         if "schema_version" not in _tables(con, db):
-            raise BackupError(f"{label} holds no KPI Monitor warehouse (no schema_version).")
+            raise BackupError(Message("bk_no_schema_version", label=label))
         version = int(
             con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
         )
         if version > LATEST_SCHEMA:
             raise BackupError(
-                f"{label} is from schema version {version}, newer than this KPI Monitor "
-                f"({LATEST_SCHEMA}); upgrade it first."
+                Message("bk_newer_schema", label=label, version=version, latest=LATEST_SCHEMA)
             )
         if version < 1:
-            raise BackupError(f"{label} holds no KPI Monitor warehouse (schema version 0).")
+            raise BackupError(Message("bk_schema_zero", label=label))
         if problems := _schema_problems(con, db, version):
-            shown = "; ".join(problems[:12])
-            more = f"; and {len(problems) - 12} more" if len(problems) > 12 else ""
+            shown = problems[:12]
+            if len(problems) > 12:
+                shown.append(Message("bk_and_more", n=len(problems) - 12))
             raise BackupError(
-                f"{label} is not a KPI Monitor warehouse of schema version {version}: "
-                f"{shown}{more}."
+                Message("bk_wrong_schema", label=label, version=version, problems=Items(shown))
             )
         admins = con.execute("SELECT count(*) FROM app_user WHERE role = 'admin'").fetchone()[0]
         if not admins:
-            raise BackupError(
-                f"{label} has no admin user: restored, nobody could manage users and backups, "
-                "and a warehouse without users lets everyone in. Add an admin on the Admin page "
-                "and make the backup again."
-            )
+            raise BackupError(Message("bk_no_admin", label=label))
         return contents(con, db), _sequences(con, db), version
     except duckdb.Error as exc:
-        raise BackupError(f"The database in {label} cannot be read: {exc}") from exc
+        raise BackupError(Message("bk_cannot_read", label=label, error=exc)) from exc
     finally:
         con.close()
 
@@ -332,13 +350,13 @@ def backup(
 ) -> BackupResult:
     """Write a backup to `dest` (a `.zip` file, or a directory to name one in); with `keep`,
     then delete the oldest backups in that directory beyond `keep`."""
-    _admin(who, "make backups")
+    _admin(who, Message("bk_admins_backup"))
     if keep is not None and keep < 1:
-        raise BackupError(f"keep must be at least 1, not {keep}.")
+        raise BackupError(Message("bk_keep_at_least", keep=keep))
     now = datetime.now()
     target = _target(dest, now)
     if target.exists():
-        raise BackupError(f"{target} already exists — name another file or give a directory.")
+        raise BackupError(Message("bk_target_exists", target=target))
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = target.parent / f".{target.name}.{uuid.uuid4().hex}"
     scratch.mkdir()
@@ -347,7 +365,7 @@ def backup(
         alias = f"kpi_backup_{uuid.uuid4().hex}"
         with wh.cursor() as cur:
             source = cur.execute("SELECT current_database()").fetchone()[0]
-            cur.execute("ATTACH ? AS " + alias, [str(copy)])
+            cur.execute("ATTACH ? AS " + alias + " (READ_WRITE)", [str(copy)])
             try:
                 cur.execute("BEGIN TRANSACTION")
                 try:
@@ -359,9 +377,9 @@ def backup(
                 cur.execute("COMMIT")
             finally:
                 cur.execute("DETACH " + alias)
-        tables, sequences, version = _inspect(copy, "The warehouse")
+        tables, sequences, version = _inspect(copy, Message("bk_the_warehouse"))
         if tables != seen:
-            raise BackupError("The copy differs from the warehouse; no backup was written.")
+            raise BackupError(Message("bk_copy_differs"))
         manifest = Manifest(
             schema_version=version,
             created_at=now.isoformat(timespec="seconds"),
@@ -397,41 +415,40 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     """The manifest of a backup file, checked for form (not yet against the data)."""
     path = Path(path)
     if not path.is_file():
-        raise NotFoundError(f"There is no backup file {path}.")
+        raise NotFoundError(Message("bk_no_file", path=path))
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
             if not {MANIFEST, DATA} <= set(names):
-                raise BackupError(f"{path.name} is not a KPI Monitor backup (no {MANIFEST}).")
+                raise BackupError(Message("bk_no_manifest", file=path.name, manifest=MANIFEST))
             for name in sorted(set(names)):
                 if names.count(name) > 1:
-                    raise BackupError(f"{path.name} holds {name} twice; it is not a sound backup.")
+                    raise BackupError(Message("bk_twice", file=path.name, name=name))
             if other := sorted(set(names) - {MANIFEST, DATA}):
                 raise BackupError(
-                    f"{path.name} holds {', '.join(other)} besides {MANIFEST} and {DATA}; "
-                    "it is not a sound backup."
-                )
+                    Message("bk_other_members", file=path.name, other=Items(other, commas=True),
+                            manifest=MANIFEST, data=DATA)
+                )  # fmt: skip
             info = zf.getinfo(MANIFEST)
             if info.file_size > _MANIFEST_LIMIT:
                 raise BackupError(
-                    f"{path.name}: its manifest is {info.file_size:,} bytes, far more than a "
-                    "manifest holds; it is not a sound backup."
+                    Message("bk_manifest_too_big", file=path.name, size=info.file_size)
                 )
             with zf.open(info) as fh:
                 raw = json.loads(fh.read(_MANIFEST_LIMIT + 1).decode("utf-8"))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, ValueError) as exc:
-        raise BackupError(f"{path.name} is damaged or not a backup: {exc}") from exc
+        raise BackupError(Message("bk_damaged_or_not", file=path.name, error=exc)) from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise BackupError(f"{path.name} is not a KPI Monitor backup.")
+        raise BackupError(Message("bk_not_ours", file=path.name))
     if raw.get("format_version", 0) > FORMAT_VERSION:
-        raise BackupError(f"{path.name} was written by a newer KPI Monitor; upgrade first.")
+        raise BackupError(Message("bk_newer_format", file=path.name))
     try:
         manifest = Manifest(**raw)
         assert isinstance(manifest.schema_version, int) and manifest.schema_version >= 1
         assert isinstance(manifest.tables, dict)
         assert all({"rows", "checksum"} <= set(t) for t in manifest.tables.values())
     except (TypeError, AssertionError) as exc:
-        raise BackupError(f"{path.name} has a malformed manifest.") from exc
+        raise BackupError(Message("bk_bad_manifest", file=path.name)) from exc
     return manifest
 
 
@@ -446,30 +463,26 @@ def unpack(path: str | os.PathLike, into: str | os.PathLike, *, limit: int) -> s
             declared = zf.getinfo(DATA).file_size
             if declared > limit:
                 raise BackupError(
-                    f"{path.name}: its database unpacks to {declared / 2**20:,.0f} MB, over the "
-                    f"{limit / 2**20:,.0f} MB allowed by [backup] max_mb in .streamlit/secrets.toml; "
-                    "nothing was written. Raise max_mb if this backup is really that large."
-                )
+                    Message("bk_too_large", file=path.name, mb=declared / 2**20,
+                            limit=limit / 2**20)
+                )  # fmt: skip
             free = shutil.disk_usage(into.parent).free
             if declared > free:
                 raise BackupError(
-                    f"{path.name}: its database needs {declared / 2**20:,.0f} MB, but only "
-                    f"{free / 2**20:,.0f} MB are free in {into.parent}; nothing was written."
-                )
+                    Message("bk_no_space", file=path.name, mb=declared / 2**20,
+                            free=free / 2**20, folder=into.parent)
+                )  # fmt: skip
             written = 0
             with zf.open(DATA) as src, into.open("wb") as out:
                 while chunk := src.read(_CHUNK):
                     written += len(chunk)
                     if written > min(declared, limit):
-                        raise BackupError(
-                            f"{path.name}: its database unpacks to more than the "
-                            f"{declared:,} bytes it declares; it is not a sound backup."
-                        )
+                        raise BackupError(Message("bk_unpacks_more", file=path.name, size=declared))
                     h.update(chunk)
                     out.write(chunk)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:  # bad CRC: BadZipFile
         into.unlink(missing_ok=True)
-        raise BackupError(f"{path.name} is damaged: {exc}") from exc
+        raise BackupError(Message("bk_damaged", file=path.name, error=exc)) from exc
     except BackupError:
         into.unlink(missing_ok=True)
         raise
@@ -479,20 +492,20 @@ def unpack(path: str | os.PathLike, into: str | os.PathLike, *, limit: int) -> s
 def _extract(path: Path, manifest: Manifest, into: Path) -> None:
     """The backup's database, checked against the manifest and the schema, written to `into`."""
     if unpack(path, into, limit=size_limit()) != manifest.sha256:
-        raise BackupError(f"{path.name} is damaged: its checksum does not match the manifest.")
-    tables, sequences, version = _inspect(into, path.name)
+        raise BackupError(Message("bk_checksum", file=path.name))
+    tables, sequences, version = _inspect(into, Message("bk_file", file=path.name))
     if version != manifest.schema_version:
-        raise BackupError(f"{path.name}: schema version differs from its manifest.")
+        raise BackupError(Message("bk_version_differs", file=path.name))
     same_engine = manifest.duckdb_version == duckdb.__version__
     for name, want in manifest.tables.items():
         got = tables.get(name)
         if got is None or got["rows"] != want["rows"]:
-            raise BackupError(f"{path.name}: table {name} does not match its manifest.")
+            raise BackupError(Message("bk_table_rows", file=path.name, name=name))
         # Row hashes are DuckDB's own; another version may hash differently.
         if same_engine and got["checksum"] != want["checksum"]:
-            raise BackupError(f"{path.name}: table {name} does not match its checksum.")
+            raise BackupError(Message("bk_table_checksum", file=path.name, name=name))
     if set(tables) != set(manifest.tables) or sequences != manifest.sequences:
-        raise BackupError(f"{path.name}: tables or sequences differ from its manifest.")
+        raise BackupError(Message("bk_tables_differ", file=path.name))
 
 
 def verify(path: str | os.PathLike) -> Manifest:
@@ -510,16 +523,16 @@ def verify(path: str | os.PathLike) -> Manifest:
 
 def restore(wh: Warehouse, path: str | os.PathLike, who: Actor) -> RestoreResult:
     """Replace the warehouse by the backup at `path`, after checking all of it."""
-    _admin(who, "restore backups")
+    _admin(who, Message("bk_admins_restore"))
     path = Path(path)
     manifest = read_manifest(path)
     if manifest.schema_version > LATEST_SCHEMA:
         raise BackupError(
-            f"{path.name} is from schema version {manifest.schema_version}, newer than this "
-            f"KPI Monitor ({LATEST_SCHEMA}); upgrade it before restoring."
-        )
+            Message("bk_newer_restore", file=path.name, version=manifest.schema_version,
+                    latest=LATEST_SCHEMA)
+        )  # fmt: skip
     if wh.in_memory:
-        raise BackupError("An in-memory warehouse cannot be restored into; use a file.")
+        raise BackupError(Message("bk_in_memory"))
     home = Path(wh.path)
     scratch = home.parent / f".{home.name}.restore-{uuid.uuid4().hex}"
     signed_in = sessions.taken(wh)
@@ -569,7 +582,7 @@ def rotate(directory: str | os.PathLike, keep: int) -> list[Path]:
     """Delete the oldest of this product's backups (`kpi-backup-*.zip`) beyond `keep`; other
     files are never touched. Returns what was deleted."""
     if keep < 1:
-        raise BackupError(f"keep must be at least 1, not {keep}.")
+        raise BackupError(Message("bk_keep_at_least", keep=keep))
     ours = sorted(Path(directory).glob(f"{PREFIX}*{SUFFIX}"), reverse=True)  # names sort by time
     removed = ours[keep:]
     for p in removed:

@@ -32,7 +32,7 @@ month, once `grace_days` days (the stale-data rule's setting, `alerts.StaleRule`
 after its end, else the month before. *Up to date*: the expected months are complete or
 published; *due*: last month is still within its grace days and not complete; *partial*: a month
 past its grace days has some of its values, not enough; *overdue*: it has none. The stale-data
-alert raises exactly the partial and overdue units of this judgement (`alerts._stale`).
+alert raises exactly the partial and overdue units of this judgement (`alerts.detect._stale`).
 """
 
 from __future__ import annotations

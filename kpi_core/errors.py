@@ -1,12 +1,26 @@
-"""Domain exceptions. Pages catch `KpiError` and show `str(error)`; the CLI prints it and exits."""
+"""Domain exceptions. Pages catch `KpiError` and show `error.text(lang)`; the CLI prints
+`str(error)` (English) and exits."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kpi_core.messages import Message
+
 
 class KpiError(Exception):
-    """Base of every error the product reports to a user."""
+    """Base of every error the product reports to a user.
+
+    Raised with a coded `Message`, it renders in the reader's language (`text(lang)`) and
+    `str()` is its English rendering. Raised with a plain English string (modules not converted
+    yet), `text()` gives that string and the page translates it (kpi_core.problem_text)."""
+
+    def __init__(self, *args: object) -> None:
+        self.coded = args[0] if args and isinstance(args[0], Message) else None
+        super().__init__(*((str(self.coded), *args[1:]) if self.coded else args))
+
+    def text(self, lang: str) -> str:
+        return self.coded.render(lang) if self.coded is not None else str(self)
 
 
 class NotFoundError(KpiError):

@@ -28,7 +28,9 @@ from datetime import datetime, timedelta
 from kpi_core import audit
 from kpi_core.access import can
 from kpi_core.errors import KpiError, ScopeError
+from kpi_core.messages import Items, Message
 from kpi_core.service import Actor
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 SLIDES = ("company", "departments", "risks", "matrix", "freshness")
@@ -116,7 +118,7 @@ def new_token() -> str:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         if well_formed(token):
             return token
-    raise KioskError("Could not draw a kiosk token; try again.")  # pragma: no cover
+    raise KioskError(Message("ks_err_token"))  # pragma: no cover
 
 
 # --- throttling wrong tokens --------------------------------------------------------------------
@@ -238,7 +240,7 @@ def _screen(row: tuple) -> Screen:
 
 def _admin(who: Actor) -> None:
     if not can(who, "manage_screens"):
-        raise ScopeError("Only admins manage kiosk screens.")
+        raise ScopeError(Message("ks_err_admins_only"))
 
 
 def _audit(cur, now: datetime, by: str | None, key: str | None, field: str, new, reason=None):
@@ -248,11 +250,10 @@ def _audit(cur, now: datetime, by: str | None, key: str | None, field: str, new,
     )  # fmt: skip
 
 
-def _seconds(value: object, what: str, low: int) -> int:
+def _seconds(value: object, refusal: str, low: int) -> int:
+    """`refusal`: the key of the message that names the setting."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_SECONDS:
-        raise KioskError(
-            f"{what} must be a whole number of seconds from {low} to {MAX_SECONDS}, not {value!r}."
-        )
+        raise KioskError(Message(refusal, low=low, high=MAX_SECONDS, value=repr(value)))
     return value
 
 
@@ -272,22 +273,22 @@ def create(
     _admin(who)
     name = (name or "").strip()
     if not name or len(name) > MAX_NAME:
-        raise KioskError(f"Give the screen a name of 1 to {MAX_NAME} characters.")
+        raise KioskError(Message("ks_err_name", n=MAX_NAME))
     codes = list(dict.fromkeys(str(u).strip() for u in units or () if str(u).strip()))
     if not codes:
-        raise KioskError("Choose at least one unit for the screen to show.")
+        raise KioskError(Message("ks_err_no_units"))
     known = {
         r[0] for r in wh.rows("SELECT code FROM org_unit WHERE list_contains(?, code)", [codes])
     }
     if missing := [c for c in codes if c not in known]:
-        raise KioskError(f"Unknown unit(s) {', '.join(missing)} — choose existing units.")
+        raise KioskError(Message("ks_err_unknown_units", units=Items(missing, commas=True)))
     unknown = [s for s in slides if s not in SLIDES]
     if unknown or not slides:
-        raise KioskError(f"Slides must be some of {', '.join(SLIDES)}.")
+        raise KioskError(Message("ks_err_slides", slides=Items(SLIDES, commas=True)))
     if lang not in LANGS:
-        raise KioskError(f"The language must be zh or en, not {lang!r}.")
-    rotate = _seconds(rotate, "Rotation", MIN_ROTATE)
-    refresh = _seconds(refresh, "Refresh", MIN_REFRESH)
+        raise KioskError(Message("ks_err_lang", value=repr(lang)))
+    rotate = _seconds(rotate, N_("ks_err_rotation"), MIN_ROTATE)
+    refresh = _seconds(refresh, N_("ks_err_refresh"), MIN_REFRESH)
     chosen = [s for s in SLIDES if s in slides]
     token = new_token()
     with wh.transaction() as cur:
@@ -295,7 +296,7 @@ def create(
             "SELECT 1 FROM kiosk_screen WHERE name = ? AND revoked_at IS NULL", [name]
         ).fetchone()
         if taken:
-            raise KioskError(f"A screen named '{name}' exists — choose another name or revoke it.")
+            raise KioskError(Message("ks_err_name_taken", name=name))
         insert = (
             "INSERT INTO kiosk_screen (id, name, units, slides, rotate_s, refresh_s, lang, "  # noqa: S608
             "token_hash, created_by, created_at) VALUES (nextval('kiosk_screen_id'), ?, ?, ?, ?, "
@@ -332,10 +333,10 @@ def revoke(wh: Warehouse, who: Actor, screen_id: int, now: datetime) -> Screen:
             [screen_id],
         ).fetchone()
         if row is None:
-            raise KioskError(f"There is no kiosk screen {screen_id}.")
+            raise KioskError(Message("ks_err_no_screen", id=screen_id))
         screen = _screen(row)
         if not screen.active:
-            raise KioskError(f"The screen '{screen.name}' is already revoked.")
+            raise KioskError(Message("ks_err_revoked", name=screen.name))
         digest = cur.execute(
             "UPDATE kiosk_screen SET revoked_at = ?, revoked_by = ? WHERE id = ? "
             "RETURNING token_hash",

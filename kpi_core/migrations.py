@@ -428,4 +428,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         INSERT INTO data_version VALUES (1, CAST(floor(random() * 9.0e18) AS BIGINT));
         """,
     ),
+    (
+        13,
+        "alerts keep a message key and parameters, rendered in the reader's language",
+        """
+        -- An alert's text is the key of its message and JSON parameters (kpi_core.alerts.messages),
+        -- rendered when read with the names and wording of then; alerts raised before keep the
+        -- finished texts they were stored with (message_key NULL).
+        ALTER TABLE alert_event ADD COLUMN message_key VARCHAR;
+        ALTER TABLE alert_event ADD COLUMN message_params VARCHAR;
+        ALTER TABLE alert_event ALTER COLUMN message_zh DROP NOT NULL;
+        ALTER TABLE alert_event ALTER COLUMN message_en DROP NOT NULL;
+        """,
+    ),
 ]

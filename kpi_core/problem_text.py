@@ -76,11 +76,6 @@ WORDS: dict[str, str] = {
     "challenge": "挑战值",
     # a batch's status (one that can no longer be rolled back)
     "rolled back": "已撤销",
-    # what a comment's text field is (review.py)
-    "comment": "点评",
-    "action": "行动",
-    "owner": "负责人",
-    "resolution": "处理结果",
     # a user's role (a refusal names it), as the Admin page shows it
     "viewer": "查看者",
     "head": "部门负责人",
@@ -440,36 +435,8 @@ RULES: list[tuple[str, str]] = [
         "No valid value to load; nothing was written.",
         "没有可导入的有效数值，未写入任何数据。",
     ),
-    # --- review.py: comments and actions (CommentError, NotFoundError) ---------------------------
-    (
-        "User '{user}' ({role}) can read comments but not write them — ask a department head, "
-        "an analyst or an admin.",
-        "用户“{user}”（{role}）可以查看点评，但不能撰写——请部门负责人、数据分析员或管理员来写。",
-    ),
-    (
-        "The {what} is empty — write something first.",
-        "{what}是空的——请先填写内容。",
-    ),
-    (
-        "The {what} is {n} characters long; the limit is {n2} — shorten it.",
-        "{what}有 {n} 个字符，上限是 {n2}——请缩短。",
-    ),
-    (
-        "An owner or due date belongs to an action — describe the action too.",
-        "负责人和截止日期属于行动——请同时填写行动内容。",
-    ),
-    (
-        "An action needs an owner — name who will do it.",
-        "行动需要负责人——请写明由谁来做。",
-    ),
-    (
-        "An action needs a due date — say by when it is to be done.",
-        "行动需要截止日期——请写明何时完成。",
-    ),
+    # review.py raises coded messages now (kpi_core.messages); alerts.py still says this:
     ("There is no alert {i}.", "预警 {i} 不存在。"),
-    ("There is no comment {i}.", "点评 {i} 不存在。"),
-    ("Comment {i} has no action to close.", "点评 {i} 没有可关闭的行动。"),
-    ("The action of comment {i} is already closed.", "点评 {i} 的行动已经关闭。"),
     (
         "User '{user}' ({role}) cannot load actuals — analysts and admins do.",
         "用户“{user}”（{role}）不能导入实际数据——这由数据分析员和管理员完成。",
@@ -1018,32 +985,11 @@ RULES: list[tuple[str, str]] = [
         "只有部门负责人和管理员可以修改目标和权重。",
     ),
     ("There is no version {n} of that target.", "该目标没有版本 {n}。"),
-    # Kiosk screens (kiosk.py; screen.kiosk_units)
+    # Kiosk screens (screen.kiosk_units; kiosk.py raises coded messages)
     (
         "None of the kiosk's units ({units}) exist in the warehouse",
         "该屏幕配置的组织（{units}）在数据仓库中都不存在",
     ),
-    ("Only admins manage kiosk screens.", "只有管理员可以管理大屏。"),
-    ("Give the screen a name of 1 to {n} characters.", "请为屏幕填写 1 到 {n} 个字符的名称。"),
-    ("Choose at least one unit for the screen to show.", "请至少选择一个要显示的组织。"),
-    ("Unknown unit(s) {units} — choose existing units.", "未知组织 {units}——请选择已有的组织。"),
-    ("Slides must be some of {slides}.", "轮播页面只能从 {slides} 中选择。"),
-    ("The language must be zh or en, not {value}.", "语言只能是 zh 或 en，不能是 {value}。"),
-    (
-        "Rotation must be a whole number of seconds from {n} to {n2}, not {value}.",
-        "每页停留时间必须是 {n} 到 {n2} 之间的整数秒，不能是 {value}。",
-    ),
-    (
-        "Refresh must be a whole number of seconds from {n} to {n2}, not {value}.",
-        "刷新间隔必须是 {n} 到 {n2} 之间的整数秒，不能是 {value}。",
-    ),
-    (
-        "A screen named '{name}' exists — choose another name or revoke it.",
-        "已有名为“{name}”的大屏——请换一个名称，或先撤销它。",
-    ),
-    ("There is no kiosk screen {n}.", "没有编号为 {n} 的大屏。"),
-    ("The screen '{name}' is already revoked.", "大屏“{name}”已被撤销。"),
-    ("Could not draw a kiosk token; try again.", "无法生成大屏令牌，请重试。"),
     # SMART warnings (definitions.smart_warnings)
     ("no target for {year}", "{year} 年没有目标"),
     ("no data source", "没有数据来源"),

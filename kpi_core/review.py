@@ -16,10 +16,11 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit, clock, people
-from kpi_core.access import can
+from kpi_core.access import ROLE_WORDS, can
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, NotFoundError
 from kpi_core.memo import by_data_version
+from kpi_core.messages import Message
 from kpi_core.periods import Period, month_of
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -48,20 +49,17 @@ def can_comment(who: Actor, unit_id: int) -> bool:
 def _check_role(who: Actor) -> None:
     if not can(who, "comment"):
         raise CommentError(
-            f"User '{who.name}' ({who.role}) can read comments but not write them — "
-            "ask a department head, an analyst or an admin."
+            Message("rv_cannot_write", user=who.name, role=Message(ROLE_WORDS[who.role]))
         )
 
 
-def _text(value: str | None, what: str, limit: int, *, required: bool) -> str | None:
+def _text(value: str | None, what: Message, limit: int, *, required: bool) -> str | None:
     if value is None or not value.strip():
         if required:
-            raise CommentError(f"The {what} is empty — write something first.")
+            raise CommentError(Message("rv_empty", what=what))
         return None
     if len(value) > limit:
-        raise CommentError(
-            f"The {what} is {len(value):,} characters long; the limit is {limit:,} — shorten it."
-        )
+        raise CommentError(Message("rv_too_long", what=what, n=len(value), limit=limit))
     return value
 
 
@@ -73,10 +71,10 @@ def _month(period: date | Period) -> date:
 def _codes(cur, kpi_id: int, unit_id: int) -> tuple[str, str]:
     kpi = cur.execute("SELECT code FROM kpi WHERE id = ?", [kpi_id]).fetchone()
     if kpi is None:
-        raise NotFoundError(f"There is no KPI with id {kpi_id}.")
+        raise NotFoundError(Message("rv_no_kpi_id", id=kpi_id))
     unit = cur.execute("SELECT code FROM org_unit WHERE id = ?", [unit_id]).fetchone()
     if unit is None:
-        raise NotFoundError(f"There is no org unit with id {unit_id}.")
+        raise NotFoundError(Message("rv_no_unit_id", id=unit_id))
     return kpi[0], unit[0]
 
 
@@ -106,17 +104,17 @@ def add_comment(
     since nobody would follow it up.
     """
     _check_role(who)
-    text = _text(text, "comment", MAX_TEXT, required=True)
-    action = _text(action, "action", MAX_SHORT, required=False)
-    owner = _text(owner, "owner", MAX_OWNER, required=False)
+    text = _text(text, Message("rv_what_comment"), MAX_TEXT, required=True)
+    action = _text(action, Message("rv_what_action"), MAX_SHORT, required=False)
+    owner = _text(owner, Message("rv_what_owner"), MAX_OWNER, required=False)
     # A user named by id, display name or a part of it is stored as the user (people.py).
     owner = people.load(wh).canonical(owner)
     if action is None and (owner is not None or due is not None):
-        raise CommentError("An owner or due date belongs to an action — describe the action too.")
+        raise CommentError(Message("rv_owner_without_action"))
     if action is not None and owner is None:
-        raise CommentError("An action needs an owner — name who will do it.")
+        raise CommentError(Message("rv_action_needs_owner"))
     if action is not None and due is None:
-        raise CommentError("An action needs a due date — say by when it is to be done.")
+        raise CommentError(Message("rv_action_needs_due"))
     month = _month(period)
     now = datetime.now()
     with wh.transaction() as cur:
@@ -125,7 +123,7 @@ def add_comment(
         if alert_id is not None:
             found = cur.execute("SELECT 1 FROM alert_event WHERE id = ?", [alert_id]).fetchone()
             if found is None:
-                raise NotFoundError(f"There is no alert {alert_id}.")
+                raise NotFoundError(Message("rv_no_alert", id=alert_id))
         new_id = cur.execute(
             """INSERT INTO comment (id, kpi_id, unit_id, period, created_by, created_at, text,
                                     action, due, owner, state, alert_id)
@@ -144,7 +142,7 @@ def add_comment(
 def close_action(wh: Warehouse, who: Actor, comment_id: int, resolution: str) -> None:
     """Close an open action with what was done (or why it was dropped)."""
     _check_role(who)
-    resolution = _text(resolution, "resolution", MAX_SHORT, required=True)
+    resolution = _text(resolution, Message("rv_what_resolution"), MAX_SHORT, required=True)
     now = datetime.now()
     with wh.transaction() as cur:
         row = cur.execute(
@@ -154,13 +152,13 @@ def close_action(wh: Warehouse, who: Actor, comment_id: int, resolution: str) ->
             [comment_id],
         ).fetchone()
         if row is None:
-            raise NotFoundError(f"There is no comment {comment_id}.")
+            raise NotFoundError(Message("rv_no_comment", id=comment_id))
         unit_id, unit_code, kpi_code, month, action, state = row
         who.scope.check(unit_id, unit_code)
         if action is None:
-            raise CommentError(f"Comment {comment_id} has no action to close.")
+            raise CommentError(Message("rv_no_action", id=comment_id))
         if state != OPEN:
-            raise CommentError(f"The action of comment {comment_id} is already closed.")
+            raise CommentError(Message("rv_already_closed", id=comment_id))
         cur.execute(
             """UPDATE comment SET state = ?, closed_by = ?, closed_at = ?, resolution = ?
                WHERE id = ?""",

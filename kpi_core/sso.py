@@ -29,9 +29,14 @@ import re
 from datetime import datetime
 
 from kpi_core import audit, settings
-from kpi_core.access import ROLES
+from kpi_core.access import ROLE_WORDS, ROLES
 from kpi_core.errors import KpiError
+from kpi_core.messages import Items, Message
 from kpi_core.warehouse import Warehouse
+
+# How [sso.groups] is written, for the messages that say it was written wrong.
+EXAMPLE_TABLE = '"group" = { role = "...", scope = [...] }'
+EXAMPLE_RULE = '{ role = "head", scope = ["SALES"] }'
 
 
 class SsoError(KpiError):
@@ -50,25 +55,23 @@ def _groups(claims: dict, claim: str) -> list[str]:
 def _group_rule(groups: list[str], conf: dict) -> tuple[str, str, list[str]] | None:
     rules = conf.get("groups", {})
     if not isinstance(rules, dict):
-        raise SsoError('[sso.groups] must be a table: "group" = { role = "...", scope = [...] }.')
+        raise SsoError(Message("sso_groups_not_table", example=EXAMPLE_TABLE))
     for group, rule in rules.items():
         if group not in groups:
             continue
         if not isinstance(rule, dict):
-            raise SsoError(
-                f'[sso.groups] "{group}" must be a table such as '
-                '{ role = "head", scope = ["SALES"] }.'
-            )
+            raise SsoError(Message("sso_group_not_table", group=group, example=EXAMPLE_RULE))
         role = rule.get("role")
         scope = rule.get("scope", [])
         scope = [scope] if isinstance(scope, str) else list(scope)  # "SALES" is one unit
         scope = [str(c).strip() for c in scope if str(c).strip()]
         if role not in ROLES:
             raise SsoError(
-                f'[sso.groups] "{group}" has role {role!r} — use one of {", ".join(ROLES)}.'
-            )
+                Message("sso_bad_role", group=group, role=repr(role),
+                        roles=Items(ROLES, commas=True))
+            )  # fmt: skip
         if role != "admin" and not scope:
-            raise SsoError(f'[sso.groups] "{group}" needs a scope (org unit codes) for a {role}.')
+            raise SsoError(Message("sso_needs_scope", group=group, role=Message(ROLE_WORDS[role])))
         return group, role, scope
     return None
 
@@ -89,14 +92,9 @@ def resolve(wh: Warehouse, claims: dict, conf: dict | None = None) -> str:
     conf = settings.section("sso") if conf is None else conf
     email = str(claims.get("email") or "").strip()
     if not email:
-        raise SsoError(
-            "The identity provider sent no e-mail address; ask your administrator to release "
-            "the 'email' claim to KPI Monitor."
-        )
+        raise SsoError(Message("sso_no_email"))
     if claims.get("email_verified") in (False, "false"):
-        raise SsoError(
-            f"The identity provider has not verified the e-mail {email}; verify it there first."
-        )
+        raise SsoError(Message("sso_unverified", email=email))
     row = wh.one(
         "SELECT name FROM app_user WHERE lower(email) = lower(?) OR lower(name) = lower(?) "
         "ORDER BY lower(email) = lower(?) DESC LIMIT 1",
@@ -107,15 +105,12 @@ def resolve(wh: Warehouse, claims: dict, conf: dict | None = None) -> str:
     claim = conf.get("groups_claim", "groups")
     rule = _group_rule(_groups(claims, str(claim)), conf)
     if rule is None:
-        raise SsoError(
-            f"{email} has no KPI Monitor user. An admin can add one with this e-mail on the "
-            "Admin page, or map one of your groups in [sso.groups]."
-        )
+        raise SsoError(Message("sso_no_user", email=email))
     group, role, scope = rule
     known = {r[0] for r in wh.rows("SELECT code FROM org_unit")}
     unknown = [c for c in scope if c not in known]
     if unknown:
-        raise SsoError(f'[sso.groups] "{group}" names unknown org unit(s): {", ".join(unknown)}.')
+        raise SsoError(Message("sso_unknown_units", group=group, units=Items(unknown, commas=True)))
     name = _new_name(wh, email)
     display = str(claims.get("name") or email).strip() or email
     now = datetime.now()

@@ -13,8 +13,9 @@ from datetime import datetime
 import pandas as pd
 
 from kpi_core import audit, sessions
-from kpi_core.access import ROLES, can, hash_password
+from kpi_core.access import ROLE_WORDS, ROLES, can, hash_password
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
+from kpi_core.messages import Items, Message
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
@@ -40,7 +41,7 @@ class UserInfo:
 
 def _admin(who: Actor) -> None:
     if not can(who, "manage_users"):
-        raise ScopeError("Only admins manage users.")
+        raise ScopeError(Message("us_admins_only"))
 
 
 def list_users(wh: Warehouse, who: Actor) -> list[UserInfo]:
@@ -75,26 +76,23 @@ def _check(
     wh: Warehouse, name: str, role: str, scope: list[str], password: str | None, email: str
 ) -> None:
     if not NAME.fullmatch(name or ""):
-        raise UserError(
-            f"User name '{name}' is not allowed — use 1 to 64 letters, digits, _ . @ or -, "
-            "starting with a letter or digit."
-        )
+        raise UserError(Message("us_bad_name", name=name))
     if role not in ROLES:
-        raise UserError(f"Role '{role}' does not exist — use one of {', '.join(ROLES)}.")
+        raise UserError(Message("us_bad_role", role=role, roles=Items(ROLES, commas=True)))
     known = {r[0] for r in wh.rows("SELECT code FROM org_unit")}
     unknown = [c for c in scope if c not in known]
     if unknown:
-        raise UserError(f"Unknown org unit(s) in the scope: {', '.join(unknown)}.")
+        raise UserError(Message("us_unknown_units", units=Items(unknown, commas=True)))
     if role != "admin" and not scope:
-        raise UserError(f"A {role} needs at least one org unit in their scope (admins see all).")
+        raise UserError(Message("us_needs_scope", role=Message(ROLE_WORDS[role])))
     if email and not EMAIL.fullmatch(email):
-        raise UserError(f"'{email}' is not an e-mail address (name@example.com).")
+        raise UserError(Message("us_bad_email", email=email))
     if email and wh.one(
         "SELECT name FROM app_user WHERE lower(email) = lower(?) AND name <> ?", [email, name]
     ):
-        raise UserError(f"Another user already has the e-mail {email}; each e-mail maps one user.")
+        raise UserError(Message("us_email_taken", email=email))
     if password is not None and len(password) < MIN_PASSWORD:
-        raise UserError(f"The password must have at least {MIN_PASSWORD} characters.")
+        raise UserError(Message("us_short_password", n=MIN_PASSWORD))
 
 
 def _other_admins(cur, name: str) -> int:
@@ -125,7 +123,7 @@ def save_user(
     email = (email or "").strip()
     _check(wh, name, role, scope, password, email)
     if create and password is None:
-        raise UserError(f"Give the new user '{name}' a password.")
+        raise UserError(Message("us_needs_password", name=name))
     display_name = (display_name or "").strip() or name
     now = datetime.now()
     with wh.transaction() as cur:
@@ -133,16 +131,16 @@ def save_user(
             "SELECT display_name, role, scope, email FROM app_user WHERE name = ?", [name]
         ).fetchone()
         if create and old is not None:
-            raise UserError(f"There is already a user '{name}'.")
+            raise UserError(Message("us_exists", name=name))
         if not create and old is None:
-            raise NotFoundError(f"There is no user '{name}'.")
+            raise NotFoundError(Message("us_no_user", name=name))
         if (
             old is not None
             and old[1] == "admin"
             and role != "admin"
             and not _other_admins(cur, name)
         ):
-            raise UserError(f"'{name}' is the last admin; make another user admin first.")
+            raise UserError(Message("us_last_admin_role", name=name))
         changes: list[tuple[str, str | None, str | None]] = []
         if old is None:
             cur.execute(
@@ -184,13 +182,13 @@ def delete_user(wh: Warehouse, who: Actor, name: str) -> None:
     """Remove a user; not yourself, and never the last admin."""
     _admin(who)
     if name == who.name:
-        raise UserError("You cannot delete yourself; another admin can.")
+        raise UserError(Message("us_not_yourself"))
     with wh.transaction() as cur:
         old = cur.execute("SELECT role FROM app_user WHERE name = ?", [name]).fetchone()
         if old is None:
-            raise NotFoundError(f"There is no user '{name}'.")
+            raise NotFoundError(Message("us_no_user", name=name))
         if old[0] == "admin" and not _other_admins(cur, name):
-            raise UserError(f"'{name}' is the last admin and cannot be deleted.")
+            raise UserError(Message("us_last_admin_delete", name=name))
         now = datetime.now()
         cur.execute("DELETE FROM app_user WHERE name = ?", [name])
         audit.record(
@@ -206,7 +204,7 @@ def unlock(wh: Warehouse, who: Actor, name: str) -> None:
     _admin(who)
     with wh.transaction() as cur:
         if cur.execute("SELECT 1 FROM app_user WHERE name = ?", [name]).fetchone() is None:
-            raise NotFoundError(f"There is no user '{name}'.")
+            raise NotFoundError(Message("us_no_user", name=name))
         cur.execute(
             "UPDATE app_user SET failed_sign_ins = 0, locked_until = NULL WHERE name = ?", [name]
         )

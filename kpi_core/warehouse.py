@@ -1,29 +1,44 @@
 """The DuckDB warehouse: where the file is, schema migrations, and how processes share it.
 
-DuckDB lets one process open a file for writing, and while it does no other process may open it
-at all. The app and the command line must still work on one warehouse side by side, so a
-`Warehouse` holds the file only while it is being used: one connection per process, opened on
-demand, shared by all threads through a cursor per query, and closed once nobody has used it for
-`linger` seconds. A process that finds the file held by another waits for it (up to `wait`
-seconds, retrying) instead of failing. So that a busy process cannot starve the others, one that
-has held the file for `max_hold` seconds while another process waits for it (the waiter leaves a
-marker file beside the warehouse) lets go at its next idle moment and waits `pause` seconds
-before opening it again — longer than a waiting process's retry interval. Writes are serialized inside the process and run in a
-transaction, so another process only ever sees whole imports.
+DuckDB lets many processes open a file read-only at once, or one process open it read-write,
+and then no other process may open it at all; within one process the file can be open in one of
+the two modes only. So several app processes (and the command line) share one warehouse like
+this:
+
+- **Reads** go through one read-only connection per process (`cursor()`, shared by all threads,
+  a cursor per query): readers of every process read at the same time.
+- **Writes** (`transaction()`) are funnelled through one writer at a time. Within the process,
+  writers queue on a lock; across processes, on the gate: a lock file beside the warehouse
+  (`<warehouse>.gate`, `flock`), which a process holds exclusively from before it opens the file
+  read-write until it has closed it again. The writing process lets its own queries finish,
+  closes its read-only connection, takes the gate, opens the file read-write once the other
+  processes have let go of it, and writes in a transaction; another process only ever sees whole
+  transactions. It keeps the file read-write after the write (its reads use that connection)
+  until another process waits for its turn, reader or writer: a waiting process holds a second
+  lock file, `<warehouse>.want`, shared, for as long as it waits. So a process alone on its file
+  writes without reopening it, as it did when one process held the file at a time.
+- **Letting others in**: a reader takes the gate (shared) only for the moment it opens the file,
+  so while a writer holds it no process opens the file, and a writer never starves behind new
+  readers. A process holding the file looks, as a query starts or ends and every 20 ms while
+  idle, at the gate (when read-only: a writer waits) or at the want file (when read-write:
+  anyone waits); then new queries wait too, the connection closes as soon as the queries under
+  way end, and they open the file again once it is their turn.
+- An idle connection closes after `linger` seconds (`hold()` keeps it open over a block of work:
+  a command of the command line); a process that cannot get in within `wait` seconds gets
+  `WarehouseBusyError`. A write started inside an open read of the same thread would wait for
+  itself; it is refused (RuntimeError), and no code path does it.
 
 Every commit also changes the warehouse's data version (`data_version()`, a random token in the
 one row of `data_version`, set in the same transaction as the data), which the pages' caches are
-keyed by. While this process holds the file no other process can write to it, so the token is
-read once per opening of the file and then kept up to date by this process's own commits: asking
-for it costs no query. (Should connections ever be shared between processes, read-only beside a
-writer, this reasoning must change with them.)
+keyed by. While this process has the file open, read-only or read-write, no other process can
+write to it; the token is therefore read once per opening of the file (any other process may
+have written while it was closed: every opening forgets it, read-only after a write too) and
+then kept up to date by this process's own commits: asking for it costs no query.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import glob
 import itertools
 import os
 import secrets
@@ -31,6 +46,11 @@ import shutil
 import threading
 import time
 import weakref
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no gate (see _Gate)
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -129,43 +149,123 @@ def _forget_version(key: str) -> None:
     _VERSIONS.pop(key, None)
 
 
-# A process waiting for the file says so with a file named <warehouse>.waiting-<pid>.
-_WAITING = ".waiting-"
-_MAX_RETRY_DELAY = 0.25
+# Readers wait for a write in another process by polling the gate: writes are short, so the
+# polls start often and slow down to this.
+_MAX_RETRY_DELAY = 0.05
+# How often an idle read-only connection looks whether a writer waits for it.
+_IDLE_LOOK = 0.02
+READ, WRITE = "read", "write"
 
 
 def _is_lock_error(exc: Exception) -> bool:
-    return "lock" in str(exc).lower()
+    """The file is held by another process, or in another mode by another Warehouse object of
+    this process (DuckDB shares one database per file within a process)."""
+    text = str(exc).lower()
+    return "lock" in text or "different configuration" in text
+
+
+class _Gate:
+    """The lock files beside a warehouse that processes take turns by (see the module
+    docstring): `<warehouse>.gate`, held exclusively by the process that has the file open
+    read-write (and while it waits for the readers to let go), and shared for the moment a
+    reader opens it; `<warehouse>.want`, held shared by every process waiting for its turn, which
+    is how the one holding the file read-write learns that it should let go.
+
+    `flock` locks belong to an open file, so two Warehouse objects of one file in one process
+    exclude each other as two processes do. A folder where the files cannot be made (read-only)
+    has no gate: readers then let a writer in only when they linger out."""
+
+    def __init__(self, warehouse: str):
+        self.path = f"{warehouse}.gate"
+        self._paths = {"gate": self.path, "want": f"{warehouse}.want"}
+        self._fds: dict[str, int] = {}
+        self.exclusive = False
+
+    def _fileno(self, name: str = "gate") -> int | None:
+        if fcntl is None:
+            return None
+        if name not in self._fds:
+            try:
+                self._fds[name] = os.open(self._paths[name], os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError:
+                return None
+        return self._fds[name]
+
+    def _try(self, name: str, flags: int) -> bool | None:
+        """True when taken, False when held elsewhere, None when there is no such file."""
+        fd = self._fileno(name)
+        if fd is None:
+            return None
+        try:
+            fcntl.flock(fd, flags | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def take(self, *, exclusive: bool) -> bool:
+        """Without waiting: True when taken (or when there is no gate)."""
+        got = self._try("gate", fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if got:
+            self.exclusive = exclusive
+        return got is not False
+
+    def release(self) -> None:
+        if "gate" in self._fds:
+            fcntl.flock(self._fds["gate"], fcntl.LOCK_UN)
+        self.exclusive = False
+
+    def writer_waits(self) -> bool:
+        """Whether a writer holds the gate. Never asked while this object holds it exclusively
+        (taking it shared would turn that lock into a shared one)."""
+        if self.exclusive:
+            return False
+        if self._try("gate", fcntl.LOCK_SH) is False:
+            return True
+        self.release()
+        return False
+
+    def queue(self, waiting: bool) -> None:
+        """Say that this process waits for its turn (or no longer does)."""
+        fd = self._fileno("want")
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH if waiting else fcntl.LOCK_UN)
+
+    def others_wait(self) -> bool:
+        """Whether another process waits for its turn (asked by the one holding the gate)."""
+        got = self._try("want", fcntl.LOCK_EX)
+        if got:
+            fcntl.flock(self._fds["want"], fcntl.LOCK_UN)
+        return got is False
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)  # lets go of any lock on it
+        self._fds.clear()
+        self.exclusive = False
 
 
 class Warehouse:
-    """A DuckDB file shared by threads of this process and, in turns, by other processes."""
+    """A DuckDB file shared by the threads of this process and, as described in the module
+    docstring, by other processes: read-only together, one writer at a time."""
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        *,
-        linger: float = 1.0,
-        wait: float = 30.0,
-        max_hold: float = 2.0,
-        pause: float = 0.5,
-    ):
+    def __init__(self, path: str | os.PathLike, *, linger: float = 1.0, wait: float = 30.0):
         self.path = str(path)
         self.in_memory = self.path == ":memory:"
         # An in-memory warehouse would vanish when closed, so it stays open.
         self.linger = float("inf") if self.in_memory else linger
         self.wait = wait
-        self.max_hold = max_hold
-        self.pause = pause
-        self._opened_at = 0.0
-        self._reopen_after = 0.0
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._users = 0
-        self._state = threading.RLock()
+        self._mode: str | None = None  # READ or WRITE while open
+        self._users = 0  # queries under way (cursor blocks)
+        self._pins = 0  # hold() blocks: keep the file open between queries
+        self._draining = False  # no new query may start: the connection is about to close
+        self._writing_now = False  # a write's turn is under way (see _writing)
+        self._state = threading.Condition(threading.RLock())
         self._writer = threading.RLock()
-        self._timer: threading.Timer | None = None
+        self._mine = threading.local()  # this thread's queries under way and writes
+        self._gate = None if self.in_memory else _Gate(self.path)
+        self._watcher: threading.Thread | None = None
         self._idle_since = 0.0
-        self._waiters_seen = (-1.0, False)  # when others' waiting was last looked at, and it
         self._versioned = False  # whether the schema has `data_version` (known after migrate)
         # Names the database in this process: where its data version is kept (shared by every
         # Warehouse object of the file, as DuckDB shares one database and its lock between
@@ -178,165 +278,285 @@ class Warehouse:
         _OPEN.add(self)
         self.migrate()
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.wait
-        delay = 0.02
-        if (rest := self._reopen_after - time.monotonic()) > 0:
-            time.sleep(rest)  # our turn to let another process in
-        marker = Path(f"{self.path}{_WAITING}{os.getpid()}")
+    # -- this thread's share -------------------------------------------------------------
+
+    def _my_uses(self) -> int:
+        return getattr(self._mine, "uses", 0)
+
+    def _i_write(self) -> bool:
+        return getattr(self._mine, "writes", 0) > 0
+
+    # -- opening and closing (all under self._state) -------------------------------------
+
+    def _retry(self, attempt: Callable[[], T | None], deadline: float, *, queue: bool = False) -> T:
+        """`attempt` until it gives something; with `queue`, this process says it waits (so
+        that one holding the file read-write lets go) while it does."""
+        delay = 0.002
+        queued = False
         try:
             while True:
-                try:
-                    return duckdb.connect(self.path, config=_CONFIG)
-                except duckdb.IOException as exc:
-                    if not _is_lock_error(exc) or time.monotonic() >= deadline:
-                        if _is_lock_error(exc):
-                            raise WarehouseBusyError(
-                                f"The warehouse {self.path} is in use by another process "
-                                f"(waited {self.wait:.0f} s). Try again in a moment."
-                            ) from exc
-                        raise
-                    # Tells the holder that somebody waits (see `_others_wait`); touched at
-                    # every try, so one left by a killed process soon counts for nothing.
-                    with contextlib.suppress(OSError):  # a read-only folder: wait unseen
-                        marker.touch()
-                    time.sleep(delay)
-                    delay = min(delay * 2, _MAX_RETRY_DELAY)
+                got = attempt()
+                if got is not None:
+                    return got
+                if time.monotonic() >= deadline:
+                    raise WarehouseBusyError(
+                        f"The warehouse {self.path} is in use by another process "
+                        f"(waited {self.wait:.0f} s). Try again in a moment."
+                    )
+                if queue and not queued:
+                    self._gate.queue(True)
+                    queued = True
+                time.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_DELAY)
         finally:
-            marker.unlink(missing_ok=True)
+            if queued:
+                self._gate.queue(False)
 
-    def _others_wait(self) -> bool:
-        """Whether another process has tried to open the file lately. Only then does a process
-        that has held it for `max_hold` seconds let go: a busy app alone on its warehouse would
-        otherwise close, pause and reopen it every few seconds, and every click in that pause
-        would wait for it."""
-        if self.in_memory:
-            return False
-        # Looked at most once per retry interval, not at every query's release.
-        now = time.monotonic()
-        if now - self._waiters_seen[0] < _MAX_RETRY_DELAY:
-            return self._waiters_seen[1]
-        self._waiters_seen = (now, self._waiting_markers())
-        return self._waiters_seen[1]
-
-    def _waiting_markers(self) -> bool:
-        folder, name = Path(self.path).parent, Path(self.path).name
-        fresh = time.time() - 2 * _MAX_RETRY_DELAY - 1
+    def _connect(self, *, read_only: bool) -> duckdb.DuckDBPyConnection | None:
         try:
-            return any(
-                m.stat().st_mtime >= fresh for m in folder.glob(f"{glob.escape(name)}{_WAITING}*")
-            )
-        except OSError:  # the marker went away as we looked: its process got in
-            return True
+            return duckdb.connect(self.path, read_only=read_only, config=_CONFIG)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if _is_lock_error(exc):
+                return None
+            raise
+
+    def _open_read(self) -> None:
+        if self.in_memory:
+            self._con, self._mode = duckdb.connect(self.path, config=_CONFIG), WRITE
+            return
+        deadline = time.monotonic() + self.wait
+        # The gate only for the moment of opening: not while a writer holds it.
+        self._retry(lambda: self._gate.take(exclusive=False) or None, deadline, queue=True)
+        try:
+            self._con = self._retry(lambda: self._connect(read_only=True), deadline)
+        finally:
+            self._gate.release()
+        self._mode = READ
+        _forget_version(self.version_key)  # another process may have committed
+
+    def _close_now(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            if self._mode == WRITE and self._gate is not None:
+                self._gate.release()  # after the close: the next writer finds the file free
+            self._con, self._mode = None, None
+
+    def _should_let_go(self) -> bool:
+        """Whether another process waits for the file this process holds: a writer (the gate
+        taken) while it is open read-only, anyone (the want file) while it is open read-write."""
+        if self._gate is None or self._con is None or self._writing_now:
+            return False
+        if self._mode == READ:
+            return self._gate.writer_waits()
+        return self._gate.others_wait()
+
+    def _drain(self, deadline: float) -> None:
+        """Stop new queries and wait for those under way (the caller holds self._state and
+        resets `_draining` when done)."""
+        self._draining = True
+        while self._users:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._draining = False
+                self._state.notify_all()
+                raise WarehouseBusyError(
+                    f"The warehouse {self.path} stayed in use for {self.wait:.0f} s. "
+                    "Try again in a moment."
+                )
+            self._state.wait(left)
+
+    def _admit(self) -> None:
+        """Before this thread's first query under way: the file open, read-only unless this
+        process writes, and not while it is about to close."""
+        deadline = time.monotonic() + self.wait
+        while True:
+            if self._draining:
+                left = deadline - time.monotonic()
+                if not self._state.wait(max(left, 0.0)) and left <= 0:
+                    raise WarehouseBusyError(
+                        f"The warehouse {self.path} stayed in use for {self.wait:.0f} s. "
+                        "Try again in a moment."
+                    )
+                continue
+            if self._con is None:
+                self._open_read()
+                return
+            if self._should_let_go():
+                # Another process waits: the queries under way end, then it gets in.
+                self._drain(deadline)
+                self._close_now()
+                self._draining = False
+                self._state.notify_all()
+                continue
+            return
+
+    def _idle(self) -> None:
+        """The last query under way ended (under self._state)."""
+        self._state.notify_all()  # a drain may wait for this
+        if self._draining or self._con is None or self.in_memory or self._writing_now:
+            return  # closing anyway, or a write under way (it looks when done)
+        if (self._pins == 0 and self.linger <= 0) or self._should_let_go():
+            self._close_now()
+        else:
+            self._idle_since = time.monotonic()
+            if self._watcher is None:
+                # One watcher per opening, not a thread per query: starting a thread for each
+                # cursor cost a page run a millisecond per query.
+                self._watcher = threading.Thread(
+                    target=self._watch, name="kpi-warehouse-idle", daemon=True
+                )
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        """While the file is open: close it once idle for `linger` seconds, or as soon as it is
+        idle while another process waits for it."""
+        with self._state:
+            while self._watcher is threading.current_thread():
+                if self._con is None:
+                    break
+                if self._users == 0 and not self._draining and not self._writing_now:
+                    idle = time.monotonic() - self._idle_since
+                    if (self._pins == 0 and idle >= self.linger) or self._should_let_go():
+                        self._close_now()
+                        break
+                self._state.wait(_IDLE_LOOK)
+            if self._watcher is threading.current_thread():
+                self._watcher = None
+
+    # -- writing -------------------------------------------------------------------------
 
     @contextmanager
-    def hold(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Keep the file open for a block of work (a page run, a CLI command)."""
+    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """This process's turn to write: the file open read-write, other processes out."""
+        if self._my_uses() and not self._i_write():
+            raise RuntimeError(
+                "A write to the warehouse was started inside an open read of the same thread; "
+                "finish the read first."
+            )
+        with self._writer:
+            self._mine.writes = getattr(self._mine, "writes", 0) + 1
+            try:
+                if self.in_memory or self._mine.writes > 1:
+                    with self.hold() as con:
+                        yield con
+                    return
+                with self._state:
+                    self._writing_now = True  # no idle moment closes it meanwhile
+                    try:
+                        if self._mode != WRITE:
+                            self._turn()
+                    except BaseException:
+                        self._writing_now = False
+                        raise
+                    con = self._con
+                try:
+                    yield con
+                finally:
+                    with self._state:
+                        # The file stays open read-write (reads use it too) until another
+                        # process waits for it: alone on its file, a process keeps it.
+                        self._writing_now = False
+                        if self._users == 0:
+                            self._idle()
+            finally:
+                self._mine.writes -= 1
+
+    def _turn(self) -> None:
+        """Open the file read-write (under self._state): this process's queries end, its
+        read-only connection closes, it takes the gate and waits for the others to let go."""
+        deadline = time.monotonic() + self.wait
+        self._drain(deadline)
+        try:
+            self._close_now()
+            self._retry(lambda: self._gate.take(exclusive=True) or None, deadline, queue=True)
+            try:
+                self._con = self._retry(lambda: self._connect(read_only=False), deadline)
+            except BaseException:
+                self._gate.release()
+                raise
+            self._mode = WRITE
+            _forget_version(self.version_key)
+        finally:
+            self._draining = False
+            self._state.notify_all()
+
+    # -- the public face -----------------------------------------------------------------
+
+    @contextmanager
+    def _use(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._state:
-            if self._con is None:
-                self._con = self._open()
-                self._opened_at = time.monotonic()
-                _forget_version(self.version_key)  # another process may have committed
+            if not self._my_uses():
+                self._admit()
             self._users += 1
+            self._mine.uses = self._my_uses() + 1
             con = self._con
         try:
             yield con
         finally:
             with self._state:
                 self._users -= 1
-                if self._users == 0 and self.linger != float("inf"):
-                    if time.monotonic() - self._opened_at > self.max_hold and self._others_wait():
-                        self._close_now()
-                        self._reopen_after = time.monotonic() + self.pause
-                    elif self.linger <= 0:
-                        self._close_now()
-                    else:
-                        self._idle_since = time.monotonic()
-                        if self._timer is None:
-                            # One timer at a time, not one per query: starting a thread for
-                            # each cursor cost a page run a millisecond per query.
-                            self._start_timer(self.linger)
+                self._mine.uses -= 1
+                if self._users == 0:
+                    self._idle()
 
-    def _start_timer(self, delay: float) -> None:
-        self._timer = threading.Timer(delay, self._close_if_idle)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _close_if_idle(self) -> None:
+    @contextmanager
+    def hold(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Keep the file open over a block of work (a command of the command line), also between
+        its queries. A writer still gets in at its idle moments, and this process's own writes
+        reopen the file: the connection given is for reading, until the block's next write."""
         with self._state:
-            if self._timer is not threading.current_thread():
-                return  # cancelled (closed, replaced) since it fired
-            self._timer = None
-            if self._users or self._con is None:
-                return  # in use: its last user's release starts the next timer
-            idle = time.monotonic() - self._idle_since
-            if idle >= self.linger:
-                self._close_now()
-            else:
-                self._start_timer(self.linger - idle)
-
-    def _close_now(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+            if not self._my_uses():
+                self._admit()
+            self._pins += 1
+            con = self._con
+        try:
+            yield con
+        finally:
+            with self._state:
+                self._pins -= 1
+                if self._users == 0:
+                    self._idle()
 
     def close(self) -> None:
         with self._state:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._watcher = None
+            self._state.notify_all()
             self._close_now()
+            if self._gate is not None:
+                self._gate.close()
 
     def replace_file(self, new: str | os.PathLike, keep_as: str | os.PathLike) -> None:
         """Put the DuckDB file `new` in this warehouse's place in one step (a restore).
 
         Work under way in this process finishes first and new work waits; the file is held
-        against other processes while it is renamed, so none of them writes to the old one
-        after. The old file is kept as `keep_as`. Connections opened afterwards, here or in
-        another process, see the new file.
+        against other processes while it is renamed (it is this process's turn to write), so
+        none of them writes to the old one after. The old file is kept as `keep_as`.
+        Connections opened afterwards, here or in another process, see the new file.
         """
         if self.in_memory:
             raise KpiError("An in-memory warehouse has no file to replace.")
         if Path(f"{new}.wal").exists():
             raise KpiError(f"{new} has an unfinished write-ahead log; close it cleanly first.")
-        deadline = time.monotonic() + self.wait
-        with self._writer:
-            while True:
-                self._state.acquire()
-                if self._users == 0:
-                    break
-                self._state.release()
-                if time.monotonic() >= deadline:
-                    raise WarehouseBusyError(
-                        f"The warehouse {self.path} stayed in use for {self.wait:.0f} s. "
-                        "Try again in a moment."
-                    )
-                time.sleep(0.02)
+        with self._writing() as con, self._state:
+            self._drain(time.monotonic() + self.wait)  # reads on the old file end first
             try:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-                self._close_now()
-                con = self._open()  # the lock keeps other processes out during the swap
+                # Everything in the file itself, no log left that would replay onto the new one.
+                con.execute("CHECKPOINT")
+                Path(keep_as).unlink(missing_ok=True)
                 try:
-                    # Everything in the file itself, no log left that would replay onto the
-                    # new one.
-                    con.execute("CHECKPOINT")
-                    Path(keep_as).unlink(missing_ok=True)
-                    try:
-                        os.link(self.path, keep_as)
-                    except OSError:
-                        shutil.copyfile(self.path, keep_as)
-                    os.replace(new, self.path)
-                finally:
-                    con.close()
+                    os.link(self.path, keep_as)
+                except OSError:
+                    shutil.copyfile(self.path, keep_as)
+                os.replace(new, self.path)
+                self._close_now()  # the connection is to the old file
             finally:
-                self._state.release()
+                self._draining = False
+                self._state.notify_all()
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor of its own for one query or a few: connections are not thread-safe."""
-        with self.hold() as con:
+        with self._use() as con:
             cur = con.cursor()
             try:
                 yield cur
@@ -345,13 +565,13 @@ class Warehouse:
 
     @contextmanager
     def transaction(self, *, data: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A write: serialized within the process, all or nothing.
+        """A write: this process's turn (see the module docstring), all or nothing.
 
         It changes the data version, so that every cache keyed by it misses on the next run;
         `data=False` only for bookkeeping no cached computation reads (a sign-in session's
         last-seen time, written as users click), which would otherwise empty the caches every
         minute."""
-        with self._writer, self.cursor() as cur:
+        with self._writing(), self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             token = secrets.randbits(63) if data and self._versioned else None
             try:
@@ -374,7 +594,7 @@ class Warehouse:
         never a stale one under the new token."""
         if not self._versioned:
             return secrets.randbits(63)  # a schema without versions: nothing may be cached
-        with self.hold() as con:
+        with self._use() as con:
             known = _VERSIONS.get(self.version_key)
             if known is not None:
                 return known
@@ -418,42 +638,69 @@ class Warehouse:
                 return 0
             return cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
+    def _pending(self) -> tuple[set[int], bool] | None:
+        """The migrations recorded in the file and whether it has `data_version`, read
+        read-only; None for a file that does not exist yet (or in memory)."""
+        if self.in_memory or not Path(self.path).exists() or Path(self.path).stat().st_size == 0:
+            return None
+        with self.cursor() as cur:
+            found = {
+                r[0]
+                for r in cur.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_name IN ('schema_version', 'data_version')"
+                ).fetchall()
+            }
+            if "schema_version" not in found:
+                return None
+            applied = {r[0] for r in cur.execute("SELECT version FROM schema_version").fetchall()}
+        return applied, "data_version" in found
+
     def migrate(self) -> int:
         """Apply the migrations this file has not seen yet; returns the schema version.
 
         Each one not recorded is applied, not only those above the highest recorded: changes
-        developed side by side take numbers in advance and may land in any order."""
-        with self._writer, self.cursor() as cur:
-            cur.execute(SCHEMA_VERSION_TABLE)
-            # Every number not applied yet, in order, rather than those above the highest: two
-            # branches may each add one (9 and 10), and a file that got 10 first must still get
-            # 9 when it arrives.
-            applied = {r[0] for r in cur.execute("SELECT version FROM schema_version").fetchall()}
-            migrated = False
-            for version, description, sql in sorted(MIGRATIONS):
-                if version in applied:
-                    continue
-                cur.execute("BEGIN TRANSACTION")
-                try:
-                    cur.execute(sql)
+        developed side by side take numbers in advance and may land in any order. A file that
+        has them all is only read (no turn to write is taken when a process starts)."""
+        with self._writer:
+            seen = self._pending()
+            if seen is not None and {m[0] for m in MIGRATIONS} <= seen[0]:
+                self._versioned = seen[1]
+                _forget_version(self.version_key)
+                return self.schema_version()
+            with self._writing(), self.cursor() as cur:
+                cur.execute(SCHEMA_VERSION_TABLE)
+                # Every number not applied yet, in order, rather than those above the highest:
+                # two branches may each add one (9 and 10), and a file that got 10 first must
+                # still get 9 when it arrives.
+                applied = {
+                    r[0] for r in cur.execute("SELECT version FROM schema_version").fetchall()
+                }
+                migrated = False
+                for version, description, sql in sorted(MIGRATIONS):
+                    if version in applied:
+                        continue
+                    cur.execute("BEGIN TRANSACTION")
+                    try:
+                        cur.execute(sql)
+                        cur.execute(
+                            "INSERT INTO schema_version VALUES (?, ?, ?)",
+                            [version, description, datetime.now()],
+                        )
+                    except BaseException:
+                        cur.execute("ROLLBACK")
+                        raise
+                    cur.execute("COMMIT")
+                    migrated = True
+                self._versioned = bool(
                     cur.execute(
-                        "INSERT INTO schema_version VALUES (?, ?, ?)",
-                        [version, description, datetime.now()],
-                    )
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-                cur.execute("COMMIT")
-                migrated = True
-            self._versioned = bool(
-                cur.execute(
-                    "SELECT count(*) FROM information_schema.tables "
-                    "WHERE table_name = 'data_version'"
-                ).fetchone()[0]
-            )
-            if migrated and self._versioned:  # migrations may change data (a restored backup's)
-                cur.execute("UPDATE data_version SET token = ?", [secrets.randbits(63)])
-            _forget_version(self.version_key)
+                        "SELECT count(*) FROM information_schema.tables "
+                        "WHERE table_name = 'data_version'"
+                    ).fetchone()[0]
+                )
+                if migrated and self._versioned:  # migrations may change data (a backup's)
+                    cur.execute("UPDATE data_version SET token = ?", [secrets.randbits(63)])
+                _forget_version(self.version_key)
         return self.schema_version()
 
     def is_empty(self) -> bool:

@@ -79,7 +79,9 @@ def test_invalid_user_gets_a_clear_message(own_file, monkeypatch, tmp_path):
     at.text_input(key="ad_password_new").input("a-long-password")
     at.button(key="ad_save_new").click().run()
     ok(at)
-    assert any("not allowed" in e.value for e in at.error)
+    # The page is in Chinese, and so is the refusal (it was English before users.py's
+    # messages were coded).
+    assert any("用户名“bad name”不可用" in e.value for e in at.error), [e.value for e in at.error]
 
 
 def test_a_head_is_refused(own_file, monkeypatch, tmp_path):
@@ -106,3 +108,16 @@ def test_the_change_log_speaks_the_page_language(own_file, monkeypatch, tmp_path
     assert not fields & {"signed_in", "display_name", "scope", "password"}
     assert set(log["对象"]) >= {"登录与退出", "用户"}
     assert {"单点登录", "已设置"} <= set(log["新值"])  # how they signed in; a password was set
+
+
+def test_a_backup_refusal_shows_in_the_page_language(own_file, monkeypatch, tmp_path):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[backup]\ndir = "{(tmp_path / "backups").as_posix()}"\nkeep = 0\n')
+    monkeypatch.setenv("KPI_SECRETS", str(secrets))
+    for lang, said in [
+        ("zh", "secrets.toml 中的 [backup] keep = 0 有误：必须是 ≥ 1 的整数。"),
+        ("en", "[backup] keep = 0 in secrets.toml must be a whole number ≥ 1."),
+    ]:
+        at = open_page(PAGE, own_file, monkeypatch, lang, "admin")
+        ok(at)
+        assert [e.value for e in at.error] == [said]

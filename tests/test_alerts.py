@@ -440,6 +440,65 @@ def test_to_message_has_the_push_fields(sales_wh):
     assert alerts.to_message(risky)["period"] == "2024"
 
 
+def test_an_alert_keeps_a_key_and_parameters_and_is_read_in_either_language(sales_wh):
+    """The row holds the message's key and JSON parameters, no finished text; whoever reads it
+    gets it in their language, with the names of the time of reading."""
+    wh = sales_wh
+    new = alerts.run(wh, service.SYSTEM, today=TODAY).new
+    csat = next(a for a in new if (a.kpi, a.unit, a.kind) == ("CSAT", "SALES", "status"))
+    key, params, zh, en = wh.one(
+        "SELECT message_key, message_params, message_zh, message_en FROM alert_event WHERE id = ?",
+        [csat.id],
+    )
+    assert (key, zh, en) == ("al_status", None, None)
+    assert json.loads(params) == {
+        "unit": {"unit": csat.unit_id}, "kpi": {"kpi": csat.kpi_id},
+        "period": {"period": "2024-12"}, "actual": {"kpi": csat.kpi_id, "value": 88.0},
+        "target": {"kpi": csat.kpi_id, "value": 90.0},
+        "baseline": {"kpi": csat.kpi_id, "value": 85.0}, "light": {"word": "amber"},
+    }  # fmt: skip
+    english = (
+        "Customer satisfaction at Sales, 2024-12: 88.0 pts against target 90.0 pts "
+        "(baseline 85.0 pts) — Amber."
+    )
+    chinese = "销售部「客户满意度」2024年12月实际 88.0分，目标 90.0分，基准 85.0分：黄灯。"
+    listed = alerts.open_alerts(wh, load_catalog(wh), service.SYSTEM)
+    row = listed[listed["id"] == csat.id].iloc[0]
+    assert (row["message_zh"], row["message_en"]) == (chinese, english)
+    (read,) = [a for a in alerts.alerts_for(wh, service.SYSTEM, csat.kpi_id, csat.unit_id)
+               if a.id == csat.id]  # fmt: skip
+    assert (read.message("zh"), read.message("en")) == (chinese, english)
+    assert alerts.to_message(read)["text_zh"] == chinese
+
+    # Rendered when read: a KPI renamed since speaks its new name in the alert raised before.
+    with wh.transaction() as cur:
+        cur.execute("UPDATE kpi SET name_en = 'Client satisfaction' WHERE code = 'CSAT'")
+    listed = alerts.open_alerts(wh, load_catalog(wh), service.SYSTEM)
+    row = listed[listed["id"] == csat.id].iloc[0]
+    assert row["message_en"].startswith("Client satisfaction at Sales, 2024-12: 88.0 pts")
+    assert row["message_zh"] == chinese
+
+
+def test_an_alert_stored_with_finished_texts_still_shows(sales_wh):
+    """Alerts raised before messages were stored as a key keep the texts they were stored with,
+    in the list, on a KPI's card and in a push."""
+    wh = sales_wh
+    first = alerts.run(wh, service.SYSTEM, today=TODAY).new[0]
+    with wh.transaction() as cur:
+        cur.execute(
+            "UPDATE alert_event SET message_key = NULL, message_params = NULL, "
+            "message_zh = '旧的文字', message_en = 'the old text' WHERE id = ?",
+            [first.id],
+        )
+    listed = alerts.open_alerts(wh, load_catalog(wh), service.SYSTEM)
+    row = listed[listed["id"] == first.id].iloc[0]
+    assert (row["message_zh"], row["message_en"]) == ("旧的文字", "the old text")
+    (read,) = [a for a in alerts.alerts_for(wh, service.SYSTEM, first.kpi_id, first.unit_id)
+               if a.id == first.id]  # fmt: skip
+    assert read.message("zh") == "旧的文字" and read.message("en") == "the old text"
+    assert alerts.to_message(read)["text_en"] == "the old text"
+
+
 # The command line and the import hook.
 
 
@@ -467,6 +526,8 @@ def test_cli_alerts_json(tmp_path):
     }  # fmt: skip
     csat = [a for a in listed if (a["kpi"], a["kind"]) == ("CSAT", "status")]
     assert csat[0]["period"] == "2024-12" and csat[0]["severity"] == "medium"
+    assert csat[0]["message_en"].startswith("Customer satisfaction at Sales, 2024-12: 88.0")
+    assert csat[0]["message_zh"].startswith("销售部「客户满意度」2024年12月实际 88.0分")
     again = json.loads(cli("--warehouse", wh, "alerts", "--json", "--today", "2025-01-03").stdout)
     assert [a["id"] for a in again] == [a["id"] for a in listed]
     assert not any(a["new"] for a in again)

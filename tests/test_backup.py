@@ -114,7 +114,8 @@ def test_round_trip_reproduces_every_table_and_sequence(demo_wh, own_file, tmp_p
     assert _differences(reference, own_file, skip_audit_of="backup") == {}
     assert _sequences(reference) == _sequences(own_file)
     last = _sequences(reference)["comment_id"]
-    assert demo_wh.one("SELECT nextval('comment_id')")[0] == last + 1
+    with demo_wh.transaction(data=False) as cur:  # nextval writes: reads are read-only
+        assert cur.execute("SELECT nextval('comment_id')").fetchone()[0] == last + 1
     log = demo_wh.df("SELECT field, key FROM audit WHERE entity = 'backup'")
     assert list(log["field"]) == ["restore"] and log["key"][0] == done.path.name
     # The replaced warehouse is kept as it was.
@@ -641,3 +642,26 @@ def test_the_command_line_refuses_a_backup_holding_only_schema_version(own_file,
         assert wh.one("SELECT count(*) FROM app_user WHERE role = 'admin'")[0] >= 1
     finally:
         wh.close()
+
+
+def test_a_crafted_backup_is_refused_in_the_readers_language(demo_wh, own_file, tmp_path):
+    """The refusal's parts (the file, each object and column) are translated with it."""
+    demo_wh.close()
+    sql = "CREATE TABLE notes (t VARCHAR); ALTER TABLE kpi DROP COLUMN caliber"
+    crafted = _craft(tmp_path, "two_flaws", _run_sql(sql), base=own_file)
+    with pytest.raises(backup.BackupError) as refused:
+        backup.verify(crafted)
+    err = refused.value
+    assert (
+        str(err)
+        == err.text("en")
+        == (
+            "two_flaws.zip is not a KPI Monitor warehouse of schema version "
+            f"{backup.LATEST_SCHEMA}: table notes is not part of the warehouse; "
+            "table kpi differs (no column caliber)."
+        )
+    )
+    assert err.text("zh") == (
+        f"备份“two_flaws.zip”不是结构版本 {backup.LATEST_SCHEMA} 的 KPI 监控仓库："
+        "表 notes 不属于仓库；表 kpi 与仓库不同（缺少列 caliber）。"
+    )

@@ -156,19 +156,6 @@ def test_every_demo_kpi_is_bilingual_with_unit_and_caliber():
         assert k["unit"] and k["caliber"], k["code"]
 
 
-def test_no_message_key_is_written_twice():
-    """A dict literal keeps the last of two equal keys without a word: two branches adding the
-    same key would silently replace one text with the other."""
-    tree = ast.parse((ROOT / "kpi_core" / "i18n.py").read_text(encoding="utf-8"))
-    (strings,) = [
-        n.value
-        for n in ast.walk(tree)
-        if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "STRINGS"
-    ]
-    keys = [k.value for k in strings.keys]
-    assert sorted({k for k in keys if keys.count(k) > 1}) == []
-
-
 def role_checks(path: Path) -> list[str]:
     """Places that name roles for a permission: a literal tuple, list or set of role names, or
     a comparison of someone's `.role` with a role name."""
@@ -198,3 +185,66 @@ def test_roles_are_named_for_permissions_only_in_access():
         hit for f in files if f != ROOT / "kpi_core" / "access.py" for hit in role_checks(f)
     ]
     assert offenders == []
+
+
+def core_imports(everywhere: bool = False) -> dict[str, set[str]]:
+    """kpi_core module → the kpi_core modules it imports: at module level, or `everywhere`
+    (inside functions too). `from kpi_core.x import y` counts as x.y when that is a module."""
+    modules = {}
+    for p in (ROOT / "kpi_core").rglob("*.py"):
+        parts = p.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found: set[str] = set()
+        for node in ast.walk(tree) if everywhere else tree.body:
+            if isinstance(node, ast.Import):
+                found |= {known(a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found |= {known(f"{node.module}.{a.name}") for a in node.names}
+        graph[name] = {m for m in found if m and m != name}
+    return graph
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of the graph ([] when there is none), as the modules along it."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return []
+        for nxt in sorted(graph.get(node, ())):
+            if found := visit(nxt, [*path, node]):
+                return found
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        if found := visit(start, []):
+            return found
+    return []
+
+
+def test_core_modules_import_each_other_without_a_cycle():
+    """At module level (where a cycle breaks an import): a split module's parts import only
+    those below them."""
+    assert cycle(core_imports()) == []
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_push_never_imports_alerts():
+    """Alerts hand their messages to push (alerts/pushes.py); push knows nothing of alerts,
+    not even inside a function."""
+    graph = core_imports(everywhere=True)
+    pushing = [m for m in graph if m == "kpi_core.push" or m.startswith("kpi_core.push.")]
+    assert len(pushing) > 1
+    assert [(m, sorted(graph[m])) for m in pushing if any("alerts" in n for n in graph[m])] == []

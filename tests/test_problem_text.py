@@ -40,10 +40,6 @@ EXAMPLES = [
     ),
     ("unit 'PROD' is outside your scope", "组织“PROD”超出您的权限范围"),
     ("2026-09 is closed", "2026-09 已关账"),
-    (
-        "A screen named 'Lobby 大厅' exists — choose another name or revoke it.",
-        "已有名为“Lobby 大厅”的大屏——请换一个名称，或先撤销它。",
-    ),
     ("ask an admin to reopen the month", "请联系管理员重新开账"),
     ("2026-12 is in the future", "2026-12 是未来的月份"),
     ("'2026-Q1' is a quarter — actuals are monthly", "“2026-Q1”是季度——实际数据按月填报"),
@@ -220,6 +216,13 @@ def test_every_rule_keeps_its_parts_is_chinese_and_is_reached():
 # --- messages made by the core --------------------------------------------------------------
 
 
+def coded_in_chinese(error: KpiError) -> str:
+    """A converted module's refusal: a coded message, rendered in Chinese from the catalogs."""
+    zh = error.text("zh")
+    assert error.coded is not None and zh != str(error) and CJK.search(zh), str(error)
+    return zh
+
+
 def said_in_chinese(text: str) -> str:
     zh = translate(text, "zh")
     assert zh != text and CJK.search(zh), text
@@ -325,7 +328,7 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
 
 
 def test_comment_and_action_refusals_from_the_core(sales_wh):
-    """Every refusal of review.py reaches a Chinese page in Chinese."""
+    """Every refusal of review.py reaches a Chinese page in Chinese (coded messages now)."""
     wh = sales_wh
     cat = load_catalog(wh)
     kpi, unit = (
@@ -349,19 +352,19 @@ def test_comment_and_action_refusals_from_the_core(sales_wh):
     for attempt in attempts:
         with pytest.raises(KpiError) as refused:
             attempt()
-        said.append(said_in_chinese(str(refused.value)))
+        said.append(coded_in_chinese(refused.value))
     plain = review.add_comment(wh, service.SYSTEM, kpi, unit, when, "no action")
     for attempt in (lambda: review.close_action(wh, service.SYSTEM, plain, "done"),):
         with pytest.raises(KpiError) as refused:
             attempt()
-        said.append(said_in_chinese(str(refused.value)))
+        said.append(coded_in_chinese(refused.value))
     assert said[0].startswith("用户“v”（查看者）可以查看点评")
     assert said[1] == "点评是空的——请先填写内容。"
     assert said[-1] == f"点评 {plain} 没有可关闭的行动。"
 
 
 def test_kiosk_screen_refusals_from_the_core(demo_wh):
-    """Every refusal of kiosk.py reaches the Admin page in Chinese."""
+    """Every refusal of kiosk.py reaches the Admin page in Chinese (coded messages now)."""
     from datetime import datetime
 
     from kpi_core import kiosk
@@ -393,7 +396,7 @@ def test_kiosk_screen_refusals_from_the_core(demo_wh):
     for attempt in attempts:
         with pytest.raises(KpiError) as refused:
             attempt()
-        said.append(said_in_chinese(str(refused.value)))
-    assert said[3] == "未知组织 NOPE, NADA——请选择已有的组织。"
+        said.append(coded_in_chinese(refused.value))
+    assert said[3] == "未知组织 NOPE、NADA——请选择已有的组织。"
     assert said[6] == "每页停留时间必须是 5 到 3600 之间的整数秒，不能是 1。"
     assert said[-1] == "大屏“wall”已被撤销。"

@@ -754,8 +754,8 @@ def test_a_fault_of_ours_is_logged_with_its_secrets_redacted(
     def broken(ch, ms, *, test=False):
         raise RuntimeError(f"cannot render {'s3cret-ß-token'.encode()!r} / s3cret-ß-token")
 
-    monkeypatch.setattr(push, "render", broken)
-    with caplog.at_level("ERROR", logger=push.log.name):
+    monkeypatch.setattr(push.transport, "render", broken)
+    with caplog.at_level("ERROR", logger=push.transport.log.name):
         d = push.deliver(warehouse, [message()], **FAST)[0]
     assert not d.ok and "RuntimeError" in caplog.text and "Traceback" in caplog.text
     assert "s3cret" not in caplog.text and "s3cret" not in d.error

@@ -222,8 +222,7 @@ def rendered(at: AppTest) -> list[str]:
 def echoes(lang: str, query: dict) -> list[re.Pattern]:
     """Messages that only repeat what the URL asked for ("There is no unit 'SALES' in your
     scope; showing …"): they say no, they show nothing of SALES."""
-    zh, en = i18n.STRINGS["unknown_unit"]
-    text = zh if lang == "zh" else en
+    text = i18n.CATALOGS[lang]["unknown_unit"]
     out = []
     for asked in query.values():
         pattern = re.escape(text).replace(re.escape("{code}"), re.escape(asked))

@@ -16,7 +16,7 @@ import pytest
 from kpi_core import service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.ingest import intake, sources
+from kpi_core.ingest import intake, source_connections, sources
 from kpi_core.ingest.profile import Filter, Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
 from kpi_core.system_import import import_system
@@ -447,7 +447,7 @@ def test_the_view_over_the_export_is_still_readable_when_everything_else_is_shut
     got = sources.sample(export_url, "SELECT day, amount * 2 AS twice FROM orders")
     # A CSV's dates stay text (DuckDB never guesses them); the mapping reads them.
     assert got.to_dict("records") == [{"day": "2026-10-03", "twice": 20}]
-    con = sources._file_db(export_url)
+    con = source_connections._file_db(export_url)
     try:
         assert con.execute("SELECT current_setting('enable_external_access')").fetchone() == (
             False,

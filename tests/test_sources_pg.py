@@ -10,7 +10,7 @@ import pytest
 from kpi_core import service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.ingest import intake, sources
+from kpi_core.ingest import intake, source_connections, sources
 from kpi_core.ingest.profile import Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
 from kpi_core.system_import import import_system
@@ -204,7 +204,7 @@ def test_the_server_itself_refuses_a_second_statement(postgres, monkeypatch, vic
 
     from kpi_core.ingest import source_pg
 
-    target = sources._pg_target(admin_url(postgres, monkeypatch))
+    target = source_connections._pg_target(admin_url(postgres, monkeypatch))
     # Made to close the wrapper around it: three statements once wrapped, were it not refused.
     raw = ("SELECT '--' AS a) AS x) TO STDOUT; COMMIT; BEGIN READ WRITE; "
            "DELETE FROM victim WHERE id = 1; COMMIT; COPY (SELECT * FROM (SELECT 1 AS b")  # fmt: skip

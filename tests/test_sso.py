@@ -154,7 +154,10 @@ def test_an_unverified_email_is_refused(demo_wh):
     [
         ({"role": "boss", "scope": ["SALES"]}, "\"staff\" has role 'boss' — use one of viewer"),
         ({"scope": ["SALES"]}, '"staff" has role None'),
-        ({"role": "head"}, '"staff" needs a scope \\(org unit codes\\) for a head'),
+        (
+            {"role": "head"},
+            '"staff" needs a scope \\(org unit codes\\) for the role Department head',
+        ),
         ({"role": "viewer", "scope": []}, '"staff" needs a scope'),
         ({"role": "viewer", "scope": ["SALES", "MOON"]}, '"staff" names unknown org unit.*MOON'),
         ("viewer", '"staff" must be a table'),
@@ -188,3 +191,18 @@ def test_settings_come_from_the_kpi_secrets_file(demo_wh, tmp_path, monkeypatch)
     monkeypatch.setenv("KPI_SECRETS", str(secrets))
     name = sso.resolve(demo_wh, {"email": "plant@example.com", "teams": ["plant"]})
     assert user(demo_wh, name)[2:4] == ("viewer", ["PROD"])
+
+
+def test_a_refusal_reads_in_the_sign_in_pages_language(demo_wh):
+    with pytest.raises(SsoError) as exc:
+        sso.resolve(demo_wh, {"email": "stranger@example.com"}, {})
+    assert exc.value.text("zh") == (
+        "stranger@example.com 没有 KPI 监控用户。管理员可以在“系统管理”页用这个电子邮件添加用户，"
+        "或在 [sso.groups] 中映射您所在的某个组。"
+    )
+    conf = {"groups": {"staff": {"role": "head"}}}
+    with pytest.raises(SsoError) as exc:
+        sso.resolve(demo_wh, {"email": "new@example.com", "groups": ["staff"]}, conf)
+    assert exc.value.text("zh") == (
+        '[sso.groups] 中的 "staff" 的角色为部门负责人，需要权限范围（组织代码）。'
+    )

@@ -107,3 +107,25 @@ def test_only_admins_manage_users(demo_wh):
         )  # fmt: skip
     with pytest.raises(ScopeError):
         users.delete_user(demo_wh, head, "viewer_prod")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "en", "zh"),
+    [
+        ({"scope": []},
+         "A user with the role Department head needs at least one org unit in their scope "
+         "(admins see all).",
+         "角色为部门负责人的用户需要在权限范围内至少有一个组织（管理员可查看全部）。"),
+        ({"scope": ["NOPE", "ZZZ"]},
+         "Unknown org unit(s) in the scope: NOPE, ZZZ.", "权限范围中有未知的组织：NOPE、ZZZ。"),
+        ({"name": "admin"}, "There is already a user 'admin'.", "已有用户“admin”。"),
+    ],
+)  # fmt: skip
+def test_a_refusal_reads_in_either_language(demo_wh, kwargs, en, zh):
+    """The role is named as the pages name it, in the reader's language."""
+    args = {"name": "new_user", "display_name": "", "role": "head", "scope": ["SALES"],
+            "password": "good-password"}  # fmt: skip
+    args.update(kwargs)
+    with pytest.raises(users.UserError) as refused:
+        users.save_user(demo_wh, ADMIN, args.pop("name"), create=True, **args)
+    assert (str(refused.value), refused.value.text("zh")) == (en, zh)

@@ -20,6 +20,7 @@ from kpi_core.board import periods_between
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.periods import Period, PeriodError, parse_period
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse, resolve_path
 
 from . import signin
@@ -43,6 +44,7 @@ PAGES = (
 
 _SHARED: dict[str, Warehouse] = {}
 _SHARED_LOCK = threading.Lock()
+GRAINS = {"M": N_("grain_M"), "Q": N_("grain_Q"), "Y": N_("grain_Y")}  # the period types
 
 
 def shared_warehouse(path: str) -> Warehouse:
@@ -119,7 +121,7 @@ def page(title_key: str) -> PageContext:
         st.stop()
     except KpiError as exc:
         _navigation(nav, lang, None)
-        st.error(str(exc))
+        st.error(exc.text(lang))
         st.stop()
     _navigation(nav, lang, who.role)
     if not cat.units:
@@ -192,7 +194,7 @@ def guard(ctx: PageContext) -> Iterator[None]:
     except WarehouseBusyError:
         st.warning(ctx.t("warehouse_busy"))
     except KpiError as exc:
-        st.error(str(exc))
+        st.error(exc.text(ctx.lang))
 
 
 def unit_picker(ctx: PageContext, month: date) -> int:
@@ -281,7 +283,7 @@ def period_picker(
         st.sidebar.segmented_control(
             ctx.t("grain"),
             ["M", "Q", "Y"],
-            format_func=lambda g: ctx.t(f"grain_{g}"),
+            format_func=lambda g: ctx.t(GRAINS[g]),
             key="grain_pick",
             on_change=regrain,
         )

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import auth, backup, kiosk, sessions, users
-from kpi_core.access import ROLES, can
+from kpi_core.access import ROLE_WORDS, ROLES, can
 from kpi_core.errors import KpiError
 from kpi_core.ui import PageContext
 from kpi_core.ui.screen import SLIDE_TITLE
@@ -52,7 +52,7 @@ def users_section(ctx: PageContext) -> None:
         return ["" if pd.isna(v) else f"{v:%Y-%m-%d %H:%M}" for v in values]
 
     shown = frame.assign(
-        role=[ctx.t(f"role_{r}") for r in frame["role"]],
+        role=[ctx.t(ROLE_WORDS[r]) for r in frame["role"]],
         scope=[s if r != "admin" else ctx.t("ad_scope_all") for s, r in
                zip(frame["scope"], frame["role"], strict=True)],
         locked_until=when(frame["locked_until"]),
@@ -87,7 +87,7 @@ def users_section(ctx: PageContext) -> None:
         )  # fmt: skip
         role = st.selectbox(
             ctx.t("ad_role"), ROLES, index=ROLES.index(current.role) if current else 0,
-            format_func=lambda r: ctx.t(f"role_{r}"), key=f"ad_role_{suffix}",
+            format_func=lambda r: ctx.t(ROLE_WORDS[r]), key=f"ad_role_{suffix}",
         )  # fmt: skip
         email = st.text_input(
             ctx.t("ad_email"), value=current.email if current else "",
@@ -204,7 +204,7 @@ def kiosk_section(ctx: PageContext) -> None:
                 refresh=int(refresh), lang=lang, now=datetime.now(),
             )  # fmt: skip
         except KpiError as exc:
-            st.error(error_text(ctx, str(exc)))
+            st.error(error_text(ctx, exc))
         else:
             # The token exists outside the wall only here, in this run: nowhere in the session.
             st.success(ctx.t("ks_created", name=made.screen.name))
@@ -260,7 +260,7 @@ def _revoke(ctx: PageContext, screen_id: int) -> None:
     try:
         done = kiosk.revoke(ctx.wh, ctx.actor, screen_id, datetime.now())
     except KpiError as exc:
-        st.session_state["ks_flash"] = ("error", error_text(ctx, str(exc)))
+        st.session_state["ks_flash"] = ("error", error_text(ctx, exc))
     else:
         st.session_state["ks_flash"] = ("ok", ctx.t("ks_revoked", name=done.name))
     for key in ("ks_pick", "ks_revoke_sure"):

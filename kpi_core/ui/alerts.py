@@ -266,7 +266,7 @@ def actions_section(ctx: PageContext) -> None:
         try:
             review.close_action(ctx.wh, ctx.actor, int(pick), resolution)
         except review.CommentError as exc:
-            st.error(error_text(ctx, str(exc)))
+            st.error(error_text(ctx, exc))
         else:
             st.session_state["al_flash"] = ctx.t("al_action_closed")
             st.rerun()

@@ -307,7 +307,7 @@ def _batches_table(ctx: PageContext, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _word(ctx: PageContext, prefix: str, value: str) -> str:
-    return ctx.t(prefix + value) if prefix + value in i18n.STRINGS else str(value)
+    return ctx.t(prefix + value) if i18n.known(prefix + value) else str(value)
 
 
 def card_footer(ctx: PageContext, kpi_id: int, unit_id: int, period: Period, alerts: int):

@@ -383,7 +383,7 @@ def summary_text(ctx: PageContext, summary: dict[str, int]) -> str:
 
 def _summary_key(ctx: PageContext, key: str) -> str:
     name = f"lib_sum_{key}"
-    return ctx.t(name) if name in i18n.STRINGS else key
+    return ctx.t(name) if i18n.known(name) else key
 
 
 def _smart(ctx: PageContext, code: str) -> None:

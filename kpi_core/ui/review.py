@@ -143,7 +143,7 @@ def _add_form(
             alert_id=alert_id,
         )
     except KpiError as exc:
-        st.error(error_text(ctx, str(exc)))
+        st.error(error_text(ctx, exc))
         return
     # Run the page again so every count and marker of this KPI includes the new comment.
     st.session_state[f"{key}_flash"] = "rv_added"
@@ -200,7 +200,7 @@ def _close_form(ctx: PageContext, comment_id: int, key: str) -> None:
         try:
             review.close_action(ctx.wh, ctx.actor, comment_id, resolution)
         except KpiError as exc:
-            st.error(error_text(ctx, str(exc)))
+            st.error(error_text(ctx, exc))
             return
         st.session_state[f"{key}_flash"] = "rv_closed_ok"
         st.rerun()

@@ -139,7 +139,7 @@ def _sso_refusal(wh: Warehouse, lang: str) -> None:
     try:
         sso.resolve(wh, claims)
     except KpiError as exc:
-        st.error(i18n.t("si_sso_refused", lang, reason=str(exc)))
+        st.error(i18n.t("si_sso_refused", lang, reason=exc.text(lang)))
         if st.button(i18n.t("si_sign_out", lang), icon=":material/logout:", key="si_sso_out"):
             st.logout()
         st.stop()

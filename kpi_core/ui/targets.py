@@ -792,7 +792,7 @@ def _field(ctx: PageContext, field: object) -> object:
     if field in _LEVEL_KEYS:
         return column_label(ctx, field)
     for key in (f"tw_field_{field}", f"lib_field_{field}"):
-        if key in i18n.STRINGS:
+        if i18n.known(key):
             return ctx.t(key)
     return field.replace("_", " ")
 
@@ -801,12 +801,12 @@ def _word(ctx: PageContext, value: object) -> object:
     """An old/new value that is one of the core's words (a sign-in's method, a batch's status)
     in the page's words; anything else as it is."""
     key = f"tw_word_{value}"
-    return ctx.t(key) if isinstance(value, str) and key in i18n.STRINGS else value
+    return ctx.t(key) if isinstance(value, str) and i18n.known(key) else value
 
 
 def _entity(ctx: PageContext, entity: str) -> str:
     key = f"tw_entity_{entity}"
-    return ctx.t(key) if key in i18n.STRINGS else entity
+    return ctx.t(key) if i18n.known(key) else entity
 
 
 def year_options(ctx: PageContext) -> list[int]:

@@ -14,12 +14,22 @@ from kpi_core import charts, i18n, people, review, scoring, trends, workbook
 from kpi_core.board import data_range
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, add_months, months_between, parse_period
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext, unit_picker
 from kpi_core.ui.review import comments_panel, panel_title
 from kpi_core.ui.widgets import md
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEFAULT_MONTHS = 24
+# How a KPI's year-to-date is aggregated, and what a unit can be compared with, in words.
+AGGREGATIONS = {
+    "sum": N_("tr_agg_sum"),
+    "avg": N_("tr_agg_avg"),
+    "last": N_("tr_agg_last"),
+    "ratio": N_("tr_agg_ratio"),
+    "formula": N_("tr_agg_formula"),
+}
+COMPARISONS = {"siblings": N_("tr_compare_siblings"), "children": N_("tr_compare_children")}
 
 
 def _node_code(ctx: PageContext, pair: tuple[int, int], unit_id: int) -> str:
@@ -185,7 +195,7 @@ def trends_page(ctx: PageContext) -> None:
         if kpi.aggregation == "sum":
             st.caption(ctx.t("tr_ytd_sum"))
         else:
-            st.caption(ctx.t("tr_ytd_other", agg=ctx.t(f"tr_agg_{kpi.aggregation}")))
+            st.caption(ctx.t("tr_ytd_other", agg=ctx.t(AGGREGATIONS[kpi.aggregation])))
         ytd_chart = charts.level_bands(
             t.ytd, kpi, lang, actual_name=ctx.t("tr_ytd_actual"), yearly=True
         )
@@ -309,7 +319,7 @@ def _comparison(
     group = top.segmented_control(
         ctx.t("tr_compare_with"),
         list(found),
-        format_func=lambda g: ctx.t(f"tr_compare_{g}"),
+        format_func=lambda g: ctx.t(COMPARISONS[g]),
         default=next(iter(found)),
         key=f"tr_compare_with_{'_'.join(found)}",
     ) or next(iter(found))

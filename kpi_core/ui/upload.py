@@ -67,7 +67,7 @@ def safe(ctx: PageContext, unexpected: str = "up_unexpected") -> Iterator[None]:
     except WarehouseBusyError:
         st.warning(ctx.t("warehouse_busy"))
     except KpiError as exc:
-        st.error(error_text(ctx, str(exc)))
+        st.error(error_text(ctx, exc))
     except Exception as exc:
         log.exception("page section")
         st.error(ctx.t(unexpected, error=f"{type(exc).__name__}: {exc}"))
@@ -77,7 +77,7 @@ def say(ctx: PageContext, it: intake.Intake, key: str, **values: object) -> str:
     """A string of the report in the words of the intake's kind: "the file" for an upload,
     "the pull" for a database source (a `KEY_pull` string, where one is needed)."""
     pulled = f"{key}_pull"
-    return ctx.t(pulled if it.kind == "pull" and pulled in i18n.STRINGS else key, **values)
+    return ctx.t(pulled if it.kind == "pull" and i18n.known(pulled) else key, **values)
 
 
 # --- frames shown on the page (plain pandas; no streamlit) ------------------------------------
@@ -208,7 +208,7 @@ def history_frame(df: pd.DataFrame, lang: str) -> pd.DataFrame:
 
     def known(prefix: str, value: object) -> str:
         key = f"{prefix}{value}"
-        return t(key) if key in i18n.STRINGS else str(value)
+        return t(key) if i18n.known(key) else str(value)
 
     def summary(text: object) -> str | None:
         if not isinstance(text, str) or not text:

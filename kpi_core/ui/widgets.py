@@ -11,6 +11,7 @@ import streamlit as st
 
 from kpi_core import completeness, i18n
 from kpi_core.board import KpiLine
+from kpi_core.errors import KpiError
 from kpi_core.periods import Period
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
@@ -45,9 +46,14 @@ def md(text: object) -> str:
     return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in or_dash(text))
 
 
-def error_text(ctx: PageContext, text: str) -> str:
-    """A refusal from the core in the page's language. A database's own words (which no table
-    can know) are shown as they are, under a line that says whose words they are."""
+def error_text(ctx: PageContext, error: KpiError | str) -> str:
+    """A refusal from the core in the page's language: a coded message rendered from the
+    catalogs; an English one (modules not converted yet) translated by kpi_core.problem_text.
+    A database's own words (which no table can know) are shown as they are, under a line that
+    says whose words they are."""
+    if isinstance(error, KpiError) and error.coded is not None:
+        return error.text(ctx.lang)
+    text = str(error)
     shown = translate(text, ctx.lang)
     if ctx.lang == "zh" and shown == text and not _CJK.search(text):
         return ctx.t("up_said_in_english", text=text)

@@ -1,0 +1,102 @@
+"""What an edit of a planning grid is (targets and weights alike): who may make it, a problem at
+one cell, a conflict with somebody else's save, and what a save wrote."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from kpi_core.access import can
+from kpi_core.errors import KpiError, Problem, ScopeError
+from kpi_core.service import Actor
+
+
+class ConflictError(KpiError):
+    """Rows changed by somebody else since the grid was read; nothing was written."""
+
+    def __init__(self, conflicts: list[Conflict]):
+        self.conflicts = conflicts
+        super().__init__(
+            "\n".join(
+                f"{c.where} was changed by {c.by} at {c.at:%Y-%m-%d %H:%M} — reload to see it; "
+                "your edits are kept"
+                for c in conflicts
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Conflict:
+    where: str  # "SALES/REV 2026" or "SALES/REV"
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CellProblem:
+    """A problem at one cell of a grid (row: the grid's index; None for the form's fields)."""
+
+    row: int | None
+    column: str
+    where: str
+    message: str
+
+
+@dataclass
+class Saved:
+    rows: int  # target rows or parent groups given a new version
+    cells: int  # cells changed
+    unit_ids: set[int] = field(default_factory=set)  # units whose scores may change
+
+
+def can_edit(who: Actor, unit_id: int) -> bool:
+    return can(who, "edit_targets", unit_id)
+
+
+def _editor(who: Actor) -> None:
+    if not can(who, "edit_targets"):
+        raise ScopeError("Only department heads and admins change targets and weights.")
+
+
+_NOT_YOURS = "outside your scope — you can read it, not change it"
+
+
+def _closed_problem(
+    row: int | None, where: str, start: date, end: date | None, closed: list[date]
+) -> list[CellProblem]:
+    """A change from `start` (to `end`, or for good) must not re-judge a closed month."""
+    judged = sorted(m for m in closed if m >= start and (end is None or m <= end))
+    if not judged:
+        return []
+    return [
+        CellProblem(
+            row, "valid_from", where,
+            f"{judged[0]:%Y-%m} is closed — a change from {start:%Y-%m} would re-judge it; "
+            "pick a later effective date or ask an admin to reopen it",
+        )
+    ]  # fmt: skip
+
+
+def _form_problems(effective: date | None, reason: str | None, need_reason: bool):
+    out = []
+    if effective is None:
+        out.append(CellProblem(None, "effective", "", "give the date the change takes effect"))
+    if need_reason and not (reason or "").strip():
+        out.append(CellProblem(None, "reason", "", "give a reason — it is kept with the change"))
+    return out
+
+
+def _audit_text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return f"{value:.15g}" if isinstance(value, float) else str(value)
+
+
+def as_problem(sheet: str, p: CellProblem) -> Problem:
+    return Problem(
+        sheet,
+        None if p.row is None else p.row + 1,
+        p.column,
+        f"{p.where}: {p.message}" if p.where else p.message,
+    )
