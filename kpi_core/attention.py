@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import date
 
 from kpi_core import alerts, i18n, scoring
-from kpi_core.board import Board, Overview, kpi_nodes
+from kpi_core.access import Scope
+from kpi_core.board import Board, Overview, board, kpi_nodes, overview
 from kpi_core.catalog import Catalog
+from kpi_core.memo import by_data_version
+from kpi_core.periods import Period
 from kpi_core.scorecard import NodeResult
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
@@ -128,6 +131,33 @@ def for_overview(wh: Warehouse, cat: Catalog, ov: Overview, as_of: date) -> list
         for i in needs_attention(wh, cat, root, kpi_nodes(root, cat), months[-1])
     ]
     return sorted(items, key=lambda i: (i.kind != RED, -i.loss))
+
+
+@by_data_version
+def board_list(
+    wh: Warehouse, cat: Catalog, scope: Scope, unit_id: int, period: Period, as_of: date
+) -> list[Item]:
+    """`for_board` of the Board `board.board(wh, cat, scope, unit_id, period, as_of=as_of)`,
+    kept per data version: its forecasts cost more than the board itself, and they change only
+    with the data. Keyed by `scope` too, since the board behind it is the caller's."""
+    return for_board(wh, cat, board(wh, cat, scope, unit_id, period, as_of=as_of), as_of)
+
+
+@by_data_version
+def overview_list(
+    wh: Warehouse,
+    cat: Catalog,
+    scope: Scope,
+    period: Period,
+    as_of: date,
+    *,
+    today: date,
+    grace_days: int,
+) -> list[Item]:
+    """`for_overview` of the caller's `board.overview(...)`, kept per data version as
+    `board_list`."""
+    ov = overview(wh, cat, scope, period, today=today, grace_days=grace_days)
+    return for_overview(wh, cat, ov, as_of)
 
 
 def _score(x: float | None) -> str:

@@ -67,6 +67,9 @@ class Catalog:
             kids[u.parent_id].append(u.id)
         self.children_of = dict(kids)
         self._tree_cache: dict[date, dict[Node, list[tuple[Node, float]]]] = {}
+        # Months whose tree versions are the same share one tree object (`tree`).
+        self._tree_by_versions: dict[tuple[int, ...], dict[Node, list[tuple[Node, float]]]] = {}
+        self._by_parent: dict[Node, tuple[list[Edge], dict[int, date]]] | None = None
         # Derived structures other modules cache on the snapshot (they live as long as it does).
         self.memo: dict[tuple, object] = {}
 
@@ -136,17 +139,26 @@ class Catalog:
         ]
 
     def tree(self, month: date) -> dict[Node, list[tuple[Node, float]]]:
-        """Children and weights of every node, as valid in `month`."""
+        """Children and weights of every node, as valid in `month`. Months under the same
+        versions get the same object, so what is derived from a tree (an evaluation's shape,
+        scorecard._shape) is derived once for all of them (a 24-month company trend)."""
         if month in self._tree_cache:
             return self._tree_cache[month]
-        by_parent: dict[Node, list[Edge]] = defaultdict(list)
-        for e in self.edges:
-            by_parent[(e.parent_unit, e.parent_kpi)].append(e)
-        tree: dict[Node, list[tuple[Node, float]]] = {}
-        for parent, edges in by_parent.items():
-            chosen = pick_version({e.version: e.valid_from for e in edges}, month)
-            rows = sorted((e for e in edges if e.version == chosen), key=lambda e: e.sort_order)
-            tree[parent] = [((e.child_unit, e.child_kpi), e.weight) for e in rows]
+        if self._by_parent is None:
+            grouped: dict[Node, list[Edge]] = defaultdict(list)
+            for e in self.edges:
+                grouped[(e.parent_unit, e.parent_kpi)].append(e)
+            self._by_parent = {
+                p: (edges, {e.version: e.valid_from for e in edges}) for p, edges in grouped.items()
+            }
+        versions = tuple(pick_version(v, month) for _, v in self._by_parent.values())
+        tree = self._tree_by_versions.get(versions)
+        if tree is None:
+            tree = {}
+            for (parent, (edges, _)), chosen in zip(self._by_parent.items(), versions, strict=True):
+                rows = sorted((e for e in edges if e.version == chosen), key=lambda e: e.sort_order)
+                tree[parent] = [((e.child_unit, e.child_kpi), e.weight) for e in rows]
+            self._tree_by_versions[versions] = tree
         self._tree_cache[month] = tree
         return tree
 

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import numpy as np
 import pandas as pd
 
 from kpi_core import audit, clock, system_import, targets, workbook
@@ -260,6 +261,16 @@ def stored_levels(wh: Warehouse, keys: list[tuple]) -> dict[tuple, tuple[int, di
     }
 
 
+@by_data_version
+def data_years(wh: Warehouse) -> list[int]:
+    """Years with targets or actuals (the Targets page's year picker asks at every run)."""
+    rows = wh.rows(
+        "SELECT DISTINCT year(period_start) FROM target "
+        "UNION SELECT DISTINCT year(period) FROM actual"
+    )
+    return sorted(r[0] for r in rows)
+
+
 def target_edits(
     wh: Warehouse, cat: Catalog, base: pd.DataFrame, edited: pd.DataFrame
 ) -> tuple[list[TargetEdit], list[CellProblem]]:
@@ -267,9 +278,7 @@ def target_edits(
     the cells that are not numbers. Unchanged cells keep their stored value exactly."""
     cols = [*LEVELS, "phasing"]
     rows = base.index.intersection(edited.index)
-    differs = {
-        c: (base.loc[rows, c].map(_cell) != edited.loc[rows, c].map(_cell)).to_numpy() for c in cols
-    }
+    differs = {c: _differs(base.loc[rows, c], edited.loc[rows, c]) for c in cols}
     changed_rows = []
     for n in (sum(differs.values()) > 0).nonzero()[0]:
         changed_rows.append((rows[n], tuple(c for c in cols if differs[c][n])))
@@ -307,6 +316,20 @@ def target_edits(
         if real:
             edits.append(TargetEdit(int(i), *key, int(base.at[i, "version"]), new, old, real))
     return edits, problems
+
+
+def _differs(old: pd.Series, new: pd.Series) -> np.ndarray:
+    """Which cells read differently. Equal values read the same, so only the others are read
+    (a grid of thousands of rows is compared at every run, with a handful of edits)."""
+    a, b = old.to_numpy(dtype=object), new.to_numpy(dtype=object)
+    try:
+        same = np.asarray(a == b, dtype=bool)
+    except (TypeError, ValueError):  # pd.NA compares to nothing: read every cell
+        same = np.zeros(len(a), dtype=bool)
+    out = np.zeros(len(a), dtype=bool)
+    check = np.flatnonzero(~same)
+    out[check] = [_cell(x) != _cell(y) for x, y in zip(a[check], b[check], strict=True)]
+    return out
 
 
 def _cell(value: object) -> str:

@@ -44,10 +44,12 @@ class _Shape:
 
 
 def _shape(cat: Catalog, roots: tuple[int, ...], month: date, scope: Scope) -> _Shape:
-    key = ("shape", roots, month, scope)
+    tree = cat.tree(month)
+    # By the tree rather than the month: months under the same weights share one shape. The
+    # catalog keeps every tree it made, so an id is never reused while `cat.memo` lives.
+    key = ("shape", roots, id(tree), scope)
     if key in cat.memo:
         return cat.memo[key]
-    tree = cat.tree(month)
     index: dict[Node, int] = {}
     nodes: list[Node] = []
     stack = [(u, SCORECARD) for u in roots]

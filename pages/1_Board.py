@@ -25,7 +25,8 @@ with guard(ctx):
     unit = ctx.cat.units[unit_id]
 
     st.title(f"{unit.name(lang)} · {i18n.period_label(period.label(), lang)}")
-    attention_list(ctx, attention.for_board(ctx.wh, ctx.cat, b, latest), period)
+    items = attention.board_list(ctx.wh, ctx.cat, ctx.actor.scope, unit_id, period, latest)
+    attention_list(ctx, items, period)
     partial_period_note(ctx, period, latest)
     month_notes(ctx, period, view, b.partial)
     head = st.columns([1, 1, 1, 2])

@@ -12,7 +12,7 @@ from kpi_core.ui import page, unit_picker
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.change_log import audit_section, history_section
 from kpi_core.ui.target_sheet import sheet_section
-from kpi_core.ui.targets import targets_section, weights_section, year_options
+from kpi_core.ui.targets import keep_edits, targets_section, weights_section, year_options
 
 ctx = page("nav_targets")
 with guard(ctx):
@@ -35,15 +35,26 @@ with guard(ctx):
     sections = ["tw_tab_targets", "tw_tab_weights", "tw_tab_history", "tw_tab_audit"]
     if can(ctx.actor, "edit_targets"):
         sections.insert(2, "tw_tab_sheet")
-    tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
-    with tabs["tw_tab_targets"]:
-        targets_section(ctx, unit_id, year, grain, span[1] if span else None)
-    with tabs["tw_tab_weights"]:
-        weights_section(ctx, unit_id, year)
-    with tabs["tw_tab_history"]:
-        history_section(ctx, unit_id, year, grain)
-    if "tw_tab_sheet" in tabs:
+    # Only the open tab runs (issue 22): the others' grids, history and log are drawn when
+    # their tab is opened, so a click in one grid does not redraw the other three.
+    labels = st.tabs([ctx.t(s) for s in sections], key="tw_tab", on_change="rerun")
+    tabs = dict(zip(sections, labels, strict=True))
+    if tabs["tw_tab_targets"].open:
+        with tabs["tw_tab_targets"]:
+            targets_section(ctx, unit_id, year, grain, span[1] if span else None)
+    else:
+        keep_edits("targets")
+    if tabs["tw_tab_weights"].open:
+        with tabs["tw_tab_weights"]:
+            weights_section(ctx, unit_id, year)
+    else:
+        keep_edits("weights")
+    if tabs["tw_tab_history"].open:
+        with tabs["tw_tab_history"]:
+            history_section(ctx, unit_id, year, grain)
+    if "tw_tab_sheet" in tabs and tabs["tw_tab_sheet"].open:
         with tabs["tw_tab_sheet"]:
             sheet_section(ctx)
-    with tabs["tw_tab_audit"]:
-        audit_section(ctx, ("target", "tree", "kpi", "phasing"))
+    if tabs["tw_tab_audit"].open:
+        with tabs["tw_tab_audit"]:
+            audit_section(ctx, ("target", "tree", "kpi", "phasing"))

@@ -290,6 +290,30 @@ def explore(at: AppTest, seen: list[str]) -> None:
             seen += rendered(at)
 
 
+def lazy_tabs(at: AppTest) -> list[tuple[str, list[str]]]:
+    """Tabs that run only the open tab (`st.tabs(key=..., on_change=...)`): their key and labels.
+    Their widget id ends with the key."""
+    return [
+        (n.proto.tab_container.id.split("-", 2)[2], [t.label for t in n.children.values()])
+        for n in _nodes(at._tree)
+        if getattr(n, "type", None) == "tab_container" and n.proto.tab_container.id
+    ]
+
+
+def visit_tabs(at: AppTest, seen: list[str], *, pick: bool) -> None:
+    """Open every tab of every lazy tab container, collecting what each renders (and, with
+    `pick`, what each of its pickers' choices renders)."""
+    for key, labels in lazy_tabs(at):
+        for label in labels[1:]:
+            at.session_state[key] = label
+            at.run()
+            ok(at)
+            seen += rendered(at)
+            if pick:
+                explore(at, seen)
+        at.session_state[key] = labels[0]
+
+
 PAGE_FILES = sorted(
     str(p.relative_to(ROOT)) for p in [ROOT / "app.py", *(ROOT / "pages").glob("*.py")]
 )
@@ -327,8 +351,12 @@ def test_no_page_shows_another_department(page, user, query, wh_file, foreign, m
         main = [n.type for n in _nodes(at.main) if hasattr(n, "type")]
         assert any(t in ("info", "warning", "error") for t in main), main
         assert not MEANINGFUL & set(main), main
-    elif query == "plain":
-        explore(at, seen)
+    else:
+        if query == "plain":
+            explore(at, seen)
+        if page == "pages/6_Targets.py":  # its tabs run when opened: each is opened here
+            assert lazy_tabs(at)
+        visit_tabs(at, seen, pick=query == "plain")
     hits = foreign[user].found(scrub(seen, echoes("en", asked)))
     assert not hits, "\n".join(dict.fromkeys(hits))
 

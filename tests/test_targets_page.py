@@ -8,7 +8,7 @@ from datetime import date
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import planning, service
+from kpi_core import i18n, planning, service
 from kpi_core.catalog import load_catalog
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse
@@ -19,6 +19,13 @@ PAGE = "pages/6_Targets.py"
 
 def open_targets(path, monkeypatch, user: str = "head_sales", lang: str = "en") -> AppTest:
     return open_page(PAGE, path, monkeypatch, lang, user, query={"unit": "SALES"})
+
+
+def open_tab(at: AppTest, key: str) -> None:
+    """Click a tab (by its text's key): only the open tab runs."""
+    at.session_state["tw_tab"] = i18n.t(key, at.session_state["lang"])
+    at.run()
+    ok(at)
 
 
 def edit_cells(at: AppTest, grid: str, rows: dict[int, dict[str, object]]) -> None:
@@ -138,6 +145,7 @@ def test_the_second_of_two_sessions_is_refused_and_keeps_its_edits(own_file, mon
 
 def test_weights_are_checked_live_and_saved(own_file, monkeypatch):
     at = open_targets(own_file, monkeypatch, lang="zh")
+    open_tab(at, "tw_tab_weights")
     base = at.session_state["tw_weights"]["base"]
     sales = list(base.index[base["parent"] == "SALES"])
     assert sales[:2] == [0, 1]  # the department's own scorecard comes first
@@ -191,6 +199,7 @@ def test_weights_of_the_year_in_force_and_the_plan_apart(own_file, monkeypatch):
     save_2027_plan(own_file)
     at = open_targets(own_file, monkeypatch)
     assert at.sidebar.selectbox(key="tw_year").value == 2026
+    open_tab(at, "tw_tab_weights")
     base = at.session_state["tw_weights"]["base"]
     sales = base[base["parent"] == "SALES"]
     # The year shown is 2026: the editor has the weights judging it, not next year's plan.
@@ -247,6 +256,7 @@ def test_history_revert_and_change_log(own_file, monkeypatch):
     row = new_cust_row(at)
     edit_cells(at, "targets", {row: {"target": "65"}})
     save(at, "targets", "stretch", date(2026, 7, 1))
+    open_tab(at, "tw_tab_history")
     at.selectbox(key="tw_history_pair").set_value(
         next(o for o in at.selectbox(key="tw_history_pair").options if "New customers" in o)
     )
@@ -257,7 +267,54 @@ def test_history_revert_and_change_log(own_file, monkeypatch):
     save(at, "revert", "undo the stretch", date(2026, 9, 1))
     assert "Brought back version v1's levels (saved as a new version)." in texts(at)
     assert versions(own_file, "SALES", "NEW_CUST")[-1][:2] == (3, 60.0)
+    open_tab(at, "tw_tab_audit")
     log = [d.value for d in at.dataframe if "Entity" in d.value.columns][0]
     mine = log[log["Changed by"] == "head_sales"]
     assert list(mine["Reason"]) == ["undo the stretch", "stretch"]
     assert set(mine["Key"]) == {"SALES/NEW_CUST/2026"}
+
+
+def test_only_the_open_tab_runs(own_file, monkeypatch):
+    """Issue 22: the history's list of pairs, the weights grid and the change log are drawn
+    when their tab is opened, not at every click in the targets grid."""
+    at = open_targets(own_file, monkeypatch)
+    assert not [s for s in at.selectbox if s.key == "tw_history_pair"]
+    assert "tw_weights" not in at.session_state
+    assert not [m for m in at.multiselect if m.key == "tw_audit_entities"]
+    open_tab(at, "tw_tab_history")
+    assert [s for s in at.selectbox if s.key == "tw_history_pair"]
+    assert not [b for b in at.button if b.key == "tw_targets_save"]
+
+
+def test_unsaved_cells_survive_a_look_at_another_tab(own_file, monkeypatch):
+    at = open_targets(own_file, monkeypatch)
+    row = new_cust_row(at)
+    edit_cells(at, "targets", {row: {"target": "65"}})
+    assert changes(at)[["Field", "Old", "New"]].values.tolist() == [["Target", "60", "65"]]
+    open_tab(at, "tw_tab_weights")
+    edit_cells(at, "weights", {0: {"weight": 50}, 1: {"weight": 15}})
+    open_tab(at, "tw_tab_targets")
+    assert changes(at)[["Field", "Old", "New"]].values.tolist() == [["Target", "60", "65"]]
+    save(at, "targets", "stretch", date(2026, 7, 1))
+    assert versions(own_file, "SALES", "NEW_CUST")[-1][:2] == (2, 65.0)
+    open_tab(at, "tw_tab_weights")
+    assert changes(at)["New"].tolist() == ["50", "15"]
+
+
+def test_a_warm_run_builds_no_grid_text_again(own_file, monkeypatch):
+    """Issue 22: a large unit's grid has thousands of rows; its readable columns and the phone
+    form's row picker are made once per grid read, not a cell at a time at every run."""
+    from kpi_core.ui import targets as page_targets
+
+    at = open_targets(own_file, monkeypatch)
+    picker = at.session_state["tw_targets"]["row_picker"]
+    base = at.session_state["tw_targets"]["base"]
+    row = new_cust_row(at)
+    assert picker[row] == " · ".join(base.loc[row, ["unit", "kpi", "period"]])
+    made = []
+    real = page_targets._readable
+    monkeypatch.setattr(page_targets, "_readable", lambda *a: made.append(a) or real(*a))
+    at.run()
+    ok(at)
+    assert made == []
+    assert at.session_state["tw_targets"]["row_picker"] is picker

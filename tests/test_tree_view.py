@@ -317,3 +317,35 @@ def test_a_trend_outside_the_scope_is_refused(sales):
     only_prod = Scope(frozenset({cat.unit("PROD").id}))
     with pytest.raises(KpiError):
         node_trend(sales_wh, cat, only_prod, find(root, key(cat, "SALES")), date(2024, 12, 1))
+
+
+def test_months_under_the_same_weights_share_one_tree_and_shape(demo_wh):
+    """Issue 22: a 24-month company trend evaluates 24 months; the tree (and the evaluation's
+    shape) is derived once per set of weight versions, not once per month — and a month under
+    newer weights still gets its own."""
+    from kpi_core import planning, service
+    from kpi_core.scorecard import _shape
+
+    cat = load_catalog(demo_wh)
+    sales = cat.unit("SALES").id
+    base = planning.weight_grid(cat, service.SYSTEM, sales, "en", date(2027, 1, 1))
+    edited = base.copy()
+    edited.loc[base.index[base["parent"] == "SALES"][:2], "weight"] = [45.0, 20.0]
+    edits, _ = planning.weight_edits(base, edited)
+    planning.save_weights(
+        demo_wh, cat, service.SYSTEM, edits, reason="plan", effective=date(2027, 1, 1)
+    )
+    cat = load_catalog(demo_wh)
+    may, nov, jan = date(2026, 5, 1), date(2026, 11, 1), date(2027, 1, 1)
+    assert cat.tree(may) is cat.tree(nov)
+    assert _shape(cat, (sales,), may, Scope.all()) is _shape(cat, (sales,), nov, Scope.all())
+    assert _shape(cat, (sales,), jan, Scope.all()) is not _shape(cat, (sales,), nov, Scope.all())
+    own = [w for (u, k), w in cat.tree(jan)[(sales, SCORECARD)] if u == sales and k]
+    assert own[:2] == [45.0, 20.0]
+    assert [w for (u, k), w in cat.tree(nov)[(sales, SCORECARD)] if u == sales and k][:2] == [
+        40.0,
+        25.0,
+    ]
+    jan_score = evaluate(demo_wh, cat, Scope.all(), [sales], Period("M", jan))[sales]
+    weights = [w for w, c in jan_score.kpi_children()]
+    assert weights[:2] == [45.0, 20.0]

@@ -95,7 +95,9 @@ def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int
         format_func=lambda i: (
             f"{older.at[i, 'period']} · v{older.at[i, 'version']} · {older.at[i, 'change']}"
         ),
-        key="tw_revert_pick",
+        # A new version makes a new list: the pick starts over rather than naming a row of
+        # the old one.
+        key=f"tw_revert_pick_{kpi_id}_{unit_id}_{len(hist)}",
     )
     effective, reason, clicked = _save_form(ctx, "revert", True, "tw_revert_button")
     if clicked:

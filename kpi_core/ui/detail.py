@@ -61,6 +61,10 @@ def open_detail(ctx: PageContext, unit_id: int, kpi_id: int, period: Period) -> 
     st.switch_page(PAGE, query_params=query(ctx, unit_id, kpi_id, period))
 
 
+# Lines of the "needs attention" list behind its "N more" button, worst first.
+MORE_SHOWN = 50
+
+
 def attention_list(ctx: PageContext, items: list[attention.Item], period: Period) -> None:
     """The Board's "needs attention" box: one line per red or at-risk KPI, each a link to its
     detail; a green board says so in one line."""
@@ -77,9 +81,17 @@ def attention_list(ctx: PageContext, items: list[attention.Item], period: Period
         for item in shown:
             _item_link(ctx, item, period)
         if rest:
-            with st.popover(ctx.t("na_more", n=len(rest)), width="stretch"):
-                for item in rest:
-                    _item_link(ctx, item, period)
+            # Drawn when opened, and the first MORE_SHOWN only: a large company's board has
+            # thousands of lines, which no one reads and every run would send (issue 22).
+            more = st.popover(
+                ctx.t("na_more", n=len(rest)), width="stretch", key="na_more", on_change="rerun"
+            )
+            if more.open:
+                with more:
+                    for item in rest[:MORE_SHOWN]:
+                        _item_link(ctx, item, period)
+                    if len(rest) > MORE_SHOWN:
+                        st.caption(ctx.t("na_not_listed", n=len(rest) - MORE_SHOWN))
 
 
 def _item_link(ctx: PageContext, item: attention.Item, period: Period) -> None:

@@ -5,6 +5,7 @@ a conflict said plainly when someone else saved first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import pandas as pd
@@ -107,15 +108,23 @@ def _row_form(
     store: dict,
     keys: list[str],
     fields: dict[str, str],
-    row_label,
+    row_labels: Callable[[pd.DataFrame], pd.Series],
     parse=lambda column, text: text,
     choices: dict[str, tuple[list, object]] | None = None,
 ) -> None:
     """Edit one editable row of the grid `name`: `fields` (column → label) as text, or as a
-    choice for columns in `choices` (column → (options, format_func)). `parse` turns a typed
-    text into the grid's value, raising ValueError with what is wrong."""
+    choice for columns in `choices` (column → (options, format_func)). `row_labels` names the
+    rows of a grid, a column at a time. `parse` turns a typed text into the grid's value,
+    raising ValueError with what is wrong."""
     base = store["base"]
-    rows = [i for i in base.index if base.at[i, "editable"]]
+    # A large unit's grid has thousands of rows: its row picker is built once per grid read,
+    # with whole columns, not a cell at a time at every run.
+    if store.get("row_picker_of") is not base:
+        editable = base[base["editable"].to_numpy(dtype=bool)]
+        store["row_picker"] = dict(zip(editable.index, row_labels(editable), strict=True))
+        store["row_picker_of"] = base
+    labels = store["row_picker"]
+    rows = list(labels)
     if not rows:
         return
     current = store["edited"] if store.get("edited") is not None else store["shown"]
@@ -124,7 +133,9 @@ def _row_form(
         st.container(key=f"tw_rowform_{name}"),
         st.expander(ctx.t("tw_row_form"), icon=":material/edit:"),
     ):
-        row = st.selectbox(ctx.t("tw_row_pick"), rows, format_func=row_label, key=f"tw_{name}_row")
+        row = st.selectbox(
+            ctx.t("tw_row_pick"), rows, format_func=labels.__getitem__, key=f"tw_{name}_row"
+        )
         tag = f"{name}_{row}_{store['nonce']}"
         with st.form(f"tw_{name}_row_form_{tag}", border=False):
             typed = {}
@@ -224,6 +235,15 @@ def _readable(ctx: PageContext, grid: pd.DataFrame) -> pd.DataFrame:
     if "measure" in out:
         out["measure"] = [i18n.unit_label(u, ctx.lang) for u in out["measure"]]
     return out
+
+
+def _readable_kept(ctx: PageContext, store: dict) -> pd.DataFrame:
+    """`_readable` of the grid as shown, made once per grid and language rather than a cell at
+    a time at every run (thousands of rows on a large unit)."""
+    kept = store.get("readable")
+    if kept is None or kept[0] is not store["shown"] or kept[1] != ctx.lang:
+        kept = store["readable"] = (store["shown"], ctx.lang, _readable(ctx, store["shown"]))
+    return kept[2]
 
 
 def _since(ctx: PageContext, d: object) -> str:

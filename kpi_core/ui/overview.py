@@ -4,7 +4,7 @@ alerts, freshness."""
 import streamlit as st
 
 from kpi_core import alerts, charts, clock, completeness, i18n, people
-from kpi_core.attention import for_overview as needs_attention_overview
+from kpi_core.attention import overview_list
 from kpi_core.board import data_range, overview
 from kpi_core.periods import Period
 from kpi_core.ui import page, period_picker
@@ -26,9 +26,8 @@ def main() -> None:
         )
         period = period_picker(ctx, first, latest, view)
         grace = alerts.load_rules(ctx.wh).stale.grace_days
-        ov = overview(
-            ctx.wh, ctx.cat, ctx.actor.scope, period, today=clock.today(), grace_days=grace
-        )
+        today = clock.today()
+        ov = overview(ctx.wh, ctx.cat, ctx.actor.scope, period, today=today, grace_days=grace)
         lang = ctx.lang
 
         st.title(f"{ctx.t('nav_overview')} · {i18n.period_label(period.label(), lang)}")
@@ -36,7 +35,10 @@ def main() -> None:
         partial_period_note(ctx, period, latest)
         month_notes(ctx, period, view, ov.partial)
         # The landing page answers "what is red, and why" before anything else, as the Board.
-        attention_list(ctx, needs_attention_overview(ctx.wh, ctx.cat, ov, latest), period)
+        items = overview_list(
+            ctx.wh, ctx.cat, ctx.actor.scope, period, latest, today=today, grace_days=grace
+        )
+        attention_list(ctx, items, period)
 
         for root in ov.roots:
             unit = ctx.cat.units[root.unit_id]

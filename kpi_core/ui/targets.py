@@ -27,7 +27,7 @@ from kpi_core.ui.edit_grid import (
     _grid,
     _pending,
     _problem_line,
-    _readable,
+    _readable_kept,
     _reload,
     _row_form,
     _save,
@@ -40,11 +40,31 @@ from kpi_core.ui.widgets import error_text
 # --- Targets -----------------------------------------------------------------------------------
 
 
+# Each grid's row identity and the columns a user edits in it.
+GRID_COLUMNS = {
+    "targets": (["kpi_id", "unit_id", "grain", "period_start"], [*planning.LEVELS, "phasing"]),
+    "weights": (["parent_unit", "parent_kpi", "child_unit", "child_kpi"], ["weight"]),
+}
+
+
+def keep_edits(name: str) -> None:
+    """The grid `name`'s tab is closed: its editor is not drawn, and Streamlit forgets an editor
+    not drawn in a run. Its unsaved cells move into the grid as shown, where the editor finds
+    them when the tab opens again (a refused save's conflict stays too)."""
+    store = st.session_state.get(f"tw_{name}")
+    if not store or store.get("edited") is None:
+        return
+    keys, edit_cols = GRID_COLUMNS[name]
+    conflict = store.get("conflict")
+    _reload(store, store["base"], keys, _pending(store, keys, edit_cols))
+    if conflict is not None:
+        store["conflict"] = conflict
+
+
 def targets_section(
     ctx: PageContext, unit_id: int, year: int, grain: str, latest_data: date | None = None
 ) -> None:
-    keys = ["kpi_id", "unit_id", "grain", "period_start"]
-    edit_cols = [*planning.LEVELS, "phasing"]
+    keys, edit_cols = GRID_COLUMNS["targets"]
 
     def load() -> pd.DataFrame:
         return planning.target_grid(ctx.wh, ctx.cat, ctx.actor, unit_id, year, grain, ctx.lang)
@@ -55,7 +75,7 @@ def targets_section(
         _reload(store, load(), keys, _pending(store, keys, edit_cols))
 
     _flash(ctx, "targets")
-    base, shown = store["base"], _readable(ctx, store["shown"])
+    base, shown = store["base"], _readable_kept(ctx, store)
     if base.empty:
         st.info(ctx.t("tw_no_kpis"))
         return
@@ -104,7 +124,8 @@ def targets_section(
         _row_form(
             ctx, "targets", store, keys,
             {f: column_label(ctx, f) for f in [*levels, "phasing"]},
-            lambda i: f"{base.at[i, 'unit']} · {base.at[i, 'kpi']} · {base.at[i, 'period']}",
+            lambda g: g["unit"].astype(str) + " · " + g["kpi"].astype(str) + " · "
+            + g["period"].astype(str),
             choices={"phasing": (profiles, lambda p: ctx.t("tw_phasing_even") if p == "even"
                                  else p or "—")},
         )  # fmt: skip
@@ -204,7 +225,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
     """The weights in force in the selected year (today's month in it, or its nearest month) to
     edit, the versions scheduled after it apart and read-only, and every changed weight old →
     new with its check before saving."""
-    keys = ["parent_unit", "parent_kpi", "child_unit", "child_kpi"]
+    keys = GRID_COLUMNS["weights"][0]
     today = clock.today()
     month = planning.weights_month(year, today)
 
@@ -217,7 +238,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
         _reload(store, load(), keys, _pending(store, keys, ["weight"]))
 
     _flash(ctx, "weights")
-    base, shown = store["base"], _readable(ctx, store["shown"])
+    base, shown = store["base"], _readable_kept(ctx, store)
     if base.empty:
         st.info(ctx.t("tw_no_tree"))
         return
@@ -253,7 +274,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
 
             _row_form(
                 ctx, "weights", store, keys, {"weight": ctx.t("tw_weight_pct")},
-                lambda i: f"{base.at[i, 'parent_name']} → {base.at[i, 'child_name']}",
+                lambda g: g["parent_name"].astype(str) + " → " + g["child_name"].astype(str),
                 parse=weight,
             )  # fmt: skip
         if not readonly.empty:
@@ -381,7 +402,5 @@ def _weight_changes_table(
 
 def year_options(ctx: PageContext) -> list[int]:
     """Years with targets or data, and the next one (targets are set before the year starts)."""
-    years = {r[0] for r in ctx.wh.rows("SELECT DISTINCT year(period_start) FROM target")}
-    years |= {clock.today().year, clock.today().year + 1}
-    years |= {r[0] for r in ctx.wh.rows("SELECT DISTINCT year(period) FROM actual")}
+    years = set(planning.data_years(ctx.wh)) | {clock.today().year, clock.today().year + 1}
     return sorted(years, reverse=True)
