@@ -304,7 +304,7 @@ def test_unsaved_cells_survive_a_look_at_another_tab(own_file, monkeypatch):
 def test_a_warm_run_builds_no_grid_text_again(own_file, monkeypatch):
     """Issue 22: a large unit's grid has thousands of rows; its readable columns and the phone
     form's row picker are made once per grid read, not a cell at a time at every run."""
-    from kpi_core.ui import targets as page_targets
+    from kpi_core.ui import edit_grid
 
     at = open_targets(own_file, monkeypatch)
     picker = at.session_state["tw_targets"]["row_picker"]
@@ -312,8 +312,8 @@ def test_a_warm_run_builds_no_grid_text_again(own_file, monkeypatch):
     row = new_cust_row(at)
     assert picker[row] == " · ".join(base.loc[row, ["unit", "kpi", "period"]])
     made = []
-    real = page_targets._readable
-    monkeypatch.setattr(page_targets, "_readable", lambda *a: made.append(a) or real(*a))
+    real = edit_grid._readable
+    monkeypatch.setattr(edit_grid, "_readable", lambda *a: made.append(a) or real(*a))
     at.run()
     ok(at)
     assert made == []
