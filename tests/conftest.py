@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -148,12 +149,26 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
-def demo_file(tmp_path_factory) -> Path:
-    """The demo company in a real DuckDB file, built once for the session; never written."""
-    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh, today=TODAY)
-    wh.close()
+def demo_file(tmp_path_factory, worker_id) -> Path:
+    """The demo company in a real DuckDB file, built once for the whole run; never written.
+    The xdist workers of a run share one build (the first to come builds it under a lock, the
+    others wait for it), and each reads its own copy: two processes never open one file."""
+    mine = tmp_path_factory.mktemp("demo")
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the run's directory, above each worker's own
+    built = shared / f"demo-{TODAY.isoformat()}.duckdb"
+    with open(shared / "demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not built.exists():
+            building = mine / "building.duckdb"
+            wh = Warehouse(building, linger=0)
+            service.ensure_demo(wh, today=TODAY)
+            wh.close()
+            shutil.copy(building, shared / "demo.part")
+            (shared / "demo.part").rename(built)  # whole or absent, for any other worker
+    path = mine / "demo.duckdb"
+    shutil.copy(built, path)
     return path
 
 
