@@ -26,6 +26,29 @@ os.environ["KPI_TODAY"] = TODAY.isoformat()
 os.environ["KPI_VALIDATE_CHARTS"] = "1"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's --dist loadfile hands out the files with the most tests first by default
+    # ("loadscope reorder"). The browser files have few tests but are by far the slowest, so
+    # they ended up last and one worker ran them alone at the end. The order is set below.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files that start an app server and a browser first, then the others by their number
+    of tests, largest first: the long files start early and short ones fill the end, so both
+    workers finish together. A file keeps its own order (some tests build on the one before)."""
+    files: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+
+    def cost(path: Path) -> tuple[bool, int]:
+        tests = files[path]
+        return (not any(t.get_closest_marker("browser") for t in tests), -len(tests))
+
+    items[:] = [item for path in sorted(files, key=cost) for item in files[path]]
+
+
 def sales_system() -> dict[str, pd.DataFrame]:
     """DESIGN.md §4's worked example: the sales department's scorecard, plus a company above it."""
     kpis = pd.DataFrame(
