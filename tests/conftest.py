@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +24,29 @@ TODAY = demo.REFERENCE_TODAY
 os.environ["KPI_TODAY"] = TODAY.isoformat()
 # Pages skip Altair's schema validation of their charts; tests validate each chart built.
 os.environ["KPI_VALIDATE_CHARTS"] = "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's --dist loadfile hands out the files with the most tests first by default
+    # ("loadscope reorder"). The browser files have few tests but are by far the slowest, so
+    # they ended up last and one worker ran them alone at the end. The order is set below.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files that start an app server and a browser first, then the others by their number
+    of tests, largest first: the long files start early and short ones fill the end, so both
+    workers finish together. A file keeps its own order (some tests build on the one before)."""
+    files: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+
+    def cost(path: Path) -> tuple[bool, int]:
+        tests = files[path]
+        return (not any(t.get_closest_marker("browser") for t in tests), -len(tests))
+
+    items[:] = [item for path in sorted(files, key=cost) for item in files[path]]
 
 
 def sales_system() -> dict[str, pd.DataFrame]:
@@ -148,12 +172,26 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
-def demo_file(tmp_path_factory) -> Path:
-    """The demo company in a real DuckDB file, built once for the session; never written."""
-    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh, today=TODAY)
-    wh.close()
+def demo_file(tmp_path_factory, worker_id) -> Path:
+    """The demo company in a real DuckDB file, built once for the whole run; never written.
+    The xdist workers of a run share one build (the first to come builds it under a lock, the
+    others wait for it), and each reads its own copy: two processes never open one file."""
+    mine = tmp_path_factory.mktemp("demo")
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the run's directory, above each worker's own
+    built = shared / f"demo-{TODAY.isoformat()}.duckdb"
+    with open(shared / "demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not built.exists():
+            building = mine / "building.duckdb"
+            wh = Warehouse(building, linger=0)
+            service.ensure_demo(wh, today=TODAY)
+            wh.close()
+            shutil.copy(building, shared / "demo.part")
+            (shared / "demo.part").rename(built)  # whole or absent, for any other worker
+    path = mine / "demo.duckdb"
+    shutil.copy(built, path)
     return path
 
 

@@ -14,6 +14,7 @@ from kpi_core import workbook
 from kpi_core.access import Scope
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.browsing import settle
 from tests.conftest import sales_system
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +204,7 @@ def test_each_demo_role_signs_in_and_sees_its_own(browser, fresh_app):
         seen[user] = sidebar.inner_text()
         assert page.locator("[data-testid='stException']").count() == 0
         page.get_by_text("KPI cards").wait_for()
-        page.wait_for_timeout(1000)  # the charts drawn, for the screenshot
+        settle(page)  # the charts drawn, for the screenshot
         shot(page, f"board-as-{user}")
     assert "Admin" in seen["admin"] and "Admin" not in seen["viewer_prod"]
     assert "Sales" not in seen["viewer_prod"]  # not even in the unit picker

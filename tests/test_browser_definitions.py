@@ -13,9 +13,10 @@ import pytest
 
 from kpi_core.ingest import definition_file
 from kpi_core.warehouse import Warehouse
+from tests.browsing import settle
 from tests.test_browser import shot, start_app, visit
 from tests.test_browser_sources import sources_app  # noqa: F401 - a fixture
-from tests.test_browser_upload import choose, no_traceback, settle, upload_app  # noqa: F401
+from tests.test_browser_upload import choose, no_traceback, upload_app  # noqa: F401
 from tests.test_sources_page import erp_source
 from tests.test_upload_page import orders_profile, orders_xlsx
 

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
+from tests.browsing import settle
 from tests.test_browser import shot, start_app, visit
-from tests.test_browser_session import settled
 
 pytestmark = pytest.mark.browser
 
@@ -53,7 +53,7 @@ def test_red_and_its_cause_on_the_first_screen_then_one_click_and_back(
 ):
     page = browser.new_page(viewport={"width": width, "height": height})
     visit(page, f"{demo_app}/Board?unit=SALES&lang={lang}", "head_sales", "head")
-    settled(page)
+    settle(page)
     first = page.locator(ATTENTION).first
     first.wait_for(timeout=30_000)
     assert red in first.inner_text()
@@ -65,7 +65,7 @@ def test_red_and_its_cause_on_the_first_screen_then_one_click_and_back(
 
     first.click()
     page.wait_for_url("**/Detail?*unit=SALES_S*", timeout=30_000)
-    settled(page)
+    settle(page)
     assert title(page).startswith(
         "营业收入 · 华南大区" if lang == "zh" else "Revenue · South China"
     )
@@ -73,7 +73,7 @@ def test_red_and_its_cause_on_the_first_screen_then_one_click_and_back(
     # A contributor's own detail is one click away.
     page.locator("[data-testid='stPageLink'] a", has_text=child).first.click()
     page.wait_for_url("**kpi=CONVERSION*", timeout=30_000)
-    settled(page)
+    settle(page)
     assert title(page).startswith(child)
 
     page.go_back()
@@ -89,17 +89,17 @@ def test_red_and_its_cause_on_the_first_screen_then_one_click_and_back(
 def test_a_top_alert_row_of_the_overview_opens_its_detail_and_back(browser, demo_app):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     visit(page, f"{demo_app}/?lang=en", "head_sales", "head")
-    settled(page)
+    settle(page)
     grid = page.locator("[class*='st-key-ov_top_alerts']")
     grid.scroll_into_view_if_needed()
     grid.locator("canvas").first.wait_for(timeout=30_000)
-    settled(page)
+    settle(page)
     box = grid.bounding_box()
     shot(page, "overview-top-alerts")
     # The first row's selection box (left of the first data row, under the header).
     page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)
     page.wait_for_url("**/Detail?*", timeout=30_000, wait_until="commit")
-    settled(page)
+    settle(page)
     assert "unit=SALES_S" in page.url
     page.go_back()
     page.wait_for_function("() => !location.pathname.includes('Detail')", timeout=30_000)
@@ -110,7 +110,7 @@ def test_a_top_alert_row_of_the_overview_opens_its_detail_and_back(browser, demo
 def test_a_status_matrix_cell_opens_its_detail_and_back(browser, demo_app):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     visit(page, f"{demo_app}/Board?unit=SALES&lang=en", "head_sales", "head")
-    settled(page)
+    settle(page)
     matrix = page.locator("[class*='st-key-board_matrix']")
     matrix.scroll_into_view_if_needed()
     # Vega draws each cell as an SVG mark labelled with its tooltip's fields.

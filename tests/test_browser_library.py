@@ -12,9 +12,10 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import export_bytes
 from kpi_core.warehouse import Warehouse
+from tests.browsing import settle
 from tests.conftest import TODAY
 from tests.test_browser import shot, start_app, visit
-from tests.test_browser_upload import choose, no_traceback, settle
+from tests.test_browser_upload import choose, no_traceback
 
 pytestmark = pytest.mark.browser
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.browsing import settle
 from tests.test_browser import start_app, visit
 
 pytestmark = pytest.mark.browser
@@ -63,12 +64,10 @@ def artifacts(tmp_path_factory) -> Path:
     return path
 
 
-def settle(page) -> None:
-    page.wait_for_selector(
-        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
-    )
-    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")")
-    page.wait_for_timeout(600)
+SIDEBAR_OPEN = """() => {
+  const box = document.querySelector("[data-testid='stSidebar']")?.getBoundingClientRect();
+  return !!box && box.width > 0 && box.x + box.width > 10;
+}"""
 
 
 def sidebar_open(page) -> bool:
@@ -103,9 +102,8 @@ def test_the_tree_is_an_outline_on_a_phone_and_a_drawing_on_a_desktop(browser, p
     assert any(w in first for w in ("绿灯", "黄灯", "红灯", "Green", "Amber", "Red"))
     assert not page.locator(".st-key-tree_drawing svg").first.is_visible()
     page.set_viewport_size({"width": 1440, "height": 900})
-    page.wait_for_timeout(500)
-    assert page.locator(".st-key-tree_drawing svg").first.is_visible()
-    assert not outline.first.is_visible()
+    expect(page.locator(".st-key-tree_drawing svg").first).to_be_visible()
+    expect(outline.first).to_be_hidden()
     page.close()
 
 
@@ -114,11 +112,13 @@ def test_the_sidebar_closes_after_navigating_on_a_phone(browser, phone_app):
     visit(page, f"{phone_app}/?lang=en")
     assert not sidebar_open(page)
     page.locator("[data-testid='stExpandSidebarButton']").click()
-    page.wait_for_timeout(500)
+    page.wait_for_function(SIDEBAR_OPEN, timeout=10_000)
     assert sidebar_open(page)
     page.locator("[data-testid='stSidebar'] a[href*='Tree']").click()
     settle(page)
     assert "/Tree" in page.url
+    # It slides out: closed by the end of its animation.
+    page.wait_for_function(f"() => !({SIDEBAR_OPEN})()", timeout=10_000)
     assert not sidebar_open(page)
     page.close()
 
@@ -141,6 +141,5 @@ def test_targets_and_weights_are_edited_row_by_row_on_a_phone(browser, phone_app
     expect(sums.locator("td").filter(has_text="105").first).to_be_attached()
     page.screenshot(path=str(artifacts / "phone-weights-row-form.png"))
     page.set_viewport_size({"width": 1440, "height": 900})
-    page.wait_for_timeout(500)
-    assert not form.is_visible()  # a desktop edits in the grid
+    expect(form).to_be_hidden()  # a desktop edits in the grid
     page.close()

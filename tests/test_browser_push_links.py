@@ -12,8 +12,9 @@ import pytest
 
 from kpi_core import alerts, links, push, service
 from kpi_core.catalog import load_catalog
+from tests.browsing import settle
 from tests.test_browser import shot, start_app, visit
-from tests.test_browser_session import settled, sign_in_form, signed_in_as
+from tests.test_browser_session import sign_in_form, signed_in_as
 
 pytestmark = pytest.mark.browser
 
@@ -69,7 +70,7 @@ def test_a_signed_out_reader_signs_in_and_lands_on_the_pushed_kpi(browser, demo_
     page.locator("input[type='password']").fill("head")
     page.locator("input[type='password']").press("Enter")
     page.wait_for_url("**/Detail?*", timeout=60_000)
-    settled(page)
+    settle(page)
     detail_title(page, "Revenue · South China")
     query = urlsplit(page.url).query
     assert all(p in query for p in ("unit=SALES_S", "kpi=REV", "period=2026-10", "lang=en"))
@@ -83,7 +84,7 @@ def test_a_signed_in_reader_goes_straight_to_the_pushed_kpi(browser, demo_app, p
     page = ctx.new_page()
     visit(page, f"{demo_app}/?lang=zh", "head_sales", "head")
     page.goto(link)
-    settled(page)
+    settle(page)
     assert page.locator("input[autocomplete='username']").count() == 0
     detail_title(page, "营业收入 · 华南大区")
     shot(page, "push-link-signed-in-zh-1440")
@@ -107,7 +108,7 @@ def test_the_sign_in_form_never_sends_the_reader_to_another_site(browser, demo_a
     page.locator("input[type='password']").fill("head")
     page.locator("input[type='password']").press("Enter")
     page.wait_for_load_state("load")
-    settled(page)
+    settle(page)
     assert urlsplit(page.url).netloc == urlsplit(demo_app).netloc
     signed_in_as(page, "head_sales")
     ctx.close()

@@ -17,6 +17,7 @@ import pytest
 
 from kpi_core import i18n, kiosk, screen, service
 from kpi_core.warehouse import Warehouse
+from tests.browsing import settle
 from tests.test_browser import ROOT, start_app
 
 pytestmark = pytest.mark.browser
@@ -100,7 +101,7 @@ def open_screen(browser, url, size, query, screen="wall"):
     page = browser.new_page(viewport={"width": size[0], "height": size[1]})
     page.goto(f"{url}/Big_Screen?token={TOKENS[screen]}&{query}")
     page.locator(".bs-slide-body").wait_for(timeout=30_000)
-    page.wait_for_timeout(800)  # fonts and layout settle
+    settle(page)  # fonts and layout
     return page
 
 

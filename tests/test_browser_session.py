@@ -10,6 +10,7 @@ import shutil
 import pytest
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
+from tests.browsing import settle
 from tests.test_browser import shot, start_app, visit
 
 pytestmark = pytest.mark.browser
@@ -45,13 +46,6 @@ def demo_app(tmp_path_factory, demo_file):
     proc.wait(timeout=20)
 
 
-def settled(page) -> None:
-    page.wait_for_selector(
-        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
-    )
-    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")", timeout=60_000)
-
-
 def signed_in_as(page, user: str) -> None:
     page.locator("[data-testid='stSidebar']").get_by_text(f"Signed in as: {user}").wait_for(
         timeout=60_000
@@ -61,7 +55,7 @@ def signed_in_as(page, user: str) -> None:
 
 def sign_in_form(page) -> None:
     page.locator("input[autocomplete='username']").wait_for(timeout=60_000)
-    settled(page)
+    settle(page)
     assert "Signed in as" not in page.locator("[data-testid='stApp']").inner_text()
 
 
@@ -91,11 +85,11 @@ def test_a_session_survives_reload_new_tab_and_deep_link(browser, demo_app):
     visit(page, f"{url}/?lang=en", "head_sales", "head")
     signed_in_as(page, "head_sales")
     page.reload()
-    settled(page)
+    settle(page)
     signed_in_as(page, "head_sales")
     tab = ctx.new_page()
     tab.goto(f"{url}/Board?unit=SALES&lang=en")
-    settled(tab)
+    settle(tab)
     signed_in_as(tab, "head_sales")
     tab.get_by_text("Sales Department · ").first.wait_for(timeout=60_000)
     shot(tab, "session-new-tab-board")
@@ -111,7 +105,7 @@ def test_a_session_survives_reload_new_tab_and_deep_link(browser, demo_app):
     page.locator("input[type='password']").fill("head")
     page.locator("input[type='password']").press("Enter")
     page.wait_for_url("**/Board?*", timeout=60_000)
-    settled(page)
+    settle(page)
     signed_in_as(page, "head_sales")
     page.get_by_text("Sales Department · ").first.wait_for(timeout=60_000)
     assert "unit=SALES" in page.url
@@ -133,7 +127,7 @@ def test_a_replayed_streamlit_session_id_gets_the_sign_in_form(browser, demo_app
     attacker = attacker_ctx.new_page()
     got = session_ids(attacker)
     attacker.goto(f"{url}/?lang=en")
-    settled(attacker)
+    settle(attacker)
     sign_in_form(attacker)
     shot(attacker, "session-replay-refused")
     # The server did hand the attacker the victim's Streamlit session (its state and all):
@@ -158,7 +152,7 @@ def test_signing_out_in_one_tab_signs_the_other_out(browser, demo_app):
     signed_in_as(first, "analyst")
     second = ctx.new_page()
     second.goto(f"{url}/Board?lang=en")
-    settled(second)
+    settle(second)
     signed_in_as(second, "analyst")
 
     first.get_by_role("button", name="Sign out", exact=True).click()
@@ -168,7 +162,7 @@ def test_signing_out_in_one_tab_signs_the_other_out(browser, demo_app):
     # The other tab's next run (here: switching the language) finds the session ended.
     second.locator("[data-testid='stSidebar']").get_by_text("中文").click()
     second.locator("input[autocomplete='username']").wait_for(timeout=60_000)
-    settled(second)
+    settle(second)
     assert "当前用户" not in second.locator("[data-testid='stApp']").inner_text()
     shot(second, "session-signed-out-elsewhere")
     ctx.close()

@@ -11,9 +11,10 @@ from kpi_core.ingest import sources
 from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.browsing import settle
 from tests.conftest import sales_system
 from tests.test_browser import shot, start_app, visit
-from tests.test_browser_upload import choose, no_traceback, score, settle
+from tests.test_browser_upload import choose, no_traceback, score
 from tests.test_sources_page import erp_source, expected_revenue, make_erp
 
 pytestmark = pytest.mark.browser

@@ -4,6 +4,7 @@ goes through the provider and back, and the app maps the identity to a user (kpi
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from kpi_core import service, sessions
 from kpi_core.warehouse import Warehouse
-from tests.conftest import TODAY
+from tests.browsing import settle
 from tests.oidc_provider import OidcProvider
 from tests.test_browser import free_port, shot, start_app
 
@@ -52,11 +53,11 @@ def start_sso_app(warehouse: Path, tmp: Path, idp: OidcProvider):
 
 
 @pytest.fixture(scope="module")
-def sso_app(tmp_path_factory):
+def sso_app(tmp_path_factory, demo_file):
     tmp = tmp_path_factory.mktemp("sso")
     path = tmp / "wh.duckdb"
+    shutil.copy(demo_file, path)
     wh = Warehouse(path, linger=0)
-    service.ensure_demo(wh, today=TODAY)
     with wh.transaction() as cur:
         cur.execute("UPDATE app_user SET email = 'wang.lei@example.com' WHERE name = 'head_sales'")
     wh.close()
@@ -70,12 +71,6 @@ def sso_app(tmp_path_factory):
         idp.stop()
 
 
-def settled(page) -> None:
-    page.wait_for_selector(
-        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
-    )
-
-
 def sign_in_through_provider(page, url: str) -> None:
     page.goto(url)
     page.get_by_text("Demo users").wait_for(timeout=60_000)  # the sign-in form
@@ -87,7 +82,7 @@ def back_signed_in(page) -> None:
     # Out to the provider and back to the app's root on localhost, signed in there.
     page.wait_for_url("http://localhost:*/**", timeout=30_000)
     page.locator("input[autocomplete='username']").wait_for(state="detached", timeout=60_000)
-    settled(page)
+    settle(page)
 
 
 def audit(path: Path, sql: str, params=None) -> list[tuple]:
@@ -121,7 +116,7 @@ def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):
     shot(page, "sso-signed-in-head-sales")
     # The Board shows the sales department only.
     page.goto(f"{base}/Board?lang=en")
-    settled(page)
+    settle(page)
     sidebar.get_by_text("Signed in as: head_sales").wait_for(timeout=30_000)
     page.get_by_text("Sales Department · ").first.wait_for(timeout=30_000)
     assert "Production" not in page.locator("[data-testid='stApp']").inner_text()
@@ -137,7 +132,7 @@ def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):
         page.wait_for_timeout(200)
     assert idp.logouts == logouts + 1
     page.locator("input[autocomplete='username']").wait_for(timeout=60_000)
-    settled(page)
+    settle(page)
     assert not [c for c in ctx.cookies() if c["name"].startswith("_streamlit_user")]
     page.goto(f"{base}/?lang=en")  # a reload: still signed out
     page.get_by_text("Demo users").wait_for(timeout=60_000)
@@ -160,7 +155,7 @@ def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):
     kept = {c["name"]: c for c in ctx.cookies()}
     assert kept["kpi_session"]["httpOnly"] and kept["kpi_session"]["sameSite"] == "Lax"
     page.goto(f"{base}/?lang=en")
-    settled(page)
+    settle(page)
     sidebar.get_by_text("Signed in as: liu.yang@example.com").wait_for(timeout=30_000)
     # An admin ends the user's sessions: Streamlit's identity cookie, still in the browser,
     # does not bring the session back; signing in again goes through the provider.

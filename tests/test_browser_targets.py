@@ -19,9 +19,10 @@ from kpi_core.catalog import load_catalog
 from kpi_core.library import Kpi
 from kpi_core.periods import Period
 from kpi_core.warehouse import Warehouse
+from tests.browsing import settle
 from tests.test_browser import start_app, visit
 from tests.test_browser_library import type_in
-from tests.test_browser_upload import choose, no_traceback, settle
+from tests.test_browser_upload import choose, no_traceback
 
 SIGNED_IN = "admin"  # who the browser signs in as (tests.test_browser.visit)
 

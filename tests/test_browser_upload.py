@@ -13,6 +13,7 @@ from kpi_core.ingest import files, profile
 from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.browsing import settle
 from tests.conftest import sales_system
 from tests.test_browser import ROOT, shot, start_app, visit
 from tests.test_upload_page import orders_profile, orders_xlsx
@@ -64,15 +65,6 @@ def score(warehouse, unit: str, period: str) -> dict:
 
 def no_traceback(page):
     assert page.locator("[data-testid='stException']").count() == 0
-
-
-def settle(page):
-    """Wait for the script run to finish and its elements to be drawn (before a screenshot)."""
-    page.wait_for_selector(
-        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=30_000
-    )
-    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")", timeout=30_000)
-    page.wait_for_timeout(300)
 
 
 def test_upload_check_confirm_and_load(browser, upload_app):

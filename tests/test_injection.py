@@ -525,6 +525,7 @@ def test_big_screen_escapes_names_and_actions(own_file, tmp_path):
 
 @pytest.mark.browser
 def test_a_real_browser_runs_no_script_from_names_or_comments(browser, own_file, tmp_path):
+    from tests.browsing import settle
     from tests.test_browser import start_app, visit
 
     wh = Warehouse(own_file, linger=0)
@@ -546,11 +547,7 @@ def test_a_real_browser_runs_no_script_from_names_or_comments(browser, own_file,
                 visit(page, url + path)
             else:
                 page.goto(url + path)
-                page.wait_for_selector(
-                    "[data-testid='stApp'][data-test-script-state='notRunning']",
-                    timeout=60_000,
-                )
-            page.wait_for_timeout(1500)
+            settle(page)  # drawn: a payload that could run has run
             assert page.locator("[data-testid='stException']").count() == 0, path
             assert page.evaluate("typeof window.__xss") == "undefined", path
             assert page.locator("img[src='x']").count() == 0, path

@@ -2,6 +2,7 @@
 
 import io
 import re
+import shutil
 from datetime import date
 
 import openpyxl
@@ -29,9 +30,11 @@ SHEETS = {"en": ("actuals", "instructions"), "zh": ("实际", "说明")}
 
 
 @pytest.fixture(scope="module")
-def demo_wh(tmp_path_factory):
-    wh = Warehouse(tmp_path_factory.mktemp("template") / "demo.duckdb", linger=0)
-    service.ensure_demo(wh, today=TODAY)
+def demo_wh(tmp_path_factory, demo_file):
+    """The session's demo (conftest), copied: built once for the whole run."""
+    path = tmp_path_factory.mktemp("template") / "demo.duckdb"
+    shutil.copy(demo_file, path)
+    wh = Warehouse(path, linger=0)
     yield wh
     wh.close()
 
