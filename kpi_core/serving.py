@@ -30,6 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from kpi_core import settings
+
 ROOT = Path(__file__).resolve().parent.parent
 AFFINITY_COOKIE = "kpi_session"  # kpi_core.sessions.COOKIE
 
@@ -110,7 +112,7 @@ def start_app(
     return subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=app_dir, env={**os.environ, **(env or {})}, stdout=log.open("w"),
+        cwd=app_dir, env=settings.environment(env), stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )  # fmt: skip
 
@@ -152,7 +154,7 @@ class Cluster:
         address: str = "0.0.0.0",
     ):
         self.folder, self.port = folder, port
-        secret = os.environ.get("KPI_COOKIE_SECRET") or secrets.token_hex(32)
+        secret = settings.env("KPI_COOKIE_SECRET") or secrets.token_hex(32)
         env = {**(env or {}), "STREAMLIT_SERVER_COOKIE_SECRET": secret}
         # One process serves the port itself; several sit on the ports after it.
         self.ports = [port] if processes == 1 else [port + 1 + i for i in range(processes)]
@@ -162,7 +164,7 @@ class Cluster:
             # The demo of a new warehouse is made once, before the processes race to make it.
             subprocess.run(
                 [sys.executable, "-m", "kpi_core", "init", "--demo"], cwd=ROOT, check=True,
-                env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                env=settings.environment(env), stdout=subprocess.DEVNULL,
             )  # fmt: skip
             for i, p in enumerate(self.ports):
                 log = folder / f"app-{i + 1}.log"

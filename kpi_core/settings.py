@@ -40,6 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("[source_secrets] NAME", "—", "values a source's `${secrets.source_secrets.NAME}` reference may read"),
     Setting("KPI_PUSH_SECRET_…", "—", "values a push channel's `${KPI_PUSH_SECRET_NAME}` reference may read"),
     Setting("[push] NAME", "—", "values a push channel's `${secrets.push.NAME}` reference may read"),
+    Setting("KPI_COOKIE_SECRET", "a random one per start", "`python -m kpi_core.serving`: Streamlit's `server.cookieSecret` shared by its processes (its XSRF cookie must be accepted by any of them)"),
     Setting("KPI_APP_URL", "—", "the app's address as its users reach it, for the links in pushed alerts; beats `[push] app_url`"),
     Setting("[push] app_url", "— (no links in pushes)", "the app's address as its users reach it, for the links in pushed alerts"),
     Setting("[push] allowed_hosts", "any host", "the hosts push channels may send to (`*.example.com` for the names below one)"),
@@ -64,6 +65,12 @@ def env(name: str) -> str | None:
     if name not in _ENV and not any(p.endswith("_") and name.startswith(p) for p in _ENV):
         raise ValueError(f"Unknown setting '{name}' — add it to settings.SETTINGS.")
     return os.environ.get(name)
+
+
+def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process this one starts (an app server, a command): this process's
+    own, so that every setting above reaches it, with `extra` on top."""
+    return {**os.environ, **(extra or {})}
 
 
 def secrets_path() -> Path:
