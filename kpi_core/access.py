@@ -21,6 +21,14 @@ ROLE_WORDS = {
     "analyst": N_("role_analyst"),
     "viewer": N_("role_viewer"),
 }
+# The role as a refusal names it inside a sentence ("User 'li' (viewer) cannot …"): lower case in
+# English, as the command line has always printed it.
+ROLE_NAMES = {
+    "admin": N_("w_role_admin"),
+    "head": N_("w_role_head"),
+    "analyst": N_("w_role_analyst"),
+    "viewer": N_("w_role_viewer"),
+}
 
 # Who may do what, beyond reading inside one's scope (which every role may). This table is the
 # one place that names roles for a permission: code asks `can(actor, action)`, and the README's

@@ -435,8 +435,6 @@ RULES: list[tuple[str, str]] = [
         "No valid value to load; nothing was written.",
         "没有可导入的有效数值，未写入任何数据。",
     ),
-    # review.py raises coded messages now (kpi_core.messages); alerts.py still says this:
-    ("There is no alert {i}.", "预警 {i} 不存在。"),
     (
         "User '{user}' ({role}) cannot load actuals — analysts and admins do.",
         "用户“{user}”（{role}）不能导入实际数据——这由数据分析员和管理员完成。",
