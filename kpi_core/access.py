@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kpi_core.errors import ScopeError
+from kpi_core.messages import Message
 from kpi_core.texts import N_
 
 ROLES = ("viewer", "head", "analyst", "admin")
@@ -76,7 +77,7 @@ class Scope:
 
     def check(self, unit_id: int, code: str = "") -> None:
         if not self.allows(unit_id):
-            raise ScopeError(f"Org unit {code or unit_id} is outside your scope.")
+            raise ScopeError(Message("ac_err_outside_scope", unit=code or unit_id))
 
     def filter(self, unit_ids: Iterable[int]) -> list[int]:
         return [u for u in unit_ids if self.allows(u)]

@@ -18,6 +18,7 @@ from kpi_core.access import can
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import ScopeError
 from kpi_core.library import Kpi
+from kpi_core.messages import Message
 from kpi_core.service import Actor
 from kpi_core.system_import import ImportResult, import_system
 from kpi_core.warehouse import Warehouse
@@ -43,7 +44,7 @@ def fields_of(kpi: Kpi) -> dict[str, object]:
 
 def _admin(who: Actor) -> None:
     if not can(who, "edit_library"):
-        raise ScopeError("Only admins change the KPI library and scorecards.")
+        raise ScopeError(Message("df_err_admins_only"))
 
 
 def save_kpi(
