@@ -950,19 +950,6 @@ RULES: list[tuple[str, str]] = [
         "{where} was changed by {user} at {when} — reload to see it; your edits are kept",
         "{where} 已被 {user} 于 {when} 修改——请重新加载查看；您的改动会被保留",
     ),
-    # SMART warnings (definitions.smart_warnings)
-    ("no target for {year}", "{year} 年没有目标"),
-    ("no data source", "没有数据来源"),
-    ("no owner", "没有责任人"),
-    ("no unit of measure", "没有计量单位"),
-    (
-        "no caliber (口径): say exactly what is counted and how",
-        "没有口径：请写明统计什么、怎么统计",
-    ),
-    (
-        "the name is a wish (提升/优化/improve…), not a measure",
-        "名称是一种愿望（提升/优化等），不是可衡量的指标",
-    ),
     # --- push/: what a delivery's failure says (kept in push_log as English text); push/config
     # raises coded messages.
     (
