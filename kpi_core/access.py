@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kpi_core.errors import ScopeError
+from kpi_core.messages import Message
 from kpi_core.texts import N_
 
 ROLES = ("viewer", "head", "analyst", "admin")
@@ -20,6 +21,14 @@ ROLE_WORDS = {
     "head": N_("role_head"),
     "analyst": N_("role_analyst"),
     "viewer": N_("role_viewer"),
+}
+# The role as a refusal names it inside a sentence ("User 'li' (viewer) cannot …"): lower case in
+# English, as the command line has always printed it.
+ROLE_NAMES = {
+    "admin": N_("w_role_admin"),
+    "head": N_("w_role_head"),
+    "analyst": N_("w_role_analyst"),
+    "viewer": N_("w_role_viewer"),
 }
 
 # Who may do what, beyond reading inside one's scope (which every role may). This table is the
@@ -68,7 +77,7 @@ class Scope:
 
     def check(self, unit_id: int, code: str = "") -> None:
         if not self.allows(unit_id):
-            raise ScopeError(f"Org unit {code or unit_id} is outside your scope.")
+            raise ScopeError(Message("ac_err_outside_scope", unit=code or unit_id))
 
     def filter(self, unit_ids: Iterable[int]) -> list[int]:
         return [u for u in unit_ids if self.allows(u)]

@@ -32,6 +32,7 @@ import duckdb
 from kpi_core import audit, settings
 from kpi_core.access import hash_password, verify_password
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 from kpi_core.warehouse import Warehouse
 
 # Typed user names are kept in the audit log cut to this length: enough to recognise a
@@ -67,9 +68,7 @@ def policy() -> Policy:
                            ("session_hours", 12)):  # fmt: skip
         value = conf.get(field, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SignInError(
-                f"[sign_in] {field} = {value!r} in secrets.toml must be a whole number ≥ 1."
-            )
+            raise SignInError(Message("si_err_policy", field=field, value=repr(value)))
         values[field] = value
     return Policy(**values)
 

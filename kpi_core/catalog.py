@@ -18,6 +18,7 @@ from kpi_core.access import Scope, User
 from kpi_core.errors import NotFoundError
 from kpi_core.library import AGGREGATIONS, Kpi
 from kpi_core.memo import by_data_version
+from kpi_core.messages import Message
 from kpi_core.org import Unit
 from kpi_core.warehouse import Warehouse
 
@@ -92,13 +93,13 @@ class Catalog:
         try:
             return self.unit_by_code[code]
         except KeyError:
-            raise NotFoundError(f"There is no org unit '{code}'.") from None
+            raise NotFoundError(Message("cat_err_no_unit", code=code)) from None
 
     def kpi(self, code: str) -> Kpi:
         try:
             return self.kpi_by_code[code]
         except KeyError:
-            raise NotFoundError(f"There is no KPI '{code}'.") from None
+            raise NotFoundError(Message("cat_err_no_kpi", code=code)) from None
 
     def roots(self) -> list[int]:
         return self.children_of.get(None, [])
@@ -217,5 +218,5 @@ def load_catalog(wh: Warehouse) -> Catalog:
 def load_user(wh: Warehouse, name: str) -> User:
     row = wh.one("SELECT name, display_name, role, scope FROM app_user WHERE name = ?", [name])
     if row is None:
-        raise NotFoundError(f"There is no user '{name}'.")
+        raise NotFoundError(Message("cat_err_no_user", name=name))
     return User(row[0], row[1] or row[0], row[2], tuple(row[3]))

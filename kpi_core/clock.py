@@ -12,6 +12,7 @@ from datetime import date
 
 from kpi_core import settings
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 
 
 def today() -> date:
@@ -22,4 +23,4 @@ def today() -> date:
     try:
         return date.fromisoformat(fixed)
     except ValueError:
-        raise KpiError(f"KPI_TODAY='{fixed}' is not a day — write it like 2026-11-15") from None
+        raise KpiError(Message("ck_err_today", value=fixed)) from None

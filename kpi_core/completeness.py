@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from kpi_core import audit
-from kpi_core.access import Scope, can
+from kpi_core.access import ROLE_NAMES, Scope, can
 from kpi_core.actuals import base_pairs
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.library import Kpi
 from kpi_core.memo import by_data_version
+from kpi_core.messages import Message
 from kpi_core.periods import add_months, month_of
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -468,11 +469,10 @@ def publish(
     """Mark a unit's month as published — final for it and the units below it, whatever is
     still missing — or withdraw that (analysts and admins, inside their scope; audited)."""
     if not can(who, "publish_months"):
-        raise ScopeError(
-            f"User '{who.name}' ({who.role}) cannot publish months — analysts and admins do."
-        )
+        role = Message(ROLE_NAMES[who.role])
+        raise ScopeError(Message("cp_err_cannot_publish", user=who.name, role=role))
     if unit_id not in cat.units:
-        raise PublishError(f"There is no org unit {unit_id}.")
+        raise PublishError(Message("cp_err_no_unit", id=unit_id))
     unit = cat.units[unit_id]
     who.scope.check(unit_id, unit.code)
     month = month_of(month)

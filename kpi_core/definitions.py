@@ -18,6 +18,7 @@ from kpi_core.access import can
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import ScopeError
 from kpi_core.library import Kpi
+from kpi_core.messages import Message
 from kpi_core.service import Actor
 from kpi_core.system_import import ImportResult, import_system
 from kpi_core.warehouse import Warehouse
@@ -43,7 +44,7 @@ def fields_of(kpi: Kpi) -> dict[str, object]:
 
 def _admin(who: Actor) -> None:
     if not can(who, "edit_library"):
-        raise ScopeError("Only admins change the KPI library and scorecards.")
+        raise ScopeError(Message("df_err_admins_only"))
 
 
 def save_kpi(
@@ -85,7 +86,7 @@ def formula_problem(text: str, cat: Catalog, code: str) -> str | None:
     return None
 
 
-def smart_warnings(wh: Warehouse, cat: Catalog, code: str, year: int) -> list[str]:
+def smart_warnings(wh: Warehouse, cat: Catalog, code: str, year: int) -> list[Message]:
     """SMART checks on a definition: what a reviewer of the KPI system would ask about."""
     k = cat.kpi(code)
     out = []
@@ -93,17 +94,17 @@ def smart_warnings(wh: Warehouse, cat: Catalog, code: str, year: int) -> list[st
         "SELECT count(*) FROM target WHERE kpi_id = ? AND year(period_start) = ?", [k.id, year]
     )[0]
     if not has_target:
-        out.append(f"no target for {year}")
+        out.append(Message("df_smart_no_target", year=year))
     if not (k.source or "").strip():
-        out.append("no data source")
+        out.append(Message("df_smart_no_source"))
     if not (k.owner or "").strip():
-        out.append("no owner")
+        out.append(Message("df_smart_no_owner"))
     if not (k.unit or "").strip():
-        out.append("no unit of measure")
+        out.append(Message("df_smart_no_unit"))
     if not (k.caliber or "").strip():
-        out.append("no caliber (口径): say exactly what is counted and how")
+        out.append(Message("df_smart_no_caliber"))
     if _VAGUE.search(f"{k.name_zh} {k.name_en}") and not k.unit:
-        out.append("the name is a wish (提升/优化/improve…), not a measure")
+        out.append(Message("df_smart_wish"))
     return out
 
 

@@ -17,6 +17,7 @@ from kpi_core import alerts, formula
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog, Kpi
 from kpi_core.errors import NotFoundError
+from kpi_core.messages import Message
 from kpi_core.periods import Period
 from kpi_core.scorecard import NodeResult, evaluate
 from kpi_core.service import Actor
@@ -72,8 +73,12 @@ def locate(
         if node is not None:
             return node, _parent_of(root, key)
     raise NotFoundError(
-        f"KPI {cat.kpis[kpi_id].code} is not on the scorecard of org unit "
-        f"{cat.units[unit_id].code} in {months[-1]:%Y-%m}."
+        Message(
+            "dt_err_not_on_scorecard",
+            kpi=cat.kpis[kpi_id].code,
+            unit=cat.units[unit_id].code,
+            month=f"{months[-1]:%Y-%m}",
+        )
     )
 
 

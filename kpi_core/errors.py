@@ -42,7 +42,7 @@ class Problem:
     sheet: str
     row: int | None
     column: str | None
-    message: str
+    message: Message | str  # str: modules not converted yet
 
     def __str__(self) -> str:
         where = [f"Sheet '{self.sheet}'"]

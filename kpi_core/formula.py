@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 
 
 class FormulaError(KpiError):
@@ -59,7 +60,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         elif other.strip():
             op = _OPS.get(other, other)
             if op not in "+-*/()":
-                raise FormulaError(f"'{other}' is not allowed in a formula — use + - × ÷ ( )")
+                raise FormulaError(Message("fm_err_operator", text=other))
             out.append(("op", op))
     return out
 
@@ -68,7 +69,7 @@ def parse(text: str) -> Node:
     """Parse a formula; raises FormulaError with what is wrong."""
     tokens = _tokens(str(text))
     if not tokens:
-        raise FormulaError("the formula is empty")
+        raise FormulaError(Message("fm_err_empty"))
     pos = 0
 
     def peek() -> tuple[str, str] | None:
@@ -104,7 +105,7 @@ def parse(text: str) -> Node:
     def atom() -> Node:
         tok = peek()
         if tok is None:
-            raise FormulaError("the formula ends too early — an operand is missing")
+            raise FormulaError(Message("fm_err_too_early"))
         take()
         if tok[0] == "num":
             return Num(float(tok[1]))
@@ -113,14 +114,14 @@ def parse(text: str) -> Node:
         if tok[1] == "(":
             node = expr()
             if peek() != ("op", ")"):
-                raise FormulaError("a '(' is not closed")
+                raise FormulaError(Message("fm_err_open_paren"))
             take()
             return node
-        raise FormulaError(f"unexpected '{tok[1]}'")
+        raise FormulaError(Message("fm_err_unexpected", text=tok[1]))
 
     node = expr()
     if pos != len(tokens):
-        raise FormulaError(f"unexpected '{tokens[pos][1]}'")
+        raise FormulaError(Message("fm_err_unexpected", text=tokens[pos][1]))
     return node
 
 

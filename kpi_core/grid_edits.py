@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 from kpi_core.access import can
 from kpi_core.errors import KpiError, Problem, ScopeError
+from kpi_core.messages import Message
 from kpi_core.service import Actor
 
 
@@ -40,7 +41,7 @@ class CellProblem:
     row: int | None
     column: str
     where: str
-    message: str
+    message: Message | str  # str: a problem system_import still says in English
 
 
 @dataclass
@@ -56,10 +57,10 @@ def can_edit(who: Actor, unit_id: int) -> bool:
 
 def _editor(who: Actor) -> None:
     if not can(who, "edit_targets"):
-        raise ScopeError("Only department heads and admins change targets and weights.")
+        raise ScopeError(Message("pl_err_heads_only"))
 
 
-_NOT_YOURS = "outside your scope — you can read it, not change it"
+_NOT_YOURS = Message("ge_not_yours")
 
 
 def _closed_problem(
@@ -72,8 +73,7 @@ def _closed_problem(
     return [
         CellProblem(
             row, "valid_from", where,
-            f"{judged[0]:%Y-%m} is closed — a change from {start:%Y-%m} would re-judge it; "
-            "pick a later effective date or ask an admin to reopen it",
+            Message("ge_closed", month=f"{judged[0]:%Y-%m}", start=f"{start:%Y-%m}"),
         )
     ]  # fmt: skip
 
@@ -81,9 +81,9 @@ def _closed_problem(
 def _form_problems(effective: date | None, reason: str | None, need_reason: bool):
     out = []
     if effective is None:
-        out.append(CellProblem(None, "effective", "", "give the date the change takes effect"))
+        out.append(CellProblem(None, "effective", "", Message("ge_no_effective")))
     if need_reason and not (reason or "").strip():
-        out.append(CellProblem(None, "reason", "", "give a reason — it is kept with the change"))
+        out.append(CellProblem(None, "reason", "", Message("ge_no_reason")))
     return out
 
 
@@ -98,5 +98,5 @@ def as_problem(sheet: str, p: CellProblem) -> Problem:
         sheet,
         None if p.row is None else p.row + 1,
         p.column,
-        f"{p.where}: {p.message}" if p.where else p.message,
+        Message("ge_at", where=p.where, problem=p.message) if p.where else p.message,
     )

@@ -24,7 +24,7 @@ class Message:
 
     __slots__ = ("key", "values")
 
-    def __init__(self, key: str, **values: object) -> None:
+    def __init__(self, key: str, /, **values: object) -> None:  # a placeholder may be `key`
         self.key = key
         self.values = values
 

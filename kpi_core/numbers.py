@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 
 
 class NumberError(KpiError):
@@ -33,7 +34,7 @@ def parse_number(cell: object) -> Parsed | None:
     if cell is None or (isinstance(cell, str) and not cell.strip()):
         return None
     if isinstance(cell, bool):
-        raise NumberError(f"'{cell}' is not a number")
+        raise NumberError(Message("nb_err_not_a_number", value=str(cell)))
     if isinstance(cell, int | float):
         if isinstance(cell, float) and math.isnan(cell):
             return None
@@ -49,11 +50,11 @@ def parse_number(cell: object) -> Parsed | None:
     # grouping would be ten times too big: refused rather than guessed.
     whole = re.match(r"[+-]?([\d,]*)", text)[1]
     if "," in whole and not _GROUPED.fullmatch(whole):
-        raise NumberError(f"'{cell}' is not a number: write 1.5 for a decimal, 1,234 for thousands")
+        raise NumberError(Message("nb_err_decimal_comma", value=str(cell)))
     text = text.replace(",", "")
     m = _NUMBER.match(text)
     if not m:
-        raise NumberError(f"'{cell}' is not a number")
+        raise NumberError(Message("nb_err_not_a_number", value=str(cell)))
     value = float(m[2]) * (10 ** int(m[3]) if m[3] else 1)
     if m[4]:
         value *= _SCALES[m[4]]

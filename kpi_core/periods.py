@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 
 _YEAR = re.compile(r"^(\d{4})$")
 _QUARTER = re.compile(r"^(\d{4})\s*-?\s*[Qq]([1-4])$")
@@ -109,7 +110,7 @@ def iso_week(text: object) -> tuple[date, date] | None:
     year, week = int(m[1]), int(m[2])
     last = date(year, 12, 28).isocalendar().week  # the 28th of December is in the last week
     if not 1 <= week <= last:
-        raise PeriodError(f"'{text}' is not a week — {year} has weeks W01 to W{last:02d}")
+        raise PeriodError(Message("pd_err_week", value=str(text), year=year, last=f"{last:02d}"))
     thursday = date.fromisocalendar(year, week, 4)
     return thursday - timedelta(days=3), month_of(thursday)
 
@@ -169,9 +170,7 @@ def parse_period(text: object) -> Period:
         month, year = _MONTH_NAMES.get(name.lower()), int(year)
     if month is not None and 1 <= month <= 12 and 1900 <= year <= 2200:
         return Period("M", date(year, month, 1))
-    raise PeriodError(
-        f"'{s}' is not a period — write 2024 (year), 2024-Q1 (quarter) or 2024-03 (month)"
-    )
+    raise PeriodError(Message("pd_err_period", value=s))
 
 
 def months_between(first: date, last: date) -> list[date]:

@@ -48,6 +48,7 @@ from kpi_core.grid_edits import (
 from kpi_core.ingest.intake import closed_months
 from kpi_core.library import Kpi
 from kpi_core.memo import by_data_version
+from kpi_core.messages import Message
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import Period, month_of
 from kpi_core.scoring import Levels
@@ -306,7 +307,7 @@ def target_edits(
                         int(i),
                         c,
                         str(base.at[i, "code"]) + " " + str(base.at[i, "period"]),
-                        f"'{text}' is not a number — write 6000, 5,000万 or 95%",
+                        Message("pl_not_a_number", value=text),
                     )
                 )
                 bad = True
@@ -365,8 +366,12 @@ def check_targets(
                 problems.append(
                     CellProblem(
                         e.row, "valid_from", where,
-                        f"the change would start in {start:%Y-%m}, after {p.label()} ends, and "
-                        f"never be used — pick an effective date on or before {p.end:%Y-%m}",
+                        Message(
+                            "pl_never_used",
+                            start=f"{start:%Y-%m}",
+                            period=p.label(),
+                            end=f"{p.end:%Y-%m}",
+                        ),
                     )
                 )  # fmt: skip
             problems += _closed_problem(e.row, where, start, p.end, closed)
@@ -581,7 +586,7 @@ def revert_edit(
     ).to_dict("records")
     by_version = {int(r["version"]): {f: _none(r[f]) for f in [*LEVELS, "phasing"]} for r in rows}
     if to_version not in by_version:
-        raise KpiError(f"There is no version {to_version} of that target.")
+        raise KpiError(Message("pl_err_no_version", n=to_version))
     latest = max(by_version)
     old, new = by_version[latest], by_version[to_version]
     changed = tuple(f for f in new if new[f] != old[f])

@@ -435,8 +435,6 @@ RULES: list[tuple[str, str]] = [
         "No valid value to load; nothing was written.",
         "没有可导入的有效数值，未写入任何数据。",
     ),
-    # review.py raises coded messages now (kpi_core.messages); alerts.py still says this:
-    ("There is no alert {i}.", "预警 {i} 不存在。"),
     (
         "User '{user}' ({role}) cannot load actuals — analysts and admins do.",
         "用户“{user}”（{role}）不能导入实际数据——这由数据分析员和管理员完成。",
@@ -467,10 +465,6 @@ RULES: list[tuple[str, str]] = [
         "{months} 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
     ),
     ("Only admins close and reopen months.", "只有管理员可以关账和重新开账。"),
-    (
-        "User '{user}' ({role}) cannot publish months — analysts and admins do.",
-        "用户“{user}”（{role}）不能发布月份——这由数据分析员和管理员完成。",
-    ),
     # --- profile.py (and formula.py): mapping profiles ----------------------------------------
     ("write the connection URL", "请填写连接 URL"),
     ("give the profile a name", "请为方案命名"),
@@ -657,7 +651,6 @@ RULES: list[tuple[str, str]] = [
         "that month.",
         "{unit} 在 {month} 没有需要填报的指标：其下各组织在该月的指标树中都没有指标。",
     ),
-    ("Org unit {unit} is outside your scope.", "组织 {unit} 超出您的权限范围。"),
     # --- where a value came from (a finding's column, when not a plain column) --------------
     ("sheet name '{sheet}'", "工作表名“{sheet}”"),
     ("section title {ref}", "分节标题 {ref}"),
@@ -870,7 +863,6 @@ RULES: list[tuple[str, str]] = [
     ("{name}: {kind} file, {n} bytes", "{name}：{kind} 文件，{n} 字节"),
     # --- system_import.py and definitions.py: the KPI library page and KPI-system workbooks ---
     ("{sub} — did you mean '{code}'?", "{sub}——是否想写“{code}”？"),
-    ("Only admins change the KPI library and scorecards.", "只有管理员可以修改指标库和考核表。"),
     ("only an admin may change definitions", "只有管理员可以修改定义"),
     (
         "no known sheet — name sheets kpis/指标库, org_units/组织, tree/指标树, targets/目标, "
@@ -953,169 +945,13 @@ RULES: list[tuple[str, str]] = [
         "“{kpi}”由公式计算得出——请导入构成它的各项指标",
     ),
     ("'{value}' — actuals are monthly: write 2024-03", "“{value}”——实际值按月填写：请写作 2024-03"),
-    # Targets & weights edited in place (planning)
-    (
-        "'{value}' is not a number — write 6000, 5,000万 or 95%",
-        "“{value}”不是数字——请写作 6000、5,000万 或 95%",
-    ),
-    ("outside your scope — you can read it, not change it", "超出您的权限范围——只能查看，不能修改"),
-    (
-        "the change would start in {month}, after {period} ends, and never be used — pick an "
-        "effective date on or before {month2}",
-        "改动将从 {month} 起生效，晚于 {period} 结束，永远不会被使用——请选择不晚于 {month2} 的生效日期",
-    ),
-    (
-        "{month} is closed — a change from {month2} would re-judge it; pick a later effective "
-        "date or ask an admin to reopen it",
-        "{month} 已关账——自 {month2} 起的改动会改变它的考核结果；请选择更晚的生效日期，或请管理员重新开账",
-    ),
-    ("give the date the change takes effect", "请填写改动的生效日期"),
-    ("give a reason — it is kept with the change", "请填写原因——它会与改动一起保存"),
-    ("is empty — give a weight (0 for none)", "为空——请填写权重（不计入则填 0）"),
-    (
-        "{parent}: weights of {names} sum to {num}, not 100",
-        "{parent}：{names}的权重合计为 {num}，应为 100",
-    ),
+    # Targets & weights edited in place (planning raises coded messages; a conflict still says)
     (
         "{where} was changed by {user} at {when} — reload to see it; your edits are kept",
         "{where} 已被 {user} 于 {when} 修改——请重新加载查看；您的改动会被保留",
     ),
-    (
-        "Only department heads and admins change targets and weights.",
-        "只有部门负责人和管理员可以修改目标和权重。",
-    ),
-    ("There is no version {n} of that target.", "该目标没有版本 {n}。"),
-    # Kiosk screens (screen.kiosk_units; kiosk.py raises coded messages)
-    (
-        "None of the kiosk's units ({units}) exist in the warehouse",
-        "该屏幕配置的组织（{units}）在数据仓库中都不存在",
-    ),
-    # SMART warnings (definitions.smart_warnings)
-    ("no target for {year}", "{year} 年没有目标"),
-    ("no data source", "没有数据来源"),
-    ("no owner", "没有责任人"),
-    ("no unit of measure", "没有计量单位"),
-    (
-        "no caliber (口径): say exactly what is counted and how",
-        "没有口径：请写明统计什么、怎么统计",
-    ),
-    (
-        "the name is a wish (提升/优化/improve…), not a measure",
-        "名称是一种愿望（提升/优化等），不是可衡量的指标",
-    ),
-    # --- push.py: push channels (the Alerts page's push settings) --------------------------
-    # `${env}` and `${key}` are groups that carry the suggested reference over as it is.
-    ("Channel '{name}' cannot be saved: {problems}", "推送渠道“{name}”无法保存：{problems}"),
-    ("Only admins configure push channels.", "只有管理员可以设置推送渠道。"),
-    ("There is no push channel '{name}'.", "没有名为“{name}”的推送渠道。"),
-    ("name: give the channel a name", "名称：请为渠道命名"),
-    (
-        "kind: '{kind}' is not a kind of channel — use webhook, dingtalk, wecom, slack or email",
-        "类型：“{kind}”不是渠道类型——请使用 webhook、dingtalk、wecom、slack 或 email",
-    ),
-    (
-        "minimum severity: '{value}' is not a severity — use high, medium or low",
-        "推送级别：“{value}”不是预警级别——请使用 high、medium 或 low",
-    ),
-    (
-        "option '{key}' is not used by {kind} channels — use {list}",
-        "{kind} 渠道不使用选项“{key}”——可用的选项：{list}",
-    ),
-    (
-        "language: '{value}' is not a language — use zh, en or both",
-        "语言：“{value}”不是可用的语言——请使用 zh、en 或 both",
-    ),
-    (
-        "URL: write the address to post to (the robot's or webhook's URL)",
-        "地址：请填写推送地址（机器人或 Webhook 的地址）",
-    ),
-    (
-        "URL: '{url}' is not a web address — write it like https://…",
-        "地址：“{url}”不是网址——请写成 https://… 的形式",
-    ),
-    (
-        "URL: the address holds a password — put it in an environment variable or in "
-        ".streamlit/secrets.toml and write ${env} or ${key} in its place",
-        "地址：其中含有密码——请把它放在环境变量或 .streamlit/secrets.toml 中，并在此处改写为 "
-        "${env} 或 ${key}",
-    ),
-    (
-        "URL: '{name}=' holds a secret in plain text — put its value in an environment variable "
-        "or in .streamlit/secrets.toml and write {name2}=${env} or {name3}=${key} in its place",
-        "地址：“{name}=”后面是明文密钥——请把它的值放在环境变量或 .streamlit/secrets.toml 中，"
-        "并在此处改写为 {name2}=${env} 或 {name3}=${key}",
-    ),
-    (
-        "URL: a Slack webhook's address is its secret — put the whole address in an environment "
-        "variable or in .streamlit/secrets.toml and write ${env} or ${key} here",
-        "地址：Slack Webhook 的地址本身就是密钥——请把整个地址放在环境变量或 "
-        ".streamlit/secrets.toml 中，并在此处写 ${env} 或 ${key}",
-    ),
-    (
-        "secret: the signing secret (SEC…) would be stored in plain text — put it in an "
-        "environment variable or in .streamlit/secrets.toml and write ${env} or ${key} here",
-        "加签密钥：密钥（SEC…）会以明文保存——请把它放在环境变量或 .streamlit/secrets.toml 中，"
-        "并在此处写 ${env} 或 ${key}",
-    ),
-    (
-        "URL: the host {host} is not in [push] allowed_hosts of .streamlit/secrets.toml ({list}) "
-        "— send to one of them, or ask whoever runs the server to add it",
-        "地址：主机 {host} 不在 .streamlit/secrets.toml 的 [push] allowed_hosts 中（{list}）"
-        "——请发送到其中的主机，或请服务器的管理者添加它",
-    ),
-    (
-        "host: the SMTP server {host} is not in [push] allowed_hosts of .streamlit/secrets.toml "
-        "({list}) — send to one of them, or ask whoever runs the server to add it",
-        "SMTP 服务器：{host} 不在 .streamlit/secrets.toml 的 [push] allowed_hosts 中（{list}）"
-        "——请使用其中的服务器，或请服务器的管理者添加它",
-    ),
-    (
-        "[push] allowed_hosts in .streamlit/secrets.toml must be a list of host names, e.g. "
-        '["oapi.dingtalk.com", "*.example.com"]',
-        ".streamlit/secrets.toml 中的 [push] allowed_hosts 必须是主机名的列表，例如 "
-        '["oapi.dingtalk.com", "*.example.com"]',
-    ),
-    ("headers: write one 'Name: value' per line", "请求头：每行写一个“名称: 值”"),
-    (
-        "headers: '{name}' holds a secret in plain text — put it in an environment variable or "
-        "in .streamlit/secrets.toml and write e.g. Bearer ${env} or ${key} in its place",
-        "请求头：“{name}”的值是明文密钥——请把它放在环境变量或 .streamlit/secrets.toml 中，"
-        "并在此处改写为 Bearer ${env} 或 ${key} 这样的引用",
-    ),
-    (
-        "server: '{url}' is not an SMTP server — write it like smtp://smtp.example.com:587",
-        "服务器：“{url}”不是 SMTP 服务器——请写成 smtp://smtp.example.com:587 的形式",
-    ),
-    (
-        "host: write the SMTP server's name, e.g. smtp.example.com",
-        "SMTP 服务器：请填写服务器名称，例如 smtp.example.com",
-    ),
-    (
-        "port: write the SMTP port, usually 587 (STARTTLS), 465 (SSL) or 25",
-        "端口：请填写 SMTP 端口，通常为 587（STARTTLS）、465（SSL）或 25",
-    ),
-    (
-        "security: '{value}' is not known — use starttls, ssl or none",
-        "加密方式：不认识“{value}”——请使用 starttls、ssl 或 none",
-    ),
-    (
-        "password: the mail password would be stored in plain text — put it in an environment "
-        "variable or in .streamlit/secrets.toml and write ${env} or ${key} here",
-        "密码：邮箱密码会以明文保存——请把它放在环境变量或 .streamlit/secrets.toml 中，"
-        "并在此处写 ${env} 或 ${key}",
-    ),
-    ("user: give the user name the password belongs to", "用户名：请填写该密码对应的用户名"),
-    (
-        "from: '{value}' is not an email address — write the sender, e.g. kpi@example.com",
-        "发件人：“{value}”不是邮箱地址——请填写发件地址，例如 kpi@example.com",
-    ),
-    (
-        "from: write the sender's address, e.g. kpi@example.com",
-        "发件人：请填写发件地址，例如 kpi@example.com",
-    ),
-    ("to: write at least one recipient's address", "收件人：请至少填写一个收件地址"),
-    ("to: '{value}' is not an email address", "收件人：“{value}”不是邮箱地址"),
-    # what a delivery's failure says (push_log, the test button)
+    # --- push/: what a delivery's failure says (kept in push_log as English text); push/config
+    # raises coded messages.
     (
         "the address of channel '{name}' is not a web address once its references are filled "
         "in — check the value in the environment or secrets.toml",
@@ -1199,13 +1035,6 @@ RULES: list[tuple[str, str]] = [
     ("the SMTP server answered {code}: {error}", "SMTP 服务器返回 {code}：{error}"),
     ("the SMTP server answered {code}", "SMTP 服务器返回 {code}"),
     ("some recipients were refused: {list}", "部分收件人被拒绝：{list}"),
-    # --- r21a: the KPI detail page's deep link -----------------------------------------------
-    ("There is no org unit '{unit}'.", "组织“{unit}”不存在。"),
-    ("There is no KPI '{kpi}'.", "指标“{kpi}”不存在。"),
-    (
-        "KPI {kpi} is not on the scorecard of org unit {unit} in {month}.",
-        "{month} 组织 {unit} 的计分卡上没有指标 {kpi}。",
-    ),
     # --- x20c: profiles and sources as TOML files (ingest/definition_file.py) ---------------
     ("choose the KPI", "请选择指标"),
     ("{file} line {line}: {sub}", "{file} 第 {line} 行：{sub}"),

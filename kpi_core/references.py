@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from urllib.parse import quote as url_quote
 
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 from kpi_core.settings import read_secrets, reference, references_under
+from kpi_core.texts import N_
 
 PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 
@@ -29,14 +31,14 @@ class Vault:
 
     section: str  # of secrets.toml: ${secrets.<section>.<key>}
     env_prefix: str  # environment variables: ${<env_prefix>NAME}
-    owner: str  # who reads it, for messages: "a source"
+    owner: str  # who reads it, the catalog key of the word messages use: "a source"
 
     def example(self, name: str) -> str:
         return f"${{secrets.{self.section}.{name}}} or ${{{self.env_prefix}{name.upper()}}}"
 
 
-SOURCES = Vault("source_secrets", "KPI_SOURCE_SECRET_", "a source")
-PUSH = Vault("push", "KPI_PUSH_SECRET_", "a push channel")
+SOURCES = Vault("source_secrets", "KPI_SOURCE_SECRET_", N_("ref_w_source"))
+PUSH = Vault("push", "KPI_PUSH_SECRET_", N_("ref_w_push"))
 
 
 def is_reference(text: str) -> bool:
@@ -61,12 +63,14 @@ def _inside(key: str, vault: Vault) -> bool:
     return key.startswith(vault.env_prefix) and len(key) > len(vault.env_prefix)
 
 
-def not_in_vault(reference: str, vault: Vault) -> str:
+def not_in_vault(reference: str, vault: Vault) -> Message:
     """The message refusing a reference outside `vault` (names the reference, never a value)."""
-    return (
-        f"{reference} cannot be used by {vault.owner}: it may read only keys of the "
-        f"[{vault.section}] section of .streamlit/secrets.toml (${{secrets.{vault.section}.NAME}}) "
-        f"or environment variables named {vault.env_prefix}…"
+    return Message(
+        "ref_err_not_in_vault",
+        reference=reference,
+        owner=Message(vault.owner),
+        section=vault.section,
+        prefix=vault.env_prefix,
     )
 
 
@@ -92,12 +96,12 @@ def expand(
             for part in key.split(".")[1:]:
                 got = got.get(part) if isinstance(got, dict) else None
             if got is None:
-                raise error(f"{key} is not set in .streamlit/secrets.toml")
+                raise error(Message("ref_err_secret_unset", key=key))
             text = str(got)
         elif (found := reference(key)) is not None:
             text = found
         else:
-            raise error(f"the environment variable {key} is not set")
+            raise error(Message("ref_err_env_unset", key=key))
         return url_quote(text, safe="") if quote else text
 
     return PLACEHOLDER.sub(value, text)

@@ -26,6 +26,7 @@ from kpi_core.board import data_range, kpi_nodes, overview
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError
 from kpi_core.kiosk import SLIDES, KioskError
+from kpi_core.messages import Items, Message
 from kpi_core.periods import Period, add_months
 from kpi_core.review import open_actions
 from kpi_core.scorecard import evaluate
@@ -45,7 +46,7 @@ def kiosk_units(cat: Catalog, allowed: Iterable[str], asked: Iterable[str] = ())
     of the screen's units that exist. Never wider than the screen."""
     base = [c for c in allowed if c in cat.unit_by_code]
     if not base:
-        raise KioskError(f"None of the kiosk's units ({', '.join(allowed)}) exist in the warehouse")
+        raise KioskError(Message("ks_err_units_gone", units=Items(allowed, commas=True)))
     scope = unit_scope(cat, base)
     narrowed = [c for c in asked if c in cat.unit_by_code and scope.allows(cat.unit_by_code[c].id)]
     return narrowed or base

@@ -35,6 +35,7 @@ from kpi_core import audit, settings
 from kpi_core.access import can
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import NotFoundError, ScopeError
+from kpi_core.messages import Message
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
@@ -98,11 +99,7 @@ def key(wh: Warehouse, *, now: datetime) -> bytes:
     configured = settings.section("sign_in").get("cookie_secret")
     if configured is not None:
         if not isinstance(configured, str) or len(configured) < _MIN_SECRET:
-            raise SignInError(
-                f"[sign_in] cookie_secret in secrets.toml must be a string of at least "
-                f"{_MIN_SECRET} characters — e.g. the output of "
-                '`python -c "import secrets; print(secrets.token_urlsafe(48))"`.'
-            )
+            raise SignInError(Message("si_err_cookie_secret", n=_MIN_SECRET))
         return configured.encode("utf-8")
     row = wh.one("SELECT value FROM app_secret WHERE name = ?", [_KEY_NAME])
     if row is None:
@@ -258,9 +255,9 @@ def revoke_in(cur, user: str, *, now: datetime, by: str, why: str) -> int:
 def end_sessions(wh: Warehouse, who: Actor, user: str, *, now: datetime) -> int:
     """An admin signs `user` out everywhere (a lost laptop, someone who left)."""
     if not can(who, "manage_users"):
-        raise ScopeError("Only admins end other users' sessions.")
+        raise ScopeError(Message("si_err_end_admins_only"))
     if wh.one("SELECT 1 FROM app_user WHERE name = ?", [user]) is None:
-        raise NotFoundError(f"There is no user '{user}'.")
+        raise NotFoundError(Message("cat_err_no_user", name=user))
     return revoke_user(wh, user, now=now, by=who.name, why="admin")
 
 

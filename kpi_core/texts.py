@@ -34,8 +34,9 @@ CATALOGS: dict[str, dict[str, str]] = {lang: load_catalog(catalog_path(lang)) fo
 _ZH, _EN = CATALOGS["zh"], CATALOGS["en"]
 
 
-def t(key: str, lang: str, **values: object) -> str:
-    """The text of `key` in `lang` ("zh", else English), its {placeholders} filled in."""
+def t(key: str, lang: str, /, **values: object) -> str:
+    """The text of `key` in `lang` ("zh", else English), its {placeholders} filled in (named
+    `key` or `lang` too: the two are positional only)."""
     text = (_ZH if lang == "zh" else _EN)[key]
     return text.format(**values) if values else text
 

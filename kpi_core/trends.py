@@ -23,6 +23,7 @@ from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError
 from kpi_core.library import Kpi
 from kpi_core.memo import by_data_version
+from kpi_core.messages import Message
 from kpi_core.periods import add_months, months_between
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
@@ -39,10 +40,10 @@ class RangeError(KpiError):
 def month_range(first: date, last: date) -> list[date]:
     """The months from `first` to `last`, refused when empty or longer than ten years."""
     if last < first:
-        raise RangeError(f"The range ends ({last:%Y-%m}) before it starts ({first:%Y-%m}).")
+        raise RangeError(Message("tr_err_backwards", last=f"{last:%Y-%m}", first=f"{first:%Y-%m}"))
     months = months_between(first, last)
     if len(months) > MAX_MONTHS:
-        raise RangeError(f"{len(months)} months is too long a range; pick {MAX_MONTHS} or fewer.")
+        raise RangeError(Message("tr_err_too_long", n=len(months), max=MAX_MONTHS))
     return months
 
 
@@ -108,7 +109,7 @@ def trend(
     """A KPI node's months with last year's values and its year-to-date pace."""
     scope.check(unit_id, cat.units[unit_id].code if unit_id in cat.units else "")
     if kpi_id not in cat.kpis:
-        raise KpiError(f"There is no active KPI with id {kpi_id}.")
+        raise KpiError(Message("tr_err_no_kpi", id=kpi_id))
     monthly = kpi_months(wh, cat, kpi_id, unit_id, months)
     before = [add_months(m, -12) for m in months]
     past = actuals.monthly(wh, cat, [(kpi_id, unit_id)], before)

@@ -64,6 +64,7 @@ import pandas as pd
 
 from kpi_core import settings
 from kpi_core.errors import KpiError, WarehouseBusyError
+from kpi_core.messages import Message
 from kpi_core.migrations import MIGRATIONS
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "warehouse.duckdb"
@@ -300,8 +301,7 @@ class Warehouse:
                     return got
                 if time.monotonic() >= deadline:
                     raise WarehouseBusyError(
-                        f"The warehouse {self.path} is in use by another process "
-                        f"(waited {self.wait:.0f} s). Try again in a moment."
+                        Message("wh_err_in_use", path=str(self.path), seconds=f"{self.wait:.0f}")
                     )
                 if queue and not queued:
                     self._gate.queue(True)
@@ -360,8 +360,7 @@ class Warehouse:
                 self._draining = False
                 self._state.notify_all()
                 raise WarehouseBusyError(
-                    f"The warehouse {self.path} stayed in use for {self.wait:.0f} s. "
-                    "Try again in a moment."
+                    Message("wh_err_stayed_in_use", path=str(self.path), seconds=f"{self.wait:.0f}")
                 )
             self._state.wait(left)
 
@@ -374,8 +373,9 @@ class Warehouse:
                 left = deadline - time.monotonic()
                 if not self._state.wait(max(left, 0.0)) and left <= 0:
                     raise WarehouseBusyError(
-                        f"The warehouse {self.path} stayed in use for {self.wait:.0f} s. "
-                        "Try again in a moment."
+                        Message(
+                            "wh_err_stayed_in_use", path=str(self.path), seconds=f"{self.wait:.0f}"
+                        )
                     )
                 continue
             if self._con is None:
@@ -534,9 +534,9 @@ class Warehouse:
         Connections opened afterwards, here or in another process, see the new file.
         """
         if self.in_memory:
-            raise KpiError("An in-memory warehouse has no file to replace.")
+            raise KpiError(Message("wh_err_in_memory"))
         if Path(f"{new}.wal").exists():
-            raise KpiError(f"{new} has an unfinished write-ahead log; close it cleanly first.")
+            raise KpiError(Message("wh_err_wal", path=str(new)))
         with self._writing() as con, self._state:
             self._drain(time.monotonic() + self.wait)  # reads on the old file end first
             try:

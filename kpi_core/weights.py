@@ -24,6 +24,7 @@ from kpi_core.grid_edits import (
     can_edit,
 )
 from kpi_core.ingest.intake import closed_months
+from kpi_core.messages import Items, Message
 from kpi_core.periods import month_of
 from kpi_core.service import Actor
 from kpi_core.system_checks import EPOCH
@@ -194,22 +195,20 @@ def weight_edits(
             w = new[i]
             where = f"{name} → {group.at[i, 'child_label']}"
             if pd.isna(w):
-                problems.append(
-                    CellProblem(int(i), "weight", where, "is empty — give a weight (0 for none)")
-                )
+                problems.append(CellProblem(int(i), "weight", where, Message("wt_empty")))
                 bad = True
             elif w < 0:
                 problems.append(
-                    CellProblem(int(i), "weight", where, f"{w:g} — a weight cannot be negative")
+                    CellProblem(int(i), "weight", where, Message("wt_negative", value=f"{w:g}"))
                 )
                 bad = True
         total = float(new.sum())
         if not bad and abs(total - 100) > WEIGHT_TOLERANCE:
-            children = ", ".join(str(group.at[i, "child_label"]) for i in idx)
+            children = Items((str(group.at[i, "child_label"]) for i in idx), commas=True)
             problems.append(
                 CellProblem(
                     int(idx[-1]), "weight", "",
-                    f"{name}: weights of {children} sum to {total:g}, not 100",
+                    Message("wt_sum", parent=name, children=children, total=f"{total:g}"),
                 )
             )  # fmt: skip
             bad = True

@@ -17,6 +17,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from kpi_core.errors import KpiError
 from kpi_core.ingest import files
+from kpi_core.messages import Message
 
 SHEETS: dict[str, tuple[str, ...]] = {
     "kpis": ("kpis", "指标库", "指标"),
@@ -146,13 +147,13 @@ def read(source: str | os.PathLike | bytes, name: str = "upload.xlsx") -> dict[s
         try:
             source, name = Path(source).read_bytes(), Path(source).name
         except FileNotFoundError:
-            raise WorkbookError(f"File not found: {source}") from None
+            raise WorkbookError(Message("wb_err_no_file", path=str(source))) from None
     if Path(name).suffix.lower() not in (".xlsx", ".xlsm", ".xls"):
         name += ".xlsx"  # a label ("KPI library page"), not a file name: the bytes are a workbook
     try:
         tables = files.read_file(name, source)
     except files.FileError as exc:
-        raise WorkbookError(str(exc)) from None
+        raise WorkbookError(exc.coded or str(exc)) from None
     out: dict[str, Sheet] = {}
     for table in tables:
         key = _match_sheet(table.sheet)
@@ -160,7 +161,7 @@ def read(source: str | os.PathLike | bytes, name: str = "upload.xlsx") -> dict[s
             continue
         if key in out:
             raise WorkbookError(
-                f"Sheets '{out[key].name}' and '{table.sheet}' are both '{key}'; keep one."
+                Message("wb_err_same_sheet", first=out[key].name, second=table.sheet, kind=key)
             )
         out[key] = _sheet(key, table.sheet, table.rows)
     return out

@@ -12,7 +12,6 @@ from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
 from kpi_core.ingest import intake
 from kpi_core.migrations import MIGRATIONS
-from kpi_core.problem_text import translate
 from kpi_core.warehouse import Warehouse
 
 
@@ -185,9 +184,7 @@ def test_who_may_publish(demo_wh):
         with pytest.raises(ScopeError) as refused:
             completeness.publish(demo_wh, cat, who, sales, NOV)
         assert "cannot publish months — analysts and admins do" in str(refused.value)
-        assert translate(str(refused.value), "zh").endswith(
-            "不能发布月份——这由数据分析员和管理员完成。"
-        )
+        assert refused.value.text("zh").endswith("不能发布月份——这由数据分析员和管理员完成。")
     narrow = service.Actor("sales_analyst", "analyst", Scope(frozenset(cat.descendants(sales))))
     completeness.publish(demo_wh, cat, narrow, sales, NOV)
     with pytest.raises(ScopeError):

@@ -173,13 +173,20 @@ def test_smart_warnings(demo_wh):
         ADMIN,
     )  # fmt: skip
     cat = load_catalog(demo_wh)
-    assert definitions.smart_warnings(demo_wh, cat, "BARE", year) == [
+    bare = definitions.smart_warnings(demo_wh, cat, "BARE", year)
+    assert [w.render("zh") for w in bare] == [
+        f"{year} 年没有目标",
+        "没有数据来源",
+        "没有责任人",
+        "没有口径：请写明统计什么、怎么统计",
+    ]
+    assert [str(w) for w in bare] == [
         f"no target for {year}",
         "no data source",
         "no owner",
         "no caliber (口径): say exactly what is counted and how",
     ]
-    assert definitions.smart_warnings(demo_wh, cat, "WISH", year) == [
+    assert [str(w) for w in definitions.smart_warnings(demo_wh, cat, "WISH", year)] == [
         f"no target for {year}",
         "no unit of measure",
         "the name is a wish (提升/优化/improve…), not a measure",

@@ -136,11 +136,6 @@ EXAMPLES = [
         "measure 2 of sheet 'Data' again",
         "“NOPE”不是指标库中的指标编码——请重新为工作表“Data”的 方案“ERP”第 2 项指标计算 选择指标",
     ),
-    # weights edited on the Targets page: the parent and its children by name
-    (
-        "销售部: weights of 营业收入, 新客户数, 客户满意度, 回款率 sum to 105, not 100",
-        "销售部：营业收入、新客户数、客户满意度、回款率的权重合计为 105，应为 100",
-    ),
 ]
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from kpi_core import audit
 from kpi_core.access import can
 from kpi_core.errors import KpiError, ScopeError
+from kpi_core.messages import Items, Message
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
@@ -92,19 +93,18 @@ def _override(rule, kind: str, enabled: bool, params: dict):
     values: dict[str, object] = {"enabled": bool(enabled)}
     for name, value in params.items():
         if name not in known or name == "enabled":
-            raise AlertError(
-                f"Alert rule '{kind}' has no setting '{name}' — use one of "
-                f"{', '.join(n for n in known if n != 'enabled')}."
-            )
+            settings = Items((n for n in known if n != "enabled"), commas=True)
+            raise AlertError(Message("al_err_no_setting", kind=kind, name=name, settings=settings))
         want = known[name]
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
             raise AlertError(
-                f"Alert rule '{kind}', setting '{name}': {value!r} is not a {want.__name__}."
-            )
+                Message("al_err_setting_type", kind=kind, name=name, value=repr(value),
+                        type=want.__name__)
+            )  # fmt: skip
         if name in ("severity", "red", "amber") and value not in SEVERITIES:
-            raise AlertError(f"Alert rule '{kind}': severity must be one of {SEVERITIES}.")
+            raise AlertError(Message("al_err_severity", kind=kind, severities=str(SEVERITIES)))
         values[name] = value
     return replace(rule, **values)
 
@@ -118,9 +118,7 @@ def load_rules(wh: Warehouse) -> Rules:
         try:
             parsed = json.loads(params or "{}")
         except json.JSONDecodeError as exc:
-            raise AlertError(
-                f"Alert rule '{kind}': its settings are not valid JSON ({exc})."
-            ) from None
+            raise AlertError(Message("al_err_json", kind=kind, error=str(exc))) from None
         rules = replace(rules, **{kind: _override(getattr(rules, kind), kind, enabled, parsed)})
     return rules
 
@@ -128,9 +126,9 @@ def load_rules(wh: Warehouse) -> Rules:
 def save_rule(wh: Warehouse, who: Actor, kind: str, *, enabled: bool, params: dict) -> None:
     """Store a rule's settings (admins); checked first, audited."""
     if not can(who, "edit_alert_rules"):
-        raise ScopeError("Only admins change alert rules.")
+        raise ScopeError(Message("al_err_admins_only"))
     if kind not in KINDS:
-        raise AlertError(f"There is no alert rule '{kind}' — use one of {', '.join(KINDS)}.")
+        raise AlertError(Message("al_err_no_rule", kind=kind, kinds=Items(KINDS, commas=True)))
     _override(getattr(Rules(), kind), kind, enabled, params)
     text = json.dumps(params, sort_keys=True)
     now = datetime.now()

@@ -11,7 +11,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit, people
-from kpi_core.access import can
+from kpi_core.access import ROLE_NAMES, can
 from kpi_core.alerts.detect import (
     Candidate,
     Coverage,
@@ -28,6 +28,7 @@ from kpi_core.alerts.rules import (
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.memo import by_data_version
+from kpi_core.messages import Message
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
@@ -359,24 +360,24 @@ def alerts_for(wh: Warehouse, who: Actor, kpi_id: int, unit_id: int) -> list[Ale
 
 def _change_state(wh, who, alert_id: int, new: str, reason: str | None, sets: str) -> None:
     if not can(who, "act_on_alerts"):
-        raise ScopeError(
-            f"User '{who.name}' ({who.role}) can read alerts but not act on them — ask a "
-            "department head, an analyst or an admin."
-        )
+        role = Message(ROLE_NAMES[who.role])
+        raise ScopeError(Message("al_err_cannot_act", user=who.name, role=role))
     now = datetime.now()
     with wh.transaction() as cur:
         row = cur.execute(
             "SELECT unit_id, state FROM alert_event WHERE id = ?", [alert_id]
         ).fetchone()
         if row is None:
-            raise NotFoundError(f"There is no alert {alert_id}.")
+            raise NotFoundError(Message("al_err_no_alert", id=alert_id))
         unit_id, state = row
         code = cur.execute("SELECT code FROM org_unit WHERE id = ?", [unit_id]).fetchone()[0]
         who.scope.check(unit_id, code)
         if state == CLOSED:
-            raise AlertError(f"Alert {alert_id} is closed already.")
+            raise AlertError(Message("al_err_closed_already", id=alert_id))
         if state == new:
-            raise AlertError(f"Alert {alert_id} is {new} already.")
+            raise AlertError(
+                Message("al_err_state_already", id=alert_id, state=Message(f"al_state_{new}"))
+            )
         cur.execute(sets, [who.name, now, *([reason] if new == CLOSED else []), alert_id])
         (key,) = [k for _, k in _keys(cur, [alert_id])]
         _audit_many(cur, now, who.name, [(alert_id, key, state, new, reason)])
@@ -395,7 +396,7 @@ def close(wh: Warehouse, who: Actor, alert_id: int, resolution: str) -> None:
     """Close with what was done about it (required)."""
     resolution = (resolution or "").strip()
     if not resolution:
-        raise AlertError("Say how the alert was resolved before closing it.")
+        raise AlertError(Message("al_err_resolution"))
     _change_state(
         wh, who, alert_id, CLOSED, resolution,
         "UPDATE alert_event SET state = 'closed', closed_by = ?, closed_at = ?, resolution = ? "

@@ -42,6 +42,7 @@ from kpi_core.errors import (
     WarehouseBusyError,
 )
 from kpi_core.ingest import intake, sources
+from kpi_core.messages import Message
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -100,10 +101,7 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
     if args.command == "import" and (args.profile or not _is_system_workbook(args.file)):
         return _import_actuals(wh, actor, args)
     if args.command == "import" and args.bind:
-        raise UsageError(
-            f"--bind is for actuals; {Path(args.file).name} is a KPI-system workbook, whose "
-            "sheets name their KPIs by code"
-        )
+        raise UsageError(Message("cli_err_bind_system", file=Path(args.file).name))
     if args.command == "pull":
         return _pull(wh, actor, args)
     if args.command == "rollback":
@@ -172,7 +170,7 @@ def _restore(wh: Warehouse, args: argparse.Namespace) -> int:
           f"{manifest.schema_version}, {len(manifest.tables)} tables, {manifest.rows} rows")  # fmt: skip
     if not args.yes:
         if not sys.stdin.isatty():
-            raise KpiError("Restoring replaces the whole warehouse: confirm with --yes.")
+            raise KpiError(Message("cli_err_confirm_restore"))
         answer = input(f"Replace the warehouse {wh.path} by this backup? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing changed")

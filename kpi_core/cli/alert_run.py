@@ -16,6 +16,7 @@ from kpi_core.cli.outcome import EXIT_OK
 from kpi_core.errors import (
     KpiError,
 )
+from kpi_core.messages import Message
 from kpi_core.warehouse import Warehouse
 
 
@@ -25,7 +26,7 @@ def _alerts(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> in
         try:
             today = date.fromisoformat(args.today)
         except ValueError:
-            raise KpiError(f"'{args.today}' is not a day — write it like 2026-11-21") from None
+            raise KpiError(Message("cli_err_not_a_day", value=args.today)) from None
     result = alerts.run(wh, actor, push=args.push, today=today, month=_month(args.month))
     new = {a.id for a in result.new}
     listed = alerts.open_alerts(wh, load_catalog(wh), actor)

@@ -13,6 +13,7 @@ from kpi_core.cli.outcome import UsageError
 from kpi_core.errors import (
     KpiError,
 )
+from kpi_core.messages import Message
 from kpi_core.periods import parse_period
 from kpi_core.settings import env
 from kpi_core.warehouse import Warehouse
@@ -22,7 +23,7 @@ def _who(wh: Warehouse, args: argparse.Namespace) -> service.Actor:
     """The named user, or full access only when asked for by --admin: a command that reads or
     writes data never falls back to full access silently (a warehouse without users aside)."""
     if args.admin and args.user:
-        raise UsageError("Give --user NAME or --admin, not both.")
+        raise UsageError(Message("cli_err_user_and_admin"))
     if args.admin:
         return service.Actor(f"admin@cli:{_system_user()}", "admin", Scope.all())
     name = args.user or env("KPI_USER")
@@ -30,10 +31,7 @@ def _who(wh: Warehouse, args: argparse.Namespace) -> service.Actor:
         return service.actor(wh, name)
     if wh.one("SELECT count(*) FROM app_user")[0] == 0:
         return service.SYSTEM
-    raise UsageError(
-        "Say who runs this command: --user NAME (or KPI_USER) acts within that user's role and "
-        "scope; --admin acts with full access."
-    )
+    raise UsageError(Message("cli_err_who"))
 
 
 def _system_user() -> str:
@@ -59,5 +57,5 @@ def _month(text: str | None):
         return None
     period = parse_period(text)
     if period.grain != "M":
-        raise KpiError(f"'{text}' is not a month — write it like 2026-03")
+        raise KpiError(Message("cli_err_not_a_month", value=text))
     return period.start

@@ -18,6 +18,7 @@ from kpi_core.ingest import (
     profile,
     sources,
 )
+from kpi_core.messages import Message
 from kpi_core.warehouse import Warehouse
 
 
@@ -41,11 +42,11 @@ def _definition(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -
         return EXIT_OK
     path = Path(args.file)
     if not path.is_file():
-        raise KpiError(f"File not found: {args.file}")
+        raise KpiError(Message("wb_err_no_file", path=args.file))
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise KpiError(f"{path.name} is not a UTF-8 text file") from None
+        raise KpiError(Message("cli_err_not_utf8", file=path.name)) from None
     reader = definition_file.read_profile if kind == "profile" else definition_file.read_source
     item = reader(text, path.name, load_catalog(wh))
     if args.dry_run:

@@ -27,6 +27,7 @@ from kpi_core.ingest import (
     validate,
 )
 from kpi_core.ingest.names import Names
+from kpi_core.messages import Items, Message
 from kpi_core.warehouse import Warehouse
 
 # Seconds an import or pull waits for its alert rules and pushes before it exits; enough for
@@ -45,7 +46,7 @@ def _pull(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
 def _import_actuals(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
-        raise KpiError(f"File not found: {args.file}")
+        raise KpiError(Message("wb_err_no_file", path=args.file))
     binds = _binds(args.bind, load_catalog(wh))
     upload = [(path.name, path.read_bytes())]
     prepared = intake.prepare(wh, upload, actor, mapping=args.profile, source=args.source)
@@ -67,16 +68,12 @@ def _binds(given: list[str], cat) -> list[tuple[str, str, str]]:
         column, eq, code = text.rpartition("=")
         column, code = column.strip(), code.strip()
         if not eq or not column or not code:
-            raise UsageError(
-                f"--bind '{text}': write COLUMN=KPI_CODE, e.g. --bind 'Sales=CAR_SALES' "
-                "(SHEET!COLUMN=KPI_CODE for a column on several sheets)"
-            )
+            raise UsageError(Message("cli_err_bind_form", text=text))
         if code.casefold() not in codes:
             hint = Names(cat).kpi_hint(code)
-            raise UsageError(
-                f"--bind '{text}': '{code}' is not a KPI code of the library"
-                + (f" — {hint}" if hint else "")
-            )
+            if hint:
+                raise UsageError(Message("cli_err_bind_code_hint", text=text, code=code, hint=hint))
+            raise UsageError(Message("cli_err_bind_code", text=text, code=code))
         out.append((text, column, codes[code.casefold()]))
     return out
 
@@ -100,22 +97,41 @@ def _choices(
         ]
         if not hits:
             raise UsageError(
-                f"--bind '{text}': {file} has no column '{column}' that holds a KPI — its "
-                f"columns are: {_listed(bindings, file)}"
+                Message(
+                    "cli_err_bind_no_column",
+                    text=text,
+                    file=file,
+                    column=column,
+                    columns=_listed(bindings, file),
+                )
             )
         on = list(dict.fromkeys(b.sheet for b in hits))
         if len(on) > 1:
+            sheets = Items((repr(s) for s in on), commas=True)
             raise UsageError(
-                f"--bind '{text}': column '{name}' is on sheets "
-                f"{', '.join(repr(s) for s in on)} of {file} — say which, e.g. "
-                f"--bind '{on[0]}!{name}={code}'"
+                Message(
+                    "cli_err_bind_sheets",
+                    text=text,
+                    name=name,
+                    sheets=sheets,
+                    file=file,
+                    first=on[0],
+                    code=code,
+                )
             )
         for b in hits:
             before = chosen.get(b.key)
             if before and before[0] != code:
                 raise UsageError(
-                    f"column '{b.text}' of sheet '{b.sheet}' is bound twice ({before[0]}, "
-                    f"{code}) — by --bind '{before[1]}' and --bind '{text}'"
+                    Message(
+                        "cli_err_bound_twice",
+                        column=b.text,
+                        sheet=b.sheet,
+                        first=before[0],
+                        code=code,
+                        by=before[1],
+                        text=text,
+                    )
                 )
             chosen[b.key] = (code, text)
     return {key: code for key, (code, _) in chosen.items()}
@@ -187,18 +203,18 @@ def _targets(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> i
     mapping_path, sheet_path = Path(args.mapping), Path(args.file)
     for path in (mapping_path, sheet_path):
         if not path.is_file():
-            raise KpiError(f"File not found: {path}")
+            raise KpiError(Message("wb_err_no_file", path=str(path)))
     try:
         text = mapping_path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise KpiError(f"{mapping_path.name} is not a UTF-8 text file") from None
+        raise KpiError(Message("cli_err_not_utf8", file=mapping_path.name)) from None
     mapping = definition_file.read_target_mapping(text, mapping_path.name)
     effective = clock.today()
     if args.effective:
         try:
             effective = date.fromisoformat(args.effective)
         except ValueError:
-            raise KpiError(f"'{args.effective}' is not a day — write it like 2026-11-21") from None
+            raise KpiError(Message("cli_err_not_a_day", value=args.effective)) from None
     tables = files.read_file(sheet_path.name, sheet_path.read_bytes())
     cat = load_catalog(wh)
     found, saved = target_mapping.save(

@@ -15,6 +15,7 @@ from kpi_core.cli.outcome import EXIT_OK
 from kpi_core.errors import (
     KpiError,
 )
+from kpi_core.messages import Message
 from kpi_core.warehouse import Warehouse
 
 
@@ -25,11 +26,8 @@ def _publish(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> i
     ids = [u.id for u in units] if units else cat.scope_roots(actor.scope)
     span = data_range(wh, actor.scope, cat)
     if span is None or month > span[1]:
-        latest = "none" if span is None else f"{span[1]:%Y-%m}"
-        raise KpiError(
-            f"nothing is loaded for {month:%Y-%m} (latest month with data: {latest}) — "
-            "load its actuals before publishing it"
-        )
+        latest = Message("cli_w_no_month") if span is None else f"{span[1]:%Y-%m}"
+        raise KpiError(Message("cli_err_nothing_loaded", month=f"{month:%Y-%m}", latest=latest))
     publish = args.command == "publish"
     done = []
     for unit_id in ids:

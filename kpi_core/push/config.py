@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from kpi_core import audit
 from kpi_core.access import can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
+from kpi_core.messages import Items, Message
 from kpi_core.references import (
     PUSH,
     has_reference,
@@ -26,6 +27,7 @@ from kpi_core.references import (
 )
 from kpi_core.references import mask as _mask_password
 from kpi_core.service import Actor
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 KINDS = ("webhook", "dingtalk", "wecom", "slack", "email")
@@ -102,30 +104,30 @@ class Channel:
     def shown_url(self) -> str:
         return mask(self.url)
 
-    def problems(self) -> list[str]:
+    def problems(self) -> list[Message]:
         """What stops the channel from being saved, each naming its field; [] when none."""
         out = []
         if not self.name.strip():
-            out.append("name: give the channel a name")
+            out.append(Message("pc_no_name"))
         if self.kind not in KINDS:
-            return [*out, f"kind: '{self.kind}' is not a kind of channel — use webhook, "
-                          "dingtalk, wecom, slack or email"]  # fmt: skip
+            return [*out, Message("pc_bad_kind", kind=self.kind)]
         if self.min_severity not in SEVERITIES:
-            out.append(
-                f"minimum severity: '{self.min_severity}' is not a severity — use high, medium "
-                "or low"
-            )
+            out.append(Message("pc_bad_severity", value=self.min_severity))
         known = OPTIONS[self.kind]
         for key in self.options:
             if key not in known:
-                out.append(
-                    f"option '{key}' is not used by {self.kind} channels — use " + ", ".join(known)
-                )
+                options = Items(known, commas=True)
+                out.append(Message("pc_bad_option", option=key, kind=self.kind, options=options))
         if self.lang not in LANGS:
-            out.append(f"language: '{self.lang}' is not a language — use zh, en or both")
+            out.append(Message("pc_bad_lang", value=self.lang))
         out += _email_problems(self) if self.kind == "email" else _url_problems(self)
         for where, text in self._referring():
-            out += [f"{where}: {not_in_vault(ref, PUSH)}" for ref in outside(text, PUSH)]
+            out += [
+                Message(
+                    "pc_field", field=Message(_FIELD_WORDS[where]), problem=not_in_vault(ref, PUSH)
+                )
+                for ref in outside(text, PUSH)
+            ]
         return out
 
     def _referring(self) -> list[tuple[str, str]]:
@@ -154,6 +156,13 @@ class Delivery:
 # --- where a channel may send ------------------------------------------------------------------
 
 _ALLOWED_EXAMPLE = '["oapi.dingtalk.com", "*.example.com"]'
+# A field a reference may stand in, as a problem names it ("URL: …" / "地址：…").
+_FIELD_WORDS = {
+    "URL": N_("pc_w_url"),
+    "secret": N_("pc_w_secret"),
+    "password": N_("pc_w_password"),
+    "headers": N_("pc_w_headers"),
+}
 
 
 def allowed_hosts() -> tuple[str, ...] | None:
@@ -164,10 +173,7 @@ def allowed_hosts() -> tuple[str, ...] | None:
         return None
     value = conf["allowed_hosts"]
     if not isinstance(value, list) or not all(isinstance(h, str) and h.strip() for h in value):
-        raise PushError(
-            "[push] allowed_hosts in .streamlit/secrets.toml must be a list of host names, "
-            f"e.g. {_ALLOWED_EXAMPLE}"
-        )
+        raise PushError(Message("pc_err_allowed_hosts", example=_ALLOWED_EXAMPLE))
     return tuple(
         ("*." + _normal_host(h.strip()[2:])) if h.strip().startswith("*.") else _normal_host(h)
         for h in value
@@ -196,10 +202,6 @@ def host_allowed(host: str | None, allowed: Sequence[str] | None) -> bool:
     )
 
 
-def _allowed_list() -> str:
-    return ", ".join(allowed_hosts() or ())
-
-
 def _connects_to(url: str) -> str | None:
     """The host urllib will connect to for `url`, parsed the way it parses it (so an address
     that reads one way and connects another cannot pass the list)."""
@@ -213,117 +215,97 @@ def _refuse_unlisted(ch: Channel, host: str | None) -> None:
     """At sending: the channel's resolved host must be on the list. The message does not name
     it — it may come from a reference, and resolved values are never shown."""
     if not host_allowed(host, allowed_hosts()):
-        raise PushError(
-            f"channel '{ch.name}' sends to a host that is not in [push] allowed_hosts of "
-            ".streamlit/secrets.toml; nothing was sent"
-        )
+        raise PushError(Message("pc_err_unlisted", name=ch.name))
 
 
 # --- checking a channel ------------------------------------------------------------------------
 
 
-def _url_problems(ch: Channel) -> list[str]:
+def _url_problems(ch: Channel) -> list[Message]:
     url = ch.url.strip()
     if not url:
-        return ["URL: write the address to post to (the robot's or webhook's URL)"]
+        return [Message("pc_no_url")]
     if is_reference(url):
         return []  # the whole address is a secret kept elsewhere
     env, key = _EXAMPLE[ch.kind]
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return [f"URL: '{mask(url)}' is not a web address — write it like https://…"]
+        return [Message("pc_bad_url", url=mask(url))]
     out = []
     allowed = allowed_hosts()
     host = parts.hostname
     if allowed is not None and not has_reference(parts.netloc) and not host_allowed(host, allowed):
-        out.append(
-            f"URL: the host {host} is not in [push] allowed_hosts of .streamlit/secrets.toml "
-            f"({_allowed_list()}) — send to one of them, or ask whoever runs the server to add it"
-        )
+        hosts = Items(allowed, commas=True)
+        out.append(Message("pc_host_not_allowed", host=host, hosts=hosts))
     if parts.password and not has_reference(parts.password):
-        out.append(
-            "URL: the address holds a password — put it in an environment variable or in "
-            f".streamlit/secrets.toml and write ${{{env}}} or ${{{key}}} in its place"
-        )
+        out.append(Message("pc_url_password", env=env, key=key))
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if (_SECRET_NAME.search(name) or name == _TOKEN_PARAM.get(ch.kind)) and not (
             has_reference(value)
         ):
-            out.append(
-                f"URL: '{name}=' holds a secret in plain text — put its value in an "
-                f"environment variable or in .streamlit/secrets.toml and write "
-                f"{name}=${{{env}}} or {name}=${{{key}}} in its place"
-            )
+            out.append(Message("pc_url_secret", name=name, env=env, key=key))
     if ch.kind == "slack" and not has_reference(url):
-        out.append(
-            "URL: a Slack webhook's address is its secret — put the whole address in an "
-            f"environment variable or in .streamlit/secrets.toml and write ${{{env}}} or "
-            f"${{{key}}} here"
-        )
+        out.append(Message("pc_slack_url", env=env, key=key))
     secret = str(ch.options.get("secret") or "")
     if ch.kind == "dingtalk" and secret and not is_reference(secret):
         out.append(
-            "secret: the signing secret (SEC…) would be stored in plain text — put it in an "
-            "environment variable or in .streamlit/secrets.toml and write "
-            "${KPI_PUSH_SECRET_DINGTALK} or ${secrets.push.dingtalk_secret} here"
+            Message(
+                "pc_plain_secret",
+                env="KPI_PUSH_SECRET_DINGTALK",
+                key="secrets.push.dingtalk_secret",
+            )
         )
     headers = ch.options.get("headers") or {}
     if not isinstance(headers, dict):
-        out.append("headers: write one 'Name: value' per line")
+        out.append(Message("pc_headers_form"))
     else:
         for name, value in headers.items():
             if _SECRET_NAME.search(str(name)) and not has_reference(str(value)):
                 out.append(
-                    f"headers: '{name}' holds a secret in plain text — put it in an environment "
-                    "variable or in .streamlit/secrets.toml and write e.g. Bearer "
-                    "${KPI_PUSH_SECRET_TOKEN} "
-                    "or ${secrets.push.token} in its place"
+                    Message(
+                        "pc_header_secret",
+                        name=name,
+                        env="KPI_PUSH_SECRET_TOKEN",
+                        key="secrets.push.token",
+                    )
                 )
     return out
 
 
-def _email_problems(ch: Channel) -> list[str]:
+def _email_problems(ch: Channel) -> list[Message]:
     out = []
     try:
         host, port = smtp_address(ch.url)
     except PushError as exc:
-        out.append(str(exc))
+        out.append(exc.coded)
     else:
         if not host:
-            out.append("host: write the SMTP server's name, e.g. smtp.example.com")
+            out.append(Message("pc_no_smtp_host"))
         elif not host_allowed(host, allowed := allowed_hosts()):
-            out.append(
-                f"host: the SMTP server {host} is not in [push] allowed_hosts of "
-                f".streamlit/secrets.toml ({', '.join(allowed or ())}) — send to one of them, or "
-                "ask whoever runs the server to add it"
-            )
+            hosts = Items(allowed or (), commas=True)
+            out.append(Message("pc_smtp_not_allowed", host=host, hosts=hosts))
         if not 0 < port < 65536:
-            out.append("port: write the SMTP port, usually 587 (STARTTLS), 465 (SSL) or 25")
+            out.append(Message("pc_bad_port"))
     o = ch.options
     if (o.get("security") or "starttls") not in SECURITY:
-        out.append(f"security: '{o.get('security')}' is not known — use starttls, ssl or none")
+        out.append(Message("pc_bad_security", value=str(o.get("security"))))
     password = str(o.get("password") or "")
     if password and not is_reference(password):
         out.append(
-            "password: the mail password would be stored in plain text — put it in an "
-            "environment variable or in .streamlit/secrets.toml and write "
-            "${KPI_PUSH_SECRET_SMTP} or "
-            "${secrets.push.smtp_password} here"
+            Message(
+                "pc_plain_password", env="KPI_PUSH_SECRET_SMTP", key="secrets.push.smtp_password"
+            )
         )
     if password and not o.get("user"):
-        out.append("user: give the user name the password belongs to")
+        out.append(Message("pc_no_user"))
     sender = str(o.get("from") or "")
     if not _ADDRESS.fullmatch(sender):
-        out.append(
-            f"from: '{sender}' is not an email address — write the sender, e.g. kpi@example.com"
-            if sender
-            else "from: write the sender's address, e.g. kpi@example.com"
-        )
+        out.append(Message("pc_bad_from", value=sender) if sender else Message("pc_no_from"))
     to = recipients(o.get("to"))
     if not to:
-        out.append("to: write at least one recipient's address")
+        out.append(Message("pc_no_to"))
     for bad in [a for a in to if not _ADDRESS.fullmatch(a)]:
-        out.append(f"to: '{bad}' is not an email address")
+        out.append(Message("pc_bad_to", value=bad))
     return out
 
 
@@ -344,9 +326,7 @@ def smtp_address(url: str) -> tuple[str, int]:
     """(host, port) of an email channel's `smtp://host:port`."""
     m = re.fullmatch(r"smtps?://([^:/]*)(?::(\d+))?/?", (url or "").strip())
     if not m:
-        raise PushError(
-            f"server: '{mask(url)}' is not an SMTP server — write it like smtp://smtp.example.com:587"
-        )
+        raise PushError(Message("pc_bad_server", url=mask(url)))
     return m[1], int(m[2] or 587)
 
 
@@ -387,7 +367,7 @@ def _normal_options(kind: str, options: dict) -> dict:
 
 def _admin(who: Actor) -> None:
     if not can(who, "configure_push"):
-        raise ScopeError("Only admins configure push channels.")
+        raise ScopeError(Message("push_admins_only"))
 
 
 def save_channel(
@@ -408,7 +388,7 @@ def save_channel(
         min_severity, bool(enabled), who.name, datetime.now(),
     )  # fmt: skip
     if problems := ch.problems():
-        raise PushError(f"Channel '{ch.name}' cannot be saved: " + "; ".join(problems))
+        raise PushError(Message("pc_err_cannot_save", name=ch.name, problems=Items(problems)))
     text = json.dumps(ch.options, ensure_ascii=False, sort_keys=True)
     with wh.transaction() as cur:
         old = cur.execute(
@@ -475,5 +455,5 @@ def channels(wh: Warehouse) -> list[Channel]:
 def channel(wh: Warehouse, name: str) -> Channel:
     rows = wh.rows("SELECT * FROM push_channel WHERE name = ?", [name])
     if not rows:
-        raise NotFoundError(f"There is no push channel '{name}'.")
+        raise NotFoundError(Message("pc_err_no_channel", name=name))
     return _row(rows[0])

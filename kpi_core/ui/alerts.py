@@ -221,7 +221,7 @@ def _act(ctx: PageContext, action, done_key: str) -> None:
     try:
         action()
     except alerts.AlertError as exc:
-        st.error(error_text(ctx, str(exc)))
+        st.error(error_text(ctx, exc))
         return
     st.session_state["al_flash"] = ctx.t(done_key)
     st.rerun()
@@ -351,7 +351,7 @@ def rules_section(ctx: PageContext) -> None:
         try:
             alerts.save_rule(ctx.wh, ctx.actor, kind, enabled=enabled, params=params)
         except alerts.AlertError as exc:
-            st.error(error_text(ctx, str(exc)))
+            st.error(error_text(ctx, exc))
         else:
             st.session_state["al_flash"] = ctx.t("al_rule_saved")
             st.rerun()

@@ -153,7 +153,7 @@ def detail_page(ctx: PageContext) -> None:
     try:
         d = detail(ctx.wh, ctx.cat, ctx.actor, unit_code, kpi_code, period, latest, ctx.lang)
     except KpiError as exc:
-        st.error(error_text(ctx, str(exc)))
+        st.error(error_text(ctx, exc))
         st.page_link(
             PAGE, label=ctx.t("dt_pick"), icon=":material/search:", query_params={"lang": ctx.lang}
         )

@@ -393,7 +393,7 @@ def _smart(ctx: PageContext, code: str) -> None:
         st.warning(
             ctx.t("lib_smart", code=code)
             + "\n\n"
-            + "\n".join(f"- {md(translate(w, ctx.lang))}" for w in warnings)
+            + "\n".join(f"- {md(w.render(ctx.lang))}" for w in warnings)
         )
     else:
         st.success(ctx.t("lib_smart_ok", code=code))

@@ -17,6 +17,7 @@ import streamlit as st
 
 from kpi_core import push
 from kpi_core.access import can
+from kpi_core.messages import Message
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.widgets import confirmed, error_text, md
@@ -271,7 +272,7 @@ def _editor(ctx: PageContext, base: push.Channel | None) -> None:
     candidate = push.Channel(name, kind, url, options, severity, enabled)
     problems = candidate.problems()
     if kind == "email" and not url:
-        problems.insert(0, "host: write the SMTP server's name, e.g. smtp.example.com")
+        problems.insert(0, Message("pc_no_smtp_host"))
     if problems:
         st.info(
             "\n".join([ctx.t("push_problems"), *(f"- {md(error_text(ctx, q))}" for q in problems)])
