@@ -21,6 +21,7 @@ from kpi_core.ingest.profile import Filter, Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.said import CJK, chinese
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = date(2026, 11, 21)
@@ -260,6 +261,33 @@ def test_exports_are_sources(wh, exports, kind):
 def test_only_one_select_is_accepted(query, words):
     with pytest.raises(SourceError, match=words):
         sources.check_query(query)
+
+
+@pytest.mark.parametrize(
+    ("query", "url", "key", "english"),
+    [
+        ("", None, "sq_empty", "the query is empty — write one SELECT statement"),
+        ("SELECT 1; SELECT 2", None, "sq_one_statement",
+         "write one statement only: the query holds a ';' between statements"),
+        ("DELETE FROM orders", None, "sq_not_select",
+         "only a SELECT (or WITH … SELECT) query can be used as a source"),
+        ("WITH x AS (DELETE FROM t RETURNING *) SELECT 1", None, "sq_writes",
+         "the query uses 'DELETE', which could change data; a source query may only read"),
+        ("SELECT TOP 1 a FROM t; DROP TABLE t", "mssql://u@h/d", "sq_one_statement",
+         "write one statement only: the query holds a ';' between statements"),
+        ("SELECT a FROM t FOR UPDATE", "mysql://u@h/d", "sq_writes",
+         "the query uses 'FOR UPDATE', which could change data; a source query may only read"),
+        ("SELECT (", None, "sq_unreadable",
+         'the query cannot be read as one SELECT: syntax error at or near "("'),
+    ],
+)  # fmt: skip
+def test_a_refused_query_is_a_coded_message(query, url, key, english):
+    """The command line reads the English as before; a page renders the key in its language."""
+    with pytest.raises(SourceError) as exc:
+        sources.check_query(query, url)
+    assert exc.value.coded is not None and exc.value.coded.key == key
+    assert str(exc.value) == english
+    assert chinese(exc.value) != english and CJK.search(chinese(exc.value))
 
 
 def test_words_inside_strings_and_comments_are_not_writes():

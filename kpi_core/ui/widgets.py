@@ -12,6 +12,7 @@ import streamlit as st
 from kpi_core import completeness, i18n
 from kpi_core.board import KpiLine
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 from kpi_core.periods import Period
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
@@ -46,16 +47,18 @@ def md(text: object) -> str:
     return "".join("\\" + ch if ch in "\\`*_[]<>#|~:$" else ch for ch in or_dash(text))
 
 
-def error_text(ctx: PageContext, error: KpiError | str) -> str:
+def error_text(ctx: PageContext, error: KpiError | Message | str) -> str:
     """A refusal from the core in the page's language (see `refusal_text`)."""
     return refusal_text(ctx.lang, error)
 
 
-def refusal_text(lang: str, error: KpiError | str) -> str:
-    """A refusal from the core in `lang`: a coded message rendered from the catalogs; an English
+def refusal_text(lang: str, error: KpiError | Message | str) -> str:
+    """A refusal or problem from the core in `lang`: a coded message rendered from the catalogs; an English
     one (modules not converted yet) translated by kpi_core.problem_text. A database's own words
     (which no table can know) are shown as they are, under a line that says whose words they
     are."""
+    if isinstance(error, Message):
+        return error.render(lang)
     if isinstance(error, KpiError) and error.coded is not None:
         return error.text(lang)
     text = str(error)
