@@ -2,6 +2,7 @@
 values computed independently by the database itself, safety, and errors people can act on."""
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -288,6 +289,45 @@ def test_a_refused_query_is_a_coded_message(query, url, key, english):
     assert exc.value.coded is not None and exc.value.coded.key == key
     assert str(exc.value) == english
     assert chinese(exc.value) != english and CJK.search(chinese(exc.value))
+
+
+@pytest.mark.parametrize(
+    ("url", "key", "english"),
+    [
+        ("", "su_no_url", "write the connection URL"),
+        ("not a url", "su_not_a_url",
+         "'not a url' is not a database URL — write it like "
+         "postgresql+psycopg://user:${secrets.source_secrets.erp}@host:5432/db or "
+         "sqlite:////path/to/file.db"),
+        ("postgresql+psycopg://u:pw@h/db", "su_password",
+         "the URL holds a password — it would be stored in plain text. Put it in the "
+         "[source_secrets] section of .streamlit/secrets.toml or in an environment variable named "
+         "KPI_SOURCE_SECRET_…, and write user:${secrets.source_secrets.erp}@host or "
+         "user:${KPI_SOURCE_SECRET_ERP}@host in its place"),
+        ("csv:///data/${KPI_SOURCE_SECRET_X}.csv", "su_file_reference",
+         "a file source's path cannot hold a reference (${…}) — write the path itself"),
+        ("postgresql+psycopg://u@h/db?passfile=x", "su_option",
+         "the URL's option 'passfile' is not allowed for a source (it could read files or change "
+         "the session) — the options a source may set are sslmode, application_name, "
+         "target_session_attrs, charset, driver, encrypt, trustservercertificate, service_name"),
+        ("postgresql+psycopg://${KPI_SOURCE_SECRET_X}@h/db", "su_reference_password_only",
+         "a reference (${…}) may stand only for the password "
+         "(user:${secrets.source_secrets.erp}@host) — write the rest of the URL as it is"),
+        ("sqlite://", "su_sqlite_file",
+         "a SQLite source needs a database file: sqlite:////path/to/file.db"),
+        ("postgresql+psycopg://u@/db", "su_no_host",
+         "write the database server's host name in the URL (…@host:5432/db)"),
+    ],
+)  # fmt: skip
+def test_a_refused_url_is_a_coded_message(url, key, english):
+    with pytest.raises(SourceError) as exc:
+        sources.check_url(url)
+    assert exc.value.coded is not None and exc.value.coded.key == key
+    assert str(exc.value) == english
+    zh = chinese(exc.value)
+    assert zh != english and CJK.search(zh)
+    # no English words left but what the user wrote
+    assert not re.search(r"\b(the|write|is|not)\b", zh.replace(url, "")), zh
 
 
 def test_words_inside_strings_and_comments_are_not_writes():
