@@ -260,6 +260,25 @@ def looping_cfb() -> bytes:
 # --- unreadable files: refused whole ---------------------------------------------------------
 
 
+def test_an_upload_says_its_steps_in_either_language(demo_file):
+    steps = []
+    wh = Warehouse(demo_file, linger=0)
+    try:
+        intake.prepare(
+            wh, [("good.xlsx", good_xlsx())], service.SYSTEM, today=TODAY,
+            progress=lambda fraction, step: steps.append(step),
+        )  # fmt: skip
+    finally:
+        wh.close()
+    assert [str(s) for s in steps] == [
+        "Reading good.xlsx", "Checking against the KPI library", "Comparing with the warehouse",
+        "Ready",
+    ]  # fmt: skip
+    assert [s.render("zh") for s in steps] == [
+        "正在读取 good.xlsx", "正在对照指标库检查", "正在与数据仓库比较", "完成",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["empty.xlsx", "empty.csv", "empty.parquet", "empty.xls"])
 def test_empty_file(demo_file, name):
     refused_whole(demo_file, name, b"", "empty (0 bytes)", "Save it again")

@@ -158,6 +158,20 @@ def pulled(prepared, cat) -> dict[tuple[str, str, str], float]:
     }
 
 
+def test_a_pull_says_its_steps_in_either_language(wh, erp):
+    steps = []
+    source = Source("erp", erp, QUERY, mapping())
+    sources.prepare_pull(
+        wh, source, service.SYSTEM, today=TODAY, progress=lambda f, s: steps.append(s)
+    )
+    said = [(str(s), s.render("zh")) for s in steps]
+    assert said[0] == (f"Querying {sources.mask(erp)}", f"正在查询 {sources.mask(erp)}")
+    assert ("Aggregating by month and unit", "正在按月份和组织汇总") in said
+    rows = [s for s in steps if s.key == "up_step_rows"]
+    assert rows and all(isinstance(s.values["n"], int) for s in rows)  # the page counts them
+    assert said[-1] == ("Ready", "完成")
+
+
 def test_pull_equals_what_the_database_computes(wh, erp, exports):
     source = Source("erp", erp, QUERY, mapping())
     prepared = sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)

@@ -40,6 +40,7 @@ from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
 from kpi_core.ingest.template import is_instructions
 from kpi_core.library import AGGREGATIONS
+from kpi_core.messages import Message
 from kpi_core.periods import month_of
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -132,8 +133,8 @@ def prepare(
     progress=None,
     choices: dict[tuple[str, str, str, str], str] | None = None,
 ) -> Intake:
-    """Read, check and diff uploads without writing anything. `progress(fraction, text)` is
-    called between steps. Raises FileError for a file that cannot be read at all."""
+    """Read, check and diff uploads without writing anything. `progress(fraction, step)` is
+    called between steps, `step` a coded message. Raises FileError for a file that cannot be read at all."""
     step = progress or (lambda fraction, text: None)
     if not uploads:
         raise IntakeError("No file was uploaded.")
@@ -151,7 +152,7 @@ def prepare(
     blank_sheets = []
     sheets = 0
     for i, (name, data) in enumerate(uploads):
-        step(0.05 + 0.5 * i / len(uploads), f"Reading {name}")
+        step(0.05 + 0.5 * i / len(uploads), Message("up_step_reading", name=name))
         # The template's instructions are for people; the intake has nothing to say about them.
         tables = [t for t in files.read_file(name, data, limits) if not is_instructions(t.rows)]
         sheets += len(tables)
@@ -218,7 +219,7 @@ def check_and_diff(
     """Records from any origin (files, a database pull) checked and compared: an Intake.
     `choices`: the analyst's answers, a KPI code per binding (see `validate.check`)."""
     step = step or (lambda fraction, text: None)
-    step(0.6, "Checking against the KPI library")
+    step(0.6, Message("up_step_checking"))
     locked = set(closed_months(wh))
     checked = validate.check(
         records,
@@ -234,12 +235,12 @@ def check_and_diff(
         findings.append(
             Finding("error", where, "", None, None, "every value is blank", "fill them in")
         )
-    step(0.8, "Comparing with the warehouse")
+    step(0.8, Message("up_step_comparing"))
     with wh.cursor() as cur:
         fingerprint = _fingerprint(cur)
         diff = _diff(cur, checked.rows, source, kind, who)
     effects = _effects(wh, cat, diff)
-    step(1.0, "Ready")
+    step(1.0, Message("up_step_ready"))
     return Intake(
         source, file_names, sha256, findings, checked.rows, diff, effects, checked.invalid,
         fingerprint, who, blank_sheets or [], kind, checked.bindings,

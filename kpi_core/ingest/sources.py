@@ -77,6 +77,7 @@ from kpi_core.ingest.source_urls import (
     redact,
     resolve,
 )
+from kpi_core.messages import Message
 from kpi_core.periods import add_months
 from kpi_core.references import mask
 from kpi_core.service import Actor
@@ -194,7 +195,7 @@ def prepare_pull(
         first = add_months(done, 1) if done else None
     sql = check_query(source.query, source.url)
     after = add_months(last, 1) if last is not None else None
-    step(0.05, f"Querying {mask(source.url)}")
+    step(0.05, Message("up_step_querying", url=mask(source.url)))
     mem = duckdb.connect()
     try:
         if _scheme(source.url) == "postgresql":
@@ -230,7 +231,7 @@ def prepare_pull(
                     )
                 )  # fmt: skip
             if not missing:
-                step(0.55, "Aggregating by month and unit")
+                step(0.55, Message("up_step_aggregating"))
                 records, found = _records(mem, source, columns, where, first, after)
                 findings += found
     finally:
@@ -255,7 +256,7 @@ def _load_chunks(mem, source: Source, sql: str, params: list | dict, step) -> li
             mem.execute("INSERT INTO pulled SELECT * FROM part")
         mem.unregister("part")
         rows += len(part)
-        step(min(0.05 + rows / max(source.row_limit, 1), 0.5), f"{rows:,} rows read")
+        step(min(0.05 + rows / max(source.row_limit, 1), 0.5), Message("up_step_rows", n=rows))
     return columns
 
 
@@ -281,7 +282,10 @@ def _copy_postgres(
                     "limit) — aggregate in the query, narrow its months, or raise the limit"
                 )
             if rows % 100_000 < 2000:
-                step(min(0.05 + rows / max(source.row_limit, 1), 0.5), f"{rows:,} rows read")
+                step(
+                    min(0.05 + rows / max(source.row_limit, 1), 0.5),
+                    Message("up_step_rows", n=rows),
+                )
 
         with _reading(source.url):
             target = _pg_target(source.url)

@@ -22,6 +22,7 @@ from kpi_core import clock
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import profile, sources
 from kpi_core.ingest.names import norm
+from kpi_core.messages import Message
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
@@ -510,11 +511,11 @@ def _run_pull(ctx: PageContext, source: sources.Source, window: dict):
     with st.status(ctx.t("src_pulling", name=source.name), expanded=True) as status:
         bar = st.progress(0.0, text=ctx.t("src_pulling", name=source.name))
 
-        def progress(fraction: float, text: str) -> None:
+        def progress(fraction: float, step: Message) -> None:
             nonlocal rows
-            if m := re.fullmatch(r"([\d,]+) rows read", text):
-                rows = int(m[1].replace(",", ""))
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=step_text(ctx, text))
+            if step.key == "up_step_rows":
+                rows = step.values["n"]
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=step_text(ctx, step))
 
         it, error = _attempt(
             ctx,
