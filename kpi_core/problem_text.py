@@ -748,15 +748,6 @@ RULES: list[tuple[str, str]] = [
         "文件 {path} 是 DuckDB 数据库，不是导出文件",
     ),
     ("the query cannot be read as one SELECT: {error}", "无法把查询读作一条 SELECT：{error}"),
-    (
-        "{url}: the server asked for the password in clear text, which a source never sends "
-        "— have it use scram-sha-256 authentication",
-        "{url}：服务器要求以明文发送密码，数据源从不这样做——请让服务器使用 scram-sha-256 认证",
-    ),
-    (
-        "the source refused the query: a source query may only read ({error})",
-        "数据源拒绝了该查询：数据源查询只能读取数据（{error}）",
-    ),
     ("{key} is not set in .streamlit/secrets.toml", "{key} 未在 .streamlit/secrets.toml 中设置"),
     ("the environment variable {key} is not set", "环境变量 {key} 未设置"),
     ("the query is empty — write one SELECT statement", "查询为空——请写一条 SELECT 语句"),
@@ -781,42 +772,10 @@ RULES: list[tuple[str, str]] = [
     ),
     ("the SQLite file {path} does not exist", "SQLite 文件 {path} 不存在"),
     (
-        "'{scheme}' is not a database KPI Monitor knows — check the start of the URL",
-        "KPI 监控不支持“{scheme}”这种数据库——请检查连接地址的开头",
-    ),
-    (
-        "the driver for {scheme} is not installed ({module}): install {install}",
-        "{scheme} 的驱动程序未安装（{module}）：请安装 {install}",
-    ),
-    ("the URL cannot be used: {error}", "连接地址无法使用：{error}"),
-    (
-        "{url}: the user name or password is wrong ({error})",
-        "{url}：用户名或密码错误（{error}）",
-    ),
-    (
-        "{url}: the server did not answer in time — check host and port",
-        "{url}：服务器没有及时响应——请检查主机和端口",
-    ),
-    (
-        "{url}: cannot reach the server ({error}) — check the host, the port and that the "
-        "database is running",
-        "{url}：无法连接服务器（{error}）——请检查主机、端口，以及数据库是否在运行",
-    ),
-    (
-        "{url}: {error} — check the database name in the URL",
-        "{url}：{error}——请检查连接地址中的数据库名",
-    ),
-    (
         "the query ran longer than the time limit and was stopped — aggregate in the query, "
         "narrow its months, or raise the limit",
         "查询运行超过时间上限，已被终止——请在查询中先汇总、缩小月份范围，或提高上限",
     ),
-    (
-        "the source refused to write: a source query may only read ({error})",
-        "数据源拒绝写入：数据源查询只能读取数据（{error}）",
-    ),
-    ("the database rejected the query: {error}", "数据库拒绝了该查询：{error}"),
-    ("a driver is not installed ({module})", "驱动程序未安装（{module}）"),
     ("the file {path} does not exist", "文件 {path} 不存在"),
     (
         "the query returns more than {n} rows (the source's row limit) — aggregate in the "

@@ -461,8 +461,37 @@ def test_a_resolved_value_is_cut_out_of_every_message(monkeypatch):
     url = "postgresql+psycopg://kpi:${KPI_SOURCE_SECRET_ERP}@db.example/erp"
     # As a driver would repeat it: as it is, and as the URL carried it.
     for echoed in ("p@ss/w0rd-4711", "p%40ss%2Fw0rd-4711"):
-        said = str(sources.explain(RuntimeError(f"server said: bad {echoed}!"), url))
-        assert "4711" not in said and "***" in said
+        said = sources.explain(RuntimeError(f"server said: bad {echoed}!"), url)
+        for lang in ("en", "zh"):  # the coded message's values are cut, in either language
+            assert "4711" not in said.text(lang) and "***" in said.text(lang)
+
+
+@pytest.mark.parametrize(
+    ("driver_said", "key", "english", "chinese_words"),
+    [
+        ("password authentication failed for user kpi", "sc_login_wrong",
+         "postgresql+psycopg://kpi@db.example/erp: the user name or password is wrong "
+         "(password authentication failed for user kpi)", "用户名或密码错误"),
+        ("connection refused", "sc_unreachable",
+         "postgresql+psycopg://kpi@db.example/erp: cannot reach the server (connection refused)"
+         " — check the host, the port and that the database is running", "无法连接服务器"),
+        ('database "erp" does not exist', "sc_no_database",
+         'postgresql+psycopg://kpi@db.example/erp: database "erp" does not exist — check the '
+         "database name in the URL", "数据库名"),
+        ("attempt to write a readonly database", "sc_refused_write",
+         "the source refused to write: a source query may only read (attempt to write a "
+         "readonly database)", "数据源拒绝写入"),
+        ('relation "x" does not exist', "sc_rejected",
+         'the database rejected the query: relation "x" does not exist', "数据库拒绝了该查询"),
+        ("something else", "sc_said",
+         "postgresql+psycopg://kpi@db.example/erp: something else", "数据库返回"),
+    ],
+)  # fmt: skip
+def test_a_driver_error_is_a_coded_message(driver_said, key, english, chinese_words):
+    said = sources.explain(RuntimeError(driver_said), "postgresql+psycopg://kpi@db.example/erp")
+    assert said.coded is not None and said.coded.key == key
+    assert str(said) == english
+    assert chinese_words in chinese(said)
 
 
 # --- file sources: confined, and read by a DuckDB that can reach nothing else ---------------

@@ -631,10 +631,10 @@ def messages_of_the_core(tmp_path) -> list[KpiError | Message | str]:
     )
     said.append(str(sources.TimeLimit()))
     said.append(
-        str(sources.explain(RuntimeError("the server requested authentication method requirement"
-                                          " failed"), "postgresql+psycopg://u@h/d"))
+        sources.explain(RuntimeError("the server requested authentication method requirement"
+                                          " failed"), "postgresql+psycopg://u@h/d")
     )  # fmt: skip
-    said.append(str(sources.explain(RuntimeError("not authorized"), "sqlite:////x.db")))
+    said.append(sources.explain(RuntimeError("not authorized"), "sqlite:////x.db"))
     broken = sources.Source(
         "", "postgresql://u:pw@h/db", "SELECT 1 FROM x WHERE a IN (DELETE)",
         profile.Profile(name="", date_column="d", measures=[profile.Measure("REV", "sum")]),
