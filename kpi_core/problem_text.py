@@ -771,19 +771,7 @@ RULES: list[tuple[str, str]] = [
         "SQLite 数据源需要一个数据库文件：sqlite:////path/to/file.db",
     ),
     ("the SQLite file {path} does not exist", "SQLite 文件 {path} 不存在"),
-    (
-        "the query ran longer than the time limit and was stopped — aggregate in the query, "
-        "narrow its months, or raise the limit",
-        "查询运行超过时间上限，已被终止——请在查询中先汇总、缩小月份范围，或提高上限",
-    ),
     ("the file {path} does not exist", "文件 {path} 不存在"),
-    (
-        "the query returns more than {n} rows (the source's row limit) — aggregate in the "
-        "query, narrow its months, or raise the limit",
-        "查询返回的行数超过 {n} 行（该数据源的行数上限）——请在查询中先汇总、缩小月份范围，"
-        "或提高上限",
-    ),
-    ("the query cannot run on the file: {error}", "查询无法在该文件上运行：{error}"),
     ("Source '{name}' is not complete: {problems}", "数据源“{name}”还不完整：{problems}"),
     (
         "The warehouse has no KPI library or org units yet: import a KPI-system workbook first, "

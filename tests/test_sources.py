@@ -659,6 +659,38 @@ def test_an_endless_query_stops_at_the_time_limit(kind, erp, export_url, wh):
         sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
 
 
+def test_file_and_limit_refusals_are_coded_messages(wh, erp, exports, tmp_path):
+    def refused(work) -> SourceError:
+        with pytest.raises(SourceError) as exc:
+            work()
+        assert exc.value.coded is not None, str(exc.value)
+        return exc.value
+
+    outside = refused(lambda: sources.test_connection(f"csv://{tmp_path}/elsewhere.csv"))
+    assert (outside.coded.key, chinese(outside)) == (
+        "sf_outside",
+        f"文件 {tmp_path}/elsewhere.csv 不在数据源可以读取的文件夹中（{exports}）——请把导出文件放到"
+        "那里，或请管理员把它所在的文件夹加入 .streamlit/secrets.toml 的 [sources] file_dirs（或 "
+        "KPI_SOURCE_DIRS）",
+    )
+    missing = refused(lambda: sources.test_connection(f"csv://{exports}/none.csv"))
+    assert str(missing) == f"the file {exports}/none.csv does not exist"
+    assert (
+        refused(lambda: sources.test_connection("csv://relative.csv")).coded.key == "sf_full_path"
+    )
+    limit = refused(
+        lambda: sources.prepare_pull(
+            wh, Source("erp", erp, QUERY, mapping(), row_limit=3), service.SYSTEM, today=TODAY
+        )
+    )
+    assert str(limit) == (
+        "the query returns more than 3 rows (the source's row limit) — aggregate in the query, "
+        "narrow its months, or raise the limit"
+    )
+    assert chinese(limit).startswith("查询返回的行数超过 3 行")
+    assert sources.TimeLimit().coded.key == "sf_time_limit"
+
+
 def test_errors_people_can_act_on(wh, erp, tmp_path):
     def pull(**kw):
         return sources.prepare_pull(wh, Source("erp", **kw), service.SYSTEM, today=TODAY)

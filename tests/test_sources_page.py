@@ -629,7 +629,7 @@ def messages_of_the_core(tmp_path) -> list[KpiError | Message | str]:
     refused(
         lambda: sources.test_connection("postgresql+psycopg://u:${secrets.source_secrets.no}@h/db")
     )
-    said.append(str(sources.TimeLimit()))
+    said.append(sources.TimeLimit())
     said.append(
         sources.explain(RuntimeError("the server requested authentication method requirement"
                                           " failed"), "postgresql+psycopg://u@h/d")

@@ -108,10 +108,7 @@ def _chunks(
         nonlocal seen
         seen += len(df)
         if seen > row_limit:
-            raise SourceError(
-                f"the query returns more than {row_limit:,} rows (the source's row limit) — "
-                "aggregate in the query, narrow its months, or raise the limit"
-            )
+            raise SourceError(Message("sf_row_limit", n=row_limit))
         return df
 
     scheme = _scheme(url)
@@ -129,9 +126,8 @@ def _chunks(
                         yield count(part)
                 except duckdb.Error as exc:
                     if not stopped():
-                        raise SourceError(
-                            f"the query cannot run on the file: {str(exc).splitlines()[0]}"
-                        ) from None
+                        said = str(exc).splitlines()[0]
+                        raise SourceError(Message("sf_file_query", error=said)) from None
                 raise TimeLimit()
         finally:
             con.close()
@@ -277,10 +273,7 @@ def _copy_postgres(
             tmp.write(block)
             rows += block.count(b"\n")
             if rows > source.row_limit + 1:
-                raise SourceError(
-                    f"the query returns more than {source.row_limit:,} rows (the source's row "
-                    "limit) — aggregate in the query, narrow its months, or raise the limit"
-                )
+                raise SourceError(Message("sf_row_limit", n=source.row_limit))
             if rows % 100_000 < 2000:
                 step(
                     min(0.05 + rows / max(source.row_limit, 1), 0.5),
