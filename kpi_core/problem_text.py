@@ -798,18 +798,6 @@ RULES: list[tuple[str, str]] = [
         "cast the column to a number in the query, or filter those rows out",
         "请在查询中把该列转换为数字，或筛除这些行",
     ),
-    (
-        "Only analysts and admins define database sources.",
-        "只有数据分析和管理员可以定义数据源。",
-    ),
-    (
-        "There is no source '{name}'. Sources: {list}.",
-        "没有名为“{name}”的数据源。已有的数据源：{list}。",
-    ),
-    (
-        "There is no source '{name}'. None is defined yet.",
-        "没有名为“{name}”的数据源。目前还没有定义任何数据源。",
-    ),
     # where a pulled value came from (a finding's file and column)
     ("source '{name}' measure {i}", "数据源“{name}”第 {i} 项指标计算"),
     ("source '{name}'", "数据源“{name}”"),

@@ -17,6 +17,7 @@ import pytest
 from kpi_core import service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
+from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import intake, source_connections, sources
 from kpi_core.ingest.profile import Filter, Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
@@ -689,6 +690,23 @@ def test_file_and_limit_refusals_are_coded_messages(wh, erp, exports, tmp_path):
     )
     assert chinese(limit).startswith("查询返回的行数超过 3 行")
     assert sources.TimeLimit().coded.key == "sf_time_limit"
+
+
+def test_saved_source_refusals_are_coded_messages(wh, erp):
+    with pytest.raises(NotFoundError) as none:
+        sources.load(wh, "nope")
+    assert str(none.value) == "There is no source 'nope'. None is defined yet."
+    assert chinese(none.value) == "没有名为“nope”的数据源。目前还没有定义任何数据源。"
+    for name in ("erp", "crm"):
+        sources.save(wh, Source(name, erp, QUERY, mapping()), service.SYSTEM)
+    with pytest.raises(NotFoundError) as other:
+        sources.load(wh, "nope")
+    assert str(other.value) == "There is no source 'nope'. Sources: crm, erp."
+    assert chinese(other.value) == "没有名为“nope”的数据源。已有的数据源：crm、erp。"
+    viewer = service.Actor("v", "viewer", Scope.all())
+    with pytest.raises(ScopeError) as refused:
+        sources.delete(wh, "erp", viewer)
+    assert chinese(refused.value) == "只有数据分析和管理员可以定义数据源。"
 
 
 def test_errors_people_can_act_on(wh, erp, tmp_path):

@@ -659,7 +659,7 @@ def test_every_source_message_is_said_in_chinese(tmp_path, wh_path, erp):
             said += [t for f in it.findings for t in (f.message, f.hint, f.file, f.column or "")]
         with pytest.raises(NotFoundError) as exc:
             sources.load(wh, "nothing")
-        said.append(str(exc.value))
+        said.append(exc.value)
     finally:
         wh.close()
     said += ["source 'ERP orders' measure 2", "the query returns: a, b"]
