@@ -419,54 +419,8 @@ RULES: list[tuple[str, str]] = [
     ),
     ("every value is blank", "所有数值都是空的"),
     ("fill them in", "请填写数值"),
-    ("No file was uploaded.", "没有上传任何文件。"),
-    (
-        "The warehouse has no KPI library or org units yet: import a KPI-system workbook first "
-        "(python -m kpi_core import FILE), or start from the demo (init --demo).",
-        "数据仓库中还没有指标库或组织：请先导入 KPI 体系工作簿（python -m kpi_core import FILE），"
-        "或从演示数据开始（init --demo）。",
-    ),
-    (
-        "{n} problem(s) found; nothing was written. Fix the file and upload it again, or confirm "
-        "that the valid rows alone should be loaded.",
-        "发现 {n} 个问题，未写入任何数据。请修正文件后重新上传，或确认只导入有效的行。",
-    ),
-    (
-        "No valid value to load; nothing was written.",
-        "没有可导入的有效数值，未写入任何数据。",
-    ),
     # review.py raises coded messages now (kpi_core.messages); alerts.py still says this:
     ("There is no alert {i}.", "预警 {i} 不存在。"),
-    (
-        "User '{user}' ({role}) cannot load actuals — analysts and admins do.",
-        "用户“{user}”（{role}）不能导入实际数据——这由数据分析员和管理员完成。",
-    ),
-    (
-        "User '{user}' ({role}) cannot roll back batches — analysts and admins do.",
-        "用户“{user}”（{role}）不能撤销批次——这由数据分析员和管理员完成。",
-    ),
-    ("There is no batch {batch}.", "批次 {batch} 不存在。"),
-    ("Batch {batch} is {status}; nothing to undo.", "批次 {batch} {status}，没有可撤销的内容。"),
-    (
-        "Batch {batch} holds units outside your scope; ask an admin.",
-        "批次 {batch} 包含超出您权限范围的组织；请联系管理员。",
-    ),
-    (
-        "Batch(es) {batches} changed some of the same values after batch {batch}; roll those back "
-        "first.",
-        "批次 {batches} 在批次 {batch} 之后修改了部分相同的数值；请先撤销这些批次。",
-    ),
-    (
-        "{months} is closed; nothing was written. Ask an admin to reopen the month, or check the "
-        "file again.",
-        "{months} 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
-    ),
-    (
-        "{months} are closed; nothing was written. Ask an admin to reopen the month, or check the "
-        "file again.",
-        "{months} 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
-    ),
-    ("Only admins close and reopen months.", "只有管理员可以关账和重新开账。"),
     (
         "User '{user}' ({role}) cannot publish months — analysts and admins do.",
         "用户“{user}”（{role}）不能发布月份——这由数据分析员和管理员完成。",
@@ -773,11 +727,6 @@ RULES: list[tuple[str, str]] = [
     ("the SQLite file {path} does not exist", "SQLite 文件 {path} 不存在"),
     ("the file {path} does not exist", "文件 {path} 不存在"),
     ("Source '{name}' is not complete: {problems}", "数据源“{name}”还不完整：{problems}"),
-    (
-        "The warehouse has no KPI library or org units yet: import a KPI-system workbook first, "
-        "or start from the demo (init --demo).",
-        "数据仓库中还没有指标库或组织：请先导入 KPI 体系工作簿，或从演示数据开始（init --demo）。",
-    ),
     ("the query returned no rows", "查询没有返回任何行"),
     ("check the query and its months", "请检查查询及其月份范围"),
     (

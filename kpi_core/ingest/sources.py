@@ -182,10 +182,7 @@ def prepare_pull(
         raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
     cat = load_catalog(wh)
     if not cat.kpis or not cat.units:
-        raise intake.IntakeError(
-            "The warehouse has no KPI library or org units yet: import a KPI-system workbook "
-            "first, or start from the demo (init --demo)."
-        )
+        raise intake.IntakeError(Message("in_no_library_pull"))
     if new_only and first is None:
         done = last_pulled_month(wh, source.name)
         first = add_months(done, 1) if done else None
