@@ -167,7 +167,7 @@ def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None,
         except WarehouseBusyError:
             error = ctx.t("warehouse_busy")
         except KpiError as exc:
-            error = str(exc)
+            error = exc.said()  # a coded message is rendered in the language shown
         except Exception as exc:
             log.exception("preparing an upload")
             error = ctx.t("up_unexpected", error=f"{type(exc).__name__}: {exc}")
