@@ -22,6 +22,11 @@ class KpiError(Exception):
     def text(self, lang: str) -> str:
         return self.coded.render(lang) if self.coded is not None else str(self)
 
+    def said(self) -> Message | str:
+        """What the error says, to carry inside another message or a list of problems: its coded
+        message, or its English text (modules not converted yet)."""
+        return self.coded if self.coded is not None else str(self)
+
 
 class NotFoundError(KpiError):
     """A unit, KPI, user or period asked for does not exist."""

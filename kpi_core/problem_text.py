@@ -419,52 +419,6 @@ RULES: list[tuple[str, str]] = [
     ),
     ("every value is blank", "所有数值都是空的"),
     ("fill them in", "请填写数值"),
-    ("No file was uploaded.", "没有上传任何文件。"),
-    (
-        "The warehouse has no KPI library or org units yet: import a KPI-system workbook first "
-        "(python -m kpi_core import FILE), or start from the demo (init --demo).",
-        "数据仓库中还没有指标库或组织：请先导入 KPI 体系工作簿（python -m kpi_core import FILE），"
-        "或从演示数据开始（init --demo）。",
-    ),
-    (
-        "{n} problem(s) found; nothing was written. Fix the file and upload it again, or confirm "
-        "that the valid rows alone should be loaded.",
-        "发现 {n} 个问题，未写入任何数据。请修正文件后重新上传，或确认只导入有效的行。",
-    ),
-    (
-        "No valid value to load; nothing was written.",
-        "没有可导入的有效数值，未写入任何数据。",
-    ),
-    (
-        "User '{user}' ({role}) cannot load actuals — analysts and admins do.",
-        "用户“{user}”（{role}）不能导入实际数据——这由数据分析员和管理员完成。",
-    ),
-    (
-        "User '{user}' ({role}) cannot roll back batches — analysts and admins do.",
-        "用户“{user}”（{role}）不能撤销批次——这由数据分析员和管理员完成。",
-    ),
-    ("There is no batch {batch}.", "批次 {batch} 不存在。"),
-    ("Batch {batch} is {status}; nothing to undo.", "批次 {batch} {status}，没有可撤销的内容。"),
-    (
-        "Batch {batch} holds units outside your scope; ask an admin.",
-        "批次 {batch} 包含超出您权限范围的组织；请联系管理员。",
-    ),
-    (
-        "Batch(es) {batches} changed some of the same values after batch {batch}; roll those back "
-        "first.",
-        "批次 {batches} 在批次 {batch} 之后修改了部分相同的数值；请先撤销这些批次。",
-    ),
-    (
-        "{months} is closed; nothing was written. Ask an admin to reopen the month, or check the "
-        "file again.",
-        "{months} 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
-    ),
-    (
-        "{months} are closed; nothing was written. Ask an admin to reopen the month, or check the "
-        "file again.",
-        "{months} 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
-    ),
-    ("Only admins close and reopen months.", "只有管理员可以关账和重新开账。"),
     # --- profile.py (and formula.py): mapping profiles ----------------------------------------
     ("write the connection URL", "请填写连接 URL"),
     ("give the profile a name", "请为方案命名"),
@@ -741,15 +695,6 @@ RULES: list[tuple[str, str]] = [
         "文件 {path} 是 DuckDB 数据库，不是导出文件",
     ),
     ("the query cannot be read as one SELECT: {error}", "无法把查询读作一条 SELECT：{error}"),
-    (
-        "{url}: the server asked for the password in clear text, which a source never sends "
-        "— have it use scram-sha-256 authentication",
-        "{url}：服务器要求以明文发送密码，数据源从不这样做——请让服务器使用 scram-sha-256 认证",
-    ),
-    (
-        "the source refused the query: a source query may only read ({error})",
-        "数据源拒绝了该查询：数据源查询只能读取数据（{error}）",
-    ),
     ("{key} is not set in .streamlit/secrets.toml", "{key} 未在 .streamlit/secrets.toml 中设置"),
     ("the environment variable {key} is not set", "环境变量 {key} 未设置"),
     ("the query is empty — write one SELECT statement", "查询为空——请写一条 SELECT 语句"),
@@ -773,57 +718,8 @@ RULES: list[tuple[str, str]] = [
         "SQLite 数据源需要一个数据库文件：sqlite:////path/to/file.db",
     ),
     ("the SQLite file {path} does not exist", "SQLite 文件 {path} 不存在"),
-    (
-        "'{scheme}' is not a database KPI Monitor knows — check the start of the URL",
-        "KPI 监控不支持“{scheme}”这种数据库——请检查连接地址的开头",
-    ),
-    (
-        "the driver for {scheme} is not installed ({module}): install {install}",
-        "{scheme} 的驱动程序未安装（{module}）：请安装 {install}",
-    ),
-    ("the URL cannot be used: {error}", "连接地址无法使用：{error}"),
-    (
-        "{url}: the user name or password is wrong ({error})",
-        "{url}：用户名或密码错误（{error}）",
-    ),
-    (
-        "{url}: the server did not answer in time — check host and port",
-        "{url}：服务器没有及时响应——请检查主机和端口",
-    ),
-    (
-        "{url}: cannot reach the server ({error}) — check the host, the port and that the "
-        "database is running",
-        "{url}：无法连接服务器（{error}）——请检查主机、端口，以及数据库是否在运行",
-    ),
-    (
-        "{url}: {error} — check the database name in the URL",
-        "{url}：{error}——请检查连接地址中的数据库名",
-    ),
-    (
-        "the query ran longer than the time limit and was stopped — aggregate in the query, "
-        "narrow its months, or raise the limit",
-        "查询运行超过时间上限，已被终止——请在查询中先汇总、缩小月份范围，或提高上限",
-    ),
-    (
-        "the source refused to write: a source query may only read ({error})",
-        "数据源拒绝写入：数据源查询只能读取数据（{error}）",
-    ),
-    ("the database rejected the query: {error}", "数据库拒绝了该查询：{error}"),
-    ("a driver is not installed ({module})", "驱动程序未安装（{module}）"),
     ("the file {path} does not exist", "文件 {path} 不存在"),
-    (
-        "the query returns more than {n} rows (the source's row limit) — aggregate in the "
-        "query, narrow its months, or raise the limit",
-        "查询返回的行数超过 {n} 行（该数据源的行数上限）——请在查询中先汇总、缩小月份范围，"
-        "或提高上限",
-    ),
-    ("the query cannot run on the file: {error}", "查询无法在该文件上运行：{error}"),
     ("Source '{name}' is not complete: {problems}", "数据源“{name}”还不完整：{problems}"),
-    (
-        "The warehouse has no KPI library or org units yet: import a KPI-system workbook first, "
-        "or start from the demo (init --demo).",
-        "数据仓库中还没有指标库或组织：请先导入 KPI 体系工作簿，或从演示数据开始（init --demo）。",
-    ),
     ("the query returned no rows", "查询没有返回任何行"),
     ("check the query and its months", "请检查查询及其月份范围"),
     (
@@ -843,18 +739,6 @@ RULES: list[tuple[str, str]] = [
     (
         "cast the column to a number in the query, or filter those rows out",
         "请在查询中把该列转换为数字，或筛除这些行",
-    ),
-    (
-        "Only analysts and admins define database sources.",
-        "只有数据分析和管理员可以定义数据源。",
-    ),
-    (
-        "There is no source '{name}'. Sources: {list}.",
-        "没有名为“{name}”的数据源。已有的数据源：{list}。",
-    ),
-    (
-        "There is no source '{name}'. None is defined yet.",
-        "没有名为“{name}”的数据源。目前还没有定义任何数据源。",
     ),
     # where a pulled value came from (a finding's file and column)
     ("source '{name}' measure {i}", "数据源“{name}”第 {i} 项指标计算"),

@@ -22,10 +22,11 @@ import pytest
 from kpi_core import service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
+from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import files, intake
 from kpi_core.ingest.layout import Finding
-from kpi_core.problem_text import translate
 from kpi_core.warehouse import Warehouse
+from tests.said import chinese, untranslated
 
 TODAY = date(2026, 11, 21)  # the demo's actuals end 2026-10; November is the open month
 HEADER = ["period", "unit", "kpi", "value"]
@@ -54,18 +55,17 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 
 def in_chinese(*said: intake.Intake | BaseException) -> None:
     """The Upload page can say all of it in Chinese: each finding's message and hint, and each
-    refusal's message. A new English message in the intake without a row in
-    kpi_core.problem_text fails here, in whichever test first meets it."""
-    texts = []
+    refusal's message. A coded message whose key is missing from either catalog, or an English
+    message (a module not converted yet) without a row in kpi_core.problem_text, fails here, in
+    whichever test first meets it (tests/said.py)."""
+    texts: list = []
     for s in said:
         if isinstance(s, intake.Intake):
             texts += [text for f in s.findings for text in (f.message, f.hint) if text]
         else:
-            texts.append(str(s))
-    untranslated = [
-        text for text in texts if (zh := translate(text, "zh")) == text or not _CJK.search(zh)
-    ]
-    assert untranslated == [], f"no Chinese in kpi_core/problem_text.py for: {untranslated}"
+            texts.append(s)
+    missing = untranslated(texts)
+    assert missing == [], f"no Chinese in the catalogs or kpi_core/problem_text.py for: {missing}"
 
 
 # --- refusing --------------------------------------------------------------------------------
@@ -258,6 +258,56 @@ def looping_cfb() -> bytes:
 
 
 # --- unreadable files: refused whole ---------------------------------------------------------
+
+
+def test_intake_refusals_are_coded_messages(demo_file):
+    viewer = service.Actor("v", "viewer", Scope.all())
+    wh = Warehouse(demo_file, linger=0)
+    try:
+        with pytest.raises(intake.IntakeError) as none:
+            intake.prepare(wh, [], service.SYSTEM, today=TODAY)
+        bad = xlsx({"2026-09": [["unit", "kpi", "value"], ["SALES_E", "REV", "lots"]]})
+        prepared = intake.prepare(wh, [("bad.xlsx", bad)], service.SYSTEM, today=TODAY)
+        with pytest.raises(intake.IntakeError) as errors:
+            intake.commit(wh, prepared, service.SYSTEM)
+        with pytest.raises(ScopeError) as viewer_loads:
+            intake.commit(wh, prepared, viewer)
+        with pytest.raises(NotFoundError) as no_batch:
+            intake.rollback(wh, 999_999, service.SYSTEM)
+        with pytest.raises(ScopeError) as closing:
+            intake.lock_month(wh, date(2026, 9, 1), viewer)
+    finally:
+        wh.close()
+    said = [none.value, errors.value, viewer_loads.value, no_batch.value, closing.value]
+    assert [e.coded.key for e in said] == [
+        "in_no_file", "in_has_errors", "in_cannot_load", "in_no_batch", "in_admins_close",
+    ]  # fmt: skip
+    assert str(viewer_loads.value) == (
+        "User 'v' (viewer) cannot load actuals — analysts and admins do."
+    )
+    assert chinese(viewer_loads.value) == (
+        "用户“v”（查看者）不能导入实际数据——这由数据分析员和管理员完成。"
+    )
+    assert untranslated(said) == []
+
+
+def test_an_upload_says_its_steps_in_either_language(demo_file):
+    steps = []
+    wh = Warehouse(demo_file, linger=0)
+    try:
+        intake.prepare(
+            wh, [("good.xlsx", good_xlsx())], service.SYSTEM, today=TODAY,
+            progress=lambda fraction, step: steps.append(step),
+        )  # fmt: skip
+    finally:
+        wh.close()
+    assert [str(s) for s in steps] == [
+        "Reading good.xlsx", "Checking against the KPI library", "Comparing with the warehouse",
+        "Ready",
+    ]  # fmt: skip
+    assert [s.render("zh") for s in steps] == [
+        "正在读取 good.xlsx", "正在对照指标库检查", "正在与数据仓库比较", "完成",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["empty.xlsx", "empty.csv", "empty.parquet", "empty.xls"])

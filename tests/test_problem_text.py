@@ -16,8 +16,10 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
 from kpi_core.ingest import files, intake, profile
+from kpi_core.messages import Items, Message
 from kpi_core.problem_text import translate
 from kpi_core.warehouse import Warehouse
+from tests.said import chinese as said_zh
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -97,18 +99,6 @@ EXAMPLES = [
         "again as .xlsx.",
         "memo.xls：读取超过 120 秒：工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
     ),
-    # refusals of the intake as a whole
-    (
-        "2 problem(s) found; nothing was written. Fix the file and upload it again, or confirm "
-        "that the valid rows alone should be loaded.",
-        "发现 2 个问题，未写入任何数据。请修正文件后重新上传，或确认只导入有效的行。",
-    ),
-    (
-        "2026-09, 2026-10 are closed; nothing was written. Ask an admin to reopen the month, or "
-        "check the file again.",
-        "2026-09, 2026-10 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
-    ),
-    ("Batch 7 is rolled back; nothing to undo.", "批次 7 已撤销，没有可撤销的内容。"),
     # profiles, their problems joined into one message
     (
         "The profile is not complete: give the profile a name; measure 2: choose the column to "
@@ -137,6 +127,34 @@ EXAMPLES = [
         "“NOPE”不是指标库中的指标编码——请重新为工作表“Data”的 方案“ERP”第 2 项指标计算 选择指标",
     ),
 ]
+
+
+# Refusals of the intake as a whole: coded messages (kpi_core.ingest.intake), rendered from the
+# catalogs — the same English as before, the Chinese at least as good.
+CODED = [
+    (
+        Message("in_has_errors", n=2),
+        "2 problem(s) found; nothing was written. Fix the file and upload it again, or confirm "
+        "that the valid rows alone should be loaded.",
+        "发现 2 个问题，未写入任何数据。请修正文件后重新上传，或确认只导入有效的行。",
+    ),
+    (
+        Message("in_closed_many", months=Items(["2026-09", "2026-10"], commas=True)),
+        "2026-09, 2026-10 are closed; nothing was written. Ask an admin to reopen the month, or "
+        "check the file again.",
+        "2026-09、2026-10 已关账，未写入任何数据。请联系管理员重新开账，或重新检查文件。",
+    ),
+    (
+        Message("in_batch_status", batch=7, status=Message("in_status_rolled_back")),
+        "Batch 7 is rolled back; nothing to undo.",
+        "批次 7 已撤销，没有可撤销的内容。",
+    ),
+]
+
+
+@pytest.mark.parametrize(("message", "english", "chinese"), CODED, ids=[m.key for m, _, _ in CODED])
+def test_coded_refusals_in_both_languages(message, english, chinese):
+    assert (message.render("en"), message.render("zh")) == (english, chinese)
 
 
 @pytest.mark.parametrize(("english", "chinese"), EXAMPLES, ids=[e[:40] for e, _ in EXAMPLES])
@@ -218,9 +236,11 @@ def coded_in_chinese(error: KpiError) -> str:
     return zh
 
 
-def said_in_chinese(text: str) -> str:
-    zh = translate(text, "zh")
-    assert zh != text and CJK.search(zh), text
+def said_in_chinese(said: KpiError | str) -> str:
+    """A refusal or problem as a Chinese page shows it: rendered from the catalogs when coded
+    (tests/said.py), translated by its problem_text row when still English."""
+    zh = said_zh(said)
+    assert zh != str(said) and CJK.search(zh), str(said)
     return zh
 
 
@@ -301,7 +321,7 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
     ):
         with pytest.raises(KpiError) as refused:
             attempt()
-        refusals.append(str(refused.value))
+        refusals.append(refused.value)
     wh = Warehouse(tmp_path / "empty.duckdb", linger=0)
     try:
         for attempt in (
@@ -311,7 +331,7 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
         ):
             with pytest.raises(KpiError) as refused:
                 attempt()
-            refusals.append(str(refused.value))
+            refusals.append(refused.value)
     finally:
         wh.close()
     said = [said_in_chinese(r) for r in refusals]

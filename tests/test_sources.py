@@ -2,6 +2,7 @@
 values computed independently by the database itself, safety, and errors people can act on."""
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -16,11 +17,13 @@ import pytest
 from kpi_core import service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
+from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import intake, source_connections, sources
 from kpi_core.ingest.profile import Filter, Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.said import CJK, chinese
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = date(2026, 11, 21)
@@ -156,6 +159,20 @@ def pulled(prepared, cat) -> dict[tuple[str, str, str], float]:
     }
 
 
+def test_a_pull_says_its_steps_in_either_language(wh, erp):
+    steps = []
+    source = Source("erp", erp, QUERY, mapping())
+    sources.prepare_pull(
+        wh, source, service.SYSTEM, today=TODAY, progress=lambda f, s: steps.append(s)
+    )
+    said = [(str(s), s.render("zh")) for s in steps]
+    assert said[0] == (f"Querying {sources.mask(erp)}", f"正在查询 {sources.mask(erp)}")
+    assert ("Aggregating by month and unit", "正在按月份和组织汇总") in said
+    rows = [s for s in steps if s.key == "up_step_rows"]
+    assert rows and all(isinstance(s.values["n"], int) for s in rows)  # the page counts them
+    assert said[-1] == ("Ready", "完成")
+
+
 def test_pull_equals_what_the_database_computes(wh, erp, exports):
     source = Source("erp", erp, QUERY, mapping())
     prepared = sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
@@ -260,6 +277,72 @@ def test_exports_are_sources(wh, exports, kind):
 def test_only_one_select_is_accepted(query, words):
     with pytest.raises(SourceError, match=words):
         sources.check_query(query)
+
+
+@pytest.mark.parametrize(
+    ("query", "url", "key", "english"),
+    [
+        ("", None, "sq_empty", "the query is empty — write one SELECT statement"),
+        ("SELECT 1; SELECT 2", None, "sq_one_statement",
+         "write one statement only: the query holds a ';' between statements"),
+        ("DELETE FROM orders", None, "sq_not_select",
+         "only a SELECT (or WITH … SELECT) query can be used as a source"),
+        ("WITH x AS (DELETE FROM t RETURNING *) SELECT 1", None, "sq_writes",
+         "the query uses 'DELETE', which could change data; a source query may only read"),
+        ("SELECT TOP 1 a FROM t; DROP TABLE t", "mssql://u@h/d", "sq_one_statement",
+         "write one statement only: the query holds a ';' between statements"),
+        ("SELECT a FROM t FOR UPDATE", "mysql://u@h/d", "sq_writes",
+         "the query uses 'FOR UPDATE', which could change data; a source query may only read"),
+        ("SELECT (", None, "sq_unreadable",
+         'the query cannot be read as one SELECT: syntax error at or near "("'),
+    ],
+)  # fmt: skip
+def test_a_refused_query_is_a_coded_message(query, url, key, english):
+    """The command line reads the English as before; a page renders the key in its language."""
+    with pytest.raises(SourceError) as exc:
+        sources.check_query(query, url)
+    assert exc.value.coded is not None and exc.value.coded.key == key
+    assert str(exc.value) == english
+    assert chinese(exc.value) != english and CJK.search(chinese(exc.value))
+
+
+@pytest.mark.parametrize(
+    ("url", "key", "english"),
+    [
+        ("", "su_no_url", "write the connection URL"),
+        ("not a url", "su_not_a_url",
+         "'not a url' is not a database URL — write it like "
+         "postgresql+psycopg://user:${secrets.source_secrets.erp}@host:5432/db or "
+         "sqlite:////path/to/file.db"),
+        ("postgresql+psycopg://u:pw@h/db", "su_password",
+         "the URL holds a password — it would be stored in plain text. Put it in the "
+         "[source_secrets] section of .streamlit/secrets.toml or in an environment variable named "
+         "KPI_SOURCE_SECRET_…, and write user:${secrets.source_secrets.erp}@host or "
+         "user:${KPI_SOURCE_SECRET_ERP}@host in its place"),
+        ("csv:///data/${KPI_SOURCE_SECRET_X}.csv", "su_file_reference",
+         "a file source's path cannot hold a reference (${…}) — write the path itself"),
+        ("postgresql+psycopg://u@h/db?passfile=x", "su_option",
+         "the URL's option 'passfile' is not allowed for a source (it could read files or change "
+         "the session) — the options a source may set are sslmode, application_name, "
+         "target_session_attrs, charset, driver, encrypt, trustservercertificate, service_name"),
+        ("postgresql+psycopg://${KPI_SOURCE_SECRET_X}@h/db", "su_reference_password_only",
+         "a reference (${…}) may stand only for the password "
+         "(user:${secrets.source_secrets.erp}@host) — write the rest of the URL as it is"),
+        ("sqlite://", "su_sqlite_file",
+         "a SQLite source needs a database file: sqlite:////path/to/file.db"),
+        ("postgresql+psycopg://u@/db", "su_no_host",
+         "write the database server's host name in the URL (…@host:5432/db)"),
+    ],
+)  # fmt: skip
+def test_a_refused_url_is_a_coded_message(url, key, english):
+    with pytest.raises(SourceError) as exc:
+        sources.check_url(url)
+    assert exc.value.coded is not None and exc.value.coded.key == key
+    assert str(exc.value) == english
+    zh = chinese(exc.value)
+    assert zh != english and CJK.search(zh)
+    # no English words left but what the user wrote
+    assert not re.search(r"\b(the|write|is|not)\b", zh.replace(url, "")), zh
 
 
 def test_words_inside_strings_and_comments_are_not_writes():
@@ -379,8 +462,37 @@ def test_a_resolved_value_is_cut_out_of_every_message(monkeypatch):
     url = "postgresql+psycopg://kpi:${KPI_SOURCE_SECRET_ERP}@db.example/erp"
     # As a driver would repeat it: as it is, and as the URL carried it.
     for echoed in ("p@ss/w0rd-4711", "p%40ss%2Fw0rd-4711"):
-        said = str(sources.explain(RuntimeError(f"server said: bad {echoed}!"), url))
-        assert "4711" not in said and "***" in said
+        said = sources.explain(RuntimeError(f"server said: bad {echoed}!"), url)
+        for lang in ("en", "zh"):  # the coded message's values are cut, in either language
+            assert "4711" not in said.text(lang) and "***" in said.text(lang)
+
+
+@pytest.mark.parametrize(
+    ("driver_said", "key", "english", "chinese_words"),
+    [
+        ("password authentication failed for user kpi", "sc_login_wrong",
+         "postgresql+psycopg://kpi@db.example/erp: the user name or password is wrong "
+         "(password authentication failed for user kpi)", "用户名或密码错误"),
+        ("connection refused", "sc_unreachable",
+         "postgresql+psycopg://kpi@db.example/erp: cannot reach the server (connection refused)"
+         " — check the host, the port and that the database is running", "无法连接服务器"),
+        ('database "erp" does not exist', "sc_no_database",
+         'postgresql+psycopg://kpi@db.example/erp: database "erp" does not exist — check the '
+         "database name in the URL", "数据库名"),
+        ("attempt to write a readonly database", "sc_refused_write",
+         "the source refused to write: a source query may only read (attempt to write a "
+         "readonly database)", "数据源拒绝写入"),
+        ('relation "x" does not exist', "sc_rejected",
+         'the database rejected the query: relation "x" does not exist', "数据库拒绝了该查询"),
+        ("something else", "sc_said",
+         "postgresql+psycopg://kpi@db.example/erp: something else", "数据库返回"),
+    ],
+)  # fmt: skip
+def test_a_driver_error_is_a_coded_message(driver_said, key, english, chinese_words):
+    said = sources.explain(RuntimeError(driver_said), "postgresql+psycopg://kpi@db.example/erp")
+    assert said.coded is not None and said.coded.key == key
+    assert str(said) == english
+    assert chinese_words in chinese(said)
 
 
 # --- file sources: confined, and read by a DuckDB that can reach nothing else ---------------
@@ -546,6 +658,55 @@ def test_an_endless_query_stops_at_the_time_limit(kind, erp, export_url, wh):
     source = Source("endless", url, ENDLESS, mapping(), timeout_s=2)
     with pytest.raises(sources.TimeLimit, match="longer than the time limit"):
         sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+
+
+def test_file_and_limit_refusals_are_coded_messages(wh, erp, exports, tmp_path):
+    def refused(work) -> SourceError:
+        with pytest.raises(SourceError) as exc:
+            work()
+        assert exc.value.coded is not None, str(exc.value)
+        return exc.value
+
+    outside = refused(lambda: sources.test_connection(f"csv://{tmp_path}/elsewhere.csv"))
+    assert (outside.coded.key, chinese(outside)) == (
+        "sf_outside",
+        f"文件 {tmp_path}/elsewhere.csv 不在数据源可以读取的文件夹中（{exports}）——请把导出文件放到"
+        "那里，或请管理员把它所在的文件夹加入 .streamlit/secrets.toml 的 [sources] file_dirs（或 "
+        "KPI_SOURCE_DIRS）",
+    )
+    missing = refused(lambda: sources.test_connection(f"csv://{exports}/none.csv"))
+    assert str(missing) == f"the file {exports}/none.csv does not exist"
+    assert (
+        refused(lambda: sources.test_connection("csv://relative.csv")).coded.key == "sf_full_path"
+    )
+    limit = refused(
+        lambda: sources.prepare_pull(
+            wh, Source("erp", erp, QUERY, mapping(), row_limit=3), service.SYSTEM, today=TODAY
+        )
+    )
+    assert str(limit) == (
+        "the query returns more than 3 rows (the source's row limit) — aggregate in the query, "
+        "narrow its months, or raise the limit"
+    )
+    assert chinese(limit).startswith("查询返回的行数超过 3 行")
+    assert sources.TimeLimit().coded.key == "sf_time_limit"
+
+
+def test_saved_source_refusals_are_coded_messages(wh, erp):
+    with pytest.raises(NotFoundError) as none:
+        sources.load(wh, "nope")
+    assert str(none.value) == "There is no source 'nope'. None is defined yet."
+    assert chinese(none.value) == "没有名为“nope”的数据源。目前还没有定义任何数据源。"
+    for name in ("erp", "crm"):
+        sources.save(wh, Source(name, erp, QUERY, mapping()), service.SYSTEM)
+    with pytest.raises(NotFoundError) as other:
+        sources.load(wh, "nope")
+    assert str(other.value) == "There is no source 'nope'. Sources: crm, erp."
+    assert chinese(other.value) == "没有名为“nope”的数据源。已有的数据源：crm、erp。"
+    viewer = service.Actor("v", "viewer", Scope.all())
+    with pytest.raises(ScopeError) as refused:
+        sources.delete(wh, "erp", viewer)
+    assert chinese(refused.value) == "只有数据分析和管理员可以定义数据源。"
 
 
 def test_errors_people_can_act_on(wh, erp, tmp_path):

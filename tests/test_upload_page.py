@@ -299,7 +299,14 @@ def test_after_a_roll_back_nothing_is_selected_and_the_reason_is_cleared(wh_path
     assert actual(wh_path, "EAST", "REV", "2024-12") == 2_900_000
 
 
-def test_refused_roll_back_is_shown_as_an_error(wh_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        ("en", "roll those back first"),
+        ("zh", "之后修改了部分相同的数值；请先撤销这些批次"),
+    ],
+)
+def test_refused_roll_back_is_shown_as_an_error(wh_path, monkeypatch, lang, said):
     wh = Warehouse(wh_path, linger=0)
     try:
         first = intake.commit(
@@ -309,12 +316,12 @@ def test_refused_roll_back_is_shown_as_an_error(wh_path, monkeypatch):
         intake.commit(wh, intake.prepare(wh, [("b.xlsx", xlsx(changed))], SYSTEM), SYSTEM)
     finally:
         wh.close()
-    at = open_page(wh_path, monkeypatch)
+    at = open_page(wh_path, monkeypatch, lang)
     at.selectbox(key="up_rb_batch").set_value(first).run()
     at.button(key="up_rb_ask").click().run()
     at.button(key="up_rb_yes").click().run()
     assert not at.exception
-    assert any("roll those back first" in e.value for e in at.error), [e.value for e in at.error]
+    assert any(said in e.value for e in at.error), [e.value for e in at.error]
     assert actual(wh_path, "EAST", "REV", "2024-12") == 3_600_000
 
 

@@ -40,8 +40,10 @@ from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
 from kpi_core.ingest.template import is_instructions
 from kpi_core.library import AGGREGATIONS
+from kpi_core.messages import Items, Message
 from kpi_core.periods import month_of
 from kpi_core.service import Actor
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 KEY = ["kpi_id", "unit_id", "period"]
@@ -52,6 +54,17 @@ log = logging.getLogger(__name__)
 
 class IntakeError(KpiError):
     """A prepared intake that cannot be committed; the message says what to do."""
+
+
+# A batch's status in words (a batch that is no longer committed cannot be rolled back).
+_STATUS = {"rolled_back": N_("in_status_rolled_back")}
+# The roles a refusal names, as the command line has always said them ("viewer"): not the Admin
+# page's capitalised words (access.ROLE_WORDS).
+_ROLES = {"viewer": N_("in_role_viewer"), "head": N_("in_role_head")}
+
+
+def _role(who: Actor) -> Message | str:
+    return Message(_ROLES[who.role]) if who.role in _ROLES else who.role
 
 
 @dataclass
@@ -132,17 +145,14 @@ def prepare(
     progress=None,
     choices: dict[tuple[str, str, str, str], str] | None = None,
 ) -> Intake:
-    """Read, check and diff uploads without writing anything. `progress(fraction, text)` is
-    called between steps. Raises FileError for a file that cannot be read at all."""
+    """Read, check and diff uploads without writing anything. `progress(fraction, step)` is
+    called between steps, `step` a coded message. Raises FileError for a file that cannot be read at all."""
     step = progress or (lambda fraction, text: None)
     if not uploads:
-        raise IntakeError("No file was uploaded.")
+        raise IntakeError(Message("in_no_file"))
     cat = load_catalog(wh)
     if not cat.kpis or not cat.units:
-        raise IntakeError(
-            "The warehouse has no KPI library or org units yet: import a KPI-system workbook "
-            "first (python -m kpi_core import FILE), or start from the demo (init --demo)."
-        )
+        raise IntakeError(Message("in_no_library"))
     names = Names(cat)
     if isinstance(mapping, str):
         mapping = profile.load(wh, mapping)
@@ -151,7 +161,7 @@ def prepare(
     blank_sheets = []
     sheets = 0
     for i, (name, data) in enumerate(uploads):
-        step(0.05 + 0.5 * i / len(uploads), f"Reading {name}")
+        step(0.05 + 0.5 * i / len(uploads), Message("up_step_reading", name=name))
         # The template's instructions are for people; the intake has nothing to say about them.
         tables = [t for t in files.read_file(name, data, limits) if not is_instructions(t.rows)]
         sheets += len(tables)
@@ -218,7 +228,7 @@ def check_and_diff(
     """Records from any origin (files, a database pull) checked and compared: an Intake.
     `choices`: the analyst's answers, a KPI code per binding (see `validate.check`)."""
     step = step or (lambda fraction, text: None)
-    step(0.6, "Checking against the KPI library")
+    step(0.6, Message("up_step_checking"))
     locked = set(closed_months(wh))
     checked = validate.check(
         records,
@@ -234,12 +244,12 @@ def check_and_diff(
         findings.append(
             Finding("error", where, "", None, None, "every value is blank", "fill them in")
         )
-    step(0.8, "Comparing with the warehouse")
+    step(0.8, Message("up_step_comparing"))
     with wh.cursor() as cur:
         fingerprint = _fingerprint(cur)
         diff = _diff(cur, checked.rows, source, kind, who)
     effects = _effects(wh, cat, diff)
-    step(1.0, "Ready")
+    step(1.0, Message("up_step_ready"))
     return Intake(
         source, file_names, sha256, findings, checked.rows, diff, effects, checked.invalid,
         fingerprint, who, blank_sheets or [], kind, checked.bindings,
@@ -350,16 +360,11 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
     """Write the intake as one batch. With errors, only after the analyst accepts leaving the
     invalid values out."""
     if not can(who, "load_actuals"):
-        raise ScopeError(
-            f"User '{who.name}' ({who.role}) cannot load actuals — analysts and admins do."
-        )
+        raise ScopeError(Message("in_cannot_load", user=who.name, role=_role(who)))
     if intake.errors and not accept_invalid:
-        raise IntakeError(
-            f"{len(intake.errors)} problem(s) found; nothing was written. Fix the file and upload "
-            "it again, or confirm that the valid rows alone should be loaded."
-        )
+        raise IntakeError(Message("in_has_errors", n=len(intake.errors)))
     if not len(intake.rows):
-        raise IntakeError("No valid value to load; nothing was written.")
+        raise IntakeError(Message("in_nothing_valid"))
     now = datetime.now()
     try:
         return _commit(wh, intake, who, now)
@@ -455,19 +460,18 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
     and for a batch touching units outside the caller's scope.
     """
     if not can(who, "load_actuals"):
-        raise ScopeError(
-            f"User '{who.name}' ({who.role}) cannot roll back batches — analysts and admins do."
-        )
+        raise ScopeError(Message("in_cannot_roll_back", user=who.name, role=_role(who)))
     now = datetime.now()
     with wh.transaction() as cur:
         found = cur.execute(
             "SELECT status, source_name FROM batch WHERE id = ?", [batch_id]
         ).fetchall()
         if not found:
-            raise NotFoundError(f"There is no batch {batch_id}.")
+            raise NotFoundError(Message("in_no_batch", batch=batch_id))
         status, source = found[0]
         if status != "committed":
-            raise IntakeError(f"Batch {batch_id} is {status.replace('_', ' ')}; nothing to undo.")
+            word = Message(_STATUS[status]) if status in _STATUS else status.replace("_", " ")
+            raise IntakeError(Message("in_batch_status", batch=batch_id, status=word))
         cur.execute(
             """CREATE OR REPLACE TEMP TABLE undo AS
                WITH touched AS (
@@ -486,7 +490,7 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
         units = [r[0] for r in cur.execute("SELECT DISTINCT unit_id FROM undo").fetchall()]
         outside = [u for u in units if not who.scope.allows(u)]
         if outside:
-            raise ScopeError(f"Batch {batch_id} holds units outside your scope; ask an admin.")
+            raise ScopeError(Message("in_batch_scope", batch=batch_id))
         later = cur.execute(
             """SELECT DISTINCT b.id FROM actual_replaced r JOIN batch b ON b.id = r.batch_id
                WHERE r.old_batch_id = ? AND b.status = 'committed' AND b.id > ?
@@ -497,11 +501,8 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
             [batch_id, batch_id, batch_id],
         ).fetchall()
         if later:
-            ids = ", ".join(str(r[0]) for r in later)
-            raise IntakeError(
-                f"Batch(es) {ids} changed some of the same values after batch {batch_id}; "
-                "roll those back first."
-            )
+            ids = Items([r[0] for r in later], commas=True)
+            raise IntakeError(Message("in_later_batches", ids=ids, batch=batch_id))
         moving = cur.execute(
             "SELECT kpi_id, unit_id, period, new AS old, old AS new FROM undo"
         ).df()
@@ -569,11 +570,9 @@ def _refuse_closed(cur, moving: pd.DataFrame) -> None:
     closed = {r[0] for r in cur.execute("SELECT period FROM period_lock").fetchall()}
     hit = sorted(closed & {pd.Timestamp(m).date() for m in moving["period"].unique()})
     if hit:
-        months = ", ".join(f"{m:%Y-%m}" for m in hit)
-        raise IntakeError(
-            f"{months} {'is' if len(hit) == 1 else 'are'} closed; nothing was written. Ask an "
-            "admin to reopen the month, or check the file again."
-        )
+        months = Items([f"{m:%Y-%m}" for m in hit], commas=True)
+        key = N_("in_closed_one") if len(hit) == 1 else N_("in_closed_many")
+        raise IntakeError(Message(key, months=months))
 
 
 def closed_months(wh: Warehouse) -> list[date]:
@@ -583,7 +582,7 @@ def closed_months(wh: Warehouse) -> list[date]:
 def lock_month(wh: Warehouse, month: date, who: Actor, locked: bool = True) -> None:
     """Close a month to further actuals, or reopen it (admins)."""
     if not can(who, "close_months"):
-        raise ScopeError("Only admins close and reopen months.")
+        raise ScopeError(Message("in_admins_close"))
     with wh.transaction() as cur:
         if locked:
             cur.execute(

@@ -24,6 +24,7 @@ from kpi_core.ingest.source_urls import (
     redact,
     resolve,
 )
+from kpi_core.messages import Message
 from kpi_core.references import mask
 
 
@@ -69,16 +70,18 @@ def _engine(url: str, timeout_s: int):
     try:
         engine = create_engine(real, poolclass=NullPool, connect_args=args)
     except NoSuchModuleError:
-        raise SourceError(
-            f"'{scheme}' is not a database KPI Monitor knows — check the start of the URL"
-        ) from None
+        raise SourceError(Message("sc_unknown_scheme", scheme=scheme)) from None
     except ModuleNotFoundError as exc:
         raise SourceError(
-            f"the driver for {scheme} is not installed ({exc.name}): install "
-            f"{_DRIVERS.get(scheme, exc.name)}"
+            Message(
+                "sc_driver_missing",
+                scheme=scheme,
+                module=exc.name,
+                install=_DRIVERS.get(scheme, exc.name),
+            )
         ) from None
     except ArgumentError as exc:
-        raise SourceError(f"the URL cannot be used: {exc}") from None
+        raise SourceError(Message("sc_bad_url", error=str(exc))) from None
     if scheme in ("mysql", "mariadb"):
 
         @event.listens_for(engine, "connect")
@@ -99,10 +102,14 @@ def explain(exc: BaseException, url: str) -> SourceError:
     """A driver's error in words a user can act on; the URL masked, and the values of its
     references cut out wherever the driver or the server repeated them."""
     said = _explain(exc, url)
-    text = redact(str(said), url)
-    if text == str(said):
+    if redact(str(said), url) == str(said):
         return said
-    return type(said)(text) if type(said) is SourceError else SourceError(text)
+    if said.coded is not None:  # the driver's words are a value of the message: cut there
+        values = {
+            k: redact(v, url) if isinstance(v, str) else v for k, v in said.coded.values.items()
+        }
+        return SourceError(Message(said.coded.key, **values))
+    return SourceError(redact(str(said), url))
 
 
 def _explain(exc: BaseException, url: str) -> SourceError:
@@ -116,17 +123,14 @@ def _explain(exc: BaseException, url: str) -> SourceError:
     low = text.lower()
     where = mask(url)
     if "password authentication failed" in low or "access denied" in low:
-        return SourceError(f"{where}: the user name or password is wrong ({first})")
+        return SourceError(Message("sc_login_wrong", url=where, error=first))
     if "timeout expired" in low or "timed out" in low and "statement" not in low:
-        return SourceError(f"{where}: the server did not answer in time — check host and port")
+        return SourceError(Message("sc_no_answer", url=where))
     if any(s in low for s in ("connection refused", "could not translate host", "name or service",
                               "no route to host", "could not connect", "can't connect")):  # fmt: skip
-        return SourceError(
-            f"{where}: cannot reach the server ({first}) — check the host, the port and that "
-            "the database is running"
-        )
+        return SourceError(Message("sc_unreachable", url=where, error=first))
     if "does not exist" in low and "database" in low:
-        return SourceError(f"{where}: {first} — check the database name in the URL")
+        return SourceError(Message("sc_no_database", url=where, error=first))
     if (
         "canceling statement due to statement timeout" in low
         or "max_execution_time" in low
@@ -134,24 +138,21 @@ def _explain(exc: BaseException, url: str) -> SourceError:
     ):
         return TimeLimit()
     if "authentication method requirement" in low:
-        return SourceError(
-            f"{where}: the server asked for the password in clear text, which a source never "
-            "sends — have it use scram-sha-256 authentication"
-        )
+        return SourceError(Message("sc_clear_text", url=where))
     if "read-only" in low or "readonly" in low or "attempt to write" in low:
-        return SourceError(f"the source refused to write: a source query may only read ({first})")
+        return SourceError(Message("sc_refused_write", error=first))
     if "not authorized" in low or "one statement at a time" in low:
-        return SourceError(f"the source refused the query: a source query may only read ({first})")
+        return SourceError(Message("sc_refused_query", error=first))
     if (
         "syntax error" in low
         or "no such column" in low
         or "no such table" in low
         or ("does not exist" in low)
     ):
-        return SourceError(f"the database rejected the query: {first}")
+        return SourceError(Message("sc_rejected", error=first))
     if isinstance(exc, ModuleNotFoundError):
-        return SourceError(f"a driver is not installed ({exc.name})")
-    return SourceError(f"{where}: {first}")
+        return SourceError(Message("sc_no_driver", module=exc.name))
+    return SourceError(Message("sc_said", url=where, error=first))
 
 
 @contextmanager

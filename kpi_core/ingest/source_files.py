@@ -31,6 +31,7 @@ import duckdb
 
 from kpi_core import settings, warehouse
 from kpi_core.errors import KpiError
+from kpi_core.messages import Items, Message
 
 DEFAULT_DIRS = ("data/exports",)
 ROOT = settings.PROJECT  # where relative folders start
@@ -74,8 +75,8 @@ def _is_duckdb(path: Path) -> bool:
     return head[8:12] == b"DUCK"
 
 
-def _dirs_text(dirs: list[Path]) -> str:
-    return ", ".join(str(d) for d in dirs) or "none"
+def _dirs_text(dirs: list[Path]) -> Items | Message:
+    return Items([str(d) for d in dirs], commas=True) if dirs else Message("sf_no_dirs")
 
 
 def confine(raw: str, *, must_exist: bool = True) -> Path:
@@ -84,28 +85,19 @@ def confine(raw: str, *, must_exist: bool = True) -> Path:
     path = Path(raw)
     dirs = source_dirs()
     if not raw or not path.is_absolute():
-        raise SourceError(
-            f"write the file's full path (e.g. {dirs[0] if dirs else '/srv/exports'}/orders.csv)"
-        )
+        example = f"{dirs[0] if dirs else '/srv/exports'}/orders.csv"
+        raise SourceError(Message("sf_full_path", path=example))
     real = path.resolve()
     guarded = _guarded()
     usable = [d for d in dirs if not any(g.is_relative_to(d) for g in guarded)]
     if not any(real.is_relative_to(d) for d in usable):
         if any(real.is_relative_to(d) for d in dirs):
-            raise SourceError(
-                f"the folder of {raw} also holds the warehouse or the secrets file, so sources "
-                "may not read it — give exports a folder of their own (e.g. data/exports) in "
-                "[sources] file_dirs of .streamlit/secrets.toml or in KPI_SOURCE_DIRS"
-            )
-        raise SourceError(
-            f"the file {raw} is outside the folders sources may read ({_dirs_text(usable)}) — "
-            "put the export there, or ask an admin to add its folder to [sources] file_dirs in "
-            ".streamlit/secrets.toml (or KPI_SOURCE_DIRS)"
-        )
+            raise SourceError(Message("sf_guarded_folder", path=raw))
+        raise SourceError(Message("sf_outside", path=raw, dirs=_dirs_text(usable)))
     if real in guarded or real.suffix.lower() == ".wal" or _is_duckdb(real):
-        raise SourceError(f"the file {raw} is a DuckDB database, not an export")
+        raise SourceError(Message("sf_duckdb", path=raw))
     if must_exist and not real.is_file():
-        raise SourceError(f"the file {raw} does not exist")
+        raise SourceError(Message("sf_missing", path=raw))
     return real
 
 
@@ -113,10 +105,7 @@ class TimeLimit(SourceError):
     """The query ran past the source's time limit and was stopped."""
 
     def __init__(self) -> None:
-        super().__init__(
-            "the query ran longer than the time limit and was stopped — aggregate in the query, "
-            "narrow its months, or raise the limit"
-        )
+        super().__init__(Message("sf_time_limit"))
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from datetime import date
 import pandas as pd
 
 from kpi_core.ingest.source_files import SourceError, TimeLimit, watchdog
+from kpi_core.messages import Message
 
 GRACE_S = 5  # the client cancels this long after the server should have
 
@@ -218,7 +219,7 @@ def probe(con) -> tuple[str, list[Caution]]:
 def target(parts) -> Target:
     """A Target from a SQLAlchemy URL's parts (references resolved)."""
     if not parts.host:
-        raise SourceError("write the database server's host name in the URL (…@host:5432/db)")
+        raise SourceError(Message("su_no_host", example="…@host:5432/db"))
     allowed = {k: str(v) for k, v in parts.query.items() if k in ("sslmode", "application_name",
                                                                   "target_session_attrs")}  # fmt: skip
     return Target(parts.host, int(parts.port or 5432), parts.username, parts.password,

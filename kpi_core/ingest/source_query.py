@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import duckdb
 
 from kpi_core.ingest.source_files import SourceError
+from kpi_core.messages import Message
 
 # SQLAlchemy's dialect → sqlglot's, for the dialects DuckDB's parser would misread.
 SQLGLOT_DIALECTS = {"mysql": "mysql", "mariadb": "mysql", "mssql": "tsql", "oracle": "oracle"}
@@ -33,7 +34,7 @@ def check_query(sql: str, dialect: str = "duckdb") -> str:
     SourceError. `dialect` is the URL's scheme (postgresql, sqlite, mysql, …) or duckdb."""
     text = (sql or "").strip()
     if not text or not _code(text, dialect):
-        raise SourceError("the query is empty — write one SELECT statement")
+        raise SourceError(Message("sq_empty"))
     if dialect in SQLGLOT_DIALECTS:
         return _sqlglot(text, SQLGLOT_DIALECTS[dialect])
     return _duckdb(text)
@@ -61,24 +62,20 @@ def _duckdb(text: str) -> str:
     try:
         statements = duckdb.extract_statements(text)
     except duckdb.Error as exc:
-        raise SourceError(f"the query cannot be read as one SELECT: {_first_line(exc)}") from None
+        raise SourceError(Message("sq_unreadable", error=_first_line(exc))) from None
     if len(statements) > 1:
-        raise SourceError("write one statement only: the query holds a ';' between statements")
+        raise SourceError(Message("sq_one_statement"))
     if not statements or statements[0].type != duckdb.StatementType.SELECT:
-        raise SourceError("only a SELECT (or WITH … SELECT) query can be used as a source")
+        raise SourceError(Message("sq_not_select"))
     # A data-changing statement inside a WITH parses as a SELECT: look through the tree.
     with duckdb.connect() as con:
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [text]).fetchone()[0])
     if tree.get("error"):
-        raise SourceError(
-            f"the query cannot be read as one SELECT: {tree.get('error_message', '')}".strip()
-        )
+        raise SourceError(Message("sq_unreadable", error=tree.get("error_message", "")))
     for kind in _node_types(tree):
         if kind not in _READS:
             word = kind.removesuffix("_QUERY_NODE").removesuffix("_NODE").split("_")[0]
-            raise SourceError(
-                f"the query uses '{word}', which could change data; a source query may only read"
-            )
+            raise SourceError(Message("sq_writes", word=word))
     # Cut a trailing ';' (and what follows it, comments only): the text goes into a subquery.
     tokens = [(p, k) for p, k in duckdb.tokenize(text) if k != duckdb.token_type.comment]
     while tokens and text[tokens[-1][0]] == ";":
@@ -107,21 +104,19 @@ def _sqlglot(text: str, dialect: str) -> str:
         statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
         tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(text)
     except SqlglotError as exc:
-        raise SourceError(f"the query cannot be read as one SELECT: {_first_line(exc)}") from None
+        raise SourceError(Message("sq_unreadable", error=_first_line(exc))) from None
     if not statements:
-        raise SourceError("the query is empty — write one SELECT statement")
+        raise SourceError(Message("sq_empty"))
     if len(statements) > 1:
-        raise SourceError("write one statement only: the query holds a ';' between statements")
+        raise SourceError(Message("sq_one_statement"))
     query = statements[0]
     if not isinstance(query, exp.Query):
-        raise SourceError("only a SELECT (or WITH … SELECT) query can be used as a source")
+        raise SourceError(Message("sq_not_select"))
     for node, word in ((exp.Into, "INTO"), (exp.Lock, "FOR UPDATE"), (exp.Insert, "INSERT"),
                        (exp.Update, "UPDATE"), (exp.Delete, "DELETE"), (exp.Merge, "MERGE"),
-                       (exp.Command, "a command")):  # fmt: skip
+                       (exp.Command, Message("sq_a_command"))):  # fmt: skip
         if query.find(node):
-            raise SourceError(
-                f"the query uses '{word}', which could change data; a source query may only read"
-            )
+            raise SourceError(Message("sq_writes", word=word))
     while tokens and tokens[-1].token_type == sqlglot.TokenType.SEMICOLON:
         text = text[: tokens.pop().start]
     return text.rstrip()

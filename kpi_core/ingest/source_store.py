@@ -19,6 +19,7 @@ from kpi_core.ingest.source_urls import (
     check_query,
     check_url,
 )
+from kpi_core.messages import Items, Message
 from kpi_core.references import mask
 from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
@@ -81,7 +82,7 @@ def last_pulled_month(wh: Warehouse, name: str) -> date | None:
 
 def save(wh: Warehouse, source: Source, who: Actor) -> None:
     if not can(who, "define_sources"):
-        raise ScopeError("Only analysts and admins define database sources.")
+        raise ScopeError(Message("ss_who_defines"))
     if problems := source.problems():
         raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
     mapping = json.loads(source.mapping.to_json())
@@ -106,10 +107,9 @@ def load(wh: Warehouse, name: str) -> Source:
     )
     if not rows:
         known = [r[0] for r in wh.rows("SELECT name FROM source ORDER BY name")]
-        raise NotFoundError(
-            f"There is no source '{name}'."
-            + (f" Sources: {', '.join(known)}." if known else " None is defined yet.")
-        )
+        if known:
+            raise NotFoundError(Message("ss_no_source", name=name, known=Items(known, commas=True)))
+        raise NotFoundError(Message("ss_no_source_yet", name=name))
     n, url, query, mapping, row_limit, timeout_s = rows[0]
     return Source(n, url, query, profile.Profile.from_json(mapping), row_limit, timeout_s)
 
@@ -129,7 +129,7 @@ def listing(wh: Warehouse) -> pd.DataFrame:
 
 def delete(wh: Warehouse, name: str, who: Actor) -> None:
     if not can(who, "define_sources"):
-        raise ScopeError("Only analysts and admins define database sources.")
+        raise ScopeError(Message("ss_who_defines"))
     with wh.transaction() as cur:
         cur.execute("DELETE FROM source WHERE name = ?", [name])
         audit.record(

@@ -10,6 +10,7 @@ from pathlib import Path
 from kpi_core.ingest import source_files
 from kpi_core.ingest.source_files import SourceError
 from kpi_core.ingest.source_query import check_query as _check_query
+from kpi_core.messages import Items, Message
 from kpi_core.references import SOURCES, expand, is_reference, mask, not_in_vault, outside
 from kpi_core.references import redact as _redact
 from kpi_core.references import values as _values
@@ -33,30 +34,30 @@ def _parts(url: str):
         return make_url(url)
     except (ArgumentError, ValueError):
         raise SourceError(
-            f"'{mask(url)}' is not a database URL — write it like "
-            "postgresql+psycopg://user:${secrets.source_secrets.erp}@host:5432/db or "
-            "sqlite:////path/to/file.db"
+            Message("su_not_a_url", url=mask(url), example=_EXAMPLE, sqlite=_SQLITE_EXAMPLE)
         ) from None
 
 
-_PASSWORD_HINT = (
-    "the URL holds a password — it would be stored in plain text. Put it in the "
-    "[source_secrets] section of .streamlit/secrets.toml or in an environment variable named "
-    "KPI_SOURCE_SECRET_…, and write user:${secrets.source_secrets.erp}@host or "
-    "user:${KPI_SOURCE_SECRET_ERP}@host in its place"
+# Examples a message shows, put in as values: their braces are not placeholders.
+_EXAMPLE = "postgresql+psycopg://user:${secrets.source_secrets.erp}@host:5432/db"
+_SQLITE_EXAMPLE = "sqlite:////path/to/file.db"
+_REFERENCE = "${…}"
+_PASSWORD_HINT = Message(
+    "su_password",
+    secret="user:${secrets.source_secrets.erp}@host",
+    env="user:${KPI_SOURCE_SECRET_ERP}@host",
 )
+_HOST = Message("su_no_host", example="…@host:5432/db")
 
 
 def check_url(url: str) -> None:
     """Refuse a URL that would store a password, read a secret or a file it may not, or set
     options that reach past the database."""
     if not (url or "").strip():
-        raise SourceError("write the connection URL")
+        raise SourceError(Message("su_no_url"))
     if _scheme(url) in _FILE_SCHEMES:
         if "${" in url:
-            raise SourceError(
-                "a file source's path cannot hold a reference (${…}) — write the path itself"
-            )
+            raise SourceError(Message("su_file_reference", ref=_REFERENCE))
         source_files.confine(str(_file_path(url)), must_exist=False)
         return
     parts = _parts(url)
@@ -68,8 +69,7 @@ def check_url(url: str) -> None:
             "/" in v or "\\" in v or "${" in v for v in values
         ):
             raise SourceError(
-                f"the URL's option '{key}' is not allowed for a source (it could read files or "
-                "change the session) — the options a source may set are " + ", ".join(_SAFE_OPTIONS)
+                Message("su_option", option=key, options=Items(_SAFE_OPTIONS, commas=True))
             )
     password = str(parts.password) if parts.password is not None else ""
     if password and not is_reference(password):
@@ -77,18 +77,21 @@ def check_url(url: str) -> None:
     rest = [parts.drivername, parts.username, parts.host, parts.database]
     if any("${" in str(p or "") for p in rest):
         raise SourceError(
-            "a reference (${…}) may stand only for the password (user:${secrets.source_secrets."
-            "erp}@host) — write the rest of the URL as it is"
+            Message(
+                "su_reference_password_only",
+                ref=_REFERENCE,
+                example="user:${secrets.source_secrets.erp}@host",
+            )
         )
     if bad := outside(password, SOURCES):
         raise SourceError(not_in_vault(bad[0], SOURCES))
     if _scheme(url) == "sqlite":
         path = parts.database or ""
         if not path or path == ":memory:":
-            raise SourceError("a SQLite source needs a database file: sqlite:////path/to/file.db")
+            raise SourceError(Message("su_sqlite_file", example=_SQLITE_EXAMPLE))
         source_files.confine(path, must_exist=False)
     elif not parts.host or "/" in parts.host:
-        raise SourceError("write the database server's host name in the URL (…@host:5432/db)")
+        raise SourceError(_HOST)
 
 
 def resolve(url: str) -> str:

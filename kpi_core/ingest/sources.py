@@ -77,6 +77,7 @@ from kpi_core.ingest.source_urls import (
     redact,
     resolve,
 )
+from kpi_core.messages import Message
 from kpi_core.periods import add_months
 from kpi_core.references import mask
 from kpi_core.service import Actor
@@ -107,10 +108,7 @@ def _chunks(
         nonlocal seen
         seen += len(df)
         if seen > row_limit:
-            raise SourceError(
-                f"the query returns more than {row_limit:,} rows (the source's row limit) — "
-                "aggregate in the query, narrow its months, or raise the limit"
-            )
+            raise SourceError(Message("sf_row_limit", n=row_limit))
         return df
 
     scheme = _scheme(url)
@@ -128,9 +126,8 @@ def _chunks(
                         yield count(part)
                 except duckdb.Error as exc:
                     if not stopped():
-                        raise SourceError(
-                            f"the query cannot run on the file: {str(exc).splitlines()[0]}"
-                        ) from None
+                        said = str(exc).splitlines()[0]
+                        raise SourceError(Message("sf_file_query", error=said)) from None
                 raise TimeLimit()
         finally:
             con.close()
@@ -185,16 +182,13 @@ def prepare_pull(
         raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
     cat = load_catalog(wh)
     if not cat.kpis or not cat.units:
-        raise intake.IntakeError(
-            "The warehouse has no KPI library or org units yet: import a KPI-system workbook "
-            "first, or start from the demo (init --demo)."
-        )
+        raise intake.IntakeError(Message("in_no_library_pull"))
     if new_only and first is None:
         done = last_pulled_month(wh, source.name)
         first = add_months(done, 1) if done else None
     sql = check_query(source.query, source.url)
     after = add_months(last, 1) if last is not None else None
-    step(0.05, f"Querying {mask(source.url)}")
+    step(0.05, Message("up_step_querying", url=mask(source.url)))
     mem = duckdb.connect()
     try:
         if _scheme(source.url) == "postgresql":
@@ -230,7 +224,7 @@ def prepare_pull(
                     )
                 )  # fmt: skip
             if not missing:
-                step(0.55, "Aggregating by month and unit")
+                step(0.55, Message("up_step_aggregating"))
                 records, found = _records(mem, source, columns, where, first, after)
                 findings += found
     finally:
@@ -255,7 +249,7 @@ def _load_chunks(mem, source: Source, sql: str, params: list | dict, step) -> li
             mem.execute("INSERT INTO pulled SELECT * FROM part")
         mem.unregister("part")
         rows += len(part)
-        step(min(0.05 + rows / max(source.row_limit, 1), 0.5), f"{rows:,} rows read")
+        step(min(0.05 + rows / max(source.row_limit, 1), 0.5), Message("up_step_rows", n=rows))
     return columns
 
 
@@ -276,12 +270,12 @@ def _copy_postgres(
             tmp.write(block)
             rows += block.count(b"\n")
             if rows > source.row_limit + 1:
-                raise SourceError(
-                    f"the query returns more than {source.row_limit:,} rows (the source's row "
-                    "limit) — aggregate in the query, narrow its months, or raise the limit"
-                )
+                raise SourceError(Message("sf_row_limit", n=source.row_limit))
             if rows % 100_000 < 2000:
-                step(min(0.05 + rows / max(source.row_limit, 1), 0.5), f"{rows:,} rows read")
+                step(
+                    min(0.05 + rows / max(source.row_limit, 1), 0.5),
+                    Message("up_step_rows", n=rows),
+                )
 
         with _reading(source.url):
             target = _pg_target(source.url)

@@ -6,7 +6,6 @@ and the history with roll-back. Nothing is written before the analyst clicks.
 from __future__ import annotations
 
 import hashlib
-import re
 
 import pandas as pd
 import streamlit as st
@@ -16,6 +15,7 @@ from kpi_core.catalog import Catalog
 from kpi_core.ingest import intake
 from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
+from kpi_core.messages import Message
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
@@ -33,14 +33,6 @@ from kpi_core.ui.intake_frames import (
     turns_text,
 )
 from kpi_core.ui.widgets import md
-
-_STEPS = {
-    "Checking against the KPI library": "up_step_checking",
-    "Comparing with the warehouse": "up_step_comparing",
-    "Aggregating by month and unit": "up_step_aggregating",
-    "Ready": "up_step_ready",
-}
-
 
 # Previews held in the session, one per page; a roll-back or a closed month makes them stale.
 HELD = ("up_intake", "src_intake")
@@ -62,15 +54,10 @@ def kept(name: str, key: object, build):
     return held[1]
 
 
-def step_text(ctx: PageContext, text: str) -> str:
-    """The core's progress texts (an upload's or a pull's) in the page's language."""
-    if text.startswith("Reading "):
-        return ctx.t("up_step_reading", name=text.removeprefix("Reading "))
-    if text.startswith("Querying "):
-        return ctx.t("up_step_querying", url=text.removeprefix("Querying "))
-    if m := re.fullmatch(r"([\d,]+) rows read", text):
-        return ctx.t("up_step_rows", n=m[1])
-    return ctx.t(_STEPS[text]) if text in _STEPS else text
+def step_text(ctx: PageContext, step: Message) -> str:
+    """The core's progress steps (an upload's or a pull's, coded messages) in the page's
+    language."""
+    return step.render(ctx.lang)
 
 
 def report(ctx: PageContext, it: intake.Intake, tag: str, *, hint: str | None = None) -> None:

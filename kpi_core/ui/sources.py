@@ -22,6 +22,7 @@ from kpi_core import clock
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import profile, sources
 from kpi_core.ingest.names import norm
+from kpi_core.messages import Message
 from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
@@ -72,14 +73,14 @@ def _attempt(
     except WarehouseBusyError:
         return None, ctx.t("warehouse_busy")
     except KpiError as exc:
-        return None, sources.redact(str(exc), url)
+        return None, sources.redact(error_text(ctx, exc), url)
     except Exception as exc:
         said = sources.redact(f"{type(exc).__name__}: {exc}", url)
         log.error("talking to a source: %s", said)
         return None, ctx.t("src_unexpected", error=said)
 
 
-def refusal(ctx: PageContext, text: str) -> None:
+def refusal(ctx: PageContext, text: KpiError | str) -> None:
     """A refusal from the core, in the page's language. Its `${…}` references are shown as
     written: two `$` in one message would otherwise be typeset as a formula."""
     st.error(error_text(ctx, text).replace("$", "\\$"))
@@ -187,7 +188,7 @@ def _definition(ctx: PageContext, base: sources.Source | None, from_file: str = 
             sources.check_url(url)
         except KpiError as exc:
             url_error = str(exc)
-            refusal(ctx, url_error)
+            refusal(ctx, exc)
 
     tables = _connection(ctx, url, p, ready=bool(url) and not url_error)
     _table_browser(ctx, tables, url, p)
@@ -205,7 +206,7 @@ def _definition(ctx: PageContext, base: sources.Source | None, from_file: str = 
             sources.check_query(query, url)
         except KpiError as exc:
             query_error = str(exc)
-            refusal(ctx, query_error)
+            refusal(ctx, exc)
     left, right = st.columns(2, gap="medium")
     row_limit = left.number_input(
         ctx.t("src_row_limit"),
@@ -510,11 +511,11 @@ def _run_pull(ctx: PageContext, source: sources.Source, window: dict):
     with st.status(ctx.t("src_pulling", name=source.name), expanded=True) as status:
         bar = st.progress(0.0, text=ctx.t("src_pulling", name=source.name))
 
-        def progress(fraction: float, text: str) -> None:
+        def progress(fraction: float, step: Message) -> None:
             nonlocal rows
-            if m := re.fullmatch(r"([\d,]+) rows read", text):
-                rows = int(m[1].replace(",", ""))
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=step_text(ctx, text))
+            if step.key == "up_step_rows":
+                rows = step.values["n"]
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=step_text(ctx, step))
 
         it, error = _attempt(
             ctx,

@@ -24,6 +24,7 @@ from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import files, intake, profile, template
+from kpi_core.messages import Message
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.intake_frames import digest, month_options
@@ -148,8 +149,8 @@ def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None,
     with st.status(ctx.t("up_checking", n=n), expanded=True) as status:
         bar = st.progress(0.0, text=ctx.t("up_checking", n=n))
 
-        def progress(fraction: float, text: str) -> None:
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=step_text(ctx, text))
+        def progress(fraction: float, step: Message) -> None:
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=step_text(ctx, step))
 
         error = None
         it = None
@@ -166,7 +167,7 @@ def _prepare(ctx: PageContext, uploads, mapping: str | None, source: str | None,
         except WarehouseBusyError:
             error = ctx.t("warehouse_busy")
         except KpiError as exc:
-            error = str(exc)
+            error = exc.said()  # a coded message is rendered in the language shown
         except Exception as exc:
             log.exception("preparing an upload")
             error = ctx.t("up_unexpected", error=f"{type(exc).__name__}: {exc}")
