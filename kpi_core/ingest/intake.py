@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import actuals, alerts, audit, clock, collector, scoring, targets
-from kpi_core.access import can
+from kpi_core.access import ROLE_NAMES, can
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
@@ -58,13 +58,11 @@ class IntakeError(KpiError):
 
 # A batch's status in words (a batch that is no longer committed cannot be rolled back).
 _STATUS = {"rolled_back": N_("in_status_rolled_back")}
-# The roles a refusal names, as the command line has always said them ("viewer"): not the Admin
-# page's capitalised words (access.ROLE_WORDS).
-_ROLES = {"viewer": N_("in_role_viewer"), "head": N_("in_role_head")}
 
 
 def _role(who: Actor) -> Message | str:
-    return Message(_ROLES[who.role]) if who.role in _ROLES else who.role
+    """The role as a refusal names it inside a sentence (access.ROLE_NAMES: "viewer")."""
+    return Message(ROLE_NAMES[who.role]) if who.role in ROLE_NAMES else who.role
 
 
 @dataclass
