@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import date
 
 from kpi_core import demo, scorecard, system_import, workbook
-from kpi_core.access import Scope, User, hash_password
+from kpi_core.access import SYSTEM, Actor, Scope, User, hash_password
 from kpi_core.catalog import Catalog, load_catalog, load_user
 from kpi_core.periods import Period
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting and what they may see."""
-
-    name: str
-    role: str
-    scope: Scope
-
-
-SYSTEM = Actor("system", "admin", Scope.all())
 
 # One demo user per role; the README and the sign-in form list them with their passwords.
 DEMO_USERS = (
@@ -72,7 +59,6 @@ def ensure_demo(wh: Warehouse, *, today: date, source: str | os.PathLike | None 
             )
     # The demo's latest month judged by the alert rules, as a month loaded by an analyst would
     # be: a new user's Alerts page and Board badges show what the morning meeting would see.
-    # (Imported here: the alert rules build on this module's Actor.)
     from kpi_core import alerts
 
     alerts.run(wh, SYSTEM, today=today)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from kpi_core import definitions, service
+from kpi_core import access, definitions
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import export_bytes
@@ -132,7 +132,7 @@ def test_import_a_kpi_system_workbook(browser, library_app):
             wh,
             {"code": "NPS", "name_zh": "净推荐值", "name_en": "Net promoter score", "unit": "分",
              "direction": "up", "aggregation": "avg"},
-            service.SYSTEM,
+            access.SYSTEM,
         )  # fmt: skip
         (tmp / "system.xlsx").write_bytes(export_bytes(wh, Scope.all(), "zh"))
     finally:

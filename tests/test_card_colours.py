@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from streamlit.proto.Metric_pb2 import Metric
 
-from kpi_core import service, workbook
+from kpi_core import access, workbook
 from kpi_core.access import Scope
 from kpi_core.ingest import intake
 from kpi_core.system_import import import_system
@@ -34,10 +34,10 @@ def worse(tmp_path):
     wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
     import_system(wh, path, by="test", scope=Scope.all())
     prepared = intake.prepare(
-        wh, [("dec.csv", DECEMBER.encode())], service.SYSTEM, today=date(2025, 1, 10)
+        wh, [("dec.csv", DECEMBER.encode())], access.SYSTEM, today=date(2025, 1, 10)
     )
     assert not prepared.errors
-    intake.commit(wh, prepared, service.SYSTEM)
+    intake.commit(wh, prepared, access.SYSTEM)
     wh.close()
     return tmp_path / "wh.duckdb"
 

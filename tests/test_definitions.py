@@ -10,11 +10,10 @@ from datetime import date
 import pytest
 
 from kpi_core import definitions, export, service, workbook
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Actor, Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError, ValidationError
 from kpi_core.periods import Period
-from kpi_core.service import SYSTEM, Actor
 from kpi_core.warehouse import Warehouse
 from tests.conftest import TODAY
 
@@ -251,9 +250,9 @@ def test_export_import_round_trip_of_the_whole_demo(demo_wh, tmp_path):
 
 
 def test_saving_one_kpi_keeps_the_library_order(demo_wh):
+    from kpi_core.access import SYSTEM
     from kpi_core.catalog import load_catalog
     from kpi_core.definitions import fields_of, save_kpi
-    from kpi_core.service import SYSTEM
 
     before = {k.code: k.sort_order for k in load_catalog(demo_wh).kpis.values()}
     oee = load_catalog(demo_wh).kpi("OEE")

@@ -31,12 +31,11 @@ from kpi_core import (
     users,
     workbook,
 )
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Actor, Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
 from kpi_core.ingest import intake, profile, sources, template
 from kpi_core.ingest.profile import Filter, Measure, Profile
-from kpi_core.service import SYSTEM, Actor
 from kpi_core.system_import import import_system
 from kpi_core.tree_view import dot_string
 from kpi_core.warehouse import Warehouse

@@ -11,11 +11,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kpi_core import users, workbook
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Scope
 from kpi_core.errors import NotFoundError
 from kpi_core.ingest import intake, profile, sources
 from kpi_core.problem_text import translate
-from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.ui.source_frames import identifier, mapped_columns, month_choices, query_table
 from kpi_core.warehouse import Warehouse

@@ -10,9 +10,8 @@ from openpyxl import Workbook
 from streamlit.testing.v1 import AppTest
 
 from kpi_core import i18n, workbook
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Scope
 from kpi_core.ingest import intake, profile
-from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.ui.intake_frames import measures_from, month_options, turns_text
 from kpi_core.ui.intake_panels import done_message

@@ -11,7 +11,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit, people
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.alerts.detect import (
     Candidate,
     Coverage,
@@ -28,7 +28,6 @@ from kpi_core.alerts.rules import (
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.memo import by_data_version
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 

@@ -10,7 +10,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from kpi_core import clock, service
+from kpi_core import access, clock
 from kpi_core.catalog import load_catalog
 from kpi_core.cli.arguments import _month
 from kpi_core.cli.outcome import EXIT_OK, EXIT_REFUSED, UsageError
@@ -34,7 +34,7 @@ from kpi_core.warehouse import Warehouse
 AFTER_COMMIT_WAIT = 60.0
 
 
-def _pull(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _pull(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     source = sources.load(wh, args.source)
     prepared = sources.prepare_pull(
         wh, source, actor, first=_month(args.first), last=_month(args.last), new_only=args.new
@@ -42,7 +42,7 @@ def _pull(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
     return _report(wh, actor, args, prepared, f"source {source.name}")
 
 
-def _import_actuals(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _import_actuals(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise KpiError(f"File not found: {args.file}")
@@ -183,7 +183,7 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     return EXIT_REFUSED if refused or nothing_valid else EXIT_OK
 
 
-def _targets(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _targets(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     mapping_path, sheet_path = Path(args.mapping), Path(args.file)
     for path in (mapping_path, sheet_path):
         if not path.is_file():

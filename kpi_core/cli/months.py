@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from kpi_core import completeness, i18n, service
+from kpi_core import access, completeness, i18n
 from kpi_core.board import data_range
 from kpi_core.catalog import load_catalog
 from kpi_core.cli.arguments import _month
@@ -18,7 +18,7 @@ from kpi_core.errors import (
 from kpi_core.warehouse import Warehouse
 
 
-def _publish(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _publish(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     month = _month(args.month)
     cat = load_catalog(wh)
     units = [cat.unit(code) for code in args.unit] if args.unit else None

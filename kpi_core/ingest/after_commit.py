@@ -10,7 +10,7 @@ import time
 from datetime import date
 
 from kpi_core import alerts, push
-from kpi_core.service import Actor
+from kpi_core.access import Actor
 from kpi_core.warehouse import Warehouse, in_background
 
 # The intake's logger, as before this class had a module of its own: log filters name it.

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import actuals, alerts, audit, clock, collector, scoring, targets
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
@@ -41,7 +41,6 @@ from kpi_core.ingest.names import Names
 from kpi_core.ingest.template import is_instructions
 from kpi_core.library import AGGREGATIONS
 from kpi_core.periods import month_of
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 KEY = ["kpi_id", "unit_id", "period"]

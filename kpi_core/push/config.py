@@ -14,7 +14,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from kpi_core import audit
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.references import (
     PUSH,
@@ -25,7 +25,6 @@ from kpi_core.references import (
     read_secrets,
 )
 from kpi_core.references import mask as _mask_password
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 KINDS = ("webhook", "dingtalk", "wecom", "slack", "email")
