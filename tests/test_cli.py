@@ -196,7 +196,7 @@ def test_a_value_far_away_is_refused_whatever_the_sheet_is_called(tmp_path, shee
     # The Library page's import: the same refusal, as the page shows it.
     library = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(f"""
-            from kpi_core import service, workbook
+            from kpi_core import access, service, workbook
             from kpi_core.warehouse import Warehouse
             try:
                 service.import_workbook(Warehouse({str(wh)!r}), {str(path)!r}, access.SYSTEM,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import openpyxl
 
-from kpi_core import access, planning, review
+from kpi_core import access, planning, review, service
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake
 from kpi_core.warehouse import Warehouse
@@ -81,7 +81,7 @@ def worker(role: str, path: str, folder: str) -> None:
         data = Path(folder, "upload.xlsx").read_bytes()
         prepared = intake.prepare(wh, [("upload.xlsx", data)], access.SYSTEM, today=TODAY)
         assert not prepared.errors, prepared.errors
-        intake.commit(wh, prepared, access.SYSTEM).finish(60)
+        service.commit_actuals(wh, prepared, access.SYSTEM).finish(60)
     else:
         review.add_comment(
             wh, access.SYSTEM, cat.kpi_by_code["REV"].id, cat.unit_by_code["SALES"].id,
@@ -181,7 +181,7 @@ def test_two_app_processes_serve_one_signed_in_user_and_see_each_others_writes(o
             assert text not in tab.run(detail, query).text
             code = (
                 "from datetime import date\n"
-                "from kpi_core import review, service\n"
+                "from kpi_core import access, review\n"
                 "from kpi_core.catalog import load_catalog\n"
                 "from kpi_core.warehouse import Warehouse\n"
                 f"wh = Warehouse({str(own_file)!r}, linger=0)\n"
