@@ -501,7 +501,7 @@ def run_intake(base: Path, case: Case, data: bytes, check: bool = False, limits=
             )
             t1 = time.perf_counter()
             stages.phase = "commit"
-            committed = intake.commit(wh, prepared, access.SYSTEM)
+            committed = service.commit_actuals(wh, prepared, access.SYSTEM)
             t2 = time.perf_counter()
             # The alert rules run after the commit on a thread of their own (timed as a stage,
             # outside the intake's time); the next run must not overlap them.
@@ -642,7 +642,7 @@ def child(what: str, file: str, warehouse: str) -> None:
     if what == "intake":
         with wh.hold():
             prepared = intake.prepare(wh, [(Path(file).name, data)], access.SYSTEM, today=TODAY)
-            intake.commit(wh, prepared, access.SYSTEM).wait_for_alerts()
+            service.commit_actuals(wh, prepared, access.SYSTEM).wait_for_alerts()
         wh.close()
     elif what == "calamine":
         calamine_read(Path(file))
@@ -698,7 +698,7 @@ def profile_case(base: Path, case: Case, data: bytes, slowest: list[str]) -> Non
     with wh.hold():
         prof.enable()
         prepared = intake.prepare(wh, [(case.path.name, data)], access.SYSTEM, today=TODAY)
-        intake.commit(wh, prepared, access.SYSTEM).wait_for_alerts()
+        service.commit_actuals(wh, prepared, access.SYSTEM).wait_for_alerts()
         prof.disable()
     wh.close()
     drop(path)
@@ -729,7 +729,7 @@ def profile_case(base: Path, case: Case, data: bytes, slowest: list[str]) -> Non
     with wh.hold():
         lp.enable_by_count()
         prepared = intake.prepare(wh, [(case.path.name, data)], access.SYSTEM, today=TODAY)
-        intake.commit(wh, prepared, access.SYSTEM).wait_for_alerts()
+        service.commit_actuals(wh, prepared, access.SYSTEM).wait_for_alerts()
         lp.disable_by_count()
     wh.close()
     drop(path)

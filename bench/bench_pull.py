@@ -160,7 +160,7 @@ def pull(base: Path, source, *, first=None, last=None, check=None) -> tuple[floa
                 wh, source, access.SYSTEM, first=first, last=last, today=TODAY
             )
             t1 = time.perf_counter()
-            committed = intake.commit(wh, prepared, access.SYSTEM)
+            committed = service.commit_actuals(wh, prepared, access.SYSTEM)
             t2 = time.perf_counter()
             got = check(wh, prepared, committed) if check else None
     finally:
@@ -326,7 +326,7 @@ def child(what: str, url: str, warehouse: str) -> None:
     if what == "pull":
         with wh.hold():
             prepared = sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
-            intake.commit(wh, prepared, access.SYSTEM)
+            service.commit_actuals(wh, prepared, access.SYSTEM)
         wh.close()
     else:
         n = len(read_sql(sources.resolve(url)))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from datetime import date
 
-from kpi_core import demo, scorecard, system_import, workbook
+from kpi_core import alerts, demo, scorecard, system_import, workbook
 from kpi_core.access import SYSTEM, Actor, Scope, User, hash_password
+from kpi_core.after_commit import AfterCommit, rejudge
 from kpi_core.catalog import Catalog, load_catalog, load_user
+from kpi_core.ingest import intake
 from kpi_core.periods import Period
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
@@ -59,10 +61,22 @@ def ensure_demo(wh: Warehouse, *, today: date, source: str | os.PathLike | None 
             )
     # The demo's latest month judged by the alert rules, as a month loaded by an analyst would
     # be: a new user's Alerts page and Board badges show what the morning meeting would see.
-    from kpi_core import alerts
-
     alerts.run(wh, SYSTEM, today=today)
     return True
+
+
+def commit_actuals(
+    wh: Warehouse, prepared: intake.Intake, who: Actor, *, accept_invalid: bool = False
+) -> intake.Committed:
+    """Commit a prepared intake; once it is written the alert rules run on its months and the
+    new alerts are pushed, outside the transaction (after_commit.AfterCommit): a failing rule or
+    push is logged and never undoes the batch."""
+    return intake.commit(wh, prepared, who, accept_invalid=accept_invalid, after=AfterCommit)
+
+
+def rollback_actuals(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict[str, int]:
+    """Roll a batch back; then the alert rules judge its months again (after_commit.rejudge)."""
+    return intake.rollback(wh, batch_id, who, reason, after=rejudge)
 
 
 def import_workbook(

@@ -282,7 +282,7 @@ def test_measures_compute_dates_and_conditions(wh, exports):
     pulled = by_source(wh, url, "SELECT * FROM o", order_profile())
     assert pulled.errors == [] and values(pulled, cat) == pytest.approx(want)
     # The ratio KPI from its two measures of the same file: Σ on time / Σ shipped.
-    intake.commit(wh, sheet, access.SYSTEM)
+    service.commit_actuals(wh, sheet, access.SYSTEM)
     from kpi_core.periods import parse_period
 
     card = service.score_unit(wh, access.SYSTEM, "CO", parse_period("2025-03"))

@@ -16,6 +16,7 @@ import pytest
 
 from kpi_core import access, alerts, people, push, service, workbook
 from kpi_core.access import Scope, hash_password
+from kpi_core.after_commit import AfterCommit
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
 from kpi_core.ingest import intake
@@ -537,7 +538,7 @@ def test_cli_alerts_json(tmp_path):
 def csv_import(wh, who=access.SYSTEM):
     data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
     prepared = intake.prepare(wh, [("v.csv", data)], who, today=date(2026, 11, 21))
-    return intake.commit(wh, prepared, who)
+    return service.commit_actuals(wh, prepared, who)
 
 
 def test_an_import_raises_alerts_for_its_months(demo_wh):
@@ -584,7 +585,7 @@ def test_the_commit_returns_before_the_alert_rules_finish(demo_wh, monkeypatch):
     before = demo_wh.one(events)
     data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
     prepared = intake.prepare(demo_wh, [("v.csv", data)], access.SYSTEM, today=date(2026, 11, 21))
-    committed = COMMIT(demo_wh, prepared, access.SYSTEM)  # the real one, not conftest's
+    committed = COMMIT(demo_wh, prepared, access.SYSTEM, after=AfterCommit)  # not conftest's
     assert started.wait(20)
     status = demo_wh.one("SELECT status FROM batch WHERE id = ?", [committed.batch_id])
     assert status == ("committed",) and not ran

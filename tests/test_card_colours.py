@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from streamlit.proto.Metric_pb2 import Metric
 
-from kpi_core import access, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.ingest import intake
 from kpi_core.system_import import import_system
@@ -37,7 +37,7 @@ def worse(tmp_path):
         wh, [("dec.csv", DECEMBER.encode())], access.SYSTEM, today=date(2025, 1, 10)
     )
     assert not prepared.errors
-    intake.commit(wh, prepared, access.SYSTEM)
+    service.commit_actuals(wh, prepared, access.SYSTEM)
     wh.close()
     return tmp_path / "wh.duckdb"
 

@@ -56,7 +56,7 @@ def load_seven(wh) -> None:
     prepared = intake.prepare(wh, [("nov.csv", SEVEN.encode())], access.SYSTEM, today=LOAD_DAY)
     assert len(prepared.errors) == 1 and len(prepared.rows) == 7
     # Waits for the alert rules run after the commit (also outside a test's own fixtures).
-    intake.commit(wh, prepared, access.SYSTEM, accept_invalid=True).wait_for_alerts()
+    service.commit_actuals(wh, prepared, access.SYSTEM, accept_invalid=True).wait_for_alerts()
 
 
 def test_every_month_of_the_demo_is_complete(demo_wh):
@@ -220,7 +220,7 @@ def test_the_walls_change_compares_settled_months_only(demo_wh):
     load_seven(demo_wh)
     dec = "period,unit,kpi,value\n2026-12,SALES_E,VISITS,120\n"
     prepared = intake.prepare(demo_wh, [("dec.csv", dec.encode())], access.SYSTEM, today=LOAD_DAY)
-    intake.commit(demo_wh, prepared, access.SYSTEM)
+    service.commit_actuals(demo_wh, prepared, access.SYSTEM)
     cat = load_catalog(demo_wh)
     group = cat.unit("GROUP").id
     completeness.publish(demo_wh, cat, access.SYSTEM, group, date(2026, 12, 1))

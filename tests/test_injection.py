@@ -28,6 +28,7 @@ from kpi_core import (
     formula,
     push,
     review,
+    service,
     users,
     workbook,
 )
@@ -333,7 +334,7 @@ def test_upload_cells_with_payloads_are_refused_naming_the_cell(demo_wh):
         assert hits, (row, column, errors)
     assert any(r == 9 for r, _ in errors)
     with pytest.raises(KpiError):
-        intake.commit(demo_wh, got, SYSTEM)
+        service.commit_actuals(demo_wh, got, SYSTEM)
     intact(demo_wh, before)
 
     # A CSV: a formula-looking value is refused by its cell; one with a NUL byte as a whole.

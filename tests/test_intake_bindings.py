@@ -18,7 +18,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from kpi_core import access, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
@@ -101,7 +101,7 @@ def prepared(path: Path, name: str, data: bytes) -> intake.Intake:
         in_chinese(got)
         if got.errors:
             with pytest.raises(intake.IntakeError, match="nothing was written"):
-                intake.commit(wh, got, access.SYSTEM)
+                service.commit_actuals(wh, got, access.SYSTEM)
     finally:
         wh.close()
     if got.errors:

@@ -19,7 +19,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from kpi_core import access
+from kpi_core import access, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import files, intake
@@ -103,7 +103,7 @@ def refuse(path: Path, name: str, data: bytes, who: access.Actor = access.SYSTEM
         else:
             assert prepared.errors, f"{name} should have been refused: {prepared.findings}"
             with pytest.raises(intake.IntakeError, match="nothing was written") as refused:
-                intake.commit(wh, prepared, who)
+                service.commit_actuals(wh, prepared, who)
             in_chinese(prepared, refused.value)
             result = Refusal(None, prepared)
     finally:
@@ -809,7 +809,7 @@ def test_duplicate_rows_with_the_same_value_keep_one(own_file):
     assert "repeats sheet 'S' row 2 with the same value" in f.message
     # One copy loads, and the repeat is not counted as invalid.
     assert prepared.counts == {"new": 1, "changed": 0, "unchanged": 0, "removed": 0, "invalid": 0}
-    intake.commit(wh, prepared, access.SYSTEM)
+    service.commit_actuals(wh, prepared, access.SYSTEM)
     assert wh.rows(
         "SELECT value FROM actual a JOIN kpi k ON k.id = a.kpi_id JOIN org_unit u "
         "ON u.id = a.unit_id WHERE k.code = 'REV' AND u.code = 'SALES_E' "
@@ -967,12 +967,12 @@ def test_commit_with_errors_only_when_accepted_and_then_only_valid_rows(own_file
     with pytest.raises(
         intake.IntakeError, match=r"2 problem\(s\) found; nothing was written"
     ) as refused:
-        intake.commit(wh, prepared, access.SYSTEM)
+        service.commit_actuals(wh, prepared, access.SYSTEM)
     wh.close()
     in_chinese(prepared, refused.value)
     assert sha256(own_file) == before
     wh = Warehouse(own_file, linger=0)
-    done = intake.commit(wh, prepared, access.SYSTEM, accept_invalid=True)
+    done = service.commit_actuals(wh, prepared, access.SYSTEM, accept_invalid=True)
     assert done.batch_id is not None
     assert done.counts == {"new": 2, "changed": 0, "unchanged": 0, "removed": 0, "invalid": 2}
     got = wh.rows(
@@ -994,7 +994,7 @@ def test_accepting_invalid_rows_with_nothing_valid_still_writes_nothing(own_file
     with pytest.raises(
         intake.IntakeError, match="No valid value to load; nothing was written"
     ) as refused:
-        intake.commit(wh, prepared, access.SYSTEM, accept_invalid=True)
+        service.commit_actuals(wh, prepared, access.SYSTEM, accept_invalid=True)
     wh.close()
     in_chinese(prepared, refused.value)
     assert sha256(own_file) == before
@@ -1010,7 +1010,7 @@ def loads(path: Path, name: str, data: bytes) -> dict[tuple[str, str, str], floa
         prepared = intake.prepare(wh, [(name, data)], access.SYSTEM, today=TODAY)
         in_chinese(prepared)
         assert [f for f in prepared.findings if f.severity != "info"] == []
-        done = intake.commit(wh, prepared, access.SYSTEM)
+        done = service.commit_actuals(wh, prepared, access.SYSTEM)
         assert done.batch_id is not None
         got = wh.rows(
             "SELECT u.code, k.code, strftime(period, '%Y-%m'), value FROM actual a "

@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import access, problem_text, review
+from kpi_core import access, problem_text, review, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
@@ -299,8 +299,8 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
     refusals = []
     for attempt in (
         lambda: intake.prepare(None, [], access.SYSTEM),
-        lambda: intake.commit(None, None, viewer),
-        lambda: intake.rollback(None, 1, viewer),
+        lambda: service.commit_actuals(None, None, viewer),
+        lambda: service.rollback_actuals(None, 1, viewer),
         lambda: intake.lock_month(None, None, analyst),
         lambda: profile.save(None, None, viewer),
     ):
@@ -311,7 +311,7 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
     try:
         for attempt in (
             lambda: intake.prepare(wh, [("a.csv", b"x")], access.SYSTEM),
-            lambda: intake.rollback(wh, 99, access.SYSTEM),
+            lambda: service.rollback_actuals(wh, 99, access.SYSTEM),
             lambda: profile.load(wh, "ERP"),
         ):
             with pytest.raises(KpiError) as refused:

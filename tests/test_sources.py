@@ -16,7 +16,7 @@ import pytest
 from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.ingest import intake, source_connections, sources
+from kpi_core.ingest import source_connections, sources
 from kpi_core.ingest.profile import Filter, Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
 from kpi_core.system_import import import_system
@@ -165,7 +165,7 @@ def test_pull_equals_what_the_database_computes(wh, erp, exports):
     # By hand, July East: 100×3 + 50×2×0.9 + 200 = 590; orders 1 and 2; only 1 on time.
     assert got[("REV", "EAST", "2026-07")] == pytest.approx(590)
     assert (got[("SHIPPED", "EAST", "2026-07")], got[("ONTIME", "EAST", "2026-07")]) == (2, 1)
-    committed = intake.commit(wh, prepared, access.SYSTEM)
+    committed = service.commit_actuals(wh, prepared, access.SYSTEM)
     assert committed.batch_id is not None
     assert sources.last_pulled_month(wh, "erp") == date(2026, 9, 1)
     # The ratio over the quarter is Σ on time / Σ shipped of the company: (1+1+1+1) / (2+1+1+1).
@@ -184,7 +184,7 @@ def test_incremental_and_ranged_pulls(wh, erp, exports):
     source = Source("erp", erp, QUERY, mapping())
     first = sources.prepare_pull(wh, source, access.SYSTEM, last=date(2026, 7, 1), today=TODAY)
     assert first.months == [date(2026, 7, 1)]
-    intake.commit(wh, first, access.SYSTEM)
+    service.commit_actuals(wh, first, access.SYSTEM)
     # A new order arrives in September; only the months after July are asked for.
     con = sqlite3.connect(exports / "erp.db")
     con.execute("INSERT INTO orders VALUES (7, '2026-09-20', '2026-09-30', NULL, 'east')")
@@ -194,7 +194,7 @@ def test_incremental_and_ranged_pulls(wh, erp, exports):
     new = sources.prepare_pull(wh, source, access.SYSTEM, new_only=True, today=TODAY)
     assert new.months == [date(2026, 8, 1), date(2026, 9, 1)]
     assert pulled(new, load_catalog(wh))[("REV", "EAST", "2026-09")] == 1000.0
-    intake.commit(wh, new, access.SYSTEM)
+    service.commit_actuals(wh, new, access.SYSTEM)
     nothing = sources.prepare_pull(wh, source, access.SYSTEM, new_only=True, today=TODAY)
     assert nothing.counts["new"] == 0 and nothing.errors == []
     again = sources.prepare_pull(

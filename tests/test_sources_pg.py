@@ -7,10 +7,10 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from kpi_core import access, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.ingest import intake, source_connections, sources
+from kpi_core.ingest import source_connections, sources
 from kpi_core.ingest.profile import Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
 from kpi_core.system_import import import_system
@@ -88,7 +88,7 @@ def test_pull_equals_the_generated_rows(postgres, erp, wh, monkeypatch):
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-9), key
-    committed = intake.commit(wh, prepared, access.SYSTEM)
+    committed = service.commit_actuals(wh, prepared, access.SYSTEM)
     assert committed.counts["new"] == len(expected)
 
 
@@ -149,7 +149,9 @@ def test_errors_people_can_act_on(postgres, erp, wh, monkeypatch):
 def test_nothing_new_is_not_an_error(postgres, erp, wh, monkeypatch):
     url = reader_url(postgres, monkeypatch)
     source = lines_source(url)
-    intake.commit(wh, sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY), access.SYSTEM)
+    service.commit_actuals(
+        wh, sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY), access.SYSTEM
+    )
     assert sources.last_pulled_month(wh, "erp") == date(2026, 10, 1)
     nothing = sources.prepare_pull(wh, source, access.SYSTEM, new_only=True, today=TODAY)
     assert nothing.errors == [] and len(nothing.rows) == 0

@@ -314,7 +314,7 @@ def test_filled_template_passes_the_intake(sales_wh, tmp_path, lang):
     data_sheet = template.DATA_SHEET[lang]
     assert [str(f) for f in prepared.findings if f.sheet == data_sheet] == []
     assert prepared.counts == {"new": 12, "changed": 0, "unchanged": 0, "removed": 0, "invalid": 0}
-    committed = intake.commit(sales_wh, prepared, access.SYSTEM)
+    committed = service.commit_actuals(sales_wh, prepared, access.SYSTEM)
     assert committed.batch_id is not None and committed.counts["new"] == 12
     assert stored(sales_wh, date(2025, 1, 1)) == expected
 

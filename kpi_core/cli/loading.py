@@ -10,7 +10,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from kpi_core import access, clock
+from kpi_core import access, clock, service
 from kpi_core.catalog import load_catalog
 from kpi_core.cli.arguments import _month
 from kpi_core.cli.outcome import EXIT_OK, EXIT_REFUSED, UsageError
@@ -144,7 +144,7 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     committed = None
     refused = bool(prepared.errors) and not args.accept_invalid
     if not args.dry_run and not refused and len(prepared.rows):
-        committed = intake.commit(wh, prepared, actor, accept_invalid=args.accept_invalid)
+        committed = service.commit_actuals(wh, prepared, actor, accept_invalid=args.accept_invalid)
         # The alert rules and pushes run on threads that use the warehouse: they finish before
         # it is closed and the process ends (a push cut off by exit aborted the process).
         if not committed.finish(AFTER_COMMIT_WAIT):
