@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import date
 
-from kpi_core import alerts, demo, scorecard, system_import, workbook
+from kpi_core import alerts, demo, scorecard, system_import, users, workbook
 from kpi_core.access import SYSTEM, Actor, Scope, User, hash_password
 from kpi_core.after_commit import AfterCommit, rejudge
 from kpi_core.catalog import Catalog, load_catalog, load_user
@@ -42,7 +42,7 @@ def ensure_demo(wh: Warehouse, *, today: date, source: str | os.PathLike | None 
     The demo's actuals end with the last complete month before `today` (demo.demo_end), so a
     new user sees last month's board and no stale data; `source` loads a given workbook instead.
     """
-    if not wh.is_empty() or wh.one("SELECT count(*) FROM app_user")[0]:
+    if not wh.is_empty() or users.anyone(wh):
         return False
     if source is None:
         frames = demo.build_demo(demo.demo_end(today))

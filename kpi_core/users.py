@@ -43,6 +43,12 @@ def _admin(who: Actor) -> None:
         raise ScopeError(Message("us_admins_only"))
 
 
+def anyone(wh: Warehouse) -> bool:
+    """Whether the warehouse has any user. Without one (set up by hand) there is no sign-in
+    and everyone has full access."""
+    return wh.one("SELECT count(*) FROM app_user")[0] > 0
+
+
 def list_users(wh: Warehouse, who: Actor) -> list[UserInfo]:
     """Every user, by name, without password hashes (only whether one is set)."""
     _admin(who)

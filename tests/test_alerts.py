@@ -425,6 +425,10 @@ def test_scope_and_owners(sales_wh):
         alerts.acknowledge(wh, head_sales, prod[0].id)
     with pytest.raises(ScopeError):
         alerts.alerts_for(wh, head_sales, prod[0].kpi_id, prod[0].unit_id)
+    # The Alerts page's owner filter lists the owners inside the reader's scope only.
+    assert alerts.owners(wh, cat, head_sales) == ["head_sales"]
+    assert "head_sales" in alerts.owners(wh, cat, access.SYSTEM)
+    assert len(alerts.owners(wh, cat, access.SYSTEM)) > 1
 
 
 def test_to_message_has_the_push_fields(sales_wh):

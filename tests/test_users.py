@@ -129,3 +129,9 @@ def test_a_refusal_reads_in_either_language(demo_wh, kwargs, en, zh):
     with pytest.raises(users.UserError) as refused:
         users.save_user(demo_wh, ADMIN, args.pop("name"), create=True, **args)
     assert (str(refused.value), refused.value.text("zh")) == (en, zh)
+
+
+def test_whether_anyone_may_sign_in(demo_wh, warehouse):
+    """Without any user everyone has full access (the pages and the command line ask this)."""
+    assert users.anyone(demo_wh) is True
+    assert users.anyone(warehouse) is False

@@ -281,6 +281,17 @@ def _scope_ids(cat: Catalog, who: Actor) -> list[int]:
     return [u for u in cat.units if who.scope.allows(u)]
 
 
+def owners(wh: Warehouse, cat: Catalog, who: Actor) -> list[str]:
+    """The stored owners of alerts inside the caller's scope (not other departments' people),
+    sorted: the Alerts page's owner filter."""
+    rows = wh.rows(
+        "SELECT DISTINCT owner FROM alert_event WHERE owner IS NOT NULL "
+        "AND list_contains(?, unit_id) ORDER BY owner",
+        [_scope_ids(cat, who)],
+    )
+    return [r[0] for r in rows]
+
+
 @by_data_version
 def open_alerts(
     wh: Warehouse,

@@ -7,7 +7,7 @@ import getpass
 import os
 from pathlib import Path
 
-from kpi_core import access, service, workbook
+from kpi_core import access, service, users, workbook
 from kpi_core.access import Scope
 from kpi_core.cli.outcome import UsageError
 from kpi_core.errors import (
@@ -28,7 +28,7 @@ def _who(wh: Warehouse, args: argparse.Namespace) -> access.Actor:
     name = args.user or env("KPI_USER")
     if name:
         return service.actor(wh, name)
-    if wh.one("SELECT count(*) FROM app_user")[0] == 0:
+    if not users.anyone(wh):
         return access.SYSTEM
     raise UsageError(
         "Say who runs this command: --user NAME (or KPI_USER) acts within that user's role and "
