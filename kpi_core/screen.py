@@ -22,7 +22,8 @@ import pandas as pd
 
 from kpi_core import alerts, clock, completeness, i18n, people
 from kpi_core.access import Actor, Scope
-from kpi_core.board import data_range, kpi_nodes, overview
+from kpi_core.actuals import data_range
+from kpi_core.board import kpi_nodes, overview
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError
 from kpi_core.kiosk import SLIDES, KioskError

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import pytest
 
 from kpi_core import access, alerts, review, service
-from kpi_core.board import data_range
+from kpi_core.actuals import data_range
 from kpi_core.catalog import load_catalog
 from kpi_core.demo import demo_end
 from kpi_core.ingest import intake

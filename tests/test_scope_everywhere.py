@@ -30,7 +30,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
 from kpi_core import access, audit, charts, export, formula, i18n, screen, service, trends, workbook
-from kpi_core.board import data_range
+from kpi_core.actuals import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog, load_user
 from kpi_core.errors import ScopeError
 from kpi_core.ingest import sources, template

@@ -8,7 +8,7 @@ import argparse
 import json
 
 from kpi_core import access, completeness, i18n
-from kpi_core.board import data_range
+from kpi_core.actuals import data_range
 from kpi_core.catalog import load_catalog
 from kpi_core.cli.arguments import _month
 from kpi_core.cli.outcome import EXIT_OK
