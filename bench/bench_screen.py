@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from kpi_core import access, demo, kiosk, memo, screen, service  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
-from kpi_core.ui.screen import Params, render  # noqa: E402
+from kpi_core.ui.slides import Params, render  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
 from tests.test_browser import CHROMIUM, FLAGS, free_port  # noqa: E402
 

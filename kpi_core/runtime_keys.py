@@ -99,7 +99,7 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("grey"),
         N_("red"),
     ),
-    "kpi_core/ui/screen.py: listed as a literal and passed to t() later": (
+    "kpi_core/ui/slides.py: listed as a literal and passed to t() later": (
         N_("bs_busy_hint"),
         N_("bs_col_action"),
         N_("bs_col_kpi"),
@@ -464,7 +464,7 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("up_tab_profiles"),
         N_("up_tab_template"),
     ),
-    "kpi_core/completeness.py, kpi_core/ui/screen.py: listed as a literal and passed to t() later": (
+    "kpi_core/completeness.py, kpi_core/ui/slides.py: listed as a literal and passed to t() later": (
         N_("up_to_date"),
     ),
 }

@@ -269,7 +269,7 @@ def test_the_matrix_names_its_columns_and_a_department_fits_one_slide(
     """Production has the most KPIs of any department (10): its matrix on one slide, every
     column headed by its KPI's name or an abbreviation explained below, read from 4 m."""
     from kpi_core.catalog import load_catalog
-    from kpi_core.ui.screen import column_vmin, matrix_heads
+    from kpi_core.ui.slides import column_vmin, matrix_heads
 
     wh = Warehouse(demo_file, linger=0)
     try:

@@ -79,7 +79,7 @@ def test_the_walls_trend_bars_say_their_light_in_a_shape_too(demo_wh):
     the light's shape, so colour is never the only signal."""
     from kpi_core import i18n, screen
     from kpi_core.catalog import load_catalog
-    from kpi_core.ui.screen import company_slide
+    from kpi_core.ui.slides import company_slide
 
     data = screen.screen_data(demo_wh, load_catalog(demo_wh), ["GROUP"], "en")
     html = company_slide(data, 0, 1)

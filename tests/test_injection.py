@@ -503,7 +503,7 @@ def test_dot_labels_quote_hostile_names():
 
 def test_big_screen_escapes_names_and_actions(own_file, tmp_path):
     from kpi_core import screen
-    from kpi_core.ui.screen import Params, pages, render
+    from kpi_core.ui.slides import Params, pages, render
 
     wh = Warehouse(own_file, linger=0)
     try:

@@ -854,7 +854,7 @@ def test_a_prod_kiosk_asking_for_sales_shows_nothing_of_sales(
     own_file, catalog, foreign, tmp_path, monkeypatch
 ):
     from kpi_core import kiosk
-    from kpi_core.ui.screen import Params, Snapshot, pages, render
+    from kpi_core.ui.slides import Params, Snapshot, pages, render
 
     wh_file = own_file  # a screen is written: not the module's shared copy
     wh = Warehouse(wh_file, linger=0)
