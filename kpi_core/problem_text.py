@@ -868,7 +868,7 @@ RULES: list[tuple[str, str]] = [
     ("source '{name}'", "数据源“{name}”"),
     # what Test connection says of an export
     ("{name}: {kind} file, {n} bytes", "{name}：{kind} 文件，{n} 字节"),
-    # --- system_import.py and definitions.py: the KPI library page and KPI-system workbooks ---
+    # --- system_import.py and library_edits.py: the KPI library page and KPI-system workbooks ---
     ("{sub} — did you mean '{code}'?", "{sub}——是否想写“{code}”？"),
     ("Only admins change the KPI library and scorecards.", "只有管理员可以修改指标库和考核表。"),
     ("only an admin may change definitions", "只有管理员可以修改定义"),
@@ -990,7 +990,7 @@ RULES: list[tuple[str, str]] = [
         "None of the kiosk's units ({units}) exist in the warehouse",
         "该屏幕配置的组织（{units}）在数据仓库中都不存在",
     ),
-    # SMART warnings (definitions.smart_warnings)
+    # SMART warnings (library_edits.smart_warnings)
     ("no target for {year}", "{year} 年没有目标"),
     ("no data source", "没有数据来源"),
     ("no owner", "没有责任人"),

@@ -254,7 +254,7 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("rv_added"),
         N_("rv_closed_ok"),
     ),
-    "kpi_core/cli.py, kpi_core/definitions.py, kpi_core/ingest/definition_file.py …: listed as a literal and passed to t() later": (
+    "kpi_core/cli.py, kpi_core/library_edits.py, kpi_core/ingest/definition_file.py …: listed as a literal and passed to t() later": (
         N_("source"),
     ),
     'kpi_core/ui/sources.py: t(f"src_caution_{…}")': (
