@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from kpi_core import alerts, memo, scorecard
-from kpi_core.board import data_range
+from kpi_core.access import SYSTEM
+from kpi_core.actuals import data_range
 from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.periods import Period, add_months
-from kpi_core.service import SYSTEM
 from kpi_core.warehouse import Warehouse
 
 # The engine is timed, not the page caches (kpi_core/memo.py).

@@ -52,7 +52,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-from kpi_core import actuals, collector, demo, service, workbook  # noqa: E402
+from kpi_core import access, actuals, collector, demo, service, workbook  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
 from kpi_core.ingest import files, intake, layout, validate, xlsx  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
@@ -141,7 +141,7 @@ def build_warehouse(path: Path, extra_units: int) -> float:
             }
         )
     data = workbook.to_bytes({"org_units": pd.DataFrame(rows)})
-    service.import_workbook(wh, data, service.SYSTEM, source_name="bench_units.xlsx")
+    service.import_workbook(wh, data, access.SYSTEM, source_name="bench_units.xlsx")
     with wh.hold() as con:
         con.execute("CHECKPOINT")
     wh.close()
@@ -497,11 +497,11 @@ def run_intake(base: Path, case: Case, data: bytes, check: bool = False, limits=
         with wh.hold():  # as the command line holds the file for a whole command
             t0 = time.perf_counter()
             prepared = intake.prepare(
-                wh, [(case.path.name, data)], service.SYSTEM, today=TODAY, limits=limits
+                wh, [(case.path.name, data)], access.SYSTEM, today=TODAY, limits=limits
             )
             t1 = time.perf_counter()
             stages.phase = "commit"
-            committed = intake.commit(wh, prepared, service.SYSTEM)
+            committed = service.commit_actuals(wh, prepared, access.SYSTEM)
             t2 = time.perf_counter()
             # The alert rules run after the commit on a thread of their own (timed as a stage,
             # outside the intake's time); the next run must not overlap them.
@@ -641,8 +641,8 @@ def child(what: str, file: str, warehouse: str) -> None:
     t0 = time.perf_counter()
     if what == "intake":
         with wh.hold():
-            prepared = intake.prepare(wh, [(Path(file).name, data)], service.SYSTEM, today=TODAY)
-            intake.commit(wh, prepared, service.SYSTEM).wait_for_alerts()
+            prepared = intake.prepare(wh, [(Path(file).name, data)], access.SYSTEM, today=TODAY)
+            service.commit_actuals(wh, prepared, access.SYSTEM).wait_for_alerts()
         wh.close()
     elif what == "calamine":
         calamine_read(Path(file))
@@ -697,8 +697,8 @@ def profile_case(base: Path, case: Case, data: bytes, slowest: list[str]) -> Non
     prof = cProfile.Profile()
     with wh.hold():
         prof.enable()
-        prepared = intake.prepare(wh, [(case.path.name, data)], service.SYSTEM, today=TODAY)
-        intake.commit(wh, prepared, service.SYSTEM).wait_for_alerts()
+        prepared = intake.prepare(wh, [(case.path.name, data)], access.SYSTEM, today=TODAY)
+        service.commit_actuals(wh, prepared, access.SYSTEM).wait_for_alerts()
         prof.disable()
     wh.close()
     drop(path)
@@ -728,8 +728,8 @@ def profile_case(base: Path, case: Case, data: bytes, slowest: list[str]) -> Non
     wh = Warehouse(path, linger=0)
     with wh.hold():
         lp.enable_by_count()
-        prepared = intake.prepare(wh, [(case.path.name, data)], service.SYSTEM, today=TODAY)
-        intake.commit(wh, prepared, service.SYSTEM).wait_for_alerts()
+        prepared = intake.prepare(wh, [(case.path.name, data)], access.SYSTEM, today=TODAY)
+        service.commit_actuals(wh, prepared, access.SYSTEM).wait_for_alerts()
         lp.disable_by_count()
     wh.close()
     drop(path)

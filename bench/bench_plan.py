@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from kpi_core import memo, planning, scorecard, service, workbook
+from kpi_core import access, memo, planning, scorecard, workbook
 from kpi_core.catalog import load_catalog
 from kpi_core.periods import Period
 from kpi_core.system_import import import_system
@@ -59,7 +59,7 @@ def edited_grid(wh: Warehouse, cells: int, year: int) -> tuple[pd.DataFrame, pd.
     rows spread evenly over it."""
     cat = load_catalog(wh)
     root = cat.roots()[0]
-    base = planning.target_grid(wh, cat, service.SYSTEM, root, year, "Y", "en", date(year, 12, 1))
+    base = planning.target_grid(wh, cat, access.SYSTEM, root, year, "Y", "en", date(year, 12, 1))
     usable = base[(base["direction"] != "range") & (base["version"] > 0)]
     n_rows = -(-cells // 3)
     rows = usable.index[:: max(1, len(usable) // n_rows)][:n_rows]
@@ -78,8 +78,8 @@ def grid_save(wh: Warehouse, base: pd.DataFrame, edited: pd.DataFrame, month: da
     cat = load_catalog(wh)
     edits, problems = planning.target_edits(wh, cat, base, edited)
     assert not problems, problems[:3]
-    saved = planning.save_targets(wh, cat, service.SYSTEM, edits, reason="bench", effective=month)
-    scorecard.evaluate(wh, cat, service.SYSTEM.scope, sorted(saved.unit_ids), Period("M", month))
+    saved = planning.save_targets(wh, cat, access.SYSTEM, edits, reason="bench", effective=month)
+    scorecard.evaluate(wh, cat, access.SYSTEM.scope, sorted(saved.unit_ids), Period("M", month))
     return saved.cells
 
 
@@ -101,10 +101,10 @@ def workbook_save(wh: Warehouse, base: pd.DataFrame, edited: pd.DataFrame, month
     )
     data = workbook.to_bytes({"targets": sheet})
     start = time.perf_counter()
-    import_system(wh, data, by="bench", scope=service.SYSTEM.scope, source_name="bench.xlsx")
+    import_system(wh, data, by="bench", scope=access.SYSTEM.scope, source_name="bench.xlsx")
     cat = load_catalog(wh)
     units = sorted({cat.unit(c).id for c in sheet["unit"]})
-    scorecard.evaluate(wh, cat, service.SYSTEM.scope, units, Period("M", month))
+    scorecard.evaluate(wh, cat, access.SYSTEM.scope, units, Period("M", month))
     return time.perf_counter() - start
 
 

@@ -45,7 +45,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-from kpi_core import demo, service, workbook  # noqa: E402
+from kpi_core import access, demo, service, workbook  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
 from kpi_core.ingest import intake, profile  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
@@ -112,7 +112,7 @@ def build_warehouse(path: Path, regions: list[str]) -> float:
         for r in regions
     ]  # fmt: skip
     data = workbook.to_bytes({"org_units": pd.DataFrame(rows)})
-    service.import_workbook(wh, data, service.SYSTEM, source_name="bench_units.xlsx")
+    service.import_workbook(wh, data, access.SYSTEM, source_name="bench_units.xlsx")
     with wh.hold() as con:
         con.execute("CHECKPOINT")
     wh.close()
@@ -157,10 +157,10 @@ def pull(base: Path, source, *, first=None, last=None, check=None) -> tuple[floa
         with wh.hold():
             t0 = time.perf_counter()
             prepared = sources.prepare_pull(
-                wh, source, service.SYSTEM, first=first, last=last, today=TODAY
+                wh, source, access.SYSTEM, first=first, last=last, today=TODAY
             )
             t1 = time.perf_counter()
-            committed = intake.commit(wh, prepared, service.SYSTEM)
+            committed = service.commit_actuals(wh, prepared, access.SYSTEM)
             t2 = time.perf_counter()
             got = check(wh, prepared, committed) if check else None
     finally:
@@ -325,8 +325,8 @@ def child(what: str, url: str, warehouse: str) -> None:
     t0 = time.perf_counter()
     if what == "pull":
         with wh.hold():
-            prepared = sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
-            intake.commit(wh, prepared, service.SYSTEM)
+            prepared = sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
+            service.commit_actuals(wh, prepared, access.SYSTEM)
         wh.close()
     else:
         n = len(read_sql(sources.resolve(url)))

@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kpi_core import demo, kiosk, memo, screen, service  # noqa: E402
+from kpi_core import access, demo, kiosk, memo, screen, service  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
-from kpi_core.ui.screen import Params, render  # noqa: E402
+from kpi_core.ui.slides import Params, render  # noqa: E402
 from kpi_core.warehouse import Warehouse  # noqa: E402
 from tests.test_browser import CHROMIUM, FLAGS, free_port  # noqa: E402
 
@@ -166,7 +166,7 @@ def wall_token(path: Path, units: tuple[str, ...] = ("GROUP",)) -> str:
     """A kiosk screen for the wall, made as an admin does on the Admin page; its token."""
     wh = Warehouse(path, linger=0)
     try:
-        made = kiosk.create(wh, service.SYSTEM, name="bench wall", units=list(units),
+        made = kiosk.create(wh, access.SYSTEM, name="bench wall", units=list(units),
                             now=datetime.now())  # fmt: skip
     finally:
         wh.close()

@@ -83,8 +83,21 @@ class Scope:
         return [u for u in unit_ids if self.allows(u)]
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting and what they may see."""
+
+    name: str
+    role: str
+    scope: Scope
+
+
+# Acting with full access: the demo's loader, the command line on a warehouse without users.
+SYSTEM = Actor("system", "admin", Scope.all())
+
+
 class Acting(Protocol):
-    """What a permission check needs of the caller (service.Actor)."""
+    """What a permission check needs of the caller (an Actor)."""
 
     @property
     def role(self) -> str: ...

@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import formula
+from kpi_core.access import Scope
 from kpi_core.catalog import Catalog
 from kpi_core.library import AGGREGATIONS, PERCENT_UNITS
+from kpi_core.memo import by_data_version
 from kpi_core.pairs import pair_keys, select
 from kpi_core.warehouse import Warehouse
 
@@ -51,6 +53,16 @@ SELECT a.kpi_id, a.unit_id, a.period, a.value
 FROM actual a {join}
 WHERE {match} AND a.period BETWEEN ? AND ?
 """
+
+
+@by_data_version
+def data_range(wh: Warehouse, scope: Scope, cat: Catalog) -> tuple[date, date] | None:
+    """First and latest month with any actual inside the scope (the latest is 'data as of')."""
+    ids = [u for u in cat.units if scope.allows(u)]
+    row = wh.one(
+        "SELECT min(period), max(period) FROM actual WHERE list_contains(?, unit_id)", [ids]
+    )
+    return None if row is None or row[0] is None else (row[0], row[1])
 
 
 def base_pairs(cat: Catalog, pairs: Iterable[Pair]) -> set[Pair]:

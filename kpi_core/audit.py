@@ -19,8 +19,8 @@ import duckdb
 import pandas as pd
 
 if TYPE_CHECKING:  # only names for hints: the modules that write audit rows import this one
+    from kpi_core.access import Actor
     from kpi_core.catalog import Catalog
-    from kpi_core.service import Actor
     from kpi_core.warehouse import Warehouse
 
 COLUMNS = ["changed_at", "changed_by", "entity", "key", "field", "old", "new", "reason"]

@@ -35,11 +35,10 @@ from pathlib import Path
 import duckdb
 
 from kpi_core import audit, sessions
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.messages import Items, Message
 from kpi_core.migrations import MIGRATIONS
-from kpi_core.service import Actor
 from kpi_core.settings import PROJECT, section
 from kpi_core.texts import N_
 from kpi_core.warehouse import SCHEMA_VERSION_TABLE, Warehouse

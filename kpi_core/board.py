@@ -5,24 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from kpi_core import actuals, completeness, scoring
+from kpi_core import actuals, alerts, completeness, scoring
 from kpi_core.access import Scope
+from kpi_core.actuals import data_range
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.memo import by_data_version
 from kpi_core.periods import Period, add_months
 from kpi_core.scorecard import NodeResult, evaluate
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
-
-
-@by_data_version
-def data_range(wh: Warehouse, scope: Scope, cat: Catalog) -> tuple[date, date] | None:
-    """First and latest month with any actual inside the scope (the latest is 'data as of')."""
-    ids = [u for u in cat.units if scope.allows(u)]
-    row = wh.one(
-        "SELECT min(period), max(period) FROM actual WHERE list_contains(?, unit_id)", [ids]
-    )
-    return None if row is None or row[0] is None else (row[0], row[1])
 
 
 def periods_between(grain: str, first: date, latest: date) -> list[Period]:
@@ -144,9 +135,7 @@ def kpi_nodes(res: NodeResult, cat: Catalog) -> list[NodeResult]:
 
 def _at_risk(wh, cat, nodes: list[NodeResult], month: date) -> dict[tuple[int, int], dict]:
     """At risk as the alert rule means it, by the rule's own function: (KPI, unit) → the
-    forecast. (The rules build on this module's data_range, hence the import here.)"""
-    from kpi_core import alerts
-
+    forecast."""
     return alerts.at_risk(wh, cat, nodes, month)
 
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from kpi_core import audit
-from kpi_core.access import ROLE_NAMES, Scope, can
+from kpi_core.access import ROLE_NAMES, Actor, Scope, can
 from kpi_core.actuals import base_pairs
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, ScopeError
@@ -51,7 +51,6 @@ from kpi_core.library import Kpi
 from kpi_core.memo import by_data_version
 from kpi_core.messages import Message
 from kpi_core.periods import add_months, month_of
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 Pair = tuple[int, int]  # (kpi id, unit id)

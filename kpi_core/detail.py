@@ -14,13 +14,12 @@ from datetime import date
 import pandas as pd
 
 from kpi_core import alerts, formula
-from kpi_core.access import Scope
+from kpi_core.access import Actor, Scope
 from kpi_core.catalog import SCORECARD, Catalog, Kpi
 from kpi_core.errors import NotFoundError
 from kpi_core.messages import Message
 from kpi_core.periods import Period
 from kpi_core.scorecard import NodeResult, evaluate
-from kpi_core.service import Actor
 from kpi_core.tree_view import Contribution, contributions, find, node_trend
 from kpi_core.warehouse import Warehouse
 

@@ -7,10 +7,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.errors import KpiError, Problem, ScopeError
 from kpi_core.messages import Message
-from kpi_core.service import Actor
 
 
 class ConflictError(KpiError):

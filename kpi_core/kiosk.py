@@ -26,10 +26,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from kpi_core import audit
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.messages import Items, Message
-from kpi_core.service import Actor
 from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import audit, clock, system_import, targets, workbook
+from kpi_core.access import Actor
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, ValidationError
 from kpi_core.grid_edits import (
@@ -52,7 +53,6 @@ from kpi_core.messages import Message
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import Period, month_of
 from kpi_core.scoring import Levels
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 # Re-exported: callers reach both grids through `planning`.

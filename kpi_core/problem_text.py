@@ -745,7 +745,7 @@ RULES: list[tuple[str, str]] = [
     ("source '{name}'", "数据源“{name}”"),
     # what Test connection says of an export
     ("{name}: {kind} file, {n} bytes", "{name}：{kind} 文件，{n} 字节"),
-    # --- system_import.py and definitions.py: the KPI library page and KPI-system workbooks ---
+    # --- system_import.py and library_edits.py: the KPI library page and KPI-system workbooks ---
     ("{sub} — did you mean '{code}'?", "{sub}——是否想写“{code}”？"),
     ("only an admin may change definitions", "只有管理员可以修改定义"),
     (

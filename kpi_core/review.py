@@ -16,13 +16,12 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit, clock, people
-from kpi_core.access import ROLE_WORDS, can
+from kpi_core.access import ROLE_WORDS, Actor, can
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, NotFoundError
 from kpi_core.memo import by_data_version
 from kpi_core.messages import Message
 from kpi_core.periods import Period, month_of
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 MAX_TEXT = 2000  # a comment; actions and resolutions are a line or two

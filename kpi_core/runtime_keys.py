@@ -99,7 +99,7 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("grey"),
         N_("red"),
     ),
-    "kpi_core/ui/screen.py: listed as a literal and passed to t() later": (
+    "kpi_core/ui/slides.py: listed as a literal and passed to t() later": (
         N_("bs_busy_hint"),
         N_("bs_col_action"),
         N_("bs_col_kpi"),
@@ -254,7 +254,7 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("rv_added"),
         N_("rv_closed_ok"),
     ),
-    "kpi_core/cli.py, kpi_core/definitions.py, kpi_core/ingest/definition_file.py …: listed as a literal and passed to t() later": (
+    "kpi_core/cli.py, kpi_core/library_edits.py, kpi_core/ingest/definition_file.py …: listed as a literal and passed to t() later": (
         N_("source"),
     ),
     'kpi_core/ui/sources.py: t(f"src_caution_{…}")': (
@@ -464,7 +464,7 @@ BUILT: dict[str, tuple[str, ...]] = {
         N_("up_tab_profiles"),
         N_("up_tab_template"),
     ),
-    "kpi_core/completeness.py, kpi_core/ui/screen.py: listed as a literal and passed to t() later": (
+    "kpi_core/completeness.py, kpi_core/ui/slides.py: listed as a literal and passed to t() later": (
         N_("up_to_date"),
     ),
 }

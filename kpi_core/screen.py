@@ -21,8 +21,9 @@ import duckdb
 import pandas as pd
 
 from kpi_core import alerts, clock, completeness, i18n, people
-from kpi_core.access import Scope
-from kpi_core.board import data_range, kpi_nodes, overview
+from kpi_core.access import Actor, Scope
+from kpi_core.actuals import data_range
+from kpi_core.board import kpi_nodes, overview
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError
 from kpi_core.kiosk import SLIDES, KioskError
@@ -30,7 +31,6 @@ from kpi_core.messages import Items, Message
 from kpi_core.periods import Period, add_months
 from kpi_core.review import open_actions
 from kpi_core.scorecard import evaluate
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import date
 
-from kpi_core import demo, scorecard, system_import, workbook
-from kpi_core.access import Scope, User, hash_password
+from kpi_core import alerts, demo, scorecard, system_import, users, workbook
+from kpi_core.access import SYSTEM, Actor, Scope, User, hash_password
+from kpi_core.after_commit import AfterCommit, rejudge
 from kpi_core.catalog import Catalog, load_catalog, load_user
+from kpi_core.ingest import intake
 from kpi_core.periods import Period
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting and what they may see."""
-
-    name: str
-    role: str
-    scope: Scope
-
-
-SYSTEM = Actor("system", "admin", Scope.all())
 
 # One demo user per role; the README and the sign-in form list them with their passwords.
 DEMO_USERS = (
@@ -53,7 +42,7 @@ def ensure_demo(wh: Warehouse, *, today: date, source: str | os.PathLike | None 
     The demo's actuals end with the last complete month before `today` (demo.demo_end), so a
     new user sees last month's board and no stale data; `source` loads a given workbook instead.
     """
-    if not wh.is_empty() or wh.one("SELECT count(*) FROM app_user")[0]:
+    if not wh.is_empty() or users.anyone(wh):
         return False
     if source is None:
         frames = demo.build_demo(demo.demo_end(today))
@@ -72,11 +61,22 @@ def ensure_demo(wh: Warehouse, *, today: date, source: str | os.PathLike | None 
             )
     # The demo's latest month judged by the alert rules, as a month loaded by an analyst would
     # be: a new user's Alerts page and Board badges show what the morning meeting would see.
-    # (Imported here: the alert rules build on this module's Actor.)
-    from kpi_core import alerts
-
     alerts.run(wh, SYSTEM, today=today)
     return True
+
+
+def commit_actuals(
+    wh: Warehouse, prepared: intake.Intake, who: Actor, *, accept_invalid: bool = False
+) -> intake.Committed:
+    """Commit a prepared intake; once it is written the alert rules run on its months and the
+    new alerts are pushed, outside the transaction (after_commit.AfterCommit): a failing rule or
+    push is logged and never undoes the batch."""
+    return intake.commit(wh, prepared, who, accept_invalid=accept_invalid, after=AfterCommit)
+
+
+def rollback_actuals(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict[str, int]:
+    """Roll a batch back; then the alert rules judge its months again (after_commit.rejudge)."""
+    return intake.rollback(wh, batch_id, who, reason, after=rejudge)
 
 
 def import_workbook(

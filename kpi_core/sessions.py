@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kpi_core import audit, settings
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.messages import Message
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 COOKIE = "kpi_session"

@@ -13,10 +13,9 @@ from datetime import datetime
 import pandas as pd
 
 from kpi_core import audit, sessions
-from kpi_core.access import ROLE_WORDS, ROLES, can, hash_password
+from kpi_core.access import ROLE_WORDS, ROLES, Actor, can, hash_password
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.messages import Items, Message
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
@@ -42,6 +41,12 @@ class UserInfo:
 def _admin(who: Actor) -> None:
     if not can(who, "manage_users"):
         raise ScopeError(Message("us_admins_only"))
+
+
+def anyone(wh: Warehouse) -> bool:
+    """Whether the warehouse has any user. Without one (set up by hand) there is no sign-in
+    and everyone has full access."""
+    return wh.one("SELECT count(*) FROM app_user")[0] > 0
 
 
 def list_users(wh: Warehouse, who: Actor) -> list[UserInfo]:

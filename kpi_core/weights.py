@@ -9,6 +9,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit
+from kpi_core.access import Actor
 from kpi_core.catalog import SCORECARD, Catalog, pick_version
 from kpi_core.errors import ValidationError
 from kpi_core.grid_edits import (
@@ -26,7 +27,6 @@ from kpi_core.grid_edits import (
 from kpi_core.ingest.intake import closed_months
 from kpi_core.messages import Items, Message
 from kpi_core.periods import month_of
-from kpi_core.service import Actor
 from kpi_core.system_checks import EPOCH
 from kpi_core.warehouse import Warehouse
 

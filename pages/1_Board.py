@@ -3,7 +3,8 @@
 import streamlit as st
 
 from kpi_core import alerts, attention, charts, completeness, i18n
-from kpi_core.board import board, data_range
+from kpi_core.actuals import data_range
+from kpi_core.board import board
 from kpi_core.ui import page, period_picker, unit_picker
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.detail import attention_list, card_footer, clickable_matrix

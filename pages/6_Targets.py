@@ -6,7 +6,7 @@ import streamlit as st
 
 from kpi_core import clock
 from kpi_core.access import can
-from kpi_core.board import data_range
+from kpi_core.actuals import data_range
 from kpi_core.periods import month_of
 from kpi_core.ui import page, unit_picker
 from kpi_core.ui.boundary import guard

@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 from kpi_core import access
-from kpi_core.access import Scope
-from kpi_core.service import Actor
+from kpi_core.access import Actor, Scope
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,7 @@
 """The Admin page through AppTest: users, the change log, backup and restore; admins only."""
 
 from kpi_core import auth, backup, users
-from kpi_core.access import verify_password
-from kpi_core.service import SYSTEM
+from kpi_core.access import SYSTEM, verify_password
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ok, open_page
 

@@ -10,7 +10,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from kpi_core import service, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake, profile, sources
@@ -21,7 +21,7 @@ from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 
 TODAY = date(2026, 11, 21)
-ANALYST = service.Actor("analyst", "analyst", Scope.all())
+ANALYST = access.Actor("analyst", "analyst", Scope.all())
 
 KPIS = pd.DataFrame(
     [
@@ -152,11 +152,11 @@ def values(prepared, cat) -> dict:
 
 
 def by_profile(wh, data: bytes, p: Profile):
-    return intake.prepare(wh, [("data.xlsx", data)], service.SYSTEM, mapping=p, today=TODAY)
+    return intake.prepare(wh, [("data.xlsx", data)], access.SYSTEM, mapping=p, today=TODAY)
 
 
 def by_source(wh, url: str, query: str, p: Profile):
-    return sources.prepare_pull(wh, Source("s", url, query, p), service.SYSTEM, today=TODAY)
+    return sources.prepare_pull(wh, Source("s", url, query, p), access.SYSTEM, today=TODAY)
 
 
 def write_postgres(postgres, monkeypatch, header, lines, db="x20b_blanks") -> str:
@@ -282,10 +282,10 @@ def test_measures_compute_dates_and_conditions(wh, exports):
     pulled = by_source(wh, url, "SELECT * FROM o", order_profile())
     assert pulled.errors == [] and values(pulled, cat) == pytest.approx(want)
     # The ratio KPI from its two measures of the same file: Σ on time / Σ shipped.
-    intake.commit(wh, sheet, service.SYSTEM)
+    service.commit_actuals(wh, sheet, access.SYSTEM)
     from kpi_core.periods import parse_period
 
-    card = service.score_unit(wh, service.SYSTEM, "CO", parse_period("2025-03"))
+    card = service.score_unit(wh, access.SYSTEM, "CO", parse_period("2025-03"))
     rate = next(k for k in card["kpis"] if k["kpi"] == "ONTIME_RATE")
     assert rate["actual"] == pytest.approx(2 / 3)
 
@@ -361,7 +361,7 @@ def test_iso_weeks_count_in_their_thursdays_month_on_every_path(wh, exports):
     for url, query in ((f"csv://{exports / 'w.csv'}", "SELECT * FROM w"),
                        (f"sqlite:///{exports / 'w.db'}", "SELECT * FROM t")):  # fmt: skip
         may = sources.prepare_pull(
-            wh, Source("s", url, query, weekly), service.SYSTEM, first=date(2019, 5, 1),
+            wh, Source("s", url, query, weekly), access.SYSTEM, first=date(2019, 5, 1),
             last=date(2019, 5, 1), today=TODAY,
         )  # fmt: skip
         assert may.errors == [] and may.months == [date(2019, 5, 1)], url

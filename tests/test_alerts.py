@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kpi_core import alerts, people, push, service, workbook
+from kpi_core import access, alerts, people, push, service, workbook
 from kpi_core.access import Scope, hash_password
+from kpi_core.after_commit import AfterCommit
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
 from kpi_core.ingest import intake
@@ -142,7 +143,7 @@ def half_year(tmp_path):
 def test_forecasts_on_hand_made_series(half_year):
     wh = half_year
     cat = load_catalog(wh)
-    cands = alerts.evaluate(wh, cat, service.SYSTEM, today=date(2024, 7, 3))
+    cands = alerts.evaluate(wh, cat, access.SYSTEM, today=date(2024, 7, 3))
     assert cands.month == JUNE
     risky = by_code(wh, cands, "at_risk")
     # NEW_CUST (sum, up; 60 a year, even): June 5.1 ≥ 5 is green, but 29.6 in six months runs
@@ -166,7 +167,7 @@ def test_forecasts_on_hand_made_series(half_year):
     assert status[("CSAT", "SALES")].state_key == "amber"
     assert status[("CSAT", "SALES")].severity == "medium"
     # A forecast is about now: judging May (a past month) makes none.
-    may = alerts.evaluate(wh, cat, service.SYSTEM, month=date(2024, 5, 1), today=date(2024, 7, 3))
+    may = alerts.evaluate(wh, cat, access.SYSTEM, month=date(2024, 5, 1), today=date(2024, 7, 3))
     assert not by_code(wh, may, "at_risk")
     # No stale data on 3 July (May is due, and loaded).
     assert not by_code(wh, cands, "stale")
@@ -178,12 +179,12 @@ def test_stale_data_with_a_fixed_today(half_year):
     # On 10 August July's actuals are 10 days overdue; both units with KPIs of their own on a
     # scorecard lack them (CO's scorecard only rolls up its departments; EAST and NORTH only
     # feed SALES/REV and have no scorecard).
-    cands = alerts.evaluate(wh, cat, service.SYSTEM, today=date(2024, 8, 10))
+    cands = alerts.evaluate(wh, cat, access.SYSTEM, today=date(2024, 8, 10))
     stale = by_code(wh, cands, "stale")
     assert set(stale) == {(None, "SALES"), (None, "PROD")}
     assert all(c.period == date(2024, 7, 1) and c.details["days"] == 10 for c in stale.values())
     assert "2024年7月" in stale[(None, "SALES")].message_zh
-    alerts.raise_alerts(wh, cat, service.SYSTEM, cands)
+    alerts.raise_alerts(wh, cat, access.SYSTEM, cands)
 
     # One value of July arrives for SALES: it is partial now (1 of its 6 values), a new state.
     def arrive(*values):
@@ -193,7 +194,7 @@ def test_stale_data_with_a_fixed_today(half_year):
                     "INSERT INTO actual VALUES (?, ?, DATE '2024-07-01', ?, NULL)",
                     [cat.kpi(kpi).id, cat.unit(unit).id, value],
                 )
-        return alerts.run(wh, service.SYSTEM, today=date(2024, 8, 11), month=JUNE)
+        return alerts.run(wh, access.SYSTEM, today=date(2024, 8, 11), month=JUNE)
 
     result = arrive(("SALES", "CSAT", 89))
     (partial,) = [a for a in result.new if a.unit_id == cat.unit("SALES").id]
@@ -205,7 +206,7 @@ def test_stale_data_with_a_fixed_today(half_year):
         ("EAST", "REV", 3_000_000), ("NORTH", "REV", 2_000_000), ("SALES", "NEW_CUST", 5),
         ("SALES", "COLLECTED", 96), ("SALES", "RECEIVABLE", 100),
     )  # fmt: skip
-    open_stale = alerts.open_alerts(wh, cat, service.SYSTEM, kinds=["stale"])
+    open_stale = alerts.open_alerts(wh, cat, access.SYSTEM, kinds=["stale"])
     assert list(open_stale["unit"]) == ["PROD"]
     assert len(result.closed) == 1
 
@@ -232,11 +233,11 @@ def test_anomaly_seasonal_peak_not_flagged_outlier_is(seasonal):
     cat = load_catalog(wh)
     # December 2024 = 312 against Decembers 300 and 310: z = 7 / (1.4826 × 5) = 0.94 — normal,
     # though against the last 12 months (median 100) it would look enormous.
-    dec = alerts.evaluate(wh, cat, service.SYSTEM, month=date(2024, 12, 1), today=date(2025, 1, 3))
+    dec = alerts.evaluate(wh, cat, access.SYSTEM, month=date(2024, 12, 1), today=date(2025, 1, 3))
     assert not by_code(wh, dec, "anomaly")
     # November 2024 = 180 against Novembers 100 and 104: z = 78 / (1.4826 × 2) = 26.3 — an
     # anomaly, severity medium (≥ 7), above the median.
-    nov = alerts.evaluate(wh, cat, service.SYSTEM, month=date(2024, 11, 1), today=date(2025, 1, 3))
+    nov = alerts.evaluate(wh, cat, access.SYSTEM, month=date(2024, 11, 1), today=date(2025, 1, 3))
     got = by_code(wh, nov, "anomaly")
     assert set(got) == {("NEW_CUST", "SALES")}
     a = got[("NEW_CUST", "SALES")]
@@ -249,20 +250,18 @@ def test_anomaly_seasonal_peak_not_flagged_outlier_is(seasonal):
         cur.execute(
             "INSERT INTO alert_rule VALUES ('anomaly', true, '{\"threshold\": 30}', 't', NULL)"
         )
-    again = alerts.evaluate(
-        wh, cat, service.SYSTEM, month=date(2024, 11, 1), today=date(2025, 1, 3)
-    )
+    again = alerts.evaluate(wh, cat, access.SYSTEM, month=date(2024, 11, 1), today=date(2025, 1, 3))
     assert not by_code(wh, again, "anomaly")
 
 
 def test_bad_rule_settings_are_refused(seasonal):
     with pytest.raises(alerts.AlertError, match="no setting 'treshold'"):
-        alerts.save_rule(seasonal, service.SYSTEM, "anomaly", enabled=True, params={"treshold": 3})
+        alerts.save_rule(seasonal, access.SYSTEM, "anomaly", enabled=True, params={"treshold": 3})
     with pytest.raises(alerts.AlertError, match="not a float"):
         alerts.save_rule(
-            seasonal, service.SYSTEM, "anomaly", enabled=True, params={"threshold": "x"}
+            seasonal, access.SYSTEM, "anomaly", enabled=True, params={"threshold": "x"}
         )
-    alerts.save_rule(seasonal, service.SYSTEM, "status", enabled=False, params={})
+    alerts.save_rule(seasonal, access.SYSTEM, "status", enabled=False, params={})
     assert alerts.load_rules(seasonal).status.enabled is False
 
 
@@ -297,7 +296,7 @@ TODAY = date(2025, 1, 3)  # December 2024 not due yet: no stale data in these te
 
 def test_status_dedupe_state_change_and_clearing(sales_wh):
     wh = sales_wh
-    first = alerts.run(wh, service.SYSTEM, today=TODAY)
+    first = alerts.run(wh, access.SYSTEM, today=TODAY)
     assert first.months == [date(2024, 12, 1)]
     status = {(a.kpi, a.unit): a for a in first.new if a.kind == "status"}
     # The worked example in December: revenue 2.9M / 1.93M / 4.83M against 3M / 2M / 5M (amber),
@@ -323,12 +322,12 @@ def test_status_dedupe_state_change_and_clearing(sales_wh):
     assert audit == len(first.new)
 
     # The same conditions again: nothing new, nothing closed.
-    again = alerts.run(wh, service.SYSTEM, today=TODAY)
+    again = alerts.run(wh, access.SYSTEM, today=TODAY)
     assert again.new == [] and again.closed == []
 
     # Satisfaction falls below baseline: a new alert (red, high); the amber one is superseded.
     set_value(wh, "SALES", "CSAT", "2024-12", 80)
-    changed = alerts.run(wh, service.SYSTEM, today=TODAY)
+    changed = alerts.run(wh, access.SYSTEM, today=TODAY)
     new_status = [a for a in changed.new if a.kind == "status"]
     assert [(a.kpi, a.state_key, a.severity) for a in new_status] == [("CSAT", "red", "high")]
     assert csat.id in changed.closed
@@ -337,7 +336,7 @@ def test_status_dedupe_state_change_and_clearing(sales_wh):
 
     # Back on target: the red alert closes by itself.
     set_value(wh, "SALES", "CSAT", "2024-12", 91)
-    cleared = alerts.run(wh, service.SYSTEM, today=TODAY)
+    cleared = alerts.run(wh, access.SYSTEM, today=TODAY)
     red_id = new_status[0].id
     assert red_id in cleared.closed
     assert wh.one("SELECT resolution FROM alert_event WHERE id = ?", [red_id]) == (
@@ -345,20 +344,20 @@ def test_status_dedupe_state_change_and_clearing(sales_wh):
     )
     # … and if it goes amber again, that is news again.
     set_value(wh, "SALES", "CSAT", "2024-12", 88)
-    back = alerts.run(wh, service.SYSTEM, today=TODAY)
+    back = alerts.run(wh, access.SYSTEM, today=TODAY)
     assert [(a.kpi, a.state_key) for a in back.new if a.kind == "status"] == [("CSAT", "amber")]
 
     # Acknowledge and close by hand (audited); a closed alert in the same state is not raised.
     amber = next(a for a in back.new if a.kind == "status")
-    alerts.acknowledge(wh, service.SYSTEM, amber.id, "looking into it")
-    listed = alerts.alerts_for(wh, service.SYSTEM, amber.kpi_id, amber.unit_id)
+    alerts.acknowledge(wh, access.SYSTEM, amber.id, "looking into it")
+    listed = alerts.alerts_for(wh, access.SYSTEM, amber.kpi_id, amber.unit_id)
     assert {a.id: a.state for a in listed}[amber.id] == "acknowledged"
     with pytest.raises(alerts.AlertError, match="resolved"):
-        alerts.close(wh, service.SYSTEM, amber.id, " ")
-    alerts.close(wh, service.SYSTEM, amber.id, "survey method changed")
-    listed = alerts.alerts_for(wh, service.SYSTEM, amber.kpi_id, amber.unit_id)
+        alerts.close(wh, access.SYSTEM, amber.id, " ")
+    alerts.close(wh, access.SYSTEM, amber.id, "survey method changed")
+    listed = alerts.alerts_for(wh, access.SYSTEM, amber.kpi_id, amber.unit_id)
     assert amber.id not in {a.id for a in listed}
-    assert alerts.run(wh, service.SYSTEM, today=TODAY).new == []
+    assert alerts.run(wh, access.SYSTEM, today=TODAY).new == []
     log = wh.rows(
         "SELECT old, new, reason FROM audit WHERE entity = 'alert' AND key LIKE ? ORDER BY 1",
         [f"SALES/CSAT/2024-12/status#{amber.id}"],
@@ -383,19 +382,19 @@ def test_overdue_action(sales_wh):
             [csat, sales],
         ).fetchone()[0]
     # Not due yet on 20 December; overdue on 3 January (14 days).
-    before = alerts.evaluate(wh, cat, service.SYSTEM, today=date(2024, 12, 20))
+    before = alerts.evaluate(wh, cat, access.SYSTEM, today=date(2024, 12, 20))
     assert not by_code(wh, before, "overdue")
-    got = alerts.run(wh, service.SYSTEM, today=TODAY)
+    got = alerts.run(wh, access.SYSTEM, today=TODAY)
     overdue = [a for a in got.new if a.kind == "overdue"]
     assert len(overdue) == 1
     a = overdue[0]
     assert (a.kpi, a.unit, a.period, a.owner) == ("CSAT", "SALES", date(2024, 11, 1), "李四")
     assert a.state_key == f"action {cid}"
     assert "14 days past due" in a.message_en and "call the ten" in a.message_zh
-    assert alerts.run(wh, service.SYSTEM, today=TODAY).new == []
+    assert alerts.run(wh, access.SYSTEM, today=TODAY).new == []
     with wh.transaction() as cur:
         cur.execute("UPDATE comment SET state = 'closed' WHERE id = ?", [cid])
-    done = alerts.run(wh, service.SYSTEM, today=TODAY)
+    done = alerts.run(wh, access.SYSTEM, today=TODAY)
     assert a.id in done.closed
 
 
@@ -412,7 +411,7 @@ def test_scope_and_owners(sales_wh):
     known = people.load(wh)
     assert {a.owner for a in mine.new} == {"head_sales"}
     assert {known.name(a.owner) for a in mine.new} == {"王磊 Wang Lei"}
-    everyone = alerts.run(wh, service.SYSTEM, today=date(2025, 1, 10))
+    everyone = alerts.run(wh, access.SYSTEM, today=date(2025, 1, 10))
     prod = [a for a in everyone.new if a.unit == "PROD"]
     assert prod and {known.name(a.owner) for a in prod} == {"张建国 Zhang"}
     seen = alerts.open_alerts(wh, cat, head_sales)
@@ -420,16 +419,20 @@ def test_scope_and_owners(sales_wh):
     assert "PROD" not in set(seen["unit"])
     # The head's evaluation leaves alerts outside their scope alone …
     assert alerts.run(wh, head_sales, today=date(2025, 1, 10)).closed == []
-    assert len(alerts.open_alerts(wh, cat, service.SYSTEM, units=[cat.unit("PROD").id]))
+    assert len(alerts.open_alerts(wh, cat, access.SYSTEM, units=[cat.unit("PROD").id]))
     # … and may not act on them.
     with pytest.raises(ScopeError):
         alerts.acknowledge(wh, head_sales, prod[0].id)
     with pytest.raises(ScopeError):
         alerts.alerts_for(wh, head_sales, prod[0].kpi_id, prod[0].unit_id)
+    # The Alerts page's owner filter lists the owners inside the reader's scope only.
+    assert alerts.owners(wh, cat, head_sales) == ["head_sales"]
+    assert "head_sales" in alerts.owners(wh, cat, access.SYSTEM)
+    assert len(alerts.owners(wh, cat, access.SYSTEM)) > 1
 
 
 def test_to_message_has_the_push_fields(sales_wh):
-    new = alerts.run(sales_wh, service.SYSTEM, today=TODAY).new
+    new = alerts.run(sales_wh, access.SYSTEM, today=TODAY).new
     msg = alerts.to_message(new[0])
     assert set(msg) == {
         "alert_id", "severity", "kind", "title_zh", "title_en", "text_zh", "text_en", "kpi",
@@ -444,7 +447,7 @@ def test_an_alert_keeps_a_key_and_parameters_and_is_read_in_either_language(sale
     """The row holds the message's key and JSON parameters, no finished text; whoever reads it
     gets it in their language, with the names of the time of reading."""
     wh = sales_wh
-    new = alerts.run(wh, service.SYSTEM, today=TODAY).new
+    new = alerts.run(wh, access.SYSTEM, today=TODAY).new
     csat = next(a for a in new if (a.kpi, a.unit, a.kind) == ("CSAT", "SALES", "status"))
     key, params, zh, en = wh.one(
         "SELECT message_key, message_params, message_zh, message_en FROM alert_event WHERE id = ?",
@@ -462,10 +465,10 @@ def test_an_alert_keeps_a_key_and_parameters_and_is_read_in_either_language(sale
         "(baseline 85.0 pts) — Amber."
     )
     chinese = "销售部「客户满意度」2024年12月实际 88.0分，目标 90.0分，基准 85.0分：黄灯。"
-    listed = alerts.open_alerts(wh, load_catalog(wh), service.SYSTEM)
+    listed = alerts.open_alerts(wh, load_catalog(wh), access.SYSTEM)
     row = listed[listed["id"] == csat.id].iloc[0]
     assert (row["message_zh"], row["message_en"]) == (chinese, english)
-    (read,) = [a for a in alerts.alerts_for(wh, service.SYSTEM, csat.kpi_id, csat.unit_id)
+    (read,) = [a for a in alerts.alerts_for(wh, access.SYSTEM, csat.kpi_id, csat.unit_id)
                if a.id == csat.id]  # fmt: skip
     assert (read.message("zh"), read.message("en")) == (chinese, english)
     assert alerts.to_message(read)["text_zh"] == chinese
@@ -473,7 +476,7 @@ def test_an_alert_keeps_a_key_and_parameters_and_is_read_in_either_language(sale
     # Rendered when read: a KPI renamed since speaks its new name in the alert raised before.
     with wh.transaction() as cur:
         cur.execute("UPDATE kpi SET name_en = 'Client satisfaction' WHERE code = 'CSAT'")
-    listed = alerts.open_alerts(wh, load_catalog(wh), service.SYSTEM)
+    listed = alerts.open_alerts(wh, load_catalog(wh), access.SYSTEM)
     row = listed[listed["id"] == csat.id].iloc[0]
     assert row["message_en"].startswith("Client satisfaction at Sales, 2024-12: 88.0 pts")
     assert row["message_zh"] == chinese
@@ -483,17 +486,17 @@ def test_an_alert_stored_with_finished_texts_still_shows(sales_wh):
     """Alerts raised before messages were stored as a key keep the texts they were stored with,
     in the list, on a KPI's card and in a push."""
     wh = sales_wh
-    first = alerts.run(wh, service.SYSTEM, today=TODAY).new[0]
+    first = alerts.run(wh, access.SYSTEM, today=TODAY).new[0]
     with wh.transaction() as cur:
         cur.execute(
             "UPDATE alert_event SET message_key = NULL, message_params = NULL, "
             "message_zh = '旧的文字', message_en = 'the old text' WHERE id = ?",
             [first.id],
         )
-    listed = alerts.open_alerts(wh, load_catalog(wh), service.SYSTEM)
+    listed = alerts.open_alerts(wh, load_catalog(wh), access.SYSTEM)
     row = listed[listed["id"] == first.id].iloc[0]
     assert (row["message_zh"], row["message_en"]) == ("旧的文字", "the old text")
-    (read,) = [a for a in alerts.alerts_for(wh, service.SYSTEM, first.kpi_id, first.unit_id)
+    (read,) = [a for a in alerts.alerts_for(wh, access.SYSTEM, first.kpi_id, first.unit_id)
                if a.id == first.id]  # fmt: skip
     assert read.message("zh") == "旧的文字" and read.message("en") == "the old text"
     assert alerts.to_message(read)["text_en"] == "the old text"
@@ -536,10 +539,10 @@ def test_cli_alerts_json(tmp_path):
     assert "alerts" in cli("alerts", "--help").stdout
 
 
-def csv_import(wh, who=service.SYSTEM):
+def csv_import(wh, who=access.SYSTEM):
     data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
     prepared = intake.prepare(wh, [("v.csv", data)], who, today=date(2026, 11, 21))
-    return intake.commit(wh, prepared, who)
+    return service.commit_actuals(wh, prepared, who)
 
 
 def test_an_import_raises_alerts_for_its_months(demo_wh):
@@ -585,8 +588,8 @@ def test_the_commit_returns_before_the_alert_rules_finish(demo_wh, monkeypatch):
     events = "SELECT count(*), max(id) FROM alert_event"
     before = demo_wh.one(events)
     data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
-    prepared = intake.prepare(demo_wh, [("v.csv", data)], service.SYSTEM, today=date(2026, 11, 21))
-    committed = COMMIT(demo_wh, prepared, service.SYSTEM)  # the real one, not conftest's
+    prepared = intake.prepare(demo_wh, [("v.csv", data)], access.SYSTEM, today=date(2026, 11, 21))
+    committed = COMMIT(demo_wh, prepared, access.SYSTEM, after=AfterCommit)  # not conftest's
     assert started.wait(20)
     status = demo_wh.one("SELECT status FROM batch WHERE id = ?", [committed.batch_id])
     assert status == ("committed",) and not ran
@@ -600,7 +603,7 @@ def test_the_commit_returns_before_the_alert_rules_finish(demo_wh, monkeypatch):
 def test_an_import_pushes_its_new_alerts_in_the_background(demo_wh, receiver):
     """A webhook receiver on 127.0.0.1 gets the alerts a load raised, without the load waiting."""
     hook = receiver((200, {"ok": True}))
-    push.save_channel(demo_wh, service.SYSTEM, "ops", "webhook", f"{hook.base}/kpi",
+    push.save_channel(demo_wh, access.SYSTEM, "ops", "webhook", f"{hook.base}/kpi",
                       min_severity="low")  # fmt: skip
     csv_import(demo_wh)
     deadline = time.monotonic() + 20

@@ -3,13 +3,13 @@ units is not, until the month is complete or published (README, Alerts and pushe
 
 from __future__ import annotations
 
-from kpi_core import alerts, completeness, service
+from kpi_core import access, alerts, completeness, service
 from kpi_core.catalog import load_catalog
 from tests.test_completeness import LOAD_DAY, NOV, load_seven
 
 
 def _nov(wh, cat) -> dict[tuple[str | None, str], str]:
-    found = alerts.open_alerts(wh, cat, service.SYSTEM, kinds=["status", "anomaly"])
+    found = alerts.open_alerts(wh, cat, access.SYSTEM, kinds=["status", "anomaly"])
     found = found[found["period_label"] == "2026-11"]
     return {
         (k, u): kind for k, u, kind in zip(found["kpi"], found["unit"], found["kind"], strict=True)
@@ -23,7 +23,7 @@ def test_a_partial_month_judges_values_not_roll_ups(demo_wh):
     # Sales' revenue lacks South China: no light is judged on it (the issue's "409.0万元 red").
     assert ("REV", "SALES") not in nov
     # The regions' own revenue is in: judged as any value.
-    evaluated = alerts.evaluate(demo_wh, cat, service.SYSTEM, month=NOV, today=LOAD_DAY)
+    evaluated = alerts.evaluate(demo_wh, cat, access.SYSTEM, month=NOV, today=LOAD_DAY)
     judged = {(c.kpi_id, c.unit_id) for c in evaluated if c.kind in ("status", "anomaly")}
     regions = {cat.unit(code).id for code in ("SALES_E", "SALES_N")}
     assert any(u in regions for _, u in judged), judged
@@ -32,5 +32,5 @@ def test_a_partial_month_judges_values_not_roll_ups(demo_wh):
     # Published, the month is final: its roll-ups are judged (and alerted) like any other.
     analyst = service.actor(demo_wh, "analyst")
     completeness.publish(demo_wh, cat, analyst, cat.unit("GROUP").id, NOV)
-    alerts.run(demo_wh, service.SYSTEM, month=NOV, today=LOAD_DAY, push=False)
+    alerts.run(demo_wh, access.SYSTEM, month=NOV, today=LOAD_DAY, push=False)
     assert ("REV", "SALES") in _nov(demo_wh, cat)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from kpi_core import alerts, screen, service
+from kpi_core import access, alerts, screen
 from kpi_core.access import Scope
 from kpi_core.board import board, overview
 from kpi_core.catalog import load_catalog
@@ -19,7 +19,7 @@ OCTOBER = date(2026, 10, 1)  # the demo's last month
 def test_overview_board_wall_and_alerts_count_the_same_kpis(demo_wh):
     cat = load_catalog(demo_wh)
     ov = overview(demo_wh, cat, Scope.all(), Period("M", OCTOBER), today=TODAY, grace_days=5)
-    found = alerts.evaluate(demo_wh, cat, service.SYSTEM, today=TODAY)
+    found = alerts.evaluate(demo_wh, cat, access.SYSTEM, today=TODAY)
     rule = {(c.kpi_id, c.unit_id) for c in found if c.kind == "at_risk"}
     assert rule, "the demo has KPIs forecast to miss the year's target"
     assert set(ov.at_risk_pairs) == rule and ov.at_risk == len(rule)

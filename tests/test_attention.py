@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from kpi_core import alerts, attention, memo, service
-from kpi_core.board import board, data_range
+from kpi_core.actuals import data_range
+from kpi_core.board import board
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
 from kpi_core.periods import Period

@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from kpi_core import audit, backup, export, service, users, workbook
+from kpi_core import access, audit, backup, export, users, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
@@ -24,8 +24,8 @@ from kpi_core.migrations import MIGRATIONS
 from kpi_core.warehouse import Warehouse
 from tests.test_cli import cli
 
-ADMIN = service.SYSTEM
-HEAD = service.Actor("head_sales", "head", Scope(frozenset({1})))
+ADMIN = access.SYSTEM
+HEAD = access.Actor("head_sales", "head", Scope(frozenset({1})))
 
 
 def _change(wh: Warehouse, text: str) -> None:

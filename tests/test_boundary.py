@@ -25,7 +25,7 @@ SECRETS = f'[source_secrets]\nerp = "{SECRET}"\n'
 # at every run.
 PAGE_FAULTS = {
     "app.py": ("kpi_core.ui.overview", "data_range"),
-    "pages/1_Board.py": ("kpi_core.board", "data_range"),
+    "pages/1_Board.py": ("kpi_core.actuals", "data_range"),
     "pages/2_Upload.py": ("kpi_core.ui.upload", "load_section"),
     "pages/3_Sources.py": ("kpi_core.ui.sources", "source_picker"),
     "pages/4_Library.py": ("kpi_core.ui.library", "kpi_picker"),

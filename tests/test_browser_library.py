@@ -7,7 +7,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from kpi_core import definitions, service
+from kpi_core import access, library_edits
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import export_bytes
@@ -118,7 +118,7 @@ def test_place_on_a_scorecard_in_chinese(browser, library_app):
     no_traceback(page)
     shot(page, "library-place-zh")
     cat = catalog(tmp / "wh.duckdb")
-    children = definitions.children_of(cat, "SALES", None, TODAY.replace(day=1))
+    children = library_edits.children_of(cat, "SALES", None, TODAY.replace(day=1))
     assert ("SALES/CONVERSION", 0.0) in children
     page.close()
 
@@ -129,11 +129,11 @@ def test_import_a_kpi_system_workbook(browser, library_app):
     shutil.copy(tmp / "wh.duckdb", other)
     wh = Warehouse(other, linger=0)
     try:
-        definitions.save_kpi(
+        library_edits.save_kpi(
             wh,
             {"code": "NPS", "name_zh": "净推荐值", "name_en": "Net promoter score", "unit": "分",
              "direction": "up", "aggregation": "avg"},
-            service.SYSTEM,
+            access.SYSTEM,
         )  # fmt: skip
         (tmp / "system.xlsx").write_bytes(export_bytes(wh, Scope.all(), "zh"))
     finally:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from kpi_core import alerts, links, push, service
+from kpi_core import access, alerts, links, push
 from kpi_core.catalog import load_catalog
 from tests.browsing import settle
 from tests.test_browser import shot, start_app, visit
@@ -37,12 +37,12 @@ def pushed_link(demo_app, demo_wh, receiver, monkeypatch, tmp_path):
         monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "secrets.toml"))
         monkeypatch.setenv(links.ENV, demo_app)
         r = receiver((200, "ok"))
-        push.save_channel(demo_wh, service.SYSTEM, f"hook-{lang}", "webhook", f"{r.base}/h",
+        push.save_channel(demo_wh, access.SYSTEM, f"hook-{lang}", "webhook", f"{r.base}/h",
                           {"lang": lang})  # fmt: skip
         cat = load_catalog(demo_wh)
         [alert] = [
             a
-            for a in alerts.unpushed(demo_wh, cat, service.SYSTEM)
+            for a in alerts.unpushed(demo_wh, cat, access.SYSTEM)
             if (a.unit, a.kpi, a.kind) == ("SALES_S", "REV", "status")
         ]
         push.deliver(demo_wh, alerts.push_messages(demo_wh, [alert]), channels=[f"hook-{lang}"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kpi_core import i18n, kiosk, screen, service
+from kpi_core import access, i18n, kiosk, screen
 from kpi_core.warehouse import Warehouse
 from tests.browsing import settle
 from tests.test_browser import ROOT, start_app
@@ -86,7 +86,7 @@ def screen_app(tmp_path_factory, demo_file):
     shutil.copy(demo_file, tmp / "wh.duckdb")
     wh = Warehouse(tmp / "wh.duckdb", linger=0)
     for name in ("wall", "doomed"):
-        made = kiosk.create(wh, service.SYSTEM, name=name, units=["GROUP"], now=datetime.now())
+        made = kiosk.create(wh, access.SYSTEM, name=name, units=["GROUP"], now=datetime.now())
         TOKENS[name] = made.token
     wh.close()
     with pytest.MonkeyPatch.context() as mp:
@@ -193,9 +193,9 @@ def test_a_revoked_screen_stops_at_its_next_tick(browser, screen_app, artifacts)
     page = open_screen(browser, url, SIZES[0], "lang=en&rotate=5&refresh=10", screen="doomed")
     no_error(page)
     wh = Warehouse(tmp / "wh.duckdb", linger=0)  # the app lets go of the file between ticks
-    doomed = next(s for s in kiosk.list_screens(wh, service.SYSTEM) if s.name == "doomed")
+    doomed = next(s for s in kiosk.list_screens(wh, access.SYSTEM) if s.name == "doomed")
     assert doomed.last_seen_at is not None  # the open wall was seen
-    kiosk.revoke(wh, service.SYSTEM, doomed.id, datetime.now())
+    kiosk.revoke(wh, access.SYSTEM, doomed.id, datetime.now())
     wh.close()
     # Within the next tick or two, bounded: the notice replaces the slides.
     page.get_by_text(i18n.t("bs_revoked", "en")).wait_for(timeout=30_000)
@@ -224,7 +224,7 @@ def partial_app(tmp_path_factory, demo_file):
     wh = Warehouse(tmp / "wh.duckdb", linger=0)
     try:
         load_seven(wh)
-        made = kiosk.create(wh, service.SYSTEM, name="partial", units=["GROUP"], now=datetime.now())
+        made = kiosk.create(wh, access.SYSTEM, name="partial", units=["GROUP"], now=datetime.now())
         TOKENS["partial"] = made.token
     finally:
         wh.close()
@@ -270,7 +270,7 @@ def test_the_matrix_names_its_columns_and_a_department_fits_one_slide(
     """Production has the most KPIs of any department (10): its matrix on one slide, every
     column headed by its KPI's name or an abbreviation explained below, read from 4 m."""
     from kpi_core.catalog import load_catalog
-    from kpi_core.ui.screen import column_vmin, matrix_heads
+    from kpi_core.ui.slides import column_vmin, matrix_heads
 
     wh = Warehouse(demo_file, linger=0)
     try:

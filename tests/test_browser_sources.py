@@ -6,9 +6,8 @@ import pytest
 from playwright.sync_api import expect
 
 from kpi_core import workbook
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Scope
 from kpi_core.ingest import sources
-from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.browsing import settle

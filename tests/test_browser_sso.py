@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kpi_core import service, sessions
+from kpi_core import access, sessions
 from kpi_core.warehouse import Warehouse
 from tests.browsing import settle
 from tests.oidc_provider import OidcProvider
@@ -161,7 +161,7 @@ def test_single_sign_on_maps_email_group_or_refuses(browser, sso_app):
     # does not bring the session back; signing in again goes through the provider.
     wh = Warehouse(path, linger=0)
     try:
-        sessions.end_sessions(wh, service.SYSTEM, "liu.yang@example.com", now=datetime.now())
+        sessions.end_sessions(wh, access.SYSTEM, "liu.yang@example.com", now=datetime.now())
     finally:
         wh.close()
     page.goto(f"{base}/?lang=en")

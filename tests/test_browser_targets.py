@@ -14,7 +14,8 @@ from playwright.sync_api import expect
 
 from kpi_core import i18n, planning, service
 from kpi_core.access import Scope
-from kpi_core.board import board, data_range
+from kpi_core.actuals import data_range
+from kpi_core.board import board
 from kpi_core.catalog import load_catalog
 from kpi_core.library import Kpi
 from kpi_core.periods import Period

@@ -8,9 +8,8 @@ import pytest
 from openpyxl import Workbook
 
 from kpi_core import workbook
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Scope
 from kpi_core.ingest import files, profile
-from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.browsing import settle

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from streamlit.proto.Metric_pb2 import Metric
 
-from kpi_core import service, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.ingest import intake
 from kpi_core.system_import import import_system
@@ -34,10 +34,10 @@ def worse(tmp_path):
     wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
     import_system(wh, path, by="test", scope=Scope.all())
     prepared = intake.prepare(
-        wh, [("dec.csv", DECEMBER.encode())], service.SYSTEM, today=date(2025, 1, 10)
+        wh, [("dec.csv", DECEMBER.encode())], access.SYSTEM, today=date(2025, 1, 10)
     )
     assert not prepared.errors
-    intake.commit(wh, prepared, service.SYSTEM)
+    service.commit_actuals(wh, prepared, access.SYSTEM)
     wh.close()
     return tmp_path / "wh.duckdb"
 
@@ -79,7 +79,7 @@ def test_the_walls_trend_bars_say_their_light_in_a_shape_too(demo_wh):
     the light's shape, so colour is never the only signal."""
     from kpi_core import i18n, screen
     from kpi_core.catalog import load_catalog
-    from kpi_core.ui.screen import company_slide
+    from kpi_core.ui.slides import company_slide
 
     data = screen.screen_data(demo_wh, load_catalog(demo_wh), ["GROUP"], "en")
     html = company_slide(data, 0, 1)

@@ -1,9 +1,9 @@
 """Chart builders, asserted on their Vega-Lite specs (never on pixels)."""
 
 from kpi_core import board, charts
+from kpi_core.access import SYSTEM
 from kpi_core.catalog import load_catalog
 from kpi_core.periods import parse_period
-from kpi_core.service import SYSTEM
 
 
 def sales_board(wh):

@@ -10,7 +10,7 @@ from subprocess import PIPE
 
 import pytest
 
-from kpi_core import push, service, workbook
+from kpi_core import access, push, workbook
 from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
 
@@ -196,10 +196,10 @@ def test_a_value_far_away_is_refused_whatever_the_sheet_is_called(tmp_path, shee
     # The Library page's import: the same refusal, as the page shows it.
     library = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(f"""
-            from kpi_core import service, workbook
+            from kpi_core import access, service, workbook
             from kpi_core.warehouse import Warehouse
             try:
-                service.import_workbook(Warehouse({str(wh)!r}), {str(path)!r}, service.SYSTEM,
+                service.import_workbook(Warehouse({str(wh)!r}), {str(path)!r}, access.SYSTEM,
                                         dry_run=True)
             except workbook.WorkbookError as exc:
                 print(exc)
@@ -218,7 +218,7 @@ def test_an_import_whose_pushes_fail_waits_for_them_and_exits_cleanly(own_file, 
         pytest.fail("faketime is missing: apt-get install -y faketime", pytrace=False)
     down = receiver((500, {"error": "down for maintenance"}))
     wh = Warehouse(own_file, linger=0)
-    push.save_channel(wh, service.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low")
+    push.save_channel(wh, access.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low")
     wh.close()
     data = tmp_path / "visits.csv"
     data.write_text("period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n")

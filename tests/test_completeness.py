@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import alerts, completeness, service
+from kpi_core import access, alerts, completeness, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
@@ -52,10 +52,10 @@ SEVEN = """period,unit,kpi,value
 
 
 def load_seven(wh) -> None:
-    prepared = intake.prepare(wh, [("nov.csv", SEVEN.encode())], service.SYSTEM, today=LOAD_DAY)
+    prepared = intake.prepare(wh, [("nov.csv", SEVEN.encode())], access.SYSTEM, today=LOAD_DAY)
     assert len(prepared.errors) == 1 and len(prepared.rows) == 7
     # Waits for the alert rules run after the commit (also outside a test's own fixtures).
-    intake.commit(wh, prepared, service.SYSTEM, accept_invalid=True).wait_for_alerts()
+    service.commit_actuals(wh, prepared, access.SYSTEM, accept_invalid=True).wait_for_alerts()
 
 
 def test_every_month_of_the_demo_is_complete(demo_wh):
@@ -92,12 +92,12 @@ def test_seven_values_make_a_partial_month_that_is_not_the_default(demo_wh):
 
 
 def freshness_by_code(wh, cat, today) -> dict[str, str]:
-    rows = completeness.freshness(wh, cat, service.SYSTEM.scope, today, GRACE)
+    rows = completeness.freshness(wh, cat, access.SYSTEM.scope, today, GRACE)
     return {cat.units[f.unit_id].code: f.state for f in rows}
 
 
 def stale_by_code(wh, cat, today) -> dict[str, str]:
-    found = alerts.evaluate(wh, cat, service.SYSTEM, today=today, rules=alerts.load_rules(wh))
+    found = alerts.evaluate(wh, cat, access.SYSTEM, today=today, rules=alerts.load_rules(wh))
     return {cat.units[c.unit_id].code: c.state_key for c in found if c.kind == "stale"}
 
 
@@ -159,7 +159,7 @@ def test_a_published_department_counts_as_in_for_the_company(demo_wh):
     load_seven(demo_wh)
     cat = load_catalog(demo_wh)
     sales, group = cat.unit("SALES").id, cat.unit("GROUP").id
-    completeness.publish(demo_wh, cat, service.SYSTEM, sales, NOV)
+    completeness.publish(demo_wh, cat, access.SYSTEM, sales, NOV)
     assert completeness.month_status(demo_wh, cat, sales, NOV).state == completeness.PUBLISHED
     company = completeness.month_status(demo_wh, cat, group, NOV)
     assert company.state == completeness.PARTIAL
@@ -171,7 +171,7 @@ def test_a_closed_month_counts_as_published(demo_wh):
     load_seven(demo_wh)
     cat = load_catalog(demo_wh)
     group = cat.unit("GROUP").id
-    intake.lock_month(demo_wh, NOV, service.SYSTEM)
+    intake.lock_month(demo_wh, NOV, access.SYSTEM)
     assert completeness.month_status(demo_wh, cat, group, NOV).state == completeness.PUBLISHED
     assert completeness.settled_month(demo_wh, cat, [group], NOV) == NOV
 
@@ -185,7 +185,7 @@ def test_who_may_publish(demo_wh):
             completeness.publish(demo_wh, cat, who, sales, NOV)
         assert "cannot publish months — analysts and admins do" in str(refused.value)
         assert refused.value.text("zh").endswith("不能发布月份——这由数据分析员和管理员完成。")
-    narrow = service.Actor("sales_analyst", "analyst", Scope(frozenset(cat.descendants(sales))))
+    narrow = access.Actor("sales_analyst", "analyst", Scope(frozenset(cat.descendants(sales))))
     completeness.publish(demo_wh, cat, narrow, sales, NOV)
     with pytest.raises(ScopeError):
         completeness.publish(demo_wh, cat, narrow, prod, NOV)
@@ -216,18 +216,18 @@ def test_the_walls_change_compares_settled_months_only(demo_wh):
 
     load_seven(demo_wh)
     dec = "period,unit,kpi,value\n2026-12,SALES_E,VISITS,120\n"
-    prepared = intake.prepare(demo_wh, [("dec.csv", dec.encode())], service.SYSTEM, today=LOAD_DAY)
-    intake.commit(demo_wh, prepared, service.SYSTEM)
+    prepared = intake.prepare(demo_wh, [("dec.csv", dec.encode())], access.SYSTEM, today=LOAD_DAY)
+    service.commit_actuals(demo_wh, prepared, access.SYSTEM)
     cat = load_catalog(demo_wh)
     group = cat.unit("GROUP").id
-    completeness.publish(demo_wh, cat, service.SYSTEM, group, date(2026, 12, 1))
+    completeness.publish(demo_wh, cat, access.SYSTEM, group, date(2026, 12, 1))
     data = screen.screen_data(demo_wh, cat, ["GROUP"], "en", today=LOAD_DAY)
     company = data.companies[0]
     assert data.as_of == "2026-12" and company.previous_month == "2026-10"
-    october = evaluate(demo_wh, cat, service.SYSTEM.scope, [group], Period("M", OCT))[group]
+    october = evaluate(demo_wh, cat, access.SYSTEM.scope, [group], Period("M", OCT))[group]
     assert company.previous_score == october.score
     # Before December was published, the wall stayed on October, naming November as partial.
-    completeness.publish(demo_wh, cat, service.SYSTEM, group, date(2026, 12, 1), published=False)
+    completeness.publish(demo_wh, cat, access.SYSTEM, group, date(2026, 12, 1), published=False)
     data = screen.screen_data(demo_wh, cat, ["GROUP"], "en", today=LOAD_DAY)
     assert data.as_of == "2026-10" and data.companies[0].previous_month is None
     assert data.newer == "2026-12 partial 1/76"

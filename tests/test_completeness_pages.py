@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import completeness, kiosk, screen, service
+from kpi_core import access, completeness, kiosk, screen, service
 from kpi_core.catalog import load_catalog
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ROOT, ok, open_page
@@ -140,7 +140,7 @@ def test_the_wall_shows_the_complete_month_and_names_the_partial_one(
     w = WORDS[lang]
     wh = Warehouse(seven, linger=0)
     try:
-        token = kiosk.create(wh, service.SYSTEM, name="wall", units=["GROUP"], now=datetime.now())
+        token = kiosk.create(wh, access.SYSTEM, name="wall", units=["GROUP"], now=datetime.now())
     finally:
         wh.close()
     monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "no-secrets.toml"))

@@ -187,6 +187,26 @@ def test_roles_are_named_for_permissions_only_in_access():
     assert offenders == []
 
 
+def _type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node that may run: inside functions and classes too, but not the body of an
+    `if TYPE_CHECKING:` (names for hints only, never imported at run time)."""
+    out, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        out.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def core_imports(everywhere: bool = False) -> dict[str, set[str]]:
     """kpi_core module → the kpi_core modules it imports: at module level, or `everywhere`
     (inside functions too). `from kpi_core.x import y` counts as x.y when that is a module."""
@@ -204,7 +224,7 @@ def core_imports(everywhere: bool = False) -> dict[str, set[str]]:
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         found: set[str] = set()
-        for node in ast.walk(tree) if everywhere else tree.body:
+        for node in runtime_nodes(tree) if everywhere else tree.body:
             if isinstance(node, ast.Import):
                 found |= {known(a.name) for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module:
@@ -248,3 +268,139 @@ def test_push_never_imports_alerts():
     pushing = [m for m in graph if m == "kpi_core.push" or m.startswith("kpi_core.push.")]
     assert len(pushing) > 1
     assert [(m, sorted(graph[m])) for m in pushing if any("alerts" in n for n in graph[m])] == []
+
+
+def test_no_import_cycle_even_inside_functions():
+    """An import inside a function is a cycle put off, not avoided: the graph with every runtime
+    import (hints under `if TYPE_CHECKING:` aside) has no cycle either."""
+    assert cycle(core_imports(everywhere=True)) == []
+    hidden = ast.parse("if TYPE_CHECKING:\n    import a\ndef f():\n    import b\n")
+    found = {a.name for n in runtime_nodes(hidden) if isinstance(n, ast.Import) for a in n.names}
+    assert found == {"b"}
+
+
+def test_the_core_never_imports_the_ui():
+    graph = core_imports(everywhere=True)
+    offenders = [
+        (m, sorted(d for d in deps if d == "kpi_core.ui" or d.startswith("kpi_core.ui.")))
+        for m, deps in graph.items()
+        if m != "kpi_core.ui" and not m.startswith("kpi_core.ui.")
+    ]
+    assert [o for o in offenders if o[1]] == []
+
+
+def test_the_warehouse_builds_on_nothing_above_it():
+    """warehouse.py is the bottom layer: settings, errors and migrations only."""
+    below = {"kpi_core.settings", "kpi_core.errors", "kpi_core.migrations"}
+    graph = core_imports(everywhere=True)
+    assert graph["kpi_core.warehouse"] <= below, graph["kpi_core.warehouse"] - below
+    assert graph["kpi_core.migrations"] <= below, graph["kpi_core.migrations"] - below
+
+
+def ui_files() -> list[Path]:
+    return [
+        ROOT / "app.py",
+        *(ROOT / "pages").glob("*.py"),
+        *(ROOT / "kpi_core" / "ui").rglob("*.py"),
+    ]
+
+
+def surface_breaches(path: Path, surface: frozenset[str], names: frozenset[str]) -> list[str]:
+    """What a UI file imports from the core outside the documented surface (kpi_core's
+    UI_SURFACE), and any warehouse name beyond its handle (UI_WAREHOUSE_NAMES)."""
+    graph = core_imports(everywhere=True)
+    found = []
+    for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            wanted = [(a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            wanted = [(f"{node.module}.{a.name}", a.name) for a in node.names]
+        else:
+            continue
+        for full, name in wanted:
+            if not full.startswith("kpi_core.") or full.startswith("kpi_core.ui"):
+                continue
+            module = full if full in graph else full.rpartition(".")[0]
+            short = module.removeprefix("kpi_core.")
+            top = short.split(".")[0]
+            if (
+                short == "warehouse"
+                and (module == full or name not in names)
+                or short not in surface
+                and top not in surface
+            ):
+                found.append(f"{path.relative_to(ROOT)}: {full}")
+    return found
+
+
+def test_the_ui_imports_only_the_documented_surface():
+    """kpi_core/__init__.py lists the core modules the pages may use; anything else (or the
+    warehouse's internals) imported by a page or kpi_core/ui fails here."""
+    import kpi_core
+
+    breaches = [
+        b
+        for f in ui_files()
+        for b in surface_breaches(f, kpi_core.UI_SURFACE, kpi_core.UI_WAREHOUSE_NAMES)
+    ]
+    assert breaches == []
+    # The check itself: the board page without `board` in the surface breaks it.
+    page = ROOT / "pages" / "1_Board.py"
+    assert surface_breaches(page, kpi_core.UI_SURFACE - {"board"}, kpi_core.UI_WAREHOUSE_NAMES)
+    for name in kpi_core.UI_SURFACE:
+        module = ROOT / "kpi_core" / Path(*name.split("."))
+        assert module.with_suffix(".py").exists() or module.is_dir(), name
+
+
+# What runs SQL on a warehouse (or a cursor): none of it in the UI, which asks the core.
+_QUERIES = {"rows", "one", "df", "arrays", "execute", "transaction", "executemany", "sql"}
+
+
+def queries(path: Path) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)}:{n.lineno}"
+        for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _QUERIES
+    ]
+
+
+def test_the_ui_runs_no_query():
+    assert [q for f in ui_files() for q in queries(f)] == []
+    assert queries(ROOT / "kpi_core" / "users.py")  # the check finds the core's own queries
+
+
+def layout_names(readme: str) -> list[str]:
+    """The module and package paths README's layout section names under kpi_core/ (two spaces)
+    and kpi_core/ui/ (four): 'system_checks, _writer' is system_checks and system_writer,
+    'intake_panels/_frames' intake_panels and intake_frames, 'alerts/' a package."""
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    names = []
+    for line in block.splitlines():
+        m = re.match(r"^( {2}| {4})(\S.*?)(?: {2,}|$)", line)
+        if not m or not m.group(2).strip():
+            continue
+        folder = "kpi_core/ui/" if len(m.group(1)) == 4 else "kpi_core/"
+        previous = ""
+        for token in re.split(r",\s*|/(?=_)", m.group(2)):
+            token = token.strip()
+            if token.startswith("_"):
+                token = previous.split("_")[0] + token
+            previous = token
+            names.append(folder + token)
+    return names
+
+
+def test_the_readme_layout_names_only_what_exists():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    names = layout_names(readme)
+    assert {"kpi_core/system_writer", "kpi_core/ui/intake_frames", "kpi_core/alerts/"} <= set(names)
+    missing = [
+        n
+        for n in names
+        if not ((ROOT / n).is_dir() if n.endswith("/") else (ROOT / f"{n}.py").exists())
+    ]
+    assert missing == []
+    assert layout_names("## Layout\n```\n  nowhere, _else\n```\n") == [
+        "kpi_core/nowhere",
+        "kpi_core/nowhere_else",
+    ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kpi_core import service
+from kpi_core import access
 from kpi_core.access import Scope
 from kpi_core.errors import KpiError
 
@@ -32,8 +32,8 @@ def check(attempt: Callable[[], object], english: str, chinese: str) -> None:
 def test_alert_refusals(demo_wh):
     from kpi_core import alerts
 
-    viewer = service.Actor("li", "viewer", Scope.all())
-    admin = service.SYSTEM
+    viewer = access.Actor("li", "viewer", Scope.all())
+    admin = access.SYSTEM
     alert_id = demo_wh.one("SELECT min(id) FROM alert_event WHERE state = 'open'")[0]
     check(
         lambda: alerts.acknowledge(demo_wh, viewer, alert_id),
@@ -100,7 +100,7 @@ def test_lookups_scope_and_sessions(demo_wh):
     from kpi_core import catalog, completeness, sessions
 
     cat = catalog.load_catalog(demo_wh)
-    viewer = service.Actor("li", "viewer", Scope.all())
+    viewer = access.Actor("li", "viewer", Scope.all())
     check(lambda: cat.unit("NOPE"), "There is no org unit 'NOPE'.", "组织“NOPE”不存在。")
     check(lambda: cat.kpi("NOPE"), "There is no KPI 'NOPE'.", "指标“NOPE”不存在。")
     check(
@@ -128,7 +128,7 @@ def test_lookups_scope_and_sessions(demo_wh):
         "只有管理员可以结束其他用户的会话。",
     )
     check(
-        lambda: sessions.end_sessions(demo_wh, service.SYSTEM, "ghost", now=now),
+        lambda: sessions.end_sessions(demo_wh, access.SYSTEM, "ghost", now=now),
         "There is no user 'ghost'.",
         "用户“ghost”不存在。",
     )
@@ -138,7 +138,7 @@ def test_lookups_scope_and_sessions(demo_wh):
         "用户“li”（查看者）不能发布月份——这由数据分析员和管理员完成。",
     )
     check(
-        lambda: completeness.publish(demo_wh, cat, service.SYSTEM, 987654, date(2026, 10, 1)),
+        lambda: completeness.publish(demo_wh, cat, access.SYSTEM, 987654, date(2026, 10, 1)),
         "There is no org unit 987654.",
         "没有编号为 987654 的组织。",
     )
@@ -147,10 +147,10 @@ def test_lookups_scope_and_sessions(demo_wh):
 def test_trends_detail_planning_definitions(demo_wh):
     from datetime import date
 
-    from kpi_core import catalog, definitions, detail, grid_edits, planning, screen, trends
+    from kpi_core import catalog, detail, grid_edits, library_edits, planning, screen, trends
 
     cat = catalog.load_catalog(demo_wh)
-    viewer = service.Actor("li", "viewer", Scope.all())
+    viewer = access.Actor("li", "viewer", Scope.all())
     check(
         lambda: trends.month_range(date(2026, 5, 1), date(2026, 3, 1)),
         "The range ends (2026-03) before it starts (2026-05).",
@@ -182,7 +182,7 @@ def test_trends_detail_planning_definitions(demo_wh):
         "该目标没有版本 999。",
     )
     check(
-        lambda: definitions.save_kpi(demo_wh, {"code": "X"}, viewer),
+        lambda: library_edits.save_kpi(demo_wh, {"code": "X"}, viewer),
         "Only admins change the KPI library and scorecards.",
         "只有管理员可以修改指标库和考核表。",
     )
@@ -320,7 +320,7 @@ def test_command_line_refusals_are_coded(own_file):
     )
     check(
         lambda: months._publish(
-            wh, service.SYSTEM, argparse.Namespace(month="2027-01", unit=None, command="publish")
+            wh, access.SYSTEM, argparse.Namespace(month="2027-01", unit=None, command="publish")
         ),
         "nothing is loaded for 2027-01 (latest month with data: 2026-10) — load its actuals "
         "before publishing it",
@@ -332,7 +332,7 @@ def test_push_channel_refusals(demo_wh):
     """Every problem of a channel is a coded message; the refusal lists them the local way."""
     from kpi_core import push
 
-    admin = service.SYSTEM
+    admin = access.SYSTEM
     check(
         lambda: push.save_channel(
             demo_wh, admin, "", "slack", "https://hooks.slack.com/services/T/B/C", {"extra": 1}
@@ -374,7 +374,7 @@ def test_push_channel_refusals(demo_wh):
     check(
         lambda: push.save_channel(
             demo_wh,
-            service.Actor("li", "viewer", Scope.all()),
+            access.Actor("li", "viewer", Scope.all()),
             "x",
             "webhook",
             "https://x.example.com",
@@ -428,7 +428,7 @@ def test_grid_problems_are_coded(sales_wh):
     from kpi_core.catalog import load_catalog
 
     cat = load_catalog(sales_wh)
-    admin = service.SYSTEM
+    admin = access.SYSTEM
     form = planning.check_targets(sales_wh, cat, admin, [], None, " ", need_reason=True)
     assert [(p.column, str(p.message), p.message.render("zh")) for p in form] == [
         ("effective", "give the date the change takes effect", "请填写改动的生效日期"),

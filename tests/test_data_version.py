@@ -146,7 +146,7 @@ def test_a_target_save_is_seen_by_the_next_grid_and_board(sales_file):
     from datetime import date
 
     from kpi_core import planning
-    from kpi_core.service import SYSTEM
+    from kpi_core.access import SYSTEM
 
     wh = Warehouse(sales_file, linger=0)
     cat = load_catalog(wh)

@@ -10,8 +10,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from kpi_core import alerts, review, service
-from kpi_core.board import data_range
+from kpi_core import access, alerts, review, service
+from kpi_core.actuals import data_range
 from kpi_core.catalog import load_catalog
 from kpi_core.demo import demo_end
 from kpi_core.ingest import intake
@@ -43,17 +43,17 @@ def day_wh(request, tmp_path_factory):
 def test_a_new_user_sees_last_months_board_and_no_stale_data(day_wh):
     wh, today = day_wh
     cat = load_catalog(wh)
-    first, latest = data_range(wh, service.SYSTEM.scope, cat)
+    first, latest = data_range(wh, access.SYSTEM.scope, cat)
     assert latest == demo_end(today) == add_months(month_of(today), -1)
     assert add_months(first, 33) == latest
-    kinds = set(alerts.open_alerts(wh, cat, service.SYSTEM)["kind"])
+    kinds = set(alerts.open_alerts(wh, cat, access.SYSTEM)["kind"])
     assert "stale" not in kinds
     # the same rules judged again that morning still find nothing stale
-    found = alerts.evaluate(wh, cat, service.SYSTEM, today=today)
+    found = alerts.evaluate(wh, cat, access.SYSTEM, today=today)
     assert not [c for c in found if c.kind == "stale"]
     # last month has targets: the company's scorecard is scored, with full coverage
     group = cat.unit("GROUP")
-    res = evaluate(wh, cat, service.SYSTEM.scope, [group.id], Period("M", latest))[group.id]
+    res = evaluate(wh, cat, access.SYSTEM.scope, [group.id], Period("M", latest))[group.id]
     assert res.score is not None and res.coverage == pytest.approx(1.0)
     for _w, node in res.kpi_children():
         assert node.levels is not None, cat.kpis[node.kpi_id].code
@@ -63,7 +63,7 @@ def test_loading_this_month_is_allowed_and_next_month_is_the_future(day_wh):
     wh, today = day_wh
     this, nxt = month_of(today), add_months(month_of(today), 1)
     csv = f"period,unit,kpi,value\n{this:%Y-%m},SALES_E,VISITS,100\n{nxt:%Y-%m},SALES_E,VISITS,90\n"
-    prepared = intake.prepare(wh, [("m.csv", csv.encode())], service.SYSTEM, today=today)
+    prepared = intake.prepare(wh, [("m.csv", csv.encode())], access.SYSTEM, today=today)
     errors = [(f.row, f.message) for f in prepared.errors]
     assert len(errors) == 1, errors
     assert f"{nxt:%Y-%m}" in errors[0][1] and "future" in errors[0][1]
@@ -81,7 +81,7 @@ def test_an_action_is_overdue_from_the_day_after_it_was_due(day_wh):
     assert not on_the_day["overdue"].any()
     next_day = review.open_actions(wh, cat, head, today=today + timedelta(days=1))
     assert next_day["overdue"].any()
-    found = alerts.evaluate(wh, cat, service.SYSTEM, today=today + timedelta(days=1))
+    found = alerts.evaluate(wh, cat, access.SYSTEM, today=today + timedelta(days=1))
     assert [c for c in found if c.kind == "overdue"]
 
 
@@ -96,9 +96,9 @@ def test_stale_data_is_judged_after_the_grace_period(day_wh):
     after_grace = next_month + timedelta(days=grace + 1)
     assert alerts.due_month(within_grace, grace) == month_of(add_months(month_of(today), -1))
     assert alerts.due_month(after_grace, grace) == month_of(today)
-    assert not [c for c in alerts.evaluate(wh, cat, service.SYSTEM, today=within_grace)
+    assert not [c for c in alerts.evaluate(wh, cat, access.SYSTEM, today=within_grace)
                 if c.kind == "stale"]  # fmt: skip
-    late = [c for c in alerts.evaluate(wh, cat, service.SYSTEM, today=after_grace)
+    late = [c for c in alerts.evaluate(wh, cat, access.SYSTEM, today=after_grace)
             if c.kind == "stale"]  # fmt: skip
     assert late and {c.period for c in late} == {month_of(today)}
 

@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import service
+from kpi_core import access
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import definition_file, profile, sources
 from kpi_core.ingest.definition_file import DefinitionError
@@ -228,7 +228,7 @@ def test_source_commands_never_export_the_secret(own_file, tmp_path, monkeypatch
     mapping = Profile(**{**ERP.__dict__, "name": ""})
     warehouse = Warehouse(own_file, linger=0)
     try:
-        sources.save(warehouse, Source("erp", URL, QUERY, mapping), service.SYSTEM)
+        sources.save(warehouse, Source("erp", URL, QUERY, mapping), access.SYSTEM)
     finally:
         warehouse.close()
     wh = ["--warehouse", own_file, "--user", "analyst"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kpi_core import service, targets, workbook
+from kpi_core import access, service, targets, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.periods import parse_period
@@ -14,7 +14,7 @@ from kpi_core.system_import import import_system
 
 
 def card(wh, unit, period):
-    return service.score_unit(wh, service.SYSTEM, unit, parse_period(period))
+    return service.score_unit(wh, access.SYSTEM, unit, parse_period(period))
 
 
 def kpi(c, code):

@@ -5,7 +5,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from kpi_core import service, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.errors import ValidationError
 from kpi_core.periods import parse_period
@@ -97,7 +97,7 @@ def test_chinese_sheet_and_column_names(warehouse, tmp_path):
     path = tmp_path / "zh.xlsx"
     workbook.write(sales_system(), path, lang="zh")
     import_system(warehouse, path, by="test", scope=Scope.all())
-    card = service.score_unit(warehouse, service.SYSTEM, "SALES", parse_period("2024"))
+    card = service.score_unit(warehouse, access.SYSTEM, "SALES", parse_period("2024"))
     assert card["score"] == pytest.approx(
         (40 * 92 + 25 * 112 + 20 * 84 + 15 * (100 + 20 * (1740 / 1800 - 0.95) / 0.03)) / 100
     )
@@ -135,7 +135,7 @@ def test_dry_run_writes_nothing(warehouse, tmp_path):
     path = tmp_path / "ok.xlsx"
     workbook.write(sales_system(), path)
     before = table_counts(warehouse)
-    result = service.import_workbook(warehouse, path, service.SYSTEM, dry_run=True)
+    result = service.import_workbook(warehouse, path, access.SYSTEM, dry_run=True)
     assert result.dry_run and result.summary["kpis_new"] == 14
     assert result.summary["actuals_new"] == 144
     assert table_counts(warehouse) == before
@@ -160,11 +160,11 @@ def test_reimport_changes_only_what_changed_and_keeps_replaced_values(sales_wh, 
     )
     assert summary == fresh and len(summary) == 12
     # The safety incident is a veto: production's August and its year collapse to 0 / red.
-    aug = service.score_unit(sales_wh, service.SYSTEM, "PROD", parse_period("2024-08"))
+    aug = service.score_unit(sales_wh, access.SYSTEM, "PROD", parse_period("2024-08"))
     assert aug["score"] == 0 and aug["status"] == "red" and aug["vetoed_by"] == ["SAFETY"]
-    july = service.score_unit(sales_wh, service.SYSTEM, "PROD", parse_period("2024-07"))
+    july = service.score_unit(sales_wh, access.SYSTEM, "PROD", parse_period("2024-07"))
     assert july["score"] > 0
-    year = service.score_unit(sales_wh, service.SYSTEM, "PROD", parse_period("2024"))
+    year = service.score_unit(sales_wh, access.SYSTEM, "PROD", parse_period("2024"))
     assert year["status"] == "red" and year["vetoed_by"] == ["SAFETY"]
 
 
@@ -176,15 +176,15 @@ def test_target_change_is_a_new_version_and_past_months_keep_theirs(sales_wh, tm
     t.loc[t["kpi"] == "CSAT", "valid_from"] = "2024-07-01"
     path = tmp_path / "targets.xlsx"
     workbook.write({"targets": t}, path)
-    before_june = service.score_unit(sales_wh, service.SYSTEM, "SALES", parse_period("2024-06"))
+    before_june = service.score_unit(sales_wh, access.SYSTEM, "SALES", parse_period("2024-06"))
     import_system(sales_wh, path, by="head", scope=Scope.all())
     versions = sales_wh.rows(
         "SELECT version, target, valid_from FROM target t JOIN kpi k ON k.id = t.kpi_id "
         "WHERE k.code = 'CSAT' ORDER BY version"
     )
     assert versions == [(1, 90.0, date(2024, 1, 1)), (2, 86.0, date(2024, 7, 1))]
-    june = service.score_unit(sales_wh, service.SYSTEM, "SALES", parse_period("2024-06"))
-    july = service.score_unit(sales_wh, service.SYSTEM, "SALES", parse_period("2024-07"))
+    june = service.score_unit(sales_wh, access.SYSTEM, "SALES", parse_period("2024-06"))
+    july = service.score_unit(sales_wh, access.SYSTEM, "SALES", parse_period("2024-07"))
     assert june == before_june  # a later change leaves June judged as it was
     csat_july = next(k for k in july["kpis"] if k["kpi"] == "CSAT")
     assert csat_july["target"] == 86 and csat_july["score"] == pytest.approx(100 + 20 * 2 / 6)

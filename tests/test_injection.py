@@ -23,20 +23,20 @@ import pytest
 from kpi_core import (
     audit,
     auth,
-    definitions,
     export,
     formula,
+    library_edits,
     push,
     review,
+    service,
     users,
     workbook,
 )
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Actor, Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
 from kpi_core.ingest import intake, profile, sources, template
 from kpi_core.ingest.profile import Filter, Measure, Profile
-from kpi_core.service import SYSTEM, Actor
 from kpi_core.system_import import import_system
 from kpi_core.tree_view import dot_string
 from kpi_core.warehouse import Warehouse
@@ -107,9 +107,9 @@ def shown(text: str, cells: list[str]) -> bool:
 def payload_kpi(wh: Warehouse, name: str, code: str = "REV") -> None:
     """Rename a demo KPI (both languages) and give it a hostile caliber, owner and source."""
     cat = load_catalog(wh)
-    fields = definitions.fields_of(cat.kpi(code))
+    fields = library_edits.fields_of(cat.kpi(code))
     fields.update(name_zh=name, name_en=name, caliber=SCRIPT, owner=OR_TRUE, source=HYPERLINK)
-    definitions.save_kpi(wh, fields, SYSTEM)
+    library_edits.save_kpi(wh, fields, SYSTEM)
 
 
 def payload_unit(wh: Warehouse, code: str, name: str, tmp_path) -> None:
@@ -141,11 +141,11 @@ def poison(wh: Warehouse, text: str, tmp_path) -> None:
 def test_kpi_names_and_definitions_are_stored_literally(demo_wh):
     before = tables(demo_wh)
     cat = load_catalog(demo_wh)
-    base = definitions.fields_of(cat.kpi("REV"))
+    base = library_edits.fields_of(cat.kpi("REV"))
     for i, text in enumerate([*PAYLOADS, NUL]):
         code = f"INJ{i}"
         fields = dict(base, code=code, name_zh=text, name_en=text, caliber=text, owner=text[:200])
-        definitions.save_kpi(demo_wh, fields, SYSTEM)
+        library_edits.save_kpi(demo_wh, fields, SYSTEM)
         kpi = load_catalog(demo_wh).kpi(code)
         expected = "ab" if text == NUL else text  # a control character cannot be in a workbook
         assert (kpi.name_zh, kpi.name_en, kpi.caliber) == (expected, expected, expected)
@@ -156,7 +156,7 @@ def test_kpi_names_and_definitions_are_stored_literally(demo_wh):
     before = tables(demo_wh)
     for code in (DROP, OR_TRUE, SCRIPT, HYPERLINK):
         with pytest.raises(KpiError, match=r"Sheet 'kpis', row 2, column 'code'"):
-            definitions.save_kpi(demo_wh, dict(base, code=code), SYSTEM)
+            library_edits.save_kpi(demo_wh, dict(base, code=code), SYSTEM)
     intact(demo_wh, before)
 
 
@@ -234,17 +234,17 @@ def test_formula_parser_reads_odd_names_only_as_references(text, demo_wh):
 
     node = formula.parse(text)
     assert set(kinds(node)) <= {formula.Num, formula.Ref, formula.BinOp, formula.Neg}
-    assert "unknown" in (definitions.formula_problem(text, load_catalog(demo_wh), "X") or "")
+    assert "unknown" in (library_edits.formula_problem(text, load_catalog(demo_wh), "X") or "")
 
 
 def test_hostile_formula_kpi_is_refused(demo_wh):
     before = tables(demo_wh)
     cat = load_catalog(demo_wh)
-    base = definitions.fields_of(cat.kpi("OEE"))
+    base = library_edits.fields_of(cat.kpi("OEE"))
     for text in ("__import__('os').system('x')", "AVAIL; DROP TABLE kpi", "AVAIL' OR '1'='1"):
         with pytest.raises(KpiError, match="column 'formula'"):
-            definitions.save_kpi(demo_wh, dict(base, code="EVIL", formula=text), SYSTEM)
-        assert definitions.formula_problem(text, cat, "EVIL")
+            library_edits.save_kpi(demo_wh, dict(base, code="EVIL", formula=text), SYSTEM)
+        assert library_edits.formula_problem(text, cat, "EVIL")
     intact(demo_wh, before)
     assert demo_wh.one("SELECT formula FROM kpi WHERE code = 'OEE'")[0] == base["formula"]
 
@@ -334,7 +334,7 @@ def test_upload_cells_with_payloads_are_refused_naming_the_cell(demo_wh):
         assert hits, (row, column, errors)
     assert any(r == 9 for r, _ in errors)
     with pytest.raises(KpiError):
-        intake.commit(demo_wh, got, SYSTEM)
+        service.commit_actuals(demo_wh, got, SYSTEM)
     intact(demo_wh, before)
 
     # A CSV: a formula-looking value is refused by its cell; one with a NUL byte as a whole.
@@ -503,7 +503,7 @@ def test_dot_labels_quote_hostile_names():
 
 def test_big_screen_escapes_names_and_actions(own_file, tmp_path):
     from kpi_core import screen
-    from kpi_core.ui.screen import Params, pages, render
+    from kpi_core.ui.slides import Params, pages, render
 
     wh = Warehouse(own_file, linger=0)
     try:
@@ -581,9 +581,9 @@ def test_workbook_writers_never_write_a_formula():
 def test_kpi_system_export_is_neutralised_and_round_trips(demo_wh, tmp_path):
     names = [HYPERLINK, DDE, MINUS, AT, "'" + HYPERLINK, IMG, DROP]
     cat = load_catalog(demo_wh)
-    base = definitions.fields_of(cat.kpi("REV"))
+    base = library_edits.fields_of(cat.kpi("REV"))
     for i, text in enumerate(names):
-        definitions.save_kpi(
+        library_edits.save_kpi(
             demo_wh, dict(base, code=f"F{i}", name_zh=text, name_en=text, caliber=text), SYSTEM
         )
     payload_unit(demo_wh, "SALES", HYPERLINK, tmp_path)

@@ -18,7 +18,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from kpi_core import service, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
@@ -97,11 +97,11 @@ def prepared(path: Path, name: str, data: bytes) -> intake.Intake:
     before = sha256(path)
     wh = Warehouse(path, linger=0)
     try:
-        got = intake.prepare(wh, [(name, data)], service.SYSTEM, today=TODAY)
+        got = intake.prepare(wh, [(name, data)], access.SYSTEM, today=TODAY)
         in_chinese(got)
         if got.errors:
             with pytest.raises(intake.IntakeError, match="nothing was written"):
-                intake.commit(wh, got, service.SYSTEM)
+                service.commit_actuals(wh, got, access.SYSTEM)
     finally:
         wh.close()
     if got.errors:
@@ -313,7 +313,7 @@ def test_the_analyst_answers_the_question_and_the_answer_is_shown(company_file):
     before = sha256(company_file)
     wh = Warehouse(company_file, linger=0)
     try:
-        first = intake.prepare(wh, [("m.xlsx", data)], service.SYSTEM, today=TODAY)
+        first = intake.prepare(wh, [("m.xlsx", data)], access.SYSTEM, today=TODAY)
         asked = {b.key: b.problem for b in first.bindings}
         assert asked == {
             ("m.xlsx", "Cars", "header B (Margin)", "Margin"): "ambiguous",
@@ -323,7 +323,7 @@ def test_the_analyst_answers_the_question_and_the_answer_is_shown(company_file):
             ("m.xlsx", "Cars", "header B (Margin)", "Margin"): "CAR_MARGIN",
             ("m.xlsx", "Cars", "header C (Sales)", "Sales"): "CAR_SALES",
         }
-        got = intake.prepare(wh, [("m.xlsx", data)], service.SYSTEM, today=TODAY, choices=answers)
+        got = intake.prepare(wh, [("m.xlsx", data)], access.SYSTEM, today=TODAY, choices=answers)
         in_chinese(got)
     finally:
         wh.close()
@@ -340,7 +340,7 @@ def test_the_analyst_answers_the_question_and_the_answer_is_shown(company_file):
     wh = Warehouse(company_file, linger=0)
     try:
         with pytest.raises(KpiError, match="'NOPE' is not a KPI code") as refused:
-            intake.prepare(wh, [("m.xlsx", data)], service.SYSTEM, today=TODAY,
+            intake.prepare(wh, [("m.xlsx", data)], access.SYSTEM, today=TODAY,
                            choices={("m.xlsx", "Cars", "header B (Margin)", "Margin"): "NOPE"})  # fmt: skip
         in_chinese(refused.value)
         # All of it in Chinese, the column's place too (表头 B, not "header B").

@@ -6,7 +6,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from kpi_core import audit, push, scoring, service, targets
+from kpi_core import access, audit, push, scoring, service, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake
@@ -26,26 +26,26 @@ def visits(demo_wh) -> float:
 
 def test_month_closed_after_the_preview_takes_nothing(demo_wh):
     before = visits(demo_wh)
-    prepared = intake.prepare(demo_wh, [("v.csv", CSV)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(demo_wh, [("v.csv", CSV)], access.SYSTEM, today=TODAY)
     assert prepared.errors == [] and prepared.counts["changed"] == 1
-    intake.lock_month(demo_wh, date(2026, 9, 1), service.SYSTEM)
+    intake.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM)
     assert intake.closed_months(demo_wh) == [date(2026, 9, 1)]
     with pytest.raises(IntakeError, match="2026-09 is closed; nothing was written"):
-        intake.commit(demo_wh, prepared, service.SYSTEM)
+        service.commit_actuals(demo_wh, prepared, access.SYSTEM)
     assert visits(demo_wh) == before
     assert demo_wh.one("SELECT count(*) FROM batch WHERE kind = 'upload'") == (0,)
 
 
 def test_roll_back_into_a_closed_month_is_refused(demo_wh):
     before = visits(demo_wh)
-    prepared = intake.prepare(demo_wh, [("v.csv", CSV)], service.SYSTEM, today=TODAY)
-    batch = intake.commit(demo_wh, prepared, service.SYSTEM).batch_id
-    intake.lock_month(demo_wh, date(2026, 9, 1), service.SYSTEM)
+    prepared = intake.prepare(demo_wh, [("v.csv", CSV)], access.SYSTEM, today=TODAY)
+    batch = service.commit_actuals(demo_wh, prepared, access.SYSTEM).batch_id
+    intake.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM)
     with pytest.raises(IntakeError, match="2026-09 is closed"):
-        intake.rollback(demo_wh, batch, service.SYSTEM)
+        service.rollback_actuals(demo_wh, batch, access.SYSTEM)
     assert visits(demo_wh) == 123
-    intake.lock_month(demo_wh, date(2026, 9, 1), service.SYSTEM, locked=False)
-    assert intake.rollback(demo_wh, batch, service.SYSTEM) == {"restored": 1, "removed": 0}
+    intake.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM, locked=False)
+    assert service.rollback_actuals(demo_wh, batch, access.SYSTEM) == {"restored": 1, "removed": 0}
     assert visits(demo_wh) == before
     # The restored value belongs to the batch that first loaded it, not to the undone one.
     assert demo_wh.one("SELECT status FROM batch WHERE id = ?", [batch]) == ("rolled_back",)
@@ -54,20 +54,20 @@ def test_roll_back_into_a_closed_month_is_refused(demo_wh):
 
 def test_same_file_name_from_another_department_removes_nothing(demo_wh):
     sales = "period,unit,kpi,value\n2026-09,SALES_E,VISITS,123\n2026-09,SALES_N,VISITS,77\n"
-    intake.commit(
+    service.commit_actuals(
         demo_wh,
-        intake.prepare(demo_wh, [("月报.csv", sales.encode())], service.SYSTEM, today=TODAY),
-        service.SYSTEM,
+        intake.prepare(demo_wh, [("月报.csv", sales.encode())], access.SYSTEM, today=TODAY),
+        access.SYSTEM,
     )
     prod = b"period,unit,kpi,value\n2026-09,PROD_L1,OUTPUT,5000\n"
-    prepared = intake.prepare(demo_wh, [("月报.csv", prod)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(demo_wh, [("月报.csv", prod)], access.SYSTEM, today=TODAY)
     assert prepared.counts["removed"] == 0
     # The same department's corrected file does remove what it no longer lists.
     again = b"period,unit,kpi,value\n2026-09,SALES_E,VISITS,123\n"
-    prepared = intake.prepare(demo_wh, [("月报.csv", again)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(demo_wh, [("月报.csv", again)], access.SYSTEM, today=TODAY)
     assert prepared.counts["removed"] == 0  # SALES_N is not in this file: not touched
     fixed = "period,unit,kpi,value\n2026-09,SALES_E,ORDERS,40\n2026-09,SALES_N,ORDERS,30\n"
-    prepared = intake.prepare(demo_wh, [("月报.csv", fixed.encode())], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(demo_wh, [("月报.csv", fixed.encode())], access.SYSTEM, today=TODAY)
     assert prepared.counts == {
         "new": 0, "changed": 2, "unchanged": 0, "removed": 2, "invalid": 0
     }  # fmt: skip
@@ -75,7 +75,7 @@ def test_same_file_name_from_another_department_removes_nothing(demo_wh):
 
 def test_every_value_a_batch_and_its_roll_back_change_is_in_the_change_log(demo_wh):
     cat = load_catalog(demo_wh)
-    admin = service.Actor("admin", "admin", Scope.all())
+    admin = access.Actor("admin", "admin", Scope.all())
 
     def logged() -> list[tuple]:
         log = audit.entries(demo_wh, cat, admin, entities=["actual"]).astype(object)
@@ -84,16 +84,16 @@ def test_every_value_a_batch_and_its_roll_back_change_is_in_the_change_log(demo_
 
     before = visits(demo_wh)
     first = "period,unit,kpi,value\n2026-09,SALES_E,VISITS,123\n2026-09,SALES_N,VISITS,77\n"
-    intake.commit(
+    service.commit_actuals(
         demo_wh,
-        intake.prepare(demo_wh, [("月报.csv", first.encode())], service.SYSTEM, today=TODAY),
-        service.SYSTEM,
+        intake.prepare(demo_wh, [("月报.csv", first.encode())], access.SYSTEM, today=TODAY),
+        access.SYSTEM,
     )
     start = logged()
     # The corrected file: one value changes, one is new, and SALES_N's visits go.
     fixed = b"period,unit,kpi,value\n2026-09,SALES_E,VISITS,124.5\n2026-09,SALES_N,ORDERS,30\n"
-    prepared = intake.prepare(demo_wh, [("月报.csv", fixed)], service.SYSTEM, today=TODAY)
-    done = intake.commit(demo_wh, prepared, service.SYSTEM)
+    prepared = intake.prepare(demo_wh, [("月报.csv", fixed)], access.SYSTEM, today=TODAY)
+    done = service.commit_actuals(demo_wh, prepared, access.SYSTEM)
     orders = demo_wh.one(
         """SELECT a.value FROM actual a JOIN kpi k ON k.id = a.kpi_id JOIN org_unit u
            ON u.id = a.unit_id WHERE k.code = 'ORDERS' AND u.code = 'SALES_N'
@@ -107,7 +107,7 @@ def test_every_value_a_batch_and_its_roll_back_change_is_in_the_change_log(demo_
         ("system", "SALES_N/ORDERS/2026-09", old_orders, "30.0", why),
         ("system", "SALES_N/VISITS/2026-09", "77.0", None, why),
     ]
-    intake.rollback(demo_wh, done.batch_id, admin, "wrong file")
+    service.rollback_actuals(demo_wh, done.batch_id, admin, "wrong file")
     assert sorted(set(logged()) - set(start))[:3] == [
         ("admin", "SALES_E/VISITS/2026-09", "124.5", "123.0", "wrong file"),
         ("admin", "SALES_N/ORDERS/2026-09", "30.0", old_orders, "wrong file"),
@@ -128,7 +128,7 @@ def test_lights_before_and_after_of_new_changed_and_removed_values(demo_wh):
         b"period,unit,kpi,value\n2026-11,SALES_E,REV,1\n2026-11,SALES_E,VISITS,999\n"
         b"2026-09,SALES_E,VISITS,0\n2026-11,SALES_E,ORDERS,20\n"  # ORDERS: no target, no light
     )
-    prepared = intake.prepare(demo_wh, [("m.csv", first)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(demo_wh, [("m.csv", first)], access.SYSTEM, today=TODAY)
     assert prepared.counts == {"new": 3, "changed": 1, "unchanged": 0, "removed": 0, "invalid": 0}
     lights = light_pairs(demo_wh, prepared)
     assert lights["REV", "2026-11"] == ("grey", "red")  # new, far below its target
@@ -141,10 +141,10 @@ def test_lights_before_and_after_of_new_changed_and_removed_values(demo_wh):
     for diff in (prepared.diff.iloc[::-1], prepared.diff.sort_values("old", na_position="last")):
         got = intake._effects(demo_wh, cat, diff.reset_index(drop=True))
         assert sorted(map(tuple, got[["before", "after"]].to_numpy())) == sorted(lights.values())
-    intake.commit(demo_wh, prepared, service.SYSTEM)
+    service.commit_actuals(demo_wh, prepared, access.SYSTEM)
 
     again = b"period,unit,kpi,value\n2026-11,SALES_E,REV,1\n2026-09,SALES_E,VISITS,0\n"
-    prepared = intake.prepare(demo_wh, [("m.csv", again)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(demo_wh, [("m.csv", again)], access.SYSTEM, today=TODAY)
     assert prepared.counts["removed"] == 2 and prepared.counts["unchanged"] == 2
     assert light_pairs(demo_wh, prepared) == {("VISITS", "2026-11"): ("green", "grey")}
     assert light_pairs(demo_wh, prepared) == reference_lights(demo_wh, prepared)
@@ -180,11 +180,11 @@ def test_finish_waits_for_the_pushes_and_stops_their_retries_at_its_bound(demo_w
     returns (its attempts all logged)."""
     down = receiver((500, {"error": "down"}))
     push.save_channel(
-        demo_wh, service.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low"
+        demo_wh, access.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low"
     )
     data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
-    prepared = intake.prepare(demo_wh, [("v.csv", data)], service.SYSTEM, today=TODAY)
-    committed = intake.commit(demo_wh, prepared, service.SYSTEM)
+    prepared = intake.prepare(demo_wh, [("v.csv", data)], access.SYSTEM, today=TODAY)
+    committed = service.commit_actuals(demo_wh, prepared, access.SYSTEM)
     assert committed.finish(0.2) is False  # the first back-off alone is longer
     assert not [t for t in threading.enumerate() if t.name.startswith("push-batch-")]
     logged = demo_wh.one("SELECT count(*), max(attempt) FROM push_log WHERE channel = 'ops'")
@@ -195,9 +195,73 @@ def test_finish_waits_for_the_pushes_and_stops_their_retries_at_its_bound(demo_w
 def test_finish_returns_once_every_retry_is_made(demo_wh, receiver):
     down = receiver((500, {"error": "down"}), (500, {"error": "down"}), (200, {"ok": True}))
     push.save_channel(
-        demo_wh, service.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low"
+        demo_wh, access.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low"
     )
     data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
-    prepared = intake.prepare(demo_wh, [("v.csv", data)], service.SYSTEM, today=TODAY)
-    assert intake.commit(demo_wh, prepared, service.SYSTEM).finish(60) is True
+    prepared = intake.prepare(demo_wh, [("v.csv", data)], access.SYSTEM, today=TODAY)
+    assert service.commit_actuals(demo_wh, prepared, access.SYSTEM).finish(60) is True
     assert demo_wh.one("SELECT bool_or(ok) FROM push_log WHERE channel = 'ops'") == (True,)
+
+
+def test_a_commit_without_a_hook_starts_nothing(demo_wh):
+    """The intake's commit knows nothing of alerts: only the hook the service layer supplies
+    runs the rules (service.commit_actuals)."""
+    data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
+    events = "SELECT count(*) FROM alert_event"
+    before = demo_wh.one(events)
+    prepared = intake.prepare(demo_wh, [("v.csv", data)], access.SYSTEM, today=TODAY)
+    assert intake.commit(demo_wh, prepared, access.SYSTEM).batch_id is not None
+    assert demo_wh.one(events) == before
+    again = data.replace(b",1\n", b",2\n")
+    prepared = intake.prepare(demo_wh, [("w.csv", again)], access.SYSTEM, today=TODAY)
+    service.commit_actuals(demo_wh, prepared, access.SYSTEM)
+    assert demo_wh.one(events) != before  # the load's red VISITS raised something
+
+
+def test_the_hooks_run_once_the_transaction_is_committed(demo_wh):
+    """What the hook sees through its own cursor is the committed batch, and for a roll-back the
+    rolled-back status: the hooks run outside the writer's transaction."""
+    seen = []
+
+    class Nothing:
+        def wait_for_alerts(self) -> None:
+            return None
+
+        def finish(self, timeout: float) -> bool:
+            return True
+
+    def after(wh, who, batch_id, months):
+        seen.append((wh.one("SELECT status FROM batch WHERE id = ?", [batch_id])[0], months))
+        return Nothing()
+
+    prepared = intake.prepare(demo_wh, [("v.csv", CSV)], access.SYSTEM, today=TODAY)
+    batch = intake.commit(demo_wh, prepared, access.SYSTEM, after=after).batch_id
+    intake.rollback(demo_wh, batch, access.SYSTEM, after=after)
+    assert seen == [("committed", [date(2026, 9, 1)]), ("rolled_back", [date(2026, 9, 1)])]
+
+
+def test_a_failing_push_never_undoes_the_commit(demo_wh, receiver):
+    """A receiver answering 500 to every attempt: the batch stands, its alerts are stored, and
+    every attempt is in the push log as failed."""
+    down = receiver((500, {"error": "down"}))
+    push.save_channel(
+        demo_wh, access.SYSTEM, "ops", "webhook", f"{down.base}/kpi", min_severity="low"
+    )
+    data = b"period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n"
+    prepared = intake.prepare(demo_wh, [("v.csv", data)], access.SYSTEM, today=TODAY)
+    committed = service.commit_actuals(demo_wh, prepared, access.SYSTEM)
+    assert committed.finish(60) is True  # every retry made, all refused
+    assert down.requests
+    assert demo_wh.one("SELECT bool_or(ok), count(*) FROM push_log WHERE channel = 'ops'") == (
+        False,
+        len(down.requests),
+    )
+    status = demo_wh.one("SELECT status FROM batch WHERE id = ?", [committed.batch_id])
+    assert status == ("committed",)
+    value = demo_wh.one(
+        """SELECT a.value FROM actual a JOIN kpi k ON k.id = a.kpi_id
+           JOIN org_unit u ON u.id = a.unit_id
+           WHERE k.code = 'VISITS' AND u.code = 'SALES_E' AND a.period = DATE '2026-10-01'"""
+    )
+    assert value == (1.0,)
+    assert demo_wh.one("SELECT count(*) FROM alert_event WHERE period = DATE '2026-10-01'")[0]

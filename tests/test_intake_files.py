@@ -19,7 +19,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from kpi_core import service
+from kpi_core import access, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
@@ -36,14 +36,14 @@ HEADER = ["period", "unit", "kpi", "value"]
 
 
 @pytest.fixture(scope="module")
-def sales_analyst(demo_file) -> service.Actor:
+def sales_analyst(demo_file) -> access.Actor:
     wh = Warehouse(demo_file, linger=0)
     try:
         cat = load_catalog(wh)
         sales = frozenset(cat.descendants(cat.unit("SALES").id))
     finally:
         wh.close()
-    return service.Actor("analyst_sales", "analyst", Scope(sales))
+    return access.Actor("analyst_sales", "analyst", Scope(sales))
 
 
 def sha256(path: Path) -> str:
@@ -86,9 +86,7 @@ class Refusal:
         return hits[0]
 
 
-def refuse(
-    path: Path, name: str, data: bytes, who: service.Actor = service.SYSTEM, **kw
-) -> Refusal:
+def refuse(path: Path, name: str, data: bytes, who: access.Actor = access.SYSTEM, **kw) -> Refusal:
     """Prepare (and, when prepare gets that far, commit) must refuse; the file stays as it was.
 
     The warehouse is opened for the attempt and closed before hashing, so the hash sees
@@ -105,7 +103,7 @@ def refuse(
         else:
             assert prepared.errors, f"{name} should have been refused: {prepared.findings}"
             with pytest.raises(intake.IntakeError, match="nothing was written") as refused:
-                intake.commit(wh, prepared, who)
+                service.commit_actuals(wh, prepared, who)
             in_chinese(prepared, refused.value)
             result = Refusal(None, prepared)
     finally:
@@ -261,19 +259,19 @@ def looping_cfb() -> bytes:
 
 
 def test_intake_refusals_are_coded_messages(demo_file):
-    viewer = service.Actor("v", "viewer", Scope.all())
+    viewer = access.Actor("v", "viewer", Scope.all())
     wh = Warehouse(demo_file, linger=0)
     try:
         with pytest.raises(intake.IntakeError) as none:
-            intake.prepare(wh, [], service.SYSTEM, today=TODAY)
+            intake.prepare(wh, [], access.SYSTEM, today=TODAY)
         bad = xlsx({"2026-09": [["unit", "kpi", "value"], ["SALES_E", "REV", "lots"]]})
-        prepared = intake.prepare(wh, [("bad.xlsx", bad)], service.SYSTEM, today=TODAY)
+        prepared = intake.prepare(wh, [("bad.xlsx", bad)], access.SYSTEM, today=TODAY)
         with pytest.raises(intake.IntakeError) as errors:
-            intake.commit(wh, prepared, service.SYSTEM)
+            intake.commit(wh, prepared, access.SYSTEM)
         with pytest.raises(ScopeError) as viewer_loads:
             intake.commit(wh, prepared, viewer)
         with pytest.raises(NotFoundError) as no_batch:
-            intake.rollback(wh, 999_999, service.SYSTEM)
+            intake.rollback(wh, 999_999, access.SYSTEM)
         with pytest.raises(ScopeError) as closing:
             intake.lock_month(wh, date(2026, 9, 1), viewer)
     finally:
@@ -296,7 +294,7 @@ def test_an_upload_says_its_steps_in_either_language(demo_file):
     wh = Warehouse(demo_file, linger=0)
     try:
         intake.prepare(
-            wh, [("good.xlsx", good_xlsx())], service.SYSTEM, today=TODAY,
+            wh, [("good.xlsx", good_xlsx())], access.SYSTEM, today=TODAY,
             progress=lambda fraction, step: steps.append(step),
         )  # fmt: skip
     finally:
@@ -725,7 +723,7 @@ def test_formulas_whose_result_is_empty_text_are_blanks(own_file):
     data = with_empty_text_results(xlsx({"2026-09": rows}), ["C3", "C4"])
     wh = Warehouse(own_file, linger=0)
     try:
-        prepared = intake.prepare(wh, [("tracker.xlsx", data)], service.SYSTEM, today=TODAY)
+        prepared = intake.prepare(wh, [("tracker.xlsx", data)], access.SYSTEM, today=TODAY)
         in_chinese(prepared)
         assert [f for f in prepared.findings if f.severity != "info"] == []
         cat = load_catalog(wh)
@@ -827,7 +825,7 @@ def test_merged_range_reaching_far_past_the_data(demo_file):
     wh = Warehouse(demo_file, linger=0)
     try:
         data = zip_of({**PARTS, "xl/worksheets/sheet1.xml": sheet})
-        prepared = intake.prepare(wh, [("merged.xlsx", data)], service.SYSTEM, today=TODAY)
+        prepared = intake.prepare(wh, [("merged.xlsx", data)], access.SYSTEM, today=TODAY)
     finally:
         wh.close()
     in_chinese(prepared)
@@ -853,7 +851,7 @@ def test_every_row_invalid(demo_file):
 def test_duplicate_rows_with_the_same_value_keep_one(own_file):
     rows = [HEADER, ["2026-11", "SALES_E", "REV", 7], ["2026-11", "华东大区", "营业收入", 7]]
     wh = Warehouse(own_file, linger=0)
-    prepared = intake.prepare(wh, [("dup.xlsx", xlsx({"S": rows}))], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(wh, [("dup.xlsx", xlsx({"S": rows}))], access.SYSTEM, today=TODAY)
     in_chinese(prepared)
     assert prepared.errors == []
     (f,) = prepared.warnings
@@ -861,7 +859,7 @@ def test_duplicate_rows_with_the_same_value_keep_one(own_file):
     assert "repeats sheet 'S' row 2 with the same value" in f.message
     # One copy loads, and the repeat is not counted as invalid.
     assert prepared.counts == {"new": 1, "changed": 0, "unchanged": 0, "removed": 0, "invalid": 0}
-    intake.commit(wh, prepared, service.SYSTEM)
+    service.commit_actuals(wh, prepared, access.SYSTEM)
     assert wh.rows(
         "SELECT value FROM actual a JOIN kpi k ON k.id = a.kpi_id JOIN org_unit u "
         "ON u.id = a.unit_id WHERE k.code = 'REV' AND u.code = 'SALES_E' "
@@ -936,7 +934,7 @@ def test_future_period(demo_file):
 
 def test_locked_period(own_file):
     wh = Warehouse(own_file, linger=0)
-    intake.lock_month(wh, date(2026, 9, 1), service.SYSTEM)
+    intake.lock_month(wh, date(2026, 9, 1), access.SYSTEM)
     wh.close()
     rows = [HEADER, ["2026-09", "SALES_E", "REV", 1]]
     got = refuse(own_file, "locked.xlsx", xlsx({"S": rows}))
@@ -1011,7 +1009,7 @@ def test_commit_with_errors_only_when_accepted_and_then_only_valid_rows(own_file
     ]
     data = xlsx({"S": rows})
     wh = Warehouse(own_file, linger=0)
-    prepared = intake.prepare(wh, [("partly.xlsx", data)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(wh, [("partly.xlsx", data)], access.SYSTEM, today=TODAY)
     assert len(prepared.errors) == 2 and prepared.counts["invalid"] == 2
     wh.close()
     before = sha256(own_file)
@@ -1019,12 +1017,12 @@ def test_commit_with_errors_only_when_accepted_and_then_only_valid_rows(own_file
     with pytest.raises(
         intake.IntakeError, match=r"2 problem\(s\) found; nothing was written"
     ) as refused:
-        intake.commit(wh, prepared, service.SYSTEM)
+        service.commit_actuals(wh, prepared, access.SYSTEM)
     wh.close()
     in_chinese(prepared, refused.value)
     assert sha256(own_file) == before
     wh = Warehouse(own_file, linger=0)
-    done = intake.commit(wh, prepared, service.SYSTEM, accept_invalid=True)
+    done = service.commit_actuals(wh, prepared, access.SYSTEM, accept_invalid=True)
     assert done.batch_id is not None
     assert done.counts == {"new": 2, "changed": 0, "unchanged": 0, "removed": 0, "invalid": 2}
     got = wh.rows(
@@ -1042,11 +1040,11 @@ def test_accepting_invalid_rows_with_nothing_valid_still_writes_nothing(own_file
     data = xlsx({"S": [HEADER, ["2026-11", "SALES_X", "REV", 1]]})
     before = sha256(own_file)
     wh = Warehouse(own_file, linger=0)
-    prepared = intake.prepare(wh, [("none.xlsx", data)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(wh, [("none.xlsx", data)], access.SYSTEM, today=TODAY)
     with pytest.raises(
         intake.IntakeError, match="No valid value to load; nothing was written"
     ) as refused:
-        intake.commit(wh, prepared, service.SYSTEM, accept_invalid=True)
+        service.commit_actuals(wh, prepared, access.SYSTEM, accept_invalid=True)
     wh.close()
     in_chinese(prepared, refused.value)
     assert sha256(own_file) == before
@@ -1059,10 +1057,10 @@ def loads(path: Path, name: str, data: bytes) -> dict[tuple[str, str, str], floa
     """Prepare without errors or warnings and commit; the values stored for what was sent."""
     wh = Warehouse(path, linger=0)
     try:
-        prepared = intake.prepare(wh, [(name, data)], service.SYSTEM, today=TODAY)
+        prepared = intake.prepare(wh, [(name, data)], access.SYSTEM, today=TODAY)
         in_chinese(prepared)
         assert [f for f in prepared.findings if f.severity != "info"] == []
-        done = intake.commit(wh, prepared, service.SYSTEM)
+        done = service.commit_actuals(wh, prepared, access.SYSTEM)
         assert done.batch_id is not None
         got = wh.rows(
             "SELECT u.code, k.code, strftime(period, '%Y-%m'), value FROM actual a "

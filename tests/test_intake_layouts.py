@@ -14,7 +14,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from kpi_core import service
+from kpi_core import access, service
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import files, intake, layout
 from kpi_core.ingest.names import Names
@@ -45,7 +45,7 @@ def found(path: Path, name: str, data: bytes) -> list[Row]:
     """What prepare finds in the file, with no error or warning about it."""
     wh = Warehouse(path, linger=0)
     try:
-        prepared = intake.prepare(wh, [(name, data)], service.SYSTEM, today=TODAY)
+        prepared = intake.prepare(wh, [(name, data)], access.SYSTEM, today=TODAY)
         cat = load_catalog(wh)
     finally:
         wh.close()
@@ -565,7 +565,7 @@ def test_plain_rows_and_everything_between_them_keep_their_places(demo_file):
     )
     wh = Warehouse(demo_file, linger=0)
     try:
-        prepared = intake.prepare(wh, [("runs.xlsx", data)], service.SYSTEM, today=TODAY)
+        prepared = intake.prepare(wh, [("runs.xlsx", data)], access.SYSTEM, today=TODAY)
         cat = load_catalog(wh)
     finally:
         wh.close()
@@ -717,7 +717,7 @@ def stored(wh: Warehouse, month: str) -> dict[tuple[str, str], tuple[float, int]
 
 def prepare(wh: Warehouse, data: bytes) -> intake.Intake:
     # The same file name each time: the same source, whose earlier values it replaces.
-    prepared = intake.prepare(wh, [("sales_2026-10.xlsx", data)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(wh, [("sales_2026-10.xlsx", data)], access.SYSTEM, today=TODAY)
     in_chinese(prepared)
     assert prepared.errors == [] and prepared.warnings == []
     return prepared
@@ -750,7 +750,7 @@ def test_the_same_file_twice_changes_nothing(own_file):
     wh = Warehouse(own_file, linger=0)
     first = prepare(wh, FIRST)
     assert first.counts == {"new": 0, "changed": 4, "unchanged": 0, "removed": 0, "invalid": 0}
-    done = intake.commit(wh, first, service.SYSTEM)
+    done = service.commit_actuals(wh, first, access.SYSTEM)
     assert done.batch_id is not None
     again = prepare(wh, FIRST)
     assert again.counts == {"new": 0, "changed": 0, "unchanged": 4, "removed": 0, "invalid": 0}
@@ -758,7 +758,7 @@ def test_the_same_file_twice_changes_nothing(own_file):
     wh.close()
     before = sha256(own_file)
     wh = Warehouse(own_file, linger=0)
-    repeat = intake.commit(wh, again, service.SYSTEM)
+    repeat = service.commit_actuals(wh, again, access.SYSTEM)
     wh.close()
     assert repeat.batch_id is None  # nothing to write, and nothing written
     assert sha256(own_file) == before
@@ -772,7 +772,7 @@ def test_corrected_file_then_rollbacks_restore_exactly(own_file):
     }
     assert {b for _, b in demo.values()} == {1}  # all from the demo workbook's batch
 
-    first = intake.commit(wh, prepare(wh, FIRST), service.SYSTEM)
+    first = service.commit_actuals(wh, prepare(wh, FIRST), access.SYSTEM)
     after_first = stored(wh, "2026-10")
     assert after_first == {
         **demo,
@@ -786,7 +786,7 @@ def test_corrected_file_then_rollbacks_restore_exactly(own_file):
     assert corrected.counts == {
         "new": 0, "changed": 1, "unchanged": 2, "removed": 1, "invalid": 0
     }  # fmt: skip
-    second = intake.commit(wh, corrected, service.SYSTEM)
+    second = service.commit_actuals(wh, corrected, access.SYSTEM)
     assert second.counts["changed"] == 1 and second.counts["removed"] == 1
     after_second = stored(wh, "2026-10")
     expected = {**after_first, ("SALES_N", "REV"): (4_250_000.0, second.batch_id)}
@@ -800,15 +800,21 @@ def test_corrected_file_then_rollbacks_restore_exactly(own_file):
     with pytest.raises(
         intake.IntakeError, match=f"{second.batch_id} changed some of the same"
     ) as refused:
-        intake.rollback(wh, first.batch_id, service.SYSTEM)
+        service.rollback_actuals(wh, first.batch_id, access.SYSTEM)
     wh.close()
     in_chinese(refused.value)
     assert sha256(own_file) == before
 
     wh = Warehouse(own_file, linger=0)
-    assert intake.rollback(wh, second.batch_id, service.SYSTEM) == {"restored": 2, "removed": 0}
+    assert service.rollback_actuals(wh, second.batch_id, access.SYSTEM) == {
+        "restored": 2,
+        "removed": 0,
+    }
     assert stored(wh, "2026-10") == after_first
-    assert intake.rollback(wh, first.batch_id, service.SYSTEM) == {"restored": 4, "removed": 0}
+    assert service.rollback_actuals(wh, first.batch_id, access.SYSTEM) == {
+        "restored": 4,
+        "removed": 0,
+    }
     assert stored(wh, "2026-10") == demo
     statuses = dict(wh.rows("SELECT id, status FROM batch WHERE kind = 'upload'"))
     wh.close()

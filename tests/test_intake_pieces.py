@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 import pytest
 
-from kpi_core import service
+from kpi_core import access
 from kpi_core.ingest import files, intake, xlsx
 from kpi_core.warehouse import Warehouse
 from tests.test_intake_files import PARTS, TODAY, x_sheet, x_text, zip_of
@@ -186,7 +186,7 @@ def test_an_intake_of_pieces_is_the_intake_of_the_whole(own_file, monkeypatch):
             with monkeypatch.context() as m:
                 m.setattr(xlsx, "SPLIT_BYTES", 1 if pieces > 1 else 10**12)
                 m.setattr(xlsx, "_cores", lambda n=pieces: n)
-                got[pieces] = intake.prepare(wh, [("cut.xlsx", data)], service.SYSTEM, today=TODAY)
+                got[pieces] = intake.prepare(wh, [("cut.xlsx", data)], access.SYSTEM, today=TODAY)
     finally:
         wh.close()
     whole, cut = got[1], got[3]

@@ -12,7 +12,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from kpi_core import actuals, service, workbook
+from kpi_core import access, actuals, service, workbook
 from kpi_core.access import Scope
 from kpi_core.ingest import intake, sources
 from kpi_core.ingest.profile import Measure, Profile
@@ -50,9 +50,9 @@ def csv_of(rows: pd.DataFrame) -> bytes:
 
 
 def load(wh, name: str, data: bytes) -> tuple[intake.Intake, intake.Committed]:
-    prepared = intake.prepare(wh, [(name, data)], service.SYSTEM, today=TODAY)
+    prepared = intake.prepare(wh, [(name, data)], access.SYSTEM, today=TODAY)
     assert prepared.errors == []
-    return prepared, intake.commit(wh, prepared, service.SYSTEM)
+    return prepared, service.commit_actuals(wh, prepared, access.SYSTEM)
 
 
 def test_the_same_month_with_floating_point_noise_changes_nothing(demo_wh):
@@ -168,10 +168,10 @@ def test_a_pull_of_price_times_quantity_after_the_invoice_totals_changes_nothing
         measures=[Measure("REV", "sum", "=[price] × [qty]")],
     )  # fmt: skip
     source = Source("lines", f"csv://{path}", "SELECT * FROM order_lines", mapping)
-    prepared = sources.prepare_pull(demo_wh, source, service.SYSTEM, today=TODAY)
+    prepared = sources.prepare_pull(demo_wh, source, access.SYSTEM, today=TODAY)
     assert prepared.errors == [] and prepared.counts["changed"] == 0
     assert prepared.counts["unchanged"] == 2
-    assert intake.commit(demo_wh, prepared, service.SYSTEM).batch_id is None
+    assert service.commit_actuals(demo_wh, prepared, access.SYSTEM).batch_id is None
     assert written(demo_wh) == before
 
 

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from kpi_core import kiosk, service
+from kpi_core import access, kiosk, service
 from kpi_core.errors import ScopeError
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.warehouse import Warehouse
 
 NOW = datetime(2026, 11, 3, 9, 0)
-ADMIN = service.SYSTEM
+ADMIN = access.SYSTEM
 
 
 def _make(wh, name="wall", units=("GROUP",), **kw):

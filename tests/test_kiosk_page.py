@@ -8,7 +8,7 @@ from datetime import datetime
 
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import i18n, kiosk, service
+from kpi_core import access, i18n, kiosk
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ROOT, ok, open_page
 
@@ -42,7 +42,7 @@ def _screen(own_file, **kw):
     wh = Warehouse(own_file, linger=0)
     try:
         args = {"name": "wall", "units": ["GROUP"], **kw}
-        return kiosk.create(wh, service.SYSTEM, now=NOW, **args)
+        return kiosk.create(wh, access.SYSTEM, now=NOW, **args)
     finally:
         wh.close()
 
@@ -98,7 +98,7 @@ def test_a_valid_token_shows_data_and_a_revoked_one_the_notice_at_the_next_run(
     assert wh.one("SELECT last_seen_at IS NOT NULL, last_seen_from FROM kiosk_screen")[:2] == (
         True, "local",
     )  # fmt: skip
-    kiosk.revoke(wh, service.SYSTEM, made.screen.id, datetime.now())
+    kiosk.revoke(wh, access.SYSTEM, made.screen.id, datetime.now())
     wh.close()
     at.run()
     ok(at)

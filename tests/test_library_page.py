@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import definitions
+from kpi_core import library_edits
 from kpi_core.catalog import load_catalog
 from kpi_core.ui.library import children_rows, weights_total
 from kpi_core.warehouse import Warehouse
@@ -171,7 +171,7 @@ def test_place_a_kpi_on_a_scorecard(own_file, monkeypatch):
     at.button(key="lib_place_save").click().run()
     ok(at)
     assert "SALES's scorecard saved." in [s.value for s in at.success]
-    assert definitions.children_of(catalog(own_file), "SALES", None, THIS_MONTH) == [
+    assert library_edits.children_of(catalog(own_file), "SALES", None, THIS_MONTH) == [
         ("SALES/REV", 30.0), ("SALES/NEW_CUST", 25.0), ("SALES/CSAT", 20.0),
         ("SALES/COLLECT_RATE", 15.0), ("SALES/AOV", 10.0),
     ]  # fmt: skip

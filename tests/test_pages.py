@@ -83,8 +83,8 @@ def test_board_shows_comment_counts_and_the_comments_panel(app_warehouse, tmp_pa
     from datetime import date
 
     from kpi_core import review
+    from kpi_core.access import SYSTEM
     from kpi_core.catalog import load_catalog
-    from kpi_core.service import SYSTEM
 
     path = tmp_path / "wh.duckdb"
     shutil.copy(app_warehouse, path)

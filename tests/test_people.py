@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import alerts, people, review, screen, service
+from kpi_core import access, alerts, people, review, screen, service
 from kpi_core.catalog import load_catalog
 from kpi_core.warehouse import Warehouse
 from tests.apptest import open_page
@@ -44,9 +44,9 @@ def test_a_name_two_users_share_names_neither(demo_wh):
 def test_stale_alerts_get_the_head_or_the_analysts(demo_wh):
     """On 20 December nothing of November is in: every department's data is overdue. Sales has
     a head; the others have only the group's analyst."""
-    alerts.run(demo_wh, service.SYSTEM, today=date(2026, 12, 20), push=False)
+    alerts.run(demo_wh, access.SYSTEM, today=date(2026, 12, 20), push=False)
     cat = load_catalog(demo_wh)
-    stale = alerts.open_alerts(demo_wh, cat, service.SYSTEM, kinds=["stale"])
+    stale = alerts.open_alerts(demo_wh, cat, access.SYSTEM, kinds=["stale"])
     owners = dict(zip(stale["unit"], stale["owner"], strict=True))
     assert {"SALES", "PROD", "QA"} <= set(owners)
     who = people.load(demo_wh)
@@ -59,11 +59,11 @@ def test_alerts_store_the_user_and_push_the_display_name(demo_wh):
     """A red light on a sales KPI whose library owner is 王磊（销售总监）: the alert names the
     user, and the push says 王磊 Wang Lei."""
     cat = load_catalog(demo_wh)
-    raised = alerts.open_alerts(demo_wh, cat, service.SYSTEM, units=[cat.unit("SALES").id])
+    raised = alerts.open_alerts(demo_wh, cat, access.SYSTEM, units=[cat.unit("SALES").id])
     kpi_alerts = raised[raised["kpi"].notna()]
     assert len(kpi_alerts) and set(kpi_alerts["owner"]) == {"head_sales"}
     alert = alerts.alerts_for(
-        demo_wh, service.SYSTEM, int(kpi_alerts.iloc[0]["kpi_id"]), cat.unit("SALES").id
+        demo_wh, access.SYSTEM, int(kpi_alerts.iloc[0]["kpi_id"]), cat.unit("SALES").id
     )[0]
     [message] = alerts.push_messages(demo_wh, [alert])
     assert message.owner == WANG

@@ -8,7 +8,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from kpi_core import audit, planning, service
+from kpi_core import access, audit, planning, service
 from kpi_core.access import Scope, User
 from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.errors import ScopeError, ValidationError
@@ -16,10 +16,10 @@ from kpi_core.ingest import intake
 from kpi_core.periods import Period
 from kpi_core.scorecard import evaluate
 
-ADMIN = service.SYSTEM
+ADMIN = access.SYSTEM
 
 
-def actor(wh, name: str, role: str, *units: str) -> service.Actor:
+def actor(wh, name: str, role: str, *units: str) -> access.Actor:
     cat = load_catalog(wh)
     return service.actor_for(User(name, name, role, units), cat)
 

@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import problem_text, review, service
+from kpi_core import access, problem_text, review, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
@@ -268,7 +268,7 @@ def test_profile_problems_from_the_core():
         profile.apply(p, [])
     assert said_in_chinese(str(refused.value)).startswith("方案“ ”还不完整：请为方案命名；")
     with pytest.raises(profile.ProfileError) as refused:
-        profile.save(None, p, service.SYSTEM)
+        profile.save(None, p, access.SYSTEM)
     assert said_in_chinese(str(refused.value)).startswith("方案还不完整：请为方案命名；")
 
 
@@ -309,13 +309,13 @@ def test_profile_findings_and_refusals_from_the_core():
 
 
 def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
-    viewer = service.Actor("viewer", "viewer", Scope.all())
-    analyst = service.Actor("analyst", "analyst", Scope.all())
+    viewer = access.Actor("viewer", "viewer", Scope.all())
+    analyst = access.Actor("analyst", "analyst", Scope.all())
     refusals = []
     for attempt in (
-        lambda: intake.prepare(None, [], service.SYSTEM),
-        lambda: intake.commit(None, None, viewer),
-        lambda: intake.rollback(None, 1, viewer),
+        lambda: intake.prepare(None, [], access.SYSTEM),
+        lambda: service.commit_actuals(None, None, viewer),
+        lambda: service.rollback_actuals(None, 1, viewer),
         lambda: intake.lock_month(None, None, analyst),
         lambda: profile.save(None, None, viewer),
     ):
@@ -325,8 +325,8 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
     wh = Warehouse(tmp_path / "empty.duckdb", linger=0)
     try:
         for attempt in (
-            lambda: intake.prepare(wh, [("a.csv", b"x")], service.SYSTEM),
-            lambda: intake.rollback(wh, 99, service.SYSTEM),
+            lambda: intake.prepare(wh, [("a.csv", b"x")], access.SYSTEM),
+            lambda: service.rollback_actuals(wh, 99, access.SYSTEM),
             lambda: profile.load(wh, "ERP"),
         ):
             with pytest.raises(KpiError) as refused:
@@ -350,26 +350,26 @@ def test_comment_and_action_refusals_from_the_core(sales_wh):
         cat.kpi_by_code["REV"].id,
         next(u.id for u in cat.units.values() if u.code == "SALES"),
     )
-    viewer = service.Actor("v", "viewer", Scope.all())
+    viewer = access.Actor("v", "viewer", Scope.all())
     when = date(2024, 6, 1)
     attempts = [
         lambda: review.add_comment(wh, viewer, kpi, unit, when, "x"),
-        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "  "),
-        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x" * 5000),
-        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x", owner="o"),
-        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x", action="a"),
-        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x", action="a", owner="o"),
-        lambda: review.add_comment(wh, service.SYSTEM, kpi, unit, when, "x", alert_id=999),
-        lambda: review.close_action(wh, service.SYSTEM, 999, "done"),
-        lambda: review.close_action(wh, service.SYSTEM, 1, " "),
+        lambda: review.add_comment(wh, access.SYSTEM, kpi, unit, when, "  "),
+        lambda: review.add_comment(wh, access.SYSTEM, kpi, unit, when, "x" * 5000),
+        lambda: review.add_comment(wh, access.SYSTEM, kpi, unit, when, "x", owner="o"),
+        lambda: review.add_comment(wh, access.SYSTEM, kpi, unit, when, "x", action="a"),
+        lambda: review.add_comment(wh, access.SYSTEM, kpi, unit, when, "x", action="a", owner="o"),
+        lambda: review.add_comment(wh, access.SYSTEM, kpi, unit, when, "x", alert_id=999),
+        lambda: review.close_action(wh, access.SYSTEM, 999, "done"),
+        lambda: review.close_action(wh, access.SYSTEM, 1, " "),
     ]
     said = []
     for attempt in attempts:
         with pytest.raises(KpiError) as refused:
             attempt()
         said.append(coded_in_chinese(refused.value))
-    plain = review.add_comment(wh, service.SYSTEM, kpi, unit, when, "no action")
-    for attempt in (lambda: review.close_action(wh, service.SYSTEM, plain, "done"),):
+    plain = review.add_comment(wh, access.SYSTEM, kpi, unit, when, "no action")
+    for attempt in (lambda: review.close_action(wh, access.SYSTEM, plain, "done"),):
         with pytest.raises(KpiError) as refused:
             attempt()
         said.append(coded_in_chinese(refused.value))
@@ -385,10 +385,10 @@ def test_kiosk_screen_refusals_from_the_core(demo_wh):
     from kpi_core import kiosk
 
     now = datetime(2026, 11, 3, 9, 0)
-    admin = service.SYSTEM
+    admin = access.SYSTEM
     made = kiosk.create(demo_wh, admin, name="wall", units=["GROUP"], now=now)
     kiosk.revoke(demo_wh, admin, made.screen.id, now)
-    viewer = service.Actor("v", "viewer", Scope.all())
+    viewer = access.Actor("v", "viewer", Scope.all())
 
     def make(**kw):
         return kiosk.create(demo_wh, admin, now=now, **{"name": "x", "units": ["GROUP"], **kw})

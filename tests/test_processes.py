@@ -10,7 +10,7 @@ from pathlib import Path
 
 import openpyxl
 
-from kpi_core import planning, review, service
+from kpi_core import access, planning, review, service
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake
 from kpi_core.warehouse import Warehouse
@@ -25,7 +25,7 @@ NEW_TARGET = "2"
 
 def _grid(wh: Warehouse):
     sales = load_catalog(wh).unit_by_code["SALES"].id
-    return planning.target_grid(wh, load_catalog(wh), service.SYSTEM, sales, YEAR, "Y", "en", TODAY)
+    return planning.target_grid(wh, load_catalog(wh), access.SYSTEM, sales, YEAR, "Y", "en", TODAY)
 
 
 def _row(grid) -> int:
@@ -74,17 +74,17 @@ def worker(role: str, path: str, folder: str) -> None:
             edited[col] = edited[col].astype(object)
             edited.at[_row(grid), col] = text
         planning.save_target_grid(
-            wh, cat, service.SYSTEM, grid, edited, reason="three processes",
+            wh, cat, access.SYSTEM, grid, edited, reason="three processes",
             effective=date(YEAR, 1, 1),
         )  # fmt: skip
     elif role == "upload":
         data = Path(folder, "upload.xlsx").read_bytes()
-        prepared = intake.prepare(wh, [("upload.xlsx", data)], service.SYSTEM, today=TODAY)
+        prepared = intake.prepare(wh, [("upload.xlsx", data)], access.SYSTEM, today=TODAY)
         assert not prepared.errors, prepared.errors
-        intake.commit(wh, prepared, service.SYSTEM).finish(60)
+        service.commit_actuals(wh, prepared, access.SYSTEM).finish(60)
     else:
         review.add_comment(
-            wh, service.SYSTEM, cat.kpi_by_code["REV"].id, cat.unit_by_code["SALES"].id,
+            wh, access.SYSTEM, cat.kpi_by_code["REV"].id, cat.unit_by_code["SALES"].id,
             date(2026, 10, 1), COMMENT,
         )  # fmt: skip
     (here / f"done-{role}").touch()
@@ -181,12 +181,12 @@ def test_two_app_processes_serve_one_signed_in_user_and_see_each_others_writes(o
             assert text not in tab.run(detail, query).text
             code = (
                 "from datetime import date\n"
-                "from kpi_core import review, service\n"
+                "from kpi_core import access, review\n"
                 "from kpi_core.catalog import load_catalog\n"
                 "from kpi_core.warehouse import Warehouse\n"
                 f"wh = Warehouse({str(own_file)!r}, linger=0)\n"
                 "cat = load_catalog(wh)\n"
-                "review.add_comment(wh, service.SYSTEM, cat.kpi('REV').id, cat.unit('SALES').id,"
+                "review.add_comment(wh, access.SYSTEM, cat.kpi('REV').id, cat.unit('SALES').id,"
                 f" date(2026, 10, 1), {text!r})\n"
                 "wh.close()\n"
             )

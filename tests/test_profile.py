@@ -10,7 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from kpi_core import service
+from kpi_core import access
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
@@ -19,7 +19,7 @@ from kpi_core.ingest.profile import Filter, Measure, Profile, ProfileError
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = date(2026, 11, 21)
-ANALYST = service.Actor("analyst", "analyst", Scope.all())
+ANALYST = access.Actor("analyst", "analyst", Scope.all())
 
 # An ERP export: a title, a blank row, then order lines. Regions are the ERP's own names.
 LINES = [
@@ -78,7 +78,7 @@ def test_profile_aggregates_order_lines_by_month_and_unit(demo_wh):
     prepared = intake.prepare(
         demo_wh,
         [("orders.xlsx", erp_export())],
-        service.SYSTEM,
+        access.SYSTEM,
         mapping=orders_profile(),
         today=TODAY,
     )
@@ -143,14 +143,14 @@ def test_profile_problems_are_placed(demo_wh):
     bad_lines = [*LINES, ("SO-008", "next week", "East China", "C09", "shipped", "n/a")]
     p = orders_profile()
     prepared = intake.prepare(
-        demo_wh, [("orders.xlsx", erp_export(bad_lines))], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("orders.xlsx", erp_export(bad_lines))], access.SYSTEM, mapping=p, today=TODAY
     )
     where = {(f.row, f.column, f.message) for f in prepared.errors}
     assert (11, "Order Date", "'next week' is not a date") in where
     # A region the map does not know is looked up as a unit name, and refused with a hint.
     p.unit_map = {"East China": "SALES_E"}
     prepared = intake.prepare(
-        demo_wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("orders.xlsx", erp_export())], access.SYSTEM, mapping=p, today=TODAY
     )
     assert any("unknown unit 'North China'" in f.message for f in prepared.errors)
 
@@ -159,7 +159,7 @@ def test_profile_that_does_not_fit_the_file(demo_wh):
     p = orders_profile()
     p.measures[0].column = "Net Amount"
     prepared = intake.prepare(
-        demo_wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("orders.xlsx", erp_export())], access.SYSTEM, mapping=p, today=TODAY
     )
     [err] = prepared.errors
     assert err.row == 3 and err.column == "Net Amount"
@@ -167,9 +167,9 @@ def test_profile_that_does_not_fit_the_file(demo_wh):
     p = orders_profile()
     p.sheet = "Lines"
     with pytest.raises(ProfileError, match="sheet 'Lines'.*'Orders'"):
-        intake.prepare(demo_wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping=p)
+        intake.prepare(demo_wh, [("orders.xlsx", erp_export())], access.SYSTEM, mapping=p)
     with pytest.raises(NotFoundError, match="no mapping profile 'nope'"):
-        intake.prepare(demo_wh, [("orders.xlsx", erp_export())], service.SYSTEM, mapping="nope")
+        intake.prepare(demo_wh, [("orders.xlsx", erp_export())], access.SYSTEM, mapping="nope")
 
 
 def test_incomplete_profile_is_not_saved(demo_wh):
@@ -180,7 +180,7 @@ def test_incomplete_profile_is_not_saved(demo_wh):
     for words in ("name", "date column", "unit column", "aggregation must be one of"):
         assert words in text
     assert profile.names(demo_wh) == []
-    viewer = service.Actor("viewer", "viewer", Scope.all())
+    viewer = access.Actor("viewer", "viewer", Scope.all())
     with pytest.raises(ScopeError):
         profile.save(demo_wh, orders_profile(), viewer)
 
@@ -205,7 +205,7 @@ def test_derived_amount_from_a_chinese_sales_report(demo_wh):
         measures=[Measure("REV", "sum", "=[单价] × [数量] × (1 - [折扣])")],
     )
     prepared = intake.prepare(
-        demo_wh, [("sales.xlsx", buf.getvalue())], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("sales.xlsx", buf.getvalue())], access.SYSTEM, mapping=p, today=TODAY
     )
     assert prepared.errors == []
     assert found(prepared, load_catalog(demo_wh)) == {
@@ -214,7 +214,7 @@ def test_derived_amount_from_a_chinese_sales_report(demo_wh):
     }
     p.measures[0].column = "=[单价] × [件数]"
     prepared = intake.prepare(
-        demo_wh, [("sales.xlsx", buf.getvalue())], service.SYSTEM, mapping=p, today=TODAY
+        demo_wh, [("sales.xlsx", buf.getvalue())], access.SYSTEM, mapping=p, today=TODAY
     )
     assert [(e.column, e.message) for e in prepared.errors] == [
         ("件数", "the measure column '件数' is not in header row 1")

@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import push, service
+from kpi_core import access, push
 from kpi_core.access import Scope
 from kpi_core.errors import ScopeError
 from kpi_core.problem_text import translate
@@ -28,7 +28,7 @@ from kpi_core.push import PushError, PushMessage
 from kpi_core.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN = service.SYSTEM
+ADMIN = access.SYSTEM
 FAST = {"backoff": 0.01, "timeout": 2.0}
 
 
@@ -336,7 +336,7 @@ def test_recent_log_and_last_results(warehouse, receiver):
     assert last["bad"][2] == "HTTP 500 from the receiver: x"
 
 
-VIEWER = service.Actor("viewer_prod", "viewer", Scope(frozenset({1})))
+VIEWER = access.Actor("viewer_prod", "viewer", Scope(frozenset({1})))
 
 
 def test_the_delivery_log_shows_what_receivers_answered_to_admins_only(
@@ -499,7 +499,7 @@ def test_saving_keeps_references_and_masks_what_is_shown(warehouse):
 
 
 def test_only_admins_configure(warehouse):
-    head = service.Actor("head_sales", "head", Scope.all())
+    head = access.Actor("head_sales", "head", Scope.all())
     with pytest.raises(ScopeError, match="Only admins"):
         push.save_channel(warehouse, head, "c", "webhook", "https://example.com/x", {})
     push.save_channel(warehouse, ADMIN, "c", "webhook", "https://example.com/x", {})

@@ -13,13 +13,13 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from kpi_core import alerts, links, push, service
+from kpi_core import access, alerts, links, push
 from kpi_core.alerts import Alert
 from kpi_core.catalog import load_catalog
 from kpi_core.warehouse import Warehouse
 from tests import apptest, test_push
 
-ADMIN = service.SYSTEM
+ADMIN = access.SYSTEM
 APP = "https://kpi.example.com/monitor"
 DETAIL = f"{APP}/Detail?unit=SALES_S&kpi=REV&period=2026-10"
 smtp = test_push.smtp  # the real SMTP server of the push tests

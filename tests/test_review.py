@@ -6,12 +6,11 @@ import pandas as pd
 import pytest
 
 from kpi_core import audit, review
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Actor, Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.periods import parse_period
 from kpi_core.review import CommentError
-from kpi_core.service import SYSTEM, Actor
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def _open(wh, month: date) -> list[tuple]:
 def _load(wh, who) -> int:
     prepared = intake.prepare(wh, [("nov.csv", NOVEMBER)], who, today=TODAY)
     assert prepared.errors == []
-    return intake.commit(wh, prepared, who).batch_id
+    return service.commit_actuals(wh, prepared, who).batch_id
 
 
 def test_rolling_back_the_only_batch_of_a_month_closes_its_alerts(demo_wh):
@@ -39,7 +39,7 @@ def test_rolling_back_the_only_batch_of_a_month_closes_its_alerts(demo_wh):
     raised = _open(demo_wh, date(2026, 11, 1))
     assert raised, "the load raises alerts for November (South China's revenue is red)"
 
-    intake.rollback(demo_wh, batch, analyst, "loaded by mistake")
+    service.rollback_actuals(demo_wh, batch, analyst, "loaded by mistake")
     assert _open(demo_wh, date(2026, 11, 1)) == []
     closed = demo_wh.rows(
         "SELECT DISTINCT state, closed_by, resolution FROM alert_event WHERE list_contains(?, id)",
@@ -60,7 +60,7 @@ def test_no_push_for_alerts_whose_values_were_rolled_back(demo_wh, receiver):
     r = receiver((200, "ok"))
     admin = service.actor(demo_wh, "admin")
     push.save_channel(demo_wh, admin, "ops", "webhook", f"{r.base}/hook", {}, "low")
-    intake.rollback(demo_wh, batch, analyst, "loaded by mistake")
+    service.rollback_actuals(demo_wh, batch, analyst, "loaded by mistake")
     # A push that was waiting (the thread after the load, or `alerts --push`) sends none of them.
     assert alerts.push_alerts(demo_wh, november) == []
     alerts.run(demo_wh, analyst, today=TODAY, push=True)

@@ -29,8 +29,8 @@ from openpyxl import load_workbook
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import audit, charts, export, formula, i18n, screen, service, trends, workbook
-from kpi_core.board import data_range
+from kpi_core import access, audit, charts, export, formula, i18n, screen, service, trends, workbook
+from kpi_core.actuals import data_range
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog, load_user
 from kpi_core.errors import ScopeError
 from kpi_core.ingest import sources, template
@@ -704,7 +704,7 @@ def _cli_pull(path, export_csv):
     )  # fmt: skip
     wh = Warehouse(path, linger=0)
     try:
-        sources.save(wh, source, service.SYSTEM)
+        sources.save(wh, source, access.SYSTEM)
     finally:
         wh.close()
     before = fingerprint(path)
@@ -761,7 +761,7 @@ def _cli_definitions(path, tmp_path, kind: str, item) -> list[str]:
     )
     wh = Warehouse(path, linger=0)
     try:
-        (profile_store.save if kind == "profile" else sources.save)(wh, item, service.SYSTEM)
+        (profile_store.save if kind == "profile" else sources.save)(wh, item, access.SYSTEM)
     finally:
         wh.close()
     file = tmp_path / f"{kind}.toml"
@@ -853,12 +853,12 @@ def test_no_cli_command_gives_another_department(command, cli_file, tmp_path, fo
 def test_a_prod_kiosk_asking_for_sales_shows_nothing_of_sales(
     own_file, catalog, foreign, tmp_path, monkeypatch
 ):
-    from kpi_core import kiosk, service
-    from kpi_core.ui.screen import Params, Snapshot, pages, render
+    from kpi_core import kiosk
+    from kpi_core.ui.slides import Params, Snapshot, pages, render
 
     wh_file = own_file  # a screen is written: not the module's shared copy
     wh = Warehouse(wh_file, linger=0)
-    made = kiosk.create(wh, service.SYSTEM, name="prod", units=["PROD"], now=datetime(2026, 11, 3))
+    made = kiosk.create(wh, access.SYSTEM, name="prod", units=["PROD"], now=datetime(2026, 11, 3))
     got = kiosk.verify(wh, made.token, datetime(2026, 11, 3, 9), "10.0.0.7")
     wh.close()
     monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "no-secrets.toml"))

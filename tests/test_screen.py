@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from kpi_core import i18n, screen
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import WarehouseBusyError
-from kpi_core.ui.screen import (
+from kpi_core.ui.slides import (
     COL_GAP_VMIN,
     HEAD_LINES,
     SLIDE_VMIN,

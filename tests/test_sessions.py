@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from kpi_core import backup, service, sessions, users
+from kpi_core import access, backup, service, sessions, users
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import ScopeError
 from kpi_core.warehouse import Warehouse
@@ -160,13 +160,13 @@ def test_a_new_password_or_deleting_the_user_ends_the_sessions(demo_wh):
     a = sessions.create(demo_wh, "analyst", now=T0, rules=RULES)
     v = sessions.create(demo_wh, "viewer_prod", now=T0, rules=RULES)
     users.save_user(
-        demo_wh, service.SYSTEM, "analyst", display_name="Li Na", role="analyst",
+        demo_wh, access.SYSTEM, "analyst", display_name="Li Na", role="analyst",
         scope=["GROUP"], password="a brand new password",
     )  # fmt: skip
-    users.delete_user(demo_wh, service.SYSTEM, "viewer_prod")
+    users.delete_user(demo_wh, access.SYSTEM, "viewer_prod")
     # A user of the same name added later does not inherit the old cookie.
     users.save_user(
-        demo_wh, service.SYSTEM, "viewer_prod", display_name="Someone else", role="viewer",
+        demo_wh, access.SYSTEM, "viewer_prod", display_name="Someone else", role="viewer",
         scope=["PROD"], password="another password", create=True,
     )  # fmt: skip
     for sid in (a, v):
@@ -195,10 +195,10 @@ def test_a_restored_backup_brings_no_session_back(demo_wh, tmp_path):
     restoring it) stays signed in: the sessions are today's, not the backup's."""
     ended = sessions.create(demo_wh, "head_sales", now=T0, rules=RULES)
     key = sessions.key(demo_wh, now=T0)
-    made = backup.backup(demo_wh, tmp_path / "bk", service.SYSTEM)
+    made = backup.backup(demo_wh, tmp_path / "bk", access.SYSTEM)
     sessions.revoke(demo_wh, ended, now=T0 + timedelta(minutes=1))  # signed out since
     admin = sessions.create(demo_wh, "admin", now=T0 + timedelta(minutes=1), rules=RULES)
-    backup.restore(demo_wh, made.path, service.SYSTEM)
+    backup.restore(demo_wh, made.path, access.SYSTEM)
     later = T0 + timedelta(minutes=2)
     assert sessions.check(demo_wh, ended, now=later, rules=RULES).reason == "revoked"
     assert sessions.check(demo_wh, admin, now=later, rules=RULES).ok

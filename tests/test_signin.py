@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import auth, service, sessions, users
+from kpi_core import access, auth, service, sessions, users
 from kpi_core.auth import Policy
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ROOT, browser_cookie, ok, sign_in
@@ -71,9 +71,9 @@ def test_lock_out_after_repeated_failures_then_it_runs_out(demo_wh):
 def test_an_admin_unlocks_a_user(demo_wh):
     for _ in range(3):
         auth.sign_in(demo_wh, "viewer_prod", "x", rules=RULES)
-    listed = {u.name: u for u in users.list_users(demo_wh, service.SYSTEM)}
+    listed = {u.name: u for u in users.list_users(demo_wh, access.SYSTEM)}
     assert listed["viewer_prod"].locked_until is not None
-    users.unlock(demo_wh, service.SYSTEM, "viewer_prod")
+    users.unlock(demo_wh, access.SYSTEM, "viewer_prod")
     assert auth.sign_in(demo_wh, "viewer_prod", "viewer", rules=RULES).ok
     assert demo_wh.one(
         "SELECT changed_by FROM audit WHERE entity = 'user' AND field = 'unlocked'"
@@ -101,7 +101,7 @@ def test_demo_passwords_are_offered_only_while_they_work(demo_wh):
         ("viewer_prod", "viewer"),
     ]  # fmt: skip
     users.save_user(
-        demo_wh, service.SYSTEM, "admin", display_name="Admin", role="admin", scope=[],
+        demo_wh, access.SYSTEM, "admin", display_name="Admin", role="admin", scope=[],
         password="a real password",
     )  # fmt: skip
     assert "admin" not in [n for n, _, _ in auth.demo_sign_ins(demo_wh, service.DEMO_USERS)]
@@ -401,7 +401,7 @@ def test_a_deleted_users_session_ends(own_file, monkeypatch):
     at = app(own_file, monkeypatch)
     assert at.sidebar.get("page_link")
     wh = Warehouse(own_file, linger=0)
-    users.delete_user(wh, service.SYSTEM, "viewer_prod")
+    users.delete_user(wh, access.SYSTEM, "viewer_prod")
     wh.close()
     at.run()
     ok(at)

@@ -14,11 +14,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from kpi_core import service, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
-from kpi_core.ingest import intake, source_connections, sources
+from kpi_core.ingest import source_connections, sources
 from kpi_core.ingest.profile import Filter, Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
 from kpi_core.system_import import import_system
@@ -163,7 +163,7 @@ def test_a_pull_says_its_steps_in_either_language(wh, erp):
     steps = []
     source = Source("erp", erp, QUERY, mapping())
     sources.prepare_pull(
-        wh, source, service.SYSTEM, today=TODAY, progress=lambda f, s: steps.append(s)
+        wh, source, access.SYSTEM, today=TODAY, progress=lambda f, s: steps.append(s)
     )
     said = [(str(s), s.render("zh")) for s in steps]
     assert said[0] == (f"Querying {sources.mask(erp)}", f"正在查询 {sources.mask(erp)}")
@@ -175,18 +175,18 @@ def test_a_pull_says_its_steps_in_either_language(wh, erp):
 
 def test_pull_equals_what_the_database_computes(wh, erp, exports):
     source = Source("erp", erp, QUERY, mapping())
-    prepared = sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+    prepared = sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
     assert prepared.errors == [] and prepared.kind == "pull"
     got = pulled(prepared, load_catalog(wh))
     assert got == pytest.approx(independent(exports / "erp.db"))
     # By hand, July East: 100×3 + 50×2×0.9 + 200 = 590; orders 1 and 2; only 1 on time.
     assert got[("REV", "EAST", "2026-07")] == pytest.approx(590)
     assert (got[("SHIPPED", "EAST", "2026-07")], got[("ONTIME", "EAST", "2026-07")]) == (2, 1)
-    committed = intake.commit(wh, prepared, service.SYSTEM)
+    committed = service.commit_actuals(wh, prepared, access.SYSTEM)
     assert committed.batch_id is not None
     assert sources.last_pulled_month(wh, "erp") == date(2026, 9, 1)
     # The ratio over the quarter is Σ on time / Σ shipped of the company: (1+1+1+1) / (2+1+1+1).
-    card = service.score_unit(wh, service.SYSTEM, "CO", parse("2026-Q3"))
+    card = service.score_unit(wh, access.SYSTEM, "CO", parse("2026-Q3"))
     rate = next(k for k in card["kpis"] if k["kpi"] == "ONTIME_RATE")
     assert rate["actual"] == pytest.approx(4 / 5)
 
@@ -199,29 +199,29 @@ def parse(p):
 
 def test_incremental_and_ranged_pulls(wh, erp, exports):
     source = Source("erp", erp, QUERY, mapping())
-    first = sources.prepare_pull(wh, source, service.SYSTEM, last=date(2026, 7, 1), today=TODAY)
+    first = sources.prepare_pull(wh, source, access.SYSTEM, last=date(2026, 7, 1), today=TODAY)
     assert first.months == [date(2026, 7, 1)]
-    intake.commit(wh, first, service.SYSTEM)
+    service.commit_actuals(wh, first, access.SYSTEM)
     # A new order arrives in September; only the months after July are asked for.
     con = sqlite3.connect(exports / "erp.db")
     con.execute("INSERT INTO orders VALUES (7, '2026-09-20', '2026-09-30', NULL, 'east')")
     con.execute("INSERT INTO lines VALUES (7, 1000.0, 1, 0.0)")
     con.commit()
     con.close()
-    new = sources.prepare_pull(wh, source, service.SYSTEM, new_only=True, today=TODAY)
+    new = sources.prepare_pull(wh, source, access.SYSTEM, new_only=True, today=TODAY)
     assert new.months == [date(2026, 8, 1), date(2026, 9, 1)]
     assert pulled(new, load_catalog(wh))[("REV", "EAST", "2026-09")] == 1000.0
-    intake.commit(wh, new, service.SYSTEM)
-    nothing = sources.prepare_pull(wh, source, service.SYSTEM, new_only=True, today=TODAY)
+    service.commit_actuals(wh, new, access.SYSTEM)
+    nothing = sources.prepare_pull(wh, source, access.SYSTEM, new_only=True, today=TODAY)
     assert nothing.counts["new"] == 0 and nothing.errors == []
     again = sources.prepare_pull(
-        wh, source, service.SYSTEM, first=date(2026, 8, 1), last=date(2026, 8, 1), today=TODAY
+        wh, source, access.SYSTEM, first=date(2026, 8, 1), last=date(2026, 8, 1), today=TODAY
     )
     assert again.months == [date(2026, 8, 1)] and again.counts["unchanged"] == len(again.rows)
 
 
 def test_saved_source_pulled_from_the_cli(wh, erp, exports):
-    sources.save(wh, Source("erp", erp, QUERY, mapping()), service.SYSTEM)
+    sources.save(wh, Source("erp", erp, QUERY, mapping()), access.SYSTEM)
     assert sources.load(wh, "erp").mapping == mapping()
     wh.close()
     base = [sys.executable, "-m", "kpi_core", "--warehouse", str(wh.path), "pull"]
@@ -253,7 +253,7 @@ def test_exports_are_sources(wh, exports, kind):
     url = f"{kind}://{path}"
     assert "order_lines" in sources.tables(url)
     source = Source("export", url, "SELECT * FROM order_lines", mapping())
-    prepared = sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+    prepared = sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
     assert prepared.errors == []
     assert pulled(prepared, load_catalog(wh)) == pytest.approx(independent(db))
 
@@ -370,7 +370,7 @@ def test_passwords_are_not_stored_and_urls_are_masked(wh, monkeypatch, tmp_path)
     with pytest.raises(SourceError, match="holds a password"):
         sources.check_url(url)
     with pytest.raises(SourceError, match="holds a password"):
-        sources.save(wh, Source("erp", url, "SELECT 1", mapping()), service.SYSTEM)
+        sources.save(wh, Source("erp", url, "SELECT 1", mapping()), access.SYSTEM)
     assert sources.mask(url) == "postgresql+psycopg://kpi:***@db.example:5432/erp"
     # A password in the URL's query is a password all the same, even as a reference.
     for query in ("?password=s3cret", "?PASSWORD=${KPI_SOURCE_SECRET_ERP}", "?pwd=x"):
@@ -434,9 +434,9 @@ def test_secret_references_only_in_the_password_and_only_from_the_sources_vault(
         lambda: sources.tables(url),
         lambda: sources.sample(url, "SELECT 1 AS x"),
         lambda: sources.prepare_pull(
-            wh, Source("s", url, "SELECT 1 AS x", mapping()), service.SYSTEM, today=TODAY
+            wh, Source("s", url, "SELECT 1 AS x", mapping()), access.SYSTEM, today=TODAY
         ),  # fmt: skip
-        lambda: sources.save(wh, Source("s", url, "SELECT 1 AS x", mapping()), service.SYSTEM),
+        lambda: sources.save(wh, Source("s", url, "SELECT 1 AS x", mapping()), access.SYSTEM),
     ):
         with pytest.raises(SourceError) as err:
             work()
@@ -546,7 +546,7 @@ def test_a_file_source_reaches_no_other_file(wh, export_url, tmp_path, monkeypat
         source = Source("x", export_url, query, Profile("x", "day", [Measure("REV", "sum",
                                                                              "amount")]))  # fmt: skip
         try:
-            shown.append(str(sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)))
+            shown.append(str(sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)))
         except SourceError as exc:
             shown.append(str(exc))
         assert not [s for s in shown if "4711" in s or "root:" in s], (query, shown)
@@ -657,7 +657,7 @@ def test_an_endless_query_stops_at_the_time_limit(kind, erp, export_url, wh):
     assert len(outcome) == 1 and isinstance(outcome[0], sources.TimeLimit), outcome
     source = Source("endless", url, ENDLESS, mapping(), timeout_s=2)
     with pytest.raises(sources.TimeLimit, match="longer than the time limit"):
-        sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+        sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
 
 
 def test_file_and_limit_refusals_are_coded_messages(wh, erp, exports, tmp_path):
@@ -681,7 +681,7 @@ def test_file_and_limit_refusals_are_coded_messages(wh, erp, exports, tmp_path):
     )
     limit = refused(
         lambda: sources.prepare_pull(
-            wh, Source("erp", erp, QUERY, mapping(), row_limit=3), service.SYSTEM, today=TODAY
+            wh, Source("erp", erp, QUERY, mapping(), row_limit=3), access.SYSTEM, today=TODAY
         )
     )
     assert str(limit) == (
@@ -698,12 +698,12 @@ def test_saved_source_refusals_are_coded_messages(wh, erp):
     assert str(none.value) == "There is no source 'nope'. None is defined yet."
     assert chinese(none.value) == "没有名为“nope”的数据源。目前还没有定义任何数据源。"
     for name in ("erp", "crm"):
-        sources.save(wh, Source(name, erp, QUERY, mapping()), service.SYSTEM)
+        sources.save(wh, Source(name, erp, QUERY, mapping()), access.SYSTEM)
     with pytest.raises(NotFoundError) as other:
         sources.load(wh, "nope")
     assert str(other.value) == "There is no source 'nope'. Sources: crm, erp."
     assert chinese(other.value) == "没有名为“nope”的数据源。已有的数据源：crm、erp。"
-    viewer = service.Actor("v", "viewer", Scope.all())
+    viewer = access.Actor("v", "viewer", Scope.all())
     with pytest.raises(ScopeError) as refused:
         sources.delete(wh, "erp", viewer)
     assert chinese(refused.value) == "只有数据分析和管理员可以定义数据源。"
@@ -711,7 +711,7 @@ def test_saved_source_refusals_are_coded_messages(wh, erp):
 
 def test_errors_people_can_act_on(wh, erp, tmp_path):
     def pull(**kw):
-        return sources.prepare_pull(wh, Source("erp", **kw), service.SYSTEM, today=TODAY)
+        return sources.prepare_pull(wh, Source("erp", **kw), access.SYSTEM, today=TODAY)
 
     with pytest.raises(SourceError, match="does not exist"):
         pull(url=f"sqlite:///{tmp_path / 'exports' / 'missing.db'}", query=QUERY, mapping=mapping())

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import users, workbook
-from kpi_core.access import Scope
+from kpi_core import service, users, workbook
+from kpi_core.access import SYSTEM, Scope
 from kpi_core.errors import KpiError, NotFoundError
-from kpi_core.ingest import intake, profile, sources
+from kpi_core.ingest import profile, sources
 from kpi_core.messages import Message
 from kpi_core.problem_text import translate
-from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.ui.source_frames import identifier, mapped_columns, month_choices, query_table
 from kpi_core.warehouse import Warehouse
@@ -446,7 +445,9 @@ def test_roll_back_a_pull_through_the_page(wh_path, erp, monkeypatch):
     try:
         source = erp_source(erp)
         sources.save(wh, source, SYSTEM)
-        batch = intake.commit(wh, sources.prepare_pull(wh, source, SYSTEM), SYSTEM).batch_id
+        batch = service.commit_actuals(
+            wh, sources.prepare_pull(wh, source, SYSTEM), SYSTEM
+        ).batch_id
     finally:
         wh.close()
     assert revenue(wh_path) != before

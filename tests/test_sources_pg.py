@@ -7,10 +7,10 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from kpi_core import service, workbook
+from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.ingest import intake, source_connections, sources
+from kpi_core.ingest import source_connections, sources
 from kpi_core.ingest.profile import Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
 from kpi_core.system_import import import_system
@@ -73,7 +73,7 @@ def test_pull_equals_the_generated_rows(postgres, erp, wh, monkeypatch):
     probe = sources.test_connection(url)
     assert "PostgreSQL" in probe.said and probe.cautions == []  # the reader only reads
     assert {"orders", "order_lines"} <= set(sources.tables(url))
-    prepared = sources.prepare_pull(wh, lines_source(url), service.SYSTEM, today=TODAY)
+    prepared = sources.prepare_pull(wh, lines_source(url), access.SYSTEM, today=TODAY)
     assert prepared.errors == []
     assert prepared.files == [sources.mask(url)] and "***" in prepared.files[0]
     cat = load_catalog(wh)
@@ -88,14 +88,14 @@ def test_pull_equals_the_generated_rows(postgres, erp, wh, monkeypatch):
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-9), key
-    committed = intake.commit(wh, prepared, service.SYSTEM)
+    committed = service.commit_actuals(wh, prepared, access.SYSTEM)
     assert committed.counts["new"] == len(expected)
 
 
 def test_a_month_range_is_read_from_the_source_only(postgres, erp, wh, monkeypatch):
     url = reader_url(postgres, monkeypatch)
     prepared = sources.prepare_pull(
-        wh, lines_source(url), service.SYSTEM, first=date(2026, 3, 1), last=date(2026, 4, 1),
+        wh, lines_source(url), access.SYSTEM, first=date(2026, 3, 1), last=date(2026, 4, 1),
         today=TODAY,
     )  # fmt: skip
     assert prepared.months == [date(2026, 3, 1), date(2026, 4, 1)]
@@ -109,7 +109,7 @@ def test_the_source_is_never_written(postgres, erp, wh, monkeypatch):
     source = lines_source(url)
     source.query = "SELECT nextval('kpi_seq') AS order_id, now() AS order_date"
     with pytest.raises(SourceError, match="refused to write"):
-        sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+        sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
     assert postgres.execute("SELECT last_value, is_called FROM kpi_seq", db="erp_sources") == [
         (1, False)
     ]
@@ -133,14 +133,14 @@ def test_errors_people_can_act_on(postgres, erp, wh, monkeypatch):
     source = lines_source(good)
     source.query = "SELECT * FRM orders"
     with pytest.raises(SourceError, match="cannot be read as one SELECT: syntax error"):
-        sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+        sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
     source.query = "SELECT * FROM no_such_table"
     with pytest.raises(SourceError, match="rejected the query: .*no_such_table"):
-        sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+        sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
     source = lines_source(good, timeout_s=1)
     source.query = "SELECT pg_sleep(3) AS x, now() AS order_date"
     with pytest.raises(SourceError, match="longer than the time limit"):
-        sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+        sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
     monkeypatch.delenv("KPI_SOURCE_SECRET_READER")
     with pytest.raises(SourceError, match="KPI_SOURCE_SECRET_READER is not set"):
         sources.test_connection(good)
@@ -149,9 +149,11 @@ def test_errors_people_can_act_on(postgres, erp, wh, monkeypatch):
 def test_nothing_new_is_not_an_error(postgres, erp, wh, monkeypatch):
     url = reader_url(postgres, monkeypatch)
     source = lines_source(url)
-    intake.commit(wh, sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY), service.SYSTEM)
+    service.commit_actuals(
+        wh, sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY), access.SYSTEM
+    )
     assert sources.last_pulled_month(wh, "erp") == date(2026, 10, 1)
-    nothing = sources.prepare_pull(wh, source, service.SYSTEM, new_only=True, today=TODAY)
+    nothing = sources.prepare_pull(wh, source, access.SYSTEM, new_only=True, today=TODAY)
     assert nothing.errors == [] and len(nothing.rows) == 0
 
 
@@ -194,7 +196,7 @@ def test_statements_hidden_after_a_string_never_run(postgres, wh, monkeypatch, v
         source = lines_source(url)
         source.query = query
         with pytest.raises(SourceError):
-            sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
+            sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
     assert victim() == 2 and not pwned.exists()
 
 
@@ -255,7 +257,7 @@ def test_a_sixty_second_sleep_stops_at_a_five_second_limit(postgres, erp, wh, mo
     source = lines_source(reader_url(postgres, monkeypatch), timeout_s=5)
     source.query = query
     # Bounded well below the sleep's 60 s: a query still running then was not stopped.
-    error = bounded(lambda: sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY), 45)
+    error = bounded(lambda: sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY), 45)
     assert isinstance(error, SourceError), error
     error = bounded(lambda: sources.sample(source.url, query, timeout_s=5), 45)
     assert isinstance(error, SourceError), error
@@ -287,8 +289,8 @@ def test_percent_signs_reach_the_server_as_written(postgres, erp, wh, monkeypatc
                            Filter("odd", "=", "%(x)s %s %%")])],
     )  # fmt: skip
     source = Source("pct", url, query, mapping)
-    every = sources.prepare_pull(wh, source, service.SYSTEM, today=TODAY)
-    ranged = sources.prepare_pull(wh, source, service.SYSTEM, first=date(2026, 3, 1),
+    every = sources.prepare_pull(wh, source, access.SYSTEM, today=TODAY)
+    ranged = sources.prepare_pull(wh, source, access.SYSTEM, first=date(2026, 3, 1),
                                   last=date(2026, 4, 1), today=TODAY)  # fmt: skip
     assert every.errors == [] and ranged.errors == []
     assert len(every.rows) == 10 * len(REGIONS) and len(ranged.rows) == 2 * len(REGIONS)

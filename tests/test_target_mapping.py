@@ -11,7 +11,7 @@ from datetime import date
 import openpyxl
 import pytest
 
-from kpi_core import service
+from kpi_core import access
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ValidationError
@@ -21,7 +21,7 @@ from kpi_core.periods import PeriodError, iso_week, weeks_of_month
 from kpi_core.problem_text import translate
 from kpi_core.warehouse import Warehouse
 
-ADMIN = service.Actor("admin", "admin", Scope.all())
+ADMIN = access.Actor("admin", "admin", Scope.all())
 # A channel-target sheet: a title, the header in row 2, a monthly target only on the first week
 # row of each channel (blank below = same), weekly targets on every row, and channel ids an
 # Excel fill handle counted up (CH01, CH02, … are all one channel: East).
@@ -175,7 +175,7 @@ def test_what_does_not_fit_is_named_and_nothing_is_written(demo_wh):
     )
     assert "SALES_E/CSAT is not a sum (avg), so its weekly values cannot be added up" in said
     # The one writer's own checks: a department head outside the unit.
-    head = service.Actor("head_prod", "head", Scope(frozenset({cat.unit_by_code["PROD"].id})))
+    head = access.Actor("head_prod", "head", Scope(frozenset({cat.unit_by_code["PROD"].id})))
     with pytest.raises(ValidationError, match="outside your scope"):
         save(
             demo_wh, cat, head, monthly(), channel_sheet(), reason="r", effective=date(2026, 11, 20)

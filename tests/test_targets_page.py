@@ -8,7 +8,7 @@ from datetime import date
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import i18n, planning, service
+from kpi_core import access, i18n, planning, service
 from kpi_core.catalog import load_catalog
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse
@@ -75,7 +75,7 @@ def new_cust_row(at: AppTest) -> int:
 
 def test_a_head_edits_a_target_and_the_board_sees_it(own_file, monkeypatch):
     wh = Warehouse(own_file, linger=0)
-    before = service.score_unit(wh, service.SYSTEM, "SALES", parse_period("2026-10"))
+    before = service.score_unit(wh, access.SYSTEM, "SALES", parse_period("2026-10"))
     wh.close()
     at = open_targets(own_file, monkeypatch)
     assert at.session_state["tw_targets"]["base"]["editable"].all()
@@ -91,7 +91,7 @@ def test_a_head_edits_a_target_and_the_board_sees_it(own_file, monkeypatch):
         "new market opened",
     )
     wh = Warehouse(own_file, linger=0)
-    after = service.score_unit(wh, service.SYSTEM, "SALES", parse_period("2026-10"))
+    after = service.score_unit(wh, access.SYSTEM, "SALES", parse_period("2026-10"))
     wh.close()
     kpi = {k["kpi"]: k for k in after["kpis"]}["NEW_CUST"]
     assert kpi["target"] == 90 / 12  # a sum KPI's year target, phased evenly into October
@@ -183,13 +183,13 @@ def save_2027_plan(path) -> None:
     try:
         cat = load_catalog(wh)
         sales = cat.unit("SALES").id
-        base = planning.weight_grid(cat, service.SYSTEM, sales, "en", date(2027, 1, 1))
+        base = planning.weight_grid(cat, access.SYSTEM, sales, "en", date(2027, 1, 1))
         edited = base.copy()
         edited.loc[base.index[base["parent"] == "SALES"][:2], "weight"] = [45.0, 20.0]
         edits, problems = planning.weight_edits(base, edited)
         assert problems == []
         planning.save_weights(
-            wh, cat, service.SYSTEM, edits, reason="2027 plan", effective=date(2027, 1, 1)
+            wh, cat, access.SYSTEM, edits, reason="2027 plan", effective=date(2027, 1, 1)
         )
     finally:
         wh.close()

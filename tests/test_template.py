@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from openpyxl import Workbook
 
-from kpi_core import scorecard, service, workbook
+from kpi_core import access, scorecard, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.demo import ORG_COLUMNS
@@ -306,7 +306,7 @@ def filled_and_prepared(wh, tmp_path, lang):
     intake = pytest.importorskip("kpi_core.ingest.intake")
     cat = load_catalog(wh)
     _, path = build(wh, cat, "CO", date(2025, 1, 1), lang, tmp_path)
-    prepared = intake.prepare(wh, [(path.name, fill(path, typed))], service.SYSTEM)
+    prepared = intake.prepare(wh, [(path.name, fill(path, typed))], access.SYSTEM)
     asked = pairs(openpyxl.load_workbook(path).worksheets[0])
     return intake, prepared, {(u, k): typed(u, k, cat.kpi(k).unit) for u, k in asked}
 
@@ -317,7 +317,7 @@ def test_filled_template_passes_the_intake(sales_wh, tmp_path, lang):
     data_sheet = template.DATA_SHEET[lang]
     assert [str(f) for f in prepared.findings if f.sheet == data_sheet] == []
     assert prepared.counts == {"new": 12, "changed": 0, "unchanged": 0, "removed": 0, "invalid": 0}
-    committed = intake.commit(sales_wh, prepared, service.SYSTEM)
+    committed = service.commit_actuals(sales_wh, prepared, access.SYSTEM)
     assert committed.batch_id is not None and committed.counts["new"] == 12
     assert stored(sales_wh, date(2025, 1, 1)) == expected
 
@@ -336,7 +336,7 @@ def test_an_unfilled_template_says_only_that_values_are_missing(sales_wh, tmp_pa
     cat = load_catalog(sales_wh)
     _, path = build(sales_wh, cat, "CO", date(2025, 1, 1), lang, tmp_path)
     prepared = intake.prepare(wh=sales_wh, uploads=[(path.name, path.read_bytes())],
-                              who=service.SYSTEM)  # fmt: skip
+                              who=access.SYSTEM)  # fmt: skip
     assert prepared.findings, "an empty template is not loadable"
     assert template.INSTRUCTIONS_SHEET[lang] not in {f.sheet for f in prepared.findings}
     assert not any("header" in f.message for f in prepared.findings)
@@ -353,7 +353,7 @@ def test_a_sheet_named_like_the_instructions_is_still_read(sales_wh):
     ws.append(["2024-12", "SALES", "CSAT", 91])
     buf = io.BytesIO()
     wb.save(buf)
-    prepared = intake.prepare(sales_wh, [("mine.xlsx", buf.getvalue())], service.SYSTEM)
+    prepared = intake.prepare(sales_wh, [("mine.xlsx", buf.getvalue())], access.SYSTEM)
     assert prepared.counts["changed"] == 1
 
 

@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from kpi_core import workbook
+from kpi_core import access, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.periods import Period
@@ -323,17 +323,17 @@ def test_months_under_the_same_weights_share_one_tree_and_shape(demo_wh):
     """Issue 22: a 24-month company trend evaluates 24 months; the tree (and the evaluation's
     shape) is derived once per set of weight versions, not once per month — and a month under
     newer weights still gets its own."""
-    from kpi_core import planning, service
+    from kpi_core import planning
     from kpi_core.scorecard import _shape
 
     cat = load_catalog(demo_wh)
     sales = cat.unit("SALES").id
-    base = planning.weight_grid(cat, service.SYSTEM, sales, "en", date(2027, 1, 1))
+    base = planning.weight_grid(cat, access.SYSTEM, sales, "en", date(2027, 1, 1))
     edited = base.copy()
     edited.loc[base.index[base["parent"] == "SALES"][:2], "weight"] = [45.0, 20.0]
     edits, _ = planning.weight_edits(base, edited)
     planning.save_weights(
-        demo_wh, cat, service.SYSTEM, edits, reason="plan", effective=date(2027, 1, 1)
+        demo_wh, cat, access.SYSTEM, edits, reason="plan", effective=date(2027, 1, 1)
     )
     cat = load_catalog(demo_wh)
     may, nov, jan = date(2026, 5, 1), date(2026, 11, 1), date(2027, 1, 1)

@@ -14,11 +14,10 @@ import pandas as pd
 import pytest
 
 from kpi_core import charts, review, trends, workbook
-from kpi_core.access import Scope
+from kpi_core.access import SYSTEM, Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
 from kpi_core.periods import months_between
-from kpi_core.service import SYSTEM
 
 MONTH = 4_833_333.3333333333
 

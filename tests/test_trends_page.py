@@ -7,8 +7,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kpi_core import review
+from kpi_core.access import SYSTEM
 from kpi_core.catalog import load_catalog
-from kpi_core.service import SYSTEM
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ok, open_page
 

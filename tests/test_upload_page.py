@@ -9,10 +9,9 @@ import pytest
 from openpyxl import Workbook
 from streamlit.testing.v1 import AppTest
 
-from kpi_core import i18n, workbook
-from kpi_core.access import Scope
+from kpi_core import i18n, service, workbook
+from kpi_core.access import SYSTEM, Scope
 from kpi_core.ingest import intake, profile
-from kpi_core.service import SYSTEM
 from kpi_core.system_import import import_system
 from kpi_core.ui.intake_frames import measures_from, month_options, turns_text
 from kpi_core.ui.intake_panels import done_message
@@ -240,7 +239,7 @@ def test_history_lists_batches_and_roll_back_restores_values(wh_path, monkeypatc
     wh = Warehouse(wh_path, linger=0)
     try:
         it = intake.prepare(wh, [("fix.xlsx", xlsx(GOOD_AND_BAD[:1]))], SYSTEM)
-        batch = intake.commit(wh, it, SYSTEM).batch_id
+        batch = service.commit_actuals(wh, it, SYSTEM).batch_id
     finally:
         wh.close()
     assert actual(wh_path, "EAST", "REV", "2024-12") == 3_500_000
@@ -272,7 +271,7 @@ def test_after_a_roll_back_nothing_is_selected_and_the_reason_is_cleared(wh_path
     wh = Warehouse(wh_path, linger=0)
     try:
         it = intake.prepare(wh, [("fix.xlsx", xlsx(GOOD_AND_BAD[:1]))], SYSTEM)
-        batch = intake.commit(wh, it, SYSTEM).batch_id
+        batch = service.commit_actuals(wh, it, SYSTEM).batch_id
     finally:
         wh.close()
     assert batch == 2
@@ -309,11 +308,11 @@ def test_after_a_roll_back_nothing_is_selected_and_the_reason_is_cleared(wh_path
 def test_refused_roll_back_is_shown_as_an_error(wh_path, monkeypatch, lang, said):
     wh = Warehouse(wh_path, linger=0)
     try:
-        first = intake.commit(
+        first = service.commit_actuals(
             wh, intake.prepare(wh, [("a.xlsx", xlsx(GOOD_AND_BAD[:1]))], SYSTEM), SYSTEM
         ).batch_id
         changed = [("2024-12", "EAST", "REV", 3_600_000)]
-        intake.commit(wh, intake.prepare(wh, [("b.xlsx", xlsx(changed))], SYSTEM), SYSTEM)
+        service.commit_actuals(wh, intake.prepare(wh, [("b.xlsx", xlsx(changed))], SYSTEM), SYSTEM)
     finally:
         wh.close()
     at = open_page(wh_path, monkeypatch, lang)

@@ -2,12 +2,12 @@
 
 import pytest
 
-from kpi_core import service, users
+from kpi_core import access, service, users
 from kpi_core.access import Scope, verify_password
 from kpi_core.catalog import load_user
 from kpi_core.errors import NotFoundError, ScopeError
 
-ADMIN = service.Actor("admin", "admin", Scope.all())
+ADMIN = access.Actor("admin", "admin", Scope.all())
 
 
 def test_add_edit_delete_with_audit(demo_wh):
@@ -82,7 +82,7 @@ def test_validation_refuses_and_writes_nothing(demo_wh, kwargs, message):
 def test_last_admin_and_self_are_kept(demo_wh):
     with pytest.raises(users.UserError, match="yourself"):
         users.delete_user(demo_wh, ADMIN, "admin")
-    other = service.Actor("root2", "admin", Scope.all())
+    other = access.Actor("root2", "admin", Scope.all())
     with pytest.raises(users.UserError, match="last admin"):
         users.delete_user(demo_wh, other, "admin")
     with pytest.raises(users.UserError, match="last admin"):
@@ -129,3 +129,13 @@ def test_a_refusal_reads_in_either_language(demo_wh, kwargs, en, zh):
     with pytest.raises(users.UserError) as refused:
         users.save_user(demo_wh, ADMIN, args.pop("name"), create=True, **args)
     assert (str(refused.value), refused.value.text("zh")) == (en, zh)
+
+
+def test_whether_anyone_may_sign_in(warehouse):
+    """Without any user everyone has full access (the pages and the command line ask this)."""
+    assert users.anyone(warehouse) is False
+    users.save_user(
+        warehouse, ADMIN, "first", display_name="First", role="admin", scope=[],
+        password="long-enough-1", create=True,
+    )  # fmt: skip
+    assert users.anyone(warehouse) is True

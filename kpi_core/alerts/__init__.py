@@ -30,7 +30,7 @@ What lives where (imports run top to bottom; none goes back up):
   reader's language when read (`render`);
 - `forecasts`: monthly histories as a matrix, robust z-scores, trend and run-rate forecasts;
 - `detect`: the detectors — `evaluate`, `at_risk`, `due_month`, `Candidate`;
-- `store`: `alert_event` — `raise_alerts`, reading (`open_alerts`, `alerts_for`, …) and the
+- `store`: `alert_event` — `raise_alerts`, reading (`open_alerts`, `alerts_for`, `owners`, …) and the
   state changes people make (`acknowledge`, `close`);
 - `pushes`: alerts as kpi_core.push messages (`push_alerts`, `to_message`); push never imports
   this package;
@@ -68,6 +68,7 @@ from kpi_core.alerts.store import (
     close,
     open_alerts,
     open_counts,
+    owners,
     raise_alerts,
     unpushed,
 )
@@ -76,6 +77,6 @@ __all__ = [
     "CLEARED", "KINDS", "SEVERITIES", "STATES", "Alert", "AlertError", "AnomalyRule",
     "Candidate", "RunResult", "StaleRule", "acknowledge", "alerts_for", "anomaly_reference",
     "at_risk", "close", "due_month", "evaluate", "load_rules", "misses", "open_alerts",
-    "open_counts", "push_alerts", "push_messages", "raise_alerts", "robust_z", "run",
+    "open_counts", "owners", "push_alerts", "push_messages", "raise_alerts", "robust_z", "run",
     "run_rate_forecast", "save_rule", "to_message", "trend_forecast", "unpushed",
 ]  # fmt: skip

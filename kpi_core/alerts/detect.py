@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import clock, completeness, people, scoring, targets
+from kpi_core.access import Actor
+from kpi_core.actuals import data_range
 from kpi_core.alerts.forecasts import (
     _quiet,
     anomaly_reference,
@@ -30,12 +32,10 @@ from kpi_core.alerts.rules import (
     StaleRule,
     load_rules,
 )
-from kpi_core.board import data_range
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.periods import Period, add_months, month_of
 from kpi_core.scorecard import NodeResult
 from kpi_core.scorecard import evaluate as evaluate_scorecards
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 # What an evaluation finds.

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from kpi_core.access import Actor
+from kpi_core.actuals import data_range
 from kpi_core.alerts.detect import (
     evaluate,
 )
@@ -20,10 +22,8 @@ from kpi_core.alerts.store import (
     _apply,
     unpushed,
 )
-from kpi_core.board import data_range
 from kpi_core.catalog import load_catalog
 from kpi_core.periods import add_months, month_of
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit, people
-from kpi_core.access import ROLE_NAMES, can
+from kpi_core.access import ROLE_NAMES, Actor, can
 from kpi_core.alerts.detect import (
     Candidate,
     Coverage,
@@ -29,7 +29,6 @@ from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.memo import by_data_version
 from kpi_core.messages import Message
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 
@@ -281,6 +280,17 @@ def unpushed(wh: Warehouse, cat: Catalog, who: Actor) -> list[Alert]:
 
 def _scope_ids(cat: Catalog, who: Actor) -> list[int]:
     return [u for u in cat.units if who.scope.allows(u)]
+
+
+def owners(wh: Warehouse, cat: Catalog, who: Actor) -> list[str]:
+    """The stored owners of alerts inside the caller's scope (not other departments' people),
+    sorted: the Alerts page's owner filter."""
+    rows = wh.rows(
+        "SELECT DISTINCT owner FROM alert_event WHERE owner IS NOT NULL "
+        "AND list_contains(?, unit_id) ORDER BY owner",
+        [_scope_ids(cat, who)],
+    )
+    return [r[0] for r in rows]
 
 
 @by_data_version

@@ -41,7 +41,7 @@ from kpi_core.errors import (
     ValidationError,
     WarehouseBusyError,
 )
-from kpi_core.ingest import intake, sources
+from kpi_core.ingest import sources
 from kpi_core.messages import Message
 from kpi_core.periods import parse_period
 from kpi_core.warehouse import Warehouse, resolve_path
@@ -105,7 +105,7 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
     if args.command == "pull":
         return _pull(wh, actor, args)
     if args.command == "rollback":
-        done = intake.rollback(wh, args.batch, actor, args.reason)
+        done = service.rollback_actuals(wh, args.batch, actor, args.reason)
         print(f"batch {args.batch} rolled back: {done['restored']} restored, "
               f"{done['removed']} removed")  # fmt: skip
         return EXIT_OK

@@ -9,7 +9,7 @@ from datetime import date
 
 import pandas as pd
 
-from kpi_core import alerts, people, service
+from kpi_core import access, alerts, people
 from kpi_core.catalog import load_catalog
 from kpi_core.cli.arguments import _month
 from kpi_core.cli.outcome import EXIT_OK
@@ -20,7 +20,7 @@ from kpi_core.messages import Message
 from kpi_core.warehouse import Warehouse
 
 
-def _alerts(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _alerts(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     today = None
     if args.today:
         try:

@@ -7,7 +7,7 @@ import getpass
 import os
 from pathlib import Path
 
-from kpi_core import service, workbook
+from kpi_core import access, service, users, workbook
 from kpi_core.access import Scope
 from kpi_core.cli.outcome import UsageError
 from kpi_core.errors import (
@@ -19,18 +19,18 @@ from kpi_core.settings import env
 from kpi_core.warehouse import Warehouse
 
 
-def _who(wh: Warehouse, args: argparse.Namespace) -> service.Actor:
+def _who(wh: Warehouse, args: argparse.Namespace) -> access.Actor:
     """The named user, or full access only when asked for by --admin: a command that reads or
     writes data never falls back to full access silently (a warehouse without users aside)."""
     if args.admin and args.user:
         raise UsageError(Message("cli_err_user_and_admin"))
     if args.admin:
-        return service.Actor(f"admin@cli:{_system_user()}", "admin", Scope.all())
+        return access.Actor(f"admin@cli:{_system_user()}", "admin", Scope.all())
     name = args.user or env("KPI_USER")
     if name:
         return service.actor(wh, name)
-    if wh.one("SELECT count(*) FROM app_user")[0] == 0:
-        return service.SYSTEM
+    if not users.anyone(wh):
+        return access.SYSTEM
     raise UsageError(Message("cli_err_who"))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kpi_core import service
+from kpi_core import access
 from kpi_core.catalog import load_catalog
 from kpi_core.cli.outcome import EXIT_OK
 from kpi_core.errors import (
@@ -22,7 +22,7 @@ from kpi_core.messages import Message
 from kpi_core.warehouse import Warehouse
 
 
-def _definition(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _definition(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     kind = args.command
     definition_file.may_read(actor, kind)
     module = profile if kind == "profile" else sources

@@ -10,7 +10,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from kpi_core import clock, service
+from kpi_core import access, clock, service
 from kpi_core.catalog import load_catalog
 from kpi_core.cli.arguments import _month
 from kpi_core.cli.outcome import EXIT_OK, EXIT_REFUSED, UsageError
@@ -35,7 +35,7 @@ from kpi_core.warehouse import Warehouse
 AFTER_COMMIT_WAIT = 60.0
 
 
-def _pull(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _pull(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     source = sources.load(wh, args.source)
     prepared = sources.prepare_pull(
         wh, source, actor, first=_month(args.first), last=_month(args.last), new_only=args.new
@@ -43,7 +43,7 @@ def _pull(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
     return _report(wh, actor, args, prepared, f"source {source.name}")
 
 
-def _import_actuals(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _import_actuals(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise KpiError(Message("wb_err_no_file", path=args.file))
@@ -160,7 +160,7 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     committed = None
     refused = bool(prepared.errors) and not args.accept_invalid
     if not args.dry_run and not refused and len(prepared.rows):
-        committed = intake.commit(wh, prepared, actor, accept_invalid=args.accept_invalid)
+        committed = service.commit_actuals(wh, prepared, actor, accept_invalid=args.accept_invalid)
         # The alert rules and pushes run on threads that use the warehouse: they finish before
         # it is closed and the process ends (a push cut off by exit aborted the process).
         if not committed.finish(AFTER_COMMIT_WAIT):
@@ -199,7 +199,7 @@ def _report(wh, actor, args, prepared: intake.Intake, what: str) -> int:
     return EXIT_REFUSED if refused or nothing_valid else EXIT_OK
 
 
-def _targets(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _targets(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     mapping_path, sheet_path = Path(args.mapping), Path(args.file)
     for path in (mapping_path, sheet_path):
         if not path.is_file():

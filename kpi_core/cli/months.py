@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from kpi_core import completeness, i18n, service
-from kpi_core.board import data_range
+from kpi_core import access, completeness, i18n
+from kpi_core.actuals import data_range
 from kpi_core.catalog import load_catalog
 from kpi_core.cli.arguments import _month
 from kpi_core.cli.outcome import EXIT_OK
@@ -19,7 +19,7 @@ from kpi_core.messages import Message
 from kpi_core.warehouse import Warehouse
 
 
-def _publish(wh: Warehouse, actor: service.Actor, args: argparse.Namespace) -> int:
+def _publish(wh: Warehouse, actor: access.Actor, args: argparse.Namespace) -> int:
     month = _month(args.month)
     cat = load_catalog(wh)
     units = [cat.unit(code) for code in args.unit] if args.unit else None

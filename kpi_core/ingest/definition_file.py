@@ -28,13 +28,12 @@ from enum import Enum
 
 import tomli_w
 
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.ingest import profile, sources, target_mapping
 from kpi_core.ingest.template import STORED
 from kpi_core.references import mask
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 KINDS = ("profile", "source", "targets")

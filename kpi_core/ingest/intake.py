@@ -10,8 +10,10 @@ A batch has a source — the mapping profile's name, or the file names. Uploadin
 months from the same source again replaces what that source gave before: values it no longer
 lists are removed, identical values are left alone, so the same file twice changes nothing.
 
-What a commit starts afterwards (alert rules, pushes) is in `after_commit`; the intake said in
-words and data (`describe`, `report`, handed on from here) in `intake_report`.
+What a commit or a roll-back starts afterwards (alert rules, pushes) is the caller's hook,
+run once the transaction is over: the service layer supplies kpi_core/after_commit.py, so the
+intake never imports alerts or push. The intake said in words and data (`describe`, `report`,
+handed on from here) is in `intake_report`.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, alerts, audit, clock, collector, scoring, targets
-from kpi_core.access import ROLE_NAMES, can
+from kpi_core import actuals, audit, clock, collector, scoring, targets
+from kpi_core.access import ROLE_NAMES, Actor, can
 from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
-from kpi_core.ingest.after_commit import AfterCommit
 from kpi_core.ingest.intake_report import BINDING_PROBLEMS as BINDING_PROBLEMS
 from kpi_core.ingest.intake_report import describe as describe
 from kpi_core.ingest.intake_report import describe_binding as describe_binding
@@ -42,7 +44,6 @@ from kpi_core.ingest.template import is_instructions
 from kpi_core.library import AGGREGATIONS
 from kpi_core.messages import Items, Message
 from kpi_core.periods import month_of
-from kpi_core.service import Actor
 from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
@@ -108,6 +109,21 @@ class Intake:
     def turns(self) -> dict[str, int]:
         """How many KPI values turn to each light ("3 turn red")."""
         return self.effects["after"].value_counts().to_dict() if len(self.effects) else {}
+
+
+class Started(Protocol):
+    """What an after-commit hook started (kpi_core/after_commit.AfterCommit)."""
+
+    def wait_for_alerts(self) -> None: ...
+
+    def finish(self, timeout: float) -> bool: ...
+
+
+# Called once a batch is committed, outside its transaction, with the writer, the batch id and
+# its months; what it does can no longer undo the batch.
+AfterCommitHook = Callable[[Warehouse, Actor, int, list[date]], Started]
+# Called once a roll-back is committed, with the roll-back's actor, batch id and touched months.
+AfterRollbackHook = Callable[[Warehouse, Actor, int, list[date]], None]
 
 
 def _nothing() -> None:
@@ -354,9 +370,17 @@ def _lights(values: np.ndarray, levels: list[np.ndarray], direction: np.ndarray)
     return out
 
 
-def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = False) -> Committed:
+def commit(
+    wh: Warehouse,
+    intake: Intake,
+    who: Actor,
+    *,
+    accept_invalid: bool = False,
+    after: AfterCommitHook | None = None,
+) -> Committed:
     """Write the intake as one batch. With errors, only after the analyst accepts leaving the
-    invalid values out."""
+    invalid values out. `after` is started once the batch is committed (service.commit_actuals
+    gives the alert rules and pushes); without it the commit starts nothing."""
     if not can(who, "load_actuals"):
         raise ScopeError(Message("in_cannot_load", user=who.name, role=_role(who)))
     if intake.errors and not accept_invalid:
@@ -365,7 +389,7 @@ def commit(wh: Warehouse, intake: Intake, who: Actor, *, accept_invalid: bool = 
         raise IntakeError(Message("in_nothing_valid"))
     now = datetime.now()
     try:
-        return _commit(wh, intake, who, now)
+        return _commit(wh, intake, who, now, after)
     except _NothingToWrite as nothing:
         return Committed(None, nothing.counts)
 
@@ -379,7 +403,9 @@ class _NothingToWrite(Exception):
         self.counts = counts
 
 
-def _commit(wh: Warehouse, intake: Intake, who: Actor, now: datetime) -> Committed:
+def _commit(
+    wh: Warehouse, intake: Intake, who: Actor, now: datetime, after: AfterCommitHook | None
+) -> Committed:
     with wh.transaction() as cur:
         # The preview's diff still holds unless a batch was written or undone since.
         same = _fingerprint(cur) == intake.fingerprint and intake.prepared_by == who
@@ -404,8 +430,10 @@ def _commit(wh: Warehouse, intake: Intake, who: Actor, now: datetime) -> Committ
             ],
         )  # fmt: skip
         _write(cur, moving, batch_id, who.name, now, f"batch {batch_id}: {intake.source}")
-    after = AfterCommit(wh, who, batch_id, intake.months)
-    return Committed(batch_id, counts, after.wait_for_alerts, after.finish)
+    if after is None:
+        return Committed(batch_id, counts)
+    started = after(wh, who, batch_id, intake.months)
+    return Committed(batch_id, counts, started.wait_for_alerts, started.finish)
 
 
 def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:
@@ -451,7 +479,14 @@ def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, rea
     cur.execute("DROP TABLE changed")
 
 
-def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict[str, int]:
+def rollback(
+    wh: Warehouse,
+    batch_id: int,
+    who: Actor,
+    reason: str = "",
+    *,
+    after: AfterRollbackHook | None = None,
+) -> dict[str, int]:
     """Undo a committed batch: its values go, the values it replaced or removed come back.
 
     Refused while a later batch has changed some of the same values (roll that one back first),
@@ -521,23 +556,12 @@ def rollback(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict
             cur, changed_at=now, changed_by=who.name, entity="batch", key=str(batch_id),
             field="status", old="committed", new="rolled_back", reason=reason or source,
         )  # fmt: skip
-    _rejudge_after_rollback(wh, who, batch_id, months)
+    if after is not None:  # service.rollback_actuals: the alert rules judge again
+        after(wh, who, batch_id, months)
     return {
         "restored": int(moving["new"].notna().sum()),
         "removed": int(moving["new"].isna().sum()),
     }
-
-
-def _rejudge_after_rollback(wh: Warehouse, who: Actor, batch_id: int, months: list[date]) -> None:
-    """The alert rules judge again the months a roll-back touched, and the latest month (a
-    forecast made from a month that is gone no longer holds): alerts whose condition went with
-    the values are closed by the system. Before returning, so the page and the command line
-    show the alerts as they now are. The roll-back stands whatever the rules do."""
-    try:
-        alerts.run(wh, who, months=months)
-        alerts.run(wh, who)
-    except Exception:  # any failure of the rules: logged with its traceback, never raised
-        log.exception("Alert evaluation after rolling back batch %s failed.", batch_id)
 
 
 def history(wh: Warehouse, who: Actor, limit: int = 200) -> pd.DataFrame:

@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 
 from kpi_core import audit
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import aggregation, dates, expression
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import norm
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 AGGS = ("sum", "count", "count_distinct", "avg")

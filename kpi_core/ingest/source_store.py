@@ -10,7 +10,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_core import audit
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import profile
 from kpi_core.ingest.names import norm
@@ -21,7 +21,6 @@ from kpi_core.ingest.source_urls import (
 )
 from kpi_core.messages import Items, Message
 from kpi_core.references import mask
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 DEFAULT_ROW_LIMIT = 5_000_000

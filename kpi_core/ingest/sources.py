@@ -41,6 +41,7 @@ from datetime import date
 import duckdb
 import pandas as pd
 
+from kpi_core.access import Actor
 from kpi_core.catalog import load_catalog
 from kpi_core.ingest import aggregation, intake, profile, source_files, source_pg
 from kpi_core.ingest.layout import Finding, Records
@@ -80,7 +81,6 @@ from kpi_core.ingest.source_urls import (
 from kpi_core.messages import Message
 from kpi_core.periods import add_months
 from kpi_core.references import mask
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 __all__ = [

@@ -28,7 +28,7 @@ from datetime import date
 import pandas as pd
 
 from kpi_core import planning
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
 from kpi_core.ingest import profile
@@ -36,7 +36,6 @@ from kpi_core.ingest.files import Table
 from kpi_core.ingest.names import norm
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import Period, PeriodError, iso_week, parse_period, weeks_of_month
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 LEVEL_KEYS = ("baseline", "target", "challenge")

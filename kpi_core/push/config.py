@@ -14,7 +14,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from kpi_core import audit
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.messages import Items, Message
 from kpi_core.references import (
@@ -26,7 +26,6 @@ from kpi_core.references import (
     read_secrets,
 )
 from kpi_core.references import mask as _mask_password
-from kpi_core.service import Actor
 from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.push.config import (
     Channel,
     Delivery,
@@ -46,7 +46,6 @@ from kpi_core.references import (
 )
 from kpi_core.references import redact as _redact
 from kpi_core.references import values as _values
-from kpi_core.service import Actor
 from kpi_core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from datetime import date
 
 import streamlit as st
 
-from kpi_core import clock, completeness, i18n, people, service
+from kpi_core import access, clock, completeness, i18n, people, service
 from kpi_core.access import roles_for
 from kpi_core.board import periods_between
 from kpi_core.catalog import SCORECARD, Catalog, load_catalog
@@ -66,7 +66,7 @@ def _warehouse(path: str) -> Warehouse:
 class PageContext:
     wh: Warehouse
     cat: Catalog
-    actor: service.Actor
+    actor: access.Actor
     lang: str
 
     def t(self, key: str, **values: object) -> str:
@@ -112,7 +112,7 @@ def page(title_key: str) -> PageContext:
         wh = _warehouse(resolve_path())
         name = signin.gate(wh, lang)
         cat = load_catalog(wh)
-        who = service.actor(wh, name) if name else service.SYSTEM
+        who = service.actor(wh, name) if name else access.SYSTEM
     except WarehouseBusyError:
         _navigation(nav, lang, None)
         st.warning(i18n.t("warehouse_busy", lang))

@@ -20,7 +20,7 @@ from kpi_core.access import ROLE_WORDS, ROLES, can
 from kpi_core.errors import KpiError
 from kpi_core.ui import PageContext
 from kpi_core.ui.change_log import audit_section
-from kpi_core.ui.screen import SLIDE_TITLE
+from kpi_core.ui.slides import SLIDE_TITLE
 from kpi_core.ui.widgets import error_text
 
 _NEW = ""  # the user picker's entry for a new user

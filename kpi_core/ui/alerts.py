@@ -89,15 +89,9 @@ def filters(ctx: PageContext) -> dict[str, list]:
 def _owners(ctx: PageContext) -> dict[str, list[str]]:
     """Owners of alerts inside the user's scope (not the other departments' people), by the
     name shown → the values stored for them."""
-    scope = [u for u in ctx.cat.units if ctx.actor.scope.allows(u)]
-    rows = ctx.wh.rows(
-        "SELECT DISTINCT owner FROM alert_event WHERE owner IS NOT NULL "
-        "AND list_contains(?, unit_id) ORDER BY owner",
-        [scope],
-    )
     known = people.load(ctx.wh)
     out: dict[str, list[str]] = {}
-    for (raw,) in rows:
+    for raw in alerts.owners(ctx.wh, ctx.cat, ctx.actor):
         out.setdefault(known.name(raw) or raw, []).append(raw)
     return dict(sorted(out.items()))
 

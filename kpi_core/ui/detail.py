@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import attention, charts, i18n, review, scoring
-from kpi_core.board import data_range
+from kpi_core.actuals import data_range
 from kpi_core.catalog import SCORECARD
 from kpi_core.detail import Detail, detail
 from kpi_core.errors import KpiError

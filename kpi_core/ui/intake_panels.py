@@ -10,7 +10,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from kpi_core import i18n
+from kpi_core import i18n, service
 from kpi_core.catalog import Catalog
 from kpi_core.ingest import intake
 from kpi_core.ingest.layout import Finding
@@ -295,7 +295,9 @@ def commit_panel(
     if not clicked:
         return None
     with guard(ctx, "up_unexpected"):
-        return intake.commit(ctx.wh, it, ctx.actor, accept_invalid=bool(it.errors) and accepted)
+        return service.commit_actuals(
+            ctx.wh, it, ctx.actor, accept_invalid=bool(it.errors) and accepted
+        )
     return None
 
 
@@ -406,7 +408,7 @@ def _rollback(ctx: PageContext, df: pd.DataFrame, prefix: str) -> None:
     if yes:
         st.session_state.pop(pending, None)
         with guard(ctx, "up_unexpected"):
-            got = intake.rollback(ctx.wh, int(batch), ctx.actor, (reason or "").strip())
+            got = service.rollback_actuals(ctx.wh, int(batch), ctx.actor, (reason or "").strip())
             for held in HELD:  # a pending preview has moved
                 st.session_state.pop(held, None)
             st.session_state[f"{prefix}_rb_done"] = ctx.t("up_rolled_back", batch=batch, **got)

@@ -2,7 +2,7 @@
 definition (with the formula checked as it is typed), placing a KPI on a unit's scorecard, and
 the KPI-system workbook out and back in. For admins.
 
-The work is in `kpi_core.definitions`, which sends every edit through the KPI-system import, so
+The work is in `kpi_core.library_edits`, which sends every edit through the KPI-system import, so
 a definition saved here is checked exactly as a workbook row would be; this module draws it.
 """
 
@@ -14,7 +14,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from kpi_core import clock, definitions, export, i18n, people, service, workbook
+from kpi_core import clock, export, i18n, library_edits, people, service, workbook
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, Problem, ValidationError, WarehouseBusyError
 from kpi_core.ingest import files
@@ -49,7 +49,7 @@ def library_frame(wh, cat: Catalog, lang: str, year: int, text: str = "") -> pd.
         rows.append(
             [k.code, k.name(lang), k.name(other), k.unit, t_of("lib_dir_" + k.direction, lang),
              t_of("lib_agg_" + k.aggregation, lang), how or "", k.owner or "",
-             len(definitions.smart_warnings(wh, cat, k.code, year))]
+             len(library_edits.smart_warnings(wh, cat, k.code, year))]
         )  # fmt: skip
     columns = ["code", "name", "name_other", "unit", "direction", "aggregation", "formula",
                "owner", "warnings"]  # fmt: skip
@@ -154,11 +154,11 @@ def _load_fields(ctx: PageContext, code: str | None) -> None:
     if st.session_state.get("lib_loaded", "∅") == code:
         return
     values = (
-        definitions.fields_of(ctx.cat.kpi(code))
+        library_edits.fields_of(ctx.cat.kpi(code))
         if code
         else {"direction": "up", "aggregation": "sum", "veto": False}
     )
-    for f in definitions.FIELDS:
+    for f in library_edits.FIELDS:
         v = values.get(f)
         if f in TEXT_FIELDS or f == "formula":
             v = "" if v is None else str(v)
@@ -171,7 +171,7 @@ def _load_fields(ctx: PageContext, code: str | None) -> None:
 
 def collected() -> dict[str, object]:
     """The form's fields as `save_kpi` takes them."""
-    fields = {f: st.session_state.get(f"lib_f_{f}") for f in definitions.FIELDS}
+    fields = {f: st.session_state.get(f"lib_f_{f}") for f in library_edits.FIELDS}
     agg = fields.get("aggregation")
     if agg != "ratio":
         fields["numerator"] = fields["denominator"] = None
@@ -189,7 +189,7 @@ def _submit(ctx: PageContext, dry_run: bool) -> None:
         "dry_run": dry_run, "problems": [], "error": None, "fields": fields,
     }  # fmt: skip
     try:
-        result = definitions.save_kpi(ctx.wh, fields, ctx.actor, dry_run=dry_run)
+        result = library_edits.save_kpi(ctx.wh, fields, ctx.actor, dry_run=dry_run)
     except ValidationError as exc:
         outcome["problems"] = _problem_pairs(exc)
     except WarehouseBusyError:
@@ -286,7 +286,7 @@ def edit_section(ctx: PageContext, code: str | None) -> None:
                 help=ctx.t("lib_formula_help"),
             )
             if (typed or "").strip():
-                said = definitions.formula_problem(typed, ctx.cat, code or _typed_code() or NEW)
+                said = library_edits.formula_problem(typed, ctx.cat, code or _typed_code() or NEW)
                 if said:
                     st.error(translate(said, ctx.lang), icon=":material/function:")
                 else:
@@ -362,7 +362,7 @@ def _outcome(ctx: PageContext, outcome: dict, problems) -> None:
         st.error(outcome["error"])
     elif problems:
         lines = [
-            f"- **{ctx.t('lib_field_' + c) if c in definitions.FIELDS else c or '—'}**: "
+            f"- **{ctx.t('lib_field_' + c) if c in library_edits.FIELDS else c or '—'}**: "
             f"{md(translate(m, ctx.lang))}"
             for c, m in problems
         ]
@@ -388,7 +388,7 @@ def _summary_key(ctx: PageContext, key: str) -> str:
 
 def _smart(ctx: PageContext, code: str) -> None:
     year = clock.today().year
-    warnings = definitions.smart_warnings(ctx.wh, ctx.cat, code, year)
+    warnings = library_edits.smart_warnings(ctx.wh, ctx.cat, code, year)
     if warnings:
         st.warning(
             ctx.t("lib_smart", code=code)
@@ -433,7 +433,7 @@ def place_section(ctx: PageContext, code: str | None) -> None:
         )
         if done := st.session_state.pop("lib_place_done", None):
             st.success(done)
-        current = definitions.children_of(ctx.cat, unit, None, month)
+        current = library_edits.children_of(ctx.cat, unit, None, month)
         node = f"{unit}/{code}"
         added = st.session_state.get("lib_place_add") == node
         rows = list(current)
@@ -475,7 +475,7 @@ def place_section(ctx: PageContext, code: str | None) -> None:
         if st.button(ctx.t("lib_place_save"), key="lib_place_save", type="primary"):
             children = children_rows(edited)
             try:
-                definitions.set_children(ctx.wh, unit, children, ctx.actor)
+                library_edits.set_children(ctx.wh, unit, children, ctx.actor)
             except ValidationError as exc:
                 lines = []
                 for p in exc.problems:

@@ -4,8 +4,9 @@ alerts, freshness."""
 import streamlit as st
 
 from kpi_core import alerts, charts, clock, completeness, i18n, people
+from kpi_core.actuals import data_range
 from kpi_core.attention import overview_list
-from kpi_core.board import data_range, overview
+from kpi_core.board import overview
 from kpi_core.periods import Period
 from kpi_core.ui import page, period_picker
 from kpi_core.ui.boundary import guard

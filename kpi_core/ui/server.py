@@ -42,7 +42,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kpi_core import auth, sessions, sso
+from kpi_core import auth, sessions, sso, users
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.warehouse import Warehouse, resolve_path
 
@@ -288,7 +288,7 @@ def _session_for_identity(claims: dict, https: bool) -> str | None:
     """A Set-Cookie header value with a new session for the identity's user; None (audited)
     when the identity maps to no user."""
     wh = _warehouse()
-    if wh.one("SELECT count(*) FROM app_user")[0] == 0:
+    if not users.anyone(wh):
         return None  # no users: no sign-in at all (signin.gate)
     try:
         name = sso.resolve(wh, claims)

@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from kpi_core import auth, i18n, service, sessions, sso
+from kpi_core import auth, i18n, service, sessions, sso, users
 from kpi_core.errors import KpiError
 from kpi_core.ui import server
 from kpi_core.warehouse import Warehouse
@@ -62,7 +62,7 @@ def gate(wh: Warehouse, lang: str) -> str | None:
     None means the warehouse has no users at all (set up by hand): then everyone has full
     access, and the sidebar says so.
     """
-    if wh.one("SELECT count(*) FROM app_user")[0] == 0:
+    if not users.anyone(wh):
         return None
     rules = auth.policy()
     flags = {k: st.query_params.get(k) for k in server.FLAGS}

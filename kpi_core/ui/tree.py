@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import completeness, i18n, review
-from kpi_core.board import data_range
+from kpi_core.actuals import data_range
 from kpi_core.catalog import Catalog, Node
 from kpi_core.periods import Period
 from kpi_core.scorecard import NodeResult, evaluate

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from kpi_core import charts, i18n, people, review, scoring, trends, workbook
-from kpi_core.board import data_range
+from kpi_core.actuals import data_range
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, add_months, months_between, parse_period
 from kpi_core.texts import N_

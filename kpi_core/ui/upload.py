@@ -20,7 +20,7 @@ import streamlit as st
 
 from kpi_core import clock, completeness, i18n
 from kpi_core.access import can
-from kpi_core.board import data_range
+from kpi_core.actuals import data_range
 from kpi_core.catalog import SCORECARD
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import files, intake, profile, template

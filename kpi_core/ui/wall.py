@@ -1,6 +1,6 @@
 """The Big Screen page (pages/9_Big_Screen.py): a wall opened with a kiosk token, or previewed by a
 signed-in user over their own scope. It hides Streamlit's chrome and redraws the slides
-(`kpi_core.ui.screen`) in one fragment every few seconds: no Streamlit chrome, no sidebar, no
+(`kpi_core.ui.slides`) in one fragment every few seconds: no Streamlit chrome, no sidebar, no
 spinner. The data is read through `kpi_core.screen.LAST_GOOD` (refreshed every `refresh`
 seconds; the last good data, marked stale, when the warehouse is busy). A refused wall shows a
 notice.
@@ -19,7 +19,7 @@ from kpi_core.errors import NotFoundError
 from kpi_core.screen import Snapshot
 from kpi_core.ui import _warehouse, signin
 from kpi_core.ui.boundary import guard
-from kpi_core.ui.screen import BG, Params, notice, read_params, render
+from kpi_core.ui.slides import BG, Params, notice, read_params, render
 from kpi_core.warehouse import resolve_path
 
 CSS = f"""

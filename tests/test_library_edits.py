@@ -1,4 +1,4 @@
-"""Editing the KPI library and scorecards (kpi_core.definitions) on a real DuckDB copy of the demo:
+"""Editing the KPI library and scorecards (kpi_core.library_edits) on a real DuckDB copy of the demo:
 definitions saved through the KPI-system import, refusals that leave the warehouse as it was, the
 formula check as typed, SMART warnings, placing a KPI on a scorecard, and the whole system out to
 a workbook and back in without loss."""
@@ -9,12 +9,11 @@ from datetime import date
 
 import pytest
 
-from kpi_core import definitions, export, service, workbook
-from kpi_core.access import Scope
+from kpi_core import export, library_edits, service, workbook
+from kpi_core.access import SYSTEM, Actor, Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError, ValidationError
 from kpi_core.periods import Period
-from kpi_core.service import SYSTEM, Actor
 from kpi_core.warehouse import Warehouse
 from tests.conftest import TODAY
 
@@ -49,9 +48,9 @@ def problems_of(exc: pytest.ExceptionInfo) -> list[tuple[str | None, str]]:
 
 
 def test_ratio_and_formula_kpis_are_created(demo_wh):
-    definitions.save_kpi(demo_wh, kpi("ONTIME"), ADMIN)
-    definitions.save_kpi(demo_wh, kpi("SHIPPED"), ADMIN)
-    result = definitions.save_kpi(
+    library_edits.save_kpi(demo_wh, kpi("ONTIME"), ADMIN)
+    library_edits.save_kpi(demo_wh, kpi("SHIPPED"), ADMIN)
+    result = library_edits.save_kpi(
         demo_wh,
         kpi("ONTIME_RATE", unit="%", aggregation="ratio", numerator="ONTIME",
             denominator="SHIPPED"),
@@ -59,7 +58,7 @@ def test_ratio_and_formula_kpis_are_created(demo_wh):
     )  # fmt: skip
     assert result.summary == {"kpis_new": 1}
     # Aliases as a workbook would have them: 越高越好, 公式.
-    definitions.save_kpi(
+    library_edits.save_kpi(
         demo_wh,
         kpi("AOV", unit="元", direction="越高越好", aggregation="公式", formula="REV / ORDERS"),
         ADMIN,
@@ -70,13 +69,13 @@ def test_ratio_and_formula_kpis_are_created(demo_wh):
     assert rate.dependencies() == {"ONTIME", "SHIPPED"}
     assert (aov.direction, aov.aggregation, aov.formula) == ("up", "formula", "REV / ORDERS")
     assert aov.dependencies() == {"REV", "ORDERS"}
-    assert definitions.fields_of(aov)["formula"] == "REV / ORDERS"
+    assert library_edits.fields_of(aov)["formula"] == "REV / ORDERS"
     # Edited: the same code again changes it, and a dry run changes nothing.
     before = snapshot(demo_wh)
-    dry = definitions.save_kpi(demo_wh, {**definitions.fields_of(aov), "owner": "王磊"}, ADMIN,
+    dry = library_edits.save_kpi(demo_wh, {**library_edits.fields_of(aov), "owner": "王磊"}, ADMIN,
                                dry_run=True)  # fmt: skip
     assert dry.summary == {"kpis_changed": 1} and snapshot(demo_wh) == before
-    definitions.save_kpi(demo_wh, {**definitions.fields_of(aov), "owner": "王磊"}, ADMIN)
+    library_edits.save_kpi(demo_wh, {**library_edits.fields_of(aov), "owner": "王磊"}, ADMIN)
     assert load_catalog(demo_wh).kpi("AOV").owner == "王磊"
 
 
@@ -109,25 +108,25 @@ def test_ratio_and_formula_kpis_are_created(demo_wh):
 def test_refused_definitions_write_nothing(demo_wh, fields, expected):
     before = snapshot(demo_wh)
     with pytest.raises(ValidationError) as exc:
-        definitions.save_kpi(demo_wh, fields, ADMIN)
+        library_edits.save_kpi(demo_wh, fields, ADMIN)
     assert problems_of(exc) == expected
     assert all(p.sheet == "kpis" and p.row == 2 for p in exc.value.problems)
     assert snapshot(demo_wh) == before
 
 
 def test_a_cycle_through_formulas_is_refused(demo_wh):
-    definitions.save_kpi(demo_wh, kpi("X", aggregation="formula", formula="REV * 2"), ADMIN)
-    definitions.save_kpi(demo_wh, kpi("AOV", aggregation="formula", formula="X / ORDERS"), ADMIN)
+    library_edits.save_kpi(demo_wh, kpi("X", aggregation="formula", formula="REV * 2"), ADMIN)
+    library_edits.save_kpi(demo_wh, kpi("AOV", aggregation="formula", formula="X / ORDERS"), ADMIN)
     before = snapshot(demo_wh)
     with pytest.raises(ValidationError) as exc:
-        definitions.save_kpi(demo_wh, kpi("X", aggregation="formula", formula="AOV + 1"), ADMIN)
+        library_edits.save_kpi(demo_wh, kpi("X", aggregation="formula", formula="AOV + 1"), ADMIN)
     [(column, message)] = problems_of(exc)
     assert column == "formula" and message.startswith("KPIs depend on each other in a cycle: ")
     assert {"AOV", "X"} <= set(message.split(": ")[1].split(" → "))
     assert snapshot(demo_wh) == before
     # The page's check as typed says so before anything is sent.
     cat = load_catalog(demo_wh)
-    said = definitions.formula_problem("AOV + 1", cat, "X")
+    said = library_edits.formula_problem("AOV + 1", cat, "X")
     assert said is not None and said.startswith("the formula goes round in a circle: ")
 
 
@@ -137,43 +136,43 @@ def test_only_admins_edit(demo_wh):
     head = service.actor(demo_wh, "head_sales")
     for who in (analyst, head):
         with pytest.raises(ScopeError):
-            definitions.save_kpi(demo_wh, kpi("NEW1"), who)
+            library_edits.save_kpi(demo_wh, kpi("NEW1"), who)
         with pytest.raises(ScopeError):
-            definitions.set_children(demo_wh, "SALES", [("SALES/REV", 100)], who)
+            library_edits.set_children(demo_wh, "SALES", [("SALES/REV", 100)], who)
     assert snapshot(demo_wh) == before
 
 
 def test_formula_problem_as_typed(demo_wh):
     cat = load_catalog(demo_wh)
-    assert definitions.formula_problem("REV / ORDERS", cat, "AOV") is None
-    assert definitions.formula_problem("(AVAIL * PERF) * QUAL", cat, "NEW") is None
-    assert definitions.formula_problem("REV / NOPE + ZZZ", cat, "AOV") == (
+    assert library_edits.formula_problem("REV / ORDERS", cat, "AOV") is None
+    assert library_edits.formula_problem("(AVAIL * PERF) * QUAL", cat, "NEW") is None
+    assert library_edits.formula_problem("REV / NOPE + ZZZ", cat, "AOV") == (
         "unknown KPI NOPE, ZZZ — use the codes of the KPI library"
     )
-    assert definitions.formula_problem("REV /", cat, "AOV") == (
+    assert library_edits.formula_problem("REV /", cat, "AOV") == (
         "the formula ends too early — an operand is missing"
     )
-    assert definitions.formula_problem("REV ; ORDERS", cat, "AOV") == (
+    assert library_edits.formula_problem("REV ; ORDERS", cat, "AOV") == (
         "';' is not allowed in a formula — use + - × ÷ ( )"
     )
-    assert definitions.formula_problem("", cat, "AOV") == "the formula is empty"
+    assert library_edits.formula_problem("", cat, "AOV") == "the formula is empty"
     # OEE is AVAIL × PERF × QUAL: AVAIL made of OEE would go round.
-    assert definitions.formula_problem("OEE * 1", cat, "AVAIL").startswith(
+    assert library_edits.formula_problem("OEE * 1", cat, "AVAIL").startswith(
         "the formula goes round in a circle: "
     )
 
 
 def test_smart_warnings(demo_wh):
     year = THIS_MONTH.year
-    definitions.save_kpi(demo_wh, kpi("BARE"), ADMIN)
-    definitions.save_kpi(
+    library_edits.save_kpi(demo_wh, kpi("BARE"), ADMIN)
+    library_edits.save_kpi(
         demo_wh,
         {"code": "WISH", "name_zh": "提升客户满意度", "direction": "up", "aggregation": "avg",
          "source": "CRM", "owner": "王磊", "caliber": "季度调查平均分"},
         ADMIN,
     )  # fmt: skip
     cat = load_catalog(demo_wh)
-    bare = definitions.smart_warnings(demo_wh, cat, "BARE", year)
+    bare = library_edits.smart_warnings(demo_wh, cat, "BARE", year)
     assert [w.render("zh") for w in bare] == [
         f"{year} 年没有目标",
         "没有数据来源",
@@ -186,34 +185,34 @@ def test_smart_warnings(demo_wh):
         "no owner",
         "no caliber (口径): say exactly what is counted and how",
     ]
-    assert [str(w) for w in definitions.smart_warnings(demo_wh, cat, "WISH", year)] == [
+    assert [str(w) for w in library_edits.smart_warnings(demo_wh, cat, "WISH", year)] == [
         f"no target for {year}",
         "no unit of measure",
         "the name is a wish (提升/优化/improve…), not a measure",
     ]
     # Revenue of the demo has targets, a source, an owner, a unit and a caliber.
-    assert definitions.smart_warnings(demo_wh, cat, "REV", 2025) == []
+    assert library_edits.smart_warnings(demo_wh, cat, "REV", 2025) == []
 
 
 def test_set_children_puts_a_kpi_on_the_sales_scorecard(demo_wh):
     cat = load_catalog(demo_wh)
-    assert definitions.children_of(cat, "SALES", None, THIS_MONTH) == [
+    assert library_edits.children_of(cat, "SALES", None, THIS_MONTH) == [
         ("SALES/REV", 40.0), ("SALES/NEW_CUST", 25.0), ("SALES/CSAT", 20.0),
         ("SALES/COLLECT_RATE", 15.0),
     ]  # fmt: skip
-    definitions.save_kpi(demo_wh, kpi("AOV", unit="元", aggregation="formula",
+    library_edits.save_kpi(demo_wh, kpi("AOV", unit="元", aggregation="formula",
                                       formula="REV / ORDERS"), ADMIN)  # fmt: skip
     children = [("SALES/REV", 35), ("SALES/NEW_CUST", 25), ("SALES/CSAT", 20),
                 ("SALES/COLLECT_RATE", 10), ("SALES/AOV", 10)]  # fmt: skip
-    result = definitions.set_children(demo_wh, "SALES", children, ADMIN)
+    result = library_edits.set_children(demo_wh, "SALES", children, ADMIN)
     assert result.summary == {"tree_parents_changed": 1}
     cat = load_catalog(demo_wh)
-    assert definitions.children_of(cat, "SALES", None, THIS_MONTH) == [
+    assert library_edits.children_of(cat, "SALES", None, THIS_MONTH) == [
         (n, float(w)) for n, w in children
     ]
     # Last month still has the old version.
     last = date(THIS_MONTH.year - (THIS_MONTH.month == 1), (THIS_MONTH.month - 2) % 12 + 1, 1)
-    assert ("SALES/AOV", 10.0) not in definitions.children_of(cat, "SALES", None, last)
+    assert ("SALES/AOV", 10.0) not in library_edits.children_of(cat, "SALES", None, last)
     card = service.score_unit(demo_wh, ADMIN, "SALES", Period("M", THIS_MONTH))
     assert {k["kpi"]: k["weight"] for k in card["kpis"]} == {
         "REV": 35, "NEW_CUST": 25, "CSAT": 20, "COLLECT_RATE": 10, "AOV": 10,
@@ -223,7 +222,7 @@ def test_set_children_puts_a_kpi_on_the_sales_scorecard(demo_wh):
 def test_weights_not_summing_to_100_are_refused(demo_wh):
     before = snapshot(demo_wh)
     with pytest.raises(ValidationError) as exc:
-        definitions.set_children(
+        library_edits.set_children(
             demo_wh, "SALES", [("SALES/REV", 40), ("SALES/NEW_CUST", 25), ("SALES/CSAT", 30)],
             ADMIN,
         )  # fmt: skip
@@ -231,13 +230,13 @@ def test_weights_not_summing_to_100_are_refused(demo_wh):
         ("weight", "weights under 'SALES' (rows 2, 3, 4) sum to 95 — they must sum to 100")
     ]
     with pytest.raises(ValidationError) as exc:
-        definitions.set_children(demo_wh, "SALES", [("SALES/NOPE", 100)], ADMIN)
+        library_edits.set_children(demo_wh, "SALES", [("SALES/NOPE", 100)], ADMIN)
     assert problems_of(exc)[0][0] == "child"
     assert snapshot(demo_wh) == before
 
 
 def test_export_import_round_trip_of_the_whole_demo(demo_wh, tmp_path):
-    definitions.save_kpi(demo_wh, kpi("AOV", unit="元", aggregation="formula",
+    library_edits.save_kpi(demo_wh, kpi("AOV", unit="元", aggregation="formula",
                                       formula="REV / ORDERS", owner="王磊"), ADMIN)  # fmt: skip
     first = workbook.to_bytes(export.system_frames(demo_wh, Scope.all()), "zh")
     fresh = Warehouse(tmp_path / "fresh.duckdb", linger=0)
@@ -258,9 +257,9 @@ def test_export_import_round_trip_of_the_whole_demo(demo_wh, tmp_path):
 
 
 def test_saving_one_kpi_keeps_the_library_order(demo_wh):
+    from kpi_core.access import SYSTEM
     from kpi_core.catalog import load_catalog
-    from kpi_core.definitions import fields_of, save_kpi
-    from kpi_core.service import SYSTEM
+    from kpi_core.library_edits import fields_of, save_kpi
 
     before = {k.code: k.sort_order for k in load_catalog(demo_wh).kpis.values()}
     oee = load_catalog(demo_wh).kpi("OEE")

@@ -14,12 +14,11 @@ from datetime import date
 import pandas as pd
 
 from kpi_core import formula, workbook
-from kpi_core.access import can
+from kpi_core.access import Actor, can
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import ScopeError
 from kpi_core.library import Kpi
 from kpi_core.messages import Message
-from kpi_core.service import Actor
 from kpi_core.system_import import ImportResult, import_system
 from kpi_core.warehouse import Warehouse
 

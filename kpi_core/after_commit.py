@@ -1,5 +1,7 @@
-"""What a commit starts once its batch is written: the alert rules on the loaded months, then the
-new alerts pushed, each on a thread of its own (kpi_core/ingest/intake.py `commit`).
+"""What the service layer runs once actuals are written, outside the writer's transaction: after a
+commit the alert rules on the loaded months, then the new alerts pushed, each on a thread of its
+own (`AfterCommit`, the hook of kpi_core/ingest/intake.py `commit`); after a roll-back the rules
+judged again (`rejudge`). The intake itself never imports alerts or push.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import time
 from datetime import date
 
 from kpi_core import alerts, push
-from kpi_core.service import Actor
+from kpi_core.access import Actor
 from kpi_core.warehouse import Warehouse, in_background
 
-# The intake's logger, as before this class had a module of its own: log filters name it.
+# The intake's logger, as before these hooks had a module of their own: log filters name it.
 log = logging.getLogger("kpi_core.ingest.intake")
 
 
@@ -91,3 +93,15 @@ class AfterCommit:
             )
         except Exception:
             log.exception("Pushing the alerts of batch %s failed.", self._batch_id)
+
+
+def rejudge(wh: Warehouse, who: Actor, batch_id: int, months: list[date]) -> None:
+    """The alert rules judge again the months a roll-back touched, and the latest month (a
+    forecast made from a month that is gone no longer holds): alerts whose condition went with
+    the values are closed by the system. Before returning, so the page and the command line
+    show the alerts as they now are. The roll-back stands whatever the rules do."""
+    try:
+        alerts.run(wh, who, months=months)
+        alerts.run(wh, who)
+    except Exception:  # any failure of the rules: logged with its traceback, never raised
+        log.exception("Alert evaluation after rolling back batch %s failed.", batch_id)
