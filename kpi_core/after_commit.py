@@ -11,7 +11,7 @@ import threading
 import time
 from datetime import date
 
-from kpi_core import alerts, push
+from kpi_core import alerts, pauses, push
 from kpi_core.access import Actor
 from kpi_core.warehouse import Warehouse, in_background
 
@@ -55,12 +55,11 @@ class AfterCommit:
         pushing = self._pushing
         if pushing is None:
             return True
-        pushing.join(max(deadline - time.monotonic(), 0.0))
-        if not pushing.is_alive():
+        if pauses.until(lambda: not pushing.is_alive(), max(deadline - time.monotonic(), 0.0)):
             return True
         self._stop.set()
         # The attempt under way, and at most one more (the next message's first), each bounded.
-        pushing.join(2 * push.TIMEOUT + 5)
+        pauses.until(lambda: not pushing.is_alive(), 2 * push.TIMEOUT + 5)
         return False
 
     def _alert(self) -> None:
@@ -78,7 +77,7 @@ class AfterCommit:
             )
 
     def _pause(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
+        if pauses.until(self._stop.is_set, seconds):
             raise _Stopped
 
     def _push(self, raised: list[alerts.Alert]) -> None:

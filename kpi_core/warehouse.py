@@ -57,7 +57,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from kpi_core import settings
+from kpi_core import pauses, settings
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.gate import Gate
 from kpi_core.messages import Message
@@ -119,7 +119,7 @@ def _plain(col: np.ndarray) -> np.ndarray:
 T = TypeVar("T")
 
 
-def in_background(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+def in_background(fn: Callable[..., T], *args: Any) -> Callable[..., T]:
     """Start `fn(*args)` on a thread of its own; calling the result waits for its value (and
     raises its exception). DuckDB lets go of the GIL while a query runs, so a query started
     here overlaps the caller's own queries and Python on the second core."""
@@ -131,8 +131,14 @@ def in_background(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
         except BaseException as exc:  # handed to the caller, who decides
             future.set_exception(exc)
 
+    def result(timeout: float | None = None) -> T:
+        # A time limit through pauses.until: see kpi_core/pauses.py.
+        if timeout is not None and not pauses.until(future.done, timeout):
+            raise TimeoutError
+        return future.result()
+
     threading.Thread(target=run, name="kpi-query", daemon=True).start()
-    return future.result
+    return result
 
 
 # The data version of each warehouse file this process has open (see `data_version`); an entry
@@ -278,7 +284,7 @@ class Warehouse:
                 raise WarehouseBusyError(
                     Message("wh_err_stayed_in_use", path=str(self.path), seconds=f"{self.wait:.0f}")
                 )
-            self._state.wait(left)
+            pauses.nap(self._state, left)
 
     def _admit(self) -> None:
         """Before this thread's first query under way: the file open, read-only unless this
@@ -287,12 +293,13 @@ class Warehouse:
         while True:
             if self._draining:
                 left = deadline - time.monotonic()
-                if not self._state.wait(max(left, 0.0)) and left <= 0:
+                if left <= 0:
                     raise WarehouseBusyError(
                         Message(
                             "wh_err_stayed_in_use", path=str(self.path), seconds=f"{self.wait:.0f}"
                         )
                     )
+                pauses.nap(self._state, left)
                 continue
             if self._con is None:
                 self._open_read()
@@ -326,18 +333,22 @@ class Warehouse:
     def _watch(self) -> None:
         """While the file is open: close it once idle for `linger` seconds, or as soon as it is
         idle while another process waits for it."""
-        with self._state:
-            while self._watcher is threading.current_thread():
-                if self._con is None:
-                    break
-                if self._users == 0 and not self._draining and not self._writing_now:
+        me = threading.current_thread()
+        while True:
+            # A sleep without the lock, not a timed wait (see kpi_core/pauses.py).
+            time.sleep(_IDLE_LOOK)
+            with self._state:
+                if self._watcher is not me:
+                    return  # closed, or another opening has a watcher of its own
+                if self._con is not None and (self._users or self._draining or self._writing_now):
+                    continue
+                if self._con is not None:
                     idle = time.monotonic() - self._idle_since
-                    if (self._pins == 0 and idle >= self.linger) or self._should_let_go():
-                        self._close_now()
-                        break
-                self._state.wait(_IDLE_LOOK)
-            if self._watcher is threading.current_thread():
+                    if not (self._pins == 0 and idle >= self.linger) and not self._should_let_go():
+                        continue
+                    self._close_now()
                 self._watcher = None
+                return
 
     # -- writing -------------------------------------------------------------------------
 

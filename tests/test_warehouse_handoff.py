@@ -1,10 +1,13 @@
 """How a busy process shares the warehouse file: it keeps it while nobody else asks for it, and
 lets a waiting process in."""
 
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ROOT
@@ -71,3 +74,31 @@ def test_a_writer_alone_keeps_the_file_and_an_idle_one_lets_another_process_read
     assert other.stdout.strip() == "2"
     assert wh.one("SELECT count(*) FROM phasing_profile")[0] == 2
     wh.close()
+
+
+def test_the_hand_off_works_under_faketime(tmp_path):
+    """The suite runs under libfaketime to prove it passes on any date. There a timed wait on a
+    lock that nobody wakes never returns, so an idle writer never looked again and a reader of
+    the same file waited out its 30 s and failed. Two Warehouse objects of one file in one
+    process (a page's writer and the board's reader) under faketime: the reader gets in."""
+    if shutil.which("faketime") is None:
+        pytest.fail("faketime is missing: apt-get install -y faketime", pytrace=False)
+    code = textwrap.dedent(f"""
+        import time
+        from kpi_core.warehouse import Warehouse
+        path = {str(tmp_path / "wh.duckdb")!r}
+        writer = Warehouse(path, linger=60, wait=20)
+        with writer.transaction() as cur:
+            cur.execute("INSERT INTO phasing_profile VALUES ('p', [1.0])")
+        time.sleep(0.5)  # the writer idle: its watcher between two looks
+        reader = Warehouse(path, linger=0, wait=20)
+        print(reader.one("SELECT count(*) FROM phasing_profile")[0])
+        reader.close()
+        writer.close()
+    """)
+    run = subprocess.run(
+        ["faketime", "2031-02-28 23:59:00", sys.executable, "-c", code],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "1"

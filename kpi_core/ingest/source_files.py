@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from kpi_core import settings, warehouse
+from kpi_core import pauses, settings, warehouse
 from kpi_core.errors import KpiError
 from kpi_core.messages import Items, Message
 
@@ -118,8 +118,7 @@ def watchdog(seconds: float, stop: Callable[[], object]) -> Iterator[Callable[[]
         fired.set()
         stop()
 
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
+    timer = pauses.Timer(seconds, fire)
     timer.start()
     try:
         yield fired.is_set
