@@ -116,6 +116,9 @@ def refused_whole(path: Path, name: str, data: bytes, *fragments: str, **kw) -> 
     """The file cannot be read at all: one message, starting with the file's name."""
     got = refuse(path, name, data, **kw)
     assert isinstance(got.error, files.FileError), got
+    # A coded message (kpi_core.ingest.files): the page renders it in its language.
+    assert got.error.coded is not None and got.error.coded.key == "fi_in_file", got.error
+    assert got.error.coded.values["file"] == name
     message = str(got.error)
     assert message.startswith(f"{name}: "), message
     for fragment in fragments:

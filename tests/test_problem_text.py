@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import access, problem_text, review, service
+from kpi_core import access, i18n, problem_text, review, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
@@ -80,25 +80,6 @@ EXAMPLES = [
         "在第 1–12 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
         "列名，以及以指标名称或月份作为列标题的表头）；已跳过该工作表",
     ),
-    # FileError: "FILE: message", the file name kept as it is
-    (
-        "12月 实际.xlsx: the file is empty (0 bytes). Save it again from Excel and retry.",
-        "12月 实际.xlsx：文件是空的（0 字节）。请用 Excel 重新保存后再上传。",
-    ),
-    (
-        "big.csv: 3,000,001 rows; the limit is 2,000,000. Split the file.",
-        "big.csv：共 3,000,001 行，上限为 2,000,000 行。请拆分文件。",
-    ),
-    (
-        "report: v2.xlsx: sheet 'Q3' has 11 rows; the limit is 5. Delete the empty rows below the "
-        "data or split the sheet.",
-        "report: v2.xlsx：工作表“Q3”有 11 行，上限为 5 行。请删除数据下方的空行，或拆分工作表。",
-    ),
-    (
-        "memo.xls: reading took over 120 s: the workbook is damaged. Open it in Excel and save it "
-        "again as .xlsx.",
-        "memo.xls：读取超过 120 秒：工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
-    ),
     # profiles, their problems joined into one message
     (
         "The profile is not complete: give the profile a name; measure 2: choose the column to "
@@ -155,6 +136,210 @@ CODED = [
 @pytest.mark.parametrize(("message", "english", "chinese"), CODED, ids=[m.key for m, _, _ in CODED])
 def test_coded_refusals_in_both_languages(message, english, chinese):
     assert (message.render("en"), message.render("zh")) == (english, chinese)
+
+
+def _file(name: str, key: str, /, **values) -> Message:
+    """A FileError's message: the file's name in front, as the file system spells it."""
+    return Message("fi_in_file", file=name, said=Message(key, **values))
+
+
+# A file that cannot be read (kpi_core.ingest.files, xlsx, sheets): every message, with the
+# English the core said before it was coded, byte for byte (the command line prints it).
+FILES = [
+    (
+        _file("report.pdf", "fi_extension", ext=".pdf"),
+        "report.pdf: '.pdf' files cannot be read — upload .xlsx, .xlsm, .xls, .csv or .parquet.",
+        "report.pdf：无法读取“.pdf”文件——请上传 .xlsx、.xlsm、.xls、.csv 或 .parquet 文件。",
+    ),
+    (
+        _file("notes", "fi_no_extension"),
+        "notes: 'no extension' files cannot be read — upload .xlsx, .xlsm, .xls, .csv or .parquet.",
+        "notes：没有扩展名的文件无法读取——请上传 .xlsx、.xlsm、.xls、.csv 或 .parquet 文件。",
+    ),
+    (
+        _file("12月 实际.xlsx", "fi_empty"),
+        "12月 实际.xlsx: the file is empty (0 bytes). Save it again from Excel and retry.",
+        "12月 实际.xlsx：文件是空的（0 字节）。请用 Excel 重新保存后再上传。",
+    ),
+    (
+        _file("big.xlsx", "fi_too_big", size="25.3 MB", limit="20.0 MB"),
+        "big.xlsx: the file is 25.3 MB; the limit is 20.0 MB. Split it by month or department, "
+        "or save it as .csv (smaller than a workbook).",
+        "big.xlsx：文件大小为 25.3 MB，超过上限 20.0 MB。请按月份或部门拆分，或另存为 .csv"
+        "（比工作簿小）。",
+    ),
+    (
+        _file("big.csv", "fi_too_big_csv", size="50.0 MB", limit="20.0 MB"),
+        "big.csv: the file is 50.0 MB; the limit is 20.0 MB. Split it by month or department.",
+        "big.csv：文件大小为 50.0 MB，超过上限 20.0 MB。请按月份或部门拆分。",
+    ),
+    (
+        _file("secret.xlsx", "fi_password"),
+        "secret.xlsx: the workbook is password-protected. Open it in Excel, remove the password "
+        "(File → Info → Protect Workbook) and upload it again.",
+        "secret.xlsx：工作簿设置了密码保护。请在 Excel 中打开，取消密码（文件 → 信息 → 保护工作簿）"
+        "后重新上传。",
+    ),
+    (
+        _file("secret.xls", "fi_password_short"),
+        "secret.xls: the workbook is password-protected. Remove the password and upload it again.",
+        "secret.xls：工作簿设置了密码保护。请取消密码后重新上传。",
+    ),
+    (
+        _file("actuals.xlsx", "fi_not_workbook_text"),
+        "actuals.xlsx: this is not an Excel workbook, or it is damaged. It looks like a CSV file: "
+        "rename it to .csv.",
+        "actuals.xlsx：这不是 Excel 工作簿，或者文件已损坏。它看起来是 CSV 文件：请把扩展名改为 "
+        ".csv。",
+    ),
+    (
+        _file("report.xlsx", "fi_not_workbook"),
+        "report.xlsx: this is not an Excel workbook, or it is damaged. Open it in Excel and save "
+        "it as .xlsx.",
+        "report.xlsx：这不是 Excel 工作簿，或者文件已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    (
+        _file("odd.xls", "fi_no_sheets"),
+        "odd.xls: the workbook has no sheets. Open it in Excel, check that it holds the data, and "
+        "save it again.",
+        "odd.xls：工作簿中没有工作表。请在 Excel 中打开，确认数据在其中，然后重新保存。",
+    ),
+    (
+        _file("x.parquet", "fi_not_parquet"),
+        "x.parquet: this is not a Parquet file, or it is damaged. Export it again, or upload the "
+        "data as .xlsx or .csv.",
+        "x.parquet：这不是 Parquet 文件，或者文件已损坏。请重新导出，或改用 .xlsx 或 .csv 上传数据。",
+    ),
+    (
+        _file("book.csv", "fi_binary"),
+        "book.csv: this is a binary file, not CSV text. Check the file's extension.",
+        "book.csv：这是二进制文件，不是 CSV 文本。请检查文件的扩展名。",
+    ),
+    (
+        _file("memo.xls", "fi_xls_slow", seconds=120.0, said=Message("fi_xls_damaged")),
+        "memo.xls: reading took over 120 s: the workbook is damaged. Open it in Excel and save it "
+        "again as .xlsx.",
+        "memo.xls：读取超过 120 秒：工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    (
+        _file("memo.xls", "fi_xls_damaged"),
+        "memo.xls: the workbook is damaged. Open it in Excel and save it again as .xlsx.",
+        "memo.xls：工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    (
+        _file("memo.xls", "fi_unreadable", error="Cfb error: Invalid OLE signature"),
+        "memo.xls: the workbook cannot be read (Cfb error: Invalid OLE signature). Save it again "
+        "from Excel.",
+        "memo.xls：工作簿无法读取（Cfb error: Invalid OLE signature）。请用 Excel 重新保存。",
+    ),
+    (
+        _file("latin1.csv", "fi_encoding"),
+        "latin1.csv: the text is neither UTF-8 nor GBK/GB18030. Save it as UTF-8 CSV.",
+        "latin1.csv：文本编码既不是 UTF-8，也不是 GBK/GB18030。请另存为 UTF-8 编码的 CSV。",
+    ),
+    (
+        _file("quote.csv", "fi_open_quote", line=3, error="unexpected end of data"),
+        'quote.csv: line 3: unexpected end of data. A quote (") opened on that line is probably '
+        "never closed: fix the line, or save the file again from Excel as CSV.",
+        'quote.csv：第 3 行：unexpected end of data。该行的引号（"）可能没有闭合：请修改该行，'
+        "或用 Excel 重新另存为 CSV。",
+    ),
+    (
+        _file("big.csv", "fi_rows", n=3_000_001, limit=2_000_000),
+        "big.csv: 3,000,001 rows; the limit is 2,000,000. Split the file.",
+        "big.csv：共 3,000,001 行，上限为 2,000,000 行。请拆分文件。",
+    ),
+    (
+        _file("y.parquet", "fi_parquet_unreadable", error="Parquet magic bytes not found"),
+        "y.parquet: the Parquet file cannot be read (Parquet magic bytes not found).",
+        "y.parquet：Parquet 文件无法读取（Parquet magic bytes not found）。",
+    ),
+    (
+        _file("cut.xlsx", "fi_not_zip"),
+        "cut.xlsx: the file is damaged (not a readable .xlsx). Save it again from Excel.",
+        "cut.xlsx：文件已损坏（不是可读取的 .xlsx）。请用 Excel 重新保存。",
+    ),
+    (
+        _file("bomb.xlsx", "fi_unpacks", size="4,096.0 MB", packed="5.9 KB"),
+        "bomb.xlsx: the workbook unpacks to 4,096.0 MB, far more than its 5.9 KB — refused before "
+        "reading. Save only the sheets you need, as values.",
+        "bomb.xlsx：工作簿解压后为 4,096.0 MB，远大于文件本身的 5.9 KB，已拒绝读取。"
+        "请只保存需要的工作表，并粘贴为数值。",
+    ),
+    (
+        _file("archive.xlsx", "fi_zip_not_workbook"),
+        "archive.xlsx: this zip file is not an Excel workbook. Open the data in Excel and save it "
+        "as .xlsx (Excel Workbook).",
+        "archive.xlsx：这个 zip 文件不是 Excel 工作簿。请在 Excel 中打开数据，另存为 .xlsx"
+        "（Excel 工作簿）。",
+    ),
+    (
+        _file(
+            "far.xlsx",
+            "fi_far_cell",
+            sheet="S",
+            row=1_048_576,
+            column="XFD",
+            cells=17_179_869_184,
+            limit=30_000_000,
+        ),  # fmt: skip
+        "far.xlsx: sheet 'S' has a value as far as row 1,048,576, column XFD: 17,179,869,184 "
+        "cells, more than the 30,000,000 allowed. Delete what lies far below or to the right of "
+        "the data (Ctrl+End in Excel goes to the last cell), save and upload again.",
+        "far.xlsx：工作表“S”直到第 1,048,576 行、XFD 列还有内容：共 17,179,869,184 个单元格，"
+        "超过允许的 30,000,000 个。请删除数据下方或右侧远处的内容（在 Excel 中按 Ctrl+End "
+        "可跳到最后一个单元格），保存后重新上传。",
+    ),
+    (
+        _file("sst.xlsx", "fi_shared_strings", n=4_000_000_000),
+        "sst.xlsx: the workbook is damaged: its shared strings claim 4,000,000,000 entries, more "
+        "than the part can hold. Open it in Excel and save it again.",
+        "sst.xlsx：工作簿已损坏：其共享字符串声称有 4,000,000,000 项，超出了该部分能容纳的数量。"
+        "请在 Excel 中打开并重新保存。",
+    ),
+    (
+        _file("scrambled.xlsx", "fi_sheet_unreadable", sheet="S", error="invalid deflate"),
+        "scrambled.xlsx: sheet 'S' cannot be read (invalid deflate). The file may be damaged: "
+        "open it in Excel and save it again.",
+        "scrambled.xlsx：工作表“S”无法读取（invalid deflate）。文件可能已损坏：请在 Excel 中"
+        "打开并重新保存。",
+    ),
+    (
+        _file("loop.xlsx", "fi_damaged"),
+        "loop.xlsx: the workbook is damaged. Save it again from Excel.",
+        "loop.xlsx：工作簿已损坏。请用 Excel 重新保存。",
+    ),
+    (
+        _file("report: v2.xlsx", "fi_sheet_rows", sheet="Q3", n=11, limit=5),
+        "report: v2.xlsx: sheet 'Q3' has 11 rows; the limit is 5. Delete the empty rows below the "
+        "data or split the sheet.",
+        "report: v2.xlsx：工作表“Q3”有 11 行，上限为 5 行。请删除数据下方的空行，或拆分工作表。",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "english", "chinese"), FILES, ids=[m.values["said"].key for m, _, _ in FILES]
+)
+def test_file_refusals_in_both_languages(message, english, chinese):
+    assert (message.render("en"), message.render("zh")) == (english, chinese)
+
+
+def test_every_file_message_is_pinned_here():
+    """Each fi_ key of the catalogs has its English and Chinese pinned above, so a new
+    one without an example, or a changed English, fails here."""
+    said: set[str] = set()
+
+    def keys(m: object) -> None:
+        if isinstance(m, Message):
+            said.add(m.key)
+            for v in m.values.values():
+                keys(v)
+
+    for m, _, _ in FILES:
+        keys(m)
+    known = {k for k in i18n.CATALOGS["en"] if k.startswith("fi_")}
+    assert known - said == set()
 
 
 @pytest.mark.parametrize(("english", "chinese"), EXAMPLES, ids=[e[:40] for e, _ in EXAMPLES])
