@@ -92,67 +92,6 @@ WORDS: dict[str, str] = {
 
 # English as the core writes it → Chinese. `{name}` is a variable part (see the module's doc).
 RULES: list[tuple[str, str]] = [
-    # --- layout.py: how a sheet is laid out ---------------------------------------------------
-    ("the sheet is empty", "工作表为空"),
-    ("{sub}; the sheet was skipped", "{sub}；已跳过该工作表"),  # intake.py, beside actuals
-    (
-        "cell {ref} holds a formula whose result was never saved",
-        "单元格 {ref} 是公式，但计算结果从未保存",
-    ),
-    (
-        "open the file in Excel and save it (Excel stores the results), or paste values",
-        "请在 Excel 中打开文件并保存（Excel 会保存计算结果），或粘贴为数值",
-    ),
-    ("and {n} more formula cells", "另有 {n} 个公式单元格也是如此"),
-    (
-        "no header row found in rows 1–{n} (looked for period/期间, unit/部门, KPI/指标, "
-        "value/实际值, KPI names as columns or months as columns)",
-        "在第 1–{n} 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
-        "列名，以及以指标名称或月份作为列标题的表头）",
-    ),
-    (
-        "move the table up to the first rows, or load the sheet with a mapping profile",
-        "请把表格移到工作表的前几行，或用映射方案导入该工作表",
-    ),
-    (
-        "add such a header, or load the sheet with a mapping profile",
-        "请添加这样的表头，或用映射方案导入该工作表",
-    ),
-    ("the header in row {row} has no values below it", "第 {row} 行的表头下方没有数据"),
-    (
-        "the header in row {row} has no {columns} column, so its {n} rows give no values",
-        "第 {row} 行的表头没有 {columns} 列，因此其下 {n} 行没有可导入的数值",
-    ),
-    (
-        "name the columns as the template does (期间/period, 部门/unit, 指标/KPI, 实际值/value), "
-        "or load the sheet with a mapping profile",
-        "请按模板命名各列（期间/period、部门/unit、指标/KPI、实际值/value），或用映射方案导入该工作表",
-    ),
-    (
-        "fill in the rows under the header, or upload the sheet that holds the values",
-        "请在表头下方填写数据，或上传包含数据的工作表",
-    ),
-    (
-        "cells {range} are merged over values — no one can tell which row the number belongs to",
-        "单元格 {range} 跨数值合并——无法判断数值属于哪一行",
-    ),
-    (
-        "unmerge the cells and give each row its own value",
-        "请取消合并单元格，为每一行分别填写数值",
-    ),
-    ("no {what} for the values", "这些数值缺少{what}"),
-    (
-        "add a period/期间 column, or name the sheet by its month (2024-03)",
-        "请添加 period/期间 列，或用月份命名工作表（如 2024-03）",
-    ),
-    (
-        "add a unit/部门 column, or name the sheet after the unit",
-        "请添加 unit/部门 列，或用组织名称命名工作表",
-    ),
-    (
-        "add a KPI/指标 column naming the KPI of each row",
-        "请添加 KPI/指标 列，写明每一行的指标",
-    ),
     # --- validate.py and names.py: values checked against the library, org and calendar -------
     # validate.py: which KPI a column is bound to
     (

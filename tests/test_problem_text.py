@@ -51,17 +51,6 @@ EXAMPLES = [
     ),
     ("-1.5e+06 is below NEW_CUST's allowed minimum 0", "-1.5e+06 低于指标 NEW_CUST 允许的最小值 0"),
     (
-        "cell C3 holds a formula whose result was never saved",
-        "单元格 C3 是公式，但计算结果从未保存",
-    ),
-    (
-        "cells C2:C3 are merged over values — no one can tell which row the number belongs to",
-        "单元格 C2:C3 跨数值合并——无法判断数值属于哪一行",
-    ),
-    ("the header in row 4 has no values below it", "第 4 行的表头下方没有数据"),
-    ("no unit for the values", "这些数值缺少组织"),
-    ("and 12 more formula cells", "另有 12 个公式单元格也是如此"),
-    (
         "SALES_E/REV 2026-09 is also given in sheet 'S' row 2: 7 there, 9 here — neither is loaded",
         "SALES_E/REV 2026-09 在工作表“S”第 2 行中也有填写：那里是 7，这里是 9——两者都不导入",
     ),
@@ -69,16 +58,10 @@ EXAMPLES = [
         "SALES_E/REV 2026-11 repeats file 'a.csv' row 5 with the same value",
         "SALES_E/REV 2026-11 与文件“a.csv”第 5 行重复，数值相同",
     ),
-    # nested: the message counted, and a sheet skipped beside actuals
+    # nested: the message counted
     (
         "… and 1,234 more like these ('n/a' is not a number)",
         "……另有 1,234 处同类问题（“n/a”不是数字）",
-    ),
-    (
-        "no header row found in rows 1–12 (looked for period/期间, unit/部门, KPI/指标, "
-        "value/实际值, KPI names as columns or months as columns); the sheet was skipped",
-        "在第 1–12 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
-        "列名，以及以指标名称或月份作为列标题的表头）；已跳过该工作表",
     ),
     # profiles, their problems joined into one message
     (
@@ -325,8 +308,122 @@ def test_file_refusals_in_both_languages(message, english, chinese):
     assert (message.render("en"), message.render("zh")) == (english, chinese)
 
 
-def test_every_file_message_is_pinned_here():
-    """Each fi_ key of the catalogs has its English and Chinese pinned above, so a new
+# How a sheet is laid out (kpi_core.ingest.layout, sheet_header): a finding's message and hint,
+# with the English the core said before it was coded, byte for byte.
+_NO_HEADER = Message("ly_no_header", rows=12)
+LAYOUT = [
+    (Message("ly_empty"), "the sheet is empty", "工作表为空"),
+    (
+        Message("ly_skipped", said=_NO_HEADER),
+        "no header row found in rows 1–12 (looked for period/期间, unit/部门, KPI/指标, "
+        "value/实际值, KPI names as columns or months as columns); the sheet was skipped",
+        "在第 1–12 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
+        "列名，以及以指标名称或月份作为列标题的表头）；已跳过该工作表",
+    ),
+    (
+        Message("ly_formula_unsaved", ref="C3"),
+        "cell C3 holds a formula whose result was never saved",
+        "单元格 C3 是公式，但计算结果从未保存",
+    ),
+    (
+        Message("ly_formula_unsaved_hint"),
+        "open the file in Excel and save it (Excel stores the results), or paste values",
+        "请在 Excel 中打开文件并保存（Excel 会保存计算结果），或粘贴为数值",
+    ),
+    (
+        Message("ly_more_formulas", n=12),
+        "and 12 more formula cells",
+        "另有 12 个公式单元格也是如此",
+    ),
+    (
+        Message("ly_no_header", rows=1000),
+        "no header row found in rows 1–1000 (looked for period/期间, unit/部门, KPI/指标, "
+        "value/实际值, KPI names as columns or months as columns)",
+        "在第 1–1000 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
+        "列名，以及以指标名称或月份作为列标题的表头）",
+    ),
+    (
+        Message("ly_no_header_far_hint"),
+        "move the table up to the first rows, or load the sheet with a mapping profile",
+        "请把表格移到工作表的前几行，或用映射方案导入该工作表",
+    ),
+    (
+        Message("ly_no_header_hint"),
+        "add such a header, or load the sheet with a mapping profile",
+        "请添加这样的表头，或用映射方案导入该工作表",
+    ),
+    (
+        Message("ly_header_no_values", row=4),
+        "the header in row 4 has no values below it",
+        "第 4 行的表头下方没有数据",
+    ),
+    (
+        Message("ly_header_no_values_hint"),
+        "fill in the rows under the header, or upload the sheet that holds the values",
+        "请在表头下方填写数据，或上传包含数据的工作表",
+    ),
+    (
+        Message(
+            "ly_header_lacks",
+            row=1,
+            n=1234,
+            columns=Message("ly_either", first="KPI/指标", second="value/实际值"),
+        ),  # fmt: skip
+        "the header in row 1 has no KPI/指标 or value/实际值 column, so its 1,234 rows give no "
+        "values",
+        "第 1 行的表头没有 KPI/指标 或 value/实际值 列，因此其下 1,234 行没有可导入的数值",
+    ),
+    (
+        Message("ly_header_lacks", row=2, n=3, columns="value/实际值"),
+        "the header in row 2 has no value/实际值 column, so its 3 rows give no values",
+        "第 2 行的表头没有 value/实际值 列，因此其下 3 行没有可导入的数值",
+    ),
+    (
+        Message("ly_header_lacks_hint"),
+        "name the columns as the template does (期间/period, 部门/unit, 指标/KPI, 实际值/value), "
+        "or load the sheet with a mapping profile",
+        "请按模板命名各列（期间/period、部门/unit、指标/KPI、实际值/value），或用映射方案导入该工作表",
+    ),
+    (
+        Message("ly_merged_values", cells="C2:C3"),
+        "cells C2:C3 are merged over values — no one can tell which row the number belongs to",
+        "单元格 C2:C3 跨数值合并——无法判断数值属于哪一行",
+    ),
+    (
+        Message("ly_merged_values_hint"),
+        "unmerge the cells and give each row its own value",
+        "请取消合并单元格，为每一行分别填写数值",
+    ),
+    (Message("ly_no_period"), "no period for the values", "这些数值缺少期间"),
+    (
+        Message("ly_no_period_hint"),
+        "add a period/期间 column, or name the sheet by its month (2024-03)",
+        "请添加 period/期间 列，或用月份命名工作表（如 2024-03）",
+    ),
+    (Message("ly_no_unit"), "no unit for the values", "这些数值缺少组织"),
+    (
+        Message("ly_no_unit_hint"),
+        "add a unit/部门 column, or name the sheet after the unit",
+        "请添加 unit/部门 列，或用组织名称命名工作表",
+    ),
+    (Message("ly_no_kpi"), "no KPI for the values", "这些数值缺少指标"),
+    (
+        Message("ly_no_kpi_hint"),
+        "add a KPI/指标 column naming the KPI of each row",
+        "请添加 KPI/指标 列，写明每一行的指标",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "english", "chinese"), LAYOUT, ids=[m.key for m, _, _ in LAYOUT]
+)
+def test_layout_findings_in_both_languages(message, english, chinese):
+    assert (message.render("en"), message.render("zh")) == (english, chinese)
+
+
+def test_every_file_and_layout_message_is_pinned_here():
+    """Each fi_ and ly_ key of the catalogs has its English and Chinese pinned above, so a new
     one without an example, or a changed English, fails here."""
     said: set[str] = set()
 
@@ -336,9 +433,9 @@ def test_every_file_message_is_pinned_here():
             for v in m.values.values():
                 keys(v)
 
-    for m, _, _ in FILES:
+    for m, _, _ in FILES + LAYOUT:
         keys(m)
-    known = {k for k in i18n.CATALOGS["en"] if k.startswith("fi_")}
+    known = {k for k in i18n.CATALOGS["en"] if k.startswith(("fi_", "ly_"))}
     assert known - said == set()
 
 
@@ -386,7 +483,7 @@ def test_every_rule_keeps_its_parts_is_chinese_and_is_reached():
         "n": "1,234", "row": "3", "line": "3", "i": "2", "batch": "7", "batches": "7, 8",
         "seconds": "120", "size": "1.5 MB", "month": "2026-09", "months": "2026-09",
         "ref": "B5", "range": "C2:C3", "letters": "XFD", "num": "96",
-        "sub": "the sheet is empty", "there": "sheet 'S' row 2",
+        "sub": "no actuals were found", "there": "sheet 'S' row 2",
         "problems": "give the profile a name", "choices": "REV (营业收入 / Revenue)",
         "what": "period", "agg": "sum", "status": "rolled back",
     }  # fmt: skip
