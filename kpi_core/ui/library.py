@@ -19,10 +19,10 @@ from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, Problem, ValidationError, WarehouseBusyError
 from kpi_core.ingest import files
 from kpi_core.library import AGGREGATIONS, DIRECTIONS, PERSPECTIVES
-from kpi_core.problem_text import translate
+from kpi_core.messages import Message
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
-from kpi_core.ui.widgets import error_text, md
+from kpi_core.ui.widgets import error_text, md, refusal_text
 
 KINDS = ("result", "process")
 NEW = "__new__"  # the code a formula is checked under before the KPI has one
@@ -70,7 +70,9 @@ def export_bytes(wh, scope, lang: str) -> bytes:
     return workbook.to_bytes(export.system_frames(wh, scope), lang)
 
 
-def field_problems(problems: list[tuple[str | None, str]], field: str) -> list[str]:
+def field_problems(
+    problems: list[tuple[str | None, Message | str]], field: str
+) -> list[Message | str]:
     return [m for c, m in problems if c == field]
 
 
@@ -93,7 +95,7 @@ def children_rows(frame: pd.DataFrame) -> list[tuple[str, float | None]]:
     return out
 
 
-def _problem_pairs(exc: ValidationError) -> list[tuple[str | None, str]]:
+def _problem_pairs(exc: ValidationError) -> list[tuple[str | None, Message | str]]:
     return [(p.column, p.message) for p in exc.problems]
 
 
@@ -103,7 +105,7 @@ def _problem_text(ctx: PageContext, p: Problem) -> str:
         where.append(ctx.t("lib_row", row=p.row))
     if p.column:
         where.append(p.column)
-    return f"{' · '.join(where)}: {translate(p.message, ctx.lang)}"
+    return f"{' · '.join(where)}: {error_text(ctx, p.message)}"
 
 
 # --- 1: the list -------------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def _owner_note(ctx: PageContext, col) -> None:
 
 def _notes(ctx: PageContext, problems, field: str) -> None:
     for m in field_problems(problems, field):
-        st.error(translate(m, ctx.lang), icon=":material/error:")
+        st.error(error_text(ctx, m), icon=":material/error:")
 
 
 def edit_section(ctx: PageContext, code: str | None) -> None:
@@ -288,7 +290,7 @@ def edit_section(ctx: PageContext, code: str | None) -> None:
             if (typed or "").strip():
                 said = library_edits.formula_problem(typed, ctx.cat, code or _typed_code() or NEW)
                 if said:
-                    st.error(translate(said, ctx.lang), icon=":material/function:")
+                    st.error(error_text(ctx, said), icon=":material/function:")
                 else:
                     st.success(ctx.t("lib_formula_ok"), icon=":material/function:")
             _notes(ctx, problems, "formula")
@@ -363,7 +365,7 @@ def _outcome(ctx: PageContext, outcome: dict, problems) -> None:
     elif problems:
         lines = [
             f"- **{ctx.t('lib_field_' + c) if c in library_edits.FIELDS else c or '—'}**: "
-            f"{md(translate(m, ctx.lang))}"
+            f"{md(error_text(ctx, m))}"
             for c, m in problems
         ]
         st.error(ctx.t("lib_refused", n=len(problems)) + "\n\n" + "\n".join(lines))
@@ -481,7 +483,7 @@ def place_section(ctx: PageContext, code: str | None) -> None:
                 for p in exc.problems:
                     at = p.row - 2 if p.row is not None else None
                     where = children[at][0] if at is not None and 0 <= at < len(children) else unit
-                    lines.append(f"- **{md(where)}**: {md(translate(p.message, ctx.lang))}")
+                    lines.append(f"- **{md(where)}**: {md(error_text(ctx, p.message))}")
                 st.error(ctx.t("lib_place_refused") + "\n\n" + "\n".join(lines))
             else:
                 st.session_state.lib_place_done = ctx.t("lib_place_saved", unit=unit)
@@ -583,7 +585,7 @@ def problems_frame(problems: list[Problem], lang: str) -> pd.DataFrame:
             t_of("lib_col_sheet", lang): [p.sheet for p in problems],
             t_of("lib_col_row", lang): [p.row for p in problems],
             t_of("lib_col_column", lang): [p.column for p in problems],
-            t_of("lib_col_problem", lang): [translate(p.message, lang) for p in problems],
+            t_of("lib_col_problem", lang): [refusal_text(lang, p.message) for p in problems],
         }
     )
 
