@@ -745,11 +745,6 @@ RULES: list[tuple[str, str]] = [
     ("source '{name}'", "数据源“{name}”"),
     # what Test connection says of an export
     ("{name}: {kind} file, {n} bytes", "{name}：{kind} 文件，{n} 字节"),
-    # Targets & weights edited in place (planning raises coded messages; a conflict still says)
-    (
-        "{where} was changed by {user} at {when} — reload to see it; your edits are kept",
-        "{where} 已被 {user} 于 {when} 修改——请重新加载查看；您的改动会被保留",
-    ),
     # --- push/: what a delivery's failure says (kept in push_log as English text); push/config
     # raises coded messages.
     (

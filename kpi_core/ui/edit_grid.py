@@ -193,7 +193,7 @@ def _save_form(
 def _conflict_box(ctx: PageContext, store: dict, reload) -> None:
     if "conflict" not in store:
         return
-    lines = "\n".join(f"- {error_text(ctx, line)}" for line in store["conflict"].splitlines())
+    lines = "\n".join(f"- {error_text(ctx, line)}" for line in store["conflict"])
     st.error(ctx.t("tw_conflict", text="\n" + lines))
     st.button(ctx.t("tw_reload_keep"), key=f"tw_reload_{id(store)}", on_click=reload)
 
@@ -206,7 +206,7 @@ def _save(ctx: PageContext, name: str, save, store: dict, load, keys, reason, ef
         saved = save(ctx.wh, ctx.cat, ctx.actor, store["base"], store["edited"],
                      reason=reason, effective=effective)  # fmt: skip
     except planning.ConflictError as exc:
-        store["conflict"] = str(exc)
+        store["conflict"] = exc.lines
         st.rerun()
     except ValidationError as exc:
         for p in exc.problems:
