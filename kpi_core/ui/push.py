@@ -60,7 +60,7 @@ def listing_frame(
         at, ok, error = got
         if ok:
             return f"✔ {_when(at)}"
-        return f"✖ {_when(at)} · {error_text(ctx, error or '')}"
+        return f"✖ {_when(at)} · {failure_text(ctx, error)}"
 
     return pd.DataFrame(
         {
@@ -77,6 +77,14 @@ def listing_frame(
     )
 
 
+def failure_text(ctx: PageContext, failure: Message | str | None) -> str:
+    """A delivery's failure in the page's language; a row written before failures were coded
+    keeps its English text, shown as it is."""
+    if isinstance(failure, Message):
+        return failure.render(ctx.lang)
+    return "" if failure is None or (isinstance(failure, float) and pd.isna(failure)) else failure
+
+
 def log_frame(df: pd.DataFrame, ctx: PageContext) -> pd.DataFrame:
     """The delivery log as the page shows it; failures in words the reader can act on."""
     return pd.DataFrame(
@@ -91,9 +99,7 @@ def log_frame(df: pd.DataFrame, ctx: PageContext) -> pd.DataFrame:
                 ctx.t("push_sent") if bool(v) else ctx.t("push_failed") for v in df["ok"]
             ],
             ctx.t("push_col_status"): [None if pd.isna(v) else str(v) for v in df["status"]],
-            ctx.t("push_col_error"): [
-                None if pd.isna(v) else error_text(ctx, str(v)) for v in df["error"]
-            ],
+            ctx.t("push_col_error"): [failure_text(ctx, v) or None for v in df["error"]],
         }
     )
 
@@ -150,7 +156,7 @@ def _listing(ctx: PageContext, chans: list[push.Channel], results: dict[str, tup
         if c.enabled and got and not got[1]:
             st.warning(
                 ctx.t("push_last_failed", name=md(c.name), when=_when(got[0]),
-                      error=md(error_text(ctx, got[2] or "")))
+                      error=md(failure_text(ctx, got[2])))
             )  # fmt: skip
     st.dataframe(listing_frame(chans, results, ctx), hide_index=True, width="stretch")
 
@@ -336,7 +342,7 @@ def _test_result(ctx: PageContext, base: push.Channel | None) -> None:
     else:
         st.error(
             ctx.t("push_test_failed", name=md(d.channel), attempts=d.attempts,
-                  error=md(error_text(ctx, d.error or "")))
+                  error=md(failure_text(ctx, d.said or d.error)))
         )  # fmt: skip
 
 
