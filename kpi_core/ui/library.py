@@ -20,6 +20,7 @@ from kpi_core.errors import KpiError, Problem, ValidationError, WarehouseBusyErr
 from kpi_core.ingest import files
 from kpi_core.library import AGGREGATIONS, DIRECTIONS, PERSPECTIVES
 from kpi_core.messages import Message
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.widgets import error_text, md, refusal_text
@@ -37,6 +38,26 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def kpi_label(cat: Catalog, code: str | None, lang: str) -> str:
     k = cat.kpi_by_code.get(code or "")
     return f"{code} · {k.name(lang)}" if k else str(code or "—")
+
+
+# Keys built below as "lib_agg_…" / "lib_col_…" / "lib_dir_…", written out so that extraction finds them.
+_LIB_AGG_KEYS = (
+    N_("lib_agg_avg"),
+    N_("lib_agg_formula"),
+    N_("lib_agg_last"),
+    N_("lib_agg_ratio"),
+    N_("lib_agg_sum"),
+    N_("lib_col_aggregation"),
+    N_("lib_col_code"),
+    N_("lib_col_direction"),
+    N_("lib_col_name"),
+    N_("lib_col_name_other"),
+    N_("lib_col_owner"),
+    N_("lib_col_unit"),
+    N_("lib_dir_down"),
+    N_("lib_dir_range"),
+    N_("lib_dir_up"),
+)
 
 
 def library_frame(wh, cat: Catalog, lang: str, year: int, text: str = "") -> pd.DataFrame:
@@ -112,7 +133,7 @@ def _problem_text(ctx: PageContext, p: Problem) -> str:
 
 
 def list_section(ctx: PageContext) -> None:
-    with guard(ctx, "lib_unexpected"):
+    with guard(ctx, N_("lib_unexpected")):
         text = st.text_input(ctx.t("lib_filter"), key="lib_filter", width=420)
         df = library_frame(ctx.wh, ctx.cat, ctx.lang, clock.today().year, text or "")
         st.caption(ctx.t("lib_count", n=len(df), total=len(ctx.cat.kpis)))
@@ -226,6 +247,17 @@ def _owner_note(ctx: PageContext, col) -> None:
 def _notes(ctx: PageContext, problems, field: str) -> None:
     for m in field_problems(problems, field):
         st.error(error_text(ctx, m), icon=":material/error:")
+
+
+# Keys built below as "lib_kind_…" / "lib_persp_…", written out so that extraction finds them.
+_LIB_KIND_KEYS = (
+    N_("lib_kind_process"),
+    N_("lib_kind_result"),
+    N_("lib_persp_customer"),
+    N_("lib_persp_financial"),
+    N_("lib_persp_learning"),
+    N_("lib_persp_process"),
+)
 
 
 def edit_section(ctx: PageContext, code: str | None) -> None:
@@ -381,6 +413,22 @@ def summary_text(ctx: PageContext, summary: dict[str, int]) -> str:
     if not summary:
         return ctx.t("lib_no_change")
     return ", ".join(f"{_summary_key(ctx, k)} {v:,}" for k, v in summary.items())
+
+
+# Keys built below as "lib_sum_…", written out so that extraction finds them.
+_LIB_SUM_KEYS = (
+    N_("lib_sum_actuals_changed"),
+    N_("lib_sum_actuals_new"),
+    N_("lib_sum_actuals_unchanged"),
+    N_("lib_sum_kpis_changed"),
+    N_("lib_sum_kpis_new"),
+    N_("lib_sum_phasing_changed"),
+    N_("lib_sum_targets_changed"),
+    N_("lib_sum_targets_new"),
+    N_("lib_sum_tree_parents_changed"),
+    N_("lib_sum_units_changed"),
+    N_("lib_sum_units_new"),
+)
 
 
 def _summary_key(ctx: PageContext, key: str) -> str:
@@ -582,10 +630,10 @@ def _import(ctx: PageContext, data: bytes, name: str, *, dry_run: bool):
 def problems_frame(problems: list[Problem], lang: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            t_of("lib_col_sheet", lang): [p.sheet for p in problems],
-            t_of("lib_col_row", lang): [p.row for p in problems],
-            t_of("lib_col_column", lang): [p.column for p in problems],
-            t_of("lib_col_problem", lang): [refusal_text(lang, p.message) for p in problems],
+            t_of(N_("lib_col_sheet"), lang): [p.sheet for p in problems],
+            t_of(N_("lib_col_row"), lang): [p.row for p in problems],
+            t_of(N_("lib_col_column"), lang): [p.column for p in problems],
+            t_of(N_("lib_col_problem"), lang): [refusal_text(lang, p.message) for p in problems],
         }
     )
 

@@ -18,6 +18,7 @@ import streamlit as st
 from kpi_core import push
 from kpi_core.access import can
 from kpi_core.messages import Message
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.widgets import confirmed, error_text, md
@@ -48,6 +49,22 @@ def address(ch: push.Channel) -> str:
     if ch.kind == "email":
         return f"{ch.shown_url()} → {', '.join(push.recipients(ch.options.get('to')))}"
     return ch.shown_url()
+
+
+# Keys built below as "push_kind_…" / "push_lang_…" / "push_sev_…", written out so that extraction finds them.
+_PUSH_KIND_KEYS = (
+    N_("push_kind_dingtalk"),
+    N_("push_kind_email"),
+    N_("push_kind_slack"),
+    N_("push_kind_webhook"),
+    N_("push_kind_wecom"),
+    N_("push_lang_both"),
+    N_("push_lang_en"),
+    N_("push_lang_zh"),
+    N_("push_sev_high"),
+    N_("push_sev_low"),
+    N_("push_sev_medium"),
+)
 
 
 def listing_frame(
@@ -134,7 +151,7 @@ def channels_section(ctx: PageContext) -> None:
     done = st.session_state.pop("push_done", None)
     if done:
         st.success(done)
-    with guard(ctx, "push_unexpected"):
+    with guard(ctx, N_("push_unexpected")):
         chans = push.channels(ctx.wh)
         results = push.last_results(ctx.wh, ctx.actor)
         _listing(ctx, chans, results)
@@ -181,6 +198,18 @@ def _picker(ctx: PageContext, chans: list[push.Channel]) -> push.Channel | None:
 def _init(key: str, value: object) -> None:
     if key not in st.session_state:
         st.session_state[key] = value
+
+
+# Keys built below as "push_security_…" / "push_url_help_…", written out so that extraction finds them.
+_PUSH_SECURITY_KEYS = (
+    N_("push_security_none"),
+    N_("push_security_ssl"),
+    N_("push_security_starttls"),
+    N_("push_url_help_dingtalk"),
+    N_("push_url_help_slack"),
+    N_("push_url_help_webhook"),
+    N_("push_url_help_wecom"),
+)
 
 
 def _editor(ctx: PageContext, base: push.Channel | None) -> None:
