@@ -420,3 +420,32 @@ def test_sheet_level_problems_are_coded_and_say_the_same_english(sales_wh):
         assert str(info.value).split("\n", 1)[1] == english
         assert_coded(info.value)
         assert chinese(info.value.problems[0].message) == first_zh
+
+
+def test_the_command_line_prints_the_same_english_and_json(tmp_path):
+    """`import` of a refused KPI-system workbook: the problems on stderr, and `--json`'s list,
+    in the English they always had (the messages are coded now)."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.xlsx"
+    workbook.write(many_problems(), path)
+
+    def run(*more):
+        return subprocess.run(
+            [sys.executable, "-m", "kpi_core", "--warehouse", str(tmp_path / "w.duckdb"),
+             "import", str(path), *more],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    plain, as_json = run(), run("--json")
+    assert (plain.returncode, as_json.returncode) == (1, 1)
+    assert plain.stderr == MANY_PROBLEMS
+    lines = MANY_PROBLEMS.splitlines()[1:]
+    got = json.loads(as_json.stdout)
+    assert got["ok"] is False and len(got["problems"]) == len(lines) == 41
+    for p, line in zip(got["problems"], lines, strict=True):
+        where = [f"Sheet '{p['sheet']}'", f"row {p['row']}", f"column '{p['column']}'"]
+        assert line == f"{', '.join(where)}: {p['message']}"
+    assert as_json.stdout.startswith('{\n  "ok": false,\n  "problems": [\n    {\n      "sheet": ')
