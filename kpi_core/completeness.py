@@ -51,6 +51,7 @@ from kpi_core.library import Kpi
 from kpi_core.memo import by_data_version
 from kpi_core.messages import Message
 from kpi_core.periods import add_months, month_of
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 Pair = tuple[int, int]  # (kpi id, unit id)
@@ -64,7 +65,7 @@ SEARCH_MONTHS = 36
 
 PUBLISHED, COMPLETE, PARTIAL, EMPTY = "published", "complete", "partial", "empty"
 SETTLED = (PUBLISHED, COMPLETE)
-UP_TO_DATE, DUE, OVERDUE = "up_to_date", "due", "overdue"
+UP_TO_DATE, DUE, OVERDUE = N_("up_to_date"), "due", "overdue"  # a page names UP_TO_DATE with t()
 FRESHNESS = (UP_TO_DATE, DUE, PARTIAL, OVERDUE)
 
 

@@ -17,13 +17,15 @@ class ConflictError(KpiError):
 
     def __init__(self, conflicts: list[Conflict]):
         self.conflicts = conflicts
-        super().__init__(
-            "\n".join(
-                f"{c.where} was changed by {c.by} at {c.at:%Y-%m-%d %H:%M} — reload to see it; "
-                "your edits are kept"
-                for c in conflicts
-            )
-        )
+        # One line per conflict; str() is their English, one a line, as before.
+        self.lines = [
+            Message("ge_conflict", where=c.where, user=c.by, when=f"{c.at:%Y-%m-%d %H:%M}")
+            for c in conflicts
+        ]
+        super().__init__("\n".join(str(m) for m in self.lines))
+
+    def text(self, lang: str) -> str:
+        return "\n".join(m.render(lang) for m in self.lines)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from kpi_core.access import Actor, can
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import ScopeError
 from kpi_core.library import Kpi
-from kpi_core.messages import Message
+from kpi_core.messages import Items, Message
 from kpi_core.system_import import ImportResult, import_system
 from kpi_core.warehouse import Warehouse
 
@@ -67,21 +67,21 @@ def _blank(value: object) -> object:
     return value
 
 
-def formula_problem(text: str, cat: Catalog, code: str) -> str | None:
+def formula_problem(text: str, cat: Catalog, code: str) -> Message | None:
     """What is wrong with a formula as typed (None when it is fine): syntax, names the
     library does not have, or a cycle through other formula KPIs."""
     try:
         node = formula.parse(text)
     except formula.FormulaError as exc:
-        return str(exc)
+        return exc.said()
     unknown = sorted(r for r in formula.references(node) if r not in cat.kpi_by_code)
     if unknown:
-        return f"unknown KPI {', '.join(unknown)} — use the codes of the KPI library"
+        return Message("sy_formula_unknown", kpis=Items(unknown, commas=True))
     deps = {k.code: k.dependencies() for k in cat.kpis.values()}
     deps[code] = formula.references(node)
     cycle = formula.find_cycle(deps)
     if cycle and code in cycle:
-        return f"the formula goes round in a circle: {' → '.join(cycle)}"
+        return Message("sy_formula_cycle", path=" → ".join(cycle))
     return None
 
 

@@ -11,6 +11,7 @@ rendering, so logs, the command line and `--json` output read as before.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from kpi_core.texts import t
@@ -72,3 +73,35 @@ def render(value: object, lang: str) -> object:
     if isinstance(value, Message | Items):
         return value.render(lang)
     return value
+
+
+# --- a message kept in a table (a push's failure in push_log): its key, and its values as JSON --
+
+
+def _stored(value: object) -> object:
+    if isinstance(value, Message):
+        return {"message": value.key, "values": {k: _stored(v) for k, v in value.values.items()}}
+    if isinstance(value, Items):
+        return {"items": [_stored(v) for v in value.items], "commas": value.commas}
+    return value if value is None or isinstance(value, bool | int | float) else str(value)
+
+
+def _restored(value: object) -> object:
+    if isinstance(value, dict) and "message" in value:
+        return Message(value["message"], **{k: _restored(v) for k, v in value["values"].items()})
+    if isinstance(value, dict) and "items" in value:
+        return Items([_restored(v) for v in value["items"]], bool(value.get("commas")))
+    return value
+
+
+def dump_values(message: Message) -> str:
+    """`message`'s values as JSON (nested messages and lists kept; anything else as text, a
+    number as a number), for a row that keeps the key beside them."""
+    return json.dumps(
+        {k: _stored(v) for k, v in message.values.items()}, ensure_ascii=False, sort_keys=True
+    )
+
+
+def load(key: str, values: str | None) -> Message:
+    """The message a row keeps as `key` and `dump_values`' JSON."""
+    return Message(key, **{k: _restored(v) for k, v in json.loads(values or "{}").items()})

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"
+from kpi_core.texts import N_
+
+# The status words; a page names a status with t(status), hence N_ (kpi_core.extraction).
+GREEN, AMBER, RED, GREY = N_("green"), N_("amber"), N_("red"), N_("grey")
 STATUS_ORDER = {RED: 0, AMBER: 1, GREEN: 2, GREY: 3}
 
 

@@ -27,6 +27,7 @@ from kpi_core.library import (
     KIND_ALIASES,
     PERSPECTIVE_ALIASES,
 )
+from kpi_core.messages import Items, Message
 from kpi_core.org import KIND_ALIASES as UNIT_KIND_ALIASES
 from kpi_core.periods import PeriodError, parse_period
 from kpi_core.system_checks import (
@@ -44,12 +45,23 @@ from kpi_core.system_checks import (
     _node,
     _order_problem,
     _scope_allows,
+    unknown_kpi,
+    unknown_unit,
 )
 from kpi_core.system_writer import (
     _apply,
     _DryRun,
 )
 from kpi_core.warehouse import Warehouse
+
+# The sheets a workbook may have, as a message names them (their names hold no placeholder).
+_SHEET_NAMES = Items(
+    ["kpis/指标库", "org_units/组织", "tree/指标树", "targets/目标", "actuals/实际"], commas=True
+)
+
+
+def _twice(unit: str, code: str, period: object, first: int) -> Message:
+    return Message("sy_row_twice", unit=unit, kpi=code, period=str(period), row=first)
 
 
 @dataclass
@@ -71,16 +83,13 @@ def parse(sheets: dict[str, workbook.Sheet], cat: Catalog, scope: Scope) -> Plan
                 "(workbook)",
                 None,
                 None,
-                "no known sheet — name sheets kpis/指标库, org_units/组织, tree/指标树, "
-                "targets/目标, actuals/实际",
+                Message("sy_no_known_sheet", sheets=_SHEET_NAMES),
             )
         )
     if not scope.everything:
         for key in ("kpis", "org_units", "phasing"):
             if key in sheets:
-                problems.append(
-                    Problem(sheets[key].name, None, None, "only an admin may change definitions")
-                )
+                problems.append(Problem(sheets[key].name, None, None, Message("sy_admins_only")))
 
     units = {u.code: {"parent": None, "kind": u.kind} for u in cat.units.values()}
     for u in cat.units.values():
@@ -126,11 +135,11 @@ def _parse_phasing(sheet, plan: Plan, problems) -> None:
         if name is None or any(s is None for s in shares):
             continue
         if name in first_row:
-            ck.add(row, "name", f"'{name}' is listed twice (first at row {first_row[name]})")
+            ck.add(row, "name", Message("sy_profile_twice", name=name, row=first_row[name]))
             continue
         first_row[name] = row
         if any(s < 0 for s in shares) or sum(shares) <= 0:
-            ck.add(row, "m1", "shares must be zero or more and not all zero")
+            ck.add(row, "m1", Message("sy_shares"))
             continue
         plan.profiles[name] = shares
 
@@ -143,16 +152,16 @@ def _parse_units(sheet, plan: Plan, units: dict, problems) -> None:
         if code is None:
             continue
         if not _CODE.match(code):
-            ck.add(row, "code", f"'{code}' — use letters, digits, '_', '-' or '.' only")
+            ck.add(row, "code", Message("sy_code_letters", code=code))
             continue
         if code in first_row:
-            ck.add(row, "code", f"'{code}' is a duplicated code (first at row {first_row[code]})")
+            ck.add(row, "code", Message("sy_duplicate", code=code, row=first_row[code]))
             continue
         first_row[code] = row
         name_zh = ck.text(row, cells, "name_zh")
         name_en = ck.text(row, cells, "name_en")
         if not name_zh and not name_en:
-            ck.add(row, "name_zh", "a unit needs a name (Chinese or English)")
+            ck.add(row, "name_zh", Message("sy_unit_name"))
         kind = ck.choice(row, cells, "kind", UNIT_KIND_ALIASES, default="department")
         parent = ck.text(row, cells, "parent")
         item = {
@@ -169,21 +178,13 @@ def _parse_units(sheet, plan: Plan, units: dict, problems) -> None:
     for item in plan.units:
         parent = item["parent"]
         if parent is not None and parent not in units:
-            ck.add(
-                item["_row"],
-                "parent",
-                f"unknown unit '{parent}'{_did_you_mean(parent, list(units))}",
-            )
+            ck.add(item["_row"], "parent", unknown_unit(parent, units))
     # A cycle in the parent chain would make every subtree infinite.
     for item in plan.units:
         seen, code = set(), item["code"]
         while code is not None and code in units:
             if code in seen:
-                ck.add(
-                    item["_row"],
-                    "parent",
-                    f"'{item['code']}' is its own ancestor — fix the parents",
-                )
+                ck.add(item["_row"], "parent", Message("sy_own_ancestor", code=item["code"]))
                 break
             seen.add(code)
             code = units[code]["parent"]
@@ -198,15 +199,15 @@ def _parse_kpis(sheet, plan: Plan, kpis: dict, problems) -> None:
         if code is None:
             continue
         if not _CODE.match(code):
-            ck.add(row, "code", f"'{code}' — use letters, digits, '_', '-' or '.' only")
+            ck.add(row, "code", Message("sy_code_letters", code=code))
             continue
         if code in first_row:
-            ck.add(row, "code", f"'{code}' is a duplicated code (first at row {first_row[code]})")
+            ck.add(row, "code", Message("sy_duplicate", code=code, row=first_row[code]))
             continue
         first_row[code] = row
         name_zh, name_en = ck.text(row, cells, "name_zh"), ck.text(row, cells, "name_en")
         if not name_zh and not name_en:
-            ck.add(row, "name_zh", "a KPI needs a name (Chinese or English)")
+            ck.add(row, "name_zh", Message("sy_kpi_name"))
         direction = ck.choice(row, cells, "direction", DIRECTION_ALIASES)
         aggregation = ck.choice(row, cells, "aggregation", AGGREGATION_ALIASES)
         perspective = kind = None
@@ -216,7 +217,7 @@ def _parse_kpis(sheet, plan: Plan, kpis: dict, problems) -> None:
             kind = ck.choice(row, cells, "kind", KIND_ALIASES)
         veto_text = str(cells.get("veto") if cells.get("veto") is not None else "").strip().lower()
         if veto_text not in _TRUE | _FALSE:
-            ck.add(row, "veto", f"'{cells.get('veto')}' — write true/false (是/否)")
+            ck.add(row, "veto", Message("sy_veto", value=cells.get("veto")))
         decimals = ck.number(row, cells, "decimals")
         item = {
             "code": code,
@@ -255,30 +256,29 @@ def _parse_kpis(sheet, plan: Plan, kpis: dict, problems) -> None:
             for col in ("numerator", "denominator"):
                 ref = item[col]
                 if ref is None:
-                    ck.add(row, col, "a ratio KPI needs the codes of its numerator and denominator")
+                    ck.add(row, col, Message("sy_ratio_parts"))
                 elif ref not in kpis:
-                    ck.add(row, col, f"unknown KPI '{ref}'{_did_you_mean(ref, list(kpis))}")
+                    ck.add(row, col, unknown_kpi(ref, kpis))
             kpis[code]["deps"] = {c for c in (item["numerator"], item["denominator"]) if c}
         elif item["aggregation"] == "formula":
             if not item["formula"]:
-                ck.add(row, "formula", "a formula KPI needs a formula, e.g. AVAIL * PERF * QUAL")
+                ck.add(row, "formula", Message("sy_no_formula", example="AVAIL * PERF * QUAL"))
                 continue
             try:
                 refs = formula.references(formula.parse(item["formula"]))
             except formula.FormulaError as exc:
-                ck.add(row, "formula", f"{exc}")
+                ck.add(row, "formula", exc.said())
                 continue
             for ref in sorted(refs - set(kpis)):
-                ck.add(
-                    row, "formula", f"names a missing KPI '{ref}'{_did_you_mean(ref, list(kpis))}"
-                )
+                missing = Message("sy_missing_kpi", kpi=ref)
+                ck.add(row, "formula", _did_you_mean(missing, ref, list(kpis)))
             kpis[code]["deps"] = refs
     cycle = formula.find_cycle({c: v["deps"] for c, v in kpis.items()})
     if cycle:
         ck.add(
             rows.get(cycle[0]),
             "formula",
-            f"KPIs depend on each other in a cycle: {' → '.join(cycle)}",
+            Message("sy_kpi_cycle", path=" → ".join(cycle)),
         )
 
 
@@ -303,21 +303,18 @@ def _parse_tree(sheet, plan: Plan, units, kpis, scope, cat, problems) -> None:
             ck.add(row, "child", err)
             continue
         if weight < 0:
-            ck.add(row, "weight", f"{weight:g} — a weight cannot be negative")
+            ck.add(row, "weight", Message("sy_negative_weight", weight=f"{weight:g}"))
             continue
         if not _is_within(cu, pu, units):
-            ck.add(row, "child", f"'{child_text}' is not in unit '{pu}' or below it")
+            ck.add(row, "child", Message("sy_not_below", node=child_text, unit=pu))
             continue
         if not _scope_allows(pu, scope, cat):
-            ck.add(row, "parent", f"unit '{pu}' is outside your scope")
+            ck.add(row, "parent", Message("sy_outside_scope", unit=pu))
             continue
         key = (pu, pk, cu, ckpi)
         if key in seen:
-            ck.add(
-                row,
-                "child",
-                f"'{child_text}' is listed twice under '{parent_text}' (row {seen[key]})",
-            )
+            twice = Message("sy_child_twice", node=child_text, parent=parent_text, row=seen[key])
+            ck.add(row, "child", twice)
             continue
         seen[key] = row
         valid_from = None
@@ -325,9 +322,7 @@ def _parse_tree(sheet, plan: Plan, units, kpis, scope, cat, problems) -> None:
             try:
                 valid_from = workbook.cell_date(cells["valid_from"])
             except ValueError:
-                ck.add(
-                    row, "valid_from", f"'{cells['valid_from']}' is not a date — write 2025-07-01"
-                )
+                ck.add(row, "valid_from", Message("sy_not_a_date", value=cells["valid_from"]))
         percent_text = isinstance(raw_weight, str) and raw_weight.strip().endswith("%")
         fractions[(pu, pk)].append(not percent_text and weight <= 1)
         groups[(pu, pk)].append(
@@ -349,11 +344,8 @@ def _parse_tree(sheet, plan: Plan, units, kpis, scope, cat, problems) -> None:
         if abs(total - 100) > 0.01:
             name = parent[0] + (f"/{parent[1]}" if parent[1] else "")
             rows = ", ".join(str(c["_row"]) for c in children)
-            ck.add(
-                children[0]["_row"],
-                "weight",
-                f"weights under '{name}' (rows {rows}) sum to {total:g} — they must sum to 100",
-            )
+            total_said = Message("sy_weights_sum", node=name, rows=rows, total=f"{total:g}")
+            ck.add(children[0]["_row"], "weight", total_said)
     # Cycles: follow child → parent edges.
     edges = defaultdict(set)
     for (pu, pk), children in groups.items():
@@ -365,9 +357,7 @@ def _parse_tree(sheet, plan: Plan, units, kpis, scope, cat, problems) -> None:
     if cycle:
         first = groups[(cycle[0].split("/")[0], cycle[0].split("/")[1] or None)][0]["_row"]
         pretty = " → ".join(c.rstrip("/") for c in cycle)
-        ck.add(
-            first, "child", f"the tree has a cycle: {pretty} — a node cannot be its own ancestor"
-        )
+        ck.add(first, "child", Message("sy_tree_cycle", path=pretty))
     plan.tree = dict(groups)
 
 
@@ -382,11 +372,11 @@ def _parse_targets(sheet, plan, units, kpis, profiles, scope, cat, problems) -> 
         try:
             period = parse_period(cells.get("period"))
         except PeriodError as exc:
-            ck.add(row, "period", str(exc))
+            ck.add(row, "period", exc.said())
             continue
         key = (unit, code, period)
         if key in seen:
-            ck.add(row, "period", f"{unit}/{code} {period} is listed twice (row {seen[key]})")
+            ck.add(row, "period", _twice(unit, code, period, seen[key]))
             continue
         seen[key] = row
         levels = {f: ck.number(row, cells, f) for f in _LEVELS}
@@ -394,18 +384,19 @@ def _parse_targets(sheet, plan, units, kpis, profiles, scope, cat, problems) -> 
         direction = kpi["direction"]
         if direction == "range":
             if levels["low"] is None and levels["high"] is None:
-                ck.add(row, "low", "a range KPI needs low and/or high (the green band)")
+                ck.add(row, "low", Message("sy_range_band"))
             elif (
                 levels["low"] is not None
                 and levels["high"] is not None
                 and levels["low"] > levels["high"]
             ):
-                ck.add(row, "high", f"high {levels['high']:g} is below low {levels['low']:g}")
+                high, low = f"{levels['high']:g}", f"{levels['low']:g}"
+                ck.add(row, "high", Message("sy_high_below_low", high=high, low=low))
             if levels["tolerance"] is not None and levels["tolerance"] < 0:
-                ck.add(row, "tolerance", "tolerance cannot be negative")
+                ck.add(row, "tolerance", Message("sy_negative_tolerance"))
         else:
             if levels["target"] is None:
-                ck.add(row, "target", "is empty — every target row needs a target value")
+                ck.add(row, "target", Message("sy_no_target"))
             b, t, c = levels["baseline"], levels["target"], levels["challenge"]
             sign = -1 if direction == "down" else 1
             pairs = [
@@ -422,19 +413,13 @@ def _parse_targets(sheet, plan, units, kpis, profiles, scope, cat, problems) -> 
                     _grain_ok(kpi, levels[f], ck, row, f)
         phasing = ck.text(row, cells, "phasing")
         if phasing is not None and phasing not in profiles:
-            ck.add(
-                row,
-                "phasing",
-                f"unknown phasing '{phasing}' — use 'even' or a profile of the phasing sheet",
-            )
+            ck.add(row, "phasing", Message("sy_unknown_phasing", name=phasing))
         valid_from = None
         if cells.get("valid_from") is not None:
             try:
                 valid_from = workbook.cell_date(cells["valid_from"])
             except ValueError:
-                ck.add(
-                    row, "valid_from", f"'{cells['valid_from']}' is not a date — write 2025-07-01"
-                )
+                ck.add(row, "valid_from", Message("sy_not_a_date", value=cells["valid_from"]))
         plan.targets.append(
             {
                 "unit": unit,
@@ -458,21 +443,21 @@ def _parse_actuals(sheet, plan, units, kpis, scope, cat, problems) -> None:
         if not _known_and_allowed(ck, row, unit, code, units, kpis, scope, cat):
             continue
         if kpis[code]["aggregation"] == "formula":
-            ck.add(row, "kpi", f"'{code}' is computed by its formula — load the KPIs it is made of")
+            ck.add(row, "kpi", Message("sy_formula_actuals", kpi=code))
             continue
         try:
             period = parse_period(cells.get("period"))
         except PeriodError as exc:
-            ck.add(row, "period", str(exc))
+            ck.add(row, "period", exc.said())
             continue
         if period.grain != "M":
-            ck.add(row, "period", f"'{cells.get('period')}' — actuals are monthly: write 2024-03")
+            ck.add(row, "period", Message("sy_monthly", value=cells.get("period")))
             continue
         if value is None:
             continue
         key = (unit, code, period.start)
         if key in seen:
-            ck.add(row, "period", f"{unit}/{code} {period} is listed twice (row {seen[key]})")
+            ck.add(row, "period", _twice(unit, code, period, seen[key]))
             continue
         seen[key] = row
         _grain_ok(kpis[code], value, ck, row, "value")

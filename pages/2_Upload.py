@@ -5,6 +5,7 @@ and admins) and closing them (admins)."""
 import streamlit as st
 
 from kpi_core.access import can
+from kpi_core.texts import N_
 from kpi_core.ui import page
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.intake_panels import history_section
@@ -19,11 +20,11 @@ with guard(ctx):
         st.stop()
     # The months tab publishes months (analysts and admins) and closes them (admins).
     sections = [
-        "up_tab_load",
-        "up_tab_history",
-        "up_tab_template",
-        "up_tab_profiles",
-        "up_tab_months",
+        N_("up_tab_load"),
+        N_("up_tab_history"),
+        N_("up_tab_template"),
+        N_("up_tab_profiles"),
+        N_("up_tab_months"),
     ]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["up_tab_load"]:

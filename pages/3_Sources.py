@@ -5,6 +5,7 @@ upload. For analysts and admins."""
 import streamlit as st
 
 from kpi_core.access import can
+from kpi_core.texts import N_
 from kpi_core.ui import page
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.sources import (
@@ -23,7 +24,7 @@ with guard(ctx):
         st.stop()
     st.caption(ctx.t("src_intro"))
     chosen = source_picker(ctx)
-    sections = ["src_tab_list", "src_tab_define", "src_tab_pull", "src_tab_history"]
+    sections = [N_("src_tab_list"), N_("src_tab_define"), N_("src_tab_pull"), N_("src_tab_history")]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["src_tab_list"]:
         list_section(ctx)

@@ -5,6 +5,7 @@ For admins."""
 import streamlit as st
 
 from kpi_core.access import can
+from kpi_core.texts import N_
 from kpi_core.ui import page
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.change_log import audit_section
@@ -24,7 +25,13 @@ with guard(ctx):
         st.stop()
     st.caption(ctx.t("lib_intro"))
     chosen = kpi_picker(ctx)
-    sections = ["lib_tab_list", "lib_tab_edit", "lib_tab_place", "lib_tab_transfer", "tw_tab_audit"]
+    sections = [
+        N_("lib_tab_list"),
+        N_("lib_tab_edit"),
+        N_("lib_tab_place"),
+        N_("lib_tab_transfer"),
+        N_("tw_tab_audit"),
+    ]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["lib_tab_list"]:
         list_section(ctx)

@@ -8,6 +8,7 @@ from kpi_core import clock
 from kpi_core.access import can
 from kpi_core.actuals import data_range
 from kpi_core.periods import month_of
+from kpi_core.texts import N_
 from kpi_core.ui import page, unit_picker
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.change_log import audit_section, history_section
@@ -32,9 +33,9 @@ with guard(ctx):
         or "Y"
     )  # fmt: skip
     st.caption(ctx.t("tw_intro" if can(ctx.actor, "edit_targets") else "tw_intro_readonly"))
-    sections = ["tw_tab_targets", "tw_tab_weights", "tw_tab_history", "tw_tab_audit"]
+    sections = [N_("tw_tab_targets"), N_("tw_tab_weights"), N_("tw_tab_history"), "tw_tab_audit"]
     if can(ctx.actor, "edit_targets"):
-        sections.insert(2, "tw_tab_sheet")
+        sections.insert(2, N_("tw_tab_sheet"))
     # Only the open tab runs (issue 22): the others' grids, history and log are drawn when
     # their tab is opened, so a click in one grid does not redraw the other three.
     labels = st.tabs([ctx.t(s) for s in sections], key="tw_tab", on_change="rerun")

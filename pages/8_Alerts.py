@@ -4,6 +4,7 @@ channels and rule settings. For department heads, analysts and admins; viewers r
 
 import streamlit as st
 
+from kpi_core.texts import N_
 from kpi_core.ui import page
 from kpi_core.ui.alerts import actions_section, alerts_section, filters, rules_section, run_button
 from kpi_core.ui.boundary import guard
@@ -15,7 +16,7 @@ with guard(ctx):
     st.caption(ctx.t("al_intro"))
     chosen = filters(ctx)
     run_button(ctx)
-    sections = ["al_tab_alerts", "al_tab_actions", "al_tab_push", "al_tab_rules"]
+    sections = [N_("al_tab_alerts"), N_("al_tab_actions"), N_("al_tab_push"), N_("al_tab_rules")]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["al_tab_alerts"]:
         alerts_section(ctx, chosen)

@@ -170,3 +170,26 @@ def test_placeholders_that_differ_fail(small_tree, tmp_path):
     keys = extracted(small_tree, tmp_path)
     cats = catalogs_for(small_tree, {**GOOD, "greeting": ("你好，{user}", "Hello, {name}")})
     assert problems(keys, cats) == ["'greeting': zh fills ['user'], en ['name']"]
+
+
+def test_a_built_key_without_its_n_mark_fails(small_tree, tmp_path):
+    """Keys built at run time (`t(f"kind_{…}")`) are known only by the N_ marks written where
+    they are built (there is no separate list of them): drop the marks and both languages say
+    the keys are never used."""
+    page = small_tree / "kpi_core" / "page.py"
+    page.write_text(
+        page.read_text("utf-8").replace("(N_('kind_a'), N_('kind_b'))", "('kind_a', 'kind_b')"),
+        encoding="utf-8",
+    )
+    keys = extracted(small_tree, tmp_path)
+    assert problems(keys, catalogs_for(small_tree, GOOD)) == [
+        "zh: 'kind_a' is in the catalog but never used",
+        "zh: 'kind_b' is in the catalog but never used",
+        "en: 'kind_a' is in the catalog but never used",
+        "en: 'kind_b' is in the catalog but never used",
+    ]
+
+
+def test_no_module_only_lists_keys():
+    """Each N_ mark sits where its key is built; no module exists only to list keys."""
+    assert not (ROOT / "kpi_core" / "runtime_keys.py").exists()

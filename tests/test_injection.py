@@ -234,7 +234,7 @@ def test_formula_parser_reads_odd_names_only_as_references(text, demo_wh):
 
     node = formula.parse(text)
     assert set(kinds(node)) <= {formula.Num, formula.Ref, formula.BinOp, formula.Neg}
-    assert "unknown" in (library_edits.formula_problem(text, load_catalog(demo_wh), "X") or "")
+    assert "unknown" in str(library_edits.formula_problem(text, load_catalog(demo_wh), "X") or "")
 
 
 def test_hostile_formula_kpi_is_refused(demo_wh):

@@ -13,9 +13,11 @@ from kpi_core import export, library_edits, service, workbook
 from kpi_core.access import SYSTEM, Actor, Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError, ValidationError
+from kpi_core.messages import Message
 from kpi_core.periods import Period
 from kpi_core.warehouse import Warehouse
 from tests.conftest import TODAY
+from tests.said import untranslated
 
 ADMIN = SYSTEM
 THIS_MONTH = TODAY.replace(day=1)
@@ -44,7 +46,19 @@ def snapshot(wh: Warehouse) -> dict[str, list]:
 
 
 def problems_of(exc: pytest.ExceptionInfo) -> list[tuple[str | None, str]]:
-    return [(p.column, p.message) for p in exc.value.problems]
+    """(column, English) of each problem; each is a coded message that a Chinese page shows in
+    Chinese (tests/said.py renders it from both catalogs)."""
+    for p in exc.value.problems:
+        assert isinstance(p.message, Message), p.message
+    assert untranslated(p.message for p in exc.value.problems) == []
+    return [(p.column, str(p.message)) for p in exc.value.problems]
+
+
+def coded(said: Message | None) -> str:
+    """A formula problem as typed: coded, said in Chinese too; its English."""
+    assert isinstance(said, Message), said
+    assert untranslated([said]) == []
+    return str(said)
 
 
 def test_ratio_and_formula_kpis_are_created(demo_wh):
@@ -127,7 +141,8 @@ def test_a_cycle_through_formulas_is_refused(demo_wh):
     # The page's check as typed says so before anything is sent.
     cat = load_catalog(demo_wh)
     said = library_edits.formula_problem("AOV + 1", cat, "X")
-    assert said is not None and said.startswith("the formula goes round in a circle: ")
+    assert coded(said).startswith("the formula goes round in a circle: ")
+    assert said.render("zh").startswith("公式循环引用：")
 
 
 def test_only_admins_edit(demo_wh):
@@ -146,18 +161,18 @@ def test_formula_problem_as_typed(demo_wh):
     cat = load_catalog(demo_wh)
     assert library_edits.formula_problem("REV / ORDERS", cat, "AOV") is None
     assert library_edits.formula_problem("(AVAIL * PERF) * QUAL", cat, "NEW") is None
-    assert library_edits.formula_problem("REV / NOPE + ZZZ", cat, "AOV") == (
-        "unknown KPI NOPE, ZZZ — use the codes of the KPI library"
-    )
-    assert library_edits.formula_problem("REV /", cat, "AOV") == (
+    unknown = library_edits.formula_problem("REV / NOPE + ZZZ", cat, "AOV")
+    assert coded(unknown) == "unknown KPI NOPE, ZZZ — use the codes of the KPI library"
+    assert unknown.render("zh") == "未知指标 NOPE、ZZZ——请使用指标库中的指标编码"
+    assert coded(library_edits.formula_problem("REV /", cat, "AOV")) == (
         "the formula ends too early — an operand is missing"
     )
-    assert library_edits.formula_problem("REV ; ORDERS", cat, "AOV") == (
+    assert coded(library_edits.formula_problem("REV ; ORDERS", cat, "AOV")) == (
         "';' is not allowed in a formula — use + - × ÷ ( )"
     )
-    assert library_edits.formula_problem("", cat, "AOV") == "the formula is empty"
+    assert coded(library_edits.formula_problem("", cat, "AOV")) == "the formula is empty"
     # OEE is AVAIL × PERF × QUAL: AVAIL made of OEE would go round.
-    assert library_edits.formula_problem("OEE * 1", cat, "AVAIL").startswith(
+    assert coded(library_edits.formula_problem("OEE * 1", cat, "AVAIL")).startswith(
         "the formula goes round in a circle: "
     )
 

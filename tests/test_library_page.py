@@ -4,18 +4,24 @@ to their fields in both languages, placing a KPI on a scorecard, and the message
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from kpi_core import library_edits
+from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.ui.library import children_rows, weights_total
+from kpi_core.errors import ValidationError
+from kpi_core.system_import import import_system
+from kpi_core.texts import t
+from kpi_core.ui.library import children_rows, problems_frame, weights_total
 from kpi_core.warehouse import Warehouse
 from tests import apptest
 from tests.apptest import ok
 from tests.conftest import TODAY
+from tests.test_import import many_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,3 +190,20 @@ def test_editor_helpers():
     frame = pd.DataFrame({"node": ["SALES/REV", None, " SALES/CSAT "], "weight": [60, 5, None]})
     assert weights_total(frame) == 65
     assert children_rows(frame) == [("SALES/REV", 60.0), ("SALES/CSAT", None)]
+
+
+def test_import_problems_listed_in_the_pages_language(warehouse):
+    """The Export / import tab's list of a refused workbook's problems: every problem in Chinese
+    on a Chinese page (none left in English), and as the command line says it in English."""
+    from kpi_core import workbook
+
+    with pytest.raises(ValidationError) as refused:
+        import_system(warehouse, workbook.to_bytes(many_problems()), by="t", scope=Scope.all())
+    problems = refused.value.problems
+    zh = list(problems_frame(problems, "zh")[t("lib_col_problem", "zh")])
+    en = list(problems_frame(problems, "en")[t("lib_col_problem", "en")])
+    assert en == [str(p.message) for p in problems]
+    english_words = [z for z in zh if re.search(r"\b(is|the|a|write|must|did|not)\b", z)]
+    assert english_words == []
+    assert "“lots”不是数字——请填写普通数字，例如 1250000、12.5万 或 96%" in zh
+    assert "未知组织“SALSE”——是否想写“SALES”？" in zh

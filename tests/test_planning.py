@@ -439,6 +439,14 @@ def test_the_second_save_of_the_same_cells_is_refused_and_nothing_is_lost(sales_
     assert (c.where, c.by) == ("SALES/REV 2024", "wang")
     assert "SALES/REV 2024 was changed by wang at " in str(exc.value)
     assert "reload to see it" in str(exc.value)
+    # A Chinese page says it in Chinese (coded, one line a conflict), the time as the core wrote it.
+    when = f"{c.at:%Y-%m-%d %H:%M}"
+    assert exc.value.text("zh") == (
+        f"SALES/REV 2024 已被 wang 于 {when} 修改——请重新加载查看；您的改动会被保留"
+    )
+    assert str(exc.value) == (
+        f"SALES/REV 2024 was changed by wang at {when} — reload to see it; your edits are kept"
+    )
     # Nothing of li's save was written — not even the CSAT row nobody else touched.
     assert sales_wh.one("SELECT count(*) FROM target WHERE changed_by = 'li'")[0] == 0
     # li reloads: wang's target is there, and li's edits carried over save cleanly.

@@ -697,3 +697,52 @@ def test_kiosk_screen_refusals_from_the_core(demo_wh):
     assert said[3] == "未知组织 NOPE、NADA——请选择已有的组织。"
     assert said[6] == "每页停留时间必须是 5 到 3600 之间的整数秒，不能是 1。"
     assert said[-1] == "大屏“wall”已被撤销。"
+
+
+# --- msgs-system: the KPI-system workbook's problems (system_checks, system_import), the
+# formula check as typed (library_edits), a grid's save conflict and a push's failure are coded
+# messages; their problem_text rows are gone. Each renders its old English and its Chinese.
+SYSTEM_CODED = [
+    (
+        Message("sy_did_you_mean", sub=Message("sy_missing_kpi", kpi="QUALITY"), code="QUAL"),
+        "names a missing KPI 'QUALITY' — did you mean 'QUAL'?",
+        "引用了不存在的指标“QUALITY”——是否想写“QUAL”？",
+    ),
+    (
+        Message("sy_below_min", value="-3", min="0"),
+        "-3 is below the KPI's allowed minimum 0",
+        "-3 低于该指标允许的最小值 0",
+    ),
+    (
+        Message("sy_above_max", value="120", max="100"),
+        "120 is above the KPI's allowed maximum 100",
+        "120 高于该指标允许的最大值 100",
+    ),
+    (
+        Message("sy_weights_sum", node="SALES", rows="3, 4, 5", total="95"),
+        "weights under 'SALES' (rows 3, 4, 5) sum to 95 — they must sum to 100",
+        "“SALES”下的权重（第 3, 4, 5 行）合计为 95——合计必须为 100",
+    ),
+    (
+        Message("sy_formula_unknown", kpis=Items(["NOPE", "ZZZ"], commas=True)),
+        "unknown KPI NOPE, ZZZ — use the codes of the KPI library",
+        "未知指标 NOPE、ZZZ——请使用指标库中的指标编码",
+    ),
+    (
+        Message("sy_formula_cycle", path="OEE → AVAIL → OEE"),
+        "the formula goes round in a circle: OEE → AVAIL → OEE",
+        "公式循环引用：OEE → AVAIL → OEE",
+    ),
+    (
+        Message("sy_no_formula", example="AVAIL * PERF * QUAL"),
+        "a formula KPI needs a formula, e.g. AVAIL * PERF * QUAL",
+        "公式指标需要填写公式，例如 AVAIL * PERF * QUAL",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "english", "chinese"), SYSTEM_CODED, ids=[m.key for m, _, _ in SYSTEM_CODED]
+)
+def test_system_messages_in_both_languages(message, english, chinese):
+    assert (message.render("en"), message.render("zh")) == (english, chinese)

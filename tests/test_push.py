@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from kpi_core import access, push
 from kpi_core.access import Scope
 from kpi_core.errors import ScopeError
-from kpi_core.problem_text import translate
+from kpi_core.messages import Message
 from kpi_core.push import PushError, PushMessage
 from kpi_core.warehouse import Warehouse
 
@@ -148,7 +148,9 @@ def test_dingtalk_refusal_in_a_200_is_a_failure_and_not_retried(warehouse, recei
         "DingTalk refused the message: errcode 310000 (sign not match) — check the signing "
         "secret, the keyword and the robot's IP allow-list"
     )
-    assert "钉钉拒收了消息" in translate(d.error, "zh")
+    assert d.said.render("zh") == (
+        "钉钉拒收了消息：errcode 310000（sign not match）——请检查加签密钥、自定义关键词和机器人的 IP 白名单"
+    )
 
 
 def test_wecom_markdown(warehouse, receiver, monkeypatch):
@@ -333,7 +335,27 @@ def test_recent_log_and_last_results(warehouse, receiver):
     assert len(df) == 3 and len(push.recent_log(warehouse, ADMIN, limit=2)) == 2
     last = push.last_results(warehouse, ADMIN)
     assert last["good"][1] is True and last["bad"][1] is False
-    assert last["bad"][2] == "HTTP 500 from the receiver: x"
+    assert str(last["bad"][2]) == "HTTP 500 from the receiver: x"
+    assert last["bad"][2].render("zh") == "接收方返回 HTTP 500：x"
+    # push_log keeps the English text, and the key and values the pages render.
+    assert warehouse.rows(
+        "SELECT DISTINCT error, error_key, error_values FROM push_log WHERE NOT ok"
+    ) == [("HTTP 500 from the receiver: x", "ps_http_said", '{"code": 500, "said": "x"}')]
+
+
+def test_a_row_written_before_failures_were_coded_is_shown_as_it_was(warehouse):
+    """A row from before migration 14 has only its English text: read as it was written."""
+    with warehouse.transaction() as cur:
+        cur.execute(
+            "INSERT INTO push_log (sent_at, channel, alert_id, attempt, ok, status, error) VALUES "
+            "(TIMESTAMP '2026-11-01 09:00', 'old', 5, 1, false, '500', "
+            "'HTTP 500 from the receiver: down for maintenance')"
+        )
+    assert list(push.recent_log(warehouse, ADMIN)["error"]) == [
+        "HTTP 500 from the receiver: down for maintenance"
+    ]
+    assert list(push.recent_log(warehouse, VIEWER)["error"]) == ["HTTP 500 from the receiver"]
+    assert push.last_results(warehouse, VIEWER)["old"][2] == "HTTP 500 from the receiver"
 
 
 VIEWER = access.Actor("viewer_prod", "viewer", Scope(frozenset({1})))
@@ -363,14 +385,21 @@ def test_the_delivery_log_shows_what_receivers_answered_to_admins_only(
             "keyword and the robot's IP allow-list",
         }),
     ):  # fmt: skip
-        assert set(push.recent_log(warehouse, who)["error"]) == shown
-        assert {e for _, _, e in push.last_results(warehouse, who).values()} == shown
-    for text in shown:  # what the others read is in Chinese too
-        assert translate(text, "zh") != text
+        assert {str(e) for e in push.recent_log(warehouse, who)["error"]} == shown
+        assert {str(e) for _, _, e in push.last_results(warehouse, who).values()} == shown
+    # What the others read is in Chinese too, still without the receiver's words.
+    assert {e.render("zh") for e in push.recent_log(warehouse, VIEWER)["error"]} == {
+        "接收方返回 HTTP 500",
+        "钉钉拒收了消息：errcode 310000——请检查加签密钥、自定义关键词和机器人的 IP 白名单",
+    }
+    smtp = Message("ps_smtp_said", code=554, said="rejected, your IP 10.0.0.5 is listed")
+    assert str(push.shown_said(smtp, VIEWER)) == "the SMTP server answered 554"
+    assert push.shown_said(smtp, VIEWER).render("zh") == "SMTP 服务器返回 554"
+    assert push.shown_said(smtp, ADMIN) == smtp
+    # The English text of a row from before is cut the same way.
     said = "the SMTP server answered 554: rejected, your IP 10.0.0.5 is listed"
     assert push.shown_error(said, VIEWER) == "the SMTP server answered 554"
     assert push.shown_error(said, ADMIN) == said
-    assert translate("the SMTP server answered 554", "zh") == "SMTP 服务器返回 554"
 
 
 # --- where pushes may go: [push] allowed_hosts, and no redirect followed ------------------------
@@ -434,7 +463,9 @@ def test_a_redirect_is_not_followed(warehouse, secrets_file, receiver):
         "the receiver redirects to another address (HTTP 302); pushes do not follow redirects "
         "— write the final address"
     )
-    assert translate(d.error, "zh") != d.error
+    assert d.said.render("zh") == (
+        "接收方要求跳转到另一个地址（HTTP 302）；推送不跟随跳转——请填写最终的地址"
+    )
 
 
 # --- configuration: secrets refused, admins only ------------------------------------------------
@@ -683,6 +714,9 @@ def test_the_section_adds_tests_and_logs_a_channel(tmp_path, monkeypatch, receiv
     zh = _page(tmp_path, monkeypatch, lang="zh")
     assert not zh.exception and "推送渠道" in [s.value for s in zh.subheader]
     assert any("钉钉机器人" in str(v) for v in zh.dataframe[0].value.iloc[0])
+    # The failed test send's row of the log, in Chinese (push_log keeps its key and values).
+    zlog = zh.dataframe[-1].value
+    assert list(zlog["错误"])[1] == "环境变量 KPI_PUSH_SECRET_DING_T 未设置", zlog
     wh = Warehouse(tmp_path / "page.duckdb", linger=0)
     with wh.transaction() as cur:
         cur.execute(
@@ -739,8 +773,8 @@ def test_a_secret_with_a_line_break_is_named_not_echoed(warehouse, secrets_file,
         "the header 'Authorization' holds a line break — remove it from the value (or from the "
         "secret it refers to)"
     )
-    assert "请求头“Authorization”的值含有换行" in translate(d.error, "zh")
-    logged = warehouse.one("SELECT string_agg(error, ' ') FROM push_log")[0]
+    assert "请求头“Authorization”的值含有换行" in d.said.render("zh")
+    logged = warehouse.one("SELECT string_agg(concat(error, error_values), ' ') FROM push_log")[0]
     assert "s3cret" not in logged and "s3cret" not in caplog.text
 
 
@@ -762,5 +796,6 @@ def test_a_fault_of_ours_is_logged_with_its_secrets_redacted(
         d = push.deliver(warehouse, [message()], **FAST)[0]
     assert not d.ok and "RuntimeError" in caplog.text and "Traceback" in caplog.text
     assert "s3cret" not in caplog.text and "s3cret" not in d.error
-    logged = warehouse.one("SELECT string_agg(error, ' ') FROM push_log")[0]
+    logged = warehouse.one("SELECT string_agg(concat(error, error_values), ' ') FROM push_log")[0]
     assert "***" in logged and "s3cret" not in logged
+    assert d.said.key == "ps_fault" and "s3cret" not in d.said.render("zh")

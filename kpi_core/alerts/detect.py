@@ -36,6 +36,7 @@ from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.periods import Period, add_months, month_of
 from kpi_core.scorecard import NodeResult
 from kpi_core.scorecard import evaluate as evaluate_scorecards
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 # What an evaluation finds.
@@ -259,10 +260,12 @@ def _status_candidate(node, month, label, severity, cat, fmt) -> Candidate:
     common = {"unit": fmt.unit(node.unit_id), "kpi": fmt.kpi(kpi), "period": fmt.period(label)}
     details = {"status": node.status, "actual": node.actual, "score": node.score}
     if not node.own_actual:
-        text = fmt.both("al_status_rolled", **common, score=f"{node.score or 0:.1f}", light=light)
+        text = fmt.both(
+            N_("al_status_rolled"), **common, score=f"{node.score or 0:.1f}", light=light
+        )
     elif kpi.direction == "range" and lv is not None:
         text = fmt.both(
-            "al_status_range",
+            N_("al_status_range"),
             **common,
             actual=fmt.value(kpi, node.actual),
             band=fmt.band(kpi, lv.low, lv.high),
@@ -271,7 +274,7 @@ def _status_candidate(node, month, label, severity, cat, fmt) -> Candidate:
         details |= {"low": lv.low, "high": lv.high}
     else:
         text = fmt.both(
-            "al_status",
+            N_("al_status"),
             **common,
             actual=fmt.value(kpi, node.actual),
             target=fmt.value(kpi, lv.target if lv else None),
@@ -283,6 +286,10 @@ def _status_candidate(node, month, label, severity, cat, fmt) -> Candidate:
         "status", node.kpi_id, node.unit_id, month, severity[node.status], node.status, text,
         details,
     )  # fmt: skip
+
+
+# Keys built below as "al_way_…", written out so that extraction finds them.
+_AL_WAY_KEYS = (N_("al_way_high"), N_("al_way_low"))
 
 
 def _anomalies(nodes, hist, col, current, rule: AnomalyRule, month, label, cat, fmt):
@@ -298,7 +305,7 @@ def _anomalies(nodes, hist, col, current, rule: AnomalyRule, month, label, cat, 
         way = "high" if current[i] > med[i] else "low"
         basis = fmt.word("al_basis_same_month" if same[i] else "al_basis_recent", n=int(n_ref[i]))
         text = fmt.both(
-            "al_anomaly",
+            N_("al_anomaly"),
             unit=fmt.unit(node.unit_id),
             kpi=fmt.kpi(kpi),
             period=fmt.period(label),
@@ -320,6 +327,10 @@ def _anomalies(nodes, hist, col, current, rule: AnomalyRule, month, label, cat, 
             Candidate("anomaly", node.kpi_id, node.unit_id, month, severity, way, text, details)
         )
     return out
+
+
+# Keys built below as "al_miss_…", written out so that extraction finds them.
+_AL_MISS_KEYS = (N_("al_miss_down"), N_("al_miss_range"), N_("al_miss_up"))
 
 
 def _at_risk(wh, cat, nodes, hist, month: date, rules: Rules, fmt: _Fmt) -> list[Candidate]:
@@ -394,7 +405,7 @@ def _at_risk(wh, cat, nodes, hist, month: date, rules: Rules, fmt: _Fmt) -> list
         }
         if is_sum[i]:
             text = fmt.both(
-                "al_at_risk_run_rate",
+                N_("al_at_risk_run_rate"),
                 **common,
                 ytd=fmt.value(kpi, ytd_actual[i]),
                 months=int(n_months[i]),
@@ -403,7 +414,7 @@ def _at_risk(wh, cat, nodes, hist, month: date, rules: Rules, fmt: _Fmt) -> list
             details |= {"ytd": float(ytd_actual[i]), "months": int(n_months[i])}
         else:
             text = fmt.both(
-                "al_at_risk_trend",
+                N_("al_at_risk_trend"),
                 **common,
                 months=rule.trend_months,
                 slope=fmt.value(kpi, slope[i], signed=True),
@@ -447,11 +458,11 @@ def _stale(wh, cat, who, today: date, rule: StaleRule, fmt: _Fmt):
                    "missing": [cat.units[u].code for u in f.status.missing_units]}  # fmt: skip
         common = {"unit": fmt.unit(f.unit_id), "period": fmt.period(label), "days": f.days}
         if f.state == completeness.OVERDUE:
-            text = fmt.both("al_stale", **common)
+            text = fmt.both(N_("al_stale"), **common)
             key = "missing"
         else:
             text = fmt.both(
-                "al_stale_partial", **common, n=f.status.loaded, total=f.status.expected,
+                N_("al_stale_partial"), **common, n=f.status.loaded, total=f.status.expected,
                 units=fmt.units(f.status.missing_units),
             )  # fmt: skip
             key = completeness.PARTIAL
@@ -473,7 +484,7 @@ def _overdue(wh, cat, who, today: date, rule: OverdueRule, fmt: _Fmt) -> list[Ca
             continue
         kpi = cat.kpis[kpi_id]
         text = fmt.both(
-            "al_overdue",
+            N_("al_overdue"),
             unit=fmt.unit(unit_id),
             kpi=fmt.kpi(kpi),
             period=fmt.period(f"{period:%Y-%m}"),

@@ -8,6 +8,7 @@ from kpi_core import i18n, links, people
 from kpi_core.alerts.store import (
     Alert,
 )
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 
@@ -36,6 +37,18 @@ def push_messages(wh: Warehouse, raised: list[Alert]) -> list:
 
     known = people.load(wh) if raised else None
     return [push.PushMessage(**to_message(a, known)) for a in raised]
+
+
+# Keys built below as "al_kind_…" / "al_sev_…", written out so that extraction finds them.
+_AL_KIND_KEYS = (
+    N_("al_kind_anomaly"),
+    N_("al_kind_at_risk"),
+    N_("al_kind_stale"),
+    N_("al_kind_status"),
+    N_("al_sev_high"),
+    N_("al_sev_low"),
+    N_("al_sev_medium"),
+)
 
 
 def to_message(alert: Alert, known: people.People | None = None) -> dict:

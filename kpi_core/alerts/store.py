@@ -29,6 +29,7 @@ from kpi_core.catalog import Catalog, load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.memo import by_data_version
 from kpi_core.messages import Message
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 
@@ -366,6 +367,10 @@ def alerts_for(wh: Warehouse, who: Actor, kpi_id: int, unit_id: int) -> list[Ale
         [kpi_id, unit_id],
     )
     return [_alert(r, cat) for r in rows]
+
+
+# Keys built below as "al_state_…", written out so that extraction finds them.
+_AL_STATE_KEYS = (N_("al_state_acknowledged"), N_("al_state_closed"))
 
 
 def _change_state(wh, who, alert_id: int, new: str, reason: str | None, sets: str) -> None:

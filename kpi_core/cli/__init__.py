@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except ValidationError as exc:
         if getattr(args, "json", False):
-            problems = [p.__dict__ for p in exc.problems]
+            # A problem's message in English, as the command line has always written it.
+            problems = [{**p.__dict__, "message": str(p.message)} for p in exc.problems]
             print(json.dumps({"ok": False, "problems": problems}, ensure_ascii=False, indent=2))
         else:
             print(str(exc), file=sys.stderr)

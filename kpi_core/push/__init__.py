@@ -61,12 +61,13 @@ from kpi_core.push.transport import (
     recent_log,
     send_test,
     shown_error,
+    shown_said,
 )
 
 __all__ = [
     "KINDS", "LANGS", "SECURITY", "SEVERITIES", "TIMEOUT", "WECOM_LIMIT", "Channel", "Delivery",
     "PushError", "PushMessage", "allowed_hosts", "channel", "channels", "delete_channel",
     "deliver", "dingtalk_sign", "last_results", "links_note", "mask", "recent_log",
-    "recipients", "render", "save_channel", "send_test", "set_enabled", "shown_error",
+    "recipients", "render", "save_channel", "send_test", "set_enabled", "shown_error", "shown_said",
     "smtp_address", "smtp_url",
 ]  # fmt: skip

@@ -149,7 +149,9 @@ class Delivery:
     ok: bool
     attempts: int
     status: str | None = None
-    error: str | None = None
+    error: str | None = None  # English, as the command line and the log say it
+    # The failure as a coded message, which a page renders in its reader's language.
+    said: Message | None = field(default=None, repr=False, compare=False)
 
 
 # --- where a channel may send ------------------------------------------------------------------

@@ -23,6 +23,7 @@ import pandas as pd
 
 from kpi_core import pauses
 from kpi_core.access import Actor, can
+from kpi_core.messages import Items, Message, dump_values, load
 from kpi_core.push.config import (
     Channel,
     Delivery,
@@ -47,6 +48,7 @@ from kpi_core.references import (
 )
 from kpi_core.references import redact as _redact
 from kpi_core.references import values as _values
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ _RATE_LIMITED = {130101, 45009}  # DingTalk "send too fast", WeCom "api freq out
 class _Outcome:
     ok: bool
     status: str | None = None
-    error: str | None = None
+    error: Message | None = None
     retry: bool = False
 
 
@@ -81,10 +83,7 @@ def _address(ch: Channel) -> str:
     )
     parts = urlsplit(real)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise PushError(
-            f"the address of channel '{ch.name}' is not a web address once its references are "
-            "filled in — check the value in the environment or secrets.toml"
-        )
+        raise PushError(Message("ps_not_web", name=ch.name))
     _refuse_unlisted(ch, _connects_to(real))
     if ch.kind == "dingtalk" and (ref := str(ch.options.get("secret") or "")):
         secret = expand(ref, vault=PUSH, quote=False, error=PushError)
@@ -114,10 +113,7 @@ def _post(ch: Channel, payload: dict, timeout: float) -> _Outcome:
         if "\r" in text or "\n" in text:
             # A secret pasted with its line break: a header can't hold one (it would start a new
             # header), so say which header and where to look rather than fail deep in http.client.
-            raise PushError(
-                f"the header '{name}' holds a line break — remove it from the value (or from the "
-                "secret it refers to)"
-            )
+            raise PushError(Message("ps_header_break", name=name))
         headers[str(name)] = text
     request = urllib.request.Request(
         _address(ch),
@@ -130,15 +126,12 @@ def _post(ch: Channel, payload: dict, timeout: float) -> _Outcome:
             code, text = resp.status, resp.read(65536).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         if 300 <= exc.code < 400:
-            return _Outcome(
-                False, str(exc.code),
-                f"the receiver redirects to another address (HTTP {exc.code}); pushes do not "
-                "follow redirects — write the final address",
-            )  # fmt: skip
+            return _Outcome(False, str(exc.code), Message("ps_redirect", code=exc.code))
         snippet = exc.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
         return _Outcome(
             False, str(exc.code),
-            f"HTTP {exc.code} from the receiver" + (f": {snippet}" if snippet else ""),
+            Message("ps_http_said", code=exc.code, said=snippet)
+            if snippet else Message("ps_http", code=exc.code),
             retry=exc.code >= 500 or exc.code in (408, 429),
         )  # fmt: skip
     except (TimeoutError, urllib.error.URLError, OSError) as exc:
@@ -151,17 +144,8 @@ def _post(ch: Channel, payload: dict, timeout: float) -> _Outcome:
 def _network_error(exc: BaseException, timeout: float) -> _Outcome:
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-        return _Outcome(
-            False, "timeout",
-            f"no answer within {timeout:g} s — check that the address is right and reachable "
-            "from this server",
-            retry=True,
-        )  # fmt: skip
-    return _Outcome(
-        False, "unreachable",
-        f"cannot connect ({reason}) — check the host and port of the address",
-        retry=True,
-    )  # fmt: skip
+        return _Outcome(False, "timeout", Message("ps_timeout", seconds=f"{timeout:g}"), retry=True)
+    return _Outcome(False, "unreachable", Message("ps_unreachable", error=str(reason)), retry=True)
 
 
 def _robot_answer(kind: str, code: int, text: str) -> _Outcome:
@@ -174,15 +158,15 @@ def _robot_answer(kind: str, code: int, text: str) -> _Outcome:
         return _Outcome(True, str(code))  # not a robot's JSON: a relay that said 2xx
     if errcode == 0:
         return _Outcome(True, str(code))
-    who = "DingTalk" if kind == "dingtalk" else "WeCom"
-    hint = ""
+    who = Message("ps_w_dingtalk" if kind == "dingtalk" else "ps_w_wecom")
+    hint: Message | str = ""
     if kind == "dingtalk" and errcode == 310000:
-        hint = " — check the signing secret, the keyword and the robot's IP allow-list"
+        hint = Message("ps_hint_signing")
     elif errcode in (300001, 93000, 40058):
-        hint = " — the robot's token or key is wrong; copy the address from the robot again"
+        hint = Message("ps_hint_token")
     return _Outcome(
         False, f"{code} errcode {errcode}",
-        f"{who} refused the message: errcode {errcode} ({errmsg}){hint}",
+        Message("ps_robot_said", who=who, code=errcode, said=errmsg, hint=hint),
         retry=errcode in _RATE_LIMITED,
     )  # fmt: skip
 
@@ -219,19 +203,12 @@ def _mail(ch: Channel, payload: dict, timeout: float) -> _Outcome:
                 server.login(o["user"], password or "")
             refused = server.send_message(msg, from_addr=o.get("from"), to_addrs=to)
     except smtplib.SMTPAuthenticationError as exc:
-        return _Outcome(
-            False, str(exc.smtp_code),
-            "the SMTP server refused the login — check the user and the password",
-        )  # fmt: skip
+        return _Outcome(False, str(exc.smtp_code), Message("ps_smtp_login"))
     except smtplib.SMTPRecipientsRefused as exc:
-        return _Outcome(
-            False, "refused", "the SMTP server refused the recipients: " + ", ".join(exc.recipients)
-        )
+        said = Message("ps_smtp_recipients", recipients=Items(exc.recipients, commas=True))
+        return _Outcome(False, "refused", said)
     except smtplib.SMTPNotSupportedError as exc:
-        return _Outcome(
-            False, "unsupported",
-            f"the SMTP server does not support this ({exc}) — check the security setting",
-        )  # fmt: skip
+        return _Outcome(False, "unsupported", Message("ps_smtp_unsupported", error=str(exc)))
     except smtplib.SMTPResponseException as exc:
         said = (
             exc.smtp_error.decode("utf-8", "replace")
@@ -239,13 +216,14 @@ def _mail(ch: Channel, payload: dict, timeout: float) -> _Outcome:
             else exc.smtp_error
         )
         return _Outcome(
-            False, str(exc.smtp_code), f"the SMTP server answered {exc.smtp_code}: {said}",
+            False, str(exc.smtp_code), Message("ps_smtp_said", code=exc.smtp_code, said=said),
             retry=400 <= exc.smtp_code < 500,
         )  # fmt: skip
     except (TimeoutError, smtplib.SMTPException, ssl.SSLError, OSError) as exc:
         return _network_error(exc, timeout)
     if refused:
-        return _Outcome(True, "250", "some recipients were refused: " + ", ".join(sorted(refused)))
+        said = Message("ps_some_refused", recipients=Items(sorted(refused), commas=True))
+        return _Outcome(True, "250", said)
     return _Outcome(True, "250")
 
 
@@ -255,8 +233,18 @@ def _send_once(ch: Channel, ms: Sequence[PushMessage], timeout: float, test: boo
     secrets = [v for _, text in ch._referring() for v in _values(text, PUSH)]
     outcome = _attempt_once(ch, ms, timeout, test, secrets)
     if outcome.error and secrets:
-        return _Outcome(outcome.ok, outcome.status, _redact(outcome.error, secrets), outcome.retry)
+        said = _redacted(outcome.error, secrets)
+        return _Outcome(outcome.ok, outcome.status, said, outcome.retry)
     return outcome
+
+
+def _redacted(value: object, secrets: list[str]) -> object:
+    """A message with every text among its values redacted (a receiver may echo a secret)."""
+    if isinstance(value, Message):
+        return Message(value.key, **{k: _redacted(v, secrets) for k, v in value.values.items()})
+    if isinstance(value, Items):
+        return Items([_redacted(v, secrets) for v in value.items], value.commas)
+    return _redact(value, secrets) if isinstance(value, str) else value
 
 
 def _attempt_once(
@@ -268,24 +256,33 @@ def _attempt_once(
             return _mail(ch, payload, timeout)
         return _post(ch, payload, timeout)
     except PushError as exc:  # a reference without a value: the same on every attempt
-        return _Outcome(False, "config", str(exc))
+        said = exc.coded or Message("ps_fault", kind=type(exc).__name__, error=str(exc))
+        return _Outcome(False, "config", said)
     except Exception as exc:
         # A fault of ours must not stop the alert run; it is logged and kept in push_log. The
         # traceback goes through the same redaction as the message: an exception's text may
         # repeat a header or an address that a secret was expanded into.
         log.error("pushing to channel %s\n%s", ch.name, _redact(traceback.format_exc(), secrets))
-        return _Outcome(False, "error", f"{type(exc).__name__}: {exc}")
+        return _Outcome(
+            False, "error", Message("ps_fault", kind=type(exc).__name__, error=str(exc))
+        )
 
 
 def _record(wh: Warehouse, ch: Channel, ms: Sequence[PushMessage | None], attempt: int,
             outcome: _Outcome) -> None:  # fmt: skip
     try:
         now = datetime.now()
+        said = outcome.error
+        # The English text as before (logs, and readers of an older version); the key and
+        # values, which the pages render in their reader's language.
+        error = None if said is None else str(said)
+        key, values = (None, None) if said is None else (said.key, dump_values(said))
         with wh.transaction() as cur:
             cur.executemany(
-                "INSERT INTO push_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO push_log (sent_at, channel, alert_id, attempt, ok, status, error, "
+                "error_key, error_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[now, ch.name, m.alert_id if m else None, attempt, outcome.ok, outcome.status,
-                  outcome.error] for m in ms],
+                  error, key, values] for m in ms],
             )  # fmt: skip
     except Exception:
         # The log is where failures are seen; losing a row must still not stop the run.
@@ -312,13 +309,19 @@ def _send(
         if outcome.ok or not outcome.retry or attempt == attempts:
             break
         log.warning(
-            "push to %s failed (attempt %d of %d): %s", ch.name, attempt, attempts, outcome.error
+            "push to %s failed (attempt %d of %d): %s",
+            ch.name,
+            attempt,
+            attempts,
+            str(outcome.error),
         )
         sleep(min(backoff * 2 ** (attempt - 1), MAX_PAUSE))
     if not outcome.ok:
-        log.error("push to %s failed after %d attempt(s): %s", ch.name, attempt, outcome.error)
+        log.error("push to %s failed after %d attempt(s): %s", ch.name, attempt, str(outcome.error))
     ids = () if test else tuple(m.alert_id for m in ms)
-    return Delivery(ch.name, ch.kind, ids, outcome.ok, attempt, outcome.status, outcome.error)
+    said = outcome.error
+    return Delivery(ch.name, ch.kind, ids, outcome.ok, attempt, outcome.status,
+                    None if said is None else str(said), said)  # fmt: skip
 
 
 def deliver(
@@ -395,7 +398,14 @@ def send_test(
 
 
 # What a receiver said, inside the messages above: its body, a robot's errmsg, a mail server's
-# reply. Kept in push_log for admins; cut out for everyone else.
+# reply. Kept in push_log for admins; cut out for everyone else: the message without `said`.
+_WITHOUT_REPLY = {
+    "ps_http_said": N_("ps_http"),
+    "ps_robot_said": N_("ps_robot"),
+    "ps_smtp_said": N_("ps_smtp"),
+}
+
+# The same in the English text of a row written before failures were kept as messages.
 _REPLIES = (
     re.compile(r"^(HTTP \d+ from the receiver): .*$", re.S),
     re.compile(
@@ -407,9 +417,17 @@ _REPLIES = (
 )
 
 
-def shown_error(error: str | None, who: Actor) -> str | None:
-    """A delivery's error as `who` may read it: whole for admins; for everyone else without
+def shown_said(said: Message, who: Actor) -> Message:
+    """A delivery's failure as `who` may read it: whole for admins; for everyone else without
     what the receiver answered (it can hold anything: internals, addresses, a token echoed)."""
+    if can(who, "read_push_errors") or said.key not in _WITHOUT_REPLY:
+        return said
+    values = {k: v for k, v in said.values.items() if k != "said"}
+    return Message(_WITHOUT_REPLY[said.key], **values)
+
+
+def shown_error(error: str | None, who: Actor) -> str | None:
+    """`shown_said` for the English text of an older row (kept and shown as it was written)."""
     if error is None or can(who, "read_push_errors"):
         return error
     for pattern in _REPLIES:
@@ -418,23 +436,37 @@ def shown_error(error: str | None, who: Actor) -> str | None:
     return error
 
 
+def _failure(error: object, key: object, values: object, who: Actor) -> Message | str | None:
+    """A push_log row's failure: its coded message, or the English of a row from before."""
+    if isinstance(key, str) and key:
+        return shown_said(load(key, values if isinstance(values, str) else None), who)
+    if error is None or (isinstance(error, float) and pd.isna(error)):
+        return None
+    return shown_error(str(error), who)
+
+
 def recent_log(wh: Warehouse, who: Actor, limit: int = 200) -> pd.DataFrame:
     """The latest attempts, newest first: sent_at, channel, alert_id, attempt, ok, status, error
-    (the receivers' answers in `error` for admins only)."""
+    (a `Message` to render in the reader's language, or the English text of a row written before
+    failures were coded; the receivers' answers for admins only)."""
     df = wh.df(
-        "SELECT sent_at, channel, alert_id, attempt, ok, status, error FROM push_log "
-        "ORDER BY sent_at DESC, attempt DESC LIMIT ?",
+        "SELECT sent_at, channel, alert_id, attempt, ok, status, error, error_key, error_values "
+        "FROM push_log ORDER BY sent_at DESC, attempt DESC LIMIT ?",
         [int(limit)],
     )
-    if not can(who, "read_push_errors"):
-        df["error"] = [None if pd.isna(e) else shown_error(str(e), who) for e in df["error"]]
-    return df
+    df["error"] = [
+        _failure(e, k, v, who)
+        for e, k, v in zip(df["error"], df["error_key"], df["error_values"], strict=True)
+    ]
+    return df.drop(columns=["error_key", "error_values"])
 
 
-def last_results(wh: Warehouse, who: Actor) -> dict[str, tuple[datetime, bool, str | None]]:
-    """Each channel's latest attempt: (when, ok, error), the error as `who` may read it."""
+def last_results(
+    wh: Warehouse, who: Actor
+) -> dict[str, tuple[datetime, bool, Message | str | None]]:
+    """Each channel's latest attempt: (when, ok, failure), the failure as `who` may read it."""
     rows = wh.rows(
-        "SELECT channel, sent_at, ok, error FROM push_log QUALIFY row_number() OVER "
-        "(PARTITION BY channel ORDER BY sent_at DESC, attempt DESC) = 1"
+        "SELECT channel, sent_at, ok, error, error_key, error_values FROM push_log QUALIFY "
+        "row_number() OVER (PARTITION BY channel ORDER BY sent_at DESC, attempt DESC) = 1"
     )
-    return {r[0]: (r[1], bool(r[2]), shown_error(r[3], who)) for r in rows}
+    return {r[0]: (r[1], bool(r[2]), _failure(r[3], r[4], r[5], who)) for r in rows}

@@ -26,16 +26,21 @@ from . import signin
 # (file, label key, icon, roles that may open it — None: everyone)
 PAGES = (
     ("app.py", "nav_overview", ":material/dashboard:", None),
-    ("pages/1_Board.py", "nav_board", ":material/space_dashboard:", None),
+    ("pages/1_Board.py", N_("nav_board"), ":material/space_dashboard:", None),
     ("pages/5_Tree.py", "nav_tree", ":material/account_tree:", None),
-    ("pages/7_Trends.py", "tr_nav", ":material/trending_up:", None),
-    ("pages/11_Detail.py", "dt_nav", ":material/troubleshoot:", None),
+    ("pages/7_Trends.py", N_("tr_nav"), ":material/trending_up:", None),
+    ("pages/11_Detail.py", N_("dt_nav"), ":material/troubleshoot:", None),
     ("pages/8_Alerts.py", "nav_alerts", ":material/notifications:", None),
-    ("pages/2_Upload.py", "nav_upload", ":material/upload_file:", roles_for("load_actuals")),
-    ("pages/3_Sources.py", "nav_sources", ":material/database:", roles_for("define_sources")),
+    ("pages/2_Upload.py", N_("nav_upload"), ":material/upload_file:", roles_for("load_actuals")),
+    ("pages/3_Sources.py", N_("nav_sources"), ":material/database:", roles_for("define_sources")),
     ("pages/6_Targets.py", "nav_targets", ":material/target:", None),
-    ("pages/4_Library.py", "nav_library", ":material/menu_book:", roles_for("edit_library")),
-    ("pages/10_Admin.py", "ad_nav", ":material/admin_panel_settings:", roles_for("manage_users")),
+    ("pages/4_Library.py", N_("nav_library"), ":material/menu_book:", roles_for("edit_library")),
+    (
+        "pages/10_Admin.py",
+        N_("ad_nav"),
+        ":material/admin_panel_settings:",
+        roles_for("manage_users"),
+    ),
     ("pages/9_Big_Screen.py", "bs_title", ":material/tv:", roles_for("manage_screens")),
 )
 

@@ -18,6 +18,7 @@ import streamlit as st
 from kpi_core import auth, backup, kiosk, sessions, users
 from kpi_core.access import ROLE_WORDS, ROLES, can
 from kpi_core.errors import KpiError
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.change_log import audit_section
 from kpi_core.ui.slides import SLIDE_TITLE
@@ -33,7 +34,7 @@ def main(ctx: PageContext) -> None:
         st.stop()
     if flash := st.session_state.pop("ad_flash", None):
         st.success(flash)
-    sections = ["ad_tab_users", "ad_tab_kiosk", "ad_tab_audit", "ad_tab_backup"]
+    sections = [N_("ad_tab_users"), N_("ad_tab_kiosk"), N_("ad_tab_audit"), N_("ad_tab_backup")]
     tabs = dict(zip(sections, st.tabs([ctx.t(s) for s in sections]), strict=True))
     with tabs["ad_tab_users"]:
         users_section(ctx)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from kpi_core import alerts, i18n, people, review
 from kpi_core.access import can
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.review import comments_panel
 from kpi_core.ui.widgets import error_text, md, missing, or_dash
@@ -192,11 +193,19 @@ def _detail(ctx: PageContext, row: pd.Series) -> None:
             with left:
                 note = st.text_input(ctx.t("al_ack_note"), key=f"al_note_{aid}")
                 if row["state"] == "open" and st.button(ctx.t("al_ack"), key=f"al_ack_{aid}"):
-                    _act(ctx, lambda: alerts.acknowledge(ctx.wh, ctx.actor, aid, note), "al_acked")
+                    _act(
+                        ctx,
+                        lambda: alerts.acknowledge(ctx.wh, ctx.actor, aid, note),
+                        N_("al_acked"),
+                    )
             with right:
                 resolution = st.text_input(ctx.t("al_resolution"), key=f"al_res_{aid}")
                 if st.button(ctx.t("al_close"), key=f"al_close_{aid}"):
-                    _act(ctx, lambda: alerts.close(ctx.wh, ctx.actor, aid, resolution), "al_closed")
+                    _act(
+                        ctx,
+                        lambda: alerts.close(ctx.wh, ctx.actor, aid, resolution),
+                        N_("al_closed"),
+                    )
         if not missing(row["kpi_id"]) and unit_id is not None and not missing(row["period"]):
             period = pd.Timestamp(row["period"]).date()
             st.markdown(f"**{ctx.t('al_review')}**")
@@ -268,6 +277,37 @@ def actions_section(ctx: PageContext) -> None:
 # A rule's settings by type: severities are picked, numbers typed within sensible bounds.
 _MIN = {"trend_months": 2, "min_points": 2, "years": 1, "min_years": 1, "min_history": 2}
 _SEVERITY_FIELDS = ("red", "amber", "severity")
+
+
+# Keys built below as "al_param_…", written out so that extraction finds them.
+_AL_PARAM_KEYS = (
+    N_("al_param_amber"),
+    N_("al_param_amber_help"),
+    N_("al_param_grace_days"),
+    N_("al_param_grace_days_help"),
+    N_("al_param_mad_floor"),
+    N_("al_param_mad_floor_help"),
+    N_("al_param_medium_z"),
+    N_("al_param_medium_z_help"),
+    N_("al_param_min_history"),
+    N_("al_param_min_history_help"),
+    N_("al_param_min_points"),
+    N_("al_param_min_points_help"),
+    N_("al_param_min_years"),
+    N_("al_param_min_years_help"),
+    N_("al_param_phased"),
+    N_("al_param_phased_help"),
+    N_("al_param_red"),
+    N_("al_param_red_help"),
+    N_("al_param_severity"),
+    N_("al_param_severity_help"),
+    N_("al_param_threshold"),
+    N_("al_param_threshold_help"),
+    N_("al_param_trend_months"),
+    N_("al_param_trend_months_help"),
+    N_("al_param_years"),
+    N_("al_param_years_help"),
+)
 
 
 def _setting_text(ctx: PageContext, name: str, value: object) -> str:

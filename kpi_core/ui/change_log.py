@@ -11,6 +11,7 @@ import streamlit as st
 
 from kpi_core import audit, i18n, planning, workbook
 from kpi_core.errors import ValidationError
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.edit_grid import _LEVEL_KEYS, _flash, _save_form, _since, column_label
 from kpi_core.ui.widgets import error_text
@@ -99,7 +100,7 @@ def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int
         # the old one.
         key=f"tw_revert_pick_{kpi_id}_{unit_id}_{len(hist)}",
     )
-    effective, reason, clicked = _save_form(ctx, "revert", True, "tw_revert_button")
+    effective, reason, clicked = _save_form(ctx, "revert", True, N_("tw_revert_button"))
     if clicked:
         row = older.loc[pick]
         edit = planning.revert_edit(
@@ -180,6 +181,55 @@ def audit_section(ctx: PageContext, entities: tuple[str, ...] | None = None) -> 
     )
 
 
+# Keys built below as "lib_field_…" / "tw_field_…", written out so that extraction finds them.
+_LIB_FIELD_KEYS = (
+    N_("lib_field_code"),
+    N_("lib_field_decimals"),
+    N_("lib_field_denominator"),
+    N_("lib_field_max"),
+    N_("lib_field_min"),
+    N_("lib_field_name_en"),
+    N_("lib_field_name_zh"),
+    N_("lib_field_numerator"),
+    N_("lib_field_owner"),
+    N_("lib_field_source"),
+    N_("lib_field_unit"),
+    N_("tw_field_action"),
+    N_("tw_field_backup"),
+    N_("tw_field_children"),
+    N_("tw_field_created"),
+    N_("tw_field_definition"),
+    N_("tw_field_deleted"),
+    N_("tw_field_display_name"),
+    N_("tw_field_email"),
+    N_("tw_field_enabled"),
+    N_("tw_field_failed"),
+    N_("tw_field_locked"),
+    N_("tw_field_mapping"),
+    N_("tw_field_parent"),
+    N_("tw_field_password"),
+    N_("tw_field_restore"),
+    N_("tw_field_revoked"),
+    N_("tw_field_revoked_token_used"),
+    N_("tw_field_role"),
+    N_("tw_field_rotated"),
+    N_("tw_field_scope"),
+    N_("tw_field_settings"),
+    N_("tw_field_shares"),
+    N_("tw_field_signed_in"),
+    N_("tw_field_signed_out"),
+    N_("tw_field_state"),
+    N_("tw_field_status"),
+    N_("tw_field_text"),
+    N_("tw_field_throttled"),
+    N_("tw_field_timed_out"),
+    N_("tw_field_unlocked"),
+    N_("tw_field_value"),
+    N_("tw_field_weight"),
+    N_("tw_field_wrong_token"),
+)
+
+
 def _field(ctx: PageContext, field: object) -> object:
     """An audit row's field in the page's words; a word without a label, with spaces."""
     if not isinstance(field, str):
@@ -192,11 +242,54 @@ def _field(ctx: PageContext, field: object) -> object:
     return field.replace("_", " ")
 
 
+# Keys built below as "tw_word_…", written out so that extraction finds them.
+_TW_WORD_KEYS = (
+    N_("tw_word_acknowledged"),
+    N_("tw_word_changed"),
+    N_("tw_word_client"),
+    N_("tw_word_closed"),
+    N_("tw_word_committed"),
+    N_("tw_word_created"),
+    N_("tw_word_everyone"),
+    N_("tw_word_malformed"),
+    N_("tw_word_open"),
+    N_("tw_word_password"),
+    N_("tw_word_rolled_back"),
+    N_("tw_word_set"),
+    N_("tw_word_sso"),
+    N_("tw_word_unknown"),
+)
+
+
 def _word(ctx: PageContext, value: object) -> object:
     """An old/new value that is one of the core's words (a sign-in's method, a batch's status)
     in the page's words; anything else as it is."""
     key = f"tw_word_{value}"
     return ctx.t(key) if isinstance(value, str) and i18n.known(key) else value
+
+
+# Keys built below as "tw_entity_…", written out so that extraction finds them.
+_TW_ENTITY_KEYS = (
+    N_("tw_entity_actual"),
+    N_("tw_entity_alert"),
+    N_("tw_entity_alert_rule"),
+    N_("tw_entity_backup"),
+    N_("tw_entity_batch"),
+    N_("tw_entity_comment"),
+    N_("tw_entity_import_profile"),
+    N_("tw_entity_kiosk"),
+    N_("tw_entity_kpi"),
+    N_("tw_entity_month_publish"),
+    N_("tw_entity_org_unit"),
+    N_("tw_entity_period_lock"),
+    N_("tw_entity_phasing"),
+    N_("tw_entity_push_channel"),
+    N_("tw_entity_session"),
+    N_("tw_entity_source"),
+    N_("tw_entity_target"),
+    N_("tw_entity_tree"),
+    N_("tw_entity_user"),
+)
 
 
 def _entity(ctx: PageContext, entity: str) -> str:

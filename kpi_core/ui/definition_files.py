@@ -11,6 +11,7 @@ import streamlit as st
 
 from kpi_core.errors import ScopeError
 from kpi_core.ingest import definition_file, profile, sources
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.widgets import error_text, md
 
@@ -39,6 +40,15 @@ def download(ctx: PageContext, item: profile.Profile | sources.Source, key: str,
         key=key,
         on_click="ignore",
     )
+
+
+# Keys built below as "def_open_help_…" / "def_opened_…", written out so that extraction finds them.
+_DEF_OPEN_HELP_KEYS = (
+    N_("def_open_help_profile"),
+    N_("def_open_help_source"),
+    N_("def_opened_profile"),
+    N_("def_opened_source"),
+)
 
 
 def opened(ctx: PageContext, kind: str, key: str) -> tuple[object | None, str]:

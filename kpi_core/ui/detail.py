@@ -19,6 +19,7 @@ from kpi_core.catalog import SCORECARD
 from kpi_core.detail import Detail, detail
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period
+from kpi_core.texts import N_
 from kpi_core.tree_view import contribution_chart, trend_chart
 from kpi_core.trends import tree_kpis
 from kpi_core.ui import PageContext, _asked_period
@@ -76,7 +77,10 @@ def attention_list(ctx: PageContext, items: list[attention.Item], period: Period
     st.html(_WRAP)
     with st.container(border=True, key="wraplinks_attention"):
         risks = len(items) - reds
-        key = "na_summary" if reds and risks else "na_summary_red" if reds else "na_summary_risk"
+        key = (
+            N_("na_summary") if reds and risks else N_("na_summary_red") if reds
+            else N_("na_summary_risk")
+        )  # fmt: skip
         st.markdown(f"**{ctx.t('na_title')}** · {ctx.t(key, red=reds, risk=risks)}")
         for item in shown:
             _item_link(ctx, item, period)

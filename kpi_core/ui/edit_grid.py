@@ -14,12 +14,13 @@ import streamlit as st
 from kpi_core import clock, i18n, planning
 from kpi_core.errors import ValidationError
 from kpi_core.periods import month_of
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.widgets import error_text
 
 _LEVEL_KEYS = {
     "baseline": "baseline", "target": "target", "challenge": "challenge",
-    "low": "tw_low", "high": "tw_high", "tolerance": "tw_tolerance", "phasing": "tw_phasing",
+    "low": N_("tw_low"), "high": N_("tw_high"), "tolerance": N_("tw_tolerance"), "phasing": "tw_phasing",
     "weight": "weight", "valid_from": "tw_valid_from", "unit": "unit", "parent": "tw_parent",
     "effective": "tw_effective", "reason": "tw_reason",
 }  # fmt: skip
@@ -193,9 +194,13 @@ def _save_form(
 def _conflict_box(ctx: PageContext, store: dict, reload) -> None:
     if "conflict" not in store:
         return
-    lines = "\n".join(f"- {error_text(ctx, line)}" for line in store["conflict"].splitlines())
+    lines = "\n".join(f"- {error_text(ctx, line)}" for line in store["conflict"])
     st.error(ctx.t("tw_conflict", text="\n" + lines))
     st.button(ctx.t("tw_reload_keep"), key=f"tw_reload_{id(store)}", on_click=reload)
+
+
+# Keys built below as "tw_saved_…", written out so that extraction finds them.
+_TW_SAVED_KEYS = (N_("tw_saved_targets"), N_("tw_saved_weights"))
 
 
 def _save(ctx: PageContext, name: str, save, store: dict, load, keys, reason, effective) -> None:
@@ -206,7 +211,7 @@ def _save(ctx: PageContext, name: str, save, store: dict, load, keys, reason, ef
         saved = save(ctx.wh, ctx.cat, ctx.actor, store["base"], store["edited"],
                      reason=reason, effective=effective)  # fmt: skip
     except planning.ConflictError as exc:
-        store["conflict"] = str(exc)
+        store["conflict"] = exc.lines
         st.rerun()
     except ValidationError as exc:
         for p in exc.problems:

@@ -18,6 +18,7 @@ from kpi_core.ingest.layout import FIELDS, Finding
 from kpi_core.ingest.names import norm
 from kpi_core.messages import Message
 from kpi_core.problem_text import translate
+from kpi_core.texts import N_
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -85,6 +86,10 @@ def said(text: Message | str, lang: str) -> str:
     return text.render(lang) if isinstance(text, Message) else translate(text, lang)
 
 
+# Keys built below as "up_level_…", written out so that extraction finds them.
+_UP_LEVEL_KEYS = (N_("up_level_error"), N_("up_level_info"), N_("up_level_warning"))
+
+
 def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
     """Problems in the report's order (`in_order`); the core's English in `lang`."""
     rows = in_order(findings)
@@ -106,6 +111,15 @@ def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
             t("up_col_hint"): [said(f.hint, lang) for f in rows],
         }
     )
+
+
+# Keys built below as "up_change_…", written out so that extraction finds them.
+_UP_CHANGE_KEYS = (
+    N_("up_change_changed"),
+    N_("up_change_new"),
+    N_("up_change_removed"),
+    N_("up_change_unchanged"),
+)
 
 
 def diff_frame(it: intake.Intake, cat: Catalog, lang: str, changes) -> pd.DataFrame:
@@ -154,6 +168,15 @@ def effects_frame(it: intake.Intake, cat: Catalog, lang: str) -> pd.DataFrame:
     )
 
 
+# Keys built below as "up_light_…", written out so that extraction finds them.
+_UP_LIGHT_KEYS = (
+    N_("up_light_amber"),
+    N_("up_light_green"),
+    N_("up_light_grey"),
+    N_("up_light_red"),
+)
+
+
 def turns_text(turns: dict[str, int], lang: str) -> str:
     """'3 turn red, 2 turn green' as coloured badges (shape and word too, not colour alone)."""
     parts = [
@@ -163,6 +186,14 @@ def turns_text(turns: dict[str, int], lang: str) -> str:
         if turns.get(light)
     ]
     return " ".join(parts)
+
+
+# Keys built below as "up_kind_…" / "up_status_…" (the Detail page's batches too), written out
+# so that extraction finds them.
+_HISTORY_KEYS = (
+    N_("up_kind_pull"), N_("up_kind_upload"), N_("up_kind_workbook"),
+    N_("up_status_committed"), N_("up_status_rolled_back"),
+)  # fmt: skip
 
 
 def history_frame(df: pd.DataFrame, lang: str) -> pd.DataFrame:

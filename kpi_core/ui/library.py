@@ -19,10 +19,11 @@ from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import KpiError, Problem, ValidationError, WarehouseBusyError
 from kpi_core.ingest import files
 from kpi_core.library import AGGREGATIONS, DIRECTIONS, PERSPECTIVES
-from kpi_core.problem_text import translate
+from kpi_core.messages import Message
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
-from kpi_core.ui.widgets import error_text, md
+from kpi_core.ui.widgets import error_text, md, refusal_text
 
 KINDS = ("result", "process")
 NEW = "__new__"  # the code a formula is checked under before the KPI has one
@@ -37,6 +38,26 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def kpi_label(cat: Catalog, code: str | None, lang: str) -> str:
     k = cat.kpi_by_code.get(code or "")
     return f"{code} · {k.name(lang)}" if k else str(code or "—")
+
+
+# Keys built below as "lib_agg_…" / "lib_col_…" / "lib_dir_…", written out so that extraction finds them.
+_LIB_AGG_KEYS = (
+    N_("lib_agg_avg"),
+    N_("lib_agg_formula"),
+    N_("lib_agg_last"),
+    N_("lib_agg_ratio"),
+    N_("lib_agg_sum"),
+    N_("lib_col_aggregation"),
+    N_("lib_col_code"),
+    N_("lib_col_direction"),
+    N_("lib_col_name"),
+    N_("lib_col_name_other"),
+    N_("lib_col_owner"),
+    N_("lib_col_unit"),
+    N_("lib_dir_down"),
+    N_("lib_dir_range"),
+    N_("lib_dir_up"),
+)
 
 
 def library_frame(wh, cat: Catalog, lang: str, year: int, text: str = "") -> pd.DataFrame:
@@ -70,7 +91,9 @@ def export_bytes(wh, scope, lang: str) -> bytes:
     return workbook.to_bytes(export.system_frames(wh, scope), lang)
 
 
-def field_problems(problems: list[tuple[str | None, str]], field: str) -> list[str]:
+def field_problems(
+    problems: list[tuple[str | None, Message | str]], field: str
+) -> list[Message | str]:
     return [m for c, m in problems if c == field]
 
 
@@ -93,7 +116,7 @@ def children_rows(frame: pd.DataFrame) -> list[tuple[str, float | None]]:
     return out
 
 
-def _problem_pairs(exc: ValidationError) -> list[tuple[str | None, str]]:
+def _problem_pairs(exc: ValidationError) -> list[tuple[str | None, Message | str]]:
     return [(p.column, p.message) for p in exc.problems]
 
 
@@ -103,14 +126,14 @@ def _problem_text(ctx: PageContext, p: Problem) -> str:
         where.append(ctx.t("lib_row", row=p.row))
     if p.column:
         where.append(p.column)
-    return f"{' · '.join(where)}: {translate(p.message, ctx.lang)}"
+    return f"{' · '.join(where)}: {error_text(ctx, p.message)}"
 
 
 # --- 1: the list -------------------------------------------------------------------------------
 
 
 def list_section(ctx: PageContext) -> None:
-    with guard(ctx, "lib_unexpected"):
+    with guard(ctx, N_("lib_unexpected")):
         text = st.text_input(ctx.t("lib_filter"), key="lib_filter", width=420)
         df = library_frame(ctx.wh, ctx.cat, ctx.lang, clock.today().year, text or "")
         st.caption(ctx.t("lib_count", n=len(df), total=len(ctx.cat.kpis)))
@@ -223,7 +246,18 @@ def _owner_note(ctx: PageContext, col) -> None:
 
 def _notes(ctx: PageContext, problems, field: str) -> None:
     for m in field_problems(problems, field):
-        st.error(translate(m, ctx.lang), icon=":material/error:")
+        st.error(error_text(ctx, m), icon=":material/error:")
+
+
+# Keys built below as "lib_kind_…" / "lib_persp_…", written out so that extraction finds them.
+_LIB_KIND_KEYS = (
+    N_("lib_kind_process"),
+    N_("lib_kind_result"),
+    N_("lib_persp_customer"),
+    N_("lib_persp_financial"),
+    N_("lib_persp_learning"),
+    N_("lib_persp_process"),
+)
 
 
 def edit_section(ctx: PageContext, code: str | None) -> None:
@@ -288,7 +322,7 @@ def edit_section(ctx: PageContext, code: str | None) -> None:
             if (typed or "").strip():
                 said = library_edits.formula_problem(typed, ctx.cat, code or _typed_code() or NEW)
                 if said:
-                    st.error(translate(said, ctx.lang), icon=":material/function:")
+                    st.error(error_text(ctx, said), icon=":material/function:")
                 else:
                     st.success(ctx.t("lib_formula_ok"), icon=":material/function:")
             _notes(ctx, problems, "formula")
@@ -363,7 +397,7 @@ def _outcome(ctx: PageContext, outcome: dict, problems) -> None:
     elif problems:
         lines = [
             f"- **{ctx.t('lib_field_' + c) if c in library_edits.FIELDS else c or '—'}**: "
-            f"{md(translate(m, ctx.lang))}"
+            f"{md(error_text(ctx, m))}"
             for c, m in problems
         ]
         st.error(ctx.t("lib_refused", n=len(problems)) + "\n\n" + "\n".join(lines))
@@ -379,6 +413,22 @@ def summary_text(ctx: PageContext, summary: dict[str, int]) -> str:
     if not summary:
         return ctx.t("lib_no_change")
     return ", ".join(f"{_summary_key(ctx, k)} {v:,}" for k, v in summary.items())
+
+
+# Keys built below as "lib_sum_…", written out so that extraction finds them.
+_LIB_SUM_KEYS = (
+    N_("lib_sum_actuals_changed"),
+    N_("lib_sum_actuals_new"),
+    N_("lib_sum_actuals_unchanged"),
+    N_("lib_sum_kpis_changed"),
+    N_("lib_sum_kpis_new"),
+    N_("lib_sum_phasing_changed"),
+    N_("lib_sum_targets_changed"),
+    N_("lib_sum_targets_new"),
+    N_("lib_sum_tree_parents_changed"),
+    N_("lib_sum_units_changed"),
+    N_("lib_sum_units_new"),
+)
 
 
 def _summary_key(ctx: PageContext, key: str) -> str:
@@ -481,7 +531,7 @@ def place_section(ctx: PageContext, code: str | None) -> None:
                 for p in exc.problems:
                     at = p.row - 2 if p.row is not None else None
                     where = children[at][0] if at is not None and 0 <= at < len(children) else unit
-                    lines.append(f"- **{md(where)}**: {md(translate(p.message, ctx.lang))}")
+                    lines.append(f"- **{md(where)}**: {md(error_text(ctx, p.message))}")
                 st.error(ctx.t("lib_place_refused") + "\n\n" + "\n".join(lines))
             else:
                 st.session_state.lib_place_done = ctx.t("lib_place_saved", unit=unit)
@@ -580,10 +630,10 @@ def _import(ctx: PageContext, data: bytes, name: str, *, dry_run: bool):
 def problems_frame(problems: list[Problem], lang: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            t_of("lib_col_sheet", lang): [p.sheet for p in problems],
-            t_of("lib_col_row", lang): [p.row for p in problems],
-            t_of("lib_col_column", lang): [p.column for p in problems],
-            t_of("lib_col_problem", lang): [translate(p.message, lang) for p in problems],
+            t_of(N_("lib_col_sheet"), lang): [p.sheet for p in problems],
+            t_of(N_("lib_col_row"), lang): [p.row for p in problems],
+            t_of(N_("lib_col_column"), lang): [p.column for p in problems],
+            t_of(N_("lib_col_problem"), lang): [refusal_text(lang, p.message) for p in problems],
         }
     )
 

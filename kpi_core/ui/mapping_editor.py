@@ -13,6 +13,7 @@ import streamlit as st
 from kpi_core.ingest import files, profile
 from kpi_core.ingest.names import norm
 from kpi_core.problem_text import translate
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.definition_files import download, opened
@@ -42,6 +43,10 @@ def profiles_section(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None
 def _tables(name: str, data: bytes) -> list[files.Table]:
     """The sample file's sheets, read once per file."""
     return kept("up_pf_tables", digest([(name, data)]), lambda: files.read_file(name, data))
+
+
+# Keys built below as "up_pf_…", written out so that extraction finds them.
+_UP_PF_KEYS = N_("up_pf_date_")
 
 
 def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
@@ -228,6 +233,10 @@ def mapping_fields(
 DATE_FORMATS = ("", "dmy", "mdy", "ymd", "%d/%m/%y", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y")
 
 
+# Keys built below as "up_pf_date_…", written out so that extraction finds them.
+_UP_PF_DATE_KEYS = (N_("up_pf_date_dmy"), N_("up_pf_date_mdy"), N_("up_pf_date_ymd"))
+
+
 def _date_format(ctx: PageContext, where, base: profile.Profile | None, p: str) -> str:
     """How text dates read: detected (asking when a column reads both ways), an order, or a
     pattern the analyst types."""
@@ -243,6 +252,10 @@ def _date_format(ctx: PageContext, where, base: profile.Profile | None, p: str) 
         key=p + "datefmt",
     )
     return (got or "").strip()
+
+
+# Keys built below as "up_agg_…", written out so that extraction finds them.
+_UP_AGG_KEYS = (N_("up_agg_avg"), N_("up_agg_count"), N_("up_agg_count_distinct"), N_("up_agg_sum"))
 
 
 def measures_editor(

@@ -18,6 +18,7 @@ import streamlit as st
 from kpi_core import push
 from kpi_core.access import can
 from kpi_core.messages import Message
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.widgets import confirmed, error_text, md
@@ -50,6 +51,22 @@ def address(ch: push.Channel) -> str:
     return ch.shown_url()
 
 
+# Keys built below as "push_kind_…" / "push_lang_…" / "push_sev_…", written out so that extraction finds them.
+_PUSH_KIND_KEYS = (
+    N_("push_kind_dingtalk"),
+    N_("push_kind_email"),
+    N_("push_kind_slack"),
+    N_("push_kind_webhook"),
+    N_("push_kind_wecom"),
+    N_("push_lang_both"),
+    N_("push_lang_en"),
+    N_("push_lang_zh"),
+    N_("push_sev_high"),
+    N_("push_sev_low"),
+    N_("push_sev_medium"),
+)
+
+
 def listing_frame(
     chans: list[push.Channel], results: dict[str, tuple], ctx: PageContext
 ) -> pd.DataFrame:
@@ -60,7 +77,7 @@ def listing_frame(
         at, ok, error = got
         if ok:
             return f"✔ {_when(at)}"
-        return f"✖ {_when(at)} · {error_text(ctx, error or '')}"
+        return f"✖ {_when(at)} · {failure_text(ctx, error)}"
 
     return pd.DataFrame(
         {
@@ -77,6 +94,14 @@ def listing_frame(
     )
 
 
+def failure_text(ctx: PageContext, failure: Message | str | None) -> str:
+    """A delivery's failure in the page's language; a row written before failures were coded
+    keeps its English text, shown as it is."""
+    if isinstance(failure, Message):
+        return failure.render(ctx.lang)
+    return "" if failure is None or (isinstance(failure, float) and pd.isna(failure)) else failure
+
+
 def log_frame(df: pd.DataFrame, ctx: PageContext) -> pd.DataFrame:
     """The delivery log as the page shows it; failures in words the reader can act on."""
     return pd.DataFrame(
@@ -91,9 +116,7 @@ def log_frame(df: pd.DataFrame, ctx: PageContext) -> pd.DataFrame:
                 ctx.t("push_sent") if bool(v) else ctx.t("push_failed") for v in df["ok"]
             ],
             ctx.t("push_col_status"): [None if pd.isna(v) else str(v) for v in df["status"]],
-            ctx.t("push_col_error"): [
-                None if pd.isna(v) else error_text(ctx, str(v)) for v in df["error"]
-            ],
+            ctx.t("push_col_error"): [failure_text(ctx, v) or None for v in df["error"]],
         }
     )
 
@@ -128,7 +151,7 @@ def channels_section(ctx: PageContext) -> None:
     done = st.session_state.pop("push_done", None)
     if done:
         st.success(done)
-    with guard(ctx, "push_unexpected"):
+    with guard(ctx, N_("push_unexpected")):
         chans = push.channels(ctx.wh)
         results = push.last_results(ctx.wh, ctx.actor)
         _listing(ctx, chans, results)
@@ -150,7 +173,7 @@ def _listing(ctx: PageContext, chans: list[push.Channel], results: dict[str, tup
         if c.enabled and got and not got[1]:
             st.warning(
                 ctx.t("push_last_failed", name=md(c.name), when=_when(got[0]),
-                      error=md(error_text(ctx, got[2] or "")))
+                      error=md(failure_text(ctx, got[2])))
             )  # fmt: skip
     st.dataframe(listing_frame(chans, results, ctx), hide_index=True, width="stretch")
 
@@ -175,6 +198,18 @@ def _picker(ctx: PageContext, chans: list[push.Channel]) -> push.Channel | None:
 def _init(key: str, value: object) -> None:
     if key not in st.session_state:
         st.session_state[key] = value
+
+
+# Keys built below as "push_security_…" / "push_url_help_…", written out so that extraction finds them.
+_PUSH_SECURITY_KEYS = (
+    N_("push_security_none"),
+    N_("push_security_ssl"),
+    N_("push_security_starttls"),
+    N_("push_url_help_dingtalk"),
+    N_("push_url_help_slack"),
+    N_("push_url_help_webhook"),
+    N_("push_url_help_wecom"),
+)
 
 
 def _editor(ctx: PageContext, base: push.Channel | None) -> None:
@@ -336,7 +371,7 @@ def _test_result(ctx: PageContext, base: push.Channel | None) -> None:
     else:
         st.error(
             ctx.t("push_test_failed", name=md(d.channel), attempts=d.attempts,
-                  error=md(error_text(ctx, d.error or "")))
+                  error=md(failure_text(ctx, d.said or d.error)))
         )  # fmt: skip
 
 

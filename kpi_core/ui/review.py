@@ -16,6 +16,7 @@ from kpi_core import clock, i18n, people, review
 from kpi_core.board import Board
 from kpi_core.errors import KpiError
 from kpi_core.periods import Period, month_of
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.widgets import error_text, md
 
@@ -146,7 +147,7 @@ def _add_form(
         st.error(error_text(ctx, exc))
         return
     # Run the page again so every count and marker of this KPI includes the new comment.
-    st.session_state[f"{key}_flash"] = "rv_added"
+    st.session_state[f"{key}_flash"] = N_("rv_added")
     st.rerun()
 
 
@@ -202,7 +203,7 @@ def _close_form(ctx: PageContext, comment_id: int, key: str) -> None:
         except KpiError as exc:
             st.error(error_text(ctx, exc))
             return
-        st.session_state[f"{key}_flash"] = "rv_closed_ok"
+        st.session_state[f"{key}_flash"] = N_("rv_closed_ok")
         st.rerun()
 
 

@@ -15,6 +15,7 @@ from html import escape
 
 from kpi_core import i18n, kiosk, screen
 from kpi_core.screen import SLIDES, ScreenData, Snapshot
+from kpi_core.texts import N_
 
 BG = "#0b0f14"
 
@@ -214,7 +215,13 @@ def risks_slide(data: ScreenData, i: int, n: int) -> str:
         return f'<div class="bs-message"><h1>{e(t("bs_no_risks"))}</h1></div>'
     head = "".join(
         f'<span class="bs-th">{e(t(k))}</span>'
-        for k in ("bs_col_status", "bs_col_kpi", "bs_col_value", "bs_col_owner", "bs_col_action")
+        for k in (
+            N_("bs_col_status"),
+            N_("bs_col_kpi"),
+            N_("bs_col_value"),
+            N_("bs_col_owner"),
+            N_("bs_col_action"),
+        )
     )
     cells = []
     for r in _chunk(list(data.risks), i, n):
@@ -440,7 +447,7 @@ def freshness_slide(data: ScreenData, i: int, n: int) -> str:
     t = lambda k: i18n.t(k, data.lang)  # noqa: E731
     head = "".join(
         f'<span class="bs-th">{e(t(k))}</span>'
-        for k in ("bs_col_unit", "bs_col_latest", "bs_col_status")
+        for k in (N_("bs_col_unit"), N_("bs_col_latest"), "bs_col_status")
     )
     cells = "".join(
         f'<span class="bs-cell">{e(clip(f.unit, 24))}</span><span class="bs-cell">{e(f.latest)}</span>'
@@ -461,10 +468,10 @@ SLIDE_HTML = {
 
 SLIDE_TITLE = {
     "company": "bs_company",
-    "departments": "bs_departments",
-    "risks": "bs_risks",
-    "matrix": "bs_matrix",
-    "freshness": "bs_freshness",
+    "departments": N_("bs_departments"),
+    "risks": N_("bs_risks"),
+    "matrix": N_("bs_matrix"),
+    "freshness": N_("bs_freshness"),
 }
 
 
@@ -517,12 +524,12 @@ def render(snap: Snapshot, params: Params, now: datetime, epoch: float) -> str:
 
 # What each refusal says on the wall: (heading, explanation) keys.
 NOTICES = {
-    "missing": ("bs_not_set_up", "bs_no_token"),
-    "malformed": ("bs_not_set_up", "bs_unknown_token"),
+    "missing": (N_("bs_not_set_up"), N_("bs_no_token")),
+    "malformed": ("bs_not_set_up", N_("bs_unknown_token")),
     "unknown": ("bs_not_set_up", "bs_unknown_token"),
-    "revoked": ("bs_revoked", "bs_revoked_hint"),
-    "throttled": ("bs_throttled", "bs_throttled_hint"),
-    "busy": ("bs_waiting", "bs_busy_hint"),
+    "revoked": (N_("bs_revoked"), N_("bs_revoked_hint")),
+    "throttled": (N_("bs_throttled"), N_("bs_throttled_hint")),
+    "busy": ("bs_waiting", N_("bs_busy_hint")),
 }
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from kpi_core import i18n
 from kpi_core.ingest import profile, sources
 from kpi_core.ingest.names import norm
+from kpi_core.texts import N_
 
 _SIMPLE = re.compile(r"[a-z_][a-z0-9_]*")
 
@@ -37,6 +38,15 @@ def listing_frame(df: pd.DataFrame, lang: str) -> pd.DataFrame:
             t("src_col_last_pull"): [when(v) for v in df["last_pull"]],
         }
     )
+
+
+# Keys built below as "src_caution_…", written out so that extraction finds them.
+_SRC_CAUTION_KEYS = (
+    N_("src_caution_creates"),
+    N_("src_caution_server_files"),
+    N_("src_caution_superuser"),
+    N_("src_caution_writes"),
+)
 
 
 def caution_text(caution: sources.Caution, lang: str) -> str:

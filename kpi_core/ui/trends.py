@@ -145,6 +145,10 @@ def _ratio(a: float, b: float) -> str:
     return "—" if pd.isna(a) or pd.isna(b) or b == 0 else f"{a / b * 100:.1f}%"
 
 
+# Keys built below as "trend_…", written out so that extraction finds them.
+_TREND_KEYS = N_("trend_12")
+
+
 def trends_page(ctx: PageContext) -> None:
     lang, cat, wh, scope = ctx.lang, ctx.cat, ctx.wh, ctx.actor.scope
     span = data_range(wh, scope, cat)
@@ -278,6 +282,10 @@ def _headline(ctx: PageContext, t: trends.Trend, kpi, partial: set[date]) -> Non
         kpi.direction,
     )
     cols[3].metric(ctx.t("tr_pace"), "—" if pace is None else f"{pace * 100:.1f}%", border=True)
+
+
+# Keys built below as "units_…", written out so that extraction finds them.
+_UNITS_KEYS = N_("units_in_scope")
 
 
 def _comparison(

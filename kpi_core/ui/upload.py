@@ -25,6 +25,7 @@ from kpi_core.catalog import SCORECARD
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import files, intake, profile, template
 from kpi_core.messages import Message
+from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.intake_frames import digest, month_options
@@ -344,6 +345,6 @@ def publish_section(ctx: PageContext) -> None:
             key="up_publish_button",
         ):
             completeness.publish(ctx.wh, cat, ctx.actor, unit_id, month, published=not mine)
-            key = "up_unpublished_done" if mine else "up_published_done"
+            key = N_("up_unpublished_done") if mine else N_("up_published_done")
             st.session_state.up_lock_done = ctx.t(key, unit=name, month=shown)
             st.rerun()
