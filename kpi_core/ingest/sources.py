@@ -63,6 +63,7 @@ from kpi_core.ingest.source_sql import _quote, _subquery, _windowed
 from kpi_core.ingest.source_store import (
     DEFAULT_ROW_LIMIT,
     DEFAULT_TIMEOUT_S,
+    NO_NAME,
     Source,
     delete,
     last_pulled_month,
@@ -78,13 +79,13 @@ from kpi_core.ingest.source_urls import (
     redact,
     resolve,
 )
-from kpi_core.messages import Message
+from kpi_core.messages import Items, Message
 from kpi_core.periods import add_months
 from kpi_core.references import mask
 from kpi_core.warehouse import Warehouse
 
 __all__ = [
-    "DEFAULT_ROW_LIMIT", "DEFAULT_TIMEOUT_S", "Caution", "Probe", "Source", "SourceError",
+    "DEFAULT_ROW_LIMIT", "DEFAULT_TIMEOUT_S", "NO_NAME", "Caution", "Probe", "Source", "SourceError",
     "TimeLimit", "check_query", "check_url", "delete", "explain", "last_pulled_month", "listing",
     "load", "mask", "prepare_pull", "redact", "resolve", "sample", "save", "source_dirs",
     "source_files", "tables", "test_connection",
@@ -179,7 +180,7 @@ def prepare_pull(
     Writes nothing to the warehouse and nothing to the source."""
     step = progress or (lambda fraction, text: None)
     if problems := source.problems():
-        raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
+        raise SourceError(Message("so_not_complete", name=source.name, problems=Items(problems)))
     cat = load_catalog(wh)
     if not cat.kpis or not cat.units:
         raise intake.IntakeError(Message("in_no_library_pull"))
