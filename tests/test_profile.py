@@ -150,14 +150,14 @@ def test_profile_problems_are_placed(demo_wh):
     prepared = intake.prepare(
         demo_wh, [("orders.xlsx", erp_export(bad_lines))], access.SYSTEM, mapping=p, today=TODAY
     )
-    where = {(f.row, f.column, f.message) for f in prepared.errors}
+    where = {(f.row, f.column, str(f.message)) for f in prepared.errors}
     assert (11, "Order Date", "'next week' is not a date") in where
     # A region the map does not know is looked up as a unit name, and refused with a hint.
     p.unit_map = {"East China": "SALES_E"}
     prepared = intake.prepare(
         demo_wh, [("orders.xlsx", erp_export())], access.SYSTEM, mapping=p, today=TODAY
     )
-    assert any("unknown unit 'North China'" in f.message for f in prepared.errors)
+    assert any("unknown unit 'North China'" in str(f.message) for f in prepared.errors)
 
 
 def test_profile_that_does_not_fit_the_file(demo_wh):
@@ -168,7 +168,7 @@ def test_profile_that_does_not_fit_the_file(demo_wh):
     )
     [err] = prepared.errors
     assert err.row == 3 and err.column == "Net Amount"
-    assert "not in header row 3" in err.message and "Amount" in err.hint
+    assert "not in header row 3" in str(err.message) and "Amount" in str(err.hint)
     p = orders_profile()
     p.sheet = "Lines"
     with pytest.raises(ProfileError, match="sheet 'Lines'.*'Orders'"):
@@ -221,7 +221,7 @@ def test_derived_amount_from_a_chinese_sales_report(demo_wh):
     prepared = intake.prepare(
         demo_wh, [("sales.xlsx", buf.getvalue())], access.SYSTEM, mapping=p, today=TODAY
     )
-    assert [(e.column, e.message) for e in prepared.errors] == [
+    assert [(e.column, str(e.message)) for e in prepared.errors] == [
         ("件数", "the measure column '件数' is not in header row 1")
     ]
     p.measures[0].column = "=[单价] ×"

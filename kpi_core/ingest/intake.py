@@ -195,7 +195,7 @@ def prepare(
         # Beside a sheet of actuals, a sheet without a header is notes or instructions.
         findings = [
             replace(f, severity="info", message=f"{f.message}; the sheet was skipped")
-            if f.message.startswith("no header row found")
+            if str(f.message).startswith("no header row found")
             else f
             for f in findings
         ]

@@ -291,12 +291,13 @@ def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]
     findings: list[Finding] = []
 
     def missing(col: str, what: str) -> None:
-        have = ", ".join(str(c) for c in df.columns[:30])
+        have = Items([str(c) for c in df.columns[:30]], commas=True)
         findings.append(
             Finding(
                 "error", table.file, table.label, profile.header_row, col,
-                f"the {what} column '{col}' is not in header row {profile.header_row}",
-                f"the header has: {have}",
+                Message("pf_not_in_header", what=COLUMN_WORDS[what], column=col,
+                        row=profile.header_row),
+                Message("pf_header_has", columns=have),
             )
         )  # fmt: skip
 
@@ -320,8 +321,7 @@ def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]
         columns = aggregation.land_frame(con, df)
         place = aggregation.Place(
             table.file, table.label, f"profile '{profile.name}'",
-            "fix the cell, or add a filter that leaves the row out",
-            "write a date such as 2024-03-15, or set the profile's date format",
+            Message("pf_fix_cell"), Message("pf_fix_date"),
         )  # fmt: skip
         out, found = aggregation.aggregate(con, profile, columns, place)
     finally:

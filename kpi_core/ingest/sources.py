@@ -210,18 +210,19 @@ def prepare_pull(
                     "",
                     None,
                     None,
-                    "the query returned no rows",
-                    "check the query and its months",
+                    Message("so_no_rows"),
+                    Message("so_check_query"),
                 )  # fmt: skip
             )
         else:
             missing = _missing_columns(source.mapping, columns)
+            returned = Items(columns[:30], commas=True)
             for name, what in missing:
                 findings.append(
                     Finding(
                         "error", where, "", None, name,
-                        f"the {what} column '{name}' is not in the query's result",
-                        f"the query returns: {', '.join(columns[:30])}",
+                        Message("so_not_in_result", what=profile.COLUMN_WORDS[what], column=name),
+                        Message("so_returns", columns=returned),
                     )
                 )  # fmt: skip
             if not missing:
@@ -317,9 +318,6 @@ def _records(
     query result's, in the order it came."""
     place = aggregation.Place(
         where, "", f"source '{source.name}'",
-        "cast the column to a number in the query, or filter those rows out "
-        "(the row is the query result's)",
-        "set the date format of the source's mapping, or fix the query so the column holds "
-        "dates (the row is the query result's)",
+        Message("so_fix_number"), Message("so_fix_date"),
     )  # fmt: skip
     return aggregation.aggregate(mem, source.mapping, columns, place, first=first, after=after)

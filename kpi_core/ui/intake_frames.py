@@ -16,6 +16,7 @@ from kpi_core.catalog import Catalog
 from kpi_core.ingest import intake, profile
 from kpi_core.ingest.layout import FIELDS, Finding
 from kpi_core.ingest.names import norm
+from kpi_core.messages import Message
 from kpi_core.problem_text import translate
 
 SEVERITIES = ("error", "warning", "info")
@@ -78,6 +79,14 @@ def in_order(findings: list[Finding]) -> list[Finding]:
     )
 
 
+def said_text(lang: str, said: Message | str) -> str:
+    """A finding's message or hint in `lang`: a coded one rendered from the catalogs; English
+    from a module not converted yet translated by kpi_core.problem_text."""
+    if isinstance(said, Message):
+        return said.render(lang)
+    return translate(said, lang)
+
+
 def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
     """Problems in the report's order (`in_order`); the core's English in `lang`."""
     rows = in_order(findings)
@@ -95,8 +104,8 @@ def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
             t("up_col_sheet"): [f.sheet for f in rows],
             t("up_col_row"): pd.array([f.row for f in rows], dtype="Int64"),
             t("up_col_column"): [translate(f.column or "", lang) for f in rows],
-            t("up_col_message"): [translate(f.message, lang) for f in rows],
-            t("up_col_hint"): [translate(f.hint, lang) for f in rows],
+            t("up_col_message"): [said_text(lang, f.message) for f in rows],
+            t("up_col_hint"): [said_text(lang, f.hint) for f in rows],
         }
     )
 

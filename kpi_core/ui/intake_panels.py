@@ -30,6 +30,7 @@ from kpi_core.ui.intake_frames import (
     history_frame,
     in_order,
     kpi_text,
+    said_text,
     turns_text,
 )
 from kpi_core.ui.widgets import md
@@ -127,9 +128,9 @@ def finding_details(ctx: PageContext, f: Finding) -> None:
             + " · ".join(md(p) for p in place if p)
         )
         colon = "：" if lang == "zh" else ": "
-        st.markdown(f"**{ctx.t('up_col_message')}**{colon}{md(translate(f.message, lang))}")
+        st.markdown(f"**{ctx.t('up_col_message')}**{colon}{md(said_text(lang, f.message))}")
         if f.hint:
-            st.markdown(f"**{ctx.t('up_col_hint')}**{colon}{md(translate(f.hint, lang))}")
+            st.markdown(f"**{ctx.t('up_col_hint')}**{colon}{md(said_text(lang, f.hint))}")
 
 
 def bindings_frame(it: intake.Intake, cat: Catalog, lang: str) -> pd.DataFrame:
