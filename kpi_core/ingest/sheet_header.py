@@ -14,6 +14,7 @@ from operator import is_
 
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.names import Names, norm
+from kpi_core.messages import Message
 from kpi_core.periods import PeriodError, parse_period
 
 # Aliases in order of preference: when a sheet has both 指标编码 and 指标名称, the code is used.
@@ -72,15 +73,22 @@ _DECIMAL_MONTH = re.compile(r"\s*\d{4}\.\d{1,2}\s*")
 
 @dataclass(frozen=True)
 class Finding:
-    """Something the reader noticed about a sheet; `error` ones keep rows out."""
+    """Something the reader noticed about a sheet; `error` ones keep rows out. Its message and
+    hint are coded messages, rendered in the reader's language (str: modules not converted
+    yet); `str()` of either is the English the command line prints."""
 
     severity: str  # "error", "warning" or "info"
     file: str
     sheet: str
     row: int | None
     column: str | None
-    message: str
-    hint: str = ""
+    message: Message | str
+    hint: Message | str = ""
+
+    def says(self, key: str) -> bool:
+        """Whether the finding's message is the coded message `key`: findings are told apart
+        by their key, never by their English."""
+        return isinstance(self.message, Message) and self.message.key == key
 
 
 @dataclass
@@ -292,9 +300,7 @@ def _fill_merged_labels(table: Table, header: _Header, findings: list[Finding]) 
             findings.append(
                 Finding(
                     "error", table.file, table.label, r0 + 1, column_letter(c0),
-                    f"cells {where} are merged over values — no one can tell which row the "
-                    "number belongs to",
-                    "unmerge the cells and give each row its own value",
+                    Message("ly_merged_values", cells=where), Message("ly_merged_values_hint"),
                 )
             )  # fmt: skip
             bad.update(range(r0 + 1, min(r1, len(rows) - 1) + 2))

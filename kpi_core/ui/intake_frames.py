@@ -79,12 +79,10 @@ def in_order(findings: list[Finding]) -> list[Finding]:
     )
 
 
-def said_text(lang: str, said: Message | str) -> str:
-    """A finding's message or hint in `lang`: a coded one rendered from the catalogs; English
-    from a module not converted yet translated by kpi_core.problem_text."""
-    if isinstance(said, Message):
-        return said.render(lang)
-    return translate(said, lang)
+def said(text: Message | str, lang: str) -> str:
+    """A finding's message or hint in `lang`: a coded message rendered from the catalogs; English
+    (modules not converted yet) translated by kpi_core.problem_text."""
+    return text.render(lang) if isinstance(text, Message) else translate(text, lang)
 
 
 def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
@@ -104,8 +102,8 @@ def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
             t("up_col_sheet"): [f.sheet for f in rows],
             t("up_col_row"): pd.array([f.row for f in rows], dtype="Int64"),
             t("up_col_column"): [translate(f.column or "", lang) for f in rows],
-            t("up_col_message"): [said_text(lang, f.message) for f in rows],
-            t("up_col_hint"): [said_text(lang, f.hint) for f in rows],
+            t("up_col_message"): [said(f.message, lang) for f in rows],
+            t("up_col_hint"): [said(f.hint, lang) for f in rows],
         }
     )
 

@@ -30,7 +30,7 @@ from kpi_core.ui.intake_frames import (
     history_frame,
     in_order,
     kpi_text,
-    said_text,
+    said,
     turns_text,
 )
 from kpi_core.ui.widgets import md
@@ -128,9 +128,9 @@ def finding_details(ctx: PageContext, f: Finding) -> None:
             + " · ".join(md(p) for p in place if p)
         )
         colon = "：" if lang == "zh" else ": "
-        st.markdown(f"**{ctx.t('up_col_message')}**{colon}{md(said_text(lang, f.message))}")
+        st.markdown(f"**{ctx.t('up_col_message')}**{colon}{md(said(f.message, lang))}")
         if f.hint:
-            st.markdown(f"**{ctx.t('up_col_hint')}**{colon}{md(said_text(lang, f.hint))}")
+            st.markdown(f"**{ctx.t('up_col_hint')}**{colon}{md(said(f.hint, lang))}")
 
 
 def bindings_frame(it: intake.Intake, cat: Catalog, lang: str) -> pd.DataFrame:
