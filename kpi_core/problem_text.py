@@ -81,13 +81,6 @@ WORDS: dict[str, str] = {
     "head": "部门负责人",
     "analyst": "数据分析",
     "admin": "管理员",
-    # what a definition file describes (ingest/definition_file.py)
-    "profile": "映射方案",
-    "source": "数据源",
-    "fill-down": "向下填充",
-    "month": "月",
-    "quarter": "季度",
-    "year": "年",
 }
 
 # English as the core writes it → Chinese. `{name}` is a variable part (see the module's doc).
@@ -231,77 +224,11 @@ RULES: list[tuple[str, str]] = [
     ),
     ("every value is blank", "所有数值都是空的"),
     ("fill them in", "请填写数值"),
-    # --- profile.py (and formula.py): mapping profiles ----------------------------------------
-    ("write the connection URL", "请填写连接 URL"),
-    ("give the profile a name", "请为方案命名"),
-    ("choose the date column", "请选择日期列"),
-    (
-        "choose the unit column, or one unit for all rows",
-        "请选择组织列，或为所有行指定一个组织",
-    ),
-    (
-        "add at least one measure (a KPI and how to compute it)",
-        "请至少添加一项指标计算（指标及其计算方式）",
-    ),
-    ("measure {i}: {sub}", "第 {i} 项指标计算：{sub}"),
-    ("aggregation must be one of {list}", "汇总方式必须是以下之一：{list}"),
-    ("choose the column to {agg}", "请选择{agg}所用的列"),
-    ("an expression can only be summed or averaged", "表达式只能求和或求平均"),
-    ("filter operator must be one of {list}", "筛选条件必须是以下之一：{list}"),
-    ("the header row is counted from 1", "标题行从 1 开始计数"),
-    (
-        "'{text}' is not allowed in a formula — use + - × ÷ ( )",
-        "公式中不能使用“{text}”——请使用 + - × ÷ ( )",
-    ),
-    ("the formula is empty", "公式为空"),
-    ("the formula ends too early — an operand is missing", "公式不完整——缺少运算数"),
-    ("a '(' is not closed", "有“(”没有闭合"),
-    ("unexpected '{text}'", "公式中出现了多余的“{text}”"),
-    (
-        "Only analysts, department heads and admins save mapping profiles.",
-        "只有数据分析、部门负责人和管理员可以保存映射方案。",
-    ),
-    ("The profile is not complete: {problems}.", "方案还不完整：{problems}。"),
-    ("Profile '{name}' is not complete: {problems}", "方案“{name}”还不完整：{problems}"),
-    (
-        "There is no mapping profile '{name}'. Saved profiles: {list}.",
-        "没有名为“{name}”的映射方案。已保存的方案：{list}。",
-    ),
-    (
-        "There is no mapping profile '{name}'. None is saved yet.",
-        "没有名为“{name}”的映射方案。目前还没有保存任何方案。",
-    ),
-    (
-        "Profile '{name}' reads sheet '{sheet}', which this file does not have (it has {list}). "
-        "Choose the sheet in the profile, or upload the right file.",
-        "方案“{name}”读取工作表“{sheet}”，但该文件中没有这个工作表（文件中有：{list}）。"
-        "请在方案中选择工作表，或上传正确的文件。",
-    ),
-    (
-        "Sheet '{sheet}' has {n} rows; the header row {row} is below them.",
-        "工作表“{sheet}”只有 {n} 行，标题行（第 {row} 行）超出了范围。",
-    ),
-    (
-        "the {what} column '{column}' is not in header row {row}",
-        "第 {row} 行的标题中没有{what}列“{column}”",
-    ),
-    ("the header has: {list}", "标题行中有：{list}"),
+    # --- profile.py: converted (pf_*); aggregation.py still says this one ---------------------
     ("'{text}' is not a date", "“{text}”不是日期"),
-    ("write a date such as 2024-03-15", "请填写日期，例如 2024-03-15"),
-    (
-        "fix the cell, or add a filter that leaves the row out",
-        "请修正该单元格，或添加筛选条件排除该行",
-    ),
     # --- x20b: dates, expressions and the one aggregation (dates.py, expression.py,
     # aggregation.py, profile.py) ------------------------------------------------------------
     ("measure {i} ({kpi}): {sub}", "第 {i} 项指标计算（{kpi}）：{sub}"),
-    ("the filter on '{column}': {sub}", "“{column}”的筛选条件：{sub}"),
-    ("the column '{column}' is not in the file", "文件中没有“{column}”列"),
-    ("the column '{column}' is not in the query's result", "查询结果中没有“{column}”列"),
-    (
-        "an expression can be summed, averaged or counted, not counted distinct",
-        "表达式可以求和、求平均或计数，不能去重计数",
-    ),
     (
         "'{text}' is a date; subtract another date to count days",
         "“{text}”是日期；减去另一个日期可得天数",
@@ -350,20 +277,6 @@ RULES: list[tuple[str, str]] = [
         "“{column}”列的日期按{what}（{code}）读，这是唯一适合所有值的读法：“{text}”是 {day}",
     ),
     ("set the date format in the profile to be sure", "请在方案中设置日期格式以确保无误"),
-    (
-        "write a date such as 2024-03-15, or set the profile's date format",
-        "请填写日期，例如 2024-03-15，或设置方案的日期格式",
-    ),
-    (
-        "set the date format of the source's mapping, or fix the query so the column holds "
-        "dates (the row is the query result's)",
-        "请设置数据源映射的日期格式，或修改查询使该列为日期（行号为查询结果中的行）",
-    ),
-    (
-        "cast the column to a number in the query, or filter those rows out (the row is the "
-        "query result's)",
-        "请在查询中把该列转换为数字，或筛除这些行（行号为查询结果中的行）",
-    ),
     ("correct the expression in the profile", "请修改方案中的表达式"),
     ("correct the expression", "请修改表达式"),
     ("a text in quotes is not closed: {text}", "引号中的文本没有闭合：{text}"),
@@ -429,130 +342,8 @@ RULES: list[tuple[str, str]] = [
     ("avg({column})", "求平均（{column}）"),
     ("count({column})", "计数（{column}）"),
     ("count_distinct({column})", "去重计数（{column}）"),
-    # --- sources.py: database sources and exports (the Sources page) --------------------------
-    # A `${PG_PASSWORD}` in the English is a group of that name that matches itself; the Chinese
-    # writes it the same way, and `${{…}}` for a literal that holds dots.
-    ("give the source a name", "请为数据源命名"),
-    ("the row limit and the time limit must be positive", "行数上限和时间上限必须大于 0"),
-    (
-        "'{url}' is not a database URL — write it like "
-        "postgresql+psycopg://user:${secrets.source_secrets.erp}@host:5432/db or "
-        "sqlite:////path/to/file.db",
-        "“{url}”不是数据库连接地址——请写成 "
-        "postgresql+psycopg://user:${{secrets.source_secrets.erp}}@host:5432/db "
-        "或 sqlite:////path/to/file.db 这样的形式",
-    ),
-    (
-        "the URL holds a password — it would be stored in plain text. Put it in the "
-        "[source_secrets] section of .streamlit/secrets.toml or in an environment variable named "
-        "KPI_SOURCE_SECRET_…, and write user:${secrets.source_secrets.erp}@host or "
-        "user:${KPI_SOURCE_SECRET_ERP}@host in its place",
-        "连接地址中含有密码——它会以明文保存。请把密码放在 .streamlit/secrets.toml 的 "
-        "[source_secrets] 段，或名为 KPI_SOURCE_SECRET_… 的环境变量中，并在地址中改写为 "
-        "user:${{secrets.source_secrets.erp}}@host 或 user:${KPI_SOURCE_SECRET_ERP}@host",
-    ),
-    (
-        "a file source's path cannot hold a reference (${…}) — write the path itself",
-        "文件数据源的路径中不能写引用（${{…}}）——请直接写出路径",
-    ),
-    (
-        "the URL's option '{key}' is not allowed for a source (it could read files or change "
-        "the session) — the options a source may set are {list}",
-        "数据源不允许使用连接地址选项“{key}”（它可能读取文件或改变会话）——数据源可以设置的选项有 "
-        "{list}",
-    ),
-    (
-        "a reference (${…}) may stand only for the password "
-        "(user:${secrets.source_secrets.erp}@host) — write the rest of the URL as it is",
-        "引用（${{…}}）只能用于密码（user:${{secrets.source_secrets.erp}}@host）——"
-        "连接地址的其余部分请直接写出",
-    ),
-    (
-        "{reference} cannot be used by a source: it may read only keys of the [source_secrets] "
-        "section of .streamlit/secrets.toml (${secrets.source_secrets.NAME}) or environment "
-        "variables named KPI_SOURCE_SECRET_…",
-        "数据源不能使用 {reference}：它只能读取 .streamlit/secrets.toml 中 [source_secrets] 段的键"
-        "（${{secrets.source_secrets.NAME}}）或名为 KPI_SOURCE_SECRET_… 的环境变量",
-    ),
-    (
-        "{reference} cannot be used by a push channel: it may read only keys of the [push] section "
-        "of .streamlit/secrets.toml (${secrets.push.NAME}) or environment variables named "
-        "KPI_PUSH_SECRET_…",
-        "推送渠道不能使用 {reference}：它只能读取 .streamlit/secrets.toml 中 [push] 段的键"
-        "（${{secrets.push.NAME}}）或名为 KPI_PUSH_SECRET_… 的环境变量",
-    ),
-    (
-        "write the database server's host name in the URL (…@host:5432/db)",
-        "请在连接地址中写出数据库服务器的主机名（…@host:5432/db）",
-    ),
-    ("write the file's full path (e.g. {path})", "请写出文件的完整路径（例如 {path}）"),
-    (
-        "the folder of {path} also holds the warehouse or the secrets file, so sources may not "
-        "read it — give exports a folder of their own (e.g. data/exports) in [sources] "
-        "file_dirs of .streamlit/secrets.toml or in KPI_SOURCE_DIRS",
-        "{path} 所在的文件夹中还有数据仓库或密钥文件，数据源不能读取它——请在 "
-        ".streamlit/secrets.toml 的 [sources] file_dirs 或 KPI_SOURCE_DIRS 中为导出文件设一个"
-        "单独的文件夹（例如 data/exports）",
-    ),
-    (
-        "the file {path} is outside the folders sources may read ({dirs}) — put the export "
-        "there, or ask an admin to add its folder to [sources] file_dirs in "
-        ".streamlit/secrets.toml (or KPI_SOURCE_DIRS)",
-        "文件 {path} 不在数据源可以读取的文件夹中（{dirs}）——请把导出文件放到那里，或请管理员"
-        "把它所在的文件夹加入 .streamlit/secrets.toml 的 [sources] file_dirs（或 "
-        "KPI_SOURCE_DIRS）",
-    ),
-    (
-        "the file {path} is a DuckDB database, not an export",
-        "文件 {path} 是 DuckDB 数据库，不是导出文件",
-    ),
-    ("the query cannot be read as one SELECT: {error}", "无法把查询读作一条 SELECT：{error}"),
-    ("{key} is not set in .streamlit/secrets.toml", "{key} 未在 .streamlit/secrets.toml 中设置"),
-    ("the environment variable {key} is not set", "环境变量 {key} 未设置"),
-    ("the query is empty — write one SELECT statement", "查询为空——请写一条 SELECT 语句"),
-    (
-        "write one statement only: the query holds a ';' between statements",
-        "只能写一条语句：查询中有“;”分隔了多条语句",
-    ),
-    (
-        "only a SELECT (or WITH … SELECT) query can be used as a source",
-        "只有 SELECT（或 WITH … SELECT）查询可以作为数据源",
-    ),
-    (
-        "the query uses '{word}', which could change data; a source query may only read",
-        "查询使用了“{word}”，可能会修改数据；数据源查询只能读取数据",
-    ),
-    # its two halves, when it is one of a source's problems (joined with "; ")
-    ("the query uses '{word}', which could change data", "查询使用了“{word}”，可能会修改数据"),
-    ("a source query may only read", "数据源查询只能读取数据"),
-    (
-        "a SQLite source needs a database file: sqlite:////path/to/file.db",
-        "SQLite 数据源需要一个数据库文件：sqlite:////path/to/file.db",
-    ),
-    ("the SQLite file {path} does not exist", "SQLite 文件 {path} 不存在"),
-    ("the file {path} does not exist", "文件 {path} 不存在"),
-    ("Source '{name}' is not complete: {problems}", "数据源“{name}”还不完整：{problems}"),
-    ("the query returned no rows", "查询没有返回任何行"),
-    ("check the query and its months", "请检查查询及其月份范围"),
-    (
-        "the {what} column '{name}' is not in the query's result",
-        "查询结果中没有{what}列“{name}”",
-    ),
-    ("the query returns: {list}", "查询返回的列有：{list}"),
-    (
-        "{n} rows have no readable date (e.g. '{text}')",
-        "{n} 行没有可读取的日期（例如“{text}”）",
-    ),
-    (
-        "fix the query so the column holds dates, or filter those rows out",
-        "请修改查询使该列为日期，或筛除这些行",
-    ),
-    ("{n} rows are not numbers (e.g. '{text}')", "{n} 行不是数字（例如“{text}”）"),
-    (
-        "cast the column to a number in the query, or filter those rows out",
-        "请在查询中把该列转换为数字，或筛除这些行",
-    ),
-    # where a pulled value came from (a finding's file and column)
+    # --- sources: converted (su_*, sq_*, sf_*, sc_*, so_*); where a pulled value came from (a
+    # finding's file and column, a record's place) is still English --------------------------
     ("source '{name}' measure {i}", "数据源“{name}”第 {i} 项指标计算"),
     ("source '{name}'", "数据源“{name}”"),
     # what Test connection says of an export
@@ -683,6 +474,181 @@ RULES: list[tuple[str, str]] = [
         "User '{user}' ({role}) cannot read {kind} definitions — analysts and admins do.",
         "用户“{user}”（{role}）不能读取{kind}定义——这由数据分析和管理员完成。",
     ),
+    # --- system_import.py and library_edits.py: the KPI library page and KPI-system workbooks ---
+    ("{sub} — did you mean '{code}'?", "{sub}——是否想写“{code}”？"),
+    ("only an admin may change definitions", "只有管理员可以修改定义"),
+    (
+        "no known sheet — name sheets kpis/指标库, org_units/组织, tree/指标树, targets/目标, "
+        "actuals/实际",
+        "没有可识别的工作表——请将工作表命名为 kpis/指标库、org_units/组织、tree/指标树、"
+        "targets/目标、actuals/实际",
+    ),
+    ("column '{names}' is missing — add it to the header row", "缺少“{names}”列——请在标题行中添加"),
+    ("is empty — fill it in", "为空——请填写"),
+    ("is empty — fill in a number", "为空——请填写数字"),
+    ("is empty — use one of {list}", "为空——请使用以下之一：{list}"),
+    ("'{value}' is not one of {list}", "“{value}”不是以下之一：{list}"),
+    (
+        "'{code}' — use letters, digits, '_', '-' or '.' only",
+        "“{code}”——只能使用字母、数字、“_”、“-”或“.”",
+    ),
+    (
+        "'{code}' is a duplicated code (first at row {row})",
+        "“{code}”是重复的编码（首次出现在第 {row} 行）",
+    ),
+    ("a KPI needs a name (Chinese or English)", "指标需要名称（中文或英文）"),
+    ("'{value}' — write true/false (是/否)", "“{value}”——请填写 是/否（true/false）"),
+    (
+        "a ratio KPI needs the codes of its numerator and denominator",
+        "比率指标需要填写分子和分母的指标编码",
+    ),
+    (
+        "a formula KPI needs a formula, e.g. AVAIL * PERF * QUAL",
+        "公式指标需要填写公式，例如 AVAIL * PERF * QUAL",
+    ),
+    ("names a missing KPI '{kpi}'", "引用了不存在的指标“{kpi}”"),
+    ("KPIs depend on each other in a cycle: {path}", "指标之间循环引用：{path}"),
+    (
+        "unknown KPI {list} — use the codes of the KPI library",
+        "未知指标 {list}——请使用指标库中的指标编码",
+    ),
+    ("the formula goes round in a circle: {path}", "公式循环引用：{path}"),
+    (
+        "weights under '{node}' (rows {rows}) sum to {num} — they must sum to 100",
+        "“{node}”下的权重（第 {rows} 行）合计为 {num}——合计必须为 100",
+    ),
+    ("{num} — a weight cannot be negative", "{num}——权重不能为负数"),
+    ("'{node}' is not in unit '{unit}' or below it", "“{node}”不在组织“{unit}”或其下级中"),
+    (
+        "'{node}' is listed twice under '{parent}' (row {row})",
+        "“{node}”在“{parent}”下重复出现（第 {row} 行）",
+    ),
+    (
+        "the tree has a cycle: {path} — a node cannot be its own ancestor",
+        "指标树中有循环：{path}——节点不能是自己的上级",
+    ),
+    ("'{value}' is not a date — write 2025-07-01", "“{value}”不是日期——请写作 2025-07-01"),
+    (
+        "{unit}/{kpi} {period} is listed twice (row {row})",
+        "{unit}/{kpi} {period} 重复出现（第 {row} 行）",
+    ),
+    (
+        "a range KPI needs low and/or high (the green band)",
+        "区间指标需要填写下限和/或上限（绿灯区间）",
+    ),
+    (
+        "{what} {value} is below {what2} {value2} for a KPI where higher is better — the {what3} "
+        "must be at or above the {what4}",
+        "{what} {value} 低于{what2} {value2}：越高越好的指标，{what3}不能低于{what4}",
+    ),
+    (
+        "{what} {value} is above {what2} {value2} for a KPI where lower is better — the {what3} "
+        "must be at or below the {what4}",
+        "{what} {value} 高于{what2} {value2}：越低越好的指标，{what3}不能高于{what4}",
+    ),
+    ("high {num} is below low {num2}", "上限 {num} 低于下限 {num2}"),
+    ("tolerance cannot be negative", "容差不能为负数"),
+    ("is empty — every target row needs a target value", "为空——每一行目标都需要填写目标值"),
+    (
+        "unknown phasing '{name}' — use 'even' or a profile of the phasing sheet",
+        "未知的分解方案“{name}”——请使用“even”或 phasing 工作表中的方案",
+    ),
+    (
+        "'{kpi}' is computed by its formula — load the KPIs it is made of",
+        "“{kpi}”由公式计算得出——请导入构成它的各项指标",
+    ),
+    ("'{value}' — actuals are monthly: write 2024-03", "“{value}”——实际值按月填写：请写作 2024-03"),
+    # Targets & weights edited in place (planning raises coded messages; a conflict still says)
+    (
+        "{where} was changed by {user} at {when} — reload to see it; your edits are kept",
+        "{where} 已被 {user} 于 {when} 修改——请重新加载查看；您的改动会被保留",
+    ),
+    # --- push/: what a delivery's failure says (kept in push_log as English text); push/config
+    # raises coded messages.
+    (
+        "the address of channel '{name}' is not a web address once its references are filled "
+        "in — check the value in the environment or secrets.toml",
+        "渠道“{name}”的地址在填入引用的值后不是网址——请检查环境变量或 secrets.toml 中的值",
+    ),
+    (
+        "channel '{name}' sends to a host that is not in [push] allowed_hosts of "
+        ".streamlit/secrets.toml; nothing was sent",
+        "渠道“{name}”要发送到的主机不在 .streamlit/secrets.toml 的 [push] allowed_hosts 中，未发送",
+    ),
+    (
+        "the receiver redirects to another address (HTTP {code}); pushes do not follow "
+        "redirects — write the final address",
+        "接收方要求跳转到另一个地址（HTTP {code}）；推送不跟随跳转——请填写最终的地址",
+    ),
+    (
+        "the header '{name}' holds a line break — remove it from the value (or from the secret "
+        "it refers to)",
+        "请求头“{name}”的值含有换行——请从该值（或它引用的密钥）中删除换行",
+    ),
+    ("HTTP {code} from the receiver: {text}", "接收方返回 HTTP {code}：{text}"),
+    ("HTTP {code} from the receiver", "接收方返回 HTTP {code}"),
+    (
+        "no answer within {num} s — check that the address is right and reachable from this server",
+        "{num} 秒内没有响应——请检查地址是否正确，以及本服务器能否访问它",
+    ),
+    (
+        "cannot connect ({error}) — check the host and port of the address",
+        "无法连接（{error}）——请检查地址中的主机和端口",
+    ),
+    (
+        "DingTalk refused the message: errcode {code} ({error}) — check the signing secret, the "
+        "keyword and the robot's IP allow-list",
+        "钉钉拒收了消息：errcode {code}（{error}）——请检查加签密钥、自定义关键词和机器人的 IP 白名单",
+    ),
+    (
+        "DingTalk refused the message: errcode {code} ({error}) — the robot's token or key is "
+        "wrong; copy the address from the robot again",
+        "钉钉拒收了消息：errcode {code}（{error}）——机器人的 token 或 key 不正确，请重新复制机器人的地址",
+    ),
+    (
+        "DingTalk refused the message: errcode {code} ({error})",
+        "钉钉拒收了消息：errcode {code}（{error}）",
+    ),
+    (
+        "WeCom refused the message: errcode {code} ({error}) — the robot's token or key is "
+        "wrong; copy the address from the robot again",
+        "企业微信拒收了消息：errcode {code}（{error}）——机器人的 key 不正确，请重新复制机器人的地址",
+    ),
+    (
+        "WeCom refused the message: errcode {code} ({error})",
+        "企业微信拒收了消息：errcode {code}（{error}）",
+    ),
+    # the same without what the robot answered (the delivery log as non-admins read it)
+    (
+        "DingTalk refused the message: errcode {code} — check the signing secret, the keyword "
+        "and the robot's IP allow-list",
+        "钉钉拒收了消息：errcode {code}——请检查加签密钥、自定义关键词和机器人的 IP 白名单",
+    ),
+    (
+        "DingTalk refused the message: errcode {code} — the robot's token or key is wrong; copy "
+        "the address from the robot again",
+        "钉钉拒收了消息：errcode {code}——机器人的 token 或 key 不正确，请重新复制机器人的地址",
+    ),
+    ("DingTalk refused the message: errcode {code}", "钉钉拒收了消息：errcode {code}"),
+    (
+        "WeCom refused the message: errcode {code} — the robot's token or key is wrong; copy "
+        "the address from the robot again",
+        "企业微信拒收了消息：errcode {code}——机器人的 key 不正确，请重新复制机器人的地址",
+    ),
+    ("WeCom refused the message: errcode {code}", "企业微信拒收了消息：errcode {code}"),
+    (
+        "the SMTP server refused the login — check the user and the password",
+        "SMTP 服务器拒绝登录——请检查用户名和密码",
+    ),
+    ("the SMTP server refused the recipients: {list}", "SMTP 服务器拒绝了收件人：{list}"),
+    (
+        "the SMTP server does not support this ({error}) — check the security setting",
+        "SMTP 服务器不支持该操作（{error}）——请检查加密方式",
+    ),
+    ("the SMTP server answered {code}: {error}", "SMTP 服务器返回 {code}：{error}"),
+    ("the SMTP server answered {code}", "SMTP 服务器返回 {code}"),
+    ("some recipients were refused: {list}", "部分收件人被拒绝：{list}"),
+    # --- x20c: definition_file.py (df_*) and target_mapping.py (tm_*) are converted ----------
 ]
 
 

@@ -16,9 +16,9 @@ from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake, profile, sources
 from kpi_core.ingest.profile import Filter, Measure, Profile, ProfileError
 from kpi_core.ingest.sources import Source
-from kpi_core.problem_text import translate
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
+from tests.said import chinese as said_zh
 
 TODAY = date(2026, 11, 21)
 ANALYST = access.Actor("analyst", "analyst", Scope.all())
@@ -141,7 +141,7 @@ def in_chinese(findings) -> None:
     """Every message and hint the Upload and Sources pages show has its Chinese."""
     for f in findings:
         for text in (f.message, f.hint):
-            assert translate(text, "zh") != text, text
+            assert said_zh(text) != str(text), text
 
 
 def values(prepared, cat) -> dict:
@@ -307,7 +307,9 @@ def test_expressions_are_checked_when_the_profile_is_saved(wh):
         profile.save(wh, bad, ANALYST)
     # Against the file's header, a misspelt column is named.
     problems = order_profile().problems(columns=[h for h in ORDER_HEADER if h != "Required"])
-    assert problems == ["measure 2 (ONTIME): the column 'Required' is not in the file"]
+    assert [str(q) for q in problems] == [
+        "measure 2 (ONTIME): the column 'Required' is not in the file"
+    ]
     # A type mistake the header cannot show is found at import, named, and nothing is loaded.
     wrong = order_profile()
     wrong.measures[3].column = "=[Returned] + 1"

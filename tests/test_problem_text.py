@@ -63,17 +63,6 @@ EXAMPLES = [
         "… and 1,234 more like these ('n/a' is not a number)",
         "……另有 1,234 处同类问题（“n/a”不是数字）",
     ),
-    # profiles, their problems joined into one message
-    (
-        "The profile is not complete: give the profile a name; measure 2: choose the column to "
-        "sum; measure 3: unexpected ')'.",
-        "方案还不完整：请为方案命名；第 2 项指标计算：请选择求和所用的列；"
-        "第 3 项指标计算：公式中出现了多余的“)”。",
-    ),
-    (
-        "the unit column 'Region' is not in header row 3",
-        "第 3 行的标题中没有组织列“Region”",
-    ),
     # where a value came from, shown in the Column column
     ("sheet name '2026-09'", "工作表名“2026-09”"),
     ("header C (营业收入)", "表头 C (营业收入)"),
@@ -112,6 +101,32 @@ CODED = [
         Message("in_batch_status", batch=7, status=Message("in_status_rolled_back")),
         "Batch 7 is rolled back; nothing to undo.",
         "批次 7 已撤销，没有可撤销的内容。",
+    ),
+    # profiles (kpi_core.ingest.profile): their problems joined into one message, and a finding
+    (
+        Message(
+            "pf_not_complete",
+            problems=Items(
+                [
+                    Message("pf_no_name"),
+                    Message(
+                        "pf_measure",
+                        i=2,
+                        problem=Message("pf_choose_column", agg=Message("pf_w_sum")),
+                    ),
+                    Message("pf_measure", i=3, problem=Message("fm_err_unexpected", text=")")),
+                ]
+            ),
+        ),
+        "The profile is not complete: give the profile a name; measure 2: choose the column to "
+        "sum; measure 3: unexpected ')'.",
+        "方案还不完整：请为方案命名；第 2 项指标计算：请选择求和所用的列；"
+        "第 3 项指标计算：公式中出现了多余的“)”。",
+    ),  # fmt: skip
+    (
+        Message("pf_not_in_header", what=Message("pf_w_unit"), column="Region", row=3),
+        "the unit column 'Region' is not in header row 3",
+        "第 3 行的标题中没有组织列“Region”",
     ),
 ]
 
@@ -545,13 +560,14 @@ def test_profile_problems_from_the_core():
     problems = p.problems()
     assert len(problems) == 13, problems
     for q in problems:
+        assert isinstance(q, Message), q  # coded (kpi_core.ingest.profile)
         said_in_chinese(q)
     with pytest.raises(profile.ProfileError) as refused:
         profile.apply(p, [])
-    assert said_in_chinese(str(refused.value)).startswith("方案“ ”还不完整：请为方案命名；")
+    assert coded_in_chinese(refused.value).startswith("方案“ ”还不完整：请为方案命名；")
     with pytest.raises(profile.ProfileError) as refused:
         profile.save(None, p, access.SYSTEM)
-    assert said_in_chinese(str(refused.value)).startswith("方案还不完整：请为方案命名；")
+    assert coded_in_chinese(refused.value).startswith("方案还不完整：请为方案命名；")
 
 
 def test_profile_findings_and_refusals_from_the_core():
@@ -567,7 +583,7 @@ def test_profile_findings_and_refusals_from_the_core():
         measures=[profile.Measure("REV", "sum", "金额")],
     )
     _, findings = profile.apply(p, [table])
-    said = sorted(translate(t, "zh") for f in findings for t in (f.message, f.hint))
+    said = sorted(said_zh(t) for f in findings for t in (f.message, f.hint))
     assert said == sorted(
         ["“soon”不是日期", "请填写日期，例如 2024-03-15，或设置方案的日期格式", "“12x”不是数字",
          "请修正该单元格，或添加筛选条件排除该行"]
@@ -577,16 +593,16 @@ def test_profile_findings_and_refusals_from_the_core():
     )
     _, findings = profile.apply(missing, [table])
     (f,) = findings
+    assert isinstance(f.message, Message) and isinstance(f.hint, Message)
     assert said_in_chinese(f.message) == "第 1 行的标题中没有日期列“Date”"
-    assert said_in_chinese(f.hint) == "标题行中有：日期, 区域, 金额"
+    assert said_in_chinese(f.hint) == "标题行中有：日期、区域、金额"
     with pytest.raises(profile.ProfileError) as refused:
         profile.pick_table(profile.Profile("ERP", "日期", [], sheet="Lines"), [table])
-    said_in_chinese(str(refused.value))
+    coded_in_chinese(refused.value)
     with pytest.raises(profile.ProfileError) as refused:
         profile.frame(table, 9)
     assert (
-        said_in_chinese(str(refused.value))
-        == "工作表“Orders”只有 3 行，标题行（第 9 行）超出了范围。"
+        coded_in_chinese(refused.value) == "工作表“Orders”只有 3 行，标题行（第 9 行）超出了范围。"
     )
 
 

@@ -13,9 +13,14 @@ import pytest
 from kpi_core import access
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.errors import NotFoundError, ScopeError
+from kpi_core.errors import KpiError, NotFoundError, ScopeError
 from kpi_core.ingest import intake, profile
+from kpi_core.ingest.files import Table
 from kpi_core.ingest.profile import Filter, Measure, Profile, ProfileError
+from kpi_core.ingest.sources import Source
+from kpi_core.messages import Message
+from kpi_core.warehouse import Warehouse
+from tests.said import chinese
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = date(2026, 11, 21)
@@ -145,14 +150,14 @@ def test_profile_problems_are_placed(demo_wh):
     prepared = intake.prepare(
         demo_wh, [("orders.xlsx", erp_export(bad_lines))], access.SYSTEM, mapping=p, today=TODAY
     )
-    where = {(f.row, f.column, f.message) for f in prepared.errors}
+    where = {(f.row, f.column, str(f.message)) for f in prepared.errors}
     assert (11, "Order Date", "'next week' is not a date") in where
     # A region the map does not know is looked up as a unit name, and refused with a hint.
     p.unit_map = {"East China": "SALES_E"}
     prepared = intake.prepare(
         demo_wh, [("orders.xlsx", erp_export())], access.SYSTEM, mapping=p, today=TODAY
     )
-    assert any("unknown unit 'North China'" in f.message for f in prepared.errors)
+    assert any("unknown unit 'North China'" in str(f.message) for f in prepared.errors)
 
 
 def test_profile_that_does_not_fit_the_file(demo_wh):
@@ -163,7 +168,7 @@ def test_profile_that_does_not_fit_the_file(demo_wh):
     )
     [err] = prepared.errors
     assert err.row == 3 and err.column == "Net Amount"
-    assert "not in header row 3" in err.message and "Amount" in err.hint
+    assert "not in header row 3" in str(err.message) and "Amount" in str(err.hint)
     p = orders_profile()
     p.sheet = "Lines"
     with pytest.raises(ProfileError, match="sheet 'Lines'.*'Orders'"):
@@ -216,8 +221,100 @@ def test_derived_amount_from_a_chinese_sales_report(demo_wh):
     prepared = intake.prepare(
         demo_wh, [("sales.xlsx", buf.getvalue())], access.SYSTEM, mapping=p, today=TODAY
     )
-    assert [(e.column, e.message) for e in prepared.errors] == [
+    assert [(e.column, str(e.message)) for e in prepared.errors] == [
         ("件数", "the measure column '件数' is not in header row 1")
     ]
     p.measures[0].column = "=[单价] ×"
-    assert "ends too early" in " ".join(p.problems())
+    assert "ends too early" in " ".join(map(str, p.problems()))
+
+
+# --- what a profile says, in both languages -------------------------------------------------
+
+
+def test_a_profiles_problems_and_refusals_are_coded_messages(tmp_path):
+    """Each problem and refusal is a coded message: its English is the command line's, byte for
+    byte, and the Chinese page renders it from the catalogs (no English word left)."""
+    p = Profile(
+        name=" ",
+        date_column="Date",
+        measures=[
+            Measure("", "median", "金额"),
+            Measure("REV", "sum", None, [Filter("状态", "like", "x")]),
+            Measure("REV", "count_distinct", "=[a] * [b]"),
+            Measure("REV", "avg", "=[Date]"),
+        ],
+        header_row=0,
+    )
+    problems = p.problems(["Date", "a"])
+    assert all(isinstance(q, Message) for q in problems), problems
+    assert [(str(q), chinese(q)) for q in problems] == [
+        ("give the profile a name", "请为方案命名"),
+        ("choose the unit column, or one unit for all rows", "请选择组织列，或为所有行指定一个组织"),
+        ("measure 1: choose the KPI", "第 1 项指标计算：请选择指标"),
+        ("measure 1: aggregation must be one of sum, count, count_distinct, avg",
+         "第 1 项指标计算：汇总方式必须是以下之一：sum、count、count_distinct、avg"),
+        ("measure 1 (): the column '金额' is not in the file", "第 1 项指标计算（）：文件中没有“金额”列"),
+        ("measure 2: choose the column to sum", "第 2 项指标计算：请选择求和所用的列"),
+        ("measure 2 (REV): filter operator must be one of =, !=, in, not in, >, >=, <, <=, "
+         "contains",
+         "第 2 项指标计算（REV）：筛选条件必须是以下之一：=、!=、in、not in、>、>=、<、<=、contains"),
+        ("measure 2 (REV): the column '状态' is not in the file",
+         "第 2 项指标计算（REV）：文件中没有“状态”列"),
+        ("measure 3 (REV): an expression can be summed, averaged or counted, not counted "
+         "distinct", "第 3 项指标计算（REV）：表达式可以求和、求平均或计数，不能去重计数"),
+        ("measure 3 (REV): the column 'b' is not in the file",
+         "第 3 项指标计算（REV）：文件中没有“b”列"),
+        ("measure 4 (REV): '=[Date]' is a date; subtract another date to count days",
+         "第 4 项指标计算（REV）：“=[Date]”是日期；减去另一个日期可得天数"),
+        ("the header row is counted from 1", "标题行从 1 开始计数"),
+    ]  # fmt: skip
+    source = Source("x", "sqlite:////x.db", "SELECT 1", Profile("", "d", [Measure("R", "sum")]))
+    assert [str(q) for q in source.mapping.problems(["d"], from_query=True)][-1] == (
+        "measure 1: choose the column to sum"
+    )
+    with pytest.raises(ProfileError) as refused:
+        profile.save(None, p, access.SYSTEM)
+    assert str(refused.value).startswith(
+        "The profile is not complete: give the profile a name; choose the unit column"
+    )
+    assert chinese(refused.value).startswith("方案还不完整：请为方案命名；请选择组织列")
+    with pytest.raises(ProfileError) as refused:
+        profile.apply(p, [])
+    assert chinese(refused.value).startswith("方案“ ”还不完整：请为方案命名；")
+    table = Table("orders.xlsx", "Orders", [["日期", "金额"], ["2026-09-03", 5]])
+    said = []
+    for attempt in (
+        lambda: profile.pick_table(Profile("ERP", "日期", [], sheet="Lines"), [table]),
+        lambda: profile.frame(table, 9),
+        lambda: profile.save(None, p, access.Actor("v", "viewer", Scope.all())),
+    ):
+        with pytest.raises(KpiError) as refused:
+            attempt()
+        said.append(refused.value)
+    wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
+    try:
+        with pytest.raises(NotFoundError) as refused:
+            profile.load(wh, "ERP")
+        said.append(refused.value)
+        profile.save(wh, orders_profile("b"), access.SYSTEM)
+        profile.save(wh, orders_profile("a"), access.SYSTEM)
+        with pytest.raises(NotFoundError) as refused:
+            profile.load(wh, "ERP")
+        said.append(refused.value)
+    finally:
+        wh.close()
+    assert all(s.coded is not None for s in said)
+    assert [(str(s), chinese(s)) for s in said] == [
+        ("Profile 'ERP' reads sheet 'Lines', which this file does not have (it has 'Orders'). "
+         "Choose the sheet in the profile, or upload the right file.",
+         "方案“ERP”读取工作表“Lines”，但该文件中没有这个工作表（文件中有：“Orders”）。"
+         "请在方案中选择工作表，或上传正确的文件。"),
+        ("Sheet 'Orders' has 2 rows; the header row 9 is below them.",
+         "工作表“Orders”只有 2 行，标题行（第 9 行）超出了范围。"),
+        ("Only analysts, department heads and admins save mapping profiles.",
+         "只有数据分析、部门负责人和管理员可以保存映射方案。"),
+        ("There is no mapping profile 'ERP'. None is saved yet.",
+         "没有名为“ERP”的映射方案。目前还没有保存任何方案。"),
+        ("There is no mapping profile 'ERP'. Saved profiles: a, b.",
+         "没有名为“ERP”的映射方案。已保存的方案：a、b。"),
+    ]  # fmt: skip

@@ -21,6 +21,7 @@ from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.ingest import source_connections, sources
 from kpi_core.ingest.profile import Filter, Measure, Profile
 from kpi_core.ingest.sources import Source, SourceError
+from kpi_core.messages import Message
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.said import CJK, chinese
@@ -723,7 +724,69 @@ def test_errors_people_can_act_on(wh, erp, tmp_path):
         pull(url=erp, query=QUERY, mapping=mapping(), row_limit=3)
     # A column the mapping needs that the query does not return: placed, nothing loaded.
     bad = pull(url=erp, query="SELECT id, order_date, region FROM orders", mapping=mapping())
-    assert {(e.column, e.message) for e in bad.errors} >= {
+    assert {(e.column, str(e.message)) for e in bad.errors} >= {
         ("price", "the measure column 'price' is not in the query's result")
     }
     assert len(bad.rows) == 0
+
+
+def test_a_sources_problems_findings_and_export_probe_are_coded(wh, erp, exports):
+    """What a source says about itself, a pull's findings and Test connection's answer on an
+    export: coded messages, their English as before, their Chinese from the catalogs."""
+    broken = Source(
+        "", "postgresql://u:pw@h/db", "UPDATE orders SET x = 1",
+        Profile(name="", date_column="d", unit_column="r", measures=[Measure("REV", "sum")]),
+        row_limit=0,
+    )  # fmt: skip
+    problems = broken.problems(["x"])
+    assert all(isinstance(q, Message) for q in problems), problems
+    assert [str(q) for q in problems] == [
+        "give the source a name",
+        "the URL holds a password — it would be stored in plain text. Put it in the "
+        "[source_secrets] section of .streamlit/secrets.toml or in an environment variable named "
+        "KPI_SOURCE_SECRET_…, and write user:${secrets.source_secrets.erp}@host or "
+        "user:${KPI_SOURCE_SECRET_ERP}@host in its place",
+        "only a SELECT (or WITH … SELECT) query can be used as a source",
+        "the date column 'd' is not in the query's result",
+        "the unit column 'r' is not in the query's result",
+        "measure 1: choose the column to sum",
+        "the row limit and the time limit must be positive",
+    ]  # fmt: skip
+    assert [chinese(q) for q in problems][:1] + [chinese(q) for q in problems][3:] == [
+        "请为数据源命名",
+        "查询结果中没有日期列“d”",
+        "查询结果中没有组织列“r”",
+        "第 1 项指标计算：请选择求和所用的列",
+        "行数上限和时间上限必须大于 0",
+    ]
+    with pytest.raises(SourceError) as refused:
+        sources.prepare_pull(wh, broken, access.SYSTEM)
+    assert refused.value.coded is not None
+    assert str(refused.value).startswith("Source '' is not complete: give the source a name; ")
+    assert chinese(refused.value).startswith("数据源“”还不完整：请为数据源命名；")
+    with pytest.raises(SourceError) as refused:
+        sources.save(wh, broken, access.SYSTEM)
+    assert chinese(refused.value).startswith("数据源“”还不完整：")
+
+    def pull(query: str, **kw):
+        return sources.prepare_pull(
+            wh, Source("erp", erp, query, mapping()), access.SYSTEM, today=TODAY, **kw
+        )
+
+    found = pull("SELECT id, order_date, region FROM orders").findings
+    found += pull("SELECT * FROM orders WHERE 1 = 0").findings
+    said = [(str(t), chinese(t)) for f in found for t in (f.message, f.hint)]
+    for t in (t for f in found for t in (f.message, f.hint)):
+        assert isinstance(t, Message), t
+    assert ("the measure column 'price' is not in the query's result",
+            "查询结果中没有计算列“price”") in said  # fmt: skip
+    assert (
+        "the query returns: id, order_date, region",
+        "查询返回的列有：id、order_date、region",
+    ) in said
+    assert ("the query returned no rows", "查询没有返回任何行") in said
+    assert ("check the query and its months", "请检查查询及其月份范围") in said
+    (exports / "orders.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    probe = sources.test_connection(f"csv://{exports}/orders.csv")
+    assert str(probe.said) == "orders.csv: CSV file, 8 bytes"
+    assert chinese(probe.said) == "orders.csv：CSV 文件，8 字节"

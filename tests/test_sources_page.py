@@ -14,8 +14,7 @@ from kpi_core import service, users, workbook
 from kpi_core.access import SYSTEM, Scope
 from kpi_core.errors import KpiError, NotFoundError
 from kpi_core.ingest import profile, sources
-from kpi_core.messages import Message
-from kpi_core.problem_text import translate
+from kpi_core.messages import Items, Message
 from kpi_core.system_import import import_system
 from kpi_core.ui.source_frames import identifier, mapped_columns, month_choices, query_table
 from kpi_core.warehouse import Warehouse
@@ -539,11 +538,12 @@ def test_the_mapping_is_checked_against_the_sample(wh_path, erp, monkeypatch, la
     assert len(frame_with(at, "order_no")) == len(ORDERS)
     said = "\n".join(i.value for i in at.info).replace("\\", "")
     wanted = [
-        "measure 1 (REV): the column 'qty' is not in the query's result",
-        "measure 1 (REV): the column 'state' is not in the query's result",
+        Message("pf_measure_kpi", i=1, kpi="REV", problem=Message("pf_not_in_result", column=c))
+        for c in ("qty", "state")
     ]
-    for text in wanted:
-        assert (text if lang == "en" else translate(text, "zh")) in said, said
+    for message in wanted:
+        assert message.render(lang) in said, said
+    assert "measure 1 (REV): the column 'qty' is not in the query's result" in str(wanted[0])
     if lang == "zh":
         assert "not in the query" not in said and "查询结果中没有“qty”列" in said, said
     assert widget(at.button, "_save").disabled
@@ -663,7 +663,10 @@ def test_every_source_message_is_said_in_chinese(tmp_path, wh_path, erp):
         said.append(exc.value)
     finally:
         wh.close()
-    said += ["source 'ERP orders' measure 2", "the query returns: a, b"]
+    said += [
+        "source 'ERP orders' measure 2",
+        Message("so_returns", columns=Items(["a", "b"], commas=True)),
+    ]
     said = [s for s in said if str(s) not in ("region", "d", "amount", "order_date")]
     assert untranslated(said) == []
 

@@ -4,6 +4,7 @@ a real warehouse, the real command line."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import date
@@ -17,9 +18,10 @@ from kpi_core.catalog import load_catalog
 from kpi_core.errors import ValidationError
 from kpi_core.ingest import definition_file, files, profile
 from kpi_core.ingest.target_mapping import TargetMapping, TargetMappingError, save
+from kpi_core.messages import Message
 from kpi_core.periods import PeriodError, iso_week, weeks_of_month
-from kpi_core.problem_text import translate
 from kpi_core.warehouse import Warehouse
+from tests.said import CJK, chinese
 
 ADMIN = access.Actor("admin", "admin", Scope.all())
 # A channel-target sheet: a title, the header in row 2, a monthly target only on the first week
@@ -144,10 +146,16 @@ def test_what_does_not_fit_is_named_and_nothing_is_written(demo_wh):
             save(demo_wh, cat, ADMIN, mapping, channel_sheet(rows), reason="r",
                  effective=date(2026, 11, 20))  # fmt: skip
         if isinstance(got.value, TargetMappingError):  # the page shows each line in Chinese
-            for line in str(got.value).splitlines():
-                zh = translate(line, "zh")
-                assert zh != line and "sheet '" not in zh and " row " not in zh, line
+            assert str(got.value).splitlines() == [str(line) for line in got.value.lines]
+            for line in got.value.lines:
+                assert isinstance(line, Message), line  # rendered from the catalogs
+                zh = chinese(line)
+                assert CJK.search(zh) and "sheet '" not in zh and " row " not in zh, line
+                assert not re.search(r"\b(no|is|not|for|but|says|week|lacks|sum)\b", zh), zh
+                said_zh.append(zh)
         return str(got.value)
+
+    said_zh: list[str] = []
 
     where = "channels.xlsx sheet 'Targets 2027'"
     # Without fill-down the blank below is not a target.
@@ -174,6 +182,18 @@ def test_what_does_not_fit_is_named_and_nothing_is_written(demo_wh):
         monthly(kpi="CSAT", target_column="Weekly target", fill_down=[], levels_for=None)
     )
     assert "SALES_E/CSAT is not a sum (avg), so its weekly values cannot be added up" in said
+    for zh in [
+        "channels.xlsx 工作表“Targets 2027”第 4 行“Monthly target”列：缺少目标值——请填写；如果空白"
+        "表示与上方相同，请把该列加入 fill_down",
+        "channels.xlsx 工作表“Targets 2027”第 15 行“渠道 / channel”列：“CH09”不是组织——请在 "
+        "unit_map 中把文件中的值对应到组织编码",
+        "channels.xlsx 工作表“Targets 2027”：SALES_E/REV 2027-02 缺少 2027-W08 周——月度目标是该月"
+        "所有周之和（一周归入其星期四所在的月份）",
+        "channels.xlsx 工作表“Targets 2027”第 5 行：SALES_E/REV 2027-01 为 目标值 999，但第 3 行为 "
+        "目标值 1,200,000——同一月的各行必须一致",
+    ]:
+        assert zh in said_zh, said_zh
+    assert any("SALES_E/CSAT 不是求和型指标（avg）" in zh for zh in said_zh[4:])
     # The one writer's own checks: a department head outside the unit.
     head = access.Actor("head_prod", "head", Scope(frozenset({cat.unit_by_code["PROD"].id})))
     with pytest.raises(ValidationError, match="outside your scope"):

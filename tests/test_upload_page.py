@@ -499,7 +499,7 @@ def test_a_measure_row_without_a_kpi_is_an_error_naming_the_row():
     got = measures_from(rows)
     assert [(m.kpi, m.agg) for m in got] == [("REV", "sum"), ("", "sum"), ("ORDERS", "")]
     p = profile.Profile(name="x", date_column="日期", measures=got, unit="SALES")
-    assert p.problems() == [
+    assert [str(q) for q in p.problems()] == [
         "measure 2: choose the KPI",
         "measure 3: aggregation must be one of sum, count, count_distinct, avg",
     ]

@@ -28,12 +28,14 @@ from enum import Enum
 
 import tomli_w
 
-from kpi_core.access import Actor, can
+from kpi_core.access import ROLE_NAMES, Actor, can
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError, ScopeError
 from kpi_core.ingest import profile, sources, target_mapping
 from kpi_core.ingest.template import STORED
+from kpi_core.messages import Items, Message
 from kpi_core.references import mask
+from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
 KINDS = ("profile", "source", "targets")
@@ -41,11 +43,20 @@ Path = tuple[str | int, ...]  # a place in the file: keys, and list positions fr
 
 
 class DefinitionError(KpiError):
-    """A profile or source file that cannot be used; `lines` holds one problem a line."""
+    """A profile or source file that cannot be used; `lines` holds one problem a line, each a
+    message that names its place (`str()` is their English, one a line)."""
 
-    def __init__(self, lines: list[str]):
-        super().__init__("\n".join(lines))
+    def __init__(self, lines: list[Message | str]):
+        super().__init__("\n".join(str(line) for line in lines))
         self.lines = lines
+
+
+# What a file describes, as a message names it; the command that reads it keeps its name.
+KIND_WORDS = {
+    "profile": Message("df_w_profile"),
+    "source": Message("df_w_source"),
+    "targets": Message("df_w_targets"),
+}
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -117,13 +128,13 @@ READERS = {"profile": "save_profiles", "source": "define_sources"}  # kind -> ac
 
 def may_read(who: Actor, kind: str) -> None:
     if not can(who, READERS[kind]):
+        role = Message(ROLE_NAMES[who.role]) if who.role in ROLE_NAMES else who.role
         raise ScopeError(
-            f"User '{who.name}' ({who.role}) cannot read {kind} definitions — "
-            + (
-                "analysts, department heads and admins do."
-                if kind == "profile"
-                else "analysts and admins do."
-            )  # fmt: skip
+            Message(
+                "df_who_reads_profiles" if kind == "profile" else "df_who_reads_sources",
+                user=who.name,
+                role=role,
+            )
         )
 
 
@@ -161,12 +172,7 @@ def read(text: str, file: str, cat: Catalog | None = None) -> profile.Profile | 
     kind = data.get("type")
     if kind not in KINDS:
         where = _where(file, text, ("type",) if "type" in data else ())
-        raise DefinitionError(
-            [
-                f'{where}: \'type\' must be "profile", "source" or "targets" — the first line of the file '
-                "says which it describes"
-            ]  # fmt: skip
-        )
+        raise DefinitionError([Message("df_at", where=where, problem=Message("df_type"))])
     if kind == "targets":
         return read_target_mapping(text, file)
     return read_profile(text, file, cat) if kind == "profile" else read_source(text, file, cat)
@@ -175,7 +181,7 @@ def read(text: str, file: str, cat: Catalog | None = None) -> profile.Profile | 
 def read_profile(text: str, file: str, cat: Catalog | None = None) -> profile.Profile:
     data = _kind(text, file, "profile")
     p = _build(profile.Profile, data, (), text, file)
-    problems = [(_profile_path(q), q) for q in p.problems()]
+    problems: list[tuple[Path, Message | str]] = [(_profile_path(q), q) for q in p.problems()]
     problems += _catalog_problems(p, cat, ())
     _refuse(problems, text, file)
     return p
@@ -187,8 +193,8 @@ def read_source(text: str, file: str, cat: Catalog | None = None) -> sources.Sou
     if isinstance(mapping, dict) and "name" not in mapping:
         data["mapping"] = {"name": "", **mapping}
     s = _build(sources.Source, data, (), text, file)
-    own = set(s.mapping.problems())
-    problems: list[tuple[Path, str]] = []
+    own = s.mapping.problems()
+    problems: list[tuple[Path, Message | str]] = []
     for q in s.problems():
         if q in own:
             problems.append((("mapping", *_profile_path(q)), q))
@@ -196,7 +202,7 @@ def read_source(text: str, file: str, cat: Catalog | None = None) -> sources.Sou
             problems.append((("url",), q))
         elif q == _said(sources.check_query, s.query, s.url):
             problems.append((("query",), q))
-        elif q == "give the source a name":
+        elif q == sources.NO_NAME:
             problems.append((("name",), q))
         else:
             problems.append(((), q))
@@ -218,11 +224,11 @@ def target_mapping_text(m: target_mapping.TargetMapping) -> str:
     return _text("targets", to_data(m))
 
 
-def _said(check, *args) -> str | None:
+def _said(check, *args) -> Message | str | None:
     try:
         check(*args)
     except sources.SourceError as exc:
-        return str(exc)
+        return exc.said()
     return None
 
 
@@ -230,77 +236,86 @@ def _parse(text: str, file: str) -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise DefinitionError([f"{file} is not valid TOML: {exc}"]) from None
+        # The parser's own words stay as it says them; where it stopped is said the local way.
+        said = str(exc)
+        if at := _AT.fullmatch(said):
+            problem = Message("df_not_toml_at", file=file, detail=at[1], line=int(at[2]),
+                              column=int(at[3]))  # fmt: skip
+        else:
+            problem = Message("df_not_toml", file=file, detail=said)
+        raise DefinitionError([problem]) from None
+
+
+_AT = re.compile(r"(.*) \(at line (\d+), column (\d+)\)", re.S)
 
 
 def _kind(text: str, file: str, want: str) -> dict:
     data = _parse(text, file)
     kind = data.pop("type", want)
     if kind != want:
-        raise DefinitionError(
-            [
-                f"{_where(file, text, ('type',))}: the file describes a {kind}, not a {want} — "
-                f"use the {kind} command or page for it"
-            ]  # fmt: skip
+        what = Message(
+            "df_wrong_kind", kind=KIND_WORDS.get(kind, kind), want=KIND_WORDS[want], command=kind
         )
+        raise DefinitionError([Message("df_at", where=_where(file, text, ("type",)), problem=what)])
     return data
 
 
-def _refuse(problems: list[tuple[Path, str]], text: str, file: str) -> None:
+def _refuse(problems: list[tuple[Path, Message | str]], text: str, file: str) -> None:
     if problems:
-        raise DefinitionError([f"{_where(file, text, path)}: {q}" for path, q in problems])
+        raise DefinitionError(
+            [Message("df_at", where=_where(file, text, path), problem=q) for path, q in problems]
+        )
 
 
-_MEASURE = re.compile(r"^measure (\d+): ")
+# The field a profile's problem is about, by its key (the line of that key, when written).
 _FIELD_OF = {
-    "give the profile a name": ("name",),
-    "choose the date column": ("date_column",),
-    "choose the unit column, or one unit for all rows": ("unit_column",),
-    "add at least one measure (a KPI and how to compute it)": ("measures",),
-    "the header row is counted from 1": ("header_row",),
+    "pf_no_name": ("name",),
+    "pf_no_date_column": ("date_column",),
+    "pf_no_unit": ("unit_column",),
+    "pf_no_measures": ("measures",),
+    "pf_header_row": ("header_row",),
 }
 
-
-# What a measure's problem is about, by its words (the line of that key, when written).
-_MEASURE_KEY = (("choose the KPI", "kpi"), ("aggregation", "agg"), ("choose the column", "column"),
-                ("expression", "column"), ("formula", "column"), ("filter", "filters"))  # fmt: skip
-
-
-def _profile_path(problem: str) -> Path:
-    if m := _MEASURE.match(problem):
-        rest = problem[m.end() :]
-        key = next((k for words, k in _MEASURE_KEY if words in rest), None)
-        return ("measures", int(m.group(1)) - 1, *((key,) if key else ()))
-    return _FIELD_OF.get(problem, ())
+# What a measure's problem is about: its own fields by key; a problem of its expression (or one
+# made of its columns) is about its `column`, which holds the expression.
+_MEASURE_KEY = {"pf_choose_kpi": "kpi", "df_no_kpi": "kpi", "df_kpi_computed": "kpi",
+                "pf_agg": "agg", "pf_choose_column": "column", "pf_filter_op": "filters",
+                "pf_filter_on": "filters", "pf_not_in_file": None, "pf_not_in_result": None}  # fmt: skip
 
 
-def _catalog_problems(p: profile.Profile, cat: Catalog | None, at: Path) -> list[tuple[Path, str]]:
+def _profile_path(problem: Message | str) -> Path:
+    if not isinstance(problem, Message):
+        return ()  # a date format's problem (dates.check_format): the profile's own
+    if problem.key in ("pf_measure", "pf_measure_kpi"):
+        inner = problem.values["problem"]
+        key = _MEASURE_KEY.get(inner.key, "column") if isinstance(inner, Message) else "column"
+        i = int(problem.values["i"])  # type: ignore[call-overload]
+        return ("measures", i - 1, *((key,) if key else ()))
+    return _FIELD_OF.get(problem.key, ())
+
+
+def _catalog_problems(
+    p: profile.Profile, cat: Catalog | None, at: Path
+) -> list[tuple[Path, Message | str]]:
     """What the page's choice lists would not have offered: an unknown KPI or unit."""
     if cat is None or not cat.kpis:
         return []
-    out: list[tuple[Path, str]] = []
+    out: list[tuple[Path, Message | str]] = []
     for i, m in enumerate(p.measures, start=1):
         k = cat.kpi_by_code.get(m.kpi)
+        where = (*at, "measures", i - 1, "kpi")
         if m.kpi and k is None:
-            out.append(((*at, "measures", i - 1, "kpi"), f"measure {i}: there is no KPI '{m.kpi}'"))
-        elif k is not None and k.aggregation not in STORED:
             out.append(
-                (
-                    (*at, "measures", i - 1, "kpi"),
-                    f"measure {i}: KPI '{m.kpi}' is computed ({k.aggregation}), not loaded — "
-                    "give the KPIs it is computed from",
-                )  # fmt: skip
+                (where, Message("pf_measure", i=i, problem=Message("df_no_kpi", code=m.kpi)))
             )
+        elif k is not None and k.aggregation not in STORED:
+            computed = Message("df_kpi_computed", code=m.kpi, agg=k.aggregation)
+            out.append((where, Message("pf_measure", i=i, problem=computed)))
     if p.unit and not p.unit_column and p.unit not in cat.unit_by_code:
-        out.append(((*at, "unit"), f"there is no org unit '{p.unit}'"))
+        out.append(((*at, "unit"), Message("df_no_unit", code=p.unit)))
     for value, code in p.unit_map.items():
         if code not in cat.unit_by_code:
-            out.append(
-                (
-                    (*at, "unit_map", value),
-                    f"'{value}' is mapped to '{code}', which is not an org unit",
-                )
-            )
+            out.append(((*at, "unit_map", value), Message("df_not_a_unit", value=value, code=code)))
     return out
 
 
@@ -315,19 +330,29 @@ def from_data(cls: type, data: dict, text: str, file: str):
 
 def _build(cls: type, data: object, path: Path, text: str, file: str):
     if not isinstance(data, dict):
-        raise DefinitionError([f"{_where(file, text, path)}: {_name(path)} must be a table"])
+        _wrong(path, Message("df_must_table", place=_name(path)), text, file)
     hints = typing.get_type_hints(cls)
     own = {f.name: f for f in fields(cls) if f.init}
-    problems = []
+    problems: list[Message | str] = []
+    keys = Items(own, commas=True)
     for key in data:
         if key not in own:
+            unknown = (
+                Message("df_unknown_key", key=key, place=_name(path), keys=keys)
+                if path
+                else Message("df_unknown_top_key", key=key, keys=keys)
+            )
             problems.append(
-                f"{_where(file, text, (*path, key))}: unknown key '{key}' in {_place(path)} — "
-                f"the keys there are {', '.join(own)}"
+                Message("df_at", where=_where(file, text, (*path, key)), problem=unknown)
             )
     for name, f in own.items():
         if name not in data and f.default is MISSING and f.default_factory is MISSING:
-            problems.append(f"{_where(file, text, path)}: '{name}' is missing in {_place(path)}")
+            missing = (
+                Message("df_missing_key", key=name, place=_name(path))
+                if path
+                else Message("df_missing_top_key", key=name)
+            )
+            problems.append(Message("df_at", where=_where(file, text, path), problem=missing))
     if problems:
         raise DefinitionError(problems)
     return cls(
@@ -342,15 +367,15 @@ def _value(tp: object, v: object, path: Path, text: str, file: str) -> object:
         return _value(kinds[0] if len(kinds) == 1 else object, v, path, text, file)
     if origin is list:
         if not isinstance(v, list):
-            _wrong(path, "a list", text, file)
+            _wrong(path, Message("df_must_list", place=_name(path)), text, file)
         return [_value(args[0], x, (*path, i), text, file) for i, x in enumerate(v)]
     if origin is dict:
         if not isinstance(v, dict):
-            _wrong(path, "a table", text, file)
+            _wrong(path, Message("df_must_table", place=_name(path)), text, file)
         return {str(k): _value(args[1], x, (*path, k), text, file) for k, x in v.items()}
     if origin is typing.Literal:
         if v not in args:
-            _wrong(path, "one of " + ", ".join(map(repr, args)), text, file)
+            _wrong(path, _one_of(path, map(repr, args)), text, file)
         return v
     if is_dataclass(tp):
         return _build(tp, v, path, text, file)  # type: ignore[arg-type]
@@ -358,41 +383,45 @@ def _value(tp: object, v: object, path: Path, text: str, file: str) -> object:
         try:
             return tp(v)
         except ValueError:
-            _wrong(path, "one of " + ", ".join(repr(e.value) for e in tp), text, file)
+            _wrong(path, _one_of(path, (repr(e.value) for e in tp)), text, file)
     checks = {
-        bool: (lambda x: isinstance(x, bool), "true or false"),
-        int: (lambda x: isinstance(x, int) and not isinstance(x, bool), "a whole number"),
-        float: (lambda x: isinstance(x, (int, float)) and not isinstance(x, bool), "a number"),
-        str: (lambda x: isinstance(x, str), "text in quotes"),
-        date: (lambda x: isinstance(x, date) and not isinstance(x, datetime), "a day (2026-03-15)"),
+        bool: (lambda x: isinstance(x, bool), N_("df_must_bool")),
+        int: (lambda x: isinstance(x, int) and not isinstance(x, bool), N_("df_must_int")),
+        float: (
+            lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+            N_("df_must_number"),
+        ),
+        str: (lambda x: isinstance(x, str), N_("df_must_text")),
+        date: (lambda x: isinstance(x, date) and not isinstance(x, datetime), N_("df_must_day")),
     }
     if tp in checks:
-        ok, what = checks[tp]
+        ok, key = checks[tp]
         if not ok(v):
-            _wrong(path, what, text, file)
+            _wrong(path, Message(key, place=_name(path)), text, file)
         return float(v) if tp is float else v
     return v
 
 
-def _wrong(path: Path, what: str, text: str, file: str) -> typing.NoReturn:
-    raise DefinitionError([f"{_where(file, text, path)}: {_name(path)} must be {what}"])
+def _one_of(path: Path, options) -> Message:
+    return Message("df_must_one_of", place=_name(path), options=Items(options, commas=True))
 
 
-def _name(path: Path) -> str:
-    """measures[2].filters[1].op — list positions counted from 1, as people count."""
+def _wrong(path: Path, problem: Message, text: str, file: str) -> typing.NoReturn:
+    raise DefinitionError([Message("df_at", where=_where(file, text, path), problem=problem)])
+
+
+def _name(path: Path) -> Message:
+    """'measures[2].filters[1].op' — list positions counted from 1, as people count; the file
+    itself when the path is empty."""
     out = ""
     for part in path:
         out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return f"'{out}'" if out else "the file"
+    return Message("df_key", key=out) if out else Message("df_the_file")
 
 
-def _place(path: Path) -> str:
-    return "the file's top level" if not path else _name(path)
-
-
-def _where(file: str, text: str, path: Path) -> str:
+def _where(file: str, text: str, path: Path) -> Message | str:
     line = line_of(text, path)
-    return f"{file} line {line}" if line else file
+    return Message("df_line", file=file, line=line) if line else file
 
 
 # --- lines --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from kpi_core.ingest import aggregation, dates, expression
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import norm
+from kpi_core.messages import Items, Message
 from kpi_core.warehouse import Warehouse
 
 AGGS = ("sum", "count", "count_distinct", "avg")
@@ -93,33 +94,38 @@ class Profile:
     # or a pattern such as "%d/%m/%y". ISO dates (2019-01-20) always read as ISO.
     date_format: str = ""
 
-    def problems(self, columns: list[str] | None = None, within: str = "the file") -> list[str]:
-        """What keeps the profile from being used, in words; empty when it is complete. With
+    def problems(
+        self, columns: list[str] | None = None, from_query: bool = False
+    ) -> list[Message | str]:
+        """What keeps the profile from being used, as messages; empty when it is complete. With
         the file's `columns`, every column a measure or filter names must be one of them
-        (`within` says where they were looked for: a source's "the query's result")."""
-        out = []
+        (`from_query`: they are a source's query result, not a file's header)."""
+        out: list[Message | str] = []
         if bad := dates.check_format(self.date_format):
             out.append(bad)
         if not self.name.strip():
-            out.append("give the profile a name")
+            out.append(NO_NAME)
         if not self.date_column:
-            out.append("choose the date column")
+            out.append(Message("pf_no_date_column"))
         if not self.unit_column and not self.unit:
-            out.append("choose the unit column, or one unit for all rows")
+            out.append(Message("pf_no_unit"))
         if not self.measures:
-            out.append("add at least one measure (a KPI and how to compute it)")
+            out.append(Message("pf_no_measures"))
         for i, m in enumerate(self.measures, start=1):
             if not (m.kpi or "").strip():  # never a KPI picked for the analyst
-                out.append(f"measure {i}: choose the KPI")
+                out.append(Message("pf_measure", i=i, problem=Message("pf_choose_kpi")))
             if m.agg not in AGGS:
-                out.append(f"measure {i}: aggregation must be one of {', '.join(AGGS)}")
+                options = Items(AGGS, commas=True)
+                out.append(Message("pf_measure", i=i, problem=Message("pf_agg", options=options)))
             if m.agg != "count" and not m.column:
-                out.append(f"measure {i}: choose the column to {m.agg}")
+                column = Message("pf_choose_column", agg=agg_word(m.agg))
+                out.append(Message("pf_measure", i=i, problem=column))
             out += [
-                f"measure {i} ({m.kpi}): {p}" for p in _measure_problems(self, m, columns, within)
+                Message("pf_measure_kpi", i=i, kpi=m.kpi, problem=p)
+                for p in _measure_problems(self, m, columns, from_query)
             ]
         if self.header_row < 1:
-            out.append("the header row is counted from 1")
+            out.append(Message("pf_header_row"))
         return out
 
     def to_json(self) -> str:
@@ -137,29 +143,56 @@ class Profile:
         return cls(**d)
 
 
+# The one problem a source's mapping does not have: it is named after the source.
+NO_NAME = Message("pf_no_name")
+
+
+# An aggregation as a sentence names it ("the column to sum" / "求和所用的列").
+AGG_WORDS = {
+    "sum": Message("pf_w_sum"),
+    "count": Message("pf_w_count"),
+    "count_distinct": Message("pf_w_count_distinct"),
+    "avg": Message("pf_w_avg"),
+}
+
+
+# What a column is for, as a message about it names it ("the date column" / "日期列").
+COLUMN_WORDS = {
+    "date": Message("pf_w_date"),
+    "unit": Message("pf_w_unit"),
+    "measure": Message("pf_w_measure"),
+    "filter": Message("pf_w_filter"),
+}
+
+
+def agg_word(agg: str) -> Message | str:
+    """`agg` as a sentence names it; an unknown one as it was written."""
+    return AGG_WORDS.get(agg, agg)
+
+
 def _measure_problems(
-    profile: Profile, m: Measure, columns: list[str] | None, within: str = "the file"
-) -> list[str]:
-    out = []
+    profile: Profile, m: Measure, columns: list[str] | None, from_query: bool = False
+) -> list[Message | str]:
+    out: list[Message | str] = []
     have = {norm(c) for c in columns} if columns is not None else None
     kinds = {profile.date_column: expression.DATE} if profile.date_column else {}
     named: list[str] = []
     if m.is_expression:
         if m.agg == "count_distinct":
-            out.append("an expression can be summed, averaged or counted, not counted distinct")
+            out.append(Message("pf_expression_distinct"))
         try:
             e = m.expression()
             kind = expression.check(e, kinds)
             named += e.references()
             if kind == expression.DATE:
-                out.append(f"'{e.text}' is a date; subtract another date to count days")
+                out.append(Message("pf_expression_date", text=e.text))
         except expression.ExpressionError as exc:
-            out.append(str(exc))
+            out.append(exc.said())
     elif m.column:
         named.append(m.column)
     for f in m.filters:
         if f.op not in OPS:
-            out.append(f"filter operator must be one of {', '.join(OPS)}")
+            out.append(Message("pf_filter_op", options=Items(OPS, commas=True)))
         named.append(f.column)
         if f.is_expression:
             try:
@@ -167,21 +200,23 @@ def _measure_problems(
                 expression.check(e, kinds)
                 named += e.references()
             except expression.ExpressionError as exc:
-                out.append(f"the filter on '{f.column}': {exc}")
+                out.append(Message("pf_filter_on", column=f.column, problem=exc.said()))
     if have is not None:
         for name in dict.fromkeys(named):
             if name and norm(name) not in have:
-                out.append(f"the column '{name}' is not in {within}")
+                out.append(
+                    Message("pf_not_in_result" if from_query else "pf_not_in_file", column=name)
+                )
     return out
 
 
 def save(wh: Warehouse, profile: Profile, who: Actor) -> None:
     if not can(who, "save_profiles"):
-        raise ScopeError("Only analysts, department heads and admins save mapping profiles.")
+        raise ScopeError(Message("pf_who_saves"))
     by = who.name
     problems = profile.problems()
     if problems:
-        raise ProfileError("The profile is not complete: " + "; ".join(problems) + ".")
+        raise ProfileError(Message("pf_not_complete", problems=Items(problems)))
     with wh.transaction() as cur:
         old = cur.execute(
             "SELECT mapping FROM import_profile WHERE name = ?", [profile.name]
@@ -201,10 +236,11 @@ def load(wh: Warehouse, name: str) -> Profile:
     rows = wh.rows("SELECT mapping FROM import_profile WHERE name = ?", [name])
     if not rows:
         known = names(wh)
-        raise NotFoundError(
-            f"There is no mapping profile '{name}'."
-            + (f" Saved profiles: {', '.join(known)}." if known else " None is saved yet.")
-        )
+        if known:
+            raise NotFoundError(
+                Message("pf_no_profile", name=name, known=Items(known, commas=True))
+            )
+        raise NotFoundError(Message("pf_no_profile_yet", name=name))
     return Profile.from_json(rows[0][0])
 
 
@@ -218,19 +254,15 @@ def pick_table(profile: Profile, tables: list[Table]) -> Table:
     for t in tables:
         if norm(t.sheet) == norm(profile.sheet):
             return t
-    have = ", ".join(f"'{t.label}'" for t in tables)
-    raise ProfileError(
-        f"Profile '{profile.name}' reads sheet '{profile.sheet}', which this file does not have "
-        f"(it has {have}). Choose the sheet in the profile, or upload the right file."
-    )
+    have = Items([Message("pf_quoted", name=t.label) for t in tables], commas=True)
+    raise ProfileError(Message("pf_no_sheet", name=profile.name, sheet=profile.sheet, sheets=have))
 
 
 def frame(table: Table, header_row: int) -> pd.DataFrame:
     """The sheet below its header as text-headed columns (for the profile editor and apply)."""
     if header_row > len(table.rows):
         raise ProfileError(
-            f"Sheet '{table.label}' has {len(table.rows)} rows; the header row {header_row} is "
-            "below them."
+            Message("pf_header_below", sheet=table.label, n=len(table.rows), row=header_row)
         )
     header = table.rows[header_row - 1]
     width = max((len(r) for r in table.rows[header_row - 1 :]), default=0)
@@ -251,18 +283,21 @@ def frame(table: Table, header_row: int) -> pd.DataFrame:
 def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]]:
     """Records of the monthly aggregates the profile describes, with every problem placed."""
     if problems := profile.problems():
-        raise ProfileError(f"Profile '{profile.name}' is not complete: " + "; ".join(problems))
+        raise ProfileError(
+            Message("pf_named_not_complete", name=profile.name, problems=Items(problems))
+        )
     table = pick_table(profile, tables)
     df = frame(table, profile.header_row)
     findings: list[Finding] = []
 
     def missing(col: str, what: str) -> None:
-        have = ", ".join(str(c) for c in df.columns[:30])
+        have = Items([str(c) for c in df.columns[:30]], commas=True)
         findings.append(
             Finding(
                 "error", table.file, table.label, profile.header_row, col,
-                f"the {what} column '{col}' is not in header row {profile.header_row}",
-                f"the header has: {have}",
+                Message("pf_not_in_header", what=COLUMN_WORDS[what], column=col,
+                        row=profile.header_row),
+                Message("pf_header_has", columns=have),
             )
         )  # fmt: skip
 
@@ -286,8 +321,7 @@ def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]
         columns = aggregation.land_frame(con, df)
         place = aggregation.Place(
             table.file, table.label, f"profile '{profile.name}'",
-            "fix the cell, or add a filter that leaves the row out",
-            "write a date such as 2024-03-15, or set the profile's date format",
+            Message("pf_fix_cell"), Message("pf_fix_date"),
         )  # fmt: skip
         out, found = aggregation.aggregate(con, profile, columns, place)
     finally:

@@ -33,7 +33,7 @@ class Probe:
     """What Test connection found: the server's own words, and what a read-only account would
     not be able to do (PostgreSQL)."""
 
-    said: str
+    said: Message | str  # an export's size is a message; a server's version its own words
     cautions: list[Caution] = field(default_factory=list)
 
 
@@ -172,7 +172,8 @@ def test_connection(url: str, timeout_s: int = 15) -> Probe:
     with _reading(url):
         if scheme in _FILE_SCHEMES:
             path = source_files.confine(str(_file_path(url)))
-            return Probe(f"{path.name}: {scheme.upper()} file, {path.stat().st_size:,} bytes")
+            size = path.stat().st_size
+            return Probe(Message("so_file_probe", name=path.name, kind=scheme.upper(), size=size))
         if scheme == "sqlite":
             with _sqlite(url, timeout_s, user_sql=False) as con:
                 return Probe("SQLite " + con.execute("SELECT sqlite_version()").fetchone()[0])

@@ -36,35 +36,35 @@ class Source:
     row_limit: int = DEFAULT_ROW_LIMIT
     timeout_s: int = DEFAULT_TIMEOUT_S
 
-    def problems(self, columns: list[str] | None = None) -> list[str]:
-        """What keeps the source from being saved or pulled, in words. With the `columns` its
-        query returns (a sample), every column the mapping names must be one of them."""
-        out = []
+    def problems(self, columns: list[str] | None = None) -> list[Message | str]:
+        """What keeps the source from being saved or pulled, as messages. With the `columns`
+        its query returns (a sample), every column the mapping names must be one of them."""
+        out: list[Message | str] = []
         if not self.name.strip():
-            out.append("give the source a name")
+            out.append(NO_NAME)
         try:
             check_url(self.url)
         except SourceError as exc:
-            out.append(str(exc))
+            out.append(exc.said())
         try:
             check_query(self.query, self.url)
         except SourceError as exc:
-            out.append(str(exc))
-        # A source's mapping is named after the source.
+            out.append(exc.said())
         if columns is not None:
             have = {norm(c) for c in columns}
-            for name, what in ((self.mapping.date_column, "date"),
-                               (self.mapping.unit_column, "unit")):  # fmt: skip
+            for name, what in ((self.mapping.date_column, profile.COLUMN_WORDS["date"]),
+                               (self.mapping.unit_column, profile.COLUMN_WORDS["unit"])):  # fmt: skip
                 if name and norm(name) not in have:
-                    out.append(f"the {what} column '{name}' is not in the query's result")
-        out += [
-            p
-            for p in self.mapping.problems(columns, within="the query's result")
-            if p != "give the profile a name"
-        ]
+                    out.append(Message("so_not_in_result", what=what, column=name))
+        # A source's mapping is named after the source.
+        out += [p for p in self.mapping.problems(columns, from_query=True) if p != profile.NO_NAME]
         if self.row_limit < 1 or self.timeout_s < 1:
-            out.append("the row limit and the time limit must be positive")
+            out.append(Message("so_limits"))
         return out
+
+
+# Its problem when the source has no name (the Sources page and definition files place it).
+NO_NAME = Message("so_no_name")
 
 
 def last_pulled_month(wh: Warehouse, name: str) -> date | None:
@@ -83,7 +83,7 @@ def save(wh: Warehouse, source: Source, who: Actor) -> None:
     if not can(who, "define_sources"):
         raise ScopeError(Message("ss_who_defines"))
     if problems := source.problems():
-        raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
+        raise SourceError(Message("so_not_complete", name=source.name, problems=Items(problems)))
     mapping = json.loads(source.mapping.to_json())
     now = datetime.now()
     with wh.transaction() as cur:

@@ -63,6 +63,7 @@ from kpi_core.ingest.source_sql import _quote, _subquery, _windowed
 from kpi_core.ingest.source_store import (
     DEFAULT_ROW_LIMIT,
     DEFAULT_TIMEOUT_S,
+    NO_NAME,
     Source,
     delete,
     last_pulled_month,
@@ -78,13 +79,13 @@ from kpi_core.ingest.source_urls import (
     redact,
     resolve,
 )
-from kpi_core.messages import Message
+from kpi_core.messages import Items, Message
 from kpi_core.periods import add_months
 from kpi_core.references import mask
 from kpi_core.warehouse import Warehouse
 
 __all__ = [
-    "DEFAULT_ROW_LIMIT", "DEFAULT_TIMEOUT_S", "Caution", "Probe", "Source", "SourceError",
+    "DEFAULT_ROW_LIMIT", "DEFAULT_TIMEOUT_S", "NO_NAME", "Caution", "Probe", "Source", "SourceError",
     "TimeLimit", "check_query", "check_url", "delete", "explain", "last_pulled_month", "listing",
     "load", "mask", "prepare_pull", "redact", "resolve", "sample", "save", "source_dirs",
     "source_files", "tables", "test_connection",
@@ -179,7 +180,7 @@ def prepare_pull(
     Writes nothing to the warehouse and nothing to the source."""
     step = progress or (lambda fraction, text: None)
     if problems := source.problems():
-        raise SourceError(f"Source '{source.name}' is not complete: " + "; ".join(problems))
+        raise SourceError(Message("so_not_complete", name=source.name, problems=Items(problems)))
     cat = load_catalog(wh)
     if not cat.kpis or not cat.units:
         raise intake.IntakeError(Message("in_no_library_pull"))
@@ -209,18 +210,19 @@ def prepare_pull(
                     "",
                     None,
                     None,
-                    "the query returned no rows",
-                    "check the query and its months",
+                    Message("so_no_rows"),
+                    Message("so_check_query"),
                 )  # fmt: skip
             )
         else:
             missing = _missing_columns(source.mapping, columns)
+            returned = Items(columns[:30], commas=True)
             for name, what in missing:
                 findings.append(
                     Finding(
                         "error", where, "", None, name,
-                        f"the {what} column '{name}' is not in the query's result",
-                        f"the query returns: {', '.join(columns[:30])}",
+                        Message("so_not_in_result", what=profile.COLUMN_WORDS[what], column=name),
+                        Message("so_returns", columns=returned),
                     )
                 )  # fmt: skip
             if not missing:
@@ -316,9 +318,6 @@ def _records(
     query result's, in the order it came."""
     place = aggregation.Place(
         where, "", f"source '{source.name}'",
-        "cast the column to a number in the query, or filter those rows out "
-        "(the row is the query result's)",
-        "set the date format of the source's mapping, or fix the query so the column holds "
-        "dates (the row is the query result's)",
+        Message("so_fix_number"), Message("so_fix_date"),
     )  # fmt: skip
     return aggregation.aggregate(mem, source.mapping, columns, place, first=first, after=after)

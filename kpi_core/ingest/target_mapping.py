@@ -34,6 +34,7 @@ from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
 from kpi_core.ingest import profile
 from kpi_core.ingest.files import Table
 from kpi_core.ingest.names import norm
+from kpi_core.messages import Items, Message
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import Period, PeriodError, iso_week, parse_period, weeks_of_month
 from kpi_core.warehouse import Warehouse
@@ -43,7 +44,37 @@ GRAINS = {"month": "M", "quarter": "Q", "year": "Y"}
 
 
 class TargetMappingError(KpiError):
-    """A target mapping that is incomplete or does not fit the file."""
+    """A target mapping that is incomplete or does not fit the file; `lines` holds one problem a
+    line, each naming its place (`str()` is their English, one a line)."""
+
+    def __init__(self, lines: list[Message | str]):
+        super().__init__("\n".join(str(line) for line in lines))
+        self.lines = lines
+
+
+# What a column is for, and a level, as a message names them.
+WORDS = {
+    "period": Message("tm_w_period"),
+    "target": Message("tm_w_target"),
+    "baseline": Message("tm_w_baseline"),
+    "challenge": Message("tm_w_challenge"),
+    "KPI": Message("tm_w_kpi"),
+    "unit": Message("tm_w_unit"),
+    "fill-down": Message("tm_w_fill_down"),
+    "month": Message("tm_w_month"),
+    "quarter": Message("tm_w_quarter"),
+    "year": Message("tm_w_year"),
+}
+
+
+def _at(where: Message, row: object, column: str | None = None) -> Message:
+    """A sheet's row, and its column when named: "orders.xlsx sheet 'S' row 3 column 'C'"."""
+    at = Message("tm_row", where=where, row=row)
+    return Message("tm_column", at=at, column=column) if column else at
+
+
+def _said(where: Message, problem: Message | str) -> Message:
+    return Message("df_at", where=where, problem=problem)
 
 
 @dataclass
@@ -63,22 +94,22 @@ class TargetMapping:
     fill_down: list[str] = field(default_factory=list)  # blank below = same as above
     levels_for: str | None = None  # None: the row's period; or "month", "quarter", "year"
 
-    def problems(self) -> list[str]:
+    def problems(self) -> list[Message]:
         out = []
         if not self.name.strip():
-            out.append("give the mapping a name")
+            out.append(Message("tm_no_name"))
         if not self.period_column:
-            out.append("choose the period column")
+            out.append(Message("tm_no_period_column"))
         if not self.target_column:
-            out.append("choose the target column")
+            out.append(Message("tm_no_target_column"))
         if bool(self.kpi) == bool(self.kpi_column):
-            out.append("give one KPI for the sheet (kpi) or the column of KPI codes (kpi_column)")
+            out.append(Message("tm_kpi_or_column"))
         if bool(self.unit) == bool(self.unit_column):
-            out.append("give one unit for the sheet (unit) or the unit column (unit_column)")
+            out.append(Message("tm_unit_or_column"))
         if self.levels_for is not None and self.levels_for not in GRAINS:
-            out.append("levels_for must be month, quarter or year (or left out)")
+            out.append(Message("tm_levels_for"))
         if self.header_row < 1:
-            out.append("the header row is counted from 1")
+            out.append(Message("pf_header_row"))
         return out
 
     def columns(self) -> list[tuple[str, str]]:
@@ -113,22 +144,21 @@ def edits(
     TargetMappingError listing every problem with its file, sheet, row and column."""
     if problems := mapping.problems():
         raise TargetMappingError(
-            f"Target mapping '{mapping.name}' is not complete: " + "; ".join(problems)
+            [Message("tm_not_complete", name=mapping.name, problems=Items(problems))]
         )
     pick = profile.Profile(mapping.name, mapping.period_column, [], sheet=mapping.sheet)
     table = profile.pick_table(pick, tables)
     df = profile.frame(table, mapping.header_row)
-    where = f"{table.file} sheet '{table.label}'"
+    where = Message("tm_sheet", file=table.file, sheet=table.label)
     cols = {norm(c): c for c in df.columns}
-    problems: list[str] = []
+    problems: list[Message | str] = []
+    have = Items([str(c) for c in df.columns[:30]], commas=True)
     for name, what in mapping.columns():
         if norm(name) not in cols:
-            problems.append(
-                f"{where} row {mapping.header_row}: the {what} column '{name}' is not in the "
-                f"header (it has: {', '.join(str(c) for c in df.columns[:30])})"
-            )
+            missing = Message("tm_not_in_header", what=WORDS[what], column=name, columns=have)
+            problems.append(_said(_at(where, mapping.header_row), missing))
     if problems:
-        raise TargetMappingError("\n".join(problems))
+        raise TargetMappingError(problems)
 
     def col(name: str) -> str:
         return cols[norm(name)]
@@ -145,7 +175,6 @@ def edits(
     rows: list[_Row] = []
     for excel_row, r in df.iterrows():
         values = {what: r[col(c)] for c, what in mapping.columns() if what != "fill-down"}
-        at = f"{where} row {excel_row}"
         found = len(problems)
         period, week, month = None, None, None
         raw = values["period"]
@@ -154,18 +183,20 @@ def edits(
             if got is not None:
                 week, month = got
             elif _blank(raw):
-                problems.append(f"{at} column '{col(mapping.period_column)}': no period")
+                at = _at(where, excel_row, col(mapping.period_column))
+                problems.append(_said(at, Message("tm_no_period")))
             else:
                 period = parse_period(raw)
         except PeriodError as exc:
-            problems.append(f"{at} column '{col(mapping.period_column)}': {exc}")
+            problems.append(_said(_at(where, excel_row, col(mapping.period_column)), exc.said()))
         code = mapping.kpi or str(values.get("KPI") or "").strip()
         kpi = cat.kpi_by_code.get(code)
         if kpi is None:
-            problems.append(
-                f"{at}{_in(mapping.kpi_column, col)}: there is no KPI '{code}'"
-                + (" — write KPI codes in the column" if mapping.kpi_column else "")
+            at = _at(where, excel_row, mapping.kpi_column and col(mapping.kpi_column))
+            no_kpi = Message(
+                "tm_no_kpi_in_column" if mapping.kpi_column else "df_no_kpi", code=code
             )
+            problems.append(_said(at, no_kpi))
         if mapping.unit_column:
             text = "" if _blank(values["unit"]) else str(values["unit"]).strip()
             unit_code = unit_map.get(norm(text), text)
@@ -173,10 +204,8 @@ def edits(
             unit_code = mapping.unit or ""
         unit = cat.unit_by_code.get(unit_code)
         if unit is None:
-            problems.append(
-                f"{at}{_in(mapping.unit_column, col)}: '{unit_code}' is not an org unit — map "
-                "the file's value to a unit code in unit_map"
-            )
+            at = _at(where, excel_row, mapping.unit_column and col(mapping.unit_column))
+            problems.append(_said(at, Message("tm_not_a_unit", code=unit_code)))
         levels: dict[str, float | None] = {}
         for key in LEVEL_KEYS:
             name = getattr(mapping, f"{key}_column")
@@ -186,31 +215,26 @@ def edits(
             try:
                 parsed = None if _blank(v) else parse_number(v)
             except NumberError:
-                problems.append(f"{at} column '{col(name)}': '{v}' is not a number")
+                at = _at(where, excel_row, col(name))
+                problems.append(_said(at, Message("tm_not_a_number", value=str(v))))
                 continue
             levels[key] = None if parsed is None else parsed.value
         if levels.get("target") is None and "target" in levels and len(problems) == found:
-            problems.append(
-                f"{at} column '{col(mapping.target_column)}': no target — fill it in, or list "
-                "the column in fill_down if a blank means the value above"
-            )
+            at = _at(where, excel_row, col(mapping.target_column))
+            problems.append(_said(at, Message("tm_no_target")))
         if len(problems) == found:
             rows.append(_Row(int(excel_row), kpi.id, unit.id, period, week, month, levels))
     if problems:
-        raise TargetMappingError("\n".join(problems))
+        raise TargetMappingError(problems)
     targets = _targets(cat, mapping, rows, where)
     return _as_edits(wh, targets)
 
 
-def _in(name: str | None, col) -> str:
-    return f" column '{col(name)}'" if name else ""
-
-
 def _targets(
-    cat: Catalog, mapping: TargetMapping, rows: list[_Row], where: str
+    cat: Catalog, mapping: TargetMapping, rows: list[_Row], where: Message
 ) -> dict[tuple[int, int, str, date], tuple[int, dict[str, float | None]]]:
     """(kpi, unit, grain, start) → (first Excel row, levels), by the mapping's rule."""
-    problems: list[str] = []
+    problems: list[Message | str] = []
     out: dict[tuple[int, int, str, date], tuple[int, dict]] = {}
     if mapping.levels_for:
         grain = GRAINS[mapping.levels_for]
@@ -218,20 +242,21 @@ def _targets(
             start = r.month if r.week else r.period.start
             if r.period is not None and {"Y": 3, "Q": 2, "M": 1}[r.period.grain] > {
                 "Y": 3, "Q": 2, "M": 1}[grain]:  # fmt: skip
-                problems.append(
-                    f"{where} row {r.excel_row}: {r.period.label()} is longer than a "
-                    f"{mapping.levels_for} — levels_for cannot split it"
+                longer = Message(
+                    "tm_longer", period=r.period.label(), grain=WORDS[mapping.levels_for]
                 )
+                problems.append(_said(_at(where, r.excel_row), longer))
                 continue
             key = (r.kpi_id, r.unit_id, grain, Period.containing(grain, start).start)
             if key in out and out[key][1] != r.levels:
                 first, levels = out[key]
                 p = Period(grain, key[3]).label()
-                problems.append(
-                    f"{where} row {r.excel_row}: {_levels(r.levels)} for "
-                    f"{cat.units[r.unit_id].code}/{cat.kpis[r.kpi_id].code} {p}, but row {first} "
-                    f"says {_levels(levels)} — the rows of one {mapping.levels_for} must agree"
-                )
+                disagree = Message(
+                    "tm_disagree", levels=_levels(r.levels), levels2=_levels(levels), period=p,
+                    node=f"{cat.units[r.unit_id].code}/{cat.kpis[r.kpi_id].code}", row=first,
+                    grain=WORDS[mapping.levels_for],
+                )  # fmt: skip
+                problems.append(_said(_at(where, r.excel_row), disagree))
             out.setdefault(key, (r.excel_row, r.levels))
     else:
         weeks: dict[tuple[int, int, date], dict[date, _Row]] = {}
@@ -240,35 +265,33 @@ def _targets(
             if r.week is None:
                 key = (r.kpi_id, r.unit_id, r.period.grain, r.period.start)
                 if key in out:
-                    problems.append(
-                        f"{where} row {r.excel_row}: {node} {r.period.label()} is also given in "
-                        f"row {out[key][0]} — give each period once"
+                    twice = Message(
+                        "tm_period_twice", node=node, period=r.period.label(), row=out[key][0]
                     )
+                    problems.append(_said(_at(where, r.excel_row), twice))
                 out.setdefault(key, (r.excel_row, r.levels))
                 continue
             if cat.kpis[r.kpi_id].aggregation != "sum":
-                problems.append(
-                    f"{where} row {r.excel_row}: {node} is not a sum "
-                    f"({cat.kpis[r.kpi_id].aggregation}), so its weekly values cannot be added "
-                    "up to a month — give monthly values, or set levels_for"
-                )
+                not_sum = Message("tm_not_sum", node=node, agg=cat.kpis[r.kpi_id].aggregation)
+                problems.append(_said(_at(where, r.excel_row), not_sum))
                 continue
             month_weeks = weeks.setdefault((r.kpi_id, r.unit_id, r.month), {})
             if r.week in month_weeks:
-                problems.append(
-                    f"{where} row {r.excel_row}: {node} week {_week(r.week)} is also given in "
-                    f"row {month_weeks[r.week].excel_row} — give each week once"
-                )
+                twice = Message(
+                    "tm_week_twice", node=node, week=_week(r.week),
+                    row=month_weeks[r.week].excel_row,
+                )  # fmt: skip
+                problems.append(_said(_at(where, r.excel_row), twice))
             month_weeks[r.week] = r
         for (kpi_id, unit_id, month), given in weeks.items():
             node = f"{cat.units[unit_id].code}/{cat.kpis[kpi_id].code}"
             missing = [w for w in weeks_of_month(month) if w not in given]
             if missing:
-                problems.append(
-                    f"{where}: {node} {month:%Y-%m} lacks week {', '.join(map(_week, missing))} "
-                    "— a month's target is the sum of all its weeks (a week belongs to the "
-                    "month of its Thursday)"
-                )
+                lacks = Message(
+                    "tm_lacks_weeks", node=node, month=f"{month:%Y-%m}",
+                    weeks=Items(map(_week, missing), commas=True),
+                )  # fmt: skip
+                problems.append(_said(where, lacks))
                 continue
             ordered = sorted(given.values(), key=lambda r: r.week)
             levels: dict[str, float | None] = {}
@@ -276,14 +299,15 @@ def _targets(
                 parts = [r.levels[key] for r in ordered]
                 if any(p is None for p in parts) and not all(p is None for p in parts):
                     blank = next(r for r in ordered if r.levels[key] is None)
-                    problems.append(
-                        f"{where} row {blank.excel_row}: no {key} for week {_week(blank.week)} "
-                        f"while other weeks of {month:%Y-%m} have one"
-                    )
+                    no_level = Message(
+                        "tm_week_blank", level=WORDS[key], week=_week(blank.week),
+                        month=f"{month:%Y-%m}",
+                    )  # fmt: skip
+                    problems.append(_said(_at(where, blank.excel_row), no_level))
                 levels[key] = None if parts[0] is None else float(sum(p or 0.0 for p in parts))
             out[(kpi_id, unit_id, "M", month)] = (ordered[0].excel_row, levels)
     if problems:
-        raise TargetMappingError("\n".join(problems))
+        raise TargetMappingError(problems)
     return out
 
 
@@ -292,8 +316,15 @@ def _week(monday: date) -> str:
     return f"{y}-W{w:02d}"
 
 
-def _levels(levels: dict[str, float | None]) -> str:
-    return ", ".join(f"{k} {'—' if v is None else f'{v:,.15g}'}" for k, v in levels.items())
+def _levels(levels: dict[str, float | None]) -> Items:
+    """ "target 1,200, baseline —": each level named, in the order the sheet gives them."""
+    return Items(
+        [
+            Message("tm_level", level=WORDS[k], value="—" if v is None else f"{v:,.15g}")
+            for k, v in levels.items()
+        ],
+        commas=True,
+    )
 
 
 def _as_edits(wh: Warehouse, targets: dict) -> list[planning.TargetEdit]:
@@ -320,7 +351,7 @@ def save(
     all or nothing; its problems placed at the sheet's rows. A dry run checks all the same
     (`planning.check_targets`) and writes nothing."""
     if not can(who, "edit_targets"):  # before the sheet is read against the warehouse
-        raise ScopeError("Only department heads and admins change targets and weights.")
+        raise ScopeError(Message("pl_err_heads_only"))
     found = edits(wh, cat, mapping, tables)
     label = profile.pick_table(
         profile.Profile(mapping.name, mapping.period_column, [], sheet=mapping.sheet), tables

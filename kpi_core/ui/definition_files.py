@@ -11,6 +11,7 @@ import streamlit as st
 
 from kpi_core.errors import ScopeError
 from kpi_core.ingest import definition_file, profile, sources
+from kpi_core.messages import Message
 from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.widgets import error_text, md
@@ -67,7 +68,7 @@ def opened(ctx: PageContext, kind: str, key: str) -> tuple[object | None, str]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        st.error(error_text(ctx, f"{upload.name} is not a UTF-8 text file"))
+        st.error(error_text(ctx, Message("cli_err_not_utf8", file=upload.name)))
         return None, ""
     reader = definition_file.read_profile if kind == "profile" else definition_file.read_source
     try:

@@ -12,7 +12,6 @@ import streamlit as st
 
 from kpi_core.ingest import files, profile
 from kpi_core.ingest.names import norm
-from kpi_core.problem_text import translate
 from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
@@ -28,7 +27,7 @@ from kpi_core.ui.intake_frames import (
     shown_cells,
 )
 from kpi_core.ui.intake_panels import kept
-from kpi_core.ui.widgets import md
+from kpi_core.ui.widgets import error_text, md
 
 
 def profiles_section(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
@@ -123,9 +122,7 @@ def _profile_editor(ctx: PageContext, uploads: list[tuple[str, bytes]]) -> None:
     problems = candidate.problems(columns)  # a column an expression names must be in the sheet
     if problems:
         st.info(
-            "\n".join(
-                [ctx.t("up_pf_problems"), *(f"- {md(translate(q, ctx.lang))}" for q in problems)]
-            )
+            "\n".join([ctx.t("up_pf_problems"), *(f"- {md(error_text(ctx, q))}" for q in problems)])
         )
     else:
         _try_profile(ctx, candidate, tables, file_id)
@@ -350,7 +347,7 @@ def _try_profile(ctx: PageContext, candidate: profile.Profile, tables, file_id: 
 
     got = kept("up_pf_try", (file_id, candidate.to_json()), attempt)
     if isinstance(got, profile.ProfileError):
-        st.warning(translate(str(got), ctx.lang))
+        st.warning(error_text(ctx, got))
         return
     records, findings = got
     if findings:

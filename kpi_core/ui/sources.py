@@ -22,8 +22,7 @@ from kpi_core import clock
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.ingest import profile, sources
 from kpi_core.ingest.names import norm
-from kpi_core.messages import Message
-from kpi_core.problem_text import translate
+from kpi_core.messages import Message, render
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.definition_files import download, opened
@@ -86,12 +85,12 @@ def refusal(ctx: PageContext, text: KpiError | str) -> None:
     st.error(error_text(ctx, text).replace("$", "\\$"))
 
 
-def _refusal(work: Callable[[], object]) -> str | None:
+def _refusal(work: Callable[[], object]) -> Message | str | None:
     """What the core says refusing `work`, or None."""
     try:
         work()
     except KpiError as exc:
-        return str(exc)
+        return exc.said()
     return None
 
 
@@ -187,7 +186,7 @@ def _definition(ctx: PageContext, base: sources.Source | None, from_file: str = 
         try:
             sources.check_url(url)
         except KpiError as exc:
-            url_error = str(exc)
+            url_error = exc.said()
             refusal(ctx, exc)
 
     tables = _connection(ctx, url, p, ready=bool(url) and not url_error)
@@ -205,7 +204,7 @@ def _definition(ctx: PageContext, base: sources.Source | None, from_file: str = 
         try:
             sources.check_query(query, url)
         except KpiError as exc:
-            query_error = str(exc)
+            query_error = exc.said()
             refusal(ctx, exc)
     left, right = st.columns(2, gap="medium")
     row_limit = left.number_input(
@@ -258,7 +257,7 @@ def _definition(ctx: PageContext, base: sources.Source | None, from_file: str = 
     problems = [q for q in candidate.problems(returned) if q not in (url_error, query_error)]
     if not url:  # not "'' is not a database URL": there is none yet
         problems = [q for q in problems if q != _refusal(lambda: sources.check_url(""))]
-        problems.insert(1 if not name else 0, ctx.t("src_need_url"))
+        problems.insert(1 if not name else 0, Message("src_need_url"))
     if problems:
         st.info(
             "\n".join([ctx.t("src_problems"), *(f"- {md(error_text(ctx, q))}" for q in problems)])
@@ -317,7 +316,7 @@ def _connection(ctx: PageContext, url: str, p: str, *, ready: bool) -> dict[str,
         return None
     _, probe, error, found = held
     if probe:
-        said = translate(probe.said, ctx.lang)  # an export's "orders.csv: CSV file, …"
+        said = render(probe.said, ctx.lang)  # an export's "orders.csv: CSV file, …"
         st.success(ctx.t("src_connected", version=md(said)), icon=":material/check:")
         for caution in probe.cautions:
             st.warning(caution_text(caution, ctx.lang), icon=":material/warning:")

@@ -11,6 +11,7 @@ from kpi_core import clock, planning
 from kpi_core.access import can
 from kpi_core.errors import KpiError, ValidationError
 from kpi_core.ingest import definition_file, files, target_mapping
+from kpi_core.messages import Message
 from kpi_core.periods import month_of
 from kpi_core.ui import PageContext
 from kpi_core.ui.widgets import error_text, md
@@ -18,7 +19,7 @@ from kpi_core.ui.widgets import error_text, md
 EXTENSIONS = ["xlsx", "xlsm", "xls", "csv"]
 
 
-def _refused(ctx: PageContext, head: str, lines: list[str]) -> None:
+def _refused(ctx: PageContext, head: str, lines: list[Message | str]) -> None:
     st.error("\n".join([head, *(f"- {md(error_text(ctx, line))}" for line in lines[:50])]))
 
 
@@ -42,7 +43,7 @@ def sheet_section(ctx: PageContext) -> None:
             mapping_file.getvalue().decode("utf-8"), mapping_file.name
         )
     except UnicodeDecodeError:
-        st.error(error_text(ctx, f"{mapping_file.name} is not a UTF-8 text file"))
+        st.error(error_text(ctx, Message("cli_err_not_utf8", file=mapping_file.name)))
         return
     except definition_file.DefinitionError as exc:
         _refused(ctx, ctx.t("def_refused", file=mapping_file.name), exc.lines)
@@ -51,7 +52,7 @@ def sheet_section(ctx: PageContext) -> None:
         tables = files.read_file(sheet.name, sheet.getvalue())
         found = target_mapping.edits(ctx.wh, ctx.cat, mapping, tables)
     except target_mapping.TargetMappingError as exc:
-        _refused(ctx, ctx.t("def_refused", file=sheet.name), str(exc).splitlines())
+        _refused(ctx, ctx.t("def_refused", file=sheet.name), exc.lines)
         return
     except KpiError as exc:
         st.error(error_text(ctx, exc))
