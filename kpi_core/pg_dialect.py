@@ -75,6 +75,13 @@ def _arg_max(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _date_part(node: exp.Expression) -> exp.Expression:
+    """DuckDB's year() / month() / day() are integers; PostgreSQL's extract() is numeric."""
+    if isinstance(node, exp.Year | exp.Month | exp.Day) and not isinstance(node.parent, exp.Cast):
+        return exp.cast(node.copy(), exp.DataType.build("INT"))
+    return node
+
+
 def _group_by_all(tree: exp.Expression) -> None:
     for select in tree.find_all(exp.Select):
         group = select.args.get("group")
@@ -145,7 +152,7 @@ def _translate(sql: str, keys: Callable[[str], Sequence[str]]) -> Translated:
         drop = _or_replace_temp(tree)
         suffix = _insert_or(tree, keys) or ""
         _group_by_all(tree)
-        tree = tree.transform(_arg_max)
+        tree = tree.transform(_arg_max).transform(_date_part)
         if drop:
             statements.append(f"DROP TABLE IF EXISTS {drop}")
         text = tree.sql("postgres") + suffix

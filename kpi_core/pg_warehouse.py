@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import queue
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -29,13 +29,18 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper, Loader
 
-from kpi_core.errors import DuplicateKeyError, KpiError
+from kpi_core import pauses
+from kpi_core.errors import DuplicateKeyError, KpiError, WarehouseBusyError
 from kpi_core.messages import Message
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.pg_dialect import bind, translate
 from kpi_core.pg_migrations import PG_MIGRATIONS
 
 SCHEMES = ("postgresql+psycopg://", "postgresql://", "postgres://")
+# Connections a process keeps at most: N app servers × POOL stay under the server's
+# max_connections (100 by default). A thread that holds one already may open one more beyond it
+# (a read inside its own write), so threads never wait for each other in a circle.
+POOL = 10
 
 # Keys and columns of the tables, read once per schema (for INSERT OR REPLACE's ON CONFLICT).
 _SCHEMA: dict[str, tuple[str, ...]] = {}
@@ -241,7 +246,7 @@ class PgCursor:
 
 
 def _missing(v: Any) -> bool:
-    if v is None or v is pd.NaT:
+    if v is None or v is pd.NaT or v is pd.NA:
         return True
     return isinstance(v, float) and v != v
 
@@ -263,15 +268,16 @@ class PgWarehouse:
     in_memory = False
     linger = 0.0
 
-    def __init__(self, url: str, *, wait: float = 30.0, **_: Any):
+    def __init__(self, url: str, *, wait: float = 30.0, pool: int = POOL, **_: Any):
         self._url = url
         self.path = redacted(url)  # printed by commands; never the password
         self.version_key = self.path
         self.wait = wait
-        self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
+        self.pool = pool
+        self._idle: list[psycopg.Connection] = []
         self._all: list[psycopg.Connection] = []
-        self._lock = threading.Lock()
-        self._mine = threading.local()
+        self._state = threading.Condition(threading.Lock())
+        self._mine = threading.local()  # how many connections this thread holds
         self.migrate()
 
     # -- connections -------------------------------------------------------------------------
@@ -287,14 +293,51 @@ class PgWarehouse:
         _adapt(con)
         return con
 
+    def _take(self) -> psycopg.Connection:
+        """An idle connection, a new one while under the bound, else wait for one."""
+        deadline = time.monotonic() + self.wait
+        held = getattr(self._mine, "held", 0)
+        with self._state:
+            while not self._idle and len(self._all) >= self.pool and not held:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WarehouseBusyError(
+                        Message("wh_err_in_use", path=self.path, seconds=f"{self.wait:.0f}")
+                    )
+                pauses.nap(self._state, left)  # not a timed wait: kpi_core/pauses.py
+            if self._idle:
+                return self._idle.pop()
+            self._all.append(None)  # a place taken while connecting, outside the lock
+        try:
+            con = self._connect()
+        except BaseException:
+            with self._state:
+                self._all.remove(None)
+                self._state.notify()
+            raise
+        with self._state:
+            self._all[self._all.index(None)] = con
+        return con
+
+    def _give_back(self, con: psycopg.Connection, *, broken: bool) -> None:
+        idle = psycopg.pq.TransactionStatus.IDLE
+        if broken or con.closed or con.info.transaction_status != idle:
+            with contextlib.suppress(Exception):
+                con.close()
+            with self._state:
+                if con in self._all:
+                    self._all.remove(con)
+                self._state.notify()
+            return
+        with self._state:
+            if con in self._all:  # not closed meanwhile by close()
+                self._idle.append(con)
+            self._state.notify()
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
-        try:
-            con = self._idle.get_nowait()
-        except queue.Empty:
-            con = self._connect()
-            with self._lock:
-                self._all.append(con)
+        con = self._take()
+        self._mine.held = getattr(self._mine, "held", 0) + 1
         broken = False
         try:
             yield con
@@ -302,18 +345,8 @@ class PgWarehouse:
             broken = True
             raise
         finally:
-            if (
-                broken
-                or con.closed
-                or con.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-            ):
-                with contextlib.suppress(Exception):
-                    con.close()
-                with self._lock:
-                    if con in self._all:
-                        self._all.remove(con)
-            else:
-                self._idle.put(con)
+            self._mine.held -= 1
+            self._give_back(con, broken=broken)
 
     @contextlib.contextmanager
     def cursor(self) -> Iterator[PgCursor]:
@@ -357,12 +390,13 @@ class PgWarehouse:
                 cur.close()
 
     def close(self) -> None:
-        with self._lock:
+        with self._state:
             for con in self._all:
-                with contextlib.suppress(Exception):
-                    con.close()
+                if con is not None:
+                    with contextlib.suppress(Exception):
+                        con.close()
             self._all.clear()
-        self._idle = queue.LifoQueue()
+            self._idle.clear()
 
     def replace_file(self, new: Any, keep_as: Any) -> None:
         raise KpiError(Message("pg_err_backup", url=self.path))

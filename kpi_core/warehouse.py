@@ -196,6 +196,9 @@ class Warehouse:
 
     def __init__(self, path: str | os.PathLike, *, linger: float = 1.0, wait: float = 30.0):
         self.path = str(path)
+        if self.path.startswith(("postgresql+psycopg:", "postgresql:", "postgres:")):
+            # A URL (or the shown form of one) would become a file of that name.
+            raise ValueError("a PostgreSQL warehouse is opened with open_warehouse(url)")
         self.in_memory = self.path == ":memory:"
         # An in-memory warehouse would vanish when closed, so it stays open.
         self.linger = float("inf") if self.in_memory else linger

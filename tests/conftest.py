@@ -148,7 +148,8 @@ ENGINES = ("file", "pg")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_ENGINES", False):
-        metafunc.parametrize("engine", ENGINES, indirect=True)
+        only_file = metafunc.definition.get_closest_marker("file_only") is not None
+        metafunc.parametrize("engine", ENGINES[:1] if only_file else ENGINES, indirect=True)
 
 
 @pytest.fixture
@@ -295,3 +296,10 @@ def receiver():
     yield start
     for r in started:
         r.stop()
+
+
+def reopen(wh: Warehouse) -> Warehouse:
+    """Another Warehouse object on the same warehouse, as another process would open it."""
+    if wh.engine == "duckdb":
+        return Warehouse(wh.path, linger=0)
+    return open_warehouse(wh._url)  # the URL with its password, which `path` leaves out

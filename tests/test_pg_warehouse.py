@@ -93,6 +93,9 @@ def test_parameters_bind_in_order_whatever_the_translation_repeats(pg_url):
             "50%?", 1, True, "x",
         )  # fmt: skip
         assert wh.one("SELECT arg_max(v, k) FROM (VALUES (1, 'a'), (2, 'b')) t(k, v)") == ("b",)
+        # Integers where DuckDB gives integers (a year feeds range() and date()); avg a float.
+        got = wh.one("SELECT year(DATE '2024-03-01'), month(DATE '2024-03-01'), avg(2)")
+        assert got == (2024, 3, 2.0) and [type(v) for v in got] == [int, int, float]
         with wh.transaction() as cur:
             cur.execute("INSERT OR REPLACE INTO app_secret VALUES (?, ?, ?)", ["k", "1", TODAY])
             cur.execute("INSERT OR REPLACE INTO app_secret VALUES (?, ?, ?)", ["k", "2", TODAY])
