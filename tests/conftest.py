@@ -142,12 +142,14 @@ def commit_waits_for_alerts(monkeypatch):
 
 # The warehouse engines. A test module that sets `BOTH_ENGINES = True` runs each of its tests
 # that uses `warehouse`, `sales_wh` or `demo_wh` on the DuckDB file and on PostgreSQL (the
-# session's server, a fresh database per test); other modules use the file only.
+# session's server, a fresh database per test); other modules use the file only, unless
+# KPI_TEST_ENGINES=both asks for both everywhere (to try a module on PostgreSQL).
 ENGINES = ("file", "pg")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "engine" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_ENGINES", False):
+    both = getattr(metafunc.module, "BOTH_ENGINES", False)
+    if "engine" in metafunc.fixturenames and (both or os.environ.get("KPI_TEST_ENGINES") == "both"):
         only_file = metafunc.definition.get_closest_marker("file_only") is not None
         metafunc.parametrize("engine", ENGINES[:1] if only_file else ENGINES, indirect=True)
 

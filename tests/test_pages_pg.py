@@ -39,3 +39,20 @@ def test_the_admin_page_points_to_pg_dump(pg_app, monkeypatch):
     at = open_page("pages/10_Admin.py", pg_app, monkeypatch, "en")
     shown = "\n".join([m.value for m in at.markdown] + [i.value for i in at.info])
     assert "pg_dump" in shown
+
+
+def test_an_unreachable_warehouse_is_a_message_without_its_password(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest import ROOT
+    from tests.pgserver import free_port
+
+    url = f"postgresql+psycopg://kpi:TopSecret99@127.0.0.1:{free_port()}/kpi"
+    monkeypatch.setenv("KPI_WAREHOUSE", url)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = "zh"
+    at.run()
+    assert not at.exception
+    shown = "\n".join(e.value for e in at.error)
+    assert "无法连接 PostgreSQL 仓库 postgresql+psycopg://kpi:***@127.0.0.1:" in shown
+    assert "TopSecret99" not in shown + "\n".join(m.value for m in at.markdown)

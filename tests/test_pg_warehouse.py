@@ -337,3 +337,13 @@ def test_two_writer_processes_on_one_warehouse(pg_sales, tmp_path):
     )  # fmt: skip
     assert wh.one("SELECT count(*) FROM target WHERE reason LIKE '% clash'")[0] == 1
     assert wh.one("SELECT count(*) FROM comment")[0] == 6
+
+
+def test_a_url_is_never_taken_for_a_file_name(postgres, tmp_path, monkeypatch):
+    from kpi_core.warehouse import Warehouse
+
+    monkeypatch.chdir(tmp_path)
+    shown = redacted(postgres.url())
+    with pytest.raises(ValueError):
+        Warehouse(shown)  # a file named after the URL: never
+    assert list(tmp_path.iterdir()) == []
