@@ -177,6 +177,31 @@ class PgCursor:
         self._cur.execute(done.statements[-1], bind(params, done.count))
         return self
 
+    def execute_with(
+        self, sql: str, params: Sequence[Any] | None, tables: dict[str, Any]
+    ) -> PgCursor:
+        """One read statement that joins `tables` (frames or Arrow tables) by name, each bound
+        as one array per column and unnested in a WITH clause in front of it."""
+        done = translate(sql, schema_keys)
+        (text,) = done.statements
+        values = bind(params, done.count)
+        ctes = []
+        for i, (name, table) in enumerate(tables.items()):
+            frame = table if isinstance(table, pd.DataFrame) else table.to_pandas()
+            arrays = []
+            for j, column in enumerate(frame.columns):
+                values[f"t{i}_{j}"] = frame[column].tolist()
+                kind = _sql_type(str(column), frame[column])
+                arrays.append(f"%(t{i}_{j})s::{kind}[]")
+            names = ", ".join(f'"{c}"' for c in frame.columns)
+            # Names are the core's own (pairs.py: "wanted"); the values are bound.
+            unnested = f"SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
+            ctes.append(f"{name} ({names}) AS ({unnested})")
+        head = "WITH " + ", ".join(ctes)
+        text = f"{head}, {text[5:]}" if text[:5].upper() == "WITH " else f"{head} {text}"
+        self._cur.execute(text, values)
+        return self
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
         done = translate(sql, schema_keys)
         self._cur.executemany(done.statements[-1], [bind(r, done.count) for r in rows])
@@ -422,9 +447,12 @@ class PgWarehouse:
     def arrays(
         self, sql: str, params: Sequence[Any] | None = None, tables: dict[str, Any] | None = None
     ) -> dict[str, np.ndarray]:
+        """As the file's. `tables` (the pairs of a roll-up) are bound as arrays, unnested in a
+        WITH clause: one round trip, where a temp table (CREATE, COPY, ANALYZE, DROP) cost
+        ~100 ms for 5,000 pairs on the bench warehouse."""
         with self.cursor() as cur:
-            for name, table in (tables or {}).items():
-                cur.register(name, table)
+            if tables:
+                return cur.execute_with(sql, params, tables).fetchnumpy()
             return cur.execute(sql, params).fetchnumpy()
 
     # -- the schema --------------------------------------------------------------------------
