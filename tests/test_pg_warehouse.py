@@ -250,7 +250,7 @@ WRITER = textwrap.dedent(
     from datetime import date
     from pathlib import Path
     sys.path.insert(0, sys.argv[4])
-    from kpi_core import access, actuals, planning, review, service
+    from kpi_core import access, actuals, pauses, planning, review, service
     from kpi_core.access import Scope
     from kpi_core.catalog import load_catalog
     from kpi_core.ingest import intake
@@ -260,13 +260,22 @@ WRITER = textwrap.dedent(
     url, me, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     unit, kpi_code = {"a": ("EAST", "NEW_CUST"), "b": ("NORTH", "CSAT")}[me]
     other = "b" if me == "a" else "a"
+
+
+    def wait_for(step):  # the other writer's marker; give up if it died
+        deadline = time.monotonic() + 120
+        while not (folder / f"{step}-{other}").exists():
+            if time.monotonic() > deadline:
+                sys.exit(f"the other writer never reached {step}")
+            pauses.sleep(0.01)  # time.sleep fails under faketime (kpi_core/pauses.py)
+
+
     wh = open_warehouse(url)
     cat = load_catalog(wh)
     head = actor(wh, "head_" + me, "admin")
     g = grid(wh, head)                              # read before the other writes
     (folder / f"ready-{me}").touch()
-    while not (folder / f"ready-{other}").exists():
-        time.sleep(0.01)
+    wait_for("ready")
     # A target save of a cell of its own, an upload for its own unit, comments.
     edits, _ = edit(wh, g, {(f"SALES/{kpi_code}", "target"): "65" if me == "a" else "92"})
     planning.save_targets(wh, cat, head, edits, reason=me, effective=date(2024, 7, 1))
@@ -280,8 +289,7 @@ WRITER = textwrap.dedent(
     # The conflicting edit: both change SALES/REV's challenge from the same grid read.
     clash, _ = edit(wh, g, {("SALES/REV", "challenge"): "1亿" if me == "a" else "2亿"})
     (folder / f"wrote-{me}").touch()
-    while not (folder / f"wrote-{other}").exists():
-        time.sleep(0.01)
+    wait_for("wrote")
     try:
         planning.save_targets(wh, cat, head, clash, reason=me + " clash",
                               effective=date(2024, 7, 1))
@@ -289,8 +297,7 @@ WRITER = textwrap.dedent(
     except planning.ConflictError as exc:
         print("clash: refused by", exc.conflicts[0].by)
     (folder / f"done-{me}").touch()
-    while not (folder / f"done-{other}").exists():
-        time.sleep(0.01)
+    wait_for("done")
     # Its next read sees the other's work.
     seen = wh.rows("SELECT text FROM comment WHERE text LIKE ? ORDER BY text", [other + " says %"])
     print("comments:", [t for (t,) in seen])
@@ -320,11 +327,17 @@ def test_two_writer_processes_on_one_warehouse(pg_sales, tmp_path):
         )  # fmt: skip
         for me in ("a", "b")
     }
-    out = {}
-    for me, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr
-        out[me] = stdout.splitlines()
+    out, errors = {}, {}
+    try:
+        for me, proc in procs.items():
+            stdout, errors[me] = proc.communicate(timeout=300)
+            out[me] = stdout.splitlines()
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert all(p.returncode == 0 for p in procs.values()), errors
     # Every write of each landed, and each saw the other's on its next read.
     assert "comments: ['b says 0', 'b says 1', 'b says 2']" in out["a"]
     assert "comments: ['a says 0', 'a says 1', 'a says 2']" in out["b"]
