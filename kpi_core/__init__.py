@@ -22,7 +22,7 @@ not even inside a function.
 
 # The core modules kpi_core/ui, pages/ and app.py may import. Anything else (collector, memo,
 # formula, system_checks, system_writer, the ingest pieces below the intake, …) is reached
-# through one of these. From `warehouse` the UI takes only `Warehouse` and `resolve_path`
+# through one of these. From `warehouse` the UI takes only `Warehouse`, `open_warehouse` and `resolve_path`
 # (`UI_WAREHOUSE_NAMES`): connections, gates and queries stay in the core.
 UI_SURFACE = frozenset(
     {
@@ -42,4 +42,4 @@ UI_SURFACE = frozenset(
         "warehouse",
     }
 )  # fmt: skip
-UI_WAREHOUSE_NAMES = frozenset({"Warehouse", "resolve_path"})
+UI_WAREHOUSE_NAMES = frozenset({"Warehouse", "open_warehouse", "resolve_path"})

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import duckdb
 import pandas as pd
 
+from kpi_core import dialects
+
 if TYPE_CHECKING:  # only names for hints: the modules that write audit rows import this one
     from kpi_core.access import Actor
     from kpi_core.catalog import Catalog
@@ -26,7 +28,8 @@ if TYPE_CHECKING:  # only names for hints: the modules that write audit rows imp
 COLUMNS = ["changed_at", "changed_by", "entity", "key", "field", "old", "new", "reason"]
 # The whole log: `audit`, and each value a write of actuals changed (migration 8), spelled out
 # as `audit` rows were before it: key UNIT/KPI/YYYY-MM, old and new as text.
-LOG = """(
+LOG = dialects.postgres_part(
+    """(
     SELECT changed_at, changed_by, entity, key, field, old, new, reason FROM audit
     UNION ALL
     SELECT s.changed_at, s.changed_by, 'actual',
@@ -35,7 +38,22 @@ LOG = """(
            'value', c.old::VARCHAR, c.new::VARCHAR, s.reason
     FROM value_change c JOIN value_change_set s ON s.id = c.set_id
     LEFT JOIN kpi k ON k.id = c.kpi_id LEFT JOIN org_unit u ON u.id = c.unit_id
-) AS log"""
+) AS log""",
+    # PostgreSQL writes 123.0 as "123"; DuckDB's "123.0" is what the log has always shown.
+    """(
+    SELECT changed_at, changed_by, entity, key, field, old, new, reason FROM audit
+    UNION ALL
+    SELECT s.changed_at, s.changed_by, 'actual',
+           coalesce(u.code, c.unit_id::text) || '/' || coalesce(k.code, c.kpi_id::text)
+               || '/' || to_char(c.period, 'YYYY-MM'),
+           'value',
+           CASE WHEN c.old::text ~ '^-?[0-9]+$' THEN c.old::text || '.0' ELSE c.old::text END,
+           CASE WHEN c.new::text ~ '^-?[0-9]+$' THEN c.new::text || '.0' ELSE c.new::text END,
+           s.reason
+    FROM value_change c JOIN value_change_set s ON s.id = c.set_id
+    LEFT JOIN kpi k ON k.id = c.kpi_id LEFT JOIN org_unit u ON u.id = c.unit_id
+) AS log""",
+)
 _TEXT = COLUMNS[2:]  # the columns after when and who are text
 
 

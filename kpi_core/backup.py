@@ -110,7 +110,14 @@ class Settings:
     keep: int | None
 
 
+def file_only(wh: Warehouse) -> None:
+    """The zip backups are the DuckDB file's; a PostgreSQL warehouse has pg_dump (README)."""
+    if wh.engine != "duckdb":
+        raise BackupError(Message("pg_err_backup", url=wh.path))
+
+
 def settings(wh: Warehouse) -> Settings:
+    file_only(wh)
     conf = section("backup")
     raw = conf.get("dir")
     if raw:
@@ -350,6 +357,7 @@ def backup(
     """Write a backup to `dest` (a `.zip` file, or a directory to name one in); with `keep`,
     then delete the oldest backups in that directory beyond `keep`."""
     _admin(who, Message("bk_admins_backup"))
+    file_only(wh)
     if keep is not None and keep < 1:
         raise BackupError(Message("bk_keep_at_least", keep=keep))
     now = datetime.now()
@@ -523,6 +531,7 @@ def verify(path: str | os.PathLike) -> Manifest:
 def restore(wh: Warehouse, path: str | os.PathLike, who: Actor) -> RestoreResult:
     """Replace the warehouse by the backup at `path`, after checking all of it."""
     _admin(who, Message("bk_admins_restore"))
+    file_only(wh)
     path = Path(path)
     manifest = read_manifest(path)
     if manifest.schema_version > LATEST_SCHEMA:

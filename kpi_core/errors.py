@@ -65,3 +65,12 @@ class ValidationError(KpiError):
         self.problems = problems
         head = f"{len(problems)} problem(s); nothing was written."
         super().__init__("\n".join([head, *(str(p) for p in problems[:50])]))
+
+
+class DuplicateKeyError(KpiError):
+    """A write refused by a key of the PostgreSQL warehouse: another server committed the same
+    key first (kpi_core/pg_warehouse.py). The code that saves turns it into its own refusal."""
+
+    def __init__(self, table: str):
+        super().__init__(Message("pg_err_duplicate", table=table))
+        self.table = table

@@ -136,6 +136,7 @@ _USERS = "SELECT name, display_name, role, scope FROM app_user ORDER BY name"
 def load(source: Warehouse | duckdb.DuckDBPyConnection) -> People:
     """Every user of the warehouse (or of the transaction `source` is a cursor of)."""
     rows = (
-        source.rows(_USERS) if isinstance(source, Warehouse) else source.execute(_USERS).fetchall()
+        # A warehouse of either engine has `rows`; a cursor has not.
+        source.rows(_USERS) if hasattr(source, "rows") else source.execute(_USERS).fetchall()
     )
     return People.of([(name, shown, role, list(scope or [])) for name, shown, role, scope in rows])

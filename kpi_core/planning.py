@@ -29,10 +29,10 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from kpi_core import audit, clock, system_import, targets, workbook
+from kpi_core import audit, clock, dialects, system_import, targets, workbook
 from kpi_core.access import Actor
 from kpi_core.catalog import SCORECARD, Catalog
-from kpi_core.errors import KpiError, ValidationError
+from kpi_core.errors import DuplicateKeyError, KpiError, ValidationError
 from kpi_core.grid_edits import (
     _NOT_YOURS,
     CellProblem,
@@ -464,21 +464,56 @@ def save_targets(
         ],
         columns=audit.COLUMNS,
     )  # fmt: skip
+    try:
+        _write_targets(wh, cat, who, frame, cells, reason, now)
+    except DuplicateKeyError:
+        # On PostgreSQL, another server saved the same version between our check and our
+        # write, and the target's key refused ours: check again, which now names theirs.
+        _write_targets(wh, cat, who, frame, cells, reason, now)
+    return Saved(len(edits), len(cells), {e.unit_id for e in edits})
+
+
+# The edits whose target has a version other than the one the grid was read at.
+_CLASH = dialects.postgres(
+    """SELECT e.kpi_id, e.unit_id, e.grain, e.period_start, c.by, c.at
+       FROM edits e
+       LEFT JOIN (SELECT t.kpi_id, t.unit_id, t.grain, t.period_start,
+                         max(t.version) AS version,
+                         arg_max(t.changed_by, t.version) AS by,
+                         arg_max(t.changed_at, t.version) AS at
+                  FROM target t
+                  SEMI JOIN edits USING (kpi_id, unit_id, grain, period_start)
+                  GROUP BY ALL) c
+         USING (kpi_id, unit_id, grain, period_start)
+       WHERE coalesce(c.version, 0) <> e.expected""",
+    """SELECT e.kpi_id, e.unit_id, e.grain, e.period_start, c.by, c.at
+       FROM edits e
+       LEFT JOIN (SELECT DISTINCT ON (t.kpi_id, t.unit_id, t.grain, t.period_start)
+                         t.kpi_id, t.unit_id, t.grain, t.period_start, t.version,
+                         t.changed_by AS by, t.changed_at AS at
+                  FROM target t
+                  WHERE EXISTS (SELECT 1 FROM edits x
+                                WHERE x.kpi_id = t.kpi_id AND x.unit_id = t.unit_id
+                                  AND x.grain = t.grain AND x.period_start = t.period_start)
+                  ORDER BY t.kpi_id, t.unit_id, t.grain, t.period_start, t.version DESC) c
+         USING (kpi_id, unit_id, grain, period_start)
+       WHERE coalesce(c.version, 0) <> e.expected""",
+)
+
+
+def _write_targets(
+    wh: Warehouse,
+    cat: Catalog,
+    who: Actor,
+    frame: pd.DataFrame,
+    cells: pd.DataFrame,
+    reason: str,
+    now: datetime,
+) -> None:
+    """The new versions and their audit, unless a row was saved by somebody else meanwhile."""
     with wh.transaction() as cur:
         cur.register("edits", frame)
-        clash = cur.execute(
-            """SELECT e.kpi_id, e.unit_id, e.grain, e.period_start, c.by, c.at
-               FROM edits e
-               LEFT JOIN (SELECT t.kpi_id, t.unit_id, t.grain, t.period_start,
-                                 max(t.version) AS version,
-                                 arg_max(t.changed_by, t.version) AS by,
-                                 arg_max(t.changed_at, t.version) AS at
-                          FROM target t
-                          SEMI JOIN edits USING (kpi_id, unit_id, grain, period_start)
-                          GROUP BY ALL) c
-                 USING (kpi_id, unit_id, grain, period_start)
-               WHERE coalesce(c.version, 0) <> e.expected"""
-        ).fetchall()
+        clash = cur.execute(_CLASH).fetchall()
         if clash:
             raise ConflictError(
                 [
@@ -492,7 +527,6 @@ def save_targets(
             )
         targets.add_versions(cur, frame, by=who.name, at=now, reason=reason.strip())
         audit.record_many(cur, cells)
-    return Saved(len(edits), len(cells), {e.unit_id for e in edits})
 
 
 # --- History and revert --------------------------------------------------------------------

@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="0.0.0.0", help="where nginx listens")
-    p.add_argument("--warehouse", help="the DuckDB file (else KPI_WAREHOUSE, secrets.toml)")
+    p.add_argument(
+        "--warehouse", help="the DuckDB file or PostgreSQL URL (else KPI_WAREHOUSE, secrets.toml)"
+    )
     args = p.parse_args(argv)
     env = {"KPI_WAREHOUSE": args.warehouse} if args.warehouse else {}
     folder = Path(tempfile.mkdtemp(prefix="kpi-serve-"))

@@ -28,8 +28,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("KPI_SECRETS", ".streamlit/secrets.toml", "another secrets file (a second site, the tests); every setting below from secrets.toml is read from it"),
-    Setting("KPI_WAREHOUSE", "—", "the warehouse file; beats `[warehouse] path` (`--warehouse` beats both)"),
-    Setting("[warehouse] path", "data/warehouse.duckdb", "the warehouse file"),
+    Setting("KPI_WAREHOUSE", "—", "the warehouse: a DuckDB file, or PostgreSQL's `postgresql+psycopg://user:password@host:port/db` (without the password, libpq reads `PGPASSWORD` or `~/.pgpass`); beats `[warehouse] path` (`--warehouse` beats both)"),
+    Setting("[warehouse] path", "data/warehouse.duckdb", "the warehouse: a DuckDB file or a PostgreSQL URL"),
     Setting("KPI_USER", "—", "the user a command acts as when `--user` is not given"),
     Setting("KPI_TODAY", "the system's date", "fixes the day (YYYY-MM-DD) for a process and those it starts"),
     Setting("KPI_VALIDATE_CHARTS", "0", "1: check every chart against Vega-Lite's schema each time it is built, not only the first (the tests set it)"),

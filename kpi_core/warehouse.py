@@ -76,7 +76,8 @@ _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": F
 
 
 def resolve_path(explicit: str | os.PathLike | None = None) -> str:
-    """`--warehouse` beats `KPI_WAREHOUSE`, which beats `[warehouse] path` in secrets.toml."""
+    """`--warehouse` beats `KPI_WAREHOUSE`, which beats `[warehouse] path` in secrets.toml.
+    Each is a file's path or a PostgreSQL URL (`open_warehouse`)."""
     if explicit:
         return str(explicit)
     if env := settings.env("KPI_WAREHOUSE"):
@@ -84,6 +85,26 @@ def resolve_path(explicit: str | os.PathLike | None = None) -> str:
     if path := settings.section("warehouse").get("path"):
         return str(path)
     return str(DEFAULT_PATH)
+
+
+def open_warehouse(target: str | os.PathLike, **options: Any) -> Warehouse:
+    """The warehouse at `target` (what `resolve_path` gives): a DuckDB file, or a PostgreSQL
+    database named by a `postgresql+psycopg://` URL (kpi_core/pg_warehouse.py), which has the
+    same public face. `options` are the file's (`linger`, `wait`)."""
+    if str(target).startswith(("postgresql+psycopg://", "postgresql://", "postgres://")):
+        from kpi_core.pg_warehouse import PgWarehouse  # psycopg only where it is used
+
+        return PgWarehouse(str(target), **options)  # type: ignore[return-value]
+    return Warehouse(target, **options)
+
+
+def shown(target: str | os.PathLike) -> str:
+    """`target` as logs, messages and pages may show it: a URL without its password."""
+    if str(target).startswith(("postgresql+psycopg://", "postgresql://", "postgres://")):
+        from kpi_core.pg_warehouse import redacted
+
+        return redacted(str(target))
+    return str(target)
 
 
 _OPEN: weakref.WeakSet[Warehouse] = weakref.WeakSet()
@@ -171,8 +192,13 @@ class Warehouse:
     """A DuckDB file shared by the threads of this process and, as described in the module
     docstring, by other processes: read-only together, one writer at a time."""
 
+    engine = "duckdb"  # kpi_core/pg_warehouse.py's is "postgresql"
+
     def __init__(self, path: str | os.PathLike, *, linger: float = 1.0, wait: float = 30.0):
         self.path = str(path)
+        if self.path.startswith(("postgresql+psycopg:", "postgresql:", "postgres:")):
+            # A URL (or the shown form of one) would become a file of that name.
+            raise ValueError("a PostgreSQL warehouse is opened with open_warehouse(url)")
         self.in_memory = self.path == ":memory:"
         # An in-memory warehouse would vanish when closed, so it stays open.
         self.linger = float("inf") if self.in_memory else linger

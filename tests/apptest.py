@@ -8,7 +8,7 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_r
 from streamlit.testing.v1 import AppTest
 
 from kpi_core import auth, sessions
-from kpi_core.warehouse import Warehouse
+from kpi_core.warehouse import open_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def sign_in(monkeypatch, warehouse, user: str, at: AppTest | None = None) -> str
     """A real session for `user` in the warehouse the page reads, as the sign-in route makes
     it, and its signed cookie in the browser of `at` (of every AppTest when None; see
     `browser_cookie`). Returns the cookie's value."""
-    wh = Warehouse(warehouse, linger=0)
+    wh = open_warehouse(str(warehouse), linger=0)  # a file or a PostgreSQL URL
     try:
         now = datetime.now()  # the gate checks the session against the clock, as in the app
         session_id = sessions.create(wh, user, now=now, rules=auth.policy())

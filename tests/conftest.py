@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from kpi_core import demo, service, workbook
 from kpi_core.access import Scope
 from kpi_core.ingest import intake
 from kpi_core.system_import import import_system
-from kpi_core.warehouse import Warehouse
+from kpi_core.warehouse import Warehouse, open_warehouse
 from tests.receiver import Receiver
 
 # The day every test runs on, whatever the system clock says. The core takes it as `today`; the
@@ -139,8 +140,48 @@ def commit_waits_for_alerts(monkeypatch):
     monkeypatch.setattr(intake, "commit", commit)
 
 
+# The warehouse engines. A test module that sets `BOTH_ENGINES = True` runs each of its tests
+# that uses `warehouse`, `sales_wh` or `demo_wh` on the DuckDB file and on PostgreSQL (the
+# session's server, a fresh database per test); other modules use the file only, unless
+# KPI_TEST_ENGINES=both asks for both everywhere (to try a module on PostgreSQL).
+ENGINES = ("file", "pg")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    both = getattr(metafunc.module, "BOTH_ENGINES", False)
+    if "engine" in metafunc.fixturenames and (both or os.environ.get("KPI_TEST_ENGINES") == "both"):
+        only_file = metafunc.definition.get_closest_marker("file_only") is not None
+        metafunc.parametrize("engine", ENGINES[:1] if only_file else ENGINES, indirect=True)
+
+
 @pytest.fixture
-def warehouse(tmp_path):
+def engine(request) -> str:
+    return getattr(request, "param", "file")
+
+
+def fresh_pg_database(server, template: str | None = None) -> str:
+    """A new database on the session's server (a copy of `template`); its URL."""
+    name = f"wh_{secrets.token_hex(6)}"
+    copy = f" TEMPLATE {template}" if template else ""
+    server.execute(f"CREATE DATABASE {name}{copy}")
+    return server.url(db=name)
+
+
+def _drop_pg_database(server, url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def warehouse(tmp_path, engine, request):
+    if engine == "pg":
+        server = request.getfixturevalue("postgres")
+        url = fresh_pg_database(server)
+        wh = open_warehouse(url)
+        yield wh
+        wh.close()
+        _drop_pg_database(server, url)
+        return
     wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
     yield wh
     wh.close()
@@ -203,10 +244,28 @@ def own_file(demo_file, tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def pg_demo(postgres) -> str:
+    """The demo company in a PostgreSQL database built once; tests get copies (`demo_wh`)."""
+    url = fresh_pg_database(postgres)
+    wh = open_warehouse(url)
+    service.ensure_demo(wh, today=TODAY)
+    wh.close()
+    return url.rsplit("/", 1)[1]
+
+
 @pytest.fixture
-def demo_wh(own_file):
-    """The copy, open."""
-    wh = Warehouse(own_file, linger=0)
+def demo_wh(engine, request):
+    """A copy of the demo warehouse, open: a file, or a PostgreSQL database (`engine`)."""
+    if engine == "pg":
+        server = request.getfixturevalue("postgres")
+        url = fresh_pg_database(server, template=request.getfixturevalue("pg_demo"))
+        wh = open_warehouse(url)
+        yield wh
+        wh.close()
+        _drop_pg_database(server, url)
+        return
+    wh = Warehouse(request.getfixturevalue("own_file"), linger=0)
     yield wh
     wh.close()
 
@@ -239,3 +298,10 @@ def receiver():
     yield start
     for r in started:
         r.stop()
+
+
+def reopen(wh: Warehouse) -> Warehouse:
+    """Another Warehouse object on the same warehouse, as another process would open it."""
+    if wh.engine == "duckdb":
+        return Warehouse(wh.path, linger=0)
+    return open_warehouse(wh._url)  # the URL with its password, which `path` leaves out

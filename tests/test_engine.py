@@ -12,6 +12,8 @@ from kpi_core.catalog import load_catalog
 from kpi_core.periods import parse_period
 from kpi_core.system_import import import_system
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 
 def card(wh, unit, period):
     return service.score_unit(wh, access.SYSTEM, unit, parse_period(period))

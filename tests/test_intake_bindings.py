@@ -28,6 +28,8 @@ from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.test_intake_files import in_chinese, sha256
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 TODAY = date(2026, 11, 20)
 KPI_COLUMNS = ["code", "name_zh", "name_en", "unit", "direction", "aggregation", "numerator",
                "denominator", "formula", "perspective", "veto"]  # fmt: skip

@@ -12,6 +12,8 @@ from kpi_core.catalog import load_catalog
 from kpi_core.ingest import intake
 from kpi_core.ingest.intake import IntakeError
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 TODAY = date(2026, 11, 21)
 CSV = b"period,unit,kpi,value\n2026-09,SALES_E,VISITS,123\n"
 

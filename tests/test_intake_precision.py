@@ -20,6 +20,8 @@ from kpi_core.ingest.sources import Source
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 TODAY = date(2026, 11, 21)
 
 

@@ -7,14 +7,19 @@ import numpy as np
 import pytest
 
 from kpi_core import pairs
-from kpi_core.warehouse import Warehouse, in_background
+from kpi_core.warehouse import Warehouse, in_background, open_warehouse
+from tests.conftest import fresh_pg_database
 
 TEMPLATE = "SELECT a.kpi_id, a.unit_id, a.v FROM cells a {join} WHERE {match} AND a.v >= ?"
 
 
-@pytest.fixture(scope="module")
-def wh(tmp_path_factory):
-    wh = Warehouse(tmp_path_factory.mktemp("pairs") / "w.duckdb", linger=0)
+@pytest.fixture(scope="module", params=["file", "pg"])
+def wh(request, tmp_path_factory):
+    """The DuckDB file, and PostgreSQL, where the pairs go as arrays (kpi_core/pg_warehouse.py)."""
+    if request.param == "pg":
+        wh = open_warehouse(fresh_pg_database(request.getfixturevalue("postgres")))
+    else:
+        wh = Warehouse(tmp_path_factory.mktemp("pairs") / "w.duckdb", linger=0)
     with wh.transaction() as cur:
         # 60 KPIs × 80 units, v = kpi * 1000 + unit; KPI 7 of unit 3 is missing.
         cur.execute(

@@ -16,6 +16,8 @@ from kpi_core.ingest import intake
 from kpi_core.periods import Period
 from kpi_core.scorecard import evaluate
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 ADMIN = access.SYSTEM
 
 

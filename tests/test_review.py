@@ -12,6 +12,8 @@ from kpi_core.errors import NotFoundError, ScopeError
 from kpi_core.periods import parse_period
 from kpi_core.review import CommentError
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 
 @pytest.fixture
 def sales(sales_wh):

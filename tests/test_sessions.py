@@ -12,7 +12,9 @@ import pytest
 from kpi_core import access, backup, service, sessions, users
 from kpi_core.auth import Policy, SignInError
 from kpi_core.errors import ScopeError
-from kpi_core.warehouse import Warehouse
+from tests.conftest import reopen
+
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
 
 T0 = datetime(2026, 11, 2, 9, 0)
 RULES = Policy(max_failures=5, lock_minutes=15, idle_minutes=30, session_hours=8)
@@ -68,7 +70,7 @@ def test_the_key_is_made_once_and_kept_or_comes_from_secrets(demo_wh, tmp_path, 
     monkeypatch.setenv("KPI_SECRETS", str(tmp_path / "none.toml"))
     first = sessions.key(demo_wh, now=T0)
     assert len(first) >= 48 and sessions.key(demo_wh, now=T0) == first
-    again = Warehouse(demo_wh.path, linger=0)  # another process would read the same key
+    again = reopen(demo_wh)  # another process would read the same key
     try:
         assert sessions.key(again, now=T0) == first
     finally:
@@ -189,6 +191,7 @@ def test_old_ended_sessions_are_pruned(demo_wh):
     assert demo_wh.one("SELECT count(*) FROM app_session")[0] == 1
 
 
+@pytest.mark.file_only  # PostgreSQL's backups are pg_dump's
 def test_a_restored_backup_brings_no_session_back(demo_wh, tmp_path):
     """A backup holds the sessions live when it was made; one ended since (signed out, by an
     admin) must not work again after restoring it, and whoever is signed in now (the admin

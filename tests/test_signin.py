@@ -16,6 +16,8 @@ from kpi_core.auth import Policy
 from kpi_core.warehouse import Warehouse
 from tests.apptest import ROOT, browser_cookie, ok, sign_in
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 RULES = Policy(max_failures=3, lock_minutes=15, idle_minutes=30)
 
 

@@ -23,6 +23,8 @@ from kpi_core.periods import PeriodError, iso_week, weeks_of_month
 from kpi_core.warehouse import Warehouse
 from tests.said import CJK, chinese
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 ADMIN = access.Actor("admin", "admin", Scope.all())
 # A channel-target sheet: a title, the header in row 2, a monthly target only on the first week
 # row of each channel (blank below = same), weekly targets on every row, and channel ids an

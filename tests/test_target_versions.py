@@ -7,6 +7,8 @@ import pytest
 
 from kpi_core import targets
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 AT = datetime(2026, 11, 20, 9, 30)
 LEVELS = ", ".join(targets.LEVEL_FIELDS)
 

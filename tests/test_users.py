@@ -7,6 +7,8 @@ from kpi_core.access import Scope, verify_password
 from kpi_core.catalog import load_user
 from kpi_core.errors import NotFoundError, ScopeError
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 ADMIN = access.Actor("admin", "admin", Scope.all())
 
 

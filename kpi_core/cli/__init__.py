@@ -44,7 +44,7 @@ from kpi_core.errors import (
 from kpi_core.ingest import sources
 from kpi_core.messages import Message
 from kpi_core.periods import parse_period
-from kpi_core.warehouse import Warehouse, resolve_path
+from kpi_core.warehouse import Warehouse, open_warehouse, resolve_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +81,7 @@ def _failed(args: argparse.Namespace, exc: Exception, code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    wh = Warehouse(resolve_path(args.warehouse), linger=0)
+    wh = open_warehouse(resolve_path(args.warehouse), linger=0)
     try:
         if args.command == "restore":  # replacing the file: it must not be held open meanwhile
             return _restore(wh, args)
@@ -166,6 +166,7 @@ def _command(wh: Warehouse, args: argparse.Namespace) -> int:
 
 def _restore(wh: Warehouse, args: argparse.Namespace) -> int:
     actor = _who(wh, args)
+    backup.file_only(wh)  # before reading the zip: on PostgreSQL, pg_restore
     manifest = backup.read_manifest(args.path)
     print(f"{args.path}: backup of {manifest.created_at} by {manifest.created_by}, schema "
           f"{manifest.schema_version}, {len(manifest.tables)} tables, {manifest.rows} rows")  # fmt: skip

@@ -19,7 +19,7 @@ from kpi_core.catalog import SCORECARD, Catalog, load_catalog
 from kpi_core.errors import KpiError, WarehouseBusyError
 from kpi_core.periods import Period, PeriodError, parse_period
 from kpi_core.texts import N_
-from kpi_core.warehouse import Warehouse, resolve_path
+from kpi_core.warehouse import Warehouse, open_warehouse, resolve_path
 
 from . import signin
 
@@ -56,7 +56,7 @@ def shared_warehouse(path: str) -> Warehouse:
     with _SHARED_LOCK:
         wh = _SHARED.get(path)
         if wh is None:
-            wh = Warehouse(path)
+            wh = open_warehouse(path)
             service.ensure_demo(wh, today=clock.today())
             _SHARED[path] = wh
         return wh

@@ -269,6 +269,9 @@ def _revoke(ctx: PageContext, screen_id: int) -> None:
 
 
 def backup_section(ctx: PageContext) -> None:
+    if ctx.wh.engine != "duckdb":  # PostgreSQL's backups are its own (README)
+        st.info(ctx.t("ad_backup_pg"))
+        return
     st.caption(ctx.t("ad_backup_intro"))
     if st.session_state.pop("ad_restore_reset", False):  # after a restore: start over
         for key in ("ad_restore_sure", "ad_pick_backup"):
