@@ -399,4 +399,11 @@ PG_MIGRATIONS: dict[int, str] = {
         ALTER TABLE alert_event ALTER COLUMN message_zh DROP NOT NULL;
         ALTER TABLE alert_event ALTER COLUMN message_en DROP NOT NULL;
         """,
+    14: """
+        -- A failed delivery's message as its key and JSON values (kpi_core.messages.dump_values),
+        -- rendered on the Alerts page in its reader's language. `error` keeps the English text
+        -- (logs, the command line); rows written before have only that (error_key NULL).
+        ALTER TABLE push_log ADD COLUMN error_key VARCHAR;
+        ALTER TABLE push_log ADD COLUMN error_values VARCHAR;
+        """,
 }
