@@ -280,133 +280,11 @@ RULES: list[tuple[str, str]] = [
         "add a KPI/指标 column naming the KPI of each row",
         "请添加 KPI/指标 列，写明每一行的指标",
     ),
-    # --- validate.py and names.py: values checked against the library, org and calendar -------
-    # validate.py: which KPI a column is bound to
-    (
-        "column '{text}' is KPI {kpi} by its name, but {code} is not on unit {unit}'s tree: "
-        "{n} value(s) left out",
-        "列“{text}”按名称对应到指标 {kpi}，但 {code} 不在组织 {unit} 的指标树上：{n} 个数值未导入",
-    ),
-    (
-        "column '{text}' is KPI {kpi} by its code, but {code} is not on unit {unit}'s tree: "
-        "{n} value(s) left out",
-        "列“{text}”按编码对应到指标 {kpi}，但 {code} 不在组织 {unit} 的指标树上：{n} 个数值未导入",
-    ),
-    (
-        "KPI {kpi} is not on unit {unit}'s tree: {n} value(s) left out",
-        "指标 {kpi} 不在组织 {unit} 的指标树上：{n} 个数值未导入",
-    ),
-    (
-        "write the code of one of {unit}'s KPIs in the header instead ({names}), or add {code} "
-        "to {unit2}'s tree first",
-        "请在表头改写为 {unit} 的某个指标编码（{names}），或先把 {code} 加到 {unit2} 的指标树上",
-    ),
-    (
-        "use one of {unit}'s KPIs instead ({names}), or add {code} to {unit2}'s tree first",
-        "请改用 {unit} 的指标（{names}），或先把 {code} 加到 {unit2} 的指标树上",
-    ),
-    (
-        "add {code} to {unit}'s tree first, or check the unit",
-        "请先把 {code} 加到 {unit} 的指标树上，或检查组织是否正确",
-    ),
-    (
-        "'{text}' could be KPI {choices}: {n} value(s) left out",
-        "“{text}”可能是指标 {choices}，需要您指明是哪一个：{n} 个数值未导入",
-    ),
-    (
-        "write the code of the KPI you mean in place of the name ({codes}), or load the sheet "
-        "with a mapping profile",
-        "请把名称改写为您所指指标的编码（{codes}），或用映射方案导入该工作表",
-    ),
-    (
-        "'{code}' is not a KPI code of the library — choose the KPI for column {at} of "
-        "sheet '{sheet}' again",
-        "“{code}”不是指标库中的指标编码——请重新为工作表“{sheet}”的 {at} 选择指标",
-    ),
-    ("unknown KPI '{kpi}'", "未知指标“{kpi}”"),
-    ("no KPI given", "未填写指标"),
-    ("check the KPI library for its code", "请在指标库中核对指标编码"),
-    ("fill in the KPI code or name", "请填写指标编码或名称"),
-    ("did you mean {choices}?", "是否想写 {choices}？"),
-    (
-        "'{kpi}' is computed by its formula ({formula})",
-        "指标“{kpi}”由公式计算得出（{formula}），不能直接导入",
-    ),
-    ("load the KPIs it is made of instead", "请改为导入构成它的各项指标"),
-    ("unknown unit '{unit}'", "未知组织“{unit}”"),
-    ("no unit given", "未填写组织"),
-    ("check the org units for its code", "请在组织架构中核对组织编码"),
-    ("fill in the unit code or name", "请填写组织编码或名称"),
-    ("unit '{unit}' is outside your scope", "组织“{unit}”超出您的权限范围"),
-    (
-        "upload only the units you are responsible for, or ask an admin",
-        "请只上传您负责的组织，或联系管理员",
-    ),
-    ("no period given", "未填写期间"),
+    # --- periods.py's refusal, which target_mapping.py still puts into its own English ---------
     (
         "'{text}' is not a period — write 2024 (year), 2024-Q1 (quarter) or 2024-03 (month)",
         "“{text}”不是有效的期间——请写作 2024（年）、2024-Q1（季度）或 2024-03（月）",
     ),
-    ("'{text}' is a year — actuals are monthly", "“{text}”是年度——实际数据按月填报"),
-    ("'{text}' is a quarter — actuals are monthly", "“{text}”是季度——实际数据按月填报"),
-    (
-        "write the month as 2024-03, 2024年3月 or an Excel date",
-        "月份请写作 2024-03、2024年3月 或 Excel 日期",
-    ),
-    ("{month} is in the future", "{month} 是未来的月份"),
-    (
-        "check the period; actuals are loaded once the month has begun",
-        "请核对期间；月份开始后才能导入实际数据",
-    ),
-    ("{month} is closed", "{month} 已关账"),
-    ("ask an admin to reopen the month", "请联系管理员重新开账"),
-    ("'{text}' is an Excel error, not a number", "“{text}”是 Excel 错误值，不是数字"),
-    (
-        "fix the cell's formula in Excel (or type the value) and save again",
-        "请在 Excel 中修正该单元格的公式（或直接填写数值）后重新保存",
-    ),
-    ("'{text}' is not a number", "“{text}”不是数字"),
-    (
-        "write a number such as 1250000, 12.5万, 1,234.5 or 96%",
-        "请填写数字，例如 1250000、12.5万、1,234.5 或 96%",
-    ),
-    (
-        "{num} in percent KPI {kpi} — did you mean {num2}%?",
-        "百分比指标 {kpi} 填的是 {num}——是否想写 {num2}%？",
-    ),
-    ("write {num}% or {num2}", "请写作 {num}% 或 {num2}"),
-    (
-        "{num} in a percent KPI — did you mean {num2}%? Write {num3}% or {num4}",
-        "百分比指标填的是 {num}——是否想写 {num2}%？请写作 {num3}% 或 {num4}",
-    ),
-    ("{num} is below the KPI's allowed minimum {num2}", "{num} 低于该指标允许的最小值 {num2}"),
-    ("{num} is above the KPI's allowed maximum {num2}", "{num} 高于该指标允许的最大值 {num2}"),
-    (
-        "{num} is below {kpi}'s allowed minimum {num2}",
-        "{num} 低于指标 {kpi} 允许的最小值 {num2}",
-    ),
-    ("check the sign and the unit of the number", "请核对数值的正负号和单位"),
-    (
-        "{num} is above {kpi}'s allowed maximum {num2}",
-        "{num} 高于指标 {kpi} 允许的最大值 {num2}",
-    ),
-    ("check the number and its unit (万, %, …)", "请核对数值及其单位（万、% 等）"),
-    ("… and {n} more like these ({sub})", "……另有 {n} 处同类问题（{sub}）"),
-    (
-        "{what} {month} repeats {there} with the same value",
-        "{what} {month} 与{there}重复，数值相同",
-    ),
-    (
-        "{what} {month} is also given in {there}: {num} there, {num2} here — neither is loaded",
-        "{what} {month} 在{there}中也有填写：那里是 {num}，这里是 {num2}——两者都不导入",
-    ),
-    ("delete the repeated row", "请删除重复的行"),
-    ("keep the right one", "请只保留正确的一行"),
-    # where a duplicate was first seen ({there} above); a profile's values have no row
-    ("sheet '{sheet}' row {row}", "工作表“{sheet}”第 {row} 行"),
-    ("sheet '{sheet}'", "工作表“{sheet}”"),
-    ("file '{file}' row {row}", "文件“{file}”第 {row} 行"),
-    ("file '{file}'", "文件“{file}”"),
     # --- intake.py: the upload as a whole, loading it and rolling it back ---------------------
     ("nothing to load: {sub}", "没有可导入的数据：{sub}"),
     ("the sheets are empty", "工作表都是空的"),
@@ -605,18 +483,6 @@ RULES: list[tuple[str, str]] = [
         "that month.",
         "{unit} 在 {month} 没有需要填报的指标：其下各组织在该月的指标树中都没有指标。",
     ),
-    # --- where a value came from (a finding's column, when not a plain column) --------------
-    ("sheet name '{sheet}'", "工作表名“{sheet}”"),
-    ("section title {ref}", "分节标题 {ref}"),
-    ("title {ref}", "标题 {ref}"),
-    ("header {column}", "表头 {column}"),
-    ("profile '{name}' measure {i}", "方案“{name}”第 {i} 项指标计算"),
-    ("profile '{name}'", "方案“{name}”"),
-    ("count(rows)", "计数（行数）"),
-    ("sum({column})", "求和（{column}）"),
-    ("avg({column})", "求平均（{column}）"),
-    ("count({column})", "计数（{column}）"),
-    ("count_distinct({column})", "去重计数（{column}）"),
     # --- sources.py: database sources and exports (the Sources page) --------------------------
     # A `${PG_PASSWORD}` in the English is a group of that name that matches itself; the Chinese
     # writes it the same way, and `${{…}}` for a literal that holds dots.

@@ -145,14 +145,14 @@ def test_profile_problems_are_placed(demo_wh):
     prepared = intake.prepare(
         demo_wh, [("orders.xlsx", erp_export(bad_lines))], access.SYSTEM, mapping=p, today=TODAY
     )
-    where = {(f.row, f.column, f.message) for f in prepared.errors}
+    where = {(f.row, f.column, str(f.message)) for f in prepared.errors}
     assert (11, "Order Date", "'next week' is not a date") in where
     # A region the map does not know is looked up as a unit name, and refused with a hint.
     p.unit_map = {"East China": "SALES_E"}
     prepared = intake.prepare(
         demo_wh, [("orders.xlsx", erp_export())], access.SYSTEM, mapping=p, today=TODAY
     )
-    assert any("unknown unit 'North China'" in f.message for f in prepared.errors)
+    assert any("unknown unit 'North China'" in str(f.message) for f in prepared.errors)
 
 
 def test_profile_that_does_not_fit_the_file(demo_wh):

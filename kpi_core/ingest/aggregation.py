@@ -20,10 +20,11 @@ from datetime import date
 import duckdb
 import pandas as pd
 
-from kpi_core.ingest import dates, expression
+from kpi_core.ingest import dates, expression, places
 from kpi_core.ingest.expression import DATE, NUM, TEXT, Expression, ExpressionError
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import norm
+from kpi_core.messages import Message
 from kpi_core.numbers import NumberError, parse_number
 
 MAX_PLACED = 200  # findings placed row by row, per column; the rest are counted
@@ -401,7 +402,7 @@ def aggregate(
                 [*wparams, *cparams],
             ).fetchall()
             for row, text in rows:
-                error(row, real, f"'{text}' is not a number", place.fix_number)
+                error(row, real, Message("vl_not_a_number", value=text), place.fix_number)
     if any(f.severity == "error" for f in findings):
         return Records(), findings
 
@@ -412,6 +413,9 @@ def aggregate(
     )
     groups = con.execute(sql, [*params, *wparams]).fetchall()
     out = Records()
+    # Each measure's places, made once: "profile 'ERP' measure 2", "sum(金额)".
+    kpi_at = [places.measure(place.who, i + 1) for i in range(len(mapping.measures))]
+    value_at = [places.aggregated(m.agg, m.column) for m in mapping.measures]
     for g in groups:
         for i, m in enumerate(mapping.measures):
             value = g[2 + i]
@@ -425,9 +429,9 @@ def aggregate(
             out.unit.append(g[1] if mapping.unit_column else mapping.unit)
             out.unit_at.append(plan.col(mapping.unit_column) if mapping.unit_column else place.who)
             out.kpi.append(m.kpi)
-            out.kpi_at.append(f"{place.who} measure {i + 1}")
+            out.kpi_at.append(kpi_at[i])
             out.value.append(float(value))
-            out.value_at.append(f"{m.agg}({m.column})" if m.column else "count(rows)")
+            out.value_at.append(value_at[i])
     return out, findings
 
 

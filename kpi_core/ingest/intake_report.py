@@ -26,7 +26,7 @@ def describe(f: Finding) -> str:
     if f.column:
         where.append(f"column {f.column}")
     place = ", ".join(where)
-    text = f"{place}: {f.message}" if place else f.message
+    text = f"{place}: {f.message}" if place else str(f.message)
     return f"{text} — {f.hint}" if f.hint else text
 
 
@@ -90,8 +90,9 @@ def report(intake: Intake, cat: Catalog, committed: Committed | None = None) -> 
                 "sheet": f.sheet,
                 "row": f.row,
                 "column": f.column,
-                "message": f.message,
-                "hint": f.hint,
+                # In English, as the command line says it (a page renders the coded message).
+                "message": str(f.message),
+                "hint": str(f.hint),
             }
             for f in intake.findings
             if f.severity != "info"

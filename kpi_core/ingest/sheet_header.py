@@ -12,8 +12,10 @@ from datetime import date, datetime
 from itertools import chain, islice, pairwise, repeat
 from operator import is_
 
+from kpi_core.ingest import places
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.names import Names, norm
+from kpi_core.messages import Message
 from kpi_core.periods import PeriodError, parse_period
 
 # Aliases in order of preference: when a sheet has both 指标编码 and 指标名称, the code is used.
@@ -79,8 +81,8 @@ class Finding:
     sheet: str
     row: int | None
     column: str | None
-    message: str
-    hint: str = ""
+    message: Message | str  # str: modules not converted yet
+    hint: Message | str = ""
 
 
 @dataclass
@@ -317,12 +319,12 @@ def _sheet_context(table: Table, names: Names) -> _Context:
     try:
         p = parse_period(table.sheet)
         if p.grain == "M":
-            ctx.period, ctx.period_at = p.start, f"sheet name '{table.sheet}'"
+            ctx.period, ctx.period_at = p.start, places.sheet_name(table.sheet)
             return ctx
     except PeriodError:
         pass
     if names.unit(table.sheet) is not None:
-        ctx.unit, ctx.unit_at = table.sheet, f"sheet name '{table.sheet}'"
+        ctx.unit, ctx.unit_at = table.sheet, places.sheet_name(table.sheet)
     return ctx
 
 
@@ -332,7 +334,7 @@ def _title_context(rows, header_row: int, names: Names, ctx: _Context) -> None:
         for j, c in enumerate(rows[r]):
             if not isinstance(c, str):
                 continue
-            at = f"title {column_letter(j)}{r + 1}"
+            at = places.title(f"{column_letter(j)}{r + 1}")
             if m := _TITLE_PAIR.match(c):
                 f = _ALIAS.get(norm(m[1]), (None,))[0]
                 if f == "period" and _is_month(m[2]):
@@ -350,10 +352,10 @@ def _title_context(rows, header_row: int, names: Names, ctx: _Context) -> None:
 def _section_title(text: str, names: Names, ctx: _Context, row: int) -> bool:
     """A row holding only a unit name (华东区) or a month starts a section of a stacked form."""
     if names.unit(text) is not None:
-        ctx.unit, ctx.unit_at = text, f"section title A{row}"
+        ctx.unit, ctx.unit_at = text, places.section_title(f"A{row}")
         return True
     if _is_month(text):
-        ctx.period, ctx.period_at = text, f"section title A{row}"
+        ctx.period, ctx.period_at = text, places.section_title(f"A{row}")
         return True
     return False
 
