@@ -285,18 +285,6 @@ RULES: list[tuple[str, str]] = [
         "'{text}' is not a period — write 2024 (year), 2024-Q1 (quarter) or 2024-03 (month)",
         "“{text}”不是有效的期间——请写作 2024（年）、2024-Q1（季度）或 2024-03（月）",
     ),
-    # --- intake.py: the upload as a whole, loading it and rolling it back ---------------------
-    ("nothing to load: {sub}", "没有可导入的数据：{sub}"),
-    ("the sheets are empty", "工作表都是空的"),
-    ("no actuals were found", "未找到实际数据"),
-    (
-        "use columns period/期间, unit/部门, KPI/指标 and value/实际值, download the template, or "
-        "map the sheet with a profile",
-        "请使用 period/期间、unit/部门、KPI/指标 和 value/实际值 这几列，或下载模板填写，"
-        "或用映射方案对应该工作表",
-    ),
-    ("every value is blank", "所有数值都是空的"),
-    ("fill them in", "请填写数值"),
     # --- profile.py (and formula.py): mapping profiles ----------------------------------------
     ("write the connection URL", "请填写连接 URL"),
     ("give the profile a name", "请为方案命名"),

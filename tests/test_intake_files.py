@@ -587,6 +587,22 @@ def test_xlsx_with_an_empty_sheet(demo_file):
     got = refuse(demo_file, "blank.xlsx", xlsx({"Sheet1": []}))
     placed(got.finding("nothing to load: the sheets are empty"), "blank.xlsx", "", None, None)
     assert got.finding("the sheet is empty", "info").sheet == "Sheet1"
+    # Told apart by its key; the English as the command line always printed it.
+    nothing = got.finding("nothing to load")
+    assert nothing.says("in_nothing_to_load")
+    assert nothing.message.render("zh") == "没有可导入的数据：工作表都是空的"
+    assert str(nothing.hint) == (
+        "use columns period/期间, unit/部门, KPI/指标 and value/实际值, download the template, or "
+        "map the sheet with a profile"
+    )
+
+
+def test_an_upload_whose_every_value_is_blank_says_so_in_either_language(demo_file):
+    csv = "period,unit,kpi,value\n2026-10,SALES_E,REV,\n2026-10,SALES_E,VISITS, \n"
+    got = refuse(demo_file, "blank.csv", csv.encode())
+    f = got.finding("every value is blank")
+    assert f.says("in_all_blank") and (f.file, str(f.hint)) == ("blank.csv", "fill them in")
+    assert (f.message.render("zh"), f.hint.render("zh")) == ("所有数值都是空的", "请填写数值")
 
 
 def test_workbook_with_only_a_header(demo_file):

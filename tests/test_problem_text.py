@@ -165,6 +165,18 @@ CODED += [
         "… and 1,234 more like these ('n/a' is not a number)",
         "……另有 1,234 处同类问题（“n/a”不是数字）",
     ),
+    # the upload as a whole (kpi_core.ingest.intake)
+    (
+        Message("in_nothing_to_load", what=Message("in_no_actuals")),
+        "nothing to load: no actuals were found",
+        "没有可导入的数据：未找到实际数据",
+    ),
+    (
+        Message("in_nothing_to_load", what=Message("in_sheets_empty")),
+        "nothing to load: the sheets are empty",
+        "没有可导入的数据：工作表都是空的",
+    ),
+    (Message("in_all_blank"), "every value is blank", "所有数值都是空的"),
     # where a value came from, shown in the Column column
     (places.sheet_name("2026-09").said, "sheet name '2026-09'", "工作表名“2026-09”"),
     (places.header("C (营业收入)").said, "header C (营业收入)", "表头 C (营业收入)"),

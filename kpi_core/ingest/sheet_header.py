@@ -74,15 +74,22 @@ _DECIMAL_MONTH = re.compile(r"\s*\d{4}\.\d{1,2}\s*")
 
 @dataclass(frozen=True)
 class Finding:
-    """Something the reader noticed about a sheet; `error` ones keep rows out."""
+    """Something the reader noticed about a sheet; `error` ones keep rows out. Its message and
+    hint are coded messages, rendered in the reader's language (str: modules not converted
+    yet); `str()` of either is the English the command line prints."""
 
     severity: str  # "error", "warning" or "info"
     file: str
     sheet: str
     row: int | None
     column: str | None
-    message: Message | str  # str: modules not converted yet
+    message: Message | str
     hint: Message | str = ""
+
+    def says(self, key: str) -> bool:
+        """Whether the finding's message is the coded message `key`: findings are told apart
+        by their key, never by their English."""
+        return isinstance(self.message, Message) and self.message.key == key
 
 
 @dataclass
