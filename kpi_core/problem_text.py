@@ -465,12 +465,6 @@ RULES: list[tuple[str, str]] = [
         "the filter compares column '{column}' ({what}) with a {what2}",
         "筛选条件把“{column}”列（{what}）与{what2}比较",
     ),
-    # --- the template and scope checks the page may meet ------------------------------------
-    (
-        "{unit} has no KPIs to enter for {month}: none of its units has a KPI in the KPI tree for "
-        "that month.",
-        "{unit} 在 {month} 没有需要填报的指标：其下各组织在该月的指标树中都没有指标。",
-    ),
     # --- sources.py: database sources and exports (the Sources page) --------------------------
     # A `${PG_PASSWORD}` in the English is a group of that name that matches itself; the Chinese
     # writes it the same way, and `${{…}}` for a literal that holds dots.
