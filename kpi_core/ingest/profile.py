@@ -99,7 +99,7 @@ class Profile:
         (`within` says where they were looked for: a source's "the query's result")."""
         out = []
         if bad := dates.check_format(self.date_format):
-            out.append(bad)
+            out.append(str(bad))  # English, as this module's other problems still are
         if not self.name.strip():
             out.append("give the profile a name")
         if not self.date_column:
