@@ -97,9 +97,9 @@ class Profile:
         """What keeps the profile from being used, in words; empty when it is complete. With
         the file's `columns`, every column a measure or filter names must be one of them
         (`within` says where they were looked for: a source's "the query's result")."""
-        out = []
+        out: list[str] = []  # English: a date format's coded problem as text, like the rest
         if bad := dates.check_format(self.date_format):
-            out.append(str(bad))  # English, as this module's other problems still are
+            out.append(str(bad))
         if not self.name.strip():
             out.append("give the profile a name")
         if not self.date_column:
