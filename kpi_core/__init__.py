@@ -2,9 +2,9 @@
 
 What lives where (README "Layout" has a line per module):
 
-- storage: `warehouse` (the DuckDB file, one writer, readers per process; `gate`), `migrations`,
-  `settings`, `errors` (with the coded `messages` and `texts` they carry); nothing in storage
-  imports the modules above it;
+- storage: `warehouse` (the DuckDB file, one writer, readers per process; `gate`,
+  `pauses`), `migrations`, `settings`, `errors` (with the coded `messages` and `texts` they
+  carry); nothing in storage imports the modules above it;
 - the model: `library`, `org`, `catalog`, `access` (users, roles, scopes, `Actor`, `can`),
   `periods`, `actuals`, `targets`, `scoring`, `scorecard`, `audit`;
 - what people do: `ingest/` (monthly actuals: files, database sources, the intake),

@@ -21,7 +21,6 @@ are locked.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from typing import TypeVar
 
 import duckdb
 
-from kpi_core import audit, settings
+from kpi_core import audit, pauses, settings
 from kpi_core.access import hash_password, verify_password
 from kpi_core.errors import KpiError
 from kpi_core.messages import Message
@@ -110,7 +109,7 @@ def _write(wh: Warehouse, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         except duckdb.TransactionException:
             if attempt == _CONFLICT_RETRIES - 1:
                 raise
-            time.sleep(0.005 * (attempt + 1))
+            pauses.sleep(0.005 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -1,21 +1,30 @@
-"""Waiting with a time limit, made of short sleeps.
+"""Waiting with a time limit, made of short sleeps, and the sleep itself.
 
 Why not `Event.wait(timeout)`, `Condition.wait(timeout)`, `Thread.join(timeout)` or
 `Future.result(timeout)`: they all end in a timed lock wait, and under libfaketime (which the
 suite runs under, to prove it passes on any date) a timed lock wait that is not woken never
-returns — the time limit is lost, so a watcher never looks again and a retry never comes. A
-`time.sleep` keeps working there. Every wait that must end by its limit goes through here; a
-wait that is always woken (an untimed `wait()`) needs nothing.
+returns — the time limit is lost, so a watcher never looks again and a retry never comes. And
+why not `time.sleep`: with the monotonic clock left alone (`faketime --exclude-monotonic`) it
+fails with EINVAL. The timeout of `select` works under both, so `sleep` here is made of it.
+Every wait that must end by its limit goes through here; a wait that is always woken (an
+untimed `wait()`) needs nothing.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Callable
 
 # Short enough that nobody notices the extra delay, long enough to cost nothing while idle.
 _SLICE = 0.005
+
+
+def sleep(seconds: float) -> None:
+    """`time.sleep`, also under faketime in either mode (see the module's doc)."""
+    if seconds > 0:
+        select.select([], [], [], seconds)
 
 
 def until(done: Callable[[], bool], seconds: float) -> bool:
@@ -25,7 +34,7 @@ def until(done: Callable[[], bool], seconds: float) -> bool:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        time.sleep(min(_SLICE, left))
+        sleep(min(_SLICE, left))
     return True
 
 
@@ -36,7 +45,7 @@ def nap(state: threading.Condition, seconds: float) -> None:
     # Condition.wait lets go the same way; these two belong to the lock it wraps.
     saved = state._release_save()  # type: ignore[attr-defined]
     try:
-        time.sleep(max(min(seconds, _SLICE), 0.0))
+        sleep(min(seconds, _SLICE))
     finally:
         state._acquire_restore(saved)  # type: ignore[attr-defined]
 

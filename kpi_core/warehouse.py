@@ -228,7 +228,7 @@ class Warehouse:
                 if queue and not queued:
                     self._gate.queue(True)
                     queued = True
-                time.sleep(delay)
+                pauses.sleep(delay)
                 delay = min(delay * 2, _MAX_RETRY_DELAY)
         finally:
             if queued:
@@ -336,7 +336,7 @@ class Warehouse:
         me = threading.current_thread()
         while True:
             # A sleep without the lock, not a timed wait (see kpi_core/pauses.py).
-            time.sleep(_IDLE_LOOK)
+            pauses.sleep(_IDLE_LOOK)
             with self._state:
                 if self._watcher is not me:
                     return  # closed, or another opening has a watcher of its own

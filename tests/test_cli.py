@@ -158,6 +158,47 @@ def test_import_actuals_refused_then_accepted_then_rolled_back(tmp_path, sales_f
     assert again.returncode == 1 and "rolled back" in again.stderr
 
 
+def test_import_says_a_refused_file_and_a_sheet_laid_out_wrong_as_before(tmp_path, sales_file):
+    """The English the command line prints and `import --json` writes, byte for byte as before
+    a file's refusal and a sheet's layout findings were coded messages (kpi_core.ingest.files,
+    layout): scripts read it."""
+    wh = tmp_path / "w.duckdb"
+    cli("--warehouse", wh, "import", sales_file)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    refused = cli("--warehouse", wh, "import", empty, "--json", check=False)
+    said = "empty.csv: the file is empty (0 bytes). Save it again from Excel and retry."
+    assert (refused.returncode, refused.stderr) == (1, f"error: {said}\n")
+    assert refused.stdout == json.dumps({"ok": False, "error": said, "exit": 1}) + "\n"
+    odd = tmp_path / "odd.csv"
+    odd.write_text("period,unit,Amount\n2024-03,EAST,5\n2024-03,WEST,6\n", encoding="utf-8")
+    lacking = (
+        "the header in row 1 has no KPI/指标 or value/实际值 column, so its 2 rows give no values"
+    )
+    hint = (
+        "name the columns as the template does (期间/period, 部门/unit, 指标/KPI, 实际值/value), "
+        "or load the sheet with a mapping profile"
+    )
+    nothing = "nothing to load: no actuals were found"
+    nothing_hint = (
+        "use columns period/期间, unit/部门, KPI/指标 and value/实际值, download the template, or "
+        "map the sheet with a profile"
+    )
+    got = cli("--warehouse", wh, "import", odd, "--json", check=False)
+    assert got.returncode == 1
+    assert json.loads(got.stdout)["problems"] == [
+        {"severity": "warning", "file": "odd.csv", "sheet": "odd.csv", "row": 1, "column": None,
+         "message": lacking, "hint": hint},
+        {"severity": "error", "file": "odd.csv", "sheet": "", "row": None, "column": None,
+         "message": nothing, "hint": nothing_hint},
+    ]  # fmt: skip
+    assert f'"message": "{lacking}",\n      "hint": "{hint}"' in got.stdout
+    said = cli("--warehouse", wh, "import", odd, check=False).stderr
+    assert said == (
+        f"warning: odd.csv, row 1: {lacking} — {hint}\nerror: odd.csv: {nothing} — {nothing_hint}\n"
+    )
+
+
 def stored_rev(path) -> float:
     wh = Warehouse(path, linger=0)
     try:

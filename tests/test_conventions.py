@@ -291,10 +291,10 @@ def test_the_core_never_imports_the_ui():
 
 def test_the_warehouse_builds_on_nothing_above_it():
     """warehouse.py is the bottom layer: settings, errors (with the coded messages they carry:
-    messages, texts) and migrations only."""
+    messages, texts), migrations, and its lock files and waits (gate, pauses) only."""
     below = {
         "kpi_core.settings", "kpi_core.errors", "kpi_core.messages", "kpi_core.texts",
-        "kpi_core.migrations", "kpi_core.gate",
+        "kpi_core.migrations", "kpi_core.gate", "kpi_core.pauses",
     }  # fmt: skip
     graph = core_imports(everywhere=True)
     assert graph["kpi_core.warehouse"] <= below, graph["kpi_core.warehouse"] - below

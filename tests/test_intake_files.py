@@ -118,6 +118,9 @@ def refused_whole(path: Path, name: str, data: bytes, *fragments: str, **kw) -> 
     """The file cannot be read at all: one message, starting with the file's name."""
     got = refuse(path, name, data, **kw)
     assert isinstance(got.error, files.FileError), got
+    # A coded message (kpi_core.ingest.files): the page renders it in its language.
+    assert got.error.coded is not None and got.error.coded.key == "fi_in_file", got.error
+    assert got.error.coded.values["file"] == name
     message = str(got.error)
     assert message.startswith(f"{name}: "), message
     for fragment in fragments:
@@ -544,8 +547,9 @@ def test_formulas_and_errors_in_a_sheet_with_prefixed_tags(demo_file):
         + b'<x:c r="D3" t="e"><x:f>1/0</x:f><x:v>#DIV/0!</x:v></x:c></x:row>',
     )  # fmt: skip
     got = refuse(demo_file, "x.xlsx", zip_of({**PARTS, "xl/worksheets/sheet1.xml": sheet}))
-    placed(got.finding("D2 holds a formula whose result was never saved"), "x.xlsx",
-           "Formatted", 2, "D2")  # fmt: skip
+    formula = got.finding("D2 holds a formula whose result was never saved")
+    placed(formula, "x.xlsx", "Formatted", 2, "D2")
+    assert formula.says("ly_formula_unsaved")
     placed(got.finding("'#DIV/0!' is an Excel error"), "x.xlsx", "Formatted", 3, "D (value)")
 
 
@@ -586,7 +590,8 @@ def test_binary_named_csv(demo_file):
 def test_xlsx_with_an_empty_sheet(demo_file):
     got = refuse(demo_file, "blank.xlsx", xlsx({"Sheet1": []}))
     placed(got.finding("nothing to load: the sheets are empty"), "blank.xlsx", "", None, None)
-    assert got.finding("the sheet is empty", "info").sheet == "Sheet1"
+    empty = got.finding("the sheet is empty", "info")
+    assert empty.sheet == "Sheet1" and empty.says("ly_empty")
     # Told apart by its key; the English as the command line always printed it.
     nothing = got.finding("nothing to load")
     assert nothing.says("in_nothing_to_load")
@@ -607,13 +612,18 @@ def test_an_upload_whose_every_value_is_blank_says_so_in_either_language(demo_fi
 
 def test_workbook_with_only_a_header(demo_file):
     got = refuse(demo_file, "header.xlsx", xlsx({"Sheet1": [HEADER]}))
-    placed(got.finding("has no values below it", "warning"), "header.xlsx", "Sheet1", 1, None)
+    f = got.finding("has no values below it", "warning")
+    placed(f, "header.xlsx", "Sheet1", 1, None)
+    assert f.says("ly_header_no_values")
+    assert chinese(f.message) == "第 1 行的表头下方没有数据"
     assert got.finding("nothing to load").hint
 
 
 def test_sheet_without_any_header(demo_file):
     got = refuse(demo_file, "notes.xlsx", xlsx({"Notes": [["hello"], ["world", 3]]}))
-    placed(got.finding("no header row found", "warning"), "notes.xlsx", "Notes", None, None)
+    f = got.finding("no header row found", "warning")
+    placed(f, "notes.xlsx", "Notes", None, None)
+    assert f.says("ly_no_header")
     assert got.finding("nothing to load").hint
 
 
@@ -637,7 +647,40 @@ def test_a_header_whose_kpi_and_value_columns_are_not_recognised(demo_file):
     )
     placed(f, "odd.xlsx", "Sheet", 1, None)
     assert "mapping profile" in str(f.hint)
+    assert chinese(f.message) == (
+        "第 1 行的表头没有 KPI/指标 或 value/实际值 列，因此其下 3 行没有可导入的数值"
+    )
     assert [x for x in got.prepared.findings if "unknown" in str(x.message)] == []
+
+
+def test_a_sheet_of_notes_beside_actuals_is_skipped_with_a_word(demo_file):
+    # Beside a sheet of actuals, a sheet without a header is notes: told, not refused. The
+    # intake knows the finding by its key, not by its English.
+    data = xlsx({
+        "2026-09": [["unit", "kpi", "value"], ["SALES_E", "REV", 1_000_000]],
+        "Notes": [["hello"], ["world", 3]],
+    })  # fmt: skip
+    wh = Warehouse(demo_file, linger=0)
+    try:
+        prepared = intake.prepare(wh, [("notes.xlsx", data)], access.SYSTEM, today=TODAY)
+    finally:
+        wh.close()
+    in_chinese(prepared)
+    assert not prepared.errors and len(prepared.rows) == 1
+    (f,) = [f for f in prepared.findings if f.sheet == "Notes"]
+    assert (f.severity, f.message.key, f.message.values["said"].key) == (
+        "info",
+        "ly_skipped",
+        "ly_no_header",
+    )
+    assert str(f.message) == (
+        "no header row found in rows 1–2 (looked for period/期间, unit/部门, KPI/指标, "
+        "value/实际值, KPI names as columns or months as columns); the sheet was skipped"
+    )
+    assert chinese(f.message) == (
+        "在第 1–2 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
+        "列名，以及以指标名称或月份作为列标题的表头）；已跳过该工作表"
+    )
 
 
 def test_rows_of_dates_and_numbers_alone_are_no_header(demo_file):
@@ -667,6 +710,7 @@ def test_a_table_too_far_down_is_said_to_be_looked_for(demo_file):
     f = got.finding("no header row found in rows 1–1000", "warning")
     placed(f, "far.xlsx", "Form", None, None)
     assert "move the table up" in str(f.hint)
+    assert f.hint.key == "ly_no_header_far_hint"
 
 
 def test_whole_numbers_of_a_legacy_sheet_are_quoted_as_the_cells_show_them(demo_file):
@@ -791,6 +835,7 @@ def test_merged_cells_over_values(demo_file):
     got = refuse(demo_file, "merged.xlsx", xlsx({"2026-09": rows}, {"2026-09": ["C2:C3"]}))
     f = got.finding("C2:C3 are merged over values")
     placed(f, "merged.xlsx", "2026-09", 2, "C")
+    assert f.says("ly_merged_values")
     assert "unmerge" in str(f.hint)
     assert not len(got.prepared.rows)
 

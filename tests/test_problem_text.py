@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import access, problem_text, review, service
+from kpi_core import access, i18n, problem_text, review, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
@@ -26,42 +26,6 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 
 EXAMPLES = [
     # a finding's message or hint, or a refusal → what the Chinese page shows
-    (
-        "cell C3 holds a formula whose result was never saved",
-        "单元格 C3 是公式，但计算结果从未保存",
-    ),
-    (
-        "cells C2:C3 are merged over values — no one can tell which row the number belongs to",
-        "单元格 C2:C3 跨数值合并——无法判断数值属于哪一行",
-    ),
-    ("the header in row 4 has no values below it", "第 4 行的表头下方没有数据"),
-    ("no unit for the values", "这些数值缺少组织"),
-    ("and 12 more formula cells", "另有 12 个公式单元格也是如此"),
-    (
-        "no header row found in rows 1–12 (looked for period/期间, unit/部门, KPI/指标, "
-        "value/实际值, KPI names as columns or months as columns); the sheet was skipped",
-        "在第 1–12 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
-        "列名，以及以指标名称或月份作为列标题的表头）；已跳过该工作表",
-    ),
-    # FileError: "FILE: message", the file name kept as it is
-    (
-        "12月 实际.xlsx: the file is empty (0 bytes). Save it again from Excel and retry.",
-        "12月 实际.xlsx：文件是空的（0 字节）。请用 Excel 重新保存后再上传。",
-    ),
-    (
-        "big.csv: 3,000,001 rows; the limit is 2,000,000. Split the file.",
-        "big.csv：共 3,000,001 行，上限为 2,000,000 行。请拆分文件。",
-    ),
-    (
-        "report: v2.xlsx: sheet 'Q3' has 11 rows; the limit is 5. Delete the empty rows below the "
-        "data or split the sheet.",
-        "report: v2.xlsx：工作表“Q3”有 11 行，上限为 5 行。请删除数据下方的空行，或拆分工作表。",
-    ),
-    (
-        "memo.xls: reading took over 120 s: the workbook is damaged. Open it in Excel and save it "
-        "again as .xlsx.",
-        "memo.xls：读取超过 120 秒：工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
-    ),
     # profiles, their problems joined into one message
     (
         "The profile is not complete: give the profile a name; measure 2: choose the column to "
@@ -210,6 +174,324 @@ def test_coded_refusals_in_both_languages(message, english, chinese):
     assert (message.render("en"), message.render("zh")) == (english, chinese)
 
 
+def _file(name: str, key: str, /, **values) -> Message:
+    """A FileError's message: the file's name in front, as the file system spells it."""
+    return Message("fi_in_file", file=name, said=Message(key, **values))
+
+
+# A file that cannot be read (kpi_core.ingest.files, xlsx, sheets): every message, with the
+# English the core said before it was coded, byte for byte (the command line prints it).
+FILES = [
+    (
+        _file("report.pdf", "fi_extension", ext=".pdf"),
+        "report.pdf: '.pdf' files cannot be read — upload .xlsx, .xlsm, .xls, .csv or .parquet.",
+        "report.pdf：无法读取“.pdf”文件——请上传 .xlsx、.xlsm、.xls、.csv 或 .parquet 文件。",
+    ),
+    (
+        _file("notes", "fi_no_extension"),
+        "notes: 'no extension' files cannot be read — upload .xlsx, .xlsm, .xls, .csv or .parquet.",
+        "notes：没有扩展名的文件无法读取——请上传 .xlsx、.xlsm、.xls、.csv 或 .parquet 文件。",
+    ),
+    (
+        _file("12月 实际.xlsx", "fi_empty"),
+        "12月 实际.xlsx: the file is empty (0 bytes). Save it again from Excel and retry.",
+        "12月 实际.xlsx：文件是空的（0 字节）。请用 Excel 重新保存后再上传。",
+    ),
+    (
+        _file("big.xlsx", "fi_too_big", size="25.3 MB", limit="20.0 MB"),
+        "big.xlsx: the file is 25.3 MB; the limit is 20.0 MB. Split it by month or department, "
+        "or save it as .csv (smaller than a workbook).",
+        "big.xlsx：文件大小为 25.3 MB，超过上限 20.0 MB。请按月份或部门拆分，或另存为 .csv"
+        "（比工作簿小）。",
+    ),
+    (
+        _file("big.csv", "fi_too_big_csv", size="50.0 MB", limit="20.0 MB"),
+        "big.csv: the file is 50.0 MB; the limit is 20.0 MB. Split it by month or department.",
+        "big.csv：文件大小为 50.0 MB，超过上限 20.0 MB。请按月份或部门拆分。",
+    ),
+    (
+        _file("secret.xlsx", "fi_password"),
+        "secret.xlsx: the workbook is password-protected. Open it in Excel, remove the password "
+        "(File → Info → Protect Workbook) and upload it again.",
+        "secret.xlsx：工作簿设置了密码保护。请在 Excel 中打开，取消密码（文件 → 信息 → 保护工作簿）"
+        "后重新上传。",
+    ),
+    (
+        _file("secret.xls", "fi_password_short"),
+        "secret.xls: the workbook is password-protected. Remove the password and upload it again.",
+        "secret.xls：工作簿设置了密码保护。请取消密码后重新上传。",
+    ),
+    (
+        _file("actuals.xlsx", "fi_not_workbook_text"),
+        "actuals.xlsx: this is not an Excel workbook, or it is damaged. It looks like a CSV file: "
+        "rename it to .csv.",
+        "actuals.xlsx：这不是 Excel 工作簿，或者文件已损坏。它看起来是 CSV 文件：请把扩展名改为 "
+        ".csv。",
+    ),
+    (
+        _file("report.xlsx", "fi_not_workbook"),
+        "report.xlsx: this is not an Excel workbook, or it is damaged. Open it in Excel and save "
+        "it as .xlsx.",
+        "report.xlsx：这不是 Excel 工作簿，或者文件已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    (
+        _file("odd.xls", "fi_no_sheets"),
+        "odd.xls: the workbook has no sheets. Open it in Excel, check that it holds the data, and "
+        "save it again.",
+        "odd.xls：工作簿中没有工作表。请在 Excel 中打开，确认数据在其中，然后重新保存。",
+    ),
+    (
+        _file("x.parquet", "fi_not_parquet"),
+        "x.parquet: this is not a Parquet file, or it is damaged. Export it again, or upload the "
+        "data as .xlsx or .csv.",
+        "x.parquet：这不是 Parquet 文件，或者文件已损坏。请重新导出，或改用 .xlsx 或 .csv 上传数据。",
+    ),
+    (
+        _file("book.csv", "fi_binary"),
+        "book.csv: this is a binary file, not CSV text. Check the file's extension.",
+        "book.csv：这是二进制文件，不是 CSV 文本。请检查文件的扩展名。",
+    ),
+    (
+        _file("memo.xls", "fi_xls_slow", seconds=120.0, said=Message("fi_xls_damaged")),
+        "memo.xls: reading took over 120 s: the workbook is damaged. Open it in Excel and save it "
+        "again as .xlsx.",
+        "memo.xls：读取超过 120 秒：工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    (
+        _file("memo.xls", "fi_xls_damaged"),
+        "memo.xls: the workbook is damaged. Open it in Excel and save it again as .xlsx.",
+        "memo.xls：工作簿已损坏。请在 Excel 中打开并另存为 .xlsx。",
+    ),
+    (
+        _file("memo.xls", "fi_unreadable", error="Cfb error: Invalid OLE signature"),
+        "memo.xls: the workbook cannot be read (Cfb error: Invalid OLE signature). Save it again "
+        "from Excel.",
+        "memo.xls：工作簿无法读取（Cfb error: Invalid OLE signature）。请用 Excel 重新保存。",
+    ),
+    (
+        _file("latin1.csv", "fi_encoding"),
+        "latin1.csv: the text is neither UTF-8 nor GBK/GB18030. Save it as UTF-8 CSV.",
+        "latin1.csv：文本编码既不是 UTF-8，也不是 GBK/GB18030。请另存为 UTF-8 编码的 CSV。",
+    ),
+    (
+        _file("quote.csv", "fi_open_quote", line=3, error="unexpected end of data"),
+        'quote.csv: line 3: unexpected end of data. A quote (") opened on that line is probably '
+        "never closed: fix the line, or save the file again from Excel as CSV.",
+        'quote.csv：第 3 行：unexpected end of data。该行的引号（"）可能没有闭合：请修改该行，'
+        "或用 Excel 重新另存为 CSV。",
+    ),
+    (
+        _file("big.csv", "fi_rows", n=3_000_001, limit=2_000_000),
+        "big.csv: 3,000,001 rows; the limit is 2,000,000. Split the file.",
+        "big.csv：共 3,000,001 行，上限为 2,000,000 行。请拆分文件。",
+    ),
+    (
+        _file("y.parquet", "fi_parquet_unreadable", error="Parquet magic bytes not found"),
+        "y.parquet: the Parquet file cannot be read (Parquet magic bytes not found).",
+        "y.parquet：Parquet 文件无法读取（Parquet magic bytes not found）。",
+    ),
+    (
+        _file("cut.xlsx", "fi_not_zip"),
+        "cut.xlsx: the file is damaged (not a readable .xlsx). Save it again from Excel.",
+        "cut.xlsx：文件已损坏（不是可读取的 .xlsx）。请用 Excel 重新保存。",
+    ),
+    (
+        _file("bomb.xlsx", "fi_unpacks", size="4,096.0 MB", packed="5.9 KB"),
+        "bomb.xlsx: the workbook unpacks to 4,096.0 MB, far more than its 5.9 KB — refused before "
+        "reading. Save only the sheets you need, as values.",
+        "bomb.xlsx：工作簿解压后为 4,096.0 MB，远大于文件本身的 5.9 KB，已拒绝读取。"
+        "请只保存需要的工作表，并粘贴为数值。",
+    ),
+    (
+        _file("archive.xlsx", "fi_zip_not_workbook"),
+        "archive.xlsx: this zip file is not an Excel workbook. Open the data in Excel and save it "
+        "as .xlsx (Excel Workbook).",
+        "archive.xlsx：这个 zip 文件不是 Excel 工作簿。请在 Excel 中打开数据，另存为 .xlsx"
+        "（Excel 工作簿）。",
+    ),
+    (
+        _file(
+            "far.xlsx",
+            "fi_far_cell",
+            sheet="S",
+            row=1_048_576,
+            column="XFD",
+            cells=17_179_869_184,
+            limit=30_000_000,
+        ),  # fmt: skip
+        "far.xlsx: sheet 'S' has a value as far as row 1,048,576, column XFD: 17,179,869,184 "
+        "cells, more than the 30,000,000 allowed. Delete what lies far below or to the right of "
+        "the data (Ctrl+End in Excel goes to the last cell), save and upload again.",
+        "far.xlsx：工作表“S”直到第 1,048,576 行、XFD 列还有内容：共 17,179,869,184 个单元格，"
+        "超过允许的 30,000,000 个。请删除数据下方或右侧远处的内容（在 Excel 中按 Ctrl+End "
+        "可跳到最后一个单元格），保存后重新上传。",
+    ),
+    (
+        _file("sst.xlsx", "fi_shared_strings", n=4_000_000_000),
+        "sst.xlsx: the workbook is damaged: its shared strings claim 4,000,000,000 entries, more "
+        "than the part can hold. Open it in Excel and save it again.",
+        "sst.xlsx：工作簿已损坏：其共享字符串声称有 4,000,000,000 项，超出了该部分能容纳的数量。"
+        "请在 Excel 中打开并重新保存。",
+    ),
+    (
+        _file("scrambled.xlsx", "fi_sheet_unreadable", sheet="S", error="invalid deflate"),
+        "scrambled.xlsx: sheet 'S' cannot be read (invalid deflate). The file may be damaged: "
+        "open it in Excel and save it again.",
+        "scrambled.xlsx：工作表“S”无法读取（invalid deflate）。文件可能已损坏：请在 Excel 中"
+        "打开并重新保存。",
+    ),
+    (
+        _file("loop.xlsx", "fi_damaged"),
+        "loop.xlsx: the workbook is damaged. Save it again from Excel.",
+        "loop.xlsx：工作簿已损坏。请用 Excel 重新保存。",
+    ),
+    (
+        _file("report: v2.xlsx", "fi_sheet_rows", sheet="Q3", n=11, limit=5),
+        "report: v2.xlsx: sheet 'Q3' has 11 rows; the limit is 5. Delete the empty rows below the "
+        "data or split the sheet.",
+        "report: v2.xlsx：工作表“Q3”有 11 行，上限为 5 行。请删除数据下方的空行，或拆分工作表。",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "english", "chinese"), FILES, ids=[m.values["said"].key for m, _, _ in FILES]
+)
+def test_file_refusals_in_both_languages(message, english, chinese):
+    assert (message.render("en"), message.render("zh")) == (english, chinese)
+
+
+# How a sheet is laid out (kpi_core.ingest.layout, sheet_header): a finding's message and hint,
+# with the English the core said before it was coded, byte for byte.
+_NO_HEADER = Message("ly_no_header", rows=12)
+LAYOUT = [
+    (Message("ly_empty"), "the sheet is empty", "工作表为空"),
+    (
+        Message("ly_skipped", said=_NO_HEADER),
+        "no header row found in rows 1–12 (looked for period/期间, unit/部门, KPI/指标, "
+        "value/实际值, KPI names as columns or months as columns); the sheet was skipped",
+        "在第 1–12 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
+        "列名，以及以指标名称或月份作为列标题的表头）；已跳过该工作表",
+    ),
+    (
+        Message("ly_formula_unsaved", ref="C3"),
+        "cell C3 holds a formula whose result was never saved",
+        "单元格 C3 是公式，但计算结果从未保存",
+    ),
+    (
+        Message("ly_formula_unsaved_hint"),
+        "open the file in Excel and save it (Excel stores the results), or paste values",
+        "请在 Excel 中打开文件并保存（Excel 会保存计算结果），或粘贴为数值",
+    ),
+    (
+        Message("ly_more_formulas", n=12),
+        "and 12 more formula cells",
+        "另有 12 个公式单元格也是如此",
+    ),
+    (
+        Message("ly_no_header", rows=1000),
+        "no header row found in rows 1–1000 (looked for period/期间, unit/部门, KPI/指标, "
+        "value/实际值, KPI names as columns or months as columns)",
+        "在第 1–1000 行中未找到表头行（查找了 period/期间、unit/部门、KPI/指标、value/实际值 等"
+        "列名，以及以指标名称或月份作为列标题的表头）",
+    ),
+    (
+        Message("ly_no_header_far_hint"),
+        "move the table up to the first rows, or load the sheet with a mapping profile",
+        "请把表格移到工作表的前几行，或用映射方案导入该工作表",
+    ),
+    (
+        Message("ly_no_header_hint"),
+        "add such a header, or load the sheet with a mapping profile",
+        "请添加这样的表头，或用映射方案导入该工作表",
+    ),
+    (
+        Message("ly_header_no_values", row=4),
+        "the header in row 4 has no values below it",
+        "第 4 行的表头下方没有数据",
+    ),
+    (
+        Message("ly_header_no_values_hint"),
+        "fill in the rows under the header, or upload the sheet that holds the values",
+        "请在表头下方填写数据，或上传包含数据的工作表",
+    ),
+    (
+        Message(
+            "ly_header_lacks",
+            row=1,
+            n=1234,
+            columns=Message("ly_either", first="KPI/指标", second="value/实际值"),
+        ),  # fmt: skip
+        "the header in row 1 has no KPI/指标 or value/实际值 column, so its 1,234 rows give no "
+        "values",
+        "第 1 行的表头没有 KPI/指标 或 value/实际值 列，因此其下 1,234 行没有可导入的数值",
+    ),
+    (
+        Message("ly_header_lacks", row=2, n=3, columns="value/实际值"),
+        "the header in row 2 has no value/实际值 column, so its 3 rows give no values",
+        "第 2 行的表头没有 value/实际值 列，因此其下 3 行没有可导入的数值",
+    ),
+    (
+        Message("ly_header_lacks_hint"),
+        "name the columns as the template does (期间/period, 部门/unit, 指标/KPI, 实际值/value), "
+        "or load the sheet with a mapping profile",
+        "请按模板命名各列（期间/period、部门/unit、指标/KPI、实际值/value），或用映射方案导入该工作表",
+    ),
+    (
+        Message("ly_merged_values", cells="C2:C3"),
+        "cells C2:C3 are merged over values — no one can tell which row the number belongs to",
+        "单元格 C2:C3 跨数值合并——无法判断数值属于哪一行",
+    ),
+    (
+        Message("ly_merged_values_hint"),
+        "unmerge the cells and give each row its own value",
+        "请取消合并单元格，为每一行分别填写数值",
+    ),
+    (Message("ly_no_period"), "no period for the values", "这些数值缺少期间"),
+    (
+        Message("ly_no_period_hint"),
+        "add a period/期间 column, or name the sheet by its month (2024-03)",
+        "请添加 period/期间 列，或用月份命名工作表（如 2024-03）",
+    ),
+    (Message("ly_no_unit"), "no unit for the values", "这些数值缺少组织"),
+    (
+        Message("ly_no_unit_hint"),
+        "add a unit/部门 column, or name the sheet after the unit",
+        "请添加 unit/部门 列，或用组织名称命名工作表",
+    ),
+    (Message("ly_no_kpi"), "no KPI for the values", "这些数值缺少指标"),
+    (
+        Message("ly_no_kpi_hint"),
+        "add a KPI/指标 column naming the KPI of each row",
+        "请添加 KPI/指标 列，写明每一行的指标",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "english", "chinese"), LAYOUT, ids=[m.key for m, _, _ in LAYOUT]
+)
+def test_layout_findings_in_both_languages(message, english, chinese):
+    assert (message.render("en"), message.render("zh")) == (english, chinese)
+
+
+def test_every_file_and_layout_message_is_pinned_here():
+    """Each fi_ and ly_ key of the catalogs has its English and Chinese pinned above, so a new
+    one without an example, or a changed English, fails here."""
+    said: set[str] = set()
+
+    def keys(m: object) -> None:
+        if isinstance(m, Message):
+            said.add(m.key)
+            for v in m.values.values():
+                keys(v)
+
+    for m, _, _ in FILES + LAYOUT:
+        keys(m)
+    known = {k for k in i18n.CATALOGS["en"] if k.startswith(("fi_", "ly_"))}
+    assert known - said == set()
+
+
 @pytest.mark.parametrize(("english", "chinese"), EXAMPLES, ids=[e[:40] for e, _ in EXAMPLES])
 def test_examples_in_chinese(english, chinese):
     assert translate(english, "zh") == chinese
@@ -257,7 +539,7 @@ def test_every_rule_keeps_its_parts_is_chinese_and_is_reached():
         "n": "1,234", "row": "3", "line": "3", "i": "2", "batch": "7", "batches": "7, 8",
         "seconds": "120", "size": "1.5 MB", "month": "2026-09", "months": "2026-09",
         "ref": "B5", "range": "C2:C3", "letters": "XFD", "num": "96",
-        "sub": "the sheet is empty", "there": "sheet 'S' row 2",
+        "sub": "give the profile a name", "there": "sheet 'S' row 2",
         "problems": "give the profile a name", "choices": "REV (营业收入 / Revenue)",
         "what": "period", "agg": "sum", "status": "rolled back",
     }  # fmt: skip

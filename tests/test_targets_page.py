@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from kpi_core import access, i18n, planning, service
@@ -249,6 +250,30 @@ def test_viewers_read_only(own_file, monkeypatch):
     assert set(at.session_state["tw_targets"]["base"]["code"].str.split("/").str[0]) <= {
         "PROD", "PROD_L1", "PROD_L2",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        ("en", "空.xlsx: the file is empty (0 bytes). Save it again from Excel and retry."),
+        ("zh", "空.xlsx：文件是空的（0 字节）。请用 Excel 重新保存后再上传。"),
+    ],
+)
+def test_a_sheet_that_cannot_be_read_is_refused_in_the_page_language(
+    own_file, monkeypatch, lang, said
+):
+    """ "From a sheet": a file the reader refuses (kpi_core.ingest.files, a coded message) is
+    said in the page's language, its name in front as it is."""
+    from kpi_core.ingest import definition_file
+    from tests.test_target_mapping import monthly
+
+    at = open_targets(own_file, monkeypatch, user="admin", lang=lang)
+    open_tab(at, "tw_tab_sheet")
+    mapping = definition_file.target_mapping_text(monthly()).encode()
+    at.file_uploader(key="tg_mapping").upload("channels.toml", mapping).run()
+    at.file_uploader(key="tg_sheet").upload("空.xlsx", b"").run()
+    ok(at)
+    assert [e.value for e in at.error] == [said]
 
 
 def test_history_revert_and_change_log(own_file, monkeypatch):

@@ -173,6 +173,39 @@ def test_the_first_problem_is_told_in_full_below_the_table(wh_path, monkeypatch,
         assert "**What to do**: " in text and "row 5" in text
 
 
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        ("en", ("Problem", "What to do",
+                "cells D2:D3 are merged over values — no one can tell which row the number "
+                "belongs to", "unmerge the cells and give each row its own value")),
+        ("zh", ("问题", "如何处理", "单元格 D2:D3 跨数值合并——无法判断数值属于哪一行",
+                "请取消合并单元格，为每一行分别填写数值")),
+    ],
+)  # fmt: skip
+def test_a_sheet_laid_out_wrong_is_told_in_the_page_language(wh_path, monkeypatch, lang, said):
+    """A layout finding (kpi_core.ingest.layout, a coded message) in the table and in full
+    below it, rendered from the catalogs in the page's language."""
+    problem, what_to_do, message, hint = said
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "actuals"
+    for r in [("period", "unit", "kpi", "value"), *GOOD_AND_BAD[:3]]:
+        ws.append(list(r))
+    ws.merge_cells("D2:D3")
+    buf = io.BytesIO()
+    wb.save(buf)
+    at = open_page(wh_path, monkeypatch, lang)
+    at.file_uploader[0].upload("merged.xlsx", buf.getvalue()).run()
+    assert not at.exception, [e.value for e in at.exception]
+    first = frame_with(at, problem).iloc[0]
+    assert (first[problem], first[what_to_do]) == (message, hint)
+    text = "\n".join(m.value for m in at.markdown)
+    colon = "：" if lang == "zh" else ": "
+    assert f"**{problem}**{colon}" in text and f"**{what_to_do}**{colon}" in text
+    assert hint in text
+
+
 def test_same_file_twice_changes_nothing(wh_path, monkeypatch):
     data = xlsx(GOOD_AND_BAD[:3])
     at = open_page(wh_path, monkeypatch)

@@ -34,6 +34,8 @@ from kpi_core.ingest.sheets import (
 )
 from kpi_core.ingest.sheets import column_letter as column_letter  # handed on: files.X everywhere
 from kpi_core.ingest.xlsx import _has_encrypted_package, _read_xlsx
+from kpi_core.messages import Message
+from kpi_core.texts import N_
 
 EXTENSIONS = (".xlsx", ".xlsm", ".xls", ".csv", ".parquet")
 
@@ -43,50 +45,32 @@ def read_file(name: str, data: bytes, limits: Limits | None = None) -> list[Tabl
     ext = PurePath(name).suffix.lower()
     if ext not in EXTENSIONS:
         raise FileError(
-            name,
-            f"'{ext or 'no extension'}' files cannot be read — upload .xlsx, .xlsm, .xls, .csv "
-            "or .parquet.",
+            name, Message("fi_extension", ext=ext) if ext else Message("fi_no_extension")
         )
     if len(data) == 0:
-        raise FileError(name, "the file is empty (0 bytes). Save it again from Excel and retry.")
+        raise FileError(name, Message("fi_empty"))
     if len(data) > limits.max_bytes:
-        raise FileError(
-            name,
-            f"the file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}. Split it "
-            "by month or department"
-            + (", or save it as .csv (smaller than a workbook)." if ext != ".csv" else "."),
-        )
+        size, limit = _size(len(data)), _size(limits.max_bytes)
+        # A CSV is already the smaller form: it is not told to become one.
+        key = N_("fi_too_big_csv") if ext == ".csv" else N_("fi_too_big")
+        raise FileError(name, Message(key, size=size, limit=limit))
     kind = _sniff(data)
     if kind == "encrypted":
-        raise FileError(
-            name,
-            "the workbook is password-protected. Open it in Excel, remove the password "
-            "(File → Info → Protect Workbook) and upload it again.",
-        )
+        raise FileError(name, Message("fi_password"))
     if ext in (".xlsx", ".xlsm", ".xls"):
         if kind not in ("zip", "ole"):
-            hint = (
-                " It looks like a CSV file: rename it to .csv."
-                if kind == "text"
-                else " Open it in Excel and save it as .xlsx."
-            )
-            raise FileError(name, f"this is not an Excel workbook, or it is damaged.{hint}")
+            key = N_("fi_not_workbook_text") if kind == "text" else N_("fi_not_workbook")
+            raise FileError(name, Message(key))
         tables = _read_xlsx(name, data, limits) if kind == "zip" else _read_xls(name, data, limits)
         if not tables:
-            raise FileError(
-                name, "the workbook has no sheets. Open it in Excel, check that it holds the "
-                "data, and save it again."
-            )  # fmt: skip
+            raise FileError(name, Message("fi_no_sheets"))
         return tables
     if ext == ".parquet":
         if kind != "parquet":
-            raise FileError(
-                name, "this is not a Parquet file, or it is damaged. Export it again, or upload "
-                "the data as .xlsx or .csv."
-            )  # fmt: skip
+            raise FileError(name, Message("fi_not_parquet"))
         return [_read_parquet(name, data, limits)]
     if kind != "text":
-        raise FileError(name, "this is a binary file, not CSV text. Check the file's extension.")
+        raise FileError(name, Message("fi_binary"))
     return [_read_csv(name, data, limits)]
 
 
@@ -152,7 +136,7 @@ def _read_xls(name: str, data: bytes, limits: Limits) -> list[Table]:
     with the app in it. In a child with a memory cap and a time limit such a file only ends
     the child, and is reported as damaged.
     """
-    damaged = "the workbook is damaged. Open it in Excel and save it again as .xlsx."
+    damaged = Message("fi_xls_damaged")
     try:
         run = subprocess.run(
             [sys.executable, "-c", _XLS_CHILD, str(limits.xls_memory), str(limits.max_rows)],
@@ -161,17 +145,17 @@ def _read_xls(name: str, data: bytes, limits: Limits) -> list[Table]:
             timeout=limits.xls_seconds,
         )
     except subprocess.TimeoutExpired:
-        raise FileError(name, f"reading took over {limits.xls_seconds:.0f} s: {damaged}") from None
+        raise FileError(
+            name, Message("fi_xls_slow", seconds=limits.xls_seconds, said=damaged)
+        ) from None
     try:
         status, got = pickle.loads(run.stdout)
     except Exception:
         raise FileError(name, damaged) from None
     if status == "password":
-        raise FileError(
-            name, "the workbook is password-protected. Remove the password and upload it again."
-        )
+        raise FileError(name, Message("fi_password_short"))
     if status != "ok":
-        raise FileError(name, f"the workbook cannot be read ({got}). Save it again from Excel.")
+        raise FileError(name, Message("fi_unreadable", error=got))
     tables = []
     for sheet_name, height, rows, merged in got:
         if rows is None:
@@ -194,9 +178,9 @@ def _read_csv(name: str, data: bytes, limits: Limits) -> Table:
         except UnicodeDecodeError:
             continue
     else:  # gb18030 decodes almost anything; this is for truly binary input
-        raise FileError(name, "the text is neither UTF-8 nor GBK/GB18030. Save it as UTF-8 CSV.")
+        raise FileError(name, Message("fi_encoding"))
     if "\x00" in text[:4096]:
-        raise FileError(name, "this is a binary file, not CSV text. Check the file's extension.")
+        raise FileError(name, Message("fi_binary"))
     sample = text[:20000]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
@@ -212,14 +196,9 @@ def _read_csv(name: str, data: bytes, limits: Limits) -> Table:
             rows.append([_csv_cell(c) for c in r])
             start = reader.line_num + 1
     except csv.Error as exc:  # a quote never closed swallows the lines after it
-        raise FileError(
-            name, f"line {start}: {exc}. A quote (\") opened on that line is probably never "
-            "closed: fix the line, or save the file again from Excel as CSV."
-        ) from None  # fmt: skip
+        raise FileError(name, Message("fi_open_quote", line=start, error=str(exc))) from None
     if len(rows) > limits.max_rows:
-        raise FileError(
-            name, f"{len(rows):,} rows; the limit is {limits.max_rows:,}. Split the file."
-        )
+        raise FileError(name, Message("fi_rows", n=len(rows), limit=limits.max_rows))
     if delimiter != "," and _uses_decimal_comma(rows):
         rows = [[_point_decimal(c) for c in r] for r in rows]
     return Table(name, "", rows)
@@ -268,11 +247,9 @@ def _read_parquet(name: str, data: bytes, limits: Limits) -> Table:
     try:
         df = pd.read_parquet(io.BytesIO(data))
     except Exception as exc:
-        raise FileError(name, f"the Parquet file cannot be read ({exc}).") from None
+        raise FileError(name, Message("fi_parquet_unreadable", error=str(exc))) from None
     if len(df) > limits.max_rows:
-        raise FileError(
-            name, f"{len(df):,} rows; the limit is {limits.max_rows:,}. Split the file."
-        )
+        raise FileError(name, Message("fi_rows", n=len(df), limit=limits.max_rows))
     header = [str(c) for c in df.columns]
     body = df.astype(object).where(df.notna(), None).to_numpy().tolist()
     return Table(

@@ -188,14 +188,14 @@ def prepare(
             got, found = layout.read_table(table, names)
             records.extend(got)
             findings += found
-            if any(f.message == "the sheet is empty" for f in found):
+            if any(f.says("ly_empty") for f in found):
                 blank_sheets.append(f"{name} / {table.label}")
     del tables  # the grids are the biggest thing in memory; the records hold what is needed
     if len(records):
         # Beside a sheet of actuals, a sheet without a header is notes or instructions.
         findings = [
-            replace(f, severity="info", message=f"{f.message}; the sheet was skipped")
-            if f.message.startswith("no header row found")
+            replace(f, severity="info", message=Message("ly_skipped", said=f.message))
+            if f.says("ly_no_header")
             else f
             for f in findings
         ]

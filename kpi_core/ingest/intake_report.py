@@ -26,7 +26,7 @@ def describe(f: Finding) -> str:
     if f.column:
         where.append(f"column {f.column}")
     place = ", ".join(where)
-    text = f"{place}: {f.message}" if place else str(f.message)
+    text = f"{place}: {f.message}" if place else str(f.message)  # a coded message: its English
     return f"{text} — {f.hint}" if f.hint else text
 
 
@@ -90,8 +90,7 @@ def report(intake: Intake, cat: Catalog, committed: Committed | None = None) -> 
                 "sheet": f.sheet,
                 "row": f.row,
                 "column": f.column,
-                # In English, as the command line says it (a page renders the coded message).
-                "message": str(f.message),
+                "message": str(f.message),  # a coded message: its English, as before
                 "hint": str(f.hint),
             }
             for f in intake.findings

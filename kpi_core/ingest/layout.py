@@ -50,6 +50,8 @@ from kpi_core.ingest.sheet_header import (
     _title_context,
 )
 from kpi_core.ingest.sheet_header import FIELDS as FIELDS  # handed on, as Finding
+from kpi_core.messages import Message
+from kpi_core.texts import N_
 
 
 @dataclass
@@ -82,20 +84,19 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
     findings: list[Finding] = []
     label = table.label
     if not any(any(c is not None for c in r) for r in rows):
-        findings.append(Finding("info", table.file, label, None, None, "the sheet is empty"))
+        findings.append(Finding("info", table.file, label, None, None, Message("ly_empty")))
         return Records(), findings
     for ref in table.formulas_without_values[:20]:
         findings.append(
             Finding(
                 "error", table.file, label, _ref_row(ref), ref,
-                f"cell {ref} holds a formula whose result was never saved",
-                "open the file in Excel and save it (Excel stores the results), or paste values",
+                Message("ly_formula_unsaved", ref=ref), Message("ly_formula_unsaved_hint"),
             )
         )  # fmt: skip
     if len(table.formulas_without_values) > 20:
         n = len(table.formulas_without_values) - 20
         findings.append(
-            Finding("error", table.file, label, None, None, f"and {n} more formula cells")
+            Finding("error", table.file, label, None, None, Message("ly_more_formulas", n=n))
         )
     bad_rows = {_ref_row(r) for r in table.formulas_without_values}
     context = _sheet_context(table, names)
@@ -106,10 +107,8 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
         findings.append(
             Finding(
                 "warning", table.file, label, None, None,
-                f"no header row found in rows 1–{looked} (looked for period/期间, unit/部门, "
-                "KPI/指标, value/实际值, KPI names as columns or months as columns)",
-                "move the table up to the first rows, or load the sheet with a mapping profile"
-                if far else "add such a header, or load the sheet with a mapping profile",
+                Message("ly_no_header", rows=looked),
+                Message(N_("ly_no_header_far_hint") if far else N_("ly_no_header_hint")),
             )
         )  # fmt: skip
         return Records(), findings
@@ -160,22 +159,22 @@ def read_table(table: Table, names: Names) -> tuple[Records, list[Finding]]:
             if f not in header.fields
         ]  # fmt: skip
         if below and lacking:
+            columns: Message | str = lacking[0]
+            if len(lacking) == 2:  # "KPI/指标 or value/实际值"
+                columns = Message("ly_either", first=lacking[0], second=lacking[1])
             findings.append(
                 Finding(
                     "warning", table.file, label, header.row + 1, None,
-                    f"the header in row {header.row + 1} has no {' or '.join(lacking)} column, "
-                    f"so its {below:,} rows give no values",
-                    "name the columns as the template does (期间/period, 部门/unit, 指标/KPI, "
-                    "实际值/value), or load the sheet with a mapping profile",
+                    Message("ly_header_lacks", row=header.row + 1, columns=columns, n=below),
+                    Message("ly_header_lacks_hint"),
                 )
             )  # fmt: skip
         else:
             findings.append(
                 Finding(
                     "warning", table.file, label, header.row + 1, None,
-                    f"the header in row {header.row + 1} has no values below it",
-                    "fill in the rows under the header, or upload the sheet that holds the "
-                    "values",
+                    Message("ly_header_no_values", row=header.row + 1),
+                    Message("ly_header_no_values_hint"),
                 )
             )  # fmt: skip
     _require_context(table, header, context, out, findings)
@@ -355,14 +354,12 @@ def _require_context(table, header: _Header, ctx: _Context, out: Records, findin
         return
     missing = []
     if _has_none(out.period):
-        missing.append(
-            ("period", "add a period/期间 column, or name the sheet by its month (2024-03)")
-        )
+        missing.append((N_("ly_no_period"), N_("ly_no_period_hint")))
     if _has_none(out.unit):
-        missing.append(("unit", "add a unit/部门 column, or name the sheet after the unit"))
+        missing.append((N_("ly_no_unit"), N_("ly_no_unit_hint")))
     if header.month_cols and "kpi" not in header.fields:
-        missing.append(("KPI", "add a KPI/指标 column naming the KPI of each row"))
+        missing.append((N_("ly_no_kpi"), N_("ly_no_kpi_hint")))
     for what, hint in missing:
         findings.append(
-            Finding("error", table.file, table.label, None, None, f"no {what} for the values", hint)
+            Finding("error", table.file, table.label, None, None, Message(what), Message(hint))
         )

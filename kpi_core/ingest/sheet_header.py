@@ -301,9 +301,7 @@ def _fill_merged_labels(table: Table, header: _Header, findings: list[Finding]) 
             findings.append(
                 Finding(
                     "error", table.file, table.label, r0 + 1, column_letter(c0),
-                    f"cells {where} are merged over values — no one can tell which row the "
-                    "number belongs to",
-                    "unmerge the cells and give each row its own value",
+                    Message("ly_merged_values", cells=where), Message("ly_merged_values_hint"),
                 )
             )  # fmt: skip
             bad.update(range(r0 + 1, min(r1, len(rows) - 1) + 2))

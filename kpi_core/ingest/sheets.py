@@ -11,14 +11,17 @@ from pathlib import PurePath
 
 from kpi_core import settings
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 
 
 class FileError(KpiError):
-    """A file that cannot be read at all; the message names the file and what to do."""
+    """A file that cannot be read at all; the message names the file and what to do.
 
-    def __init__(self, file: str, message: str):
+    The file's name goes in front, as the file system spells it: "FILE: message"."""
+
+    def __init__(self, file: str, message: Message):
         self.file = file
-        super().__init__(f"{file}: {message}")
+        super().__init__(Message("fi_in_file", file=file, said=message))
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,7 @@ def _column_index(letters: str) -> int:
 
 
 def _too_many_rows(name: str, sheet: str, n: int, limits: Limits) -> None:
-    raise FileError(
-        name,
-        f"sheet '{sheet}' has {n:,} rows; the limit is {limits.max_rows:,}. Delete the empty rows "
-        "below the data or split the sheet.",
-    )
+    raise FileError(name, Message("fi_sheet_rows", sheet=sheet, n=n, limit=limits.max_rows))
 
 
 def _grid(rows: list[list]) -> list[list]:

@@ -33,6 +33,7 @@ from kpi_core.ingest.sheets import (
     _too_many_rows,
     column_letter,
 )
+from kpi_core.messages import Message
 
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le") + b"\0\0"
 
@@ -58,26 +59,17 @@ def _read_xlsx(name: str, data: bytes, limits: Limits) -> list[Table]:
         zf = zipfile.ZipFile(io.BytesIO(data))
         members = zf.infolist()
     except (zipfile.BadZipFile, OSError):
-        raise FileError(
-            name, "the file is damaged (not a readable .xlsx). Save it again from Excel."
-        ) from None
+        raise FileError(name, Message("fi_not_zip")) from None
     declared = sum(m.file_size for m in members)
     bomb = any(
         m.file_size > 10 * 2**20 and m.file_size > limits.max_ratio * max(m.compress_size, 1)
         for m in members
     )
     if declared > limits.max_unzipped or bomb:
-        raise FileError(
-            name,
-            f"the workbook unpacks to {_size(declared)}, far more than its {_size(len(data))} "
-            "— refused before reading. Save only the sheets you need, as values.",
-        )
+        raise FileError(name, Message("fi_unpacks", size=_size(declared), packed=_size(len(data))))
     names = {m.filename for m in members}
     if "xl/workbook.xml" not in names:
-        raise FileError(
-            name, "this zip file is not an Excel workbook. Open the data in Excel and save it "
-            "as .xlsx (Excel Workbook)."
-        )  # fmt: skip
+        raise FileError(name, Message("fi_zip_not_workbook"))
     _check_shared_strings(name, zf, names)
     formulas: dict[str, list[str]] = {}
     errors: dict[str, list[tuple[str, str]]] = {}
@@ -90,12 +82,11 @@ def _read_xlsx(name: str, data: bytes, limits: Limits) -> list[Table]:
                 continue  # a damaged member: calamine's read that follows names the damage
             if too_big := _oversized(xml, limits.max_cells):
                 rows, cols = too_big
-                raise FileError(
-                    name, f"sheet '{sheet}' has a value as far as row {rows:,}, column "
-                    f"{column_letter(cols - 1)}: {rows * cols:,} cells, more than the "
-                    f"{limits.max_cells:,} allowed. Delete what lies far below or to the right of "
-                    "the data (Ctrl+End in Excel goes to the last cell), save and upload again."
+                far = Message(
+                    "fi_far_cell", sheet=sheet, row=rows, column=column_letter(cols - 1),
+                    cells=rows * cols, limit=limits.max_cells,
                 )  # fmt: skip
+                raise FileError(name, far)
             if len(xml) >= SPLIT_BYTES and (pieces := _pieces(zf, path, xml, _cores())):
                 parsing[sheet] = [
                     pool.submit(_parse_piece, name, sheet, piece, i == 0, limits)
@@ -130,10 +121,7 @@ def _check_shared_strings(name: str, zf: zipfile.ZipFile, names: set[str]) -> No
             continue  # calamine's own read names the damage
         count = re.search(rb'uniqueCount="([0-9]+)"', head)
         if count and int(count[1]) > zf.getinfo(path).file_size // 5:
-            raise FileError(
-                name, f"the workbook is damaged: its shared strings claim {int(count[1]):,} "
-                "entries, more than the part can hold. Open it in Excel and save it again."
-            )  # fmt: skip
+            raise FileError(name, Message("fi_shared_strings", n=int(count[1])))
 
 
 @dataclass(frozen=True)
@@ -317,9 +305,8 @@ def _read_calamine(
             if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
                 raise  # KeyboardInterrupt and the like; a calamine panic is a damaged sheet
             raise FileError(
-                name, f"sheet '{sheet_name}' cannot be read ({exc}). The file may be damaged: "
-                "open it in Excel and save it again."
-            ) from None  # fmt: skip
+                name, Message("fi_sheet_unreadable", sheet=sheet_name, error=str(exc))
+            ) from None
         tables.append(_table(name, sheet_name, grid, merged, formulas, errors))
     return tables
 
@@ -328,19 +315,15 @@ def _open_book(name: str, data: bytes) -> CalamineWorkbook:
     try:
         return CalamineWorkbook.from_filelike(io.BytesIO(data))
     except PasswordError:
-        raise FileError(
-            name, "the workbook is password-protected. Remove the password and upload it again."
-        ) from None
+        raise FileError(name, Message("fi_password_short")) from None
     except Exception as exc:  # calamine raises its own types for each kind of damage
-        raise FileError(
-            name, f"the workbook cannot be read ({exc}). Save it again from Excel."
-        ) from None
+        raise FileError(name, Message("fi_unreadable", error=str(exc))) from None
     except BaseException as exc:
         # A panic inside calamine (an index out of range on a damaged file) arrives as pyo3's
         # PanicException, which is not an Exception: it would end the page with a traceback.
         if type(exc).__name__ != "PanicException":
             raise
-        raise FileError(name, "the workbook is damaged. Save it again from Excel.") from None
+        raise FileError(name, Message("fi_damaged")) from None
 
 
 Merged = list[tuple[int, int, int, int]]

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from kpi_core import pauses
 from kpi_core.access import Actor, can
 from kpi_core.push.config import (
     Channel,
@@ -329,7 +330,7 @@ def deliver(
     backoff: float = 0.5,
     timeout: float = TIMEOUT,
     digest_over: int | None = DIGEST_OVER,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = pauses.sleep,
 ) -> list[Delivery]:
     """Send each message to every enabled channel whose minimum severity admits it (or to the
     `channels` named). More than `digest_over` messages for one channel go as one digest (robots
@@ -384,7 +385,7 @@ def send_test(
     retries: int = 1,
     backoff: float = 0.5,
     timeout: float = TIMEOUT,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = pauses.sleep,
 ) -> Delivery:
     """Send a test message to a saved channel, enabled or not, whatever its minimum severity.
     NotFoundError for an unknown name; any other failure comes back in the Delivery."""
