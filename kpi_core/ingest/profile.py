@@ -97,9 +97,10 @@ class Profile:
         """What keeps the profile from being used, in words; empty when it is complete. With
         the file's `columns`, every column a measure or filter names must be one of them
         (`within` says where they were looked for: a source's "the query's result")."""
-        out: list[str] = []  # English: a date format's coded problem as text, like the rest
-        if bad := dates.check_format(self.date_format):
-            out.append(str(bad))
+        # English, like the rest: a date format's coded problem as text (with coded problems,
+        # append the message itself).
+        bad = dates.check_format(self.date_format)
+        out: list[str] = [str(bad)] if bad else []
         if not self.name.strip():
             out.append("give the profile a name")
         if not self.date_column:
