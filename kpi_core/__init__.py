@@ -29,7 +29,7 @@ UI_SURFACE = frozenset(
         # acting and the service layer
         "access", "auth", "service", "sessions", "sso", "users", "backup", "clock", "errors",
         # words and numbers
-        "i18n", "texts", "messages", "problem_text", "references",
+        "i18n", "texts", "messages", "references", "ingest.places",
         # what the pages show
         "board", "attention", "detail", "scorecard", "scoring", "tree_view", "trends",
         "completeness", "periods", "catalog", "people", "charts", "kiosk", "screen",

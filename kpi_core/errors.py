@@ -12,8 +12,8 @@ class KpiError(Exception):
     """Base of every error the product reports to a user.
 
     Raised with a coded `Message`, it renders in the reader's language (`text(lang)`) and
-    `str()` is its English rendering. Raised with a plain English string (modules not converted
-    yet), `text()` gives that string and the page translates it (kpi_core.problem_text)."""
+    `str()` is its English rendering. Raised with a plain string (words from outside: a
+    driver's or a library's), `text()` gives that string as it is."""
 
     def __init__(self, *args: object) -> None:
         self.coded = args[0] if args and isinstance(args[0], Message) else None
@@ -24,7 +24,7 @@ class KpiError(Exception):
 
     def said(self) -> Message | str:
         """What the error says, to carry inside another message or a list of problems: its coded
-        message, or its English text (modules not converted yet)."""
+        message, or its plain text (words from outside)."""
         return self.coded if self.coded is not None else str(self)
 
 
@@ -47,7 +47,7 @@ class Problem:
     sheet: str
     row: int | None
     column: str | None
-    message: Message | str  # str: modules not converted yet
+    message: Message | str  # str: words from outside, shown as they are
 
     def __str__(self) -> str:
         where = [f"Sheet '{self.sheet}'"]

@@ -2,8 +2,8 @@
 shown on a Chinese page.
 
 A coded message (an error's, a problem's, a finding's) is rendered from both catalogs, so a key
-missing from either fails here with a KeyError naming it; its Chinese must hold Chinese. English
-text from a module not converted yet must still have a row in kpi_core/problem_text.py.
+missing from either fails here with a KeyError naming it; its Chinese must hold Chinese. Plain
+English text (a message not coded) has no Chinese at all, and fails.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 from kpi_core.errors import KpiError
 from kpi_core.messages import Message
-from kpi_core.problem_text import translate
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -25,7 +24,7 @@ def chinese(said: KpiError | Message | str) -> str:
     if isinstance(said, Message):
         said.render("en")  # a key the English catalog lacks fails too
         return said.render("zh")
-    return translate(said, "zh")
+    return said  # not coded: a Chinese page would show it as it is
 
 
 def untranslated(said: Iterable[KpiError | Message | str]) -> list[str]:

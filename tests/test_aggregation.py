@@ -13,12 +13,13 @@ import pytest
 from kpi_core import access, service, workbook
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.ingest import intake, profile, sources
+from kpi_core.ingest import dates, expression, intake, profile, sources
 from kpi_core.ingest.profile import Filter, Measure, Profile, ProfileError
 from kpi_core.ingest.sources import Source
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.said import chinese as said_zh
+from tests.said import untranslated
 
 TODAY = date(2026, 11, 21)
 ANALYST = access.Actor("analyst", "analyst", Scope.all())
@@ -142,6 +143,9 @@ def in_chinese(findings) -> None:
     for f in findings:
         for text in (f.message, f.hint):
             assert said_zh(text) != str(text), text
+    """Every message and hint the Upload and Sources pages show has its Chinese (a coded
+    message from both catalogs, tests/said.py)."""
+    assert untranslated(t for f in findings for t in (f.message, f.hint)) == []
 
 
 def values(prepared, cat) -> dict:
@@ -200,8 +204,14 @@ def test_dd_mm_yy_text_is_read_with_the_format_and_never_guessed(wh, exports):
     # Every value reads both ways: a question naming the column and both readings.
     asked = by_source(wh, url, "SELECT * FROM d", mapping())
     [err] = asked.errors
-    assert err.column == "Order Date" and "day first and month first" in err.message
-    assert "'03/01/19' is 2019-01-03 day first (dmy) or 2019-03-01 month first" in err.message
+    assert err.column == "Order Date" and "day first and month first" in str(err.message)
+    assert "'03/01/19' is 2019-01-03 day first (dmy) or 2019-03-01 month first" in str(err.message)
+    # A coded question: the English as it always read, the Chinese from the catalogs.
+    assert (err.message.key, err.hint.key) == ("ag_ambiguous_dates", "ag_ambiguous_dates_hint")
+    assert err.message.render("zh") == (
+        "“Order Date”列的每个日期既可按日在前读，也可按月在前读：“03/01/19”日在前（dmy）是 "
+        "2019-01-03，月在前（mdy）是 2019-03-01"
+    )
     assert asked.rows.empty
     in_chinese(asked.findings)
     want = {("REV", "EAST", "2019-01"): 10.0, ("REV", "EAST", "2019-02"): 20.0,
@@ -218,16 +228,29 @@ def test_dd_mm_yy_text_is_read_with_the_format_and_never_guessed(wh, exports):
                      "SELECT * FROM e", mapping())  # fmt: skip
     assert told.errors == []
     assert values(told, cat)[("REV", "EAST", "2019-01")] == 11.0
-    assert any("read day first (dmy)" in f.message for f in told.findings)
+    [said] = [f for f in told.findings if f.says("ag_dates_read")]
+    example, day = said.message.values["example"], said.message.values["day"]  # any one value
+    assert str(said.message) == (
+        "dates in column 'Order Date' read day first (dmy), the only reading that fits every "
+        f"value: '{example}' is {day}"
+    )
+    assert said.message.render("zh") == (
+        f"“Order Date”列的日期按日在前（dmy）读，这是唯一适合所有值的读法：“{example}”是 {day}"
+    )
     in_chinese(told.findings)
 
 
 def test_year_indexes_and_implausible_dates_are_named(wh, exports):
     lines = [("2019-01-05", "east", "1"), ("1-01", "east", "2"), ("05/01/1819", "west", "3")]
     prepared = by_profile(wh, xlsx(HEADER, lines, typed=False), mapping(date_format="dmy"))
-    where = {(e.row, e.column): e.message for e in prepared.errors}
+    where = {(e.row, e.column): str(e.message) for e in prepared.errors}
     assert "year index" in where[(3, "Order Date")]
-    assert "outside the plausible years" in where[(4, "Order Date")]
+    assert where[(4, "Order Date")] == "'05/01/1819' is outside the plausible years 1900–2099"
+    why = {e.row: (e.message.key, e.message.values["why"].key) for e in prepared.errors}
+    assert why == {3: ("ag_bad_date", "dd_year_index"), 4: ("ag_bad_date", "dd_implausible")}
+    assert [e.message.render("zh") for e in prepared.errors if e.row == 4] == [
+        "“05/01/1819”超出了合理的年份范围 1900–2099"
+    ]
     assert prepared.rows.empty
     in_chinese(prepared.errors)
     with pytest.raises(ProfileError, match="date format 'dd/mm'"):
@@ -315,8 +338,16 @@ def test_expressions_are_checked_when_the_profile_is_saved(wh):
     wrong.measures[3].column = "=[Returned] + 1"
     prepared = by_profile(wh, xlsx(ORDER_HEADER, ORDERS), wrong)
     assert prepared.rows.empty
-    assert any("measure 4 (RETURNED)" in e.message and "'[Returned] + 1'" in e.message
-               for e in prepared.errors)  # fmt: skip
+    [e] = [e for e in prepared.errors if e.says("ag_measure")]
+    assert str(e.message) == (
+        "measure 4 (RETURNED): in '=[Returned] + 1': '[Returned] + 1' needs a number where it "
+        "has a text"
+    )
+    assert e.message.render("zh") == (
+        "第 4 项指标计算（RETURNED）：在“=[Returned] + 1”中：“[Returned] + 1”此处需要数字，"
+        "但得到的是文本"
+    )
+    assert (str(e.hint), e.hint.render("zh")) == ("correct the expression", "请修改表达式")
     in_chinese(prepared.errors)
     profile.save(wh, order_profile(), ANALYST)
     assert profile.load(wh, "orders") == order_profile()
@@ -369,3 +400,57 @@ def test_iso_weeks_count_in_their_thursdays_month_on_every_path(wh, exports):
         assert may.errors == [] and may.months == [date(2019, 5, 1)], url
         assert values(may, cat) == {("REV", "EAST", "2019-05"): 300.0,
                                     ("REV", "WEST", "2019-05"): 4.0}  # fmt: skip
+
+
+# --- what an expression or a date format says: coded messages, the English as before ----------
+
+_CANNOT_BE_READ = (
+    "the expression '=[a] *' cannot be read — it ends too early, or a value, an operator or a ')' "
+    "is missing or extra"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "kinds", "key", "english", "chinese"),
+    [
+        ("='abc", None, "ex_quote_open", "a text in quotes is not closed: 'abc",
+         "引号中的文本没有闭合：'abc"),
+        ("=[a", None, "ex_bracket_open", "a '[' is not closed: [a", "有“[”没有闭合：[a"),
+        ("=[]", None, "ex_no_column", "'[]' names no column", "“[]”中没有列名"),
+        ("= ", None, "ex_empty", "the expression is empty", "表达式为空"),
+        ("=[a] *", None, "ex_unreadable", _CANNOT_BE_READ,
+         "无法读取表达式“=[a] *”——表达式不完整，或缺少/多出值、运算符或“)”"),
+        ("=t.a + 1", None, "ex_qualified", "'t.a' is not allowed — write [column name]",
+         "不能使用“t.a”——请写作 [列名]"),
+        ("=[a] + [b]", {"a": "date", "b": "date"}, "ex_in",
+         "in '=[a] + [b]': '[a] + [b]' cannot add two dates; subtract them to count the days",
+         "在“=[a] + [b]”中：“[a] + [b]”不能把两个日期相加；相减可得天数"),
+        ("=[a] + [b]", {"a": "number", "b": "text"}, "ex_in",
+         "in '=[a] + [b]': '[a] + [b]' needs a number where it has a text",
+         "在“=[a] + [b]”中：“[a] + [b]”此处需要数字，但得到的是文本"),
+    ],
+)  # fmt: skip
+def test_an_expression_that_does_not_fit_says_so_in_either_language(
+    text, kinds, key, english, chinese
+):
+    with pytest.raises(expression.ExpressionError) as refused:
+        expression.check(expression.parse(text), kinds) if kinds else expression.parse(text)
+    assert refused.value.coded.key == key
+    assert (str(refused.value), refused.value.text("zh")) == (english, chinese)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "key", "english", "chinese"),
+    [
+        ("dd/mm", "dd_format_unknown",
+         "the date format 'dd/mm' is neither dmy, mdy nor ymd nor a pattern such as %d/%m/%y",
+         "日期格式“dd/mm”既不是 dmy、mdy、ymd，也不是 %d/%m/%y 这样的格式"),
+        ("%Y-%m", "dd_format_day_month",
+         "the date format '%Y-%m' needs a day (%d) and a month (%m, %b or %B)",
+         "日期格式“%Y-%m”需要包含日（%d）和月（%m、%b 或 %B）"),
+    ],
+)  # fmt: skip
+def test_a_date_format_that_cannot_be_used_says_so_in_either_language(fmt, key, english, chinese):
+    said = dates.check_format(fmt)
+    assert said.key == key
+    assert (str(said), said.render("zh")) == (english, chinese)

@@ -298,3 +298,52 @@ def test_an_import_whose_pushes_fail_waits_for_them_and_exits_cleanly(own_file, 
             check.close()
         assert attempts, w.name  # something was pushed ...
         assert all(n == 4 and not ok for _, n, ok in attempts), attempts  # ... all retries made
+
+
+BAD_MONTH = (
+    "期间,部门,指标,实际值\n2024年3月,East,REV,520万\n2024-03,EAST,NEW_CUST,十二\n"
+    "2024-03,MARS,REV,1\n2024-03,EAST,REVV,1\n2099-01,EAST,REV,1\n2024-Q1,EAST,REV,1\n"
+    ",EAST,REV,1\n2024-03,EAST,REV,530万\n2024-04,EAST,REV,#N/A\n2024-04,EAST,NEW_CUST,-5\n"
+    "2024,EAST,REV,1\n"
+)
+# What the command line printed before the intake's findings became coded messages, byte for
+# byte (the findings are rendered in English for it; a page renders them in its language).
+BAD_MONTH_SAID = """\
+error: bad.csv: no period for the values — add a period/期间 column, or name the sheet by its month (2024-03)
+error: bad.csv, row 5, column C (指标): unknown KPI 'REVV' — did you mean REV (营业收入 / Revenue)?
+error: bad.csv, row 4, column B (部门): unknown unit 'MARS' — check the org units for its code
+error: bad.csv, row 7, column A (期间): '2024-Q1' is a quarter — actuals are monthly — write the month as 2024-03, 2024年3月 or an Excel date
+error: bad.csv, row 8, column A (期间): no period given — write the month as 2024-03, 2024年3月 or an Excel date
+error: bad.csv, row 12, column A (期间): '2024' is a year — actuals are monthly — write the month as 2024-03, 2024年3月 or an Excel date
+error: bad.csv, row 6, column A (期间): 2099-01 is in the future — check the period; actuals are loaded once the month has begun
+error: bad.csv, row 3, column D (实际值): '十二' is not a number — write a number such as 1250000, 12.5万, 1,234.5 or 96%
+error: bad.csv, row 10, column D (实际值): '#N/A' is an Excel error, not a number — fix the cell's formula in Excel (or type the value) and save again
+error: bad.csv, row 9, column D (实际值): EAST/REV 2024-03 is also given in sheet 'bad.csv' row 2: 5.2e+06 there, 5.3e+06 here — neither is loaded — keep the right one
+"""
+
+
+def test_an_import_says_its_problems_in_the_same_english_as_before(tmp_path, sales_file):
+    wh = tmp_path / "w.duckdb"
+    cli("--warehouse", wh, "import", sales_file)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(BAD_MONTH, encoding="utf-8-sig")
+    plain = cli("--warehouse", wh, "import", bad, "--dry-run", check=False)
+    assert plain.stderr == BAD_MONTH_SAID
+    assert plain.stdout.endswith(
+        "bad.csv: refused, nothing written (new 1, changed 0, unchanged 0, removed 0, invalid 10)\n"
+    )
+    said = json.loads(cli("--warehouse", wh, "import", bad, "--dry-run", "--json",
+                          check=False).stdout)["problems"]  # fmt: skip
+
+    # --json holds the same English: message and hint as strings, the column as the file says.
+    def line(p: dict) -> str:
+        where = ["bad.csv"] + ([f"row {p['row']}"] if p["row"] is not None else [])
+        where += [f"column {p['column']}"] if p["column"] is not None else []
+        return f"error: {', '.join(where)}: {p['message']} — {p['hint']}"
+
+    lines = [line(p) for p in said]
+    assert "\n".join(lines) + "\n" == BAD_MONTH_SAID
+    assert said[1] == {
+        "severity": "error", "file": "bad.csv", "sheet": "bad.csv", "row": 5, "column": "C (指标)",
+        "message": "unknown KPI 'REVV'", "hint": "did you mean REV (营业收入 / Revenue)?",
+    }  # fmt: skip

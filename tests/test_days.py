@@ -64,7 +64,7 @@ def test_loading_this_month_is_allowed_and_next_month_is_the_future(day_wh):
     this, nxt = month_of(today), add_months(month_of(today), 1)
     csv = f"period,unit,kpi,value\n{this:%Y-%m},SALES_E,VISITS,100\n{nxt:%Y-%m},SALES_E,VISITS,90\n"
     prepared = intake.prepare(wh, [("m.csv", csv.encode())], access.SYSTEM, today=today)
-    errors = [(f.row, f.message) for f in prepared.errors]
+    errors = [(f.row, str(f.message)) for f in prepared.errors]
     assert len(errors) == 1, errors
     assert f"{nxt:%Y-%m}" in errors[0][1] and "future" in errors[0][1]
 

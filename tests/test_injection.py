@@ -326,7 +326,7 @@ def test_upload_cells_with_payloads_are_refused_naming_the_cell(demo_wh):
     ]
     before = tables(demo_wh)
     got = intake.prepare(demo_wh, [("evil.xlsx", upload_bytes(rows))], SYSTEM, today=TODAY)
-    errors = {(f.row, f.column): f.message for f in got.errors}
+    errors = {(f.row, f.column): str(f.message) for f in got.errors}
     assert errors, "payloads must be refused"
     for row, column in [(2, "unit"), (3, "kpi"), (4, "value"), (5, "period"), (6, "value"),
                         (7, "value"), (8, "value")]:  # fmt: skip

@@ -23,7 +23,6 @@ from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
 from kpi_core.ingest import intake
-from kpi_core.problem_text import translate
 from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.test_intake_files import in_chinese, sha256
@@ -129,7 +128,7 @@ def loaded(path: Path, got: intake.Intake) -> list[tuple[str, str, str, float]]:
 
 
 def errors(got: intake.Intake) -> list[tuple]:
-    return [(f.file, f.sheet, f.row, f.column, f.message, f.hint) for f in got.errors]
+    return [(f.file, f.sheet, f.row, f.column, str(f.message), str(f.hint)) for f in got.errors]
 
 
 CARS = {
@@ -338,15 +337,22 @@ def test_the_analyst_answers_the_question_and_the_answer_is_shown(company_file):
     assert loaded(company_file, got) == [
         ("CAR_MARGIN", "CAR", "2026-09", 0.2), ("CAR_SALES", "CAR", "2026-09", 130.0)
     ]  # fmt: skip
-    # An answer naming no KPI of the library is refused, not ignored.
+    # An answer naming no KPI of the library is refused, not ignored. The page answers for a
+    # binding it was shown: its key holds the column's place as the intake made it.
+    margin = next(b.key for b in first.bindings if b.text == "Margin")
     wh = Warehouse(company_file, linger=0)
     try:
         with pytest.raises(KpiError, match="'NOPE' is not a KPI code") as refused:
             intake.prepare(wh, [("m.xlsx", data)], access.SYSTEM, today=TODAY,
-                           choices={("m.xlsx", "Cars", "header B (Margin)", "Margin"): "NOPE"})  # fmt: skip
+                           choices={margin: "NOPE"})  # fmt: skip
         in_chinese(refused.value)
+        assert refused.value.coded.key == "vl_not_a_code"
+        assert str(refused.value) == (
+            "'NOPE' is not a KPI code of the library — choose the KPI for column header B "
+            "(Margin) of sheet 'Cars' again"
+        )
         # All of it in Chinese, the column's place too (表头 B, not "header B").
-        zh = translate(str(refused.value), "zh")
+        zh = refused.value.text("zh")
         assert "表头 B (Margin)" in zh and "header" not in zh
     finally:
         wh.close()

@@ -55,9 +55,9 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 
 def in_chinese(*said: intake.Intake | BaseException) -> None:
     """The Upload page can say all of it in Chinese: each finding's message and hint, and each
-    refusal's message. A coded message whose key is missing from either catalog, or an English
-    message (a module not converted yet) without a row in kpi_core.problem_text, fails here, in
-    whichever test first meets it (tests/said.py)."""
+    refusal's message. A coded message whose key is missing from either catalog, or a message
+    that is not coded (plain English), fails here, in whichever test first meets it
+    (tests/said.py)."""
     texts: list = []
     for s in said:
         if isinstance(s, intake.Intake):
@@ -65,7 +65,7 @@ def in_chinese(*said: intake.Intake | BaseException) -> None:
         else:
             texts.append(s)
     missing = untranslated(texts)
-    assert missing == [], f"no Chinese in the catalogs or kpi_core/problem_text.py for: {missing}"
+    assert missing == [], f"no Chinese in the catalogs for: {missing}"
 
 
 # --- refusing --------------------------------------------------------------------------------
@@ -592,6 +592,22 @@ def test_xlsx_with_an_empty_sheet(demo_file):
     placed(got.finding("nothing to load: the sheets are empty"), "blank.xlsx", "", None, None)
     empty = got.finding("the sheet is empty", "info")
     assert empty.sheet == "Sheet1" and empty.says("ly_empty")
+    # Told apart by its key; the English as the command line always printed it.
+    nothing = got.finding("nothing to load")
+    assert nothing.says("in_nothing_to_load")
+    assert nothing.message.render("zh") == "没有可导入的数据：工作表都是空的"
+    assert str(nothing.hint) == (
+        "use columns period/期间, unit/部门, KPI/指标 and value/实际值, download the template, or "
+        "map the sheet with a profile"
+    )
+
+
+def test_an_upload_whose_every_value_is_blank_says_so_in_either_language(demo_file):
+    csv = "period,unit,kpi,value\n2026-10,SALES_E,REV,\n2026-10,SALES_E,VISITS, \n"
+    got = refuse(demo_file, "blank.csv", csv.encode())
+    f = got.finding("every value is blank")
+    assert f.says("in_all_blank") and (f.file, str(f.hint)) == ("blank.csv", "fill them in")
+    assert (f.message.render("zh"), f.hint.render("zh")) == ("所有数值都是空的", "请填写数值")
 
 
 def test_workbook_with_only_a_header(demo_file):
@@ -903,7 +919,7 @@ def test_duplicate_rows_with_the_same_value_keep_one(own_file):
     assert prepared.errors == []
     (f,) = prepared.warnings
     placed(f, "dup.xlsx", "S", 3, "D (value)")
-    assert "repeats sheet 'S' row 2 with the same value" in f.message
+    assert "repeats sheet 'S' row 2 with the same value" in str(f.message)
     # One copy loads, and the repeat is not counted as invalid.
     assert prepared.counts == {"new": 1, "changed": 0, "unchanged": 0, "removed": 0, "invalid": 0}
     service.commit_actuals(wh, prepared, access.SYSTEM)
@@ -925,7 +941,7 @@ def test_duplicate_rows_with_different_values_keep_none(demo_file):
     got = refuse(demo_file, "dup.xlsx", xlsx({"S": rows}))
     f = got.finding("is also given in sheet 'S' row 2: 7 there, 9 here")
     placed(f, "dup.xlsx", "S", 4, "D (value)")
-    assert "neither is loaded" in f.message
+    assert "neither is loaded" in str(f.message)
     assert got.prepared.counts["invalid"] == 2
     assert len(got.prepared.rows) == 1  # SALES_N only
 
@@ -935,8 +951,8 @@ def test_unknown_kpi_with_did_you_mean(demo_file):
     got = refuse(demo_file, "kpi.xlsx", xlsx({"S": rows}))
     f = got.finding("unknown KPI 'REVENU'")
     placed(f, "kpi.xlsx", "S", 2, "C (kpi)")
-    assert f.hint.startswith("did you mean REV (营业收入 / Revenue)")
-    assert "REV (营业收入 / Revenue)" in got.finding("unknown KPI '营业收人'").hint
+    assert str(f.hint).startswith("did you mean REV (营业收入 / Revenue)")
+    assert "REV (营业收入 / Revenue)" in str(got.finding("unknown KPI '营业收人'").hint)
 
 
 def test_unknown_unit(demo_file):
@@ -944,8 +960,8 @@ def test_unknown_unit(demo_file):
     got = refuse(demo_file, "unit.xlsx", xlsx({"S": rows}))
     f = got.finding("unknown unit '华东区'")
     placed(f, "unit.xlsx", "S", 2, "B (unit)")
-    assert "SALES_E (华东大区 / East China Region)" in f.hint
-    assert got.finding("unknown unit 'Mars office'").hint == "check the org units for its code"
+    assert "SALES_E (华东大区 / East China Region)" in str(f.hint)
+    assert str(got.finding("unknown unit 'Mars office'").hint) == "check the org units for its code"
 
 
 def test_every_wrong_cell_of_a_row_is_listed_at_once(demo_file):
@@ -969,7 +985,7 @@ def test_unit_outside_the_uploaders_scope(demo_file, sales_analyst):
     got = refuse(demo_file, "scope.xlsx", xlsx({"S": rows}), who=sales_analyst)
     f = got.finding("unit 'PROD' is outside your scope")
     placed(f, "scope.xlsx", "S", 2, "B (unit)")
-    assert "ask an admin" in f.hint
+    assert "ask an admin" in str(f.hint)
 
 
 def test_future_period(demo_file):
@@ -987,7 +1003,7 @@ def test_locked_period(own_file):
     got = refuse(own_file, "locked.xlsx", xlsx({"S": rows}))
     f = got.finding("2026-09 is closed")
     placed(f, "locked.xlsx", "S", 2, "A (period)")
-    assert "reopen" in f.hint
+    assert "reopen" in str(f.hint)
 
 
 def test_plain_96_in_a_percent_kpi(demo_file):
@@ -1000,7 +1016,7 @@ def test_plain_96_in_a_percent_kpi(demo_file):
     got = refuse(demo_file, "pct.xlsx", xlsx({"S": rows}))
     f = got.finding("96 in percent KPI COLLECT_RATE — did you mean 96%?")
     placed(f, "pct.xlsx", "S", 2, "D (value)")
-    assert f.hint == "write 96% or 0.96"
+    assert str(f.hint) == "write 96% or 0.96"
     assert sorted(got.prepared.rows["value"]) == [0.96, 0.96]
 
 
@@ -1031,7 +1047,7 @@ def test_a_year_or_quarter_is_not_a_month(demo_file):
     got = refuse(demo_file, "year.xlsx", xlsx({"S": rows}))
     f = got.finding("'2026' is a year — actuals are monthly")
     placed(f, "year.xlsx", "S", 2, "A (period)")
-    assert "2024-03" in f.hint
+    assert "2024-03" in str(f.hint)
     placed(got.finding("'2025' is a year"), "year.xlsx", "S", 3, "A (period)")
     placed(got.finding("'2026-Q1' is a quarter"), "year.xlsx", "S", 4, "A (period)")
 
@@ -1039,11 +1055,11 @@ def test_a_year_or_quarter_is_not_a_month(demo_file):
 def test_formula_kpi_uploaded_directly(demo_file):
     rows = [HEADER, ["2026-09", "PROD_L1", "OEE", 0.8], ["2026-09", "PROD_L1", "设备综合效率", 0.8]]
     got = refuse(demo_file, "oee.xlsx", xlsx({"S": rows}))
-    hits = [f for f in got.prepared.errors if "'OEE' is computed by its formula" in f.message]
+    hits = [f for f in got.prepared.errors if "'OEE' is computed by its formula" in str(f.message)]
     assert [f.row for f in hits] == [2, 3]
     placed(hits[0], "oee.xlsx", "S", 2, "C (kpi)")
-    assert "AVAIL * PERF * QUAL" in hits[0].message
-    assert hits[0].hint == "load the KPIs it is made of instead"
+    assert "AVAIL * PERF * QUAL" in str(hits[0].message)
+    assert str(hits[0].hint) == "load the KPIs it is made of instead"
 
 
 def test_commit_with_errors_only_when_accepted_and_then_only_valid_rows(own_file):

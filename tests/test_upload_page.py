@@ -555,6 +555,12 @@ def test_the_preview_shows_every_binding_before_loading(wh_path, monkeypatch, la
     assert rows[0][units] == "NORTH" and rows[0][values] == 2
     assert rows[1][kpi] == rev and rows[1][status] == ok and rows[1][place] == where
     assert at.button(key="up_commit").disabled  # nothing loads until the analyst decides
+    if lang == "zh":  # the problem, its place and what to do: all of it from the catalogs
+        [problem] = frame_with(at, "如何处理").to_dict("records")
+        assert problem["列"] == "表头 C (Inventory days)"
+        assert problem["问题"].startswith("列“Inventory days”按名称对应到指标 INV_DAYS")
+        assert problem["问题"].endswith("不在组织 NORTH 的指标树上：2 个数值未导入")
+        assert problem["如何处理"].startswith("请在表头改写为 NORTH 的某个指标编码（")
 
 
 def test_the_analyst_answers_a_binding_on_the_page_and_it_is_checked_again(wh_path, monkeypatch):

@@ -20,10 +20,11 @@ from datetime import date
 import duckdb
 import pandas as pd
 
-from kpi_core.ingest import dates, expression
+from kpi_core.ingest import dates, expression, places
 from kpi_core.ingest.expression import DATE, NUM, TEXT, Expression, ExpressionError
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import norm
+from kpi_core.messages import Message
 from kpi_core.numbers import NumberError, parse_number
 
 MAX_PLACED = 200  # findings placed row by row, per column; the rest are counted
@@ -83,12 +84,14 @@ class _Say:
     def __init__(self, findings: list[Finding], place: Place) -> None:
         self.findings, self.place = findings, place
 
-    def __call__(self, row: int | None, column: str | None, message: str, hint: str = "") -> None:
+    def __call__(
+        self, row: int | None, column: str | None, message: Message, hint: Message | str = ""
+    ) -> None:
         self.findings.append(
             Finding("error", self.place.file, self.place.sheet, row, column, message, hint)
         )
 
-    def info(self, column: str, message: str, hint: str) -> None:
+    def info(self, column: str, message: Message, hint: Message) -> None:
         self.findings.append(
             Finding("info", self.place.file, self.place.sheet, None, column, message, hint)
         )
@@ -269,7 +272,7 @@ def _norm_sql(sql: str) -> str:
 
 def expressions(
     mapping,
-) -> tuple[dict[int, Expression], dict[tuple[int, int], Expression], list[str]]:
+) -> tuple[dict[int, Expression], dict[tuple[int, int], Expression], list[Message]]:
     """The measures' and filters' expressions, parsed; and what cannot be read, per measure."""
     measures: dict[int, Expression] = {}
     filters: dict[tuple[int, int], Expression] = {}
@@ -282,7 +285,7 @@ def expressions(
                 if f.is_expression:
                     filters[(i, j)] = expression.parse(f.value)
         except ExpressionError as exc:
-            problems.append(f"measure {i} ({m.kpi}): {exc}")
+            problems.append(Message("ag_measure", i=i, kpi=m.kpi, problem=exc.said()))
     return measures, filters, problems
 
 
@@ -301,7 +304,7 @@ def aggregate(
 
     measures, filters, problems = expressions(mapping)
     for p in problems:
-        error(None, None, p, "correct the expression in the profile")
+        error(None, None, p, Message("ag_fix_in_profile"))
     if problems:
         return Records(), findings
     plan = _Plan(con, columns, getattr(mapping, "date_format", "") or "")
@@ -381,7 +384,8 @@ def aggregate(
             params += sparams
         except ExpressionError as exc:
             wrong = True
-            error(None, m.column, f"measure {i} ({m.kpi}): {exc}", "correct the expression")
+            problem = Message("ag_measure", i=i, kpi=m.kpi, problem=exc.said())
+            error(None, m.column, problem, Message("ag_fix_expression"))
     if wrong:
         return Records(), findings
     # Cells that are not numbers, in the rows a measure sums or averages.
@@ -401,7 +405,7 @@ def aggregate(
                 [*wparams, *cparams],
             ).fetchall()
             for row, text in rows:
-                error(row, real, f"'{text}' is not a number", place.fix_number)
+                error(row, real, Message("vl_not_a_number", value=text), place.fix_number)
     if any(f.severity == "error" for f in findings):
         return Records(), findings
 
@@ -412,6 +416,9 @@ def aggregate(
     )
     groups = con.execute(sql, [*params, *wparams]).fetchall()
     out = Records()
+    # Each measure's places, made once: "profile 'ERP' measure 2", "sum(金额)".
+    kpi_at = [places.measure(place.who, i + 1) for i in range(len(mapping.measures))]
+    value_at = [places.aggregated(m.agg, m.column) for m in mapping.measures]
     for g in groups:
         for i, m in enumerate(mapping.measures):
             value = g[2 + i]
@@ -425,9 +432,9 @@ def aggregate(
             out.unit.append(g[1] if mapping.unit_column else mapping.unit)
             out.unit_at.append(plan.col(mapping.unit_column) if mapping.unit_column else place.who)
             out.kpi.append(m.kpi)
-            out.kpi_at.append(f"{place.who} measure {i + 1}")
+            out.kpi_at.append(kpi_at[i])
             out.value.append(float(value))
-            out.value_at.append(f"{m.agg}({m.column})" if m.column else "count(rows)")
+            out.value_at.append(value_at[i])
     return out, findings
 
 
@@ -446,10 +453,9 @@ def _date_questions(plan: _Plan, column: str, reading: dates.Reading, place: Pla
     if reading.ambiguous:
         error(
             None, column,
-            f"every date in column '{column}' reads both day first and month first: "
-            + dates.readings(reading.ambiguous[0]),
-            "set the date format of the profile: dmy (day first), mdy (month first) or a "
-            "pattern such as %d/%m/%y",
+            Message("ag_ambiguous_dates", column=column,
+                    readings=dates.readings(reading.ambiguous[0])),
+            Message("ag_ambiguous_dates_hint"),
         )  # fmt: skip
         return True
     if reading.detected:
@@ -457,26 +463,28 @@ def _date_questions(plan: _Plan, column: str, reading: dates.Reading, place: Pla
         # Certain (only one reading fits every value), but said, so a new file is noticed.
         error.info(
             column,
-            f"dates in column '{column}' read {dates.ORDER_WORDS[reading.order]} "
-            f"({reading.order}), the only reading that fits every value: '{example}' is "
-            f"{reading.dates.get(example)}",
-            "set the date format in the profile to be sure",
-        )
+            Message(
+                "ag_dates_read", column=column, words=dates.ORDER_WORDS[reading.order],
+                order=reading.order, example=example, day=str(reading.dates.get(example)),
+            ),
+            Message("ag_dates_read_hint"),
+        )  # fmt: skip
     return False
 
 
-def _place_bad(con, plan: _Plan, column: str, what: str, bad: dict[str, str], place: Place,
-               error) -> None:  # fmt: skip
+def _place_bad(con, plan: _Plan, column: str, what: str, bad: dict[str, Message],
+               place: Place, error) -> None:  # fmt: skip
     c = plan.slot[column]
-    pairs = pd.DataFrame({"k": list(bad), "why": list(bad.values())}, dtype=object)
+    # The texts go to SQL to find their rows; why each is not a date stays here.
+    pairs = pd.DataFrame({"k": list(bad)}, dtype=object)
     con.register("kpi_bad", pairs)
     rows = con.execute(
-        f"SELECT kpi_row, t{c}, why FROM kpi_text JOIN kpi_bad ON kpi_bad.k = t{c} "  # noqa: S608
+        f"SELECT kpi_row, t{c} FROM kpi_text JOIN kpi_bad ON kpi_bad.k = t{c} "  # noqa: S608
         f"ORDER BY kpi_row LIMIT {MAX_PLACED}"
     ).fetchall()
     con.unregister("kpi_bad")
-    for row, text, why in rows:
-        error(row, column, f"'{text}' {why}", place.fix_date)
+    for row, text in rows:
+        error(row, column, Message("ag_bad_date", text=text, why=bad[text]), place.fix_date)
     del what
 
 
@@ -500,24 +508,26 @@ def _filter_sql(plan: _Plan, f, expr: Expression | None, params: list) -> str:
     col = plan.column(f.column)
     if expr is not None or (f.op in (">", ">=", "<", "<=") and col.kind == DATE):
         if f.op not in ("=", "!=", ">", ">=", "<", "<="):
-            raise ExpressionError(
-                f"the filter on '{f.column}' compares with an expression: use = != < <= > >="
-            )
+            raise ExpressionError(Message("ag_filter_operator", column=f.column))
         if expr is not None:
             right, kind = expression.to_sql(expr, plan.column, params, _date_of(plan))
         else:
             day = _date_of(plan)(f.value)
             if day is None:
                 raise ExpressionError(
-                    f"the filter on the date column '{f.column}' compares with '{f.value}', "
-                    "which is not a date"
+                    Message("ag_filter_not_a_date", column=f.column, value=f.value)
                 )
             params.append(day)
             right, kind = "CAST(? AS DATE)", DATE
         left = {DATE: col.date, NUM: col.number}.get(kind)
         if left is None or kind != col.kind and not (kind == NUM and col.kind == NUM):
             raise ExpressionError(
-                f"the filter compares column '{f.column}' ({col.kind}) with a {kind}"
+                Message(
+                    "ag_filter_kinds",
+                    column=f.column,
+                    kind=expression.kind_word(col.kind),
+                    other=expression.kind_word(kind),
+                )  # fmt: skip
             )
         op = "<>" if f.op == "!=" else f.op
         cond = f"({left} {op} {right})"
@@ -549,9 +559,9 @@ def _measure_sql(
         eparams: list = []
         sql, kind = expression.to_sql(expr, plan.column, eparams, _date_of(plan))
         if kind == DATE:
-            raise ExpressionError(f"'{expr.text}' is a date; subtract another date to count days")
+            raise ExpressionError(Message("ag_date_measure", text=expr.text))
         if kind == TEXT and m.agg in ("sum", "avg"):
-            raise ExpressionError(f"'{expr.text}' is a text, which cannot be added up")
+            raise ExpressionError(Message("ag_text_sum", text=expr.text))
         if m.agg == "count" and kind == expression.BOOL:
             return (
                 f"count(*) FILTER (WHERE ({where}) AND coalesce({sql}, false))",

@@ -16,11 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from kpi_core.messages import Message
 from kpi_core.periods import PeriodError, iso_week, parse_period
 
 ORDERS = ("dmy", "mdy", "ymd")
 FIRST_YEAR, LAST_YEAR = 1900, 2099
-ORDER_WORDS = {"dmy": "day first", "mdy": "month first", "ymd": "year first"}
+# How numeric dates are read, as a message names it ("day first" / "日在前").
+ORDER_WORDS = {"dmy": Message("dd_w_dmy"), "mdy": Message("dd_w_mdy"), "ymd": Message("dd_w_ymd")}
 
 # A time after the day ("2019-01-20 00:00:00", "20/01/19 9:30 PM"): the month needs the day only.
 TIME = r"(?:[T\s]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[AaPp][Mm])?)?\s*$"
@@ -35,27 +37,25 @@ class DateFormatError(ValueError):
     """A date format the analyst wrote that cannot be used."""
 
 
-def check_format(fmt: str) -> str | None:
+def check_format(fmt: str) -> Message | None:
     """What is wrong with a date format, or None. Empty means: detect."""
     text = (fmt or "").strip()
     if not text or text.lower() in ORDERS:
         return None
     if "%" not in text:
-        return (
-            f"the date format '{text}' is neither dmy, mdy nor ymd nor a pattern such as %d/%m/%y"
-        )
+        return Message("dd_format_unknown", text=text)
     try:
         datetime(2019, 1, 20).strftime(text)
         datetime.strptime(datetime(2019, 1, 20).strftime(text), text)
-    except ValueError as exc:
-        return f"the date format '{text}' cannot be used ({exc})"
+    except ValueError as exc:  # Python's own words (a pattern's bad directive), as it said them
+        return Message("dd_format_unusable", text=text, why=str(exc))
     if (
         not any(d in text for d in ("%d", "%j"))
         or "%m" not in text
         and "%b" not in text
         and ("%B" not in text)
     ):
-        return f"the date format '{text}' needs a day (%d) and a month (%m, %b or %B)"
+        return Message("dd_format_day_month", text=text)
     return None
 
 
@@ -64,7 +64,8 @@ class Reading:
     """The dates of a column's distinct texts (the time of day already cut off)."""
 
     dates: dict[str, date] = field(default_factory=dict)
-    bad: dict[str, str] = field(default_factory=dict)  # text → why it is not a date
+    # text → why it is not a date: said after the text ("'1-01' is not a date", "“1-01”不是日期")
+    bad: dict[str, Message] = field(default_factory=dict)
     order: str = ""  # how numeric dates were read: dmy, mdy, ymd ('' when there were none)
     detected: bool = False  # the order came from the values, not from the profile
     ambiguous: list[str] = field(default_factory=list)  # examples, when no order could be told
@@ -91,7 +92,7 @@ def read(texts: Iterable[str], fmt: str = "", *, months: bool = True) -> Reading
             try:
                 got = datetime.strptime(text, pattern).date()
             except ValueError:
-                out.bad[text] = f"does not match the date format '{pattern}'"
+                out.bad[text] = Message("dd_no_match", fmt=pattern)
             else:
                 _put(out, text, got.year, got.month, got.day)
         elif (m := _NUMERIC.match(text)) is not None:
@@ -102,26 +103,23 @@ def read(texts: Iterable[str], fmt: str = "", *, months: bool = True) -> Reading
         elif (m := _CHINESE.match(text)) is not None:
             _put(out, text, int(m[1]), int(m[2]), int(m[3]))
         elif _YEAR_INDEX.match(text):
-            out.bad[text] = (
-                "reads as a year index and a month (year 1, 2, … of a plan), not a calendar "
-                "date; write the real month (2019-01) in the file or the query"
-            )
+            out.bad[text] = _YEAR_INDEX_WHY
         elif months:
             try:
                 # An ISO week (2019-W15) counts in the month of its Thursday (periods.iso_week).
                 week = iso_week(text)
                 period = None if week else parse_period(text)
             except (PeriodError, TypeError, ValueError):
-                out.bad[text] = "is not a date"
+                out.bad[text] = _NOT_A_DATE
             else:
                 if week:
                     _put(out, text, week[1].year, week[1].month, 1)
                 elif period.grain == "M":
                     _put(out, text, period.start.year, period.start.month, period.start.day)
                 else:
-                    out.bad[text] = "is not a date of one month"
+                    out.bad[text] = Message("dd_not_one_month")
         else:
-            out.bad[text] = "is not a date"
+            out.bad[text] = _NOT_A_DATE
     if numeric:
         _numeric(out, numeric)
     return out
@@ -147,7 +145,7 @@ def _numeric(out: Reading, numeric: dict[str, tuple[int, int, int]]) -> None:
     parts = {t: (a, b, _year(y, _digits(t))) for t, (a, b, y) in numeric.items()}
     if out.order == "ymd":
         for text in parts:
-            out.bad[text] = "does not read year first (the date format is ymd)"
+            out.bad[text] = Message("dd_not_year_first")
         return
     order = out.order
     if not order:
@@ -161,7 +159,7 @@ def _numeric(out: Reading, numeric: dict[str, tuple[int, int, int]]) -> None:
         else:
             # Some fit only day first, others only month first: neither reading is safe.
             for text in parts:
-                out.bad[text] = "fits neither day-first nor month-first for every value"
+                out.bad[text] = Message("dd_neither_order")
             return
         out.order = order
     for text, (a, b, y) in parts.items():
@@ -169,7 +167,7 @@ def _numeric(out: Reading, numeric: dict[str, tuple[int, int, int]]) -> None:
         if _valid(y, month, day):
             _put(out, text, y, month, day)
         else:
-            out.bad[text] = f"is not a date read {ORDER_WORDS[order]} ({order})"
+            out.bad[text] = Message("dd_not_in_order", words=ORDER_WORDS[order], order=order)
 
 
 def _digits(text: str) -> int:
@@ -179,14 +177,14 @@ def _digits(text: str) -> int:
 
 def _put(out: Reading, text: str, y: int, m: int, d: int) -> None:
     if not _valid(y, m, d):
-        out.bad[text] = "is not a date"
+        out.bad[text] = _NOT_A_DATE
     elif not FIRST_YEAR <= y <= LAST_YEAR:
-        out.bad[text] = f"is outside the plausible years {FIRST_YEAR}–{LAST_YEAR}"
+        out.bad[text] = Message("dd_implausible", first=FIRST_YEAR, last=LAST_YEAR)
     else:
         out.dates[text] = date(y, m, d)
 
 
-def readings(text: str) -> str:
+def readings(text: str) -> Message | str:
     """'03/01/19' read both ways, for the question to the analyst."""
     m = _NUMERIC.match(text)
     if not m:
@@ -194,4 +192,8 @@ def readings(text: str) -> str:
     a, b, y = int(m[1]), int(m[3]), _year(int(m[4]), len(m[4]))
     dmy = date(y, b, a).isoformat() if _valid(y, b, a) else "—"
     mdy = date(y, a, b).isoformat() if _valid(y, a, b) else "—"
-    return f"'{text}' is {dmy} day first (dmy) or {mdy} month first (mdy)"
+    return Message("dd_readings", text=text, dmy=dmy, mdy=mdy)
+
+
+_NOT_A_DATE = Message("dd_not_a_date")
+_YEAR_INDEX_WHY = Message("dd_year_index")

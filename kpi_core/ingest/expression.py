@@ -23,8 +23,23 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from kpi_core.errors import KpiError
+from kpi_core.messages import Message
 
 ANY, NUM, DATE, TEXT, BOOL = "any", "number", "date", "text", "true/false"
+# A kind as a message names it ("a number" / "数字").
+KIND_WORDS = {
+    ANY: Message("ex_w_any"),
+    NUM: Message("ex_w_number"),
+    DATE: Message("ex_w_date"),
+    TEXT: Message("ex_w_text"),
+    BOOL: Message("ex_w_bool"),
+}
+
+
+def kind_word(kind: str) -> Message | str:
+    return KIND_WORDS.get(kind, kind)
+
+
 _SUBS = {"×": "*", "÷": "/", "＋": "+", "－": "-", "−": "-", "（": "(", "）": ")", "≤": "<=",
          "≥": ">=", "≠": "!=", "＝": "=", "＜": "<", "＞": ">", "，": ",", "’": "'", "‘": "'"}  # fmt: skip
 _COMPARE = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
@@ -59,16 +74,16 @@ def parse(text: str) -> Expression:
         if ch in "'\"":  # a string: copied as it is, brackets and all
             end = body.find(ch, i + 1)
             if end < 0:
-                raise ExpressionError(f"a text in quotes is not closed: {body[i:]}")
+                raise ExpressionError(Message("ex_quote_open", text=body[i:]))
             out.append("'" + body[i + 1 : end].replace("'", "''") + "'")
             i = end + 1
         elif ch == "[":
             end = body.find("]", i)
             if end < 0:
-                raise ExpressionError(f"a '[' is not closed: {body[i:]}")
+                raise ExpressionError(Message("ex_bracket_open", text=body[i:]))
             name = body[i + 1 : end].strip()
             if not name:
-                raise ExpressionError("'[]' names no column")
+                raise ExpressionError(Message("ex_no_column"))
             key = f"kpicol{len(names)}"
             names[key] = name
             out.append(f" {key} ")
@@ -79,29 +94,22 @@ def parse(text: str) -> Expression:
     sql = "".join(out).strip()
     sql = re.sub(r"(?<![<>!=])==?(?!=)", "=", sql).replace("==", "=")
     if not sql:
-        raise ExpressionError("the expression is empty")
+        raise ExpressionError(Message("ex_empty"))
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except SqlglotError as exc:
-        raise ExpressionError(
-            f"the expression '{text.strip()}' cannot be read — it ends too early, or a value, "
-            "an operator or a ')' is missing or extra"
-        ) from exc
+        raise ExpressionError(Message("ex_unreadable", text=text.strip())) from exc
     for node in tree.walk():
         if isinstance(node, exp.Column):
             if node.table or node.name not in names:
                 # A bare word is a column too (as in KPI formulas): [Amount] or Amount.
                 if node.table:
-                    raise ExpressionError(f"'{node.sql()}' is not allowed — write [column name]")
+                    raise ExpressionError(Message("ex_qualified", text=node.sql()))
                 key = f"kpicol{len(names)}"
                 names[key] = node.name
                 node.set("this", exp.to_identifier(key))
         elif not isinstance(node, _ALLOWED):
-            raise ExpressionError(
-                f"'{_shown(node, names)}' is not allowed in a measure — use columns in [ ], "
-                "numbers, 'text', + - * /, comparisons (= <> < <= > >=), AND, OR, NOT, "
-                "IF(condition, a, b), ABS(x), IS NULL"
-            )
+            raise ExpressionError(Message("ex_not_allowed", text=_shown(node, names)))
     return Expression(text.strip(), tree, names)
 
 
@@ -158,12 +166,14 @@ class _Writer:
     def date_param(self, node: exp.Expression, literal: exp.Literal) -> str:
         day = self.date_of(literal.this)
         if day is None and self.params is not _CHECKING:
-            raise self.fail(node, f"compares a date with '{literal.this}', which is not a date")
+            raise self.fail(node, Message("ex_date_with", value=literal.this))
         self.params[self.at[id(literal)]] = str(day)
         return "CAST(? AS DATE)"
 
-    def fail(self, node: exp.Expression, why: str) -> ExpressionError:
-        return ExpressionError(f"in '{self.e.text}': '{_shown(node, self.e.names)}' {why}")
+    def fail(self, node: exp.Expression, why: Message) -> ExpressionError:
+        return ExpressionError(
+            Message("ex_in", expr=self.e.text, text=_shown(node, self.e.names), why=why)
+        )
 
     def write(self, node: exp.Expression) -> tuple[str, str]:
         if isinstance(node, exp.Paren):
@@ -226,18 +236,18 @@ class _Writer:
             b, kb = self.write(node.args["false"]) if node.args.get("false") else ("NULL", ANY)
             kind = self.same(node, ka, kb)
             return f"(CASE WHEN {cond} THEN {a} ELSE {b} END)", kind
-        raise self.fail(node, "is not allowed in a measure")
+        raise self.fail(node, Message("ex_not_in_measure"))
 
     def need(self, node: exp.Expression, kind: str, want: str) -> None:
         if kind not in (want, ANY):
-            raise self.fail(node, f"needs a {want} where it has a {kind}")
+            raise self.fail(node, Message("ex_needs", want=kind_word(want), kind=kind_word(kind)))
 
     def same(self, node: exp.Expression, a: str, b: str) -> str:
         if a == ANY:
             return b
         if b in (ANY, a):
             return a
-        raise self.fail(node, f"mixes a {a} and a {b}")
+        raise self.fail(node, Message("ex_mixes", a=kind_word(a), b=kind_word(b)))
 
     def plus(self, node: exp.Expression) -> tuple[str, str]:
         (a, ka), (b, kb) = self.write(node.this), self.write(node.expression)
@@ -252,7 +262,7 @@ class _Writer:
         if kb == DATE and add and ka == NUM:
             return f"({b} + CAST(round({a}) AS INTEGER))", DATE
         if ka == DATE or kb == DATE:
-            raise self.fail(node, "cannot add two dates; subtract them to count the days")
+            raise self.fail(node, Message("ex_two_dates"))
         self.need(node, ka, NUM)
         self.need(node, kb, NUM)
         return f"({a} {'+' if add else '-'} {b})", NUM
@@ -272,7 +282,7 @@ class _Writer:
             return f"({_norm(ta)} {op} {_norm(tb)})", BOOL
         kind = self.same(node, ka, kb)
         if kind == BOOL and op not in ("=", "<>"):
-            raise self.fail(node, "orders true/false values")
+            raise self.fail(node, Message("ex_orders_bools"))
         return f"({a} {op} {b})", BOOL
 
     def text_of(self, node: exp.Expression, sql: str, kind: str) -> str:

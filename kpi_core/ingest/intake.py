@@ -205,12 +205,11 @@ def prepare(
     file_names = [n for n, _ in uploads]
     src = (source or (mapping.name if mapping else ", ".join(sorted(file_names)))).strip()
     if not len(records) and not any(f.severity == "error" for f in findings):
-        what = "the sheets are empty" if len(blank_sheets) == sheets else "no actuals were found"
+        what = N_("in_sheets_empty") if len(blank_sheets) == sheets else N_("in_no_actuals")
         findings.append(
             Finding(
-                "error", uploads[0][0], "", None, None, f"nothing to load: {what}",
-                "use columns period/期间, unit/部门, KPI/指标 and value/实际值, download the "
-                "template, or map the sheet with a profile",
+                "error", uploads[0][0], "", None, None,
+                Message("in_nothing_to_load", what=Message(what)), Message("in_nothing_to_load_hint"),
             )
         )  # fmt: skip
     return check_and_diff(
@@ -256,7 +255,15 @@ def check_and_diff(
     findings = findings + checked.findings
     if len(records) and not len(checked.rows) and not any(f.severity == "error" for f in findings):
         findings.append(
-            Finding("error", where, "", None, None, "every value is blank", "fill them in")
+            Finding(
+                "error",
+                where,
+                "",
+                None,
+                None,
+                Message("in_all_blank"),
+                Message("in_all_blank_hint"),
+            )
         )
     step(0.8, Message("up_step_comparing"))
     with wh.cursor() as cur:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from operator import itemgetter
 
+from kpi_core.ingest import places
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.names import Names
 from kpi_core.ingest.sheet_header import (
@@ -193,9 +194,9 @@ class _Sink:
             j: column_letter(j) for j in f.values() if j not in header.labels
         }
         self.long = self.kc is not None and self.vc is not None
-        self.kpi_cols = [(j, kpi, f"header {self.at[j]}", self.at[j]) for j, kpi in
+        self.kpi_cols = [(j, kpi, places.header(self.at[j]), self.at[j]) for j, kpi in
                          header.kpi_cols.items()]  # fmt: skip
-        self.month_cols = [(j, month, f"header {self.at[j]}", self.at[j]) for j, month in
+        self.month_cols = [(j, month, places.header(self.at[j]), self.at[j]) for j, month in
                            header.month_cols.items()]  # fmt: skip
         self.file, self.sheet = table.file, table.label
         self.out = out

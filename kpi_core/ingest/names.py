@@ -5,10 +5,12 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kpi_core.catalog import Catalog
 from kpi_core.library import Kpi
+from kpi_core.messages import Message
 from kpi_core.org import Unit
 
 
@@ -83,14 +85,20 @@ class Names:
     def unit(self, text: object) -> Unit | None:
         return self._units.get(norm(text)) if text is not None else None
 
-    def kpi_hint(self, text: object) -> str:
+    def kpi_hint(self, text: object) -> Message | None:
         return _did_you_mean(text, self._kpis, lambda k: f"{k.code} ({k.name_zh} / {k.name_en})")
 
-    def unit_hint(self, text: object) -> str:
+    def unit_hint(self, text: object) -> Message | None:
         return _did_you_mean(text, self._units, lambda u: f"{u.code} ({u.name_zh} / {u.name_en})")
 
 
-def _did_you_mean(text: object, index: dict, show) -> str:
+def _did_you_mean(text: object, index: dict, show) -> Message | None:
     close = difflib.get_close_matches(norm(text), list(index), n=3, cutoff=0.6)
     shown = list(dict.fromkeys(show(index[c]) for c in close))
-    return f"did you mean {' or '.join(shown)}?" if shown else ""
+    return Message("nm_did_you_mean", choices=either(shown)) if shown else None
+
+
+def either(choices: Iterable[object]) -> object:
+    """Choices said as "A or B or C" ("A 或 B 或 C"): one alone as it is."""
+    first, *rest = choices
+    return Message("nm_or", first=first, rest=either(rest)) if rest else first

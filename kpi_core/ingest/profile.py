@@ -21,7 +21,7 @@ import pandas as pd
 from kpi_core import audit
 from kpi_core.access import Actor, can
 from kpi_core.errors import KpiError, NotFoundError, ScopeError
-from kpi_core.ingest import aggregation, dates, expression
+from kpi_core.ingest import aggregation, dates, expression, places
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import norm
@@ -320,7 +320,7 @@ def apply(profile: Profile, tables: list[Table]) -> tuple[Records, list[Finding]
     try:
         columns = aggregation.land_frame(con, df)
         place = aggregation.Place(
-            table.file, table.label, f"profile '{profile.name}'",
+            table.file, table.label, places.profile(profile.name),
             Message("pf_fix_cell"), Message("pf_fix_date"),
         )  # fmt: skip
         out, found = aggregation.aggregate(con, profile, columns, place)

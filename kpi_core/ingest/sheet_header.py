@@ -12,6 +12,7 @@ from datetime import date, datetime
 from itertools import chain, islice, pairwise, repeat
 from operator import is_
 
+from kpi_core.ingest import places
 from kpi_core.ingest.files import Table, column_letter
 from kpi_core.ingest.names import Names, norm
 from kpi_core.messages import Message
@@ -74,8 +75,8 @@ _DECIMAL_MONTH = re.compile(r"\s*\d{4}\.\d{1,2}\s*")
 @dataclass(frozen=True)
 class Finding:
     """Something the reader noticed about a sheet; `error` ones keep rows out. Its message and
-    hint are coded messages, rendered in the reader's language (str: modules not converted
-    yet); `str()` of either is the English the command line prints."""
+    hint are coded messages, rendered in the reader's language; `str()` of either is the
+    English the command line prints."""
 
     severity: str  # "error", "warning" or "info"
     file: str
@@ -323,12 +324,12 @@ def _sheet_context(table: Table, names: Names) -> _Context:
     try:
         p = parse_period(table.sheet)
         if p.grain == "M":
-            ctx.period, ctx.period_at = p.start, f"sheet name '{table.sheet}'"
+            ctx.period, ctx.period_at = p.start, places.sheet_name(table.sheet)
             return ctx
     except PeriodError:
         pass
     if names.unit(table.sheet) is not None:
-        ctx.unit, ctx.unit_at = table.sheet, f"sheet name '{table.sheet}'"
+        ctx.unit, ctx.unit_at = table.sheet, places.sheet_name(table.sheet)
     return ctx
 
 
@@ -338,7 +339,7 @@ def _title_context(rows, header_row: int, names: Names, ctx: _Context) -> None:
         for j, c in enumerate(rows[r]):
             if not isinstance(c, str):
                 continue
-            at = f"title {column_letter(j)}{r + 1}"
+            at = places.title(f"{column_letter(j)}{r + 1}")
             if m := _TITLE_PAIR.match(c):
                 f = _ALIAS.get(norm(m[1]), (None,))[0]
                 if f == "period" and _is_month(m[2]):
@@ -356,10 +357,10 @@ def _title_context(rows, header_row: int, names: Names, ctx: _Context) -> None:
 def _section_title(text: str, names: Names, ctx: _Context, row: int) -> bool:
     """A row holding only a unit name (华东区) or a month starts a section of a stacked form."""
     if names.unit(text) is not None:
-        ctx.unit, ctx.unit_at = text, f"section title A{row}"
+        ctx.unit, ctx.unit_at = text, places.section_title(f"A{row}")
         return True
     if _is_month(text):
-        ctx.period, ctx.period_at = text, f"section title A{row}"
+        ctx.period, ctx.period_at = text, places.section_title(f"A{row}")
         return True
     return False
 

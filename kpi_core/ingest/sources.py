@@ -43,7 +43,7 @@ import pandas as pd
 
 from kpi_core.access import Actor
 from kpi_core.catalog import load_catalog
-from kpi_core.ingest import aggregation, intake, profile, source_files, source_pg
+from kpi_core.ingest import aggregation, intake, places, profile, source_files, source_pg
 from kpi_core.ingest.layout import Finding, Records
 from kpi_core.ingest.names import Names, norm
 from kpi_core.ingest.source_connections import (
@@ -197,7 +197,7 @@ def prepare_pull(
         else:
             windowed, params = _windowed(source.url, sql, source.mapping.date_column, first, after)
             columns = _load_chunks(mem, source, windowed, params, step)
-        where = f"source '{source.name}'"
+        where = places.source(source.name)  # the findings' "file"
         findings: list[Finding] = []
         records = Records()
         empty = not columns or mem.execute("SELECT count(*) FROM pulled").fetchall()[0][0] == 0
@@ -317,7 +317,7 @@ def _records(
     """The same aggregation as a profile's on an uploaded sheet (`aggregation`); a row is the
     query result's, in the order it came."""
     place = aggregation.Place(
-        where, "", f"source '{source.name}'",
+        where, "", places.source(source.name),
         Message("so_fix_number"), Message("so_fix_date"),
     )  # fmt: skip
     return aggregation.aggregate(mem, source.mapping, columns, place, first=first, after=after)

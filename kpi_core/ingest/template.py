@@ -32,6 +32,7 @@ from kpi_core.access import Scope
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import NotFoundError
 from kpi_core.library import Kpi
+from kpi_core.messages import Message
 from kpi_core.org import Unit
 from kpi_core.warehouse import Warehouse
 
@@ -98,10 +99,7 @@ def build_template(
     rows = template_rows(wh, cat, scope, unit_code, month)
     unit = cat.unit(unit_code)
     if not rows:
-        raise NotFoundError(
-            f"{unit.code} has no KPIs to enter for {_label(month)}: "
-            "none of its units has a KPI in the KPI tree for that month."
-        )
+        raise NotFoundError(Message("tp_no_kpis", unit=unit.code, month=_label(month)))
     wb = Workbook()
     ws = wb.active
     ws.title = DATA_SHEET[lang]

@@ -18,11 +18,14 @@ from kpi_core import formula
 from kpi_core.access import Scope
 from kpi_core.catalog import Catalog
 from kpi_core.errors import KpiError
+from kpi_core.ingest import places
 from kpi_core.ingest.layout import Finding, Records
-from kpi_core.ingest.names import Names
+from kpi_core.ingest.names import Names, either
 from kpi_core.library import AGGREGATIONS
+from kpi_core.messages import Items, Message
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import PeriodError, month_of, parse_period
+from kpi_core.texts import N_
 
 MAX_LISTED = 200  # problems listed per kind; the rest are counted
 
@@ -100,7 +103,7 @@ def check(
                     "",
                     None,
                     None,
-                    f"… and {len(idx) - MAX_LISTED:,} more like these ({message(idx[0])})",
+                    Message("vl_more", n=len(idx) - MAX_LISTED, sub=message(idx[0])),
                 )  # fmt: skip
             )
 
@@ -138,22 +141,22 @@ def check(
         answered[idx] = True
     # A name two KPIs share is a question for the analyst: the reader does not pick.
     grouped(several, False,
-            lambda i, n: f"'{_text(raw[i])}' could be KPI "
-                         f"{' or '.join(_named(k) for k in matches[kpi_code[i]].kpis)}: "
-                         f"{n} value(s) left out",
-            lambda i: "write the code of the KPI you mean in place of the name ("
-                      f"{' or '.join(k.code for k in matches[kpi_code[i]].kpis)}), or load the "
-                      "sheet with a mapping profile")  # fmt: skip
+            lambda i, n: Message(
+                "vl_ambiguous", text=_text(raw[i]),
+                choices=either(_named(k) for k in matches[kpi_code[i]].kpis), n=n),
+            lambda i: Message(
+                "vl_ambiguous_hint", codes=either(k.code for k in matches[kpi_code[i]].kpis)))  # fmt: skip
     problem((kpi_ids == 0) & ~several, "kpi",
-            lambda i: f"unknown KPI '{_text(raw[i])}'" if raw[i] is not None else "no KPI given",
-            lambda i: names.kpi_hint(_text(raw[i])) or "check the KPI library for its code"
-            if raw[i] is not None else "fill in the KPI code or name", own=True)  # fmt: skip
+            lambda i: Message("vl_unknown_kpi", kpi=_text(raw[i])) if raw[i] is not None
+                      else Message("vl_no_kpi"),
+            lambda i: names.kpi_hint(_text(raw[i])) or Message("vl_check_kpi")
+            if raw[i] is not None else Message("vl_fill_kpi"), own=True)  # fmt: skip
     columns = cat.kpi_columns
     is_formula = columns.aggregation[kpi_ids] == AGGREGATIONS.index("formula")
     problem(is_formula & (kpi_ids != 0), "kpi",
-            lambda i: f"'{cat.kpis[kpi_ids[i]].code}' is computed by its formula "
-                      f"({cat.kpis[kpi_ids[i]].formula})",
-            lambda i: "load the KPIs it is made of instead", own=True)  # fmt: skip
+            lambda i: Message("vl_formula", kpi=cat.kpis[kpi_ids[i]].code,
+                              formula=cat.kpis[kpi_ids[i]].formula),
+            lambda i: Message("vl_formula_hint"), own=True)  # fmt: skip
 
     unit_code, unit_raw = pd.factorize(
         np.asarray(records.unit, dtype=object), use_na_sentinel=False
@@ -162,15 +165,14 @@ def check(
     unit_ids = np.array([u.id if u else 0 for u in units], dtype=np.int32)[unit_code]
     raw_u = records.unit
     problem(unit_ids == 0, "unit",
-            lambda i: f"unknown unit '{_text(raw_u[i])}'" if raw_u[i] is not None
-                      else "no unit given",
-            lambda i: names.unit_hint(_text(raw_u[i])) or "check the org units for its code"
-            if raw_u[i] is not None else "fill in the unit code or name", own=True)  # fmt: skip
+            lambda i: Message("vl_unknown_unit", unit=_text(raw_u[i])) if raw_u[i] is not None
+                      else Message("vl_no_unit"),
+            lambda i: names.unit_hint(_text(raw_u[i])) or Message("vl_check_unit")
+            if raw_u[i] is not None else Message("vl_fill_unit"), own=True)  # fmt: skip
     allowed = np.array([u is not None and scope.allows(u.id) for u in units], dtype=bool)[unit_code]
     problem(~allowed & (unit_ids != 0), "unit",
-            lambda i: f"unit '{cat.units[unit_ids[i]].code}' is outside your scope",
-            lambda i: "upload only the units you are responsible for, or ask an admin",
-            own=True)  # fmt: skip
+            lambda i: Message("vl_outside_scope", unit=cat.units[unit_ids[i]].code),
+            lambda i: Message("vl_outside_scope_hint"), own=True)  # fmt: skip
 
     # A KPI found by its name must be on the unit's tree: a column "Sales" on the car unit's
     # sheet is not the retail department's "Sales". A code (in a header, a KPI cell or a
@@ -197,28 +199,26 @@ def check(
     months = [_month(x) for x in period_raw]
     is_month = np.array([isinstance(m, date) for m in months], dtype=bool)[period_code]
     problem(~is_month, "period", lambda i: months[period_code[i]],
-            lambda i: "write the month as 2024-03, 2024年3月 or an Excel date", own=True)  # fmt: skip
+            lambda i: Message("vl_month_hint"), own=True)  # fmt: skip
     this_month = month_of(today)
     stamp = np.array(
         [np.datetime64(m, "D") if isinstance(m, date) else np.datetime64("NaT") for m in months],
         dtype="datetime64[D]",
     )[period_code]
     future = is_month & (stamp > np.datetime64(this_month, "D"))
-    problem(future, "period", lambda i: f"{_label(stamp[i])} is in the future",
-            lambda i: "check the period; actuals are loaded once the month has begun",
-            own=True)  # fmt: skip
+    problem(future, "period", lambda i: Message("vl_future", month=_label(stamp[i])),
+            lambda i: Message("vl_future_hint"), own=True)  # fmt: skip
     closed = is_month & np.isin(stamp, np.array(sorted(locked), dtype="datetime64[D]"))
-    problem(closed, "period", lambda i: f"{_label(stamp[i])} is closed",
-            lambda i: "ask an admin to reopen the month", own=True)  # fmt: skip
+    problem(closed, "period", lambda i: Message("vl_closed", month=_label(stamp[i])),
+            lambda i: Message("vl_closed_hint"), own=True)  # fmt: skip
 
     values, percent, not_number, blank = _numbers(records.value)
     vraw = records.value
     problem(not_number, "value",
-            lambda i: f"'{vraw[i]}' is an Excel error, not a number" if vraw[i] in EXCEL_ERRORS
-            else f"'{vraw[i]}' is not a number",
-            lambda i: "fix the cell's formula in Excel (or type the value) and save again"
-            if vraw[i] in EXCEL_ERRORS
-            else "write a number such as 1250000, 12.5万, 1,234.5 or 96%", own=True)  # fmt: skip
+            lambda i: Message("vl_excel_error" if vraw[i] in EXCEL_ERRORS else "vl_not_a_number",
+                              value=vraw[i]),
+            lambda i: Message("vl_excel_error_hint" if vraw[i] in EXCEL_ERRORS
+                              else "vl_number_hint"), own=True)  # fmt: skip
     bad |= blank  # a blank value is no value: nothing to load and nothing to say
     is_pct = np.zeros(len(columns.aggregation), dtype=bool)
     lo = np.full(len(columns.aggregation), np.nan)
@@ -231,17 +231,18 @@ def check(
     with np.errstate(invalid="ignore"):
         plain_pct = is_pct[kpi_ids] & ~percent & (values > 1.5) & ~(k_hi >= values)
         problem(plain_pct, "value",
-                lambda i: f"{values[i]:g} in percent KPI {cat.kpis[kpi_ids[i]].code} — "
-                          f"did you mean {values[i]:g}%?",
-                lambda i: f"write {values[i]:g}% or {values[i] / 100:g}")  # fmt: skip
+                lambda i: Message("vl_percent", value=f"{values[i]:g}",
+                                  kpi=cat.kpis[kpi_ids[i]].code),
+                lambda i: Message("vl_percent_hint", value=f"{values[i]:g}",
+                                  fraction=f"{values[i] / 100:g}"))  # fmt: skip
         problem(values < k_lo, "value",
-                lambda i: f"{values[i]:g} is below {cat.kpis[kpi_ids[i]].code}'s allowed "
-                          f"minimum {k_lo[i]:g}",
-                lambda i: "check the sign and the unit of the number")  # fmt: skip
+                lambda i: Message("vl_below", value=f"{values[i]:g}",
+                                  kpi=cat.kpis[kpi_ids[i]].code, limit=f"{k_lo[i]:g}"),
+                lambda i: Message("vl_below_hint"))  # fmt: skip
         problem(values > k_hi, "value",
-                lambda i: f"{values[i]:g} is above {cat.kpis[kpi_ids[i]].code}'s allowed "
-                          f"maximum {k_hi[i]:g}",
-                lambda i: "check the number and its unit (万, %, …)")  # fmt: skip
+                lambda i: Message("vl_above", value=f"{values[i]:g}",
+                                  kpi=cat.kpis[kpi_ids[i]].code, limit=f"{k_hi[i]:g}"),
+                lambda i: Message("vl_above_hint"))  # fmt: skip
 
     ok = ~bad
     rows = pd.DataFrame(
@@ -321,28 +322,27 @@ def _own_kpis(cat: Catalog, unit_id: int) -> list[str]:
     return list(dict.fromkeys(cat.kpis[k].code for _, k in seen))
 
 
-def _off_tree(cat: Catalog, raw, place: str, how: str, kpi_id, unit_id, n: int) -> str:
+def _in_header(place: object) -> bool:
+    """A KPI named by a column's header (not by a KPI cell or a profile)."""
+    return isinstance(place, places.Place) and place.said.key == "ip_header"
+
+
+def _off_tree(cat: Catalog, raw, place: object, how: str, kpi_id, unit_id, n: int) -> Message:
     k, u = cat.kpis[int(kpi_id)], cat.units[int(unit_id)].code
-    if place.startswith("header "):
-        return (
-            f"column '{_text(raw)}' is KPI {_named(k)} by its {how}, but {k.code} is not on "
-            f"unit {u}'s tree: {n} value(s) left out"
-        )
-    return f"KPI {_named(k)} is not on unit {u}'s tree: {n} value(s) left out"
+    if _in_header(place):
+        key = N_("vl_off_tree_by_code") if how == "code" else N_("vl_off_tree_by_name")
+        return Message(key, text=_text(raw), kpi=_named(k), code=k.code, unit=u, n=n)
+    return Message("vl_off_tree", kpi=_named(k), unit=u, n=n)
 
 
-def _off_tree_hint(cat: Catalog, place: str, kpi_id, unit_id) -> str:
+def _off_tree_hint(cat: Catalog, place: object, kpi_id, unit_id) -> Message:
     k, unit = cat.kpis[int(kpi_id)], cat.units[int(unit_id)]
     codes = _own_kpis(cat, unit.id)
-    shown = ", ".join(codes[:8]) + (", …" if len(codes) > 8 else "")
+    shown = Items(codes[:8] + (["…"] if len(codes) > 8 else []), commas=True)
     if not codes:
-        return f"add {k.code} to {unit.code}'s tree first, or check the unit"
-    if place.startswith("header "):
-        return (
-            f"write the code of one of {unit.code}'s KPIs in the header instead ({shown}), "
-            f"or add {k.code} to {unit.code}'s tree first"
-        )
-    return f"use one of {unit.code}'s KPIs instead ({shown}), or add {k.code} to {unit.code}'s tree first"
+        return Message("vl_off_tree_add", code=k.code, unit=unit.code)
+    key = N_("vl_off_tree_header") if _in_header(place) else N_("vl_off_tree_use")
+    return Message(key, unit=unit.code, codes=shown, code=k.code)
 
 
 def _group_keys(records: Records, idx: np.ndarray, kpi_code: np.ndarray, unit_code) -> np.ndarray:
@@ -365,8 +365,7 @@ def _chosen(records, cat: Catalog, choices: dict, kpi_raw, kpi_code) -> dict:
         kpi = cat.kpi_by_code.get(code)
         if kpi is None:
             raise KpiError(
-                f"'{code}' is not a KPI code of the library — choose the KPI for column "
-                f"{key[2]} of sheet '{key[1]}' again"
+                Message("vl_not_a_code", code=code, at=places.said(key[2]), sheet=key[1])
             )
         file, sheet, place, text = key
         codes = [j for j, x in enumerate(kpi_raw) if x is not None and str(_text(x)) == text]
@@ -505,18 +504,18 @@ def _text(raw: object) -> object:
     return raw
 
 
-def _month(raw: object) -> date | str:
+def _month(raw: object) -> date | Message | str:
     """The month of a cell, or the message saying why it is not one."""
     if raw is None or raw != raw:  # None, or the NaN pandas' factorize makes of it
-        return "no period given"
+        return Message("vl_no_period")
     try:
         p = parse_period(raw)
     except PeriodError as exc:
-        return str(exc)
+        return exc.said()
     if p.grain != "M":
         # _text: Excel gives the year 2025 as the float 2025.0, which is not what the cell shows.
-        what = "year" if p.grain == "Y" else "quarter"
-        return f"'{_text(raw)}' is a {what} — actuals are monthly"
+        key = N_("vl_a_year") if p.grain == "Y" else N_("vl_a_quarter")
+        return Message(key, text=_text(raw))
     return p.start
 
 
@@ -537,22 +536,33 @@ def _duplicates(rows: pd.DataFrame, cat: Catalog) -> tuple[pd.DataFrame, list[Fi
         drop.extend(group.index[1:] if agree else group.index)
         conflicting += 0 if agree else len(group)
         what = f"{cat.units[first['unit_id']].code}/{cat.kpis[first['kpi_id']].code}"
+        there = _there(first)
         for _, r in group.iloc[1:].iterrows():
-            # A sheet named "2026-09" must not read as the month: say "sheet '2026-09'".
-            there = (
-                f"sheet '{first['sheet']}'" if first["sheet"] else f"file '{first['file']}'"
-            ) + (f" row {first['row']}" if first["row"] is not None else "")
+            month = f"{r['period']:%Y-%m}"
             if agree:
-                message = f"{what} {r['period']:%Y-%m} repeats {there} with the same value"
+                message = Message("vl_repeats", what=what, month=month, there=there)
             else:
-                message = (
-                    f"{what} {r['period']:%Y-%m} is also given in {there}: "
-                    f"{first['value']:g} there, {r['value']:g} here — neither is loaded"
-                )
+                message = Message(
+                    "vl_conflict", what=what, month=month, there=there,
+                    first=f"{first['value']:g}", value=f"{r['value']:g}",
+                )  # fmt: skip
             findings.append(
                 Finding(
                     "warning" if agree else "error", r["file"], r["sheet"], r["row"], r["at"],
-                    message, "delete the repeated row" if agree else "keep the right one",
+                    message, Message("vl_repeat_hint" if agree else "vl_conflict_hint"),
                 )
             )  # fmt: skip
     return rows.drop(index=drop).reset_index(drop=True), findings, conflicting
+
+
+def _there(first: pd.Series) -> Message:
+    """Where a repeated value was first given. A sheet named "2026-09" must not read as the
+    month: "sheet '2026-09'"."""
+    row = first["row"]
+    if first["sheet"]:
+        if row is None:
+            return Message("vl_there_sheet", sheet=first["sheet"])
+        return Message("vl_there_sheet_row", sheet=first["sheet"], row=row)
+    if row is None:
+        return Message("vl_there_file", file=first["file"])
+    return Message("vl_there_file_row", file=first["file"], row=row)

@@ -13,11 +13,10 @@ import pandas as pd
 
 from kpi_core import i18n
 from kpi_core.catalog import Catalog
-from kpi_core.ingest import intake, profile
+from kpi_core.ingest import intake, places, profile
 from kpi_core.ingest.layout import FIELDS, Finding
 from kpi_core.ingest.names import norm
 from kpi_core.messages import Message
-from kpi_core.problem_text import translate
 from kpi_core.texts import N_
 
 SEVERITIES = ("error", "warning", "info")
@@ -80,10 +79,14 @@ def in_order(findings: list[Finding]) -> list[Finding]:
     )
 
 
-def said(text: Message | str, lang: str) -> str:
-    """A finding's message or hint in `lang`: a coded message rendered from the catalogs; English
-    (modules not converted yet) translated by kpi_core.problem_text."""
-    return text.render(lang) if isinstance(text, Message) else translate(text, lang)
+def said(text: Message | str | None, lang: str) -> str:
+    """A finding's message, hint, file or column in `lang`: a coded message or a place
+    (kpi_core.ingest.places) rendered from the catalogs; a file's own names as they are."""
+    if isinstance(text, Message):
+        return text.render(lang)
+    if isinstance(text, places.Place):
+        return places.text(text, lang)
+    return text or ""
 
 
 # Keys built below as "up_level_…", written out so that extraction finds them.
@@ -103,10 +106,10 @@ def findings_frame(findings: list[Finding], lang: str) -> pd.DataFrame:
                 f"{LEVEL_ICON[f.severity]} {t('up_level_' + f.severity)}" for f in rows
             ],
             # A pull's findings name their source ("source 'ERP'"), a file's its file name.
-            t("up_col_file"): [translate(f.file, lang) for f in rows],
+            t("up_col_file"): [said(f.file, lang) for f in rows],
             t("up_col_sheet"): [f.sheet for f in rows],
             t("up_col_row"): pd.array([f.row for f in rows], dtype="Int64"),
-            t("up_col_column"): [translate(f.column or "", lang) for f in rows],
+            t("up_col_column"): [said(f.column, lang) for f in rows],
             t("up_col_message"): [said(f.message, lang) for f in rows],
             t("up_col_hint"): [said(f.hint, lang) for f in rows],
         }
@@ -304,7 +307,7 @@ def records_frame(records, lang: str) -> pd.DataFrame:
             t("up_col_unit"): [str(u) for u in records.unit],
             t("up_col_kpi"): [str(k) for k in records.kpi],
             t("value"): [float(v) for v in records.value],
-            t("up_col_column"): [translate(str(v), lang) for v in records.value_at],
+            t("up_col_column"): [said(v, lang) for v in records.value_at],
         }
     )
 

@@ -16,7 +16,6 @@ from kpi_core.ingest import intake
 from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
 from kpi_core.messages import Message
-from kpi_core.problem_text import translate
 from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.boundary import guard
@@ -138,11 +137,11 @@ def report(ctx: PageContext, it: intake.Intake, tag: str, *, hint: str | None = 
 def finding_details(ctx: PageContext, f: Finding) -> None:
     """One problem in full, wrapped: where it is, what is wrong and what to do."""
     lang = ctx.lang
-    place = [translate(f.file, lang), f.sheet]
+    place = [said(f.file, lang), f.sheet]
     if f.row is not None:
         place.append(ctx.t("up_detail_row", row=f.row))
     if f.column:
-        place.append(ctx.t("up_detail_column", column=translate(f.column, lang)))
+        place.append(ctx.t("up_detail_column", column=said(f.column, lang)))
     with st.container(border=True):
         st.markdown(
             f"**{LEVEL_ICON[f.severity]} {ctx.t('up_level_' + f.severity)}** · "
@@ -184,7 +183,7 @@ def bindings_frame(it: intake.Intake, cat: Catalog, lang: str) -> pd.DataFrame:
 
     def place(b) -> str:
         sheet = f" / {b.sheet}" if b.sheet and b.sheet != b.file else ""
-        return f"{b.file}{sheet} · {translate(b.column, lang)}"
+        return f"{said(b.file, lang)}{sheet} · {said(b.column, lang)}"
 
     return pd.DataFrame(
         {
@@ -234,9 +233,7 @@ def bindings_section(ctx: PageContext, it: intake.Intake, answers: dict | None =
         wkey = "up_bind_" + hashlib.sha256(repr(b.key).encode()).hexdigest()[:12]
         current = answers.get(b.key)
         st.selectbox(
-            ctx.t(
-                "up_bind_choose", place=f"{b.sheet} · {translate(b.column, ctx.lang)}", text=b.text
-            ),
+            ctx.t("up_bind_choose", place=f"{b.sheet} · {said(b.column, ctx.lang)}", text=b.text),
             options,
             index=options.index(current) if current in options else None,
             format_func=lambda c: kpi_text(ctx.cat, ctx.cat.kpi_by_code[c].id, ctx.lang),

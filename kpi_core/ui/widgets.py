@@ -14,7 +14,6 @@ from kpi_core.board import KpiLine
 from kpi_core.errors import KpiError
 from kpi_core.messages import Message
 from kpi_core.periods import Period
-from kpi_core.problem_text import translate
 from kpi_core.ui import PageContext
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -53,19 +52,17 @@ def error_text(ctx: PageContext, error: KpiError | Message | str) -> str:
 
 
 def refusal_text(lang: str, error: KpiError | Message | str) -> str:
-    """A refusal or problem from the core in `lang`: a coded message rendered from the catalogs; an English
-    one (modules not converted yet) translated by kpi_core.problem_text. A database's own words
-    (which no table can know) are shown as they are, under a line that says whose words they
-    are."""
+    """A refusal or problem from the core in `lang`: a coded message rendered from the
+    catalogs. Words from outside (a database's or a library's own, which no catalog can know)
+    are shown as they are, under a line that says whose words they are."""
     if isinstance(error, Message):
         return error.render(lang)
     if isinstance(error, KpiError) and error.coded is not None:
         return error.text(lang)
     text = str(error)
-    shown = translate(text, lang)
-    if lang == "zh" and shown == text and not _CJK.search(text):
+    if lang == "zh" and not _CJK.search(text):
         return i18n.t("up_said_in_english", lang, text=text)
-    return shown
+    return text
 
 
 def kpi_card(

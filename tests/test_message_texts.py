@@ -1,8 +1,6 @@
-"""The intake's English problems in Chinese for the Upload page (kpi_core.problem_text).
-
-Hand-written examples with the exact Chinese; the table's own consistency; and messages made by
-the core itself that the intake tests do not meet (profiles, roles, an empty warehouse).
-"""
+"""What the core says, in both languages: coded messages pinned with their exact English (the
+command line's, unchanged) and their Chinese, and messages made by the core itself that the
+intake tests do not meet (profiles, roles, an empty warehouse)."""
 
 from __future__ import annotations
 
@@ -11,75 +9,17 @@ from datetime import date
 
 import pytest
 
-from kpi_core import access, i18n, problem_text, review, service
+from kpi_core import access, i18n, review, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
-from kpi_core.ingest import files, intake, profile
+from kpi_core.ingest import files, intake, places, profile
+from kpi_core.ingest.names import either
 from kpi_core.messages import Items, Message
-from kpi_core.problem_text import translate
 from kpi_core.warehouse import Warehouse
 from tests.said import chinese as said_zh
 
 CJK = re.compile(r"[\u3400-\u9fff]")
-
-EXAMPLES = [
-    # a finding's message or hint, or a refusal → what the Chinese page shows
-    ("'lots' is not a number", "“lots”不是数字"),
-    (
-        "write a number such as 1250000, 12.5万, 1,234.5 or 96%",
-        "请填写数字，例如 1250000、12.5万、1,234.5 或 96%",
-    ),
-    (
-        "96 in percent KPI COLLECT_RATE — did you mean 96%?",
-        "百分比指标 COLLECT_RATE 填的是 96——是否想写 96%？",
-    ),
-    ("write 96% or 0.96", "请写作 96% 或 0.96"),
-    ("unknown KPI '营业收人'", "未知指标“营业收人”"),
-    (
-        "did you mean REV (营业收入 / Revenue) or RD_EXP (研发投入 / R&D spend)?",
-        "是否想写 REV (营业收入 / Revenue) 或 RD_EXP (研发投入 / R&D spend)？",
-    ),
-    ("unit 'PROD' is outside your scope", "组织“PROD”超出您的权限范围"),
-    ("2026-09 is closed", "2026-09 已关账"),
-    ("ask an admin to reopen the month", "请联系管理员重新开账"),
-    ("2026-12 is in the future", "2026-12 是未来的月份"),
-    ("'2026-Q1' is a quarter — actuals are monthly", "“2026-Q1”是季度——实际数据按月填报"),
-    (
-        "'2026-13' is not a period — write 2024 (year), 2024-Q1 (quarter) or 2024-03 (month)",
-        "“2026-13”不是有效的期间——请写作 2024（年）、2024-Q1（季度）或 2024-03（月）",
-    ),
-    ("-1.5e+06 is below NEW_CUST's allowed minimum 0", "-1.5e+06 低于指标 NEW_CUST 允许的最小值 0"),
-    (
-        "SALES_E/REV 2026-09 is also given in sheet 'S' row 2: 7 there, 9 here — neither is loaded",
-        "SALES_E/REV 2026-09 在工作表“S”第 2 行中也有填写：那里是 7，这里是 9——两者都不导入",
-    ),
-    (
-        "SALES_E/REV 2026-11 repeats file 'a.csv' row 5 with the same value",
-        "SALES_E/REV 2026-11 与文件“a.csv”第 5 行重复，数值相同",
-    ),
-    # nested: the message counted
-    (
-        "… and 1,234 more like these ('n/a' is not a number)",
-        "……另有 1,234 处同类问题（“n/a”不是数字）",
-    ),
-    # where a value came from, shown in the Column column
-    ("sheet name '2026-09'", "工作表名“2026-09”"),
-    ("header C (营业收入)", "表头 C (营业收入)"),
-    ("profile 'ERP orders' measure 2", "方案“ERP orders”第 2 项指标计算"),
-    ("sum(金额)", "求和（金额）"),
-    # an answer to a binding question naming no KPI: the column's place is said in Chinese too
-    (
-        "'NOPE' is not a KPI code of the library — choose the KPI for column header B (Margin) "
-        "of sheet 'Cars' again",
-        "“NOPE”不是指标库中的指标编码——请重新为工作表“Cars”的 表头 B (Margin) 选择指标",
-    ),
-    (
-        "'NOPE' is not a KPI code of the library — choose the KPI for column profile 'ERP' "
-        "measure 2 of sheet 'Data' again",
-        "“NOPE”不是指标库中的指标编码——请重新为工作表“Data”的 方案“ERP”第 2 项指标计算 选择指标",
-    ),
-]
 
 
 # Refusals of the intake as a whole: coded messages (kpi_core.ingest.intake), rendered from the
@@ -129,6 +69,112 @@ CODED = [
         "第 3 行的标题中没有组织列“Region”",
     ),
 ]
+
+
+# What the intake's checks say of the values (kpi_core.ingest.validate, names, places): coded
+# messages now — the English byte for byte as the f-strings wrote it, the Chinese as the
+# old translation rows said it (or better: a place inside a message is Chinese too).
+_NOT_A_NUMBER = Message("vl_not_a_number", value="n/a")
+CODED += [
+    (Message("vl_not_a_number", value="lots"), "'lots' is not a number", "“lots”不是数字"),
+    (
+        Message("vl_number_hint"),
+        "write a number such as 1250000, 12.5万, 1,234.5 or 96%",
+        "请填写数字，例如 1250000、12.5万、1,234.5 或 96%",
+    ),
+    (
+        Message("vl_percent", value="96", kpi="COLLECT_RATE"),
+        "96 in percent KPI COLLECT_RATE — did you mean 96%?",
+        "百分比指标 COLLECT_RATE 填的是 96——是否想写 96%？",
+    ),
+    (Message("vl_percent_hint", value="96", fraction="0.96"), "write 96% or 0.96", "请写作 96% 或 0.96"),
+    (Message("vl_unknown_kpi", kpi="营业收人"), "unknown KPI '营业收人'", "未知指标“营业收人”"),
+    (
+        Message(
+            "nm_did_you_mean",
+            choices=either(["REV (营业收入 / Revenue)", "RD_EXP (研发投入 / R&D spend)"]),
+        ),
+        "did you mean REV (营业收入 / Revenue) or RD_EXP (研发投入 / R&D spend)?",
+        "是否想写 REV (营业收入 / Revenue) 或 RD_EXP (研发投入 / R&D spend)？",
+    ),
+    (
+        Message("vl_outside_scope", unit="PROD"),
+        "unit 'PROD' is outside your scope",
+        "组织“PROD”超出您的权限范围",
+    ),
+    (Message("vl_closed", month="2026-09"), "2026-09 is closed", "2026-09 已关账"),
+    (Message("vl_closed_hint"), "ask an admin to reopen the month", "请联系管理员重新开账"),
+    (Message("vl_future", month="2026-12"), "2026-12 is in the future", "2026-12 是未来的月份"),
+    (
+        Message("vl_a_quarter", text="2026-Q1"),
+        "'2026-Q1' is a quarter — actuals are monthly",
+        "“2026-Q1”是季度——实际数据按月填报",
+    ),
+    (
+        Message("vl_below", value="-1.5e+06", kpi="NEW_CUST", limit="0"),
+        "-1.5e+06 is below NEW_CUST's allowed minimum 0",
+        "-1.5e+06 低于指标 NEW_CUST 允许的最小值 0",
+    ),
+    (
+        Message(
+            "vl_conflict", what="SALES_E/REV", month="2026-09",
+            there=Message("vl_there_sheet_row", sheet="S", row=2), first="7", value="9",
+        ),
+        "SALES_E/REV 2026-09 is also given in sheet 'S' row 2: 7 there, 9 here — neither is loaded",
+        "SALES_E/REV 2026-09 在工作表“S”第 2 行中也有填写：那里是 7，这里是 9——两者都不导入",
+    ),
+    (
+        Message(
+            "vl_repeats", what="SALES_E/REV", month="2026-11",
+            there=Message("vl_there_file_row", file="a.csv", row=5),
+        ),
+        "SALES_E/REV 2026-11 repeats file 'a.csv' row 5 with the same value",
+        "SALES_E/REV 2026-11 与文件“a.csv”第 5 行重复，数值相同",
+    ),
+    # nested: the message counted
+    (
+        Message("vl_more", n=1234, sub=_NOT_A_NUMBER),
+        "… and 1,234 more like these ('n/a' is not a number)",
+        "……另有 1,234 处同类问题（“n/a”不是数字）",
+    ),
+    # the upload as a whole (kpi_core.ingest.intake)
+    (
+        Message("in_nothing_to_load", what=Message("in_no_actuals")),
+        "nothing to load: no actuals were found",
+        "没有可导入的数据：未找到实际数据",
+    ),
+    (
+        Message("in_nothing_to_load", what=Message("in_sheets_empty")),
+        "nothing to load: the sheets are empty",
+        "没有可导入的数据：工作表都是空的",
+    ),
+    (Message("in_all_blank"), "every value is blank", "所有数值都是空的"),
+    # where a value came from, shown in the Column column
+    (places.sheet_name("2026-09").said, "sheet name '2026-09'", "工作表名“2026-09”"),
+    (places.header("C (营业收入)").said, "header C (营业收入)", "表头 C (营业收入)"),
+    (
+        places.measure(places.profile("ERP orders"), 2).said,
+        "profile 'ERP orders' measure 2",
+        "方案“ERP orders”第 2 项指标计算",
+    ),
+    (places.aggregated("sum", "金额").said, "sum(金额)", "求和（金额）"),
+    # an answer to a binding question naming no KPI: the column's place is said in Chinese too
+    (
+        Message("vl_not_a_code", code="NOPE", at=places.header("B (Margin)").said, sheet="Cars"),
+        "'NOPE' is not a KPI code of the library — choose the KPI for column header B (Margin) "
+        "of sheet 'Cars' again",
+        "“NOPE”不是指标库中的指标编码——请重新为工作表“Cars”的 表头 B (Margin) 选择指标",
+    ),
+    (
+        Message(
+            "vl_not_a_code", code="NOPE",
+            at=places.measure(places.profile("ERP"), 2).said, sheet="Data",
+        ),
+        "'NOPE' is not a KPI code of the library — choose the KPI for column profile 'ERP' "
+        "measure 2 of sheet 'Data' again",
+        "“NOPE”不是指标库中的指标编码——请重新为工作表“Data”的 方案“ERP”第 2 项指标计算 选择指标",
+    ),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("message", "english", "chinese"), CODED, ids=[m.key for m, _, _ in CODED])
@@ -454,75 +500,6 @@ def test_every_file_and_layout_message_is_pinned_here():
     assert known - said == set()
 
 
-@pytest.mark.parametrize(("english", "chinese"), EXAMPLES, ids=[e[:40] for e, _ in EXAMPLES])
-def test_examples_in_chinese(english, chinese):
-    assert translate(english, "zh") == chinese
-    assert translate(english, "en") == english
-
-
-def test_english_is_never_changed():
-    for english, _ in EXAMPLES:
-        assert translate(english, "en") is english
-    assert translate("anything at all", "fr") == "anything at all"
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "something the table does not know",
-        "C (value)",  # a column as the file names it
-        "",
-        # a known frame around an unknown message: all of it stays English, not half of it
-        "… and 3 more like these (a brand-new problem)",
-        "The profile is not complete: give the profile a name; a brand-new problem.",
-        "x.xlsx: a brand-new problem about the file",
-        # a leading number must not swallow the file name in front of it
-        "x.csv: 12 is in the future",
-    ],
-)
-def test_unknown_text_comes_back_unchanged(text):
-    assert translate(text, "zh") == text
-
-
-def test_never_raises():
-    assert translate("'{0}' is not a number", "zh") == "“{0}”不是数字"
-    assert translate("'{x' is not a number", "zh") == "“{x”不是数字"
-    assert translate(None, "zh") is None  # type: ignore[arg-type]
-    assert translate("x\n" * 10_000, "zh") == "x\n" * 10_000
-
-
-def test_every_rule_keeps_its_parts_is_chinese_and_is_reached():
-    """Each row's Chinese holds exactly its English's variable parts, and a message of that row
-    is translated by that row — no row before it takes the message first."""
-    samples = {
-        "n": "1,234", "row": "3", "line": "3", "i": "2", "batch": "7", "batches": "7, 8",
-        "seconds": "120", "size": "1.5 MB", "month": "2026-09", "months": "2026-09",
-        "ref": "B5", "range": "C2:C3", "letters": "XFD", "num": "96",
-        "sub": "no actuals were found", "there": "sheet 'S' row 2",
-        "problems": "give the profile a name", "choices": "REV (营业收入 / Revenue)",
-        "what": "period", "agg": "sum", "status": "rolled back",
-    }  # fmt: skip
-    for k, (english, chinese) in enumerate(problem_text.RULES):
-        groups = re.findall(r"\{(\w+)\}", english)
-        assert sorted(groups) == sorted(re.findall(r"\{(\w+)\}", chinese)), english
-        assert CJK.search(chinese), english
-        sample = re.sub(
-            r"\{(\w+)\}",
-            lambda m: samples.get(m[1].rstrip("0123456789"), "X" + m[1]),
-            english,
-        )
-        first = next(
-            j for j, (pattern, _) in enumerate(problem_text._RULES) if pattern.fullmatch(sample)
-        )
-        assert first == k, (english, problem_text.RULES[first][0])
-        zh = translate(sample, "zh")
-        assert zh != sample and CJK.search(zh), english
-        for g in groups:
-            kind = g.rstrip("0123456789")
-            if kind not in ("sub", "there", "problems", "choices", "what", "agg", "status"):
-                assert samples.get(kind, "X" + g) in zh, (english, zh)
-
-
 # --- messages made by the core --------------------------------------------------------------
 
 
@@ -533,9 +510,9 @@ def coded_in_chinese(error: KpiError) -> str:
     return zh
 
 
-def said_in_chinese(said: KpiError | str) -> str:
-    """A refusal or problem as a Chinese page shows it: rendered from the catalogs when coded
-    (tests/said.py), translated by its problem_text row when still English."""
+def said_in_chinese(said: KpiError | Message | str) -> str:
+    """A refusal or problem as a Chinese page shows it, rendered from the catalogs
+    (tests/said.py): plain English would come back unchanged and fail here."""
     zh = said_zh(said)
     assert zh != str(said) and CJK.search(zh), str(said)
     return zh
@@ -717,7 +694,7 @@ def test_kiosk_screen_refusals_from_the_core(demo_wh):
 
 # --- msgs-system: the KPI-system workbook's problems (system_checks, system_import), the
 # formula check as typed (library_edits), a grid's save conflict and a push's failure are coded
-# messages; their problem_text rows are gone. Each renders its old English and its Chinese.
+# messages; their old translation rows are gone. Each renders its old English and its Chinese.
 SYSTEM_CODED = [
     (
         Message("sy_did_you_mean", sub=Message("sy_missing_kpi", kpi="QUALITY"), code="QUAL"),
