@@ -50,6 +50,14 @@ DEBIAN_PACKAGE = "postgresql"
 SYSTEM_USER = "postgres"  # created by the Debian package
 
 
+# The server runs on the real clock when the suite runs under faketime: it is a server of its
+# own, like a production one, and libfaketime's clock breaks its timers (a statement_timeout
+# that never fires).
+_REAL_CLOCK = {
+    k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")
+}
+
+
 class PgServerError(RuntimeError):
     """The server could not be set up, started or stopped."""
 
@@ -136,7 +144,7 @@ class PgServer:
         try:
             return subprocess.run(
                 self._as_owner(argv), cwd=self.dir, stdin=subprocess.DEVNULL,
-                capture_output=True, text=True, timeout=timeout,
+                capture_output=True, text=True, timeout=timeout, env=_REAL_CLOCK,
             )  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             raise PgServerError(f"{Path(argv[0]).name} took more than {timeout:.0f} s") from exc
