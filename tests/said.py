@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 
 from kpi_core.errors import KpiError
+from kpi_core.ingest import places
 from kpi_core.messages import Message
 
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -21,6 +22,7 @@ def chinese(said: KpiError | Message | str) -> str:
     """What a Chinese page shows for `said`."""
     if isinstance(said, KpiError):
         said = said.said()
+    said = places.said(said)  # where a value came from: its coded message
     if isinstance(said, Message):
         said.render("en")  # a key the English catalog lacks fails too
         return said.render("zh")

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from kpi_core import service, users, workbook
 from kpi_core.access import SYSTEM, Scope
 from kpi_core.errors import KpiError, NotFoundError
-from kpi_core.ingest import profile, sources
+from kpi_core.ingest import places, profile, sources
 from kpi_core.messages import Items, Message
 from kpi_core.system_import import import_system
 from kpi_core.ui.source_frames import identifier, mapped_columns, month_choices, query_table
@@ -664,7 +664,7 @@ def test_every_source_message_is_said_in_chinese(tmp_path, wh_path, erp):
     finally:
         wh.close()
     said += [
-        "source 'ERP orders' measure 2",
+        places.measure(places.source("ERP orders"), 2),
         Message("so_returns", columns=Items(["a", "b"], commas=True)),
     ]
     said = [s for s in said if str(s) not in ("region", "d", "amount", "order_date")]
