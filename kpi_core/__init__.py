@@ -2,7 +2,7 @@
 
 What lives where (README "Layout" has a line per module):
 
-- storage: `warehouse` (the DuckDB file, one writer, readers per process; `gate`,
+- storage: `warehouse` (the DuckDB file; `shared_file`: one writer, readers per process; `gate`,
   `pauses`), `migrations`, `settings`, `errors` (with the coded `messages` and `texts` they
   carry); nothing in storage imports the modules above it;
 - the model: `library`, `org`, `catalog`, `access` (users, roles, scopes, `Actor`, `can`),
