@@ -8,8 +8,9 @@ What lives where (README "Layout" has a line per module):
 - the model: `library`, `org`, `catalog`, `access` (users, roles, scopes, `Actor`, `can`),
   `periods`, `actuals`, `targets`, `scoring`, `scorecard`, `audit`;
 - what people do: `ingest/` (monthly actuals: files, database sources, the intake),
-  `planning`/`weights` (the Targets grids), `library_edits`/`system_import` (the KPI-system
-  workbook), `review`, `completeness`, `alerts/`, `push/`, `users`, `sessions`, `backup`;
+  `planning`/`weights` (the Targets grids), `target_history` (a target's versions, revert),
+  `library_edits`/`system_import` (the KPI-system workbook), `review`, `completeness`,
+  `alerts/`, `push/`, `users`, `sessions`, `backup`;
 - the service layer: `service` (operations as an actor; a commit's alert rules and pushes through
   `after_commit`), `cli/`;
 - words: `messages` (coded messages), `texts` and `locale/` (gettext), `i18n`, `numbers`;
@@ -35,7 +36,7 @@ UI_SURFACE = frozenset(
         "completeness", "periods", "catalog", "people", "charts", "kiosk", "screen",
         "alerts", "review", "push", "audit",
         # what the pages change
-        "planning", "library_edits", "library", "workbook", "export", "actuals",
+        "planning", "target_history", "library_edits", "library", "workbook", "export", "actuals",
         "ingest.intake", "ingest.files", "ingest.layout", "ingest.names", "ingest.profile",
         "ingest.sources", "ingest.template", "ingest.target_mapping", "ingest.definition_file",
         # the warehouse's handle only (UI_WAREHOUSE_NAMES)

@@ -9,7 +9,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from kpi_core import audit, i18n, planning, workbook
+from kpi_core import audit, i18n, planning, target_history, workbook
 from kpi_core.errors import ValidationError
 from kpi_core.texts import N_
 from kpi_core.ui import PageContext
@@ -33,7 +33,7 @@ def history_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
         ),
         key="tw_history_pair",
     )
-    hist = planning.target_history(ctx.wh, ctx.cat, ctx.actor, kpi_id, uid, ctx.lang)
+    hist = target_history.target_history(ctx.wh, ctx.cat, ctx.actor, kpi_id, uid, ctx.lang)
     st.markdown(f"**{ctx.t('tw_target_versions')}**")
     if hist.empty:
         st.caption(ctx.t("tw_no_versions"))
@@ -103,7 +103,7 @@ def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int
     effective, reason, clicked = _save_form(ctx, "revert", True, N_("tw_revert_button"))
     if clicked:
         row = older.loc[pick]
-        edit = planning.revert_edit(
+        edit = target_history.revert_edit(
             ctx.wh, ctx.cat, kpi_id, unit_id, row["grain"], row["period_start"], int(row["version"])
         )
         try:
