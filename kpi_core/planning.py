@@ -47,10 +47,10 @@ from kpi_core.grid_edits import (
     as_problem,
     can_edit,
 )
-from kpi_core.ingest.intake import closed_months
 from kpi_core.library import Kpi
 from kpi_core.memo import by_data_version
 from kpi_core.messages import Message
+from kpi_core.month_locks import closed_months
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import Period, month_of
 from kpi_core.scoring import Levels

@@ -8,7 +8,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from kpi_core import access, audit, planning, service, target_history
+from kpi_core import access, audit, month_locks, planning, service, target_history
 from kpi_core.access import Scope, User
 from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.errors import ScopeError, ValidationError
@@ -364,7 +364,7 @@ def test_reason_and_effective_date_are_required(sales_wh):
 
 
 def test_an_effective_date_inside_a_closed_period_is_refused(sales_wh):
-    intake.lock_month(sales_wh, date(2024, 8, 1), ADMIN)
+    month_locks.lock_month(sales_wh, date(2024, 8, 1), ADMIN)
     cat = load_catalog(sales_wh)
     g = grid(sales_wh, ADMIN)
     edits, _ = edit(sales_wh, g, {("SALES/REV", "target"): "6500万"})
