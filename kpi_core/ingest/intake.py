@@ -438,7 +438,8 @@ def _commit(
 
 
 def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:
-    """Apply new/changed/removed values, keeping what they replace and auditing each."""
+    """Apply new/changed/removed values (`actual`), keeping what they replace (`actual_replaced`)
+    and recording each old → new in `value_change` (the change log's values)."""
     frame = moving[["kpi_id", "unit_id", "period", "old", "new"]].copy()
     frame["period"] = pd.to_datetime(frame["period"])  # cast to DATE in the query
     cur.register("moving", frame)
