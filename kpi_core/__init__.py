@@ -2,14 +2,16 @@
 
 What lives where (README "Layout" has a line per module):
 
-- storage: `warehouse` (the DuckDB file, one writer, readers per process; `gate`,
+- storage: `warehouse` (the DuckDB file; `shared_file`: one writer, readers per process; `gate`,
   `pauses`), `migrations`, `settings`, `errors` (with the coded `messages` and `texts` they
   carry); nothing in storage imports the modules above it;
 - the model: `library`, `org`, `catalog`, `access` (users, roles, scopes, `Actor`, `can`),
   `periods`, `actuals`, `targets`, `scoring`, `scorecard`, `audit`;
-- what people do: `ingest/` (monthly actuals: files, database sources, the intake),
-  `planning`/`weights` (the Targets grids), `library_edits`/`system_import` (the KPI-system
-  workbook), `review`, `completeness`, `alerts/`, `push/`, `users`, `sessions`, `backup`;
+- what people do: `ingest/` (monthly actuals: files, database sources, the intake and its
+  batches), `month_locks` (closed months), `planning`/`weights` (the Targets grids),
+  `target_history` (a target's versions, revert), `library_edits`/`system_import` (the
+  KPI-system workbook), `review`, `completeness`, `alerts/`, `push/`, `users`, `sessions`,
+  `backup`;
 - the service layer: `service` (operations as an actor; a commit's alert rules and pushes through
   `after_commit`), `cli/`;
 - words: `messages` (coded messages), `texts` and `locale/` (gettext), `i18n`, `numbers`;
@@ -35,9 +37,9 @@ UI_SURFACE = frozenset(
         "completeness", "periods", "catalog", "people", "charts", "kiosk", "screen",
         "alerts", "review", "push", "audit",
         # what the pages change
-        "planning", "library_edits", "library", "workbook", "export", "actuals",
-        "ingest.intake", "ingest.files", "ingest.layout", "ingest.names", "ingest.profile",
-        "ingest.sources", "ingest.template", "ingest.target_mapping", "ingest.definition_file",
+        "planning", "target_history", "library_edits", "library", "workbook", "export", "actuals",
+        "month_locks", "ingest.intake", "ingest.batches", "ingest.files", "ingest.layout",
+        "ingest.names", "ingest.profile", "ingest.sources", "ingest.template", "ingest.target_mapping", "ingest.definition_file",
         # the warehouse's handle only (UI_WAREHOUSE_NAMES)
         "warehouse",
     }

@@ -1,7 +1,8 @@
 """What the service layer runs once actuals are written, outside the writer's transaction: after a
 commit the alert rules on the loaded months, then the new alerts pushed, each on a thread of its
-own (`AfterCommit`, the hook of kpi_core/ingest/intake.py `commit`); after a roll-back the rules
-judged again (`rejudge`). The intake itself never imports alerts or push.
+own (`AfterCommit`, the hook of kpi_core/ingest/intake.py `commit`); after a roll-back
+(kpi_core/ingest/batches.py `rollback`) the rules judged again (`rejudge`). Neither the intake
+nor its batches import alerts or push.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ the unit and the units below it:
 
 **States of a unit's month**, in this order:
 
-- *published*: the month is closed for loading (`intake.lock_month`), or an analyst or admin
+- *published*: the month is closed for loading (`month_locks.lock_month`), or an analyst or admin
   published it for the unit or a unit above it (`publish`): what is in is final;
 - *complete*: at least `COMPLETE_SHARE` of the expected values are in — all of them: a careful
   controller does not call a month complete while a region's revenue is missing; when a value

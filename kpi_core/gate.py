@@ -1,4 +1,4 @@
-"""The lock files beside a warehouse file that processes take turns by (kpi_core/warehouse.py's
+"""The lock files beside a warehouse file that processes take turns by (kpi_core/shared_file.py's
 docstring tells the whole hand-off; this is only its two locks)."""
 
 from __future__ import annotations

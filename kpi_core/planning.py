@@ -15,9 +15,10 @@ per parent node. Saving an edit
   wins for the months it covers (`catalog.pick_version`).
 
 What lives where: `grid_edits` holds what both grids share (who may edit, cell problems,
-conflicts, `Saved`); this module the targets grid, its checks, saves, history and revert;
-`weights` the weights grid. The names of those two that callers use are re-exported here, so
-`planning.<name>` keeps working for both grids.
+conflicts, `Saved`); this module the targets grid, its checks and saves (each new version
+written by `targets.add_versions`); `target_history` a target's versions and their revert;
+`weights` the weights grid. The names of `grid_edits` and `weights` that callers use are
+re-exported here, so `planning.<name>` keeps working for both grids.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pandas as pd
 from kpi_core import audit, clock, dialects, system_import, targets, workbook
 from kpi_core.access import Actor
 from kpi_core.catalog import SCORECARD, Catalog
-from kpi_core.errors import DuplicateKeyError, KpiError, ValidationError
+from kpi_core.errors import DuplicateKeyError, ValidationError
 from kpi_core.grid_edits import (
     _NOT_YOURS,
     CellProblem,
@@ -46,10 +47,10 @@ from kpi_core.grid_edits import (
     as_problem,
     can_edit,
 )
-from kpi_core.ingest.intake import closed_months
 from kpi_core.library import Kpi
 from kpi_core.memo import by_data_version
 from kpi_core.messages import Message
+from kpi_core.month_locks import closed_months
 from kpi_core.numbers import NumberError, parse_number
 from kpi_core.periods import Period, month_of
 from kpi_core.scoring import Levels
@@ -256,7 +257,7 @@ def stored_levels(wh: Warehouse, keys: list[tuple]) -> dict[tuple, tuple[int, di
     return {
         (r[0], r[1], r[2], r[3]): (
             int(r[4]),
-            {f: _none(v) for f, v in zip(fields, r[5:], strict=True)},
+            {f: missing_as_none(v) for f, v in zip(fields, r[5:], strict=True)},
         )
         for r in rows
     }
@@ -529,99 +530,6 @@ def _write_targets(
         audit.record_many(cur, cells)
 
 
-# --- History and revert --------------------------------------------------------------------
-
-
-def target_history(
-    wh: Warehouse, cat: Catalog, who: Actor, kpi_id: int, unit_id: int, lang: str = "en"
-) -> pd.DataFrame:
-    """Every version of a KPI's targets in a unit, newest first: period, version, valid from,
-    who, when, why, and what changed from the version before (old → new)."""
-    who.scope.check(unit_id, cat.units[unit_id].code)
-    kpi = cat.kpis[kpi_id]
-    df = wh.df(
-        f"""SELECT grain, period_start, version, valid_from, changed_by, changed_at, reason,
-                  {", ".join(LEVELS)}, phasing
-           FROM target WHERE kpi_id = ? AND unit_id = ?
-           ORDER BY period_start, grain, version""",  # noqa: S608 - fixed column names
-        [kpi_id, unit_id],
-    )
-    out = []
-    previous: dict[tuple, dict] = {}
-    for r in df.to_dict("records"):
-        key = (r["grain"], r["period_start"])
-        now = {f: _none(r[f]) for f in [*LEVELS, "phasing"]}
-        before = previous.get(key)
-        if before is None:
-            change = "; ".join(
-                f"{_FIELD[f][lang]} {_shown(v, kpi, lang)}" for f, v in now.items() if v is not None
-            )
-        else:
-            change = "; ".join(
-                f"{_FIELD[f][lang]} {_shown(before[f], kpi, lang)} → {_shown(v, kpi, lang)}"
-                for f, v in now.items()
-                if v != before[f]
-            )
-        previous[key] = now
-        out.append(
-            {
-                "period": Period(r["grain"], pd.Timestamp(r["period_start"]).date()).label(),
-                "grain": r["grain"],
-                "period_start": pd.Timestamp(r["period_start"]).date(),
-                "version": int(r["version"]),
-                "valid_from": pd.Timestamp(r["valid_from"]).date(),
-                "changed_by": r["changed_by"],
-                "changed_at": r["changed_at"],
-                "reason": r["reason"],
-                "change": change,
-                **now,
-            }
-        )
-    frame = pd.DataFrame(out)
-    if frame.empty:
-        return frame
-    return frame.sort_values(["changed_at", "version"], ascending=False, ignore_index=True)
-
-
-def _none(v: object) -> object:
+def missing_as_none(v: object) -> object:
+    """A stored level as the grid and the history compare it: NaN (a NULL in a frame) is None."""
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-def _shown(v: object, kpi: Kpi, lang: str) -> str:
-    if v is None:
-        return "—"
-    return level_text(v, kpi, lang) if isinstance(v, float | int) else str(v)
-
-
-_FIELD = {
-    "baseline": {"zh": "基准", "en": "baseline"}, "target": {"zh": "目标", "en": "target"},
-    "challenge": {"zh": "挑战", "en": "challenge"}, "low": {"zh": "下限", "en": "low"},
-    "high": {"zh": "上限", "en": "high"}, "tolerance": {"zh": "容差", "en": "tolerance"},
-    "phasing": {"zh": "分解", "en": "phasing"},
-}  # fmt: skip
-
-
-def revert_edit(
-    wh: Warehouse,
-    cat: Catalog,
-    kpi_id: int,
-    unit_id: int,
-    grain: str,
-    period_start: date,
-    to_version: int,
-) -> TargetEdit:
-    """An edit that brings back the levels of `to_version` as a new version (a revert is a
-    change like any other: dated, reasoned, audited, and itself revertible)."""
-    rows = wh.df(
-        f"""SELECT version, {", ".join(LEVELS)}, phasing FROM target
-           WHERE kpi_id = ? AND unit_id = ? AND grain = ? AND period_start = ?
-           ORDER BY version""",  # noqa: S608 - fixed column names
-        [kpi_id, unit_id, grain, period_start],
-    ).to_dict("records")
-    by_version = {int(r["version"]): {f: _none(r[f]) for f in [*LEVELS, "phasing"]} for r in rows}
-    if to_version not in by_version:
-        raise KpiError(Message("pl_err_no_version", n=to_version))
-    latest = max(by_version)
-    old, new = by_version[latest], by_version[to_version]
-    changed = tuple(f for f in new if new[f] != old[f])
-    return TargetEdit(None, kpi_id, unit_id, grain, period_start, latest, new, old, changed)

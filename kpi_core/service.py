@@ -9,7 +9,7 @@ from kpi_core import alerts, demo, scorecard, system_import, users, workbook
 from kpi_core.access import SYSTEM, Actor, Scope, User, hash_password
 from kpi_core.after_commit import AfterCommit, rejudge
 from kpi_core.catalog import Catalog, load_catalog, load_user
-from kpi_core.ingest import intake
+from kpi_core.ingest import batches, intake
 from kpi_core.periods import Period
 from kpi_core.scoring import DEFAULT_LADDER, Ladder
 from kpi_core.warehouse import Warehouse
@@ -76,7 +76,7 @@ def commit_actuals(
 
 def rollback_actuals(wh: Warehouse, batch_id: int, who: Actor, reason: str = "") -> dict[str, int]:
     """Roll a batch back; then the alert rules judge its months again (after_commit.rejudge)."""
-    return intake.rollback(wh, batch_id, who, reason, after=rejudge)
+    return batches.rollback(wh, batch_id, who, reason, after=rejudge)
 
 
 def import_workbook(

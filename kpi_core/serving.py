@@ -13,7 +13,7 @@ users). The sign-in itself is in the warehouse (kpi_core/sessions.py), so any pr
 the cookie: a browser moved to another process (a process restarted, the cookie changed at
 sign-in) stays signed in and only starts a new Streamlit session. All processes get the same
 `server.cookieSecret` (Streamlit's XSRF cookie is signed with it): `KPI_COOKIE_SECRET`, else a
-random one per start. The processes share the warehouse as kpi_core/warehouse.py describes.
+random one per start. The processes share the warehouse as kpi_core/shared_file.py describes.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from kpi_core.grid_edits import (
     as_problem,
     can_edit,
 )
-from kpi_core.ingest.intake import closed_months
 from kpi_core.messages import Items, Message
+from kpi_core.month_locks import closed_months
 from kpi_core.periods import month_of
 from kpi_core.system_checks import EPOCH
 from kpi_core.warehouse import Warehouse

@@ -9,13 +9,8 @@ from kpi_core.texts import N_
 from kpi_core.ui import page
 from kpi_core.ui.boundary import guard
 from kpi_core.ui.change_log import audit_section
-from kpi_core.ui.library import (
-    edit_section,
-    kpi_picker,
-    list_section,
-    place_section,
-    transfer_section,
-)
+from kpi_core.ui.definition_form import edit_section
+from kpi_core.ui.library import kpi_picker, list_section, place_section, transfer_section
 
 ctx = page("nav_library")
 with guard(ctx):

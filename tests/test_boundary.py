@@ -40,7 +40,7 @@ PAGE_FAULTS = {
 
 # A function a section with a boundary of its own calls, and the message that section gives.
 SECTION_FAULTS = {
-    "pages/2_Upload.py": ("kpi_core.ingest.intake", "closed_months", "up_unexpected"),
+    "pages/2_Upload.py": ("kpi_core.month_locks", "closed_months", "up_unexpected"),
     "pages/3_Sources.py": ("kpi_core.ingest.sources", "listing", "src_unexpected"),
     "pages/4_Library.py": ("kpi_core.ui.library", "library_frame", "lib_unexpected"),
     "pages/8_Alerts.py": ("kpi_core.push", "channels", "push_unexpected"),

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import access, alerts, completeness, service
+from kpi_core import access, alerts, completeness, month_locks, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
@@ -171,7 +171,7 @@ def test_a_closed_month_counts_as_published(demo_wh):
     load_seven(demo_wh)
     cat = load_catalog(demo_wh)
     group = cat.unit("GROUP").id
-    intake.lock_month(demo_wh, NOV, access.SYSTEM)
+    month_locks.lock_month(demo_wh, NOV, access.SYSTEM)
     assert completeness.month_status(demo_wh, cat, group, NOV).state == completeness.PUBLISHED
     assert completeness.settled_month(demo_wh, cat, [group], NOV) == NOV
 

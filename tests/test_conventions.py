@@ -291,11 +291,12 @@ def test_the_core_never_imports_the_ui():
 
 def test_the_warehouse_builds_on_nothing_above_it():
     """warehouse.py is the bottom layer: settings, errors (with the coded messages they carry:
-    messages, texts), migrations, and its lock files and waits (gate, pauses) only; and its
-    PostgreSQL twin (kpi_core/pg_warehouse.py and its dialect) on the same."""
+    messages, texts), migrations, how its file is shared (shared_file) with its lock files and
+    waits (gate, pauses) only; and its PostgreSQL twin (kpi_core/pg_warehouse.py and its
+    dialect) on the same."""
     below = {
         "kpi_core.settings", "kpi_core.errors", "kpi_core.messages", "kpi_core.texts",
-        "kpi_core.migrations", "kpi_core.gate", "kpi_core.pauses",
+        "kpi_core.migrations", "kpi_core.gate", "kpi_core.pauses", "kpi_core.shared_file",
     }  # fmt: skip
     pg = {"kpi_core.pg_warehouse", "kpi_core.pg_dialect", "kpi_core.pg_migrations",
           "kpi_core.dialects"}  # fmt: skip
@@ -304,6 +305,7 @@ def test_the_warehouse_builds_on_nothing_above_it():
     for module in pg:
         assert graph[module] <= below | pg, (module, graph[module] - below - pg)
     assert graph["kpi_core.migrations"] <= below, graph["kpi_core.migrations"] - below
+    assert graph["kpi_core.shared_file"] <= below, graph["kpi_core.shared_file"] - below
 
 
 def ui_files() -> list[Path]:

@@ -147,7 +147,15 @@ def test_lookups_scope_and_sessions(demo_wh):
 def test_trends_detail_planning_definitions(demo_wh):
     from datetime import date
 
-    from kpi_core import catalog, detail, grid_edits, library_edits, planning, screen, trends
+    from kpi_core import (
+        catalog,
+        detail,
+        grid_edits,
+        library_edits,
+        screen,
+        target_history,
+        trends,
+    )
 
     cat = catalog.load_catalog(demo_wh)
     viewer = access.Actor("li", "viewer", Scope.all())
@@ -177,7 +185,7 @@ def test_trends_detail_planning_definitions(demo_wh):
     )
     row = demo_wh.one("SELECT kpi_id, unit_id, grain, period_start FROM target LIMIT 1")
     check(
-        lambda: planning.revert_edit(demo_wh, cat, *row, 999),
+        lambda: target_history.revert_edit(demo_wh, cat, *row, 999),
         "There is no version 999 of that target.",
         "该目标没有版本 999。",
     )

@@ -6,10 +6,10 @@ from datetime import date
 import numpy as np
 import pytest
 
-from kpi_core import access, audit, push, scoring, service, targets
+from kpi_core import access, audit, month_locks, push, scoring, service, targets
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
-from kpi_core.ingest import intake
+from kpi_core.ingest import batches, intake
 from kpi_core.ingest.intake import IntakeError
 
 BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
@@ -30,8 +30,8 @@ def test_month_closed_after_the_preview_takes_nothing(demo_wh):
     before = visits(demo_wh)
     prepared = intake.prepare(demo_wh, [("v.csv", CSV)], access.SYSTEM, today=TODAY)
     assert prepared.errors == [] and prepared.counts["changed"] == 1
-    intake.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM)
-    assert intake.closed_months(demo_wh) == [date(2026, 9, 1)]
+    month_locks.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM)
+    assert month_locks.closed_months(demo_wh) == [date(2026, 9, 1)]
     with pytest.raises(IntakeError, match="2026-09 is closed; nothing was written"):
         service.commit_actuals(demo_wh, prepared, access.SYSTEM)
     assert visits(demo_wh) == before
@@ -42,11 +42,11 @@ def test_roll_back_into_a_closed_month_is_refused(demo_wh):
     before = visits(demo_wh)
     prepared = intake.prepare(demo_wh, [("v.csv", CSV)], access.SYSTEM, today=TODAY)
     batch = service.commit_actuals(demo_wh, prepared, access.SYSTEM).batch_id
-    intake.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM)
+    month_locks.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM)
     with pytest.raises(IntakeError, match="2026-09 is closed"):
         service.rollback_actuals(demo_wh, batch, access.SYSTEM)
     assert visits(demo_wh) == 123
-    intake.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM, locked=False)
+    month_locks.lock_month(demo_wh, date(2026, 9, 1), access.SYSTEM, locked=False)
     assert service.rollback_actuals(demo_wh, batch, access.SYSTEM) == {"restored": 1, "removed": 0}
     assert visits(demo_wh) == before
     # The restored value belongs to the batch that first loaded it, not to the undone one.
@@ -238,7 +238,7 @@ def test_the_hooks_run_once_the_transaction_is_committed(demo_wh):
 
     prepared = intake.prepare(demo_wh, [("v.csv", CSV)], access.SYSTEM, today=TODAY)
     batch = intake.commit(demo_wh, prepared, access.SYSTEM, after=after).batch_id
-    intake.rollback(demo_wh, batch, access.SYSTEM, after=after)
+    batches.rollback(demo_wh, batch, access.SYSTEM, after=after)
     assert seen == [("committed", [date(2026, 9, 1)]), ("rolled_back", [date(2026, 9, 1)])]
 
 

@@ -19,11 +19,11 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from kpi_core import access, service
+from kpi_core import access, month_locks, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import NotFoundError, ScopeError
-from kpi_core.ingest import files, intake
+from kpi_core.ingest import batches, files, intake
 from kpi_core.ingest.layout import Finding
 from kpi_core.warehouse import Warehouse
 from tests.said import chinese, untranslated
@@ -276,9 +276,9 @@ def test_intake_refusals_are_coded_messages(demo_file):
         with pytest.raises(ScopeError) as viewer_loads:
             intake.commit(wh, prepared, viewer)
         with pytest.raises(NotFoundError) as no_batch:
-            intake.rollback(wh, 999_999, access.SYSTEM)
+            batches.rollback(wh, 999_999, access.SYSTEM)
         with pytest.raises(ScopeError) as closing:
-            intake.lock_month(wh, date(2026, 9, 1), viewer)
+            month_locks.lock_month(wh, date(2026, 9, 1), viewer)
     finally:
         wh.close()
     said = [none.value, errors.value, viewer_loads.value, no_batch.value, closing.value]
@@ -997,7 +997,7 @@ def test_future_period(demo_file):
 
 def test_locked_period(own_file):
     wh = Warehouse(own_file, linger=0)
-    intake.lock_month(wh, date(2026, 9, 1), access.SYSTEM)
+    month_locks.lock_month(wh, date(2026, 9, 1), access.SYSTEM)
     wh.close()
     rows = [HEADER, ["2026-09", "SALES_E", "REV", 1]]
     got = refuse(own_file, "locked.xlsx", xlsx({"S": rows}))

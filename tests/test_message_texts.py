@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from kpi_core import access, i18n, review, service
+from kpi_core import access, i18n, month_locks, review, service
 from kpi_core.access import Scope
 from kpi_core.catalog import load_catalog
 from kpi_core.errors import KpiError
@@ -591,7 +591,7 @@ def test_refusals_by_role_and_of_an_empty_warehouse(tmp_path):
         lambda: intake.prepare(None, [], access.SYSTEM),
         lambda: service.commit_actuals(None, None, viewer),
         lambda: service.rollback_actuals(None, 1, viewer),
-        lambda: intake.lock_month(None, None, analyst),
+        lambda: month_locks.lock_month(None, None, analyst),
         lambda: profile.save(None, None, viewer),
     ):
         with pytest.raises(KpiError) as refused:

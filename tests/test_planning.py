@@ -8,11 +8,10 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from kpi_core import access, audit, planning, service
+from kpi_core import access, audit, month_locks, planning, service, target_history
 from kpi_core.access import Scope, User
 from kpi_core.catalog import SCORECARD, load_catalog
 from kpi_core.errors import ScopeError, ValidationError
-from kpi_core.ingest import intake
 from kpi_core.periods import Period
 from kpi_core.scorecard import evaluate
 
@@ -365,7 +364,7 @@ def test_reason_and_effective_date_are_required(sales_wh):
 
 
 def test_an_effective_date_inside_a_closed_period_is_refused(sales_wh):
-    intake.lock_month(sales_wh, date(2024, 8, 1), ADMIN)
+    month_locks.lock_month(sales_wh, date(2024, 8, 1), ADMIN)
     cat = load_catalog(sales_wh)
     g = grid(sales_wh, ADMIN)
     edits, _ = edit(sales_wh, g, {("SALES/REV", "target"): "6500万"})
@@ -524,12 +523,12 @@ def test_history_and_a_revert_that_is_itself_a_version(sales_wh):
     )
     planning.save_targets(sales_wh, cat, head, edits, reason="stretch", effective=date(2024, 7, 1))
     rev, sales = cat.kpi("REV").id, cat.unit("SALES").id
-    edit_back = planning.revert_edit(sales_wh, cat, rev, sales, "Y", date(2024, 1, 1), 1)
+    edit_back = target_history.revert_edit(sales_wh, cat, rev, sales, "Y", date(2024, 1, 1), 1)
     assert edit_back.changed == ("target", "challenge") and edit_back.expected_version == 2
     planning.save_targets(
         sales_wh, cat, head, [edit_back], reason="undo", effective=date(2024, 10, 1)
     )
-    hist = planning.target_history(sales_wh, cat, head, rev, sales)
+    hist = target_history.target_history(sales_wh, cat, head, rev, sales)
     assert list(hist["version"]) == [3, 2, 1]
     assert list(hist["reason"]) == ["undo", "stretch", "import sales.xlsx"]
     assert (
@@ -539,10 +538,10 @@ def test_history_and_a_revert_that_is_itself_a_version(sales_wh):
         hist.loc[0, "change"] == "target 65,000,000 → 60,000,000; challenge 80,000,000 → 70,000,000"
     )
     assert list(hist["valid_from"]) == [date(2024, 10, 1), date(2024, 7, 1), date(2024, 1, 1)]
-    zh = planning.target_history(sales_wh, cat, head, rev, sales, "zh")
+    zh = target_history.target_history(sales_wh, cat, head, rev, sales, "zh")
     assert zh.loc[1, "change"] == "目标 6000万 → 6500万; 挑战 7000万 → 8000万"
     with pytest.raises(ScopeError):
-        planning.target_history(sales_wh, cat, head, cat.kpi("OEE").id, cat.unit("PROD").id)
+        target_history.target_history(sales_wh, cat, head, cat.kpi("OEE").id, cat.unit("PROD").id)
 
 
 def test_every_saved_cell_is_in_the_audit_log(sales_wh):

@@ -1,5 +1,5 @@
 """Several processes on one warehouse: read-only together, one writer at a time, no lost write,
-and every process sees the others' writes at its next read (kpi_core/warehouse.py)."""
+and every process sees the others' writes at its next read (kpi_core/shared_file.py)."""
 
 import json
 import subprocess

@@ -1,16 +1,17 @@
-"""The month's actuals from files: prepare (read, check, diff, preview), commit, roll back.
+"""The month's actuals from files or a pull: prepare (read, check, diff, preview) and commit.
 
 `prepare` writes nothing; it returns everything the analyst needs to decide: problems with their
 places, the rows that can be loaded, how they differ from the warehouse and which lights change.
 `commit` applies a prepared intake as one batch in one transaction, diffing again inside it (the
 warehouse may have moved since the preview). Values a batch overwrites or removes are kept in
-`actual_replaced`, so `rollback` can put them back.
+`actual_replaced`, so `batches.rollback` can put them back (batches: the list and roll-back of
+committed batches; month_locks: which months are closed to them).
 
 A batch has a source — the mapping profile's name, or the file names. Uploading for the same
 months from the same source again replaces what that source gave before: values it no longer
 lists are removed, identical values are left alone, so the same file twice changes nothing.
 
-What a commit or a roll-back starts afterwards (alert rules, pushes) is the caller's hook,
+What a commit starts afterwards (alert rules, pushes) is the caller's hook,
 run once the transaction is over: the service layer supplies kpi_core/after_commit.py, so the
 intake never imports alerts or push. The intake said in words and data (`describe`, `report`,
 handed on from here) is in `intake_report`.
@@ -29,10 +30,10 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from kpi_core import actuals, audit, clock, collector, scoring, targets
+from kpi_core import actuals, clock, collector, month_locks, scoring, targets
 from kpi_core.access import ROLE_NAMES, Actor, can
 from kpi_core.catalog import Catalog, load_catalog
-from kpi_core.errors import KpiError, NotFoundError, ScopeError
+from kpi_core.errors import KpiError, ScopeError
 from kpi_core.ingest import files, layout, profile, validate
 from kpi_core.ingest.intake_report import BINDING_PROBLEMS as BINDING_PROBLEMS
 from kpi_core.ingest.intake_report import describe as describe
@@ -43,7 +44,6 @@ from kpi_core.ingest.names import Names
 from kpi_core.ingest.template import is_instructions
 from kpi_core.library import AGGREGATIONS
 from kpi_core.messages import Items, Message
-from kpi_core.periods import month_of
 from kpi_core.texts import N_
 from kpi_core.warehouse import Warehouse
 
@@ -57,11 +57,7 @@ class IntakeError(KpiError):
     """A prepared intake that cannot be committed; the message says what to do."""
 
 
-# A batch's status in words (a batch that is no longer committed cannot be rolled back).
-_STATUS = {"rolled_back": N_("in_status_rolled_back")}
-
-
-def _role(who: Actor) -> Message | str:
+def role_word(who: Actor) -> Message | str:
     """The role as a refusal names it inside a sentence (access.ROLE_NAMES: "viewer")."""
     return Message(ROLE_NAMES[who.role]) if who.role in ROLE_NAMES else who.role
 
@@ -122,8 +118,6 @@ class Started(Protocol):
 # Called once a batch is committed, outside its transaction, with the writer, the batch id and
 # its months; what it does can no longer undo the batch.
 AfterCommitHook = Callable[[Warehouse, Actor, int, list[date]], Started]
-# Called once a roll-back is committed, with the roll-back's actor, batch id and touched months.
-AfterRollbackHook = Callable[[Warehouse, Actor, int, list[date]], None]
 
 
 def _nothing() -> None:
@@ -242,7 +236,7 @@ def check_and_diff(
     `choices`: the analyst's answers, a KPI code per binding (see `validate.check`)."""
     step = step or (lambda fraction, text: None)
     step(0.6, Message("up_step_checking"))
-    locked = set(closed_months(wh))
+    locked = set(month_locks.closed_months(wh))
     checked = validate.check(
         records,
         cat,
@@ -389,7 +383,7 @@ def commit(
     invalid values out. `after` is started once the batch is committed (service.commit_actuals
     gives the alert rules and pushes); without it the commit starts nothing."""
     if not can(who, "load_actuals"):
-        raise ScopeError(Message("in_cannot_load", user=who.name, role=_role(who)))
+        raise ScopeError(Message("in_cannot_load", user=who.name, role=role_word(who)))
     if intake.errors and not accept_invalid:
         raise IntakeError(Message("in_has_errors", n=len(intake.errors)))
     if not len(intake.rows):
@@ -424,7 +418,7 @@ def _commit(
         counts["invalid"] = intake.invalid
         if not len(moving):
             raise _NothingToWrite(counts)
-        _refuse_closed(cur, moving)
+        refuse_closed(cur, moving)
         batch_id = cur.execute("SELECT nextval('batch_id')").fetchall()[0][0]
         months = sorted(pd.DatetimeIndex(pd.unique(intake.rows["period"])).strftime("%Y-%m"))
         cur.execute(
@@ -444,7 +438,8 @@ def _commit(
 
 
 def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, reason: str) -> None:
-    """Apply new/changed/removed values, keeping what they replace and auditing each."""
+    """Apply new/changed/removed values (`actual`), keeping what they replace (`actual_replaced`)
+    and recording each old → new in `value_change` (the change log's values)."""
     frame = moving[["kpi_id", "unit_id", "period", "old", "new"]].copy()
     frame["period"] = pd.to_datetime(frame["period"])  # cast to DATE in the query
     cur.register("moving", frame)
@@ -486,142 +481,10 @@ def _write(cur, moving: pd.DataFrame, batch_id: int, by: str, now: datetime, rea
     cur.execute("DROP TABLE changed")
 
 
-def rollback(
-    wh: Warehouse,
-    batch_id: int,
-    who: Actor,
-    reason: str = "",
-    *,
-    after: AfterRollbackHook | None = None,
-) -> dict[str, int]:
-    """Undo a committed batch: its values go, the values it replaced or removed come back.
-
-    Refused while a later batch has changed some of the same values (roll that one back first),
-    and for a batch touching units outside the caller's scope.
-    """
-    if not can(who, "load_actuals"):
-        raise ScopeError(Message("in_cannot_roll_back", user=who.name, role=_role(who)))
-    now = datetime.now()
-    with wh.transaction() as cur:
-        found = cur.execute(
-            "SELECT status, source_name FROM batch WHERE id = ?", [batch_id]
-        ).fetchall()
-        if not found:
-            raise NotFoundError(Message("in_no_batch", batch=batch_id))
-        status, source = found[0]
-        if status != "committed":
-            word = Message(_STATUS[status]) if status in _STATUS else status.replace("_", " ")
-            raise IntakeError(Message("in_batch_status", batch=batch_id, status=word))
-        cur.execute(
-            """CREATE OR REPLACE TEMP TABLE undo AS
-               WITH touched AS (
-                   SELECT kpi_id, unit_id, period FROM actual WHERE batch_id = ?
-                   UNION
-                   SELECT kpi_id, unit_id, period FROM actual_replaced WHERE batch_id = ?
-               )
-               SELECT t.kpi_id, t.unit_id, t.period, a.value AS new, a.batch_id AS now_batch,
-                      r.old_value AS old, r.old_batch_id
-               FROM touched t
-               LEFT JOIN actual a USING (kpi_id, unit_id, period)
-               LEFT JOIN actual_replaced r ON r.batch_id = ? AND r.kpi_id = t.kpi_id
-                    AND r.unit_id = t.unit_id AND r.period = t.period""",
-            [batch_id, batch_id, batch_id],
-        )
-        units = [r[0] for r in cur.execute("SELECT DISTINCT unit_id FROM undo").fetchall()]
-        outside = [u for u in units if not who.scope.allows(u)]
-        if outside:
-            raise ScopeError(Message("in_batch_scope", batch=batch_id))
-        later = cur.execute(
-            """SELECT DISTINCT b.id FROM actual_replaced r JOIN batch b ON b.id = r.batch_id
-               WHERE r.old_batch_id = ? AND b.status = 'committed' AND b.id > ?
-               UNION
-               SELECT DISTINCT now_batch FROM undo
-               WHERE now_batch IS NOT NULL AND now_batch <> ?
-               ORDER BY 1""",
-            [batch_id, batch_id, batch_id],
-        ).fetchall()
-        if later:
-            ids = Items([r[0] for r in later], commas=True)
-            raise IntakeError(Message("in_later_batches", ids=ids, batch=batch_id))
-        moving = cur.execute(
-            "SELECT kpi_id, unit_id, period, new AS old, old AS new FROM undo"
-        ).df()
-        months = sorted({month_of(p) for p in pd.to_datetime(moving["period"]).dt.date})
-        _refuse_closed(cur, moving)
-        _write(cur, moving, batch_id, who.name, now, reason or f"roll back batch {batch_id}")
-        # Restored values belong to the batches that first gave them; and what _write kept in
-        # actual_replaced is the undo itself, of no further use once the batch is rolled back.
-        cur.execute(
-            """UPDATE actual SET batch_id = u.old_batch_id FROM undo u
-               WHERE actual.kpi_id = u.kpi_id AND actual.unit_id = u.unit_id
-                 AND actual.period = u.period AND u.old IS NOT NULL"""
-        )
-        cur.execute("DROP TABLE undo")
-        cur.execute("DELETE FROM actual_replaced WHERE batch_id = ?", [batch_id])
-        cur.execute("UPDATE batch SET status = 'rolled_back' WHERE id = ?", [batch_id])
-        audit.record(
-            cur, changed_at=now, changed_by=who.name, entity="batch", key=str(batch_id),
-            field="status", old="committed", new="rolled_back", reason=reason or source,
-        )  # fmt: skip
-    if after is not None:  # service.rollback_actuals: the alert rules judge again
-        after(wh, who, batch_id, months)
-    return {
-        "restored": int(moving["new"].notna().sum()),
-        "removed": int(moving["new"].isna().sum()),
-    }
-
-
-def history(wh: Warehouse, who: Actor, limit: int = 200) -> pd.DataFrame:
-    """Batches, newest first: who, when, source, files, months, rows, status — those the caller
-    made or whose values lie inside the caller's scope."""
-    df = wh.df(
-        """SELECT b.id, b.kind, b.source_name, b.files, b.months, b.created_by, b.created_at,
-                  b.rows, b.status, b.summary,
-                  list(DISTINCT t.unit_id) FILTER (t.unit_id IS NOT NULL) AS units
-           FROM batch b
-           LEFT JOIN (SELECT batch_id, unit_id FROM actual
-                      UNION SELECT batch_id, unit_id FROM actual_replaced) t
-                  ON t.batch_id = b.id
-           GROUP BY ALL ORDER BY b.id DESC LIMIT ?""",
-        [limit],
-    )
-    if who.scope.everything:
-        return df.drop(columns="units")
-    mine = [
-        row.created_by == who.name or any(who.scope.allows(int(u)) for u in row.units)
-        for row in df.itertuples()
-    ]
-    return df[mine].drop(columns="units").reset_index(drop=True)
-
-
-def _refuse_closed(cur, moving: pd.DataFrame) -> None:
+def refuse_closed(cur, moving: pd.DataFrame) -> None:
     """Inside the write's transaction: a month closed since the preview takes nothing."""
-    closed = {r[0] for r in cur.execute("SELECT period FROM period_lock").fetchall()}
-    hit = sorted(closed & {pd.Timestamp(m).date() for m in moving["period"].unique()})
+    hit = month_locks.closed_among(cur, {pd.Timestamp(m).date() for m in moving["period"].unique()})
     if hit:
         months = Items([f"{m:%Y-%m}" for m in hit], commas=True)
         key = N_("in_closed_one") if len(hit) == 1 else N_("in_closed_many")
         raise IntakeError(Message(key, months=months))
-
-
-def closed_months(wh: Warehouse) -> list[date]:
-    return [r[0] for r in wh.rows("SELECT period FROM period_lock ORDER BY period")]
-
-
-def lock_month(wh: Warehouse, month: date, who: Actor, locked: bool = True) -> None:
-    """Close a month to further actuals, or reopen it (admins)."""
-    if not can(who, "close_months"):
-        raise ScopeError(Message("in_admins_close"))
-    with wh.transaction() as cur:
-        if locked:
-            cur.execute(
-                "INSERT OR IGNORE INTO period_lock VALUES (?, ?, ?)",
-                [month, who.name, datetime.now()],
-            )
-        else:
-            cur.execute("DELETE FROM period_lock WHERE period = ?", [month])
-        audit.record(
-            cur, changed_at=datetime.now(), changed_by=who.name, entity="period_lock",
-            key=f"{month:%Y-%m}", field="locked", old=str(not locked), new=str(locked),
-            reason="",
-        )  # fmt: skip

@@ -9,11 +9,11 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from kpi_core import audit, i18n, planning, workbook
+from kpi_core import audit, i18n, planning, target_history, workbook
 from kpi_core.errors import ValidationError
 from kpi_core.texts import N_
 from kpi_core.ui import PageContext
-from kpi_core.ui.edit_grid import _LEVEL_KEYS, _flash, _save_form, _since, column_label
+from kpi_core.ui.edit_grid import LEVEL_KEYS, column_label, save_form, saved_notice, since_text
 from kpi_core.ui.widgets import error_text
 
 # --- History and revert ------------------------------------------------------------------------
@@ -33,13 +33,13 @@ def history_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
         ),
         key="tw_history_pair",
     )
-    hist = planning.target_history(ctx.wh, ctx.cat, ctx.actor, kpi_id, uid, ctx.lang)
+    hist = target_history.target_history(ctx.wh, ctx.cat, ctx.actor, kpi_id, uid, ctx.lang)
     st.markdown(f"**{ctx.t('tw_target_versions')}**")
     if hist.empty:
         st.caption(ctx.t("tw_no_versions"))
     else:
         shown = hist.sort_values(["period_start", "grain", "version"], ascending=False)
-        shown = shown.assign(valid_from=[_since(ctx, d) for d in shown["valid_from"]])
+        shown = shown.assign(valid_from=[since_text(ctx, d) for d in shown["valid_from"]])
         st.dataframe(
             shown[
                 ["period", "version", "valid_from", "changed_by", "changed_at", "reason", "change"]
@@ -54,7 +54,7 @@ def history_section(ctx: PageContext, unit_id: int, year: int, grain: str) -> No
     else:
         weights = weights.assign(
             parent=[_node_label(ctx, p) for p in weights["parent"]],
-            valid_from=[_since(ctx, d) for d in weights["valid_from"]],
+            valid_from=[since_text(ctx, d) for d in weights["valid_from"]],
         )
         st.dataframe(
             weights.rename(columns={**_history_labels(ctx), "parent": ctx.t("tw_parent")}),
@@ -88,7 +88,7 @@ def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int
     if older.empty:
         return
     st.markdown(f"**{ctx.t('tw_revert')}**")
-    _flash(ctx, "revert")
+    saved_notice(ctx, "revert")
     options = list(older.index)
     pick = st.selectbox(
         ctx.t("tw_revert_to"),
@@ -100,10 +100,10 @@ def _revert_form(ctx: PageContext, hist: pd.DataFrame, kpi_id: int, unit_id: int
         # the old one.
         key=f"tw_revert_pick_{kpi_id}_{unit_id}_{len(hist)}",
     )
-    effective, reason, clicked = _save_form(ctx, "revert", True, N_("tw_revert_button"))
+    effective, reason, clicked = save_form(ctx, "revert", True, N_("tw_revert_button"))
     if clicked:
         row = older.loc[pick]
-        edit = planning.revert_edit(
+        edit = target_history.revert_edit(
             ctx.wh, ctx.cat, kpi_id, unit_id, row["grain"], row["period_start"], int(row["version"])
         )
         try:
@@ -234,7 +234,7 @@ def _field(ctx: PageContext, field: object) -> object:
     """An audit row's field in the page's words; a word without a label, with spaces."""
     if not isinstance(field, str):
         return field
-    if field in _LEVEL_KEYS:
+    if field in LEVEL_KEYS:
         return column_label(ctx, field)
     for key in (f"tw_field_{field}", f"lib_field_{field}"):
         if i18n.known(key):

@@ -18,7 +18,7 @@ from kpi_core.texts import N_
 from kpi_core.ui import PageContext
 from kpi_core.ui.widgets import error_text
 
-_LEVEL_KEYS = {
+LEVEL_KEYS = {
     "baseline": "baseline", "target": "target", "challenge": "challenge",
     "low": N_("tw_low"), "high": N_("tw_high"), "tolerance": N_("tw_tolerance"), "phasing": "tw_phasing",
     "weight": "weight", "valid_from": "tw_valid_from", "unit": "unit", "parent": "tw_parent",
@@ -27,22 +27,22 @@ _LEVEL_KEYS = {
 
 
 def column_label(ctx: PageContext, column: str) -> str:
-    key = _LEVEL_KEYS.get(column)
+    key = LEVEL_KEYS.get(column)
     return ctx.t(key) if key else column
 
 
-def _grid(name: str, signature: tuple, load, key_columns: list[str], edit_columns: list[str]):
+def grid_state(name: str, signature: tuple, load, key_columns: list[str], edit_columns: list[str]):
     """The session's copy of a grid: reloaded when its signature changes (another unit, year or
     language), carrying over the cells the user had changed."""
     store = st.session_state.setdefault(f"tw_{name}", {})
     if store.get("signature") != signature:
-        pending = _pending(store, key_columns, edit_columns) if store else {}
-        _reload(store, load(), key_columns, pending)
+        pending = pending_edits(store, key_columns, edit_columns) if store else {}
+        reload_grid(store, load(), key_columns, pending)
         store["signature"] = signature
     return store
 
 
-def _pending(store: dict, key_columns: list[str], edit_columns: list[str]) -> dict:
+def pending_edits(store: dict, key_columns: list[str], edit_columns: list[str]) -> dict:
     """The cells the user has changed in the editor, keyed by row identity and column."""
     base, edited = store.get("base"), store.get("edited")
     if base is None or edited is None:
@@ -61,7 +61,7 @@ def _blank(v: object) -> bool:
     return v is None or (isinstance(v, float) and pd.isna(v)) or v == ""
 
 
-def _reload(store: dict, base: pd.DataFrame, key_columns: list[str], pending: dict) -> None:
+def reload_grid(store: dict, base: pd.DataFrame, key_columns: list[str], pending: dict) -> None:
     shown = base.copy()
     if pending and not base.empty:
         where = {tuple(base.loc[i, key_columns]): i for i in base.index}
@@ -73,7 +73,7 @@ def _reload(store: dict, base: pd.DataFrame, key_columns: list[str], pending: di
     store.pop("conflict", None)
 
 
-def _editor(name: str, rows: pd.DataFrame, config: dict, store: dict) -> pd.DataFrame:
+def grid_editor(name: str, rows: pd.DataFrame, config: dict, store: dict) -> pd.DataFrame:
     """The grid `name` in place; its key changes with the shown data (see the module's doc)."""
     return st.data_editor(
         rows,
@@ -103,7 +103,7 @@ def _cell_text(v: object) -> str:
     return "" if _blank(v) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _row_form(
+def row_form(
     ctx: PageContext,
     name: str,
     store: dict,
@@ -155,7 +155,7 @@ def _row_form(
                     )
             applied = st.form_submit_button(ctx.t("tw_row_apply"), type="primary")
         if applied:
-            pending = _pending(store, keys, list(fields))
+            pending = pending_edits(store, keys, list(fields))
             where = tuple(base.loc[row, keys])
             try:
                 for column, text in typed.items():
@@ -163,16 +163,16 @@ def _row_form(
             except ValueError as exc:
                 st.error(str(exc))
                 return
-            _reload(store, base, keys, pending)
+            reload_grid(store, base, keys, pending)
             st.rerun()
 
 
-def _problem_line(ctx: PageContext, p: planning.CellProblem) -> str:
+def problem_line(ctx: PageContext, p: planning.CellProblem) -> str:
     place = f"{p.where} · {column_label(ctx, p.column)}" if p.where else column_label(ctx, p.column)
     return f"{place}: {error_text(ctx, p.message)}"
 
 
-def _save_form(
+def save_form(
     ctx: PageContext, name: str, can_save: bool, label: str = "tw_save", default: date | None = None
 ) -> tuple[date | None, str, bool]:
     """Effective date (by default this month), reason and the save button."""
@@ -191,7 +191,7 @@ def _save_form(
     return effective, reason, clicked
 
 
-def _conflict_box(ctx: PageContext, store: dict, reload) -> None:
+def conflict_box(ctx: PageContext, store: dict, reload) -> None:
     if "conflict" not in store:
         return
     lines = "\n".join(f"- {error_text(ctx, line)}" for line in store["conflict"])
@@ -203,7 +203,9 @@ def _conflict_box(ctx: PageContext, store: dict, reload) -> None:
 _TW_SAVED_KEYS = (N_("tw_saved_targets"), N_("tw_saved_weights"))
 
 
-def _save(ctx: PageContext, name: str, save, store: dict, load, keys, reason, effective) -> None:
+def save_grid(
+    ctx: PageContext, name: str, save, store: dict, load, keys, reason, effective
+) -> None:
     """Save the grid `name` (targets or weights) through the core's `save`: on success say so
     and read the grid again; a conflict keeps the user's edits for "reload, keeping my edits";
     refused cells are listed."""
@@ -222,11 +224,11 @@ def _save(ctx: PageContext, name: str, save, store: dict, load, keys, reason, ef
             month=i18n.period_label(f"{month_of(effective):%Y-%m}", ctx.lang),
         )  # fmt: skip
         st.session_state.pop(f"tw_{name}_reason", None)
-        _reload(store, load(), keys, {})
+        reload_grid(store, load(), keys, {})
         st.rerun()
 
 
-def _flash(ctx: PageContext, name: str) -> None:
+def saved_notice(ctx: PageContext, name: str) -> None:
     done = st.session_state.pop(f"tw_{name}_done", None)
     if done:
         st.success(done)
@@ -236,13 +238,13 @@ def _readable(ctx: PageContext, grid: pd.DataFrame) -> pd.DataFrame:
     """Display-only columns in the page's words: dates as text ('from the start' for a tree set
     up undated), units of measure in the page's language."""
     out = grid.copy()
-    out["valid_from"] = [_since(ctx, d) for d in out["valid_from"]]
+    out["valid_from"] = [since_text(ctx, d) for d in out["valid_from"]]
     if "measure" in out:
         out["measure"] = [i18n.unit_label(u, ctx.lang) for u in out["measure"]]
     return out
 
 
-def _readable_kept(ctx: PageContext, store: dict) -> pd.DataFrame:
+def readable_kept(ctx: PageContext, store: dict) -> pd.DataFrame:
     """`_readable` of the grid as shown, made once per grid and language rather than a cell at
     a time at every run (thousands of rows on a large unit)."""
     kept = store.get("readable")
@@ -251,5 +253,5 @@ def _readable_kept(ctx: PageContext, store: dict) -> pd.DataFrame:
     return kept[2]
 
 
-def _since(ctx: PageContext, d: object) -> str:
+def since_text(ctx: PageContext, d: object) -> str:
     return ctx.t("tw_from_start") if d is None or pd.isna(d) else f"{d:%Y-%m-%d}"

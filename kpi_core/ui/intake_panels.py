@@ -12,7 +12,7 @@ import streamlit as st
 
 from kpi_core import i18n, service
 from kpi_core.catalog import Catalog
-from kpi_core.ingest import intake
+from kpi_core.ingest import batches, intake
 from kpi_core.ingest.layout import Finding
 from kpi_core.ingest.names import Names
 from kpi_core.messages import Message
@@ -361,7 +361,7 @@ def history_section(
         done = st.session_state.pop(f"{prefix}_rb_done", None)
         if done:
             st.success(done)
-        df = intake.history(ctx.wh, ctx.actor)
+        df = batches.history(ctx.wh, ctx.actor)
         if kinds is not None:
             df = df[df["kind"].isin(list(kinds))].reset_index(drop=True)
         if not len(df):

@@ -21,19 +21,19 @@ from kpi_core import clock, i18n, planning
 from kpi_core.periods import month_of
 from kpi_core.ui import PageContext
 from kpi_core.ui.edit_grid import (
-    _conflict_box,
-    _editor,
-    _flash,
-    _grid,
-    _pending,
-    _problem_line,
-    _readable_kept,
-    _reload,
-    _row_form,
-    _save,
-    _save_form,
-    _since,
     column_label,
+    conflict_box,
+    grid_editor,
+    grid_state,
+    pending_edits,
+    problem_line,
+    readable_kept,
+    reload_grid,
+    row_form,
+    save_form,
+    save_grid,
+    saved_notice,
+    since_text,
 )
 from kpi_core.ui.widgets import error_text
 
@@ -56,7 +56,7 @@ def keep_edits(name: str) -> None:
         return
     keys, edit_cols = GRID_COLUMNS[name]
     conflict = store.get("conflict")
-    _reload(store, store["base"], keys, _pending(store, keys, edit_cols))
+    reload_grid(store, store["base"], keys, pending_edits(store, keys, edit_cols))
     if conflict is not None:
         store["conflict"] = conflict
 
@@ -69,13 +69,13 @@ def targets_section(
     def load() -> pd.DataFrame:
         return planning.target_grid(ctx.wh, ctx.cat, ctx.actor, unit_id, year, grain, ctx.lang)
 
-    store = _grid("targets", (unit_id, year, grain, ctx.lang), load, keys, edit_cols)
+    store = grid_state("targets", (unit_id, year, grain, ctx.lang), load, keys, edit_cols)
 
     def reload() -> None:
-        _reload(store, load(), keys, _pending(store, keys, edit_cols))
+        reload_grid(store, load(), keys, pending_edits(store, keys, edit_cols))
 
-    _flash(ctx, "targets")
-    base, shown = store["base"], _readable_kept(ctx, store)
+    saved_notice(ctx, "targets")
+    base, shown = store["base"], readable_kept(ctx, store)
     if base.empty:
         st.info(ctx.t("tw_no_kpis"))
         return
@@ -112,7 +112,7 @@ def targets_section(
     edits: list[planning.TargetEdit] = []
     problems: list[planning.CellProblem] = []
     if not editable.empty:
-        out = _editor("targets", editable[visible], config, store)
+        out = grid_editor("targets", editable[visible], config, store)
         edited = base.copy()
         for c in edit_cols:
             if c in out.columns:
@@ -121,7 +121,7 @@ def targets_section(
         store["edited"] = edited
         edits, problems = planning.target_edits(ctx.wh, ctx.cat, base, edited)
     if not editable.empty:
-        _row_form(
+        row_form(
             ctx, "targets", store, keys,
             {f: column_label(ctx, f) for f in [*levels, "phasing"]},
             lambda g: g["unit"].astype(str) + " · " + g["kpi"].astype(str) + " · "
@@ -138,10 +138,10 @@ def targets_section(
             width="stretch",
             placeholder="",
         )
-    _conflict_box(ctx, store, reload)
+    conflict_box(ctx, store, reload)
     if editable.empty:
         return
-    effective, reason, clicked = _save_form(ctx, "targets", bool(edits))
+    effective, reason, clicked = save_form(ctx, "targets", bool(edits))
     if latest_data is not None:
         st.caption(
             ctx.t("tw_data_through", month=i18n.period_label(f"{latest_data:%Y-%m}", ctx.lang))
@@ -149,7 +149,7 @@ def targets_section(
     problems += planning.check_targets(ctx.wh, ctx.cat, ctx.actor, edits, effective)
     _changes_table(ctx, base, edits, problems)
     if clicked:
-        _save(ctx, "targets", planning.save_target_grid, store, load, keys, reason, effective)
+        save_grid(ctx, "targets", planning.save_target_grid, store, load, keys, reason, effective)
 
 
 def _changes_table(
@@ -201,7 +201,7 @@ def _changes_table(
                 }
             )
     for p in form:
-        st.warning(_problem_line(ctx, p))
+        st.warning(problem_line(ctx, p))
     if not rows:
         st.caption(ctx.t("tw_no_changes"))
         return
@@ -232,13 +232,13 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
     def load() -> pd.DataFrame:
         return planning.weight_grid(ctx.cat, ctx.actor, unit_id, ctx.lang, month)
 
-    store = _grid("weights", (unit_id, month, ctx.lang), load, keys, ["weight"])
+    store = grid_state("weights", (unit_id, month, ctx.lang), load, keys, ["weight"])
 
     def reload() -> None:
-        _reload(store, load(), keys, _pending(store, keys, ["weight"]))
+        reload_grid(store, load(), keys, pending_edits(store, keys, ["weight"]))
 
-    _flash(ctx, "weights")
-    base, shown = store["base"], _readable_kept(ctx, store)
+    saved_notice(ctx, "weights")
+    base, shown = store["base"], readable_kept(ctx, store)
     if base.empty:
         st.info(ctx.t("tw_no_tree"))
         return
@@ -259,7 +259,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
     left, right = st.columns([3, 2])
     with left:
         if not editable.empty:
-            out = _editor("weights", editable[visible], config, store)
+            out = grid_editor("weights", editable[visible], config, store)
             edited = base.copy()
             edited.loc[out.index, "weight"] = pd.to_numeric(out["weight"], errors="coerce")
             store["edited"] = edited
@@ -272,7 +272,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
                 except ValueError:
                     raise ValueError(ctx.t("tw_row_not_a_number", text=text)) from None
 
-            _row_form(
+            row_form(
                 ctx, "weights", store, keys, {"weight": ctx.t("tw_weight_pct")},
                 lambda g: g["parent_name"].astype(str) + " → " + g["child_name"].astype(str),
                 parse=weight,
@@ -299,10 +299,10 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
         )
     scheduled = planning.scheduled_weights(ctx.cat, ctx.actor, unit_id, ctx.lang, month)
     _scheduled_list(ctx, scheduled)
-    _conflict_box(ctx, store, reload)
+    conflict_box(ctx, store, reload)
     if editable.empty:
         return
-    effective, reason, clicked = _save_form(
+    effective, reason, clicked = save_form(
         ctx, "weights", bool(edits), default=max(month_of(today), date(year, 1, 1))
     )
     problems += planning.check_weights(ctx.wh, ctx.actor, edits, effective)
@@ -311,7 +311,7 @@ def weights_section(ctx: PageContext, unit_id: int, year: int) -> None:
     if effective is not None:
         _overridden(ctx, scheduled, edits, month_of(effective))
     if clicked:
-        _save(ctx, "weights", planning.save_weight_grid, store, load, keys, reason, effective)
+        save_grid(ctx, "weights", planning.save_weight_grid, store, load, keys, reason, effective)
 
 
 def _weights_text(ctx: PageContext, group: pd.DataFrame) -> str:
@@ -328,7 +328,7 @@ def _scheduled_list(ctx: PageContext, scheduled: pd.DataFrame) -> None:
         "- "
         + ctx.t(
             "tw_weights_scheduled",
-            date=_since(ctx, start),
+            date=since_text(ctx, start),
             parent=group["parent_name"].iloc[0],
             weights=_weights_text(ctx, group),
         )
@@ -352,7 +352,7 @@ def _overridden(
                 ctx.t(
                     "tw_weights_overrides",
                     parent=group["parent_name"].iloc[0],
-                    date=_since(ctx, valid_from),
+                    date=since_text(ctx, valid_from),
                 )
             )
 
@@ -367,7 +367,7 @@ def _weight_changes_table(
     problems of a parent's group (its sum, a closed month, scope) on each of its rows."""
     form = [p for p in problems if p.row is None]
     for p in form:
-        st.warning(_problem_line(ctx, p))
+        st.warning(problem_line(ctx, p))
     changes = planning.weight_changes(base, edited)
     if changes.empty:
         st.caption(ctx.t("tw_no_changes"))

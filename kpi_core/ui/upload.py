@@ -18,7 +18,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from kpi_core import clock, completeness, i18n
+from kpi_core import clock, completeness, i18n, month_locks
 from kpi_core.access import can
 from kpi_core.actuals import data_range
 from kpi_core.catalog import SCORECARD
@@ -260,7 +260,7 @@ def months_section(ctx: PageContext) -> None:
     st.subheader(ctx.t("up_close_title"))
     st.caption(ctx.t("up_months_help"))
     with guard(ctx, "up_unexpected"):
-        closed = intake.closed_months(ctx.wh)
+        closed = month_locks.closed_months(ctx.wh)
         label = ", ".join(i18n.period_label(f"{m:%Y-%m}", ctx.lang) for m in closed)
         st.markdown(ctx.t("up_months_closed", months=label) if closed else ctx.t("up_months_none"))
         span = data_range(ctx.wh, ctx.actor.scope, ctx.cat)
@@ -284,7 +284,7 @@ def months_section(ctx: PageContext) -> None:
             icon=":material/lock_open:" if shut else ":material/lock:",
             key="up_lock_button",
         ):
-            intake.lock_month(ctx.wh, month, ctx.actor, locked=not shut)
+            month_locks.lock_month(ctx.wh, month, ctx.actor, locked=not shut)
             for held in HELD:  # check the upload or the pull again against the locks
                 st.session_state.pop(held, None)
             shown = i18n.period_label(f"{month:%Y-%m}", ctx.lang)
