@@ -105,15 +105,6 @@ def children_rows(frame: pd.DataFrame) -> list[tuple[str, float | None]]:
     return out
 
 
-def _problem_text(ctx: PageContext, p: Problem) -> str:
-    where = [p.sheet]
-    if p.row is not None:
-        where.append(ctx.t("lib_row", row=p.row))
-    if p.column:
-        where.append(p.column)
-    return f"{' · '.join(where)}: {error_text(ctx, p.message)}"
-
-
 # --- the list ----------------------------------------------------------------------------------
 
 
