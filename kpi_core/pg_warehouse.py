@@ -182,6 +182,14 @@ class PgCursor:
     ) -> PgCursor:
         """One read statement that joins `tables` (frames or Arrow tables) by name, each bound
         as one array per column and unnested in a WITH clause in front of it."""
+        self._cur.execute(*self.with_tables(sql, params, tables))
+        return self
+
+    @staticmethod
+    def with_tables(
+        sql: str, params: Sequence[Any] | None, tables: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """The PostgreSQL text and values `execute_with` runs."""
         done = translate(sql, schema_keys)
         (text,) = done.statements
         values = bind(params, done.count)
@@ -190,8 +198,8 @@ class PgCursor:
             frame = table if isinstance(table, pd.DataFrame) else table.to_pandas()
             arrays = []
             for j, column in enumerate(frame.columns):
-                values[f"t{i}_{j}"] = frame[column].tolist()
                 kind = _sql_type(str(column), frame[column])
+                values[f"t{i}_{j}"] = _array_value(frame[column])
                 arrays.append(f"%(t{i}_{j})s::{kind}[]")
             names = ", ".join(f'"{c}"' for c in frame.columns)
             # Names are the core's own (pairs.py: "wanted"); the values are bound.
@@ -199,8 +207,7 @@ class PgCursor:
             ctes.append(f"{name} ({names}) AS ({unnested})")
         head = "WITH " + ", ".join(ctes)
         text = f"{head}, {text[5:]}" if text[:5].upper() == "WITH " else f"{head} {text}"
-        self._cur.execute(text, values)
-        return self
+        return text, values
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
         done = translate(sql, schema_keys)
@@ -270,6 +277,14 @@ class PgCursor:
             self._cur.close()
 
 
+def _array_value(values: pd.Series) -> Any:
+    """A column bound as one array: integers as the array's text (`{1,2,…}`), which psycopg
+    passes as it is; its own dump of a list of 5,000 ints took ~8 ms of a roll-up's query."""
+    if values.dtype.kind in "iu":
+        return "{" + ",".join(map(str, values.tolist())) + "}"
+    return values.tolist()
+
+
 def _missing(v: Any) -> bool:
     if v is None or v is pd.NaT or v is pd.NA:
         return True
@@ -316,6 +331,15 @@ class PgWarehouse:
             # psycopg's text may quote the connection string: never pass it on.
             raise KpiError(Message("pg_err_connect", url=self.path)) from None
         _adapt(con)
+        # A roll-up joins thousands of pairs to a year of actual_year and target: key probes
+        # take ~30 ms where a full scan hashed against the pairs took ~250 (bench/README.md).
+        # PostgreSQL's default random_page_cost (4) prices a probe for a disk that seeks and
+        # picks the scan; 1.1 is the usual value for SSDs and a warehouse that sits in memory.
+        # A value the administrator set (server, database or role) is kept.
+        con.execute(
+            "SELECT set_config('random_page_cost', '1.1', false) FROM pg_settings"
+            " WHERE name = 'random_page_cost' AND source = 'default'"
+        )
         return con
 
     def _take(self) -> psycopg.Connection:
