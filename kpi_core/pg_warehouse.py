@@ -101,6 +101,14 @@ class _NumericAsFloat(Loader):
         return float(bytes(data))
 
 
+class _DateAsText(Loader):
+    """A date as PostgreSQL's ISO text, for `fetchnumpy`: numpy parses 5,000 of them in ~0.3 ms,
+    where building date objects and converting those took ~7 ms a column (a roll-up has three)."""
+
+    def load(self, data: Any) -> str:
+        return bytes(data).decode()
+
+
 def _adapt(con: psycopg.Connection) -> None:
     for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32):
         con.adapters.register_dumper(t, _NumpyInt)
@@ -121,6 +129,10 @@ def _column(values: Sequence[Any], oid: int) -> np.ndarray:
         return np.array(values, dtype=np.int32 if oid != 20 else np.int64)
     if oid in _FLOATS:
         return np.array([np.nan if v is None else v for v in values], dtype=float)
+    if oid == 1082 and all(isinstance(v, str) or v is None for v in values):
+        return np.array(["NaT" if v is None else v for v in values], dtype="datetime64[D]").astype(
+            "datetime64[us]"
+        )  # the text of _DateAsText
     if oid in _TIMES:
         return np.array([np.datetime64("NaT") if v is None else v for v in values]).astype(
             "datetime64[us]"
@@ -475,6 +487,7 @@ class PgWarehouse:
         WITH clause: one round trip, where a temp table (CREATE, COPY, ANALYZE, DROP) cost
         ~100 ms for 5,000 pairs on the bench warehouse."""
         with self.cursor() as cur:
+            cur._cur.adapters.register_loader("date", _DateAsText)  # this cursor's only
             if tables:
                 return cur.execute_with(sql, params, tables).fetchnumpy()
             return cur.execute(sql, params).fetchnumpy()

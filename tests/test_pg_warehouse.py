@@ -11,6 +11,7 @@ import threading
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kpi_core.catalog import load_catalog
@@ -101,6 +102,13 @@ def test_parameters_bind_in_order_whatever_the_translation_repeats(pg_url):
             cur.execute("INSERT OR REPLACE INTO app_secret VALUES (?, ?, ?)", ["k", "2", TODAY])
             cur.execute("INSERT OR IGNORE INTO app_secret VALUES (?, ?, ?)", ["k", "3", TODAY])
         assert wh.rows("SELECT name, value FROM app_secret") == [("k", "2")]
+        # Columns as the file's fetchnumpy gives them; dates come through their ISO text.
+        got = wh.arrays(
+            "SELECT * FROM (VALUES (DATE '2024-03-01', 1.5), (NULL, NULL)) t(d, x) ORDER BY d"
+        )
+        assert got["d"].dtype == "datetime64[us]" and got["d"][0] == np.datetime64("2024-03-01")
+        assert str(got["d"][1]) == "NaT" and got["x"][0] == 1.5 and got["x"][1] != got["x"][1]
+        assert wh.rows("SELECT DATE '2024-03-01'") == [(date(2024, 3, 1),)]  # rows: dates
     finally:
         wh.close()
 
