@@ -128,7 +128,7 @@ def _column(values: Sequence[Any], oid: int) -> np.ndarray:
             return np.array([np.nan if v is None else v for v in values], dtype=float)
         return np.array(values, dtype=np.int32 if oid != 20 else np.int64)
     if oid in _FLOATS:
-        return np.array([np.nan if v is None else v for v in values], dtype=float)
+        return np.array(values, dtype=float)  # None becomes NaN
     if oid == 1082 and all(isinstance(v, str) or v is None for v in values):
         return np.array(["NaT" if v is None else v for v in values], dtype="datetime64[D]").astype(
             "datetime64[us]"
@@ -207,13 +207,18 @@ class PgCursor:
         values = bind(params, done.count)
         ctes = []
         for i, (name, table) in enumerate(tables.items()):
-            frame = table if isinstance(table, pd.DataFrame) else table.to_pandas()
+            # An Arrow table's columns as pandas Series, without to_pandas()'s frame (~1 ms).
+            frame = (
+                table
+                if isinstance(table, pd.DataFrame)
+                else {c: pd.Series(table.column(c).to_numpy()) for c in table.column_names}
+            )
             arrays = []
-            for j, column in enumerate(frame.columns):
+            for j, column in enumerate(frame):
                 kind = _sql_type(str(column), frame[column])
                 values[f"t{i}_{j}"] = _array_value(frame[column])
                 arrays.append(f"%(t{i}_{j})s::{kind}[]")
-            names = ", ".join(f'"{c}"' for c in frame.columns)
+            names = ", ".join(f'"{c}"' for c in frame)
             # Names are the core's own (pairs.py: "wanted"); the values are bound.
             unnested = f"SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
             ctes.append(f"{name} ({names}) AS ({unnested})")
