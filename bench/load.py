@@ -3,7 +3,7 @@
     python bench/load.py [--warehouse demo|large|PATH] [--sessions 1] [--runs 6] [--rounds 3]
                          [--page 'Board?unit=SALES&period=2026-10' ...] [--user admin]
                          [--password admin] [--port 8617] [--cold] [--profile]
-                         [--processes 1,2]
+                         [--processes 1,2] [--engines file,postgresql]
 
 It starts `streamlit run app.py` from a temporary copy of the app's entry (app.py, the pages, and
 one more page, `Hello`, that writes one line) on a temporary copy of the warehouse, so the hello
@@ -20,6 +20,11 @@ cookie `kpi_session`, kpi_core/sessions.py) as `--user`; one without users needs
 (kpi_core/serving.py: the processes behind nginx, which sends each browser to one process by its
 sign-in cookie), each count started afresh on the same warehouse; every session signs in on its
 own, as its own browser, so the sessions spread over the processes.
+
+`--engines file,postgresql` runs all of it on each engine in turn, in the same run: the DuckDB file,
+then the same warehouse kind in a throw-away PostgreSQL (tests/pgserver.py; `KPI_WAREHOUSE` its
+URL). There each app process runs from a working directory of its own (its own copy of the app's
+entry and links to the pages), as on separate machines; they share only the database.
 
 `--cold` commits a write (a comment, through the core) before every round, so each round's first
 runs read new data: the cold run the caches must pay once per commit.
@@ -45,7 +50,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 import httpx  # noqa: E402
 
 from kpi_core import demo, serving  # noqa: E402
-from kpi_core.warehouse import Warehouse  # noqa: E402
+from kpi_core.warehouse import open_warehouse  # noqa: E402
 from tests.stream import COOKIE, Session  # noqa: E402
 
 HELLO = "Hello"
@@ -85,16 +90,20 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cold", action="store_true", help="commit a write before every round")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (its log)")
     p.add_argument("--processes", default="1", help="process counts to measure in turn, e.g. 1,2")
+    p.add_argument("--engines", default="file", help="file, postgresql, or both: file,postgresql")
     return p.parse_args()
 
 
-def make_warehouse(kind: str, path: Path) -> None:
+def make_warehouse(kind: str, path: str | Path) -> None:
+    """The warehouse at `path`: a DuckDB file, or a PostgreSQL URL (the demo only)."""
     if kind == "demo":
         from kpi_core import service
 
-        wh = Warehouse(path, linger=0)
+        wh = open_warehouse(path, linger=0)
         service.ensure_demo(wh, today=demo.REFERENCE_TODAY)
         wh.close()
+    elif str(path).startswith("postgresql"):
+        raise SystemExit("--engines postgresql runs the demo warehouse only")
     elif kind == "large":
         subprocess.run(
             [sys.executable, str(ROOT / "bench" / "make_warehouse.py"), "--path", str(path)],
@@ -118,11 +127,14 @@ def make_app(folder: Path) -> Path:
     return app
 
 
-def start(app: Path, warehouse: Path, port: int, folder: Path, processes: int) -> serving.Cluster:
-    """`processes` Streamlit processes of the app on `port` (behind nginx when more than one)."""
+def start(
+    app: Path | list[Path], warehouse: str | Path, port: int, folder: Path, processes: int
+) -> serving.Cluster:
+    """`processes` Streamlit processes of the app on `port` (behind nginx when more than one);
+    with a list of app folders, process i runs from folder i."""
     env = {"KPI_WAREHOUSE": str(warehouse), "PYTHONPATH": str(ROOT)}
     env["KPI_TODAY"] = os.environ.get("KPI_TODAY", demo.REFERENCE_TODAY.isoformat())
-    logs = folder / f"logs-{processes}"
+    logs = folder / f"logs-{processes}-{len(list(folder.glob('logs-*')))}"
     logs.mkdir()
     return serving.Cluster(processes, port, folder=logs, app_dir=app, env=env, address="127.0.0.1")
 
@@ -138,8 +150,8 @@ def sign_in(base: str, user: str, password: str) -> str:
     raise SystemExit(f"signing in as {user} failed: {r.status_code} {r.headers.get('location')}")
 
 
-def has_users(path: Path) -> bool:
-    wh = Warehouse(path, linger=0)
+def has_users(path: str | Path) -> bool:
+    wh = open_warehouse(path, linger=0)
     try:
         return wh.one("SELECT count(*) FROM app_user")[0] > 0
     finally:
@@ -198,10 +210,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def commit_something(path: Path) -> None:
+def commit_something(path: str | Path) -> None:
     """A commit from another process, as the command line's would be: every cache keyed by
     the data version must miss on the next run."""
-    wh = Warehouse(path, linger=0)
+    wh = open_warehouse(path, linger=0)
     try:
         with wh.transaction():
             pass
@@ -213,55 +225,87 @@ def main() -> None:
     args = parse_args()
     pages = args.page or (LARGE_PAGES if args.warehouse == "large" else DEMO_PAGES)
     counts = [int(n) for n in args.processes.split(",")]
+    engines = [e.strip() for e in args.engines.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="kpi-load-"))
-    warehouse = folder / "wh.duckdb"
-    make_warehouse(args.warehouse, warehouse)
-    cookie_needed = has_users(warehouse)
-    app = make_app(folder)
-    base = f"http://127.0.0.1:{args.port}"
+    server = None
     results = {}
     try:
-        for processes in counts:
-            cluster = start(app, warehouse, args.port, folder, processes)
-            try:
-                # One sign-in per session: its own browser (and, behind nginx, its process).
-                cookies = (
-                    [sign_in(base, args.user, args.password) for _ in range(args.sessions)]
-                    if cookie_needed
-                    else [None]
+        for engine in engines:
+            if engine == "postgresql":
+                from tests.pgserver import PgServer
+
+                server = PgServer().start()
+                server.create_database("kpi")
+                warehouse: str | Path = server.url(db="kpi")
+            else:
+                warehouse = folder / "wh.duckdb"
+            make_warehouse(args.warehouse, warehouse)
+            for processes in counts:
+                apps = (
+                    [make_app(folder / f"{engine}-{processes}-{i}") for i in range(processes)]
+                    if engine == "postgresql"
+                    else make_app(folder / f"{engine}-{processes}")
                 )
-                specs = [f"{HELLO}?lang=en", *pages]
-                tallies = {spec: Tally() for spec in specs}
-                load = os.getloadavg()[0]
-                for _ in range(args.rounds):
-                    if args.cold:
-                        commit_something(warehouse)
-                    for spec in specs:
-                        phase(base, cookies, spec, args.sessions, args.runs, tallies[spec])
-            finally:
-                cluster.stop()
-            results[processes] = tallies
-            report(args, tallies, load, cookie_needed, processes)
-        if len(counts) > 1:
+                tallies = measure(args, pages, apps, warehouse, folder, processes)
+                results[(engine, processes)] = tallies
+                report(args, tallies, tallies["load"], has_users(warehouse), processes, engine)
+        if len(results) > 1:
             compare(results)
     finally:
+        if server is not None:
+            server.stop()
         if args.keep:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def compare(results: dict[int, dict[str, Tally]]) -> None:
-    """Throughput by process count, page by page, beside the hello page's."""
-    counts = sorted(results)
-    print("runs/s by process count: " + "  ".join(f"{n} process(es)" for n in counts))
-    for spec in next(iter(results.values())):
+def measure(
+    args: argparse.Namespace,
+    pages: list[str],
+    app: Path | list[Path],
+    warehouse: str | Path,
+    folder: Path,
+    processes: int,
+) -> dict:
+    """Every page in turns with the hello page, served by `processes` processes."""
+    base = f"http://127.0.0.1:{args.port}"
+    cluster = start(app, warehouse, args.port, folder, processes)
+    try:
+        # One sign-in per session: its own browser (and, behind nginx, its process).
+        cookies = (
+            [sign_in(base, args.user, args.password) for _ in range(args.sessions)]
+            if has_users(warehouse)
+            else [None]
+        )
+        specs = [f"{HELLO}?lang=en", *pages]
+        tallies: dict = {spec: Tally() for spec in specs}
+        tallies["load"] = os.getloadavg()[0]
+        for _ in range(args.rounds):
+            if args.cold:
+                commit_something(warehouse)
+            for spec in specs:
+                phase(base, cookies, spec, args.sessions, args.runs, tallies[spec])
+    finally:
+        cluster.stop()
+    return tallies
+
+
+def compare(results: dict[tuple[str, int], dict]) -> None:
+    """Throughput by engine and process count, page by page, beside the hello page's; the
+    gain is each engine's last count over its first."""
+    counts = list(results)
+    print("runs/s by engine and processes: " + "  ".join(f"{e} ×{n}" for e, n in counts))
+    for spec in [s for s in next(iter(results.values())) if s != "load"]:
         rates = []
         for n in counts:
             t = results[n][spec]
             rates.append((len(t.first) + len(t.warm)) / t.busy if t.busy else float("nan"))
-        gain = rates[-1] / rates[0] if rates[0] else float("nan")
-        print(f"{spec[:44]:44} " + " ".join(f"{r:8.1f}" for r in rates) + f"   ×{gain:.2f}")
+        gains = []
+        for engine in dict.fromkeys(e for e, _ in counts):
+            mine = [r for (e, _), r in zip(counts, rates, strict=True) if e == engine]
+            gains.append(f"{engine} ×{mine[-1] / mine[0]:.2f}" if mine[0] else "")
+        print(f"{spec[:44]:44} " + " ".join(f"{r:8.1f}" for r in rates) + "   " + " ".join(gains))
 
 
 def report(
@@ -270,12 +314,13 @@ def report(
     load: float,
     signed: bool,
     processes: int = 1,
+    engine: str = "file",
 ) -> None:
     hello = tallies[f"{HELLO}?lang=en"]
     h50 = statistics.median(hello.warm) if hello.warm else float("nan")
     h_first = statistics.median(hello.first) if hello.first else float("nan")
     print(
-        f"{processes} process(es); "
+        f"{engine}, {processes} process(es); "
         f"warehouse {args.warehouse}, {args.sessions} session(s) per page × {args.runs} warm "
         f"runs × {args.rounds} rounds{', cold rounds' if args.cold else ''}, "
         f"{'signed in as ' + args.user if signed else 'no users'}; "
@@ -286,6 +331,8 @@ def report(
         f"{'p95':>6} {'max':>6} {'runs/s':>6}"
     )
     for spec, t in tallies.items():
+        if spec == "load":
+            continue
         if not t.warm:
             print(f"{spec:44} no runs: {t.errors[:1]}")
             continue

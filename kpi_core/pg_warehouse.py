@@ -101,6 +101,14 @@ class _NumericAsFloat(Loader):
         return float(bytes(data))
 
 
+class _DateAsText(Loader):
+    """A date as PostgreSQL's ISO text, for `fetchnumpy`: numpy parses 5,000 of them in ~0.3 ms,
+    where building date objects and converting those took ~7 ms a column (a roll-up has three)."""
+
+    def load(self, data: Any) -> str:
+        return bytes(data).decode()
+
+
 def _adapt(con: psycopg.Connection) -> None:
     for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32):
         con.adapters.register_dumper(t, _NumpyInt)
@@ -120,7 +128,11 @@ def _column(values: Sequence[Any], oid: int) -> np.ndarray:
             return np.array([np.nan if v is None else v for v in values], dtype=float)
         return np.array(values, dtype=np.int32 if oid != 20 else np.int64)
     if oid in _FLOATS:
-        return np.array([np.nan if v is None else v for v in values], dtype=float)
+        return np.array(values, dtype=float)  # None becomes NaN
+    if oid == 1082 and all(isinstance(v, str) or v is None for v in values):
+        return np.array(["NaT" if v is None else v for v in values], dtype="datetime64[D]").astype(
+            "datetime64[us]"
+        )  # the text of _DateAsText
     if oid in _TIMES:
         return np.array([np.datetime64("NaT") if v is None else v for v in values]).astype(
             "datetime64[us]"
@@ -182,25 +194,37 @@ class PgCursor:
     ) -> PgCursor:
         """One read statement that joins `tables` (frames or Arrow tables) by name, each bound
         as one array per column and unnested in a WITH clause in front of it."""
+        self._cur.execute(*self.with_tables(sql, params, tables))
+        return self
+
+    @staticmethod
+    def with_tables(
+        sql: str, params: Sequence[Any] | None, tables: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """The PostgreSQL text and values `execute_with` runs."""
         done = translate(sql, schema_keys)
         (text,) = done.statements
         values = bind(params, done.count)
         ctes = []
         for i, (name, table) in enumerate(tables.items()):
-            frame = table if isinstance(table, pd.DataFrame) else table.to_pandas()
+            # An Arrow table's columns as pandas Series, without to_pandas()'s frame (~1 ms).
+            frame = (
+                table
+                if isinstance(table, pd.DataFrame)
+                else {c: pd.Series(table.column(c).to_numpy()) for c in table.column_names}
+            )
             arrays = []
-            for j, column in enumerate(frame.columns):
-                values[f"t{i}_{j}"] = frame[column].tolist()
+            for j, column in enumerate(frame):
                 kind = _sql_type(str(column), frame[column])
+                values[f"t{i}_{j}"] = _array_value(frame[column])
                 arrays.append(f"%(t{i}_{j})s::{kind}[]")
-            names = ", ".join(f'"{c}"' for c in frame.columns)
+            names = ", ".join(f'"{c}"' for c in frame)
             # Names are the core's own (pairs.py: "wanted"); the values are bound.
             unnested = f"SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
             ctes.append(f"{name} ({names}) AS ({unnested})")
         head = "WITH " + ", ".join(ctes)
         text = f"{head}, {text[5:]}" if text[:5].upper() == "WITH " else f"{head} {text}"
-        self._cur.execute(text, values)
-        return self
+        return text, values
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
         done = translate(sql, schema_keys)
@@ -270,6 +294,14 @@ class PgCursor:
             self._cur.close()
 
 
+def _array_value(values: pd.Series) -> Any:
+    """A column bound as one array: integers as the array's text (`{1,2,…}`), which psycopg
+    passes as it is; its own dump of a list of 5,000 ints took ~8 ms of a roll-up's query."""
+    if values.dtype.kind in "iu":
+        return "{" + ",".join(map(str, values.tolist())) + "}"
+    return values.tolist()
+
+
 def _missing(v: Any) -> bool:
     if v is None or v is pd.NaT or v is pd.NA:
         return True
@@ -316,6 +348,15 @@ class PgWarehouse:
             # psycopg's text may quote the connection string: never pass it on.
             raise KpiError(Message("pg_err_connect", url=self.path)) from None
         _adapt(con)
+        # A roll-up joins thousands of pairs to a year of actual_year and target: key probes
+        # take ~30 ms where a full scan hashed against the pairs took ~250 (bench/README.md).
+        # PostgreSQL's default random_page_cost (4) prices a probe for a disk that seeks and
+        # picks the scan; 1.1 is the usual value for SSDs and a warehouse that sits in memory.
+        # A value the administrator set (server, database or role) is kept.
+        con.execute(
+            "SELECT set_config('random_page_cost', '1.1', false) FROM pg_settings"
+            " WHERE name = 'random_page_cost' AND source = 'default'"
+        )
         return con
 
     def _take(self) -> psycopg.Connection:
@@ -451,6 +492,7 @@ class PgWarehouse:
         WITH clause: one round trip, where a temp table (CREATE, COPY, ANALYZE, DROP) cost
         ~100 ms for 5,000 pairs on the bench warehouse."""
         with self.cursor() as cur:
+            cur._cur.adapters.register_loader("date", _DateAsText)  # this cursor's only
             if tables:
                 return cur.execute_with(sql, params, tables).fetchnumpy()
             return cur.execute(sql, params).fetchnumpy()

@@ -149,10 +149,12 @@ class Cluster:
         port: int,
         *,
         folder: Path,
-        app_dir: Path = ROOT,
+        app_dir: Path | list[Path] = ROOT,
         env: dict[str, str] | None = None,
         address: str = "0.0.0.0",
     ):
+        # A list: process i runs from folder i, as on a machine of its own (bench/load.py).
+        dirs = app_dir if isinstance(app_dir, list) else [app_dir] * processes
         self.folder, self.port = folder, port
         secret = settings.env("KPI_COOKIE_SECRET") or secrets.token_hex(32)
         env = {**(env or {}), "STREAMLIT_SERVER_COOKIE_SECRET": secret}
@@ -168,7 +170,7 @@ class Cluster:
             )  # fmt: skip
             for i, p in enumerate(self.ports):
                 log = folder / f"app-{i + 1}.log"
-                self.apps.append(start_app(p, log, app_dir=app_dir, env=env))
+                self.apps.append(start_app(p, log, app_dir=dirs[i], env=env))
             for p, proc in zip(self.ports, self.apps, strict=True):
                 wait_healthy(p, proc, folder / f"app-{self.ports.index(p) + 1}.log")
             if processes > 1:

@@ -24,6 +24,8 @@ from kpi_core.system_import import import_system
 from kpi_core.warehouse import Warehouse
 from tests.conftest import sales_system
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 COMMIT = intake.commit  # bound before conftest makes commits wait for their alert rules
 
 JUNE = date(2024, 6, 1)

@@ -14,6 +14,8 @@ from kpi_core.ingest import intake
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.warehouse import Warehouse
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 
 def test_a_migration_numbered_below_the_highest_applied_is_still_applied(tmp_path, monkeypatch):
     """Changes developed side by side take numbers in advance (this one 11, others 9 and 10):

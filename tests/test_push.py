@@ -27,6 +27,8 @@ from kpi_core.messages import Message
 from kpi_core.push import PushError, PushMessage
 from kpi_core.warehouse import Warehouse
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = access.SYSTEM
 FAST = {"backoff": 0.01, "timeout": 2.0}

@@ -29,6 +29,8 @@ from kpi_core.tree_view import (
 )
 from tests.conftest import sales_system
 
+BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+
 HOSTILE = 'Evil" ]; x -> y [label="pwn" \\N \\l <b>{a|b}</b>\n&amp;'
 
 _TOKEN = re.compile(r'\s*(?:("(?:\\.|[^"\\])*")|(->|[{}\[\];,=])|([A-Za-z_][\w]*|-?[\d.]+))', re.S)
