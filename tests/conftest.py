@@ -135,9 +135,23 @@ def commit_waits_for_alerts(monkeypatch):
     def commit(*args, **kwargs):
         done = real(*args, **kwargs)
         done.wait_for_alerts()
+        _UNFINISHED.append(done)
         return done
 
     monkeypatch.setattr(intake, "commit", commit)
+    yield
+    _UNFINISHED.clear()
+
+
+# Commits whose pushes may still be under way on their own thread: a warehouse fixture lets them
+# finish before it closes the warehouse they use (as the command line does before it exits).
+_UNFINISHED: list = []
+
+
+def _close(wh) -> None:
+    while _UNFINISHED:
+        _UNFINISHED.pop().finish(30)
+    wh.close()
 
 
 # The warehouse engines. A test module that sets `BOTH_ENGINES = True` runs each of its tests
@@ -179,12 +193,12 @@ def warehouse(tmp_path, engine, request):
         url = fresh_pg_database(server)
         wh = open_warehouse(url)
         yield wh
-        wh.close()
+        _close(wh)
         _drop_pg_database(server, url)
         return
     wh = Warehouse(tmp_path / "wh.duckdb", linger=0)
     yield wh
-    wh.close()
+    _close(wh)
 
 
 @pytest.fixture
@@ -262,12 +276,12 @@ def demo_wh(engine, request):
         url = fresh_pg_database(server, template=request.getfixturevalue("pg_demo"))
         wh = open_warehouse(url)
         yield wh
-        wh.close()
+        _close(wh)
         _drop_pg_database(server, url)
         return
     wh = Warehouse(request.getfixturevalue("own_file"), linger=0)
     yield wh
-    wh.close()
+    _close(wh)
 
 
 @pytest.fixture(scope="session")
