@@ -2,6 +2,7 @@
 
 import argparse
 import ast
+import functools
 import re
 import subprocess
 import sys
@@ -209,7 +210,13 @@ def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
 
 def core_imports(everywhere: bool = False) -> dict[str, set[str]]:
     """kpi_core module → the kpi_core modules it imports: at module level, or `everywhere`
-    (inside functions too). `from kpi_core.x import y` counts as x.y when that is a module."""
+    (inside functions too). `from kpi_core.x import y` counts as x.y when that is a module.
+    Parsed once per run (the tree does not change during it); each caller gets its own copy."""
+    return {module: set(names) for module, names in _core_imports(everywhere).items()}
+
+
+@functools.cache
+def _core_imports(everywhere: bool) -> dict[str, frozenset[str]]:
     modules = {}
     for p in (ROOT / "kpi_core").rglob("*.py"):
         parts = p.relative_to(ROOT).with_suffix("").parts

@@ -29,7 +29,8 @@ from kpi_core.tree_view import (
 )
 from tests.conftest import sales_system
 
-BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+# The file only, for the suite's time: tests/test_pages_pg.py runs these pages on PostgreSQL, and
+# KPI_TEST_ENGINES=both runs this module on both engines (tests/conftest.py).
 
 HOSTILE = 'Evil" ]; x -> y [label="pwn" \\N \\l <b>{a|b}</b>\n&amp;'
 

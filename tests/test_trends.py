@@ -19,7 +19,8 @@ from kpi_core.catalog import load_catalog
 from kpi_core.errors import ScopeError
 from kpi_core.periods import months_between
 
-BOTH_ENGINES = True  # the file and PostgreSQL (tests/conftest.py)
+# The file only, for the suite's time: tests/test_pages_pg.py runs these pages on PostgreSQL, and
+# KPI_TEST_ENGINES=both runs this module on both engines (tests/conftest.py).
 
 MONTH = 4_833_333.3333333333
 
