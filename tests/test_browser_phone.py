@@ -128,7 +128,12 @@ def test_targets_and_weights_are_edited_row_by_row_on_a_phone(browser, phone_app
     visit(page, f"{phone_app}/Targets?unit=SALES&lang=en", "head_sales", "head")
     page.get_by_role("tab", name="Weights").click()
     form = page.locator(".st-key-tw_rowform_weights")
+    # Opening a tab reruns the page (only the open tab runs): typing into the form before that
+    # run ends loses the text to the redrawn widget.
+    expect(form).to_be_visible(timeout=30_000)
+    settle(page)
     form.locator("summary").click()
+    settle(page)
     form.locator("input[type='text']").last.fill("45")
     form.locator("button").filter(has_text="Put into the grid").click()
     settle(page)
