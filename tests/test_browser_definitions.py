@@ -160,6 +160,11 @@ def test_targets_from_a_sheet_with_a_mapping(browser, demo_app, own_file, tmp_pa
     page.get_by_role("tab", name="From a sheet").click()
     uploads = page.locator("[data-testid='stFileUploader'] input[type='file']")
     uploads.nth(0).set_input_files(tmp_path / "channels.xlsx")
+    # The sheet's run first: a second upload while it runs was lost once under load.
+    page.locator("[data-testid='stFileUploader']").nth(0).get_by_text("channels.xlsx").wait_for(
+        timeout=30_000
+    )
+    settle(page)
     uploads.nth(1).set_input_files(tmp_path / "nofill.toml")
     page.get_by_text(
         "channels.xlsx sheet 'Targets 2027' row 4 column 'Monthly target': no target"
