@@ -29,7 +29,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper, Loader
 
-from kpi_core import pauses
+from kpi_core import pauses, pg_columns
 from kpi_core.errors import DuplicateKeyError, KpiError, WarehouseBusyError
 from kpi_core.messages import Message
 from kpi_core.migrations import MIGRATIONS
@@ -492,10 +492,21 @@ class PgWarehouse:
         WITH clause: one round trip, where a temp table (CREATE, COPY, ANALYZE, DROP) cost
         ~100 ms for 5,000 pairs on the bench warehouse."""
         with self.cursor() as cur:
-            cur._cur.adapters.register_loader("date", _DateAsText)  # this cursor's only
             if tables:
-                return cur.execute_with(sql, params, tables).fetchnumpy()
-            return cur.execute(sql, params).fetchnumpy()
+                text, values = cur.with_tables(sql, params, tables)
+            else:
+                done = translate(sql, schema_keys)
+                for before in done.statements[:-1]:
+                    cur._cur.execute(before)
+                text, values = done.statements[-1], bind(params, done.count)
+            # After its first run, a text with parameters is read through COPY (pg_columns).
+            if values and (shape := pg_columns.shape_of(text)) is not None:
+                return pg_columns.read(cur._cur, text, values, shape)
+            cur._cur.adapters.register_loader("date", _DateAsText)  # this cursor's only
+            cur._cur.execute(text, values)
+            if values and not pg_columns.known(text):
+                pg_columns.remember(text, *cur._names_types())
+            return cur.fetchnumpy()
 
     # -- the schema --------------------------------------------------------------------------
 

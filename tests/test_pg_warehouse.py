@@ -186,6 +186,59 @@ def test_a_roll_up_probes_the_keys_of_its_pairs_not_whole_tables(postgres, pg_ur
         wh.close()
 
 
+def test_a_read_through_copy_gives_what_the_first_read_gave(pg_url, monkeypatch):
+    """`arrays` reads a text's rows through COPY after its first run (kpi_core/pg_columns.py):
+    the columns must be those of the ordinary fetch, type for type and NULL for NULL — texts
+    with quotes, commas, new lines and nothing at all, and a hostile value still only a value."""
+    from kpi_core import pg_columns
+
+    copies = []
+    read = pg_columns.read
+    monkeypatch.setattr(pg_columns, "read", lambda *a: copies.append(a[1]) or read(*a))
+    wh = open_warehouse(pg_url)
+    try:
+        with wh.transaction(data=False) as cur:
+            cur.execute(
+                """CREATE TABLE probe (i INTEGER, b BIGINT, f DOUBLE PRECISION, n NUMERIC, t VARCHAR,
+                                   d DATE, ts TIMESTAMP, ok BOOLEAN, tags VARCHAR[])"""
+            )
+        rows = [
+            (1, 2**40, 1.5, 2.25, 'say "hi", then\nleave', date(2025, 1, 31),
+             "2025-01-31 08:30:00.123456", True, ["a", "b"]),
+            (2, None, None, None, "", None, None, None, None),
+            (3, 7, -0.1, 10, None, date(1999, 12, 1), "1999-12-01 00:00:00", False, []),
+            (4, 8, 1e300, 0, "'); DROP TABLE probe; --", date(2030, 6, 1),
+             "2030-06-01 23:59:59", True, ["x"]),
+        ]  # fmt: skip
+        with wh.transaction() as cur:
+            cur.executemany("INSERT INTO probe VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        sql = "SELECT i, b, f, n, t, d, ts, ok FROM probe WHERE i >= ? ORDER BY i"
+        hostile = "SELECT i, b, f, n, t, d, ts, ok FROM probe WHERE t = ? OR i >= ? ORDER BY i"
+        for text, params in ((sql, [1]), (hostile, ["'); DROP TABLE probe; --", 3])):
+            first = wh.arrays(text, params)
+            before = len(copies)
+            again = wh.arrays(text, params)  # through COPY now
+            assert len(copies) == before + 1
+            assert list(first) == list(again)
+            for name in first:
+                a, b = first[name], again[name]
+                assert a.dtype == b.dtype, (name, a.dtype, b.dtype)
+                assert a.tolist() == b.tolist() or (
+                    a.dtype.kind == "f" and np.array_equal(a, b, equal_nan=True)
+                ), (name, a, b)
+        assert wh.one("SELECT count(*) FROM probe") == (4,)
+        empty = wh.arrays(sql, [99]), wh.arrays(sql, [99])
+        assert [c.dtype for c in empty[0].values()] == [c.dtype for c in empty[1].values()]
+        assert all(len(c) == 0 for c in empty[1].values())
+        # A column type COPY is not read for (an array) keeps the ordinary fetch.
+        tags = "SELECT i, tags FROM probe WHERE i >= ? ORDER BY i"
+        before = len(copies)
+        assert wh.arrays(tags, [1])["tags"].tolist() == wh.arrays(tags, [1])["tags"].tolist()
+        assert len(copies) == before
+    finally:
+        wh.close()
+
+
 # --- the URL and its password --------------------------------------------------------------
 
 
