@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from kpi_core.catalog import load_catalog
@@ -212,12 +213,15 @@ def test_a_read_through_copy_gives_what_the_first_read_gave(pg_url, monkeypatch)
         ]  # fmt: skip
         with wh.transaction() as cur:
             cur.executemany("INSERT INTO probe VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        sql = "SELECT i, b, f, n, t, d, ts, ok FROM probe WHERE i >= ? ORDER BY i"
-        hostile = "SELECT i, b, f, n, t, d, ts, ok FROM probe WHERE t = ? OR i >= ? ORDER BY i"
+        # As a roll-up reads: joined with a table of wanted keys (the only reads through COPY).
+        wanted = {"wanted": pa.table({"i": np.array([1, 2, 3, 4, 5], dtype=np.int32)})}
+        head = "SELECT a.i, b, f, n, t, d, ts, ok FROM probe a JOIN wanted w ON a.i = w.i"
+        sql = f"{head} WHERE a.i >= ? ORDER BY a.i"
+        hostile = f"{head} WHERE t = ? OR a.i >= ? ORDER BY a.i"
         for text, params in ((sql, [1]), (hostile, ["'); DROP TABLE probe; --", 3])):
-            first = wh.arrays(text, params)
+            first = wh.arrays(text, params, wanted)
             before = len(copies)
-            again = wh.arrays(text, params)  # through COPY now
+            again = wh.arrays(text, params, wanted)  # through COPY now
             assert len(copies) == before + 1
             assert list(first) == list(again)
             for name in first:
@@ -227,13 +231,16 @@ def test_a_read_through_copy_gives_what_the_first_read_gave(pg_url, monkeypatch)
                     a.dtype.kind == "f" and np.array_equal(a, b, equal_nan=True)
                 ), (name, a, b)
         assert wh.one("SELECT count(*) FROM probe") == (4,)
-        empty = wh.arrays(sql, [99]), wh.arrays(sql, [99])
+        empty = wh.arrays(sql, [99], wanted), wh.arrays(sql, [99], wanted)
         assert [c.dtype for c in empty[0].values()] == [c.dtype for c in empty[1].values()]
         assert all(len(c) == 0 for c in empty[1].values())
-        # A column type COPY is not read for (an array) keeps the ordinary fetch.
-        tags = "SELECT i, tags FROM probe WHERE i >= ? ORDER BY i"
+        # A column type COPY is not read for (an array) keeps the ordinary fetch, and so does
+        # a read without a table of keys.
+        tags = "SELECT a.i, tags FROM probe a JOIN wanted w ON a.i = w.i ORDER BY a.i"
         before = len(copies)
-        assert wh.arrays(tags, [1])["tags"].tolist() == wh.arrays(tags, [1])["tags"].tolist()
+        twice = [wh.arrays(tags, [], wanted)["tags"].tolist() for _ in range(2)]
+        assert twice[0] == twice[1] == [["a", "b"], None, [], ["x"]]
+        assert [wh.arrays("SELECT i FROM probe WHERE i >= ?", [1]) for _ in range(2)]
         assert len(copies) == before
     finally:
         wh.close()
