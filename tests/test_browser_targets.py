@@ -19,7 +19,7 @@ from kpi_core.board import board
 from kpi_core.catalog import load_catalog
 from kpi_core.library import Kpi
 from kpi_core.periods import Period
-from kpi_core.warehouse import Warehouse
+from kpi_core.warehouse import open_warehouse
 from tests.browsing import settle
 from tests.test_browser import start_app, visit
 from tests.test_browser_library import type_in
@@ -78,12 +78,12 @@ class Row:
     status: str = ""  # the Board's light in the latest month (for a KPI of the SALES board)
 
 
-def _open(path: Path):
-    wh = Warehouse(path, linger=0)
+def _open(path: Path | str):
+    wh = open_warehouse(str(path), linger=0)  # a file or a PostgreSQL URL
     return wh, load_catalog(wh)
 
 
-def sales_board_pick(path: Path) -> tuple[Row, int]:
+def sales_board_pick(path: Path | str) -> tuple[Row, int]:
     """A KPI of the SALES board that is green or amber in the latest month and whose yearly
     levels, raised a hundredfold, put that month's actual far below the baseline."""
     wh, cat = _open(path)
@@ -140,9 +140,9 @@ def region_pick(path: Path) -> tuple[Row, int]:
         wh.close()
 
 
-def latest_target(path: Path, code: str, year: int) -> tuple:
+def latest_target(path: Path | str, code: str, year: int) -> tuple:
     unit, kpi = code.split("/")
-    wh = Warehouse(path, linger=0)
+    wh = open_warehouse(str(path), linger=0)  # a file or a PostgreSQL URL
     try:
         return wh.one(
             "SELECT t.version, t.baseline, t.target, t.challenge, t.valid_from, t.reason "
@@ -156,7 +156,7 @@ def latest_target(path: Path, code: str, year: int) -> tuple:
 
 
 def target_rows(path: Path) -> int:
-    wh = Warehouse(path, linger=0)
+    wh = open_warehouse(str(path), linger=0)  # a file or a PostgreSQL URL
     try:
         return wh.one("SELECT count(*) FROM target")[0]
     finally:

@@ -11,6 +11,7 @@ from kpi_core.errors import ScopeError
 from kpi_core.migrations import MIGRATIONS
 from kpi_core.warehouse import Warehouse
 
+BOTH_ENGINES = True  # tests/conftest.py: on the DuckDB file and on PostgreSQL
 NOW = datetime(2026, 11, 3, 9, 0)
 ADMIN = access.SYSTEM
 
@@ -28,7 +29,12 @@ def _audit(wh, field=None):
 def _everything(wh) -> str:
     """Every cell of every table, as text: where a token must never be."""
     out = []
-    for (table,) in wh.rows("SELECT table_name FROM information_schema.tables"):
+    tables = wh.rows(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+    )
+    assert len(tables) > 10, tables
+    for (table,) in tables:
         out += [str(c) for r in wh.rows(f'SELECT * FROM "{table}"') for c in r]
     return "\n".join(out)
 

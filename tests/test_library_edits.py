@@ -19,6 +19,7 @@ from kpi_core.warehouse import Warehouse
 from tests.conftest import TODAY
 from tests.said import untranslated
 
+BOTH_ENGINES = True  # tests/conftest.py: on the DuckDB file and on PostgreSQL
 ADMIN = SYSTEM
 THIS_MONTH = TODAY.replace(day=1)
 
@@ -35,7 +36,7 @@ def snapshot(wh: Warehouse) -> dict[str, list]:
     """Everything an edit of the library or the tree could change."""
     return {
         "kpi": wh.rows("SELECT * FROM kpi ORDER BY id"),
-        "tree": wh.rows("SELECT * FROM tree_edge ORDER BY ALL"),
+        "tree": sorted(wh.rows("SELECT * FROM tree_edge"), key=repr),
         "frames": {
             k: s.rows
             for k, s in workbook.read(

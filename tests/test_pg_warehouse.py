@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from kpi_core.catalog import load_catalog
@@ -182,6 +183,65 @@ def test_a_roll_up_probes_the_keys_of_its_pairs_not_whole_tables(postgres, pg_ur
     wh = open_warehouse(pg_url)
     try:
         assert wh.one("SELECT current_setting('random_page_cost')") == ("2",)
+    finally:
+        wh.close()
+
+
+def test_a_read_through_copy_gives_what_the_first_read_gave(pg_url, monkeypatch):
+    """`arrays` reads a text's rows through COPY after its first run (kpi_core/pg_columns.py):
+    the columns must be those of the ordinary fetch, type for type and NULL for NULL — texts
+    with quotes, commas, new lines and nothing at all, and a hostile value still only a value."""
+    from kpi_core import pg_columns
+
+    copies = []
+    read = pg_columns.read
+    monkeypatch.setattr(pg_columns, "read", lambda *a: copies.append(a[1]) or read(*a))
+    wh = open_warehouse(pg_url)
+    try:
+        with wh.transaction(data=False) as cur:
+            cur.execute(
+                """CREATE TABLE probe (i INTEGER, b BIGINT, f DOUBLE PRECISION, n NUMERIC, t VARCHAR,
+                                   d DATE, ts TIMESTAMP, ok BOOLEAN, tags VARCHAR[])"""
+            )
+        rows = [
+            (1, 2**40, 1.5, 2.25, 'say "hi", then\nleave', date(2025, 1, 31),
+             "2025-01-31 08:30:00.123456", True, ["a", "b"]),
+            (2, None, None, None, "", None, None, None, None),
+            (3, 7, -0.1, 10, None, date(1999, 12, 1), "1999-12-01 00:00:00", False, []),
+            (4, 8, 1e300, 0, "'); DROP TABLE probe; --", date(2030, 6, 1),
+             "2030-06-01 23:59:59", True, ["x"]),
+        ]  # fmt: skip
+        with wh.transaction() as cur:
+            cur.executemany("INSERT INTO probe VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        # As a roll-up reads: joined with a table of wanted keys (the only reads through COPY).
+        wanted = {"wanted": pa.table({"i": np.array([1, 2, 3, 4, 5], dtype=np.int32)})}
+        head = "SELECT a.i, b, f, n, t, d, ts, ok FROM probe a JOIN wanted w ON a.i = w.i"
+        sql = f"{head} WHERE a.i >= ? ORDER BY a.i"
+        hostile = f"{head} WHERE t = ? OR a.i >= ? ORDER BY a.i"
+        for text, params in ((sql, [1]), (hostile, ["'); DROP TABLE probe; --", 3])):
+            first = wh.arrays(text, params, wanted)
+            before = len(copies)
+            again = wh.arrays(text, params, wanted)  # through COPY now
+            assert len(copies) == before + 1
+            assert list(first) == list(again)
+            for name in first:
+                a, b = first[name], again[name]
+                assert a.dtype == b.dtype, (name, a.dtype, b.dtype)
+                assert a.tolist() == b.tolist() or (
+                    a.dtype.kind == "f" and np.array_equal(a, b, equal_nan=True)
+                ), (name, a, b)
+        assert wh.one("SELECT count(*) FROM probe") == (4,)
+        empty = wh.arrays(sql, [99], wanted), wh.arrays(sql, [99], wanted)
+        assert [c.dtype for c in empty[0].values()] == [c.dtype for c in empty[1].values()]
+        assert all(len(c) == 0 for c in empty[1].values())
+        # A column type COPY is not read for (an array) keeps the ordinary fetch, and so does
+        # a read without a table of keys.
+        tags = "SELECT a.i, tags FROM probe a JOIN wanted w ON a.i = w.i ORDER BY a.i"
+        before = len(copies)
+        twice = [wh.arrays(tags, [], wanted)["tags"].tolist() for _ in range(2)]
+        assert twice[0] == twice[1] == [["a", "b"], None, [], ["x"]]
+        assert [wh.arrays("SELECT i FROM probe WHERE i >= ?", [1]) for _ in range(2)]
+        assert len(copies) == before
     finally:
         wh.close()
 

@@ -37,7 +37,7 @@ from kpi_core.ingest import sources, template
 from kpi_core.ingest.profile import Measure, Profile
 from kpi_core.ui import PAGES
 from kpi_core.ui.library import export_bytes
-from kpi_core.warehouse import Warehouse
+from kpi_core.warehouse import Warehouse, open_warehouse
 from tests import apptest
 from tests.apptest import ROOT, ok
 
@@ -336,10 +336,16 @@ MEANINGFUL |= {"text_input", "number_input", "data_editor", "file_uploader", "pl
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("page", PAGE_FILES)
 def test_no_page_shows_another_department(page, user, query, wh_file, foreign, monkeypatch):
-    monkeypatch.setenv("KPI_WAREHOUSE", str(wh_file))
-    monkeypatch.setenv("KPI_SECRETS", str(wh_file.parent / "no-secrets.toml"))
+    check_page(page, user, query, wh_file, foreign, monkeypatch, wh_file.parent)
+
+
+def check_page(page, user, query, warehouse, foreign, monkeypatch, tmp: Path) -> None:
+    """`page` as `user` with `query` in the URL: every element, every picker's choice and every
+    tab searched for `foreign`'s strings; a page the role may not see shows only a notice."""
+    monkeypatch.setenv("KPI_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("KPI_SECRETS", str(tmp / "no-secrets.toml"))
     asked = QUERIES[query]
-    at = open_as(monkeypatch, wh_file, page, user, asked)
+    at = open_as(monkeypatch, warehouse, page, user, asked)
     seen = rendered(at)
     assert seen, "nothing rendered"
     if page == "pages/9_Big_Screen.py":
@@ -347,7 +353,7 @@ def test_no_page_shows_another_department(page, user, query, wh_file, foreign, m
         # units asked for in the URL never widen it): the check below finds no other department.
         html = "".join(h.proto.body for h in at.get("html"))
         assert "bs-slide" in html and escape(i18n.t("bs_not_set_up", "en")) not in html
-    elif (roles := _roles(page)) is not None and load_role(wh_file, user) not in roles:
+    elif (roles := _roles(page)) is not None and load_role(warehouse, user) not in roles:
         main = [n.type for n in _nodes(at.main) if hasattr(n, "type")]
         assert any(t in ("info", "warning", "error") for t in main), main
         assert not MEANINGFUL & set(main), main
@@ -364,9 +370,9 @@ def test_no_page_shows_another_department(page, user, query, wh_file, foreign, m
 _ROLES: dict[str, str] = {}
 
 
-def load_role(path: Path, user: str) -> str:
-    if user not in _ROLES:
-        wh = Warehouse(path, linger=0)
+def load_role(warehouse, user: str) -> str:
+    if user not in _ROLES:  # the same demo users on either engine
+        wh = open_warehouse(str(warehouse), linger=0)
         try:
             _ROLES[user] = load_user(wh, user).role
         finally:
@@ -903,3 +909,53 @@ def test_the_scorecard_tree_of_the_viewer_is_inside_the_scope(catalog, viewer_ct
     month = max(e.valid_from for e in cat.edges)
     assert cat.tree(month).get((prod, SCORECARD))
     assert not actor.scope.allows(cat.unit("SALES").id)
+
+
+# --- the same on PostgreSQL (issue 24: access checked on both engines) -------------------------
+# The pages with the plainest URL (every picker's choice and every tab explored), the downloads
+# and the reading commands, on a copy of the demo in PostgreSQL. The users, units and KPIs are
+# the file's, so the foreign strings are the same.
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgres, pg_demo):
+    from tests.conftest import _drop_pg_database, fresh_pg_database
+
+    url = fresh_pg_database(postgres, template=pg_demo)
+    yield url
+    _drop_pg_database(postgres, url)
+
+
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("page", PAGE_FILES)
+def test_no_page_shows_another_department_on_postgresql(
+    page, user, pg_url, foreign, monkeypatch, tmp_path
+):
+    check_page(page, user, "plain", pg_url, foreign, monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pg_viewer_ctx(pg_url):
+    wh = open_warehouse(pg_url, linger=0)
+    try:
+        yield wh, load_catalog(wh), service.actor(wh, VIEWER)
+    finally:
+        wh.close()
+
+
+@pytest.mark.parametrize(
+    "check", sorted(set(DOWNLOADS.values()), key=lambda f: f.__name__), ids=lambda f: f.__name__
+)
+def test_no_download_holds_another_department_on_postgresql(check, pg_viewer_ctx, foreign):
+    texts = check(pg_viewer_ctx, foreign)
+    hits = foreign[VIEWER].found(texts)
+    assert not hits, "\n".join(dict.fromkeys(hits))
+
+
+@pytest.mark.parametrize("command", ["alerts", "export", "score"])
+def test_no_reading_command_gives_another_department_on_postgresql(
+    command, pg_url, tmp_path, foreign
+):
+    out = CLI[command](pg_url, tmp_path, foreign)
+    hits = foreign[VIEWER].found([out] if isinstance(out, str) else list(out))
+    assert not hits, "\n".join(dict.fromkeys(hits))

@@ -14,7 +14,11 @@ def _parser() -> argparse.ArgumentParser:
         "scope, 4 warehouse busy, 5 source unreachable or "
         "unreadable.",
     )
-    p.add_argument("--warehouse", metavar="PATH", help="DuckDB warehouse file")
+    p.add_argument(
+        "--warehouse",
+        metavar="PATH|URL",
+        help="the warehouse: a DuckDB file, or a PostgreSQL URL (postgresql+psycopg://…)",
+    )
     who = p.add_mutually_exclusive_group()
     who.add_argument(
         "--user",
