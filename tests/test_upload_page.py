@@ -418,7 +418,7 @@ def test_an_erp_export_loads_through_a_saved_profile(wh_path, monkeypatch):
     name_box.input("ERP orders (copy)").run()
     next(b for b in at.button if b.key.endswith("_save")).click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.selectbox(key="up_profile").value == "ERP orders (copy)"
+    assert at.selectbox(key="up_profile_en").value == "ERP orders (copy)"
     assert "ERP orders (copy)" in profile.names(Warehouse(wh_path, linger=0))
 
     counts = {m.label: m.value for m in at.metric}
@@ -429,6 +429,27 @@ def test_an_erp_export_loads_through_a_saved_profile(wh_path, monkeypatch):
     assert actual(wh_path, "NORTH", "REV", "2024-12") == 1_500_000
     history = frame_with(at, "Batch")
     assert history.iloc[0]["Source"] == "ERP orders (copy)"
+
+
+def test_the_profile_choice_survives_a_language_switch_and_speaks_the_new_one(wh_path, monkeypatch):
+    """A selectbox keeps the label it was first drawn with, so the Chinese page showed "None
+    (detect the layout)": each language draws its own, starting from the choice made."""
+    wh = Warehouse(wh_path, linger=0)
+    try:
+        profile.save(wh, orders_profile(), SYSTEM)
+    finally:
+        wh.close()
+    at = open_page(wh_path, monkeypatch)
+    auto = {lang: i18n.t("up_profile_auto", lang) for lang in ("en", "zh")}
+    assert at.selectbox(key="up_profile_en").options == [auto["en"], "ERP orders"]
+    at.selectbox(key="up_profile_en").set_value("ERP orders").run()
+    at.segmented_control(key="lang_choice").set_value("zh").run()
+    assert not at.exception, [e.value for e in at.exception]
+    chinese = at.selectbox(key="up_profile_zh")
+    assert chinese.options == [auto["zh"], "ERP orders"] and chinese.value == "ERP orders"
+    chinese.set_value(None).run()
+    at.segmented_control(key="lang_choice").set_value("en").run()
+    assert at.selectbox(key="up_profile_en").value is None
 
 
 def test_profile_editor_says_what_is_missing(wh_path, monkeypatch):

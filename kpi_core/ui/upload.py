@@ -77,11 +77,20 @@ def load_section(ctx: PageContext) -> list[tuple[str, bytes]]:
                 )
             )
     with right:
+        # One widget per language: a selectbox keeps showing the label it was first drawn
+        # with ("None (detect the layout)" on the Chinese page). `up_profile` is the choice
+        # itself, which each language's widget starts from.
+        shown = f"up_profile_{ctx.lang}"
+        if st.session_state.get("up_profile") is None:
+            st.session_state.pop(shown, None)  # to a selectbox None is "nothing chosen"
+        else:
+            st.session_state[shown] = st.session_state.up_profile
         chosen = st.selectbox(
             ctx.t("up_profile"),
             [None, *names],
             format_func=lambda n: ctx.t("up_profile_auto") if n is None else n,
-            key="up_profile",
+            key=shown,
+            on_change=lambda: st.session_state.update(up_profile=st.session_state[shown]),
             help=ctx.t("up_profile_help"),
         )
         default = chosen or ", ".join(sorted(f.name for f in uploaded or [])) or "—"
