@@ -14,6 +14,7 @@ from kpi_core.ui.boundary import guard
 from kpi_core.ui.change_log import audit_section, history_section
 from kpi_core.ui.target_sheet import sheet_section
 from kpi_core.ui.targets import keep_edits, targets_section, weights_section, year_options
+from kpi_core.ui.widgets import open_tab_only
 
 ctx = page("nav_targets")
 with guard(ctx):
@@ -38,8 +39,7 @@ with guard(ctx):
         sections.insert(2, N_("tw_tab_sheet"))
     # Only the open tab runs (issue 22): the others' grids, history and log are drawn when
     # their tab is opened, so a click in one grid does not redraw the other three.
-    labels = st.tabs([ctx.t(s) for s in sections], key="tw_tab", on_change="rerun")
-    tabs = dict(zip(sections, labels, strict=True))
+    tabs = open_tab_only(ctx, sections, "tw_tab")
     if tabs["tw_tab_targets"].open:
         with tabs["tw_tab_targets"]:
             targets_section(ctx, unit_id, year, grain, span[1] if span else None)

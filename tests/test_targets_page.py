@@ -24,7 +24,8 @@ def open_targets(path, monkeypatch, user: str = "head_sales", lang: str = "en") 
 
 def open_tab(at: AppTest, key: str) -> None:
     """Click a tab (by its text's key): only the open tab runs."""
-    at.session_state["tw_tab"] = i18n.t(key, at.session_state["lang"])
+    lang = at.session_state["lang"]
+    at.session_state[f"tw_tab_{lang}"] = i18n.t(key, lang)
     at.run()
     ok(at)
 
@@ -142,6 +143,22 @@ def test_the_second_of_two_sessions_is_refused_and_keeps_its_edits(own_file, mon
     ok(second)
     assert "Saved 2 row(s)" in texts(second)
     assert versions(own_file, "SALES", "NEW_CUST")[-1][:3] == (3, 65.0, 80.0)
+
+
+def test_the_open_tab_stays_open_when_the_language_changes(own_file, monkeypatch):
+    """A keyed tab bar keeps the label it was drawn with: switching the language fell back to
+    the first tab. Each language draws its own bar, opened on the section that was open."""
+    at = open_targets(own_file, monkeypatch)
+    open_tab(at, "tw_tab_weights")
+    assert "tw_weights" in at.session_state
+    for lang in ("zh", "en", "zh"):
+        at.segmented_control(key="lang_choice").set_value(lang).run()
+        ok(at)
+        assert at.session_state[f"tw_tab_{lang}"] == i18n.t("tw_tab_weights", lang)
+        assert any(c.value.startswith(i18n.t("tw_weights_in_force", lang)[:4]) for c in at.caption)
+    open_tab(at, "tw_tab_history")
+    at.segmented_control(key="lang_choice").set_value("en").run()
+    assert at.session_state["tw_tab_en"] == i18n.t("tw_tab_history", "en")
 
 
 def test_weights_are_checked_live_and_saved(own_file, monkeypatch):

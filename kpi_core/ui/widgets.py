@@ -219,3 +219,22 @@ def confirmed(pending: str, name: str, question: str, yes: str, no: str, key: st
     if said_no:
         st.rerun()
     return said_yes
+
+
+def open_tab_only(ctx: PageContext, sections: list[str], key: str) -> dict:
+    """`st.tabs` of `sections` (message keys) that runs only the open tab, by section.
+
+    One tab bar per language, opened on the section that was open before: a keyed tab bar keeps
+    the label it was drawn with, so switching the language fell back to the first tab.
+    """
+    shown = f"{key}_{ctx.lang}"
+    for lang in i18n.LANGS:
+        if lang != ctx.lang:
+            st.session_state.pop(f"{key}_{lang}", None)
+    was = st.session_state.get(f"{key}_open")
+    if shown not in st.session_state and was in sections:
+        st.session_state[shown] = ctx.t(was)
+    bars = st.tabs([ctx.t(s) for s in sections], key=shown, on_change="rerun")
+    tabs = dict(zip(sections, bars, strict=True))
+    st.session_state[f"{key}_open"] = next((s for s in sections if tabs[s].open), None)
+    return tabs
