@@ -16,7 +16,6 @@ path.
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,8 +39,7 @@ _ARROW: dict[int, pa.DataType] = {
 }
 
 Shape = tuple[tuple[str, ...], tuple[int, ...]]
-_shapes: dict[str, Shape | None] = {}
-_lock = threading.Lock()
+_shapes: dict[str, Shape | None] = {}  # by PostgreSQL text; one item set at a time
 
 
 def shape_of(text: str) -> Shape | None:
@@ -52,8 +50,7 @@ def shape_of(text: str) -> Shape | None:
 def remember(text: str, names: Sequence[str], oids: Sequence[int]) -> None:
     """Record `text`'s columns after its first run; a type COPY is not read for marks it out."""
     fits = all(oid in _ARROW for oid in oids) and len(set(names)) == len(names)
-    with _lock:
-        _shapes[text] = (tuple(names), tuple(oids)) if fits else None
+    _shapes[text] = (tuple(names), tuple(oids)) if fits else None
 
 
 def known(text: str) -> bool:
