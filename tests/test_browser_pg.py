@@ -44,14 +44,20 @@ def two_servers(postgres, pg_demo):
     _drop_pg_database(postgres, url)
 
 
+def sales_board(wh):
+    """(catalog, the SALES unit, the latest month, the SALES board's lines then)."""
+    cat = load_catalog(wh)
+    _, latest = data_range(wh, Scope.all(), cat)
+    sales = cat.unit("SALES")
+    lines = board(wh, cat, Scope.all(), sales.id, Period("M", latest), as_of=latest).lines
+    return cat, sales, latest, lines
+
+
 def sales_line(url: str, code: str):
     """The SALES board's line of KPI `code` in the latest month, read through the core."""
     wh = open_warehouse(url, linger=0)
     try:
-        cat = load_catalog(wh)
-        _, latest = data_range(wh, Scope.all(), cat)
-        sales = cat.unit("SALES")
-        lines = board(wh, cat, Scope.all(), sales.id, Period("M", latest), as_of=latest).lines
+        cat, _, latest, lines = sales_board(wh)
         return next(ln for ln in lines if cat.kpis[ln.node.kpi_id].code == code), cat, latest
     finally:
         wh.close()
@@ -62,10 +68,7 @@ def upload_pick(url: str, avoid: str) -> tuple[str, str, str, float, str]:
     latest month: (KPI code, region code, month, its value there, the KPI's English name)."""
     wh = open_warehouse(url, linger=0)
     try:
-        cat = load_catalog(wh)
-        _, latest = data_range(wh, Scope.all(), cat)
-        sales = cat.unit("SALES")
-        lines = board(wh, cat, Scope.all(), sales.id, Period("M", latest), as_of=latest).lines
+        cat, sales, latest, lines = sales_board(wh)
         for line in lines:
             kpi = cat.kpis[line.node.kpi_id]
             if kpi.code == avoid or kpi.aggregation != "sum":

@@ -563,12 +563,18 @@ def test_every_download_has_a_scope_check():
     assert not stale, f"DOWNLOADS names call sites that are gone: {stale}"
 
 
-@pytest.mark.parametrize(
+each_download = pytest.mark.parametrize(
     "check", sorted(set(DOWNLOADS.values()), key=lambda f: f.__name__), ids=lambda f: f.__name__
 )
+
+
+@each_download
 def test_no_download_holds_another_department(check, viewer_ctx, foreign):
-    texts = check(viewer_ctx, foreign)
-    hits = foreign[VIEWER].found(texts)
+    check_download(check, viewer_ctx, foreign)
+
+
+def check_download(check, ctx, foreign) -> None:
+    hits = foreign[VIEWER].found(check(ctx, foreign))
     assert not hits, "\n".join(dict.fromkeys(hits))
 
 
@@ -943,13 +949,9 @@ def pg_viewer_ctx(pg_url):
         wh.close()
 
 
-@pytest.mark.parametrize(
-    "check", sorted(set(DOWNLOADS.values()), key=lambda f: f.__name__), ids=lambda f: f.__name__
-)
+@each_download
 def test_no_download_holds_another_department_on_postgresql(check, pg_viewer_ctx, foreign):
-    texts = check(pg_viewer_ctx, foreign)
-    hits = foreign[VIEWER].found(texts)
-    assert not hits, "\n".join(dict.fromkeys(hits))
+    check_download(check, pg_viewer_ctx, foreign)
 
 
 @pytest.mark.parametrize("command", ["alerts", "export", "score"])

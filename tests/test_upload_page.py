@@ -393,12 +393,16 @@ def orders_profile(name="ERP orders") -> profile.Profile:
     )
 
 
-def test_an_erp_export_loads_through_a_saved_profile(wh_path, monkeypatch):
+def save_orders_profile(wh_path) -> None:
     wh = Warehouse(wh_path, linger=0)
     try:
         profile.save(wh, orders_profile(), SYSTEM)
     finally:
         wh.close()
+
+
+def test_an_erp_export_loads_through_a_saved_profile(wh_path, monkeypatch):
+    save_orders_profile(wh_path)
     at = open_page(wh_path, monkeypatch)
     at.file_uploader[0].upload("orders.xlsx", orders_xlsx()).run()
     # Auto-detection finds nothing KPI-shaped, and says where to go.
@@ -434,11 +438,7 @@ def test_an_erp_export_loads_through_a_saved_profile(wh_path, monkeypatch):
 def test_the_profile_choice_survives_a_language_switch_and_speaks_the_new_one(wh_path, monkeypatch):
     """A selectbox keeps the label it was first drawn with, so the Chinese page showed "None
     (detect the layout)": each language draws its own, starting from the choice made."""
-    wh = Warehouse(wh_path, linger=0)
-    try:
-        profile.save(wh, orders_profile(), SYSTEM)
-    finally:
-        wh.close()
+    save_orders_profile(wh_path)
     at = open_page(wh_path, monkeypatch)
     auto = {lang: i18n.t("up_profile_auto", lang) for lang in ("en", "zh")}
     assert at.selectbox(key="up_profile_en").options == [auto["en"], "ERP orders"]
