@@ -56,15 +56,16 @@ def can_edit(who: Actor, unit_id: int) -> bool:
     return can(who, "edit_targets", unit_id)
 
 
-def _editor(who: Actor) -> None:
+def require_editor(who: Actor) -> None:
+    """Refuses anyone who may not edit targets and weights (heads and admins may)."""
     if not can(who, "edit_targets"):
         raise ScopeError(Message("pl_err_heads_only"))
 
 
-_NOT_YOURS = Message("ge_not_yours")
+NOT_YOURS = Message("ge_not_yours")
 
 
-def _closed_problem(
+def closed_problem(
     row: int | None, where: str, start: date, end: date | None, closed: list[date]
 ) -> list[CellProblem]:
     """A change from `start` (to `end`, or for good) must not re-judge a closed month."""
@@ -79,7 +80,10 @@ def _closed_problem(
     ]  # fmt: skip
 
 
-def _form_problems(effective: date | None, reason: str | None, need_reason: bool):
+def form_problems(
+    effective: date | None, reason: str | None, need_reason: bool
+) -> list[CellProblem]:
+    """What the save form lacks: the effective date, and the reason where one is needed."""
     out = []
     if effective is None:
         out.append(CellProblem(None, "effective", "", Message("ge_no_effective")))
@@ -88,7 +92,8 @@ def _form_problems(effective: date | None, reason: str | None, need_reason: bool
     return out
 
 
-def _audit_text(value: object) -> str | None:
+def audit_text(value: object) -> str | None:
+    """A level or weight as the audit log keeps it: 15 significant digits, NULL as None."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return f"{value:.15g}" if isinstance(value, float) else str(value)

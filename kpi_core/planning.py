@@ -35,17 +35,17 @@ from kpi_core.access import Actor
 from kpi_core.catalog import SCORECARD, Catalog
 from kpi_core.errors import DuplicateKeyError, ValidationError
 from kpi_core.grid_edits import (
-    _NOT_YOURS,
+    NOT_YOURS,
     CellProblem,
     Conflict,
     ConflictError,
     Saved,
-    _audit_text,
-    _closed_problem,
-    _editor,
-    _form_problems,
     as_problem,
+    audit_text,
     can_edit,
+    closed_problem,
+    form_problems,
+    require_editor,
 )
 from kpi_core.library import Kpi
 from kpi_core.memo import by_data_version
@@ -351,14 +351,14 @@ def check_targets(
     need_reason: bool = False,
 ) -> list[CellProblem]:
     """Every problem of saving `edits` from `effective` on, each at its cell."""
-    problems = _form_problems(effective, reason, need_reason)
+    problems = form_problems(effective, reason, need_reason)
     closed = closed_months(wh)
     rows: list[tuple[int, dict]] = []
     place: dict[int, TargetEdit] = {}
     for n, e in enumerate(edits, start=2):  # "rows" of a targets sheet, as system_import reads it
         where = e.where(cat)
         if not can_edit(who, e.unit_id):
-            problems.append(CellProblem(e.row, "unit", where, _NOT_YOURS))
+            problems.append(CellProblem(e.row, "unit", where, NOT_YOURS))
             continue
         p = Period(e.grain, e.period_start)
         if effective is not None:
@@ -375,7 +375,7 @@ def check_targets(
                         ),
                     )
                 )  # fmt: skip
-            problems += _closed_problem(e.row, where, start, p.end, closed)
+            problems += closed_problem(e.row, where, start, p.end, closed)
         cells = {"unit": cat.units[e.unit_id].code, "kpi": cat.kpis[e.kpi_id].code}
         cells |= {"period": p.label(), **e.new}
         rows.append((n, cells))
@@ -411,7 +411,7 @@ def save_target_grid(
 ) -> Saved:
     """Save what the grid `edited` changes from `base`: refused whole while any cell is bad —
     a cell that is not a number is not left out while the good ones are saved."""
-    _editor(who)
+    require_editor(who)
     edits, problems = target_edits(wh, cat, base, edited)
     return save_targets(
         wh, cat, who, edits, reason=reason, effective=effective, cell_problems=problems
@@ -431,7 +431,7 @@ def save_targets(
     """Write `edits` as new versions, all or nothing. Raises ValidationError (the problems,
     with `cell_problems` found while reading the grid, placed at their cells) or ConflictError
     (rows saved by somebody else meanwhile)."""
-    _editor(who)
+    require_editor(who)
     problems = [*cell_problems]
     problems += check_targets(wh, cat, who, edits, effective, reason, need_reason=True)
     if problems:
@@ -459,7 +459,7 @@ def save_targets(
     cells = pd.DataFrame(
         [
             (now, who.name, "target", e.where(cat).replace(" ", "/"), f,
-             _audit_text(e.old[f]), _audit_text(e.new[f]), reason.strip())
+             audit_text(e.old[f]), audit_text(e.new[f]), reason.strip())
             for e in edits
             for f in e.changed
         ],

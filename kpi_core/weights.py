@@ -13,16 +13,16 @@ from kpi_core.access import Actor
 from kpi_core.catalog import SCORECARD, Catalog, pick_version
 from kpi_core.errors import ValidationError
 from kpi_core.grid_edits import (
-    _NOT_YOURS,
+    NOT_YOURS,
     CellProblem,
     Conflict,
     ConflictError,
     Saved,
-    _closed_problem,
-    _editor,
-    _form_problems,
     as_problem,
     can_edit,
+    closed_problem,
+    form_problems,
+    require_editor,
 )
 from kpi_core.messages import Items, Message
 from kpi_core.month_locks import closed_months
@@ -265,14 +265,14 @@ def check_weights(
     need_reason: bool = False,
 ) -> list[CellProblem]:
     """Problems of saving weight edits from `effective` on: scope and closed months."""
-    problems = _form_problems(effective, reason, need_reason)
+    problems = form_problems(effective, reason, need_reason)
     closed = closed_months(wh)
     for e in edits:
         if not can_edit(who, e.parent_unit):
-            problems.append(CellProblem(e.rows[0], "parent", e.named, _NOT_YOURS))
+            problems.append(CellProblem(e.rows[0], "parent", e.named, NOT_YOURS))
         elif effective is not None:
             # A new set of weights holds from its month on, with no end.
-            problems += _closed_problem(e.rows[0], e.named, month_of(effective), None, closed)
+            problems += closed_problem(e.rows[0], e.named, month_of(effective), None, closed)
     return problems
 
 
@@ -288,7 +288,7 @@ def save_weight_grid(
 ) -> Saved:
     """Save the weights the grid `edited` changes from `base`; refused whole while any group is
     wrong (a bad group is not left out while the good ones are saved)."""
-    _editor(who)
+    require_editor(who)
     edits, problems = weight_edits(base, edited)
     return save_weights(
         wh, cat, who, edits, reason=reason, effective=effective, cell_problems=problems
@@ -307,7 +307,7 @@ def save_weights(
 ) -> Saved:
     """Write each parent's new weights as a new edge set valid from the effective month, all or
     nothing. Raises ValidationError or ConflictError as `save_targets` does."""
-    _editor(who)
+    require_editor(who)
     problems = [*cell_problems]
     problems += check_weights(wh, who, edits, effective, reason, need_reason=True)
     if problems:

@@ -179,7 +179,7 @@ def test_trends_detail_planning_definitions(demo_wh):
         f"2026-10 组织 GROUP 的计分卡上没有指标 {kpi.code}。",
     )
     check(
-        lambda: grid_edits._editor(viewer),
+        lambda: grid_edits.require_editor(viewer),
         "Only department heads and admins change targets and weights.",
         "只有部门负责人和管理员可以修改目标和权重。",
     )
