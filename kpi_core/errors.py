@@ -67,6 +67,15 @@ class ValidationError(KpiError):
         super().__init__("\n".join([head, *(str(p) for p in problems[:50])]))
 
 
+class LinesError(KpiError):
+    """A file refused for several problems; `lines` holds one a line, each a message that names
+    its place (`str()` is their English, one a line)."""
+
+    def __init__(self, lines: list[Message | str]):
+        super().__init__("\n".join(str(line) for line in lines))
+        self.lines = lines
+
+
 class DuplicateKeyError(KpiError):
     """A write refused by a key of the PostgreSQL warehouse: another server committed the same
     key first (kpi_core/pg_warehouse.py). The code that saves turns it into its own refusal."""

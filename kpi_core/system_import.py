@@ -144,20 +144,29 @@ def _parse_phasing(sheet, plan: Plan, problems) -> None:
         plan.profiles[name] = shares
 
 
+def _new_code(ck: _Checker, row: int, cells, first_row: dict[str, int]) -> str | None:
+    """The row's code, or None with the problem noted: missing, not letters and digits, or the
+    code of an earlier row (`first_row`, which this fills)."""
+    code = ck.text(row, cells, "code", required=True)
+    if code is None:
+        return None
+    if not _CODE.match(code):
+        ck.add(row, "code", Message("sy_code_letters", code=code))
+        return None
+    if code in first_row:
+        ck.add(row, "code", Message("sy_duplicate", code=code, row=first_row[code]))
+        return None
+    first_row[code] = row
+    return code
+
+
 def _parse_units(sheet, plan: Plan, units: dict, problems) -> None:
     ck = _Checker(sheet, problems)
     first_row: dict[str, int] = {}
     for order, (row, cells) in enumerate(sheet.rows):
-        code = ck.text(row, cells, "code", required=True)
+        code = _new_code(ck, row, cells, first_row)
         if code is None:
             continue
-        if not _CODE.match(code):
-            ck.add(row, "code", Message("sy_code_letters", code=code))
-            continue
-        if code in first_row:
-            ck.add(row, "code", Message("sy_duplicate", code=code, row=first_row[code]))
-            continue
-        first_row[code] = row
         name_zh = ck.text(row, cells, "name_zh")
         name_en = ck.text(row, cells, "name_en")
         if not name_zh and not name_en:
@@ -195,16 +204,9 @@ def _parse_kpis(sheet, plan: Plan, kpis: dict, problems) -> None:
     first_row: dict[str, int] = {}
     rows: dict[str, int] = {}
     for order, (row, cells) in enumerate(sheet.rows):
-        code = ck.text(row, cells, "code", required=True)
+        code = _new_code(ck, row, cells, first_row)
         if code is None:
             continue
-        if not _CODE.match(code):
-            ck.add(row, "code", Message("sy_code_letters", code=code))
-            continue
-        if code in first_row:
-            ck.add(row, "code", Message("sy_duplicate", code=code, row=first_row[code]))
-            continue
-        first_row[code] = row
         name_zh, name_en = ck.text(row, cells, "name_zh"), ck.text(row, cells, "name_en")
         if not name_zh and not name_en:
             ck.add(row, "name_zh", Message("sy_kpi_name"))

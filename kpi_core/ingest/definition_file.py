@@ -30,7 +30,7 @@ import tomli_w
 
 from kpi_core.access import ROLE_NAMES, Actor, can
 from kpi_core.catalog import Catalog
-from kpi_core.errors import KpiError, ScopeError
+from kpi_core.errors import LinesError, ScopeError
 from kpi_core.ingest import profile, sources, target_mapping
 from kpi_core.ingest.template import STORED
 from kpi_core.messages import Items, Message
@@ -42,13 +42,8 @@ KINDS = ("profile", "source", "targets")
 Path = tuple[str | int, ...]  # a place in the file: keys, and list positions from 0
 
 
-class DefinitionError(KpiError):
-    """A profile or source file that cannot be used; `lines` holds one problem a line, each a
-    message that names its place (`str()` is their English, one a line)."""
-
-    def __init__(self, lines: list[Message | str]):
-        super().__init__("\n".join(str(line) for line in lines))
-        self.lines = lines
+class DefinitionError(LinesError):
+    """A profile or source file that cannot be used."""
 
 
 # What a file describes, as a message names it; the command that reads it keeps its name.

@@ -30,7 +30,7 @@ import pandas as pd
 from kpi_core import planning
 from kpi_core.access import Actor, can
 from kpi_core.catalog import Catalog
-from kpi_core.errors import KpiError, Problem, ScopeError, ValidationError
+from kpi_core.errors import LinesError, Problem, ScopeError, ValidationError
 from kpi_core.ingest import profile
 from kpi_core.ingest.files import Table
 from kpi_core.ingest.names import norm
@@ -43,13 +43,8 @@ LEVEL_KEYS = ("baseline", "target", "challenge")
 GRAINS = {"month": "M", "quarter": "Q", "year": "Y"}
 
 
-class TargetMappingError(KpiError):
-    """A target mapping that is incomplete or does not fit the file; `lines` holds one problem a
-    line, each naming its place (`str()` is their English, one a line)."""
-
-    def __init__(self, lines: list[Message | str]):
-        super().__init__("\n".join(str(line) for line in lines))
-        self.lines = lines
+class TargetMappingError(LinesError):
+    """A target mapping that is incomplete or does not fit the file."""
 
 
 # What a column is for, and a level, as a message names them.
