@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +31,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_scale import compare, load, pick_cases, run_cases  # noqa: E402
 
 from kpi_core import memo  # noqa: E402
+from kpi_core.access import SYSTEM  # noqa: E402
 from kpi_core.catalog import load_catalog  # noqa: E402
+from kpi_core.ingest import intake  # noqa: E402
 from kpi_core.warehouse import Warehouse, open_warehouse  # noqa: E402
 from tests.pgserver import PgServer  # noqa: E402
 
@@ -43,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--path", default="bench/large.duckdb")
     p.add_argument("--repeat", type=int, default=15)
+    p.add_argument("--upload", type=int, default=100_000, help="values of the upload case")
     return p.parse_args()
 
 
@@ -83,6 +88,31 @@ def _plain(v: object) -> object:
     return v
 
 
+class _Undo(Exception):
+    """Ends the upload case's transaction with a rollback: every run writes the same values."""
+
+
+def upload_ms(wh, rows: pd.DataFrame, repeat: int) -> tuple[float, float, float]:
+    """(median, min, max) ms of the product's upload write: `intake._diff` of the rows against
+    the warehouse and `intake._write` of what moves (values, replaced values, change log,
+    yearly summary), in one transaction that is then rolled back."""
+    times = []
+    for _ in range(repeat + 1):  # the first warms up
+        try:
+            with wh.transaction() as cur:
+                t0 = time.perf_counter()
+                diff = intake._diff(cur, rows, "bench upload", "upload", SYSTEM)
+                moving = diff[diff["change"] != "unchanged"]
+                batch = cur.execute("SELECT max(id) FROM batch").fetchall()[0][0]
+                intake._write(cur, moving, batch, "bench", datetime.now(), "bench upload")
+                times.append((time.perf_counter() - t0) * 1000)
+                raise _Undo
+        except _Undo:
+            pass
+    times = times[1:]
+    return statistics.median(times), min(times), max(times)
+
+
 def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,6 +146,25 @@ def main() -> None:
                     f"{name:<28} {f[0]:>8.1f} ({f[1]:.1f}–{f[2]:.1f}) "
                     f"{p[0]:>8.1f} ({p[1]:.1f}–{p[2]:.1f}) {ratio:>6.1f}×  {goal}"
                 )
+            # An upload: `--upload` values of the latest month, each changed (a month of the
+            # whole company on the bench warehouse is 94,000).
+            server.execute(
+                "SELECT setval('value_change_set_id',"
+                " (SELECT coalesce(max(id), 0) + 1 FROM value_change_set))",
+                db="bench",
+            )  # the copy brought the ids, not the sequence
+            rows = file_wh.df(
+                "SELECT kpi_id, unit_id, period, value * 1.01 + 1 AS value FROM actual"
+                " WHERE period = (SELECT max(period) FROM actual) ORDER BY unit_id, kpi_id"
+                " LIMIT ?",
+                [args.upload],
+            )
+            f, p = upload_ms(file_wh, rows, 3), upload_ms(pg_wh, rows, 3)
+            name = f"upload write, {len(rows):,} values"
+            print(
+                f"{name:<28} {f[0]:>8.0f} ({f[1]:.0f}–{f[2]:.0f}) "
+                f"{p[0]:>8.0f} ({p[1]:.0f}–{p[2]:.0f}) {p[0] / f[0]:>6.1f}×"
+            )
             print(f"\n{load()}")
             pg_wh.close()
         finally:
