@@ -254,7 +254,8 @@ def test_a_value_far_away_is_refused_whatever_the_sheet_is_called(tmp_path, shee
 def test_an_import_whose_pushes_fail_waits_for_them_and_exits_cleanly(own_file, tmp_path, receiver):
     """A failing push channel after a CLI import: the process waits for the pushes (every retry
     is made and logged) and closes the warehouse only then — exit 0, never an abort because the
-    push thread was still using the connection. Eight imports at once, each on its own copy."""
+    push thread was still using the connection. Four imports at once (two per core), each on its own
+    copy."""
     if shutil.which("faketime") is None:
         pytest.fail("faketime is missing: apt-get install -y faketime", pytrace=False)
     down = receiver((500, {"error": "down for maintenance"}))
@@ -264,7 +265,7 @@ def test_an_import_whose_pushes_fail_waits_for_them_and_exits_cleanly(own_file, 
     data = tmp_path / "visits.csv"
     data.write_text("period,unit,kpi,value\n2026-10,SALES_E,VISITS,1\n")
     copies = []
-    for k in range(8):
+    for k in range(4):
         copies.append(tmp_path / f"w{k}.duckdb")
         shutil.copy(own_file, copies[-1])
     # The day is fixed: the file's month must not be in the future for the intake. The
