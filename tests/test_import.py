@@ -13,6 +13,7 @@ from kpi_core.periods import parse_period
 from kpi_core.system_import import import_system
 from tests.conftest import sales_system
 from tests.said import chinese, untranslated
+from tests.test_intake_commit import same_rows, yearly_summary
 
 
 def table_counts(wh):
@@ -161,13 +162,8 @@ def test_reimport_changes_only_what_changed_and_keeps_replaced_values(sales_wh, 
     replaced = sales_wh.rows("SELECT old_value, old_batch_id FROM actual_replaced")
     assert replaced == [(0.0, 1)]
     # The yearly summary moved with the actuals, in the same transaction.
-    summary = sales_wh.rows("SELECT * FROM actual_year ORDER BY ALL")
-    fresh = sales_wh.rows(
-        """SELECT kpi_id, unit_id, year(period), sum(value), avg(value),
-                  arg_max(value, period), count(*), max(period)
-           FROM actual GROUP BY ALL ORDER BY ALL"""
-    )
-    assert summary == fresh and len(summary) == 12
+    summary, fresh = yearly_summary(sales_wh)
+    assert same_rows(summary, fresh) and len(summary) == 12
     # The safety incident is a veto: production's August and its year collapse to 0 / red.
     aug = service.score_unit(sales_wh, access.SYSTEM, "PROD", parse_period("2024-08"))
     assert aug["score"] == 0 and aug["status"] == "red" and aug["vetoed_by"] == ["SAFETY"]
