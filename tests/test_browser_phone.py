@@ -115,6 +115,8 @@ def test_the_sidebar_closes_after_navigating_on_a_phone(browser, phone_app):
     page.wait_for_function(SIDEBAR_OPEN, timeout=10_000)
     assert sidebar_open(page)
     page.locator("[data-testid='stSidebar'] a[href*='Tree']").click()
+    # The click's run may not have started when settle() looks (failed once under load).
+    page.wait_for_function("() => location.pathname.endsWith('/Tree')", timeout=30_000)
     settle(page)
     assert "/Tree" in page.url
     # It slides out: closed by the end of its animation.
