@@ -112,8 +112,11 @@ def _notes(ctx: PageContext, problems, field: str) -> None:
         st.error(error_text(ctx, m), icon=":material/error:")
 
 
-# Keys built below as "lib_kind_…" / "lib_persp_…", written out so that extraction finds them.
+# Keys built below as "lib_kind_…" / "lib_persp_…" / "lib_field_…", written out so that
+# extraction finds them.
 _LIB_KIND_KEYS = (
+    N_("lib_field_kind"),
+    N_("lib_field_perspective"),
     N_("lib_kind_process"),
     N_("lib_kind_result"),
     N_("lib_persp_customer"),
@@ -192,23 +195,9 @@ def edit_section(ctx: PageContext, code: str | None) -> None:
 
         c1, c2, c3 = st.columns(3)
         with c1:
-            st.selectbox(
-                ctx.t("lib_field_perspective"),
-                [None, *PERSPECTIVES],
-                format_func=lambda p: "—" if p is None else ctx.t("lib_persp_" + p),
-                placeholder="—",
-                key="lib_f_perspective",
-            )
-            _notes(ctx, problems, "perspective")
+            _optional_pick(ctx, problems, "perspective", PERSPECTIVES, "lib_persp_")
         with c2:
-            st.selectbox(
-                ctx.t("lib_field_kind"),
-                [None, *KINDS],
-                format_func=lambda k: "—" if k is None else ctx.t("lib_kind_" + k),
-                placeholder="—",
-                key="lib_f_kind",
-            )
-            _notes(ctx, problems, "kind")
+            _optional_pick(ctx, problems, "kind", KINDS, "lib_kind_")
         with c3:
             st.checkbox(ctx.t("lib_field_veto"), key="lib_f_veto", help=ctx.t("lib_veto_help"))
         c1, c2, c3 = st.columns(3)
@@ -283,3 +272,16 @@ def _smart(ctx: PageContext, code: str) -> None:
         )
     else:
         st.success(ctx.t("lib_smart_ok", code=code))
+
+
+def _optional_pick(ctx, problems, field: str, options, words: str) -> None:
+    """A select of `options` or none ("—"), each named by the message `words` + option, with
+    the problems of `field` below it."""
+    st.selectbox(
+        ctx.t(f"lib_field_{field}"),
+        [None, *options],
+        format_func=lambda o: "—" if o is None else ctx.t(words + o),
+        placeholder="—",
+        key=f"lib_f_{field}",
+    )
+    _notes(ctx, problems, field)
